@@ -1,0 +1,183 @@
+/*
+ * rpc — the bridge between libuv event loops and the gRPC C core.
+ *
+ * One rpc_runtime per process owns one grpc_completion_queue and one thread
+ * that drains it (grpc_completion_queue_next). Each completed batch is
+ * handed to the libuv loop given at creation with uv_async_send, and every
+ * callback below runs on that loop's thread: daemon code never touches the
+ * completion queue and never blocks its loop on gRPC.
+ *
+ * Messages are opaque bytes (the caller packs/unpacks protobuf-c). At most
+ * one SEND_MESSAGE is in flight per call; further sends are queued in order.
+ *
+ * Client streams reconnect by themselves with jittered exponential backoff
+ * (initial 200 ms, doubling, capped, ±20 % jitter) until closed.
+ *
+ * Transport security: struct rpc_creds with cert/key/ca files gives mutual
+ * TLS; insecure = 1 gives plaintext (the caller logs the warning).
+ *
+ * Ownership: every object is created and freed through this API on the
+ * loop thread. Bytes passed to send functions are copied. Bytes passed to
+ * callbacks are valid only during the callback.
+ */
+#ifndef EDGE_COMMON_RPC_H
+#define EDGE_COMMON_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct rpc_runtime;
+struct rpc_stream;
+struct rpc_server;
+struct rpc_call;
+
+/* Credentials: paths to PEM files (mTLS), or insecure plaintext. For a
+ * client, ca verifies the server and cert/key are the client certificate;
+ * for a server, ca verifies client certificates (required when given). */
+struct rpc_creds {
+  const char *cert_file;
+  const char *key_file;
+  const char *ca_file;
+  int insecure;
+  /* Client only: overrides the name checked in the server certificate
+   * (default: the host part of the target). */
+  const char *server_name_override;
+};
+
+/* grpc status codes used by this project (same numbers as grpc_status_code). */
+enum {
+  RPC_STATUS_OK = 0,
+  RPC_STATUS_CANCELLED = 1,
+  RPC_STATUS_INVALID_ARGUMENT = 3,
+  RPC_STATUS_DEADLINE_EXCEEDED = 4,
+  RPC_STATUS_NOT_FOUND = 5,
+  RPC_STATUS_FAILED_PRECONDITION = 9,
+  RPC_STATUS_UNIMPLEMENTED = 12,
+  RPC_STATUS_INTERNAL = 13,
+  RPC_STATUS_UNAVAILABLE = 14,
+};
+
+/* Error codes returned by functions below (negative). */
+enum {
+  RPC_ERR_INVALID = -1, /* bad argument */
+  RPC_ERR_CREDS = -2,   /* certificate/key/CA could not be loaded */
+  RPC_ERR_BIND = -3,    /* server could not listen on the address */
+  RPC_ERR_CLOSED = -4,  /* the call/stream is finished or closing */
+  RPC_ERR_NOMEM = -5,
+};
+const char *rpc_strerror(int err);
+
+/* ---- runtime ---------------------------------------------------------- */
+
+/* Starts the completion-queue thread delivering to loop. 0 or negative. */
+int rpc_runtime_new(uv_loop_t *loop, struct rpc_runtime **out);
+/* Shuts the queue down and joins the thread. Every stream and server must
+ * have been closed (their done callbacks called) before. Runs the loop
+ * internally until outstanding tags drain. */
+void rpc_runtime_free(struct rpc_runtime *rt);
+
+/* ---- client streams --------------------------------------------------- */
+
+struct rpc_stream_callbacks {
+  /* The call was started (a new connection attempt is under way): queued
+   * sends now flow. Send the opening message (Hello) here; sends made while
+   * disconnected are dropped, not queued across reconnects. */
+  void (*on_open)(void *ud);
+  /* One message from the server. */
+  void (*on_message)(void *ud, const uint8_t *data, size_t len);
+  /* The stream ended (status, details from the server or transport). A
+   * reconnect is scheduled after backoff unless rpc_stream_close was called.
+   * backoff_ms is the delay before the next attempt. */
+  void (*on_close)(void *ud, int status, const char *details, uint32_t backoff_ms);
+};
+
+struct rpc_stream_opts {
+  const char *target; /* "127.0.0.1:7000" */
+  const char *method; /* "/edge.v1.ConfigSync/Stream" */
+  struct rpc_creds creds;
+  uint32_t backoff_initial_ms; /* 0: 200 */
+  uint32_t backoff_max_ms;     /* 0: 10000 */
+  /* The backoff resets to initial once a stream stays up this long or
+   * receives a message (0: 5000). */
+  uint32_t backoff_reset_ms;
+};
+
+/* Opens a reconnecting client stream. Strings in opts are copied. */
+int rpc_stream_open(struct rpc_runtime *rt, const struct rpc_stream_opts *opts,
+                    const struct rpc_stream_callbacks *cb, void *ud, struct rpc_stream **out);
+/* Queues one message on the current call. Returns RPC_ERR_CLOSED when no
+ * call is open (between reconnects). */
+int rpc_stream_send(struct rpc_stream *s, const uint8_t *data, size_t len);
+/* Half-closes the current call after queued sends (server-streaming RPCs:
+ * send the request, then call this). */
+int rpc_stream_close_send(struct rpc_stream *s);
+/* 1 when a call is currently open. */
+int rpc_stream_is_open(const struct rpc_stream *s);
+/* Cancels the current call, stops reconnecting and frees the stream once
+ * gRPC has released it; done(arg) then runs on the loop (may be NULL). No
+ * other callback runs after this returns. */
+void rpc_stream_close(struct rpc_stream *s, void (*done)(void *arg), void *arg);
+
+/* ---- server ----------------------------------------------------------- */
+
+enum rpc_method_kind { RPC_UNARY, RPC_SERVER_STREAM, RPC_BIDI_STREAM };
+
+struct rpc_call_handler {
+  /* A new call arrived. rpc_call_peer tells who. */
+  void (*on_call)(void *ud, struct rpc_call *call);
+  /* One message from the client (unary: the request). */
+  void (*on_message)(void *ud, struct rpc_call *call, const uint8_t *data, size_t len);
+  /* The client half-closed (may be NULL). */
+  void (*on_half_close)(void *ud, struct rpc_call *call);
+  /* Every queued send has been written (may be NULL): a producer that sends
+   * only the newest state uses this to send again without building a queue. */
+  void (*on_drained)(void *ud, struct rpc_call *call);
+  /* The call is over (finished by us, cancelled by the peer, or server
+   * shutdown). The call is freed after this returns. */
+  void (*on_done)(void *ud, struct rpc_call *call);
+};
+
+struct rpc_server_opts {
+  const char *listen; /* "127.0.0.1:7000", "0.0.0.0:7000" */
+  struct rpc_creds creds;
+};
+
+/* Creates a server. On failure returns negative and writes a reason. */
+int rpc_server_new(struct rpc_runtime *rt, const struct rpc_server_opts *opts,
+                   struct rpc_server **out, char *err, size_t errlen);
+/* Registers a method before rpc_server_start. Unregistered methods answer
+ * UNIMPLEMENTED. */
+int rpc_server_add_method(struct rpc_server *srv, const char *method, enum rpc_method_kind kind,
+                          const struct rpc_call_handler *h, void *ud);
+/* Binds and starts; negative with a reason on failure (RPC_ERR_BIND). */
+int rpc_server_start(struct rpc_server *srv, char *err, size_t errlen);
+/* Port actually bound (useful with port 0). */
+int rpc_server_port(const struct rpc_server *srv);
+/* Cancels every call (on_done runs for each), shuts down, frees; then
+ * done(arg) runs on the loop. */
+void rpc_server_shutdown(struct rpc_server *srv, void (*done)(void *arg), void *arg);
+
+/* Queues one message to the client. */
+int rpc_call_send(struct rpc_call *call, const uint8_t *data, size_t len);
+/* Number of messages queued or in flight. */
+size_t rpc_call_pending(const struct rpc_call *call);
+/* Ends the call with a status after queued sends. details may be NULL. */
+int rpc_call_finish(struct rpc_call *call, int status, const char *details);
+/* Peer address as gRPC reports it ("ipv4:127.0.0.1:5555"). */
+const char *rpc_call_peer(const struct rpc_call *call);
+/* Subject CN of the verified client certificate, or "" without mTLS. */
+const char *rpc_call_peer_identity(const struct rpc_call *call);
+void rpc_call_set_data(struct rpc_call *call, void *data);
+void *rpc_call_get_data(const struct rpc_call *call);
+
+/* ---- blocking unary client (command-line tools) ----------------------- */
+
+/* Performs one unary call without a loop. On success returns 0 and sets
+ * *resp (malloc'd, caller frees) and *resp_len. On failure returns the
+ * grpc status (>0) or a negative error, with a reason in err. */
+int rpc_unary_call(const char *target, const char *method, const struct rpc_creds *creds,
+                   const uint8_t *req, size_t req_len, uint32_t deadline_ms, uint8_t **resp,
+                   size_t *resp_len, char *err, size_t errlen);
+
+#endif
