@@ -36,6 +36,8 @@ int admin_start(uv_loop_t *loop, const char *listen, struct metrics_registry *me
 int admin_port(const struct admin_server *a);
 /* Exact-path handler. */
 int admin_handle(struct admin_server *a, const char *path, admin_handler_fn fn, void *ud);
+/* admin_set_ready and admin_set_draining are atomic: callable from any
+ * thread. Everything else runs on the admin loop's thread. */
 void admin_set_ready(struct admin_server *a, int ready);
 /* Draining: /readyz answers 503 "draining" from now on. */
 void admin_set_draining(struct admin_server *a, int draining);

@@ -27,7 +27,9 @@ struct metrics_histogram;
 struct metrics_registry *metrics_registry_new(void);
 void metrics_registry_free(struct metrics_registry *r);
 
-/* Returns NULL only on allocation failure. Strings are copied. */
+/* Returns NULL only on allocation failure, when name is already registered
+ * with another type, or (histograms) when bounds are not finite and
+ * strictly increasing. Strings are copied. */
 struct metrics_counter *metrics_counter(struct metrics_registry *r, const char *name,
                                         const char *help, const char *labels);
 struct metrics_gauge *metrics_gauge(struct metrics_registry *r, const char *name, const char *help,
@@ -48,7 +50,9 @@ double metrics_gauge_value(const struct metrics_gauge *g);
 
 void metrics_histogram_observe(struct metrics_histogram *h, double v);
 
-/* Gauge computed at render time by fn(arg) (runs on the rendering thread). */
+/* Gauge computed at render time by fn(arg) (runs on the rendering thread,
+ * with the registry locked: fn must not call metrics_* on the same
+ * registry). Returns 0 or -1. */
 int metrics_gauge_fn(struct metrics_registry *r, const char *name, const char *help,
                      const char *labels, double (*fn)(void *arg), void *arg);
 

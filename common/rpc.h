@@ -7,18 +7,28 @@
  * callback below runs on that loop's thread: daemon code never touches the
  * completion queue and never blocks its loop on gRPC.
  *
- * Messages are opaque bytes (the caller packs/unpacks protobuf-c). At most
- * one SEND_MESSAGE is in flight per call; further sends are queued in order.
+ * Messages are opaque bytes (the caller packs/unpacks protobuf-c), up to
+ * 64 MiB each way (a full state with many certificates exceeds gRPC's
+ * 4 MiB default). At most one SEND_MESSAGE is in flight per call; further
+ * sends are queued in order.
  *
  * Client streams reconnect by themselves with jittered exponential backoff
- * (initial 200 ms, doubling, capped, ±20 % jitter) until closed.
+ * (initial 200 ms, doubling, capped, ±20 % jitter) until closed. Each
+ * attempt uses a fresh gRPC channel, so gRPC's own reconnect backoff never
+ * adds to ours. A server sends its response headers as soon as it accepts
+ * a call, which is how a client knows it really reached the server.
+ *
+ * gRPC's own log lines are routed through common/log (msg=grpc, level
+ * warn for gRPC errors such as a rejected TLS handshake).
  *
  * Transport security: struct rpc_creds with cert/key/ca files gives mutual
  * TLS; insecure = 1 gives plaintext (the caller logs the warning).
  *
  * Ownership: every object is created and freed through this API on the
  * loop thread. Bytes passed to send functions are copied. Bytes passed to
- * callbacks are valid only during the callback.
+ * callbacks are valid only during the callback. rpc_stream_close and
+ * rpc_server_shutdown may be called from inside any callback of the
+ * object; their done callbacks always run later, never inside the call.
  */
 #ifndef EDGE_COMMON_RPC_H
 #define EDGE_COMMON_RPC_H
@@ -70,11 +80,14 @@ const char *rpc_strerror(int err);
 
 /* ---- runtime ---------------------------------------------------------- */
 
-/* Starts the completion-queue thread delivering to loop. 0 or negative. */
+/* Starts the completion-queue thread delivering to loop. 0 or negative.
+ * The runtime keeps the loop alive only while a stream or server exists
+ * (including one still being released after close/shutdown). */
 int rpc_runtime_new(uv_loop_t *loop, struct rpc_runtime **out);
 /* Shuts the queue down and joins the thread. Every stream and server must
- * have been closed (their done callbacks called) before. Runs the loop
- * internally until outstanding tags drain. */
+ * have been closed before (rpc_stream_close / rpc_server_shutdown); if their
+ * done callbacks have not run yet, this runs the loop until they have.
+ * Calls grpc_shutdown (grpc_init/grpc_shutdown are refcounted). */
 void rpc_runtime_free(struct rpc_runtime *rt);
 
 /* ---- client streams --------------------------------------------------- */
@@ -82,7 +95,10 @@ void rpc_runtime_free(struct rpc_runtime *rt);
 struct rpc_stream_callbacks {
   /* The call was started (a new connection attempt is under way): queued
    * sends now flow. Send the opening message (Hello) here; sends made while
-   * disconnected are dropped, not queued across reconnects. */
+   * disconnected are dropped, not queued across reconnects. Runs for every
+   * attempt, including ones that then fail to connect: each on_open is
+   * followed by exactly one on_close (unless rpc_stream_close comes first).
+   * Never runs inside rpc_stream_open. */
   void (*on_open)(void *ud);
   /* One message from the server. */
   void (*on_message)(void *ud, const uint8_t *data, size_t len);
@@ -98,8 +114,8 @@ struct rpc_stream_opts {
   struct rpc_creds creds;
   uint32_t backoff_initial_ms; /* 0: 200 */
   uint32_t backoff_max_ms;     /* 0: 10000 */
-  /* The backoff resets to initial once a stream stays up this long or
-   * receives a message (0: 5000). */
+  /* The backoff resets to initial once a stream stays up this long after
+   * the server's response headers arrived, or receives a message (0: 5000). */
   uint32_t backoff_reset_ms;
 };
 
@@ -134,7 +150,9 @@ struct rpc_call_handler {
    * only the newest state uses this to send again without building a queue. */
   void (*on_drained)(void *ud, struct rpc_call *call);
   /* The call is over (finished by us, cancelled by the peer, or server
-   * shutdown). The call is freed after this returns. */
+   * shutdown). The call is freed after this returns. Runs exactly once for
+   * every call that got on_call, and no other callback follows it; sends
+   * and finish return RPC_ERR_CLOSED from here on. */
   void (*on_done)(void *ud, struct rpc_call *call);
 };
 
@@ -146,8 +164,10 @@ struct rpc_server_opts {
 /* Creates a server. On failure returns negative and writes a reason. */
 int rpc_server_new(struct rpc_runtime *rt, const struct rpc_server_opts *opts,
                    struct rpc_server **out, char *err, size_t errlen);
-/* Registers a method before rpc_server_start. Unregistered methods answer
- * UNIMPLEMENTED. */
+/* Registers a method before rpc_server_start (method and h are copied).
+ * Unregistered methods answer UNIMPLEMENTED without reaching any handler.
+ * The kind documents intent; every kind is served the same way (messages
+ * in, messages out, finish), so a handler must enforce unary shape itself. */
 int rpc_server_add_method(struct rpc_server *srv, const char *method, enum rpc_method_kind kind,
                           const struct rpc_call_handler *h, void *ud);
 /* Binds and starts; negative with a reason on failure (RPC_ERR_BIND). */
@@ -162,7 +182,9 @@ void rpc_server_shutdown(struct rpc_server *srv, void (*done)(void *arg), void *
 int rpc_call_send(struct rpc_call *call, const uint8_t *data, size_t len);
 /* Number of messages queued or in flight. */
 size_t rpc_call_pending(const struct rpc_call *call);
-/* Ends the call with a status after queued sends. details may be NULL. */
+/* Ends the call with a status after queued sends. details may be NULL
+ * (copied). Further sends return RPC_ERR_CLOSED, and no on_message or
+ * on_half_close follows (on_done still does). */
 int rpc_call_finish(struct rpc_call *call, int status, const char *details);
 /* Peer address as gRPC reports it ("ipv4:127.0.0.1:5555"). */
 const char *rpc_call_peer(const struct rpc_call *call);

@@ -1,0 +1,257 @@
+/*
+ * cert — X.509 helpers on the API OpenSSL 3 and BoringSSL share.
+ *
+ * Expiry is computed with ASN1_TIME_diff against the epoch because the two
+ * libraries disagree on ASN1_TIME_to_tm / ASN1_TIME_to_posix.
+ */
+#include "common/cert.h"
+
+#include <arpa/inet.h>
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int64_t asn1_to_epoch(const ASN1_TIME *t) {
+  ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+  int days = 0, secs = 0;
+  int64_t v = 0;
+  if (epoch && ASN1_TIME_diff(&days, &secs, epoch, t)) v = (int64_t)days * 86400 + secs;
+  ASN1_TIME_free(epoch);
+  return v;
+}
+
+static void name_oneline(const X509_NAME *n, char *out, size_t outlen) {
+  out[0] = '\0';
+  size_t o = 0;
+  for (int i = 0; i < X509_NAME_entry_count(n); i++) {
+    const X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
+    const ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(e);
+    const ASN1_STRING *val = X509_NAME_ENTRY_get_data(e);
+    const char *sn = OBJ_nid2sn(OBJ_obj2nid(obj));
+    int w = snprintf(out + o, outlen - o, "%s%s=%.*s", o ? ", " : "", sn ? sn : "?",
+                     ASN1_STRING_length(val), (const char *)ASN1_STRING_get0_data(val));
+    if (w < 0 || (size_t)w >= outlen - o) break;
+    o += (size_t)w;
+  }
+}
+
+static void cn_of(const X509_NAME *n, char *out, size_t outlen) {
+  out[0] = '\0';
+  int idx = X509_NAME_get_index_by_NID((X509_NAME *)n, NID_commonName, -1);
+  if (idx < 0) return;
+  const ASN1_STRING *val = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, idx));
+  snprintf(out, outlen, "%.*s", ASN1_STRING_length(val), (const char *)ASN1_STRING_get0_data(val));
+}
+
+int cert_parse(const char *pem, size_t len, struct cert_info *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof(*out));
+  BIO *bio = BIO_new_mem_buf(pem, (int)len);
+  if (!bio) return CERT_ERR_INTERNAL;
+  X509 *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+  if (!leaf) {
+    BIO_free(bio);
+    ERR_clear_error();
+    snprintf(err, errlen, "no PEM certificate found");
+    return CERT_ERR_PARSE;
+  }
+  out->chain_len = 1;
+  for (;;) {
+    X509 *more = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    if (!more) break;
+    out->chain_len++;
+    X509_free(more);
+  }
+  ERR_clear_error();
+  BIO_free(bio);
+
+  cn_of(X509_get_subject_name(leaf), out->subject_cn, sizeof(out->subject_cn));
+  name_oneline(X509_get_issuer_name(leaf), out->issuer, sizeof(out->issuer));
+  out->not_before = asn1_to_epoch(X509_get0_notBefore(leaf));
+  out->not_after = asn1_to_epoch(X509_get0_notAfter(leaf));
+
+  GENERAL_NAMES *sans = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+  if (sans) {
+    for (int i = 0; i < (int)sk_GENERAL_NAME_num(sans) && out->n_names < CERT_MAX_NAMES; i++) {
+      const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+      if (gn->type != GEN_DNS) continue;
+      const ASN1_STRING *s = gn->d.dNSName;
+      snprintf(out->names[out->n_names++], sizeof(out->names[0]), "%.*s", ASN1_STRING_length(s),
+               (const char *)ASN1_STRING_get0_data(s));
+    }
+    GENERAL_NAMES_free(sans);
+  }
+  if (out->n_names == 0 && out->subject_cn[0]) {
+    snprintf(out->names[0], sizeof(out->names[0]), "%s", out->subject_cn);
+    out->n_names = 1;
+  }
+  X509_free(leaf);
+  return 0;
+}
+
+int cert_check_key(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
+                   char *err, size_t errlen) {
+  int rc = 0;
+  BIO *cb = BIO_new_mem_buf(cert_pem, (int)cert_len);
+  BIO *kb = BIO_new_mem_buf(key_pem, (int)key_len);
+  X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+  EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+  if (!x) {
+    snprintf(err, errlen, "certificate does not parse as PEM");
+    rc = CERT_ERR_PARSE;
+  } else if (!k) {
+    snprintf(err, errlen, "private key does not parse as PEM");
+    rc = CERT_ERR_KEY;
+  } else if (X509_check_private_key(x, k) != 1) {
+    snprintf(err, errlen, "private key does not match the certificate");
+    rc = CERT_ERR_MISMATCH;
+  }
+  ERR_clear_error();
+  X509_free(x);
+  EVP_PKEY_free(k);
+  BIO_free(cb);
+  BIO_free(kb);
+  return rc;
+}
+
+static char *bio_to_string(BIO *b) {
+  const uint8_t *data;
+  size_t len;
+  char *s = NULL;
+#ifdef OPENSSL_IS_BORINGSSL
+  if (BIO_mem_contents(b, &data, &len) != 1) return NULL;
+#else
+  char *p;
+  long l = BIO_get_mem_data(b, &p);
+  if (l < 0) return NULL;
+  data = (const uint8_t *)p;
+  len = (size_t)l;
+#endif
+  s = malloc(len + 1);
+  if (!s) return NULL;
+  memcpy(s, data, len);
+  s[len] = '\0';
+  return s;
+}
+
+static EVP_PKEY *generate_p256(void) {
+  EVP_PKEY *pkey = NULL;
+  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_EC, NULL);
+  if (ctx && EVP_PKEY_keygen_init(ctx) == 1 &&
+      EVP_PKEY_CTX_set_ec_paramgen_curve_nid(ctx, NID_X9_62_prime256v1) == 1) {
+    if (EVP_PKEY_keygen(ctx, &pkey) != 1) pkey = NULL;
+  }
+  EVP_PKEY_CTX_free(ctx);
+  return pkey;
+}
+
+static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+  X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+  if (!ext) return -1;
+  int ok = X509_add_ext(cert, ext, -1);
+  X509_EXTENSION_free(ext);
+  return ok == 1 ? 0 : -1;
+}
+
+int cert_generate(const char *const *names, int n, int days, int is_ca, const char *ca_cert_pem,
+                  const char *ca_key_pem, char **cert_pem, char **key_pem, char *err,
+                  size_t errlen) {
+  *cert_pem = *key_pem = NULL;
+  if (n < 1) {
+    snprintf(err, errlen, "no names");
+    return CERT_ERR_INTERNAL;
+  }
+  int rc = CERT_ERR_INTERNAL;
+  X509 *ca = NULL;
+  EVP_PKEY *ca_key = NULL;
+  EVP_PKEY *pkey = generate_p256();
+  X509 *x = X509_new();
+  BIO *cb = BIO_new(BIO_s_mem());
+  BIO *kb = BIO_new(BIO_s_mem());
+  if (!pkey || !x || !cb || !kb) goto out;
+  if (ca_cert_pem) {
+    BIO *b1 = BIO_new_mem_buf(ca_cert_pem, -1);
+    BIO *b2 = BIO_new_mem_buf(ca_key_pem, -1);
+    ca = b1 ? PEM_read_bio_X509(b1, NULL, NULL, NULL) : NULL;
+    ca_key = b2 ? PEM_read_bio_PrivateKey(b2, NULL, NULL, NULL) : NULL;
+    BIO_free(b1);
+    BIO_free(b2);
+    if (!ca || !ca_key) {
+      snprintf(err, errlen, "CA certificate or key does not parse");
+      rc = CERT_ERR_PARSE;
+      goto out;
+    }
+  }
+  uint8_t serial[16];
+  RAND_bytes(serial, sizeof(serial));
+  serial[0] &= 0x7f;
+  BIGNUM *bn = BN_bin2bn(serial, sizeof(serial), NULL);
+  ASN1_INTEGER *sn = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+  BN_free(bn);
+  if (!sn) goto out;
+  X509_set_serialNumber(x, sn);
+  ASN1_INTEGER_free(sn);
+  X509_set_version(x, 2);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 86400);
+  X509_set_pubkey(x, pkey);
+  X509_NAME *name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"edge", -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)names[0], -1, -1, 0);
+  X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : name);
+
+  char san[4096];
+  size_t o = 0;
+  san[0] = '\0';
+  for (int i = 0; i < n && o < sizeof(san) - 300; i++) {
+    struct in_addr a4;
+    int is_ip = inet_pton(AF_INET, names[i], &a4) == 1;
+    o += (size_t)snprintf(san + o, sizeof(san) - o, "%s%s:%s", o ? "," : "", is_ip ? "IP" : "DNS",
+                          names[i]);
+  }
+  if (add_ext(x, ca ? ca : x, NID_subject_alt_name, san) != 0) goto out;
+  if (add_ext(x, ca ? ca : x, NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "CA:FALSE") != 0)
+    goto out;
+  if (is_ca && add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") != 0) goto out;
+  if (!is_ca && add_ext(x, ca ? ca : x, NID_ext_key_usage, "serverAuth,clientAuth") != 0) goto out;
+  if (!X509_sign(x, ca_key ? ca_key : pkey, EVP_sha256())) goto out;
+  if (!PEM_write_bio_X509(cb, x) || !PEM_write_bio_PrivateKey(kb, pkey, NULL, NULL, 0, NULL, NULL))
+    goto out;
+  *cert_pem = bio_to_string(cb);
+  *key_pem = bio_to_string(kb);
+  if (*cert_pem && *key_pem) rc = 0;
+out:
+  if (rc != 0) {
+    if (!err[0] || rc == CERT_ERR_INTERNAL) snprintf(err, errlen, "certificate generation failed");
+    free(*cert_pem);
+    free(*key_pem);
+    *cert_pem = *key_pem = NULL;
+  }
+  ERR_clear_error();
+  X509_free(ca);
+  EVP_PKEY_free(ca_key);
+  X509_free(x);
+  EVP_PKEY_free(pkey);
+  BIO_free(cb);
+  BIO_free(kb);
+  return rc;
+}
+
+int cert_name_matches(const char *pattern, const char *name) {
+  if (strcasecmp(pattern, name) == 0) return 1;
+  if (pattern[0] != '*' || pattern[1] != '.') return 0;
+  const char *dot = strchr(name, '.');
+  if (!dot || dot == name) return 0;
+  return strcasecmp(dot + 1, pattern + 2) == 0;
+}
