@@ -1,0 +1,377 @@
+#!/usr/bin/env bash
+# run.sh — the whole HA edge on this machine, with the example Ingresses.
+#
+#   deploy/local/run.sh            build, start, print where to send requests,
+#                                  run until Ctrl-C, then stop everything
+#   deploy/local/run.sh --check    the same, then send the example requests,
+#                                  assert the answers and exit (CI smoke test)
+#   --bin-dir=DIR                  use binaries from DIR (a bazel-bin), no build
+#
+# What runs (all on 127.0.0.1, every process started here is stopped by PID
+# on exit, Ctrl-C or TERM):
+#   example backends  deploy/local/backend.py, 127.0.x.y:18080 (one process)
+#   syncd             gRPC :17000, admin :17001, --source=dir:RUN/manifests
+#   l7proxy l7-1..3   http :17110/:17120/:17130, admin :17111/:17121/:17131,
+#                     https :17113/:17123/:17133 (when the build has TLS)
+#   l4lb lb-a, lb-b   listen :17080 and :17090, admin :17081/:17091,
+#                     replicas from syncd's Membership stream
+# syncd talks mTLS with the proxies and syncctl (a throw-away CA made by
+# pki.sh in RUN/pki); EDGE_INSECURE=1 uses plaintext gRPC instead.
+#
+# RUN/manifests is a live mirror of deploy/examples/ (mirror.py, 0.1 s)
+# plus the generated TLS Secret, so editing a file in deploy/examples/
+# changes routing within a second and no private key lives in the tree.
+#
+# Environment: EDGE_RUN_DIR (default /tmp/edge-local), EDGE_BIN_DIR (use
+# binaries from there, skip the build), EDGE_BAZEL (default "bazel"),
+# EDGE_INSECURE=1, EDGE_READY_TIMEOUT (seconds, default 60).
+set -uo pipefail
+
+if [ -n "${TEST_SRCDIR:-}" ]; then # under bazel test: $0 is named after the target
+  root="$TEST_SRCDIR/${TEST_WORKSPACE:-edge}"
+  here="$root/deploy/local"
+else
+  here="$(cd "$(dirname "$0")" && pwd)"
+  root="$(cd "$here/../.." && pwd)"
+fi
+check=0
+for a in "$@"; do
+  case "$a" in
+    --check) check=1 ;;
+    --bin-dir=*) EDGE_BIN_DIR="$(cd "${a#--bin-dir=}" && pwd)" ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $a (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+run="${EDGE_RUN_DIR:-${TEST_TMPDIR:-/tmp}/edge-local}"
+bazel_cmd="${EDGE_BAZEL:-bazel}"
+ready_timeout="${EDGE_READY_TIMEOUT:-60}"
+insecure="${EDGE_INSECURE:-0}"
+
+say() { printf '[run.sh] %s\n' "$*"; }
+die() { printf '[run.sh] error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- processes
+pids=()
+names=()
+mirror_pid=""
+stopping=0
+
+# start NAME CMD... : starts a process with its output in RUN/logs/NAME.log.
+start() {
+  local name="$1"
+  shift
+  "$@" >"$run/logs/$name.log" 2>&1 &
+  pids+=("$!")
+  names+=("$name")
+}
+
+stop_all() {
+  [ "$stopping" = 1 ] && return
+  stopping=1
+  trap '' INT TERM
+  [ -n "$mirror_pid" ] && kill "$mirror_pid" 2>/dev/null
+  local i
+  # Front to back: load balancers first, backends last, so no request is
+  # sent to something already gone.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null
+  done
+  local deadline=$((SECONDS + 10))
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    while kill -0 "${pids[$i]}" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    if kill -0 "${pids[$i]}" 2>/dev/null; then
+      say "${names[$i]} (pid ${pids[$i]}) did not stop in time: SIGKILL"
+      kill -KILL "${pids[$i]}" 2>/dev/null
+    fi
+    wait "${pids[$i]}" 2>/dev/null
+  done
+  [ -n "$mirror_pid" ] && wait "$mirror_pid" 2>/dev/null
+  say "stopped ${#pids[@]} processes; logs in $run/logs"
+}
+trap 'stop_all' EXIT
+trap 'echo; say "stopping"; exit 130' INT
+trap 'say "stopping"; exit 143' TERM
+
+# Fails with the log tail of any started process that already exited.
+check_alive() {
+  local i
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      say "${names[$i]} exited early; last lines of $run/logs/${names[$i]}.log:"
+      tail -n 15 "$run/logs/${names[$i]}.log" | sed 's/^/    /'
+      return 1
+    fi
+  done
+}
+
+# wait_http URL...: polls each URL for HTTP 200 until the deadline.
+wait_ready() {
+  local deadline=$((SECONDS + ready_timeout)) url
+  for url in "$@"; do
+    until curl -fsS -m 1 -o /dev/null "$url" 2>/dev/null; do
+      check_alive || return 1
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        say "not ready after ${ready_timeout}s: $url"
+        return 1
+      fi
+      sleep 0.2
+    done
+  done
+}
+
+# ------------------------------------------------------------------ binaries
+if [ -n "${EDGE_BIN_DIR:-}" ]; then
+  bin="$EDGE_BIN_DIR"
+else
+  say "building: $bazel_cmd build -c opt //syncd:syncd //syncd:syncctl //l7proxy:l7proxy //l4lb:l4lb"
+  (cd "$root" && $bazel_cmd build -c opt //syncd:syncd //syncd:syncctl //l7proxy:l7proxy //l4lb:l4lb) ||
+    die "build failed"
+  bin="$(cd "$root" && $bazel_cmd info -c opt bazel-bin 2>/dev/null)" || die "bazel info failed"
+fi
+for b in syncd/syncd syncd/syncctl l7proxy/l7proxy l4lb/l4lb; do
+  [ -x "$bin/$b" ] || die "missing binary $bin/$b"
+done
+
+# --------------------------------------------------------------- ports, dirs
+# ports_busy ADDR:PORT...: prints the ones that cannot be bound (one python
+# start for all of them: interpreter start-up is slow on a loaded machine).
+ports_busy() {
+  python3 - "$@" <<'PY'
+import socket, sys
+for a in sys.argv[1:]:
+    host, port = a.rsplit(":", 1)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, int(port)))
+    except OSError:
+        print(a)
+    s.close()
+PY
+}
+backend_specs=()
+want=()
+for p in 17000 17001 17080 17081 17090 17091 17110 17111 17113 17120 17121 17123 17130 17131 17133; do
+  want+=("127.0.0.1:$p")
+done
+while read -r name addr; do
+  backend_specs+=("$name=$addr:18080")
+  want+=("$addr:18080")
+done <<'EOF'
+shop-web-1 127.0.1.1
+shop-web-2 127.0.1.2
+shop-web-3 127.0.1.3
+shop-api-1 127.0.2.1
+shop-api-2 127.0.2.2
+shop-health-1 127.0.3.1
+blog-1 127.0.4.1
+secure-1 127.0.5.1
+fallback-1 127.0.6.1
+EOF
+mapfile -t busy < <(ports_busy "${want[@]}")
+[ "${#busy[@]}" -eq 0 ] || die "ports in use: ${busy[*]} (another run.sh still running?)"
+
+rm -rf "$run"
+mkdir -p "$run/logs" "$run/manifests" "$run/tmp" "$run/syncd-state" || die "cannot create $run"
+chmod 700 "$run"
+
+# ------------------------------------------------------------------- secrets
+"$here/pki.sh" "$run/pki" --secret=default/secure-tls=secure.example.test || die "pki.sh failed"
+cp "$run/pki/tls-secret.yaml" "$run/tmp/gen-tls-secret.yaml" && mv "$run/tmp/gen-tls-secret.yaml" "$run/manifests/"
+if [ "$insecure" = 1 ]; then
+  tls=(--insecure)
+  say "EDGE_INSECURE=1: syncd and the proxies talk plaintext gRPC (fine on 127.0.0.1 only)"
+else
+  tls=(--cert="$run/pki/client.crt" --key="$run/pki/client.key" --ca="$run/pki/ca.crt")
+  syncd_tls=(--cert="$run/pki/syncd.crt" --key="$run/pki/syncd.key" --ca="$run/pki/ca.crt")
+fi
+
+# --------------------------------------------------------- manifest mirror
+# --check must not edit the source tree: it mirrors a copy of the examples
+# and edits that, so the live-edit path is tested end to end.
+examples="$root/deploy/examples"
+if [ "$check" = 1 ]; then
+  mkdir -p "$run/examples" && cp "$examples"/*.yaml "$run/examples/" && examples="$run/examples"
+fi
+# deploy/local/mirror.py keeps RUN/manifests/ex-NAME equal to the examples
+# (polled every 0.1 s, written by rename). The first copy happens before
+# syncd starts.
+"$here/mirror.py" "$examples" "$run/manifests" "$run/tmp" >"$run/logs/mirror.log" 2>&1 &
+mirror_pid=$!
+for _ in $(seq 1 100); do
+  grep -q ready "$run/logs/mirror.log" 2>/dev/null && break
+  kill -0 "$mirror_pid" 2>/dev/null || die "mirror.py failed: $(cat "$run/logs/mirror.log")"
+  sleep 0.1
+done
+
+# ----------------------------------------------------------------- processes
+start backends python3 "$here/backend.py" "${backend_specs[@]}"
+if [ "$insecure" = 1 ]; then syncd_tls=(--insecure); fi
+start syncd "$bin/syncd/syncd" --source="dir:$run/manifests" --listen=127.0.0.1:17000 \
+  --admin=127.0.0.1:17001 --state-dir="$run/syncd-state" "${syncd_tls[@]}"
+
+# The https listener arrives with the TLS issue: probe whether this build
+# accepts it, and run without it (saying so) when it does not.
+https_ok=1
+probe_log="$run/logs/l7proxy-https-probe.log"
+"$bin/l7proxy/l7proxy" --help >"$probe_log" 2>&1
+grep -- '--https' "$probe_log" | grep -qv 'not available' || https_ok=0
+[ "$https_ok" = 1 ] || say "this l7proxy build has no HTTPS listener yet: serving HTTP only"
+for i in 1 2 3; do
+  mkdir -p "$run/l7-$i"
+  args=(--syncd=127.0.0.1:17000 --node-id="l7-$i" --http="127.0.0.1:171${i}0"
+    --admin="127.0.0.1:171${i}1" --advertise="127.0.0.1:171${i}0" --workers=1
+    --cache-dir="$run/l7-$i" --drain-timeout=5s "${tls[@]}")
+  [ "$https_ok" = 1 ] && args+=(--https="127.0.0.1:171${i}3")
+  start "l7-$i" "$bin/l7proxy/l7proxy" "${args[@]}"
+done
+sleep 0.5
+if [ "$https_ok" = 1 ] && ! check_alive >/dev/null 2>&1 && grep -qi 'https' "$run"/logs/l7-*.log; then
+  say "this l7proxy build rejects --https; running HTTP only:"
+  grep -hi 'https' "$run"/logs/l7-1.log | head -1 | sed 's/^/    /'
+  https_ok=0
+  for i in 1 2 3; do
+    idx=$((${#pids[@]} - 4 + i))
+    wait "${pids[$idx]}" 2>/dev/null
+  done
+  pids=("${pids[@]:0:${#pids[@]}-3}")
+  names=("${names[@]:0:${#names[@]}-3}")
+  for i in 1 2 3; do
+    start "l7-$i" "$bin/l7proxy/l7proxy" --syncd=127.0.0.1:17000 --node-id="l7-$i" \
+      --http="127.0.0.1:171${i}0" --admin="127.0.0.1:171${i}1" --advertise="127.0.0.1:171${i}0" \
+      --workers=1 --cache-dir="$run/l7-$i" --drain-timeout=5s "${tls[@]}"
+  done
+fi
+for lb in a:17080:17081 b:17090:17091; do
+  IFS=: read -r n port admin <<<"$lb"
+  start "lb-$n" "$bin/l4lb/l4lb" --listen="127.0.0.1:$port" --syncd=127.0.0.1:17000 \
+    --admin="127.0.0.1:$admin" --node-id="lb-$n" --workers=1 --proxy-protocol=off \
+    --check-interval=500ms --drain-timeout=5s "${tls[@]}"
+done
+
+say "waiting for /readyz (up to ${ready_timeout}s)"
+wait_ready http://127.0.1.1:18080/ http://127.0.6.1:18080/ http://127.0.0.1:17001/readyz http://127.0.0.1:17111/readyz \
+  http://127.0.0.1:17121/readyz http://127.0.0.1:17131/readyz \
+  http://127.0.0.1:17081/readyz http://127.0.0.1:17091/readyz || exit 1
+
+syncctl=("$bin/syncd/syncctl" --syncd=127.0.0.1:17000)
+if [ "$insecure" = 1 ]; then syncctl+=(--insecure); else syncctl+=("${tls[@]}"); fi
+
+cat <<EOF
+
+edge is up. Send requests through either L4 load balancer (HA pair):
+
+  curl -H 'Host: shop.example.test' http://127.0.0.1:17080/             # shop-web (3 endpoints)
+  curl -H 'Host: shop.example.test' http://127.0.0.1:17090/api/cart     # shop-api
+  curl -H 'Host: shop.example.test' http://127.0.0.1:17080/api/v2/health  # shop-health (Exact)
+  curl --resolve blog.example.test:17090:127.0.0.1 http://blog.example.test:17090/
+  curl -H 'Host: nothing.example.test' http://127.0.0.1:17080/          # default backend
+EOF
+if [ "$https_ok" = 1 ]; then
+  cat <<EOF
+  curl --cacert $run/pki/tls-secure-tls.crt --resolve secure.example.test:17113:127.0.0.1 \\
+       https://secure.example.test:17113/                               # TLS (SNI) on l7-1
+  curl --http2 --cacert $run/pki/tls-secure-tls.crt --resolve secure.example.test:17123:127.0.0.1 \\
+       https://secure.example.test:17123/                               # HTTP/2 on l7-2
+EOF
+fi
+cat <<EOF
+
+Each answer is JSON naming the backend that served it. Edit a file in
+deploy/examples/ and the routing changes within a second. Status:
+  ${syncctl[*]} status
+Admin endpoints: syncd :17001, l7-1..3 :17111 :17121 :17131, lb-a :17081, lb-b :17091
+(/healthz /readyz /metrics /config). Logs: $run/logs/
+
+EOF
+"${syncctl[@]}" status || say "syncctl status failed (exit $?)"
+
+if [ "$check" = 0 ]; then
+  say "running; Ctrl-C stops everything"
+  while check_alive; do sleep 1; done
+  say "a process exited; stopping the rest"
+  exit 1
+fi
+
+# ------------------------------------------------------------------- --check
+fails=0
+sent=0
+# expect URL HOST WANT-BACKEND-PREFIX [curl args...]
+expect() {
+  local url="$1" host="$2" want="$3" got
+  shift 3
+  sent=$((sent + 1))
+  got="$(curl -sS -m 5 -H "Host: $host" "$@" -o /dev/null -w '%{http_code} %header{x-backend}' "$url" 2>&1)"
+  case "$got" in
+    "200 $want"*) printf '  ok    %-28s %-22s -> %s\n' "$host" "${url#http://127.0.0.1}" "${got#200 }" ;;
+    *) printf '  FAIL  %-28s %-22s -> %s (want 200 %s)\n' "$host" "${url#http://127.0.0.1}" "$got" "$want"
+       fails=$((fails + 1)) ;;
+  esac
+}
+say "--check: example requests through both load balancers"
+for port in 17080 17090; do
+  u="http://127.0.0.1:$port"
+  expect "$u/" shop.example.test shop-web
+  expect "$u/cart" shop.example.test shop-web
+  expect "$u/api" shop.example.test shop-api
+  expect "$u/api/items/7" shop.example.test shop-api
+  expect "$u/api/v2/health" shop.example.test shop-health
+  expect "$u/api/v2/health/" shop.example.test shop-api
+  expect "$u/other" shop.example.test shop-web
+  expect "$u/" BLOG.example.test blog
+  expect "$u/" unknown.example.test fallback
+done
+# The three shop-web endpoints all get traffic.
+seen=""
+for _ in $(seq 1 30); do
+  seen="$seen $(curl -sS -m 5 -H 'Host: shop.example.test' -o /dev/null -w '%header{x-backend}' http://127.0.0.1:17080/)"
+done
+distinct=$(tr ' ' '\n' <<<"$seen" | grep . | sort -u | wc -l)
+sent=$((sent + 30))
+if [ "$distinct" -eq 3 ]; then say "  ok    shop-web: 3 endpoints answered 30 requests"
+else say "  FAIL  shop-web: $distinct distinct endpoints answered (want 3):$seen" && fails=$((fails + 1)); fi
+if [ "$https_ok" = 1 ]; then
+  expect "https://secure.example.test:17113/" secure.example.test secure \
+    --cacert "$run/pki/tls-secure-tls.crt" --resolve secure.example.test:17113:127.0.0.1
+fi
+# A new file in the (copied) examples directory changes routing within a
+# second: mirror, syncd's debounce, the push to every replica.
+cat >"$run/tmp/gen-check.yaml" <<'EOF'
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: run-check
+  namespace: default
+spec:
+  ingressClassName: edge
+  rules:
+    - host: check.example.test
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service:
+                name: blog
+                port:
+                  number: 80
+EOF
+t0=$(date +%s%N)
+mv "$run/tmp/gen-check.yaml" "$examples/zz-check.yaml"
+routed=0
+for _ in $(seq 1 100); do
+  if [ "$(curl -sS -m 2 -H 'Host: check.example.test' -o /dev/null -w '%header{x-backend}' http://127.0.0.1:17080/)" = blog-1 ]; then
+    routed=1
+    break
+  fi
+  sleep 0.05
+done
+ms=$((($(date +%s%N) - t0) / 1000000))
+sent=$((sent + 1))
+if [ "$routed" = 1 ]; then say "  ok    Ingress added to the examples routed after ${ms} ms"
+else say "  FAIL  new Ingress not routed after ${ms} ms" && fails=$((fails + 1)); fi
+"${syncctl[@]}" status >/dev/null 2>&1 || { say "  FAIL  syncctl status"; fails=$((fails + 1)); }
+say "--check: $sent requests, $fails failed"
+[ "$fails" -eq 0 ]

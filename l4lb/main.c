@@ -1,0 +1,625 @@
+/*
+ * l4lb — the L4 load balancer daemon: flags, wiring and the main loop.
+ *
+ * Threads: the main thread runs one libuv loop with the admin endpoint,
+ * the health checkers, the syncd watch (through common/rpc) and signals;
+ * --workers threads run forward.c's data path. The main thread owns the
+ * membership list and every health decision; whenever the eligible set
+ * (healthy and not draining) changes it builds a new snapshot (Maglev
+ * table) and publishes it, and workers pick it up on their next accept.
+ * Workers report connect failures through an atomic counter per backend
+ * and a uv_async wake-up; the main thread feeds them to the rise/fall
+ * state machine as failed checks.
+ *
+ * SIGTERM/SIGINT: stop accepting, /readyz answers 503, wait for open
+ * connections to finish up to --drain-timeout, then close everything and
+ * exit 0.
+ */
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/admin.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/rpc.h"
+#include "l4lb/backend.h"
+#include "l4lb/checker.h"
+#include "l4lb/forward.h"
+#include "l4lb/maglev.h"
+#include "l4lb/membership.h"
+
+#define L4LB_VERSION "0.1.0"
+#define DRAIN_POLL_MS 100
+
+struct l4lb {
+  uv_loop_t *loop;
+  /* settings */
+  struct flag_list listen, backend;
+  const char *syncd, *cert, *key, *ca, *node_id, *hash, *admin_addr, *log_level;
+  int insecure, proxy_protocol, splice;
+  long workers, table_size, rise, fall;
+  uint32_t connect_timeout_ms, check_interval_ms, check_timeout_ms, drain_timeout_ms;
+  enum maglev_hash_mode hash_mode;
+
+  /* runtime */
+  struct metrics_registry *metrics;
+  struct metrics_counter *m_rebuilds;
+  struct admin_server *admin;
+  struct l4_forwarder *fwd;
+  struct rpc_runtime *rpc;
+  struct l4_watch *watch;
+  char **bound; /* actual listen addresses */
+  size_t nbound;
+  struct l4_backend **members;
+  size_t nmembers;
+  uint64_t members_version;
+  uv_async_t failures_wake;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t drain_timer;
+  uint64_t drain_deadline;
+  int draining;
+  int closing_pending;
+};
+
+static struct l4lb g;
+
+/* ---- snapshot rebuild ------------------------------------------------------- */
+
+static int eligible(const struct l4_backend *b) {
+  return b->health.up && !b->draining;
+}
+
+static void rebuild(const char *why) {
+  struct l4_backend **set = calloc(g.nmembers ? g.nmembers : 1, sizeof(*set));
+  if (!set) {
+    LOG_ERROR("rebuild_failed", "reason=%s", log_q("out of memory; keeping the last table"));
+    return;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < g.nmembers; i++)
+    if (eligible(g.members[i])) set[n++] = g.members[i];
+  struct l4_snapshot *s;
+  char err[256];
+  uint64_t t0 = uv_hrtime();
+  if (l4_snapshot_new(set, n, (uint32_t)g.table_size, &s, err, sizeof(err)) != 0) {
+    LOG_ERROR("rebuild_failed", "reason=%s", log_q(err));
+    free(set);
+    return;
+  }
+  free(set);
+  l4_snapshot_publish(s);
+  metrics_counter_inc(g.m_rebuilds);
+  if (g.admin) admin_set_ready(g.admin, n > 0);
+  LOG_INFO("table_rebuilt", "why=%s backends=%zu of=%zu size=%ld build_us=%llu", log_q(why), n,
+           g.nmembers, g.table_size, (unsigned long long)((uv_hrtime() - t0) / 1000));
+}
+
+static void set_up_gauge(struct l4_backend *b) {
+  if (b->m_up) metrics_gauge_set(b->m_up, b->health.up ? 1 : 0);
+}
+
+/* ---- health ------------------------------------------------------------------- */
+
+static void on_check_result(void *ud, struct l4_backend *b, int ok, const char *why) {
+  if (!health_observe(&b->health, ok)) {
+    LOG_DEBUG(ok ? "check_passed" : "check_failed", "backend=%s reason=%s", log_q(b->name),
+              log_q(why));
+    return;
+  }
+  set_up_gauge(b);
+  LOG_INFO(b->health.up ? "backend_up" : "backend_down", "backend=%s reason=%s", log_q(b->name),
+           log_q(why));
+  rebuild(b->health.up ? "backend up" : "backend down");
+}
+
+/* Worker threads call this after bumping b->connect_failures. */
+static void notify_connect_failure(void *ud, struct l4_backend *b) {
+  uv_async_send(&g.failures_wake);
+}
+
+static void on_failures_wake(uv_async_t *a) {
+  for (size_t i = 0; i < g.nmembers; i++) {
+    struct l4_backend *b = g.members[i];
+    uint64_t now = atomic_load(&b->connect_failures);
+    while (b->failures_seen < now) {
+      b->failures_seen++;
+      if (b->health.up) on_check_result(NULL, b, 0, "connect failed (passive)");
+    }
+  }
+}
+
+/* ---- membership --------------------------------------------------------------- */
+
+static struct l4_backend *find_member(const char *name) {
+  for (size_t i = 0; i < g.nmembers; i++)
+    if (strcmp(g.members[i]->name, name) == 0) return g.members[i];
+  return NULL;
+}
+
+static int same_addresses(const struct l4_backend *b, const struct l4_member *m) {
+  const char *check = b->check_address ? b->check_address : "";
+  return strcmp(b->address, m->address) == 0 && strcmp(check, m->check) == 0;
+}
+
+static void drop_member(struct l4_backend *b) {
+  l4_checker_stop(b);
+  l4_backend_forget_metrics(b);
+  l4_backend_unref(b);
+}
+
+/* Replaces the membership with m[0..n); keeps the health of backends whose
+ * name and addresses are unchanged. */
+static void apply_members(const struct l4_member *m, size_t n, const char *source) {
+  struct l4_backend **next = calloc(n ? n : 1, sizeof(*next));
+  if (!next) {
+    LOG_ERROR("membership_failed", "reason=%s", log_q("out of memory; keeping the last set"));
+    return;
+  }
+  /* 1. drop members that left or changed address (before creating their
+   * replacements, which register the same metric series) */
+  size_t kept = 0;
+  for (size_t i = 0; i < g.nmembers; i++) {
+    struct l4_backend *b = g.members[i];
+    const struct l4_member *want = NULL;
+    for (size_t j = 0; j < n && !want; j++)
+      if (strcmp(m[j].name, b->name) == 0) want = &m[j];
+    if (want && same_addresses(b, want)) {
+      g.members[kept++] = b;
+      continue;
+    }
+    LOG_INFO("backend_removed", "backend=%s", log_q(b->name));
+    drop_member(b);
+  }
+  g.nmembers = kept;
+  /* 2. build the new list in the given order */
+  size_t k = 0;
+  for (size_t j = 0; j < n; j++) {
+    struct l4_backend *b = find_member(m[j].name);
+    if (b) {
+      l4_backend_ref(b);
+    } else {
+      char err[256];
+      if (l4_backend_new(m[j].name, m[j].address, m[j].check[0] ? m[j].check : NULL, m[j].weight,
+                         (int)g.rise, (int)g.fall, g.metrics, &b, err, sizeof(err)) != 0) {
+        LOG_WARN("backend_rejected", "reason=%s", log_q(err));
+        continue;
+      }
+      b->failures_seen = 0;
+      set_up_gauge(b);
+      struct l4_checker_config cc = {g.check_interval_ms, g.check_timeout_ms};
+      l4_checker_start(g.loop, b, &cc, on_check_result, NULL);
+      LOG_INFO("backend_added", "backend=%s address=%s check=%s weight=%u draining=%d",
+               log_q(b->name), log_q(b->address),
+               log_q(b->check_address ? b->check_address : "tcp"), m[j].weight, m[j].draining);
+    }
+    if (b->draining != m[j].draining)
+      LOG_INFO(m[j].draining ? "backend_draining" : "backend_undrained", "backend=%s",
+               log_q(b->name));
+    b->weight = m[j].weight ? m[j].weight : 1;
+    b->draining = m[j].draining;
+    next[k++] = b;
+  }
+  for (size_t i = 0; i < g.nmembers; i++) l4_backend_unref(g.members[i]);
+  free(g.members);
+  g.members = next;
+  g.nmembers = k;
+  rebuild(source);
+}
+
+static void on_membership(void *ud, const struct l4_member *m, size_t n, uint64_t version) {
+  g.members_version = version;
+  apply_members(m, n, "membership update");
+}
+
+/* ---- admin -------------------------------------------------------------------- */
+
+static void reply_json(struct admin_response *resp, int status, json_t *j) {
+  char *text = json_dumps(j, JSON_INDENT(2));
+  json_decref(j);
+  size_t len = text ? strlen(text) : 0;
+  resp->status = status;
+  resp->content_type = "application/json";
+  resp->body = malloc(len + 2);
+  if (!resp->body) {
+    free(text);
+    admin_reply(resp, 500, NULL, "out of memory\n");
+    return;
+  }
+  memcpy(resp->body, text ? text : "", len);
+  resp->body[len] = '\n';
+  resp->body[len + 1] = '\0';
+  resp->body_len = len + 1;
+  free(text);
+}
+
+static const char *hash_name(void) {
+  return g.hash_mode == MAGLEV_HASH_SRC ? "src" : "5tuple";
+}
+
+static void handle_config(void *ud, const char *path, const char *query,
+                          struct admin_response *resp) {
+  struct l4_snapshot *s = l4_snapshot_acquire();
+  json_t *root = json_object();
+  json_object_set_new(root, "version", json_string(L4LB_VERSION));
+  json_object_set_new(root, "hash", json_string(hash_name()));
+  json_object_set_new(root, "table_size", json_integer(g.table_size));
+  json_object_set_new(root, "proxy_protocol", json_boolean(g.proxy_protocol));
+  json_object_set_new(root, "splice", json_boolean(g.splice));
+  json_object_set_new(root, "workers", json_integer(g.workers));
+  json_object_set_new(root, "membership", json_string(g.syncd ? "syncd" : "static"));
+  json_object_set_new(root, "membership_version", json_integer((json_int_t)g.members_version));
+  json_object_set_new(root, "draining", json_boolean(g.draining));
+  json_object_set_new(root, "table_generation", json_integer(s ? (json_int_t)s->generation : 0));
+  json_object_set_new(root, "table_backends", json_integer(s ? (json_int_t)s->n : 0));
+  json_t *ls = json_array();
+  for (size_t i = 0; i < g.nbound; i++) json_array_append_new(ls, json_string(g.bound[i]));
+  json_object_set_new(root, "listeners", ls);
+  json_t *arr = json_array();
+  for (size_t i = 0; i < g.nmembers; i++) {
+    struct l4_backend *b = g.members[i];
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(b->name));
+    json_object_set_new(o, "address", json_string(b->address));
+    json_object_set_new(o, "check", b->check_address ? json_string(b->check_address) : json_null());
+    json_object_set_new(o, "weight", json_integer(b->weight));
+    json_object_set_new(o, "healthy", json_boolean(b->health.up));
+    json_object_set_new(o, "draining", json_boolean(b->draining));
+    uint32_t slots = 0;
+    int in_table = 0;
+    for (size_t j = 0; s && j < s->n; j++) {
+      if (s->backends[j] != b) continue;
+      in_table = 1;
+      for (uint32_t c = 0; c < s->table->n; c++)
+        if (s->table->input_index[c] == j) slots = s->table->owned[c];
+    }
+    json_object_set_new(o, "in_table", json_boolean(in_table));
+    json_object_set_new(o, "slots", json_integer(slots));
+    json_object_set_new(o, "active_connections",
+                        json_integer(b->m_conns ? (json_int_t)metrics_gauge_value(b->m_conns) : 0));
+    json_object_set_new(o, "connect_failures",
+                        json_integer((json_int_t)atomic_load(&b->connect_failures)));
+    json_array_append_new(arr, o);
+  }
+  json_object_set_new(root, "backends", arr);
+  l4_snapshot_unref(s);
+  reply_json(resp, 200, root);
+}
+
+static void handle_lookup(void *ud, const char *path, const char *query,
+                          struct admin_response *resp) {
+  char src[128], dst[128];
+  struct sockaddr_storage ss, ds;
+  socklen_t sl, dl;
+  struct maglev_flow flow;
+  if (admin_query_get(query, "src", src, sizeof(src)) != 0 ||
+      admin_query_get(query, "dst", dst, sizeof(dst)) != 0 ||
+      l4_parse_sockaddr(src, &ss, &sl) != 0 || l4_parse_sockaddr(dst, &ds, &dl) != 0 ||
+      l4_flow_from_addrs(&ss, &ds, &flow) != 0) {
+    admin_reply(resp, 400, NULL,
+                "usage: /lookup?src=IP:PORT&dst=IP:PORT (numeric, same address family)\n");
+    return;
+  }
+  struct l4_snapshot *s = l4_snapshot_acquire();
+  uint32_t slot = 0;
+  int idx = l4_snapshot_pick(s, &flow, g.hash_mode, &slot);
+  json_t *o = json_object();
+  int status = 200;
+  if (idx < 0) {
+    status = 503;
+    json_object_set_new(o, "error", json_string("no healthy backend"));
+  } else {
+    json_object_set_new(o, "backend", json_string(s->backends[idx]->name));
+    json_object_set_new(o, "address", json_string(s->backends[idx]->address));
+    json_object_set_new(o, "slot", json_integer(slot));
+  }
+  json_object_set_new(o, "hash", json_string(hash_name()));
+  l4_snapshot_unref(s);
+  reply_json(resp, status, o);
+}
+
+/* ---- shutdown ------------------------------------------------------------------ */
+
+static void on_closed_step(void *arg) {
+  g.closing_pending--;
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  g.closing_pending--;
+}
+
+static void shutdown_all(void) {
+  LOG_INFO("stopping", "active=%llu", (unsigned long long)l4_forward_active());
+  l4_forward_shutdown(g.fwd);
+  g.fwd = NULL;
+  for (size_t i = 0; i < g.nmembers; i++) drop_member(g.members[i]);
+  g.nmembers = 0;
+  free(g.members);
+  g.members = NULL;
+  l4_snapshot_clear();
+  if (g.watch) {
+    g.closing_pending++;
+    l4_watch_stop(g.watch, on_closed_step, NULL);
+    g.watch = NULL;
+  }
+  if (g.admin) {
+    g.closing_pending++;
+    admin_close(g.admin, on_closed_step, NULL);
+    g.admin = NULL;
+  }
+  g.closing_pending += 4;
+  uv_close((uv_handle_t *)&g.failures_wake, on_handle_closed);
+  uv_close((uv_handle_t *)&g.sigterm, on_handle_closed);
+  uv_close((uv_handle_t *)&g.sigint, on_handle_closed);
+  uv_close((uv_handle_t *)&g.drain_timer, on_handle_closed);
+}
+
+static void on_drain_tick(uv_timer_t *t) {
+  uint64_t active = l4_forward_active();
+  if (active > 0 && uv_now(g.loop) < g.drain_deadline) return;
+  if (active > 0)
+    LOG_WARN("drain_timeout", "closing=%llu", (unsigned long long)active);
+  else
+    LOG_INFO("drained", "%s", "");
+  uv_timer_stop(t);
+  shutdown_all();
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  if (g.draining) return;
+  g.draining = 1;
+  LOG_INFO("draining", "signal=%d active=%llu timeout_ms=%u", signum,
+           (unsigned long long)l4_forward_active(), g.drain_timeout_ms);
+  if (g.admin) admin_set_draining(g.admin, 1);
+  l4_forward_stop_accepting(g.fwd);
+  g.drain_deadline = uv_now(g.loop) + g.drain_timeout_ms;
+  uv_timer_start(&g.drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
+}
+
+/* ---- startup -------------------------------------------------------------------- */
+
+/* Startup failed once threads, sockets or the loop exist: one line, then
+ * leave at once; there is no accepted state to protect yet and the kernel
+ * reclaims the rest. */
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("l4lb: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  _exit(1);
+}
+
+static const char *const synopsis =
+    "--listen=ADDR:PORT... (--backend=ADDR:PORT[,check=ADDR:PORT][,weight=N][,drain]... | "
+    "--syncd=ADDR:PORT) [flags]";
+static const char *const description =
+    "L4 load balancer: spreads TCP connections over L7 replicas with Maglev consistent "
+    "hashing,\nwrites a PROXY protocol v2 header, health-checks replicas (GET /readyz).";
+
+int main(int argc, char **argv) {
+  g.hash = "5tuple";
+  g.admin_addr = NULL;
+  g.log_level = "info";
+  g.proxy_protocol = 1;
+  g.splice = 1;
+  g.workers = (long)uv_available_parallelism();
+  g.table_size = MAGLEV_DEFAULT_M;
+  g.rise = 2;
+  g.fall = 3;
+  g.connect_timeout_ms = 3000;
+  g.check_interval_ms = 2000;
+  g.check_timeout_ms = 1000;
+  g.drain_timeout_ms = 30000;
+  const struct flag_def defs[] = {
+      {"listen", FLAG_LIST, &g.listen, "address to accept TCP on", "ADDR:PORT", 0, 0},
+      {"backend", FLAG_LIST, &g.backend,
+       "static L7 replica; check= is where GET /readyz is asked, without it a "
+       "TCP connect check; drain: no new connections",
+       "ADDR:PORT[,check=ADDR:PORT][,weight=N][,drain]", 0, 0},
+      {"syncd", FLAG_STRING, &g.syncd, "take the replica set from syncd's Membership.Watch",
+       "ADDR:PORT", 0, 0},
+      {"insecure", FLAG_BOOL, &g.insecure, "plaintext gRPC to syncd (no TLS)", NULL, 0, 0},
+      {"cert", FLAG_STRING, &g.cert, "client certificate for syncd (mTLS)", "FILE", 0, 0},
+      {"key", FLAG_STRING, &g.key, "client key for syncd (mTLS)", "FILE", 0, 0},
+      {"ca", FLAG_STRING, &g.ca, "CA that verifies syncd", "FILE", 0, 0},
+      {"node-id", FLAG_STRING, &g.node_id, "this instance's name for syncd (default: hostname)",
+       "NAME", 0, 0},
+      {"hash", FLAG_STRING, &g.hash, "flow key: 5tuple (default) or src (client affinity)",
+       "5tuple|src", 0, 0},
+      {"admin", FLAG_STRING, &g.admin_addr,
+       "admin endpoint (/healthz /readyz /metrics /config "
+       "/lookup)",
+       "ADDR:PORT", 0, 0},
+      {"workers", FLAG_INT, &g.workers, "worker threads (default: cores)", "N", 1, 256},
+      {"table-size", FLAG_INT, &g.table_size, "Maglev table size, a prime (default 65537)", "M", 3,
+       MAGLEV_MAX_M},
+      {"connect-timeout", FLAG_DURATION_MS, &g.connect_timeout_ms,
+       "backend connect timeout (default 3s)", "DURATION", 0, 0},
+      {"check-interval", FLAG_DURATION_MS, &g.check_interval_ms,
+       "health check interval, ±10% jitter (default 2s)", "DURATION", 0, 0},
+      {"check-timeout", FLAG_DURATION_MS, &g.check_timeout_ms, "health check timeout (default 1s)",
+       "DURATION", 0, 0},
+      {"rise", FLAG_INT, &g.rise, "consecutive passed checks to mark a backend up (default 2)", "N",
+       1, 1000},
+      {"fall", FLAG_INT, &g.fall,
+       "consecutive failures (checks or connects) to mark a backend down (default 3)", "N", 1,
+       1000},
+      {"proxy-protocol", FLAG_BOOL, &g.proxy_protocol,
+       "send a PROXY v2 header to backends (default on; off for plain TCP backends)", "on|off", 0,
+       0},
+      {"splice", FLAG_BOOL, &g.splice, "zero-copy splice(2) (default on; off: read/write)",
+       "on|off", 0, 0},
+      {"drain-timeout", FLAG_DURATION_MS, &g.drain_timeout_ms,
+       "on SIGTERM, how long connections may finish (default 30s)", "DURATION", 0, 0},
+      {"log-level", FLAG_STRING, &g.log_level, "debug|info|warn|error", "LEVEL", 0, 0},
+  };
+  size_t ndefs = sizeof(defs) / sizeof(defs[0]);
+  char err[512];
+  log_init("l4lb");
+  int rc = flags_parse(defs, ndefs, argc, argv, NULL, 0, NULL, err, sizeof(err));
+  if (rc == FLAGS_HELP) {
+    flags_usage(stdout, "l4lb", synopsis, description, defs, ndefs);
+    return 0;
+  }
+  if (rc != FLAGS_OK) {
+    fprintf(stderr, "l4lb: %s\n", err);
+    return 2;
+  }
+  enum log_level lvl;
+  if (log_parse_level(g.log_level, &lvl) != 0) {
+    fprintf(stderr, "l4lb: --log-level: expected debug|info|warn|error: %s\n", g.log_level);
+    return 2;
+  }
+  log_set_level(lvl);
+  if (strcmp(g.hash, "5tuple") == 0) {
+    g.hash_mode = MAGLEV_HASH_5TUPLE;
+  } else if (strcmp(g.hash, "src") == 0) {
+    g.hash_mode = MAGLEV_HASH_SRC;
+  } else {
+    fprintf(stderr, "l4lb: --hash: expected 5tuple or src: %s\n", g.hash);
+    return 2;
+  }
+  if (!maglev_is_prime((uint32_t)g.table_size)) {
+    fprintf(stderr, "l4lb: --table-size: %ld is not a prime (try 65537)\n", g.table_size);
+    return 2;
+  }
+  if (g.listen.count == 0) {
+    fprintf(stderr, "l4lb: at least one --listen=ADDR:PORT is required\n");
+    return 2;
+  }
+  if (!g.syncd == !g.backend.count) {
+    fprintf(stderr, "l4lb: give either --syncd=ADDR:PORT or --backend=ADDR:PORT (not both)\n");
+    return 2;
+  }
+  if (g.syncd && !g.insecure && !(g.cert && g.key && g.ca)) {
+    fprintf(stderr, "l4lb: --syncd needs --cert, --key and --ca (or --insecure)\n");
+    return 2;
+  }
+  if (g.connect_timeout_ms == 0 || g.check_interval_ms == 0 || g.check_timeout_ms == 0) {
+    fprintf(stderr, "l4lb: --connect-timeout, --check-interval and --check-timeout must be > 0\n");
+    return 2;
+  }
+  struct l4_member *statics = calloc((size_t)g.backend.count + 1, sizeof(*statics));
+  for (int i = 0; i < g.backend.count; i++) {
+    if (l4_member_parse_static(g.backend.values[i], &statics[i], err, sizeof(err)) != 0) {
+      fprintf(stderr, "l4lb: %s\n", err);
+      free(statics);
+      return 2;
+    }
+    for (int j = 0; j < i; j++)
+      if (strcmp(statics[j].name, statics[i].name) == 0) {
+        fprintf(stderr, "l4lb: --backend=%s given twice\n", statics[i].name);
+        free(statics);
+        return 2;
+      }
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  g.loop = uv_default_loop();
+  g.metrics = metrics_registry_new();
+  g.m_rebuilds = metrics_counter(g.metrics, "edge_l4_table_rebuilds_total",
+                                 "Maglev tables built and published", "");
+  if (g.admin_addr &&
+      admin_start(g.loop, g.admin_addr, g.metrics, &g.admin, err, sizeof(err)) != 0) {
+    die("--admin=%s: %s", g.admin_addr, err);
+  }
+
+  /* listeners: all sockets exist before any worker starts, so a bind
+   * error is reported here as one line */
+  int nw = (int)g.workers;
+  int *fds = calloc((size_t)g.listen.count * (size_t)nw, sizeof(int));
+  g.bound = calloc((size_t)g.listen.count, sizeof(char *));
+  for (int l = 0; l < g.listen.count; l++) {
+    char bound[128];
+    if (l4_listener_open(g.listen.values[l], nw, fds + (size_t)l * (size_t)nw, bound, sizeof(bound),
+                         err, sizeof(err)) != 0) {
+      die("%s", err);
+    }
+    g.bound[g.nbound++] = strdup(bound);
+  }
+
+  uv_async_init(g.loop, &g.failures_wake, on_failures_wake);
+  uv_signal_init(g.loop, &g.sigterm);
+  uv_signal_init(g.loop, &g.sigint);
+  uv_signal_start(&g.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&g.sigint, on_signal, SIGINT);
+  uv_timer_init(g.loop, &g.drain_timer);
+
+  /* the first table (static set, or empty until syncd answers) */
+  if (g.admin) admin_set_ready(g.admin, 0);
+  apply_members(statics, (size_t)g.backend.count, g.syncd ? "start (waiting for syncd)" : "start");
+  free(statics);
+
+  struct l4_forward_config fc = {
+      .hash_mode = g.hash_mode,
+      .connect_timeout_ms = g.connect_timeout_ms,
+      .proxy_protocol = g.proxy_protocol,
+      .splice = g.splice,
+      .metrics = g.metrics,
+      .on_connect_failure = notify_connect_failure,
+  };
+  if (l4_forward_start(&fc, nw, fds, (size_t)g.listen.count, &g.fwd, err, sizeof(err)) != 0) {
+    die("%s", err);
+  }
+  free(fds);
+
+  char host[128] = "l4lb";
+  if (!g.node_id) {
+    gethostname(host, sizeof(host) - 1);
+    g.node_id = host;
+  }
+  if (g.syncd) {
+    if (g.insecure) LOG_WARN("insecure", "syncd=%s reason=%s", g.syncd, log_q("plaintext gRPC"));
+    if (rpc_runtime_new(g.loop, &g.rpc) != 0) {
+      die("cannot start the gRPC runtime");
+    }
+    struct l4_watch_opts wo = {
+        .target = g.syncd,
+        .creds = {.cert_file = g.cert, .key_file = g.key, .ca_file = g.ca, .insecure = g.insecure},
+        .node_id = g.node_id,
+        .address = g.bound[0],
+        .build = L4LB_VERSION,
+    };
+    if ((rc = l4_watch_start(g.rpc, &wo, on_membership, NULL, &g.watch)) != 0) {
+      die("--syncd=%s: %s", g.syncd, rpc_strerror(rc));
+    }
+  }
+
+  char admin_bound[64] = "off";
+  if (g.admin) snprintf(admin_bound, sizeof(admin_bound), "%d", admin_port(g.admin));
+  char listen_all[512] = "";
+  for (size_t i = 0; i < g.nbound; i++)
+    snprintf(listen_all + strlen(listen_all), sizeof(listen_all) - strlen(listen_all), "%s%s",
+             i ? "," : "", g.bound[i]);
+  LOG_INFO("started",
+           "version=%s listen=%s admin_port=%s workers=%ld membership=%s backends=%d hash=%s "
+           "table_size=%ld proxy_protocol=%s splice=%s connect_timeout_ms=%u "
+           "check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld drain_timeout_ms=%u",
+           L4LB_VERSION, listen_all, admin_bound, g.workers, g.syncd ? g.syncd : "static",
+           g.backend.count, hash_name(), g.table_size, g.proxy_protocol ? "on" : "off",
+           g.splice ? "on" : "off", g.connect_timeout_ms, g.check_interval_ms, g.check_timeout_ms,
+           g.rise, g.fall, g.drain_timeout_ms);
+  if (g.admin) {
+    admin_handle(g.admin, "/config", handle_config, NULL);
+    admin_handle(g.admin, "/lookup", handle_lookup, NULL);
+  }
+
+  uv_run(g.loop, UV_RUN_DEFAULT);
+
+  if (g.rpc) rpc_runtime_free(g.rpc);
+  for (size_t i = 0; i < g.nbound; i++) free(g.bound[i]);
+  free(g.bound);
+  uv_loop_close(g.loop);
+  metrics_registry_free(g.metrics);
+  LOG_INFO("stopped", "%s", "");
+  return 0;
+}

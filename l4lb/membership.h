@@ -1,0 +1,70 @@
+/*
+ * membership — where l4lb's replica set comes from: static --backend
+ * flags, or syncd's Membership.Watch stream.
+ *
+ * Both produce a list of struct l4_member (plain data); main.c applies a
+ * list as the whole new set (backends keep their health state across
+ * updates when their name and addresses are unchanged).
+ *
+ * Static spec: ADDR:PORT[,check=ADDR:PORT][,weight=N][,drain]. The name is
+ * "ADDR:PORT". From syncd the name is Replica.node_id (the address when
+ * node_id is empty); replicas with an unusable address are skipped with a
+ * warning (never the whole set), duplicates keep the first.
+ *
+ * The watch stream reconnects by itself (common/rpc); while syncd is away
+ * nothing is delivered, so the last set stays in force.
+ *
+ * Callers: main.c (parse, watch) and the unit tests (parse, decode).
+ */
+#ifndef EDGE_L4LB_MEMBERSHIP_H
+#define EDGE_L4LB_MEMBERSHIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/rpc.h"
+
+#define L4_MEMBER_STR 128
+
+struct l4_member {
+  char name[L4_MEMBER_STR];
+  char address[L4_MEMBER_STR];
+  char check[L4_MEMBER_STR]; /* "" for a TCP connect check */
+  uint32_t weight;
+  int draining;
+};
+
+/* Parses one --backend value. 0 or -1 with a one-line reason. */
+int l4_member_parse_static(const char *spec, struct l4_member *out, char *err, size_t errlen);
+
+/*
+ * Decodes a serialized edge.v1.ReplicaSet into a malloc'd array (caller
+ * frees; may be NULL when empty) of *n members and its version. Bad
+ * replicas are skipped (reasons logged). Returns 0, or -1 when the bytes
+ * are not a ReplicaSet (nothing is returned then).
+ */
+int l4_member_decode_set(const uint8_t *data, size_t len, struct l4_member **out, size_t *n,
+                         uint64_t *version);
+
+struct l4_watch;
+
+/* Receives each new set: members valid only during the call. */
+typedef void (*l4_watch_fn)(void *ud, const struct l4_member *members, size_t n, uint64_t version);
+
+struct l4_watch_opts {
+  const char *target; /* syncd "ADDR:PORT" */
+  struct rpc_creds creds;
+  const char *node_id; /* this l4lb, for syncd's status */
+  const char *address; /* where this l4lb listens, for syncd's status */
+  const char *build;
+};
+
+int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_watch_fn fn,
+                   void *ud, struct l4_watch **out);
+/* Closes the stream; done(arg) runs on the loop once it is released. */
+void l4_watch_stop(struct l4_watch *w, void (*done)(void *arg), void *arg);
+/* 1 once at least one set has been received. */
+int l4_watch_synced(const struct l4_watch *w);
+
+#endif

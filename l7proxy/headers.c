@@ -1,0 +1,378 @@
+/*
+ * headers — hop-by-hop stripping and X-Forwarded-* / X-Request-Id /
+ * Server rewriting for HTTP/1.1 heads. See headers.h for the rules.
+ *
+ * Fields named by Connection are found by scanning every Connection value
+ * for each field: O(fields × tokens), which is cheap for the ≤100 fields
+ * the parser admits and avoids any allocation.
+ */
+#include "l7proxy/headers.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+int headers_name_is(const char *name, size_t len, const char *lit) {
+  size_t n = strlen(lit);
+  return len == n && strncasecmp(name, lit, n) == 0;
+}
+
+static int is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
+
+int headers_list_has_token(const char *value, size_t len, const char *token) {
+  size_t tlen = strlen(token);
+  size_t i = 0;
+  while (i < len) {
+    while (i < len && (is_ows(value[i]) || value[i] == ',')) i++;
+    size_t start = i;
+    while (i < len && value[i] != ',') i++;
+    size_t end = i;
+    while (end > start && is_ows(value[end - 1])) end--;
+    if (end - start == tlen && strncasecmp(value + start, token, tlen) == 0) return 1;
+  }
+  return 0;
+}
+
+/* What a field name is to the proxy. One switch on the length, then at
+ * most two case-insensitive compares: this runs for every field. */
+enum hkind {
+  HK_OTHER = 0,
+  HK_HOP, /* hop-by-hop by itself */
+  HK_CONNECTION,
+  HK_UPGRADE,
+  HK_TE,
+  HK_HOST,
+  HK_CONTENT_LENGTH,
+  HK_XFF,
+  HK_XFP,
+  HK_XFH,
+  HK_EXPECT,
+  HK_REQUEST_ID,
+  HK_SERVER,
+};
+
+static enum hkind classify(const char *n, size_t len) {
+#define IS(lit) (strncasecmp(n, lit, len) == 0)
+  if (len > 6 && (n[0] | 0x20) == 'p' && strncasecmp(n, "proxy-", 6) == 0) return HK_HOP;
+  switch (len) {
+    case 2:
+      return IS("te") ? HK_TE : HK_OTHER;
+    case 4:
+      return IS("host") ? HK_HOST : HK_OTHER;
+    case 6:
+      return IS("expect") ? HK_EXPECT : IS("server") ? HK_SERVER : HK_OTHER;
+    case 7:
+      return IS("upgrade") ? HK_UPGRADE : IS("trailer") ? HK_HOP : HK_OTHER;
+    case 10:
+      return IS("connection") ? HK_CONNECTION : IS("keep-alive") ? HK_HOP : HK_OTHER;
+    case 12:
+      return IS("x-request-id") ? HK_REQUEST_ID : HK_OTHER;
+    case 14:
+      return IS("content-length") ? HK_CONTENT_LENGTH : HK_OTHER;
+    case 15:
+      return IS("x-forwarded-for") ? HK_XFF : HK_OTHER;
+    case 16:
+      return IS("x-forwarded-host") ? HK_XFH : HK_OTHER;
+    case 17:
+      return IS("x-forwarded-proto") ? HK_XFP : IS("transfer-encoding") ? HK_HOP : HK_OTHER;
+    default:
+      return HK_OTHER;
+  }
+#undef IS
+}
+
+int headers_is_hop_by_hop(const char *name, size_t len) {
+  enum hkind k = classify(name, len);
+  return k == HK_HOP || k == HK_CONNECTION || k == HK_UPGRADE || k == HK_TE;
+}
+
+/* 1 if some Connection field lists name. */
+static int named_by_connection(const struct h1_header *h, size_t n, const char *name, size_t len) {
+  char tok[128];
+  if (len >= sizeof(tok)) return 0;
+  memcpy(tok, name, len);
+  tok[len] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    if (headers_name_is(h[i].name, h[i].name_len, "connection") &&
+        headers_list_has_token(h[i].value, h[i].value_len, tok))
+      return 1;
+  }
+  return 0;
+}
+
+static int write_framing(struct h1_buf *out, enum h1_framing f, uint64_t content_length) {
+  int rc = 0;
+  if (f == H1_FRAMING_LENGTH) {
+    rc |= h1_buf_append(out, "Content-Length: ", 16);
+    rc |= h1_buf_put_u64(out, content_length);
+    rc |= h1_buf_append(out, "\r\n", 2);
+  } else if (f == H1_FRAMING_CHUNKED) {
+    rc |= h1_buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+  }
+  return rc;
+}
+
+static int append_field(struct h1_buf *out, const char *name, size_t nlen, const char *value,
+                        size_t vlen) {
+  if (h1_buf_reserve(out, nlen + vlen + 4) != 0) return -ENOMEM;
+  h1_buf_append(out, name, nlen);
+  h1_buf_append(out, ": ", 2);
+  h1_buf_append(out, value, vlen);
+  h1_buf_append(out, "\r\n", 2);
+  return 0;
+}
+
+/* xoshiro256** per thread, seeded from getrandom: request ids need to be
+ * unique, not secret, and a syscall per request would cost more than the
+ * rest of the rewrite. */
+static __thread uint64_t rng_s[4];
+static __thread int rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(void) {
+  if (!rng_seeded) {
+    if (getrandom(rng_s, sizeof(rng_s), 0) != (ssize_t)sizeof(rng_s)) {
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      rng_s[0] = (uint64_t)ts.tv_nsec ^ 0x9e3779b97f4a7c15ull;
+      rng_s[1] = (uint64_t)ts.tv_sec * 0xbf58476d1ce4e5b9ull;
+      rng_s[2] = (uint64_t)(uintptr_t)&rng_s;
+      rng_s[3] = 0x94d049bb133111ebull;
+    }
+    rng_seeded = 1;
+  }
+  uint64_t result = rotl(rng_s[1] * 5, 7) * 9;
+  uint64_t t = rng_s[1] << 17;
+  rng_s[2] ^= rng_s[0];
+  rng_s[3] ^= rng_s[1];
+  rng_s[1] ^= rng_s[2];
+  rng_s[0] ^= rng_s[3];
+  rng_s[2] ^= t;
+  rng_s[3] = rotl(rng_s[3], 45);
+  return result;
+}
+
+void headers_gen_request_id(char out[33]) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t a = rng_next(), b = rng_next();
+  for (int i = 0; i < 16; i++) {
+    out[i] = hex[(a >> (60 - 4 * i)) & 0xf];
+    out[16 + i] = hex[(b >> (60 - 4 * i)) & 0xf];
+  }
+  out[32] = '\0';
+}
+
+/* A client-supplied request id is kept only when short and plain. */
+static int request_id_ok(const char *v, size_t len) {
+  if (len == 0 || len > 64) return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = v[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+          c == '_' || c == '.'))
+      return 0;
+  }
+  return 1;
+}
+
+int headers_write_request(struct h1_buf *out, const struct headers_request *r,
+                          char request_id[65]) {
+  const struct h1_header *h = r->headers;
+  size_t n = r->n_headers;
+  int rc = 0;
+  request_id[0] = '\0';
+  int want_te_trailers = 0, has_connection = 0, has_xff = 0;
+  unsigned char kinds[256];
+
+  for (size_t i = 0; i < n; i++) {
+    enum hkind k = classify(h[i].name, h[i].name_len);
+    if (i < sizeof(kinds)) kinds[i] = (unsigned char)k;
+    has_connection |= k == HK_CONNECTION;
+    has_xff |= k == HK_XFF;
+  }
+  rc |= h1_buf_reserve(out, r->method_len + r->target_len + r->host_len * 2 + 256);
+  rc |= h1_buf_append(out, r->method, r->method_len);
+  rc |= h1_buf_append(out, " ", 1);
+  rc |= h1_buf_append(out, r->target, r->target_len);
+  rc |= h1_buf_append(out, " HTTP/1.1\r\n", 11);
+  rc |= append_field(out, "Host", 4, r->host, r->host_len);
+
+  for (size_t i = 0; i < n; i++) {
+    const char *name = h[i].name;
+    size_t len = h[i].name_len;
+    enum hkind k = i < sizeof(kinds) ? (enum hkind)kinds[i] : classify(name, len);
+    switch (k) {
+      case HK_TE:
+        if (headers_list_has_token(h[i].value, h[i].value_len, "trailers")) want_te_trailers = 1;
+        continue;
+      case HK_EXPECT:
+        if (r->strip_expect) continue;
+        break;
+      case HK_REQUEST_ID:
+        if (request_id[0] == '\0' && request_id_ok(h[i].value, h[i].value_len)) {
+          memcpy(request_id, h[i].value, h[i].value_len);
+          request_id[h[i].value_len] = '\0';
+        }
+        continue;
+      case HK_OTHER:
+      case HK_SERVER:
+        break;
+      default: /* hop-by-hop, Host, framing, X-Forwarded-*: rewritten below */
+        continue;
+    }
+    if (has_connection && named_by_connection(h, n, name, len)) continue;
+    rc |= append_field(out, name, len, h[i].value, h[i].value_len);
+  }
+
+  /* X-Forwarded-For: every earlier hop in order, then this client. */
+  rc |= h1_buf_append(out, "X-Forwarded-For: ", 17);
+  for (size_t i = 0; has_xff && i < n; i++) {
+    if (classify(h[i].name, h[i].name_len) != HK_XFF) continue;
+    const char *v = h[i].value;
+    size_t vl = h[i].value_len;
+    while (vl > 0 && is_ows(v[vl - 1])) vl--;
+    while (vl > 0 && is_ows(*v)) v++, vl--;
+    if (vl == 0) continue;
+    rc |= h1_buf_append(out, v, vl);
+    rc |= h1_buf_append(out, ", ", 2);
+  }
+  rc |= h1_buf_puts(out, r->client_addr);
+  rc |= h1_buf_append(out, "\r\n", 2);
+  rc |= append_field(out, "X-Forwarded-Proto", 17, r->proto, strlen(r->proto));
+  rc |= append_field(out, "X-Forwarded-Host", 16, r->host, r->host_len);
+  if (request_id[0] == '\0') headers_gen_request_id(request_id);
+  rc |= append_field(out, "X-Request-Id", 12, request_id, strlen(request_id));
+  if (want_te_trailers) rc |= h1_buf_puts(out, "TE: trailers\r\n");
+
+  if (r->upgrade) {
+    for (size_t i = 0; i < n; i++)
+      if (classify(h[i].name, h[i].name_len) == HK_UPGRADE)
+        rc |= append_field(out, "Upgrade", 7, h[i].value, h[i].value_len);
+    rc |= h1_buf_puts(out, "Connection: upgrade\r\n");
+  }
+  rc |= write_framing(out, r->framing, r->content_length);
+  rc |= h1_buf_append(out, "\r\n", 2);
+  return rc ? -ENOMEM : 0;
+}
+
+int headers_write_response(struct h1_buf *out, const struct headers_response *r) {
+  const struct h1_header *h = r->headers;
+  size_t n = r->n_headers;
+  int rc = 0, has_connection = 0;
+  for (size_t i = 0; i < n; i++)
+    has_connection |= classify(h[i].name, h[i].name_len) == HK_CONNECTION;
+  rc |= h1_buf_reserve(out, 128);
+  char line[16] = "HTTP/1.1 000 ";
+  int st = r->status >= 100 && r->status <= 999 ? r->status : 502;
+  line[9] = (char)('0' + st / 100);
+  line[10] = (char)('0' + st / 10 % 10);
+  line[11] = (char)('0' + st % 10);
+  rc |= h1_buf_append(out, line, 13);
+  if (r->reason_len > 0)
+    rc |= h1_buf_append(out, r->reason, r->reason_len);
+  else
+    rc |= h1_buf_puts(out, headers_reason(r->status));
+  rc |= h1_buf_append(out, "\r\nServer: edge\r\n", 16);
+  for (size_t i = 0; i < n; i++) {
+    const char *name = h[i].name;
+    size_t len = h[i].name_len;
+    enum hkind k = classify(name, len);
+    if (k != HK_OTHER && k != HK_HOST && k != HK_EXPECT && k != HK_REQUEST_ID && k != HK_XFF &&
+        k != HK_XFP && k != HK_XFH)
+      continue; /* hop-by-hop, Server, framing */
+    if (has_connection && named_by_connection(h, n, name, len)) continue;
+    rc |= append_field(out, name, len, h[i].value, h[i].value_len);
+  }
+  if (r->upgrade) {
+    for (size_t i = 0; i < n; i++)
+      if (classify(h[i].name, h[i].name_len) == HK_UPGRADE)
+        rc |= append_field(out, "Upgrade", 7, h[i].value, h[i].value_len);
+    rc |= h1_buf_puts(out, "Connection: upgrade\r\n");
+  } else if (r->close) {
+    rc |= h1_buf_puts(out, "Connection: close\r\n");
+  }
+  rc |= write_framing(out, r->framing, r->content_length);
+  rc |= h1_buf_append(out, "\r\n", 2);
+  return rc ? -ENOMEM : 0;
+}
+
+int headers_write_local(struct h1_buf *out, int status, const char *location, int close,
+                        const char *body) {
+  char dflt[96];
+  if (!body) {
+    snprintf(dflt, sizeof(dflt), "%d %s\n", status, headers_reason(status));
+    body = dflt;
+  }
+  int rc = h1_buf_printf(out,
+                         "HTTP/1.1 %03d %s\r\nServer: edge\r\nContent-Type: text/plain\r\n"
+                         "Content-Length: %zu\r\n",
+                         status, headers_reason(status), strlen(body));
+  if (location) rc |= h1_buf_printf(out, "Location: %s\r\n", location);
+  if (close) rc |= h1_buf_puts(out, "Connection: close\r\n");
+  rc |= h1_buf_append(out, "\r\n", 2);
+  rc |= h1_buf_puts(out, body);
+  return rc ? -ENOMEM : 0;
+}
+
+const char *headers_reason(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 417:
+      return "Expectation Failed";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Unknown";
+  }
+}

@@ -1,0 +1,106 @@
+/*
+ * headers — request and response head rewriting for the HTTP/1.1 proxy.
+ *
+ * Pure functions over parsed header lists: they write the head that goes
+ * upstream (request) or downstream (response) into an h1_buf. Rules:
+ *  - hop-by-hop fields are dropped: Connection and every field it names,
+ *    Keep-Alive, Proxy-*, TE (re-added as "TE: trailers" when asked for),
+ *    Trailer, Transfer-Encoding and Content-Length (framing is rewritten
+ *    by the caller's choice), Upgrade (kept, with Connection: upgrade, on
+ *    an upgrade);
+ *  - requests get X-Forwarded-For (client appended to any earlier list),
+ *    X-Forwarded-Proto, X-Forwarded-Host (the client's Host) and
+ *    X-Request-Id (kept when the client sent a sane one, else 128 random
+ *    bits as 32 hex digits); no Via;
+ *  - responses get "Server: edge" in place of the upstream's Server.
+ * Nothing here allocates except the output buffer's growth.
+ * Callers: worker.c (data path), the http1 fuzz target, unit tests.
+ */
+#ifndef EDGE_L7PROXY_HEADERS_H
+#define EDGE_L7PROXY_HEADERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "l7proxy/http1_buf.h"
+
+/* One header field; name/value point into the parser's head buffer. */
+struct h1_header {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+};
+
+/* How a message body is delimited on the wire. */
+enum h1_framing {
+  H1_FRAMING_NONE = 0, /* no body */
+  H1_FRAMING_LENGTH,   /* Content-Length */
+  H1_FRAMING_CHUNKED,  /* Transfer-Encoding: chunked */
+  H1_FRAMING_CLOSE,    /* responses only: until the connection closes */
+};
+
+struct headers_request {
+  const char *method;
+  size_t method_len;
+  const char *target; /* origin-form path + query, as sent upstream */
+  size_t target_len;
+  const char *host; /* the authority the client asked for (Host) */
+  size_t host_len;
+  const struct h1_header *headers;
+  size_t n_headers;
+  const char *client_addr; /* "203.0.113.7" or "2001:db8::1" */
+  const char *proto;       /* "http" or "https" */
+  int upgrade;             /* forward Upgrade with Connection: upgrade */
+  int strip_expect;        /* the proxy answers 100-continue itself */
+  enum h1_framing framing; /* NONE, LENGTH or CHUNKED */
+  uint64_t content_length;
+};
+
+/*
+ * Appends the upstream request head (request line, fields, blank line) to
+ * out. The X-Request-Id used (kept or generated) is written to
+ * request_id (NUL-terminated, at most 64 chars + NUL). Returns 0 or -ENOMEM.
+ */
+int headers_write_request(struct h1_buf *out, const struct headers_request *r, char request_id[65]);
+
+struct headers_response {
+  int status;
+  const char *reason;
+  size_t reason_len;
+  const struct h1_header *headers;
+  size_t n_headers;
+  enum h1_framing framing; /* how the proxy frames the body downstream */
+  uint64_t content_length;
+  int close;   /* add "Connection: close" */
+  int upgrade; /* 101: keep Upgrade, add Connection: upgrade */
+};
+
+/* Appends the downstream response head to out. Returns 0 or -ENOMEM. */
+int headers_write_response(struct h1_buf *out, const struct headers_response *r);
+
+/*
+ * Appends a complete locally generated response: status line, Server,
+ * Content-Type text/plain, Content-Length, optional Location, optional
+ * Connection: close, and body (may be NULL for "<status> <reason>\n").
+ */
+int headers_write_local(struct h1_buf *out, int status, const char *location, int close,
+                        const char *body);
+
+/* Standard reason phrase ("Not Found"); "Unknown" for others. */
+const char *headers_reason(int status);
+
+/* 1 if name (any case) is hop-by-hop by itself (not counting names listed
+ * in Connection). */
+int headers_is_hop_by_hop(const char *name, size_t len);
+
+/* 1 if the comma-separated list value contains token (any case). */
+int headers_list_has_token(const char *value, size_t len, const char *token);
+
+/* Case-insensitive name comparison against a NUL-terminated literal. */
+int headers_name_is(const char *name, size_t len, const char *lit);
+
+/* Writes 32 lowercase hex digits of fresh randomness and a NUL. */
+void headers_gen_request_id(char out[33]);
+
+#endif

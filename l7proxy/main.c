@@ -1,0 +1,382 @@
+/*
+ * l7proxy — the L7 proxy daemon: flags, configuration sources, workers,
+ * admin endpoint, signals.
+ *
+ * The main thread owns the configuration (--config=FILE, re-read on
+ * SIGHUP; the on-disk cache in --cache-dir) and the admin endpoint, and
+ * publishes snapshots with l7_snapshot_publish. N worker threads (see
+ * worker.h) serve --http, each on its own SO_REUSEPORT socket.
+ *
+ * SIGTERM/SIGINT: /readyz turns 503, workers stop accepting and finish
+ * in-flight requests, and the process exits 0 when they are done or when
+ * --drain-timeout passes (whichever comes first).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/admin.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/rpc.h"
+#include "l7proxy/config_client.h"
+#include "l7proxy/config_store.h"
+#include "l7proxy/limits.h"
+#include "l7proxy/snapshot.h"
+#include "l7proxy/worker.h"
+
+#define L7_VERSION "0.1.0"
+#define MAX_WORKERS 256
+
+struct app {
+  uv_loop_t *loop;
+  struct admin_server *admin;
+  struct metrics_registry *metrics;
+  struct l7_config_store *store;
+  struct rpc_runtime *rpc;
+  struct l7_config_client *client;
+  const char *config_file;
+  struct worker *workers[MAX_WORKERS];
+  int n_workers;
+  uv_signal_t sigterm, sigint, sighup;
+  uv_timer_t tick;
+  uint32_t drain_timeout_ms;
+  uint64_t drain_started;
+  int draining;
+  int exiting;
+  struct metrics_counter *config_reloads_ok, *config_reloads_failed;
+};
+
+static int load_config_file(struct app *a) {
+  char err[512];
+  struct l7_snapshot *snap = NULL;
+  int rc = l7_config_store_load_file(a->store, a->config_file, &snap, err, sizeof(err));
+  if (rc != 0) {
+    LOG_ERROR("config_rejected", "file=%s reason=%s", log_q(a->config_file), log_q(err));
+    if (a->config_reloads_failed) metrics_counter_inc(a->config_reloads_failed);
+    return rc;
+  }
+  LOG_INFO("config_applied", "file=%s version=%llu", log_q(a->config_file),
+           (unsigned long long)l7_snapshot_version(snap));
+  l7_snapshot_publish(snap);
+  if (a->config_reloads_ok) metrics_counter_inc(a->config_reloads_ok);
+  return 0;
+}
+
+static void stop_everything(struct app *a) {
+  if (a->exiting) return;
+  a->exiting = 1;
+  for (int i = 0; i < a->n_workers; i++) worker_stop(a->workers[i]);
+  uv_timer_stop(&a->tick);
+  uv_close((uv_handle_t *)&a->tick, NULL);
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+  uv_close((uv_handle_t *)&a->sighup, NULL);
+  if (a->admin) admin_close(a->admin, NULL, NULL);
+  if (a->client) {
+    l7_config_client_close(a->client, NULL, NULL);
+    a->client = NULL;
+  }
+}
+
+static void on_tick(uv_timer_t *t) {
+  struct app *a = t->data;
+  if (a->admin && !a->draining) {
+    struct l7_snapshot *s = l7_snapshot_current();
+    admin_set_ready(a->admin, s != NULL);
+    l7_snapshot_unref(s);
+  }
+  if (a->draining) {
+    int all = 1;
+    for (int i = 0; i < a->n_workers; i++) all &= worker_drained(a->workers[i]);
+    uint64_t elapsed = uv_now(a->loop) - a->drain_started;
+    if (all || elapsed >= a->drain_timeout_ms) {
+      LOG_INFO("drained", "complete=%s elapsed_ms=%llu", all ? "true" : "false",
+               (unsigned long long)elapsed);
+      stop_everything(a);
+    }
+  }
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  struct app *a = s->data;
+  if (signum == SIGHUP) {
+    if (a->config_file) load_config_file(a);
+    return;
+  }
+  if (a->draining) {
+    LOG_WARN("second_signal", "signal=%d action=exit_now", signum);
+    stop_everything(a);
+    return;
+  }
+  a->draining = 1;
+  a->drain_started = uv_now(a->loop);
+  LOG_INFO("draining", "signal=%d timeout_ms=%u", signum, a->drain_timeout_ms);
+  if (a->admin) admin_set_draining(a->admin, 1);
+  if (a->client) l7_config_client_set_draining(a->client, 1);
+  for (int i = 0; i < a->n_workers; i++) worker_drain(a->workers[i]);
+  uv_timer_start(&a->tick, on_tick, 20, 20);
+}
+
+static long default_workers(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? n : 1;
+}
+
+int main(int argc, char **argv) {
+  const char *http = "0.0.0.0:8080", *https = NULL, *admin_addr = NULL, *syncd = NULL;
+  const char *node_id = NULL, *config_file = NULL, *cache_dir = NULL, *advertise = NULL;
+  const char *zone = NULL, *log_level = "info", *cert = NULL, *key = NULL, *ca = NULL;
+  long workers = 0, max_uri = 8192, max_header_bytes = 32768, max_headers = 100;
+  long max_body = 100L * 1024 * 1024, max_conns = 10000, retries = 2;
+  uint32_t header_timeout = 10000, idle_timeout = 60000, resp_header_timeout = 60000;
+  uint32_t drain_timeout = 30000;
+  int proxy_protocol = 0, insecure = 0, access_log = 0;
+  struct flag_list trusted = {0};
+  struct flag_def defs[] = {
+      {"http", FLAG_STRING, &http, "plain HTTP listener (default 0.0.0.0:8080)", "ADDR:PORT"},
+      {"https", FLAG_STRING, &https, "HTTPS listener (not available yet)", "ADDR:PORT"},
+      {"admin", FLAG_STRING, &admin_addr, "admin endpoint: /healthz /readyz /metrics /config",
+       "ADDR:PORT"},
+      {"workers", FLAG_INT, &workers, "worker threads (default: number of cores)", "N", 1,
+       MAX_WORKERS},
+      {"syncd", FLAG_STRING, &syncd, "control plane address (ConfigSync)", "ADDR:PORT"},
+      {"node-id", FLAG_STRING, &node_id, "node name sent to syncd (default: hostname)", "NAME"},
+      {"advertise", FLAG_STRING, &advertise, "address sent in Hello (default: --http)",
+       "ADDR:PORT"},
+      {"zone", FLAG_STRING, &zone, "zone sent in Hello", "ZONE"},
+      {"config", FLAG_STRING, &config_file,
+       "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
+      {"cache-dir", FLAG_STRING, &cache_dir, "directory for the last applied state", "DIR"},
+      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC to syncd", NULL},
+      {"cert", FLAG_STRING, &cert, "client certificate for syncd (PEM)", "FILE"},
+      {"key", FLAG_STRING, &key, "client key for syncd (PEM)", "FILE"},
+      {"ca", FLAG_STRING, &ca, "CA that signed syncd's certificate (PEM)", "FILE"},
+      {"proxy-protocol", FLAG_BOOL, &proxy_protocol,
+       "expect a PROXY v1/v2 header on every connection from trusted peers", NULL},
+      {"proxy-protocol-trusted", FLAG_LIST, &trusted,
+       "peers allowed to send PROXY headers (repeatable; default: all)", "CIDR"},
+      {"access-log", FLAG_BOOL, &access_log, "log one logfmt line per request", NULL},
+      {"log-level", FLAG_STRING, &log_level, "debug|info|warn|error", "LEVEL"},
+      {"drain-timeout", FLAG_DURATION_MS, &drain_timeout,
+       "SIGTERM: longest wait for in-flight requests (default 30s)", "DURATION"},
+      {"max-uri-bytes", FLAG_INT, &max_uri, "request target limit, 414 beyond (default 8192)", "N",
+       16, 1 << 20},
+      {"max-header-bytes", FLAG_INT, &max_header_bytes,
+       "request line + headers limit, 431 beyond (default 32768)", "N", 256, 1 << 24},
+      {"max-headers", FLAG_INT, &max_headers, "header count limit, 431 beyond (default 100)", "N",
+       1, 10000},
+      {"max-body", FLAG_INT, &max_body,
+       "request body limit when the route sets none, 413 beyond; 0 = unlimited (default 100 MiB)",
+       "BYTES", 0, 0},
+      {"header-timeout", FLAG_DURATION_MS, &header_timeout,
+       "time to read a request head, 408 after (default 10s)", "DURATION"},
+      {"idle-timeout", FLAG_DURATION_MS, &idle_timeout,
+       "keep-alive connection idle limit (default 60s)", "DURATION"},
+      {"response-header-timeout", FLAG_DURATION_MS, &resp_header_timeout,
+       "upstream response head limit when the route sets none, 504 after (default 60s)",
+       "DURATION"},
+      {"max-connections", FLAG_INT, &max_conns,
+       "downstream connections per worker; more are closed (default 10000)", "N", 1, 10000000},
+      {"retries", FLAG_INT, &retries,
+       "connect-failure retries of idempotent requests when the route sets none (default 2)", "N",
+       0, 10},
+  };
+  size_t ndefs = sizeof(defs) / sizeof(defs[0]);
+  char err[512];
+  int rc = flags_parse(defs, ndefs, argc, argv, NULL, 0, NULL, err, sizeof(err));
+  if (rc == FLAGS_HELP) {
+    flags_usage(stdout, "l7proxy", "[flags]",
+                "The edge L7 proxy: HTTP/1.1 with Ingress routing, upstream pools, retries "
+                "and outlier ejection.",
+                defs, ndefs);
+    return 0;
+  }
+  if (rc != FLAGS_OK) {
+    fprintf(stderr, "l7proxy: %s\n", err);
+    return 2;
+  }
+  log_init("l7proxy");
+  enum log_level lvl;
+  if (log_parse_level(log_level, &lvl) != 0) {
+    fprintf(stderr, "l7proxy: --log-level: expected debug|info|warn|error, got %s\n", log_level);
+    return 2;
+  }
+  log_set_level(lvl);
+  if (max_body < 0) {
+    fprintf(stderr, "l7proxy: --max-body: must be >= 0\n");
+    return 2;
+  }
+  if (https) {
+    fprintf(stderr, "l7proxy: --https: TLS is not available in this build yet\n");
+    return 2;
+  }
+  if (syncd && !insecure && !(cert && key && ca)) {
+    fprintf(stderr, "l7proxy: --syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
+    return 2;
+  }
+  char host[256];
+  uint16_t port;
+  if (flags_split_hostport(http, host, sizeof(host), &port) != 0) {
+    fprintf(stderr, "l7proxy: --http: expected ADDR:PORT, got %s\n", http);
+    return 2;
+  }
+  static struct worker_cidr cidrs[FLAG_LIST_MAX];
+  for (int i = 0; i < trusted.count; i++) {
+    if (worker_parse_cidr(trusted.values[i], &cidrs[i]) != 0) {
+      fprintf(stderr, "l7proxy: --proxy-protocol-trusted: not an address or CIDR: %s\n",
+              trusted.values[i]);
+      return 2;
+    }
+  }
+  if (workers == 0) workers = default_workers();
+  if (workers > MAX_WORKERS) workers = MAX_WORKERS;
+
+  static struct l7_limits limits = L7_LIMITS_DEFAULT;
+  limits.max_uri_bytes = (uint32_t)max_uri;
+  limits.max_header_bytes = (uint32_t)max_header_bytes;
+  limits.max_headers = (uint32_t)max_headers;
+  limits.max_body_bytes = (uint64_t)max_body;
+  limits.header_timeout_ms = header_timeout;
+  limits.idle_timeout_ms = idle_timeout;
+  limits.response_header_timeout_ms = resp_header_timeout;
+  limits.max_connections = (uint32_t)max_conns;
+  limits.retries = (uint32_t)retries;
+
+  signal(SIGPIPE, SIG_IGN);
+  static struct app app;
+  struct app *a = &app;
+  a->loop = uv_default_loop();
+  a->drain_timeout_ms = drain_timeout;
+  a->config_file = config_file;
+  a->metrics = metrics_registry_new();
+  if (!a->metrics) {
+    fprintf(stderr, "l7proxy: out of memory\n");
+    return 1;
+  }
+  a->config_reloads_ok = metrics_counter(a->metrics, "edge_l7_config_loads_total",
+                                         "Configuration loads by result.", "result=\"ok\"");
+  a->config_reloads_failed =
+      metrics_counter(a->metrics, "edge_l7_config_loads_total", "Configuration loads by result.",
+                      "result=\"rejected\"");
+
+  if (l7_config_store_new(cache_dir, &a->store) != 0) {
+    fprintf(stderr, "l7proxy: cannot create the configuration store\n");
+    return 1;
+  }
+  if (config_file) {
+    if (load_config_file(a) != 0) {
+      fprintf(stderr, "l7proxy: --config: %s is not a usable configuration (see log)\n",
+              config_file);
+      return 1;
+    }
+  } else if (cache_dir) {
+    struct l7_snapshot *snap = NULL;
+    rc = l7_config_store_load_cache(a->store, &snap, err, sizeof(err));
+    if (rc == 0) {
+      LOG_INFO("config_cache_loaded", "dir=%s version=%llu", log_q(cache_dir),
+               (unsigned long long)l7_snapshot_version(snap));
+      l7_snapshot_publish(snap);
+    } else if (rc != -ENOENT) {
+      LOG_WARN("config_cache_unusable", "dir=%s reason=%s", log_q(cache_dir), log_q(err));
+    }
+  }
+
+  if (admin_addr) {
+    if (admin_start(a->loop, admin_addr, a->metrics, &a->admin, err, sizeof(err)) != 0) {
+      fprintf(stderr, "l7proxy: --admin: %s\n", err);
+      return 1;
+    }
+    admin_handle(a->admin, "/config", l7_config_admin_config, NULL);
+    admin_handle(a->admin, "/explain", l7_config_admin_explain, NULL);
+  }
+
+  static struct worker_config wcfg;
+  wcfg.limits = &limits;
+  wcfg.proxy_protocol = proxy_protocol;
+  wcfg.trusted = cidrs;
+  wcfg.n_trusted = (size_t)trusted.count;
+  wcfg.access_log = access_log;
+  wcfg.proto = "http";
+  wcfg.metrics = a->metrics;
+  uint16_t bound = port;
+  for (long i = 0; i < workers; i++) {
+    int fd = worker_listen_socket(host, bound, &bound);
+    if (fd < 0) {
+      fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", http, strerror(-fd));
+      return 1;
+    }
+    if (worker_start((int)i, &wcfg, fd, &a->workers[i]) != 0) {
+      fprintf(stderr, "l7proxy: cannot start worker %ld\n", i);
+      return 1;
+    }
+    a->n_workers++;
+  }
+
+  if (syncd) {
+    char hostname[256] = "l7proxy";
+    gethostname(hostname, sizeof(hostname) - 1);
+    char address[300];
+    if (advertise)
+      snprintf(address, sizeof(address), "%s", advertise);
+    else
+      snprintf(address, sizeof(address), "%s:%u", host, bound);
+    if (insecure) LOG_WARN("insecure_syncd", "syncd=%s note=\"plaintext gRPC\"", syncd);
+    struct l7_config_client_opts co = {
+        .syncd = syncd,
+        .creds = {.cert_file = cert, .key_file = key, .ca_file = ca, .insecure = insecure},
+        .node_id = node_id ? node_id : hostname,
+        .address = address,
+        .admin_address = admin_addr ? admin_addr : "",
+        .zone = zone ? zone : "",
+        .build = "l7proxy/" L7_VERSION,
+        .weight = 1,
+        .metrics = a->metrics,
+    };
+    if (rpc_runtime_new(a->loop, &a->rpc) != 0 ||
+        (rc = l7_config_client_start(a->loop, a->rpc, a->store, &co, NULL, NULL, &a->client)) !=
+            0) {
+      fprintf(stderr, "l7proxy: --syncd: cannot start the ConfigSync client: %s\n",
+              rpc_strerror(rc));
+      return 1;
+    }
+  }
+
+  uv_signal_init(a->loop, &a->sigterm);
+  uv_signal_init(a->loop, &a->sigint);
+  uv_signal_init(a->loop, &a->sighup);
+  a->sigterm.data = a->sigint.data = a->sighup.data = a;
+  uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&a->sigint, on_signal, SIGINT);
+  uv_signal_start(&a->sighup, on_signal, SIGHUP);
+  uv_timer_init(a->loop, &a->tick);
+  a->tick.data = a;
+  uv_timer_start(&a->tick, on_tick, 0, 200);
+
+  LOG_INFO("started",
+           "version=%s http=%s:%u admin=%s workers=%ld syncd=%s config=%s cache_dir=%s "
+           "proxy_protocol=%s "
+           "max_uri_bytes=%ld max_header_bytes=%ld max_headers=%ld max_body=%ld "
+           "header_timeout_ms=%u idle_timeout_ms=%u response_header_timeout_ms=%u "
+           "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s",
+           L7_VERSION, host, bound, admin_addr ? admin_addr : "-", workers, syncd ? syncd : "-",
+           log_q(config_file ? config_file : "-"), log_q(cache_dir ? cache_dir : "-"),
+           proxy_protocol ? "true" : "false", max_uri, max_header_bytes, max_headers, max_body,
+           header_timeout, idle_timeout, resp_header_timeout, max_conns, retries, drain_timeout,
+           access_log ? "true" : "false");
+
+  uv_run(a->loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < a->n_workers; i++) worker_join(a->workers[i]);
+  if (a->rpc) rpc_runtime_free(a->rpc);
+  l7_snapshot_publish(NULL);
+  l7_config_store_free(a->store);
+  uv_loop_close(a->loop);
+  metrics_registry_free(a->metrics);
+  LOG_INFO("stopped", "version=%s", L7_VERSION);
+  return 0;
+}

@@ -1,0 +1,161 @@
+/*
+ * upstream — name-keyed endpoint and cluster records of one worker, and
+ * per-snapshot cluster views over them (see upstream.h).
+ */
+#include "l7proxy/upstream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct up_cstate {
+  struct up_cstate *hnext;
+  char *name;
+  uint32_t rr;
+};
+
+static size_t hash_str(const char *s) {
+  size_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+int up_pools_init(struct up_pools *p) {
+  memset(p, 0, sizeof(*p));
+  p->ep_buckets = 1024;
+  p->cl_buckets = 256;
+  p->ep_tab = calloc(p->ep_buckets, sizeof(*p->ep_tab));
+  p->cl_tab = calloc(p->cl_buckets, sizeof(*p->cl_tab));
+  if (!p->ep_tab || !p->cl_tab) {
+    up_pools_free(p);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+static void free_views(struct up_pools *p) {
+  for (size_t i = 0; i < p->n_views; i++) {
+    free(p->views[i].eps);
+    free(p->views[i].lbs);
+  }
+  free(p->views);
+  p->views = NULL;
+  p->n_views = 0;
+  l7_snapshot_unref(p->snap);
+  p->snap = NULL;
+}
+
+void up_pools_free(struct up_pools *p) {
+  free_views(p);
+  for (size_t b = 0; p->ep_tab && b < p->ep_buckets; b++) {
+    struct up_endpoint *e = p->ep_tab[b];
+    while (e) {
+      struct up_endpoint *n = e->hnext;
+      free(e->key);
+      free(e);
+      e = n;
+    }
+  }
+  for (size_t b = 0; p->cl_tab && b < p->cl_buckets; b++) {
+    struct up_cstate *c = p->cl_tab[b];
+    while (c) {
+      struct up_cstate *n = c->hnext;
+      free(c->name);
+      free(c);
+      c = n;
+    }
+  }
+  free(p->ep_tab);
+  free(p->cl_tab);
+  p->ep_tab = NULL;
+  p->cl_tab = NULL;
+}
+
+static struct up_cstate *cluster_state(struct up_pools *p, const char *name) {
+  size_t b = hash_str(name) % p->cl_buckets;
+  for (struct up_cstate *c = p->cl_tab[b]; c; c = c->hnext)
+    if (strcmp(c->name, name) == 0) return c;
+  struct up_cstate *c = calloc(1, sizeof(*c));
+  if (!c) return NULL;
+  c->name = strdup(name);
+  if (!c->name) {
+    free(c);
+    return NULL;
+  }
+  c->hnext = p->cl_tab[b];
+  p->cl_tab[b] = c;
+  return c;
+}
+
+static struct up_endpoint *endpoint(struct up_pools *p, const char *cluster,
+                                    const struct l7_endpoint *le) {
+  char key[256];
+  snprintf(key, sizeof(key), "%s\n%s", cluster, le->name);
+  size_t b = hash_str(key) % p->ep_buckets;
+  for (struct up_endpoint *e = p->ep_tab[b]; e; e = e->hnext)
+    if (strcmp(e->key, key) == 0) return e;
+  struct up_endpoint *e = calloc(1, sizeof(*e));
+  if (!e) return NULL;
+  e->key = strdup(key);
+  if (!e->key) {
+    free(e);
+    return NULL;
+  }
+  snprintf(e->cluster, sizeof(e->cluster), "%s", cluster);
+  snprintf(e->name, sizeof(e->name), "%s", le->name);
+  memcpy(&e->addr, &le->addr, sizeof(e->addr));
+  e->addrlen = le->addrlen;
+  up_link_init(&e->idle);
+  e->hnext = p->ep_tab[b];
+  p->ep_tab[b] = e;
+  return e;
+}
+
+static int build_views(struct up_pools *p, struct l7_snapshot *snap) {
+  free_views(p);
+  size_t n = l7_snapshot_n_clusters(snap);
+  p->views = calloc(n ? n : 1, sizeof(*p->views));
+  if (!p->views) return -ENOMEM;
+  p->n_views = n;
+  p->snap = l7_snapshot_ref(snap);
+  for (size_t i = 0; i < n; i++) {
+    const struct l7_cluster *c = l7_snapshot_cluster(snap, i);
+    struct up_cluster_view *v = &p->views[i];
+    struct up_cstate *cs = cluster_state(p, c->name);
+    if (!cs) return -ENOMEM;
+    v->cluster = c;
+    v->rr_cursor = &cs->rr;
+    v->policy = c->lb_policy == EDGE__V1__LB_POLICY__LB_POLICY_LEAST_REQUEST ? LB_LEAST_REQUEST
+                                                                             : LB_ROUND_ROBIN;
+    v->eps = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof(*v->eps));
+    v->lbs = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof(*v->lbs));
+    if (!v->eps || !v->lbs) return -ENOMEM;
+    for (size_t k = 0; k < c->n_endpoints; k++) {
+      struct up_endpoint *e = endpoint(p, c->name, &c->endpoints[k]);
+      if (!e) return -ENOMEM;
+      v->eps[k] = e;
+      v->lbs[k] = &e->lb;
+    }
+    v->n = c->n_endpoints;
+  }
+  return 0;
+}
+
+const struct up_cluster_view *up_pools_view(struct up_pools *p, struct l7_snapshot *snap,
+                                            const struct l7_cluster *c) {
+  if (p->snap != snap) {
+    if (build_views(p, snap) != 0) {
+      free_views(p);
+      return NULL;
+    }
+  }
+  if (c->index >= p->n_views) return NULL;
+  return &p->views[c->index];
+}
+
+void up_pools_foreach(struct up_pools *p, void (*fn)(struct up_endpoint *ep, void *arg),
+                      void *arg) {
+  for (size_t b = 0; b < p->ep_buckets; b++)
+    for (struct up_endpoint *e = p->ep_tab[b]; e; e = e->hnext) fn(e, arg);
+}

@@ -1,0 +1,96 @@
+/*
+ * upstream — per-worker upstream state: endpoints (keep-alive pools and
+ * outlier state) and per-cluster load-balancing cursors.
+ *
+ * Keyed by names, not by snapshot pointers: an endpoint is identified by
+ * "cluster name" + "endpoint name", a cluster by its name, so idle
+ * connections, round-robin cursors and ejections survive snapshot swaps.
+ * For speed a worker asks for a cluster view (the endpoints of one
+ * l7_cluster resolved to their state) that is cached per snapshot and
+ * rebuilt only when a request brings a different snapshot.
+ *
+ * Entries are never freed while the worker runs (an endpoint that leaves
+ * the configuration keeps its small record; its idle connections time out).
+ * Single-threaded: one up_pools per worker. Callers: worker.c.
+ */
+#ifndef EDGE_L7PROXY_UPSTREAM_H
+#define EDGE_L7PROXY_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "l7proxy/snapshot.h"
+#include "l7proxy/upstream_lb.h"
+
+/* Intrusive doubly-linked list link (circular, with a sentinel head). */
+struct up_link {
+  struct up_link *prev, *next;
+};
+
+static inline void up_link_init(struct up_link *l) {
+  l->prev = l->next = l;
+}
+static inline int up_link_empty(const struct up_link *l) {
+  return l->next == l;
+}
+static inline void up_link_insert(struct up_link *head, struct up_link *l) {
+  l->next = head->next;
+  l->prev = head;
+  head->next->prev = l;
+  head->next = l;
+}
+static inline void up_link_remove(struct up_link *l) {
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->prev = l->next = l;
+}
+
+struct up_endpoint {
+  struct up_endpoint *hnext;
+  char *key; /* "cluster\nendpoint" (owned) */
+  char cluster[128];
+  char name[64];
+  struct sockaddr_storage addr;
+  socklen_t addrlen;
+  struct lb_state lb;
+  struct up_link idle; /* idle keep-alive connections (worker's up_conn links) */
+  uint32_t n_idle;
+  uint32_t n_active;
+};
+
+struct up_cluster_view {
+  const struct l7_cluster *cluster;
+  uint32_t *rr_cursor;
+  enum lb_policy policy;
+  size_t n;
+  struct up_endpoint **eps;
+  struct lb_state **lbs;
+};
+
+struct up_cstate;
+
+struct up_pools {
+  struct up_endpoint **ep_tab;
+  size_t ep_buckets;
+  struct up_cstate **cl_tab;
+  size_t cl_buckets;
+  struct l7_snapshot *snap; /* the snapshot views were built for (one ref) */
+  struct up_cluster_view *views;
+  size_t n_views;
+};
+
+int up_pools_init(struct up_pools *p);
+/* Frees every record; the caller has closed all connections first. */
+void up_pools_free(struct up_pools *p);
+
+/* The view of cluster c of snapshot snap (c belongs to snap). Rebuilds the
+ * cached views when snap is not the cached one. NULL on allocation
+ * failure. The pointer is valid until the next call with another snap. */
+const struct up_cluster_view *up_pools_view(struct up_pools *p, struct l7_snapshot *snap,
+                                            const struct l7_cluster *c);
+
+/* Calls fn for every endpoint (e.g. to close idle connections). */
+void up_pools_foreach(struct up_pools *p, void (*fn)(struct up_endpoint *ep, void *arg), void *arg);
+
+#endif

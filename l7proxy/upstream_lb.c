@@ -1,0 +1,62 @@
+/*
+ * upstream_lb — round robin, power-of-two-choices least request and the
+ * outlier-ejection state machine (see upstream_lb.h).
+ */
+#include "l7proxy/upstream_lb.h"
+
+int lb_is_ejected(const struct lb_state *st, uint64_t now_ms) {
+  return st->ejected_until != 0 && now_ms < st->ejected_until;
+}
+
+static int usable(const struct lb_state *const *st, size_t i, uint64_t avoid, uint64_t now) {
+  if (i < 64 && (avoid >> i) & 1) return 0;
+  return !lb_is_ejected(st[i], now);
+}
+
+int lb_pick(enum lb_policy policy, const struct lb_state *const *st, size_t n, uint64_t avoid,
+            uint32_t *cursor, uint32_t rnd, uint64_t now_ms) {
+  if (n == 0) return -1;
+  if (policy == LB_LEAST_REQUEST && n > 1) {
+    size_t a = rnd % n;
+    size_t b = (a + 1 + (rnd >> 16) % (n - 1)) % n; /* distinct from a */
+    int ua = usable(st, a, avoid, now_ms), ub = usable(st, b, avoid, now_ms);
+    if (ua && ub) return (int)(st[b]->outstanding < st[a]->outstanding ? b : a);
+    if (ua) return (int)a;
+    if (ub) return (int)b;
+    /* both unusable: fall back to a scan from a */
+    for (size_t k = 0; k < n; k++) {
+      size_t i = (a + k) % n;
+      if (usable(st, i, avoid, now_ms)) return (int)i;
+    }
+    return -1;
+  }
+  for (size_t k = 0; k < n; k++) {
+    size_t i = (*cursor + k) % n;
+    if (usable(st, i, avoid, now_ms)) {
+      *cursor = (uint32_t)((i + 1) % n);
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
+int lb_report(struct lb_state *const *st, size_t n, size_t i, int failure, uint64_t now_ms) {
+  struct lb_state *s = st[i];
+  if (s->ejected_until != 0 && now_ms >= s->ejected_until) s->ejected_until = 0;
+  if (!failure) {
+    s->consecutive = 0;
+    return 0;
+  }
+  s->consecutive++;
+  if (s->consecutive < LB_EJECT_CONSECUTIVE || lb_is_ejected(s, now_ms)) return 0;
+  size_t ejected = 0;
+  for (size_t k = 0; k < n; k++)
+    if (lb_is_ejected(st[k], now_ms)) ejected++;
+  size_t max = n * LB_EJECT_MAX_PERCENT / 100;
+  if (max < 1) max = 1;
+  if (ejected >= max) return 0;
+  s->ejections++;
+  s->ejected_until = now_ms + (uint64_t)LB_EJECT_BASE_MS * s->ejections;
+  s->consecutive = 0;
+  return 1;
+}

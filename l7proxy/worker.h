@@ -1,0 +1,68 @@
+/*
+ * worker — one data-path thread: its own libuv loop, its own SO_REUSEPORT
+ * listener, its downstream HTTP/1.1 connections and its upstream pools.
+ *
+ * Workers share nothing mutable except the current configuration snapshot
+ * (taken per request with l7_snapshot_current) and the metrics registry
+ * (atomic series). The main thread creates the listening sockets (so a bad
+ * address fails at start), starts the workers, asks them to drain on
+ * SIGTERM and to stop at the drain deadline, then joins them.
+ *
+ * Callers: main.c.
+ */
+#ifndef EDGE_L7PROXY_WORKER_H
+#define EDGE_L7PROXY_WORKER_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "l7proxy/limits.h"
+
+struct metrics_registry;
+struct worker;
+
+/* A trusted source range for PROXY protocol (address/prefix). */
+struct worker_cidr {
+  int family;
+  unsigned char addr[16];
+  int prefix;
+};
+
+struct worker_config {
+  const struct l7_limits *limits;
+  int proxy_protocol; /* expect a PROXY v1/v2 header from trusted peers */
+  const struct worker_cidr *trusted;
+  size_t n_trusted; /* 0 with proxy_protocol: every peer is trusted */
+  int access_log;
+  const char *proto; /* "http" */
+  struct metrics_registry *metrics;
+};
+
+/* Parses "10.0.0.0/8", "::1/128" or a bare address. 0 or -1. */
+int worker_parse_cidr(const char *s, struct worker_cidr *out);
+
+/*
+ * Opens a listening socket with SO_REUSEADDR and SO_REUSEPORT on host:port
+ * (port 0: the kernel picks; pass the picked port to the next call so all
+ * workers share it). Returns the fd or a negative errno; *port_out gets the
+ * bound port.
+ */
+int worker_listen_socket(const char *host, uint16_t port, uint16_t *port_out);
+
+/* Starts a worker thread serving listen_fd (ownership passes). cfg must
+ * outlive the worker. Returns 0 or negative. */
+int worker_start(int id, const struct worker_config *cfg, int listen_fd, struct worker **out);
+/* Stops accepting and lets in-flight requests finish; idle keep-alive
+ * connections are closed, active ones after their response. Thread-safe. */
+void worker_drain(struct worker *w);
+/* 1 once a draining worker has no connection left. Thread-safe. */
+int worker_drained(struct worker *w);
+/* Closes everything now. Thread-safe. */
+void worker_stop(struct worker *w);
+/* Waits for the thread to end and frees the worker. */
+void worker_join(struct worker *w);
+/* Open downstream connections (approximate; any thread). */
+size_t worker_connections(struct worker *w);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * config_sync — the ConfigSync.Stream server: one session per l7proxy.
+ *
+ * A proxy opens the bidi stream with Hello; syncd registers the node and
+ * sends the full state (or nothing when Hello.last_applied_version is the
+ * current version), then a delta Push for every new version relative to
+ * what it last pushed to that node. Pushes are never queued: at most one
+ * push per node is unanswered (not yet written, or not yet acked/nacked);
+ * when it is answered, a node that fell behind receives one Push bringing
+ * it to the newest version. Ack records the
+ * acked version; Nack records the error and makes the next push a full one
+ * so the proxy can resynchronise. A second stream with the same node_id
+ * replaces the first. A bad message (unparseable, no Hello first, Ack or
+ * Nack with an unknown nonce) finishes the call with INVALID_ARGUMENT and a
+ * reason; nothing else changes.
+ *
+ * Nodes stay listed after they disconnect (with the disconnect time) until
+ * syncd restarts. Runs on syncd's loop thread. Called by syncd/main.c
+ * (create, register, notify of new versions), read by syncd/membership.c
+ * and syncd/status.c.
+ */
+#ifndef EDGE_SYNCD_CONFIG_SYNC_H
+#define EDGE_SYNCD_CONFIG_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct rpc_server;
+struct metrics_registry;
+struct config_sync;
+
+#define CONFIG_SYNC_METHOD "/edge.v1.ConfigSync/Stream"
+
+/* One l7proxy as Status shows it. Owned by config_sync; valid until the
+ * config_sync is freed (nodes are never removed). */
+struct config_sync_node {
+  char *node_id, *address, *admin_address, *zone, *build;
+  uint32_t weight;
+  int draining;
+  int connected;
+  int64_t connected_since; /* epoch seconds of the current/last stream */
+  int64_t disconnected_at; /* 0 while connected */
+  uint64_t pushed_version; /* last version sent on the current stream */
+  uint64_t acked_version;  /* last version the node acked (or reported) */
+  int applied;             /* acked (or reported) a current state on this stream */
+  int nacked;              /* the last answer was a Nack */
+  char *last_error;        /* "" when none */
+};
+
+/* store must outlive cs. metrics may be NULL. */
+int config_sync_new(struct store *store, struct metrics_registry *metrics,
+                    struct config_sync **out);
+/* Frees everything; the server must have been shut down first. */
+void config_sync_free(struct config_sync *cs);
+
+/* Registers CONFIG_SYNC_METHOD on srv (before rpc_server_start). */
+int config_sync_register(struct config_sync *cs, struct rpc_server *srv);
+
+/* Called when the set of replicas may have changed (a node applied its
+ * first state, disconnected, or changed drain/weight). */
+void config_sync_on_replicas_changed(struct config_sync *cs, void (*fn)(void *ud), void *ud);
+
+/* The store has a new version: push to every idle connected node. */
+void config_sync_notify(struct config_sync *cs);
+
+size_t config_sync_node_count(const struct config_sync *cs);
+const struct config_sync_node *config_sync_node_at(const struct config_sync *cs, size_t i);
+/* EDGE__V1__NODE_STATE__NODE_STATE_{SYNCED,STALE,NACKED,DISCONNECTED}. */
+int config_sync_node_state(const struct config_sync *cs, const struct config_sync_node *n);
+size_t config_sync_connected(const struct config_sync *cs);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * model — the desired state syncd computes from its sources.
+ *
+ * A struct syncd_desired is produced by the translator (syncd/translate.h)
+ * and handed by a source (syncd/source.h) to the serving side, which diffs
+ * states by (type, name) and compares packed bytes to build deltas.
+ *
+ * Invariants: resources are sorted by (type, name) and (type, name) is
+ * unique; every string and array is heap-allocated and owned by the
+ * struct syncd_desired that holds it; no field ever holds key material
+ * except the packed Certificate bytes (which the serving side never logs).
+ */
+#ifndef EDGE_SYNCD_MODEL_H
+#define EDGE_SYNCD_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edge/v1/resources.pb-c.h"
+
+/* One resource of the desired state, packed: the serving side diffs by (type, name) and compares
+ * bytes. */
+struct syncd_resource {
+  int type;   /* EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST, .._CLUSTER, .._CERTIFICATE,
+                 .._DEFAULT_BACKEND */
+  char *name; /* resource name, unique per type */
+  uint8_t *bytes; /* packed Edge__V1__Resource */
+  size_t len;
+};
+
+/* An object that was skipped (or partly served) and why. */
+struct syncd_rejection {
+  char *kind, *ns, *name;
+  char *reason;   /* like "default/shop: secret tls-shop missing key tls.key" */
+  char *location; /* "path/file.yaml:12" or "" */
+};
+
+/* Objects seen per kind ("Ingress", "Service", ...). */
+struct syncd_count {
+  char *kind;
+  unsigned count;
+};
+
+struct syncd_desired {
+  struct syncd_resource *resources; /* sorted by (type, name) */
+  size_t n_resources;
+  struct syncd_rejection *rejected;
+  size_t n_rejected;
+  struct syncd_count *counts; /* objects seen per kind */
+  size_t n_counts;
+  char **served_ingresses; /* "ns/name" of Ingresses we serve, sorted */
+  size_t n_served;
+};
+
+/* Frees everything, including d itself. NULL is a no-op. */
+void syncd_desired_free(struct syncd_desired *d);
+
+#endif

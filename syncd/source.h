@@ -1,0 +1,61 @@
+/*
+ * source — where syncd's desired state comes from.
+ *
+ * A source loads Kubernetes objects (a directory of manifests, "dir:PATH",
+ * or the API server, "kubernetes"), translates them (syncd/translate.h)
+ * and calls on_update with each new desired state. Changes are coalesced:
+ * an update follows debounce_ms after the last change, and never later
+ * than max_delay_ms after the first change of a burst.
+ *
+ * Invariants: the first on_update comes promptly after start (the initial
+ * load); a transient error (unreadable directory, API server down) keeps
+ * the previous state and produces no update. All callbacks run on the
+ * loop thread passed to syncd_source_start. Called by the syncd daemon.
+ */
+#ifndef EDGE_SYNCD_SOURCE_H
+#define EDGE_SYNCD_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "syncd/model.h"
+
+struct syncd_source;
+
+struct syncd_source_opts {
+  const char *spec;       /* "dir:PATH" or "kubernetes" */
+  const char *kubeconfig; /* NULL: in-cluster (service-account token + CA at the standard paths) */
+  const char *publish_address; /* NULL: no status write-back */
+  uint32_t debounce_ms;        /* 0: 100 */
+  uint32_t max_delay_ms; /* 0: 1000 (a burst of changes is coalesced, but never delayed longer) */
+  const char *default_cert_file, *default_key_file; /* NULL: a self-signed default certificate is
+                                                       generated at start */
+};
+
+struct syncd_source_callbacks {
+  /* A new desired state after a (coalesced) change; ownership of d passes to the callee. Runs on
+   * the loop. */
+  void (*on_update)(void *ud, struct syncd_desired *d);
+};
+
+/*
+ * Starts the source described by o->spec on loop. The strings in o are
+ * copied. On success *out owns the source (release with syncd_source_stop)
+ * and 0 is returned; on failure a negative code and a one-line reason in
+ * err. The initial load is reported through cb->on_update from the loop.
+ */
+int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
+                       const struct syncd_source_callbacks *cb, void *ud, struct syncd_source **out,
+                       char *err, size_t errlen);
+
+/* For Status: name ("dir:/x" or "kubernetes"), health, last message, last successful sync (epoch
+ * s). Any output pointer may be NULL. */
+void syncd_source_status(const struct syncd_source *s, char *name, size_t namelen, int *healthy,
+                         char *msg, size_t msglen, int64_t *last_sync);
+
+/* Stops watching, closes every handle and frees s; done(arg) runs on the loop once everything is
+ * closed (done may be NULL). No on_update is called after this returns. */
+void syncd_source_stop(struct syncd_source *s, void (*done)(void *), void *arg);
+
+#endif

@@ -1,0 +1,829 @@
+/*
+ * source_k8s — "kubernetes": list + watch of the API server.
+ *
+ * One thread per kind (Ingress, IngressClass, Service, EndpointSlice and
+ * Secrets of type kubernetes.io/tls) runs blocking libcurl requests:
+ * list (paged), then watch from the list's resourceVersion with bookmarks.
+ * Events update that kind's cache (a jansson object "ns/name" → object)
+ * under a mutex and wake the loop with uv_async_send. A watch that ends
+ * is resumed from the last resourceVersion; 410 Gone (as an HTTP status
+ * or as an ERROR event) forces a relist; any other error retries after a
+ * jittered exponential backoff (0.5 s doubling to 30 s).
+ *
+ * The loop side only reads the caches: nothing is announced until every
+ * kind has been listed once, so the first update is complete. Status
+ * write-back (publish_address) runs on one more thread fed by a queue:
+ * PATCH (merge-patch) of ingresses/NAME/status for each served Ingress
+ * whose status differs, never for Ingresses that are not ours.
+ *
+ * Threads share: the caches and the error text (mutex), the stop flag
+ * (atomic). Objects in a cache are never modified after insertion, so the
+ * loop can hold references to them (jansson's refcounts are atomic).
+ */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "syncd/source_internal.h"
+
+#define K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define K8S_MAX_BODY (256u << 20)
+#define K8S_MAX_LINE (16u << 20)
+#define K8S_BACKOFF_MIN_MS 500
+#define K8S_BACKOFF_MAX_MS 30000
+
+/* How to reach the API server. Blobs are PEM (already base64-decoded). */
+struct k8s_conn {
+  char *server; /* "https://host:port", no trailing slash */
+  char *ca_file, *cert_file, *key_file, *token_file;
+  char *ca_blob, *cert_blob, *key_blob;
+  size_t ca_len, cert_len, key_len;
+  char *token;
+  int insecure;
+};
+
+struct k8s_kind {
+  const char *kind, *api_version, *path; /* path includes any query (fieldSelector) */
+  struct k8s_source *ks;
+  pthread_t thread;
+  int started;
+  json_t *cache; /* "ns/name" → object; guarded by ks->mu */
+  int synced;    /* listed at least once; guarded by ks->mu */
+  char rv[128];  /* resourceVersion, thread-private */
+  int relists;   /* number of lists done (for tests and logs); guarded by ks->mu */
+};
+
+struct patch_job {
+  struct patch_job *next;
+  char *path, *body;
+};
+
+struct k8s_source {
+  struct syncd_source *s;
+  struct k8s_conn conn;
+  char *publish;
+  int publish_is_ip;
+  struct k8s_kind kinds[5];
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* stop and patch queue */
+  atomic_int stop;
+  char error[256]; /* latest error, "" when fine; guarded by mu */
+  uv_async_t async;
+  /* status write-back */
+  pthread_t patcher;
+  int patcher_started;
+  struct patch_job *jobs, **jobs_tail;
+  json_t *patched; /* "ns/name" → time of our last PATCH (loop only) */
+};
+
+static const struct {
+  const char *kind, *api_version, *path;
+} KINDS[5] = {
+    {"IngressClass", "networking.k8s.io/v1", "/apis/networking.k8s.io/v1/ingressclasses"},
+    {"Ingress", "networking.k8s.io/v1", "/apis/networking.k8s.io/v1/ingresses"},
+    {"Service", "v1", "/api/v1/services"},
+    {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1/endpointslices"},
+    {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls"},
+};
+
+/* ---- configuration ------------------------------------------------------------ */
+
+static void conn_free(struct k8s_conn *c) {
+  free(c->server), free(c->ca_file), free(c->cert_file), free(c->key_file), free(c->token_file);
+  free(c->ca_blob), free(c->cert_blob), free(c->key_blob), free(c->token);
+  memset(c, 0, sizeof(*c));
+}
+
+static int b64v(int ch) {
+  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+  if (ch == '+') return 62;
+  if (ch == '/') return 63;
+  return -1;
+}
+
+static char *b64_decode(const char *in, size_t *outlen) {
+  size_t n = strlen(in), o = 0;
+  char *out = malloc(n / 4 * 3 + 4);
+  if (!out) return NULL;
+  unsigned acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (in[i] == '=' || in[i] == '\n' || in[i] == '\r' || in[i] == ' ') continue;
+    int v = b64v((unsigned char)in[i]);
+    if (v < 0) {
+      free(out);
+      return NULL;
+    }
+    acc = (acc << 6) | (unsigned)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (char)(acc >> bits);
+      acc &= (1u << bits) - 1;
+    }
+  }
+  out[o] = '\0';
+  *outlen = o;
+  return out;
+}
+
+static char *read_small_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = malloc(65537);
+  size_t n = buf ? fread(buf, 1, 65536, f) : 0;
+  fclose(f);
+  if (!buf) return NULL;
+  buf[n] = '\0';
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) buf[--n] = 0;
+  return buf;
+}
+
+/* A kubeconfig path, made absolute relative to the kubeconfig's directory. */
+static char *kc_path(const char *kubeconfig, const char *p) {
+  if (!p || !*p) return NULL;
+  if (p[0] == '/') return strdup(p);
+  const char *slash = strrchr(kubeconfig, '/');
+  char *out = NULL;
+  if (!slash) return strdup(p);
+  if (asprintf(&out, "%.*s/%s", (int)(slash - kubeconfig), kubeconfig, p) < 0) return NULL;
+  return out;
+}
+
+static json_t *named(json_t *list, const char *name, const char *field) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(list, i, e) {
+    const char *n = json_string_value(json_object_get(e, "name"));
+    if (n && name && !strcmp(n, name)) return json_object_get(e, field);
+  }
+  return NULL;
+}
+
+static int decode_into(const char *b64, char **out, size_t *len) {
+  if (!b64) return 0;
+  *out = b64_decode(b64, len);
+  return *out ? 0 : -1;
+}
+
+static int load_kubeconfig(const char *path, struct k8s_conn *c, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "kubeconfig %s: %s", path, strerror(errno));
+    return -ENOENT;
+  }
+  char *text = malloc(1 << 20);
+  size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+  fclose(f);
+  if (!text) return -ENOMEM;
+  struct manifest_set set;
+  manifest_set_init(&set);
+  manifest_parse(&set, text, n, path);
+  free(text);
+  int rc = -EINVAL;
+  if (set.n_docs != 1) {
+    snprintf(err, errlen, "kubeconfig %s: %s", path,
+             set.n_errors ? set.errors[0].message : "not one YAML document");
+    goto out;
+  }
+  json_t *kc = set.docs[0].obj;
+  const char *ctx_name = json_string_value(json_object_get(kc, "current-context"));
+  json_t *ctx = named(json_object_get(kc, "contexts"), ctx_name, "context");
+  if (!ctx) {
+    snprintf(err, errlen, "kubeconfig %s: current-context \"%s\" not found", path,
+             ctx_name ? ctx_name : "");
+    goto out;
+  }
+  json_t *cl = named(json_object_get(kc, "clusters"),
+                     json_string_value(json_object_get(ctx, "cluster")), "cluster");
+  json_t *user =
+      named(json_object_get(kc, "users"), json_string_value(json_object_get(ctx, "user")), "user");
+  const char *server = json_string_value(json_object_get(cl, "server"));
+  if (!server || !*server) {
+    snprintf(err, errlen, "kubeconfig %s: the current context's cluster has no server", path);
+    goto out;
+  }
+  c->server = strdup(server);
+  size_t sl = strlen(c->server);
+  while (sl > 0 && c->server[sl - 1] == '/') c->server[--sl] = '\0';
+  c->insecure = json_is_true(json_object_get(cl, "insecure-skip-tls-verify"));
+  c->ca_file = kc_path(path, json_string_value(json_object_get(cl, "certificate-authority")));
+  c->cert_file = kc_path(path, json_string_value(json_object_get(user, "client-certificate")));
+  c->key_file = kc_path(path, json_string_value(json_object_get(user, "client-key")));
+  c->token_file = kc_path(path, json_string_value(json_object_get(user, "tokenFile")));
+  const char *token = json_string_value(json_object_get(user, "token"));
+  if (token) c->token = strdup(token);
+  if (decode_into(json_string_value(json_object_get(cl, "certificate-authority-data")), &c->ca_blob,
+                  &c->ca_len) < 0 ||
+      decode_into(json_string_value(json_object_get(user, "client-certificate-data")),
+                  &c->cert_blob, &c->cert_len) < 0 ||
+      decode_into(json_string_value(json_object_get(user, "client-key-data")), &c->key_blob,
+                  &c->key_len) < 0) {
+    snprintf(err, errlen, "kubeconfig %s: a *-data field is not valid base64", path);
+    goto out;
+  }
+  rc = 0;
+out:
+  manifest_set_free(&set);
+  if (rc < 0) conn_free(c);
+  return rc;
+}
+
+static int load_in_cluster(struct k8s_conn *c, char *err, size_t errlen) {
+  const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
+  if (!host || !*host || !port || !*port) {
+    snprintf(err, errlen,
+             "not in a cluster (KUBERNETES_SERVICE_HOST/PORT unset); pass --kubeconfig");
+    return -ENOENT;
+  }
+  int v6 = strchr(host, ':') != NULL;
+  if (asprintf(&c->server, "https://%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port) < 0)
+    return -ENOMEM;
+  c->ca_file = strdup(K8S_SA_DIR "/ca.crt");
+  c->token_file = strdup(K8S_SA_DIR "/token");
+  if (access(c->token_file, R_OK) < 0) {
+    snprintf(err, errlen, "cannot read the service-account token %s: %s", c->token_file,
+             strerror(errno));
+    conn_free(c);
+    return -ENOENT;
+  }
+  return 0;
+}
+
+/* ---- HTTP ------------------------------------------------------------------------ */
+
+struct xfer {
+  struct k8s_kind *k; /* NULL for patches */
+  struct k8s_source *ks;
+  char *buf;
+  size_t len, cap, max;
+  int watch; /* split lines and apply events as they come */
+  int gone;  /* saw 410 in an ERROR event */
+  int bad;   /* a line did not parse */
+  long events;
+};
+
+static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
+  struct xfer *x = ud;
+  return atomic_load(&x->ks->stop) ? 1 : 0;
+}
+
+static void set_error(struct k8s_source *ks, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_error(struct k8s_source *ks, const char *fmt, ...) {
+  va_list ap;
+  char msg[256];
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  pthread_mutex_lock(&ks->mu);
+  int changed = strcmp(ks->error, msg) != 0;
+  snprintf(ks->error, sizeof(ks->error), "%s", msg);
+  pthread_mutex_unlock(&ks->mu);
+  if (changed && msg[0]) LOG_WARN("k8s_error", "msg=%s", log_q(msg));
+  uv_async_send(&ks->async);
+}
+
+/* Stores obj (stealing it) in k's cache under ns/name, with kind and apiVersion set. */
+static int cache_put(struct k8s_kind *k, json_t *cache, json_t *obj) {
+  json_t *md = json_object_get(obj, "metadata");
+  const char *name = json_string_value(json_object_get(md, "name"));
+  const char *ns = json_string_value(json_object_get(md, "namespace"));
+  if (!name) {
+    json_decref(obj);
+    return -1;
+  }
+  char key[600];
+  snprintf(key, sizeof(key), "%s/%s", ns ? ns : "", name);
+  json_object_set_new(obj, "kind", json_string(k->kind));
+  json_object_set_new(obj, "apiVersion", json_string(k->api_version));
+  return json_object_set_new(cache, key, obj);
+}
+
+static void apply_event(struct xfer *x, const char *line, size_t len) {
+  struct k8s_kind *k = x->k;
+  json_error_t je;
+  json_t *ev = json_loadb(line, len, 0, &je);
+  if (!json_is_object(ev)) {
+    json_decref(ev);
+    x->bad = 1;
+    return;
+  }
+  const char *type = json_string_value(json_object_get(ev, "type"));
+  json_t *obj = json_object_get(ev, "object");
+  const char *rv =
+      json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+  if (!type) type = "";
+  if (!strcmp(type, "ERROR")) {
+    json_int_t code = json_integer_value(json_object_get(obj, "code"));
+    if (code == 410)
+      x->gone = 1;
+    else
+      x->bad = 1;
+    json_decref(ev);
+    return;
+  }
+  if (rv && strlen(rv) < sizeof(k->rv)) snprintf(k->rv, sizeof(k->rv), "%s", rv);
+  if (!strcmp(type, "BOOKMARK")) {
+    json_decref(ev);
+    return;
+  }
+  json_t *md = json_object_get(obj, "metadata");
+  const char *name = json_string_value(json_object_get(md, "name"));
+  const char *ns = json_string_value(json_object_get(md, "namespace"));
+  if (!name) {
+    json_decref(ev);
+    return;
+  }
+  pthread_mutex_lock(&x->ks->mu);
+  if (!strcmp(type, "DELETED")) {
+    char key[600];
+    snprintf(key, sizeof(key), "%s/%s", ns ? ns : "", name);
+    json_object_del(k->cache, key);
+  } else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED")) {
+    cache_put(k, k->cache, json_deep_copy(obj));
+  }
+  pthread_mutex_unlock(&x->ks->mu);
+  x->events++;
+  uv_async_send(&x->ks->async);
+  json_decref(ev);
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
+  struct xfer *x = ud;
+  size_t n = size * nmemb;
+  if (x->len + n + 1 > x->max) return 0; /* too large: abort */
+  if (x->len + n + 1 > x->cap) {
+    size_t cap = x->cap ? x->cap : 65536;
+    while (cap < x->len + n + 1) cap *= 2;
+    char *nb = realloc(x->buf, cap);
+    if (!nb) return 0;
+    x->buf = nb;
+    x->cap = cap;
+  }
+  memcpy(x->buf + x->len, data, n);
+  x->len += n;
+  x->buf[x->len] = '\0';
+  if (x->watch) {
+    size_t start = 0;
+    for (size_t i = 0; i < x->len; i++) {
+      if (x->buf[i] != '\n') continue;
+      if (i > start) apply_event(x, x->buf + start, i - start);
+      start = i + 1;
+    }
+    memmove(x->buf, x->buf + start, x->len - start);
+    x->len -= start;
+    if (x->gone) return 0; /* stop reading: relist */
+  }
+  return n;
+}
+
+/* Performs one request. Returns the HTTP status, or -1 (with err) when there was none. */
+static long http(struct k8s_source *ks, struct xfer *x, const char *method, const char *path,
+                 const char *body, char *err, size_t errlen) {
+  struct k8s_conn *c = &ks->conn;
+  CURL *h = curl_easy_init();
+  if (!h) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  char *url = NULL;
+  if (asprintf(&url, "%s%s", c->server, path) < 0) {
+    curl_easy_cleanup(h);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  struct curl_slist *hdr = NULL;
+  char *token = c->token_file ? read_small_file(c->token_file) : NULL;
+  const char *tok = token ? token : c->token;
+  char auth[8192];
+  if (tok && *tok && strlen(tok) < sizeof(auth) - 32) {
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    hdr = curl_slist_append(hdr, auth);
+  }
+  hdr = curl_slist_append(hdr, "Accept: application/json");
+  if (body) hdr = curl_slist_append(hdr, "Content-Type: application/merge-patch+json");
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, "edge-syncd");
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (x->watch) {
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 600L);
+  } else {
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);
+  }
+  if (strcmp(method, "GET") != 0) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+  if (body) curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+  if (c->insecure) {
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (c->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+  if (c->ca_blob) {
+    struct curl_blob b = {c->ca_blob, c->ca_len, CURL_BLOB_COPY};
+    curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &b);
+  }
+  if (c->cert_file) curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert_file);
+  if (c->key_file) curl_easy_setopt(h, CURLOPT_SSLKEY, c->key_file);
+  if (c->cert_blob) {
+    struct curl_blob b = {c->cert_blob, c->cert_len, CURL_BLOB_COPY};
+    curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &b);
+    curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+  }
+  if (c->key_blob) {
+    struct curl_blob b = {c->key_blob, c->key_len, CURL_BLOB_COPY};
+    curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &b);
+    curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+  }
+  CURLcode rc = curl_easy_perform(h);
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  if (rc != CURLE_OK && !(x->gone && rc == CURLE_WRITE_ERROR)) {
+    snprintf(err, errlen, "%s %s: %s", method, path, curl_easy_strerror(rc));
+    if (!x->watch || status == 0) status = -1;
+  }
+  if (token) {
+    memset(token, 0, strlen(token));
+    free(token);
+  }
+  curl_slist_free_all(hdr);
+  curl_easy_cleanup(h);
+  free(url);
+  return status;
+}
+
+/* ---- one kind: list and watch ----------------------------------------------------- */
+
+/* Sleeps ms unless stopping. Returns 0, or -1 when the source stops. */
+static int nap(struct k8s_source *ks, long ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += ms / 1000;
+  until.tv_nsec += (ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  pthread_mutex_lock(&ks->mu);
+  while (!atomic_load(&ks->stop))
+    if (pthread_cond_timedwait(&ks->cv, &ks->mu, &until) == ETIMEDOUT) break;
+  pthread_mutex_unlock(&ks->mu);
+  return atomic_load(&ks->stop) ? -1 : 0;
+}
+
+/* Lists kind k (following "continue" pages) into a fresh cache. 0, 410 when the continue token
+ * expired, or -1 with err. */
+static int list_kind(struct k8s_kind *k, char *err, size_t errlen) {
+  struct k8s_source *ks = k->ks;
+  json_t *fresh = json_object();
+  char cont[1024] = "", rv[128] = "";
+  for (int page = 0; page < 100000; page++) {
+    char path[2048];
+    const char *sep = strchr(k->path, '?') ? "&" : "?";
+    char *esc = cont[0] ? curl_easy_escape(NULL, cont, 0) : NULL;
+    snprintf(path, sizeof(path), "%s%slimit=500%s%s", k->path, sep, esc ? "&continue=" : "",
+             esc ? esc : "");
+    curl_free(esc);
+    struct xfer x = {.k = k, .ks = ks, .max = K8S_MAX_BODY};
+    long status = http(ks, &x, "GET", path, NULL, err, errlen);
+    if (status != 200) {
+      if (status > 0) snprintf(err, errlen, "GET %s: HTTP %ld", k->path, status);
+      free(x.buf);
+      json_decref(fresh);
+      return status == 410 ? 410 : -1;
+    }
+    json_error_t je;
+    json_t *list = json_loadb(x.buf ? x.buf : "", x.len, 0, &je);
+    free(x.buf);
+    json_t *items = json_object_get(list, "items");
+    if (!json_is_object(list) || (!json_is_array(items) && !json_is_null(items) && items)) {
+      snprintf(err, errlen, "GET %s: response is not a list", k->path);
+      json_decref(list);
+      json_decref(fresh);
+      return -1;
+    }
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+      if (json_is_object(it)) cache_put(k, fresh, json_incref(it));
+    }
+    json_t *md = json_object_get(list, "metadata");
+    const char *r = json_string_value(json_object_get(md, "resourceVersion"));
+    const char *c = json_string_value(json_object_get(md, "continue"));
+    if (r) snprintf(rv, sizeof(rv), "%s", r);
+    snprintf(cont, sizeof(cont), "%s", c ? c : "");
+    json_decref(list);
+    if (!cont[0]) break;
+  }
+  pthread_mutex_lock(&ks->mu);
+  json_decref(k->cache);
+  k->cache = fresh;
+  k->synced = 1;
+  k->relists++;
+  pthread_mutex_unlock(&ks->mu);
+  snprintf(k->rv, sizeof(k->rv), "%s", rv);
+  LOG_INFO("k8s_listed", "kind=%s objects=%zu resource_version=%s", k->kind,
+           json_object_size(fresh), log_q(rv));
+  uv_async_send(&ks->async);
+  return 0;
+}
+
+static void *kind_main(void *arg) {
+  struct k8s_kind *k = arg;
+  struct k8s_source *ks = k->ks;
+  long backoff = K8S_BACKOFF_MIN_MS;
+  int need_list = 1;
+  unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)k;
+  while (!atomic_load(&ks->stop)) {
+    char err[512] = "";
+    if (need_list) {
+      int rc = list_kind(k, err, sizeof(err));
+      if (atomic_load(&ks->stop)) break;
+      if (rc != 0) {
+        set_error(ks, "%s", err);
+        long jitter = backoff / 2 + (long)(rand_r(&seed) % (unsigned)(backoff / 2 + 1));
+        if (nap(ks, jitter) < 0) break;
+        backoff = backoff * 2 > K8S_BACKOFF_MAX_MS ? K8S_BACKOFF_MAX_MS : backoff * 2;
+        continue;
+      }
+      need_list = 0;
+      set_error(ks, "%s", "");
+    }
+    char path[2048];
+    const char *sep = strchr(k->path, '?') ? "&" : "?";
+    char *rv = curl_easy_escape(NULL, k->rv, 0);
+    snprintf(path, sizeof(path), "%s%swatch=1&allowWatchBookmarks=true&timeoutSeconds=300%s%s",
+             k->path, sep, rv && *rv ? "&resourceVersion=" : "", rv ? rv : "");
+    curl_free(rv);
+    struct xfer x = {.k = k, .ks = ks, .max = K8S_MAX_LINE, .watch = 1};
+    long status = http(ks, &x, "GET", path, NULL, err, sizeof(err));
+    free(x.buf);
+    if (atomic_load(&ks->stop)) break;
+    if (status == 410 || x.gone) {
+      LOG_INFO("k8s_watch_expired", "kind=%s resource_version=%s", k->kind, log_q(k->rv));
+      need_list = 1;
+      backoff = K8S_BACKOFF_MIN_MS;
+      continue;
+    }
+    if (status == 200 && !x.bad) { /* the watch ended (timeout or dropped): resume */
+      backoff = K8S_BACKOFF_MIN_MS;
+      if (x.events == 0 && nap(ks, 50) < 0) break; /* never spin on an empty stream */
+      continue;
+    }
+    if (status > 0 && err[0] == '\0')
+      snprintf(err, sizeof(err), "watch %s: HTTP %ld", k->kind, status);
+    if (x.bad && err[0] == '\0') snprintf(err, sizeof(err), "watch %s: bad event", k->kind);
+    set_error(ks, "%s", err);
+    long jitter = backoff / 2 + (long)(rand_r(&seed) % (unsigned)(backoff / 2 + 1));
+    if (nap(ks, jitter) < 0) break;
+    backoff = backoff * 2 > K8S_BACKOFF_MAX_MS ? K8S_BACKOFF_MAX_MS : backoff * 2;
+    if (status != 200) need_list = 1; /* a server that failed may have lost our place */
+  }
+  return NULL;
+}
+
+/* ---- status write-back ------------------------------------------------------------ */
+
+static void *patcher_main(void *arg) {
+  struct k8s_source *ks = arg;
+  pthread_mutex_lock(&ks->mu);
+  while (!atomic_load(&ks->stop)) {
+    struct patch_job *j = ks->jobs;
+    if (!j) {
+      pthread_cond_wait(&ks->cv, &ks->mu);
+      continue;
+    }
+    ks->jobs = j->next;
+    if (!ks->jobs) ks->jobs_tail = &ks->jobs;
+    pthread_mutex_unlock(&ks->mu);
+    char err[512] = "";
+    struct xfer x = {.ks = ks, .max = 1 << 20};
+    long status = http(ks, &x, "PATCH", j->path, j->body, err, sizeof(err));
+    free(x.buf);
+    if (status >= 200 && status < 300)
+      LOG_INFO("k8s_status_written", "path=%s", log_q(j->path));
+    else
+      LOG_WARN("k8s_status_failed", "path=%s status=%ld err=%s", log_q(j->path), status,
+               log_q(err));
+    free(j->path);
+    free(j->body);
+    free(j);
+    pthread_mutex_lock(&ks->mu);
+  }
+  pthread_mutex_unlock(&ks->mu);
+  return NULL;
+}
+
+/* Does the cached Ingress already carry our address? (caller holds mu) */
+static int status_is_ours(const struct k8s_source *ks, json_t *ing) {
+  json_t *list =
+      json_object_get(json_object_get(json_object_get(ing, "status"), "loadBalancer"), "ingress");
+  if (json_array_size(list) != 1) return 0;
+  json_t *e = json_array_get(list, 0);
+  const char *v = json_string_value(json_object_get(e, ks->publish_is_ip ? "ip" : "hostname"));
+  return v && !strcmp(v, ks->publish) && json_object_size(e) == 1;
+}
+
+static void k8s_published(struct syncd_source *s, const struct syncd_desired *d) {
+  struct k8s_source *ks = s->impl;
+  if (!ks->publish) return;
+  time_t now = time(NULL);
+  struct k8s_kind *ingk = &ks->kinds[1];
+  pthread_mutex_lock(&ks->mu);
+  for (size_t i = 0; i < d->n_served; i++) {
+    const char *id = d->served_ingresses[i];
+    json_t *ing = json_object_get(ingk->cache, id);
+    if (!ing || status_is_ours(ks, ing)) continue;
+    json_t *last = json_object_get(ks->patched, id);
+    if (last && now - (time_t)json_integer_value(last) < 10) continue; /* in flight */
+    const char *slash = strchr(id, '/');
+    if (!slash) continue;
+    struct patch_job *j = calloc(1, sizeof(*j));
+    if (!j) break;
+    int a = asprintf(&j->path, "/apis/networking.k8s.io/v1/namespaces/%.*s/ingresses/%s/status",
+                     (int)(slash - id), id, slash + 1);
+    json_t *body = json_pack("{s:{s:{s:[{s:s}]}}}", "status", "loadBalancer", "ingress",
+                             ks->publish_is_ip ? "ip" : "hostname", ks->publish);
+    j->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (a < 0 || !j->body) {
+      if (a >= 0) free(j->path);
+      free(j->body);
+      free(j);
+      continue;
+    }
+    *ks->jobs_tail = j;
+    ks->jobs_tail = &j->next;
+    json_object_set_new(ks->patched, id, json_integer((json_int_t)now));
+  }
+  pthread_cond_broadcast(&ks->cv);
+  pthread_mutex_unlock(&ks->mu);
+}
+
+/* ---- the loop side ----------------------------------------------------------------- */
+
+static void on_async(uv_async_t *a) {
+  struct k8s_source *ks = a->data;
+  int all = 1;
+  char err[256];
+  pthread_mutex_lock(&ks->mu);
+  for (int i = 0; i < 5; i++) all &= ks->kinds[i].synced;
+  snprintf(err, sizeof(err), "%s", ks->error);
+  pthread_mutex_unlock(&ks->mu);
+  if (err[0]) source_set_health(ks->s, 0, err);
+  if (!all) return;
+  source_changed(ks->s);
+}
+
+static int k8s_collect(struct syncd_source *s, struct manifest_set *set, char *err, size_t errlen) {
+  struct k8s_source *ks = s->impl;
+  int rc = 0;
+  pthread_mutex_lock(&ks->mu);
+  for (int i = 0; i < 5 && rc == 0; i++) {
+    if (!ks->kinds[i].synced) {
+      snprintf(err, errlen, "%s not listed yet", ks->kinds[i].kind);
+      rc = -EAGAIN;
+      break;
+    }
+    const char *key;
+    json_t *obj;
+    json_object_foreach(ks->kinds[i].cache, key, obj) {
+      if (manifest_add(set, obj, "") < 0) {
+        rc = -ENOMEM;
+        break;
+      }
+    }
+  }
+  pthread_mutex_unlock(&ks->mu);
+  return rc;
+}
+
+static int is_ip_literal(const char *s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void k8s_free(struct k8s_source *ks) {
+  for (int i = 0; i < 5; i++) json_decref(ks->kinds[i].cache);
+  while (ks->jobs) {
+    struct patch_job *j = ks->jobs;
+    ks->jobs = j->next;
+    free(j->path);
+    free(j->body);
+    free(j);
+  }
+  json_decref(ks->patched);
+  conn_free(&ks->conn);
+  free(ks->publish);
+  pthread_mutex_destroy(&ks->mu);
+  pthread_cond_destroy(&ks->cv);
+  free(ks);
+}
+
+/* Stops and joins every thread. Blocks at most for one curl progress tick. */
+static void join_threads(struct k8s_source *ks) {
+  pthread_mutex_lock(&ks->mu);
+  atomic_store(&ks->stop, 1);
+  pthread_cond_broadcast(&ks->cv);
+  pthread_mutex_unlock(&ks->mu);
+  for (int i = 0; i < 5; i++)
+    if (ks->kinds[i].started) pthread_join(ks->kinds[i].thread, NULL);
+  if (ks->patcher_started) pthread_join(ks->patcher, NULL);
+}
+
+static void on_async_closed_after_failed_start(uv_handle_t *h) {
+  k8s_free(h->data);
+}
+
+static int k8s_start(struct syncd_source *s, const struct syncd_source_opts *o, char *err,
+                     size_t errlen) {
+  pthread_once(&curl_once, curl_init_once);
+  struct k8s_source *ks = calloc(1, sizeof(*ks));
+  if (!ks) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  pthread_mutex_init(&ks->mu, NULL);
+  pthread_cond_init(&ks->cv, NULL);
+  ks->s = s;
+  ks->jobs_tail = &ks->jobs;
+  ks->patched = json_object();
+  int rc = o->kubeconfig ? load_kubeconfig(o->kubeconfig, &ks->conn, err, errlen)
+                         : load_in_cluster(&ks->conn, err, errlen);
+  if (rc < 0) {
+    k8s_free(ks);
+    return rc;
+  }
+  if (o->publish_address && *o->publish_address) {
+    ks->publish = strdup(o->publish_address);
+    ks->publish_is_ip = is_ip_literal(o->publish_address);
+  }
+  for (int i = 0; i < 5; i++) {
+    struct k8s_kind *k = &ks->kinds[i];
+    k->kind = KINDS[i].kind;
+    k->api_version = KINDS[i].api_version;
+    k->path = KINDS[i].path;
+    k->ks = ks;
+    k->cache = json_object();
+  }
+  uv_async_init(s->loop, &ks->async, on_async);
+  ks->async.data = ks;
+  s->impl = ks;
+  for (int i = 0; i < 5 && rc == 0; i++) {
+    rc = -pthread_create(&ks->kinds[i].thread, NULL, kind_main, &ks->kinds[i]);
+    ks->kinds[i].started = rc == 0;
+  }
+  if (rc == 0 && ks->publish) {
+    rc = -pthread_create(&ks->patcher, NULL, patcher_main, ks);
+    ks->patcher_started = rc == 0;
+  }
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot start threads: %s", strerror(-rc));
+    join_threads(ks);
+    s->impl = NULL;
+    uv_close((uv_handle_t *)&ks->async, on_async_closed_after_failed_start);
+    return rc;
+  }
+  LOG_INFO("k8s_started", "server=%s publish=%s", log_q(ks->conn.server),
+           log_q(ks->publish ? ks->publish : ""));
+  return 0;
+}
+
+static void on_async_closed(uv_handle_t *h) {
+  struct k8s_source *ks = h->data;
+  struct syncd_source *s = ks->s;
+  k8s_free(ks);
+  source_kind_stopped(s);
+}
+
+static void k8s_stop(struct syncd_source *s) {
+  struct k8s_source *ks = s->impl;
+  join_threads(ks);
+  uv_close((uv_handle_t *)&ks->async, on_async_closed);
+}
+
+const struct source_ops source_k8s_ops = {k8s_start, k8s_collect, k8s_published, k8s_stop};

@@ -1,0 +1,430 @@
+/*
+ * status — Status.Get and the /config JSON dump (see status.h).
+ *
+ * The response is assembled from borrowed strings (node records, cached
+ * certificate facts, the unpacked meta) and packed at once; only the
+ * arrays built here are freed afterwards. The certificate cache is rebuilt
+ * when the store version changes: parsing 10,000 PEMs per request would be
+ * wasteful, and the facts only change with the state.
+ */
+#include "syncd/status.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cert.h"
+#include "common/log.h"
+#include "common/rpc.h"
+#include "edge/v1/resources.pb-c.h"
+#include "edge/v1/status.pb-c.h"
+#include "syncd/config_sync.h"
+#include "syncd/membership.h"
+#include "syncd/store.h"
+
+struct cert_fact {
+  char *name;
+  char **sni;
+  size_t n_sni;
+  int64_t not_after;
+  char *issuer;
+  char **hosts;
+  size_t n_hosts;
+};
+
+struct status {
+  struct store *store;
+  struct config_sync *cs;
+  struct membership *mb;
+  char *build;
+  int64_t started_at;
+  status_source_fn source;
+  void *source_ud;
+  struct cert_fact *certs;
+  size_t n_certs;
+  uint64_t certs_version; /* store version the cache was built for */
+  int certs_valid;
+};
+
+int status_new(struct store *store, struct config_sync *cs, struct membership *mb,
+               const char *build, int64_t started_at, status_source_fn source, void *source_ud,
+               struct status **out) {
+  struct status *st = calloc(1, sizeof(*st));
+  if (!st) return -1;
+  st->store = store;
+  st->cs = cs;
+  st->mb = mb;
+  st->build = strdup(build ? build : "");
+  st->started_at = started_at;
+  st->source = source;
+  st->source_ud = source_ud;
+  *out = st;
+  return 0;
+}
+
+static void strv_free(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+static void certs_clear(struct status *st) {
+  for (size_t i = 0; i < st->n_certs; i++) {
+    free(st->certs[i].name);
+    strv_free(st->certs[i].sni, st->certs[i].n_sni);
+    free(st->certs[i].issuer);
+    strv_free(st->certs[i].hosts, st->certs[i].n_hosts);
+  }
+  free(st->certs);
+  st->certs = NULL;
+  st->n_certs = 0;
+  st->certs_valid = 0;
+}
+
+void status_free(struct status *st) {
+  if (!st) return;
+  certs_clear(st);
+  free(st->build);
+  free(st);
+}
+
+static struct cert_fact *cert_by_name(struct status *st, const char *name) {
+  size_t lo = 0, hi = st->n_certs;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(st->certs[mid].name, name);
+    if (c == 0) return &st->certs[mid];
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+static int strv_push(char ***v, size_t *n, const char *s) {
+  char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+  if (!nv) return -1;
+  *v = nv;
+  if (!(nv[*n] = strdup(s))) return -1;
+  (*n)++;
+  return 0;
+}
+
+/* Rebuilds the certificate facts from the store's Certificate and
+ * VirtualHost resources. Store entries are sorted by (type, name), so the
+ * facts come out sorted by name. */
+static void certs_refresh(struct status *st) {
+  if (st->certs_valid && st->certs_version == store_version(st->store)) return;
+  certs_clear(st);
+  size_t n;
+  const struct store_entry *e = store_entries(st->store, &n);
+  struct cert_info *info = malloc(sizeof(*info));
+  if (!info) return;
+  for (size_t i = 0; i < n; i++) {
+    if (e[i].removed || e[i].type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE) continue;
+    Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i].len, e[i].bytes);
+    if (!r) continue;
+    if (r->kind_case == EDGE__V1__RESOURCE__KIND_CERTIFICATE) {
+      Edge__V1__Certificate *c = r->certificate;
+      struct cert_fact *nf = realloc(st->certs, (st->n_certs + 1) * sizeof(*nf));
+      if (nf) {
+        st->certs = nf;
+        struct cert_fact *f = &st->certs[st->n_certs++];
+        memset(f, 0, sizeof(*f));
+        f->name = strdup(c->name ? c->name : "");
+        for (size_t k = 0; k < c->n_sni_names; k++) strv_push(&f->sni, &f->n_sni, c->sni_names[k]);
+        f->not_after = c->not_after;
+        char err[256];
+        if (c->cert_pem.len && cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info,
+                                          err, sizeof(err)) == 0) {
+          f->issuer = strdup(info->issuer);
+          if (!f->not_after) f->not_after = info->not_after;
+        } else {
+          f->issuer = strdup("");
+        }
+      }
+    }
+    edge__v1__resource__free_unpacked(r, NULL);
+  }
+  free(info);
+  for (size_t i = 0; i < n; i++) {
+    if (e[i].removed || e[i].type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) continue;
+    Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i].len, e[i].bytes);
+    if (!r) continue;
+    if (r->kind_case == EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST && r->virtual_host->certificate &&
+        r->virtual_host->certificate[0]) {
+      struct cert_fact *f = cert_by_name(st, r->virtual_host->certificate);
+      const char *host =
+          r->virtual_host->host && r->virtual_host->host[0] ? r->virtual_host->host : "*";
+      if (f) strv_push(&f->hosts, &f->n_hosts, host);
+    }
+    edge__v1__resource__free_unpacked(r, NULL);
+  }
+  st->certs_version = store_version(st->store);
+  st->certs_valid = 1;
+}
+
+int status_build(struct status *st, uint8_t **out, size_t *len) {
+  Edge__V1__StatusResponse resp = EDGE__V1__STATUS_RESPONSE__INIT;
+  resp.build = st->build;
+  resp.version = store_version(st->store);
+  resp.version_time = store_version_time(st->store);
+  resp.started_at = st->started_at;
+
+  /* Source health. */
+  Edge__V1__SourceStatus src = EDGE__V1__SOURCE_STATUS__INIT;
+  Edge__V1__SourceStatus *srcp = &src;
+  char sname[512] = "", smsg[512] = "";
+  if (st->source) {
+    int healthy = 0;
+    int64_t last_sync = 0;
+    st->source(st->source_ud, sname, sizeof(sname), &healthy, smsg, sizeof(smsg), &last_sync);
+    src.name = sname;
+    src.healthy = healthy;
+    src.message = smsg;
+    src.last_sync = last_sync;
+    resp.n_sources = 1;
+    resp.sources = &srcp;
+  }
+
+  /* Object counts and rejected objects, kept as the store's meta. */
+  size_t meta_len;
+  const uint8_t *meta = store_meta(st->store, &meta_len);
+  Edge__V1__StatusResponse *m =
+      meta_len ? edge__v1__status_response__unpack(NULL, meta_len, meta) : NULL;
+  if (m) {
+    resp.n_objects = m->n_objects;
+    resp.objects = m->objects;
+    resp.n_rejected = m->n_rejected;
+    resp.rejected = m->rejected;
+  }
+
+  /* Nodes. */
+  size_t n7 = config_sync_node_count(st->cs);
+  size_t n4 = st->mb ? membership_watcher_count(st->mb) : 0;
+  Edge__V1__NodeStatus *nodes = calloc(n7 + n4 + 1, sizeof(*nodes));
+  Edge__V1__NodeStatus **np = calloc(n7 + n4 + 1, sizeof(*np));
+  /* Certificates. */
+  certs_refresh(st);
+  Edge__V1__CertificateStatus *certs = calloc(st->n_certs + 1, sizeof(*certs));
+  Edge__V1__CertificateStatus **cp = calloc(st->n_certs + 1, sizeof(*cp));
+  int rc = -1;
+  if (!nodes || !np || !certs || !cp) goto out;
+  for (size_t i = 0; i < n7; i++) {
+    const struct config_sync_node *n = config_sync_node_at(st->cs, i);
+    Edge__V1__NodeStatus *s = &nodes[i];
+    edge__v1__node_status__init(s);
+    s->node_id = n->node_id;
+    s->kind = EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY;
+    s->address = n->address;
+    s->zone = n->zone;
+    s->build = n->build;
+    s->connected_since = n->connected_since;
+    s->last_pushed_version = n->pushed_version;
+    s->last_acked_version = n->acked_version;
+    s->state = config_sync_node_state(st->cs, n);
+    s->last_error = n->last_error;
+    s->draining = n->draining;
+    s->disconnected_at = n->disconnected_at;
+    np[i] = s;
+  }
+  for (size_t i = 0; i < n4; i++) {
+    const struct membership_watcher *w = membership_watcher_at(st->mb, i);
+    Edge__V1__NodeStatus *s = &nodes[n7 + i];
+    edge__v1__node_status__init(s);
+    s->node_id = w->node_id;
+    s->kind = EDGE__V1__NODE_KIND__NODE_KIND_L4LB;
+    s->address = w->address;
+    s->build = w->build;
+    s->connected_since = w->connected_since;
+    /* Replica sets are not acked: what was sent is what the l4lb has. */
+    s->last_pushed_version = w->sent_version;
+    s->last_acked_version = w->sent_version;
+    if (!w->connected)
+      s->state = EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED;
+    else if (w->sent_version == membership_version(st->mb))
+      s->state = EDGE__V1__NODE_STATE__NODE_STATE_SYNCED;
+    else
+      s->state = EDGE__V1__NODE_STATE__NODE_STATE_STALE;
+    s->last_error = "";
+    s->disconnected_at = w->disconnected_at;
+    np[n7 + i] = s;
+  }
+  resp.n_nodes = n7 + n4;
+  resp.nodes = np;
+
+  int64_t now = (int64_t)time(NULL);
+  for (size_t i = 0; i < st->n_certs; i++) {
+    struct cert_fact *f = &st->certs[i];
+    Edge__V1__CertificateStatus *c = &certs[i];
+    edge__v1__certificate_status__init(c);
+    c->name = f->name;
+    c->n_sni_names = f->n_sni;
+    c->sni_names = f->sni;
+    c->not_after = f->not_after;
+    c->issuer = f->issuer ? f->issuer : "";
+    c->n_hosts = f->n_hosts;
+    c->hosts = f->hosts;
+    c->expiring = f->not_after && f->not_after - now < STATUS_EXPIRY_WARN_DAYS * 86400;
+    cp[i] = c;
+  }
+  resp.n_certificates = st->n_certs;
+  resp.certificates = cp;
+
+  *len = edge__v1__status_response__get_packed_size(&resp);
+  *out = malloc(*len ? *len : 1);
+  if (!*out) goto out;
+  edge__v1__status_response__pack(&resp, *out);
+  rc = 0;
+out:
+  if (m) edge__v1__status_response__free_unpacked(m, NULL);
+  free(nodes);
+  free(np);
+  free(certs);
+  free(cp);
+  return rc;
+}
+
+/* ---- Status.Get ------------------------------------------------------- */
+
+static void st_on_message(void *ud, struct rpc_call *call, const uint8_t *data, size_t len) {
+  struct status *st = ud;
+  Edge__V1__StatusRequest *req = edge__v1__status_request__unpack(NULL, len, data);
+  if (!req) {
+    rpc_call_finish(call, RPC_STATUS_INVALID_ARGUMENT, "unparseable StatusRequest");
+    return;
+  }
+  edge__v1__status_request__free_unpacked(req, NULL);
+  uint8_t *out;
+  size_t out_len;
+  if (status_build(st, &out, &out_len) != 0) {
+    rpc_call_finish(call, RPC_STATUS_INTERNAL, "out of memory");
+    return;
+  }
+  rpc_call_send(call, out, out_len);
+  free(out);
+  rpc_call_finish(call, RPC_STATUS_OK, NULL);
+}
+
+int status_register(struct status *st, struct rpc_server *srv) {
+  static const struct rpc_call_handler h = {.on_message = st_on_message};
+  return rpc_server_add_method(srv, STATUS_METHOD, RPC_UNARY, &h, st);
+}
+
+/* ---- /config ---------------------------------------------------------- */
+
+static json_t *message_to_json(const ProtobufCMessage *msg);
+
+static json_t *value_to_json(const ProtobufCFieldDescriptor *f, const void *p) {
+  switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+      return json_integer(*(const int32_t *)p);
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+      return json_integer(*(const uint32_t *)p);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+      return json_integer(*(const int64_t *)p);
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+      return json_integer((json_int_t) * (const uint64_t *)p);
+    case PROTOBUF_C_TYPE_FLOAT:
+      return json_real(*(const float *)p);
+    case PROTOBUF_C_TYPE_DOUBLE:
+      return json_real(*(const double *)p);
+    case PROTOBUF_C_TYPE_BOOL:
+      return json_boolean(*(const protobuf_c_boolean *)p);
+    case PROTOBUF_C_TYPE_ENUM: {
+      const ProtobufCEnumValue *ev =
+          protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)p);
+      return ev ? json_string(ev->name) : json_integer(*(const int *)p);
+    }
+    case PROTOBUF_C_TYPE_STRING: {
+      const char *s = *(char *const *)p;
+      json_t *j = json_string(s ? s : "");
+      return j ? j : json_string("<invalid utf-8>");
+    }
+    case PROTOBUF_C_TYPE_BYTES: {
+      const ProtobufCBinaryData *b = p;
+      json_t *j = json_stringn((const char *)b->data, b->len);
+      return j ? j : json_sprintf("<%zu bytes>", b->len);
+    }
+    case PROTOBUF_C_TYPE_MESSAGE: {
+      const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
+      return m ? message_to_json(m) : json_null();
+    }
+  }
+  return json_null();
+}
+
+static size_t field_size(const ProtobufCFieldDescriptor *f) {
+  switch (f->type) {
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+      return 8;
+    case PROTOBUF_C_TYPE_DOUBLE:
+      return sizeof(double);
+    case PROTOBUF_C_TYPE_BOOL:
+      return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_STRING:
+      return sizeof(char *);
+    case PROTOBUF_C_TYPE_BYTES:
+      return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE:
+      return sizeof(void *);
+    default:
+      return 4;
+  }
+}
+
+static json_t *message_to_json(const ProtobufCMessage *msg) {
+  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  json_t *o = json_object();
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (strcmp(f->name, "key_pem") == 0) continue; /* key material never leaves */
+    const char *base = (const char *)msg;
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+      if (*(const uint32_t *)(base + f->quantifier_offset) != f->id) continue;
+    }
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(const size_t *)(base + f->quantifier_offset);
+      const char *arr = *(char *const *)(base + f->offset);
+      json_t *a = json_array();
+      for (size_t k = 0; k < n; k++)
+        json_array_append_new(a, value_to_json(f, arr + k * field_size(f)));
+      json_object_set_new(o, f->name, a);
+    } else {
+      json_object_set_new(o, f->name, value_to_json(f, base + f->offset));
+    }
+  }
+  return o;
+}
+
+int status_config_json(const struct store *store, char **out, size_t *len) {
+  json_t *root = json_object();
+  json_t *arr = json_array();
+  json_object_set_new(root, "version", json_integer((json_int_t)store_version(store)));
+  size_t n;
+  const struct store_entry *e = store_entries(store, &n);
+  for (size_t i = 0; i < n; i++) {
+    if (e[i].removed) continue;
+    Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i].len, e[i].bytes);
+    if (!r) continue;
+    json_array_append_new(arr, message_to_json(&r->base));
+    edge__v1__resource__free_unpacked(r, NULL);
+  }
+  json_object_set_new(root, "resources", arr);
+  *out = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+  json_decref(root);
+  if (!*out) return -1;
+  *len = strlen(*out);
+  return 0;
+}

@@ -1,0 +1,49 @@
+/*
+ * status — the Status.Get server and the /config dump: what operators see.
+ *
+ * A StatusResponse holds the build, the current version and when it was
+ * produced, the sources and their health, object counts and rejected
+ * objects (kept by main as the store's meta, a packed StatusResponse with
+ * only `objects` and `rejected` set), every node (l7proxies from
+ * config_sync, l4lbs from membership) and the certificates: name, SNI
+ * names, notAfter, issuer, the hosts using it and whether it expires within
+ * STATUS_EXPIRY_WARN_DAYS. Certificate facts are parsed from the PEM once
+ * per store version. Never any key material: private keys are neither
+ * copied into the response nor into the /config JSON.
+ *
+ * Runs on syncd's loop thread. Called by syncd/main.c.
+ */
+#ifndef EDGE_SYNCD_STATUS_H
+#define EDGE_SYNCD_STATUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct config_sync;
+struct membership;
+struct rpc_server;
+struct status;
+
+#define STATUS_METHOD "/edge.v1.Status/Get"
+#define STATUS_EXPIRY_WARN_DAYS 14
+
+/* Fills the facts of the one source (any output may be NULL). */
+typedef void (*status_source_fn)(void *ud, char *name, size_t namelen, int *healthy, char *msg,
+                                 size_t msglen, int64_t *last_sync);
+
+/* All pointers must outlive st; mb and source may be NULL. build is copied. */
+int status_new(struct store *store, struct config_sync *cs, struct membership *mb,
+               const char *build, int64_t started_at, status_source_fn source, void *source_ud,
+               struct status **out);
+void status_free(struct status *st);
+int status_register(struct status *st, struct rpc_server *srv);
+
+/* Builds a packed Edge__V1__StatusResponse; *out malloc'd (caller frees). */
+int status_build(struct status *st, uint8_t **out, size_t *len);
+
+/* The live resources as JSON ({"version":N,"resources":[...]}), every
+ * field of the wire messages except key_pem. *out malloc'd. */
+int status_config_json(const struct store *store, char **out, size_t *len);
+
+#endif

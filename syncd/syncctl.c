@@ -1,0 +1,297 @@
+/*
+ * syncctl — command-line client of syncd's Status service.
+ *
+ *   syncctl --syncd=ADDR:PORT [--cert --key --ca | --insecure] status [--json]
+ *
+ * Prints a table like `istioctl proxy-status` (NAME KIND ADDRESS
+ * VERSION(ACKED/PUSHED) STATE SINCE ERROR), then the sources with their
+ * health, object counts, rejected objects with their reasons and the
+ * certificates expiring soon; --json prints one JSON document with the same
+ * data. Exits 1 with a one-line reason when syncd cannot be reached, 2 on
+ * a usage error.
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/flags.h"
+#include "common/rpc.h"
+#include "edge/v1/status.pb-c.h"
+
+static const char *state_name(int s) {
+  switch (s) {
+    case EDGE__V1__NODE_STATE__NODE_STATE_SYNCED:
+      return "SYNCED";
+    case EDGE__V1__NODE_STATE__NODE_STATE_STALE:
+      return "STALE";
+    case EDGE__V1__NODE_STATE__NODE_STATE_NACKED:
+      return "NACKED";
+    case EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED:
+      return "DISCONNECTED";
+    default:
+      return "UNKNOWN";
+  }
+}
+
+static const char *kind_name(int k) {
+  switch (k) {
+    case EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY:
+      return "l7proxy";
+    case EDGE__V1__NODE_KIND__NODE_KIND_L4LB:
+      return "l4lb";
+    default:
+      return "unknown";
+  }
+}
+
+/* "3d4h", "5m10s", "42s", or "-" for an unset time. */
+static void ago(int64_t then, int64_t now, char *out, size_t len) {
+  if (then <= 0) {
+    snprintf(out, len, "-");
+    return;
+  }
+  int64_t d = now > then ? now - then : 0;
+  if (d >= 86400)
+    snprintf(out, len, "%" PRId64 "d%" PRId64 "h", d / 86400, (d % 86400) / 3600);
+  else if (d >= 3600)
+    snprintf(out, len, "%" PRId64 "h%" PRId64 "m", d / 3600, (d % 3600) / 60);
+  else if (d >= 60)
+    snprintf(out, len, "%" PRId64 "m%" PRId64 "s", d / 60, d % 60);
+  else
+    snprintf(out, len, "%" PRId64 "s", d);
+}
+
+static void utc(int64_t t, char *out, size_t len) {
+  if (t <= 0) {
+    snprintf(out, len, "-");
+    return;
+  }
+  time_t tt = (time_t)t;
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+#define NCOLS 7
+
+static void print_row(char cells[NCOLS][256], const int *w) {
+  for (int c = 0; c < NCOLS; c++) {
+    if (c == NCOLS - 1)
+      printf("%s\n", cells[c]);
+    else
+      printf("%-*s  ", w[c], cells[c]);
+  }
+}
+
+static void node_cells(const Edge__V1__NodeStatus *n, int64_t now, char cells[NCOLS][256]) {
+  snprintf(cells[0], 256, "%s", n->node_id);
+  snprintf(cells[1], 256, "%s", kind_name(n->kind));
+  snprintf(cells[2], 256, "%s", n->address[0] ? n->address : "-");
+  snprintf(cells[3], 256, "%" PRIu64 "/%" PRIu64, n->last_acked_version, n->last_pushed_version);
+  snprintf(cells[4], 256, "%s%s", state_name(n->state), n->draining ? ",DRAINING" : "");
+  int disc = n->state == EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED;
+  ago(disc ? n->disconnected_at : n->connected_since, now, cells[5], 256);
+  snprintf(cells[6], 256, "%s", n->last_error[0] ? n->last_error : "-");
+}
+
+static void print_text(const Edge__V1__StatusResponse *r) {
+  int64_t now = (int64_t)time(NULL);
+  char vt[64], st[64];
+  utc(r->version_time, vt, sizeof(vt));
+  utc(r->started_at, st, sizeof(st));
+  printf("syncd %s  version %" PRIu64 " (since %s)  started %s\n\n", r->build, r->version, vt, st);
+
+  char cells[NCOLS][256] = {"NAME",  "KIND",  "ADDRESS", "VERSION(ACKED/PUSHED)",
+                            "STATE", "SINCE", "ERROR"};
+  int w[NCOLS];
+  for (int c = 0; c < NCOLS; c++) w[c] = (int)strlen(cells[c]);
+  for (size_t i = 0; i < r->n_nodes; i++) {
+    char row[NCOLS][256];
+    node_cells(r->nodes[i], now, row);
+    for (int c = 0; c < NCOLS; c++)
+      if ((int)strlen(row[c]) > w[c]) w[c] = (int)strlen(row[c]);
+  }
+  print_row(cells, w);
+  for (size_t i = 0; i < r->n_nodes; i++) {
+    char row[NCOLS][256];
+    node_cells(r->nodes[i], now, row);
+    print_row(row, w);
+  }
+  if (r->n_nodes == 0) printf("(no nodes)\n");
+
+  printf("\nSOURCES\n");
+  for (size_t i = 0; i < r->n_sources; i++) {
+    const Edge__V1__SourceStatus *s = r->sources[i];
+    char ls[64];
+    utc(s->last_sync, ls, sizeof(ls));
+    printf("  %s  %s  last sync %s%s%s\n", s->name, s->healthy ? "healthy" : "UNHEALTHY", ls,
+           s->message[0] ? "  " : "", s->message);
+  }
+  printf("\nOBJECTS\n ");
+  for (size_t i = 0; i < r->n_objects; i++)
+    printf(" %s=%u", r->objects[i]->kind, r->objects[i]->count);
+  printf("\n\nREJECTED (%zu)\n", r->n_rejected);
+  for (size_t i = 0; i < r->n_rejected; i++) {
+    const Edge__V1__RejectedObject *o = r->rejected[i];
+    printf("  %s %s/%s: %s%s%s%s\n", o->kind, o->namespace_, o->name, o->reason,
+           o->location[0] ? " (" : "", o->location, o->location[0] ? ")" : "");
+  }
+  size_t expiring = 0;
+  for (size_t i = 0; i < r->n_certificates; i++) expiring += r->certificates[i]->expiring != 0;
+  printf("\nCERTIFICATES %zu, expiring within 14 days: %zu\n", r->n_certificates, expiring);
+  for (size_t i = 0; i < r->n_certificates; i++) {
+    const Edge__V1__CertificateStatus *c = r->certificates[i];
+    if (!c->expiring) continue;
+    char na[64];
+    utc(c->not_after, na, sizeof(na));
+    printf("  %s  not after %s  issuer %s  hosts", c->name, na, c->issuer);
+    for (size_t k = 0; k < c->n_hosts; k++) printf(" %s", c->hosts[k]);
+    printf("\n");
+  }
+}
+
+static json_t *strv_json(char **v, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++) json_array_append_new(a, json_string(v[i]));
+  return a;
+}
+
+static void print_json(const Edge__V1__StatusResponse *r) {
+  json_t *root = json_object();
+  json_object_set_new(root, "build", json_string(r->build));
+  json_object_set_new(root, "version", json_integer((json_int_t)r->version));
+  json_object_set_new(root, "version_time", json_integer(r->version_time));
+  json_object_set_new(root, "started_at", json_integer(r->started_at));
+  json_t *nodes = json_array();
+  for (size_t i = 0; i < r->n_nodes; i++) {
+    const Edge__V1__NodeStatus *n = r->nodes[i];
+    json_t *o = json_object();
+    json_object_set_new(o, "node_id", json_string(n->node_id));
+    json_object_set_new(o, "kind", json_string(kind_name(n->kind)));
+    json_object_set_new(o, "address", json_string(n->address));
+    json_object_set_new(o, "zone", json_string(n->zone));
+    json_object_set_new(o, "build", json_string(n->build));
+    json_object_set_new(o, "connected_since", json_integer(n->connected_since));
+    json_object_set_new(o, "disconnected_at", json_integer(n->disconnected_at));
+    json_object_set_new(o, "last_pushed_version", json_integer((json_int_t)n->last_pushed_version));
+    json_object_set_new(o, "last_acked_version", json_integer((json_int_t)n->last_acked_version));
+    json_object_set_new(o, "state", json_string(state_name(n->state)));
+    json_object_set_new(o, "last_error", json_string(n->last_error));
+    json_object_set_new(o, "draining", json_boolean(n->draining));
+    json_array_append_new(nodes, o);
+  }
+  json_object_set_new(root, "nodes", nodes);
+  json_t *sources = json_array();
+  for (size_t i = 0; i < r->n_sources; i++) {
+    const Edge__V1__SourceStatus *s = r->sources[i];
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(s->name));
+    json_object_set_new(o, "healthy", json_boolean(s->healthy));
+    json_object_set_new(o, "message", json_string(s->message));
+    json_object_set_new(o, "last_sync", json_integer(s->last_sync));
+    json_array_append_new(sources, o);
+  }
+  json_object_set_new(root, "sources", sources);
+  json_t *objects = json_object();
+  for (size_t i = 0; i < r->n_objects; i++)
+    json_object_set_new(objects, r->objects[i]->kind, json_integer(r->objects[i]->count));
+  json_object_set_new(root, "objects", objects);
+  json_t *rejected = json_array();
+  for (size_t i = 0; i < r->n_rejected; i++) {
+    const Edge__V1__RejectedObject *x = r->rejected[i];
+    json_t *o = json_object();
+    json_object_set_new(o, "kind", json_string(x->kind));
+    json_object_set_new(o, "namespace", json_string(x->namespace_));
+    json_object_set_new(o, "name", json_string(x->name));
+    json_object_set_new(o, "reason", json_string(x->reason));
+    json_object_set_new(o, "location", json_string(x->location));
+    json_array_append_new(rejected, o);
+  }
+  json_object_set_new(root, "rejected", rejected);
+  json_t *certs = json_array();
+  for (size_t i = 0; i < r->n_certificates; i++) {
+    const Edge__V1__CertificateStatus *c = r->certificates[i];
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(c->name));
+    json_object_set_new(o, "sni_names", strv_json(c->sni_names, c->n_sni_names));
+    json_object_set_new(o, "not_after", json_integer(c->not_after));
+    json_object_set_new(o, "issuer", json_string(c->issuer));
+    json_object_set_new(o, "hosts", strv_json(c->hosts, c->n_hosts));
+    json_object_set_new(o, "expiring", json_boolean(c->expiring));
+    json_array_append_new(certs, o);
+  }
+  json_object_set_new(root, "certificates", certs);
+  char *s = json_dumps(root, JSON_INDENT(2));
+  if (s) printf("%s\n", s);
+  free(s);
+  json_decref(root);
+}
+
+int main(int argc, char **argv) {
+  const char *target = "127.0.0.1:7000", *cert = NULL, *key = NULL, *ca = NULL;
+  int insecure = 0, json = 0;
+  uint32_t timeout_ms = 5000;
+  const struct flag_def defs[] = {
+      {"syncd", FLAG_STRING, &target, "syncd gRPC address (default 127.0.0.1:7000)", "ADDR:PORT"},
+      {"cert", FLAG_STRING, &cert, "client certificate (PEM) for mTLS", "FILE"},
+      {"key", FLAG_STRING, &key, "client private key (PEM) for mTLS", "FILE"},
+      {"ca", FLAG_STRING, &ca, "CA (PEM) that syncd's certificate must chain to", "FILE"},
+      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC", NULL},
+      {"json", FLAG_BOOL, &json, "print JSON instead of tables", NULL},
+      {"timeout", FLAG_DURATION_MS, &timeout_ms, "deadline of the call (default 5s)", "DURATION"},
+  };
+  const size_t ndefs = sizeof(defs) / sizeof(defs[0]);
+  const char *pos[4];
+  int npos = 0;
+  char err[512];
+  int rc = flags_parse(defs, ndefs, argc, argv, pos, 4, &npos, err, sizeof(err));
+  if (rc == FLAGS_HELP) {
+    flags_usage(stdout, "syncctl",
+                "--syncd=ADDR:PORT [--insecure|--cert --key --ca] status [--json]",
+                "Shows what syncd serves and the state of every node.", defs, ndefs);
+    return 0;
+  }
+  if (rc != FLAGS_OK) {
+    fprintf(stderr, "syncctl: %s\n", err);
+    return 2;
+  }
+  if (npos != 1 || strcmp(pos[0], "status") != 0) {
+    fprintf(stderr, "syncctl: expected the command \"status\"\n");
+    return 2;
+  }
+  int have_tls = cert || key || ca;
+  if (insecure == have_tls || (have_tls && !(cert && key && ca))) {
+    fprintf(stderr, "syncctl: choose either --cert, --key and --ca (mTLS) or --insecure\n");
+    return 2;
+  }
+  struct rpc_creds creds = {
+      .cert_file = cert, .key_file = key, .ca_file = ca, .insecure = insecure};
+  Edge__V1__StatusRequest req = EDGE__V1__STATUS_REQUEST__INIT;
+  uint8_t reqbuf[16];
+  size_t reqlen = edge__v1__status_request__pack(&req, reqbuf);
+  uint8_t *resp = NULL;
+  size_t resp_len = 0;
+  rc = rpc_unary_call(target, "/edge.v1.Status/Get", &creds, reqbuf, reqlen, timeout_ms, &resp,
+                      &resp_len, err, sizeof(err));
+  if (rc != 0) {
+    fprintf(stderr, "syncctl: cannot get status from syncd at %s: %s\n", target,
+            err[0] ? err : "call failed");
+    free(resp);
+    return 1;
+  }
+  Edge__V1__StatusResponse *r = edge__v1__status_response__unpack(NULL, resp_len, resp);
+  free(resp);
+  if (!r) {
+    fprintf(stderr, "syncctl: syncd at %s sent an unparseable StatusResponse\n", target);
+    return 1;
+  }
+  if (json)
+    print_json(r);
+  else
+    print_text(r);
+  edge__v1__status_response__free_unpacked(r, NULL);
+  return 0;
+}

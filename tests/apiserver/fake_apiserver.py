@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""A small Kubernetes API server for tests, speaking the real list/watch wire protocol.
+
+No real API server can run on the build machines, so syncd's kubernetes
+source is tested against this one. It serves, for Ingress, IngressClass,
+Service, EndpointSlice and Secret:
+
+  GET  <collection>                  a List with metadata.resourceVersion
+  GET  <collection>?watch=1&resourceVersion=N
+                                     a chunked stream of JSON lines
+                                     {"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR,
+                                      "object": ...}; HTTP 410 when N is older
+                                     than the compacted history
+  PATCH .../namespaces/NS/ingresses/NAME/status   (merge-patch, recorded)
+
+and a control API for tests:
+
+  POST /_test/apply          {"objects": [...]} (or one object): create or update
+  POST /_test/delete         {"kind": K, "namespace": NS, "name": N}
+  POST /_test/expire         compact the history: open watches get an ERROR
+                             event with a Status of code 410 (not with
+                             {"silent": true}), later watches from an old
+                             resourceVersion get HTTP 410
+  POST /_test/drop-watches   close every open watch stream
+  POST /_test/bookmark       send a BOOKMARK on every open watch
+  GET  /_test/status-patches every status PATCH received, in order
+  GET  /_test/stats          request counters (lists and watches per kind)
+
+It binds 127.0.0.1 on a port chosen by the kernel and prints the port on
+stdout (one line), then serves until killed. Standard library only.
+"""
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+# kind -> (collection path, apiVersion, list kind)
+KINDS = {
+    "Ingress": ("/apis/networking.k8s.io/v1/ingresses", "networking.k8s.io/v1"),
+    "IngressClass": ("/apis/networking.k8s.io/v1/ingressclasses", "networking.k8s.io/v1"),
+    "Service": ("/api/v1/services", "v1"),
+    "EndpointSlice": ("/apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1"),
+    "Secret": ("/api/v1/secrets", "v1"),
+}
+PATH_TO_KIND = {v[0]: k for k, v in KINDS.items()}
+
+
+class State:
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.rv = 100
+        self.objects = {k: {} for k in KINDS}  # kind -> "ns/name" -> object
+        self.history = []  # (rv, kind, type, object)
+        self.compacted = 0  # watches from a resourceVersion below this get 410
+        self.drop_gen = 0
+        self.expire_gen = 0
+        self.bookmark_gen = 0
+        self.patches = []
+        self.stats = {"lists": {k: 0 for k in KINDS}, "watches": {k: 0 for k in KINDS},
+                      "watch_410": 0, "authorization": ""}
+
+    def _next_rv(self):
+        self.rv += 1
+        return self.rv
+
+    def apply(self, obj):
+        kind = obj.get("kind")
+        if kind not in KINDS:
+            raise ValueError("unsupported kind %r" % kind)
+        md = obj.setdefault("metadata", {})
+        md.setdefault("namespace", "default")
+        if kind == "IngressClass":
+            md.pop("namespace", None)
+        key = "%s/%s" % (md.get("namespace", ""), md["name"])
+        existing = self.objects[kind].get(key)
+        md["creationTimestamp"] = (existing or {}).get("metadata", {}).get(
+            "creationTimestamp") or md.get("creationTimestamp") or time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if existing and "status" in existing and "status" not in obj:
+            obj["status"] = existing["status"]
+        md["resourceVersion"] = str(self._next_rv())
+        obj["apiVersion"] = KINDS[kind][1]
+        self.objects[kind][key] = obj
+        self.history.append((self.rv, kind, "MODIFIED" if existing else "ADDED", obj))
+
+    def delete(self, kind, ns, name):
+        key = "%s/%s" % (ns if kind != "IngressClass" else "", name)
+        obj = self.objects[kind].pop(key, None)
+        if obj is None:
+            return False
+        obj = json.loads(json.dumps(obj))
+        obj["metadata"]["resourceVersion"] = str(self._next_rv())
+        self.history.append((self.rv, kind, "DELETED", obj))
+        return True
+
+
+STATE = State()
+
+
+def selected(kind, obj, query):
+    sel = query.get("fieldSelector", [""])[0]
+    if not sel:
+        return True
+    for term in sel.split(","):
+        field, _, want = term.partition("=")
+        if field == "type" and obj.get("type") != want:
+            return False
+    return True
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # keep test output quiet
+        pass
+
+    def _send_json(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _status(self, code, reason, message):
+        self._send_json(code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                               "status": "Failure", "message": message, "reason": reason,
+                               "code": code})
+
+    def _body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(n) or b"null") if n else None
+
+    def _chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        query = parse_qs(url.query)
+        if url.path == "/_test/status-patches":
+            with STATE.cond:
+                return self._send_json(200, STATE.patches)
+        if url.path == "/_test/stats":
+            with STATE.cond:
+                return self._send_json(200, STATE.stats)
+        kind = PATH_TO_KIND.get(url.path)
+        if kind is None:
+            return self._status(404, "NotFound", "no such path %s" % url.path)
+        if query.get("watch", ["0"])[0] in ("1", "true"):
+            return self._watch(kind, query)
+        with STATE.cond:
+            STATE.stats["lists"][kind] += 1
+            STATE.stats["authorization"] = self.headers.get("Authorization", "")
+            items = []
+            for obj in STATE.objects[kind].values():
+                if selected(kind, obj, query):
+                    item = json.loads(json.dumps(obj))
+                    item.pop("kind", None)  # typed lists carry no kind/apiVersion per item
+                    item.pop("apiVersion", None)
+                    items.append(item)
+            body = {"kind": kind + "List", "apiVersion": KINDS[kind][1],
+                    "metadata": {"resourceVersion": str(STATE.rv)}, "items": items}
+        self._send_json(200, body)
+
+    def _watch(self, kind, query):
+        rv_s = query.get("resourceVersion", [""])[0]
+        timeout = float(query.get("timeoutSeconds", ["300"])[0])
+        bookmarks = query.get("allowWatchBookmarks", ["false"])[0] == "true"
+        with STATE.cond:
+            STATE.stats["watches"][kind] += 1
+            if rv_s and int(rv_s) < STATE.compacted:
+                STATE.stats["watch_410"] += 1
+                return self._status(410, "Expired", "too old resource version: %s (%d)" %
+                                    (rv_s, STATE.compacted))
+            start_rv = int(rv_s) if rv_s else None
+            drop_gen, expire_gen, bm_gen = STATE.drop_gen, STATE.expire_gen, STATE.bookmark_gen
+            pending = []
+            if start_rv is None:  # no resourceVersion: synthetic ADDED for what exists now
+                pending = [("ADDED", o) for o in STATE.objects[kind].values()
+                           if selected(kind, o, query)]
+                start_rv = STATE.rv
+            pos = len(STATE.history)
+            for i, (rv, k, _, _) in enumerate(STATE.history):
+                if rv > start_rv:
+                    pos = i
+                    break
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        deadline = time.time() + timeout
+        try:
+            for t, o in pending:
+                self._chunk((json.dumps({"type": t, "object": o}) + "\n").encode())
+            while time.time() < deadline:
+                out = []
+                with STATE.cond:
+                    while pos < len(STATE.history):
+                        rv, k, t, o = STATE.history[pos]
+                        pos += 1
+                        if k == kind and selected(kind, o, query):
+                            out.append({"type": t, "object": o})
+                    if STATE.expire_gen != expire_gen:
+                        out.append({"type": "ERROR", "object": {
+                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "message": "too old resource version", "reason": "Expired",
+                            "code": 410}})
+                    elif STATE.bookmark_gen != bm_gen and bookmarks:
+                        bm_gen = STATE.bookmark_gen
+                        out.append({"type": "BOOKMARK", "object": {
+                            "kind": kind, "apiVersion": KINDS[kind][1],
+                            "metadata": {"resourceVersion": str(STATE.rv)}}})
+                    dropped = STATE.drop_gen != drop_gen
+                    expired = STATE.expire_gen != expire_gen
+                    if not out and not dropped:
+                        STATE.cond.wait(0.2)
+                for ev in out:
+                    self._chunk((json.dumps(ev) + "\n").encode())
+                if dropped or expired:
+                    break
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def do_PATCH(self):
+        url = urlparse(self.path)
+        parts = url.path.strip("/").split("/")
+        # apis/networking.k8s.io/v1/namespaces/NS/ingresses/NAME/status
+        if (len(parts) != 8 or parts[:3] != ["apis", "networking.k8s.io", "v1"] or
+                parts[3] != "namespaces" or parts[5] != "ingresses" or parts[7] != "status"):
+            return self._status(404, "NotFound", "no such path %s" % url.path)
+        if self.headers.get("Content-Type") != "application/merge-patch+json":
+            return self._status(415, "UnsupportedMediaType", "want merge-patch+json")
+        ns, name = parts[4], parts[6]
+        try:
+            body = self._body()
+        except ValueError:
+            return self._status(400, "BadRequest", "body is not JSON")
+        with STATE.cond:
+            obj = STATE.objects["Ingress"].get("%s/%s" % (ns, name))
+            if obj is None:
+                return self._status(404, "NotFound", "ingress %s/%s not found" % (ns, name))
+            STATE.patches.append({"namespace": ns, "name": name, "body": body})
+            obj = json.loads(json.dumps(obj))
+            obj["status"] = (body or {}).get("status", {})
+            STATE.apply(obj)
+            STATE.cond.notify_all()
+            out = obj
+        self._send_json(200, out)
+
+    def do_POST(self):
+        url = urlparse(self.path)
+        try:
+            body = self._body()
+        except ValueError:
+            return self._status(400, "BadRequest", "body is not JSON")
+        with STATE.cond:
+            try:
+                if url.path == "/_test/apply":
+                    objs = body.get("objects", [body]) if isinstance(body, dict) else body
+                    for o in objs:
+                        STATE.apply(o)
+                elif url.path == "/_test/delete":
+                    if not STATE.delete(body["kind"], body.get("namespace", "default"),
+                                        body["name"]):
+                        return self._status(404, "NotFound", "no such object")
+                elif url.path == "/_test/expire":
+                    STATE.compacted = STATE._next_rv()  # every earlier version is gone
+                    if not (isinstance(body, dict) and body.get("silent")):
+                        STATE.expire_gen += 1
+                elif url.path == "/_test/drop-watches":
+                    STATE.drop_gen += 1
+                elif url.path == "/_test/bookmark":
+                    STATE._next_rv()
+                    STATE.bookmark_gen += 1
+                else:
+                    return self._status(404, "NotFound", "no such path %s" % url.path)
+            except (KeyError, ValueError, AttributeError, TypeError) as e:
+                return self._status(400, "BadRequest", str(e))
+            STATE.cond.notify_all()
+            rv = STATE.rv
+        self._send_json(200, {"resourceVersion": str(rv)})
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,691 @@
+#!/usr/bin/env python3
+"""runner — the network-namespace e2e cluster and scenario driver.
+
+Started by tests/e2e/netns/run.sh INSIDE an outer namespace that has no route
+out (never run it directly on a host). Builds this topology on bridge br0
+(10.99.0.0/16, the runner itself is the client at 10.99.0.1):
+
+    syncd     10.99.0.2    gRPC :7000, admin :7001, --source=dir:RUN/manifests
+    l7-1..3   10.99.0.11-13  http :80, https :443, admin :9901
+    lb-a/b    10.99.0.21-22  l4lb :80, admin :9901; keepalived VRRP (unicast)
+                             holding the VIP 10.99.0.100
+    backends  10.99.0.31   + one 10.99.1.x address per example endpoint (:8080)
+
+then runs every scenario of tests/e2e/scenarios/ (format: tests/e2e/lib/
+scenario.py) and prints one line per scenario and "N passed, N failed,
+N skipped". Configuration reaches syncd as files in its source directory; a
+"generation marker" Ingress (host gen-N.marker.e2e.test) written last tells
+the runner when a change is served by every replica, using only the data
+path. Every process is started here, with its PID kept, and stopped by PID.
+Invariant: all loops are bounded by a deadline.
+"""
+import argparse
+import glob
+import os
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import scenario as sc  # noqa: E402
+
+CLIENT = "10.99.0.1"
+VIP = "10.99.0.100"
+HOSTS = {"syncd": "10.99.0.2", "l7-1": "10.99.0.11", "l7-2": "10.99.0.12",
+         "l7-3": "10.99.0.13", "lb-a": "10.99.0.21", "lb-b": "10.99.0.22",
+         "backends": "10.99.0.31"}
+L4_CIDR = "10.99.0.20/30"  # lb-a and lb-b: the only PROXY-protocol senders
+REPLICAS = ["l7-1", "l7-2", "l7-3"]
+LBS = ["lb-a", "lb-b"]
+BACKEND_PORT = 8080
+ADMIN = 9901
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def sh(*cmd, check=True):
+    p = subprocess.run(list(cmd), capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
+    return p
+
+
+def http_ok(url, timeout=1.0):
+    return subprocess.run(["curl", "-fsS", "-m", str(timeout), "-o", "/dev/null", url],
+                          capture_output=True).returncode == 0
+
+
+def wait_until(cond, timeout, step=0.1):
+    """Polls cond() until true or the deadline; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(step)
+
+
+class Proc:
+    """One process in a namespace, stopped only by its own PID."""
+
+    def __init__(self, name, ns, cmd, logdir):
+        self.name, self.ns, self.cmd = name, ns, cmd
+        self.logpath = os.path.join(logdir, f"{name}.log")
+        self.p = None
+
+    def start(self):
+        out = open(self.logpath, "a")
+        out.write(f"--- start: {' '.join(self.cmd)}\n")
+        out.flush()
+        # `ip netns exec` execs the command, so the PID is the daemon's.
+        self.p = subprocess.Popen(["ip", "netns", "exec", self.ns] + self.cmd, stdout=out,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        out.close()
+        return self
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.p.pid, sig)
+
+    def stop(self, timeout=10):
+        if not self.alive():
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.p.wait(5)
+
+    def tail(self, n=8):
+        try:
+            with open(self.logpath) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+
+class Net:
+    """Bridge + one namespace per host. Lives and dies with the outer ns."""
+
+    def __init__(self):
+        self.extra = set()
+
+    def setup(self):
+        sh("ip", "link", "add", "br0", "type", "bridge")
+        sh("ip", "addr", "add", f"{CLIENT}/16", "dev", "br0")
+        sh("ip", "link", "set", "br0", "up")
+        for i, (ns, ip) in enumerate(HOSTS.items()):
+            sh("ip", "netns", "add", ns)
+            veth = f"v{i}-{ns}"[:15]
+            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "link", "set", veth, "master", "br0", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/16", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+    def add_addr(self, ns, ip):
+        if (ns, ip) not in self.extra:
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/16", "dev", "eth0")
+            self.extra.add((ns, ip))
+
+    def link(self, ns, up):
+        sh("ip", "-n", ns, "link", "set", "eth0", "up" if up else "down")
+
+    def has_addr(self, ns, ip):
+        return f" {ip}/" in sh("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0",
+                               check=False).stdout
+
+    def teardown(self):
+        for ns in HOSTS:
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def help_text(binary):
+    p = subprocess.run([binary, "--help"], capture_output=True, text=True)
+    return p.stdout + p.stderr
+
+
+class Cluster:
+    def __init__(self, args, run, net):
+        self.args, self.run, self.net = args, run, net
+        self.bin = args.bin_dir
+        self.logs = os.path.join(run, "logs")
+        self.manifests = os.path.join(run, "manifests")
+        self.pki = os.path.join(run, "pki")
+        self.procs = {}
+        self.gen = 0
+        self.caps = set()
+        self.endpoint_ips = {}
+        self.backend_proc = None
+        self.current = None  # the scenario whose objects are applied
+        for d in (self.logs, self.manifests, os.path.join(run, "syncd-state")):
+            os.makedirs(d, exist_ok=True)
+        self.l7_help = help_text(self.path("l7proxy/l7proxy"))
+        self.l4_help = help_text(self.path("l4lb/l4lb"))
+
+    def path(self, rel):
+        return os.path.join(self.bin, rel)
+
+    def tls_client(self):
+        return [f"--cert={self.pki}/client.crt", f"--key={self.pki}/client.key",
+                f"--ca={self.pki}/ca.crt"]
+
+    # ---------------------------------------------------------- processes
+    def proc(self, name, ns, cmd):
+        p = Proc(name, ns, cmd, self.logs)
+        self.procs[name] = p
+        return p.start()
+
+    def start_syncd(self):
+        ip = HOSTS["syncd"]
+        return self.proc("syncd", "syncd", [
+            self.path("syncd/syncd"), f"--source=dir:{self.manifests}",
+            f"--listen={ip}:7000", f"--admin={ip}:7001",
+            f"--state-dir={self.run}/syncd-state", f"--cert={self.pki}/syncd.crt",
+            f"--key={self.pki}/syncd.key", f"--ca={self.pki}/ca.crt"])
+
+    def l7_cmd(self, name, https):
+        ip = HOSTS[name]
+        cmd = [self.path("l7proxy/l7proxy"), f"--syncd={HOSTS['syncd']}:7000",
+               f"--node-id={name}", f"--http={ip}:80", f"--admin={ip}:{ADMIN}", "--workers=1"]
+        if "--advertise" in self.l7_help:
+            cmd.append(f"--advertise={ip}:80")
+        if "--cache-dir" in self.l7_help:
+            os.makedirs(f"{self.run}/{name}-cache", exist_ok=True)
+            cmd.append(f"--cache-dir={self.run}/{name}-cache")
+        if "--proxy-protocol-trusted" in self.l7_help:
+            cmd += ["--proxy-protocol", f"--proxy-protocol-trusted={L4_CIDR}"]
+        if https:
+            cmd.append(f"--https={ip}:443")
+        return cmd + self.tls_client()
+
+    def start_l7(self, name):
+        return self.proc(name, name, self.l7_cmd(name, "tls" in self.caps))
+
+    def start_l4(self, name):
+        ip = HOSTS[name]
+        cmd = [self.path("l4lb/l4lb"), "--listen=0.0.0.0:80", f"--syncd={HOSTS['syncd']}:7000",
+               f"--admin={ip}:{ADMIN}", "--workers=1"]
+        if "--node-id" in self.l4_help:
+            cmd.append(f"--node-id={name}")
+        for flag, val in (("--check-interval", "500ms"), ("--fall", "2"), ("--rise", "2")):
+            if flag in self.l4_help:
+                cmd.append(f"{flag}={val}")
+        if "--proxy-protocol-trusted" not in self.l7_help and "--proxy-protocol" in self.l4_help:
+            cmd.append("--proxy-protocol=off")  # replicas cannot read it
+        return self.proc(name, name, cmd + self.tls_client())
+
+    def start_keepalived(self, name):
+        me, peer = (name, "lb-b") if name == "lb-a" else (name, "lb-a")
+        with open(os.path.join(self.args.repo, "deploy/keepalived/keepalived.conf.tmpl")) as f:
+            tmpl = string.Template(f.read())
+        conf = tmpl.safe_substitute(
+            ROUTER_ID=name, IFACE="eth0", SELF_IP=HOSTS[me], PEER_IP=HOSTS[peer], VIP=VIP,
+            VIP_PREFIX="16", PRIORITY="150" if name == "lb-a" else "100",
+            VRID="51", AUTH_PASS="edge-e2e",
+            CHECK_SCRIPT=f"/usr/bin/curl -fsS -m 1 -o /dev/null http://{HOSTS[name]}:{ADMIN}/readyz")
+        path = os.path.join(self.run, f"keepalived-{name}.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        pids = [os.path.join(self.run, f"keepalived-{name}.{k}.pid") for k in ("main", "vrrp", "chk")]
+        return self.proc(f"keepalived-{name}", name, [
+            "keepalived", "--dont-fork", "--log-console", "--vrrp", "-f", path,
+            "-p", pids[0], "-r", pids[1], "-c", pids[2]])
+
+    def vip_holder(self):
+        held = [lb for lb in LBS if self.net.has_addr(lb, VIP)]
+        return held[0] if len(held) == 1 else None
+
+    def readyz(self, name):
+        port = 7001 if name == "syncd" else ADMIN
+        return http_ok(f"http://{HOSTS[name]}:{port}/readyz")
+
+    def start_all(self):
+        subprocess.run([os.path.join(self.args.repo, "deploy/local/pki.sh"), self.pki,
+                        f"--san=IP:{HOSTS['syncd']}"], check=True)
+        self.marker = self.proc("marker-backend", "backends", [
+            "python3", os.path.join(self.args.repo, "deploy/local/backend.py"),
+            f"marker-1={self.endpoint_ip('marker', 1)}:{BACKEND_PORT}"])
+        self.apply(None)
+        self.start_syncd()
+        want_tls = any("--https" in ln and "not available" not in ln
+                       for ln in self.l7_help.splitlines())
+        for r in REPLICAS:
+            self.proc(r, r, self.l7_cmd(r, want_tls))
+        if want_tls:
+            time.sleep(0.5)  # a build without TLS exits at once on --https
+            if not all(self.procs[r].alive() for r in REPLICAS):
+                log("  note: l7proxy rejects --https in this build; TLS scenarios will be skipped")
+                for r in REPLICAS:
+                    self.procs[r].stop()
+                    self.proc(r, r, self.l7_cmd(r, False))
+            else:
+                self.caps.add("tls")
+        for lb in LBS:
+            self.start_l4(lb)
+        for lb in LBS:
+            self.start_keepalived(lb)
+        for name in ["syncd"] + REPLICAS + LBS:
+            if not wait_until(lambda: self.readyz(name) or not self.procs[name].alive(), 30) \
+                    or not self.procs[name].alive():
+                raise RuntimeError(f"{name} not ready:\n{self.procs[name].tail()}")
+        if not wait_until(self.vip_holder, 15):
+            raise RuntimeError("no l4lb host took the VIP:\n" + self.procs["keepalived-lb-a"].tail())
+        self.wait_generation(REPLICAS)
+        self.detect_caps()
+
+    def detect_caps(self):
+        marker = {"host": self.marker_host(), "path": "/", "expect": {}}
+        a = sc.send(dict(marker, protocol="h2c"), HOSTS["l7-1"], 80)
+        if a.http_version == "2" and a.backend == "marker-1":
+            self.caps.add("h2c")
+        if "tls" in self.caps:
+            a = sc.send(dict(marker, protocol="h2", scheme="https"), HOSTS["l7-1"], 443)
+            if a.http_version == "2" and a.backend == "marker-1":
+                self.caps.add("h2")
+        a = sc.send(marker, VIP, 80)
+        if a.backend == "marker-1" and a.echo.get("x_forwarded_for", "").split(",")[0].strip() == CLIENT:
+            self.caps.add("proxy-protocol")
+        log(f"  capabilities: {', '.join(sorted(self.caps)) or 'none'} "
+            f"(VIP held by {self.vip_holder()})")
+
+    def ensure_healthy(self):
+        """Restarts whatever a previous scenario left stopped."""
+        for name in ["syncd"] + REPLICAS + LBS:
+            self.net.link(name, True)
+            if not self.procs[name].alive():
+                {"syncd": self.start_syncd}.get(name, lambda: None)()
+                if name in REPLICAS:
+                    self.start_l7(name)
+                elif name in LBS:
+                    self.start_l4(name)
+        for name in ["syncd"] + REPLICAS + LBS:
+            if not wait_until(lambda: self.readyz(name), 30):
+                raise RuntimeError(f"{name} not ready again:\n{self.procs[name].tail()}")
+        for lb in LBS:
+            if not self.procs[f"keepalived-{lb}"].alive():
+                self.start_keepalived(lb)
+        if not wait_until(lambda: self.vip_holder() == "lb-a", 15):
+            raise RuntimeError(f"VIP not back on lb-a (holder {self.vip_holder()})")
+
+    # ------------------------------------------------------ configuration
+    def endpoint_ip(self, svc, k):
+        key = (svc, k)
+        if key not in self.endpoint_ips:
+            n = len(self.endpoint_ips) + 1
+            ip = f"10.99.{1 + n // 250}.{1 + n % 250}"
+            self.net.add_addr("backends", ip)
+            self.endpoint_ips[key] = ip
+        return self.endpoint_ips[key]
+
+    def marker_host(self):
+        return f"gen-{self.gen}.marker.e2e.test"
+
+    def base_objects(self):
+        return [
+            {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+             "metadata": {"name": "edge", "annotations": {
+                 "ingressclass.kubernetes.io/is-default-class": "true"}},
+             "spec": {"controller": "edge.dev/ingress-controller"}},
+        ] + sc.backend_objects({"marker": 1}, self.endpoint_ip, BACKEND_PORT, "e2e-system") + [
+            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+             "metadata": {"name": "e2e-marker", "namespace": "e2e-system"},
+             "spec": {"ingressClassName": "edge", "rules": [{
+                 "host": self.marker_host(), "http": {"paths": [{
+                     "path": "/", "pathType": "Prefix", "backend": {"service": {
+                         "name": "marker", "port": {"number": 80}}}}]}}]}}]
+
+    def apply(self, scen, extra=None):
+        """Replaces the served configuration with scen's objects (+ extra
+        documents). The generation marker is written last."""
+        self.gen += 1
+        docs = []
+        secrets = []
+        if scen:
+            docs = sc.backend_objects(scen["backends"], self.endpoint_ip, BACKEND_PORT)
+            docs += scen["object_list"]
+            tdir = os.path.join(self.run, "tls", scen["name"])
+            os.makedirs(tdir, exist_ok=True)
+            secrets = sc.tls_secret_objects(scen["tls_secrets"], tdir)
+        files = {"10-backends.yaml": docs, "20-secrets.yaml": secrets, "30-extra.yaml": extra or []}
+        for fname, d in files.items():
+            sc.write_yaml_atomic(os.path.join(self.manifests, fname), d)
+        self.write_marker(bump=False)
+        self.current = scen
+
+    def write_marker(self, bump=True):
+        """Writes the generation marker (after every other file)."""
+        if bump:
+            self.gen += 1
+        sc.write_yaml_atomic(os.path.join(self.manifests, "99-marker.yaml"), self.base_objects())
+
+    def marker_served(self, replica):
+        a = sc.send({"host": self.marker_host(), "path": "/", "expect": {}}, HOSTS[replica], 80,
+                    timeout=2)
+        return a.backend == "marker-1"
+
+    def wait_generation(self, replicas, timeout=20):
+        for r in replicas:
+            if not wait_until(lambda: self.marker_served(r), timeout, 0.1):
+                raise RuntimeError(f"{r} did not serve configuration generation {self.gen} "
+                                   f"within {timeout}s")
+
+    def start_backends(self, scen):
+        if self.backend_proc:
+            self.backend_proc.stop()
+        specs = [f"{svc}-{k}={self.endpoint_ip(svc, k)}:{BACKEND_PORT}"
+                 for svc, n in sorted(scen["backends"].items()) for k in range(1, n + 1)]
+        if not specs:
+            self.backend_proc = None
+            return
+        self.backend_proc = self.proc(f"backends-{scen['name']}", "backends", [
+            "python3", os.path.join(self.args.repo, "deploy/local/backend.py")] + specs)
+        first = specs[0].split("=")[1]
+        if not wait_until(lambda: http_ok(f"http://{first}/"), 10):
+            raise RuntimeError("example backends did not start:\n" + self.backend_proc.tail())
+
+    def syncctl_status(self):
+        p = subprocess.run(["ip", "netns", "exec", "syncd", self.path("syncd/syncctl"),
+                            f"--syncd={HOSTS['syncd']}:7000"] + self.tls_client() + ["status"],
+                           capture_output=True, text=True, timeout=20)
+        return p.returncode, p.stdout + p.stderr
+
+    def stop_all(self):
+        order = ["keepalived-lb-a", "keepalived-lb-b", "lb-a", "lb-b"] + REPLICAS + ["syncd"]
+        for name in order + [n for n in self.procs if n not in order]:
+            if name in self.procs:
+                self.procs[name].stop(5)
+
+
+def target_of(via, scheme):
+    port = 443 if scheme == "https" else 80
+    return (VIP, port) if via == "vip" else (HOSTS[via], port)
+
+
+def run_requests(cl, scen, out):
+    ok = True
+    for r in scen["requests"]:
+        ip, port = target_of(r["via"], r["scheme"])
+        seen = set()
+        for _ in range(r["repeat"]):
+            a = sc.send(r, ip, port)
+            why = sc.check_answer(r["expect"], a, {"@client": CLIENT})
+            if why:
+                out.append(f"    FAIL {r['protocol']} {r['scheme']}://{r['host']}{r['path']} "
+                           f"via {r['via']}: {why}")
+                ok = False
+                break
+            seen.add(a.backend)
+        else:
+            want = r["expect"].get("endpoints")
+            if want and len(seen) != want:
+                out.append(f"    FAIL {r['host']}{r['path']} via {r['via']}: {len(seen)} endpoints "
+                           f"answered {r['repeat']} requests ({sorted(seen)}), want {want}")
+                ok = False
+    return ok
+
+
+def verify(host, path, n):
+    """n sequential requests through the VIP, new connection each; returns failures."""
+    failed = 0
+    for _ in range(n):
+        a = sc.send({"host": host, "path": path, "expect": {}}, VIP, 80, timeout=10)
+        if a.error or a.status != 200:
+            failed += 1
+    return failed
+
+
+def run_fault(cl, scen, fl, out):
+    kind = fl["kind"]
+    host = fl["host"] or next(iter(scen["backends"]), "") + ".example.test"
+    load = sc.Load(VIP, 80, host, fl["path"], threads=2, rate=40, timeout=10)
+    note = ""
+    load.start()
+    time.sleep(1.5)  # load established before the fault (a duration, not a wait)
+    try:
+        if kind == "kill-l7proxy":
+            cl.procs[fl["target"]].signal(signal.SIGKILL)
+            time.sleep(fl["duration"])
+        elif kind == "kill-active-l4lb":
+            holder = cl.vip_holder()
+            t0 = time.monotonic()
+            cl.procs[holder].signal(signal.SIGKILL)
+            moved = wait_until(lambda: cl.vip_holder() not in (None, holder), 15, 0.05)
+            took = time.monotonic() - t0
+            if not moved:
+                out.append(f"    FAIL VIP did not move off {holder} within 15s")
+                return False
+            note = f"VIP {holder} -> {cl.vip_holder()} in {took:.1f}s"
+            time.sleep(max(0.0, fl["duration"] - took))
+        elif kind == "stop-syncd":
+            cl.procs["syncd"].stop()
+            time.sleep(fl["duration"])
+            down = [r for r in REPLICAS if not cl.readyz(r)]
+            if down:
+                out.append(f"    FAIL replicas not ready while syncd is down: {down}")
+                return False
+        elif kind == "restart-syncd":
+            if cl.procs["syncd"].alive():
+                cl.procs["syncd"].stop()
+            cl.start_syncd()
+            if not wait_until(lambda: cl.readyz("syncd"), 20):
+                out.append("    FAIL syncd not ready after restart:\n" + cl.procs["syncd"].tail())
+                return False
+            cl.apply(scen)  # a new version must reach every reconnected replica
+            cl.wait_generation(REPLICAS, timeout=30)
+            rc, text = cl.syncctl_status()
+            synced = text.count("SYNCED")
+            note = f"resynced gen {cl.gen}; syncctl status rc={rc}, SYNCED×{synced}"
+            time.sleep(fl["duration"])
+        elif kind == "cut-replica-link":
+            cl.net.link(fl["target"], False)
+            time.sleep(fl["duration"])
+        elif kind == "config-churn":
+            last = None
+            for i in range(fl["changes"]):
+                last = "churn-a" if i % 2 == 0 else "churn-b"
+                sc.write_yaml_atomic(os.path.join(cl.manifests, "30-extra.yaml"), [{
+                    "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                    "metadata": {"name": "churn", "namespace": "default",
+                                 "annotations": {"edge.dev/churn": str(i)}},
+                    "spec": {"ingressClassName": "edge", "rules": [{
+                        "host": "churn.example.test", "http": {"paths": [{
+                            "path": f"/v{i % 7}", "pathType": "Prefix", "backend": {"service": {
+                                "name": last, "port": {"number": 80}}}}]}}]}}])
+                time.sleep(0.05)
+            cl.write_marker()
+            cl.wait_generation(REPLICAS, timeout=30)
+            i = fl["changes"] - 1
+            bad = []
+            for r in REPLICAS:
+                a = sc.send({"host": "churn.example.test", "path": f"/v{i % 7}/x", "expect": {}},
+                            HOSTS[r], 80)
+                if not sc.backend_matches(last, a.backend):
+                    bad.append(f"{r}:{a.backend or a.status}")
+            if bad:
+                out.append(f"    FAIL last change not served everywhere: {bad}")
+                return False
+            note = f"{fl['changes']} changes, last served by all replicas"
+    finally:
+        load.stop()
+    pct = 100.0 * load.failed / max(1, load.sent)
+    line = f"    fault {kind}{' ' + fl['target'] if fl.get('target') else ''}: {load.summary()}"
+    if note:
+        line += f"; {note}"
+    out.append(line)
+    ok = pct <= fl["max_failed_percent"] and load.sent > 0
+    if not ok:
+        out.append(f"    FAIL {pct:.1f}% failed during the fault, allowed "
+                   f"{fl['max_failed_percent']}%")
+    if fl["verify"]:
+        vf = verify(host, fl["path"], fl["verify"])
+        out.append(f"    after {kind}: sent={fl['verify']} failed={vf}")
+        if vf:
+            ok = False
+    return ok
+
+
+def run_scenario(cl, scen):
+    out = []
+    missing = [c for c in scen["requires"] if c not in cl.caps]
+    if missing:
+        return "SKIP", [f"    needs {', '.join(missing)} (not in this build)"]
+    try:
+        cl.ensure_healthy()
+        cl.start_backends(scen)
+        cl.apply(scen)
+        cl.wait_generation(REPLICAS)
+        ok = run_requests(cl, scen, out)
+        for fl in scen["faults"]:
+            if not run_fault(cl, scen, fl, out):
+                ok = False
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        out.append(f"    ERROR {e}")
+        ok = False
+    return ("PASS" if ok else "FAIL"), out
+
+
+def infra_selftest(args, run, net):
+    """Namespaces, bridge and keepalived failover with stand-in l4lbs."""
+    results = []
+    procs = {}
+    logs = os.path.join(run, "logs")
+    os.makedirs(logs, exist_ok=True)
+
+    class Fake:  # the slice of Cluster that start_keepalived/vip_holder use
+        pass
+
+    cl = Fake()
+    cl.args, cl.run, cl.net, cl.procs, cl.logs = args, run, net, procs, logs
+    cl.proc = lambda name, ns, cmd: Cluster.proc(cl, name, ns, cmd)
+    for lb in LBS:
+        cl.proc(lb, lb, ["python3", os.path.join(os.path.dirname(__file__), "stub_l4lb.py"),
+                         lb, "0.0.0.0:80", f"{HOSTS[lb]}:{ADMIN}", f"{run}/{lb}.down"])
+    for lb in LBS:
+        Cluster.start_keepalived(cl, lb)
+
+    def holder():
+        return Cluster.vip_holder(cl)
+
+    def via_vip():
+        a = sc.send({"host": "vip.e2e.test", "path": "/", "expect": {}}, VIP, 80, timeout=2)
+        return a.backend
+
+    try:
+        ok = wait_until(lambda: holder() == "lb-a" and via_vip() == "lb-a", 20)
+        results.append(("infra-vip-initial", ok, f"VIP on {holder()}, answered by {via_vip()}"))
+        t0 = time.monotonic()
+        open(f"{run}/lb-a.down", "w").close()
+        ok = wait_until(lambda: holder() == "lb-b" and via_vip() == "lb-b", 20, 0.05)
+        results.append(("infra-vip-check-fails", ok,
+                        f"lb-a /readyz 503 -> VIP on {holder()} after {time.monotonic() - t0:.1f}s"))
+        os.unlink(f"{run}/lb-a.down")
+        ok = wait_until(lambda: holder() == "lb-a", 20, 0.05)
+        t0 = time.monotonic()
+        procs["lb-a"].signal(signal.SIGKILL)
+        ok = ok and wait_until(lambda: holder() == "lb-b" and via_vip() == "lb-b", 20, 0.05)
+        results.append(("infra-vip-crash", ok,
+                        f"lb-a killed -> VIP on {holder()} after {time.monotonic() - t0:.1f}s"))
+        probe = subprocess.run(["ip", "route", "get", "1.1.1.1"], capture_output=True, text=True)
+        results.append(("infra-no-route-out", probe.returncode != 0,
+                        "outer namespace has no route to 1.1.1.1"))
+    finally:
+        for p in procs.values():
+            p.stop(5)
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repo", required=True)
+    ap.add_argument("--bin-dir", default=os.environ.get("EDGE_BIN_DIR", ""))
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--infra-only", action="store_true")
+    ap.add_argument("--budget", type=float, default=480, help="seconds for all scenarios")
+    args = ap.parse_args()
+    if args.bin_dir:
+        args.bin_dir = os.path.abspath(args.bin_dir)
+
+    base = os.environ.get("TEST_TMPDIR") or "/tmp"
+    run = tempfile.mkdtemp(prefix="edge-e2e-", dir=base)
+    os.chmod(run, 0o700)
+    log(f"e2e netns runner: work dir {run}")
+    net = Net()
+    net.setup()
+
+    scen_files = sorted(glob.glob(os.path.join(args.repo, "tests/e2e/scenarios/*.yaml")))
+    scens = []
+    bad = []
+    for f in scen_files:
+        try:
+            s = sc.load(f, args.repo)
+            if not args.only or s["name"] in args.only.split(","):
+                scens.append(s)
+        except sc.ScenarioError as e:
+            bad.append(str(e))
+
+    need = ["syncd/syncd", "syncd/syncctl", "l7proxy/l7proxy", "l4lb/l4lb"]
+    missing = [b for b in need if not (args.bin_dir and os.access(os.path.join(args.bin_dir, b), os.X_OK))]
+    infra_only = args.infra_only or bool(missing)
+    results = []  # (name, status, lines)
+    for b in bad:
+        results.append(("scenario-file", "FAIL", [f"    {b}"]))
+    if infra_only:
+        if missing and not args.infra_only:
+            log(f"  note: daemons missing ({', '.join(missing)} under {args.bin_dir or '-'}): "
+                "running the infrastructure self-test only")
+        for name, ok, detail in infra_selftest(args, run, net):
+            results.append((name, "PASS" if ok else "FAIL", [f"    {detail}"]))
+            log(f"{'PASS' if ok else 'FAIL'}  {name}\n    {detail}")
+        for s in scens:
+            results.append((s["name"], "NOT RUN", []))
+    else:
+        cl = Cluster(args, run, net)
+        deadline = time.monotonic() + args.budget
+        try:
+            log("  starting syncd, 3 l7proxy, 2 l4lb, keepalived, backends")
+            cl.start_all()
+            for s in scens:
+                if time.monotonic() > deadline:
+                    results.append((s["name"], "FAIL", ["    not run: time budget spent"]))
+                    continue
+                t0 = time.monotonic()
+                status, lines = run_scenario(cl, s)
+                results.append((s["name"], status, lines))
+                log(f"{status:4}  {s['name']}  ({time.monotonic() - t0:.1f}s)")
+                for ln in lines:
+                    log(ln)
+        except RuntimeError as e:
+            log(f"ERROR cluster: {e}")
+            results.append(("cluster-start", "FAIL", [f"    {e}"]))
+        finally:
+            if cl.backend_proc:
+                cl.backend_proc.stop(5)
+            cl.stop_all()
+    net.teardown()
+    outdir = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+    if outdir:
+        shutil.copytree(os.path.join(run, "logs"), os.path.join(outdir, "e2e-logs"),
+                        dirs_exist_ok=True)
+    passed = sum(1 for r in results if r[1] == "PASS")
+    failed = sum(1 for r in results if r[1] == "FAIL")
+    skipped = sum(1 for r in results if r[1] in ("SKIP", "NOT RUN"))
+    log("\nsummary:")
+    for name, status, _ in results:
+        log(f"  {status:7} {name}")
+    log(f"{passed} passed, {failed} failed, {skipped} skipped (logs: {run}/logs)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

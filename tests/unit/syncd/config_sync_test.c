@@ -1,0 +1,369 @@
+/* config_sync: per-node push bookkeeping without sockets. The rpc_call
+ * functions config_sync uses are replaced by a recording fake, so each test
+ * plays a proxy message by message and inspects exactly what was sent. */
+#include "syncd/config_sync.h"
+
+#include <CUnit/CUnit.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rpc.h"
+#include "edge/v1/config_sync.pb-c.h"
+#include "edge/v1/status.pb-c.h"
+#include "syncd/store.h"
+
+/* ---- the fake rpc ------------------------------------------------------- */
+
+#define MAX_SENT 16
+struct rpc_call {
+  void *data;
+  Edge__V1__SyncMessage *sent[MAX_SENT];
+  int nsent;
+  size_t pending;
+  int finished, status;
+  char details[256];
+};
+
+static const struct rpc_call_handler *g_handler;
+static void *g_ud;
+
+int rpc_server_add_method(struct rpc_server *srv, const char *method, enum rpc_method_kind kind,
+                          const struct rpc_call_handler *h, void *ud) {
+  g_handler = h;
+  g_ud = ud;
+  return 0;
+}
+int rpc_call_send(struct rpc_call *c, const uint8_t *data, size_t len) {
+  if (c->finished || c->nsent == MAX_SENT) return RPC_ERR_CLOSED;
+  c->sent[c->nsent++] = edge__v1__sync_message__unpack(NULL, len, data);
+  c->pending++;
+  return 0;
+}
+size_t rpc_call_pending(const struct rpc_call *c) {
+  return c->pending;
+}
+int rpc_call_finish(struct rpc_call *c, int status, const char *details) {
+  c->finished = 1;
+  c->status = status;
+  snprintf(c->details, sizeof(c->details), "%s", details ? details : "");
+  return 0;
+}
+const char *rpc_call_peer(const struct rpc_call *c) {
+  return "ipv4:127.0.0.1:1";
+}
+void rpc_call_set_data(struct rpc_call *c, void *d) {
+  c->data = d;
+}
+void *rpc_call_get_data(const struct rpc_call *c) {
+  return c->data;
+}
+const char *rpc_strerror(int err) {
+  return "fake";
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+struct world {
+  struct store *store;
+  struct config_sync *cs;
+  int replica_changes;
+  int gen; /* distinguishes successive states */
+};
+
+static void on_replicas(void *ud) {
+  ((struct world *)ud)->replica_changes++;
+}
+
+/* A new state: one VirtualHost whose host differs per generation, plus a
+ * constant one. */
+static void new_version(struct world *w) {
+  char host[64];
+  snprintf(host, sizeof(host), "gen%d.test", ++w->gen);
+  struct syncd_resource r[2];
+  const char *names[2] = {"vh:changing", "vh:constant"};
+  const char *hosts[2] = {host, "constant.test"};
+  for (int i = 0; i < 2; i++) {
+    Edge__V1__VirtualHost vh = EDGE__V1__VIRTUAL_HOST__INIT;
+    vh.name = (char *)names[i];
+    vh.host = (char *)hosts[i];
+    Edge__V1__Resource res = EDGE__V1__RESOURCE__INIT;
+    res.kind_case = EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST;
+    res.virtual_host = &vh;
+    r[i].type = EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST;
+    r[i].name = (char *)names[i];
+    r[i].len = edge__v1__resource__get_packed_size(&res);
+    r[i].bytes = malloc(r[i].len);
+    edge__v1__resource__pack(&res, r[i].bytes);
+  }
+  CU_ASSERT_EQUAL(store_apply(w->store, r, 2), 1);
+  free(r[0].bytes);
+  free(r[1].bytes);
+  config_sync_notify(w->cs);
+}
+
+static void world_init(struct world *w) {
+  memset(w, 0, sizeof(*w));
+  store_new(&w->store);
+  config_sync_new(w->store, NULL, &w->cs);
+  config_sync_register(w->cs, NULL);
+  config_sync_on_replicas_changed(w->cs, on_replicas, w);
+  new_version(w);
+}
+
+static void world_free(struct world *w) {
+  config_sync_free(w->cs);
+  store_free(w->store);
+}
+
+static struct rpc_call *call_open(void) {
+  struct rpc_call *c = calloc(1, sizeof(*c));
+  g_handler->on_call(g_ud, c);
+  return c;
+}
+
+static void call_close(struct rpc_call *c) {
+  g_handler->on_done(g_ud, c);
+  for (int i = 0; i < c->nsent; i++)
+    if (c->sent[i]) edge__v1__sync_message__free_unpacked(c->sent[i], NULL);
+  free(c);
+}
+
+static void deliver(struct rpc_call *c, Edge__V1__ProxyMessage *m) {
+  size_t len = edge__v1__proxy_message__get_packed_size(m);
+  uint8_t *buf = malloc(len ? len : 1);
+  edge__v1__proxy_message__pack(m, buf);
+  g_handler->on_message(g_ud, c, buf, len);
+  free(buf);
+}
+
+static void hello(struct rpc_call *c, const char *id, uint64_t last_applied) {
+  Edge__V1__Hello h = EDGE__V1__HELLO__INIT;
+  h.node_id = (char *)id;
+  h.address = "127.0.0.1:8080";
+  h.last_applied_version = last_applied;
+  Edge__V1__ProxyMessage m = EDGE__V1__PROXY_MESSAGE__INIT;
+  m.msg_case = EDGE__V1__PROXY_MESSAGE__MSG_HELLO;
+  m.hello = &h;
+  deliver(c, &m);
+}
+
+/* Answers push i of the call: Ack when error is NULL, else Nack. */
+static void answer(struct rpc_call *c, int i, const char *error) {
+  const Edge__V1__Push *p = c->sent[i]->push;
+  Edge__V1__Ack a = EDGE__V1__ACK__INIT;
+  Edge__V1__Nack k = EDGE__V1__NACK__INIT;
+  Edge__V1__ProxyMessage m = EDGE__V1__PROXY_MESSAGE__INIT;
+  if (!error) {
+    a.nonce = p->nonce;
+    a.version = p->version;
+    m.msg_case = EDGE__V1__PROXY_MESSAGE__MSG_ACK;
+    m.ack = &a;
+  } else {
+    k.nonce = p->nonce;
+    k.version = p->version;
+    k.error = (char *)error;
+    m.msg_case = EDGE__V1__PROXY_MESSAGE__MSG_NACK;
+    m.nack = &k;
+  }
+  deliver(c, &m);
+}
+
+/* The transport wrote everything queued. */
+static void drain(struct rpc_call *c) {
+  c->pending = 0;
+  g_handler->on_drained(g_ud, c);
+}
+
+static const struct config_sync_node *node(struct world *w, const char *id) {
+  for (size_t i = 0; i < config_sync_node_count(w->cs); i++)
+    if (strcmp(config_sync_node_at(w->cs, i)->node_id, id) == 0)
+      return config_sync_node_at(w->cs, i);
+  return NULL;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void hello_gets_the_full_state_and_ack_makes_the_node_synced(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0);
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 1);
+  CU_ASSERT_TRUE(c->sent[0]->push->full);
+  CU_ASSERT_EQUAL(c->sent[0]->push->n_upserted, 2);
+  CU_ASSERT_EQUAL(c->sent[0]->push->version, store_version(w.store));
+  CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
+                  EDGE__V1__NODE_STATE__NODE_STATE_STALE);
+  CU_ASSERT_EQUAL(w.replica_changes, 0);
+  drain(c);
+  answer(c, 0, NULL);
+  CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
+                  EDGE__V1__NODE_STATE__NODE_STATE_SYNCED);
+  CU_ASSERT_EQUAL(w.replica_changes, 1); /* now a replica */
+  call_close(c);
+  CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
+                  EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED);
+  CU_ASSERT_EQUAL(w.replica_changes, 2);
+  world_free(&w);
+}
+
+static void hello_at_the_current_version_gets_nothing(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", store_version(w.store));
+  CU_ASSERT_EQUAL(c->nsent, 0);
+  CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
+                  EDGE__V1__NODE_STATE__NODE_STATE_SYNCED);
+  new_version(&w);
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 1);
+  CU_ASSERT_FALSE(c->sent[0]->push->full);
+  CU_ASSERT_EQUAL(c->sent[0]->push->n_upserted, 1);
+  call_close(c);
+  world_free(&w);
+}
+
+static void versions_made_while_a_push_is_unanswered_coalesce_into_one_delta(void) {
+  struct world w;
+  world_init(&w);
+  uint64_t v1 = store_version(w.store);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0);
+  drain(c);
+  answer(c, 0, NULL);
+  new_version(&w); /* pushed at once */
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 2);
+  drain(c); /* written, not answered: the proxy is slow */
+  for (int i = 0; i < 5; i++) new_version(&w);
+  CU_ASSERT_EQUAL(c->nsent, 2);
+  answer(c, 1, NULL);
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 3);
+  const Edge__V1__Push *p = c->sent[2]->push;
+  CU_ASSERT_FALSE(p->full);
+  CU_ASSERT_EQUAL(p->base_version, v1 + 1);
+  CU_ASSERT_EQUAL(p->version, store_version(w.store));
+  CU_ASSERT_EQUAL(p->n_upserted, 1); /* only the changing host */
+  CU_ASSERT_STRING_NOT_EQUAL(p->nonce, c->sent[1]->push->nonce);
+  call_close(c);
+  world_free(&w);
+}
+
+static void unwritten_push_holds_the_next_until_drained(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0);
+  answer(c, 0, NULL); /* answered, but the transport still reports it queued */
+  new_version(&w);
+  CU_ASSERT_EQUAL(c->nsent, 1);
+  drain(c);
+  CU_ASSERT_EQUAL(c->nsent, 2);
+  call_close(c);
+  world_free(&w);
+}
+
+static void nack_keeps_the_acked_version_and_the_next_push_is_full(void) {
+  struct world w;
+  world_init(&w);
+  uint64_t v1 = store_version(w.store);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0);
+  drain(c);
+  answer(c, 0, NULL);
+  new_version(&w);
+  drain(c);
+  answer(c, 1, "certificate default/shop: key does not match");
+  const struct config_sync_node *n = node(&w, "p1");
+  CU_ASSERT_EQUAL(config_sync_node_state(w.cs, n), EDGE__V1__NODE_STATE__NODE_STATE_NACKED);
+  CU_ASSERT_EQUAL(n->acked_version, v1);
+  CU_ASSERT_STRING_EQUAL(n->last_error, "certificate default/shop: key does not match");
+  CU_ASSERT_EQUAL(c->nsent, 2); /* the rejected version is not pushed again */
+  new_version(&w);
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 3);
+  CU_ASSERT_TRUE(c->sent[2]->push->full);
+  drain(c);
+  answer(c, 2, NULL);
+  CU_ASSERT_EQUAL(config_sync_node_state(w.cs, n), EDGE__V1__NODE_STATE__NODE_STATE_SYNCED);
+  CU_ASSERT_STRING_EQUAL(n->last_error, "");
+  call_close(c);
+  world_free(&w);
+}
+
+static void ack_with_an_unknown_nonce_ends_the_call_with_invalid_argument(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0);
+  Edge__V1__Ack a = EDGE__V1__ACK__INIT;
+  a.nonce = "forged";
+  Edge__V1__ProxyMessage m = EDGE__V1__PROXY_MESSAGE__INIT;
+  m.msg_case = EDGE__V1__PROXY_MESSAGE__MSG_ACK;
+  m.ack = &a;
+  deliver(c, &m);
+  CU_ASSERT_TRUE(c->finished);
+  CU_ASSERT_EQUAL(c->status, RPC_STATUS_INVALID_ARGUMENT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(c->details, "unknown nonce"));
+  CU_ASSERT_EQUAL(node(&w, "p1")->acked_version, 0);
+  call_close(c);
+  world_free(&w);
+}
+
+static void messages_before_hello_or_unparseable_end_the_call(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  Edge__V1__Ack a = EDGE__V1__ACK__INIT;
+  Edge__V1__ProxyMessage m = EDGE__V1__PROXY_MESSAGE__INIT;
+  m.msg_case = EDGE__V1__PROXY_MESSAGE__MSG_ACK;
+  m.ack = &a;
+  deliver(c, &m);
+  CU_ASSERT_EQUAL(c->status, RPC_STATUS_INVALID_ARGUMENT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(c->details, "Hello"));
+  call_close(c);
+  c = call_open();
+  g_handler->on_message(g_ud, c, (const uint8_t *)"\xff\xff\xff", 3);
+  CU_ASSERT_EQUAL(c->status, RPC_STATUS_INVALID_ARGUMENT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(c->details, "unparseable"));
+  call_close(c);
+  CU_ASSERT_EQUAL(config_sync_node_count(w.cs), 0);
+  world_free(&w);
+}
+
+static void second_stream_of_a_node_replaces_the_first(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *a = call_open(), *b = call_open();
+  hello(a, "p1", 0);
+  hello(b, "p1", 0);
+  CU_ASSERT_TRUE(a->finished);
+  CU_ASSERT_EQUAL(a->status, RPC_STATUS_CANCELLED);
+  CU_ASSERT_FALSE(b->finished);
+  CU_ASSERT_EQUAL(b->nsent, 1);
+  call_close(a); /* the old call's end does not disconnect the node */
+  CU_ASSERT_EQUAL(config_sync_node_count(w.cs), 1);
+  CU_ASSERT_TRUE(node(&w, "p1")->connected);
+  call_close(b);
+  CU_ASSERT_FALSE(node(&w, "p1")->connected);
+  CU_ASSERT(node(&w, "p1")->disconnected_at > 0);
+  world_free(&w);
+}
+
+void test_register(void) {
+  CU_pSuite s = CU_add_suite("config_sync", NULL, NULL);
+  CU_add_test(s, "hello_gets_the_full_state_and_ack_makes_the_node_synced",
+              hello_gets_the_full_state_and_ack_makes_the_node_synced);
+  CU_add_test(s, "hello_at_the_current_version_gets_nothing",
+              hello_at_the_current_version_gets_nothing);
+  CU_add_test(s, "versions_made_while_a_push_is_unanswered_coalesce_into_one_delta",
+              versions_made_while_a_push_is_unanswered_coalesce_into_one_delta);
+  CU_add_test(s, "unwritten_push_holds_the_next_until_drained",
+              unwritten_push_holds_the_next_until_drained);
+  CU_add_test(s, "nack_keeps_the_acked_version_and_the_next_push_is_full",
+              nack_keeps_the_acked_version_and_the_next_push_is_full);
+  CU_add_test(s, "ack_with_an_unknown_nonce_ends_the_call_with_invalid_argument",
+              ack_with_an_unknown_nonce_ends_the_call_with_invalid_argument);
+  CU_add_test(s, "messages_before_hello_or_unparseable_end_the_call",
+              messages_before_hello_or_unparseable_end_the_call);
+  CU_add_test(s, "second_stream_of_a_node_replaces_the_first",
+              second_stream_of_a_node_replaces_the_first);
+}
