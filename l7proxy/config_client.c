@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/admin.h"
+#include "common/explain.h"
 #include "common/log.h"
 #include "edge/v1/config_sync.pb-c.h"
 
@@ -411,21 +412,52 @@ void l7_config_admin_config(void *ud, const char *path, const char *query,
 void l7_config_admin_explain(void *ud, const char *path, const char *query,
                              struct admin_response *resp) {
   (void)ud, (void)path;
-  char host[512], rpath[2048];
-  if (admin_query_get(query, "host", host, sizeof(host)) < 0) {
-    admin_reply(resp, 400, NULL, "usage: /explain?host=HOST&path=/PATH\n");
+  char url[2048] = "", host[512] = "", rpath[2048] = "", sni[512] = "";
+  int have_url = admin_query_get(query, "url", url, sizeof(url)) == 0 && url[0];
+  int have_host = admin_query_get(query, "host", host, sizeof(host)) == 0 && host[0];
+  if (!have_url && !have_host) {
+    admin_reply(resp, 400, NULL,
+                "usage: /explain?url=URL[&sni=NAME][&header=NAME:VALUE]... or "
+                "/explain?host=HOST&path=/PATH\n");
     return;
   }
   if (admin_query_get(query, "path", rpath, sizeof(rpath)) < 0) snprintf(rpath, sizeof(rpath), "/");
+  if (admin_query_get(query, "sni", sni, sizeof(sni)) < 0) sni[0] = '\0';
+  /* Repeated header= parameters: walk the query one pair at a time. */
+  enum { CC_MAX_HEADERS = 16 };
+  char hbuf[CC_MAX_HEADERS][512];
+  const char *hdrs[CC_MAX_HEADERS];
+  size_t nh = 0;
+  for (const char *q = query; q && *q && nh < CC_MAX_HEADERS;) {
+    size_t l = strcspn(q, "&");
+    if (l > 7 && strncmp(q, "header=", 7) == 0) {
+      char one[600];
+      snprintf(one, sizeof(one), "%.*s", (int)(l < 590 ? l : 590), q);
+      if (admin_query_get(one, "header", hbuf[nh], sizeof(hbuf[nh])) == 0) {
+        hdrs[nh] = hbuf[nh];
+        nh++;
+      }
+    }
+    q += l + (q[l] == '&');
+  }
   struct l7_snapshot *s = l7_snapshot_current();
   if (!s) {
     admin_reply(resp, 503, "application/json", "{\"error\": \"no configuration applied\"}\n");
     return;
   }
-  char *json = l7_snapshot_explain_json(s, host, rpath);
+  struct explain_request req = {.url = have_url ? url : NULL,
+                                .host = host,
+                                .path = rpath,
+                                .sni = sni,
+                                .headers = hdrs,
+                                .n_headers = nh};
+  char *json = NULL, err[512] = "";
+  int rc = l7_snapshot_explain(s, &req, &json, err, sizeof(err));
   l7_snapshot_unref(s);
-  if (!json) {
-    admin_reply(resp, 400, NULL, "host and path must be UTF-8\n");
+  if (rc != 0) {
+    char msg[600];
+    snprintf(msg, sizeof(msg), "%s\n", err[0] ? err : "cannot explain this request");
+    admin_reply(resp, rc == EXPLAIN_ERR_INVALID ? 400 : 500, NULL, msg);
     return;
   }
   cc_reply_json(resp, 200, json);

@@ -107,8 +107,10 @@ struct admin_response;
  * {"error": ...} before any configuration was applied. */
 void l7_config_admin_config(void *ud, const char *path, const char *query,
                             struct admin_response *resp);
-/* GET /explain?host=H&path=P: which route serves it and why each other
- * route does not (l7_snapshot_explain_json); 400 without host. */
+/* GET /explain?url=URL[&sni=NAME][&header=NAME:VALUE]... (or host=H&path=P):
+ * the answer of common/explain over the snapshot this proxy serves (see
+ * l7_snapshot_explain); 400 without url or host or for a bad URL, 503
+ * before any configuration. */
 void l7_config_admin_explain(void *ud, const char *path, const char *query,
                              struct admin_response *resp);
 

@@ -296,6 +296,8 @@ int headers_write_response(struct h1_buf *out, const struct headers_response *r)
     rc |= h1_buf_puts(out, "Connection: upgrade\r\n");
   } else if (r->close) {
     rc |= h1_buf_puts(out, "Connection: close\r\n");
+  } else if (r->keep_alive) {
+    rc |= h1_buf_puts(out, "Connection: keep-alive\r\n");
   }
   rc |= write_framing(out, r->framing, r->content_length);
   rc |= h1_buf_append(out, "\r\n", 2);

@@ -72,8 +72,9 @@ struct headers_response {
   size_t n_headers;
   enum h1_framing framing; /* how the proxy frames the body downstream */
   uint64_t content_length;
-  int close;   /* add "Connection: close" */
-  int upgrade; /* 101: keep Upgrade, add Connection: upgrade */
+  int close;      /* add "Connection: close" */
+  int keep_alive; /* add "Connection: keep-alive" (HTTP/1.0 clients that asked) */
+  int upgrade;    /* 101: keep Upgrade, add Connection: upgrade */
 };
 
 /* Appends the downstream response head to out. Returns 0 or -ENOMEM. */

@@ -10,6 +10,7 @@
 #include "l7proxy/http1.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -180,7 +181,7 @@ static int on_headers_complete(llhttp_t *ll) {
   if (ll->flags & F_CHUNKED) {
     m.framing = H1_FRAMING_CHUNKED;
   } else if (ll->flags & F_CONTENT_LENGTH) {
-    m.framing = ll->content_length ? H1_FRAMING_LENGTH : H1_FRAMING_NONE;
+    m.framing = H1_FRAMING_LENGTH; /* also for 0: the peer must see "Content-Length: 0" */
     m.content_length = ll->content_length;
   } else if (ll->flags & F_TRANSFER_ENCODING) {
     if (p->kind == H1_REQUEST) return fail(p, 400, "Transfer-Encoding without chunked");
@@ -250,26 +251,26 @@ static int on_message_complete(llhttp_t *ll) {
   return HPE_PAUSED;
 }
 
+static llhttp_settings_t settings_;
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
+
+static void init_settings(void) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = on_message_begin;
+  settings_.on_url = on_url;
+  settings_.on_status = on_status;
+  settings_.on_header_field = on_header_field;
+  settings_.on_header_value = on_header_value;
+  settings_.on_header_value_complete = on_header_value_complete;
+  settings_.on_headers_complete = on_headers_complete;
+  settings_.on_body = on_body;
+  settings_.on_message_complete = on_message_complete;
+  init_tchar();
+}
+
 static const llhttp_settings_t *settings(void) {
-  static llhttp_settings_t s;
-  static int ready;
-  if (!ready) { /* idempotent: every thread writes the same values */
-    llhttp_settings_t t;
-    llhttp_settings_init(&t);
-    t.on_message_begin = on_message_begin;
-    t.on_url = on_url;
-    t.on_status = on_status;
-    t.on_header_field = on_header_field;
-    t.on_header_value = on_header_value;
-    t.on_header_value_complete = on_header_value_complete;
-    t.on_headers_complete = on_headers_complete;
-    t.on_body = on_body;
-    t.on_message_complete = on_message_complete;
-    init_tchar();
-    s = t;
-    __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-  }
-  return &s;
+  pthread_once(&settings_once, init_settings);
+  return &settings_;
 }
 
 int h1_parser_init(struct h1_parser *p, enum h1_kind kind, const struct l7_limits *limits,

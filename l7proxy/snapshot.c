@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "common/cert.h"
+#include "common/explain.h"
 #include "common/router.h"
 
 struct l7_snapshot {
@@ -596,35 +597,24 @@ char *l7_snapshot_to_json(const struct l7_snapshot *s) {
   return out;
 }
 
-struct snap_explain {
-  json_t *candidates;
-};
-
-static void snap_explain_one(void *ud, const struct router_explanation *e) {
-  struct snap_explain *x = ud;
-  const struct l7_route *r = e->data;
-  json_array_append_new(
-      x->candidates,
-      json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s}", "vhost", r->vhost, "host", r->host_pattern,
-                "path", r->path, "path_type",
-                snap_enum_name(&edge__v1__path_type__descriptor, r->path_type), "cluster",
-                r->cluster ? r->cluster->name : NULL, "verdict", router_verdict_str(e->verdict)));
+int l7_snapshot_explain(const struct l7_snapshot *s, const struct explain_request *req, char **json,
+                        char *err, size_t errlen) {
+  *json = NULL;
+  if (!s || !req) return EXPLAIN_ERR_INVALID;
+  json_t *root = NULL;
+  int rc = explain_build(s->copy->resources, s->copy->n_resources, req, &root, err, errlen);
+  if (rc != 0) return rc;
+  json_object_set_new(root, "version", json_integer((json_int_t)s->version));
+  *json = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_decref(root);
+  return *json ? 0 : EXPLAIN_ERR_NOMEM;
 }
 
 char *l7_snapshot_explain_json(const struct l7_snapshot *s, const char *host, const char *path) {
-  if (!s || !host || !path) return NULL;
-  struct snap_explain x = {.candidates = json_array()};
-  long w = router_explain(s->router, host, strlen(host), path, strlen(path), snap_explain_one, &x);
-  json_t *root = json_pack(
-      "{s:s, s:s, s:I, s:o, s:o}", "host", host, "path", path, "version", (json_int_t)s->version,
-      "matched", w >= 0 ? snap_route_json(&s->routes[w]) : json_null(), "candidates", x.candidates);
-  if (!root) return NULL;
-  if (w < 0)
-    json_object_set_new(root, "default_cluster",
-                        s->default_cluster ? json_string(s->default_cluster->name) : json_null());
-  char *out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-  json_decref(root);
-  return out;
+  struct explain_request req = {.host = host, .path = path};
+  char *json = NULL, err[256];
+  if (!host || l7_snapshot_explain(s, &req, &json, err, sizeof(err)) != 0) return NULL;
+  return json;
 }
 
 /* ---- current snapshot ------------------------------------------------- */

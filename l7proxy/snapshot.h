@@ -151,10 +151,16 @@ const struct l7_certificate *l7_snapshot_default_certificate(const struct l7_sna
  * Returns a malloc'd NUL-terminated string (caller frees) or NULL. */
 char *l7_snapshot_to_json(const struct l7_snapshot *s);
 
-/* Why each route does or does not serve host+path (common/router's
- * router_explain), as JSON: {"host","path","matched": route or null,
- * "candidates": [{"vhost","host","path","path_type","cluster","verdict"}]}.
- * Returns a malloc'd string (caller frees) or NULL. */
+/* What this snapshot does with a request: common/explain over the
+ * resources the snapshot was built from (the same code syncd's Explain
+ * runs), plus "version". req->url or req->host (+path), optional sni and
+ * headers. On success 0 and *json, a malloc'd string (caller frees); a bad
+ * request gives a negative code and the reason in err. */
+struct explain_request;
+int l7_snapshot_explain(const struct l7_snapshot *s, const struct explain_request *req, char **json,
+                        char *err, size_t errlen);
+/* l7_snapshot_explain for host (may carry a port) and path; NULL on a bad
+ * request. Returns a malloc'd string (caller frees). */
 char *l7_snapshot_explain_json(const struct l7_snapshot *s, const char *host, const char *path);
 
 /* ---- the process-wide current snapshot ------------------------------- */

@@ -34,20 +34,19 @@ int up_pools_init(struct up_pools *p) {
   return 0;
 }
 
-static void free_views(struct up_pools *p) {
-  for (size_t i = 0; i < p->n_views; i++) {
-    free(p->views[i].eps);
-    free(p->views[i].lbs);
+static void free_set(struct up_view_set *vs) {
+  for (size_t i = 0; i < vs->n_views; i++) {
+    free(vs->views[i].eps);
+    free(vs->views[i].lbs);
   }
-  free(p->views);
-  p->views = NULL;
-  p->n_views = 0;
-  l7_snapshot_unref(p->snap);
-  p->snap = NULL;
+  free(vs->views);
+  l7_snapshot_unref(vs->snap);
+  memset(vs, 0, sizeof(*vs));
 }
 
 void up_pools_free(struct up_pools *p) {
-  free_views(p);
+  free_set(&p->sets[0]);
+  free_set(&p->sets[1]);
   for (size_t b = 0; p->ep_tab && b < p->ep_buckets; b++) {
     struct up_endpoint *e = p->ep_tab[b];
     while (e) {
@@ -112,16 +111,15 @@ static struct up_endpoint *endpoint(struct up_pools *p, const char *cluster,
   return e;
 }
 
-static int build_views(struct up_pools *p, struct l7_snapshot *snap) {
-  free_views(p);
+static int build_set(struct up_pools *p, struct up_view_set *vs, struct l7_snapshot *snap) {
   size_t n = l7_snapshot_n_clusters(snap);
-  p->views = calloc(n ? n : 1, sizeof(*p->views));
-  if (!p->views) return -ENOMEM;
-  p->n_views = n;
-  p->snap = l7_snapshot_ref(snap);
+  vs->views = calloc(n ? n : 1, sizeof(*vs->views));
+  if (!vs->views) return -ENOMEM;
+  vs->n_views = n;
+  vs->snap = l7_snapshot_ref(snap);
   for (size_t i = 0; i < n; i++) {
     const struct l7_cluster *c = l7_snapshot_cluster(snap, i);
-    struct up_cluster_view *v = &p->views[i];
+    struct up_cluster_view *v = &vs->views[i];
     struct up_cstate *cs = cluster_state(p, c->name);
     if (!cs) return -ENOMEM;
     v->cluster = c;
@@ -144,14 +142,22 @@ static int build_views(struct up_pools *p, struct l7_snapshot *snap) {
 
 const struct up_cluster_view *up_pools_view(struct up_pools *p, struct l7_snapshot *snap,
                                             const struct l7_cluster *c) {
-  if (p->snap != snap) {
-    if (build_views(p, snap) != 0) {
-      free_views(p);
+  struct up_view_set *vs = NULL;
+  if (p->sets[0].snap == snap)
+    vs = &p->sets[0];
+  else if (p->sets[1].snap == snap)
+    vs = &p->sets[1];
+  if (!vs) {
+    vs = p->sets[0].last_used <= p->sets[1].last_used ? &p->sets[0] : &p->sets[1];
+    free_set(vs);
+    if (build_set(p, vs, snap) != 0) {
+      free_set(vs);
       return NULL;
     }
   }
-  if (c->index >= p->n_views) return NULL;
-  return &p->views[c->index];
+  vs->last_used = ++p->clock;
+  if (c->index >= vs->n_views) return NULL;
+  return &vs->views[c->index];
 }
 
 void up_pools_foreach(struct up_pools *p, void (*fn)(struct up_endpoint *ep, void *arg),

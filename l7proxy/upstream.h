@@ -6,8 +6,9 @@
  * "cluster name" + "endpoint name", a cluster by its name, so idle
  * connections, round-robin cursors and ejections survive snapshot swaps.
  * For speed a worker asks for a cluster view (the endpoints of one
- * l7_cluster resolved to their state) that is cached per snapshot and
- * rebuilt only when a request brings a different snapshot.
+ * l7_cluster resolved to their state) that is cached per snapshot (the two
+ * most recently used snapshots) and built only when a request brings a
+ * snapshot not cached yet.
  *
  * Entries are never freed while the worker runs (an endpoint that leaves
  * the configuration keeps its small record; its idle connections time out).
@@ -70,23 +71,32 @@ struct up_cluster_view {
 
 struct up_cstate;
 
+/* The cluster views of one snapshot. */
+struct up_view_set {
+  struct l7_snapshot *snap; /* one ref; NULL: empty slot */
+  struct up_cluster_view *views;
+  size_t n_views;
+  uint64_t last_used;
+};
+
 struct up_pools {
   struct up_endpoint **ep_tab;
   size_t ep_buckets;
   struct up_cstate **cl_tab;
   size_t cl_buckets;
-  struct l7_snapshot *snap; /* the snapshot views were built for (one ref) */
-  struct up_cluster_view *views;
-  size_t n_views;
+  /* Two snapshots' views: during a swap, requests on the old and on the
+   * new snapshot run side by side without rebuilding views each time. */
+  struct up_view_set sets[2];
+  uint64_t clock;
 };
 
 int up_pools_init(struct up_pools *p);
 /* Frees every record; the caller has closed all connections first. */
 void up_pools_free(struct up_pools *p);
 
-/* The view of cluster c of snapshot snap (c belongs to snap). Rebuilds the
- * cached views when snap is not the cached one. NULL on allocation
- * failure. The pointer is valid until the next call with another snap. */
+/* The view of cluster c of snapshot snap (c belongs to snap). Builds the
+ * views of snap when they are not cached. NULL on allocation failure. The
+ * pointer is valid until a call with a third snapshot evicts snap's set. */
 const struct up_cluster_view *up_pools_view(struct up_pools *p, struct l7_snapshot *snap,
                                             const struct l7_cluster *c);
 

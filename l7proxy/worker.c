@@ -102,7 +102,8 @@ struct uconn;
 struct route_metrics {
   const struct l7_route *route; /* key (NULL slot: empty) */
   const struct l7_cluster *cluster;
-  struct metrics_counter *by_class[6]; /* index status/100 */
+  int used;
+  struct metrics_counter *by_class[6]; /* index status/100; NULL on allocation failure */
 };
 
 struct exchange {
@@ -131,7 +132,9 @@ struct exchange {
   int resp_keep_alive;
   enum h1_framing down_framing;
   int status;
-  uint64_t t_start; /* uv_hrtime */
+  uint64_t t_start;  /* uv_hrtime */
+  uint64_t deadline; /* loop ms: the route's whole-request timeout; 0 none */
+  uint32_t phase_ms; /* the current upstream phase timeout (header or idle) */
   uint64_t bytes_down;
   char method[16];
   char host[128];
@@ -159,6 +162,8 @@ struct dconn {
   int close_after;
   int in_process; /* inside d_process: ex_finish must not recurse */
   int peer_eof;   /* the client half-closed: finish what was asked, then close */
+  int linger_done;
+  size_t linger_bytes;
   char client[INET6_ADDRSTRLEN];
   struct l7_snapshot *snap;
   struct exchange ex;
@@ -202,6 +207,8 @@ struct worker {
   struct up_link uconns;
   struct up_pools pools;
   char rbuf[READ_BUF];
+  struct l7_snapshot *snap; /* current as of snap_gen (one ref) */
+  uint64_t snap_gen;
   struct l7_snapshot *metrics_snap;
   struct route_metrics rcache[ROUTE_CACHE];
   struct metrics_histogram *duration;
@@ -217,6 +224,7 @@ static void d_update_reading(struct dconn *d);
 static void ex_start_upstream(struct dconn *d);
 static void ex_fail(struct dconn *d, int status, const char *why, int retryable);
 static void uc_read_start(struct uconn *uc);
+static void uc_arm(struct uconn *uc, uint32_t ms);
 static void ex_report(struct dconn *d, int failure);
 static void ex_response_done(struct dconn *d);
 static void uc_close(struct uconn *uc);
@@ -308,8 +316,9 @@ static struct route_metrics *route_metrics(struct worker *w, struct l7_snapshot 
   size_t h = ((uintptr_t)route >> 4 ^ (uintptr_t)cluster >> 4) % ROUTE_CACHE;
   for (size_t k = 0; k < ROUTE_CACHE; k++) {
     struct route_metrics *m = &w->rcache[(h + k) % ROUTE_CACHE];
-    if (m->by_class[2] && m->route == route && m->cluster == cluster) return m;
-    if (!m->by_class[2]) {
+    if (m->used && m->route == route && m->cluster == cluster) return m;
+    if (!m->used) {
+      m->used = 1;
       m->route = route;
       m->cluster = cluster;
       char rname[300], cname[200], labels[1024];
@@ -329,7 +338,6 @@ static struct route_metrics *route_metrics(struct worker *w, struct l7_snapshot 
             metrics_counter(w->cfg->metrics, "edge_l7_requests_total",
                             "HTTP requests by route, cluster and status class.", labels);
       }
-      if (!m->by_class[2]) m->by_class[2] = (struct metrics_counter *)1; /* never: alloc fail */
       return m;
     }
   }
@@ -343,9 +351,7 @@ static void record_request(struct dconn *d) {
   if (w->cfg->metrics && d->snap) {
     struct route_metrics *m = route_metrics(w, d->snap, ex->route, ex->cluster);
     int cls = ex->status / 100;
-    if (m && cls >= 1 && cls <= 5 && m->by_class[cls] &&
-        m->by_class[cls] != (struct metrics_counter *)1)
-      metrics_counter_inc(m->by_class[cls]);
+    if (m && cls >= 1 && cls <= 5 && m->by_class[cls]) metrics_counter_inc(m->by_class[cls]);
   }
   if (w->duration) metrics_histogram_observe(w->duration, secs);
   if (w->cfg->access_log) {
@@ -377,11 +383,39 @@ static void d_freed(uv_handle_t *h) {
   w_check_drained(w);
 }
 
+/*
+ * Lingering close: after a response that ends the connection (an error
+ * status, Connection: close), the write side is shut down and whatever
+ * the client still sends is read and dropped for a moment. Closing with
+ * unread bytes would make the kernel answer RST, and a client still
+ * sending its body could lose the response it is about to read.
+ */
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (1024 * 1024)
+
+static void d_linger_end(struct dconn *d) {
+  if (d->linger_done) return;
+  d->linger_done = 1;
+  lazy_set(&d->timer, 0);
+  uv_close((uv_handle_t *)&d->timer.t, d_freed);
+  uv_close((uv_handle_t *)&d->tcp, d_freed);
+}
+
+static void d_linger_expired(struct lazy_timer *t) {
+  d_linger_end(t->t.data);
+}
+
+static void d_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct dconn *d = s->data;
+  (void)buf;
+  if (nread < 0 || (d->linger_bytes += (size_t)nread) > LINGER_MAX_BYTES) d_linger_end(d);
+}
+
 static void d_shutdown_cb(uv_shutdown_t *req, int status) {
   struct dconn *d = req->data;
-  (void)status;
   free(req);
-  if (!uv_is_closing((uv_handle_t *)&d->tcp)) uv_close((uv_handle_t *)&d->tcp, d_freed);
+  if (status < 0 || uv_read_start((uv_stream_t *)&d->tcp, alloc_cb, d_linger_read) != 0)
+    d_linger_end(d);
 }
 
 static void ex_detach_upstream(struct dconn *d, int reusable) {
@@ -407,19 +441,21 @@ static void d_close(struct dconn *d, int graceful) {
   ex_drop_outstanding(&d->ex);
   ex_detach_upstream(d, 0);
   d->ex.active = 0;
-  lazy_set(&d->timer, 0);
-  uv_close((uv_handle_t *)&d->timer.t, d_freed);
   uv_read_stop((uv_stream_t *)&d->tcp);
-  if (graceful) {
+  if (graceful && !d->w->stopping) {
     flush_buf((uv_stream_t *)&d->tcp, &d->out, NULL, NULL);
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (req) {
       req->data = d;
-      if (uv_shutdown(req, (uv_stream_t *)&d->tcp, d_shutdown_cb) == 0) return;
+      if (uv_shutdown(req, (uv_stream_t *)&d->tcp, d_shutdown_cb) == 0) {
+        d->timer.expired = d_linger_expired;
+        lazy_set(&d->timer, LINGER_MS);
+        return;
+      }
       free(req);
     }
   }
-  uv_close((uv_handle_t *)&d->tcp, d_freed);
+  d_linger_end(d);
 }
 
 static void d_on_timer(struct lazy_timer *t) {
@@ -465,7 +501,11 @@ static void d_write_done(void *arg) {
 
 static void d_flush(struct dconn *d) {
   if (d->state == D_CLOSING) return;
-  if (flush_buf((uv_stream_t *)&d->tcp, &d->out, d_write_done, d) != 0) d_close(d, 0);
+  if (flush_buf((uv_stream_t *)&d->tcp, &d->out, d_write_done, d) != 0) {
+    d_close(d, 0);
+    return;
+  }
+  d_write_done(d); /* written at once: no callback will release back-pressure */
 }
 
 static size_t d_queued(struct dconn *d) {
@@ -566,8 +606,8 @@ static int redirect_response(struct dconn *d, const struct h1_message *m,
   if (r && r->host && r->host[0])
     snprintf(host, sizeof(host), "%s", r->host);
   else
-    copy_str(host, sizeof(host), m->host, to_https ? hl : m->host_len);
-  if (r && r->port && !(r && r->host && r->host[0] == '\0' && 0)) {
+    copy_str(host, sizeof(host), m->host, strcmp(scheme, "http") != 0 ? hl : m->host_len);
+  if (r && r->port) {
     size_t k = host_sans_port(host, strlen(host));
     host[k] = '\0';
     snprintf(host + k, sizeof(host) - k, ":%u", r->port);
@@ -601,10 +641,19 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   ex->req_framing = m->framing;
   if (!m->keep_alive || w->draining) d->close_after = 1;
 
-  struct l7_snapshot *snap = l7_snapshot_current();
-  if (snap) {
+  /* The worker re-reads the current snapshot only after a publish (one
+   * atomic load per request); the connection holds its own reference for
+   * as long as its exchange needs it. */
+  uint64_t gen = l7_snapshot_generation();
+  if (gen != w->snap_gen || !w->snap) {
+    struct l7_snapshot *cur = l7_snapshot_current();
+    l7_snapshot_unref(w->snap);
+    w->snap = cur;
+    w->snap_gen = gen;
+  }
+  if (w->snap && d->snap != w->snap) {
     l7_snapshot_unref(d->snap);
-    d->snap = snap;
+    d->snap = l7_snapshot_ref(w->snap);
   }
   if (!d->snap) {
     ex_local(d, 503, NULL, "no configuration yet\n");
@@ -632,6 +681,7 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   if (body_limit && m->framing == H1_FRAMING_LENGTH && m->content_length > body_limit) return 413;
   h1_parser_set_body_limit(&d->parser, body_limit);
   ex->retries_left = (int)(route && route->retries ? route->retries : w->cfg->limits->retries);
+  if (route && route->request_timeout_ms) ex->deadline = now_ms(w) + route->request_timeout_ms;
 
   /* rewrite_prefix replaces the matched path prefix */
   const char *target = m->target;
@@ -689,7 +739,10 @@ static int d_on_body(void *ud, const char *p, size_t n) {
   if (!ex->active || ex->local) return 0;
   struct uconn *uc = ex->uc;
   struct h1_buf *dst = (uc && uc->state == U_ACTIVE) ? &uc->out : &ex->up_out;
-  if (uc && uc->state == U_ACTIVE) ex->body_flushed = 1;
+  if (uc && uc->state == U_ACTIVE) {
+    ex->body_flushed = 1;
+    if (!ex->resp_started) uc_arm(uc, ex->phase_ms); /* still sending: wait on */
+  }
   if (ex->req_framing == H1_FRAMING_CHUNKED) {
     h1_buf_put_hex(dst, n);
     h1_buf_append(dst, "\r\n", 2);
@@ -970,7 +1023,10 @@ static void uc_flush(struct uconn *uc) {
       d_close(d, 1);
     else
       ex_fail(d, 502, "upstream write failed", uc->reused && !uc->got_bytes);
+    return;
   }
+  /* written at once (no write callback will come): release back-pressure */
+  uc_write_done(uc);
 }
 
 static void uc_on_timer(struct lazy_timer *t) {
@@ -1019,6 +1075,22 @@ static void ex_report(struct dconn *d, int failure) {
   }
 }
 
+/* (Re)sets the upstream timer to ms from now (the phase timeout), or to
+ * the request's deadline when that comes first. Cheap: called per read. */
+static void uc_arm(struct uconn *uc, uint32_t ms) {
+  struct dconn *d = uc->d;
+  uint64_t t = ms;
+  if (d) {
+    d->ex.phase_ms = ms;
+    if (d->ex.deadline) {
+      uint64_t now = uv_now(&uc->w->loop);
+      uint64_t left = d->ex.deadline > now ? d->ex.deadline - now : 1;
+      if (t == 0 || left < t) t = left;
+    }
+  }
+  lazy_set(&uc->timer, t);
+}
+
 static void uc_send_request(struct uconn *uc) {
   struct dconn *d = uc->d;
   struct exchange *ex = &d->ex;
@@ -1029,10 +1101,9 @@ static void uc_send_request(struct uconn *uc) {
     h1_buf_reset(&ex->up_out);
     ex->body_flushed = 1;
   }
-  uint32_t t = ex->route && ex->route->response_header_timeout_ms
-                   ? ex->route->response_header_timeout_ms
-                   : d->w->cfg->limits->response_header_timeout_ms;
-  lazy_set(&uc->timer, t);
+  uc_arm(uc, ex->route && ex->route->response_header_timeout_ms
+                 ? ex->route->response_header_timeout_ms
+                 : d->w->cfg->limits->response_header_timeout_ms);
   uc_flush(uc);
 }
 
@@ -1216,7 +1287,7 @@ static int u_on_head(void *ud, const struct h1_message *m) {
   ex->status = m->status;
   ex->resp_started = 1;
   ex->resp_keep_alive = m->keep_alive;
-  lazy_set(&uc->timer, d->w->cfg->limits->idle_timeout_ms);
+  uc_arm(uc, d->w->cfg->limits->idle_timeout_ms);
   int close = d->close_after || !ex->client_keep_alive || d->w->draining;
   enum h1_framing f = m->framing;
   if (ex->head_request) {
@@ -1242,6 +1313,7 @@ static int u_on_head(void *ud, const struct h1_message *m) {
       .framing = f,
       .content_length = m->content_length,
       .close = close,
+      .keep_alive = ex->client_http10,
       .upgrade = upgrade,
   };
   size_t before = d->out.len;
@@ -1328,6 +1400,7 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     d->ex.resp_keep_alive = 0;
   } else {
     uc->got_bytes = 1;
+    if (d->ex.resp_started) uc_arm(uc, d->ex.phase_ms); /* data flows: not idle */
     const char *p = buf->base;
     size_t len = (size_t)nread;
     for (;;) {
@@ -1388,8 +1461,6 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 /* ---- listener, lifecycle ------------------------------------------------ */
-
-static void d_on_head_cb_noop(void) {}
 
 static void on_connection(uv_stream_t *server, int status) {
   struct worker *w = server->data;
@@ -1508,7 +1579,6 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, struct 
   w->ucb.on_head = u_on_head;
   w->ucb.on_body = u_on_body;
   w->ucb.on_complete = u_on_complete;
-  (void)d_on_head_cb_noop;
   uv_loop_init(&w->loop);
   w->loop.data = w;
   uv_async_init(&w->loop, &w->async, on_async);
@@ -1568,6 +1638,7 @@ void worker_join(struct worker *w) {
   uv_loop_close(&w->loop);
   up_pools_free(&w->pools);
   l7_snapshot_unref(w->metrics_snap);
+  l7_snapshot_unref(w->snap);
   free(w);
 }
 

@@ -35,6 +35,7 @@
 #include "edge/v1/status.pb-c.h"
 #include "syncd/config_sync.h"
 #include "syncd/default_cert.h"
+#include "syncd/explain.h"
 #include "syncd/membership.h"
 #include "syncd/source.h"
 #include "syncd/status.h"
@@ -97,6 +98,37 @@ static void update_object_gauges(struct syncd *sd) {
 
 /* ---- desired state → store ---------------------------------------------- */
 
+/* Ignored Ingresses (not our IngressClass) for explain: location holds
+ * their comma-separated hosts (model.h), which become the hosts field. */
+static int explain_meta_ignored(const struct syncd_desired *d, Edge__V1__RejectedObject *io,
+                                Edge__V1__RejectedObject **iop, char ***hosts, size_t *n_hosts) {
+  for (size_t i = 0; i < d->n_ignored; i++) {
+    const struct syncd_rejection *j = &d->ignored[i];
+    edge__v1__rejected_object__init(&io[i]);
+    io[i].kind = j->kind ? j->kind : "";
+    io[i].namespace_ = j->ns ? j->ns : "";
+    io[i].name = j->name ? j->name : "";
+    io[i].reason = j->reason ? j->reason : "";
+    io[i].location = "";
+    iop[i] = &io[i];
+    const char *p = j->location ? j->location : "";
+    size_t cnt = 0;
+    for (const char *q = p; *q; q++) cnt += *q == ',';
+    io[i].hosts = calloc(cnt + 2, sizeof(char *));
+    if (!io[i].hosts) return -1;
+    while (*p) {
+      size_t l = strcspn(p, ",");
+      char **nh = realloc(*hosts, (*n_hosts + 1) * sizeof(*nh));
+      if (!nh) return -1;
+      *hosts = nh;
+      if (!(nh[*n_hosts] = strndup(p, l))) return -1;
+      io[i].hosts[io[i].n_hosts++] = nh[(*n_hosts)++];
+      p += l + (p[l] == ',');
+    }
+  }
+  return 0;
+}
+
 /* Packs object counts and rejected objects as the store's meta. */
 static int pack_meta(const struct syncd_desired *d, uint8_t **out, size_t *len) {
   Edge__V1__StatusResponse r = EDGE__V1__STATUS_RESPONSE__INIT;
@@ -104,8 +136,15 @@ static int pack_meta(const struct syncd_desired *d, uint8_t **out, size_t *len) 
   Edge__V1__ObjectCount **ocp = calloc(d->n_counts + 1, sizeof(*ocp));
   Edge__V1__RejectedObject *ro = calloc(d->n_rejected + 1, sizeof(*ro));
   Edge__V1__RejectedObject **rop = calloc(d->n_rejected + 1, sizeof(*rop));
+  Edge__V1__RejectedObject *io = calloc(d->n_ignored + 1, sizeof(*io));
+  Edge__V1__RejectedObject **iop = calloc(d->n_ignored + 1, sizeof(*iop));
+  char **hosts = NULL; /* split copies of the ignored objects' host lists */
+  size_t n_hosts = 0;
   int rc = -1;
-  if (!oc || !ocp || !ro || !rop) goto out;
+  if (!oc || !ocp || !ro || !rop || !io || !iop) goto out;
+  if (explain_meta_ignored(d, io, iop, &hosts, &n_hosts) != 0) goto out;
+  r.n_ignored = d->n_ignored;
+  r.ignored = iop;
   for (size_t i = 0; i < d->n_counts; i++) {
     edge__v1__object_count__init(&oc[i]);
     oc[i].kind = d->counts[i].kind;
@@ -137,6 +176,11 @@ out:
   free(ocp);
   free(ro);
   free(rop);
+  for (size_t i = 0; i < d->n_ignored && io; i++) free(io[i].hosts);
+  free(io);
+  free(iop);
+  for (size_t i = 0; i < n_hosts; i++) free(hosts[i]);
+  free(hosts);
   return rc;
 }
 
@@ -175,6 +219,7 @@ static void on_desired(void *ud, struct syncd_desired *d) {
       LOG_ERROR("state_save_failed", "err=%s", log_q(err));
   }
   update_object_gauges(sd);
+  if (rc == 1) status_refresh_expiry(sd->status);
   syncd_desired_free(d);
   admin_set_ready(sd->admin, 1);
   if (rc == 1) config_sync_notify(sd->cs);
@@ -225,7 +270,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   sd->stopping = 1;
   LOG_INFO("stopping", "signal=%d version=%" PRIu64, signum, store_version(sd->store));
   admin_set_draining(sd->admin, 1);
-  sd->closing = 5;
+  sd->closing = 6;
+  status_stop(sd->status, closed_one, sd);
   uv_close((uv_handle_t *)&sd->sigterm, signal_closed);
   uv_close((uv_handle_t *)&sd->sigint, signal_closed);
   if (sd->source) {
@@ -289,6 +335,7 @@ int main(int argc, char **argv) {
   const char *admin = "127.0.0.1:7001", *state_dir = NULL;
   const char *cert = NULL, *key = NULL, *ca = NULL, *kubeconfig = NULL, *publish = NULL;
   const char *default_cert = NULL, *default_key = NULL, *level = "info";
+  const char *expiry_warning = "14d";
   int insecure = 0;
   uint32_t debounce_ms = 0, max_delay_ms = 0;
   const struct flag_def defs[] = {
@@ -311,6 +358,8 @@ int main(int argc, char **argv) {
       {"max-delay", FLAG_DURATION_MS, &max_delay_ms, "longest a burst of changes is delayed",
        "DURATION"},
       {"log-level", FLAG_STRING, &level, "debug, info, warn or error (default info)", "LEVEL"},
+      {"expiry-warning", FLAG_STRING, &expiry_warning,
+       "flag certificates expiring within this (default 14d; units d, h, m, s)", "DURATION"},
   };
   const size_t ndefs = sizeof(defs) / sizeof(defs[0]);
   char err[512];
@@ -341,6 +390,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "syncd: --default-cert and --default-key go together\n");
     return 2;
   }
+  char *unit;
+  long long warn = strtoll(expiry_warning, &unit, 10);
+  long long mult = !strcmp(unit, "d")   ? 86400
+                   : !strcmp(unit, "h") ? 3600
+                   : !strcmp(unit, "m") ? 60
+                   : !strcmp(unit, "s") ? 1
+                                        : 0;
+  if (unit == expiry_warning || warn < 0 || mult == 0 || warn > 36500LL * 86400) {
+    fprintf(stderr, "syncd: --expiry-warning: want a duration like 14d, 48h or 3600s, got %s\n",
+            expiry_warning);
+    return 2;
+  }
   log_init("syncd");
   log_set_level(lvl);
   signal(SIGPIPE, SIG_IGN);
@@ -348,10 +409,11 @@ int main(int argc, char **argv) {
   struct syncd sd = {.loop = uv_default_loop(), .state_dir = state_dir};
   LOG_INFO("started",
            "build=%s source=%s listen=%s admin=%s state_dir=%s tls=%s kubeconfig=%s "
-           "publish_address=%s log_level=%s",
+           "publish_address=%s log_level=%s expiry_warning=%s",
            SYNCD_BUILD, log_q(source), log_q(listen), log_q(admin),
            log_q(state_dir ? state_dir : ""), insecure ? "insecure" : "mtls",
-           log_q(kubeconfig ? kubeconfig : ""), log_q(publish ? publish : ""), level);
+           log_q(kubeconfig ? kubeconfig : ""), log_q(publish ? publish : ""), level,
+           log_q(expiry_warning));
   if (insecure) LOG_WARN("insecure", "%s", "gRPC is plaintext: anyone can read configuration");
 
   sd.metrics = metrics_registry_new();
@@ -394,6 +456,8 @@ int main(int argc, char **argv) {
   }
   metrics_gauge_fn(sd.metrics, "edge_syncd_connected_nodes", "Nodes connected now.",
                    "kind=\"l7proxy\"", gauge_l7, &sd);
+  status_set_expiry_warning(sd.status, warn * mult);
+  status_start_expiry(sd.status, sd.loop, sd.metrics);
   metrics_gauge_fn(sd.metrics, "edge_syncd_connected_nodes", "Nodes connected now.",
                    "kind=\"l4lb\"", gauge_l4, &sd);
   update_object_gauges(&sd);
@@ -404,7 +468,8 @@ int main(int argc, char **argv) {
       .creds = {.cert_file = cert, .key_file = key, .ca_file = ca, .insecure = insecure}};
   if (rpc_server_new(sd.rt, &so, &sd.srv, err, sizeof(err)) != 0 ||
       config_sync_register(sd.cs, sd.srv) != 0 || membership_register(sd.mb, sd.srv) != 0 ||
-      status_register(sd.status, sd.srv) != 0 || rpc_server_start(sd.srv, err, sizeof(err)) != 0) {
+      status_register(sd.status, sd.srv) != 0 || syncd_explain_register(sd.store, sd.srv) != 0 ||
+      rpc_server_start(sd.srv, err, sizeof(err)) != 0) {
     fprintf(stderr, "syncd: --listen=%s: %s\n", listen, err);
     LOG_ERROR("listen_failed", "listen=%s err=%s", log_q(listen), log_q(err));
     return 1;

@@ -50,6 +50,13 @@ struct syncd_desired {
   size_t n_counts;
   char **served_ingresses; /* "ns/name" of Ingresses we serve, sorted */
   size_t n_served;
+  /* Ingresses not ours (another IngressClass, or no class and no default
+   * class of ours), kept so explain can say why a host is not served:
+   * kind "Ingress", reason like "IngressClass nginx is not ours
+   * (controller k8s.io/ingress-nginx)", location = comma-separated hosts
+   * of its rules. Sorted like rejected. */
+  struct syncd_rejection *ignored;
+  size_t n_ignored;
 };
 
 /* Frees everything, including d itself. NULL is a no-op. */

@@ -6,6 +6,12 @@
  * arrays built here are freed afterwards. The certificate cache is rebuilt
  * when the store version changes: parsing 10,000 PEMs per request would be
  * wasteful, and the facts only change with the state.
+ *
+ * Expiry: every certificate's seconds to expiry is the gauge
+ * edge_syncd_certificate_expiry_seconds{certificate="ns/name"}, refreshed
+ * each minute by a uv timer and at every new version; certificates
+ * expiring within the warning window (--expiry-warning) are flagged in
+ * Status and logged as one warn line each, once a day.
  */
 #include "syncd/status.h"
 
@@ -13,9 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uv.h>
 
 #include "common/cert.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/rpc.h"
 #include "edge/v1/resources.pb-c.h"
 #include "edge/v1/status.pb-c.h"
@@ -31,6 +39,8 @@ struct cert_fact {
   char *issuer;
   char **hosts;
   size_t n_hosts;
+  char *source; /* "ns/secret" */
+  int is_default;
 };
 
 struct status {
@@ -45,6 +55,15 @@ struct status {
   size_t n_certs;
   uint64_t certs_version; /* store version the cache was built for */
   int certs_valid;
+  int64_t warn_seconds; /* expiry warning window */
+  struct metrics_registry *metrics;
+  char **gauged; /* certificate names with an expiry gauge */
+  size_t n_gauged;
+  int64_t last_warn_log; /* when expiring certificates were last logged */
+  uv_timer_t timer;
+  int timer_started;
+  void (*stopped)(void *);
+  void *stopped_arg;
 };
 
 int status_new(struct store *store, struct config_sync *cs, struct membership *mb,
@@ -59,6 +78,7 @@ int status_new(struct store *store, struct config_sync *cs, struct membership *m
   st->started_at = started_at;
   st->source = source;
   st->source_ud = source_ud;
+  st->warn_seconds = (int64_t)STATUS_EXPIRY_WARN_DAYS * 86400;
   *out = st;
   return 0;
 }
@@ -74,6 +94,7 @@ static void certs_clear(struct status *st) {
     strv_free(st->certs[i].sni, st->certs[i].n_sni);
     free(st->certs[i].issuer);
     strv_free(st->certs[i].hosts, st->certs[i].n_hosts);
+    free(st->certs[i].source);
   }
   free(st->certs);
   st->certs = NULL;
@@ -84,6 +105,7 @@ static void certs_clear(struct status *st) {
 void status_free(struct status *st) {
   if (!st) return;
   certs_clear(st);
+  strv_free(st->gauged, st->n_gauged);
   free(st->build);
   free(st);
 }
@@ -135,6 +157,12 @@ static void certs_refresh(struct status *st) {
         f->name = strdup(c->name ? c->name : "");
         for (size_t k = 0; k < c->n_sni_names; k++) strv_push(&f->sni, &f->n_sni, c->sni_names[k]);
         f->not_after = c->not_after;
+        f->is_default = c->is_default;
+        char src[512] = "";
+        if (c->source && c->source->name && c->source->name[0])
+          snprintf(src, sizeof(src), "%s/%s", c->source->namespace_ ? c->source->namespace_ : "",
+                   c->source->name);
+        f->source = strdup(src);
         char err[256];
         if (c->cert_pem.len && cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info,
                                           err, sizeof(err)) == 0) {
@@ -198,7 +226,10 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
     resp.objects = m->objects;
     resp.n_rejected = m->n_rejected;
     resp.rejected = m->rejected;
+    resp.n_ignored = m->n_ignored;
+    resp.ignored = m->ignored;
   }
+  resp.expiry_warning_seconds = st->warn_seconds;
 
   /* Nodes. */
   size_t n7 = config_sync_node_count(st->cs);
@@ -266,7 +297,9 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
     c->issuer = f->issuer ? f->issuer : "";
     c->n_hosts = f->n_hosts;
     c->hosts = f->hosts;
-    c->expiring = f->not_after && f->not_after - now < STATUS_EXPIRY_WARN_DAYS * 86400;
+    c->expiring = f->not_after && f->not_after - now < st->warn_seconds;
+    c->source = f->source ? f->source : "";
+    c->is_default = f->is_default;
     cp[i] = c;
   }
   resp.n_certificates = st->n_certs;
@@ -284,6 +317,93 @@ out:
   free(certs);
   free(cp);
   return rc;
+}
+
+/* ---- certificate expiry --------------------------------------------------- */
+
+#define STATUS_EXPIRY_GAUGE "edge_syncd_certificate_expiry_seconds"
+#define STATUS_EXPIRY_TICK_MS 60000
+
+void status_set_expiry_warning(struct status *st, int64_t seconds) {
+  st->warn_seconds = seconds;
+}
+
+static void expiry_labels(const char *name, char *out, size_t len) {
+  char esc[400];
+  metrics_escape_label(name, esc, sizeof(esc));
+  snprintf(out, len, "certificate=\"%s\"", esc);
+}
+
+void status_refresh_expiry(struct status *st) {
+  certs_refresh(st);
+  int64_t now = (int64_t)time(NULL);
+  if (st->metrics) {
+    /* Drop gauges of certificates that are gone. */
+    for (size_t i = 0; i < st->n_gauged; i++) {
+      if (cert_by_name(st, st->gauged[i])) continue;
+      char labels[512];
+      expiry_labels(st->gauged[i], labels, sizeof(labels));
+      metrics_remove(st->metrics, STATUS_EXPIRY_GAUGE, labels);
+    }
+    strv_free(st->gauged, st->n_gauged);
+    st->gauged = NULL;
+    st->n_gauged = 0;
+    for (size_t i = 0; i < st->n_certs; i++) {
+      const struct cert_fact *f = &st->certs[i];
+      if (!f->not_after) continue;
+      char labels[512];
+      expiry_labels(f->name, labels, sizeof(labels));
+      struct metrics_gauge *g =
+          metrics_gauge(st->metrics, STATUS_EXPIRY_GAUGE,
+                        "Seconds until the certificate's notAfter (negative: expired).", labels);
+      if (g) metrics_gauge_set(g, (double)(f->not_after - now));
+      strv_push(&st->gauged, &st->n_gauged, f->name);
+    }
+  }
+  /* One warn line per expiring certificate, once a day. */
+  if (store_version(st->store) == 0) return;
+  if (st->last_warn_log && now - st->last_warn_log < 86400) return;
+  st->last_warn_log = now;
+  for (size_t i = 0; i < st->n_certs; i++) {
+    const struct cert_fact *f = &st->certs[i];
+    if (!f->not_after || f->not_after - now >= st->warn_seconds) continue;
+    char hosts[1024] = "";
+    size_t hl = 0;
+    for (size_t k = 0; k < f->n_hosts && hl < sizeof(hosts) - 1; k++)
+      hl += (size_t)snprintf(hosts + hl, sizeof(hosts) - hl, "%s%s", k ? "," : "", f->hosts[k]);
+    LOG_WARN("certificate_expiring",
+             "certificate=%s expires_in_seconds=%lld not_after=%lld hosts=%s source=%s",
+             log_q(f->name), (long long)(f->not_after - now), (long long)f->not_after, log_q(hosts),
+             log_q(f->source ? f->source : ""));
+  }
+}
+
+static void expiry_tick(uv_timer_t *t) {
+  status_refresh_expiry(t->data);
+}
+
+int status_start_expiry(struct status *st, uv_loop_t *loop, struct metrics_registry *metrics) {
+  st->metrics = metrics;
+  if (uv_timer_init(loop, &st->timer) != 0) return -1;
+  st->timer.data = st;
+  st->timer_started = 1;
+  return uv_timer_start(&st->timer, expiry_tick, 0, STATUS_EXPIRY_TICK_MS) == 0 ? 0 : -1;
+}
+
+static void expiry_closed(uv_handle_t *h) {
+  struct status *st = h->data;
+  if (st->stopped) st->stopped(st->stopped_arg);
+}
+
+void status_stop(struct status *st, void (*done)(void *arg), void *arg) {
+  st->stopped = done;
+  st->stopped_arg = arg;
+  if (!st->timer_started) {
+    if (done) done(arg);
+    return;
+  }
+  st->timer_started = 0;
+  uv_close((uv_handle_t *)&st->timer, expiry_closed);
 }
 
 /* ---- Status.Get ------------------------------------------------------- */

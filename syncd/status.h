@@ -6,10 +6,12 @@
  * objects (kept by main as the store's meta, a packed StatusResponse with
  * only `objects` and `rejected` set), every node (l7proxies from
  * config_sync, l4lbs from membership) and the certificates: name, SNI
- * names, notAfter, issuer, the hosts using it and whether it expires within
- * STATUS_EXPIRY_WARN_DAYS. Certificate facts are parsed from the PEM once
- * per store version. Never any key material: private keys are neither
- * copied into the response nor into the /config JSON.
+ * names, notAfter, issuer, source Secret, the hosts using it and whether it
+ * expires within the warning window (STATUS_EXPIRY_WARN_DAYS unless
+ * status_set_expiry_warning). status_start_expiry exports seconds to expiry
+ * per certificate as a gauge and logs expiring ones once a day. Certificate facts are parsed from
+ * the PEM once per store version. Never any key material: private keys are neither copied into the
+ * response nor into the /config JSON.
  *
  * Runs on syncd's loop thread. Called by syncd/main.c.
  */
@@ -19,6 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
+struct metrics_registry;
 struct store;
 struct config_sync;
 struct membership;
@@ -38,6 +43,19 @@ int status_new(struct store *store, struct config_sync *cs, struct membership *m
                struct status **out);
 void status_free(struct status *st);
 int status_register(struct status *st, struct rpc_server *srv);
+
+/* Certificates expiring within seconds are flagged (default 14 days). */
+void status_set_expiry_warning(struct status *st, int64_t seconds);
+/* Starts the expiry timer on loop: every minute the gauge
+ * edge_syncd_certificate_expiry_seconds{certificate="ns/name"} is refreshed
+ * in metrics (borrowed, must outlive st) and, once a day, each expiring
+ * certificate is logged as a warn line (event certificate_expiring). */
+int status_start_expiry(struct status *st, uv_loop_t *loop, struct metrics_registry *metrics);
+/* The same refresh at once (main calls it after each new version). */
+void status_refresh_expiry(struct status *st);
+/* Closes the timer; done(arg) runs when it is closed (at once if never
+ * started). Call before status_free. */
+void status_stop(struct status *st, void (*done)(void *arg), void *arg);
 
 /* Builds a packed Edge__V1__StatusResponse; *out malloc'd (caller frees). */
 int status_build(struct status *st, uint8_t **out, size_t *len);

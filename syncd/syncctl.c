@@ -2,12 +2,18 @@
  * syncctl — command-line client of syncd's Status service.
  *
  *   syncctl --syncd=ADDR:PORT [--cert --key --ca | --insecure] status [--json]
+ *   syncctl ... explain URL [URL...] [--sni NAME] [--header 'K: V']... [--json]
+ *   syncctl ... certs [--json]
  *
  * Prints a table like `istioctl proxy-status` (NAME KIND ADDRESS
  * VERSION(ACKED/PUSHED) STATE SINCE ERROR), then the sources with their
  * health, object counts, rejected objects with their reasons and the
  * certificates expiring soon; --json prints one JSON document with the same
- * data. Exits 1 with a one-line reason when syncd cannot be reached, 2 on
+ * data. `explain` asks Status.Explain which rule, cluster, certificate and
+ * redirect serve URL and why other rules do not (common/explain formats
+ * the text); `certs` lists every certificate with its SNI names, source
+ * Secret, notAfter, the hosts using it, and flags those expiring within
+ * syncd's warning window. Exits 1 with a one-line reason when syncd cannot be reached, 2 on
  * a usage error.
  */
 #include <inttypes.h>
@@ -17,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/explain.h"
 #include "common/flags.h"
 #include "common/rpc.h"
 #include "edge/v1/status.pb-c.h"
@@ -73,6 +80,17 @@ static void utc(int64_t t, char *out, size_t len) {
   struct tm tm;
   gmtime_r(&tt, &tm);
   strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* "14 days", "36 hours", "90 seconds". */
+static void warn_window(int64_t s, char *out, size_t len) {
+  if (s <= 0) s = 14 * 86400;
+  if (s % 86400 == 0)
+    snprintf(out, len, "%" PRId64 " days", s / 86400);
+  else if (s % 3600 == 0)
+    snprintf(out, len, "%" PRId64 " hours", s / 3600);
+  else
+    snprintf(out, len, "%" PRId64 " seconds", s);
 }
 
 #define NCOLS 7
@@ -139,9 +157,18 @@ static void print_text(const Edge__V1__StatusResponse *r) {
     printf("  %s %s/%s: %s%s%s%s\n", o->kind, o->namespace_, o->name, o->reason,
            o->location[0] ? " (" : "", o->location, o->location[0] ? ")" : "");
   }
+  if (r->n_ignored) {
+    printf("\nIGNORED (%zu, not our IngressClass)\n", r->n_ignored);
+    for (size_t i = 0; i < r->n_ignored; i++) {
+      const Edge__V1__RejectedObject *o = r->ignored[i];
+      printf("  %s %s/%s: %s\n", o->kind, o->namespace_, o->name, o->reason);
+    }
+  }
   size_t expiring = 0;
   for (size_t i = 0; i < r->n_certificates; i++) expiring += r->certificates[i]->expiring != 0;
-  printf("\nCERTIFICATES %zu, expiring within 14 days: %zu\n", r->n_certificates, expiring);
+  char window[32];
+  warn_window(r->expiry_warning_seconds, window, sizeof(window));
+  printf("\nCERTIFICATES %zu, expiring within %s: %zu\n", r->n_certificates, window, expiring);
   for (size_t i = 0; i < r->n_certificates; i++) {
     const Edge__V1__CertificateStatus *c = r->certificates[i];
     if (!c->expiring) continue;
@@ -221,17 +248,192 @@ static void print_json(const Edge__V1__StatusResponse *r) {
     json_object_set_new(o, "issuer", json_string(c->issuer));
     json_object_set_new(o, "hosts", strv_json(c->hosts, c->n_hosts));
     json_object_set_new(o, "expiring", json_boolean(c->expiring));
+    json_object_set_new(o, "source", json_string(c->source));
+    json_object_set_new(o, "is_default", json_boolean(c->is_default));
     json_array_append_new(certs, o);
   }
   json_object_set_new(root, "certificates", certs);
+  json_t *ignored = json_array();
+  for (size_t i = 0; i < r->n_ignored; i++) {
+    const Edge__V1__RejectedObject *x = r->ignored[i];
+    json_t *o = json_object();
+    json_object_set_new(o, "kind", json_string(x->kind));
+    json_object_set_new(o, "namespace", json_string(x->namespace_));
+    json_object_set_new(o, "name", json_string(x->name));
+    json_object_set_new(o, "reason", json_string(x->reason));
+    json_object_set_new(o, "hosts", strv_json(x->hosts, x->n_hosts));
+    json_array_append_new(ignored, o);
+  }
+  json_object_set_new(root, "ignored", ignored);
+  json_object_set_new(root, "expiry_warning_seconds", json_integer(r->expiry_warning_seconds));
   char *s = json_dumps(root, JSON_INDENT(2));
   if (s) printf("%s\n", s);
   free(s);
   json_decref(root);
 }
 
+/* `syncctl certs`: every certificate, expiring ones flagged. */
+static void print_certs(const Edge__V1__StatusResponse *r, int json) {
+  if (json) {
+    json_t *certs = json_array();
+    for (size_t i = 0; i < r->n_certificates; i++) {
+      const Edge__V1__CertificateStatus *c = r->certificates[i];
+      json_array_append_new(
+          certs, json_pack("{s:s, s:o, s:s, s:I, s:s, s:o, s:b, s:b}", "name", c->name, "sni_names",
+                           strv_json(c->sni_names, c->n_sni_names), "source", c->source,
+                           "not_after", (json_int_t)c->not_after, "issuer", c->issuer, "hosts",
+                           strv_json(c->hosts, c->n_hosts), "expiring", c->expiring, "is_default",
+                           c->is_default));
+    }
+    json_t *root =
+        json_pack("{s:I, s:I, s:o}", "version", (json_int_t)r->version, "expiry_warning_seconds",
+                  (json_int_t)r->expiry_warning_seconds, "certificates", certs);
+    char *s = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(root);
+    return;
+  }
+  char window[32];
+  warn_window(r->expiry_warning_seconds, window, sizeof(window));
+  int64_t now = (int64_t)time(NULL);
+  printf("%-32s  %-20s  %-8s  %-32s  %s\n", "CERTIFICATE", "NOT AFTER", "DAYS", "SNI NAMES",
+         "HOSTS / SOURCE / ISSUER");
+  for (size_t i = 0; i < r->n_certificates; i++) {
+    const Edge__V1__CertificateStatus *c = r->certificates[i];
+    char na[64], sni[512] = "", hosts[512] = "", days[32];
+    utc(c->not_after, na, sizeof(na));
+    size_t l = 0;
+    for (size_t k = 0; k < c->n_sni_names && l < sizeof(sni) - 1; k++)
+      l += (size_t)snprintf(sni + l, sizeof(sni) - l, "%s%s", k ? "," : "", c->sni_names[k]);
+    l = 0;
+    for (size_t k = 0; k < c->n_hosts && l < sizeof(hosts) - 1; k++)
+      l += (size_t)snprintf(hosts + l, sizeof(hosts) - l, "%s%s", k ? "," : "", c->hosts[k]);
+    if (c->not_after)
+      snprintf(days, sizeof(days), "%" PRId64, (c->not_after - now) / 86400);
+    else
+      snprintf(days, sizeof(days), "-");
+    printf("%-32s  %-20s  %-8s  %-32s  hosts=%s source=%s%s issuer=\"%s\"%s\n", c->name, na, days,
+           sni[0] ? sni : "-", hosts[0] ? hosts : "-", c->source[0] ? c->source : "-",
+           c->is_default ? " (default)" : "", c->issuer, c->expiring ? "  EXPIRING" : "");
+  }
+  size_t expiring = 0;
+  for (size_t i = 0; i < r->n_certificates; i++) expiring += r->certificates[i]->expiring != 0;
+  printf("\n%zu certificates, %zu expiring within %s\n", r->n_certificates, expiring, window);
+}
+
+static int get_status(const char *target, const struct rpc_creds *creds, uint32_t timeout_ms,
+                      Edge__V1__StatusResponse **out) {
+  Edge__V1__StatusRequest req = EDGE__V1__STATUS_REQUEST__INIT;
+  uint8_t reqbuf[16];
+  size_t reqlen = edge__v1__status_request__pack(&req, reqbuf);
+  uint8_t *resp = NULL;
+  size_t resp_len = 0;
+  char err[512] = "";
+  int rc = rpc_unary_call(target, "/edge.v1.Status/Get", creds, reqbuf, reqlen, timeout_ms, &resp,
+                          &resp_len, err, sizeof(err));
+  if (rc != 0) {
+    fprintf(stderr, "syncctl: cannot get status from syncd at %s: %s\n", target,
+            err[0] ? err : "call failed");
+    free(resp);
+    return 1;
+  }
+  *out = edge__v1__status_response__unpack(NULL, resp_len, resp);
+  free(resp);
+  if (!*out) {
+    fprintf(stderr, "syncctl: syncd at %s sent an unparseable StatusResponse\n", target);
+    return 1;
+  }
+  return 0;
+}
+
+/* Explains one URL; with --json appends the document to out (an array),
+ * otherwise prints the text. */
+static int explain_one(const char *target, const struct rpc_creds *creds, uint32_t timeout_ms,
+                       const char *url, const char *sni, const struct flag_list *headers,
+                       json_t *out) {
+  int json = out != NULL;
+  Edge__V1__ExplainRequest req = EDGE__V1__EXPLAIN_REQUEST__INIT;
+  req.url = (char *)url;
+  req.sni = (char *)(sni ? sni : "");
+  req.n_headers = (size_t)headers->count;
+  req.headers = (char **)headers->values;
+  for (int i = 0; i < headers->count; i++)
+    if (!strchr(headers->values[i], ':')) {
+      fprintf(stderr, "syncctl: --header wants \"Name: value\", got %s\n", headers->values[i]);
+      return 2;
+    }
+  size_t reqlen = edge__v1__explain_request__get_packed_size(&req);
+  uint8_t *reqbuf = malloc(reqlen ? reqlen : 1);
+  if (!reqbuf) return 1;
+  edge__v1__explain_request__pack(&req, reqbuf);
+  uint8_t *resp = NULL;
+  size_t resp_len = 0;
+  char err[512] = "";
+  int rc = rpc_unary_call(target, "/edge.v1.Status/Explain", creds, reqbuf, reqlen, timeout_ms,
+                          &resp, &resp_len, err, sizeof(err));
+  free(reqbuf);
+  if (rc != 0) {
+    fprintf(stderr, "syncctl: explain %s: %s\n", url, err[0] ? err : "call failed");
+    free(resp);
+    return 1;
+  }
+  Edge__V1__ExplainResponse *r = edge__v1__explain_response__unpack(NULL, resp_len, resp);
+  free(resp);
+  if (!r) {
+    fprintf(stderr, "syncctl: syncd at %s sent an unparseable ExplainResponse\n", target);
+    return 1;
+  }
+  rc = 0;
+  if (json) {
+    json_t *doc = json_loads(r->json, 0, NULL);
+    if (doc)
+      json_array_append_new(out, doc);
+    else {
+      fprintf(stderr, "syncctl: syncd sent an unreadable explanation\n");
+      rc = 1;
+    }
+  } else {
+    json_t *doc = json_loads(r->json, 0, NULL);
+    char *text = doc ? explain_format_text(doc) : NULL;
+    if (text)
+      fputs(text, stdout);
+    else {
+      fprintf(stderr, "syncctl: syncd sent an unreadable explanation\n");
+      rc = 1;
+    }
+    free(text);
+    json_decref(doc);
+  }
+  edge__v1__explain_response__free_unpacked(r, NULL);
+  return rc;
+}
+
+/* `syncctl explain URL...`: one JSON document for one URL, an array of
+ * them for several; text answers separated by a blank line. */
+static int run_explain(const char *target, const struct rpc_creds *creds, uint32_t timeout_ms,
+                       const char *const *urls, int n, const char *sni,
+                       const struct flag_list *headers, int json) {
+  json_t *docs = json ? json_array() : NULL;
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    if (i > 0 && !json) printf("\n");
+    rc = explain_one(target, creds, timeout_ms, urls[i], sni, headers, docs);
+  }
+  if (json && rc == 0) {
+    json_t *out = n == 1 ? json_array_get(docs, 0) : docs;
+    char *s = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (s) printf("%s\n", s);
+    free(s);
+  }
+  json_decref(docs);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   const char *target = "127.0.0.1:7000", *cert = NULL, *key = NULL, *ca = NULL;
+  const char *sni = NULL;
+  struct flag_list headers = {.count = 0};
   int insecure = 0, json = 0;
   uint32_t timeout_ms = 5000;
   const struct flag_def defs[] = {
@@ -241,25 +443,34 @@ int main(int argc, char **argv) {
       {"ca", FLAG_STRING, &ca, "CA (PEM) that syncd's certificate must chain to", "FILE"},
       {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC", NULL},
       {"json", FLAG_BOOL, &json, "print JSON instead of tables", NULL},
+      {"sni", FLAG_STRING, &sni, "explain: server name the TLS client sends", "NAME"},
+      {"header", FLAG_LIST, &headers, "explain: request header (repeatable)", "'NAME: VALUE'"},
       {"timeout", FLAG_DURATION_MS, &timeout_ms, "deadline of the call (default 5s)", "DURATION"},
   };
   const size_t ndefs = sizeof(defs) / sizeof(defs[0]);
-  const char *pos[4];
+  const char *pos[66];
   int npos = 0;
   char err[512];
-  int rc = flags_parse(defs, ndefs, argc, argv, pos, 4, &npos, err, sizeof(err));
+  int rc = flags_parse(defs, ndefs, argc, argv, pos, 66, &npos, err, sizeof(err));
   if (rc == FLAGS_HELP) {
     flags_usage(stdout, "syncctl",
-                "--syncd=ADDR:PORT [--insecure|--cert --key --ca] status [--json]",
-                "Shows what syncd serves and the state of every node.", defs, ndefs);
+                "--syncd=ADDR:PORT [--insecure|--cert --key --ca] COMMAND\n"
+                "  status [--json]\n"
+                "  explain URL [URL...] [--sni NAME] [--header 'NAME: VALUE']... [--json]\n"
+                "  certs [--json]",
+                "Shows what syncd serves and the state of every node; explains which rule,\n"
+                "cluster and certificate serve a URL; lists certificates and their expiry.",
+                defs, ndefs);
     return 0;
   }
   if (rc != FLAGS_OK) {
     fprintf(stderr, "syncctl: %s\n", err);
     return 2;
   }
-  if (npos != 1 || strcmp(pos[0], "status") != 0) {
-    fprintf(stderr, "syncctl: expected the command \"status\"\n");
+  const char *cmd = npos > 0 ? pos[0] : "";
+  if (!((npos == 1 && (!strcmp(cmd, "status") || !strcmp(cmd, "certs"))) ||
+        (npos >= 2 && !strcmp(cmd, "explain")))) {
+    fprintf(stderr, "syncctl: expected \"status\", \"certs\" or \"explain URL\"\n");
     return 2;
   }
   int have_tls = cert || key || ca;
@@ -269,26 +480,13 @@ int main(int argc, char **argv) {
   }
   struct rpc_creds creds = {
       .cert_file = cert, .key_file = key, .ca_file = ca, .insecure = insecure};
-  Edge__V1__StatusRequest req = EDGE__V1__STATUS_REQUEST__INIT;
-  uint8_t reqbuf[16];
-  size_t reqlen = edge__v1__status_request__pack(&req, reqbuf);
-  uint8_t *resp = NULL;
-  size_t resp_len = 0;
-  rc = rpc_unary_call(target, "/edge.v1.Status/Get", &creds, reqbuf, reqlen, timeout_ms, &resp,
-                      &resp_len, err, sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "syncctl: cannot get status from syncd at %s: %s\n", target,
-            err[0] ? err : "call failed");
-    free(resp);
-    return 1;
-  }
-  Edge__V1__StatusResponse *r = edge__v1__status_response__unpack(NULL, resp_len, resp);
-  free(resp);
-  if (!r) {
-    fprintf(stderr, "syncctl: syncd at %s sent an unparseable StatusResponse\n", target);
-    return 1;
-  }
-  if (json)
+  if (!strcmp(cmd, "explain"))
+    return run_explain(target, &creds, timeout_ms, pos + 1, npos - 1, sni, &headers, json);
+  Edge__V1__StatusResponse *r = NULL;
+  if (get_status(target, &creds, timeout_ms, &r) != 0) return 1;
+  if (!strcmp(cmd, "certs"))
+    print_certs(r, json);
+  else if (json)
     print_json(r);
   else
     print_text(r);

@@ -236,7 +236,8 @@ struct ctx {
   VEC(struct kobj) services;
   VEC(struct kobj) slices;
   VEC(struct secret) secrets;
-  VEC(const char *) classes; /* names of our IngressClasses */
+  VEC(const char *) classes;        /* names of our IngressClasses */
+  VEC(struct kobj) foreign_classes; /* IngressClasses of other controllers (for ignored) */
   int have_default_class;
   VEC(struct cand) cands;
   VEC(struct cluster_ref) clusters;
@@ -245,6 +246,7 @@ struct ctx {
   const char *default_backend_cluster;
   VEC(struct syncd_resource) res;
   VEC(struct syncd_rejection) rej;
+  VEC(struct syncd_rejection) ign; /* Ingresses of another class */
   VEC(struct syncd_count) counts;
   VEC(char *) served;
 };
@@ -513,8 +515,10 @@ static void index_object(struct ctx *c, json_t *o, const char *location, size_t 
     struct ingress ig = {.k = k, .created = created && *created ? created : NULL, .id = k.key};
     VEC_PUSH(c, c->ingresses, ig);
   } else if (!strcmp(kind, "IngressClass")) {
-    if (strcmp(jstr(json_object_get(o, "spec"), "controller") ?: "", TRANSLATE_CONTROLLER) != 0)
+    if (strcmp(jstr(json_object_get(o, "spec"), "controller") ?: "", TRANSLATE_CONTROLLER) != 0) {
+      VEC_PUSH(c, c->foreign_classes, k);
       return;
+    }
     VEC_PUSH(c, c->classes, k.name);
     const char *def = annotation(c, o, "ingressclass.kubernetes.io/is-default-class");
     if (def && !strcmp(def, "true")) c->have_default_class = 1;
@@ -545,6 +549,54 @@ static int ingress_is_ours(struct ctx *c, const struct ingress *ig) {
   const char *legacy = annotation(c, ig->k.o, "kubernetes.io/ingress.class");
   if (legacy && *legacy) return is_our_class(c, legacy);
   return c->have_default_class;
+}
+
+/* Records why an Ingress is not ours, with the hosts its rules name. */
+static void ignore_ingress(struct ctx *c, const struct ingress *ig) {
+  json_t *spec = json_object_get(ig->k.o, "spec");
+  const char *cls = jstr(spec, "ingressClassName");
+  if (!cls || !*cls) cls = annotation(c, ig->k.o, "kubernetes.io/ingress.class");
+  char *reason = NULL;
+  int n = -1;
+  if (cls && *cls) {
+    const char *controller = NULL;
+    for (size_t i = 0; i < c->foreign_classes.n; i++)
+      if (!strcmp(c->foreign_classes.v[i].name, cls))
+        controller = jstr(json_object_get(c->foreign_classes.v[i].o, "spec"), "controller");
+    if (controller)
+      n = asprintf(&reason, "IngressClass %s is not ours (controller %s, ours is %s)", cls,
+                   controller, TRANSLATE_CONTROLLER);
+    else
+      n = asprintf(&reason, "IngressClass %s does not exist", cls);
+  } else {
+    n = asprintf(&reason, "no ingressClassName and none of our IngressClasses is the default");
+  }
+  size_t hl = 0;
+  char *hosts = calloc(1, 1);
+  json_t *rule;
+  size_t ri;
+  json_array_foreach(json_object_get(spec, "rules"), ri, rule) {
+    const char *h = jstr(rule, "host");
+    if (!h || !*h || !hosts) continue;
+    char *nh = realloc(hosts, hl + strlen(h) + 2);
+    if (!nh) {
+      free(hosts);
+      hosts = NULL;
+      break;
+    }
+    hosts = nh;
+    hl += (size_t)sprintf(hosts + hl, "%s%s", hl ? "," : "", h);
+  }
+  struct syncd_rejection r = {dupstr("Ingress"), dupstr(ig->k.ns), dupstr(ig->k.name),
+                              n < 0 ? NULL : reason, hosts};
+  if (!r.kind || !r.ns || !r.name || !r.reason || !r.location) {
+    free(r.kind), free(r.ns), free(r.name), free(r.reason), free(r.location);
+    c->pool.oom = 1;
+    return;
+  }
+  size_t before = c->ign.n;
+  VEC_PUSH(c, c->ign, r);
+  if (c->ign.n == before) free(r.kind), free(r.ns), free(r.name), free(r.reason), free(r.location);
 }
 
 static int ingress_age_cmp(const void *a, const void *b) {
@@ -1334,6 +1386,12 @@ static int rejection_cmp(const void *a, const void *b) {
   return strcmp(x->reason, y->reason);
 }
 
+static int ignored_cmp(const void *a, const void *b) {
+  const struct syncd_rejection *x = a, *y = b;
+  int r = strcmp(x->ns, y->ns);
+  return r ? r : strcmp(x->name, y->name);
+}
+
 static int str_cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -1352,10 +1410,15 @@ void syncd_desired_free(struct syncd_desired *d) {
     struct syncd_rejection *r = &d->rejected[i];
     free(r->kind), free(r->ns), free(r->name), free(r->reason), free(r->location);
   }
+  for (size_t i = 0; i < d->n_ignored; i++) {
+    struct syncd_rejection *r = &d->ignored[i];
+    free(r->kind), free(r->ns), free(r->name), free(r->reason), free(r->location);
+  }
   for (size_t i = 0; i < d->n_counts; i++) free(d->counts[i].kind);
   for (size_t i = 0; i < d->n_served; i++) free(d->served_ingresses[i]);
   free(d->resources);
   free(d->rejected);
+  free(d->ignored);
   free(d->counts);
   free(d->served_ingresses);
   free(d);
@@ -1392,8 +1455,12 @@ int translate_desired(const struct manifest_set *in, const struct translate_opts
   }
   c.ingresses.n = kept;
   kept = 0;
-  for (size_t i = 0; i < c.ingresses.n; i++)
-    if (ingress_is_ours(&c, &c.ingresses.v[i])) c.ingresses.v[kept++] = c.ingresses.v[i];
+  for (size_t i = 0; i < c.ingresses.n; i++) {
+    if (ingress_is_ours(&c, &c.ingresses.v[i]))
+      c.ingresses.v[kept++] = c.ingresses.v[i];
+    else
+      ignore_ingress(&c, &c.ingresses.v[i]);
+  }
   c.ingresses.n = kept;
   sort_array(c.ingresses.v, c.ingresses.n, sizeof(struct ingress), ingress_age_cmp);
   for (size_t i = 0; i < c.ingresses.n; i++) {
@@ -1409,6 +1476,7 @@ int translate_desired(const struct manifest_set *in, const struct translate_opts
   int rc = c.pool.oom ? -ENOMEM : 0;
   sort_array(c.res.v, c.res.n, sizeof(*c.res.v), resource_cmp);
   sort_array(c.rej.v, c.rej.n, sizeof(*c.rej.v), rejection_cmp);
+  sort_array(c.ign.v, c.ign.n, sizeof(*c.ign.v), ignored_cmp);
   sort_array(c.counts.v, c.counts.n, sizeof(*c.counts.v), count_cmp);
   sort_array(c.served.v, c.served.n, sizeof(*c.served.v), str_cmp);
   /* Drop repeated rejections (one bad secret used by several hosts of one Ingress). */
@@ -1425,6 +1493,8 @@ int translate_desired(const struct manifest_set *in, const struct translate_opts
   struct syncd_desired *d = calloc(1, sizeof(*d));
   struct syncd_desired parts = {c.res.v,    c.res.n,    c.rej.v,    c.rej.n,
                                 c.counts.v, c.counts.n, c.served.v, c.served.n};
+  parts.ignored = c.ign.v;
+  parts.n_ignored = c.ign.n;
   if (d) *d = parts;
   if (!d || rc < 0) { /* free what was built, through a heap copy syncd_desired_free accepts */
     struct syncd_desired *tmp = d ? d : malloc(sizeof(*tmp));
@@ -1440,6 +1510,7 @@ int translate_desired(const struct manifest_set *in, const struct translate_opts
   free(c.slices.v);
   free(c.secrets.v);
   free(c.classes.v);
+  free(c.foreign_classes.v);
   free(c.cands.v);
   free(c.clusters.v);
   free(c.claims.v);

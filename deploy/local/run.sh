@@ -6,6 +6,9 @@
 #   deploy/local/run.sh --check    the same, then send the example requests,
 #                                  assert the answers and exit (CI smoke test)
 #   --bin-dir=DIR                  use binaries from DIR (a bazel-bin), no build
+#   --netns                        run inside a private network namespace
+#                                  (root): the fixed ports below cannot clash
+#                                  with anything else on the machine
 #
 # What runs (all on 127.0.0.1, every process started here is stopped by PID
 # on exit, Ctrl-C or TERM):
@@ -35,14 +38,25 @@ else
   root="$(cd "$here/../.." && pwd)"
 fi
 check=0
+netns=0
 for a in "$@"; do
   case "$a" in
     --check) check=1 ;;
     --bin-dir=*) EDGE_BIN_DIR="$(cd "${a#--bin-dir=}" && pwd)" ;;
-    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --netns) netns=1 ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $a (try --help)" >&2; exit 2 ;;
   esac
 done
+
+if [ "$netns" = 1 ] && [ -z "${EDGE_LOCAL_NETNS:-}" ]; then
+  if [ "$(id -u)" -ne 0 ] || ! unshare --net true 2>/dev/null; then
+    echo "[run.sh] --netns needs root and unshare --net; SKIPPED" >&2
+    exit 0
+  fi
+  export EDGE_LOCAL_NETNS=1
+  exec unshare --net -- bash -c 'ip link set lo up && exec bash "$0" "$@"' "$here/run.sh" "$@"
+fi
 
 run="${EDGE_RUN_DIR:-${TEST_TMPDIR:-/tmp}/edge-local}"
 bazel_cmd="${EDGE_BAZEL:-bazel}"
@@ -57,6 +71,7 @@ pids=()
 names=()
 mirror_pid=""
 stopping=0
+bad_exits=0
 
 # start NAME CMD... : starts a process with its output in RUN/logs/NAME.log.
 start() {
@@ -84,8 +99,17 @@ stop_all() {
     if kill -0 "${pids[$i]}" 2>/dev/null; then
       say "${names[$i]} (pid ${pids[$i]}) did not stop in time: SIGKILL"
       kill -KILL "${pids[$i]}" 2>/dev/null
+      bad_exits=$((bad_exits + 1))
     fi
     wait "${pids[$i]}" 2>/dev/null
+    rc=$?
+    # 0 is a clean exit; 143 is "killed by SIGTERM" for processes that do not
+    # catch it (python backends). Anything else (a crash, a sanitizer
+    # report at exit) is a failure worth a line.
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 143 ] && [ "$rc" -ne 137 ]; then
+      say "${names[$i]} exited with status $rc (see $run/logs/${names[$i]}.log)"
+      bad_exits=$((bad_exits + 1))
+    fi
   done
   [ -n "$mirror_pid" ] && wait "$mirror_pid" 2>/dev/null
   say "stopped ${#pids[@]} processes; logs in $run/logs"
@@ -152,13 +176,13 @@ for a in sys.argv[1:]:
 PY
 }
 backend_specs=()
-want=()
+ports_wanted=()
 for p in 17000 17001 17080 17081 17090 17091 17110 17111 17113 17120 17121 17123 17130 17131 17133; do
-  want+=("127.0.0.1:$p")
+  ports_wanted+=("127.0.0.1:$p")
 done
 while read -r name addr; do
   backend_specs+=("$name=$addr:18080")
-  want+=("$addr:18080")
+  ports_wanted+=("$addr:18080")
 done <<'EOF'
 shop-web-1 127.0.1.1
 shop-web-2 127.0.1.2
@@ -170,7 +194,7 @@ blog-1 127.0.4.1
 secure-1 127.0.5.1
 fallback-1 127.0.6.1
 EOF
-mapfile -t busy < <(ports_busy "${want[@]}")
+mapfile -t busy < <(ports_busy "${ports_wanted[@]}")
 [ "${#busy[@]}" -eq 0 ] || die "ports in use: ${busy[*]} (another run.sh still running?)"
 
 rm -rf "$run"
@@ -219,30 +243,38 @@ probe_log="$run/logs/l7proxy-https-probe.log"
 "$bin/l7proxy/l7proxy" --help >"$probe_log" 2>&1
 grep -- '--https' "$probe_log" | grep -qv 'not available' || https_ok=0
 [ "$https_ok" = 1 ] || say "this l7proxy build has no HTTPS listener yet: serving HTTP only"
-for i in 1 2 3; do
-  mkdir -p "$run/l7-$i"
-  args=(--syncd=127.0.0.1:17000 --node-id="l7-$i" --http="127.0.0.1:171${i}0"
-    --admin="127.0.0.1:171${i}1" --advertise="127.0.0.1:171${i}0" --workers=1
-    --cache-dir="$run/l7-$i" --drain-timeout=5s "${tls[@]}")
-  [ "$https_ok" = 1 ] && args+=(--https="127.0.0.1:171${i}3")
-  start "l7-$i" "$bin/l7proxy/l7proxy" "${args[@]}"
-done
-sleep 0.5
-if [ "$https_ok" = 1 ] && ! check_alive >/dev/null 2>&1 && grep -qi 'https' "$run"/logs/l7-*.log; then
-  say "this l7proxy build rejects --https; running HTTP only:"
-  grep -hi 'https' "$run"/logs/l7-1.log | head -1 | sed 's/^/    /'
-  https_ok=0
+# start_l7s WITH_HTTPS: the three replicas, the last three entries of pids.
+start_l7s() {
+  local i args
   for i in 1 2 3; do
-    idx=$((${#pids[@]} - 4 + i))
-    wait "${pids[$idx]}" 2>/dev/null
+    mkdir -p "$run/l7-$i"
+    args=(--syncd=127.0.0.1:17000 --node-id="l7-$i" --http="127.0.0.1:171${i}0"
+      --admin="127.0.0.1:171${i}1" --advertise="127.0.0.1:171${i}0" --workers=1
+      --cache-dir="$run/l7-$i" --drain-timeout=5s "${tls[@]}")
+    [ "$1" = 1 ] && args+=(--https="127.0.0.1:171${i}3")
+    start "l7-$i" "$bin/l7proxy/l7proxy" "${args[@]}"
   done
-  pids=("${pids[@]:0:${#pids[@]}-3}")
-  names=("${names[@]:0:${#names[@]}-3}")
-  for i in 1 2 3; do
-    start "l7-$i" "$bin/l7proxy/l7proxy" --syncd=127.0.0.1:17000 --node-id="l7-$i" \
-      --http="127.0.0.1:171${i}0" --admin="127.0.0.1:171${i}1" --advertise="127.0.0.1:171${i}0" \
-      --workers=1 --cache-dir="$run/l7-$i" --drain-timeout=5s "${tls[@]}"
+}
+start_l7s "$https_ok"
+if [ "$https_ok" = 1 ]; then
+  sleep 1
+  n=${#pids[@]}
+  for ((j = n - 3; j < n; j++)); do
+    kill -0 "${pids[$j]}" 2>/dev/null && continue
+    say "l7proxy exited with --https; running HTTP only. Its log:"
+    tail -n 3 "$run/logs/${names[$j]}.log" | sed 's/^/    /'
+    https_ok=0
+    break
   done
+  if [ "$https_ok" = 0 ]; then
+    for ((j = n - 3; j < n; j++)); do
+      kill -TERM "${pids[$j]}" 2>/dev/null
+      wait "${pids[$j]}" 2>/dev/null
+    done
+    pids=("${pids[@]:0:n-3}")
+    names=("${names[@]:0:n-3}")
+    start_l7s 0
+  fi
 fi
 for lb in a:17080:17081 b:17090:17091; do
   IFS=: read -r n port admin <<<"$lb"
@@ -373,5 +405,7 @@ sent=$((sent + 1))
 if [ "$routed" = 1 ]; then say "  ok    Ingress added to the examples routed after ${ms} ms"
 else say "  FAIL  new Ingress not routed after ${ms} ms" && fails=$((fails + 1)); fi
 "${syncctl[@]}" status >/dev/null 2>&1 || { say "  FAIL  syncctl status"; fails=$((fails + 1)); }
-say "--check: $sent requests, $fails failed"
+stop_all
+[ "$bad_exits" -eq 0 ] || fails=$((fails + bad_exits))
+say "--check: $sent requests, $bad_exits unclean exits, $fails failed"
 [ "$fails" -eq 0 ]

@@ -12,6 +12,7 @@ Special paths:
   /big?n=BYTES       a Content-Length body of BYTES 'x'
   /slow?ms=N         wait N ms before answering
   /close             answer with Connection: close
+  /empty             an empty body (Content-Length: 0)
 Upgrade: websocket  -> 101, then echoes every byte back (raw tunnel).
 Keeps connections alive (HTTP/1.1); decodes chunked request bodies.
 """
@@ -106,6 +107,8 @@ class Handler(socketserver.StreamRequestHandler):
         out = json.dumps(info).encode()
         if path == "/big":
             out = b"x" * int(q.get("n", ["1000"])[0])
+        if path == "/empty":
+            out = b""
         conn = "" if keep else "Connection: close\r\n"
         if path == "/chunked":
             n = int(q.get("n", ["3"])[0])

@@ -283,12 +283,40 @@ class Routing(Base):
     def test_rewrite_prefix_replaces_matched_prefix(self):
         self.assertEqual(self.backend_of("/v1/items?x=1")["path"], "/internal/items?x=1")
 
+    def test_http10_keep_alive_client_is_told_keep_alive(self):
+        resp = raw(self.proxy.port, b"GET /x HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive"
+                   b"\r\n\r\nGET /y HTTP/1.0\r\nHost: a.test\r\n\r\n")
+        parts = split_responses(resp)
+        self.assertEqual(len(parts), 2)
+        self.assertIn(b"connection: keep-alive", parts[0][0].lower())
+        self.assertIn(b"connection: close", parts[1][0].lower())
+
     def test_http10_client_gets_response(self):
         resp = raw(self.proxy.port, b"GET /chunked?n=2 HTTP/1.0\r\nHost: a.test\r\n\r\n")
         self.assertEqual(status_of(resp), 200)
         head, _, body = resp.partition(b"\r\n\r\n")
         self.assertNotIn(b"chunked", head.lower())
         self.assertEqual(body.count(b'"backend"'), 2)
+
+
+class HttpsRedirect(Base):
+    def test_plain_request_to_tls_host_is_redirected_with_308(self):
+        key, crt = os.path.join(self.tmp, "k.pem"), os.path.join(self.tmp, "c.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        "/CN=secure.test", "-addext", "subjectAltName=DNS:secure.test",
+                        "-keyout", key, "-out", crt, "-days", "2"],
+                       check=True, capture_output=True)
+        a = self.backend("a")
+        vh = vhost("vs", "secure.test", [route("/", "ca"),
+                                         route("/plain", "ca", disable_ssl_redirect=True)])
+        vh["virtual_host"]["certificate"] = "default/secure"
+        self.start([cluster("ca", [a.port]), vh, {"certificate": {
+            "name": "default/secure", "sni_names": ["secure.test"],
+            "cert_pem": open(crt).read(), "key_pem": open(key).read()}}])
+        st, h, _ = get(self.proxy.port, "/shop?x=1", "secure.test:%d" % self.proxy.port)
+        self.assertEqual(st, 308)
+        self.assertEqual(h["location"], "https://secure.test/shop?x=1")
+        self.assertEqual(get(self.proxy.port, "/plain", "secure.test")[0], 200)
 
 
 class Headers(Base):
@@ -418,6 +446,14 @@ class Http1(Base):
             self.assertEqual(got, msg)
         s.close()
 
+    def test_empty_response_keeps_its_content_length(self):
+        resp = raw(self.proxy.port, b"GET /empty HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                   b"GET /after HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        parts = split_responses(resp)
+        self.assertEqual(len(parts), 2)
+        self.assertIn(b"content-length: 0", parts[0][0].lower())
+        self.assertEqual(json.loads(parts[1][1])["path"], "/after")
+
     def test_head_response_has_no_body(self):
         resp = raw(self.proxy.port, b"HEAD /x HTTP/1.1\r\nHost: a.test\r\n\r\n"
                    b"GET /after HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
@@ -478,6 +514,18 @@ class BadInput(Base):
         self.assertEqual(self.send(b"POST /small HTTP/1.1\r\nHost: a.test\r\nContent-Length: 11"
                                    b"\r\n\r\nhello world"), 413)
 
+    def test_413_reaches_a_client_still_sending_its_body(self):
+        s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=5)
+        s.sendall(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10000000\r\n\r\n")
+        try:
+            for _ in range(20):
+                s.sendall(b"b" * 16384)
+        except OSError:
+            pass  # the proxy may stop reading; the answer must still be there
+        data = s.recv(65536)
+        s.close()
+        self.assertEqual(status_of(data), 413)
+
     def test_chunked_body_over_limit_is_413(self):
         chunk = b"%x\r\n%s\r\n" % (600, b"z" * 600)
         self.assertEqual(self.send(b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: "
@@ -490,6 +538,39 @@ class BadInput(Base):
         self.send(b"\x00\xff" * 100 + b"\r\n\r\n")
         st, _, _ = get(self.proxy.port, "/fine")
         self.assertEqual(st, 200)
+
+
+class ConnectionLimits(Base):
+    EXTRA = ("--max-connections=2", "--idle-timeout=300ms", "--workers=1")
+
+    def setUp(self):
+        super().setUp()
+        self.a = self.backend("a")
+        self.start([cluster("ca", [self.a.port]), vhost("va", "a.test", [route("/", "ca")])])
+
+    def test_connections_beyond_the_limit_are_closed(self):
+        # the admin poll's connections are gone; hold two open
+        held = [socket.create_connection(("127.0.0.1", self.proxy.port)) for _ in range(2)]
+        for h in held:
+            h.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            h.settimeout(5)
+            self.assertTrue(h.recv(65536).startswith(b"HTTP/1.1 200"))
+        extra = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=5)
+        extra.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        try:
+            data = extra.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        self.assertEqual(data, b"")
+        for h in held + [extra]:
+            h.close()
+
+    def test_idle_keep_alive_connection_is_closed_after_idle_timeout(self):
+        s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 200"))
+        self.assertEqual(s.recv(65536), b"")  # closed by the proxy, no 408 for idle
+        s.close()
 
 
 class Upstreams(Base):
@@ -514,6 +595,13 @@ class Upstreams(Base):
         self.start([cluster("ca", [a.port]), vhost("va", "a.test", [
             route("/", "ca", response_header_timeout_ms=300)])])
         self.assertEqual(get(self.proxy.port, "/slow?ms=3000")[0], 504)
+
+    def test_route_request_timeout_is_504(self):
+        a = self.backend("a")
+        self.start([cluster("ca", [a.port]), vhost("va", "a.test", [
+            route("/", "ca", request_timeout_ms=300)])])
+        self.assertEqual(get(self.proxy.port, "/slow?ms=3000")[0], 504)
+        self.assertEqual(get(self.proxy.port, "/fast")[0], 200)
 
     def test_killed_backend_is_ejected_and_traffic_moves(self):
         a, b = self.backend("a"), self.backend("b")
@@ -722,6 +810,7 @@ class WithSyncd(Base):
 
     def start_syncd(self):
         log = open(os.path.join(self.tmp, "syncd.log"), "a")
+        self.addCleanup(log.close)
         self.syncd = subprocess.Popen(
             [SYNCD, "--source=dir:" + self.src, "--listen=127.0.0.1:%d" % self.syncd_port,
              "--admin=127.0.0.1:%d" % self.syncd_admin, "--insecure",

@@ -234,15 +234,16 @@ def need_tool(name):
 # ---------------------------------------------------------------- TLS material
 
 
-def make_cert(env):
+def make_cert(env, name="tls"):
     """A throw-away self-signed RSA-2048 certificate for *.example.com and
     localhost (the figures in DESIGN §10 are for RSA-2048). Returns
     (cert, key, combined) paths; combined is cert+key for HAProxy."""
-    cert, key, both = env.path("tls.crt"), env.path("tls.key"), env.path("tls.pem")
+    cert, key, both = (env.path(name + ".crt"), env.path(name + ".key"),
+                       env.path(name + ".pem"))
     if not os.path.exists(both):
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=localhost", "-keyout", key, "-out", cert,
+             "-subj", "/CN=" + name, "-keyout", key, "-out", cert,
              "-addext", "subjectAltName=DNS:localhost,DNS:*.example.com,IP:127.0.0.1"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(both, "w") as out:
@@ -308,6 +309,77 @@ def l7_config(backend_ports, hosts=None, extra_routes=0, version=1, cert=None):
     return json.dumps({"version": version, "resources": res})
 
 
+def start_syncd(env, manifests, extra=()):
+    """edge's syncd over a directory of Kubernetes YAML, plaintext gRPC on
+    127.0.0.1. Returns (proc, grpc_port, admin_port)."""
+    binary = need_bin(env, "syncd")
+    port, admin = free_port(), free_port()
+    state = env.path("syncd-state")
+    os.makedirs(state, exist_ok=True)
+    proc = env.spawn("syncd", [binary, "--source=dir:" + manifests,
+                               "--listen=127.0.0.1:%d" % port, "--admin=127.0.0.1:%d" % admin,
+                               "--state-dir=" + state, "--insecure", "--log-level=warn"]
+                     + list(extra))
+    wait_http(proc, "http://127.0.0.1:%d/healthz" % admin)
+    return proc, port, admin
+
+
+def start_l7proxy_syncd(env, syncd_port, name="l7proxy", proxy_protocol=False):
+    """l7proxy configured by syncd (ConfigSync, plaintext), advertising its
+    --http address (what l4lb gets from Membership). Waits until it has
+    applied a state (/readyz). Returns (proc, port, admin_port)."""
+    binary = need_bin(env, "l7proxy")
+    port, admin = free_port(), free_port()
+    cache = env.path(name + "-cache")
+    os.makedirs(cache, exist_ok=True)
+    argv = [binary, "--workers=1", "--http=127.0.0.1:%d" % port,
+            "--admin=127.0.0.1:%d" % admin, "--advertise=127.0.0.1:%d" % port,
+            "--syncd=127.0.0.1:%d" % syncd_port, "--insecure",
+            "--node-id=" + name, "--cache-dir=" + cache, "--log-level=warn",
+            "--drain-timeout=2s"]
+    if proxy_protocol:
+        argv.append("--proxy-protocol")
+    proc = env.spawn(name, argv)
+    try:
+        wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)
+    except SetupError:
+        m = re.search(r"^l7proxy: (.*(not available|not wired|unknown flag).*)$",
+                      proc.log_tail(5), re.M)
+        if m and not proc.alive():
+            raise Skip("l7proxy says: " + m.group(1).strip())
+        raise
+    return proc, port, admin
+
+
+def start_l4lb_syncd(env, syncd_port, name="l4lb", proxy_protocol=True):
+    """l4lb taking its replica set from syncd's Membership stream. Waits
+    until a request through it reaches a replica. Returns (proc, port)."""
+    binary = need_bin(env, "l4lb")
+    port, admin = free_port(), free_port()
+    proc = env.spawn(name, [binary, "--listen=127.0.0.1:%d" % port,
+                            "--admin=127.0.0.1:%d" % admin, "--workers=1",
+                            "--syncd=127.0.0.1:%d" % syncd_port, "--insecure",
+                            "--node-id=" + name, "--log-level=warn",
+                            "--proxy-protocol=%s" % ("on" if proxy_protocol else "off")])
+    wait_tcp(proc, port)
+    wait_http(proc, "http://127.0.0.1:%d/" % port)
+    return proc, port
+
+
+def metric_values(admin, name):
+    """{labels text: value} of one metric family from an admin /metrics."""
+    out = {}
+    try:
+        _, body = http_get("http://127.0.0.1:%d/metrics" % admin, timeout=2.0)
+    except OSError:
+        return out
+    for line in body.decode(errors="replace").splitlines():
+        m = re.match(re.escape(name) + r"(\{[^}]*\})? (\S+)$", line)
+        if m:
+            out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
 def write_atomic(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -369,7 +441,7 @@ def check_proxied(port, scheme, host=None, h2c=False):
     r = subprocess.run(argv + ["%s://127.0.0.1:%d/" % (scheme, port)], capture_output=True,
                        text=True, timeout=15)
     body, _, code = r.stdout.rpartition("\n")
-    if code != "200" or body != BACKEND_BODY.rstrip("\n") and body != BACKEND_BODY:
+    if code != "200" or body.rstrip("\n") != BACKEND_BODY.rstrip("\n"):
         raise SetupError("a request through the proxy on port %d did not reach the backend: "
                          "status %s, body %r" % (port, code or "none", body[:120]))
 

@@ -4,7 +4,7 @@ plot) to tests/load/results/<timestamp>/ and prints it.
 
   loadtest.py list
   loadtest.py SCENARIO... | all  [--quick] [--json] [--duration=S] [--conns=N]
-                                 [--out=DIR] [--bin-dir=DIR] [--keep]
+                                 [--repeat=N] [--out=DIR] [--bin-dir=DIR] [--keep]
 
 --quick runs each side for ~2 s (no warm-up) and is the regression guard:
 the exit status is non-zero when a scenario failed (a side that should run
@@ -52,11 +52,16 @@ def parse(argv):
     p.add_argument("--duration", type=float, default=None,
                    help="seconds of load per side (default 10, quick 2)")
     p.add_argument("--conns", type=int, default=50, help="client connections (default 50)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure each side N times, interleaved with the others, and report "
+                        "the medians (default 1; 3 for figures you act on)")
     p.add_argument("--out", default=None, help="report directory (default "
                                                "tests/load/results/<timestamp>)")
     p.add_argument("--bin-dir", default=os.environ.get("EDGE_BIN_DIR", ""),
                    help="where l7proxy/l7proxy and l4lb/l4lb are (bazel-bin)")
     p.add_argument("--keep", action="store_true", help="keep the scenarios' work directories")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only check the arguments (run.sh does, before building)")
     a = p.parse_args(argv)
     if not a.scenarios:
         p.error("name a scenario, 'all' or 'list'")
@@ -65,7 +70,8 @@ def parse(argv):
 
 def find_bins(bin_dir):
     bins = {}
-    for name, rel in (("l7proxy", "l7proxy/l7proxy"), ("l4lb", "l4lb/l4lb")):
+    for name, rel in (("l7proxy", "l7proxy/l7proxy"), ("l4lb", "l4lb/l4lb"),
+                      ("syncd", "syncd/syncd")):
         for cand in ([os.path.join(bin_dir, rel), os.path.join(bin_dir, name)]
                      if bin_dir else []):
             if os.access(cand, os.X_OK) and os.path.isfile(cand):
@@ -90,7 +96,7 @@ def machine():
 def run_scenario(sc, args, duration, bins, outdir):
     work = tempfile.mkdtemp(prefix="edge-load-%s-" % sc.name)
     env = harness.Env(work, bins)
-    ctx = Ctx(sc.name, env, duration, args.quick, args.conns)
+    ctx = Ctx(sc.name, env, duration, args.quick, args.conns, args.repeat)
     t0 = time.monotonic()
     res = {"name": sc.name, "description": sc.description, "rows": [], "error": "",
            "expect_errors": sc.expect_errors}
@@ -136,6 +142,8 @@ def problems(res):
 def main(argv):
     args = parse(argv)
     if args.scenarios == ["list"]:
+        if args.dry_run:
+            return 0
         for name, sc in SCENARIOS.items():
             print("%-20s %s" % (name, sc.description))
         return 0
@@ -145,10 +153,18 @@ def main(argv):
         print("run.sh: unknown scenario %s (try: run.sh list)" % ", ".join(unknown),
               file=sys.stderr)
         return 2
-    duration = args.duration or (2.0 if args.quick else 10.0)
+    duration = args.duration if args.duration is not None else (2.0 if args.quick else 10.0)
     if duration <= 0 or duration > 600:
         print("run.sh: --duration must be in (0, 600] seconds", file=sys.stderr)
         return 2
+    if args.conns < 1 or args.conns > 5000:
+        print("run.sh: --conns must be in [1, 5000]", file=sys.stderr)
+        return 2
+    if args.repeat < 1 or args.repeat > 20:
+        print("run.sh: --repeat must be in [1, 20]", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return 0
     stamp = datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
     outdir = args.out or os.path.join(HERE, "results", stamp)
     os.makedirs(outdir, exist_ok=True)
@@ -160,6 +176,7 @@ def main(argv):
 
     run = {"command": "tests/load/run.sh " + " ".join(argv), "started": stamp,
            "quick": args.quick, "duration": duration, "conns": args.conns,
+           "repeat": args.repeat,
            "machine": machine(), "cores": os.cpu_count(), "binaries": bins, "scenarios": []}
     t0 = time.monotonic()
     bad = []

@@ -48,10 +48,11 @@ def _ratio(r, peer, key):
 def markdown(run):
     out = ["# edge load test — %s" % run["started"], "",
            "`%s`  " % run["command"],
-           "%s; %s s per side%s; client and proxies share the machine (%s cores): compare "
-           "the ratios, not the absolute figures." %
-           (run["machine"], _f(run["duration"], "%g"), " (quick mode)" if run["quick"] else "",
-            run["cores"]), ""]
+           "%s; %s s per side%s%s; client and proxies share the machine (%s cores): "
+           "compare the ratios, not the absolute figures." %
+           (run["machine"], _f(run["duration"], "%g"),
+            ", median of %d interleaved runs" % run["repeat"] if run.get("repeat", 1) > 1 else "",
+            " (quick mode)" if run["quick"] else "", run["cores"]), ""]
     for sc in run["scenarios"]:
         out += ["## %s" % sc["name"], "", sc["description"] + ("  " if sc.get("elapsed_s") else ""),
                 ]

@@ -6,13 +6,14 @@
 #
 #   tests/load/run.sh list                      the scenarios
 #   tests/load/run.sh SCENARIO... [--quick] [--json] [--duration=S] [--conns=N]
+#                     [--repeat=N]   (N interleaved runs per side, medians)
 #   tests/load/run.sh all --quick               the regression guard (~2 s a side)
 #
 # Writes tests/load/results/<UTC timestamp>/{report.md,report.json,plot.png}
 # and prints the Markdown table (or the JSON with --json). Exit status 1 when
 # a scenario failed or saw unexpected errors; skipped sides don't fail it.
 #
-# Binaries: built here with `bazel build -c opt //l7proxy:l7proxy //l4lb:l4lb`
+# Binaries: built here with `bazel build -c opt` (l7proxy, l4lb, syncd)
 # unless EDGE_BIN_DIR points at a bazel-bin that has them. EDGE_BAZEL
 # overrides the bazel command (e.g. "bazel/dev-bazel.sh NAME"). A binary that
 # does not build makes edge's sides "skipped", never fake numbers.
@@ -24,21 +25,24 @@ root="$(cd "$here/../.." && pwd)"
 
 case "${1:-}" in
   "" | -h | --help)
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 0
     ;;
   list) exec python3 "$here/loadtest.py" list ;;
 esac
 
+export PYTHONDONTWRITEBYTECODE=1
+# Reject bad arguments before spending a build on them.
+python3 "$here/loadtest.py" --dry-run "$@"
+
 if [ -z "${EDGE_BIN_DIR:-}" ]; then
   cd "$root"
   bazel_cmd=(${EDGE_BAZEL:-bazel})
-  echo "[load] building l7proxy and l4lb (-c opt) ..." >&2
-  if ! "${bazel_cmd[@]}" build -c opt //l7proxy:l7proxy //l4lb:l4lb >"${TMPDIR:-/tmp}/edge-load-build.log" 2>&1; then
+  echo "[load] building l7proxy, l4lb and syncd (-c opt) ..." >&2
+  if ! "${bazel_cmd[@]}" build -c opt --keep_going //l7proxy:l7proxy //l4lb:l4lb //syncd:syncd >"${TMPDIR:-/tmp}/edge-load-build.log" 2>&1; then
     echo "[load] build failed (see ${TMPDIR:-/tmp}/edge-load-build.log); edge sides without a binary are skipped" >&2
   fi
   EDGE_BIN_DIR="$("${bazel_cmd[@]}" info -c opt bazel-bin 2>/dev/null || true)"
   export EDGE_BIN_DIR
 fi
-export PYTHONDONTWRITEBYTECODE=1
 exec python3 "$here/loadtest.py" "$@"

@@ -21,6 +21,7 @@ Invariant: all loops are bounded by a deadline.
 """
 import argparse
 import glob
+import json
 import os
 import shutil
 import signal
@@ -97,14 +98,17 @@ class Proc:
             os.kill(self.p.pid, sig)
 
     def stop(self, timeout=10):
+        """SIGTERM, SIGKILL after timeout. Returns the exit status (negative:
+        killed by that signal), or None when it was not running."""
         if not self.alive():
-            return
+            return None
         self.signal(signal.SIGTERM)
         try:
-            self.p.wait(timeout)
+            return self.p.wait(timeout)
         except subprocess.TimeoutExpired:
             self.signal(signal.SIGKILL)
             self.p.wait(5)
+            return "did not stop within %ds" % timeout
 
     def tail(self, n=8):
         try:
@@ -394,17 +398,50 @@ class Cluster:
         if not wait_until(lambda: http_ok(f"http://{first}/"), 10):
             raise RuntimeError("example backends did not start:\n" + self.backend_proc.tail())
 
-    def syncctl_status(self):
-        p = subprocess.run(["ip", "netns", "exec", "syncd", self.path("syncd/syncctl"),
-                            f"--syncd={HOSTS['syncd']}:7000"] + self.tls_client() + ["status"],
-                           capture_output=True, text=True, timeout=20)
-        return p.returncode, p.stdout + p.stderr
+    def status_json(self):
+        """syncctl status --json as a dict, or None when syncd is unreachable."""
+        try:
+            p = subprocess.run([self.path("syncd/syncctl"), f"--syncd={HOSTS['syncd']}:7000"]
+                               + self.tls_client() + ["status", "--json"],
+                               capture_output=True, text=True, timeout=20)
+            return json.loads(p.stdout) if p.returncode == 0 else None
+        except (ValueError, subprocess.SubprocessError):
+            return None
+
+    def replicas_synced(self):
+        """The version when every l7proxy has acked syncd's current version, else 0."""
+        st = self.status_json()
+        if not st:
+            return 0
+        nodes = {n["node_id"]: n for n in st.get("nodes", []) if n.get("kind") == "l7proxy"}
+        ok = all(r in nodes and nodes[r]["state"] == "SYNCED"
+                 and nodes[r]["last_acked_version"] == st["version"] for r in REPLICAS)
+        return st["version"] if ok else 0
+
+    def in_tables(self, replica):
+        """For each l4lb: is replica in its Maglev table (from /config)?"""
+        seen = {}
+        for lb in LBS:
+            p = subprocess.run(["curl", "-fsS", "-m", "2", f"http://{HOSTS[lb]}:{ADMIN}/config"],
+                               capture_output=True, text=True)
+            try:
+                backends = json.loads(p.stdout).get("backends", [])
+            except ValueError:
+                backends = []
+            seen[lb] = any(b.get("name") == replica and b.get("in_table") for b in backends)
+        return seen
 
     def stop_all(self):
+        """Stops everything; returns "name: status" for each daemon that did
+        not exit cleanly (0) on SIGTERM: crashes, sanitizer reports, hangs."""
         order = ["keepalived-lb-a", "keepalived-lb-b", "lb-a", "lb-b"] + REPLICAS + ["syncd"]
+        unclean = []
         for name in order + [n for n in self.procs if n not in order]:
             if name in self.procs:
-                self.procs[name].stop(5)
+                rc = self.procs[name].stop(10)
+                if rc not in (None, 0, -signal.SIGTERM) and name in order:
+                    unclean.append(f"{name}: exit status {rc}")
+        return unclean
 
 
 def target_of(via, scheme):
@@ -455,7 +492,13 @@ def run_fault(cl, scen, fl, out):
     try:
         if kind == "kill-l7proxy":
             cl.procs[fl["target"]].signal(signal.SIGKILL)
-            time.sleep(fl["duration"])
+            t0 = time.monotonic()
+            if not wait_until(lambda: not any(cl.in_tables(fl["target"]).values()), 20, 0.2):
+                out.append(f"    FAIL {fl['target']} still in the Maglev tables")
+                return False
+            took = time.monotonic() - t0
+            note = f"out of both l4lb tables after {took:.1f}s"
+            time.sleep(max(0.0, fl["duration"] - took))
         elif kind == "kill-active-l4lb":
             holder = cl.vip_holder()
             t0 = time.monotonic()
@@ -468,6 +511,10 @@ def run_fault(cl, scen, fl, out):
             note = f"VIP {holder} -> {cl.vip_holder()} in {took:.1f}s"
             time.sleep(max(0.0, fl["duration"] - took))
         elif kind == "stop-syncd":
+            cl.version_before_stop = wait_until(cl.replicas_synced, 15)
+            if not cl.version_before_stop:
+                out.append("    FAIL replicas not SYNCED in syncctl status before the stop")
+                return False
             cl.procs["syncd"].stop()
             time.sleep(fl["duration"])
             down = [r for r in REPLICAS if not cl.readyz(r)]
@@ -481,15 +528,33 @@ def run_fault(cl, scen, fl, out):
             if not wait_until(lambda: cl.readyz("syncd"), 20):
                 out.append("    FAIL syncd not ready after restart:\n" + cl.procs["syncd"].tail())
                 return False
-            cl.apply(scen)  # a new version must reach every reconnected replica
+            before = getattr(cl, "version_before_stop", 0)
+            st = cl.status_json() or {}
+            if before and st.get("version") != before:
+                out.append(f"    FAIL restarted syncd serves version {st.get('version')}, "
+                           f"persisted {before}")
+                return False
+            # The proxies reconnect by themselves and ack the restored version.
+            resynced = wait_until(cl.replicas_synced, 30, 0.25)
+            if not resynced:
+                out.append("    FAIL replicas not SYNCED again after the restart")
+                return False
+            cl.apply(scen)  # and a new version reaches every reconnected replica
             cl.wait_generation(REPLICAS, timeout=30)
-            rc, text = cl.syncctl_status()
-            synced = text.count("SYNCED")
-            note = f"resynced gen {cl.gen}; syncctl status rc={rc}, SYNCED×{synced}"
+            note = (f"restored version {before or '?'}, all replicas SYNCED again, "
+                    f"new change served (gen {cl.gen})")
             time.sleep(fl["duration"])
         elif kind == "cut-replica-link":
             cl.net.link(fl["target"], False)
-            time.sleep(fl["duration"])
+            t0 = time.monotonic()
+            out_of_tables = wait_until(lambda: not any(cl.in_tables(fl["target"]).values()), 20, 0.2)
+            took = time.monotonic() - t0
+            if not out_of_tables:
+                out.append(f"    FAIL {fl['target']} still in the Maglev tables: "
+                           f"{cl.in_tables(fl['target'])}")
+                return False
+            note = f"out of both l4lb tables after {took:.1f}s"
+            time.sleep(max(0.0, fl["duration"] - took))
         elif kind == "config-churn":
             last = None
             for i in range(fl["changes"]):
@@ -532,6 +597,12 @@ def run_fault(cl, scen, fl, out):
         out.append(f"    after {kind}: sent={fl['verify']} failed={vf}")
         if vf:
             ok = False
+    if kind == "cut-replica-link":
+        cl.net.link(fl["target"], True)
+        back = wait_until(lambda: all(cl.in_tables(fl["target"]).values()), 30, 0.2)
+        out.append(f"    link restored: {fl['target']} "
+                   f"{'back in both tables' if back else 'NOT back in the tables'}")
+        ok = ok and bool(back)
     return ok
 
 
@@ -671,7 +742,12 @@ def main():
         finally:
             if cl.backend_proc:
                 cl.backend_proc.stop(5)
-            cl.stop_all()
+            unclean = cl.stop_all()
+            results.append(("clean-shutdown", "FAIL" if unclean else "PASS",
+                            [f"    {u}" for u in unclean]))
+            log(f"{'FAIL' if unclean else 'PASS'}  clean-shutdown")
+            for u in unclean:
+                log(f"    {u}")
     net.teardown()
     outdir = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
     if outdir:

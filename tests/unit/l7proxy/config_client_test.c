@@ -172,7 +172,7 @@ static void admin_handlers_dump_config_and_explain_routes(void) {
   l7_config_admin_explain(NULL, "/explain", "host=A.com%3A80&path=/x/", &resp);
   CU_ASSERT_EQUAL(resp.status, 200);
   CU_ASSERT_PTR_NOT_NULL_FATAL(resp.body);
-  CU_ASSERT_PTR_NOT_NULL(strstr(resp.body, "\"matched\": null"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(resp.body, "\"matched\": false"));
   CU_ASSERT_PTR_NOT_NULL(strstr(resp.body, "exact path differs by a trailing slash"));
   CU_ASSERT_PTR_NOT_NULL(strstr(resp.body, "path differs"));
   free(resp.body);
@@ -180,7 +180,22 @@ static void admin_handlers_dump_config_and_explain_routes(void) {
   memset(&resp, 0, sizeof(resp));
   l7_config_admin_explain(NULL, "/explain", "host=a.com&path=/api/v1", &resp);
   CU_ASSERT_EQUAL(resp.status, 200);
-  CU_ASSERT_PTR_NOT_NULL(strstr(resp.body, "\"verdict\": \"matched\""));
+  CU_ASSERT_PTR_NOT_NULL(strstr(resp.body, "\"matched\": true"));
+  free(resp.body);
+
+  /* url= and sni= (common/explain, the same answer syncd gives). */
+  memset(&resp, 0, sizeof(resp));
+  l7_config_admin_explain(NULL, "/explain", "url=http%3A%2F%2Fa.com%2Fapi&sni=a.com&header=X-A%3A1",
+                          &resp);
+  CU_ASSERT_EQUAL(resp.status, 200);
+  CU_ASSERT_PTR_NOT_NULL(strstr(resp.body, "\"cluster\": \"c\""));
+  CU_ASSERT_PTR_NOT_NULL(strstr(resp.body, "\"sni\": \"a.com\""));
+  CU_ASSERT_PTR_NOT_NULL(strstr(resp.body, "X-A:1"));
+  free(resp.body);
+
+  memset(&resp, 0, sizeof(resp));
+  l7_config_admin_explain(NULL, "/explain", "url=ftp%3A%2F%2Fa.com%2F", &resp);
+  CU_ASSERT_EQUAL(resp.status, 400);
   free(resp.body);
 
   memset(&resp, 0, sizeof(resp));

@@ -1,0 +1,727 @@
+/*
+ * explain — one request explained against a set of edge.v1 resources (see
+ * explain.h for the contract and the JSON shape).
+ *
+ * Matching is never re-implemented here: routes become common/router rules
+ * and router_explain gives the winner and a verdict for every other rule.
+ * Certificate selection follows l7proxy/tls.c: names are the Certificate's
+ * sni_names (or the leaf's own DNS names when it lists none); an exact name
+ * beats a one-label wildcard, which beats the default certificate; among
+ * equals the first certificate in resource order wins. Candidates are ranked
+ * "closest first": a rule whose host matched (only the path missed) before
+ * a wildcard of the wrong depth before a different host, and different
+ * hosts by edit distance, so a typo'd host shows its intended rule on top.
+ */
+#include "common/explain.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/cert.h"
+#include "common/router.h"
+
+struct ex_rule {
+  const Edge__V1__VirtualHost *vh;
+  const Edge__V1__Route *route;
+};
+
+struct ex_cand {
+  struct router_explanation e;
+  int rank;
+  size_t distance;
+};
+
+struct ex_ctx {
+  struct ex_cand *cands;
+  size_t n_cands;
+  const char *host; /* normalized request host */
+};
+
+static const char *ex_s(const char *s) {
+  return s ? s : "";
+}
+
+static void ex_err(char *err, size_t errlen, const char *msg, const char *arg) {
+  if (err && errlen) snprintf(err, errlen, "%s%s", msg, arg ? arg : "");
+}
+
+static const char *ex_host_match_str(int m) {
+  switch (m) {
+    case ROUTER_HOST_EXACT:
+      return "EXACT";
+    case ROUTER_HOST_WILDCARD:
+      return "WILDCARD";
+    case ROUTER_HOST_ANY:
+      return "ANY";
+  }
+  return "UNSPECIFIED";
+}
+
+static const char *ex_path_type_str(int t) {
+  switch (t) {
+    case ROUTER_PATH_EXACT:
+      return "Exact";
+    case ROUTER_PATH_PREFIX:
+      return "Prefix";
+    case ROUTER_PATH_IMPLEMENTATION_SPECIFIC:
+      return "ImplementationSpecific";
+  }
+  return "Prefix";
+}
+
+static char *ex_source_str(const Edge__V1__SourceRef *s, char *buf, size_t len) {
+  if (!s || !s->name || !s->name[0])
+    buf[0] = '\0';
+  else
+    snprintf(buf, len, "%s/%s", ex_s(s->namespace_), s->name);
+  return buf;
+}
+
+int explain_parse_url(const char *url, char *scheme, size_t schemelen, char *host, size_t hostlen,
+                      unsigned *port, char *path, size_t pathlen) {
+  if (!url || !url[0]) return EXPLAIN_ERR_INVALID;
+  const char *p = url;
+  const char *sep = strstr(url, "://");
+  const char *sch = "http";
+  if (sep) {
+    size_t n = (size_t)(sep - url);
+    if (n == 4 && strncasecmp(url, "http", 4) == 0)
+      sch = "http";
+    else if (n == 5 && strncasecmp(url, "https", 5) == 0)
+      sch = "https";
+    else
+      return EXPLAIN_ERR_INVALID;
+    p = sep + 3;
+  }
+  size_t auth = strcspn(p, "/?#");
+  if (auth == 0) return EXPLAIN_ERR_INVALID;
+  const char *a = p;
+  size_t alen = auth;
+  const char *at = memchr(a, '@', alen); /* userinfo is never part of the host */
+  if (at) {
+    alen -= (size_t)(at + 1 - a);
+    a = at + 1;
+  }
+  unsigned prt = strcmp(sch, "https") == 0 ? 443 : 80;
+  size_t hlen = alen;
+  const char *hs = a;
+  if (alen > 0 && a[0] == '[') {
+    const char *close = memchr(a, ']', alen);
+    if (!close) return EXPLAIN_ERR_INVALID;
+    hs = a + 1;
+    hlen = (size_t)(close - hs);
+    const char *rest = close + 1;
+    if (rest < a + alen) {
+      if (*rest != ':') return EXPLAIN_ERR_INVALID;
+      hlen = (size_t)(close - hs);
+      a = rest; /* port parsed below */
+      alen = (size_t)(p + auth - rest);
+    } else {
+      alen = 0;
+    }
+    if (alen) {
+      char *end;
+      unsigned long v = strtoul(a + 1, &end, 10);
+      if (end != a + alen || v == 0 || v > 65535) return EXPLAIN_ERR_INVALID;
+      prt = (unsigned)v;
+    }
+  } else {
+    const char *colon = memchr(a, ':', alen);
+    if (colon) {
+      hlen = (size_t)(colon - a);
+      char num[8];
+      size_t nl = alen - hlen - 1;
+      if (nl == 0 || nl >= sizeof(num)) return EXPLAIN_ERR_INVALID;
+      memcpy(num, colon + 1, nl);
+      num[nl] = '\0';
+      char *end;
+      unsigned long v = strtoul(num, &end, 10);
+      if (*end || v == 0 || v > 65535) return EXPLAIN_ERR_INVALID;
+      prt = (unsigned)v;
+    }
+  }
+  if (hlen == 0 || hlen >= hostlen || strlen(sch) >= schemelen) return EXPLAIN_ERR_INVALID;
+  memcpy(host, hs, hlen);
+  host[hlen] = '\0';
+  snprintf(scheme, schemelen, "%s", sch);
+  const char *rest = p + auth;
+  if (*rest == '#') rest = "";
+  if (strlen(rest) + 2 > pathlen) return EXPLAIN_ERR_INVALID;
+  if (rest[0] != '/')
+    snprintf(path, pathlen, "/%s", rest);
+  else
+    snprintf(path, pathlen, "%s", rest);
+  *port = prt;
+  return 0;
+}
+
+/* Levenshtein distance, bounded by the router's host limit. */
+static size_t ex_distance(const char *a, const char *b) {
+  size_t n = strlen(a), m = strlen(b);
+  if (n > ROUTER_MAX_HOST || m > ROUTER_MAX_HOST) return n > m ? n : m;
+  size_t prev[ROUTER_MAX_HOST + 2], cur[ROUTER_MAX_HOST + 2];
+  for (size_t j = 0; j <= m; j++) prev[j] = j;
+  for (size_t i = 1; i <= n; i++) {
+    cur[0] = i;
+    for (size_t j = 1; j <= m; j++) {
+      size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+      cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+    }
+    memcpy(prev, cur, (m + 1) * sizeof(size_t));
+  }
+  return prev[m];
+}
+
+static int ex_rank(enum router_verdict v) {
+  switch (v) {
+    case ROUTER_MATCHED:
+    case ROUTER_SHADOWED:
+      return 0;
+    case ROUTER_EXACT_TRAILING_SLASH:
+    case ROUTER_PATH_ELEMENT:
+      return 1;
+    case ROUTER_EXACT_DIFFERS:
+    case ROUTER_PATH_DIFFERS:
+      return 2;
+    case ROUTER_WILDCARD_DEPTH:
+      return 3;
+    case ROUTER_HOST_DIFFERS:
+    case ROUTER_WILDCARD_SUFFIX:
+      return 4;
+  }
+  return 5;
+}
+
+static void ex_collect(void *ud, const struct router_explanation *e) {
+  struct ex_ctx *c = ud;
+  struct ex_cand *k = &c->cands[c->n_cands++];
+  k->e = *e;
+  k->rank = ex_rank(e->verdict);
+  k->distance = k->rank == 4 ? ex_distance(c->host, e->host) : 0;
+}
+
+static int ex_cand_cmp(const void *a, const void *b) {
+  const struct ex_cand *x = a, *y = b;
+  if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+  if (x->distance != y->distance) return x->distance < y->distance ? -1 : 1;
+  return x->e.index < y->e.index ? -1 : (x->e.index > y->e.index);
+}
+
+static const Edge__V1__Cluster *ex_find_cluster(Edge__V1__Cluster **cl, size_t n,
+                                                const char *name) {
+  if (!name || !name[0]) return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (cl[i]->name && strcmp(cl[i]->name, name) == 0) return cl[i];
+  return NULL;
+}
+
+static json_t *ex_cluster_json(const Edge__V1__Cluster *c, json_t *problems) {
+  json_t *eps = json_array();
+  size_t ready = 0;
+  for (size_t i = 0; i < c->n_endpoints; i++) {
+    const Edge__V1__Endpoint *e = c->endpoints[i];
+    ready += e->ready != 0;
+    json_array_append_new(
+        eps, json_pack("{s:s, s:I, s:b, s:s}", "address", ex_s(e->address), "port",
+                       (json_int_t)e->port, "ready", (int)e->ready, "zone", ex_s(e->zone)));
+  }
+  if (ready == 0)
+    json_array_append_new(problems, json_sprintf("cluster %s has no ready endpoints (%zu known)",
+                                                 ex_s(c->name), c->n_endpoints));
+  return json_pack("{s:s, s:o, s:I}", "name", ex_s(c->name), "endpoints", eps, "ready_endpoints",
+                   (json_int_t)ready);
+}
+
+/* Names a certificate answers to: its sni_names, else the leaf's DNS names. */
+static int ex_cert_names(const Edge__V1__Certificate *c, struct cert_info *info, int *parsed,
+                         const char ***names, size_t *n) {
+  if (c->n_sni_names) {
+    *names = (const char **)c->sni_names;
+    *n = c->n_sni_names;
+    return 0;
+  }
+  if (!*parsed) {
+    char why[200];
+    if (!c->cert_pem.len ||
+        cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info, why, sizeof(why)) != 0)
+      return -1;
+    *parsed = 1;
+  }
+  *n = 0;
+  return 1; /* names are in info */
+}
+
+/* 2 exact, 1 wildcard, 0 none. */
+static int ex_cert_match(const Edge__V1__Certificate *c, const char *sni) {
+  struct cert_info *info = malloc(sizeof(*info));
+  if (!info) return 0;
+  int parsed = 0, best = 0;
+  const char **names = NULL;
+  size_t n = 0;
+  int rc = ex_cert_names(c, info, &parsed, &names, &n);
+  if (rc == 1) {
+    for (int i = 0; i < info->n_names; i++) {
+      const char *pat = info->names[i];
+      if (!strchr(pat, '*') && strcasecmp(pat, sni) == 0) best = 2;
+      if (best < 1 && pat[0] == '*' && cert_name_matches(pat, sni)) best = 1;
+    }
+  } else if (rc == 0) {
+    for (size_t i = 0; i < n; i++) {
+      const char *pat = ex_s(names[i]);
+      if (!strchr(pat, '*') && strcasecmp(pat, sni) == 0) best = 2;
+      if (best < 1 && pat[0] == '*' && cert_name_matches(pat, sni)) best = 1;
+    }
+  }
+  free(info);
+  return best;
+}
+
+static json_t *ex_cert_json(const Edge__V1__Certificate *c, const char *how) {
+  json_t *sni = json_array();
+  for (size_t i = 0; i < c->n_sni_names; i++)
+    json_array_append_new(sni, json_string(ex_s(c->sni_names[i])));
+  struct cert_info *info = malloc(sizeof(*info));
+  char why[200];
+  const char *issuer = "";
+  int64_t not_after = c->not_after;
+  int ok = info && c->cert_pem.len &&
+           cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info, why, sizeof(why)) == 0;
+  if (ok) {
+    issuer = info->issuer;
+    if (!not_after) not_after = info->not_after;
+    if (c->n_sni_names == 0)
+      for (int i = 0; i < info->n_names; i++)
+        json_array_append_new(sni, json_string(info->names[i]));
+  }
+  char src[512];
+  json_t *o =
+      json_pack("{s:s, s:s, s:o, s:s, s:I, s:s, s:b}", "name", ex_s(c->name), "match", how,
+                "sni_names", sni, "issuer", issuer, "not_after", (json_int_t)not_after, "source",
+                ex_source_str(c->source, src, sizeof(src)), "is_default", (int)c->is_default);
+  free(info);
+  return o;
+}
+
+static json_t *ex_certificate(Edge__V1__Certificate **certs, size_t n, const char *sni) {
+  const Edge__V1__Certificate *wild = NULL, *def = NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (certs[i]->is_default && !def) def = certs[i];
+    if (!sni || !sni[0]) continue;
+    int m = ex_cert_match(certs[i], sni);
+    if (m == 2) return ex_cert_json(certs[i], "exact");
+    if (m == 1 && !wild) wild = certs[i];
+  }
+  if (wild) return ex_cert_json(wild, "wildcard");
+  if (def) return ex_cert_json(def, "default");
+  return json_null();
+}
+
+/* Location of a redirect, computed as l7proxy/worker.c does. */
+static json_t *ex_redirect(const Edge__V1__Redirect *r, int to_https, const char *scheme,
+                           const char *host, unsigned port, const char *path) {
+  char h[600], loc[8192];
+  const char *sch = to_https ? "https" : (r && r->scheme && r->scheme[0] ? r->scheme : scheme);
+  unsigned def_port = strcmp(scheme, "https") == 0 ? 443 : 80;
+  if (r && r->host && r->host[0])
+    snprintf(h, sizeof(h), "%s", r->host);
+  else if (strcmp(sch, "http") == 0 && port != def_port)
+    snprintf(h, sizeof(h), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+  else
+    snprintf(h, sizeof(h), strchr(host, ':') ? "[%s]" : "%s", host);
+  if (r && r->port) {
+    char *c = strrchr(h, ':');
+    if (c && (h[0] != '[' || c > strchr(h, ']'))) *c = '\0';
+    size_t k = strlen(h);
+    snprintf(h + k, sizeof(h) - k, ":%u", r->port);
+  }
+  snprintf(loc, sizeof(loc), "%s://%s%s", sch, h, r && r->path && r->path[0] ? r->path : path);
+  int status = r && r->status ? (int)r->status : 308;
+  if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
+    status = 308;
+  return json_pack("{s:i, s:s, s:s}", "status", status, "location", loc, "reason",
+                   to_https ? "host has TLS: plain HTTP is redirected to https"
+                            : "route answers with a redirect");
+}
+
+static json_t *ex_cand_json(const struct ex_cand *k) {
+  const struct ex_rule *ru = k->e.data;
+  char src[512];
+  json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "vhost", ex_s(ru->vh->name),
+                        "host", k->e.host, "host_match", ex_host_match_str(k->e.host_match), "path",
+                        ex_s(k->e.path), "path_type", ex_path_type_str(k->e.path_type), "cluster",
+                        ex_s(ru->route->cluster), "source",
+                        ex_source_str(ru->route->source, src, sizeof(src)), "verdict",
+                        router_verdict_str(k->e.verdict));
+  if (o && k->rank == 4 && k->distance > 0 && k->distance <= 2)
+    json_object_set_new(o, "hint",
+                        json_sprintf("host differs by %zu character%s: a typo?", k->distance,
+                                     k->distance == 1 ? "" : "s"));
+  return o;
+}
+
+int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain_request *req,
+                  json_t **out, char *err, size_t errlen) {
+  *out = NULL;
+  char scheme[8] = "http", host[ROUTER_MAX_HOST + 1], path[4096];
+  unsigned port = 80;
+  if (req->url) {
+    if (explain_parse_url(req->url, scheme, sizeof(scheme), host, sizeof(host), &port, path,
+                          sizeof(path)) != 0) {
+      ex_err(err, errlen, "cannot parse URL (want http[s]://HOST[:PORT]/PATH): ", req->url);
+      return EXPLAIN_ERR_INVALID;
+    }
+  } else {
+    if (!req->host || !req->host[0]) {
+      ex_err(err, errlen, "a URL or a host is required", NULL);
+      return EXPLAIN_ERR_INVALID;
+    }
+    char tmp[ROUTER_MAX_HOST + 16];
+    snprintf(tmp, sizeof(tmp), "%s", req->host);
+    if (strlen(req->host) >= sizeof(tmp) ||
+        explain_parse_url(tmp, scheme, sizeof(scheme), host, sizeof(host), &port, path,
+                          sizeof(path)) != 0) {
+      ex_err(err, errlen, "bad host: ", req->host);
+      return EXPLAIN_ERR_INVALID;
+    }
+    const char *p = req->path && req->path[0] ? req->path : "/";
+    if (p[0] != '/' || strlen(p) >= sizeof(path)) {
+      ex_err(err, errlen, "path must start with '/': ", p);
+      return EXPLAIN_ERR_INVALID;
+    }
+    snprintf(path, sizeof(path), "%s", p);
+  }
+  /* Routing host: the URL's, or a Host header. */
+  char rhost[ROUTER_MAX_HOST + 1];
+  snprintf(rhost, sizeof(rhost), "%s", host);
+  json_t *headers = json_array();
+  for (size_t i = 0; i < req->n_headers; i++) {
+    const char *h = ex_s(req->headers[i]);
+    json_array_append_new(headers, json_string(h));
+    if (strncasecmp(h, "host:", 5) == 0) {
+      const char *v = h + 5;
+      while (*v == ' ' || *v == '\t') v++;
+      char sch[8], hh[ROUTER_MAX_HOST + 1], pp[8];
+      unsigned po;
+      if (explain_parse_url(v, sch, sizeof(sch), hh, sizeof(hh), &po, pp, sizeof(pp)) == 0)
+        snprintf(rhost, sizeof(rhost), "%s", hh);
+    }
+  }
+  char nhost[ROUTER_MAX_HOST + 1];
+  if (router_normalize_host(rhost, strlen(rhost), nhost, sizeof(nhost)) < 0) {
+    json_decref(headers);
+    ex_err(err, errlen, "bad host: ", rhost);
+    return EXPLAIN_ERR_INVALID;
+  }
+  const char *sni = req->sni && req->sni[0] ? req->sni : (!strcmp(scheme, "https") ? nhost : NULL);
+  char nsni[ROUTER_MAX_HOST + 1] = "";
+  if (sni && router_normalize_host(sni, strlen(sni), nsni, sizeof(nsni)) < 0) {
+    json_decref(headers);
+    ex_err(err, errlen, "bad SNI: ", sni);
+    return EXPLAIN_ERR_INVALID;
+  }
+
+  /* Sort the resources by kind. */
+  size_t nv = 0, nc = 0, nk = 0, nroutes = 0;
+  const Edge__V1__DefaultBackend *dflt = NULL;
+  Edge__V1__VirtualHost **vhs = calloc(n + 1, sizeof(*vhs));
+  Edge__V1__Cluster **cls = calloc(n + 1, sizeof(*cls));
+  Edge__V1__Certificate **crts = calloc(n + 1, sizeof(*crts));
+  struct router_rule *rules = NULL;
+  struct ex_rule *info = NULL;
+  struct router *router = NULL;
+  struct ex_ctx ctx = {0};
+  int rc = EXPLAIN_ERR_NOMEM;
+  json_t *root = NULL;
+  if (!vhs || !cls || !crts) goto done;
+  for (size_t i = 0; i < n; i++) {
+    const Edge__V1__Resource *r = res[i];
+    if (!r) continue;
+    if (r->kind_case == EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST && r->virtual_host) {
+      vhs[nv++] = r->virtual_host;
+      nroutes += r->virtual_host->n_routes;
+    } else if (r->kind_case == EDGE__V1__RESOURCE__KIND_CLUSTER && r->cluster) {
+      cls[nc++] = r->cluster;
+    } else if (r->kind_case == EDGE__V1__RESOURCE__KIND_CERTIFICATE && r->certificate) {
+      crts[nk++] = r->certificate;
+    } else if (r->kind_case == EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND && r->default_backend) {
+      dflt = r->default_backend;
+    }
+  }
+  rules = calloc(nroutes + 1, sizeof(*rules));
+  info = calloc(nroutes + 1, sizeof(*info));
+  ctx.cands = calloc(nroutes + 1, sizeof(*ctx.cands));
+  if (!rules || !info || !ctx.cands) goto done;
+  size_t k = 0;
+  for (size_t i = 0; i < nv; i++) {
+    for (size_t j = 0; j < vhs[i]->n_routes; j++) {
+      const Edge__V1__Route *rt = vhs[i]->routes[j];
+      if (!rt) continue;
+      info[k] = (struct ex_rule){vhs[i], rt};
+      rules[k] = (struct router_rule){.host = vhs[i]->host,
+                                      .host_match = (int)vhs[i]->host_match,
+                                      .path = rt->path,
+                                      .path_type = (int)rt->path_type,
+                                      .data = &info[k]};
+      k++;
+    }
+  }
+  char rerr[256] = "";
+  int brc = router_build(rules, k, &router, rerr, sizeof(rerr));
+  if (brc != 0) {
+    if (brc == ROUTER_ERR_INVALID) {
+      ex_err(err, errlen, "resources do not compile into routes: ", rerr);
+      rc = EXPLAIN_ERR_INVALID;
+    }
+    goto done;
+  }
+  ctx.host = nhost;
+  long w = router_explain(router, nhost, strlen(nhost), path, strlen(path), ex_collect, &ctx);
+
+  json_t *problems = json_array();
+  root = json_object();
+  json_object_set_new(root, "request",
+                      json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:o}", "url", ex_s(req->url),
+                                "scheme", scheme, "host", nhost, "port", (json_int_t)port, "path",
+                                path, "sni", nsni, "headers", headers));
+  headers = NULL;
+  json_object_set_new(root, "matched", json_boolean(w >= 0));
+  const Edge__V1__VirtualHost *vh = NULL;
+  const Edge__V1__Route *route = NULL;
+  const char *cluster_name = NULL;
+  if (w >= 0) {
+    vh = info[w].vh;
+    route = info[w].route;
+    json_t *ings = json_array();
+    for (size_t i = 0; i < vh->n_ingresses; i++)
+      json_array_append_new(ings, json_string(ex_s(vh->ingresses[i])));
+    int hm = vh->host_match
+                 ? (int)vh->host_match
+                 : (!vh->host || !vh->host[0]
+                        ? ROUTER_HOST_ANY
+                        : (vh->host[0] == '*' ? ROUTER_HOST_WILDCARD : ROUTER_HOST_EXACT));
+    json_object_set_new(
+        root, "host_entry",
+        json_pack("{s:s, s:s, s:s, s:o, s:s, s:b}", "vhost", ex_s(vh->name), "host", ex_s(vh->host),
+                  "host_match", ex_host_match_str(hm), "ingresses", ings, "certificate",
+                  ex_s(vh->certificate), "tls_fallback", (int)vh->tls_fallback));
+    char src[512];
+    json_object_set_new(
+        root, "route",
+        json_pack("{s:s, s:s, s:s, s:s}", "path", ex_s(route->path), "path_type",
+                  ex_path_type_str(route->path_type ? (int)route->path_type : ROUTER_PATH_PREFIX),
+                  "cluster", ex_s(route->cluster), "source",
+                  ex_source_str(route->source, src, sizeof(src))));
+    cluster_name = route->cluster;
+    if (vh->tls_fallback)
+      json_array_append_new(problems,
+                            json_sprintf("host %s asked for TLS but its secret is missing or "
+                                         "invalid: the default certificate is served",
+                                         ex_s(vh->host)));
+    if ((!cluster_name || !cluster_name[0]) && !(route->options && route->options->redirect))
+      json_array_append_new(problems, json_string("route names no cluster: the proxy answers 503"));
+  } else {
+    json_object_set_new(root, "host_entry", json_null());
+    json_object_set_new(root, "route", json_null());
+    cluster_name = dflt ? dflt->cluster : NULL;
+    json_object_set_new(root, "default_backend", json_string(ex_s(cluster_name)));
+    json_array_append_new(problems,
+                          json_string(cluster_name && cluster_name[0]
+                                          ? "no rule matches: the default backend serves it"
+                                          : "no rule matches and there is no default backend: "
+                                            "the proxy answers 404"));
+  }
+  const Edge__V1__Cluster *cl = ex_find_cluster(cls, nc, cluster_name);
+  if (cluster_name && cluster_name[0] && !cl)
+    json_array_append_new(problems, json_sprintf("cluster %s does not exist", cluster_name));
+  json_object_set_new(root, "cluster", cl ? ex_cluster_json(cl, problems) : json_null());
+  json_object_set_new(
+      root, "certificate",
+      nsni[0] || !strcmp(scheme, "https") ? ex_certificate(crts, nk, nsni) : json_null());
+  json_t *redirect = json_null();
+  if (route) {
+    int to_https = vh->certificate && vh->certificate[0] && strcmp(scheme, "https") != 0 &&
+                   !(route->options && route->options->disable_ssl_redirect);
+    if (to_https || (route->options && route->options->redirect)) {
+      json_decref(redirect);
+      redirect = ex_redirect(to_https ? NULL : route->options->redirect, to_https, scheme, nhost,
+                             port, path);
+    }
+  }
+  json_object_set_new(root, "redirect", redirect);
+
+  qsort(ctx.cands, ctx.n_cands, sizeof(*ctx.cands), ex_cand_cmp);
+  json_t *cands = json_array();
+  size_t listed = 0;
+  for (size_t i = 0; i < ctx.n_cands && listed < EXPLAIN_MAX_CANDIDATES; i++) {
+    if ((long)ctx.cands[i].e.index == w) continue;
+    json_array_append_new(cands, ex_cand_json(&ctx.cands[i]));
+    listed++;
+  }
+  json_object_set_new(root, "candidates", cands);
+  json_object_set_new(root, "problems", problems);
+  rc = 0;
+done:
+  json_decref(headers);
+  router_free(router);
+  free(vhs);
+  free(cls);
+  free(crts);
+  free(rules);
+  free(info);
+  free(ctx.cands);
+  if (rc != 0) {
+    json_decref(root);
+    root = NULL;
+    if (rc == EXPLAIN_ERR_NOMEM) ex_err(err, errlen, "out of memory", NULL);
+  }
+  *out = root;
+  return rc;
+}
+
+/* ---- text ------------------------------------------------------------- */
+
+struct ex_buf {
+  char *s;
+  size_t len, cap;
+  int oom;
+};
+
+static void ex_printf(struct ex_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include <stdarg.h>
+static void ex_printf(struct ex_buf *b, const char *fmt, ...) {
+  if (b->oom) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->oom = 1;
+      return;
+    }
+    if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t nc = (b->cap + (size_t)n + 1) * 2;
+    char *ns = realloc(b->s, nc);
+    if (!ns) {
+      b->oom = 1;
+      return;
+    }
+    b->s = ns;
+    b->cap = nc;
+  }
+}
+
+static const char *js(const json_t *o, const char *key) {
+  const char *s = json_string_value(json_object_get(o, key));
+  return s ? s : "";
+}
+
+static void ex_utc(json_int_t t, char *out, size_t len) {
+  if (t <= 0) {
+    snprintf(out, len, "-");
+    return;
+  }
+  time_t tt = (time_t)t;
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+char *explain_format_text(const json_t *r) {
+  struct ex_buf b = {.s = malloc(1024), .cap = 1024};
+  if (!b.s) return NULL;
+  b.s[0] = '\0';
+  const json_t *q = json_object_get(r, "request");
+  ex_printf(&b, "REQUEST     %s://%s:%lld%s", js(q, "scheme"), js(q, "host"),
+            (long long)json_integer_value(json_object_get(q, "port")), js(q, "path"));
+  if (js(q, "sni")[0]) ex_printf(&b, "  (SNI %s)", js(q, "sni"));
+  ex_printf(&b, "\n");
+  json_int_t version = json_integer_value(json_object_get(r, "version"));
+  if (version) ex_printf(&b, "VERSION     %lld\n", (long long)version);
+  const json_t *he = json_object_get(r, "host_entry"), *rt = json_object_get(r, "route");
+  if (json_is_object(he)) {
+    ex_printf(&b, "HOST        %s (%s, %s)", js(he, "host")[0] ? js(he, "host") : "*",
+              js(he, "host_match"), js(he, "vhost"));
+    const json_t *ings = json_object_get(he, "ingresses");
+    size_t i;
+    const json_t *v;
+    if (json_array_size(ings)) {
+      ex_printf(&b, " from Ingress");
+      json_array_foreach(ings, i, v) ex_printf(&b, " %s", json_string_value(v));
+    }
+    ex_printf(&b, "\nROUTE       %s (%s) → cluster %s from Ingress %s\n", js(rt, "path"),
+              js(rt, "path_type"), js(rt, "cluster")[0] ? js(rt, "cluster") : "(none)",
+              js(rt, "source")[0] ? js(rt, "source") : "?");
+  } else {
+    ex_printf(&b, "HOST/ROUTE  no rule matches; default backend: %s\n",
+              js(r, "default_backend")[0] ? js(r, "default_backend") : "(none: 404)");
+  }
+  const json_t *cl = json_object_get(r, "cluster");
+  if (json_is_object(cl)) {
+    const json_t *eps = json_object_get(cl, "endpoints");
+    ex_printf(&b, "CLUSTER     %s: %lld of %zu endpoints ready\n", js(cl, "name"),
+              (long long)json_integer_value(json_object_get(cl, "ready_endpoints")),
+              json_array_size(eps));
+    size_t i;
+    const json_t *e;
+    json_array_foreach(eps, i, e) {
+      ex_printf(&b, "              %s:%lld %s%s%s\n", js(e, "address"),
+                (long long)json_integer_value(json_object_get(e, "port")),
+                json_is_true(json_object_get(e, "ready")) ? "ready" : "NOT READY",
+                js(e, "zone")[0] ? " zone " : "", js(e, "zone"));
+    }
+  }
+  const json_t *c = json_object_get(r, "certificate");
+  if (json_is_object(c)) {
+    char na[64];
+    ex_utc(json_integer_value(json_object_get(c, "not_after")), na, sizeof(na));
+    ex_printf(&b, "CERTIFICATE %s (%s match) names", js(c, "name"), js(c, "match"));
+    size_t i;
+    const json_t *v;
+    json_array_foreach(json_object_get(c, "sni_names"), i, v)
+        ex_printf(&b, " %s", json_string_value(v));
+    ex_printf(&b, "\n              issuer %s, not after %s\n", js(c, "issuer"), na);
+  } else if (js(q, "sni")[0]) {
+    ex_printf(&b, "CERTIFICATE none: the handshake fails for SNI %s\n", js(q, "sni"));
+  }
+  const json_t *rd = json_object_get(r, "redirect");
+  if (json_is_object(rd))
+    ex_printf(&b, "REDIRECT    %lld → %s (%s)\n",
+              (long long)json_integer_value(json_object_get(rd, "status")), js(rd, "location"),
+              js(rd, "reason"));
+  size_t i;
+  const json_t *v;
+  const json_t *problems = json_object_get(r, "problems");
+  if (json_array_size(problems)) {
+    ex_printf(&b, "PROBLEMS\n");
+    json_array_foreach(problems, i, v) ex_printf(&b, "  - %s\n", json_string_value(v));
+  }
+  const json_t *ns = json_object_get(r, "not_served");
+  if (json_array_size(ns)) {
+    ex_printf(&b, "NOT SERVED (objects that never became routes)\n");
+    json_array_foreach(ns, i, v) ex_printf(&b, "  %s %s/%s: %s\n", js(v, "kind"),
+                                           js(v, "namespace"), js(v, "name"), js(v, "reason"));
+  }
+  const json_t *cands = json_object_get(r, "candidates");
+  if (json_array_size(cands)) {
+    ex_printf(&b, "OTHER RULES (closest first)\n");
+    json_array_foreach(cands, i, v) {
+      ex_printf(&b, "  %s %s (%s) → %s [Ingress %s]%s%s\n", js(v, "host")[0] ? js(v, "host") : "*",
+                js(v, "path"), js(v, "path_type"), js(v, "verdict"),
+                js(v, "source")[0] ? js(v, "source") : "?", js(v, "hint")[0] ? ": " : "",
+                js(v, "hint"));
+    }
+  }
+  if (b.oom) {
+    free(b.s);
+    return NULL;
+  }
+  return b.s;
+}

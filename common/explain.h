@@ -1,0 +1,87 @@
+/*
+ * explain — answers "what happens to this request?" from a set of edge.v1
+ * resources: the host entry and route that serve a URL (common/router, the
+ * one implementation of the Ingress rules), the Ingress each came from, the
+ * cluster and its endpoints with readiness, the certificate a TLS client
+ * gets for its SNI (exact name > one-label wildcard > default, as the
+ * proxy's TLS module selects), any redirect (a route redirect, or the
+ * http → https 308 of a host with TLS), and when nothing matches the
+ * closest candidates with why each did not match.
+ *
+ * Both syncd (from its store) and l7proxy (from the snapshot it serves)
+ * call explain_build on their resources, so the two answers come from the
+ * same code and differ only when the resources differ (a stale or NACKing
+ * proxy). Pure code: no I/O, no globals, thread-safe.
+ *
+ * JSON shape (stable; tests and syncctl rely on it):
+ *   {"request":   {"url","scheme","host","port","path","sni","headers":[..]},
+ *    "matched":   bool,
+ *    "host_entry":{"vhost","host","host_match":"EXACT|WILDCARD|ANY",
+ *                  "ingresses":[..],"certificate","tls_fallback"} | null,
+ *    "route":     {"path","path_type","cluster","source":"ns/name"} | null,
+ *    "default_backend": cluster name | "" (only when matched is false),
+ *    "cluster":   {"name","endpoints":[{"address","port","ready","zone"}],
+ *                  "ready_endpoints":N} | null,
+ *    "certificate": {"name","match":"exact|wildcard|default","sni_names",
+ *                  "issuer","not_after","source"} | null (no TLS answer),
+ *    "redirect":  {"status","location","reason"} | null,
+ *    "candidates":[{"vhost","host","host_match","path","path_type",
+ *                   "cluster","source","verdict"}],   closest first
+ *    "problems":  ["cluster default/api:80 has no ready endpoints", ..]}
+ * Callers: syncd/explain.c (Explain RPC), l7proxy/config_client.c (GET
+ * /explain).
+ */
+#ifndef EDGE_COMMON_EXPLAIN_H
+#define EDGE_COMMON_EXPLAIN_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "edge/v1/resources.pb-c.h"
+
+enum {
+  EXPLAIN_ERR_INVALID = -1, /* bad URL or request (reason in err) */
+  EXPLAIN_ERR_NOMEM = -2,
+};
+
+/* At most this many candidates are listed. */
+#define EXPLAIN_MAX_CANDIDATES 10
+
+struct explain_request {
+  /* "https://shop.example.com:8443/cart?x=1"; "shop.example.com/cart"
+   * (scheme http); NULL: use host and path below. */
+  const char *url;
+  const char *host; /* when url is NULL; may carry a port */
+  const char *path; /* when url is NULL; NULL means "/" */
+  /* Server name a TLS client sends; NULL or "": the URL's host for https
+   * (no certificate is reported for plain http without an SNI). */
+  const char *sni;
+  /* "Name: value" strings. A Host header replaces the URL's host for
+   * routing, as it does for a real request. */
+  const char *const *headers;
+  size_t n_headers;
+};
+
+/*
+ * Explains req against res[0..n) (any mix of VirtualHost, Cluster,
+ * Certificate and DefaultBackend; unknown kinds are skipped). On success
+ * returns 0 and *out, a new JSON object the caller json_decref's. Returns
+ * EXPLAIN_ERR_INVALID with a reason in err for a URL that cannot be parsed
+ * or resources the router rejects; never crashes on bad input.
+ */
+int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain_request *req,
+                  json_t **out, char *err, size_t errlen);
+
+/*
+ * Splits url into scheme ("http"/"https"), host (no port, no brackets),
+ * port (the default of the scheme when absent) and path (with query).
+ * 0 or EXPLAIN_ERR_INVALID.
+ */
+int explain_parse_url(const char *url, char *scheme, size_t schemelen, char *host, size_t hostlen,
+                      unsigned *port, char *path, size_t pathlen);
+
+/* Renders an explain_build result for people (the syncctl explain text).
+ * Returns a malloc'd string (caller frees) or NULL. */
+char *explain_format_text(const json_t *result);
+
+#endif
