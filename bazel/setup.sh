@@ -13,7 +13,7 @@ PACKAGES=(
   libcurl4-openssl-dev node-llhttp android-libboringssl-dev
   # tests and benchmarks: real clients and peers
   curl nghttp2-client nginx-light haproxy wrk openssl gnuplot-nox
-  iproute2 nftables keepalived procps psmisc python3
+  iproute2 nftables keepalived procps psmisc python3 python3-yaml
 )
 
 SUDO=""

@@ -23,10 +23,13 @@
  *    "cluster":   {"name","endpoints":[{"address","port","ready","zone"}],
  *                  "ready_endpoints":N} | null,
  *    "certificate": {"name","match":"exact|wildcard|default","sni_names",
- *                  "issuer","not_after","source"} | null (no TLS answer),
+ *                  "issuer","not_after","source","is_default"} | null
+ *                  (plain http without SNI, or no certificate at all),
  *    "redirect":  {"status","location","reason"} | null,
  *    "candidates":[{"vhost","host","host_match","path","path_type",
- *                   "cluster","source","verdict"}],   closest first
+ *                   "cluster","source","verdict"[,"hint"]}], closest first,
+ *                  at most EXPLAIN_MAX_CANDIDATES, the winner excluded;
+ *                  "hint" flags a host within 2 edits (a typo?)
  *    "problems":  ["cluster default/api:80 has no ready endpoints", ..]}
  * Callers: syncd/explain.c (Explain RPC), l7proxy/config_client.c (GET
  * /explain).

@@ -270,6 +270,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   sd->stopping = 1;
   LOG_INFO("stopping", "signal=%d version=%" PRIu64, signum, store_version(sd->store));
   admin_set_draining(sd->admin, 1);
+  membership_close(sd->mb);
   sd->closing = 6;
   status_stop(sd->status, closed_one, sd);
   uv_close((uv_handle_t *)&sd->sigterm, signal_closed);
@@ -337,7 +338,8 @@ int main(int argc, char **argv) {
   const char *default_cert = NULL, *default_key = NULL, *level = "info";
   const char *expiry_warning = "14d";
   int insecure = 0;
-  uint32_t debounce_ms = 0, max_delay_ms = 0;
+  uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 5000;
+  int restored = 0;
   const struct flag_def defs[] = {
       {"source", FLAG_STRING, &source, "dir:PATH (default dir:deploy/examples) or kubernetes",
        "SPEC"},
@@ -356,6 +358,10 @@ int main(int argc, char **argv) {
       {"debounce", FLAG_DURATION_MS, &debounce_ms, "quiet time before a change is applied",
        "DURATION"},
       {"max-delay", FLAG_DURATION_MS, &max_delay_ms, "longest a burst of changes is delayed",
+       "DURATION"},
+      {"membership-grace", FLAG_DURATION_MS, &membership_grace_ms,
+       "after a restart from --state-dir, hold the replica set back this long so proxies "
+       "reconnect first (default 5s; 0 = off)",
        "DURATION"},
       {"log-level", FLAG_STRING, &level, "debug, info, warn or error (default info)", "LEVEL"},
       {"expiry-warning", FLAG_STRING, &expiry_warning,
@@ -424,6 +430,7 @@ int main(int argc, char **argv) {
   if (state_dir) {
     rc = store_load(sd.store, state_dir, err, sizeof(err));
     if (rc == 0) {
+      restored = 1;
       LOG_INFO("state_restored", "version=%" PRIu64 " resources=%zu", store_version(sd.store),
                store_count(sd.store));
     } else if (rc == STORE_NO_STATE) {
@@ -462,6 +469,9 @@ int main(int argc, char **argv) {
                    "kind=\"l4lb\"", gauge_l4, &sd);
   update_object_gauges(&sd);
   config_sync_on_replicas_changed(sd.cs, on_replicas_changed, &sd);
+  /* A restarted syncd knows no proxies yet: telling the l4lbs "no replicas"
+   * now would empty their tables until the proxies reconnect. */
+  if (restored) membership_hold(sd.mb, sd.loop, membership_grace_ms);
 
   struct rpc_server_opts so = {
       .listen = listen,

@@ -20,6 +20,8 @@
 #include "edge/v1/membership.pb-c.h"
 #include "syncd/config_sync.h"
 
+#include <uv.h>
+
 struct mb_watch;
 
 struct mb_node {
@@ -43,6 +45,10 @@ struct membership {
   size_t replicas_len;
   uint8_t *msg; /* packed ReplicaSet with version */
   size_t msg_len;
+  /* Startup grace (membership_hold): while held, watchers are sent nothing
+   * and keep the set they had from a previous syncd. */
+  int held;
+  uv_timer_t *hold_timer;
 };
 
 static int64_t now_s(void) {
@@ -96,7 +102,7 @@ out:
 }
 
 static void send_newest(struct mb_watch *w) {
-  if (w->finished || !w->node || !w->mb->msg) return;
+  if (w->finished || !w->node || !w->mb->msg || w->mb->held) return;
   if (w->node->pub.sent_version == w->mb->version) return;
   if (rpc_call_pending(w->call) > 0) return; /* on_drained comes back */
   if (rpc_call_send(w->call, w->mb->msg, w->mb->msg_len) == 0)
@@ -133,9 +139,49 @@ int membership_new(struct config_sync *cs, struct metrics_registry *m, struct me
   struct membership *mb = calloc(1, sizeof(*mb));
   if (!mb) return -1;
   mb->cs = cs;
+  /* Versions continue across restarts (like the store's): an l4lb never
+   * mistakes a restarted syncd's set for an older one. */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  mb->version = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
   *out = mb;
-  membership_refresh(mb); /* version 1: the empty set */
+  membership_refresh(mb); /* the empty set */
   return 0;
+}
+
+static void hold_timer_closed(uv_handle_t *h) {
+  free(h);
+}
+
+static void hold_expired(uv_timer_t *t) {
+  struct membership *mb = t->data;
+  mb->held = 0;
+  uv_close((uv_handle_t *)t, hold_timer_closed);
+  mb->hold_timer = NULL;
+  LOG_INFO("membership_released", "version=%" PRIu64 " watchers=%zu", mb->version, mb->n_nodes);
+  for (size_t i = 0; i < mb->n_nodes; i++)
+    if (mb->nodes[i]->watch) send_newest(mb->nodes[i]->watch);
+}
+
+int membership_hold(struct membership *mb, uv_loop_t *loop, uint32_t ms) {
+  if (ms == 0 || mb->hold_timer) return 0;
+  uv_timer_t *t = calloc(1, sizeof(*t));
+  if (!t) return -1;
+  uv_timer_init(loop, t);
+  t->data = mb;
+  uv_unref((uv_handle_t *)t);
+  uv_timer_start(t, hold_expired, ms, 0);
+  mb->hold_timer = t;
+  mb->held = 1;
+  return 0;
+}
+
+void membership_close(struct membership *mb) {
+  if (!mb || !mb->hold_timer) return;
+  uv_timer_stop(mb->hold_timer);
+  uv_close((uv_handle_t *)mb->hold_timer, hold_timer_closed);
+  mb->hold_timer = NULL;
+  mb->held = 0;
 }
 
 void membership_free(struct membership *mb) {

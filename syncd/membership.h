@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 struct config_sync;
 struct rpc_server;
@@ -39,6 +40,16 @@ int membership_new(struct config_sync *cs, struct metrics_registry *metrics,
                    struct membership **out);
 void membership_free(struct membership *mb);
 int membership_register(struct membership *mb, struct rpc_server *srv);
+
+/*
+ * Startup grace: sends watchers nothing for ms after start, so the proxies
+ * of a restarted syncd can reconnect before the l4lbs are told the set; until
+ * then an l4lb keeps the set it had (an empty set would empty its table).
+ * Runs a timer on loop; call membership_close before the loop stops.
+ */
+int membership_hold(struct membership *mb, uv_loop_t *loop, uint32_t ms);
+/* Closes the grace timer if it is still running (shutdown). */
+void membership_close(struct membership *mb);
 
 /* Recomputes the replica set and sends it to watchers when it changed
  * (hook this to config_sync_on_replicas_changed). */

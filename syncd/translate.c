@@ -1247,6 +1247,15 @@ static int endpoint_cmp(const void *a, const void *b) {
   return r ? r : (x->port < y->port ? -1 : x->port > y->port);
 }
 
+/* Sort order: as endpoint_cmp, a ready copy before a not-ready one, so the
+ * de-duplication below keeps the ready one. */
+static int endpoint_sort_cmp(const void *a, const void *b) {
+  int r = endpoint_cmp(a, b);
+  if (r) return r;
+  const Edge__V1__Endpoint *x = a, *y = b;
+  return (int)y->ready - (int)x->ready;
+}
+
 static void emit_cluster(struct ctx *c, const struct cluster_ref *ref) {
   VEC(Edge__V1__Endpoint) eps = {0};
   const char *port_name = jstr(ref->svc_port, "name");
@@ -1270,7 +1279,9 @@ static void emit_cluster(struct ctx *c, const struct cluster_ref *ref) {
       if (port < 1 || port > 65535) continue;
       json_t *endpoints = json_object_get(sl->o, "endpoints"), *e;
       json_array_foreach(endpoints, i, e) {
-        if (json_is_false(jpath(e, "conditions", "ready"))) continue;
+        /* Not-ready endpoints are sent with ready = false: proxies never
+         * use them, but explain shows them ("0 of 2 endpoints ready"). */
+        int ready = !json_is_false(jpath(e, "conditions", "ready"));
         json_t *addrs = json_object_get(e, "addresses"), *a;
         size_t ai;
         json_array_foreach(addrs, ai, a) {
@@ -1281,7 +1292,7 @@ static void emit_cluster(struct ctx *c, const struct cluster_ref *ref) {
           ep.address = (char *)addr;
           ep.port = (uint32_t)port;
           ep.weight = 1;
-          ep.ready = 1;
+          ep.ready = ready;
           ep.zone = (char *)(jstr(e, "zone") ? jstr(e, "zone") : "");
           ep.target = (char *)(jstr(json_object_get(e, "targetRef"), "name")
                                    ? jstr(json_object_get(e, "targetRef"), "name")
@@ -1302,7 +1313,7 @@ static void emit_cluster(struct ctx *c, const struct cluster_ref *ref) {
       VEC_PUSH(c, eps, ep);
     }
   }
-  sort_array(eps.v, eps.n, sizeof(*eps.v), endpoint_cmp);
+  sort_array(eps.v, eps.n, sizeof(*eps.v), endpoint_sort_cmp);
   Edge__V1__Endpoint **ptrs = pool_alloc(&c->pool, (eps.n + 1) * sizeof(*ptrs));
   size_t n = 0;
   for (size_t i = 0; ptrs && i < eps.n; i++)

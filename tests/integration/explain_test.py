@@ -291,12 +291,12 @@ class ExplainTest(unittest.TestCase):
         r = self.explain("https://shop.example.test/empty/x")
         self.assertEqual(r["cluster"]["name"], "default/empty:80")
         self.assertEqual(r["cluster"]["ready_endpoints"], 0)
-        # syncd sends only ready endpoints (translate), so none are listed.
-        self.assertFalse([e for e in r["cluster"]["endpoints"] if e["ready"]])
+        self.assertEqual(r["cluster"]["endpoints"][0]["address"], "127.0.9.3")
+        self.assertFalse(r["cluster"]["endpoints"][0]["ready"])
         self.assertTrue(any("no ready endpoints" in p for p in r["problems"]))
         text = self.syncctl("explain", "https://shop.example.test/empty/x").stdout
-        self.assertIn("default/empty:80: 0 of", text)
-        self.assertIn("no ready endpoints", text)
+        self.assertIn("default/empty:80: 0 of 1 endpoints ready", text)
+        self.assertIn("127.0.9.3:18080 NOT READY", text)
 
     def test_rejected_ingress_is_shown_with_its_reason(self):
         r = self.explain("http://broken.example.test/")
@@ -462,6 +462,8 @@ class ExplainTest(unittest.TestCase):
         self.assertEqual(theirs["version"], syncd_version)
         self.assertGreater(mine["version"], theirs["version"])
         os.unlink(bad)
+        poll(lambda: json.loads(self.syncctl("status", "--json").stdout)["version"] >
+             mine["version"], what="syncd drops the bad Service")
         self.start_proxy()  # back to SYNCED for the tests after this one
 
 

@@ -751,6 +751,42 @@ static void membership_lists_a_proxy_after_its_ack_and_drops_it_on_disconnect(vo
   fixture_stop(&f);
 }
 
+/* A restarted syncd knows no proxies until they reconnect: it must not tell
+ * the l4lbs "no replicas" meanwhile (their tables would empty). The first set
+ * a watcher gets after the restart already holds the reconnected proxy. */
+static void restarted_syncd_holds_the_replica_set_until_proxies_reconnect(void) {
+  struct fixture f;
+  CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
+  uint64_t v = wait_version_change(&f.p, 0);
+  syncd_stop(&f.p, SIGKILL);
+  CU_ASSERT_EQUAL_FATAL(syncd_start(&f.p, f.src, f.state), 0);
+
+  struct gsc_stream w;
+  CU_ASSERT_EQUAL_FATAL(gsc_open(&w, f.p.target, "/edge.v1.Membership/Watch"), 0);
+  Edge__V1__WatchRequest req = EDGE__V1__WATCH_REQUEST__INIT;
+  req.node_id = "l4-r";
+  uint8_t buf[128];
+  size_t len = edge__v1__watch_request__pack(&req, buf);
+  CU_ASSERT_EQUAL_FATAL(gsc_send(&w, buf, len), 0);
+  CU_ASSERT_EQUAL(gsc_close_send(&w), 0);
+  /* Held back: nothing yet, in particular no empty set. */
+  Edge__V1__ReplicaSet *s = recv_set(&w, 500);
+  CU_ASSERT_PTR_NULL(s);
+  if (s) edge__v1__replica_set__free_unpacked(s, NULL);
+
+  struct gsc_stream g;
+  CU_ASSERT_EQUAL_FATAL(gsc_open(&g, f.p.target, "/edge.v1.ConfigSync/Stream"), 0);
+  CU_ASSERT_EQUAL_FATAL(send_hello(&g, "proxy-back", v), 0);
+  s = recv_set(&w, 15000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  CU_ASSERT_EQUAL(s->n_replicas, 1);
+  if (s->n_replicas == 1) CU_ASSERT_STRING_EQUAL(s->replicas[0]->node_id, "proxy-back");
+  edge__v1__replica_set__free_unpacked(s, NULL);
+  gsc_close(&g);
+  gsc_close(&w);
+  fixture_stop(&f);
+}
+
 static void slow_proxy_receives_the_newest_state_not_a_queue(void) {
   struct fixture f;
   CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
@@ -847,6 +883,8 @@ void test_register(void) {
               restarted_syncd_serves_the_persisted_version_at_once);
   CU_add_test(s, "corrupt_state_file_is_reported_and_syncd_starts_from_the_source",
               corrupt_state_file_is_reported_and_syncd_starts_from_the_source);
+  CU_add_test(s, "restarted_syncd_holds_the_replica_set_until_proxies_reconnect",
+              restarted_syncd_holds_the_replica_set_until_proxies_reconnect);
   CU_add_test(s, "membership_lists_a_proxy_after_its_ack_and_drops_it_on_disconnect",
               membership_lists_a_proxy_after_its_ack_and_drops_it_on_disconnect);
   CU_add_test(s, "slow_proxy_receives_the_newest_state_not_a_queue",

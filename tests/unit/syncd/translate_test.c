@@ -516,12 +516,17 @@ static void cluster_has_the_ready_endpoints_of_its_endpointslices(void) {
       find(d, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER, "default/shop:80");
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
   Edge__V1__Cluster *c = r->cluster;
-  CU_ASSERT_EQUAL_FATAL(c->n_endpoints, 3);
+  CU_ASSERT_EQUAL_FATAL(c->n_endpoints, 4);
   CU_ASSERT_STRING_EQUAL(c->endpoints[0]->address, "10.1.0.1"); /* no conditions: ready */
+  CU_ASSERT(c->endpoints[0]->ready);
   CU_ASSERT_STRING_EQUAL(c->endpoints[1]->address, "10.1.0.2");
   CU_ASSERT_STRING_EQUAL(c->endpoints[1]->zone, "z1");
-  CU_ASSERT_STRING_EQUAL(c->endpoints[2]->address, "10.1.0.9"); /* 10.1.0.3 is not ready */
-  CU_ASSERT_EQUAL(c->endpoints[0]->port, 8080);                 /* the slice's port, by name */
+  /* 10.1.0.3 is not ready: sent for explain, marked so proxies skip it. */
+  CU_ASSERT_STRING_EQUAL(c->endpoints[2]->address, "10.1.0.3");
+  CU_ASSERT(!c->endpoints[2]->ready);
+  CU_ASSERT_STRING_EQUAL(c->endpoints[3]->address, "10.1.0.9");
+  CU_ASSERT(c->endpoints[3]->ready);
+  CU_ASSERT_EQUAL(c->endpoints[0]->port, 8080); /* the slice's port, by name */
   free_res(r);
   syncd_desired_free(d);
 }
@@ -534,7 +539,8 @@ static void endpointslice_port_is_matched_by_the_service_port_name(void) {
   Edge__V1__Resource *r =
       find(d, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER, "default/shop:8080");
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-  CU_ASSERT_EQUAL_FATAL(r->cluster->n_endpoints, 2); /* only shop-abc has port "admin" */
+  /* only shop-abc has port "admin" (its not-ready 10.1.0.3 is sent with ready = false) */
+  CU_ASSERT_EQUAL_FATAL(r->cluster->n_endpoints, 3);
   CU_ASSERT_EQUAL(r->cluster->endpoints[0]->port, 9090);
   free_res(r);
   syncd_desired_free(d);
