@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "l7proxy/pb_json.h"
+#include "common/pb_json.h"
 
 struct cs_entry {
   unsigned refs;

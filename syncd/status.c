@@ -24,6 +24,7 @@
 #include "common/cert.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/pb_json.h"
 #include "common/rpc.h"
 #include "edge/v1/resources.pb-c.h"
 #include "edge/v1/status.pb-c.h"
@@ -434,100 +435,6 @@ int status_register(struct status *st, struct rpc_server *srv) {
 
 /* ---- /config ---------------------------------------------------------- */
 
-static json_t *message_to_json(const ProtobufCMessage *msg);
-
-static json_t *value_to_json(const ProtobufCFieldDescriptor *f, const void *p) {
-  switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-      return json_integer(*(const int32_t *)p);
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-      return json_integer(*(const uint32_t *)p);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-      return json_integer(*(const int64_t *)p);
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-      return json_integer((json_int_t) * (const uint64_t *)p);
-    case PROTOBUF_C_TYPE_FLOAT:
-      return json_real(*(const float *)p);
-    case PROTOBUF_C_TYPE_DOUBLE:
-      return json_real(*(const double *)p);
-    case PROTOBUF_C_TYPE_BOOL:
-      return json_boolean(*(const protobuf_c_boolean *)p);
-    case PROTOBUF_C_TYPE_ENUM: {
-      const ProtobufCEnumValue *ev =
-          protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)p);
-      return ev ? json_string(ev->name) : json_integer(*(const int *)p);
-    }
-    case PROTOBUF_C_TYPE_STRING: {
-      const char *s = *(char *const *)p;
-      json_t *j = json_string(s ? s : "");
-      return j ? j : json_string("<invalid utf-8>");
-    }
-    case PROTOBUF_C_TYPE_BYTES: {
-      const ProtobufCBinaryData *b = p;
-      json_t *j = json_stringn((const char *)b->data, b->len);
-      return j ? j : json_sprintf("<%zu bytes>", b->len);
-    }
-    case PROTOBUF_C_TYPE_MESSAGE: {
-      const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
-      return m ? message_to_json(m) : json_null();
-    }
-  }
-  return json_null();
-}
-
-static size_t field_size(const ProtobufCFieldDescriptor *f) {
-  switch (f->type) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-      return 8;
-    case PROTOBUF_C_TYPE_DOUBLE:
-      return sizeof(double);
-    case PROTOBUF_C_TYPE_BOOL:
-      return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_STRING:
-      return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES:
-      return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE:
-      return sizeof(void *);
-    default:
-      return 4;
-  }
-}
-
-static json_t *message_to_json(const ProtobufCMessage *msg) {
-  const ProtobufCMessageDescriptor *d = msg->descriptor;
-  json_t *o = json_object();
-  for (unsigned i = 0; i < d->n_fields; i++) {
-    const ProtobufCFieldDescriptor *f = &d->fields[i];
-    if (strcmp(f->name, "key_pem") == 0) continue; /* key material never leaves */
-    const char *base = (const char *)msg;
-    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-      if (*(const uint32_t *)(base + f->quantifier_offset) != f->id) continue;
-    }
-    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-      size_t n = *(const size_t *)(base + f->quantifier_offset);
-      const char *arr = *(char *const *)(base + f->offset);
-      json_t *a = json_array();
-      for (size_t k = 0; k < n; k++)
-        json_array_append_new(a, value_to_json(f, arr + k * field_size(f)));
-      json_object_set_new(o, f->name, a);
-    } else {
-      json_object_set_new(o, f->name, value_to_json(f, base + f->offset));
-    }
-  }
-  return o;
-}
-
 int status_config_json(const struct store *store, char **out, size_t *len) {
   json_t *root = json_object();
   json_t *arr = json_array();
@@ -538,7 +445,8 @@ int status_config_json(const struct store *store, char **out, size_t *len) {
     if (e[i].removed) continue;
     Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i].len, e[i].bytes);
     if (!r) continue;
-    json_array_append_new(arr, message_to_json(&r->base));
+    json_t *j = pb_json_to_json(&r->base, "key_pem"); /* key material never leaves */
+    if (j) json_array_append_new(arr, j);
     edge__v1__resource__free_unpacked(r, NULL);
   }
   json_object_set_new(root, "resources", arr);

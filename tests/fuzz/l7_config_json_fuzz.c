@@ -12,7 +12,7 @@
 
 #include "edge/v1/resources.pb-c.h"
 #include "l7proxy/config_store.h"
-#include "l7proxy/pb_json.h"
+#include "common/pb_json.h"
 
 #define CHECK(cond)       \
   do {                    \

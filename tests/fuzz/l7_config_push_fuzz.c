@@ -15,7 +15,7 @@
 #include "edge/v1/config_sync.pb-c.h"
 #include "l7proxy/config_client.h"
 #include "l7proxy/config_store.h"
-#include "l7proxy/pb_json.h"
+#include "common/pb_json.h"
 
 #define CHECK(cond)       \
   do {                    \

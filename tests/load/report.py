@@ -53,6 +53,7 @@ def markdown(run):
            (run["machine"], _f(run["duration"], "%g"),
             ", median of %d interleaved runs" % run["repeat"] if run.get("repeat", 1) > 1 else "",
             " (quick mode)" if run["quick"] else "", run["cores"]), ""]
+    out += summary(run)
     for sc in run["scenarios"]:
         out += ["## %s" % sc["name"], "", sc["description"] + ("  " if sc.get("elapsed_s") else ""),
                 ]
@@ -103,6 +104,39 @@ def markdown(run):
     if run.get("plot"):
         out += ["![plot](%s)" % os.path.basename(run["plot"]), ""]
     return "\n".join(out)
+
+
+def summary(run):
+    """One line per scenario and variant: each proxy's CPU per unit and
+    edge's ratios — the figures to read first (and to paste in a README)."""
+    out = ["## Summary: proxy CPU µs per unit (lower is better) and edge's ratios", "",
+           "| scenario | unit | edge | nginx | HAProxy | edge/nginx | edge/HAProxy |",
+           "|---|---|--:|--:|--:|--:|--:|"]
+    for sc in run["scenarios"]:
+        variants = []
+        for r in sc["rows"]:
+            if r["variant"] not in variants:
+                variants.append(r["variant"])
+        for v in variants:
+            rows = [r for r in sc["rows"] if r["variant"] == v]
+            if not any(r["status"] != "skipped" for r in rows) and not any(
+                    r["proxy"] == "edge" for r in rows):
+                continue  # only peers, all skipped: nothing to read
+            cells = []
+            for proxy in ("edge",) + PEERS:
+                r = next((x for x in rows if x["proxy"] == proxy), None)
+                if r is None or r["status"] == "skipped":
+                    cells.append("skipped" if r else "—")
+                elif r["status"] != "ok":
+                    cells.append(r["status"])
+                else:
+                    cells.append(_f(r["cpu_us"], "%.1f" if (r["cpu_us"] or 0) < 1000 else "%.0f"))
+            edge = next((x for x in rows if x["proxy"] == "edge"), {})
+            unit = next((x["unit"] for x in rows), "req")
+            out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                sc["name"] + (" (%s)" % v if v else ""), unit, cells[0], cells[1], cells[2],
+                _ratio(edge, "nginx", "cpu"), _ratio(edge, "haproxy", "cpu")))
+    return out + [""]
 
 
 def _cell(s):

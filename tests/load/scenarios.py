@@ -293,7 +293,8 @@ def many_hosts(ctx):
         one = [r for r in rows if r["proxy"] == proxy and r["variant"] == "1 host"]
         many = [r for r in rows if r["proxy"] == proxy and r["variant"] != "1 host"]
         if one and many and one[0]["cpu_us"] and many[0]["cpu_us"]:
-            many[0]["note"] = "CPU/req %.2fx of 1 host" % (many[0]["cpu_us"] / one[0]["cpu_us"])
+            flat = "CPU/req %.2fx of 1 host" % (many[0]["cpu_us"] / one[0]["cpu_us"])
+            many[0]["note"] = flat + ("; " + many[0]["note"] if many[0]["note"] else "")
     return rows
 
 

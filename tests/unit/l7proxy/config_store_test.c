@@ -12,7 +12,7 @@
 
 #include "common/cert.h"
 #include "config_fixture.h"
-#include "l7proxy/pb_json.h"
+#include "common/pb_json.h"
 
 static Edge__V1__Push push_of(uint64_t version, int full, uint64_t base) {
   Edge__V1__Push p = EDGE__V1__PUSH__INIT;

@@ -9,7 +9,7 @@
  * nothing. Only proto3 field kinds used by edge.v1 need to work, but all
  * scalar types are handled.
  */
-#include "l7proxy/pb_json.h"
+#include "common/pb_json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -288,9 +288,10 @@ int pb_json_decode(const ProtobufCMessageDescriptor *d, const char *text, size_t
 
 /* ---- encode ----------------------------------------------------------- */
 
-static json_t *pbj_encode_msg(const ProtobufCMessage *m);
+static json_t *pbj_encode_msg(const ProtobufCMessage *m, const char *skip);
 
-static json_t *pbj_encode_value(const ProtobufCFieldDescriptor *f, const void *src) {
+static json_t *pbj_encode_value(const ProtobufCFieldDescriptor *f, const void *src,
+                                const char *skip) {
   switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
@@ -332,7 +333,7 @@ static json_t *pbj_encode_value(const ProtobufCFieldDescriptor *f, const void *s
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
       const ProtobufCMessage *sub = *(ProtobufCMessage *const *)src;
-      return sub ? pbj_encode_msg(sub) : json_null();
+      return sub ? pbj_encode_msg(sub, skip) : json_null();
     }
   }
   return NULL;
@@ -356,7 +357,7 @@ static int pbj_is_default(const ProtobufCFieldDescriptor *f, const void *src) {
   }
 }
 
-static json_t *pbj_encode_msg(const ProtobufCMessage *m) {
+static json_t *pbj_encode_msg(const ProtobufCMessage *m, const char *skip) {
   const ProtobufCMessageDescriptor *d = m->descriptor;
   const char *base = (const char *)m;
   json_t *obj = json_object();
@@ -365,6 +366,7 @@ static json_t *pbj_encode_msg(const ProtobufCMessage *m) {
     const ProtobufCFieldDescriptor *f = &d->fields[i];
     const void *member = base + f->offset;
     json_t *v = NULL;
+    if (skip && strcmp(f->name, skip) == 0) continue;
     if (f->label == PROTOBUF_C_LABEL_REPEATED) {
       size_t n = *(const size_t *)(base + f->quantifier_offset);
       if (n == 0) continue;
@@ -372,7 +374,7 @@ static json_t *pbj_encode_msg(const ProtobufCMessage *m) {
       const char *arr = *(char *const *)member;
       size_t esz = pbj_elt_size(f->type);
       for (size_t j = 0; v && j < n; j++) {
-        json_t *e = pbj_encode_value(f, arr + j * esz);
+        json_t *e = pbj_encode_value(f, arr + j * esz, skip);
         if (!e || json_array_append_new(v, e) < 0) {
           json_decref(v);
           v = NULL;
@@ -384,7 +386,7 @@ static json_t *pbj_encode_msg(const ProtobufCMessage *m) {
       } else if (pbj_is_default(f, member)) {
         continue;
       }
-      v = pbj_encode_value(f, member);
+      v = pbj_encode_value(f, member, skip);
     }
     if (!v || json_object_set_new(obj, f->name, v) < 0) {
       json_decref(obj);
@@ -394,8 +396,12 @@ static json_t *pbj_encode_msg(const ProtobufCMessage *m) {
   return obj;
 }
 
+json_t *pb_json_to_json(const ProtobufCMessage *m, const char *skip_field) {
+  return pbj_encode_msg(m, skip_field);
+}
+
 char *pb_json_encode(const ProtobufCMessage *m) {
-  json_t *root = pbj_encode_msg(m);
+  json_t *root = pbj_encode_msg(m, NULL);
   if (!root) return NULL;
   char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   json_decref(root);

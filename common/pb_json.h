@@ -1,7 +1,8 @@
 /*
  * pb_json — a protobuf-c message to and from JSON text, driven by the
  * message descriptors, so every edge.v1 message has one text form without
- * hand-written mapping code. Used for l7proxy --config=FILE.
+ * hand-written mapping code. Used for l7proxy --config=FILE and
+ * syncd's /config dump (with key_pem left out).
  *
  * The JSON form: an object per message whose keys are the .proto field
  * names ("virtual_host", "path_type"); repeated fields are arrays; enums
@@ -18,11 +19,13 @@
  * NULL) (or the generated *_free_unpacked). pb_json_encode returns a
  * malloc'd string.
  *
- * Callers: l7proxy/config_store (reading config files), tests.
+ * Callers: l7proxy/config_store (reading config files), syncd/status
+ * (/config), tests.
  */
-#ifndef EDGE_L7PROXY_PB_JSON_H
-#define EDGE_L7PROXY_PB_JSON_H
+#ifndef EDGE_COMMON_PB_JSON_H
+#define EDGE_COMMON_PB_JSON_H
 
+#include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 
@@ -36,5 +39,10 @@ int pb_json_decode(const ProtobufCMessageDescriptor *d, const char *text, size_t
  * Returns a malloc'd string or NULL (allocation failure, or a bytes field
  * that is not valid UTF-8). */
 char *pb_json_encode(const ProtobufCMessage *m);
+
+/* The same as a jansson value (a new reference the caller decrefs), leaving
+ * out every field named skip_field at any depth (e.g. "key_pem", so key
+ * material never reaches a dump); skip_field may be NULL. NULL on error. */
+json_t *pb_json_to_json(const ProtobufCMessage *m, const char *skip_field);
 
 #endif
