@@ -4,6 +4,7 @@
  * Expiry is computed with ASN1_TIME_diff against the epoch because the two
  * libraries disagree on ASN1_TIME_to_tm / ASN1_TIME_to_posix.
  */
+#define _GNU_SOURCE /* memmem */
 #include "common/cert.h"
 
 #include <arpa/inet.h>
@@ -53,8 +54,202 @@ static void cn_of(const X509_NAME *n, char *out, size_t outlen) {
   snprintf(out, outlen, "%.*s", ASN1_STRING_length(val), (const char *)ASN1_STRING_get0_data(val));
 }
 
+uint8_t *cert_pem_block(const char *pem, size_t len, const char *label, size_t *der_len,
+                        const char **next) {
+  static const char begin[] = "-----BEGIN ", end[] = "-----END ";
+  size_t ll = strlen(label);
+  const char *lim = pem + len;
+  const char *b = memmem(pem, len, begin, sizeof(begin) - 1);
+  if (!b) return NULL;
+  b += sizeof(begin) - 1;
+  if ((size_t)(lim - b) < ll + 5 || memcmp(b, label, ll) != 0 || memcmp(b + ll, "-----", 5) != 0)
+    return NULL;
+  b += ll + 5;
+  const char *e = memmem(b, (size_t)(lim - b), end, sizeof(end) - 1);
+  if (!e || (size_t)(lim - e) < sizeof(end) - 1 + ll + 5 ||
+      memcmp(e + sizeof(end) - 1, label, ll) != 0 || memcmp(e + sizeof(end) - 1 + ll, "-----", 5))
+    return NULL;
+  char *text = malloc((size_t)(e - b) + 1);
+  uint8_t *der = malloc((size_t)(e - b) + 1);
+  size_t n = 0, pad = 0;
+  if (!text || !der) goto fail;
+  for (const char *p = b; p < e; p++) {
+    if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') continue;
+    text[n++] = *p;
+  }
+  if (n == 0 || n % 4 != 0) goto fail;
+  if (text[n - 1] == '=') pad++;
+  if (text[n - 2] == '=') pad++;
+  int dl = EVP_DecodeBlock(der, (const unsigned char *)text, (int)n);
+  if (dl < 0 || (size_t)dl < pad) goto fail;
+  free(text);
+  *der_len = (size_t)dl - pad;
+  if (next) *next = e + sizeof(end) - 1 + ll + 5;
+  return der;
+fail:
+  free(text);
+  free(der);
+  return NULL;
+}
+
+/* ---- the fast path of cert_parse --------------------------------------------
+ *
+ * d2i_X509 under OpenSSL 3 decodes the subject public key through the
+ * provider decoder framework (~0.4 ms a certificate, mostly locking), and
+ * callers such as syncd's status parse every certificate of a 10,000-host
+ * configuration. The facts cert_parse reports come from the TBSCertificate
+ * fields that need no key decoding, so a certificate of the plain form is
+ * walked here and only its names, validity and extensions are decoded. The
+ * strict walk (every element present in order, nothing trailing) accepts a
+ * subset of what d2i_X509 accepts except for the key itself, which
+ * cert_check_key and the TLS stack still decode; anything else takes the
+ * full path.
+ */
+
+struct der {
+  const uint8_t *p;
+  size_t n;
+};
+
+/* Takes the next element off d: its tag, its whole encoding (tlv) and its contents. */
+static int der_next(struct der *d, uint8_t *tag, struct der *tlv, struct der *val) {
+  if (d->n < 2) return -1;
+  size_t len = d->p[1], hl = 2;
+  if (len & 0x80) {
+    size_t nb = len & 0x7f;
+    if (nb == 0 || nb > 3 || d->n < 2 + nb) return -1;
+    len = 0;
+    for (size_t i = 0; i < nb; i++) len = (len << 8) | d->p[2 + i];
+    hl += nb;
+  }
+  if (d->n - hl < len) return -1;
+  *tag = d->p[0];
+  if (tlv) *tlv = (struct der){d->p, hl + len};
+  if (val) *val = (struct der){d->p + hl, len};
+  d->p += hl + len;
+  d->n -= hl + len;
+  return 0;
+}
+
+static int der_expect(struct der *d, uint8_t want, struct der *tlv, struct der *val) {
+  uint8_t tag;
+  struct der save = *d;
+  if (der_next(d, &tag, tlv, val) < 0 || tag != want) {
+    *d = save;
+    return -1;
+  }
+  return 0;
+}
+
+/* The TBSCertificate parts cert_parse needs, from one certificate's DER. 0 or -1. */
+struct tbs_parts {
+  struct der issuer, not_before, not_after, subject, exts; /* whole encodings; exts may be empty */
+};
+
+static int tbs_walk(const uint8_t *der, size_t len, struct tbs_parts *t) {
+  struct der d = {der, len}, cert, tbs, x, validity;
+  memset(t, 0, sizeof(*t));
+  if (der_expect(&d, 0x30, NULL, &cert) < 0 || d.n != 0) return -1;
+  if (der_expect(&cert, 0x30, NULL, &tbs) < 0 || der_expect(&cert, 0x30, NULL, &x) < 0 ||
+      der_expect(&cert, 0x03, NULL, &x) < 0 || cert.n != 0)
+    return -1;
+  der_expect(&tbs, 0xa0, NULL, &x); /* version, optional */
+  if (der_expect(&tbs, 0x02, NULL, &x) < 0 || der_expect(&tbs, 0x30, NULL, &x) < 0 ||
+      der_expect(&tbs, 0x30, &t->issuer, NULL) < 0 || der_expect(&tbs, 0x30, NULL, &validity) < 0)
+    return -1;
+  uint8_t tag;
+  if (der_next(&validity, &tag, &t->not_before, NULL) < 0 || (tag != 0x17 && tag != 0x18) ||
+      der_next(&validity, &tag, &t->not_after, NULL) < 0 || (tag != 0x17 && tag != 0x18) ||
+      validity.n != 0)
+    return -1;
+  if (der_expect(&tbs, 0x30, &t->subject, NULL) < 0 || der_expect(&tbs, 0x30, NULL, &x) < 0)
+    return -1;
+  der_expect(&tbs, 0x81, NULL, &x);
+  der_expect(&tbs, 0x82, NULL, &x);
+  struct der ext;
+  if (der_expect(&tbs, 0xa3, NULL, &ext) == 0) {
+    if (der_expect(&ext, 0x30, &t->exts, NULL) < 0 || ext.n != 0) return -1;
+  }
+  return tbs.n == 0 ? 0 : -1;
+}
+
+/* cert_parse through tbs_walk: 0, or -1 when the full path must decide. */
+static int parse_fast(const char *pem, size_t len, struct cert_info *out) {
+  size_t dl;
+  const char *next;
+  uint8_t *der = cert_pem_block(pem, len, "CERTIFICATE", &dl, &next);
+  if (!der) return -1;
+  struct tbs_parts t;
+  int rc = -1;
+  X509_NAME *issuer = NULL, *subject = NULL;
+  ASN1_TIME *nb = NULL, *na = NULL;
+  STACK_OF(X509_EXTENSION) *exts = NULL;
+  GENERAL_NAMES *sans = NULL;
+  const unsigned char *p;
+  if (tbs_walk(der, dl, &t) < 0) goto out;
+  p = t.issuer.p;
+  issuer = d2i_X509_NAME(NULL, &p, (long)t.issuer.n);
+  p = t.subject.p;
+  subject = d2i_X509_NAME(NULL, &p, (long)t.subject.n);
+  p = t.not_before.p;
+  nb = d2i_ASN1_TIME(NULL, &p, (long)t.not_before.n);
+  p = t.not_after.p;
+  na = d2i_ASN1_TIME(NULL, &p, (long)t.not_after.n);
+  if (!issuer || !subject || !nb || !na) goto out;
+  if (t.exts.n) {
+    p = t.exts.p;
+    exts = d2i_X509_EXTENSIONS(NULL, &p, (long)t.exts.n);
+    if (!exts) goto out;
+    /* NULL when absent, repeated or undecodable: then the CN stands in, as on the full path */
+    sans = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+  }
+  cn_of(subject, out->subject_cn, sizeof(out->subject_cn));
+  name_oneline(issuer, out->issuer, sizeof(out->issuer));
+  out->not_before = asn1_to_epoch(nb);
+  out->not_after = asn1_to_epoch(na);
+  for (int i = 0; sans && i < (int)sk_GENERAL_NAME_num(sans) && out->n_names < CERT_MAX_NAMES;
+       i++) {
+    const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+    if (gn->type != GEN_DNS) continue;
+    const ASN1_STRING *s = gn->d.dNSName;
+    snprintf(out->names[out->n_names++], sizeof(out->names[0]), "%.*s", ASN1_STRING_length(s),
+             (const char *)ASN1_STRING_get0_data(s));
+  }
+  if (out->n_names == 0 && out->subject_cn[0]) {
+    snprintf(out->names[0], sizeof(out->names[0]), "%s", out->subject_cn);
+    out->n_names = 1;
+  }
+  /* The chain: further plain CERTIFICATE blocks that walk, up to the first that does not. */
+  out->chain_len = 1;
+  for (;;) {
+    size_t rest = len - (size_t)(next - pem), ml;
+    const char *after;
+    uint8_t *more = cert_pem_block(next, rest, "CERTIFICATE", &ml, &after);
+    if (!more) break;
+    struct tbs_parts mt;
+    int ok = tbs_walk(more, ml, &mt) == 0;
+    free(more);
+    if (!ok) break;
+    out->chain_len++;
+    next = after;
+  }
+  rc = 0;
+out:
+  if (rc < 0) memset(out, 0, sizeof(*out));
+  free(der);
+  X509_NAME_free(issuer);
+  X509_NAME_free(subject);
+  ASN1_TIME_free(nb);
+  ASN1_TIME_free(na);
+  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  GENERAL_NAMES_free(sans);
+  ERR_clear_error();
+  return rc;
+}
+
 int cert_parse(const char *pem, size_t len, struct cert_info *out, char *err, size_t errlen) {
   memset(out, 0, sizeof(*out));
+  if (parse_fast(pem, len, out) == 0) return 0;
   BIO *bio = BIO_new_mem_buf(pem, (int)len);
   if (!bio) return CERT_ERR_INTERNAL;
   X509 *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);

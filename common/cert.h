@@ -37,6 +37,13 @@ enum {
  * negative with a reason in err. */
 int cert_parse(const char *pem, size_t len, struct cert_info *out, char *err, size_t errlen);
 
+/* Decodes the first PEM block of pem when it is "-----BEGIN label-----"
+ * (no PEM headers). Returns the DER, malloc'd (the caller frees), its
+ * length in *der_len and, when next is not NULL, where the text after the
+ * block starts; NULL when the first block is another or does not decode. */
+uint8_t *cert_pem_block(const char *pem, size_t len, const char *label, size_t *der_len,
+                        const char **next);
+
 /* 0 when key_pem's private key matches cert_pem's leaf; negative with a
  * reason ("tls.key does not match the certificate") otherwise. */
 int cert_check_key(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,

@@ -60,6 +60,7 @@ static void backend_free(struct l4_backend *b) {
   free(b->name);
   free(b->address);
   free(b->check_address);
+  free(b->https_address);
   free(b);
 }
 
@@ -109,6 +110,32 @@ int l4_backend_new(const char *name, const char *address, const char *check_addr
                                     "Failed connects to the backend", labels);
   }
   *out = b;
+  return 0;
+}
+
+int l4_backend_set_https(struct l4_backend *b, const char *https_address, char *err,
+                         size_t errlen) {
+  if (!https_address || !*https_address) {
+    free(b->https_address);
+    b->https_address = NULL;
+    return 0;
+  }
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if (l4_parse_sockaddr(https_address, &ss, &len) != 0) {
+    snprintf(err, errlen, "backend %s: https address %s is not a numeric IP:PORT", b->name,
+             https_address);
+    return -1;
+  }
+  char *copy = strdup(https_address);
+  if (!copy) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  free(b->https_address);
+  b->https_address = copy;
+  b->https_addr = ss;
+  b->https_addrlen = len;
   return 0;
 }
 

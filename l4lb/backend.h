@@ -6,7 +6,9 @@
  * main thread holds one reference, every snapshot that lists it holds one,
  * and every connection to it holds one, so a replica removed from the set
  * stays valid until its last connection ends. Fields are split by owner:
- *  - immutable after l4_backend_new: name, address, addr, check address;
+ *  - immutable after l4_backend_new (and l4_backend_set_https, called
+ *    before the backend is published): name, address, addr, check
+ *    address, https address;
  *  - main thread only: weight, draining, health, checker;
  *  - any thread: the counters (atomics) and the metrics handles.
  *
@@ -45,6 +47,9 @@ struct l4_backend {
   socklen_t addrlen;
   struct sockaddr_storage check_addr;
   socklen_t check_addrlen;
+  char *https_address; /* "ADDR:PORT" for https listeners, or NULL: none */
+  struct sockaddr_storage https_addr;
+  socklen_t https_addrlen;
 
   /* main thread only */
   uint32_t weight;
@@ -70,6 +75,10 @@ struct l4_backend {
 int l4_backend_new(const char *name, const char *address, const char *check_address,
                    uint32_t weight, int rise, int fall, struct metrics_registry *metrics,
                    struct l4_backend **out, char *err, size_t errlen);
+/* Sets where https listeners send this backend's connections ("" or NULL:
+ * nowhere, the backend is skipped for them). Only before the backend is
+ * shared with workers. 0 or -1 with a reason (b unchanged). */
+int l4_backend_set_https(struct l4_backend *b, const char *https_address, char *err, size_t errlen);
 void l4_backend_ref(struct l4_backend *b);
 /* Drops a reference; the last one frees the backend. */
 void l4_backend_unref(struct l4_backend *b);

@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -53,28 +55,43 @@ struct l4_dir {
   int shut;    /* shutdown(SHUT_WR) sent to the destination */
 };
 
-enum { BPOLL_NONE = 0, BPOLL_OPEN, BPOLL_CLOSING };
-
 enum conn_phase { PHASE_CONNECTING, PHASE_HEADER, PHASE_STREAMING, PHASE_CLOSING };
 
 struct l4_worker;
+
+/*
+ * A connection socket watched on the worker's own epoll set (one uv_poll
+ * on that epoll fd in the libuv loop). Cheaper than a uv_poll per socket:
+ * uv_poll_init probes every fd with three syscalls and its close costs
+ * epoll_ctl DELs, on every connection; here a socket costs one ADD and a
+ * MOD per interest change, and close(2) drops it from the set. events is
+ * the registered UV_READABLE|UV_WRITABLE mask (0: not in the set); fd -1
+ * once closed, so an event already fetched in the same batch is ignored.
+ */
+struct l4_io;
+typedef void (*l4_io_cb)(struct l4_io *io, int status, int events);
+struct l4_io {
+  int fd;
+  int events;
+  l4_io_cb cb;
+  void *data;
+};
 
 struct l4_conn {
   struct l4_worker *w;
   struct l4_conn *prev, *next;
   enum conn_phase phase;
   int cfd, bfd;
-  uv_poll_t cpoll, bpoll;
+  struct l4_io cpoll, bpoll; /* on the worker's epoll set */
   uv_timer_t timer;
-  int cpoll_on; /* handle initialised (needs uv_close) */
-  int cev, bev; /* poll interest currently registered (-1: unknown) */
-  int bpoll_on; /* BPOLL_*: the backend handle is re-created per attempt */
+  int cev, bev; /* poll interest currently registered */
   int pending_closes;
   int use_splice; /* splice allowed (--splice and the sockets accept it) */
 
   struct sockaddr_storage src, dst;
   struct l4_snapshot *snap;
   uint32_t slot;
+  int https; /* accepted on an https listener: connect to https_addr */
   struct l4_backend *tried[L4_MAX_TRIES];
   int ntries;
   struct l4_backend *be;
@@ -88,6 +105,11 @@ struct l4_conn {
 struct l4_listener {
   struct l4_worker *w;
   int fd;
+  int https; /* forwards to the backends' https_address */
+  /* the bound address when it is a specific one (not a wildcard): every
+   * accepted connection's local address, so no getsockname per accept */
+  struct sockaddr_storage local;
+  int local_known;
   uv_poll_t poll;
 };
 
@@ -98,6 +120,8 @@ struct l4_worker {
   uv_thread_t thread;
   uv_async_t wake;
   uv_timer_t accept_pause;
+  int epfd;          /* the connections' epoll set */
+  uv_poll_t ep_poll; /* watches epfd in the loop */
   struct l4_listener *listeners;
   size_t nlisteners;
   int listening;
@@ -137,6 +161,8 @@ static int open_one_listener(const struct sockaddr_storage *ss, socklen_t len, c
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  /* accepted sockets inherit TCP_NODELAY: no setsockopt per connection */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
       bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 1024) != 0) {
     snprintf(err, errlen, "%s", strerror(errno));
@@ -170,6 +196,55 @@ int l4_listener_open(const char *addr, int nworkers, int *fds, char *bound, size
   }
   l4_format_sockaddr(&ss, bound, boundlen);
   return 0;
+}
+
+/* ---- the worker's epoll set ------------------------------------------------------ */
+
+static void io_init(struct l4_io *io, int fd, void *data) {
+  io->fd = fd;
+  io->events = 0;
+  io->cb = NULL;
+  io->data = data;
+}
+
+/* Sets the interest (UV_READABLE|UV_WRITABLE, 0: none) and callback.
+ * 0 or -1 (errno set). */
+static int io_start(struct l4_worker *w, struct l4_io *io, int events, l4_io_cb cb) {
+  io->cb = cb;
+  if (io->fd < 0 || events == io->events) return 0;
+  struct epoll_event ev = {.events = (uint32_t)((events & UV_READABLE ? EPOLLIN : 0) |
+                                                (events & UV_WRITABLE ? EPOLLOUT : 0)),
+                           .data.ptr = io};
+  int op = events == 0 ? EPOLL_CTL_DEL : io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+  if (epoll_ctl(w->epfd, op, io->fd, &ev) != 0) return -1;
+  io->events = events;
+  return 0;
+}
+
+/* Forgets the socket; the caller closes the fd (which leaves the set). */
+static void io_close(struct l4_io *io) {
+  io->fd = -1;
+  io->events = 0;
+}
+
+#define L4_EPOLL_BATCH 128
+
+static void on_epoll_readable(uv_poll_t *h, int status, int events) {
+  struct l4_worker *w = h->data;
+  struct epoll_event evs[L4_EPOLL_BATCH];
+  int n = epoll_wait(w->epfd, evs, L4_EPOLL_BATCH, 0);
+  for (int i = 0; i < n; i++) {
+    struct l4_io *io = evs[i].data.ptr;
+    /* closed or no longer interested since the batch was fetched */
+    if (io->fd < 0 || io->events == 0 || !io->cb) continue;
+    uint32_t e = evs[i].events;
+    int ev = (e & EPOLLIN ? UV_READABLE : 0) | (e & EPOLLOUT ? UV_WRITABLE : 0);
+    /* errors and hang-ups: report what the socket is watched for, the
+     * next read/write/getsockopt tells what happened (as libuv does) */
+    if (e & (EPOLLERR | EPOLLHUP)) ev |= io->events;
+    ev &= io->events;
+    if (ev) io->cb(io, 0, ev);
+  }
 }
 
 /* ---- connection teardown ------------------------------------------------------ */
@@ -219,16 +294,8 @@ static void conn_close(struct l4_conn *c) {
   c->phase = PHASE_CLOSING;
   c->pending_closes = 1;
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-  if (c->cpoll_on) {
-    c->pending_closes++;
-    uv_close((uv_handle_t *)&c->cpoll, on_conn_handle_closed);
-  }
-  if (c->bpoll_on == BPOLL_OPEN) {
-    c->pending_closes++;
-    uv_close((uv_handle_t *)&c->bpoll, on_conn_handle_closed);
-  } else if (c->bpoll_on == BPOLL_CLOSING) {
-    c->pending_closes++; /* on_bpoll_closed_retry will count it down */
-  }
+  io_close(&c->cpoll);
+  io_close(&c->bpoll);
   if (c->cfd >= 0) close(c->cfd);
   if (c->bfd >= 0) close(c->bfd);
   c->cfd = c->bfd = -1;
@@ -373,17 +440,15 @@ static int dir_can_read(const struct l4_dir *d) {
   return !d->src_eof && !d->full;
 }
 
-static void on_stream_event(uv_poll_t *h, int status, int events);
+static void on_stream_event(struct l4_io *h, int status, int events);
 
-/* uv_poll_start re-registers the fd with epoll on every call, so only
- * call it when the interest really changes. */
-static void set_interest(uv_poll_t *h, int *cur, int events) {
-  if (events == *cur) return;
+/* Only touches epoll when the interest really changes. */
+static void set_interest(struct l4_conn *c, struct l4_io *h, int *cur, int events) {
+  if (io_start(c->w, h, events, on_stream_event) != 0) {
+    conn_close(c);
+    return;
+  }
   *cur = events;
-  if (events)
-    uv_poll_start(h, events, on_stream_event);
-  else
-    uv_poll_stop(h);
 }
 
 enum { PUMP_UP = 1, PUMP_DOWN = 2 };
@@ -399,13 +464,14 @@ static void stream(struct l4_conn *c, int which) {
     conn_close(c);
     return;
   }
-  set_interest(&c->cpoll, &c->cev,
+  set_interest(c, &c->cpoll, &c->cev,
                (dir_can_read(&c->up) ? UV_READABLE : 0) | (c->down.queued ? UV_WRITABLE : 0));
-  set_interest(&c->bpoll, &c->bev,
+  if (c->phase == PHASE_CLOSING) return;
+  set_interest(c, &c->bpoll, &c->bev,
                (dir_can_read(&c->down) ? UV_READABLE : 0) | (c->up.queued ? UV_WRITABLE : 0));
 }
 
-static void on_stream_event(uv_poll_t *h, int status, int events) {
+static void on_stream_event(struct l4_io *h, int status, int events) {
   struct l4_conn *c = h->data;
   if (c->phase != PHASE_STREAMING) return;
   if (status < 0) {
@@ -442,18 +508,61 @@ static int dir_open_pipe(struct l4_worker *w, struct l4_dir *d) {
   return 0;
 }
 
-static void start_streaming(struct l4_conn *c) {
+/* which: the directions to pump right away. The backend has just been
+ * connected (and sent nothing yet as far as we know): its side is only
+ * watched, level-triggered epoll reports bytes already there. */
+static void start_streaming(struct l4_conn *c, int which) {
   c->phase = PHASE_STREAMING;
   uv_timer_stop(&c->timer);
-  if (uv_poll_init(&c->w->loop, &c->cpoll, c->cfd) != 0) {
-    conn_close(c);
-    return;
-  }
-  c->cpoll.data = c;
-  c->cpoll_on = 1;
+  io_init(&c->cpoll, c->cfd, c);
   c->cev = 0;
-  c->bev = -1; /* the backend handle still has the connect callback: reset it */
-  stream(c, PUMP_UP | PUMP_DOWN);
+  c->bev = c->bpoll.events;
+  c->bpoll.cb = on_stream_event; /* replaces the connect/header callback */
+  stream(c, which);
+}
+
+/*
+ * Sends the PROXY header together with the bytes the client has already
+ * sent (usually the whole first request) in one writev, saving a write
+ * and a read per connection and a TCP segment. The bytes read stay in the
+ * up buffer with off/len marking what is still to be written, so the
+ * stream phase finishes them exactly as pump_rw would. Returns 1 when
+ * everything went out, 0 when something is left (header or data), -1 on
+ * error. *which gets the directions stream() still has to pump.
+ */
+static int send_header(struct l4_conn *c);
+
+static int send_header_with_data(struct l4_conn *c, int *which) {
+  struct l4_dir *d = &c->up;
+  *which = PUMP_UP;
+  if (!d->buf && !(d->buf = malloc(L4_BUF_SIZE))) return -1;
+  ssize_t got = read(c->cfd, d->buf, L4_BUF_SIZE);
+  if (got < 0 && errno != EAGAIN && errno != EINTR) return -1;
+  if (got <= 0) {
+    if (got == 0) d->src_eof = 1; /* pump forwards the EOF after the header */
+    int rc = send_header(c);
+    return rc;
+  }
+  d->off = 0;
+  d->len = (size_t)got;
+  struct iovec iov[2] = {{c->hdr, c->hdr_len}, {d->buf, d->len}};
+  ssize_t n;
+  do {
+    n = writev(c->bfd, iov, 2);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN) return -1;
+  if (n < 0) n = 0;
+  size_t hdr_sent = (size_t)n < c->hdr_len ? (size_t)n : c->hdr_len;
+  c->hdr_off = hdr_sent;
+  size_t data_sent = (size_t)n - hdr_sent;
+  d->off = data_sent;
+  if (data_sent) metrics_counter_add(c->w->f->m_bytes_in, data_sent);
+  d->queued = d->len - d->off;
+  d->full = d->queued > 0;
+  if (c->hdr_off < c->hdr_len) return 0;
+  /* a read that filled the buffer may have more behind it: pump at once */
+  if (d->queued == 0 && got < L4_BUF_SIZE) *which = 0;
+  return d->queued == 0 ? 1 : 0;
 }
 
 /* ---- connecting ------------------------------------------------------------------ */
@@ -476,14 +585,14 @@ static int send_header(struct l4_conn *c) {
   return 1;
 }
 
-static void on_header_writable(uv_poll_t *h, int status, int events) {
+static void on_header_writable(struct l4_io *h, int status, int events) {
   struct l4_conn *c = h->data;
   if (c->phase != PHASE_HEADER) return;
   int rc = status < 0 ? -1 : send_header(c);
   if (rc < 0)
     conn_close(c);
   else if (rc == 1)
-    start_streaming(c);
+    start_streaming(c, PUMP_UP);
 }
 
 static void connected(struct l4_conn *c) {
@@ -496,8 +605,7 @@ static void connected(struct l4_conn *c) {
   int one = 1;
   setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   if (!c->w->f->cfg.proxy_protocol) {
-    uv_poll_stop(&c->bpoll);
-    start_streaming(c);
+    start_streaming(c, PUMP_UP);
     return;
   }
   int n = proxy_proto_encode_v2(c->hdr, sizeof(c->hdr), PROXY_PROTO_CMD_PROXY, &c->src, &c->dst,
@@ -509,14 +617,15 @@ static void connected(struct l4_conn *c) {
   }
   c->hdr_len = (size_t)n;
   c->phase = PHASE_HEADER;
-  int rc = send_header(c);
+  int which;
+  int rc = send_header_with_data(c, &which);
   if (rc < 0) {
     conn_close(c);
-  } else if (rc == 1) {
-    uv_poll_stop(&c->bpoll);
-    start_streaming(c);
-  } else {
-    uv_poll_start(&c->bpoll, UV_WRITABLE, on_header_writable);
+  } else if (rc == 1 || c->hdr_off == c->hdr_len) {
+    /* header out; data left over is written by the stream phase */
+    start_streaming(c, which);
+  } else if (io_start(c->w, &c->bpoll, UV_WRITABLE, on_header_writable) != 0) {
+    conn_close(c);
   }
 }
 
@@ -529,31 +638,18 @@ static void report_failure(struct l4_conn *c, struct l4_backend *be, const char 
   if (cfg->on_connect_failure) cfg->on_connect_failure(cfg->ud, be);
 }
 
-static void on_bpoll_closed_retry(uv_handle_t *h) {
-  struct l4_conn *c = h->data;
-  c->bpoll_on = BPOLL_NONE;
-  if (c->phase == PHASE_CLOSING) {
-    on_conn_handle_closed(h); /* conn_close ran while this close was pending */
-    return;
-  }
-  try_connect(c);
-}
-
 static void attempt_failed(struct l4_conn *c, const char *why) {
   report_failure(c, c->tried[c->ntries - 1], why);
   uv_timer_stop(&c->timer);
-  if (c->bpoll_on == BPOLL_OPEN) {
-    /* the handle must be closed before it can watch the next socket */
-    uv_close((uv_handle_t *)&c->bpoll, on_bpoll_closed_retry);
+  if (c->bfd >= 0) {
+    io_close(&c->bpoll);
     close(c->bfd);
     c->bfd = -1;
-    c->bpoll_on = BPOLL_CLOSING;
-    return;
   }
   try_connect(c);
 }
 
-static void on_connect_event(uv_poll_t *h, int status, int events) {
+static void on_connect_event(struct l4_io *h, int status, int events) {
   struct l4_conn *c = h->data;
   if (c->phase != PHASE_CONNECTING) return;
   int soerr = 0;
@@ -585,6 +681,8 @@ static int next_candidate(struct l4_conn *c) {
     if (idx < 0) return -1;
     int seen = 0;
     for (int i = 0; i < c->ntries; i++) seen |= c->tried[i] == c->snap->backends[idx];
+    /* a replica without HTTPS is passed over on https listeners */
+    if (c->https && !c->snap->backends[idx]->https_address) seen = 1;
     if (!seen) return idx;
   }
   return -1;
@@ -596,22 +694,25 @@ static void try_connect(struct l4_conn *c) {
     if (idx < 0) break;
     struct l4_backend *be = c->snap->backends[idx];
     c->tried[c->ntries++] = be;
-    int fd = socket(be->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const struct sockaddr_storage *addr = c->https ? &be->https_addr : &be->addr;
+    socklen_t addrlen = c->https ? be->https_addrlen : be->addrlen;
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       LOG_WARN("socket_failed", "reason=%s", log_q(strerror(errno)));
       break;
     }
-    if (connect(fd, (const struct sockaddr *)&be->addr, be->addrlen) != 0 && errno != EINPROGRESS) {
+    if (connect(fd, (const struct sockaddr *)addr, addrlen) != 0 && errno != EINPROGRESS) {
       int e = errno;
       close(fd);
       report_failure(c, be, strerror(e));
       continue;
     }
     c->bfd = fd;
-    if (uv_poll_init(&c->w->loop, &c->bpoll, fd) != 0) break;
-    c->bpoll.data = c;
-    c->bpoll_on = BPOLL_OPEN;
-    uv_poll_start(&c->bpoll, UV_WRITABLE, on_connect_event);
+    io_init(&c->bpoll, fd, c);
+    if (io_start(c->w, &c->bpoll, UV_WRITABLE, on_connect_event) != 0) {
+      LOG_WARN("epoll_failed", "reason=%s", log_q(strerror(errno)));
+      break;
+    }
     uv_timer_start(&c->timer, on_connect_timeout, c->w->f->cfg.connect_timeout_ms, 0);
     return;
   }
@@ -629,7 +730,8 @@ static void refresh_snapshot(struct l4_worker *w) {
   w->snap_gen = gen;
 }
 
-static void conn_start(struct l4_worker *w, int fd, const struct sockaddr_storage *peer) {
+static void conn_start(struct l4_worker *w, int fd, const struct sockaddr_storage *peer,
+                       const struct l4_listener *l) {
   struct l4_forwarder *f = w->f;
   metrics_counter_inc(f->m_total);
   refresh_snapshot(w);
@@ -643,7 +745,10 @@ static void conn_start(struct l4_worker *w, int fd, const struct sockaddr_storag
   c->w = w;
   c->cfd = fd;
   c->bfd = -1;
+  io_init(&c->cpoll, -1, c);
+  io_init(&c->bpoll, -1, c);
   c->src = *peer;
+  c->https = l->https;
   c->use_splice = f->cfg.splice;
   dir_init(&c->up);
   dir_init(&c->down);
@@ -656,9 +761,11 @@ static void conn_start(struct l4_worker *w, int fd, const struct sockaddr_storag
   atomic_fetch_add(&active_connections, 1);
   metrics_gauge_add(f->m_active, 1);
 
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  int named = getsockname(fd, (struct sockaddr *)&c->dst, &len);
+  int named = 0;
+  if (l->local_known)
+    c->dst = l->local;
+  else
+    named = getsockname(fd, (struct sockaddr *)&c->dst, &len);
   l4_unmap_v4(&c->src);
   l4_unmap_v4(&c->dst);
   if (named != 0 || l4_flow_from_addrs(&c->src, &c->dst, &flow) != 0 || !w->snap ||
@@ -674,6 +781,20 @@ static void conn_start(struct l4_worker *w, int fd, const struct sockaddr_storag
 
 static void on_accept_resume(uv_timer_t *t);
 
+/* Records the listener's address when it is a specific one. */
+static void listener_learn_local(struct l4_listener *ls) {
+  socklen_t len = sizeof(ls->local);
+  ls->local_known = 0;
+  if (getsockname(ls->fd, (struct sockaddr *)&ls->local, &len) != 0) return;
+  if (ls->local.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ls->local;
+    ls->local_known = a->sin_addr.s_addr != htonl(INADDR_ANY);
+  } else if (ls->local.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ls->local;
+    ls->local_known = !IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr);
+  }
+}
+
 static void on_listener_readable(uv_poll_t *h, int status, int events) {
   struct l4_listener *l = h->data;
   struct l4_worker *w = l->w;
@@ -682,7 +803,7 @@ static void on_listener_readable(uv_poll_t *h, int status, int events) {
     socklen_t len = sizeof(peer);
     int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      conn_start(w, fd, &peer);
+      conn_start(w, fd, &peer, l);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -722,6 +843,7 @@ static void on_worker_wake(uv_async_t *a) {
   if (atomic_load(&w->shutdown)) {
     worker_close_listeners(w);
     for (struct l4_conn *c = w->conns; c; c = c->next) conn_close(c);
+    uv_close((uv_handle_t *)&w->ep_poll, NULL);
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_close((uv_handle_t *)&w->accept_pause, NULL);
   }
@@ -735,12 +857,15 @@ static void worker_main(void *arg) {
     close(w->pipes[i][1]);
   }
   w->npipes = 0;
+  close(w->epfd);
+  w->epfd = -1;
   l4_snapshot_unref(w->snap);
   w->snap = NULL;
 }
 
 int l4_forward_start(const struct l4_forward_config *cfg, int nworkers, const int *fds,
-                     size_t nlisteners, struct l4_forwarder **out, char *err, size_t errlen) {
+                     const int *https, size_t nlisteners, struct l4_forwarder **out, char *err,
+                     size_t errlen) {
   struct l4_forwarder *f = calloc(1, sizeof(*f));
   if (!f) return -1;
   f->cfg = *cfg;
@@ -765,12 +890,21 @@ int l4_forward_start(const struct l4_forward_config *cfg, int nworkers, const in
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->accept_pause);
     w->accept_pause.data = w;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0 || uv_poll_init(&w->loop, &w->ep_poll, w->epfd) != 0) {
+      snprintf(err, errlen, "epoll: %s", strerror(errno));
+      return -1; /* the process exits on this error */
+    }
+    w->ep_poll.data = w;
+    uv_poll_start(&w->ep_poll, UV_READABLE, on_epoll_readable);
     w->nlisteners = nlisteners;
     w->listeners = calloc(nlisteners ? nlisteners : 1, sizeof(*w->listeners));
     for (size_t l = 0; l < nlisteners; l++) {
       struct l4_listener *ls = &w->listeners[l];
       ls->w = w;
       ls->fd = fds[l * (size_t)nworkers + (size_t)i];
+      ls->https = https ? https[l] : 0;
+      listener_learn_local(ls);
       uv_poll_init(&w->loop, &ls->poll, ls->fd);
       ls->poll.data = ls;
       uv_poll_start(&ls->poll, UV_READABLE, on_listener_readable);

@@ -7,6 +7,12 @@
  * nothing mutable except atomics (counters, metrics) and the published
  * snapshot (backend.h).
  *
+ * Each listener forwards either to the backends' plain address (http, the
+ * default) or to their https_address (https listeners): both use the same
+ * snapshot and table, so a flow picks the same replica on either; on an
+ * https listener backends without an https address are skipped exactly
+ * as a failed connect is (walking the table from the flow's slot).
+ *
  * A connection: accept → pick backend from the flow's slot → non-blocking
  * connect with a timeout → on failure, report a passive failure and try
  * the next distinct backend found walking the table from the flow's slot
@@ -20,8 +26,12 @@
  * Back-pressure: a side is not read while its pipe to the other side is
  * full. Both sockets close when both directions are done or on any error.
  *
- * Sockets are raw fds watched with uv_poll (splice needs the fds), all
- * level-triggered; interest is recomputed after every event.
+ * Sockets are raw fds (splice needs the fds) on a per-worker epoll set
+ * that one uv_poll watches in the worker's loop (a uv_poll per socket
+ * costs several syscalls per connection), all level-triggered; interest
+ * is recomputed after every event and epoll is touched only on a change.
+ * A connection's PROXY header leaves in one writev with the client's
+ * first bytes.
  *
  * Callers: main.c starts the workers, stops accepting on SIGTERM, waits for
  * l4_forward_active() to reach 0 and shuts the workers down.
@@ -64,10 +74,13 @@ int l4_listener_open(const char *addr, int nworkers, int *fds, char *bound, size
 /*
  * Starts nworkers threads. fds holds nlisteners × nworkers listening
  * sockets, listener-major (fds[l * nworkers + w] belongs to worker w); the
- * forwarder owns them from now on. cfg is copied. 0 or -1 with a reason.
+ * forwarder owns them from now on. https[l] is 1 when listener l forwards
+ * to the backends' https_address (https may be NULL: all plain); it is
+ * copied. cfg is copied. 0 or -1 with a reason.
  */
 int l4_forward_start(const struct l4_forward_config *cfg, int nworkers, const int *fds,
-                     size_t nlisteners, struct l4_forwarder **out, char *err, size_t errlen);
+                     const int *https, size_t nlisteners, struct l4_forwarder **out, char *err,
+                     size_t errlen);
 
 /* Stops accepting on every worker (closes the listeners); connections go on. */
 void l4_forward_stop_accepting(struct l4_forwarder *f);

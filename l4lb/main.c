@@ -42,7 +42,7 @@ struct l4lb {
   uv_loop_t *loop;
   /* settings */
   struct flag_list listen, backend;
-  const char *syncd, *cert, *key, *ca, *node_id, *hash, *admin_addr, *log_level;
+  const char *syncd, *cert, *key, *ca, *node_id, *hash, *admin_addr, *log_level, *cache_dir;
   int insecure, proxy_protocol, splice;
   long workers, table_size, rise, fall;
   uint32_t connect_timeout_ms, check_interval_ms, check_timeout_ms, drain_timeout_ms;
@@ -55,7 +55,8 @@ struct l4lb {
   struct l4_forwarder *fwd;
   struct rpc_runtime *rpc;
   struct l4_watch *watch;
-  char **bound; /* actual listen addresses */
+  char **bound;     /* actual listen addresses */
+  int *bound_https; /* per listener: 1 forwards to the replicas' https_address */
   size_t nbound;
   struct l4_backend **members;
   size_t nmembers;
@@ -145,7 +146,9 @@ static struct l4_backend *find_member(const char *name) {
 
 static int same_addresses(const struct l4_backend *b, const struct l4_member *m) {
   const char *check = b->check_address ? b->check_address : "";
-  return strcmp(b->address, m->address) == 0 && strcmp(check, m->check) == 0;
+  const char *https = b->https_address ? b->https_address : "";
+  return strcmp(b->address, m->address) == 0 && strcmp(check, m->check) == 0 &&
+         strcmp(https, m->https) == 0;
 }
 
 static void drop_member(struct l4_backend *b) {
@@ -191,12 +194,15 @@ static void apply_members(const struct l4_member *m, size_t n, const char *sourc
         LOG_WARN("backend_rejected", "reason=%s", log_q(err));
         continue;
       }
+      if (l4_backend_set_https(b, m[j].https, err, sizeof(err)) != 0) {
+        LOG_WARN("backend_https_ignored", "reason=%s", log_q(err));
+      }
       b->failures_seen = 0;
       set_up_gauge(b);
       struct l4_checker_config cc = {g.check_interval_ms, g.check_timeout_ms};
       l4_checker_start(g.loop, b, &cc, on_check_result, NULL);
-      LOG_INFO("backend_added", "backend=%s address=%s check=%s weight=%u draining=%d",
-               log_q(b->name), log_q(b->address),
+      LOG_INFO("backend_added", "backend=%s address=%s https=%s check=%s weight=%u draining=%d",
+               log_q(b->name), log_q(b->address), log_q(b->https_address ? b->https_address : ""),
                log_q(b->check_address ? b->check_address : "tcp"), m[j].weight, m[j].draining);
     }
     if (b->draining != m[j].draining)
@@ -216,6 +222,29 @@ static void apply_members(const struct l4_member *m, size_t n, const char *sourc
 static void on_membership(void *ud, const struct l4_member *m, size_t n, uint64_t version) {
   g.members_version = version;
   apply_members(m, n, "membership update");
+}
+
+/* Starts from the set saved by the last run (until syncd answers, which
+ * replaces it). A missing or bad cache only costs the head start. */
+static void load_cache(void) {
+  struct l4_member *m;
+  size_t n;
+  uint64_t version;
+  char err[512];
+  int rc = l4_member_cache_load(g.cache_dir, &m, &n, &version, err, sizeof(err));
+  if (rc == 1) {
+    LOG_INFO("membership_cache_empty", "dir=%s", log_q(g.cache_dir));
+    return;
+  }
+  if (rc != 0) {
+    LOG_WARN("membership_cache_ignored", "reason=%s", log_q(err));
+    return;
+  }
+  LOG_INFO("membership_cache_loaded", "dir=%s version=%llu replicas=%zu", log_q(g.cache_dir),
+           (unsigned long long)version, n);
+  g.members_version = version;
+  apply_members(m, n, "cache");
+  free(m);
 }
 
 /* ---- admin -------------------------------------------------------------------- */
@@ -261,12 +290,18 @@ static void handle_config(void *ud, const char *path, const char *query,
   json_t *ls = json_array();
   for (size_t i = 0; i < g.nbound; i++) json_array_append_new(ls, json_string(g.bound[i]));
   json_object_set_new(root, "listeners", ls);
+  json_t *lb = json_object();
+  for (size_t i = 0; i < g.nbound; i++)
+    json_object_set_new(lb, g.bound[i], json_string(g.bound_https[i] ? "https" : "http"));
+  json_object_set_new(root, "listener_backends", lb);
   json_t *arr = json_array();
   for (size_t i = 0; i < g.nmembers; i++) {
     struct l4_backend *b = g.members[i];
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(b->name));
     json_object_set_new(o, "address", json_string(b->address));
+    json_object_set_new(o, "https_address",
+                        b->https_address ? json_string(b->https_address) : json_null());
     json_object_set_new(o, "check", b->check_address ? json_string(b->check_address) : json_null());
     json_object_set_new(o, "weight", json_integer(b->weight));
     json_object_set_new(o, "healthy", json_boolean(b->health.up));
@@ -398,8 +433,32 @@ static void die(const char *fmt, ...) {
   _exit(1);
 }
 
+/* Splits one --listen value "ADDR:PORT[,backend=http|https]" into the
+ * address and the backend kind. 0 or -1 with a reason. */
+static int parse_listen(const char *spec, char *addr, size_t addrlen, int *https, char *err,
+                        size_t errlen) {
+  const char *comma = strchr(spec, ',');
+  size_t n = comma ? (size_t)(comma - spec) : strlen(spec);
+  *https = 0;
+  if (n >= addrlen) {
+    snprintf(err, errlen, "--listen=%s: value too long", spec);
+    return -1;
+  }
+  memcpy(addr, spec, n);
+  addr[n] = '\0';
+  if (!comma) return 0;
+  if (strcmp(comma + 1, "backend=https") == 0) {
+    *https = 1;
+  } else if (strcmp(comma + 1, "backend=http") != 0) {
+    snprintf(err, errlen, "--listen=%s: expected ADDR:PORT[,backend=http|https]", spec);
+    return -1;
+  }
+  return 0;
+}
+
 static const char *const synopsis =
-    "--listen=ADDR:PORT... (--backend=ADDR:PORT[,check=ADDR:PORT][,weight=N][,drain]... | "
+    "--listen=ADDR:PORT[,backend=http|https]... "
+    "(--backend=ADDR:PORT[,https=ADDR:PORT][,check=ADDR:PORT][,weight=N][,drain]... | "
     "--syncd=ADDR:PORT) [flags]";
 static const char *const description =
     "L4 load balancer: spreads TCP connections over L7 replicas with Maglev consistent "
@@ -420,13 +479,17 @@ int main(int argc, char **argv) {
   g.check_timeout_ms = 1000;
   g.drain_timeout_ms = 30000;
   const struct flag_def defs[] = {
-      {"listen", FLAG_LIST, &g.listen, "address to accept TCP on", "ADDR:PORT", 0, 0},
+      {"listen", FLAG_LIST, &g.listen,
+       "address to accept TCP on; backend=https forwards to the replicas' HTTPS address",
+       "ADDR:PORT[,backend=http|https]", 0, 0},
       {"backend", FLAG_LIST, &g.backend,
-       "static L7 replica; check= is where GET /readyz is asked, without it a "
-       "TCP connect check; drain: no new connections",
-       "ADDR:PORT[,check=ADDR:PORT][,weight=N][,drain]", 0, 0},
+       "static L7 replica; https= is where https listeners send it; check= is where GET "
+       "/readyz is asked, without it a TCP connect check; drain: no new connections",
+       "ADDR:PORT[,https=ADDR:PORT][,check=ADDR:PORT][,weight=N][,drain]", 0, 0},
       {"syncd", FLAG_STRING, &g.syncd, "take the replica set from syncd's Membership.Watch",
        "ADDR:PORT", 0, 0},
+      {"cache-dir", FLAG_STRING, &g.cache_dir,
+       "save the last replica set from syncd here and start from it (with --syncd)", "DIR", 0, 0},
       {"insecure", FLAG_BOOL, &g.insecure, "plaintext gRPC to syncd (no TLS)", NULL, 0, 0},
       {"cert", FLAG_STRING, &g.cert, "client certificate for syncd (mTLS)", "FILE", 0, 0},
       {"key", FLAG_STRING, &g.key, "client key for syncd (mTLS)", "FILE", 0, 0},
@@ -500,6 +563,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "l4lb: give either --syncd=ADDR:PORT or --backend=ADDR:PORT (not both)\n");
     return 2;
   }
+  if (g.cache_dir && !g.syncd) {
+    fprintf(stderr, "l4lb: --cache-dir needs --syncd (static backends are not cached)\n");
+    return 2;
+  }
   if (g.syncd && !g.insecure && !(g.cert && g.key && g.ca)) {
     fprintf(stderr, "l4lb: --syncd needs --cert, --key and --ca (or --insecure)\n");
     return 2;
@@ -538,10 +605,13 @@ int main(int argc, char **argv) {
   int nw = (int)g.workers;
   int *fds = calloc((size_t)g.listen.count * (size_t)nw, sizeof(int));
   g.bound = calloc((size_t)g.listen.count, sizeof(char *));
+  g.bound_https = calloc((size_t)g.listen.count + 1, sizeof(int));
   for (int l = 0; l < g.listen.count; l++) {
-    char bound[128];
-    if (l4_listener_open(g.listen.values[l], nw, fds + (size_t)l * (size_t)nw, bound, sizeof(bound),
-                         err, sizeof(err)) != 0) {
+    char bound[128], addr[256];
+    if (parse_listen(g.listen.values[l], addr, sizeof(addr), &g.bound_https[l], err, sizeof(err)) !=
+            0 ||
+        l4_listener_open(addr, nw, fds + (size_t)l * (size_t)nw, bound, sizeof(bound), err,
+                         sizeof(err)) != 0) {
       die("%s", err);
     }
     g.bound[g.nbound++] = strdup(bound);
@@ -558,6 +628,7 @@ int main(int argc, char **argv) {
   if (g.admin) admin_set_ready(g.admin, 0);
   apply_members(statics, (size_t)g.backend.count, g.syncd ? "start (waiting for syncd)" : "start");
   free(statics);
+  if (g.cache_dir) load_cache();
 
   struct l4_forward_config fc = {
       .hash_mode = g.hash_mode,
@@ -567,7 +638,8 @@ int main(int argc, char **argv) {
       .metrics = g.metrics,
       .on_connect_failure = notify_connect_failure,
   };
-  if (l4_forward_start(&fc, nw, fds, (size_t)g.listen.count, &g.fwd, err, sizeof(err)) != 0) {
+  if (l4_forward_start(&fc, nw, fds, g.bound_https, (size_t)g.listen.count, &g.fwd, err,
+                       sizeof(err)) != 0) {
     die("%s", err);
   }
   free(fds);
@@ -588,6 +660,7 @@ int main(int argc, char **argv) {
         .node_id = g.node_id,
         .address = g.bound[0],
         .build = L4LB_VERSION,
+        .cache_dir = g.cache_dir,
     };
     if ((rc = l4_watch_start(g.rpc, &wo, on_membership, NULL, &g.watch)) != 0) {
       die("--syncd=%s: %s", g.syncd, rpc_strerror(rc));
@@ -618,6 +691,7 @@ int main(int argc, char **argv) {
   if (g.rpc) rpc_runtime_free(g.rpc);
   for (size_t i = 0; i < g.nbound; i++) free(g.bound[i]);
   free(g.bound);
+  free(g.bound_https);
   uv_loop_close(g.loop);
   metrics_registry_free(g.metrics);
   LOG_INFO("stopped", "%s", "");

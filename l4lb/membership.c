@@ -5,9 +5,12 @@
 #include "l4lb/membership.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "edge/v1/membership.pb-c.h"
@@ -40,7 +43,9 @@ int l4_member_parse_static(const char *spec, struct l4_member *out, char *err, s
   char *save = NULL;
   char *tok = strtok_r(buf, ",", &save);
   if (!tok || !valid_addr(tok) || copy_field(out->address, tok) != 0) {
-    snprintf(err, errlen, "--backend=%s: expected ADDR:PORT[,check=ADDR:PORT][,weight=N][,drain]",
+    snprintf(err, errlen,
+             "--backend=%s: expected ADDR:PORT[,https=ADDR:PORT][,check=ADDR:PORT][,weight=N]"
+             "[,drain]",
              spec);
     return -1;
   }
@@ -49,6 +54,11 @@ int l4_member_parse_static(const char *spec, struct l4_member *out, char *err, s
     if (strncmp(tok, "check=", 6) == 0) {
       if (!valid_addr(tok + 6) || copy_field(out->check, tok + 6) != 0) {
         snprintf(err, errlen, "--backend=%s: check= needs a numeric ADDR:PORT", spec);
+        return -1;
+      }
+    } else if (strncmp(tok, "https=", 6) == 0) {
+      if (!valid_addr(tok + 6) || copy_field(out->https, tok + 6) != 0) {
+        snprintf(err, errlen, "--backend=%s: https= needs a numeric ADDR:PORT", spec);
         return -1;
       }
     } else if (strncmp(tok, "weight=", 7) == 0) {
@@ -103,6 +113,13 @@ int l4_member_decode_set(const uint8_t *data, size_t len, struct l4_member **out
         x->check[0] = '\0';
       }
     }
+    if (r->https_address && *r->https_address) {
+      if (!valid_addr(r->https_address) || copy_field(x->https, r->https_address) != 0) {
+        LOG_WARN("replica_https_ignored", "node=%s https=%s reason=%s", log_q(name),
+                 log_q(r->https_address), log_q("not a numeric IP:PORT; no HTTPS forwarding"));
+        x->https[0] = '\0';
+      }
+    }
     x->weight = r->weight ? r->weight : 1;
     if (x->weight > MAGLEV_MAX_WEIGHT) x->weight = MAGLEV_MAX_WEIGHT;
     x->draining = r->draining ? 1 : 0;
@@ -125,6 +142,89 @@ int l4_member_decode_set(const uint8_t *data, size_t len, struct l4_member **out
   return 0;
 }
 
+/* ---- the cache ----------------------------------------------------------------- */
+
+#define L4_CACHE_MAX (16u << 20) /* a larger file is not ours */
+
+int l4_member_cache_save(const char *dir, const uint8_t *data, size_t len, char *err,
+                         size_t errlen) {
+  char path[4096], tmp[4200];
+  if (snprintf(path, sizeof(path), "%s/%s", dir, L4_CACHE_FILE) >= (int)sizeof(path)) {
+    snprintf(err, errlen, "cache path too long");
+    return -1;
+  }
+  snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+    return -1;
+  }
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, data + off, len - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
+  if (off < len || fsync(fd) != 0) {
+    snprintf(err, errlen, "%s: %s", tmp, strerror(errno ? errno : EIO));
+    close(fd);
+    unlink(tmp);
+    return -1;
+  }
+  close(fd);
+  if (rename(tmp, path) != 0) {
+    snprintf(err, errlen, "rename to %s: %s", path, strerror(errno));
+    unlink(tmp);
+    return -1;
+  }
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd); /* the rename itself survives a crash */
+    close(dfd);
+  }
+  return 0;
+}
+
+int l4_member_cache_load(const char *dir, struct l4_member **out, size_t *n, uint64_t *version,
+                         char *err, size_t errlen) {
+  *out = NULL;
+  *n = 0;
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", dir, L4_CACHE_FILE);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return 1;
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size > L4_CACHE_MAX) {
+    snprintf(err, errlen, "%s: unreadable or too large", path);
+    close(fd);
+    return -1;
+  }
+  size_t len = (size_t)st.st_size;
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf) {
+    close(fd);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  size_t off = 0;
+  while (off < len) {
+    ssize_t r = read(fd, buf + off, len - off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    off += (size_t)r;
+  }
+  close(fd);
+  int rc = off == len ? l4_member_decode_set(buf, len, out, n, version) : -1;
+  free(buf);
+  if (rc != 0) snprintf(err, errlen, "%s: not a ReplicaSet", path);
+  return rc;
+}
+
 /* ---- the watch stream ---------------------------------------------------------- */
 
 struct l4_watch {
@@ -132,6 +232,7 @@ struct l4_watch {
   l4_watch_fn fn;
   void *ud;
   char node_id[128], address[128], build[64];
+  char *cache_dir; /* NULL: no cache */
   int synced;
   uint64_t version;
 };
@@ -166,6 +267,9 @@ static void on_watch_message(void *ud, const uint8_t *data, size_t len) {
   LOG_INFO("membership_update", "version=%llu replicas=%zu", (unsigned long long)version, n);
   w->fn(w->ud, m, n, version);
   free(m);
+  char err[256];
+  if (w->cache_dir && l4_member_cache_save(w->cache_dir, data, len, err, sizeof(err)) != 0)
+    LOG_WARN("membership_cache_failed", "reason=%s", log_q(err));
 }
 
 static void on_watch_close(void *ud, int status, const char *details, uint32_t backoff_ms) {
@@ -183,6 +287,10 @@ int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_
   snprintf(w->node_id, sizeof(w->node_id), "%s", opts->node_id ? opts->node_id : "");
   snprintf(w->address, sizeof(w->address), "%s", opts->address ? opts->address : "");
   snprintf(w->build, sizeof(w->build), "%s", opts->build ? opts->build : "");
+  if (opts->cache_dir && !(w->cache_dir = strdup(opts->cache_dir))) {
+    free(w);
+    return -1;
+  }
   struct rpc_stream_opts so = {
       .target = opts->target,
       .method = "/edge.v1.Membership/Watch",
@@ -195,6 +303,7 @@ int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_
   };
   int rc = rpc_stream_open(rt, &so, &cb, w, &w->stream);
   if (rc != 0) {
+    free(w->cache_dir);
     free(w);
     return rc;
   }
@@ -210,6 +319,7 @@ struct watch_stop_ctx {
 
 static void on_stream_released(void *arg) {
   struct watch_stop_ctx *ctx = arg;
+  free(ctx->w->cache_dir);
   free(ctx->w);
   if (ctx->done) ctx->done(ctx->arg);
   free(ctx);

@@ -6,13 +6,19 @@
  * list as the whole new set (backends keep their health state across
  * updates when their name and addresses are unchanged).
  *
- * Static spec: ADDR:PORT[,check=ADDR:PORT][,weight=N][,drain]. The name is
+ * Static spec: ADDR:PORT[,https=ADDR:PORT][,check=ADDR:PORT][,weight=N][,drain]. The name is
  * "ADDR:PORT". From syncd the name is Replica.node_id (the address when
  * node_id is empty); replicas with an unusable address are skipped with a
  * warning (never the whole set), duplicates keep the first.
  *
  * The watch stream reconnects by itself (common/rpc); while syncd is away
  * nothing is delivered, so the last set stays in force.
+ *
+ * Cache (--cache-dir): every ReplicaSet received is saved as the bytes
+ * syncd sent (DIR/replicas.pb, written to a temp file, fsynced and renamed
+ * over the old one, so a crash leaves the old or the new set, never a
+ * torn one). main.c loads it at start so a restarted l4lb serves the last
+ * known replicas while syncd is unreachable.
  *
  * Callers: main.c (parse, watch) and the unit tests (parse, decode).
  */
@@ -31,6 +37,7 @@ struct l4_member {
   char name[L4_MEMBER_STR];
   char address[L4_MEMBER_STR];
   char check[L4_MEMBER_STR]; /* "" for a TCP connect check */
+  char https[L4_MEMBER_STR]; /* "" when the replica serves no HTTPS */
   uint32_t weight;
   int draining;
 };
@@ -47,6 +54,18 @@ int l4_member_parse_static(const char *spec, struct l4_member *out, char *err, s
 int l4_member_decode_set(const uint8_t *data, size_t len, struct l4_member **out, size_t *n,
                          uint64_t *version);
 
+#define L4_CACHE_FILE "replicas.pb"
+
+/* Saves a serialized ReplicaSet atomically as DIR/replicas.pb. 0 or -1
+ * with a reason in err. */
+int l4_member_cache_save(const char *dir, const uint8_t *data, size_t len, char *err,
+                         size_t errlen);
+/* Loads DIR/replicas.pb into a malloc'd member array (caller frees) as
+ * l4_member_decode_set does. Returns 0, 1 when there is no cache file, or
+ * -1 with a reason (unreadable or not a ReplicaSet). */
+int l4_member_cache_load(const char *dir, struct l4_member **out, size_t *n, uint64_t *version,
+                         char *err, size_t errlen);
+
 struct l4_watch;
 
 /* Receives each new set: members valid only during the call. */
@@ -58,6 +77,7 @@ struct l4_watch_opts {
   const char *node_id; /* this l4lb, for syncd's status */
   const char *address; /* where this l4lb listens, for syncd's status */
   const char *build;
+  const char *cache_dir; /* save every set received here (NULL: no cache) */
 };
 
 int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_watch_fn fn,

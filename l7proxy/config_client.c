@@ -27,7 +27,7 @@ struct l7_config_client {
   char *target, *cert_file, *key_file, *ca_file, *server_name;
   struct rpc_creds creds;
   uint32_t backoff_initial_ms, backoff_max_ms, reset_delay_ms;
-  char *node_id, *address, *admin_address, *zone, *build;
+  char *node_id, *address, *admin_address, *https_address, *zone, *build;
   uint32_t weight;
   int draining;
   struct rpc_stream *stream;
@@ -132,6 +132,7 @@ static void cc_send_hello(struct l7_config_client *c, int update) {
   h.node_id = c->node_id;
   h.address = c->address;
   h.admin_address = c->admin_address;
+  h.https_address = c->https_address;
   h.zone = c->zone;
   h.build = c->build;
   h.weight = c->weight;
@@ -180,6 +181,7 @@ static void cc_on_stream_done(void *arg) {
     free(c->node_id);
     free(c->address);
     free(c->admin_address);
+    free(c->https_address);
     free(c->zone);
     free(c->build);
     free(c);
@@ -315,6 +317,7 @@ int l7_config_client_start(uv_loop_t *loop, struct rpc_runtime *rt, struct l7_co
   c->node_id = cc_dup_empty(opts->node_id);
   c->address = cc_dup_empty(opts->address);
   c->admin_address = cc_dup_empty(opts->admin_address);
+  c->https_address = cc_dup_empty(opts->https_address);
   c->zone = cc_dup_empty(opts->zone);
   c->build = cc_dup_empty(opts->build);
   c->weight = opts->weight;
@@ -326,9 +329,9 @@ int l7_config_client_start(uv_loop_t *loop, struct rpc_runtime *rt, struct l7_co
   c->stats.last_acked_version = l7_config_store_version(store);
   cc_register_metrics(c, opts->metrics);
   if (c->m_version) metrics_gauge_set(c->m_version, (double)c->stats.last_acked_version);
-  if (!c->target || !c->node_id || !c->address || !c->admin_address || !c->zone || !c->build ||
-      (opts->creds.cert_file && !c->cert_file) || (opts->creds.key_file && !c->key_file) ||
-      (opts->creds.ca_file && !c->ca_file)) {
+  if (!c->target || !c->node_id || !c->address || !c->admin_address || !c->https_address ||
+      !c->zone || !c->build || (opts->creds.cert_file && !c->cert_file) ||
+      (opts->creds.key_file && !c->key_file) || (opts->creds.ca_file && !c->ca_file)) {
     free(c->target);
     free(c->cert_file);
     free(c->key_file);
@@ -337,6 +340,7 @@ int l7_config_client_start(uv_loop_t *loop, struct rpc_runtime *rt, struct l7_co
     free(c->node_id);
     free(c->address);
     free(c->admin_address);
+    free(c->https_address);
     free(c->zone);
     free(c->build);
     free(c);

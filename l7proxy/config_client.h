@@ -57,6 +57,8 @@ struct l7_config_client_opts {
   struct rpc_creds creds;
   /* Hello fields (copied). */
   const char *node_id, *address, *admin_address, *zone, *build;
+  /* Where HTTPS is served ("ADDR:PORT"; NULL or "": none). */
+  const char *https_address;
   uint32_t weight;
   /* rpc backoff (0: rpc defaults). */
   uint32_t backoff_initial_ms, backoff_max_ms;

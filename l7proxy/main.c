@@ -5,7 +5,15 @@
  * The main thread owns the configuration (--config=FILE, re-read on
  * SIGHUP; the on-disk cache in --cache-dir) and the admin endpoint, and
  * publishes snapshots with l7_snapshot_publish. N worker threads (see
- * worker.h) serve --http, each on its own SO_REUSEPORT socket.
+ * worker.h) serve --http (and --https), each on its own SO_REUSEPORT
+ * sockets.
+ *
+ * HTTPS: after every publish (file, cache, syncd push, and a generation
+ * check on the 200 ms tick as a backstop) the main thread rebuilds the TLS
+ * store from the snapshot's certificates with tls_store_build_from, so
+ * unchanged certificates keep their SSL_CTX, and publishes it: new
+ * handshakes use it at once, existing connections keep theirs. A timer
+ * rotates the session ticket keys every --tls-ticket-rotate.
  *
  * SIGTERM/SIGINT: /readyz turns 503, workers stop accepting and finish
  * in-flight requests, and the process exits 0 when they are done or when
@@ -28,6 +36,7 @@
 #include "l7proxy/config_store.h"
 #include "l7proxy/limits.h"
 #include "l7proxy/snapshot.h"
+#include "l7proxy/tls.h"
 #include "l7proxy/worker.h"
 
 #define L7_VERSION "0.1.0"
@@ -45,12 +54,74 @@ struct app {
   int n_workers;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t tick;
+  uv_timer_t ticket_timer;
+  int tls_enabled;
+  struct tls_options tls_opts;
+  uint64_t tls_gen; /* snapshot generation the TLS store was built from */
+  struct metrics_counter *tls_builds_failed;
   uint32_t drain_timeout_ms;
   uint64_t drain_started;
   int draining;
   int exiting;
   struct metrics_counter *config_reloads_ok, *config_reloads_failed;
 };
+
+/* Rebuilds and publishes the TLS store when the snapshot changed. A store
+ * that cannot be built (config_store already checked every key, so this is
+ * rare) is logged and the previous one stays in use. */
+static void tls_sync(struct app *a) {
+  if (!a->tls_enabled) return;
+  uint64_t gen = l7_snapshot_generation();
+  if (gen == a->tls_gen) return;
+  struct l7_snapshot *snap = l7_snapshot_current();
+  if (!snap) return;
+  a->tls_gen = gen;
+  size_t n = l7_snapshot_n_certificates(snap);
+  struct tls_certificate *certs = calloc(n ? n : 1, sizeof(*certs));
+  if (!certs) {
+    l7_snapshot_unref(snap);
+    a->tls_gen = 0;
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const struct l7_certificate *c = l7_snapshot_certificate(snap, i);
+    certs[i] = (struct tls_certificate){
+        .name = c->name,
+        .sni_names = c->sni_names,
+        .n_sni_names = c->n_sni_names,
+        .cert_pem = c->cert_pem,
+        .cert_pem_len = c->cert_pem_len,
+        .key_pem = c->key_pem,
+        .key_pem_len = c->key_pem_len,
+        .is_default = c->is_default,
+    };
+  }
+  char err[512];
+  struct tls_store *cur = tls_store_current(), *next = NULL;
+  int rc = tls_store_build_from(cur, certs, n, &a->tls_opts, &next, err, sizeof(err));
+  tls_store_unref(cur);
+  free(certs);
+  if (rc == 0) {
+    tls_store_publish(next);
+    LOG_INFO("tls_store_published", "version=%llu certificates=%zu",
+             (unsigned long long)l7_snapshot_version(snap), n);
+  } else {
+    LOG_ERROR("tls_store_rejected", "version=%llu reason=%s",
+              (unsigned long long)l7_snapshot_version(snap), log_q(err));
+    if (a->tls_builds_failed) metrics_counter_inc(a->tls_builds_failed);
+  }
+  l7_snapshot_unref(snap);
+}
+
+static void on_push_applied(void *ud, uint64_t version) {
+  (void)version;
+  tls_sync(ud);
+}
+
+static void on_ticket_timer(uv_timer_t *t) {
+  (void)t;
+  if (tls_ticket_keys_rotate() != 0) LOG_ERROR("tls_ticket_rotate_failed", "reason=%s", "rng");
+}
 
 static int load_config_file(struct app *a) {
   char err[512];
@@ -64,6 +135,7 @@ static int load_config_file(struct app *a) {
   LOG_INFO("config_applied", "file=%s version=%llu", log_q(a->config_file),
            (unsigned long long)l7_snapshot_version(snap));
   l7_snapshot_publish(snap);
+  tls_sync(a);
   if (a->config_reloads_ok) metrics_counter_inc(a->config_reloads_ok);
   return 0;
 }
@@ -74,6 +146,7 @@ static void stop_everything(struct app *a) {
   for (int i = 0; i < a->n_workers; i++) worker_stop(a->workers[i]);
   uv_timer_stop(&a->tick);
   uv_close((uv_handle_t *)&a->tick, NULL);
+  if (a->tls_enabled) uv_close((uv_handle_t *)&a->ticket_timer, NULL);
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
   uv_close((uv_handle_t *)&a->sighup, NULL);
@@ -86,6 +159,7 @@ static void stop_everything(struct app *a) {
 
 static void on_tick(uv_timer_t *t) {
   struct app *a = t->data;
+  tls_sync(a);
   if (a->admin && !a->draining) {
     struct l7_snapshot *s = l7_snapshot_current();
     admin_set_ready(a->admin, s != NULL);
@@ -131,16 +205,41 @@ static long default_workers(void) {
 int main(int argc, char **argv) {
   const char *http = "0.0.0.0:8080", *https = NULL, *admin_addr = NULL, *syncd = NULL;
   const char *node_id = NULL, *config_file = NULL, *cache_dir = NULL, *advertise = NULL;
+  const char *advertise_https = NULL;
   const char *zone = NULL, *log_level = "info", *cert = NULL, *key = NULL, *ca = NULL;
   long workers = 0, max_uri = 8192, max_header_bytes = 32768, max_headers = 100;
   long max_body = 100L * 1024 * 1024, max_conns = 10000, retries = 2;
   uint32_t header_timeout = 10000, idle_timeout = 60000, resp_header_timeout = 60000;
   uint32_t drain_timeout = 30000;
   int proxy_protocol = 0, insecure = 0, access_log = 0;
+  const char *tls_min = "1.2", *tls_ciphers = NULL, *tls_ciphersuites = NULL;
+  int tls_no_h2 = 0, tls_no_resumption = 0, no_h2c = 0;
+  long h2_max_streams = 100, h2_max_resets = 100;
+  uint32_t tls_ticket_rotate = 12u * 3600 * 1000, tls_handshake_timeout = 10000;
   struct flag_list trusted = {0};
   struct flag_def defs[] = {
       {"http", FLAG_STRING, &http, "plain HTTP listener (default 0.0.0.0:8080)", "ADDR:PORT"},
-      {"https", FLAG_STRING, &https, "HTTPS listener (not available yet)", "ADDR:PORT"},
+      {"https", FLAG_STRING, &https,
+       "HTTPS listener; certificates come from the configuration (SNI, default)", "ADDR:PORT"},
+      {"tls-min-version", FLAG_STRING, &tls_min, "lowest TLS version: 1.2|1.3 (default 1.2)", "V"},
+      {"tls-ciphers", FLAG_STRING, &tls_ciphers,
+       "TLS 1.2 cipher list (OpenSSL syntax; default: ECDHE with AES-GCM/CHACHA20)", "LIST"},
+      {"tls-ciphersuites", FLAG_STRING, &tls_ciphersuites,
+       "TLS 1.3 cipher suites (default: the library's)", "LIST"},
+      {"tls-no-h2", FLAG_BOOL, &tls_no_h2, "ALPN offers only http/1.1", NULL},
+      {"tls-no-resumption", FLAG_BOOL, &tls_no_resumption, "no session tickets", NULL},
+      {"tls-ticket-rotate", FLAG_DURATION_MS, &tls_ticket_rotate,
+       "session ticket key rotation period (default 12h)", "DURATION"},
+      {"h2-max-streams", FLAG_INT, &h2_max_streams,
+       "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (default 100)", "N", 1, 10000},
+      {"h2-max-resets-per-sec", FLAG_INT, &h2_max_resets,
+       "HTTP/2 client resets per second per connection before GOAWAY ENHANCE_YOUR_CALM "
+       "(default 100)",
+       "N", 1, 1000000},
+      {"no-h2c", FLAG_BOOL, &no_h2c, "no cleartext HTTP/2 (prior knowledge, Upgrade) on --http",
+       NULL},
+      {"tls-handshake-timeout", FLAG_DURATION_MS, &tls_handshake_timeout,
+       "time for a TLS handshake (default 10s)", "DURATION"},
       {"admin", FLAG_STRING, &admin_addr, "admin endpoint: /healthz /readyz /metrics /config",
        "ADDR:PORT"},
       {"workers", FLAG_INT, &workers, "worker threads (default: number of cores)", "N", 1,
@@ -149,6 +248,8 @@ int main(int argc, char **argv) {
       {"node-id", FLAG_STRING, &node_id, "node name sent to syncd (default: hostname)", "NAME"},
       {"advertise", FLAG_STRING, &advertise, "address sent in Hello (default: --http)",
        "ADDR:PORT"},
+      {"advertise-https", FLAG_STRING, &advertise_https,
+       "HTTPS address sent in Hello, where the L4 tier sends :443 (default: --https)", "ADDR:PORT"},
       {"zone", FLAG_STRING, &zone, "zone sent in Hello", "ZONE"},
       {"config", FLAG_STRING, &config_file,
        "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
@@ -192,8 +293,8 @@ int main(int argc, char **argv) {
   int rc = flags_parse(defs, ndefs, argc, argv, NULL, 0, NULL, err, sizeof(err));
   if (rc == FLAGS_HELP) {
     flags_usage(stdout, "l7proxy", "[flags]",
-                "The edge L7 proxy: HTTP/1.1 with Ingress routing, upstream pools, retries "
-                "and outlier ejection.",
+                "The edge L7 proxy: HTTP/1.1, HTTPS (SNI, ALPN) and HTTP/2 (h2, h2c) with "
+                "Ingress routing, upstream pools, retries and outlier ejection.",
                 defs, ndefs);
     return 0;
   }
@@ -212,9 +313,33 @@ int main(int argc, char **argv) {
     fprintf(stderr, "l7proxy: --max-body: must be >= 0\n");
     return 2;
   }
+  char https_host[256] = "";
+  uint16_t https_port = 0;
+  static struct tls_options tls_opts;
   if (https) {
-    fprintf(stderr, "l7proxy: --https: TLS is not available in this build yet\n");
-    return 2;
+    if (flags_split_hostport(https, https_host, sizeof(https_host), &https_port) != 0) {
+      fprintf(stderr, "l7proxy: --https: expected ADDR:PORT, got %s\n", https);
+      return 2;
+    }
+    if (tls_parse_min_version(tls_min, &tls_opts.min_version) != 0) {
+      fprintf(stderr, "l7proxy: --tls-min-version: expected 1.2 or 1.3, got %s\n", tls_min);
+      return 2;
+    }
+    if (tls_ticket_rotate < 1000) {
+      fprintf(stderr, "l7proxy: --tls-ticket-rotate: must be at least 1s\n");
+      return 2;
+    }
+    tls_opts.ciphers_tls12 = tls_ciphers;
+    tls_opts.ciphersuites_tls13 = tls_ciphersuites;
+    tls_opts.disable_h2 = tls_no_h2;
+    tls_opts.disable_resumption = tls_no_resumption;
+    /* an empty store checks the cipher settings now, not at the first push */
+    struct tls_store *probe = NULL;
+    if (tls_store_build(NULL, 0, &tls_opts, &probe, err, sizeof(err)) != 0) {
+      fprintf(stderr, "l7proxy: TLS options: %s\n", err);
+      return 2;
+    }
+    tls_store_unref(probe);
   }
   if (syncd && !insecure && !(cert && key && ca)) {
     fprintf(stderr, "l7proxy: --syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
@@ -254,6 +379,8 @@ int main(int argc, char **argv) {
   a->loop = uv_default_loop();
   a->drain_timeout_ms = drain_timeout;
   a->config_file = config_file;
+  a->tls_enabled = https != NULL;
+  a->tls_opts = tls_opts;
   a->metrics = metrics_registry_new();
   if (!a->metrics) {
     fprintf(stderr, "l7proxy: out of memory\n");
@@ -264,6 +391,8 @@ int main(int argc, char **argv) {
   a->config_reloads_failed =
       metrics_counter(a->metrics, "edge_l7_config_loads_total", "Configuration loads by result.",
                       "result=\"rejected\"");
+  a->tls_builds_failed = metrics_counter(a->metrics, "edge_l7_tls_store_builds_failed_total",
+                                         "Certificate sets the TLS store could not load.", "");
 
   if (l7_config_store_new(cache_dir, &a->store) != 0) {
     fprintf(stderr, "l7proxy: cannot create the configuration store\n");
@@ -282,6 +411,7 @@ int main(int argc, char **argv) {
       LOG_INFO("config_cache_loaded", "dir=%s version=%llu", log_q(cache_dir),
                (unsigned long long)l7_snapshot_version(snap));
       l7_snapshot_publish(snap);
+      tls_sync(a);
     } else if (rc != -ENOENT) {
       LOG_WARN("config_cache_unusable", "dir=%s reason=%s", log_q(cache_dir), log_q(err));
     }
@@ -304,14 +434,27 @@ int main(int argc, char **argv) {
   wcfg.access_log = access_log;
   wcfg.proto = "http";
   wcfg.metrics = a->metrics;
-  uint16_t bound = port;
+  wcfg.tls_handshake_timeout_ms = tls_handshake_timeout;
+  wcfg.h2c = !no_h2c;
+  wcfg.h2_max_streams = (uint32_t)h2_max_streams;
+  wcfg.h2_max_resets_sec = (uint32_t)h2_max_resets;
+  uint16_t bound = port, tls_bound = https_port;
   for (long i = 0; i < workers; i++) {
     int fd = worker_listen_socket(host, bound, &bound);
     if (fd < 0) {
       fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", http, strerror(-fd));
       return 1;
     }
-    if (worker_start((int)i, &wcfg, fd, &a->workers[i]) != 0) {
+    int tfd = -1;
+    if (https) {
+      tfd = worker_listen_socket(https_host, tls_bound, &tls_bound);
+      if (tfd < 0) {
+        fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", https, strerror(-tfd));
+        return 1;
+      }
+      wcfg.https_port = tls_bound;
+    }
+    if (worker_start((int)i, &wcfg, fd, tfd, &a->workers[i]) != 0) {
       fprintf(stderr, "l7proxy: cannot start worker %ld\n", i);
       return 1;
     }
@@ -326,6 +469,11 @@ int main(int argc, char **argv) {
       snprintf(address, sizeof(address), "%s", advertise);
     else
       snprintf(address, sizeof(address), "%s:%u", host, bound);
+    char https_address[300] = "";
+    if (advertise_https)
+      snprintf(https_address, sizeof(https_address), "%s", advertise_https);
+    else if (https)
+      snprintf(https_address, sizeof(https_address), "%s:%u", https_host, tls_bound);
     if (insecure) LOG_WARN("insecure_syncd", "syncd=%s note=\"plaintext gRPC\"", syncd);
     struct l7_config_client_opts co = {
         .syncd = syncd,
@@ -333,14 +481,15 @@ int main(int argc, char **argv) {
         .node_id = node_id ? node_id : hostname,
         .address = address,
         .admin_address = admin_addr ? admin_addr : "",
+        .https_address = https_address,
         .zone = zone ? zone : "",
         .build = "l7proxy/" L7_VERSION,
         .weight = 1,
         .metrics = a->metrics,
     };
+    static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied};
     if (rpc_runtime_new(a->loop, &a->rpc) != 0 ||
-        (rc = l7_config_client_start(a->loop, a->rpc, a->store, &co, NULL, NULL, &a->client)) !=
-            0) {
+        (rc = l7_config_client_start(a->loop, a->rpc, a->store, &co, &hooks, a, &a->client)) != 0) {
       fprintf(stderr, "l7proxy: --syncd: cannot start the ConfigSync client: %s\n",
               rpc_strerror(rc));
       return 1;
@@ -357,14 +506,19 @@ int main(int argc, char **argv) {
   uv_timer_init(a->loop, &a->tick);
   a->tick.data = a;
   uv_timer_start(&a->tick, on_tick, 0, 200);
+  if (a->tls_enabled) {
+    uv_timer_init(a->loop, &a->ticket_timer);
+    uv_timer_start(&a->ticket_timer, on_ticket_timer, tls_ticket_rotate, tls_ticket_rotate);
+  }
 
   LOG_INFO("started",
-           "version=%s http=%s:%u admin=%s workers=%ld syncd=%s config=%s cache_dir=%s "
+           "version=%s http=%s:%u https=%s:%u admin=%s workers=%ld syncd=%s config=%s cache_dir=%s "
            "proxy_protocol=%s "
            "max_uri_bytes=%ld max_header_bytes=%ld max_headers=%ld max_body=%ld "
            "header_timeout_ms=%u idle_timeout_ms=%u response_header_timeout_ms=%u "
            "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s",
-           L7_VERSION, host, bound, admin_addr ? admin_addr : "-", workers, syncd ? syncd : "-",
+           L7_VERSION, host, bound, https ? https_host : "-", tls_bound,
+           admin_addr ? admin_addr : "-", workers, syncd ? syncd : "-",
            log_q(config_file ? config_file : "-"), log_q(cache_dir ? cache_dir : "-"),
            proxy_protocol ? "true" : "false", max_uri, max_header_bytes, max_headers, max_body,
            header_timeout, idle_timeout, resp_header_timeout, max_conns, retries, drain_timeout,
@@ -374,6 +528,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < a->n_workers; i++) worker_join(a->workers[i]);
   if (a->rpc) rpc_runtime_free(a->rpc);
   l7_snapshot_publish(NULL);
+  tls_store_publish(NULL);
   l7_config_store_free(a->store);
   uv_loop_close(a->loop);
   metrics_registry_free(a->metrics);

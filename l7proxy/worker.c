@@ -20,15 +20,29 @@
  * Errors before the response head went out become a local 502/503/504 (or
  * the parser's 400/408/413/414/431); after it, the client connection is
  * closed, since nothing else can tell it the response is incomplete.
+ *
+ * HTTPS: a connection accepted on the TLS listener gets a tls_conn on the
+ * store current at accept (new certificates apply to new handshakes, a
+ * connection keeps its store); socket bytes are fed to it and the
+ * plaintext runs through the same path (d_on_plain); everything written
+ * for the client is encrypted on flush. The handshake is bounded by
+ * tls_handshake_timeout_ms.
+ *
+ * HTTP/2 downstream (h2 by ALPN, h2c by prior knowledge or Upgrade): see
+ * "HTTP/2 downstream" below. Each stream runs the HTTP/1.1 exchange above
+ * on a virtual dconn, so routing, rewriting, retries, pools and local
+ * errors are the same code for both protocols.
  */
 #include "l7proxy/worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <unistd.h>
 #include <uv.h>
@@ -39,7 +53,9 @@
 #include "l7proxy/headers.h"
 #include "l7proxy/http1.h"
 #include "l7proxy/snapshot.h"
+#include "l7proxy/tls.h"
 #include "l7proxy/upstream.h"
+#include "l7proxy/upstream_h2.h"
 
 #define HIGH_WATER (256 * 1024)
 #define LOW_WATER (64 * 1024)
@@ -139,6 +155,10 @@ struct exchange {
   char method[16];
   char host[128];
   char path[256];
+  struct uh2_stream *h2; /* H2C/GRPC cluster: the upstream stream (owner: h2up) */
+  int grpc;              /* content-type application/grpc: errors as grpc-status */
+  int h2_ended;          /* the chunked terminator (with trailers) is written */
+  int h2_paused;         /* the client is slow: the stream's window is held */
   char request_id[65];
 };
 
@@ -166,6 +186,13 @@ struct dconn {
   size_t linger_bytes;
   char client[INET6_ADDRSTRLEN];
   struct l7_snapshot *snap;
+  struct tls_conn *tls; /* HTTPS: plaintext in and out goes through it */
+  int https;
+  int n_requests;       /* HTTP/1.1 request heads seen */
+  struct h2sess *h2;    /* an h2 connection: the session (see HTTP/2 below) */
+  int virt;             /* a virtual dconn serving one h2 stream (no socket) */
+  struct h2stream *h2s; /* virt: its stream, NULL once the stream is gone */
+  int hs_done;          /* the TLS handshake finished (counted once) */
   struct exchange ex;
 };
 
@@ -199,6 +226,11 @@ struct worker {
   uv_tcp_t listener;
   int listen_fd;
   int listening;
+  uv_tcp_t tls_listener;
+  int tls_listen_fd; /* -1: no HTTPS */
+  int tls_listening;
+  char pbuf[READ_BUF]; /* decrypted plaintext */
+  struct metrics_counter *c_hs_ok, *c_hs_failed, *c_req_h1, *c_req_h2;
   uv_async_t async;
   atomic_int drain_req, stop_req, drained;
   atomic_size_t n_conns;
@@ -206,6 +238,7 @@ struct worker {
   struct up_link conns;
   struct up_link uconns;
   struct up_pools pools;
+  struct uh2_pool *h2pool; /* H2C/GRPC upstreams, created on first use (owner: h2up) */
   char rbuf[READ_BUF];
   struct l7_snapshot *snap; /* current as of snap_gen (one ref) */
   uint64_t snap_gen;
@@ -230,6 +263,29 @@ static void ex_response_done(struct dconn *d);
 static void uc_close(struct uconn *uc);
 static void uc_release(struct uconn *uc, int reusable);
 static void w_check_drained(struct worker *w);
+/* HTTP/2 and gRPC upstreams (owner: h2up), defined before ex_start_upstream */
+struct up_endpoint;
+static int cluster_is_h2(const struct l7_cluster *c);
+static int is_grpc_request(const struct h1_message *m);
+static void ex_local_grpc(struct dconn *d, int status, const char *body);
+static int ex_start_h2(struct dconn *d, struct up_endpoint *ep);
+struct h2sess;
+struct h2stream;
+static const char H2_PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+static size_t h2s_pending(const struct h2stream *s);
+static int h2_vd_output(struct dconn *vd);
+static void h2_vd_closed(struct dconn *vd, int graceful);
+static void h2_vd_consume(struct dconn *vd);
+static void h2_send(struct h2sess *hs);
+static void h2_on_input(struct dconn *d, ssize_t nread, const char *data);
+static int h2_start(struct dconn *d);
+static void h2_free_session(struct dconn *d);
+static void h2_on_parent_timer(struct dconn *d);
+static void h2_drain(struct dconn *d);
+/* Response trailers for the h2 stream of virtual dconn d (copied); sent
+ * after the body. For upstreams that have trailers (upstream_h2). */
+static void h2_vd_trailers(struct dconn *d, const struct h1_header *h, size_t n);
+static int h2_try_upgrade(struct dconn *d, const struct h1_message *m);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -258,42 +314,70 @@ static void on_written(uv_write_t *req, int status) {
   if (status != UV_ECANCELED && done) done(arg);
 }
 
-/* Writes b to s (try_write first, the rest queued) and empties b. */
-static int flush_buf(uv_stream_t *s, struct h1_buf *b, void (*done)(void *), void *arg) {
-  if (b->len == 0) return 0;
+/* Writes data[0..len) to s: try_write first, the rest copied and queued. */
+static int write_bytes(uv_stream_t *s, const char *data, size_t len, void (*done)(void *),
+                       void *arg) {
   size_t off = 0;
   if (uv_stream_get_write_queue_size(s) == 0) {
-    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+    uv_buf_t ub = uv_buf_init((char *)data, (unsigned)len);
     int n = uv_try_write(s, &ub, 1);
     if (n > 0)
       off = (size_t)n;
-    else if (n < 0 && n != UV_EAGAIN) {
-      b->len = 0;
+    else if (n < 0 && n != UV_EAGAIN)
       return n;
-    }
   }
-  if (off < b->len) {
-    size_t rest = b->len - off;
+  if (off < len) {
+    size_t rest = len - off;
     struct wreq *wr = malloc(sizeof(*wr) + rest);
-    if (!wr) {
-      b->len = 0;
-      return UV_ENOMEM;
-    }
-    memcpy(wr->data, b->data + off, rest);
+    if (!wr) return UV_ENOMEM;
+    memcpy(wr->data, data + off, rest);
     wr->done = done;
     wr->arg = arg;
     uv_buf_t ub = uv_buf_init(wr->data, (unsigned)rest);
     int rc = uv_write(&wr->req, s, &ub, 1, on_written);
     if (rc != 0) {
       free(wr);
-      b->len = 0;
       return rc;
     }
   }
+  return 0;
+}
+
+/* Writes the TLS connection's pending ciphertext to s (copied, so the
+ * region is consumed at once). */
+static int tls_flush(uv_stream_t *s, struct tls_conn *c, void (*done)(void *), void *arg) {
+  for (;;) {
+    const uint8_t *p;
+    size_t len;
+    tls_conn_pending_output(c, &p, &len);
+    if (len == 0) return 0;
+    int rc = write_bytes(s, (const char *)p, len, done, arg);
+    tls_conn_consume_output(c, len);
+    if (rc != 0) return rc;
+  }
+}
+
+/* Writes b to s (through tls when not NULL) and empties b. */
+static int flush_buf_tls(uv_stream_t *s, struct tls_conn *tls, struct h1_buf *b,
+                         void (*done)(void *), void *arg) {
+  if (tls) {
+    int rc = 0;
+    if (b->len > 0 && tls_conn_write(tls, b->data, b->len) < 0) rc = UV_EPROTO;
+    b->len = 0;
+    int frc = tls_flush(s, tls, done, arg);
+    return rc ? rc : frc;
+  }
+  if (b->len == 0) return 0;
+  int rc = write_bytes(s, b->data, b->len, done, arg);
   b->len = 0;
+  if (rc != 0) return rc;
   /* a buffer that grew for a large head is not kept around */
   if (b->cap > 4 * READ_BUF) h1_buf_free(b);
   return 0;
+}
+
+static int flush_buf(uv_stream_t *s, struct h1_buf *b, void (*done)(void *), void *arg) {
+  return flush_buf_tls(s, NULL, b, done, arg);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -354,6 +438,8 @@ static void record_request(struct dconn *d) {
     if (m && cls >= 1 && cls <= 5 && m->by_class[cls]) metrics_counter_inc(m->by_class[cls]);
   }
   if (w->duration) metrics_histogram_observe(w->duration, secs);
+  struct metrics_counter *by_proto = d->virt ? w->c_req_h2 : w->c_req_h1;
+  if (by_proto) metrics_counter_inc(by_proto);
   if (w->cfg->access_log) {
     LOG_INFO("access",
              "client=%s method=%s host=%s path=%s status=%d bytes=%llu duration_ms=%.3f "
@@ -377,7 +463,10 @@ static void d_freed(uv_handle_t *h) {
   h1_buf_free(&d->ex.head);
   h1_buf_free(&d->ex.up_out);
   l7_snapshot_unref(d->snap);
+  tls_conn_free(d->tls);
+  int virt = d->virt;
   free(d);
+  if (virt) return; /* not counted as a connection */
   atomic_fetch_sub(&w->n_conns, 1);
   if (w->g_active) metrics_gauge_add(w->g_active, -1);
   w_check_drained(w);
@@ -420,6 +509,11 @@ static void d_shutdown_cb(uv_shutdown_t *req, int status) {
 
 static void ex_detach_upstream(struct dconn *d, int reusable) {
   struct exchange *ex = &d->ex;
+  if (ex->h2) { /* H2C/GRPC: reset the stream */
+    struct uh2_stream *s = ex->h2;
+    ex->h2 = NULL;
+    uh2_stream_cancel(s);
+  }
   if (ex->uc) {
     struct uconn *uc = ex->uc;
     ex->uc = NULL;
@@ -441,7 +535,23 @@ static void d_close(struct dconn *d, int graceful) {
   ex_drop_outstanding(&d->ex);
   ex_detach_upstream(d, 0);
   d->ex.active = 0;
+  if (d->virt) {
+    h2_vd_closed(d, graceful);
+    lazy_set(&d->timer, 0);
+    uv_close((uv_handle_t *)&d->timer.t, d_freed);
+    return;
+  }
+  if (d->h2) h2_free_session(d); /* what it last queued is in d->out */
   uv_read_stop((uv_stream_t *)&d->tcp);
+  if (d->tls) {
+    /* the alert of a failed handshake, or the rest of the response and a
+     * close_notify */
+    if (graceful && d->out.len && tls_conn_handshake_done(d->tls))
+      tls_conn_write(d->tls, d->out.data, d->out.len);
+    d->out.len = 0;
+    if (graceful && tls_conn_handshake_done(d->tls)) tls_conn_shutdown(d->tls);
+    if (!d->w->stopping) tls_flush((uv_stream_t *)&d->tcp, d->tls, NULL, NULL);
+  }
   if (graceful && !d->w->stopping) {
     flush_buf((uv_stream_t *)&d->tcp, &d->out, NULL, NULL);
     uv_shutdown_t *req = malloc(sizeof(*req));
@@ -460,7 +570,17 @@ static void d_close(struct dconn *d, int graceful) {
 
 static void d_on_timer(struct lazy_timer *t) {
   struct dconn *d = t->t.data;
+  if (d->h2) {
+    h2_on_parent_timer(d);
+    return;
+  }
   if (d->ex.active) return;
+  if (d->tls && !tls_conn_handshake_done(d->tls)) {
+    LOG_DEBUG("tls_handshake_timeout", "client=%s", d->client);
+    if (d->w->c_hs_failed) metrics_counter_inc(d->w->c_hs_failed);
+    d_close(d, 0);
+    return;
+  }
   if (h1_parser_in_message(&d->parser) || d->in.len > 0 || d->pp_pending == 2) {
     headers_write_local(&d->out, 408, NULL, 1, NULL);
     d_close(d, 1);
@@ -472,17 +592,19 @@ static void d_on_timer(struct lazy_timer *t) {
 /* Between requests: the idle timer, or the header timer once bytes of
  * the next request arrived. */
 static void d_arm_timer(struct dconn *d) {
-  if (d->state == D_CLOSING) return;
+  if (d->state == D_CLOSING || d->h2) return;
   const struct l7_limits *l = d->w->cfg->limits;
   if (d->ex.active || d->state == D_TUNNEL) {
     lazy_set(&d->timer, 0);
     d->head_timer = 0;
     return;
   }
-  int started = h1_parser_in_message(&d->parser) || d->in.len > 0;
+  int handshaking = d->tls && !tls_conn_handshake_done(d->tls);
+  int started = h1_parser_in_message(&d->parser) || d->in.len > 0 || handshaking;
   if (started && !d->head_timer) {
     d->head_timer = 1;
-    lazy_set(&d->timer, l->header_timeout_ms);
+    uint32_t hs = d->w->cfg->tls_handshake_timeout_ms;
+    lazy_set(&d->timer, handshaking && hs ? hs : l->header_timeout_ms);
   } else if (!started) {
     d->head_timer = 0;
     lazy_set(&d->timer, l->idle_timeout_ms);
@@ -492,8 +614,18 @@ static void d_arm_timer(struct dconn *d) {
 static void d_write_done(void *arg) {
   struct dconn *d = arg;
   if (d->state == D_CLOSING) return;
+  if (d->h2) {
+    h2_send(d->h2); /* the socket has room again */
+    return;
+  }
   struct uconn *uc = d->ex.uc;
-  if (uc && uc->bp_stopped && uv_stream_get_write_queue_size((uv_stream_t *)&d->tcp) < LOW_WATER) {
+  size_t q = d->virt ? (d->h2s ? h2s_pending(d->h2s) : 0)
+                     : uv_stream_get_write_queue_size((uv_stream_t *)&d->tcp);
+  if (d->ex.h2 && d->ex.h2_paused && q < LOW_WATER) { /* H2C/GRPC upstream (owner: h2up) */
+    d->ex.h2_paused = 0;
+    uh2_stream_pause(d->ex.h2, 0);
+  }
+  if (uc && uc->bp_stopped && q < LOW_WATER) {
     uc->bp_stopped = 0;
     if (uc->state == U_ACTIVE || uc->state == U_TUNNEL) uc_read_start(uc);
   }
@@ -501,7 +633,19 @@ static void d_write_done(void *arg) {
 
 static void d_flush(struct dconn *d) {
   if (d->state == D_CLOSING) return;
-  if (flush_buf((uv_stream_t *)&d->tcp, &d->out, d_write_done, d) != 0) {
+  if (d->virt) {
+    if (h2_vd_output(d) != 0) {
+      d_close(d, 0);
+      return;
+    }
+    d_write_done(d);
+    return;
+  }
+  if (d->h2) {
+    h2_send(d->h2);
+    return;
+  }
+  if (flush_buf_tls((uv_stream_t *)&d->tcp, d->tls, &d->out, d_write_done, d) != 0) {
     d_close(d, 0);
     return;
   }
@@ -509,6 +653,7 @@ static void d_flush(struct dconn *d) {
 }
 
 static size_t d_queued(struct dconn *d) {
+  if (d->virt) return (d->h2s ? h2s_pending(d->h2s) : 0) + d->out.len;
   return uv_stream_get_write_queue_size((uv_stream_t *)&d->tcp) + d->out.len;
 }
 
@@ -516,6 +661,10 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void d_update_reading(struct dconn *d) {
   if (d->state == D_CLOSING) return;
+  if (d->virt) {
+    h2_vd_consume(d); /* "reading" an h2 stream is granting it window */
+    return;
+  }
   /* Reading goes on while a pipelined request waits (no epoll change per
    * request), up to IN_MAX bytes of unparsed input. */
   int want = !d->bp_stopped && !d->peer_eof && d->in.len < IN_MAX;
@@ -543,6 +692,10 @@ static void ex_reset(struct exchange *ex) {
 /* Answers the current request locally; the body (if any) is discarded. */
 static void ex_local(struct dconn *d, int status, const char *location, const char *body) {
   struct exchange *ex = &d->ex;
+  if (ex->grpc && status >= 400) {
+    ex_local_grpc(d, status, body); /* 200 with grpc-status, as Envoy does */
+    return;
+  }
   ex->local = 1;
   ex->status = status;
   int close = d->close_after || !ex->client_keep_alive || ex->upgrade || d->w->draining;
@@ -611,6 +764,13 @@ static int redirect_response(struct dconn *d, const struct h1_message *m,
     size_t k = host_sans_port(host, strlen(host));
     host[k] = '\0';
     snprintf(host + k, sizeof(host) - k, ":%u", r->port);
+  } else if (to_https && d->w->cfg->https_port && d->w->cfg->https_port != 443) {
+    /* Our choice: the Location names the --https port when it is not the
+     * standard one (nginx would drop it and send the client to :443,
+     * where nothing may listen). Behind a l4lb on :443 run --https on 443
+     * or leave the port out by listening there. */
+    size_t k = strlen(host);
+    snprintf(host + k, sizeof(host) - k, ":%u", d->w->cfg->https_port);
   }
   if (r && r->path && r->path[0])
     snprintf(loc, sizeof(loc), "%s://%s%s", scheme, host, r->path);
@@ -627,7 +787,9 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   struct dconn *d = ud;
   struct worker *w = d->w;
   struct exchange *ex = &d->ex;
+  if (m->upgrade && h2_try_upgrade(d, m)) return 0;
   ex_reset(ex);
+  d->n_requests++;
   d->head_timer = 0;
   lazy_set(&d->timer, 0);
   copy_str(ex->method, sizeof(ex->method), m->method_str, m->method_len);
@@ -639,6 +801,7 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   ex->upgrade = m->upgrade;
   ex->idempotent = is_idempotent(m->method);
   ex->req_framing = m->framing;
+  ex->grpc = is_grpc_request(m);
   if (!m->keep_alive || w->draining) d->close_after = 1;
 
   /* The worker re-reads the current snapshot only after a publish (one
@@ -662,8 +825,7 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   const struct l7_route *route =
       l7_snapshot_match(d->snap, m->host, m->host_len, m->target, m->path_len);
   ex->route = route;
-  if (route && route->host_has_tls && !route->disable_ssl_redirect &&
-      strcmp(w->cfg->proto, "https") != 0)
+  if (route && route->host_has_tls && !route->disable_ssl_redirect && !d->https)
     return redirect_response(d, m, NULL, 1);
   if (route && route->redirect) return redirect_response(d, m, route->redirect, 0);
   const struct l7_cluster *cluster = route ? route->cluster : l7_snapshot_default_cluster(d->snap);
@@ -721,7 +883,7 @@ static int d_on_head(void *ud, const struct h1_message *m) {
       .headers = m->headers,
       .n_headers = m->n_headers,
       .client_addr = d->client,
-      .proto = w->cfg->proto,
+      .proto = d->https ? "https" : w->cfg->proto,
       .upgrade = m->upgrade,
       .strip_expect = 1,
       .framing = m->framing,
@@ -738,6 +900,11 @@ static int d_on_body(void *ud, const char *p, size_t n) {
   struct exchange *ex = &d->ex;
   if (!ex->active || ex->local) return 0;
   struct uconn *uc = ex->uc;
+  if (ex->h2) {
+    ex->body_flushed = 1;
+    return uh2_stream_write(ex->h2, p, n) == 0 ? 0 : -1;
+  }
+  if (cluster_is_h2(ex->cluster)) return 0; /* the stream is gone: its answer is on the way */
   struct h1_buf *dst = (uc && uc->state == U_ACTIVE) ? &uc->out : &ex->up_out;
   if (uc && uc->state == U_ACTIVE) {
     ex->body_flushed = 1;
@@ -758,6 +925,11 @@ static void d_on_complete(void *ud) {
   if (!ex->active) return;
   ex->req_complete = 1;
   if (ex->local) return;
+  if (ex->h2) {
+    uh2_stream_end(ex->h2);
+    return;
+  }
+  if (cluster_is_h2(ex->cluster)) return;
   if (ex->req_framing == H1_FRAMING_CHUNKED) {
     struct uconn *uc = ex->uc;
     struct h1_buf *dst = (uc && uc->state == U_ACTIVE) ? &uc->out : &ex->up_out;
@@ -830,6 +1002,14 @@ static void d_process(struct dconn *d) {
         break;
       }
       if (rc == 0) break;
+      if (d->in.len && d->n_requests == 0 && !d->https && d->w->cfg->h2c) {
+        /* h2c by prior knowledge behind a PROXY header */
+        size_t k = d->in.len < 24 ? d->in.len : 24;
+        if (k >= 4 && memcmp(d->in.data, H2_PREFACE, k) == 0) {
+          if (h2_start(d) != 0) d_close(d, 0);
+          break; /* d_on_plain hands d->in to the session */
+        }
+      }
       continue;
     }
     if (d->ex.active && d->ex.upgrade && d->ex.req_complete) break; /* tunnel bytes wait */
@@ -883,12 +1063,30 @@ static void d_backpressure(struct dconn *d) {
   struct uconn *uc = d->ex.uc;
   size_t q = d->ex.up_out.len;
   if (uc) q += uv_stream_get_write_queue_size((uv_stream_t *)&uc->tcp) + uc->out.len;
+  if (d->ex.h2) q += uh2_stream_buffered(d->ex.h2);
   if (q > HIGH_WATER) d->bp_stopped = 1;
 }
 
-static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  struct dconn *d = s->data;
-  if (nread == 0) return;
+/* Plain bytes from the client (decrypted on HTTPS), or nread < 0 for the
+ * end of input. */
+static void d_on_plain(struct dconn *d, ssize_t nread, const char *base) {
+  if (d->h2) {
+    h2_on_input(d, nread, base);
+    return;
+  }
+  if (nread > 0 && !d->virt && !d->https && d->w->cfg->h2c && d->n_requests == 0 &&
+      d->in.len == 0 && !d->pp_pending && !h1_parser_in_message(&d->parser)) {
+    /* h2c by prior knowledge: the client preface instead of a request */
+    size_t k = (size_t)nread < 24 ? (size_t)nread : 24;
+    if (k >= 4 && memcmp(base, H2_PREFACE, k) == 0) {
+      if (h2_start(d) != 0) {
+        d_close(d, 0);
+        return;
+      }
+      h2_on_input(d, nread, base);
+      return;
+    }
+  }
   if (nread < 0) {
     if (d->state == D_TUNNEL && d->ex.uc) {
       uc_flush(d->ex.uc);
@@ -913,7 +1111,7 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       d_close(d, 0);
       return;
     }
-    h1_buf_append(&uc->out, buf->base, (size_t)nread);
+    h1_buf_append(&uc->out, base, (size_t)nread);
     uc_flush(uc);
     d_backpressure(d);
     d_update_reading(d);
@@ -922,21 +1120,34 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (d->in.len == 0 && !d->pp_pending) {
     /* usual case: parse straight from the read buffer, keep only the rest */
     struct h1_buf saved = d->in;
-    d->in.data = buf->base;
+    d->in.data = (char *)base;
     d->in.len = d->in.cap = (size_t)nread;
     d_process(d);
     struct h1_buf rest = d->in;
     d->in = saved;
+    if (d->h2 && d->state != D_CLOSING) { /* upgraded to h2c: the rest is h2 */
+      if (rest.len) h2_on_input(d, (ssize_t)rest.len, rest.data);
+      if (d->state != D_CLOSING) h2_send(d->h2);
+      return;
+    }
     if (rest.len > 0 && h1_buf_append(&d->in, rest.data, rest.len) != 0) {
       d_close(d, 0);
       return;
     }
   } else {
-    if (h1_buf_append(&d->in, buf->base, (size_t)nread) != 0) {
+    if (h1_buf_append(&d->in, base, (size_t)nread) != 0) {
       d_close(d, 0);
       return;
     }
     d_process(d);
+    if (d->h2 && d->state != D_CLOSING) { /* upgraded to h2c: the rest is h2 */
+      struct h1_buf rest = d->in;
+      memset(&d->in, 0, sizeof(d->in));
+      if (rest.len) h2_on_input(d, (ssize_t)rest.len, rest.data);
+      h1_buf_free(&rest);
+      if (d->state != D_CLOSING) h2_send(d->h2);
+      return;
+    }
   }
   if (d->state == D_CLOSING) return;
   if (d->ex.uc) uc_flush(d->ex.uc);
@@ -944,6 +1155,83 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   d_backpressure(d);
   d_update_reading(d);
   d_flush(d);
+}
+
+static void d_tls_handshake_check(struct dconn *d) {
+  if (d->hs_done || !tls_conn_handshake_done(d->tls)) return;
+  d->hs_done = 1;
+  if (d->w->c_hs_ok) metrics_counter_inc(d->w->c_hs_ok);
+  LOG_DEBUG("tls_handshake", "client=%s sni=%s certificate=%s version=%s alpn=%s resumed=%d",
+            d->client, log_q(tls_conn_sni(d->tls)), log_q(tls_conn_certificate_name(d->tls)),
+            tls_conn_version(d->tls), log_q(tls_conn_alpn(d->tls)), tls_conn_resumed(d->tls));
+  d->head_timer = 0; /* from now on the header/idle timers apply */
+  if (strcmp(tls_conn_alpn(d->tls), "h2") == 0) {
+    if (h2_start(d) != 0) d_close(d, 0);
+    return;
+  }
+  d_arm_timer(d);
+}
+
+/* Ciphertext from the client: decrypt and run the plaintext through. */
+static void d_on_tls_read(struct dconn *d, const char *data, size_t n) {
+  struct worker *w = d->w;
+  if (tls_conn_feed(d->tls, data, n) != 0) {
+    d_close(d, 0);
+    return;
+  }
+  for (;;) {
+    int r = tls_conn_read(d->tls, w->pbuf, sizeof(w->pbuf));
+    d_tls_handshake_check(d);
+    if (r > 0) {
+      d_on_plain(d, r, w->pbuf);
+      if (d->state == D_CLOSING) return;
+      continue;
+    }
+    if (r == TLS_WANT_MORE) break;
+    if (r == TLS_CLOSED) {
+      d_on_plain(d, UV_EOF, NULL);
+      return;
+    }
+    if (!d->hs_done) {
+      if (w->c_hs_failed) metrics_counter_inc(w->c_hs_failed);
+      LOG_DEBUG("tls_handshake_failed", "client=%s reason=%s", d->client,
+                log_q(tls_conn_error(d->tls)));
+    } else {
+      LOG_DEBUG("tls_error", "client=%s reason=%s", d->client, log_q(tls_conn_error(d->tls)));
+    }
+    d_close(d, 0); /* flushes the alert */
+    return;
+  }
+  if (d->state == D_CLOSING) return;
+  if (tls_flush((uv_stream_t *)&d->tcp, d->tls, d_write_done, d) != 0) d_close(d, 0);
+}
+
+static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct dconn *d = s->data;
+  if (nread == 0) return;
+  if (d->tls && nread > 0 && d->pp_pending) {
+    /* the PROXY header comes before the TLS bytes */
+    if (h1_buf_append(&d->in, buf->base, (size_t)nread) != 0) {
+      d_close(d, 0);
+      return;
+    }
+    int rc = d_proxy_header(d);
+    if (rc < 0) {
+      d_close(d, 0);
+      return;
+    }
+    if (rc == 0) return;
+    struct h1_buf rest = d->in;
+    memset(&d->in, 0, sizeof(d->in));
+    if (rest.len) d_on_tls_read(d, rest.data, rest.len);
+    h1_buf_free(&rest);
+    return;
+  }
+  if (d->tls && nread > 0) {
+    d_on_tls_read(d, buf->base, (size_t)nread);
+    return;
+  }
+  d_on_plain(d, nread, nread > 0 ? buf->base : NULL);
 }
 
 /* ---- upstream connections --------------------------------------------- */
@@ -1176,6 +1464,296 @@ static uint32_t w_rand(void) {
 }
 
 /* Picks an endpoint and sends the request head there (or connects). */
+/* ---- HTTP/2 and gRPC upstreams (owner: h2up) ----------------------------
+ * Clusters with protocol H2C or GRPC: the exchange runs as one stream of a
+ * per-worker upstream_h2 pool instead of a uconn. The request head built
+ * for HTTP/1.1 (ex->head) is converted to HTTP/2 headers; the response
+ * comes back through the same downstream writer (d->out, HTTP/1.1 framing,
+ * trailers as chunked trailers). Proxy-generated errors for gRPC requests
+ * become a 200 with grpc-status / grpc-message (ex_local). */
+
+static int cluster_is_h2(const struct l7_cluster *c) {
+  return c && (c->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_H2C ||
+               c->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC);
+}
+
+static int is_grpc_request(const struct h1_message *m) {
+  for (size_t i = 0; i < m->n_headers; i++)
+    if (headers_name_is(m->headers[i].name, m->headers[i].name_len, "content-type"))
+      return m->headers[i].value_len >= 16 &&
+             strncasecmp(m->headers[i].value, "application/grpc", 16) == 0;
+  return 0;
+}
+
+/* Envoy's HTTP → gRPC status mapping, except 504 → DEADLINE_EXCEEDED. */
+static int grpc_status_for(int http) {
+  switch (http) {
+    case 400:
+      return 13; /* INTERNAL */
+    case 401:
+      return 16; /* UNAUTHENTICATED */
+    case 403:
+      return 7; /* PERMISSION_DENIED */
+    case 404:
+      return 12; /* UNIMPLEMENTED */
+    case 413:
+      return 8; /* RESOURCE_EXHAUSTED */
+    case 504:
+    case 408:
+      return 4; /* DEADLINE_EXCEEDED */
+    case 429:
+    case 502:
+    case 503:
+      return 14; /* UNAVAILABLE */
+    default:
+      return 2; /* UNKNOWN */
+  }
+}
+
+/* A proxy error for a gRPC request: "trailers-only" as one HTTP/1.1 head. */
+static void ex_local_grpc(struct dconn *d, int status, const char *body) {
+  struct exchange *ex = &d->ex;
+  char msg[160];
+  snprintf(msg, sizeof(msg), "%s", body ? body : headers_reason(status));
+  size_t ml = strlen(msg);
+  while (ml && (msg[ml - 1] == '\n' || msg[ml - 1] == '\r')) msg[--ml] = '\0';
+  for (size_t i = 0; i < ml; i++) /* grpc-message is percent-encoded; keep it plain */
+    if (msg[i] < 0x20 || msg[i] > 0x7e || msg[i] == '%') msg[i] = ' ';
+  char code[8];
+  snprintf(code, sizeof(code), "%d", grpc_status_for(status));
+  const struct h1_header hs[] = {
+      {"content-type", 12, "application/grpc", 16},
+      {"grpc-status", 11, code, strlen(code)},
+      {"grpc-message", 12, msg, ml},
+  };
+  int close = d->close_after || !ex->client_keep_alive || ex->upgrade || d->w->draining;
+  if (close) d->close_after = 1;
+  struct headers_response hr = {.status = 200,
+                                .headers = hs,
+                                .n_headers = 3,
+                                .framing = H1_FRAMING_LENGTH,
+                                .content_length = 0,
+                                .close = close,
+                                .keep_alive = ex->client_http10 && !close};
+  ex->local = 1;
+  ex->status = status; /* logs and metrics see what went wrong */
+  headers_write_response(&d->out, &hr);
+  ex->bytes_down = d->out.len;
+  ex->resp_started = ex->resp_complete = 1;
+}
+
+/* The stream's timer: the phase timeout, or the route deadline if sooner. */
+static void x2_arm(struct dconn *d, uint32_t ms) {
+  struct exchange *ex = &d->ex;
+  uint64_t t = ms;
+  ex->phase_ms = ms;
+  if (ex->deadline) {
+    uint64_t now = now_ms(d->w);
+    uint64_t left = ex->deadline > now ? ex->deadline - now : 1;
+    if (t == 0 || left < t) t = left;
+  }
+  if (ex->h2) uh2_stream_set_timeout(ex->h2, (uint32_t)t);
+}
+
+static void x2_on_headers(void *ud, int status, const struct uh2_header *h, size_t n) {
+  struct dconn *d = ud;
+  struct exchange *ex = &d->ex;
+  struct h1_header hv[256];
+  if (n > 256) n = 256;
+  enum h1_framing f = ex->client_http10 ? H1_FRAMING_CLOSE : H1_FRAMING_CHUNKED;
+  uint64_t clen = 0;
+  for (size_t i = 0; i < n; i++) {
+    hv[i] = (struct h1_header){h[i].name, h[i].name_len, h[i].value, h[i].value_len};
+    if (headers_name_is(h[i].name, h[i].name_len, "content-length") && !ex->grpc) {
+      char tmp[24];
+      copy_str(tmp, sizeof(tmp), h[i].value, h[i].value_len);
+      char *end;
+      unsigned long long v = strtoull(tmp, &end, 10);
+      if (end != tmp && *end == '\0') {
+        f = H1_FRAMING_LENGTH;
+        clen = v;
+      }
+    }
+  }
+  ex->status = status;
+  ex->resp_started = 1;
+  ex->resp_keep_alive = 1;
+  int close = d->close_after || !ex->client_keep_alive || d->w->draining || ex->upgrade ||
+              f == H1_FRAMING_CLOSE;
+  if (close) d->close_after = 1;
+  if (ex->head_request) f = H1_FRAMING_NONE;
+  ex->down_framing = f;
+  struct headers_response hr = {.status = status,
+                                .headers = hv,
+                                .n_headers = n,
+                                .framing = f,
+                                .content_length = clen,
+                                .close = close,
+                                .keep_alive = ex->client_http10 && !close};
+  size_t before = d->out.len;
+  headers_write_response(&d->out, &hr);
+  ex->bytes_down += d->out.len - before;
+  x2_arm(d, d->w->cfg->limits->idle_timeout_ms);
+  d_flush(d);
+}
+
+static void x2_on_data(void *ud, const uint8_t *p, size_t n) {
+  struct dconn *d = ud;
+  struct exchange *ex = &d->ex;
+  if (ex->head_request || d->state == D_CLOSING) return;
+  if (ex->down_framing == H1_FRAMING_CHUNKED) {
+    h1_buf_put_hex(&d->out, n);
+    h1_buf_append(&d->out, "\r\n", 2);
+  }
+  h1_buf_append(&d->out, p, n);
+  if (ex->down_framing == H1_FRAMING_CHUNKED) h1_buf_append(&d->out, "\r\n", 2);
+  ex->bytes_down += n;
+  x2_arm(d, ex->phase_ms); /* data flows: not idle */
+  d_flush(d);
+  if (d->state != D_CLOSING && ex->h2 && !ex->h2_paused && d_queued(d) > HIGH_WATER) {
+    ex->h2_paused = 1; /* resumed by d_write_done below LOW_WATER */
+    uh2_stream_pause(ex->h2, 1);
+  }
+}
+
+static void x2_on_trailers(void *ud, const struct uh2_header *h, size_t n) {
+  struct dconn *d = ud;
+  struct exchange *ex = &d->ex;
+  if (d->virt && !ex->h2_ended) { /* an h2 downstream stream takes them as h2 trailers (h2) */
+    h2_vd_trailers(d, (const struct h1_header *)h, n);
+    if (ex->down_framing == H1_FRAMING_CHUNKED) h1_buf_puts(&d->out, "0\r\n\r\n");
+    ex->h2_ended = 1;
+    return;
+  }
+  if (ex->down_framing != H1_FRAMING_CHUNKED || ex->h2_ended) return; /* nowhere to put them */
+  h1_buf_puts(&d->out, "0\r\n");
+  for (size_t i = 0; i < n; i++) {
+    if (headers_is_hop_by_hop(h[i].name, h[i].name_len)) continue;
+    h1_buf_append(&d->out, h[i].name, h[i].name_len);
+    h1_buf_append(&d->out, ": ", 2);
+    h1_buf_append(&d->out, h[i].value, h[i].value_len);
+    h1_buf_append(&d->out, "\r\n", 2);
+  }
+  h1_buf_append(&d->out, "\r\n", 2);
+  ex->h2_ended = 1;
+}
+
+static void x2_on_drain(void *ud) {
+  struct dconn *d = ud;
+  if (d->bp_stopped && d->state != D_CLOSING) {
+    d->bp_stopped = 0;
+    d_update_reading(d);
+  }
+}
+
+static void x2_on_close(void *ud, int err) {
+  struct dconn *d = ud;
+  struct exchange *ex = &d->ex;
+  ex->h2 = NULL; /* gone: ex_detach_upstream must not cancel it */
+  if (err == 0) {
+    if (ex->down_framing == H1_FRAMING_CHUNKED && !ex->h2_ended) h1_buf_puts(&d->out, "0\r\n\r\n");
+    ex->resp_complete = 1;
+    d_flush(d);
+    if (d->state == D_CLOSING) return;
+    ex_response_done(d);
+    return;
+  }
+  LOG_DEBUG("upstream_h2_failed", "endpoint=%s error=%s", ex->ep ? ex->ep->name : "-",
+            uh2_strerror(err));
+  switch (err) {
+    case UH2_E_CONNECT:
+      ex_report(d, 1);
+      ex_fail(d, 502, "upstream connect failed", 1);
+      break;
+    case UH2_E_REFUSED: /* not processed: safe to try elsewhere */
+      ex_fail(d, 503, "upstream refused the stream", 1);
+      break;
+    case UH2_E_TIMEOUT:
+      ex_report(d, 1);
+      ex_fail(d, 504, "upstream response timeout", 0);
+      break;
+    default:
+      ex_report(d, 1);
+      ex_fail(d, 502, "upstream stream failed", 0);
+      break;
+  }
+}
+
+static const struct uh2_stream_cb x2_callbacks = {x2_on_headers, x2_on_data, x2_on_trailers,
+                                                  x2_on_drain, x2_on_close};
+
+/* Opens the exchange's stream to ep. 0, or negative (nothing started). */
+static int ex_start_h2(struct dconn *d, struct up_endpoint *ep) {
+  struct worker *w = d->w;
+  struct exchange *ex = &d->ex;
+  if (!w->h2pool) {
+    struct uh2_pool_config cfg = {.idle_timeout_ms = ex->cluster->idle_timeout_ms};
+    if (uh2_pool_new(&w->loop, &cfg, &w->h2pool) != 0) return -ENOMEM;
+  }
+  /* ex->head is the well-formed head headers_write_request produced:
+   * "METHOD SP target SP HTTP/1.1" CRLF, then "Name: value" CRLF lines */
+  struct h1_header hv[260];
+  size_t n = 0;
+  const char *p = ex->head.data, *end = p + ex->head.len;
+  const char *eol = memchr(p, '\n', (size_t)(end - p));
+  if (!eol) return -EINVAL;
+  const char *sp1 = memchr(p, ' ', (size_t)(eol - p));
+  const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+  if (!sp2) return -EINVAL;
+  const char *auth = "";
+  size_t auth_len = 0;
+  int has_te = 0;
+  for (p = eol + 1; p < end && n < 256; p = eol + 1) {
+    eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol) break;
+    size_t ll = (size_t)(eol - p);
+    if (ll && p[ll - 1] == '\r') ll--;
+    if (ll == 0) break;
+    const char *colon = memchr(p, ':', ll);
+    if (!colon) continue;
+    const char *v = colon + 1, *ve = p + ll;
+    while (v < ve && (*v == ' ' || *v == '\t')) v++;
+    hv[n] = (struct h1_header){p, (size_t)(colon - p), v, (size_t)(ve - v)};
+    if (headers_name_is(p, (size_t)(colon - p), "host")) {
+      auth = v;
+      auth_len = (size_t)(ve - v);
+    }
+    if (headers_name_is(p, (size_t)(colon - p), "te")) has_te = 1;
+    n++;
+  }
+  if (ex->cluster->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC && !has_te)
+    hv[n++] = (struct h1_header){"te", 2, "trailers", 8};
+  struct uh2_request rq;
+  if (uh2_request_from_h1(&rq, ex->head.data, (size_t)(sp1 - ex->head.data), "http", auth, auth_len,
+                          sp1 + 1, (size_t)(sp2 - sp1 - 1), hv, n) != 0)
+    return -ENOMEM;
+  char key[sizeof(ep->cluster) + sizeof(ep->name) + 2];
+  snprintf(key, sizeof(key), "%s\n%s", ep->cluster, ep->name);
+  struct uh2_target t = {.key = key,
+                         .addr = (const struct sockaddr *)&ep->addr,
+                         .addrlen = ep->addrlen,
+                         .connect_timeout_ms = ex->cluster->connect_timeout_ms,
+                         .idle_timeout_ms = ex->cluster->idle_timeout_ms};
+  int end_stream = ex->req_complete || ex->req_framing == H1_FRAMING_NONE;
+  int rc = uh2_stream_open(w->h2pool, &t, rq.h, rq.n, end_stream, &x2_callbacks, d, &ex->h2);
+  uh2_request_free(&rq);
+  if (rc != 0) {
+    ex->h2 = NULL;
+    return rc;
+  }
+  if (ex->up_out.len) { /* body that arrived before a retry: none is kept */
+    h1_buf_reset(&ex->up_out);
+  }
+  ex->h2_ended = 0;
+  ex->h2_paused = 0;
+  x2_arm(d, ex->route && ex->route->response_header_timeout_ms
+                ? ex->route->response_header_timeout_ms
+                : w->cfg->limits->response_header_timeout_ms);
+  return 0;
+}
+
+/* ---- end HTTP/2 and gRPC upstreams (owner: h2up) ---- */
+
 static void ex_start_upstream(struct dconn *d) {
   struct worker *w = d->w;
   struct exchange *ex = &d->ex;
@@ -1197,6 +1775,16 @@ static void ex_start_upstream(struct dconn *d) {
     ex->ep = ep;
     ex->tries++;
     ep->lb.outstanding++;
+    if (cluster_is_h2(ex->cluster)) { /* H2C/GRPC: a stream on a shared connection */
+      if (ex_start_h2(d, ep) == 0) return;
+      ex_drop_outstanding(ex);
+      ex_report(d, 1);
+      if (ex->tries > 64) {
+        ex_fail(d, 502, "cannot open an upstream stream", 0);
+        return;
+      }
+      continue;
+    }
     ex->outstanding = 1;
     /* an idle pooled connection first */
     if (!up_link_empty(&ep->idle)) {
@@ -1460,6 +2048,775 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
+/* ---- HTTP/2 downstream ------------------------------------------------- */
+
+/*
+ * An h2 connection (h2 by ALPN, h2c by prior knowledge or Upgrade) is a
+ * dconn whose bytes go to an nghttp2 server session instead of the HTTP/1.1
+ * parser. Each stream is served by a virtual dconn (no socket: d->h2s set)
+ * that runs the very same HTTP/1.1 exchange as a real connection: the
+ * stream's request head is written as an HTTP/1.1 request (":authority" as
+ * Host, cookies joined, connection-specific fields dropped) and fed to its
+ * parser, so routing, header rewriting, retries and local errors are
+ * shared. What that exchange writes for the client (an HTTP/1.1 response)
+ * is parsed back by a response parser and submitted as h2 HEADERS and DATA.
+ *
+ * Flow control: request DATA is acknowledged (nghttp2_session_consume,
+ * automatic window updates are off) only while the upstream write queue is
+ * below HIGH_WATER; the stream's response buffer counts as the virtual
+ * dconn's write queue, so the upstream stops being read while the stream's
+ * window is exhausted (the data provider defers) and resumes when the
+ * buffer drains below LOW_WATER.
+ *
+ * Limits: SETTINGS_MAX_CONCURRENT_STREAMS, a header list bound (the
+ * HTTP/1.1 header byte limit; beyond it the stream is reset), client
+ * resets and streams cancelled before their response above
+ * h2_max_resets_sec in a second or beyond twice the completed streams (at
+ * least 200) → GOAWAY ENHANCE_YOUR_CALM (CVE-2023-44487); SETTINGS/PING
+ * floods via nghttp2's max_settings and max_outbound_ack → GOAWAY
+ * ENHANCE_YOUR_CALM. Session output is generated only while the socket
+ * write queue is below HIGH_WATER.
+ */
+#define H2_MAX_SETTINGS 32
+#define H2_MAX_OUTBOUND_ACK 1000
+#define H2_RESET_MIN_TOTAL 200
+#define H2_MAX_NV 256
+
+struct h2stream {
+  struct up_link link; /* the session's streams */
+  struct h2sess *hs;
+  int32_t id;
+  struct dconn *vd;  /* the exchange; NULL once it is done */
+  struct h1_buf req; /* header lines of the HTTP/1.1 request */
+  struct h1_buf method, path;
+  struct h1_buf cookie; /* cookie fields, joined with "; " */
+  struct h1_buf body;   /* response body for the data provider */
+  size_t body_off;
+  size_t hdr_bytes;
+  size_t unconsumed; /* request DATA not yet acknowledged */
+  int have_host, have_length, chunked, head_request;
+  int parser_ready, submitted, resp_eof, resp_done, closed, req_ended;
+  int reset_by_us;        /* we reset it (upstream failure): not the client's doing */
+  struct h1_buf trailers; /* name\0value\0 pairs, sent after the body */
+  size_t n_trailers;
+  struct h1_parser rp; /* parses the virtual dconn's HTTP/1.1 response */
+};
+
+struct h2sess {
+  nghttp2_session *ng;
+  struct dconn *d;
+  struct up_link streams;
+  int in_recv, sending, goaway, dead;
+  uint64_t win_start; /* loop ms of the current one-second window */
+  uint32_t win_resets;
+  uint64_t total_resets, completed;
+};
+
+static struct dconn *vd_new(struct dconn *parent, struct h2stream *s);
+static ssize_t h2_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud);
+
+static void h2_goaway(struct h2sess *hs, uint32_t code, const char *reason) {
+  if (hs->goaway) return;
+  hs->goaway = 1;
+  struct worker *w = hs->d->w;
+  int32_t last = nghttp2_session_get_last_proc_stream_id(hs->ng);
+  if (code == NGHTTP2_NO_ERROR) /* graceful: streams in flight finish */
+    nghttp2_submit_goaway(hs->ng, NGHTTP2_FLAG_NONE, last, code, NULL, 0);
+  else /* the connection closes once the GOAWAY is out */
+    nghttp2_session_terminate_session2(hs->ng, last, code);
+  if (code != NGHTTP2_NO_ERROR)
+    LOG_WARN("h2_goaway", "client=%s reason=%s code=%u", hs->d->client, reason, code);
+  if (w->cfg->metrics) { /* rare: the registry lookup is fine here */
+    char labels[128];
+    snprintf(labels, sizeof(labels), "reason=\"%s\"", reason);
+    struct metrics_counter *c = metrics_counter(w->cfg->metrics, "edge_l7_h2_goaway_total",
+                                                "HTTP/2 GOAWAY frames sent by reason.", labels);
+    if (c) metrics_counter_inc(c);
+  }
+}
+
+/* Counts a client reset or a stream cancelled before its response. */
+static void h2_count_reset(struct h2sess *hs) {
+  struct worker *w = hs->d->w;
+  uint64_t now = now_ms(w);
+  if (now - hs->win_start >= 1000) {
+    hs->win_start = now;
+    hs->win_resets = 0;
+  }
+  hs->win_resets++;
+  hs->total_resets++;
+  uint32_t limit = w->cfg->h2_max_resets_sec ? w->cfg->h2_max_resets_sec : 100;
+  if (hs->win_resets > limit ||
+      (hs->total_resets > H2_RESET_MIN_TOTAL && hs->total_resets > 2 * hs->completed + 1))
+    h2_goaway(hs, NGHTTP2_ENHANCE_YOUR_CALM, "reset_flood");
+}
+
+static size_t h2s_pending(const struct h2stream *s) {
+  return s->body.len - s->body_off;
+}
+
+static int is_conn_specific(const char *n, size_t len) {
+  static const char *const names[] = {"connection",        "keep-alive", "proxy-connection",
+                                      "transfer-encoding", "upgrade",    "te",
+                                      "http2-settings",    "expect"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    if (strlen(names[i]) == len && strncasecmp(names[i], n, len) == 0) return 1;
+  return 0;
+}
+
+/* ---- the response of a virtual dconn, back to h2 ---- */
+
+static int rp_on_head(void *ud, const struct h1_message *m) {
+  struct h2stream *s = ud;
+  if (m->status < 200) return 0; /* interim: dropped */
+  if (s->submitted || s->closed) return 0;
+  nghttp2_nv nva[H2_MAX_NV];
+  char status[4];
+  snprintf(status, sizeof(status), "%03d", m->status);
+  size_t n = 0;
+  nva[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+  static __thread char lower[65536];
+  size_t used = 0;
+  for (size_t i = 0; i < m->n_headers && n < H2_MAX_NV; i++) {
+    const struct h1_header *h = &m->headers[i];
+    if (is_conn_specific(h->name, h->name_len)) continue;
+    if (used + h->name_len > sizeof(lower)) break;
+    char *ln = lower + used;
+    for (size_t k = 0; k < h->name_len; k++)
+      ln[k] = (char)((h->name[k] >= 'A' && h->name[k] <= 'Z') ? h->name[k] + 32 : h->name[k]);
+    used += h->name_len;
+    nva[n++] = (nghttp2_nv){(uint8_t *)ln, (uint8_t *)h->value, h->name_len, h->value_len,
+                            NGHTTP2_NV_FLAG_NONE};
+  }
+  nghttp2_data_provider prd = {.source.ptr = s, .read_callback = h2_data_read};
+  /* no body (HEAD, 204, 304, Content-Length: 0, e.g. a gRPC trailers-only
+   * error): END_STREAM on the HEADERS frame */
+  int bodyless = s->head_request || m->status == 204 || m->status == 304 ||
+                 (m->framing == H1_FRAMING_LENGTH && m->content_length == 0) ||
+                 m->framing == H1_FRAMING_NONE;
+  if (nghttp2_submit_response(s->hs->ng, s->id, nva, n, bodyless ? NULL : &prd) != 0) return -1;
+  s->submitted = 1;
+  if (bodyless) s->resp_done = 1;
+  return s->head_request ? H1_SKIP_BODY : 0;
+}
+
+static int rp_on_body(void *ud, const char *p, size_t n) {
+  struct h2stream *s = ud;
+  if (s->body_off == s->body.len) s->body.len = s->body_off = 0;
+  return h1_buf_append(&s->body, p, n) == 0 ? 0 : -1;
+}
+
+static void rp_on_complete(void *ud) {
+  struct h2stream *s = ud;
+  if (s->submitted) s->resp_eof = 1;
+}
+
+static const struct h1_callbacks rp_callbacks = {rp_on_head, rp_on_body, rp_on_complete};
+
+/* Moves what the virtual dconn wrote (HTTP/1.1) into the h2 stream. */
+static int h2_vd_output(struct dconn *vd) {
+  struct h2stream *s = vd->h2s;
+  if (!s || s->closed) {
+    vd->out.len = 0;
+    return 0;
+  }
+  const char *p = vd->out.data;
+  size_t len = vd->out.len;
+  int rc = 0;
+  while (len > 0 && !s->resp_eof) {
+    size_t used = 0;
+    enum h1_result r = h1_parser_feed(&s->rp, p, len, &used);
+    p += used;
+    len -= used;
+    if (r == H1_ERROR) {
+      rc = -1;
+      break;
+    }
+    if (r == H1_MESSAGE_END && !s->resp_eof) {
+      h1_parser_resume(&s->rp); /* an interim response: parse on */
+      continue;
+    }
+    if (r != H1_MESSAGE_END) break;
+  }
+  vd->out.len = 0;
+  if (vd->out.cap > 4 * READ_BUF) h1_buf_free(&vd->out);
+  if (s->submitted) nghttp2_session_resume_data(s->hs->ng, s->id);
+  h2_send(s->hs);
+  return rc;
+}
+
+static ssize_t h2_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud) {
+  (void)ud;
+  struct h2stream *s = src->ptr;
+  size_t avail = h2s_pending(s);
+  size_t n = avail < length ? avail : length;
+  if (n) memcpy(buf, s->body.data + s->body_off, n);
+  s->body_off += n;
+  if (s->body_off == s->body.len) s->body.len = s->body_off = 0;
+  if (h2s_pending(s) == 0) {
+    if (s->resp_eof) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      s->resp_done = 1;
+      if (s->n_trailers) {
+        nghttp2_nv nva[H2_MAX_NV];
+        size_t k = 0;
+        const char *p = s->trailers.data, *e = p + s->trailers.len;
+        while (p < e && k < H2_MAX_NV) {
+          size_t nl = strlen(p);
+          const char *v = p + nl + 1;
+          size_t vl = strlen(v);
+          nva[k++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nl, vl, NGHTTP2_NV_FLAG_NONE};
+          p = v + vl + 1;
+        }
+        if (nghttp2_submit_trailer(ng, id, nva, k) == 0) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      }
+    } else if (n == 0) {
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  if (s->vd && h2s_pending(s) < LOW_WATER) d_write_done(s->vd); /* upstream may read on */
+  return (ssize_t)n;
+}
+
+/* The virtual dconn is closing: its stream ends here. */
+static void h2_vd_closed(struct dconn *vd, int graceful) {
+  struct h2stream *s = vd->h2s;
+  vd->h2s = NULL;
+  if (!s) return;
+  if (graceful && vd->out.len) {
+    vd->h2s = s;
+    h2_vd_output(vd);
+    vd->h2s = NULL;
+  }
+  s->vd = NULL;
+  if (s->closed) return;
+  if (!s->resp_eof) {
+    s->reset_by_us = 1;
+    nghttp2_submit_rst_stream(s->hs->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+  } else if (s->unconsumed) {
+    nghttp2_session_consume(s->hs->ng, s->id, s->unconsumed);
+    s->unconsumed = 0;
+  }
+  h2_send(s->hs);
+}
+
+static void h2_vd_trailers(struct dconn *d, const struct h1_header *h, size_t n) {
+  struct h2stream *s = d->h2s;
+  if (!s || s->closed) return;
+  for (size_t i = 0; i < n; i++) {
+    if (is_conn_specific(h[i].name, h[i].name_len)) continue;
+    for (size_t k = 0; k < h[i].name_len; k++) {
+      char c = h[i].name[k];
+      c = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+      h1_buf_append(&s->trailers, &c, 1);
+    }
+    h1_buf_append(&s->trailers, "", 1);
+    h1_buf_append(&s->trailers, h[i].value, h[i].value_len);
+    h1_buf_append(&s->trailers, "", 1);
+    s->n_trailers++;
+  }
+}
+
+/* Acknowledges request DATA the upstream has room for. */
+static void h2_vd_consume(struct dconn *vd) {
+  struct h2stream *s = vd->h2s;
+  if (!s || s->closed || !s->unconsumed || vd->bp_stopped) return;
+  nghttp2_session_consume(s->hs->ng, s->id, s->unconsumed);
+  s->unconsumed = 0;
+  h2_send(s->hs);
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static struct h2stream *h2_stream(nghttp2_session *ng, int32_t id) {
+  return nghttp2_session_get_stream_user_data(ng, id);
+}
+
+static int h2_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud) {
+  struct h2sess *hs = ud;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  struct h2stream *s = calloc(1, sizeof(*s));
+  if (!s) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  s->hs = hs;
+  s->id = f->hd.stream_id;
+  up_link_insert(&hs->streams, &s->link);
+  nghttp2_session_set_stream_user_data(ng, s->id, s);
+  return 0;
+}
+
+static int h2_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *ud) {
+  struct h2sess *hs = ud;
+  (void)flags;
+  struct h2stream *s = h2_stream(ng, f->hd.stream_id);
+  if (!s || f->hd.type != NGHTTP2_HEADERS) return 0;
+  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* trailers: dropped */
+  s->hdr_bytes += namelen + valuelen + 32;
+  if (s->hdr_bytes > hs->d->w->cfg->limits->max_header_bytes)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+  const char *n = (const char *)name, *v = (const char *)value;
+  struct h1_buf *b = &s->req;
+  if (namelen > 0 && n[0] == ':') {
+    if (namelen == 7 && memcmp(n, ":method", 7) == 0) {
+      h1_buf_reset(&s->method);
+      h1_buf_append(&s->method, v, valuelen);
+      s->head_request = valuelen == 4 && memcmp(v, "HEAD", 4) == 0;
+    } else if (namelen == 5 && memcmp(n, ":path", 5) == 0) {
+      h1_buf_reset(&s->path);
+      h1_buf_append(&s->path, v, valuelen);
+    } else if (namelen == 10 && memcmp(n, ":authority", 10) == 0) {
+      if (s->have_host) return 0;
+      s->have_host = 1;
+      h1_buf_puts(b, "Host: ");
+      h1_buf_append(b, v, valuelen);
+      h1_buf_puts(b, "\r\n");
+    }
+    return 0;
+  }
+  if (is_conn_specific(n, namelen)) return 0;
+  if (namelen == 4 && memcmp(n, "host", 4) == 0) {
+    if (s->have_host) return 0;
+    s->have_host = 1;
+  }
+  if (namelen == 6 && memcmp(n, "cookie", 6) == 0) {
+    if (s->cookie.len) h1_buf_puts(&s->cookie, "; ");
+    h1_buf_append(&s->cookie, v, valuelen);
+    return 0;
+  }
+  if (namelen == 14 && memcmp(n, "content-length", 14) == 0) s->have_length = 1;
+  h1_buf_append(b, n, namelen);
+  h1_buf_puts(b, ": ");
+  h1_buf_append(b, v, valuelen);
+  h1_buf_puts(b, "\r\n");
+  return 0;
+}
+
+/* Feeds bytes of the stream's HTTP/1.1 request to its virtual dconn. */
+static void h2_feed(struct h2stream *s, const char *p, size_t n) {
+  if (!s->vd || n == 0) return;
+  d_on_plain(s->vd, (ssize_t)n, p);
+}
+
+static void h2_end_request(struct h2stream *s) {
+  if (s->req_ended) return;
+  s->req_ended = 1;
+  if (s->chunked) h2_feed(s, "0\r\n\r\n", 5);
+}
+
+static int h2_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) {
+  struct h2sess *hs = ud;
+  struct h2stream *s = h2_stream(ng, f->hd.stream_id);
+  if (!s) return 0;
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST && !s->vd &&
+      !s->closed) {
+    if (!s->have_host || !s->method.len || !s->path.len)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    struct h1_buf head = {0}, *b = &head;
+    h1_buf_append(b, s->method.data, s->method.len);
+    h1_buf_puts(b, " ");
+    h1_buf_append(b, s->path.data, s->path.len);
+    h1_buf_puts(b, " HTTP/1.1\r\n");
+    if (s->req.len) h1_buf_append(b, s->req.data, s->req.len);
+    if (s->cookie.len) {
+      h1_buf_puts(b, "cookie: ");
+      h1_buf_append(b, s->cookie.data, s->cookie.len);
+      h1_buf_puts(b, "\r\n");
+    }
+    int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (!end && !s->have_length) {
+      s->chunked = 1;
+      h1_buf_puts(b, "transfer-encoding: chunked\r\n");
+    }
+    h1_buf_puts(b, "\r\n");
+    if (h1_parser_init(&s->rp, H1_RESPONSE, hs->d->w->cfg->limits, &rp_callbacks, s) != 0) {
+      h1_buf_free(&head);
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    s->parser_ready = 1;
+    s->vd = vd_new(hs->d, s);
+    if (!s->vd) {
+      h1_buf_free(&head);
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    h2_feed(s, head.data, head.len);
+    h1_buf_free(&head);
+    h1_buf_free(&s->req);
+    h1_buf_free(&s->method);
+    h1_buf_free(&s->path);
+    h1_buf_free(&s->cookie);
+    if (end) h2_end_request(s);
+    return 0;
+  }
+  if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+      (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    h2_end_request(s);
+  return 0;
+}
+
+static int h2_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
+                      size_t len, void *ud) {
+  (void)flags, (void)ud;
+  struct h2stream *s = h2_stream(ng, id);
+  if (!s || !s->vd) {
+    nghttp2_session_consume(ng, id, len);
+    return 0;
+  }
+  s->unconsumed += len;
+  if (s->chunked) {
+    char hex[24];
+    int k = snprintf(hex, sizeof(hex), "%zx\r\n", len);
+    h2_feed(s, hex, (size_t)k);
+    h2_feed(s, (const char *)data, len);
+    h2_feed(s, "\r\n", 2);
+  } else {
+    h2_feed(s, (const char *)data, len);
+  }
+  if (!s->vd && s->unconsumed) { /* answered meanwhile: drop the rest */
+    nghttp2_session_consume(ng, id, s->unconsumed);
+    s->unconsumed = 0;
+  }
+  return 0;
+}
+
+static void h2_stream_free(struct h2stream *s) {
+  up_link_remove(&s->link);
+  if (s->parser_ready) h1_parser_free(&s->rp);
+  h1_buf_free(&s->req);
+  h1_buf_free(&s->method);
+  h1_buf_free(&s->path);
+  h1_buf_free(&s->cookie);
+  h1_buf_free(&s->body);
+  h1_buf_free(&s->trailers);
+  free(s);
+}
+
+static int h2_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud) {
+  struct h2sess *hs = ud;
+  struct h2stream *s = h2_stream(ng, id);
+  if (!s) return 0;
+  s->closed = 1;
+  nghttp2_session_set_stream_user_data(ng, id, NULL);
+  /* client resets, streams cancelled before their response and streams
+   * refused for their headers all count toward the reset limit */
+  if (s->resp_done && code == NGHTTP2_NO_ERROR)
+    hs->completed++;
+  else if (!s->reset_by_us)
+    h2_count_reset(hs);
+  if (s->vd) {
+    struct dconn *vd = s->vd;
+    vd->h2s = NULL;
+    s->vd = NULL;
+    /* A stream whose response went out whole closes while its exchange is
+     * still finishing (logging, returning the upstream connection to the
+     * pool): let it finish detached. Anything else is aborted. */
+    if (!(s->resp_done && vd->ex.active && vd->ex.resp_complete && vd->ex.req_complete))
+      d_close(vd, 0);
+  }
+  h2_stream_free(s);
+  return 0;
+}
+
+/* ---- the h2 connection ---- */
+
+/* Writes session output while the socket has room; closes when done. */
+static void h2_send(struct h2sess *hs) {
+  struct dconn *d = hs->d;
+  if (hs->in_recv || hs->sending || hs->dead || d->state == D_CLOSING) return;
+  hs->sending = 1;
+  int fail = 0;
+  while (uv_stream_get_write_queue_size((uv_stream_t *)&d->tcp) < HIGH_WATER) {
+    const uint8_t *data;
+    ssize_t n = nghttp2_session_mem_send(hs->ng, &data);
+    if (n < 0) {
+      fail = 1;
+      break;
+    }
+    if (n == 0) break;
+    if (h1_buf_append(&d->out, data, (size_t)n) != 0) {
+      fail = 1;
+      break;
+    }
+    if (d->out.len >= READ_BUF &&
+        flush_buf_tls((uv_stream_t *)&d->tcp, d->tls, &d->out, d_write_done, d) != 0) {
+      fail = 1;
+      break;
+    }
+  }
+  if (!fail && flush_buf_tls((uv_stream_t *)&d->tcp, d->tls, &d->out, d_write_done, d) != 0)
+    fail = 1;
+  hs->sending = 0;
+  if (fail) {
+    hs->dead = 1;
+    d_close(d, 0);
+    return;
+  }
+  if (!nghttp2_session_want_read(hs->ng) && !nghttp2_session_want_write(hs->ng)) {
+    hs->dead = 1;
+    d_close(d, 1);
+    return;
+  }
+  if ((hs->goaway || d->w->draining) && up_link_empty(&hs->streams) &&
+      !nghttp2_session_want_write(hs->ng)) {
+    hs->dead = 1;
+    d_close(d, 1);
+  }
+}
+
+static void h2_free_session(struct dconn *d) {
+  struct h2sess *hs = d->h2;
+  if (!hs) return;
+  hs->dead = 1;
+  while (!up_link_empty(&hs->streams)) {
+    struct h2stream *s = container_of(hs->streams.next, struct h2stream, link);
+    s->closed = 1;
+    if (s->vd) {
+      struct dconn *vd = s->vd;
+      vd->h2s = NULL;
+      s->vd = NULL;
+      d_close(vd, 0);
+    }
+    h2_stream_free(s);
+  }
+  nghttp2_session_del(hs->ng);
+  free(hs);
+  d->h2 = NULL;
+}
+
+/* Bytes from the client of an h2 connection (nread < 0: end of input). */
+static void h2_on_input(struct dconn *d, ssize_t nread, const char *data) {
+  struct h2sess *hs = d->h2;
+  if (nread < 0) {
+    d_close(d, 0);
+    return;
+  }
+  lazy_set(&d->timer, d->w->cfg->limits->idle_timeout_ms);
+  hs->in_recv = 1;
+  ssize_t rc = nghttp2_session_mem_recv(hs->ng, (const uint8_t *)data, (size_t)nread);
+  hs->in_recv = 0;
+  if (d->state == D_CLOSING) return;
+  if (rc < 0) {
+    const char *reason = rc == NGHTTP2_ERR_FLOODED ? "flood" : "protocol_error";
+    uint32_t code = rc == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR;
+    if (rc == NGHTTP2_ERR_BAD_CLIENT_MAGIC) reason = "bad_preface";
+    LOG_DEBUG("h2_recv_failed", "client=%s error=%s", d->client, nghttp2_strerror((int)rc));
+    h2_goaway(hs, code, reason);
+    /* one last attempt to tell the client, then close */
+    const uint8_t *out;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(hs->ng, &out)) > 0) h1_buf_append(&d->out, out, (size_t)n);
+    hs->dead = 1;
+    d_close(d, 1);
+    return;
+  }
+  h2_send(hs);
+}
+
+static void h2_on_parent_timer(struct dconn *d) {
+  struct h2sess *hs = d->h2;
+  if (!up_link_empty(&hs->streams)) {
+    lazy_set(&d->timer, d->w->cfg->limits->idle_timeout_ms);
+    return;
+  }
+  h2_goaway(hs, NGHTTP2_NO_ERROR, "idle");
+  h2_send(hs);
+  if (d->state != D_CLOSING) d_close(d, 1);
+}
+
+static void h2_drain(struct dconn *d) {
+  h2_goaway(d->h2, NGHTTP2_NO_ERROR, "draining");
+  h2_send(d->h2);
+}
+
+/* Turns d into an h2 connection. settings/len: an Upgrade's HTTP2-Settings
+ * payload (NULL: not an upgrade). 0 or -1. */
+static int h2_start(struct dconn *d) {
+  struct worker *w = d->w;
+  struct h2sess *hs = calloc(1, sizeof(*hs));
+  if (!hs) return -1;
+  hs->d = d;
+  up_link_init(&hs->streams);
+  hs->win_start = now_ms(w);
+  nghttp2_session_callbacks *cb;
+  if (nghttp2_session_callbacks_new(&cb) != 0) {
+    free(hs);
+    return -1;
+  }
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
+  nghttp2_option *opt;
+  if (nghttp2_option_new(&opt) != 0) {
+    nghttp2_session_callbacks_del(cb);
+    free(hs);
+    return -1;
+  }
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_option_set_max_settings(opt, H2_MAX_SETTINGS);
+  nghttp2_option_set_max_outbound_ack(opt, H2_MAX_OUTBOUND_ACK);
+  int rc = nghttp2_session_server_new2(&hs->ng, cb, hs, opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cb);
+  if (rc != 0) {
+    free(hs);
+    return -1;
+  }
+  uint32_t streams = w->cfg->h2_max_streams ? w->cfg->h2_max_streams : 100;
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, streams},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, w->cfg->limits->max_header_bytes},
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+  };
+  if (nghttp2_submit_settings(hs->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0) {
+    nghttp2_session_del(hs->ng);
+    free(hs);
+    return -1;
+  }
+  d->h2 = hs;
+  d->head_timer = 0;
+  lazy_set(&d->timer, w->cfg->limits->idle_timeout_ms);
+  return 0;
+}
+
+/* base64url (RFC 4648 §5, padding optional) → out; length or -1. */
+static ssize_t b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = in[i];
+    int v;
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '-' || c == '+')
+      v = 62;
+    else if (c == '_' || c == '/')
+      v = 63;
+    else if (c == '=')
+      break;
+    else
+      return -1;
+    acc = (acc << 6) | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (o >= cap) return -1;
+      out[o++] = (uint8_t)(acc >> bits);
+    }
+  }
+  return (ssize_t)o;
+}
+
+static int token_in(const char *v, size_t n, const char *tok) {
+  size_t tl = strlen(tok);
+  for (size_t i = 0; i + tl <= n; i++) {
+    if (strncasecmp(v + i, tok, tl) != 0) continue;
+    int before_ok = i == 0 || v[i - 1] == ',' || v[i - 1] == ' ' || v[i - 1] == '\t';
+    size_t e = i + tl;
+    int after_ok = e == n || v[e] == ',' || v[e] == ' ' || v[e] == '\t';
+    if (before_ok && after_ok) return 1;
+  }
+  return 0;
+}
+
+/*
+ * "Upgrade: h2c" with HTTP2-Settings on a plain connection, for a request
+ * without a body: answers 101, turns d into an h2 connection and serves
+ * the request as stream 1. Returns 1 when upgraded (the HTTP/1.1 exchange
+ * does not start), 0 to serve the request as HTTP/1.1 (the Upgrade is then
+ * dropped like any other).
+ */
+static int h2_try_upgrade(struct dconn *d, const struct h1_message *m) {
+  if (!m->upgrade || d->https || d->virt || !d->w->cfg->h2c || d->h2) return 0;
+  if (m->framing != H1_FRAMING_NONE && !(m->framing == H1_FRAMING_LENGTH && !m->content_length))
+    return 0;
+  const struct h1_header *settings = NULL;
+  int want = 0;
+  for (size_t i = 0; i < m->n_headers; i++) {
+    const struct h1_header *h = &m->headers[i];
+    if (h->name_len == 7 && strncasecmp(h->name, "upgrade", 7) == 0)
+      want = token_in(h->value, h->value_len, "h2c");
+    else if (h->name_len == 14 && strncasecmp(h->name, "http2-settings", 14) == 0)
+      settings = h;
+  }
+  if (!want || !settings) return 0;
+  uint8_t payload[512];
+  ssize_t plen = b64url_decode(settings->value, settings->value_len, payload, sizeof(payload));
+  if (plen < 0 || plen % 6 != 0) return 0;
+  if (h2_start(d) != 0) return 0;
+  struct h2sess *hs = d->h2;
+  int head = m->method == HTTP_HEAD;
+  if (nghttp2_session_upgrade2(hs->ng, payload, (size_t)plen, head, NULL) != 0) {
+    h2_free_session(d);
+    return 0;
+  }
+  h1_buf_puts(&d->out,
+              "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+  struct h2stream *s = calloc(1, sizeof(*s));
+  if (!s) return 1; /* the stream gets no answer; the session goes on */
+  s->hs = hs;
+  s->id = 1;
+  s->head_request = head;
+  up_link_insert(&hs->streams, &s->link);
+  nghttp2_session_set_stream_user_data(hs->ng, 1, s);
+  struct h1_buf req = {0};
+  h1_buf_append(&req, m->method_str, m->method_len);
+  h1_buf_puts(&req, " ");
+  h1_buf_append(&req, m->target, m->target_len);
+  h1_buf_puts(&req, " HTTP/1.1\r\n");
+  for (size_t i = 0; i < m->n_headers; i++) {
+    const struct h1_header *h = &m->headers[i];
+    if (is_conn_specific(h->name, h->name_len)) continue;
+    h1_buf_append(&req, h->name, h->name_len);
+    h1_buf_puts(&req, ": ");
+    h1_buf_append(&req, h->value, h->value_len);
+    h1_buf_puts(&req, "\r\n");
+  }
+  h1_buf_puts(&req, "\r\n");
+  if (h1_parser_init(&s->rp, H1_RESPONSE, d->w->cfg->limits, &rp_callbacks, s) == 0) {
+    s->parser_ready = 1;
+    s->vd = vd_new(d, s);
+  }
+  hs->in_recv = 1; /* no session output before the 101 is queued whole */
+  if (s->vd) h2_feed(s, req.data, req.len);
+  h1_buf_free(&req);
+  s->req_ended = 1;
+  hs->in_recv = 0;
+  if (!s->vd && !s->closed)
+    nghttp2_submit_rst_stream(hs->ng, NGHTTP2_FLAG_NONE, 1, NGHTTP2_INTERNAL_ERROR);
+  return 1;
+}
+
+/* A virtual dconn serving stream s of parent. */
+static struct dconn *vd_new(struct dconn *parent, struct h2stream *s) {
+  struct worker *w = parent->w;
+  struct dconn *vd = calloc(1, sizeof(*vd));
+  if (!vd) return NULL;
+  vd->w = w;
+  if (h1_parser_init(&vd->parser, H1_REQUEST, w->cfg->limits, &w->dcb, vd) != 0) {
+    free(vd);
+    return NULL;
+  }
+  lazy_init(&w->loop, &vd->timer, vd, d_on_timer);
+  vd->handles = 1;
+  up_link_init(&vd->link);
+  vd->h2s = s;
+  vd->virt = 1;
+  vd->https = parent->https;
+  vd->close_after = 1; /* one request per stream */
+  vd->reading = 1;
+  memcpy(vd->client, parent->client, sizeof(vd->client));
+  return vd;
+}
+
 /* ---- listener, lifecycle ------------------------------------------------ */
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -1474,8 +2831,21 @@ static void on_connection(uv_stream_t *server, int status) {
     uv_close((uv_handle_t *)&d->tcp, (uv_close_cb)free);
     return;
   }
+  if (server == (uv_stream_t *)&w->tls_listener) {
+    /* certificates as of now; the conn keeps this store to its end */
+    struct tls_store *store = tls_store_current();
+    int rc = store ? tls_conn_new(store, &d->tls) : TLS_ERR_CONFIG;
+    tls_store_unref(store);
+    if (rc != 0) {
+      if (w->c_hs_failed) metrics_counter_inc(w->c_hs_failed);
+      uv_close((uv_handle_t *)&d->tcp, (uv_close_cb)free);
+      return;
+    }
+    d->https = 1;
+  }
   d->w = w;
   if (h1_parser_init(&d->parser, H1_REQUEST, w->cfg->limits, &w->dcb, d) != 0) {
+    tls_conn_free(d->tls);
     uv_close((uv_handle_t *)&d->tcp, (uv_close_cb)free);
     return;
   }
@@ -1509,13 +2879,25 @@ static void close_idle_ep(struct up_endpoint *ep, void *arg) {
   while (!up_link_empty(&ep->idle)) uc_close(container_of(ep->idle.next, struct uconn, link));
 }
 
-static void w_close_all(struct worker *w) {
+static void w_close_listeners(struct worker *w) {
   if (w->listening) {
     uv_close((uv_handle_t *)&w->listener, NULL);
     w->listening = 0;
   }
+  if (w->tls_listening) {
+    uv_close((uv_handle_t *)&w->tls_listener, NULL);
+    w->tls_listening = 0;
+  }
+}
+
+static void w_close_all(struct worker *w) {
+  w_close_listeners(w);
   while (!up_link_empty(&w->conns)) d_close(container_of(w->conns.next, struct dconn, link), 0);
   while (!up_link_empty(&w->uconns)) uc_close(container_of(w->uconns.next, struct uconn, wlink));
+  if (w->h2pool) {
+    uh2_pool_close(w->h2pool);
+    w->h2pool = NULL;
+  }
   if (!uv_is_closing((uv_handle_t *)&w->async)) uv_close((uv_handle_t *)&w->async, NULL);
 }
 
@@ -1537,10 +2919,7 @@ static void on_async(uv_async_t *a) {
   }
   if (atomic_load(&w->drain_req) && !w->draining) {
     w->draining = 1;
-    if (w->listening) {
-      uv_close((uv_handle_t *)&w->listener, NULL);
-      w->listening = 0;
-    }
+    w_close_listeners(w);
     up_pools_foreach(&w->pools, close_idle_ep, NULL);
     /* idle keep-alive connections go now; busy ones after their response */
     struct up_link *l = w->conns.next;
@@ -1548,7 +2927,10 @@ static void on_async(uv_async_t *a) {
       struct dconn *d = container_of(l, struct dconn, link);
       l = l->next;
       d->close_after = 1;
-      if (!d->ex.active && d->in.len == 0 && !h1_parser_in_message(&d->parser)) d_close(d, 0);
+      if (d->h2)
+        h2_drain(d);
+      else if (!d->ex.active && d->in.len == 0 && !h1_parser_in_message(&d->parser))
+        d_close(d, 0);
     }
     w_check_drained(w);
   }
@@ -1561,12 +2943,14 @@ static void worker_main(void *arg) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-int worker_start(int id, const struct worker_config *cfg, int listen_fd, struct worker **out) {
+int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls_listen_fd,
+                 struct worker **out) {
   struct worker *w = calloc(1, sizeof(*w));
   if (!w) return -ENOMEM;
   w->id = id;
   w->cfg = cfg;
   w->listen_fd = listen_fd;
+  w->tls_listen_fd = tls_listen_fd;
   up_link_init(&w->conns);
   up_link_init(&w->uconns);
   if (up_pools_init(&w->pools) != 0) {
@@ -1585,11 +2969,18 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, struct 
   w->async.data = w;
   uv_tcp_init(&w->loop, &w->listener);
   w->listener.data = w;
+  uv_tcp_init(&w->loop, &w->tls_listener);
+  w->tls_listener.data = w;
   int rc = uv_tcp_open(&w->listener, listen_fd);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+  if (rc == 0 && tls_listen_fd >= 0) {
+    rc = uv_tcp_open(&w->tls_listener, tls_listen_fd);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&w->tls_listener, 1024, on_connection);
+  }
   if (rc != 0) {
     LOG_ERROR("listen_failed", "worker=%d error=%s", id, uv_strerror(rc));
     uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_close((uv_handle_t *)&w->tls_listener, NULL);
     uv_close((uv_handle_t *)&w->async, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
@@ -1598,7 +2989,21 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, struct 
     return rc;
   }
   w->listening = 1;
+  if (tls_listen_fd >= 0)
+    w->tls_listening = 1;
+  else
+    uv_close((uv_handle_t *)&w->tls_listener, NULL);
   if (cfg->metrics) {
+    w->c_hs_ok =
+        metrics_counter(cfg->metrics, "edge_l7_tls_handshakes_total",
+                        "TLS handshakes on the HTTPS listener by result.", "result=\"ok\"");
+    w->c_hs_failed =
+        metrics_counter(cfg->metrics, "edge_l7_tls_handshakes_total",
+                        "TLS handshakes on the HTTPS listener by result.", "result=\"failed\"");
+    w->c_req_h1 = metrics_counter(cfg->metrics, "edge_l7_requests_by_protocol_total",
+                                  "Requests by downstream protocol.", "proto=\"h1\"");
+    w->c_req_h2 = metrics_counter(cfg->metrics, "edge_l7_requests_by_protocol_total",
+                                  "Requests by downstream protocol.", "proto=\"h2\"");
     size_t nb;
     const double *b = metrics_default_latency_buckets(&nb);
     w->duration = metrics_histogram(cfg->metrics, "edge_l7_request_duration_seconds",

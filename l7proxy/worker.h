@@ -1,6 +1,8 @@
 /*
  * worker — one data-path thread: its own libuv loop, its own SO_REUSEPORT
- * listener, its downstream HTTP/1.1 connections and its upstream pools.
+ * listeners (plain and HTTPS), its downstream HTTP/1.1 connections and its
+ * upstream pools. HTTPS connections run the same HTTP/1.1 path over a
+ * tls_conn (l7proxy/tls.h) fed from the socket's bytes.
  *
  * Workers share nothing mutable except the current configuration snapshot
  * (taken per request with l7_snapshot_current) and the metrics registry
@@ -35,8 +37,18 @@ struct worker_config {
   const struct worker_cidr *trusted;
   size_t n_trusted; /* 0 with proxy_protocol: every peer is trusted */
   int access_log;
-  const char *proto; /* "http" */
+  const char *proto; /* "http" (the plain listener) */
   struct metrics_registry *metrics;
+  /* HTTPS: the port of --https (0: none). Plain requests for hosts with
+   * TLS get a 308 whose Location carries this port unless it is 443. */
+  uint16_t https_port;
+  uint32_t tls_handshake_timeout_ms; /* 0: the header timeout */
+  /* HTTP/2 downstream (h2 by ALPN when the TLS store offers it; h2c by
+   * prior knowledge and Upgrade on the plain listener). */
+  int h2c;                    /* accept h2c on the plain listener */
+  uint32_t h2_max_streams;    /* SETTINGS_MAX_CONCURRENT_STREAMS (0: 100) */
+  uint32_t h2_max_resets_sec; /* client resets/cancels per second before
+                                 GOAWAY ENHANCE_YOUR_CALM (0: 100) */
 };
 
 /* Parses "10.0.0.0/8", "::1/128" or a bare address. 0 or -1. */
@@ -50,9 +62,13 @@ int worker_parse_cidr(const char *s, struct worker_cidr *out);
  */
 int worker_listen_socket(const char *host, uint16_t port, uint16_t *port_out);
 
-/* Starts a worker thread serving listen_fd (ownership passes). cfg must
- * outlive the worker. Returns 0 or negative. */
-int worker_start(int id, const struct worker_config *cfg, int listen_fd, struct worker **out);
+/* Starts a worker thread serving listen_fd (plain HTTP) and, when
+ * tls_listen_fd >= 0, HTTPS on tls_listen_fd with the certificates of
+ * tls_store_current() at each accept (ownership of both fds passes; pass
+ * -1 for either to leave it out). cfg must outlive the worker. Returns 0
+ * or negative. */
+int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls_listen_fd,
+                 struct worker **out);
 /* Stops accepting and lets in-flight requests finish; idle keep-alive
  * connections are closed, active ones after their response. Thread-safe. */
 void worker_drain(struct worker *w);

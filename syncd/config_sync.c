@@ -119,6 +119,7 @@ void config_sync_free(struct config_sync *cs) {
     free(n->pub.node_id);
     free(n->pub.address);
     free(n->pub.admin_address);
+    free(n->pub.https_address);
     free(n->pub.zone);
     free(n->pub.build);
     free(n->pub.last_error);
@@ -174,6 +175,7 @@ static struct cs_node *node_find_or_add(struct config_sync *cs, const char *id) 
   n->pub.node_id = xstrdup(id);
   n->pub.address = xstrdup("");
   n->pub.admin_address = xstrdup("");
+  n->pub.https_address = xstrdup("");
   n->pub.zone = xstrdup("");
   n->pub.build = xstrdup("");
   n->pub.last_error = xstrdup("");
@@ -280,6 +282,7 @@ static void answered(struct config_sync *cs, struct cs_node *n, const struct cs_
 static void node_apply_hello(struct cs_node *n, const Edge__V1__Hello *h) {
   set_str(&n->pub.address, h->address);
   set_str(&n->pub.admin_address, h->admin_address);
+  set_str(&n->pub.https_address, h->https_address);
   set_str(&n->pub.zone, h->zone);
   set_str(&n->pub.build, h->build);
   n->pub.weight = h->weight ? h->weight : 1;

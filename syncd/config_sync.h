@@ -35,7 +35,7 @@ struct config_sync;
 /* One l7proxy as Status shows it. Owned by config_sync; valid until the
  * config_sync is freed (nodes are never removed). */
 struct config_sync_node {
-  char *node_id, *address, *admin_address, *zone, *build;
+  char *node_id, *address, *admin_address, *https_address, *zone, *build;
   uint32_t weight;
   int draining;
   int connected;

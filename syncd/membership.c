@@ -83,6 +83,7 @@ static int pack_set(struct membership *mb, uint64_t version, uint8_t **out, size
     reps[i].draining = sel[i]->draining;
     reps[i].weight = sel[i]->weight;
     reps[i].check_address = sel[i]->admin_address;
+    reps[i].https_address = sel[i]->https_address;
     rp[i] = &reps[i];
   }
   Edge__V1__ReplicaSet set = EDGE__V1__REPLICA_SET__INIT;

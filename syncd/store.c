@@ -446,8 +446,10 @@ int store_save(const struct store *s, const char *dir, char *err, size_t errlen)
     snprintf(err, errlen, "out of memory");
     return STORE_ERR_NOMEM;
   }
-  size_t payload = 8 + 4 + s->meta_len + snap_len;
-  uint8_t *buf = malloc(STORE_HEADER_LEN + payload);
+  /* The file is header + (version time, meta length, meta) + snapshot; the snapshot
+   * (megabytes at 10,000 hosts) is written and checksummed in place, never copied. */
+  size_t head_pl = 8 + 4 + s->meta_len, payload = head_pl + snap_len;
+  uint8_t *buf = malloc(STORE_HEADER_LEN + head_pl);
   if (!buf) {
     free(snap);
     snprintf(err, errlen, "out of memory");
@@ -457,10 +459,8 @@ int store_save(const struct store *s, const char *dir, char *err, size_t errlen)
   put_le(pl, (uint64_t)s->version_time, 8);
   put_le(pl + 8, s->meta_len, 4);
   if (s->meta_len) memcpy(pl + 12, s->meta, s->meta_len);
-  memcpy(pl + 12 + s->meta_len, snap, snap_len);
-  free(snap);
   memcpy(buf, STORE_MAGIC, 8);
-  put_le(buf + 8, crc32_update(0, pl, payload), 4);
+  put_le(buf + 8, crc32_update(crc32_update(0, pl, head_pl), snap, snap_len), 4);
   put_le(buf + 12, payload, 8);
 
   char tmp[4096], dst[4096];
@@ -473,8 +473,8 @@ int store_save(const struct store *s, const char *dir, char *err, size_t errlen)
     goto out;
   }
   /* An older file may have been created with a wider mode. */
-  if (fchmod(fd, 0600) != 0 || write_all(fd, buf, STORE_HEADER_LEN + payload) != 0 ||
-      fsync(fd) != 0) {
+  if (fchmod(fd, 0600) != 0 || write_all(fd, buf, STORE_HEADER_LEN + head_pl) != 0 ||
+      write_all(fd, snap, snap_len) != 0 || fsync(fd) != 0) {
     snprintf(err, errlen, "write %s: %s", tmp, strerror(errno));
     close(fd);
     unlink(tmp);
@@ -494,6 +494,7 @@ int store_save(const struct store *s, const char *dir, char *err, size_t errlen)
   rc = 0;
 out:
   free(buf);
+  free(snap);
   return rc;
 }
 

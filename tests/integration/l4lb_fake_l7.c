@@ -5,7 +5,7 @@
  * an update Hello with draining = true. Prints "acked version=N" per ACK.
  *
  *   l4lb_fake_l7 --syncd=ADDR:PORT --node-id=ID --address=ADDR:PORT
- *                --admin-address=ADDR:PORT
+ *                --admin-address=ADDR:PORT [--https-address=ADDR:PORT]
  *
  * Test helper only: plaintext, exits on SIGTERM or when the stream ends.
  */
@@ -41,6 +41,7 @@ static int send_hello(struct gsc_stream *g, char **argv_vals, int update, int dr
   h.node_id = argv_vals[0];
   h.address = argv_vals[1];
   h.admin_address = argv_vals[2];
+  h.https_address = argv_vals[3] ? argv_vals[3] : "";
   h.build = "l4lb-fake-l7";
   h.draining = draining;
   Edge__V1__ProxyMessage m = EDGE__V1__PROXY_MESSAGE__INIT;
@@ -53,12 +54,13 @@ static int send_hello(struct gsc_stream *g, char **argv_vals, int update, int dr
 }
 
 int main(int argc, char **argv) {
-  char *syncd = NULL, *vals[3] = {NULL, NULL, NULL};
+  char *syncd = NULL, *vals[4] = {NULL, NULL, NULL, NULL};
   for (int i = 1; i < argc; i++) {
     if (strncmp(argv[i], "--syncd=", 8) == 0) syncd = argv[i] + 8;
     if (strncmp(argv[i], "--node-id=", 10) == 0) vals[0] = argv[i] + 10;
     if (strncmp(argv[i], "--address=", 10) == 0) vals[1] = argv[i] + 10;
     if (strncmp(argv[i], "--admin-address=", 16) == 0) vals[2] = argv[i] + 16;
+    if (strncmp(argv[i], "--https-address=", 16) == 0) vals[3] = argv[i] + 16;
   }
   if (!syncd || !vals[0] || !vals[1] || !vals[2]) {
     fprintf(stderr, "usage: l4lb_fake_l7 --syncd= --node-id= --address= --admin-address=\n");

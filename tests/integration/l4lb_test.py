@@ -117,6 +117,12 @@ class L4lb:
     def backend(self, name):
         return [b for b in self.config()["backends"] if b["name"] == name][0]
 
+    def https_port(self):
+        """The port of the (first) backend=https listener."""
+        kinds = self.config()["listener_backends"]
+        addr = [a for a, k in kinds.items() if k == "https"][0]
+        return int(addr.rsplit(":", 1)[1])
+
     def lookup(self, src, dst):
         status, body = self.get("/lookup?src=%s&dst=%s" % (src, dst))
         return status, json.loads(body)
@@ -537,6 +543,96 @@ class L4lbTest(Base):
         with connect(lb.listen_port) as s:
             self.assertEqual(who(s)["name"], "r1")
 
+    def test_restart_without_syncd_serves_the_cached_replica_set(self):
+        tmp = os.environ.get("TEST_TMPDIR", "/tmp")
+        cache = os.path.join(tmp, "l4lb-cache-%d-%d" % (os.getpid(), random.randrange(1 << 30)))
+        os.makedirs(cache)
+        rs = [self.replica("r%d" % i) for i in range(2)]
+        sd = self.fake_syncd([("l7-a", rs[0], 0), ("l7-b", rs[1], 0)])
+        lb = self.l4lb(["--syncd=127.0.0.1:%d" % sd.port, "--insecure", "--cache-dir=" + cache])
+        poll(lambda: lb.config()["table_backends"] == 2, what="set from syncd")
+        poll(lambda: os.path.exists(os.path.join(cache, "replicas.pb")), what="cache written")
+        lb.kill()
+        sd.kill()
+        # syncd is gone: the restarted l4lb starts from the cache at once
+        lb2 = self.l4lb(["--syncd=127.0.0.1:%d" % sd.port, "--insecure", "--cache-dir=" + cache])
+        self.assertTrue(any("membership_cache_loaded" in l for l in lb2.lines))
+        cfg = lb2.config()
+        self.assertEqual(sorted(b["name"] for b in cfg["backends"]), ["l7-a", "l7-b"])
+        poll(lambda: lb2.get("/readyz")[0] == 200, what="ready from the cache")
+        poll(lambda: lb2.config()["table_backends"] == 2, what="cached replicas healthy")
+        names = set()
+        for _ in range(16):
+            with connect(lb2.listen_port) as s:
+                names.add(who(s)["name"])
+        self.assertEqual(names, {"r0", "r1"})
+
+    def test_corrupt_cache_is_ignored_with_a_warning(self):
+        tmp = os.environ.get("TEST_TMPDIR", "/tmp")
+        cache = os.path.join(tmp, "l4lb-badcache-%d-%d" % (os.getpid(), random.randrange(1 << 30)))
+        os.makedirs(cache)
+        with open(os.path.join(cache, "replicas.pb"), "wb") as f:
+            f.write(b"\xff\xff\xff\xff\x0f")
+        lb = self.l4lb(["--syncd=127.0.0.1:1", "--insecure", "--cache-dir=" + cache])
+        poll(lambda: any("membership_cache_ignored" in l for l in lb.lines), what="warning")
+        self.assertEqual(lb.config()["table_backends"], 0)
+        self.assertIsNone(lb.proc.poll())
+
+    # ---- https listeners -------------------------------------------------
+
+    def test_https_listener_forwards_to_https_ports_with_proxy_v2_skipping_replicas_without(self):
+        rs = [self.replica("r%d" % i) for i in range(3)]
+        hs = [self.replica("r%d-https" % i) for i in range(2)]
+        # r2 serves no HTTPS: https flows whose slot is r2's walk on
+        flags = [rs[i].backend_flag(",https=" + hs[i].addr) for i in range(2)]
+        lb = self.l4lb(flags + [rs[2].backend_flag()], "--listen=127.0.0.1:0,backend=https")
+        poll(lambda: lb.config()["table_backends"] == 3, what="all up")
+        cfg = lb.config()
+        self.assertEqual(sorted(cfg["listener_backends"].values()), ["http", "https"])
+        self.assertEqual(cfg["listener_backends"][lb.listen], "http")
+        self.assertEqual({b["https_address"] for b in cfg["backends"]},
+                         {hs[0].addr, hs[1].addr, None})
+        hport = lb.https_port()
+        seen = set()
+        for _ in range(24):
+            with connect(hport) as s:
+                w = who(s)
+                cport = s.getsockname()[1]
+            self.assertIn(w["name"], ("r0-https", "r1-https"))
+            self.assertEqual(w["src"], "127.0.0.1:%d" % cport)
+            self.assertEqual(w["dst"], "127.0.0.1:%d" % hport)
+            seen.add(w["name"])
+        self.assertEqual(seen, {"r0-https", "r1-https"})
+        http_seen = set()
+        for _ in range(24):
+            with connect(lb.listen_port) as s:
+                http_seen.add(who(s)["name"])
+        self.assertEqual(http_seen, {"r0", "r1", "r2"})
+        self.assertEqual(lb.backend(rs[2].addr)["connect_failures"], 0)
+
+    def test_https_listener_picks_the_same_replica_as_the_http_listener(self):
+        rs = [self.replica("r%d" % i) for i in range(3)]
+        hs = [self.replica("r%d-https" % i) for i in range(3)]
+        # --hash=src: one client address maps to one table slot on every listener
+        lb = self.l4lb([rs[i].backend_flag(",https=" + hs[i].addr) for i in range(3)],
+                       "--hash=src", "--listen=127.0.0.1:0,backend=https")
+        poll(lambda: lb.config()["table_backends"] == 3, what="all up")
+        with connect(lb.listen_port) as s:
+            http_pick = who(s)["name"]
+        for _ in range(4):
+            with connect(lb.https_port()) as s:
+                self.assertEqual(who(s)["name"], http_pick + "-https")
+
+    def test_bad_listen_backend_kind_is_rejected(self):
+        p = subprocess.run([L4LB, "--listen=127.0.0.1:0,backend=ftp", "--backend=127.0.0.1:1"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("backend=http|https", p.stderr)
+        p = subprocess.run([L4LB, "--listen=127.0.0.1:0", "--backend=127.0.0.1:1,https=nope"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("https=", p.stderr)
+
     # ---- operations ------------------------------------------------------
 
     def test_sigterm_stops_accepting_fails_readyz_and_lets_connections_finish(self):
@@ -609,11 +705,12 @@ class L4lbRealSyncdTest(Base):
         self.assertTrue(ready.wait(DEADLINE_S), "syncd did not start")
         return p, port[0]
 
-    def fake_l7(self, syncd_port, node, replica):
-        p = subprocess.Popen([FAKE_L7, "--syncd=127.0.0.1:%d" % syncd_port, "--node-id=" + node,
-                              "--address=" + replica.addr,
-                              "--admin-address=127.0.0.1:%d" % replica.check_port],
-                             stdout=subprocess.PIPE, text=True)
+    def fake_l7(self, syncd_port, node, replica, https=None):
+        args = [FAKE_L7, "--syncd=127.0.0.1:%d" % syncd_port, "--node-id=" + node,
+                "--address=" + replica.addr, "--admin-address=127.0.0.1:%d" % replica.check_port]
+        if https:
+            args.append("--https-address=" + https.addr)
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         self.procs.append(_Killable(p))
         r, _, _ = select.select([p.stdout], [], [], DEADLINE_S)
         line = p.stdout.readline() if r else ""
@@ -653,6 +750,19 @@ class L4lbRealSyncdTest(Base):
         self.assertEqual(lb.config()["table_backends"], 1)
         with connect(lb.listen_port) as s:
             self.assertEqual(who(s)["name"], "r1")
+
+    def test_hello_https_address_reaches_l4lb_and_its_https_listener(self):
+        r, rs = self.replica("r0"), self.replica("r0-https")
+        sd, port = self.start_syncd()
+        self.fake_l7(port, "l7-a", r, https=rs)
+        lb = self.l4lb(["--syncd=127.0.0.1:%d" % port, "--insecure",
+                        "--listen=127.0.0.1:0,backend=https"])
+        poll(lambda: lb.config()["table_backends"] == 1, what="replica from syncd")
+        self.assertEqual(lb.backend("l7-a")["https_address"], rs.addr)
+        with connect(lb.https_port()) as s:
+            self.assertEqual(who(s)["name"], "r0-https")
+        with connect(lb.listen_port) as s:
+            self.assertEqual(who(s)["name"], "r0")
 
 
 class _Killable:

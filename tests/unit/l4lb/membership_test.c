@@ -10,9 +10,11 @@
 static void static_spec_with_all_options_parses(void) {
   struct l4_member m;
   char err[256] = "";
-  CU_ASSERT_EQUAL(l4_member_parse_static("127.0.0.1:8080,check=127.0.0.1:9901,weight=3,drain", &m,
-                                         err, sizeof(err)),
+  CU_ASSERT_EQUAL(l4_member_parse_static(
+                      "127.0.0.1:8080,https=127.0.0.1:8443,check=127.0.0.1:9901,weight=3,drain", &m,
+                      err, sizeof(err)),
                   0);
+  CU_ASSERT_STRING_EQUAL(m.https, "127.0.0.1:8443");
   CU_ASSERT_STRING_EQUAL(m.name, "127.0.0.1:8080");
   CU_ASSERT_STRING_EQUAL(m.address, "127.0.0.1:8080");
   CU_ASSERT_STRING_EQUAL(m.check, "127.0.0.1:9901");
@@ -26,6 +28,7 @@ static void bare_static_spec_defaults_to_weight_one_and_tcp_check(void) {
   CU_ASSERT_EQUAL(l4_member_parse_static("[::1]:80", &m, err, sizeof(err)), 0);
   CU_ASSERT_STRING_EQUAL(m.address, "[::1]:80");
   CU_ASSERT_STRING_EQUAL(m.check, "");
+  CU_ASSERT_STRING_EQUAL(m.https, "");
   CU_ASSERT_EQUAL(m.weight, 1);
   CU_ASSERT_EQUAL(m.draining, 0);
 }
@@ -39,6 +42,7 @@ static void bad_static_specs_are_rejected_with_a_reason(void) {
                        "127.0.0.1:80,weight=abc",
                        "127.0.0.1:80,weight=2000000",
                        "127.0.0.1:80,check=nope",
+                       "127.0.0.1:80,https=nope",
                        "127.0.0.1:80,color=blue"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     struct l4_member m;
@@ -61,7 +65,9 @@ static void replica_set_decodes_names_weights_and_draining(void) {
   a.node_id = "l7-a";
   a.address = "10.0.0.1:8080";
   a.check_address = "10.0.0.1:9901";
-  a.weight = 0; /* treated as 1 */
+  a.https_address = "10.0.0.1:8443";
+  a.weight = 0;                       /* treated as 1 */
+  b.https_address = "not-an-address"; /* ignored: no HTTPS for b */
   b.node_id = "";
   b.address = "10.0.0.2:8080";
   b.weight = 5;
@@ -77,6 +83,8 @@ static void replica_set_decodes_names_weights_and_draining(void) {
   CU_ASSERT_EQUAL(version, 42);
   CU_ASSERT_STRING_EQUAL(m[0].name, "l7-a");
   CU_ASSERT_STRING_EQUAL(m[0].check, "10.0.0.1:9901");
+  CU_ASSERT_STRING_EQUAL(m[0].https, "10.0.0.1:8443");
+  CU_ASSERT_STRING_EQUAL(m[1].https, "");
   CU_ASSERT_EQUAL(m[0].weight, 1);
   CU_ASSERT_STRING_EQUAL(m[1].name, "10.0.0.2:8080"); /* no node_id: the address */
   CU_ASSERT_EQUAL(m[1].weight, 5);

@@ -1,0 +1,112 @@
+/*
+ * default_cert_test — default_cert_check accepts matching pairs in every
+ * key form (PKCS#8, SEC1) through both its fast and full paths and keeps
+ * its exact rejection reasons.
+ */
+#include "syncd/default_cert.h"
+
+#include <CUnit/CUnit.h>
+#include <openssl/bio.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The SEC1 ("EC PRIVATE KEY") form of a PKCS#8 PEM key; malloc'd. */
+static char *to_sec1(const char *pkcs8) {
+  BIO *in = BIO_new_mem_buf(pkcs8, -1), *out = BIO_new(BIO_s_mem());
+  EVP_PKEY *k = PEM_read_bio_PrivateKey(in, NULL, NULL, NULL);
+  char *s = NULL;
+  if (k && PEM_write_bio_PrivateKey_traditional(out, k, NULL, NULL, 0, NULL, NULL)) {
+    char *data;
+    long n = BIO_get_mem_data(out, &data);
+    s = calloc(1, (size_t)n + 1);
+    if (s) memcpy(s, data, (size_t)n);
+  }
+  EVP_PKEY_free(k);
+  BIO_free(in);
+  BIO_free(out);
+  return s;
+}
+
+static int check(const char *crt, const char *key, int64_t *not_after, char *err) {
+  err[0] = '\0';
+  return default_cert_check(crt, strlen(crt), key, strlen(key), not_after, err, 128);
+}
+
+static void matching_pkcs8_pair_is_accepted_with_its_expiry(void) {
+  char *crt, *key, err[128];
+  int64_t na = 0;
+  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_PTR_NOT_NULL(strstr(key, "-----BEGIN PRIVATE KEY-----"));
+  CU_ASSERT_EQUAL(check(crt, key, &na, err), 0);
+  int64_t now = (int64_t)time(NULL);
+  CU_ASSERT(na > now + 29 * 86400 && na <= now + 31 * 86400);
+  free(crt), free(key);
+}
+
+static void matching_sec1_key_is_accepted(void) {
+  char *crt, *key, err[128];
+  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  char *sec1 = to_sec1(key);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(sec1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(sec1, "BEGIN EC PRIVATE KEY"));
+  CU_ASSERT_EQUAL(check(crt, sec1, NULL, err), 0);
+  free(crt), free(key), free(sec1);
+}
+
+static void key_of_another_certificate_does_not_match(void) {
+  char *crt, *key, *crt2, *key2, err[128];
+  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(default_cert_generate("b.com", 30, &crt2, &key2, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(check(crt, key2, NULL, err), -22);
+  CU_ASSERT_STRING_EQUAL(err, "tls.key does not match tls.crt");
+  char *sec1 = to_sec1(key2);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(sec1);
+  CU_ASSERT_EQUAL(check(crt, sec1, NULL, err), -22);
+  CU_ASSERT_STRING_EQUAL(err, "tls.key does not match tls.crt");
+  free(crt), free(key), free(crt2), free(key2), free(sec1);
+}
+
+static void damaged_key_or_certificate_keeps_its_reason(void) {
+  char *crt, *key, err[128];
+  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  char bad_key[] = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n";
+  CU_ASSERT_EQUAL(check(crt, bad_key, NULL, err), -22);
+  CU_ASSERT_STRING_EQUAL(err, "tls.key is not a valid PEM private key");
+  CU_ASSERT_EQUAL(
+      check("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n", key, NULL, err), -22);
+  CU_ASSERT_STRING_EQUAL(err, "tls.crt is not a valid PEM certificate");
+  /* the certificate given as the key and the key as the certificate */
+  CU_ASSERT_EQUAL(check(key, crt, NULL, err), -22);
+  CU_ASSERT_STRING_EQUAL(err, "tls.crt is not a valid PEM certificate");
+  CU_ASSERT_EQUAL(check(crt, crt, NULL, err), -22);
+  CU_ASSERT_STRING_EQUAL(err, "tls.key is not a valid PEM private key");
+  free(crt), free(key);
+}
+
+static void every_prefix_of_a_key_is_rejected_or_matches_without_crashing(void) {
+  char *crt, *key, err[128];
+  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  size_t n = strlen(key);
+  for (size_t i = 0; i < n; i++) {
+    int rc = default_cert_check(crt, strlen(crt), key, i, NULL, err, sizeof(err));
+    CU_ASSERT(rc == 0 || rc == -22);
+  }
+  free(crt), free(key);
+}
+
+void test_register(void) {
+  CU_pSuite s = CU_add_suite("default_cert", NULL, NULL);
+  CU_add_test(s, "matching_pkcs8_pair_is_accepted_with_its_expiry",
+              matching_pkcs8_pair_is_accepted_with_its_expiry);
+  CU_add_test(s, "matching_sec1_key_is_accepted", matching_sec1_key_is_accepted);
+  CU_add_test(s, "key_of_another_certificate_does_not_match",
+              key_of_another_certificate_does_not_match);
+  CU_add_test(s, "damaged_key_or_certificate_keeps_its_reason",
+              damaged_key_or_certificate_keeps_its_reason);
+  CU_add_test(s, "every_prefix_of_a_key_is_rejected_or_matches_without_crashing",
+              every_prefix_of_a_key_is_rejected_or_matches_without_crashing);
+}
