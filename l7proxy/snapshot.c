@@ -196,7 +196,7 @@ static int snap_build_clusters(struct l7_snapshot *s, char *err, size_t errlen) 
         pc->max_idle_per_endpoint ? pc->max_idle_per_endpoint : L7_DEFAULT_MAX_IDLE_PER_ENDPOINT;
   }
   /* Sorting moves only the descriptors; endpoint slices stay where they are. */
-  qsort(s->clusters, s->n_clusters, sizeof(*s->clusters), snap_cmp_cluster);
+  if (s->n_clusters) qsort(s->clusters, s->n_clusters, sizeof(*s->clusters), snap_cmp_cluster);
   for (size_t i = 0; i < s->n_clusters; i++) {
     s->clusters[i].index = (uint32_t)i;
     if (i > 0 && strcmp(s->clusters[i - 1].name, s->clusters[i].name) == 0) {
@@ -210,7 +210,8 @@ static int snap_build_clusters(struct l7_snapshot *s, char *err, size_t errlen) 
 const struct l7_cluster *l7_snapshot_find_cluster(const struct l7_snapshot *s, const char *name) {
   if (!s || !name) return NULL;
   struct l7_cluster key = {.name = name};
-  return bsearch(&key, s->clusters, s->n_clusters, sizeof(key), snap_cmp_cluster);
+  return s->n_clusters ? bsearch(&key, s->clusters, s->n_clusters, sizeof(key), snap_cmp_cluster)
+                       : NULL;
 }
 
 static int snap_cmp_cert(const void *a, const void *b) {
@@ -220,7 +221,7 @@ static int snap_cmp_cert(const void *a, const void *b) {
 
 static const struct l7_certificate *snap_find_cert(const struct l7_snapshot *s, const char *name) {
   struct l7_certificate key = {.name = name};
-  return bsearch(&key, s->certs, s->n_certs, sizeof(key), snap_cmp_cert);
+  return s->n_certs ? bsearch(&key, s->certs, s->n_certs, sizeof(key), snap_cmp_cert) : NULL;
 }
 
 int l7_snapshot_check_certificate(Edge__V1__Certificate *c, char *err, size_t errlen) {
@@ -266,7 +267,7 @@ static int snap_build_certs(struct l7_snapshot *s, unsigned flags, char *err, si
     lc->is_default = pc->is_default;
   }
   /* Names are unique (snap_check_names); sorted for bsearch. */
-  qsort(s->certs, s->n_certs, sizeof(*s->certs), snap_cmp_cert);
+  if (s->n_certs) qsort(s->certs, s->n_certs, sizeof(*s->certs), snap_cmp_cert);
   for (size_t i = 0; i < s->n_certs && !s->default_cert; i++)
     if (s->certs[i].is_default) s->default_cert = &s->certs[i];
   return 0;
@@ -403,8 +404,10 @@ static int snap_check_names(const Edge__V1__Snapshot *c, char *err, size_t errle
   /* One name per type: sort (kind, name) pairs and compare neighbours. */
   const Edge__V1__Resource **v = malloc((c->n_resources ? c->n_resources : 1) * sizeof(*v));
   if (!v) return -ENOMEM;
-  memcpy(v, c->resources, c->n_resources * sizeof(*v));
-  qsort(v, c->n_resources, sizeof(*v), snap_cmp_resource);
+  if (c->n_resources) {
+    memcpy(v, c->resources, c->n_resources * sizeof(*v));
+    qsort(v, c->n_resources, sizeof(*v), snap_cmp_resource);
+  }
   int rc = 0;
   for (size_t i = 1; i < c->n_resources; i++)
     if (snap_cmp_resource(&v[i - 1], &v[i]) == 0) {

@@ -193,10 +193,12 @@ static size_t table_finish(struct name_entry *t, size_t n) {
 
 static long store_lookup(const struct tls_store *s, const char *name) {
   if (name && *name) {
-    const struct name_entry *e = bsearch(name, s->exact, s->n_exact, sizeof(*e), entry_key_cmp);
+    /* bsearch on an empty (NULL) table is undefined behaviour: skip it. */
+    const struct name_entry *e =
+        s->n_exact ? bsearch(name, s->exact, s->n_exact, sizeof(*e), entry_key_cmp) : NULL;
     if (e) return (long)e->cert;
     const char *dot = strchr(name, '.');
-    if (dot && dot != name && dot[1]) {
+    if (dot && dot != name && dot[1] && s->n_wild) {
       e = bsearch(dot + 1, s->wild, s->n_wild, sizeof(*e), entry_key_cmp);
       if (e) return (long)e->cert;
     }

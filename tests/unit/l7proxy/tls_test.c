@@ -354,6 +354,20 @@ static void store_select_follows_exact_then_wildcard_then_default(void) {
   tls_store_unref(st);
 }
 
+/* A store with only a default certificate has empty exact and wildcard
+ * tables: looking a dotted name up must fall back to the default (under
+ * UBSan a bsearch over the empty NULL table aborted the worker). */
+static void store_with_only_a_default_selects_it_for_any_name(void) {
+  struct tls_certificate c = cert_of("ns/default", &g_default, NULL, 0, 1);
+  struct tls_store *st = NULL;
+  char err[256] = "";
+  CU_ASSERT_EQUAL_FATAL(tls_store_build(&c, 1, NULL, &st, err, sizeof(err)), 0);
+  CU_ASSERT_STRING_EQUAL(tls_store_select(st, "gamma.example.test"), "ns/default");
+  CU_ASSERT_STRING_EQUAL(tls_store_select(st, "a.b.c.d"), "ns/default");
+  CU_ASSERT_STRING_EQUAL(tls_store_select(st, NULL), "ns/default");
+  tls_store_unref(st);
+}
+
 /* ---- ALPN ------------------------------------------------------------- */
 
 static const char *alpn_with(const struct tls_options *opts, const char *offer) {
@@ -868,6 +882,8 @@ void test_register(void) {
   CU_add_test(s, "no_sni_gets_the_default", no_sni_gets_the_default);
   CU_add_test(s, "no_default_and_no_match_fails_the_handshake",
               no_default_and_no_match_fails_the_handshake);
+  CU_add_test(s, "store_with_only_a_default_selects_it_for_any_name",
+              store_with_only_a_default_selects_it_for_any_name);
   CU_add_test(s, "store_select_follows_exact_then_wildcard_then_default",
               store_select_follows_exact_then_wildcard_then_default);
   CU_add_test(s, "alpn_prefers_h2_when_the_client_offers_both",
