@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cert.h"
+
 static void set_err(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
 }
@@ -101,42 +103,6 @@ out:
  * goes to the full OpenSSL path, so the results and reasons are unchanged.
  */
 
-/* Decodes the first PEM block when it is "-----BEGIN label-----". malloc'd DER or NULL. */
-static uint8_t *pem_first_block(const char *pem, size_t len, const char *label, size_t *der_len) {
-  static const char begin[] = "-----BEGIN ", end[] = "-----END ";
-  const char *b = memmem(pem, len, begin, sizeof(begin) - 1);
-  size_t ll = strlen(label);
-  if (!b) return NULL;
-  b += sizeof(begin) - 1;
-  const char *lim = pem + len;
-  if ((size_t)(lim - b) < ll + 5 || memcmp(b, label, ll) != 0 || memcmp(b + ll, "-----", 5) != 0)
-    return NULL;
-  b += ll + 5;
-  const char *e = memmem(b, (size_t)(lim - b), end, sizeof(end) - 1);
-  if (!e || (size_t)(lim - e) < sizeof(end) - 1 + ll || memcmp(e + sizeof(end) - 1, label, ll) != 0)
-    return NULL;
-  char *text = malloc((size_t)(e - b) + 1);
-  uint8_t *der = malloc((size_t)(e - b) + 1);
-  size_t n = 0, pad = 0;
-  if (!text || !der) goto fail;
-  for (const char *p = b; p < e; p++) {
-    if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') continue;
-    text[n++] = *p;
-  }
-  if (n == 0 || n % 4 != 0) goto fail;
-  if (text[n - 1] == '=') pad++;
-  if (text[n - 2] == '=') pad++;
-  int dl = EVP_DecodeBlock(der, (const unsigned char *)text, (int)n);
-  if (dl < 0 || (size_t)dl < pad) goto fail;
-  free(text);
-  *der_len = (size_t)dl - pad;
-  return der;
-fail:
-  free(text);
-  free(der);
-  return NULL;
-}
-
 struct der {
   const uint8_t *p;
   size_t n;
@@ -213,7 +179,7 @@ static int sec1_key(struct der k, int curve_nid, struct der *pub) {
 static int ec_key_public(const char *pem, size_t len, struct der *pub, uint8_t **buf) {
   size_t dl = 0;
   int nid = NID_undef;
-  *buf = pem_first_block(pem, len, "PRIVATE KEY", &dl);
+  *buf = cert_pem_block(pem, len, "PRIVATE KEY", &dl, NULL);
   if (*buf) {
     static const uint8_t ec_oid[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
     struct der d = {*buf, dl}, seq, ver, alg, oid, curve, inner;
@@ -228,7 +194,7 @@ static int ec_key_public(const char *pem, size_t len, struct der *pub, uint8_t *
     if (nid == NID_undef) return NID_undef;
     return sec1_key(inner, nid, pub);
   }
-  *buf = pem_first_block(pem, len, "EC PRIVATE KEY", &dl);
+  *buf = cert_pem_block(pem, len, "EC PRIVATE KEY", &dl, NULL);
   if (!*buf) return NID_undef;
   return sec1_key((struct der){*buf, dl}, NID_undef, pub);
 }
@@ -261,7 +227,7 @@ static int fast_key_matches(X509 *x, const char *key_pem, size_t key_len) {
 /* The first certificate when the PEM begins with a plain CERTIFICATE block, else NULL. */
 static X509 *fast_cert(const char *pem, size_t len) {
   size_t dl = 0;
-  uint8_t *der = pem_first_block(pem, len, "CERTIFICATE", &dl);
+  uint8_t *der = cert_pem_block(pem, len, "CERTIFICATE", &dl, NULL);
   if (!der) return NULL;
   const unsigned char *p = der;
   X509 *x = d2i_X509(NULL, &p, (long)dl);
