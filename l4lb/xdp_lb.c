@@ -220,7 +220,7 @@ static int write_array(int fd, uint32_t first, const void *values, size_t value_
 
 int xdp_lb_push_table(struct xdp_lb *x, const uint32_t *slots, uint32_t m,
                       const struct xlb_real *reals, uint32_t n, char *err, size_t errlen) {
-  if (m != x->m || n > XLB_MAX_REALS) {
+  if ((n > 0 && m != x->m) || n > XLB_MAX_REALS) {
     SET_ERR("table of %u slots and %u replicas does not fit (size %u, at most %u replicas)", m, n,
             x->m, XLB_MAX_REALS);
     return -EINVAL;

@@ -58,7 +58,7 @@ int xdp_lb_add_vip(struct xdp_lb *x, uint32_t addr, uint16_t port, uint8_t proto
 /*
  * Publishes a table: slots[0..m) are maglev_build()'s canonical indices
  * (m must equal the table size given at open), reals[0..n) the replica of
- * each canonical index. n == 0 publishes "no backend" (slots unused).
+ * each canonical index. n == 0 publishes "no backend" (slots and m unused).
  */
 int xdp_lb_push_table(struct xdp_lb *x, const uint32_t *slots, uint32_t m,
                       const struct xlb_real *reals, uint32_t n, char *err, size_t errlen);
