@@ -16,7 +16,7 @@ PACKAGES=(
   iproute2 nftables keepalived procps psmisc python3 python3-yaml
   # l4lb packet mode: XDP program (clang -target bpf, bpftool skeleton, libbpf)
   # and the BGP daemon of its ECMP tests
-  libbpf-dev bpftool bird2
+  libbpf-dev bpftool bird2 ethtool
 )
 
 SUDO=""
