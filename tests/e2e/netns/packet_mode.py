@@ -57,6 +57,7 @@ FABRIC = {"syncd": "10.97.10.2", "l7-1": "10.97.10.11", "l7-2": "10.97.10.12",
           "l7-3": "10.97.10.13", "backends": "10.97.10.31"}
 REPLICAS = ["l7-1", "l7-2", "l7-3"]
 ADMIN = 9901
+SOCKETS = "/run/edge-xdp"  # a private tmpfs (packet_run.sh): short socket paths
 APP_HOST, FILES_HOST = "app.e2e.test", "files.e2e.test"
 BIG = 2 * 1024 * 1024
 
@@ -259,7 +260,7 @@ class Cluster:
         write(path, tmpl.substitute(ROUTER_ID="10.97.2.1", LOCAL_AS="65000", PEER_AS="65001",
                                     NEIGHBORS=blocks))
         self.proc("bird-router", "router", ["bird", "-f", "-c", path, "-s",
-                                            os.path.join(self.run, "bird-router.ctl"),
+                                            os.path.join(SOCKETS, "bird-router.ctl"),
                                             "-P", os.path.join(self.run, "bird-router.pid")])
 
     def l4lb_cmd(self, lb):
@@ -273,7 +274,7 @@ class Cluster:
         ip = LBS[lb][0]
         ns(lb, os.path.join(self.repo, "deploy/xdp/l4lb-host-setup.sh"), "--interface=eth0",
            f"--vip={VIP}")
-        sock = os.path.join(self.run, f"bird-{lb}.ctl")
+        sock = os.path.join(SOCKETS, f"bird-{lb}.ctl")
         self.proc(f"bird-{lb}", lb, ["bird", "-f", "-c", self.bird_conf(lb), "-s", sock,
                                      "-P", os.path.join(self.run, f"bird-{lb}.pid")])
         self.proc(lb, lb, self.l4lb_cmd(lb))

@@ -43,6 +43,9 @@ set -e
 ip link set lo up
 mkdir -p /run/netns
 mount -t tmpfs -o size=1m,mode=755 edge-xdp-e2e-netns /run/netns
+# BIRD's control sockets need short paths (Bazel's TEST_TMPDIR is too long)
+mkdir -p /run/edge-xdp
+mount -t tmpfs -o size=1m,mode=700 edge-xdp-e2e-sockets /run/edge-xdp
 if ip route show default | grep -q .; then
   echo "refusing to run: the outer namespace has a default route" >&2
   exit 1
