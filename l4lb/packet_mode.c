@@ -38,6 +38,8 @@ struct counter_ref {
   struct l4_packet *p;
   int kind; /* REF_* */
   uint32_t index;
+  const char *metric; /* the series it backs (removed at stop) */
+  char labels[96];
 };
 
 enum { REF_VIP_PACKETS, REF_VIP_BYTES, REF_EVENT };
@@ -147,8 +149,11 @@ static void register_counters(struct l4_packet *p, const struct l4_packet_vip *v
     snprintf(labels, sizeof(labels), "vip=\"%s\"",
              l4_packet_format_vip(&vips[i], vip, sizeof(vip)));
     struct counter_ref *pk = &p->refs[p->nrefs++], *by = &p->refs[p->nrefs++];
-    *pk = (struct counter_ref){p, REF_VIP_PACKETS, (uint32_t)i};
-    *by = (struct counter_ref){p, REF_VIP_BYTES, (uint32_t)i};
+    *pk =
+        (struct counter_ref){p, REF_VIP_PACKETS, (uint32_t)i, "edge_l4_xdp_vip_packets_total", ""};
+    *by = (struct counter_ref){p, REF_VIP_BYTES, (uint32_t)i, "edge_l4_xdp_vip_bytes_total", ""};
+    snprintf(pk->labels, sizeof(pk->labels), "%s", labels);
+    snprintf(by->labels, sizeof(by->labels), "%s", labels);
     metrics_counter_fn(p->metrics, "edge_l4_xdp_vip_packets_total",
                        "VIP packets forwarded by the XDP balancer", labels, read_ref, pk);
     metrics_counter_fn(p->metrics, "edge_l4_xdp_vip_bytes_total",
@@ -157,8 +162,8 @@ static void register_counters(struct l4_packet *p, const struct l4_packet_vip *v
   }
   for (int ev = 0; ev < XLB_EV_MAX; ev++) {
     struct counter_ref *r = &p->refs[p->nrefs++];
-    *r = (struct counter_ref){p, REF_EVENT, (uint32_t)ev};
     const char *name = EVENT_METRIC[ev] ? EVENT_METRIC[ev] : "edge_l4_xdp_dropped_packets_total";
+    *r = (struct counter_ref){p, REF_EVENT, (uint32_t)ev, name, ""};
     const char *label = "";
     const char *help = "Packets dropped by the XDP balancer, by reason";
     if (ev == XLB_EV_PASSED) {
@@ -176,6 +181,7 @@ static void register_counters(struct l4_packet *p, const struct l4_packet_vip *v
       snprintf(labels, sizeof(labels), "%s=\"%s\"", label, xdp_lb_event_name((enum xlb_event)ev));
     else
       labels[0] = '\0';
+    snprintf(r->labels, sizeof(r->labels), "%s", labels);
     metrics_counter_fn(p->metrics, name, help, labels, read_ref, r);
   }
 }
@@ -275,12 +281,11 @@ int l4_packet_start(const struct l4_packet_opts *o, struct l4_packet **out, char
 
 void l4_packet_stop(struct l4_packet *p) {
   if (!p) return;
+  /* the series read through p: gone before p is */
+  for (size_t i = 0; p->metrics && i < p->nrefs; i++)
+    metrics_remove(p->metrics, p->refs[i].metric, p->refs[i].labels);
+  for (size_t i = 0; i < p->nknown; i++) known_forget(p, p->known[i]);
   xdp_lb_close(p->lb);
-  for (size_t i = 0; i < p->nknown; i++) {
-    free(p->known[i]->name);
-    free(p->known[i]->labels);
-    free(p->known[i]);
-  }
   free(p->known);
   free(p->refs);
   free(p);
