@@ -39,7 +39,7 @@ struct counter_ref {
   int kind; /* REF_* */
   uint32_t index;
   const char *metric; /* the series it backs (removed at stop) */
-  char labels[96];
+  char labels[128];
 };
 
 enum { REF_VIP_PACKETS, REF_VIP_BYTES, REF_EVENT };

@@ -344,7 +344,11 @@ class Cluster:
         self.start_lb(lb)
 
     def stop_all(self):
-        unclean = []
+        """Stops everything; returns "name: status" for each daemon that died
+        by itself during the run or did not exit 0 on SIGTERM."""
+        daemons = list(LBS) + REPLICAS + ["syncd", "bird-router"] + [f"bird-{lb}" for lb in LBS]
+        unclean = [f"{n}: {self.procs[n].unexpected_exit()}" for n in daemons
+                   if n in self.procs and self.procs[n].unexpected_exit()]
         order = [f"announce-{lb}" for lb in LBS] + list(LBS) + [f"bird-{lb}" for lb in LBS] + \
             REPLICAS + ["syncd", "bird-router", "backend-app", "backend-files"]
         for name in order:
