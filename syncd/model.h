@@ -57,6 +57,10 @@ struct syncd_desired {
    * of its rules. Sorted like rejected. */
   struct syncd_rejection *ignored;
   size_t n_ignored;
+  /* Gateway API statuses (syncd/gateway.h): a packed edge.v1
+   * StatusResponse with only gateway_objects set; NULL when none. */
+  uint8_t *gateway_status;
+  size_t gateway_status_len;
 };
 
 /* Frees everything, including d itself. NULL is a no-op. */

@@ -1432,6 +1432,7 @@ void syncd_desired_free(struct syncd_desired *d) {
   free(d->ignored);
   free(d->counts);
   free(d->served_ingresses);
+  free(d->gateway_status);
   free(d);
 }
 
