@@ -53,7 +53,7 @@ static void cs_err(char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Resource kind and ResourceType share their numbers (1..4). */
+/* Resource kind and ResourceType share their numbers (1..5). */
 static int cs_type_of(const Edge__V1__Resource *r, const char **name) {
   *name = NULL;
   switch (r->kind_case) {
@@ -69,15 +69,18 @@ static int cs_type_of(const Edge__V1__Resource *r, const char **name) {
     case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
       if (r->default_backend) *name = r->default_backend->name;
       return EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND;
+    case EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST:
+      if (r->passthrough_host) *name = r->passthrough_host->name;
+      return EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST;
     default:
       return 0;
   }
 }
 
 static const char *cs_type_str(int type) {
-  static const char *names[] = {"resource", "virtual host", "cluster", "certificate",
-                                "default backend"};
-  return (type >= 0 && type <= 4) ? names[type] : "resource";
+  static const char *names[] = {"resource",    "virtual host",    "cluster",
+                                "certificate", "default backend", "passthrough host"};
+  return (type >= 0 && type <= 5) ? names[type] : "resource";
 }
 
 static void cs_entry_unref(struct cs_entry *e) {
@@ -268,7 +271,7 @@ int l7_config_store_apply(struct l7_config_store *st, const Edge__V1__Push *push
     for (size_t i = 0; i < push->n_removed; i++) {
       const Edge__V1__ResourceName *rn = push->removed[i];
       if (!rn || rn->type <= 0 ||
-          rn->type > EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND) {
+          rn->type > EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST) {
         cs_err(err, errlen, "removed resource %zu: unknown type %d", i, rn ? (int)rn->type : -1);
         cs_map_clear(&next);
         return -EINVAL;

@@ -39,6 +39,7 @@
 #include "common/cert.h"
 #include "common/explain.h"
 #include "common/router.h"
+#include "l7proxy/snapshot_gateway.h"
 
 struct l7_snapshot {
   atomic_uint refs;
@@ -55,6 +56,7 @@ struct l7_snapshot {
   const struct l7_certificate *default_cert;
   const struct l7_cluster *default_cluster;
   struct router *router;
+  struct snap_gateway *gw; /* Gateway API conditions, extras, passthrough hosts */
 };
 
 static void snap_err(char *err, size_t errlen, const char *fmt, ...)
@@ -77,6 +79,8 @@ static const char *snap_resource_name(const Edge__V1__Resource *r) {
       return r->certificate ? r->certificate->name : NULL;
     case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
       return r->default_backend ? r->default_backend->name : NULL;
+    case EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST:
+      return r->passthrough_host ? r->passthrough_host->name : NULL;
     default:
       return NULL;
   }
@@ -92,6 +96,8 @@ static const char *snap_kind_str(int kind) {
       return "certificate";
     case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
       return "default backend";
+    case EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST:
+      return "passthrough host";
     default:
       return "resource";
   }
@@ -301,7 +307,7 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
     if (r->kind_case != EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST) continue;
     const Edge__V1__VirtualHost *vh = r->virtual_host;
     rc = -EINVAL;
-    if (vh->host_match < 0 || vh->host_match > EDGE__V1__HOST_MATCH__HOST_MATCH_ANY) {
+    if (vh->host_match < 0 || vh->host_match > EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX) {
       snap_err(err, errlen, "virtual host %s: unknown host_match %d", vh->name,
                (int)vh->host_match);
       goto out;
@@ -314,8 +320,7 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
     for (size_t j = 0; j < vh->n_routes; j++) {
       const Edge__V1__Route *pr = vh->routes[j];
       const Edge__V1__RouteOptions *o = pr->options;
-      if (pr->path_type < 0 ||
-          pr->path_type > EDGE__V1__PATH_TYPE__PATH_TYPE_IMPLEMENTATION_SPECIFIC) {
+      if (pr->path_type < 0 || pr->path_type > EDGE__V1__PATH_TYPE__PATH_TYPE_REGEX) {
         snap_err(err, errlen, "virtual host %s: route %s: unknown path_type %d", vh->name, pr->path,
                  (int)pr->path_type);
         goto out;
@@ -352,6 +357,8 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
                                                 .path = lr->path,
                                                 .path_type = lr->path_type,
                                                 .data = lr};
+      rc = snap_gateway_route(s->gw, s, vh, pr, lr, &rules[s->n_routes], err, errlen);
+      if (rc < 0) goto out;
       s->n_routes++;
       rc = -EINVAL;
     }
@@ -423,6 +430,7 @@ static int snap_check_names(const Edge__V1__Snapshot *c, char *err, size_t errle
 static void snap_free(struct l7_snapshot *s) {
   if (!s) return;
   router_free(s->router);
+  snap_gateway_free(s->gw);
   for (size_t i = 0; s->route_sources && i < s->n_routes; i++) free(s->route_sources[i]);
   free(s->route_sources);
   free(s->routes);
@@ -451,8 +459,9 @@ int l7_snapshot_build_ex(uint64_t version, Edge__V1__Resource *const *res, size_
   atomic_init(&s->refs, 1);
   s->version = version;
   s->copy = snap_copy(version, res, n);
+  s->gw = snap_gateway_new();
   int rc = -ENOMEM;
-  if (!s->copy) goto fail;
+  if (!s->copy || !s->gw) goto fail;
   rc = snap_check_names(s->copy, err, errlen);
   if (rc < 0) goto fail;
   rc = snap_build_clusters(s, err, errlen);
@@ -460,6 +469,8 @@ int l7_snapshot_build_ex(uint64_t version, Edge__V1__Resource *const *res, size_
   rc = snap_build_certs(s, flags, err, errlen);
   if (rc < 0) goto fail;
   rc = snap_build_routes(s, err, errlen);
+  if (rc < 0) goto fail;
+  rc = snap_gateway_passthrough(s->gw, s, s->copy, err, errlen);
   if (rc < 0) goto fail;
   for (size_t i = 0; i < s->copy->n_resources; i++) {
     const Edge__V1__Resource *r = s->copy->resources[i];
@@ -499,6 +510,22 @@ const struct l7_route *l7_snapshot_match(const struct l7_snapshot *s, const char
                                          size_t hostlen, const char *path, size_t pathlen) {
   if (!s) return NULL;
   return router_match(s->router, host, hostlen, path, pathlen);
+}
+
+const struct l7_route *l7_snapshot_match_request(const struct l7_snapshot *s,
+                                                 const struct router_request *req) {
+  if (!s) return NULL;
+  long i = router_match_request(s->router, req);
+  return i < 0 ? NULL : router_rule_data(s->router, (size_t)i);
+}
+
+const struct l7_passthrough *l7_snapshot_passthrough(const struct l7_snapshot *s, const char *sni,
+                                                     size_t len) {
+  return s ? snap_gateway_find_passthrough(s->gw, sni, len) : NULL;
+}
+
+size_t l7_snapshot_n_passthrough(const struct l7_snapshot *s) {
+  return s ? snap_gateway_n_passthrough(s->gw) : 0;
 }
 
 const struct l7_cluster *l7_snapshot_default_cluster(const struct l7_snapshot *s) {

@@ -54,6 +54,20 @@ struct l7_cluster {
   uint32_t connect_timeout_ms, idle_timeout_ms, max_idle_per_endpoint; /* defaults filled in */
 };
 
+/* One backend of a weighted route or passthrough host. */
+struct l7_weighted_cluster {
+  const struct l7_cluster *cluster; /* NULL: a backend that did not resolve (its share gets 500) */
+  uint32_t weight;                  /* 0: never chosen */
+};
+
+/* A fire-and-forget copy of the request (Gateway API RequestMirror). */
+struct l7_mirror {
+  const struct l7_cluster *cluster;
+  uint32_t per_million; /* 0: every request */
+};
+
+struct headermod;
+
 /* What a request matched. */
 struct l7_route {
   const char *vhost;        /* VirtualHost resource name */
@@ -70,6 +84,26 @@ struct l7_route {
   int host_has_tls;         /* the vhost names a certificate: plain HTTP → https redirect */
   int disable_ssl_redirect; /* ... unless this is set */
   const char *source;       /* "ns/ingress" ("" unknown) */
+  /* Gateway API (and Ingress canary) additions; all empty for a plain Ingress route. */
+  const struct l7_weighted_cluster *weighted; /* when n_weighted > 0, replaces cluster */
+  size_t n_weighted;
+  const struct headermod *request_headers, *response_headers; /* NULL: none */
+  const struct l7_mirror *mirrors;
+  size_t n_mirrors;
+  const char *rewrite_path, *rewrite_host; /* "" none */
+  uint32_t backend_request_timeout_ms;     /* 0 none */
+  uint32_t direct_status;                  /* answer locally with it (500: no valid backend) */
+  int listener;                            /* EDGE__V1__LISTENER__*: ANY, HTTP or HTTPS */
+};
+
+/* A TLS passthrough host: SNI → TCP splice to one of the clusters. */
+struct l7_passthrough {
+  const char *name;
+  const char *host; /* "a.com" or "*.a.com" (suffix) */
+  int host_match;
+  const struct l7_weighted_cluster *clusters;
+  size_t n_clusters;
+  const char *source; /* "ns/tlsroute" */
 };
 
 /* A certificate for the TLS code. PEM buffers are not NUL-terminated. */
@@ -130,6 +164,17 @@ uint64_t l7_snapshot_version(const struct l7_snapshot *s);
  */
 const struct l7_route *l7_snapshot_match(const struct l7_snapshot *s, const char *host,
                                          size_t hostlen, const char *path, size_t pathlen);
+/* The full lookup (common/router.h: method, headers, query, listener,
+ * regex paths, suffix hosts). No allocation. NULL when nothing matches. */
+struct router_request;
+const struct l7_route *l7_snapshot_match_request(const struct l7_snapshot *s,
+                                                 const struct router_request *req);
+/* The passthrough host for a TLS server name (NULL: terminate TLS as
+ * usual). l7_snapshot_n_passthrough() == 0 means the HTTPS listener need
+ * not peek at all. */
+const struct l7_passthrough *l7_snapshot_passthrough(const struct l7_snapshot *s, const char *sni,
+                                                     size_t len);
+size_t l7_snapshot_n_passthrough(const struct l7_snapshot *s);
 /* The DefaultBackend's cluster; NULL → answer 404 locally. */
 const struct l7_cluster *l7_snapshot_default_cluster(const struct l7_snapshot *s);
 
