@@ -93,6 +93,7 @@ static void conditions_listener_and_weights_reach_the_lookup(void) {
   struct router_header yes = {"x-canary", 8, "always", 6};
   const struct l7_route *r = req(s, "a.b.example.com", "/x", "GET", &yes, 1, ROUTER_LISTENER_HTTP);
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r->cluster); /* the canary route, not the weighted one */
   CU_ASSERT_STRING_EQUAL(r->cluster->name, "gw:ns/b:80");
   r = req(s, "a.example.com", "/x", "GET", NULL, 0, ROUTER_LISTENER_HTTP);
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
