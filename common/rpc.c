@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileio.h"
 #include "common/log.h"
 
 #define RPC_MAX_MESSAGE (64 * 1024 * 1024)
@@ -272,20 +273,14 @@ static grpc_slice rpc_read_all(grpc_byte_buffer *bb) {
 
 /* Reads a PEM file (NUL-terminated, malloc'd) or NULL with a reason. */
 static char *rpc_read_pem(const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
-    return NULL;
-  }
-  char *buf = malloc(RPC_MAX_PEM + 1);
-  size_t n = buf ? fread(buf, 1, RPC_MAX_PEM + 1, f) : 0;
-  fclose(f);
-  if (!buf || n == 0 || n > RPC_MAX_PEM) {
-    snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : n ? "too large" : "empty");
+  char *buf;
+  size_t n;
+  if (fileio_read(path, RPC_MAX_PEM, &buf, &n, err, errlen) != 0) return NULL;
+  if (n == 0) {
+    snprintf(err, errlen, "%s: empty", path);
     free(buf);
     return NULL;
   }
-  buf[n] = '\0';
   return buf;
 }
 

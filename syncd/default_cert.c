@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "common/cert.h"
+#include "common/fileio.h"
 
 static void set_err(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
@@ -284,54 +285,17 @@ out:
   return rc;
 }
 
-static int read_file(const char *path, char **out, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return -errno;
-  char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      if (cap > (1u << 24)) {
-        free(buf);
-        fclose(f);
-        return -EFBIG;
-      }
-      char *nb = realloc(buf, cap);
-      if (!nb) {
-        free(buf);
-        fclose(f);
-        return -ENOMEM;
-      }
-      buf = nb;
-    }
-    size_t r = fread(buf + n, 1, 4096, f);
-    n += r;
-    if (r < 4096) break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    return -EIO;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *len = n;
-  return 0;
-}
-
 int default_cert_load(const char *cert_file, const char *key_file, char **cert_pem, char **key_pem,
                       char *err, size_t errlen) {
   size_t cl, kl;
   char why[128];
   *cert_pem = *key_pem = NULL;
-  int rc = read_file(cert_file, cert_pem, &cl);
+  int rc = fileio_read(cert_file, 1u << 24, cert_pem, &cl, NULL, 0);
   if (rc < 0) {
     snprintf(err, errlen, "cannot read %s: %s", cert_file, strerror(-rc));
     return rc;
   }
-  rc = read_file(key_file, key_pem, &kl);
+  rc = fileio_read(key_file, 1u << 24, key_pem, &kl, NULL, 0);
   if (rc < 0) {
     snprintf(err, errlen, "cannot read %s: %s", key_file, strerror(-rc));
     free(*cert_pem);

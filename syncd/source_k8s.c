@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "common/log.h"
 #include "syncd/source_internal.h"
 
@@ -140,14 +141,11 @@ static char *b64_decode(const char *in, size_t *outlen) {
   return out;
 }
 
-static char *read_small_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = malloc(65537);
-  size_t n = buf ? fread(buf, 1, 65536, f) : 0;
-  fclose(f);
-  if (!buf) return NULL;
-  buf[n] = '\0';
+/* The service-account token (re-read per request: it rotates), without trailing white space. */
+static char *read_token(const char *path) {
+  char *buf;
+  size_t n;
+  if (fileio_read(path, 65536, &buf, &n, NULL, 0) != 0) return NULL;
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) buf[--n] = 0;
   return buf;
 }
@@ -180,20 +178,18 @@ static int decode_into(const char *b64, char **out, size_t *len) {
 }
 
 static int load_kubeconfig(const char *path, struct k8s_conn *c, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "kubeconfig %s: %s", path, strerror(errno));
-    return -ENOENT;
+  char *text, why[512];
+  size_t n;
+  int rc = fileio_read(path, 1 << 20, &text, &n, why, sizeof(why));
+  if (rc < 0) {
+    snprintf(err, errlen, "kubeconfig %s", why);
+    return rc == -ENOMEM ? rc : -ENOENT;
   }
-  char *text = malloc(1 << 20);
-  size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
-  fclose(f);
-  if (!text) return -ENOMEM;
   struct manifest_set set;
   manifest_set_init(&set);
   manifest_parse(&set, text, n, path);
   free(text);
-  int rc = -EINVAL;
+  rc = -EINVAL;
   if (set.n_docs != 1) {
     snprintf(err, errlen, "kubeconfig %s: %s", path,
              set.n_errors ? set.errors[0].message : "not one YAML document");
@@ -408,7 +404,7 @@ static long http(struct k8s_source *ks, struct xfer *x, const char *method, cons
     return -1;
   }
   struct curl_slist *hdr = NULL;
-  char *token = c->token_file ? read_small_file(c->token_file) : NULL;
+  char *token = c->token_file ? read_token(c->token_file) : NULL;
   const char *tok = token ? token : c->token;
   char auth[8192];
   if (tok && *tok && strlen(tok) < sizeof(auth) - 32) {
