@@ -47,6 +47,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/base64.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/proxy_proto.h"
@@ -2682,39 +2683,6 @@ static int h2_start(struct dconn *d) {
   return 0;
 }
 
-/* base64url (RFC 4648 §5, padding optional) → out; length or -1. */
-static ssize_t b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = in[i];
-    int v;
-    if (c >= 'A' && c <= 'Z')
-      v = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      v = c - '0' + 52;
-    else if (c == '-' || c == '+')
-      v = 62;
-    else if (c == '_' || c == '/')
-      v = 63;
-    else if (c == '=')
-      break;
-    else
-      return -1;
-    acc = (acc << 6) | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (o >= cap) return -1;
-      out[o++] = (uint8_t)(acc >> bits);
-    }
-  }
-  return (ssize_t)o;
-}
-
 static int token_in(const char *v, size_t n, const char *tok) {
   size_t tl = strlen(tok);
   for (size_t i = 0; i + tl <= n; i++) {
@@ -2749,7 +2717,7 @@ static int h2_try_upgrade(struct dconn *d, const struct h1_message *m) {
   }
   if (!want || !settings) return 0;
   uint8_t payload[512];
-  ssize_t plen = b64url_decode(settings->value, settings->value_len, payload, sizeof(payload));
+  ssize_t plen = base64_decode(settings->value, settings->value_len, payload, sizeof(payload), 0);
   if (plen < 0 || plen % 6 != 0) return 0;
   if (h2_start(d) != 0) return 0;
   struct h2sess *hs = d->h2;

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/base64.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "syncd/source_internal.h"
@@ -106,38 +107,18 @@ static void conn_free(struct k8s_conn *c) {
   memset(c, 0, sizeof(*c));
 }
 
-static int b64v(int ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+') return 62;
-  if (ch == '/') return 63;
-  return -1;
-}
-
+/* Decodes base64 (white space ignored) into a malloc'd NUL-terminated buffer, or NULL. */
 static char *b64_decode(const char *in, size_t *outlen) {
-  size_t n = strlen(in), o = 0;
-  char *out = malloc(n / 4 * 3 + 4);
+  size_t n = strlen(in), cap = base64_decoded_max(n);
+  char *out = malloc(cap + 1);
   if (!out) return NULL;
-  unsigned acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (in[i] == '=' || in[i] == '\n' || in[i] == '\r' || in[i] == ' ') continue;
-    int v = b64v((unsigned char)in[i]);
-    if (v < 0) {
-      free(out);
-      return NULL;
-    }
-    acc = (acc << 6) | (unsigned)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (char)(acc >> bits);
-      acc &= (1u << bits) - 1;
-    }
+  ssize_t o = base64_decode(in, n, (uint8_t *)out, cap, BASE64_ALLOW_SPACE);
+  if (o < 0) {
+    free(out);
+    return NULL;
   }
   out[o] = '\0';
-  *outlen = o;
+  *outlen = (size_t)o;
   return out;
 }
 
