@@ -33,7 +33,7 @@
 #include "common/rpc.h"
 #include "edge/v1/status.pb-c.h"
 #include "syncd/config_sync.h"
-#include "syncd/default_cert.h"
+#include "common/cert.h"
 #include "syncd/explain.h"
 #include "syncd/membership.h"
 #include "syncd/source.h"
@@ -298,7 +298,8 @@ static int ensure_default_cert(const char *dir, char *cert, char *key, size_t le
   snprintf(key, len, "%s/default-key.pem", dir);
   if (access(cert, R_OK) == 0 && access(key, R_OK) == 0) return 0;
   char *cp = NULL, *kp = NULL;
-  if (default_cert_generate("edge-default", 3650, &cp, &kp, err, errlen) != 0) return -1;
+  const char *name = "edge-default";
+  if (cert_generate(&name, 1, 3650, 0, NULL, NULL, &cp, &kp, err, errlen) != 0) return -1;
   int rc = fileio_write_atomic_buf(key, kp, strlen(kp), 0600, err, errlen);
   if (rc == 0) rc = fileio_write_atomic_buf(cert, cp, strlen(cp), 0600, err, errlen);
   free(cp);
