@@ -23,7 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/flags.h"
+#include "common/addr.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
@@ -331,15 +331,15 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
 }
 
+/* ADDR:PORT, where an empty host or "*" means every address and "localhost" 127.0.0.1. */
 static int parse_listen(const char *listen, struct sockaddr_storage *ss) {
   char host[256];
   uint16_t port;
-  if (flags_split_hostport(listen, host, sizeof(host), &port) != 0) return -1;
+  socklen_t len;
+  if (addr_split_hostport(listen, host, sizeof(host), &port) != 0) return -1;
   if (host[0] == '\0' || strcmp(host, "*") == 0) snprintf(host, sizeof(host), "0.0.0.0");
   if (strcasecmp(host, "localhost") == 0) snprintf(host, sizeof(host), "127.0.0.1");
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
-  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
-  return -1;
+  return addr_from_ip(host, port, ss, &len);
 }
 
 static void on_listener_closed_early(uv_handle_t *h) {
@@ -387,9 +387,7 @@ int admin_port(const struct admin_server *a) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   if (uv_tcp_getsockname(&a->listener, (struct sockaddr *)&ss, &len) != 0) return -1;
-  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return -1;
+  return addr_port(&ss);
 }
 
 int admin_handle(struct admin_server *a, const char *path, admin_handler_fn fn, void *ud) {

@@ -4,7 +4,9 @@
  * Expiry is computed with ASN1_TIME_diff against the epoch because the two
  * libraries disagree on ASN1_TIME_to_tm / ASN1_TIME_to_posix.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
+#endif
 #include "common/cert.h"
 
 #include <arpa/inet.h>

@@ -11,46 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/flags.h"
+#include "common/addr.h"
 #include "common/metrics.h"
-
-int l4_parse_sockaddr(const char *s, struct sockaddr_storage *ss, socklen_t *len) {
-  char host[64];
-  uint16_t port;
-  if (!s || flags_split_hostport(s, host, sizeof(host), &port) != 0) return -1;
-  memset(ss, 0, sizeof(*ss));
-  struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons(port);
-    *len = sizeof(*in4);
-    return 0;
-  }
-  if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    *len = sizeof(*in6);
-    return 0;
-  }
-  return -1;
-}
-
-char *l4_format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t outlen) {
-  char ip[INET6_ADDRSTRLEN] = "?";
-  if (ss->ss_family == AF_INET) {
-    const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
-    inet_ntop(AF_INET, &in4->sin_addr, ip, sizeof(ip));
-    snprintf(out, outlen, "%s:%u", ip, ntohs(in4->sin_port));
-  } else if (ss->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-    snprintf(out, outlen, "[%s]:%u", ip, ntohs(in6->sin6_port));
-  } else {
-    snprintf(out, outlen, "?");
-  }
-  return out;
-}
 
 static char *dup_or_null(const char *s) {
   return s ? strdup(s) : NULL;
@@ -75,13 +37,13 @@ int l4_backend_new(const char *name, const char *address, const char *check_addr
   }
   atomic_init(&b->refs, 1);
   atomic_init(&b->connect_failures, 0);
-  if (l4_parse_sockaddr(address, &b->addr, &b->addrlen) != 0) {
+  if (addr_parse(address, &b->addr, &b->addrlen) != 0) {
     snprintf(err, errlen, "backend %s: address %s is not a numeric IP:PORT", name, address);
     free(b);
     return -1;
   }
   if (check_address && *check_address &&
-      l4_parse_sockaddr(check_address, &b->check_addr, &b->check_addrlen) != 0) {
+      addr_parse(check_address, &b->check_addr, &b->check_addrlen) != 0) {
     snprintf(err, errlen, "backend %s: check address %s is not a numeric IP:PORT", name,
              check_address);
     free(b);
@@ -122,7 +84,7 @@ int l4_backend_set_https(struct l4_backend *b, const char *https_address, char *
   }
   struct sockaddr_storage ss;
   socklen_t len;
-  if (l4_parse_sockaddr(https_address, &ss, &len) != 0) {
+  if (addr_parse(https_address, &ss, &len) != 0) {
     snprintf(err, errlen, "backend %s: https address %s is not a numeric IP:PORT", b->name,
              https_address);
     return -1;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "edge/v1/membership.pb-c.h"
@@ -26,7 +27,7 @@ static int copy_field(char *dst, const char *src) {
 static int valid_addr(const char *s) {
   struct sockaddr_storage ss;
   socklen_t len;
-  return l4_parse_sockaddr(s, &ss, &len) == 0;
+  return addr_parse(s, &ss, &len) == 0;
 }
 
 int l4_member_parse_static(const char *spec, struct l4_member *out, char *err, size_t errlen) {

@@ -26,7 +26,6 @@
  */
 #include "l7proxy/snapshot.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -36,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "common/cert.h"
 #include "common/explain.h"
 #include "common/router.h"
@@ -115,29 +115,8 @@ static Edge__V1__Snapshot *snap_copy(uint64_t version, Edge__V1__Resource *const
 static int snap_parse_endpoint(const Edge__V1__Endpoint *e, struct l7_endpoint *out) {
   if (e->port == 0 || e->port > 65535) return -1;
   memset(out, 0, sizeof(*out));
-  const char *a = e->address;
-  char v6[INET6_ADDRSTRLEN + 2];
-  size_t alen = strlen(a);
-  if (alen > 2 && a[0] == '[' && a[alen - 1] == ']' && alen - 2 < sizeof(v6)) {
-    memcpy(v6, a + 1, alen - 2);
-    v6[alen - 2] = '\0';
-    a = v6;
-  }
-  struct sockaddr_in *s4 = (struct sockaddr_in *)&out->addr;
-  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->addr;
-  if (inet_pton(AF_INET, a, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons((uint16_t)e->port);
-    out->addrlen = sizeof(*s4);
-    snprintf(out->name, sizeof(out->name), "%s:%u", a, e->port);
-  } else if (inet_pton(AF_INET6, a, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons((uint16_t)e->port);
-    out->addrlen = sizeof(*s6);
-    snprintf(out->name, sizeof(out->name), "[%s]:%u", a, e->port);
-  } else {
-    return -2;
-  }
+  if (addr_from_ip(e->address, (uint16_t)e->port, &out->addr, &out->addrlen) != 0) return -2;
+  addr_format(&out->addr, out->name, sizeof(out->name));
   out->weight = e->weight ? e->weight : 1;
   return 0;
 }

@@ -47,6 +47,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/base64.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -962,15 +963,6 @@ static int cidr_match(const struct worker_cidr *c, const struct sockaddr_storage
   return 1;
 }
 
-static void addr_to_str(const struct sockaddr_storage *ss, char *out, size_t len) {
-  out[0] = '\0';
-  if (ss->ss_family == AF_INET)
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)len);
-  else if (ss->ss_family == AF_INET6)
-    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)len);
-  if (!out[0]) snprintf(out, len, "unknown");
-}
-
 /* Consumes a PROXY header from d->in. 1 done, 0 need more, -1 close. */
 static int d_proxy_header(struct dconn *d) {
   struct proxy_proto_info info;
@@ -986,7 +978,7 @@ static int d_proxy_header(struct dconn *d) {
   }
   if (info.command == PROXY_PROTO_CMD_PROXY &&
       (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6))
-    addr_to_str(&info.src, d->client, sizeof(d->client));
+    addr_format_ip(&info.src, d->client, sizeof(d->client));
   h1_buf_consume(&d->in, (size_t)rc);
   d->pp_pending = 0;
   return 1;
@@ -2826,7 +2818,7 @@ static void on_connection(uv_stream_t *server, int status) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0)
-    addr_to_str(&ss, d->client, sizeof(d->client));
+    addr_format_ip(&ss, d->client, sizeof(d->client));
   else
     snprintf(d->client, sizeof(d->client), "unknown");
   if (w->cfg->proxy_protocol) {
@@ -3044,37 +3036,4 @@ int worker_parse_cidr(const char *s, struct worker_cidr *out) {
     return 0;
   }
   return -1;
-}
-
-int worker_listen_socket(const char *host, uint16_t port, uint16_t *port_out) {
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof(ss));
-  socklen_t sl;
-  struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-  if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(port);
-    sl = sizeof(*s4);
-  } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    sl = sizeof(*s6);
-  } else {
-    return -EINVAL;
-  }
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-      bind(fd, (struct sockaddr *)&ss, sl) != 0) {
-    int e = errno;
-    close(fd);
-    return -e;
-  }
-  socklen_t gl = sizeof(ss);
-  getsockname(fd, (struct sockaddr *)&ss, &gl);
-  *port_out = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
-  return fd;
 }
