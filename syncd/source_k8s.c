@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "common/base64.h"
+#include "common/buf.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "syncd/source_internal.h"
@@ -245,8 +246,8 @@ static int load_in_cluster(struct k8s_conn *c, char *err, size_t errlen) {
 struct xfer {
   struct k8s_kind *k; /* NULL for patches */
   struct k8s_source *ks;
-  char *buf;
-  size_t len, cap, max;
+  struct buf body; /* what the server sent (in watch mode: the unfinished line) */
+  size_t max;
   int watch; /* split lines and apply events as they come */
   int gone;  /* saw 410 in an ERROR event */
   int bad;   /* a line did not parse */
@@ -343,27 +344,16 @@ static void apply_event(struct xfer *x, const char *line, size_t len) {
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   struct xfer *x = ud;
   size_t n = size * nmemb;
-  if (x->len + n + 1 > x->max) return 0; /* too large: abort */
-  if (x->len + n + 1 > x->cap) {
-    size_t cap = x->cap ? x->cap : 65536;
-    while (cap < x->len + n + 1) cap *= 2;
-    char *nb = realloc(x->buf, cap);
-    if (!nb) return 0;
-    x->buf = nb;
-    x->cap = cap;
-  }
-  memcpy(x->buf + x->len, data, n);
-  x->len += n;
-  x->buf[x->len] = '\0';
+  if (x->body.len + n + 1 > x->max) return 0; /* too large: abort */
+  if (buf_append(&x->body, data, n) != 0) return 0;
   if (x->watch) {
     size_t start = 0;
-    for (size_t i = 0; i < x->len; i++) {
-      if (x->buf[i] != '\n') continue;
-      if (i > start) apply_event(x, x->buf + start, i - start);
+    for (size_t i = 0; i < x->body.len; i++) {
+      if (x->body.data[i] != '\n') continue;
+      if (i > start) apply_event(x, x->body.data + start, i - start);
       start = i + 1;
     }
-    memmove(x->buf, x->buf + start, x->len - start);
-    x->len -= start;
+    buf_consume(&x->body, start);
     if (x->gone) return 0; /* stop reading: relist */
   }
   return n;
@@ -484,13 +474,13 @@ static int list_kind(struct k8s_kind *k, char *err, size_t errlen) {
     long status = http(ks, &x, "GET", path, NULL, err, errlen);
     if (status != 200) {
       if (status > 0) snprintf(err, errlen, "GET %s: HTTP %ld", k->path, status);
-      free(x.buf);
+      buf_free(&x.body);
       json_decref(fresh);
       return status == 410 ? 410 : -1;
     }
     json_error_t je;
-    json_t *list = json_loadb(x.buf ? x.buf : "", x.len, 0, &je);
-    free(x.buf);
+    json_t *list = json_loadb(x.body.data ? x.body.data : "", x.body.len, 0, &je);
+    buf_free(&x.body);
     json_t *items = json_object_get(list, "items");
     if (!json_is_object(list) || (!json_is_array(items) && !json_is_null(items) && items)) {
       snprintf(err, errlen, "GET %s: response is not a list", k->path);
@@ -553,7 +543,7 @@ static void *kind_main(void *arg) {
     curl_free(rv);
     struct xfer x = {.k = k, .ks = ks, .max = K8S_MAX_LINE, .watch = 1};
     long status = http(ks, &x, "GET", path, NULL, err, sizeof(err));
-    free(x.buf);
+    buf_free(&x.body);
     if (atomic_load(&ks->stop)) break;
     if (status == 410 || x.gone) {
       LOG_INFO("k8s_watch_expired", "kind=%s resource_version=%s", k->kind, log_q(k->rv));
@@ -595,7 +585,7 @@ static void *patcher_main(void *arg) {
     char err[512] = "";
     struct xfer x = {.ks = ks, .max = 1 << 20};
     long status = http(ks, &x, "PATCH", j->path, j->body, err, sizeof(err));
-    free(x.buf);
+    buf_free(&x.body);
     if (status >= 200 && status < 300)
       LOG_INFO("k8s_status_written", "path=%s", log_q(j->path));
     else
