@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "common/addr.h"
+#include "common/http_status.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
@@ -113,31 +114,6 @@ static void on_write(uv_write_t *req, int status) {
   if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) conn_close(c);
 }
 
-static const char *reason_phrase(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 204:
-      return "No Content";
-    case 400:
-      return "Bad Request";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "Status";
-  }
-}
-
 /* Sends the response and closes. Takes ownership of body (malloc'd or NULL). */
 static void conn_respond(struct admin_conn *c, int status, const char *content_type, char *body,
                          size_t body_len, int head_only) {
@@ -152,7 +128,7 @@ static void conn_respond(struct admin_conn *c, int status, const char *content_t
   int n = snprintf(head, sizeof(head),
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                    "Connection: close\r\n\r\n",
-                   status, reason_phrase(status), content_type ? content_type : "text/plain",
+                   status, http_status_reason(status), content_type ? content_type : "text/plain",
                    body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
   size_t send_body = head_only ? 0 : body_len;
   c->out = malloc((size_t)n + send_body + 1);

@@ -23,6 +23,7 @@
 #include "common/buf.h"
 #include "common/cert.h"
 #include "common/router.h"
+#include "common/timefmt.h"
 
 struct ex_rule {
   const Edge__V1__VirtualHost *vh;
@@ -590,17 +591,6 @@ static const char *js(const json_t *o, const char *key) {
   return s ? s : "";
 }
 
-static void ex_utc(json_int_t t, char *out, size_t len) {
-  if (t <= 0) {
-    snprintf(out, len, "-");
-    return;
-  }
-  time_t tt = (time_t)t;
-  struct tm tm;
-  gmtime_r(&tt, &tm);
-  strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 char *explain_format_text(const json_t *r) {
   struct buf b = {0};
   const json_t *q = json_object_get(r, "request");
@@ -646,7 +636,7 @@ char *explain_format_text(const json_t *r) {
   const json_t *c = json_object_get(r, "certificate");
   if (json_is_object(c)) {
     char na[64];
-    ex_utc(json_integer_value(json_object_get(c, "not_after")), na, sizeof(na));
+    timefmt_utc((int64_t)json_integer_value(json_object_get(c, "not_after")), na, sizeof(na));
     buf_printf(&b, "CERTIFICATE %s (%s match) names", js(c, "name"), js(c, "match"));
     size_t i;
     const json_t *v;

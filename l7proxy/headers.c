@@ -16,6 +16,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "common/http_status.h"
+
 int headers_name_is(const char *name, size_t len, const char *lit) {
   size_t n = strlen(lit);
   return len == n && strncasecmp(name, lit, n) == 0;
@@ -278,7 +280,7 @@ int headers_write_response(struct buf *out, const struct headers_response *r) {
   if (r->reason_len > 0)
     rc |= buf_append(out, r->reason, r->reason_len);
   else
-    rc |= buf_puts(out, headers_reason(r->status));
+    rc |= buf_puts(out, http_status_reason(r->status));
   rc |= buf_append(out, "\r\nServer: edge\r\n", 16);
   for (size_t i = 0; i < n; i++) {
     const char *name = h[i].name;
@@ -309,73 +311,16 @@ int headers_write_local(struct buf *out, int status, const char *location, int c
                         const char *body) {
   char dflt[96];
   if (!body) {
-    snprintf(dflt, sizeof(dflt), "%d %s\n", status, headers_reason(status));
+    snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
     body = dflt;
   }
   int rc = buf_printf(out,
                       "HTTP/1.1 %03d %s\r\nServer: edge\r\nContent-Type: text/plain\r\n"
                       "Content-Length: %zu\r\n",
-                      status, headers_reason(status), strlen(body));
+                      status, http_status_reason(status), strlen(body));
   if (location) rc |= buf_printf(out, "Location: %s\r\n", location);
   if (close) rc |= buf_puts(out, "Connection: close\r\n");
   rc |= buf_append(out, "\r\n", 2);
   rc |= buf_puts(out, body);
   return rc ? -ENOMEM : 0;
-}
-
-const char *headers_reason(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 101:
-      return "Switching Protocols";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 204:
-      return "No Content";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 303:
-      return "See Other";
-    case 304:
-      return "Not Modified";
-    case 307:
-      return "Temporary Redirect";
-    case 308:
-      return "Permanent Redirect";
-    case 400:
-      return "Bad Request";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 413:
-      return "Content Too Large";
-    case 414:
-      return "URI Too Long";
-    case 417:
-      return "Expectation Failed";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    default:
-      return "Unknown";
-  }
 }

@@ -88,9 +88,6 @@ int headers_write_response(struct buf *out, const struct headers_response *r);
 int headers_write_local(struct buf *out, int status, const char *location, int close,
                         const char *body);
 
-/* Standard reason phrase ("Not Found"); "Unknown" for others. */
-const char *headers_reason(int status);
-
 /* 1 if name (any case) is hop-by-hop by itself (not counting names listed
  * in Connection). */
 int headers_is_hop_by_hop(const char *name, size_t len);

@@ -49,6 +49,7 @@
 
 #include "common/addr.h"
 #include "common/base64.h"
+#include "common/http_status.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/proxy_proto.h"
@@ -1507,7 +1508,7 @@ static int grpc_status_for(int http) {
 static void ex_local_grpc(struct dconn *d, int status, const char *body) {
   struct exchange *ex = &d->ex;
   char msg[160];
-  snprintf(msg, sizeof(msg), "%s", body ? body : headers_reason(status));
+  snprintf(msg, sizeof(msg), "%s", body ? body : http_status_reason(status));
   size_t ml = strlen(msg);
   while (ml && (msg[ml - 1] == '\n' || msg[ml - 1] == '\r')) msg[--ml] = '\0';
   for (size_t i = 0; i < ml; i++) /* grpc-message is percent-encoded; keep it plain */
