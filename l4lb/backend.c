@@ -6,13 +6,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/addr.h"
 #include "common/metrics.h"
+#include "common/publish.h"
 
 static char *dup_or_null(const char *s) {
   return s ? strdup(s) : NULL;
@@ -123,10 +123,6 @@ void l4_backend_forget_metrics(struct l4_backend *b) {
 
 /* ---- snapshots ------------------------------------------------------------ */
 
-static pthread_mutex_t current_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct l4_snapshot *current;
-static atomic_uint_fast64_t current_generation;
-
 int l4_snapshot_new(struct l4_backend *const *backends, size_t n, uint32_t m,
                     struct l4_snapshot **out, char *err, size_t errlen) {
   *out = NULL;
@@ -168,35 +164,36 @@ void l4_snapshot_unref(struct l4_snapshot *s) {
   free(s);
 }
 
+static void snapshot_ref_slot(void *s) {
+  atomic_fetch_add_explicit(&((struct l4_snapshot *)s)->refs, 1, memory_order_relaxed);
+}
+
+static void snapshot_unref_slot(void *s) {
+  l4_snapshot_unref(s);
+}
+
+/* The generation is the last write before the snapshot becomes visible (/config shows it). */
+static void snapshot_stamp(void *s, uint64_t generation) {
+  ((struct l4_snapshot *)s)->generation = generation;
+}
+
+static struct publish_slot current =
+    PUBLISH_SLOT_INIT(snapshot_ref_slot, snapshot_unref_slot, snapshot_stamp);
+
 void l4_snapshot_publish(struct l4_snapshot *s) {
-  pthread_mutex_lock(&current_mu);
-  struct l4_snapshot *old = current;
-  s->generation = atomic_load(&current_generation) + 1;
-  current = s;
-  atomic_store(&current_generation, s->generation);
-  pthread_mutex_unlock(&current_mu);
-  l4_snapshot_unref(old);
+  publish_slot_publish(&current, s);
 }
 
 struct l4_snapshot *l4_snapshot_acquire(void) {
-  pthread_mutex_lock(&current_mu);
-  struct l4_snapshot *s = current;
-  if (s) atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-  pthread_mutex_unlock(&current_mu);
-  return s;
+  return publish_slot_acquire(&current, NULL);
 }
 
 uint64_t l4_snapshot_generation(void) {
-  return atomic_load_explicit(&current_generation, memory_order_acquire);
+  return publish_slot_generation(&current);
 }
 
 void l4_snapshot_clear(void) {
-  pthread_mutex_lock(&current_mu);
-  struct l4_snapshot *old = current;
-  current = NULL;
-  atomic_fetch_add(&current_generation, 1);
-  pthread_mutex_unlock(&current_mu);
-  l4_snapshot_unref(old);
+  publish_slot_publish(&current, NULL);
 }
 
 int l4_flow_from_addrs(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,

@@ -28,7 +28,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include "common/addr.h"
 #include "common/cert.h"
 #include "common/explain.h"
+#include "common/publish.h"
 #include "common/router.h"
 
 struct l7_snapshot {
@@ -601,27 +601,24 @@ char *l7_snapshot_explain_json(const struct l7_snapshot *s, const char *host, co
 
 /* ---- current snapshot ------------------------------------------------- */
 
-static pthread_mutex_t snap_current_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct l7_snapshot *snap_current;
-static atomic_uint_fast64_t snap_generation;
+static void snap_ref_slot(void *s) {
+  l7_snapshot_ref(s);
+}
+
+static void snap_unref_slot(void *s) {
+  l7_snapshot_unref(s);
+}
+
+static struct publish_slot snap_slot = PUBLISH_SLOT_INIT(snap_ref_slot, snap_unref_slot, NULL);
 
 uint64_t l7_snapshot_generation(void) {
-  return atomic_load_explicit(&snap_generation, memory_order_acquire);
+  return publish_slot_generation(&snap_slot);
 }
 
 struct l7_snapshot *l7_snapshot_current(void) {
-  pthread_mutex_lock(&snap_current_mu);
-  struct l7_snapshot *s = l7_snapshot_ref(snap_current);
-  pthread_mutex_unlock(&snap_current_mu);
-  return s;
+  return publish_slot_acquire(&snap_slot, NULL);
 }
 
 void l7_snapshot_publish(struct l7_snapshot *s) {
-  pthread_mutex_lock(&snap_current_mu);
-  struct l7_snapshot *old = snap_current;
-  snap_current = s;
-  /* After the swap: whoever sees the new generation gets the new pointer. */
-  atomic_fetch_add_explicit(&snap_generation, 1, memory_order_release);
-  pthread_mutex_unlock(&snap_current_mu);
-  l7_snapshot_unref(old);
+  publish_slot_publish(&snap_slot, s);
 }
