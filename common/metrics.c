@@ -58,7 +58,8 @@ struct series {
   struct metrics_counter counter;
   struct metrics_gauge gauge;
   struct metrics_histogram hist;
-  double (*fn)(void *arg); /* computed gauge */
+  double (*fn)(void *arg);    /* computed gauge */
+  uint64_t (*cfn)(void *arg); /* computed counter */
   void *fn_arg;
 };
 
@@ -234,6 +235,19 @@ int metrics_gauge_fn(struct metrics_registry *r, const char *name, const char *h
   return s ? 0 : -1;
 }
 
+int metrics_counter_fn(struct metrics_registry *r, const char *name, const char *help,
+                       const char *labels, uint64_t (*fn)(void *arg), void *arg) {
+  int created;
+  pthread_mutex_lock(&r->mu);
+  struct series *s = series_get(r, name, help, labels, TYPE_COUNTER, &created);
+  if (s) {
+    s->cfn = fn;
+    s->fn_arg = arg;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return s ? 0 : -1;
+}
+
 struct metrics_histogram *metrics_histogram(struct metrics_registry *r, const char *name,
                                             const char *help, const char *labels,
                                             const double *bounds, size_t nbounds) {
@@ -376,7 +390,9 @@ static void render_series(struct buf *b, const struct family *f, struct series *
     case TYPE_COUNTER:
       buf_printf(b, "%s", f->name);
       put_labels(b, s->labels, NULL);
-      buf_printf(b, " %llu\n", (unsigned long long)metrics_counter_value(&s->counter));
+      buf_printf(
+          b, " %llu\n",
+          (unsigned long long)(s->cfn ? s->cfn(s->fn_arg) : metrics_counter_value(&s->counter)));
       break;
     case TYPE_GAUGE:
       format_double(s->fn ? s->fn(s->fn_arg) : metrics_gauge_value(&s->gauge), num, sizeof(num));
