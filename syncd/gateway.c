@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "syncd/default_cert.h"
 #include "syncd/gateway_internal.h"
 
@@ -322,40 +323,15 @@ int gref_permitted(const struct gctx *c, const char *from_group, const char *fro
   return 0;
 }
 
-static int b64v(int ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+' || ch == '-') return 62;
-  if (ch == '/' || ch == '_') return 63;
-  return -1;
-}
-
+/* Decodes base64 into a NUL-terminated pool buffer (common/base64); NULL when invalid. */
 static char *b64_decode(struct gpool *p, const char *in, size_t *outlen) {
-  size_t n = strlen(in), o = 0;
-  unsigned char *out = gp_alloc(p, n / 4 * 3 + 4);
-  unsigned acc = 0;
-  int bits = 0, pad = 0;
+  size_t n = strlen(in), cap = base64_decoded_max(n) + 1;
+  uint8_t *out = gp_alloc(p, cap);
   if (!out) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)in[i];
-    if (isspace(ch)) continue;
-    if (ch == '=') {
-      pad++;
-      continue;
-    }
-    int v = b64v(ch);
-    if (v < 0 || pad) return NULL;
-    acc = (acc << 6) | (unsigned)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (unsigned char)(acc >> bits);
-      acc &= (1u << bits) - 1;
-    }
-  }
-  out[o] = '\0';
-  *outlen = o;
+  ssize_t len = base64_decode(in, n, out, cap - 1, BASE64_ALLOW_SPACE);
+  if (len < 0) return NULL;
+  out[len] = '\0';
+  *outlen = (size_t)len;
   return (char *)out;
 }
 

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cert.h"
 #include "edge/v1/status.pb-c.h"
-#include "syncd/default_cert.h"
 #include "syncd/translate.h"
 
 static const char *BASE =
@@ -681,7 +681,8 @@ static char *indent(char *pem) {
 
 static int setup(void) {
   char err[200];
-  if (default_cert_generate("secure.example.com", 30, &crt, &key, err, sizeof(err))) return 1;
+  const char *cn = "secure.example.com";
+  if (cert_generate(&cn, 1, 30, 0, NULL, NULL, &crt, &key, err, sizeof(err))) return 1;
   crt = indent(crt);
   key = indent(key);
   return 0;
