@@ -28,6 +28,7 @@
 #include "common/rpc.h"
 #include "common/timefmt.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/syncctl_gateway.h"
 
 static const char *state_name(int s) {
   switch (s) {
@@ -154,6 +155,7 @@ static void print_text(const Edge__V1__StatusResponse *r) {
       printf("  %s %s/%s: %s\n", o->kind, o->namespace_, o->name, o->reason);
     }
   }
+  syncctl_gateway_text(stdout, r);
   size_t expiring = 0;
   for (size_t i = 0; i < r->n_certificates; i++) expiring += r->certificates[i]->expiring != 0;
   char window[32];
@@ -255,6 +257,7 @@ static void print_json(const Edge__V1__StatusResponse *r) {
     json_array_append_new(ignored, o);
   }
   json_object_set_new(root, "ignored", ignored);
+  json_object_set_new(root, "gateway", syncctl_gateway_json(r));
   json_object_set_new(root, "expiry_warning_seconds", json_integer(r->expiry_warning_seconds));
   char *s = json_dumps(root, JSON_INDENT(2));
   if (s) printf("%s\n", s);
@@ -307,6 +310,7 @@ static void print_certs(const Edge__V1__StatusResponse *r, int json) {
            sni[0] ? sni : "-", hosts[0] ? hosts : "-", c->source[0] ? c->source : "-",
            c->is_default ? " (default)" : "", c->issuer, c->expiring ? "  EXPIRING" : "");
   }
+  syncctl_gateway_text(stdout, r);
   size_t expiring = 0;
   for (size_t i = 0; i < r->n_certificates; i++) expiring += r->certificates[i]->expiring != 0;
   printf("\n%zu certificates, %zu expiring within %s\n", r->n_certificates, expiring, window);
