@@ -194,11 +194,20 @@ struct route_opts {
   int disable_ssl_redirect;
 };
 
+/* ingress-nginx canary annotations (edge.dev/canary*): this Ingress's paths take a share of
+ * the traffic of the same host and path served by another Ingress. */
+struct canary {
+  int on;
+  uint32_t weight, total;            /* canary-weight out of canary-weight-total (100) */
+  const char *header, *header_value; /* canary-by-header (+ -value); NULL none */
+};
+
 struct annotations {
   int protocol; /* Edge__V1__UpstreamProtocol */
   int lb;       /* Edge__V1__LbPolicy */
   uint32_t connect_timeout_ms;
   struct route_opts ro;
+  struct canary cy;
 };
 
 /* One path of one served Ingress, before conflicts are settled. */
@@ -212,6 +221,8 @@ struct cand {
   const char *cluster;
   struct route_opts ro;
   int ing, rule, pidx; /* ing: index into ingresses (oldest first) */
+  struct canary cy;
+  const struct cand *canary; /* a winner: the canary path that takes a share of it */
 };
 
 /* A Cluster as referenced by a served Ingress; the oldest reference sets the options. */
@@ -593,6 +604,59 @@ static int ingress_id_cmp(const void *a, const void *b) {
 
 /* ---- pass 2: one Ingress ------------------------------------------------------- */
 
+/* A header name (RFC 9110 token) and, when value is set, a value without control bytes. */
+static int canary_header_ok(const char *name, const char *value) {
+  if (!name || !*name || strlen(name) > 128) return 0;
+  for (const char *p = name; *p; p++)
+    if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p)) return 0;
+  for (const char *p = value; p && *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) return 0;
+  return !value || strlen(value) <= 256;
+}
+
+/* edge.dev/canary, -weight, -weight-total, -by-header, -by-header-value (ingress-nginx's
+ * semantics: the header decides first — "always" or the given value: canary, "never": not —
+ * then the weight). Every canary-* annotation needs edge.dev/canary: "true". */
+static int parse_canary(struct ctx *c, json_t *o, struct canary *cy, char *err, size_t errlen) {
+  const char *on = annotation(c, o, "edge.dev/canary");
+  const char *w = annotation(c, o, "edge.dev/canary-weight");
+  const char *t = annotation(c, o, "edge.dev/canary-weight-total");
+  cy->header = annotation(c, o, "edge.dev/canary-by-header");
+  cy->header_value = annotation(c, o, "edge.dev/canary-by-header-value");
+  uint64_t x;
+  cy->total = 100;
+  if (on && strcmp(on, "true") != 0 && strcmp(on, "false") != 0)
+    return snprintf(err, errlen, "annotation edge.dev/canary must be \"true\" or \"false\""), -1;
+  cy->on = on && !strcmp(on, "true");
+  if (!cy->on && (w || t || cy->header || cy->header_value))
+    return snprintf(err, errlen,
+                    "canary annotations need edge.dev/canary: \"true\" (ingress-nginx semantics)"),
+           -1;
+  if (t) {
+    if (parse_uint(t, 1000000, &x) < 0 || x == 0)
+      return snprintf(err, errlen,
+                      "annotation edge.dev/canary-weight-total \"%.40s\" is not 1..1000000", t),
+             -1;
+    cy->total = (uint32_t)x;
+  }
+  if (w) {
+    if (parse_uint(w, cy->total, &x) < 0)
+      return snprintf(err, errlen, "annotation edge.dev/canary-weight \"%.40s\" is not 0..%u", w,
+                      cy->total),
+             -1;
+    cy->weight = (uint32_t)x;
+  }
+  if (cy->header_value && !cy->header)
+    return snprintf(err, errlen, "edge.dev/canary-by-header-value needs edge.dev/canary-by-header"),
+           -1;
+  if (cy->header && !canary_header_ok(cy->header, cy->header_value))
+    return snprintf(err, errlen,
+                    "annotation edge.dev/canary-by-header is not a header name, or its value "
+                    "has control characters"),
+           -1;
+  return 0;
+}
+
 static int parse_annotations(struct ctx *c, const struct ingress *ig, struct annotations *a,
                              char *err, size_t errlen) {
   memset(a, 0, sizeof(*a));
@@ -658,7 +722,7 @@ static int parse_annotations(struct ctx *c, const struct ingress *ig, struct ann
                     "annotation edge.dev/proxy-connect-timeout \"%s\" is not a number of seconds",
                     v),
            -1;
-  return 0;
+  return parse_canary(c, o, &a->cy, err, errlen);
 }
 
 /* Resolves an IngressBackend to a cluster name, recording the reference. NULL with err on error. */
@@ -788,7 +852,8 @@ static void add_ingress(struct ctx *c, int i) {
     json_t *paths = jpath(rule, "http", "paths"), *p;
     size_t pi;
     json_array_foreach(paths, pi, p) {
-      struct cand cd = {.host = h, .ing = i, .rule = (int)ri, .pidx = (int)pi, .ro = a.ro};
+      struct cand cd = {
+          .host = h, .ing = i, .rule = (int)ri, .pidx = (int)pi, .ro = a.ro, .cy = a.cy};
       const char *pt = jstr(p, "pathType");
       cd.path = jstr(p, "path");
       json_t *pv = json_object_get(p, "path");
@@ -1043,6 +1108,57 @@ static Edge__V1__SourceRef *ingress_ref(struct ctx *c, int ing, int rule, int pi
   return s;
 }
 
+/* One Route for path `p` served by `by` (the path itself, or its canary), with a header
+ * condition when header is set. Options come from the Ingress serving it. */
+static int fill_route(struct ctx *c, Edge__V1__Route *r, const struct cand *p,
+                      const struct cand *by, const char *header, const char *value) {
+  Edge__V1__RouteOptions *o = pool_alloc(&c->pool, sizeof(*o));
+  if (!o) return -1;
+  edge__v1__route__init(r);
+  edge__v1__route_options__init(o);
+  r->path = (char *)p->path;
+  r->path_type = p->type;
+  r->cluster = (char *)by->cluster;
+  o->response_header_timeout_ms = by->ro.response_header_timeout_ms;
+  o->max_body_bytes = by->ro.max_body_bytes;
+  o->rewrite_prefix = (char *)(by->ro.rewrite_prefix ? by->ro.rewrite_prefix : "");
+  o->disable_ssl_redirect = p->ro.disable_ssl_redirect;
+  r->options = o;
+  r->source = ingress_ref(c, by->ing, by->rule, by->pidx);
+  if (header) {
+    Edge__V1__HeaderMatch *m = pool_alloc(&c->pool, sizeof(*m));
+    Edge__V1__HeaderMatch **ms = pool_alloc(&c->pool, sizeof(*ms));
+    if (!m || !ms) return -1;
+    edge__v1__header_match__init(m);
+    m->name = pool_printf(&c->pool, "%s", header);
+    for (char *q = m->name; q && *q; q++) *q = (char)tolower((unsigned char)*q);
+    m->value = (char *)value;
+    ms[0] = m;
+    r->headers = ms;
+    r->n_headers = 1;
+  }
+  return 0;
+}
+
+/* The main path's route splits its traffic with the canary by weight. */
+static int fill_weights(struct ctx *c, Edge__V1__Route *r, const struct cand *main,
+                        const struct cand *cy) {
+  Edge__V1__WeightedCluster *wc = pool_alloc(&c->pool, 2 * sizeof(*wc));
+  Edge__V1__WeightedCluster **wp = pool_alloc(&c->pool, 2 * sizeof(*wp));
+  if (!wc || !wp) return -1;
+  edge__v1__weighted_cluster__init(&wc[0]);
+  edge__v1__weighted_cluster__init(&wc[1]);
+  wc[0].cluster = (char *)main->cluster;
+  wc[0].weight = cy->cy.total - cy->cy.weight;
+  wc[1].cluster = (char *)cy->cluster;
+  wc[1].weight = cy->cy.weight;
+  wp[0] = &wc[0];
+  wp[1] = &wc[1];
+  r->weighted_clusters = wp;
+  r->n_weighted_clusters = 2;
+  return 0;
+}
+
 /* Emits one VirtualHost for winners w[0..n) (all the same host); records certificate uses. */
 static void emit_vhost(struct ctx *c, struct cand **w, size_t n) {
   sort_array(w, n, sizeof(*w), cand_route_cmp);
@@ -1054,33 +1170,43 @@ static void emit_vhost(struct ctx *c, struct cand **w, size_t n) {
   vh.host_match = !host[0]         ? EDGE__V1__HOST_MATCH__HOST_MATCH_ANY
                   : host[0] == '*' ? EDGE__V1__HOST_MATCH__HOST_MATCH_WILDCARD
                                    : EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT;
-  Edge__V1__Route **routes = pool_alloc(&c->pool, n * sizeof(*routes));
-  Edge__V1__Route *rv = pool_alloc(&c->pool, n * sizeof(*rv));
-  Edge__V1__RouteOptions *ov = pool_alloc(&c->pool, n * sizeof(*ov));
-  char **ings = pool_alloc(&c->pool, n * sizeof(*ings));
-  if (!vh.name || !routes || !rv || !ov || !ings) return;
-  size_t n_ings = 0;
+  /* A path with a canary may need two more routes: header = value/"always" → canary and
+   * header = "never" → the main path. */
+  size_t cap = n * 3;
+  Edge__V1__Route **routes = pool_alloc(&c->pool, cap * sizeof(*routes));
+  Edge__V1__Route *rv = pool_alloc(&c->pool, cap * sizeof(*rv));
+  char **ings = pool_alloc(&c->pool, 2 * n * sizeof(*ings));
+  if (!vh.name || !routes || !rv || !ings) return;
+  size_t n_ings = 0, nr = 0;
   for (size_t i = 0; i < n; i++) {
-    edge__v1__route__init(&rv[i]);
-    edge__v1__route_options__init(&ov[i]);
-    rv[i].path = (char *)w[i]->path;
-    rv[i].path_type = w[i]->type;
-    rv[i].cluster = (char *)w[i]->cluster;
-    ov[i].response_header_timeout_ms = w[i]->ro.response_header_timeout_ms;
-    ov[i].max_body_bytes = w[i]->ro.max_body_bytes;
-    ov[i].rewrite_prefix = (char *)(w[i]->ro.rewrite_prefix ? w[i]->ro.rewrite_prefix : "");
-    ov[i].disable_ssl_redirect = w[i]->ro.disable_ssl_redirect;
-    rv[i].options = &ov[i];
-    rv[i].source = ingress_ref(c, w[i]->ing, w[i]->rule, w[i]->pidx);
-    routes[i] = &rv[i];
+    if (fill_route(c, &rv[nr], w[i], w[i], NULL, NULL) < 0) return;
+    routes[nr] = &rv[nr];
+    nr++;
+    const struct cand *cy = w[i]->canary;
+    if (!cy) continue;
+    if (cy->cy.weight > 0 && fill_weights(c, &rv[nr - 1], w[i], cy) < 0) return;
+    if (!cy->cy.header) continue;
+    const char *hv = cy->cy.header_value ? cy->cy.header_value : "always";
+    if (fill_route(c, &rv[nr], w[i], cy, cy->cy.header, hv) < 0) return;
+    routes[nr] = &rv[nr];
+    nr++;
+    if (cy->cy.header_value) continue;
+    if (fill_route(c, &rv[nr], w[i], w[i], cy->cy.header, "never") < 0) return;
+    routes[nr] = &rv[nr];
+    nr++;
   }
-  /* Contributing Ingresses, oldest first. */
-  int *order = pool_alloc(&c->pool, n * sizeof(*order));
+  /* Contributing Ingresses (canaries too), oldest first. */
+  int *order = pool_alloc(&c->pool, 2 * n * sizeof(*order));
   if (!order) return;
-  for (size_t i = 0; i < n; i++) order[i] = w[i]->ing;
-  sort_array(order, n, sizeof(*order), int_cmp);
-  for (size_t i = 0; i < n; i++)
+  size_t no = 0;
+  for (size_t i = 0; i < n; i++) {
+    order[no++] = w[i]->ing;
+    if (w[i]->canary) order[no++] = w[i]->canary->ing;
+  }
+  sort_array(order, no, sizeof(*order), int_cmp);
+  for (size_t i = 0; i < no; i++)
     if (i == 0 || order[i] != order[i - 1]) ings[n_ings++] = c->ingresses.v[order[i]].id;
+  n = nr;
   vh.n_routes = n;
   vh.routes = routes;
   vh.n_ingresses = n_ings;
@@ -1121,6 +1247,11 @@ static void emit_vhost(struct ctx *c, struct cand **w, size_t n) {
   push_resource(c, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST, vh.name, &r);
 }
 
+static int same_route_key(const struct cand *a, const struct cand *b) {
+  return !strcmp(a->host, b->host) && a->key_len == b->key_len &&
+         !memcmp(a->key_path, b->key_path, a->key_len) && a->eff == b->eff;
+}
+
 static void emit_vhosts(struct ctx *c) {
   VEC(struct cert_use) uses = {0};
   sort_array(c->cands.v, c->cands.n, sizeof(struct cand), cand_conflict_cmp);
@@ -1131,24 +1262,41 @@ static void emit_vhosts(struct ctx *c) {
     return;
   }
   size_t nw = 0;
-  const struct cand *run = NULL; /* first (oldest) candidate of the current (host, path, type) */
-  for (size_t i = 0; i < c->cands.n; i++) {
-    struct cand *cd = &c->cands.v[i];
-    if (nw > 0 && strcmp(winners[nw - 1]->host, cd->host) != 0) {
-      emit_vhost(c, winners, nw);
-      nw = 0;
+  for (size_t i = 0; i < c->cands.n;) {
+    /* One run: the candidates of one (host, path, type), oldest first. The oldest that is not a
+     * canary wins; the oldest canary takes its share; every other one is a conflict. */
+    size_t j = i + 1;
+    while (j < c->cands.n && same_route_key(&c->cands.v[i], &c->cands.v[j])) j++;
+    struct cand *win = NULL, *canary = NULL;
+    for (size_t k = i; k < j; k++) {
+      struct cand *cd = &c->cands.v[k];
+      if (!cd->cy.on && !win)
+        win = cd;
+      else if (cd->cy.on && !canary)
+        canary = cd;
     }
-    if (run && !strcmp(run->host, cd->host) && run->key_len == cd->key_len &&
-        !memcmp(run->key_path, cd->key_path, cd->key_len) && run->eff == cd->eff) {
-      const struct ingress *win = &c->ingresses.v[run->ing];
+    for (size_t k = i; k < j; k++) {
+      struct cand *cd = &c->cands.v[k];
       const struct ingress *lose = &c->ingresses.v[cd->ing];
-      reject(c, "Ingress", lose->k.ns, lose->k.name, lose->k.location,
-             "%s: path %s on host %s conflicts with %s", lose->id, cd->path,
-             cd->host[0] ? cd->host : "*", win->id);
-      continue;
+      if (cd == win || (cd == canary && win)) continue;
+      if (cd == canary)
+        reject(c, "Ingress", lose->k.ns, lose->k.name, lose->k.location,
+               "%s: canary path %s on host %s has no Ingress to take a share of", lose->id,
+               cd->path, cd->host[0] ? cd->host : "*");
+      else
+        reject(c, "Ingress", lose->k.ns, lose->k.name, lose->k.location,
+               "%s: path %s on host %s conflicts with %s", lose->id, cd->path,
+               cd->host[0] ? cd->host : "*", c->ingresses.v[(win ? win : canary)->ing].id);
     }
-    run = cd;
-    winners[nw++] = cd;
+    if (win) {
+      if (nw > 0 && strcmp(winners[nw - 1]->host, win->host) != 0) {
+        emit_vhost(c, winners, nw);
+        nw = 0;
+      }
+      win->canary = canary;
+      winners[nw++] = win;
+    }
+    i = j;
   }
   if (nw > 0) emit_vhost(c, winners, nw);
   free(winners);
