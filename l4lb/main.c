@@ -51,6 +51,7 @@ struct l4lb {
   /* runtime */
   struct metrics_registry *metrics;
   struct metrics_counter *m_rebuilds;
+  struct metrics_gauge *m_table_backends, *m_members;
   struct admin_server *admin;
   struct l4_forwarder *fwd;
   struct rpc_runtime *rpc;
@@ -97,6 +98,8 @@ static void rebuild(const char *why) {
   free(set);
   l4_snapshot_publish(s);
   metrics_counter_inc(g.m_rebuilds);
+  if (g.m_table_backends) metrics_gauge_set(g.m_table_backends, (double)n);
+  if (g.m_members) metrics_gauge_set(g.m_members, (double)g.nmembers);
   if (g.admin) admin_set_ready(g.admin, n > 0);
   LOG_INFO("table_rebuilt", "why=%s backends=%zu of=%zu size=%ld build_us=%llu", log_q(why), n,
            g.nmembers, g.table_size, (unsigned long long)((uv_hrtime() - t0) / 1000));
@@ -595,6 +598,12 @@ int main(int argc, char **argv) {
   g.metrics = metrics_registry_new();
   g.m_rebuilds = metrics_counter(g.metrics, "edge_l4_table_rebuilds_total",
                                  "Maglev tables built and published", "");
+  /* for the "no healthy replica" alert: 0 until a table with a backend exists */
+  g.m_table_backends =
+      metrics_gauge(g.metrics, "edge_l4_table_backends",
+                    "Backends in the current Maglev table (healthy, not draining)", "");
+  g.m_members = metrics_gauge(g.metrics, "edge_l4_member_backends",
+                              "Backends known (static or from syncd's replica set)", "");
   if (g.admin_addr &&
       admin_start(g.loop, g.admin_addr, g.metrics, &g.admin, err, sizeof(err)) != 0) {
     die("--admin=%s: %s", g.admin_addr, err);

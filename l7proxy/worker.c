@@ -121,6 +121,7 @@ struct route_metrics {
   const struct l7_cluster *cluster;
   int used;
   struct metrics_counter *by_class[6]; /* index status/100; NULL on allocation failure */
+  struct metrics_histogram *duration;  /* latency per route and cluster (dashboards) */
 };
 
 struct exchange {
@@ -425,6 +426,11 @@ static struct route_metrics *route_metrics(struct worker *w, struct l7_snapshot 
             metrics_counter(w->cfg->metrics, "edge_l7_requests_total",
                             "HTTP requests by route, cluster and status class.", labels);
       }
+      size_t nb;
+      const double *b = metrics_default_latency_buckets(&nb);
+      snprintf(labels, sizeof(labels), "route=\"%s\",cluster=\"%s\"", er, ec);
+      m->duration = metrics_histogram(w->cfg->metrics, "edge_l7_request_duration_seconds",
+                                      "Request duration by route and cluster.", labels, b, nb);
       return m;
     }
   }
@@ -464,12 +470,14 @@ static void record_request(struct dconn *d) {
   struct worker *w = d->w;
   struct exchange *ex = &d->ex;
   double secs = (double)(uv_hrtime() - ex->t_start) / 1e9;
+  struct metrics_histogram *duration = w->duration; /* no route series: "_other" */
   if (w->cfg->metrics && d->snap) {
     struct route_metrics *m = route_metrics(w, d->snap, ex->route, ex->cluster);
     int cls = ex->status / 100;
     if (m && cls >= 1 && cls <= 5 && m->by_class[cls]) metrics_counter_inc(m->by_class[cls]);
+    if (m && m->duration) duration = m->duration;
   }
-  if (w->duration) metrics_histogram_observe(w->duration, secs);
+  if (duration) metrics_histogram_observe(duration, secs);
   struct metrics_counter *by_proto = d->virt ? w->c_req_h2 : w->c_req_h1;
   if (by_proto) metrics_counter_inc(by_proto);
   if (obs_enabled(&w->cfg->obs)) ex_obs_end(d); /* OBS HOOK: end */
@@ -3058,7 +3066,8 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
     size_t nb;
     const double *b = metrics_default_latency_buckets(&nb);
     w->duration = metrics_histogram(cfg->metrics, "edge_l7_request_duration_seconds",
-                                    "Time from request head to response end.", "", b, nb);
+                                    "Request duration by route and cluster.",
+                                    "route=\"_other\",cluster=\"_other\"", b, nb);
     w->g_active = metrics_gauge(cfg->metrics, "edge_l7_active_connections",
                                 "Open downstream connections.", "");
     w->g_up_active = metrics_gauge(cfg->metrics, "edge_l7_upstream_connections",
