@@ -2,21 +2,31 @@
 # Installs every Debian 12 package that edge's build, tests and benchmarks
 # need. Idempotent: safe to run again; it only installs what is missing.
 # Run as root (or with sudo available) on a fresh Debian 12 machine.
+#
+#   bash bazel/setup.sh           everything: build, tests, benchmarks, operations
+#   bash bazel/setup.sh --build   only what building the binaries and the .debs
+#                                 needs (the image build stage uses this)
 set -euo pipefail
 
-PACKAGES=(
+BUILD_PACKAGES=(
   # build
   bazel-bootstrap build-essential clang lld libclang-rt-14-dev clang-format pkg-config
   # libraries
   libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libgrpc-dev libssl-dev libcunit1-dev libyaml-dev libjansson-dev
   libcurl4-openssl-dev node-llhttp android-libboringssl-dev
+  # .deb packages (deploy/deb/build.sh)
+  dpkg-dev fakeroot
+)
+PACKAGES=(
+  "${BUILD_PACKAGES[@]}"
   # tests and benchmarks: real clients and peers
   curl nghttp2-client nginx-light haproxy wrk openssl gnuplot-nox
   iproute2 nftables keepalived procps psmisc python3 python3-yaml
-  # operations: promtool (rule checks and tests), packages, images
-  prometheus dpkg-dev fakeroot debootstrap docker.io systemd
+  # operations: promtool (rule checks and tests), unit checks, images
+  prometheus systemd debootstrap docker.io gettext-base
 )
+if [ "${1:-}" = --build ]; then PACKAGES=("${BUILD_PACKAGES[@]}"); fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
