@@ -5,14 +5,17 @@
  * Ring invariant: bytes [tail, tail+used) mod cap are queued, always whole
  * lines (a submit copies a whole line or nothing). The writer takes what
  * is there in one copy under the mutex and writes it with the mutex
- * released, so a worker waits at most for one memcpy of a line.
+ * released, so a worker waits at most for one memcpy of a line. Lines are
+ * batched: a worker wakes the writer only when the ring was empty or
+ * crosses FLUSH_BYTES, and the writer then lets FLUSH_MS pass (or
+ * FLUSH_BYTES gather) before writing, so a busy proxy pays one futex wake
+ * and one write(2) per batch. A line reaches the file within FLUSH_MS.
  */
 #include "l7proxy/access_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,10 @@
 
 #define LINE_MAX_BYTES 8192
 #define WRITE_CHUNK (64 * 1024)
+/* The writer waits for this much, or FLUSH_MS after the first line, before
+ * it writes: one wake-up and one write(2) per batch, not per line. */
+#define FLUSH_BYTES (32 * 1024)
+#define FLUSH_MS 100
 
 /* ---- formatting --------------------------------------------------------- */
 
@@ -47,17 +54,24 @@ static void puts_(struct out *o, const char *s) {
   put(o, s, strlen(s));
 }
 
-static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct out *o, const char *fmt, ...) {
-  if (o->full) return;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
-  va_end(ap);
-  if (n < 0 || (size_t)n >= o->cap - o->len)
-    o->full = 1;
-  else
-    o->len += (size_t)n;
+/* Decimal digits without printf: this runs several times per line. */
+static void put_u64(struct out *o, uint64_t v) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  put(o, tmp + sizeof(tmp) - n, n);
+}
+
+static void put_i64(struct out *o, int64_t v) {
+  if (v < 0) {
+    put(o, "-", 1);
+    put_u64(o, (uint64_t)0 - (uint64_t)v);
+  } else {
+    put_u64(o, (uint64_t)v);
+  }
 }
 
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 when invalid. */
@@ -85,6 +99,12 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
   return len;
 }
 
+/* 1 for bytes JSON and logfmt copy as they are: printable ASCII that is
+ * neither a quote nor a backslash (logfmt also wants no space or '='). */
+static int plain(unsigned char c) {
+  return c > 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
 static void json_str(struct out *o, const char *s) {
   if (!s) {
     puts_(o, "null");
@@ -96,7 +116,12 @@ static void json_str(struct out *o, const char *s) {
   size_t n = strlen(s);
   for (size_t i = 0; i < n;) {
     unsigned char c = p[i];
-    if (c == '"' || c == '\\') {
+    if (plain(c) || c == ' ') { /* the common case: a run copied at once */
+      size_t j = i + 1;
+      while (j < n && (plain(p[j]) || p[j] == ' ')) j++;
+      put(o, s + i, j - i);
+      i = j;
+    } else if (c == '"' || c == '\\') {
       char e[2] = {'\\', (char)c};
       put(o, e, 2);
       i++;
@@ -118,20 +143,15 @@ static void json_str(struct out *o, const char *s) {
   put(o, "\"", 1);
 }
 
-static int logfmt_needs_quotes(const char *s) {
-  if (!s[0]) return 1;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    if (*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || *p == 0x7f) return 1;
-  return 0;
-}
-
 static void logfmt_val(struct out *o, const char *s) {
   if (!s) {
     put(o, "-", 1);
     return;
   }
-  if (!logfmt_needs_quotes(s)) {
-    puts_(o, s);
+  const unsigned char *q = (const unsigned char *)s;
+  while (*q && plain(*q) && *q != '=') q++;
+  if (*q == '\0' && q != (const unsigned char *)s) { /* nothing to quote */
+    put(o, s, (size_t)((const char *)q - s));
     return;
   }
   static const char hex[] = "0123456789abcdef";
@@ -150,20 +170,39 @@ static void logfmt_val(struct out *o, const char *s) {
   put(o, "\"", 1);
 }
 
+/* "2026-12-02T16:51:45.142Z"; the date and time of the last second are
+ * kept per thread, so a busy worker calls gmtime_r once a second. */
 static void rfc3339(uint64_t ns, char out[32]) {
+  static __thread time_t last = -1;
+  static __thread char prefix[24];
+  static __thread size_t plen;
   time_t secs = (time_t)(ns / 1000000000ull);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out + n, 32 - n, ".%03uZ", (unsigned)(ns / 1000000ull % 1000));
+  if (secs != last) {
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    plen = strftime(prefix, sizeof(prefix), "%Y-%m-%dT%H:%M:%S", &tm);
+    last = secs;
+  }
+  unsigned ms = (unsigned)(ns / 1000000ull % 1000);
+  memcpy(out, prefix, plen);
+  out[plen] = '.';
+  out[plen + 1] = (char)('0' + ms / 100);
+  out[plen + 2] = (char)('0' + ms / 10 % 10);
+  out[plen + 3] = (char)('0' + ms % 10);
+  out[plen + 4] = 'Z';
+  out[plen + 5] = '\0';
 }
 
 /* A duration in ms with µs precision, or null/"-" when negative. */
 static void ms_field(struct out *o, int64_t us, int json) {
-  if (us < 0)
+  if (us < 0) {
     puts_(o, json ? "null" : "-");
-  else
-    putf(o, "%lld.%03lld", (long long)(us / 1000), (long long)(us % 1000));
+    return;
+  }
+  put_u64(o, (uint64_t)us / 1000);
+  char frac[4] = {'.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+                  (char)('0' + us % 10)};
+  put(o, frac, 4);
 }
 
 static void format_json(struct out *o, const struct access_record *r, const char *ts) {
@@ -171,7 +210,9 @@ static void format_json(struct out *o, const struct access_record *r, const char
   json_str(o, ts);
   puts_(o, ",\"client_address\":");
   json_str(o, r->client_address);
-  putf(o, ",\"client_port\":%u,\"protocol\":", (unsigned)r->client_port);
+  puts_(o, ",\"client_port\":");
+  put_u64(o, r->client_port);
+  puts_(o, ",\"protocol\":");
   json_str(o, r->h2 ? "HTTP/2" : "HTTP/1.1");
   puts_(o, ",\"method\":");
   json_str(o, r->method);
@@ -179,8 +220,13 @@ static void format_json(struct out *o, const struct access_record *r, const char
   json_str(o, r->authority);
   puts_(o, ",\"path\":");
   json_str(o, r->path);
-  putf(o, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"route\":", r->status,
-       (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out);
+  puts_(o, ",\"status\":");
+  put_i64(o, r->status);
+  puts_(o, ",\"bytes_in\":");
+  put_u64(o, r->bytes_in);
+  puts_(o, ",\"bytes_out\":");
+  put_u64(o, r->bytes_out);
+  puts_(o, ",\"route\":");
   json_str(o, r->route);
   puts_(o, ",\"cluster\":");
   json_str(o, r->cluster);
@@ -192,7 +238,9 @@ static void format_json(struct out *o, const struct access_record *r, const char
   ms_field(o, r->upstream_first_byte_us, 1);
   puts_(o, ",\"duration_ms\":");
   ms_field(o, r->duration_us, 1);
-  putf(o, ",\"retries\":%u,\"tls_version\":", r->retries);
+  puts_(o, ",\"retries\":");
+  put_u64(o, r->retries);
+  puts_(o, ",\"tls_version\":");
   json_str(o, r->tls_version);
   puts_(o, ",\"sni\":");
   json_str(o, r->sni);
@@ -213,15 +261,23 @@ static void kv(struct out *o, const char *k, const char *v) {
 }
 
 static void format_logfmt(struct out *o, const struct access_record *r, const char *ts) {
-  putf(o, "ts=%s level=info comp=l7proxy msg=access", ts);
+  puts_(o, "ts=");
+  puts_(o, ts);
+  puts_(o, " level=info comp=l7proxy msg=access");
   kv(o, "client", r->client_address);
-  putf(o, " client_port=%u", (unsigned)r->client_port);
+  puts_(o, " client_port=");
+  put_u64(o, r->client_port);
   kv(o, "protocol", r->h2 ? "HTTP/2" : "HTTP/1.1");
   kv(o, "method", r->method);
   kv(o, "host", r->authority);
   kv(o, "path", r->path);
-  putf(o, " status=%d bytes=%llu bytes_in=%llu duration_ms=", r->status,
-       (unsigned long long)r->bytes_out, (unsigned long long)r->bytes_in);
+  puts_(o, " status=");
+  put_i64(o, r->status);
+  puts_(o, " bytes=");
+  put_u64(o, r->bytes_out);
+  puts_(o, " bytes_in=");
+  put_u64(o, r->bytes_in);
+  puts_(o, " duration_ms=");
   ms_field(o, r->duration_us, 0);
   kv(o, "route", r->route);
   kv(o, "cluster", r->cluster);
@@ -230,7 +286,8 @@ static void format_logfmt(struct out *o, const struct access_record *r, const ch
   ms_field(o, r->upstream_connect_us, 0);
   puts_(o, " upstream_first_byte_ms=");
   ms_field(o, r->upstream_first_byte_us, 0);
-  putf(o, " retries=%u", r->retries);
+  puts_(o, " retries=");
+  put_u64(o, r->retries);
   kv(o, "tls_version", r->tls_version);
   kv(o, "sni", r->sni);
   kv(o, "alpn", r->alpn);
@@ -299,10 +356,10 @@ int access_log_submit(struct access_log *al, const struct access_record *r) {
   size_t first = al->cap - head < len ? al->cap - head : len;
   memcpy(al->ring + head, line, first);
   memcpy(al->ring, line + first, len - first);
-  int was_empty = al->used == 0;
+  int wake = al->used == 0 || (al->used < FLUSH_BYTES && al->used + len >= FLUSH_BYTES);
   al->used += len;
   pthread_mutex_unlock(&al->mu);
-  if (was_empty) pthread_cond_signal(&al->cv);
+  if (wake) pthread_cond_signal(&al->cv);
   return 0;
 }
 
@@ -344,12 +401,25 @@ static size_t count_lines(const char *p, size_t n) {
   return k;
 }
 
+static void deadline_ms(struct timespec *ts, unsigned ms) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_nsec += (long)ms * 1000000L;
+  ts->tv_sec += ts->tv_nsec / 1000000000L;
+  ts->tv_nsec %= 1000000000L;
+}
+
 static void *writer_main(void *arg) {
   struct access_log *al = arg;
   char *chunk = malloc(WRITE_CHUNK);
   for (;;) {
     pthread_mutex_lock(&al->mu);
     while (al->used == 0 && !al->stop && !al->reopen) pthread_cond_wait(&al->cv, &al->mu);
+    /* let a batch gather: FLUSH_BYTES, FLUSH_MS, or a stop/reopen */
+    struct timespec until;
+    deadline_ms(&until, FLUSH_MS);
+    while (al->used < FLUSH_BYTES && !al->stop && !al->reopen &&
+           pthread_cond_timedwait(&al->cv, &al->mu, &until) != ETIMEDOUT) {
+    }
     int reopen = al->reopen, stop = al->stop;
     al->reopen = 0;
     /* whole lines only: cut the copy after its last newline */
@@ -403,7 +473,11 @@ int access_log_open(const struct access_log_opts *o, struct access_log **out, ch
     al->fd = o->fd >= 0 && !o->path ? o->fd : 2;
   }
   pthread_mutex_init(&al->mu, NULL);
-  pthread_cond_init(&al->cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&al->cv, &ca);
+  pthread_condattr_destroy(&ca);
   if (o->metrics) {
     struct metrics_registry *m = o->metrics;
     al->m_lines =

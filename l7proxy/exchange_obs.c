@@ -118,12 +118,17 @@ void obs_retry(struct ex_obs *o, const char *upstream, const char *reason) {
   copy(e->reason, sizeof(e->reason), reason);
 }
 
+/* "host/path" (the metrics' route label); "" without a route. */
 static void route_name(const struct obs_facts *f, char *out, size_t cap) {
-  if (!f->route_path)
-    out[0] = '\0';
-  else
-    snprintf(out, cap, "%s%s", f->route_host && f->route_host[0] ? f->route_host : "*",
-             f->route_path);
+  out[0] = '\0';
+  if (!f->route_path) return;
+  const char *h = f->route_host && f->route_host[0] ? f->route_host : "*";
+  size_t hl = strlen(h), pl = strlen(f->route_path);
+  if (hl >= cap) hl = cap - 1;
+  if (pl >= cap - hl) pl = cap - hl - 1;
+  memcpy(out, h, hl);
+  memcpy(out + hl, f->route_path, pl);
+  out[hl + pl] = '\0';
 }
 
 static void submit_span(struct ex_obs *o, const struct obs_config *c, const struct obs_facts *f,
