@@ -37,8 +37,8 @@ for a in "$@"; do
 done
 say() { printf '[images_test] %s\n' "$*"; }
 if [ "$(id -u)" -ne 0 ] || ! unshare --net true 2>/dev/null; then
-  say "SKIPPED: needs root and unshare --net (a missing platform ability)"
-  exit 0
+  . "$root/tests/lib/skip.sh"
+  edge_platform_skip "needs root and unshare --net"
 fi
 for t in dockerd docker debootstrap; do
   command -v "$t" >/dev/null || { say "FAILED: $t missing (bash bazel/setup.sh installs it)"; exit 1; }

@@ -25,6 +25,9 @@ import time
 import unittest
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import skip_policy  # noqa: E402
+
 L7PROXY = BACKEND = RECEIVER = None
 DEADLINE_S = 20
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -348,4 +351,4 @@ class StuckCollector(unittest.TestCase):
 
 if __name__ == "__main__":
     L7PROXY, BACKEND, RECEIVER = (os.path.abspath(a) for a in sys.argv[1:4])
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
+    skip_policy.main([sys.argv[0]] + sys.argv[4:])
