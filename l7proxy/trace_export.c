@@ -97,8 +97,8 @@ static long post_batch(struct trace_export *te, CURL *curl, const uint8_t *body,
   return status;
 }
 
-static void export_batch(struct trace_export *te, CURL *curl, const struct trace_span *b,
-                         size_t n) {
+/* Returns 1 when the receiver took the batch, 0 when it was dropped. */
+static int export_batch(struct trace_export *te, CURL *curl, const struct trace_span *b, size_t n) {
   struct otlp_resource res = {te->service, te->instance, te->version};
   uint8_t *body = NULL;
   size_t len = 0;
@@ -113,12 +113,13 @@ static void export_batch(struct trace_export *te, CURL *curl, const struct trace
     atomic_fetch_add(&te->exported, n);
     if (te->m_exported) metrics_counter_add(te->m_exported, n);
     if (te->m_post_ok) metrics_counter_inc(te->m_post_ok);
-    return;
+    return 1;
   }
   if (status > 0) snprintf(err, sizeof(err), "receiver answered %ld", status);
   count_dropped(te, te->m_dropped_failed, n);
   if (te->m_post_err) metrics_counter_inc(te->m_post_err);
   LOG_WARN("trace_export_failed", "url=%s spans=%zu reason=%s", log_q(te->url), n, log_q(err));
+  return 0;
 }
 
 static void deadline_in(struct timespec *ts, uint32_t ms) {
@@ -129,6 +130,13 @@ static void deadline_in(struct timespec *ts, uint32_t ms) {
     ts->tv_sec++;
     ts->tv_nsec -= 1000000000L;
   }
+}
+
+static int stopping(struct trace_export *te) {
+  pthread_mutex_lock(&te->mu);
+  int s = te->stop;
+  pthread_mutex_unlock(&te->mu);
+  return s;
 }
 
 static void *exporter_main(void *arg) {
@@ -156,7 +164,16 @@ static void *exporter_main(void *arg) {
     te->count -= n + lost;
     pthread_mutex_unlock(&te->mu);
     if (lost) count_dropped(te, te->m_dropped_failed, lost);
-    if (n) export_batch(te, curl, batch, n);
+    if (n && !export_batch(te, curl, batch, n) && stopping(te)) {
+      /* shutting down and the receiver does not take spans: one timeout
+       * is all a stop waits, the rest is dropped (and counted) */
+      pthread_mutex_lock(&te->mu);
+      size_t rest = te->count;
+      te->head = (te->head + rest) % te->cap;
+      te->count = 0;
+      pthread_mutex_unlock(&te->mu);
+      if (rest) count_dropped(te, te->m_dropped_failed, rest);
+    }
   }
   free(batch);
   if (curl) curl_easy_cleanup(curl);

@@ -50,8 +50,10 @@ int trace_export_new(const struct trace_export_opts *o, struct trace_export **ou
 /* Queues a copy of s. 0, or -ENOSPC when the queue is full (counted). */
 int trace_export_submit(struct trace_export *te, const struct trace_span *s);
 
-/* Sends what is queued (one last POST attempt each batch), stops the thread
- * and frees everything. NULL is fine. */
+/* Sends what is queued, stops the thread and frees everything. A receiver
+ * that fails a batch while stopping gets no more tries: the rest is
+ * dropped (counted), so a stop waits at most one timeout_ms for a dead
+ * collector. NULL is fine. */
 void trace_export_close(struct trace_export *te);
 
 /* Counters, for tests and logs. */
