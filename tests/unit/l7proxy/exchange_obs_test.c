@@ -29,8 +29,8 @@ static int teardown(void) {
 /* The upstream head for these client headers, after obs_start. */
 static const char *upstream_head(struct ex_obs *o, const struct obs_config *c,
                                  const struct h1_header *h, size_t n) {
-  static struct h1_buf out;
-  h1_buf_free(&out);
+  static struct buf out;
+  buf_free(&out);
   memset(o, 0, sizeof(*o));
   obs_start(o, c, h, n);
   struct headers_request r = {
@@ -49,7 +49,7 @@ static const char *upstream_head(struct ex_obs *o, const struct obs_config *c,
   };
   char id[65];
   CU_ASSERT_EQUAL_FATAL(headers_write_request(&out, &r, id), 0);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   return out.data;
 }
 
