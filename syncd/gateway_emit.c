@@ -176,11 +176,49 @@ static void mark_lost(struct gctx *c, struct groute_entry *e, size_t n, const ch
   }
 }
 
+/* Does pattern (a host, "*.suffix" or "" for any) cover every name of host h? */
+static int host_covers(const char *pattern, const char *h) {
+  if (!pattern[0]) return 1;
+  if (pattern[0] != '*' || !strcmp(pattern, h)) return 0;
+  const char *suffix = pattern + 1; /* ".a.com" */
+  size_t sl = strlen(suffix), hl = strlen(h);
+  if (h[0] == '*') /* a narrower wildcard: "*.b.a.com" under "*.a.com" */
+    return hl - 1 > sl && !strcmp(h + hl - sl, suffix);
+  return hl > sl && !strcmp(h + hl - sl, suffix);
+}
+
+/* Pooled entries of one vhost: the more specific hostname first (characters of a non-wildcard
+ * hostname, then characters of the hostname), then the older route, then rule and match order. */
+static int pooled_cmp(const void *a, const void *b) {
+  const struct groute_entry *x = *(const struct groute_entry *const *)a;
+  const struct groute_entry *y = *(const struct groute_entry *const *)b;
+  size_t xe = x->host[0] == '*' ? 0 : strlen(x->host), ye = y->host[0] == '*' ? 0 : strlen(y->host);
+  if (xe != ye) return xe > ye ? -1 : 1;
+  size_t xl = strlen(x->host), yl = strlen(y->host);
+  if (xl != yl) return xl > yl ? -1 : 1;
+  int r = gage_cmp(&x->route->k, &y->route->k);
+  if (r) return r;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * One vhost per (host, listener). The specification orders matches across all the rules whose
+ * hostnames match the request (HTTPRouteMatchingAcrossRoutes: example.com/v2 goes to the "*.com"
+ * route's /v2, not to example.com's /), so a host's vhost also carries the rules of every
+ * wildcard (and host-less) entry that covers it, on the same listener; hostname specificity is
+ * the tie-break after path, method, header and query precedence (common/router sorts those;
+ * this order is its last key).
+ */
 static int emit_vhosts(struct gctx *c, const struct manifest_set *in, struct syncd_desired *d) {
   struct groute_entry *e = c->entries.v;
   size_t n = c->entries.n;
   gsort(e, n, sizeof(*e), entry_cmp);
-  for (size_t i = 0; i < n;) {
+  unsigned char *lost = calloc(n + 1, 1);
+  struct groute_entry **pool = calloc(n + 1, sizeof(*pool));
+  struct groute_entry *copy = calloc(n + 1, sizeof(*copy));
+  int rc = 0;
+  if (!lost || !pool || !copy) rc = -ENOMEM;
+  for (size_t i = 0; rc == 0 && i < n;) {
     size_t j = i;
     const struct gobj *oldest = &e[i].route->k;
     const char *kind = e[i].route->kind_str;
@@ -191,18 +229,36 @@ static int emit_vhosts(struct gctx *c, const struct manifest_set *in, struct syn
     }
     if (settle_host(c, in, d, e[i].host, oldest, kind)) {
       mark_lost(c, e + i, j - i, e[i].host[0] ? e[i].host : "*");
-      i = j;
-      continue;
-    }
-    for (size_t k = i; k < j;) { /* one vhost per listener */
-      size_t m = k;
-      while (m < j && e[m].listener == e[k].listener) m++;
-      if (emit_vhost(c, d, e + k, m - k) < 0) return -ENOMEM;
-      k = m;
+      memset(lost + i, 1, j - i);
     }
     i = j;
   }
-  return 0;
+  for (size_t i = 0; rc == 0 && i < n;) {
+    size_t j = i;
+    while (j < n && !strcmp(e[j].host, e[i].host) && e[j].listener == e[i].listener) j++;
+    if (lost[i]) {
+      i = j;
+      continue;
+    }
+    size_t np = 0;
+    for (size_t k = 0; k < n; k++)
+      if (!lost[k] && e[k].listener == e[i].listener &&
+          ((k >= i && k < j) || host_covers(e[k].host, e[i].host)))
+        pool[np++] = &e[k];
+    gsort(pool, np, sizeof(*pool), pooled_cmp);
+    for (size_t k = 0; k < np; k++) {
+      copy[k] = *pool[k];
+      copy[k].host = e[i].host; /* served under this vhost's host */
+      if (!copy[k].cert) copy[k].cert = e[i].cert;
+    }
+    copy[0].cert = e[i].cert;
+    if (emit_vhost(c, d, copy, np) < 0) rc = -ENOMEM;
+    i = j;
+  }
+  free(lost);
+  free(pool);
+  free(copy);
+  return rc;
 }
 
 /* ---- passthrough hosts ----------------------------------------------------------------- */

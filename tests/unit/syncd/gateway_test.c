@@ -640,6 +640,36 @@ static void grpc_route_methods_become_paths_to_a_grpc_cluster(void) {
   edge__v1__resource__free_unpacked(r, NULL);
 }
 
+/* HTTPRouteMatchingAcrossRoutes: the rules of every route whose hostnames match a request are
+ * ordered together, so example.com's vhost carries the "*.com" route's /v2 after its own. */
+static void wildcard_rules_are_pooled_into_the_hosts_they_cover(void) {
+  char text[8192];
+  snprintf(text, sizeof(text), "%s",
+           route("HTTPRoute", "infra", "matching-part1",
+                 "  parentRefs: [{name: same-namespace}]\n"
+                 "  hostnames: [example.com, example.net]\n"
+                 "  rules: [{matches: [{path: {type: PathPrefix, value: /}}], backendRefs: [{name: "
+                 "infra-backend-v1, port: 8080}]}]\n"));
+  strcat(text, route("HTTPRoute", "infra", "matching-part2",
+                     "  parentRefs: [{name: same-namespace}]\n"
+                     "  hostnames: [\"*.com\"]\n"
+                     "  rules: [{matches: [{path: {type: PathPrefix, value: /v2}}], backendRefs: "
+                     "[{name: infra-backend-v2, port: 8080}]}]\n"));
+  run_text(text);
+  Edge__V1__Resource *r = resource("gw:http:example.com");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_EQUAL_FATAL(r->virtual_host->n_routes, 2);
+  /* the exact host's own rule first (the tie-break), the wildcard's after */
+  CU_ASSERT_STRING_EQUAL(r->virtual_host->routes[0]->path, "/");
+  CU_ASSERT_STRING_EQUAL(r->virtual_host->routes[1]->path, "/v2");
+  CU_ASSERT_STRING_EQUAL(r->virtual_host->routes[1]->cluster, "gw:infra/infra-backend-v2:8080");
+  edge__v1__resource__free_unpacked(r, NULL);
+  r = resource("gw:http:example.net"); /* not under *.com */
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_EQUAL(r->virtual_host->n_routes, 1);
+  edge__v1__resource__free_unpacked(r, NULL);
+}
+
 static void same_input_gives_identical_output(void) {
   const char *text =
       route("HTTPRoute", "infra", "r",
@@ -715,6 +745,7 @@ void test_register(void) {
   T(host_claimed_by_ingress_and_gateway_goes_to_the_older);
   T(tls_route_becomes_a_passthrough_host);
   T(grpc_route_methods_become_paths_to_a_grpc_cluster);
+  T(wildcard_rules_are_pooled_into_the_hosts_they_cover);
   T(same_input_gives_identical_output);
 #undef T
 }
