@@ -11,17 +11,45 @@ any request with 200 and a JSON body
    "namespace", "ingress": "", "service": "", "pod", "tls": {...}}
 and sets the response headers named in the request header
 X-Echo-Set-Header ("name:value,name:value"), as upstream's echo server
-does. With =tls:CERT:KEY the address speaks TLS (TLSRoute passthrough
+does. A query parameter delay=DURATION (500ms, 1s) holds the answer that
+long (timeout cases). When ECHO_LOG names a file, every request is
+appended to it as one JSON line {"pod", "path", "method", "headers"} (the
+runner checks mirrored copies there). With =tls:CERT:KEY the address speaks TLS (TLSRoute passthrough
 backends) and "tls" carries the server name the client sent. Request bodies
 are read and discarded. Prints "READY" once every address listens.
 Standard library only; started and killed by the runner.
 """
 import json
+import os
 import socket
 import ssl
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+LOG_LOCK = threading.Lock()
+
+
+def log_request(entry):
+    path = os.environ.get("ECHO_LOG")
+    if not path:
+        return
+    with LOG_LOCK, open(path, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def delay_seconds(path):
+    v = parse_qs(urlparse(path).query).get("delay", [""])[0]
+    try:
+        if v.endswith("ms"):
+            return float(v[:-2]) / 1000
+        if v.endswith("s"):
+            return float(v[:-1])
+    except ValueError:
+        pass
+    return 0
 
 
 def handler_for(pod, namespace):
@@ -38,6 +66,11 @@ def handler_for(pod, namespace):
             headers = {}
             for k, v in self.headers.items():
                 headers.setdefault(k, []).append(v)
+            log_request({"pod": pod, "path": self.path, "method": self.command,
+                         "headers": headers})
+            wait = delay_seconds(self.path)
+            if 0 < wait <= 30:
+                time.sleep(wait)  # the backend's own slowness, asked for by the request
             tls = {}
             if isinstance(self.connection, ssl.SSLSocket):
                 tls = {"version": self.connection.version(),

@@ -144,6 +144,8 @@ class Edge:
                 echo.append("%s=%s=%s:3000=tls:%s:%s" % (pod, ns, addr, crt, key))
             else:
                 echo.append("%s=%s=%s:3000" % (pod, ns, addr))
+        self.echo_log = os.path.join(self.tmp, "echo-requests.jsonl")
+        os.environ["ECHO_LOG"] = self.echo_log
         self._start(["python3", self.bins["echo"]] + echo, "echo", ready="READY")
         self._start([self.bins["grpc_echo"]] + grpc, "grpc-echo", ready="READY")
         self.grpc_port = free_port()
@@ -235,7 +237,12 @@ class Edge:
         self.gateway_cert = crt
         return docs
 
-    def apply(self, docs, base=False):
+    def apply(self, docs, base=False, keep=False):
+        """Applies manifests. A case's objects are deleted after it (delete_case); keep=True
+        (k8s mode) leaves them, for changes to base objects such as the GatewayClass; in dir mode
+        the case's file is removed and the base file's version counts again."""
+        if isinstance(docs, dict):
+            docs = [docs]
         if isinstance(docs, str):
             docs = [d for d in yaml.safe_load_all(docs.replace("{GATEWAY_CLASS_NAME}", "edge"))
                     if d]
@@ -243,7 +250,7 @@ class Edge:
             md = d.setdefault("metadata", {})
             if d["kind"] not in ("Namespace", "GatewayClass"):
                 md.setdefault("namespace", "default")
-            if not base:
+            if not base and not keep:
                 self.applied.append((d["kind"], md.get("namespace", ""), md["name"]))
         if self.source == "kubernetes":
             self._api("/_test/apply", {"objects": docs})
@@ -328,6 +335,21 @@ class Edge:
     def version(self):
         out = self.syncctl("status", "--json")
         return json.loads(out.stdout)["version"] if out.returncode == 0 else None
+
+    def echo_log_size(self):
+        try:
+            return os.path.getsize(self.echo_log)
+        except OSError:
+            return 0
+
+    def echo_requests(self, offset=0):
+        """Requests the echo backends logged after byte offset (mirror checks)."""
+        try:
+            with open(self.echo_log) as f:
+                f.seek(offset)
+                return [json.loads(l) for l in f.read().splitlines() if l.strip()]
+        except (OSError, ValueError):
+            return []
 
     # ---- requests ---------------------------------------------------------------------
 
