@@ -237,6 +237,8 @@ shop-health-1 127.0.3.1
 blog-1 127.0.4.1
 secure-1 127.0.5.1
 fallback-1 127.0.6.1
+app-stable-1 127.0.7.1
+app-canary-1 127.0.8.1
 EOF
 mapfile -t busy < <(ports_busy "${ports_wanted[@]}")
 [ "${#busy[@]}" -eq 0 ] || die "ports in use: ${busy[*]} (another run.sh still running?)"
@@ -319,6 +321,8 @@ edge is up. Send requests through either L4 load balancer (HA pair):
   curl -H 'Host: shop.example.test' http://127.0.0.1:17080/api/v2/health  # shop-health (Exact)
   curl --resolve blog.example.test:17090:127.0.0.1 http://blog.example.test:17090/
   curl -H 'Host: nothing.example.test' http://127.0.0.1:17080/          # default backend
+  curl -H 'Host: canary.example.test' http://127.0.0.1:17080/           # Gateway API HTTPRoute: 90 % app-stable, 10 % app-canary
+  curl -H 'Host: canary.example.test' -H 'X-Canary: always' http://127.0.0.1:17090/  # always app-canary
   curl --cacert $run/pki/tls-secure-tls.crt --resolve secure.example.test:17113:127.0.0.1 \\
        https://secure.example.test:17113/                               # TLS (SNI) on l7-1
   curl --http2 --cacert $run/pki/tls-secure-tls.crt --resolve secure.example.test:17123:127.0.0.1 \\

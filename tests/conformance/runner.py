@@ -41,7 +41,7 @@ def find_bins(bin_dir):
     def pick(*cands):
         for c in cands:
             p = os.path.join(bin_dir, c)
-            if os.path.exists(p):
+            if os.path.isfile(p):
                 return p
         raise SystemExit("runner: %s not found under %s" % (cands[0], bin_dir))
     return {
@@ -100,10 +100,10 @@ def report_yaml(results, source, claimed):
                 feats = sorted(f for f in claimed if cases.FEATURE_PROFILE.get(f) == prof)
                 unsup = sorted(f for f, p in cases.FEATURE_PROFILE.items()
                                if p == prof and f not in claimed and f not in cases.CORE)
-                lines.append("    supportedFeatures:")
-                lines += ["    - %s" % f for f in feats] or ["    []"]
-                lines.append("    unsupportedFeatures:")
-                lines += ["    - %s" % f for f in unsup] or ["    []"]
+                lines.append("    supportedFeatures:" + ("" if feats else " []"))
+                lines += ["    - %s" % f for f in feats]
+                lines.append("    unsupportedFeatures:" + ("" if unsup else " []"))
+                lines += ["    - %s" % f for f in unsup]
     return "\n".join(lines) + "\n"
 
 
