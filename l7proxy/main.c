@@ -197,6 +197,9 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_timer_start(&a->tick, on_tick, 20, 20);
 }
 
+/* The bound --https port, for /explain's http → https Locations. */
+static uint16_t g_explain_https_port;
+
 static long default_workers(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? n : 1;
@@ -423,7 +426,7 @@ int main(int argc, char **argv) {
       return 1;
     }
     admin_handle(a->admin, "/config", l7_config_admin_config, NULL);
-    admin_handle(a->admin, "/explain", l7_config_admin_explain, NULL);
+    admin_handle(a->admin, "/explain", l7_config_admin_explain, &g_explain_https_port);
   }
 
   static struct worker_config wcfg;
@@ -461,6 +464,7 @@ int main(int argc, char **argv) {
     a->n_workers++;
   }
 
+  g_explain_https_port = https ? tls_bound : 0;
   if (syncd) {
     char hostname[256] = "l7proxy";
     gethostname(hostname, sizeof(hostname) - 1);

@@ -50,6 +50,8 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/proxy_proto.h"
+#include "common/redirect.h"
+#include "common/rewrite.h"
 #include "l7proxy/headers.h"
 #include "l7proxy/http1.h"
 #include "l7proxy/snapshot.h"
@@ -740,45 +742,20 @@ static int is_idempotent(int method) {
          method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
 }
 
-/* Host without its port, for redirects. */
-static size_t host_sans_port(const char *h, size_t n) {
-  if (n > 0 && h[0] == '[') {
-    const char *e = memchr(h, ']', n);
-    return e ? (size_t)(e - h) + 1 : n;
-  }
-  const char *c = memchr(h, ':', n);
-  return c ? (size_t)(c - h) : n;
-}
-
+/* A redirect answer: common/redirect computes the Location explain shows. */
 static int redirect_response(struct dconn *d, const struct h1_message *m,
                              const Edge__V1__Redirect *r, int to_https) {
+  struct redirect_rule rule = {0};
+  if (r) rule = (struct redirect_rule){r->scheme, r->host, r->port, r->path, r->status};
+  struct redirect_request rq = {
+      d->https ? "https" : "http", m->host, m->host_len, m->target, m->target_len,
+      d->w->cfg->https_port};
   char loc[2048];
-  const char *scheme = to_https ? "https" : (r && r->scheme && r->scheme[0] ? r->scheme : "http");
-  size_t hl = host_sans_port(m->host, m->host_len);
-  char host[512];
-  if (r && r->host && r->host[0])
-    snprintf(host, sizeof(host), "%s", r->host);
-  else
-    copy_str(host, sizeof(host), m->host, strcmp(scheme, "http") != 0 ? hl : m->host_len);
-  if (r && r->port) {
-    size_t k = host_sans_port(host, strlen(host));
-    host[k] = '\0';
-    snprintf(host + k, sizeof(host) - k, ":%u", r->port);
-  } else if (to_https && d->w->cfg->https_port && d->w->cfg->https_port != 443) {
-    /* Our choice: the Location names the --https port when it is not the
-     * standard one (nginx would drop it and send the client to :443,
-     * where nothing may listen). Behind a l4lb on :443 run --https on 443
-     * or leave the port out by listening there. */
-    size_t k = strlen(host);
-    snprintf(host + k, sizeof(host) - k, ":%u", d->w->cfg->https_port);
+  int status = redirect_location(r ? &rule : NULL, to_https, &rq, loc, sizeof(loc));
+  if (status < 0) {
+    ex_local(d, 500, NULL, "bad redirect\n");
+    return 0;
   }
-  if (r && r->path && r->path[0])
-    snprintf(loc, sizeof(loc), "%s://%s%s", scheme, host, r->path);
-  else
-    snprintf(loc, sizeof(loc), "%s://%s%.*s", scheme, host, (int)m->target_len, m->target);
-  int status = r && r->status ? (int)r->status : 308;
-  if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
-    status = 308;
   ex_local(d, status, loc, NULL);
   return 0;
 }
@@ -845,31 +822,20 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   ex->retries_left = (int)(route && route->retries ? route->retries : w->cfg->limits->retries);
   if (route && route->request_timeout_ms) ex->deadline = now_ms(w) + route->request_timeout_ms;
 
-  /* rewrite_prefix replaces the matched path prefix */
+  /* the route's rewrite (common/rewrite, as explain reports it) */
   const char *target = m->target;
   size_t target_len = m->target_len;
   static __thread char rewritten[8192 + 512];
-  if (route && route->rewrite_prefix && route->rewrite_prefix[0] &&
-      route->path_type != EDGE__V1__PATH_TYPE__PATH_TYPE_EXACT) {
-    size_t plen = strlen(route->path);
-    while (plen > 0 && route->path[plen - 1] == '/') plen--;
-    if (plen <= m->target_len) {
-      const char *rest = m->target + plen;
-      size_t rest_len = m->target_len - plen;
-      const char *rp = route->rewrite_prefix;
-      size_t rpl = strlen(rp);
-      if (rpl > 0 && rp[rpl - 1] == '/' && rest_len > 0 && rest[0] == '/') rest++, rest_len--;
-      if (rpl + rest_len + 1 < sizeof(rewritten)) {
-        memcpy(rewritten, rp, rpl);
-        memcpy(rewritten + rpl, rest, rest_len);
-        target = rewritten;
-        target_len = rpl + rest_len;
-        if (target_len == 0 || target[0] != '/') {
-          memmove(rewritten + 1, rewritten, target_len);
-          rewritten[0] = '/';
-          target_len++;
-        }
-      }
+  if (route) {
+    int n = rewrite_target(route->path, route->path_type, route->rewrite_prefix, m->target,
+                           m->target_len, rewritten, sizeof(rewritten));
+    if (n < 0) {
+      ex_local(d, 500, NULL, "bad rewrite\n");
+      return 0;
+    }
+    if (n > 0) {
+      target = rewritten;
+      target_len = (size_t)n;
     }
   }
 

@@ -13,6 +13,10 @@ Special paths:
   /slow?ms=N         wait N ms before answering
   /close             answer with Connection: close
   /empty             an empty body (Content-Length: 0)
+  /nobody?status=N&te=chunked|&cl=K  status N (204/304) with a Transfer-Encoding:
+                     chunked or Content-Length: K header and no body (RFC 9112:
+                     such responses never have one)
+  /coded?coding=C    "Transfer-Encoding: C, chunked" and a chunked body "coded-body"
 Upgrade: websocket  -> 101, then echoes every byte back (raw tunnel).
 Keeps connections alive (HTTP/1.1); decodes chunked request bodies.
 """
@@ -110,6 +114,24 @@ class Handler(socketserver.StreamRequestHandler):
         if path == "/empty":
             out = b""
         conn = "" if keep else "Connection: close\r\n"
+        if path == "/nobody":
+            st = int(q.get("status", ["204"])[0])
+            framing = ""
+            if q.get("te"):
+                framing = "Transfer-Encoding: %s\r\n" % q["te"][0]
+            elif q.get("cl"):
+                framing = "Content-Length: %s\r\n" % q["cl"][0]
+            self.wfile.write(("HTTP/1.1 %d X\r\nX-Backend: %s\r\n%s%s\r\n" % (
+                st, NAME, framing, conn)).encode())
+            self.wfile.flush()
+            return keep
+        if path == "/coded":
+            coding = q.get("coding", ["gzip"])[0]
+            self.wfile.write(("HTTP/1.1 200 OK\r\nX-Backend: %s\r\nTransfer-Encoding: %s, chunked"
+                              "\r\n%s\r\n" % (NAME, coding, conn)).encode() +
+                             b"5\r\ncoded\r\n5\r\n-body\r\n0\r\n\r\n")
+            self.wfile.flush()
+            return keep
         if path == "/chunked":
             n = int(q.get("n", ["3"])[0])
             head = ("HTTP/1.1 %d OK\r\nContent-Type: application/json\r\nX-Backend: %s\r\n"
