@@ -72,7 +72,7 @@ static enum hkind classify(const char *n, size_t len) {
     case 12:
       return IS("x-request-id") ? HK_REQUEST_ID : HK_OTHER;
     case 14:
-      return IS("content-length") ? HK_CONTENT_LENGTH : HK_OTHER;
+      return IS("content-length") ? HK_CONTENT_LENGTH : IS("http2-settings") ? HK_HOP : HK_OTHER;
     case 15:
       return IS("x-forwarded-for") ? HK_XFF : HK_OTHER;
     case 16:
@@ -299,7 +299,13 @@ int headers_write_response(struct h1_buf *out, const struct headers_response *r)
   } else if (r->keep_alive) {
     rc |= h1_buf_puts(out, "Connection: keep-alive\r\n");
   }
-  rc |= write_framing(out, r->framing, r->content_length);
+  if (r->te_codings_len && (r->framing == H1_FRAMING_CHUNKED || r->framing == H1_FRAMING_CLOSE)) {
+    rc |= h1_buf_append(out, "Transfer-Encoding: ", 19);
+    rc |= h1_buf_append(out, r->te_codings, r->te_codings_len);
+    rc |= h1_buf_puts(out, r->framing == H1_FRAMING_CHUNKED ? ", chunked\r\n" : "\r\n");
+  } else {
+    rc |= write_framing(out, r->framing, r->content_length);
+  }
   rc |= h1_buf_append(out, "\r\n", 2);
   return rc ? -ENOMEM : 0;
 }
@@ -374,6 +380,8 @@ const char *headers_reason(int status) {
       return "Service Unavailable";
     case 504:
       return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
     default:
       return "Unknown";
   }

@@ -4,7 +4,7 @@
  * Pure functions over parsed header lists: they write the head that goes
  * upstream (request) or downstream (response) into an h1_buf. Rules:
  *  - hop-by-hop fields are dropped: Connection and every field it names,
- *    Keep-Alive, Proxy-*, TE (re-added as "TE: trailers" when asked for),
+ *    Keep-Alive, Proxy-*, HTTP2-Settings, TE (re-added as "TE: trailers" when asked for),
  *    Trailer, Transfer-Encoding and Content-Length (framing is rewritten
  *    by the caller's choice), Upgrade (kept, with Connection: upgrade, on
  *    an upgrade);
@@ -75,6 +75,10 @@ struct headers_response {
   int close;      /* add "Connection: close" */
   int keep_alive; /* add "Connection: keep-alive" (HTTP/1.0 clients that asked) */
   int upgrade;    /* 101: keep Upgrade, add Connection: upgrade */
+  /* transfer codings other than chunked, kept in front of it ("gzip" →
+   * "Transfer-Encoding: gzip, chunked"; with CLOSE framing alone) */
+  const char *te_codings;
+  size_t te_codings_len;
 };
 
 /* Appends the downstream response head to out. Returns 0 or -ENOMEM. */

@@ -142,11 +142,56 @@ static int split_absolute(const char *url, size_t len, struct h1_message *m) {
   return 0;
 }
 
+/* Transfer-Encoding of a message: every coding in order. Requests: one
+ * final chunked and nothing else (RFC 9112 §6.1: another coding → 501,
+ * chunked not last or twice → 400). Responses: the codings before a final
+ * chunked (or all of them) are returned to be kept. 0 or a status. */
+static int check_te(const struct h1_parser *p, const struct h1_header *te, size_t n_te,
+                    struct h1_message *m) {
+  if (n_te == 0) return 0;
+  if (p->kind == H1_RESPONSE) {
+    if (n_te > 1) return 502;
+    const char *v = te[0].value;
+    size_t len = te[0].value_len;
+    size_t end = len;
+    while (end > 0 && (v[end - 1] == ' ' || v[end - 1] == '\t')) end--;
+    if (end >= 7 && headers_name_is(v + end - 7, 7, "chunked")) {
+      end -= 7;
+      while (end > 0 && (v[end - 1] == ' ' || v[end - 1] == '\t' || v[end - 1] == ',')) end--;
+    }
+    m->te_codings = v;
+    m->te_codings_len = end;
+    return 0;
+  }
+  int chunked = 0, other = 0, last_chunked = 0;
+  for (size_t i = 0; i < n_te; i++) {
+    const char *v = te[i].value, *e = v + te[i].value_len;
+    while (v < e) {
+      while (v < e && (*v == ' ' || *v == '\t' || *v == ',')) v++;
+      const char *t = v;
+      while (v < e && *v != ',') v++;
+      const char *te_end = v;
+      while (te_end > t && (te_end[-1] == ' ' || te_end[-1] == '\t')) te_end--;
+      if (te_end == t) continue;
+      last_chunked = headers_name_is(t, (size_t)(te_end - t), "chunked");
+      if (last_chunked)
+        chunked++;
+      else
+        other++;
+    }
+  }
+  if (!last_chunked || chunked > 1) return 400;
+  return other ? 501 : 0;
+}
+
 static int on_headers_complete(llhttp_t *ll) {
   struct h1_parser *p = from_ll(ll);
   struct h1_message m;
   memset(&m, 0, sizeof(m));
   int host_seen = 0;
+  struct h1_header te[4];
+  size_t n_te = 0;
+  if (ll->http_major != 1) return fail(p, 505, "HTTP version not supported");
   for (size_t i = 0; i < p->n_ents; i++) {
     struct h1_hdr_ent *e = &p->ents[i];
     struct h1_header *h = &p->hdrs[i];
@@ -159,6 +204,10 @@ static int on_headers_complete(llhttp_t *ll) {
     while (h->value_len > 0 &&
            (h->value[h->value_len - 1] == ' ' || h->value[h->value_len - 1] == '\t'))
       h->value_len--;
+    if (headers_name_is(h->name, h->name_len, "transfer-encoding")) {
+      if (n_te == sizeof(te) / sizeof(te[0])) return fail(p, 400, "too many Transfer-Encoding");
+      te[n_te++] = *h;
+    }
     if (p->kind == H1_REQUEST) {
       if (headers_name_is(h->name, h->name_len, "host")) {
         if (host_seen++) return fail(p, 400, "more than one Host");
@@ -172,6 +221,8 @@ static int on_headers_complete(llhttp_t *ll) {
       }
     }
   }
+  int te_status = check_te(p, te, n_te, &m);
+  if (te_status) return fail(p, te_status, "unsupported Transfer-Encoding");
   m.headers = p->hdrs;
   m.n_headers = p->n_ents;
   m.http_major = ll->http_major;
@@ -229,6 +280,11 @@ static int on_headers_complete(llhttp_t *ll) {
   if (p->kind == H1_REQUEST && p->body_limit && m.framing == H1_FRAMING_LENGTH &&
       m.content_length > p->body_limit)
     return fail(p, 413, "body too large");
+  /* 1xx, 204 and 304 never have a body, whatever their framing headers
+   * say (RFC 9112 §6.3); llhttp would read a chunked one */
+  int st = ll->status_code;
+  if (p->kind == H1_RESPONSE && st != 101 && (st < 200 || st == 204 || st == 304))
+    rc = H1_SKIP_BODY;
   return rc == H1_SKIP_BODY ? 1 : 0;
 }
 
@@ -321,6 +377,10 @@ enum h1_result h1_parser_feed(struct h1_parser *p, const char *data, size_t len,
       return H1_UPGRADE;
     default:
       *consumed = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+      if (p->error_status == 0 && err == HPE_INVALID_VERSION) {
+        p->error_status = 505;
+        p->error_reason = "HTTP version not supported";
+      }
       if (p->error_status == 0) {
         p->error_status = 400;
         p->error_reason = llhttp_get_error_reason(&p->ll);

@@ -6,7 +6,9 @@
  * into its own head buffer (fields may arrive split across reads), enforces
  * the limits of l7proxy/limits.h, rejects what llhttp's strict mode lets
  * through but a proxy must not (obs-fold, whitespace before the colon,
- * missing or repeated Host, CONNECT), and reports each message to its
+ * missing or repeated Host, CONNECT, request transfer codings other than
+ * one final chunked: 501 for an unknown coding, 400 otherwise; a version
+ * other than HTTP/1.x: 505), and reports each message to its
  * callbacks: on_head once the head is complete, on_body for every piece of
  * decoded body (chunk framing removed), on_complete at the end.
  *
@@ -55,6 +57,11 @@ struct h1_message {
   int upgrade;    /* request: asks for Upgrade; response: 101 with Upgrade */
   enum h1_framing framing;
   uint64_t content_length;
+  /* responses: transfer codings other than the final chunked ("gzip" of
+   * "gzip, chunked", or all of them when the body runs to the close);
+   * they are kept on the way to the client (RFC 9112 §6.1). */
+  const char *te_codings;
+  size_t te_codings_len;
 };
 
 /* on_head returns 0 to go on, H1_SKIP_BODY (response to HEAD: no body

@@ -213,6 +213,7 @@ int main(int argc, char **argv) {
   long workers = 0, max_uri = 8192, max_header_bytes = 32768, max_headers = 100;
   long max_body = 100L * 1024 * 1024, max_conns = 10000, retries = 2;
   uint32_t header_timeout = 10000, idle_timeout = 60000, resp_header_timeout = 60000;
+  uint32_t body_timeout = 60000, tunnel_idle_timeout = 3600000, linger_timeout = 2000;
   uint32_t drain_timeout = 30000;
   int proxy_protocol = 0, insecure = 0, access_log = 0;
   const char *tls_min = "1.2", *tls_ciphers = NULL, *tls_ciphersuites = NULL;
@@ -282,6 +283,14 @@ int main(int argc, char **argv) {
        "time to read a request head, 408 after (default 10s)", "DURATION"},
       {"idle-timeout", FLAG_DURATION_MS, &idle_timeout,
        "keep-alive connection idle limit (default 60s)", "DURATION"},
+      {"body-timeout", FLAG_DURATION_MS, &body_timeout,
+       "longest wait for the next request body byte, 408 after (default 60s)", "DURATION"},
+      {"tunnel-idle-timeout", FLAG_DURATION_MS, &tunnel_idle_timeout,
+       "an Upgrade (WebSocket) tunnel idle both ways is closed after (default 1h)", "DURATION"},
+      {"linger-timeout", FLAG_DURATION_MS, &linger_timeout,
+       "after an answer that closes the connection, how long what the client still sends is "
+       "read and dropped (default 2s)",
+       "DURATION"},
       {"response-header-timeout", FLAG_DURATION_MS, &resp_header_timeout,
        "upstream response head limit when the route sets none, 504 after (default 60s)",
        "DURATION"},
@@ -372,6 +381,9 @@ int main(int argc, char **argv) {
   limits.max_body_bytes = (uint64_t)max_body;
   limits.header_timeout_ms = header_timeout;
   limits.idle_timeout_ms = idle_timeout;
+  limits.body_timeout_ms = body_timeout;
+  limits.tunnel_idle_timeout_ms = tunnel_idle_timeout;
+  limits.linger_timeout_ms = linger_timeout;
   limits.response_header_timeout_ms = resp_header_timeout;
   limits.max_connections = (uint32_t)max_conns;
   limits.retries = (uint32_t)retries;
@@ -519,14 +531,15 @@ int main(int argc, char **argv) {
            "version=%s http=%s:%u https=%s:%u admin=%s workers=%ld syncd=%s config=%s cache_dir=%s "
            "proxy_protocol=%s "
            "max_uri_bytes=%ld max_header_bytes=%ld max_headers=%ld max_body=%ld "
-           "header_timeout_ms=%u idle_timeout_ms=%u response_header_timeout_ms=%u "
+           "header_timeout_ms=%u idle_timeout_ms=%u body_timeout_ms=%u tunnel_idle_timeout_ms=%u "
+           "linger_timeout_ms=%u response_header_timeout_ms=%u "
            "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s",
            L7_VERSION, host, bound, https ? https_host : "-", tls_bound,
            admin_addr ? admin_addr : "-", workers, syncd ? syncd : "-",
            log_q(config_file ? config_file : "-"), log_q(cache_dir ? cache_dir : "-"),
            proxy_protocol ? "true" : "false", max_uri, max_header_bytes, max_headers, max_body,
-           header_timeout, idle_timeout, resp_header_timeout, max_conns, retries, drain_timeout,
-           access_log ? "true" : "false");
+           header_timeout, idle_timeout, body_timeout, tunnel_idle_timeout, linger_timeout,
+           resp_header_timeout, max_conns, retries, drain_timeout, access_log ? "true" : "false");
 
   uv_run(a->loop, UV_RUN_DEFAULT);
   for (int i = 0; i < a->n_workers; i++) worker_join(a->workers[i]);

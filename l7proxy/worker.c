@@ -255,12 +255,17 @@ struct worker {
 
 static void d_close(struct dconn *d, int graceful);
 static void d_process(struct dconn *d);
+static void ex_finish(struct dconn *d);
+static void ex_local(struct dconn *d, int status, const char *location, const char *body);
+static void d_flush(struct dconn *d);
 static void d_update_reading(struct dconn *d);
 static void ex_start_upstream(struct dconn *d);
 static void ex_fail(struct dconn *d, int status, const char *why, int retryable);
 static void uc_read_start(struct uconn *uc);
 static void uc_arm(struct uconn *uc, uint32_t ms);
 static void ex_report(struct dconn *d, int failure);
+static uint32_t ex_response_timeout(struct dconn *d);
+static void x2_arm(struct dconn *d, uint32_t ms);
 static void ex_response_done(struct dconn *d);
 static void uc_close(struct uconn *uc);
 static void uc_release(struct uconn *uc, int reusable);
@@ -275,6 +280,10 @@ struct h2sess;
 struct h2stream;
 static const char H2_PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 static size_t h2s_pending(const struct h2stream *s);
+static int h2s_conn_over(const struct h2stream *s);
+#define H2_STREAM_HIGH (64 * 1024)
+#define H2_STREAM_LOW (16 * 1024)
+#define H2_CONN_BUFFER (1024 * 1024)
 static int h2_vd_output(struct dconn *vd);
 static void h2_vd_closed(struct dconn *vd, int graceful);
 static void h2_vd_consume(struct dconn *vd);
@@ -561,7 +570,9 @@ static void d_close(struct dconn *d, int graceful) {
       req->data = d;
       if (uv_shutdown(req, (uv_stream_t *)&d->tcp, d_shutdown_cb) == 0) {
         d->timer.expired = d_linger_expired;
-        lazy_set(&d->timer, LINGER_MS);
+        lazy_set(&d->timer, d->w->cfg->limits->linger_timeout_ms
+                                ? d->w->cfg->limits->linger_timeout_ms
+                                : LINGER_MS);
         return;
       }
       free(req);
@@ -570,13 +581,46 @@ static void d_close(struct dconn *d, int graceful) {
   d_linger_end(d);
 }
 
+/*
+ * The client stopped sending the request body it announced. Whatever the
+ * exchange was doing, this is the client's doing: the upstream attempt is
+ * abandoned without a report to outlier detection (slow clients must not
+ * eject healthy endpoints), the client gets 408 when nothing was answered
+ * yet, and the connection closes (lingering, so the answer is read).
+ */
+static void d_body_timeout(struct dconn *d) {
+  struct exchange *ex = &d->ex;
+  if (ex->req_complete || d->bp_stopped) return; /* not the client's turn */
+  LOG_DEBUG("body_timeout", "client=%s local=%d", d->client, ex->local);
+  d->close_after = 1;
+  if (ex->resp_started && !ex->local) {
+    d_flush(d);
+    d_close(d, 1);
+    return;
+  }
+  if (!ex->local) {
+    ex_drop_outstanding(ex);
+    ex_detach_upstream(d, 0);
+    ex_local(d, 408, NULL, NULL);
+  }
+  ex_finish(d);
+}
+
 static void d_on_timer(struct lazy_timer *t) {
   struct dconn *d = t->t.data;
   if (d->h2) {
     h2_on_parent_timer(d);
     return;
   }
-  if (d->ex.active) return;
+  if (d->state == D_TUNNEL) { /* idle both ways for tunnel_idle_timeout */
+    LOG_DEBUG("tunnel_idle_timeout", "client=%s", d->client);
+    d_close(d, 0);
+    return;
+  }
+  if (d->ex.active) {
+    d_body_timeout(d);
+    return;
+  }
   if (d->tls && !tls_conn_handshake_done(d->tls)) {
     LOG_DEBUG("tls_handshake_timeout", "client=%s", d->client);
     if (d->w->c_hs_failed) metrics_counter_inc(d->w->c_hs_failed);
@@ -596,9 +640,16 @@ static void d_on_timer(struct lazy_timer *t) {
 static void d_arm_timer(struct dconn *d) {
   if (d->state == D_CLOSING || d->h2) return;
   const struct l7_limits *l = d->w->cfg->limits;
-  if (d->ex.active || d->state == D_TUNNEL) {
-    lazy_set(&d->timer, 0);
+  if (d->state == D_TUNNEL) {
     d->head_timer = 0;
+    lazy_set(&d->timer, l->tunnel_idle_timeout_ms);
+    return;
+  }
+  if (d->ex.active) {
+    /* The request body is the client's to send: while it is due (and the
+     * proxy is not the one holding it back) the body timeout runs. */
+    d->head_timer = 0;
+    lazy_set(&d->timer, d->ex.req_complete || d->bp_stopped ? 0 : l->body_timeout_ms);
     return;
   }
   int handshaking = d->tls && !tls_conn_handshake_done(d->tls);
@@ -613,6 +664,12 @@ static void d_arm_timer(struct dconn *d) {
   }
 }
 
+/* The response side drained enough to read the upstream again. */
+static int d_under_low(struct dconn *d) {
+  if (d->virt) return !d->h2s || (h2s_pending(d->h2s) < H2_STREAM_LOW && !h2s_conn_over(d->h2s));
+  return uv_stream_get_write_queue_size((uv_stream_t *)&d->tcp) < LOW_WATER;
+}
+
 static void d_write_done(void *arg) {
   struct dconn *d = arg;
   if (d->state == D_CLOSING) return;
@@ -621,13 +678,12 @@ static void d_write_done(void *arg) {
     return;
   }
   struct uconn *uc = d->ex.uc;
-  size_t q = d->virt ? (d->h2s ? h2s_pending(d->h2s) : 0)
-                     : uv_stream_get_write_queue_size((uv_stream_t *)&d->tcp);
-  if (d->ex.h2 && d->ex.h2_paused && q < LOW_WATER) { /* H2C/GRPC upstream (owner: h2up) */
+  int low = d_under_low(d);
+  if (d->ex.h2 && d->ex.h2_paused && low) { /* H2C/GRPC upstream (owner: h2up) */
     d->ex.h2_paused = 0;
     uh2_stream_pause(d->ex.h2, 0);
   }
-  if (uc && uc->bp_stopped && q < LOW_WATER) {
+  if (uc && uc->bp_stopped && low) {
     uc->bp_stopped = 0;
     if (uc->state == U_ACTIVE || uc->state == U_TUNNEL) uc_read_start(uc);
   }
@@ -654,9 +710,14 @@ static void d_flush(struct dconn *d) {
   d_write_done(d); /* written at once: no callback will release back-pressure */
 }
 
-static size_t d_queued(struct dconn *d) {
-  if (d->virt) return (d->h2s ? h2s_pending(d->h2s) : 0) + d->out.len;
-  return uv_stream_get_write_queue_size((uv_stream_t *)&d->tcp) + d->out.len;
+/* Whether the response side holds too much for the client: the upstream
+ * stops being read. An h2 stream has a smaller share, and all streams of
+ * a connection together at most H2_CONN_BUFFER (a client that opens a zero
+ * window on 100 streams must not make the proxy hold 100 × 256 KiB). */
+static int d_over_high(struct dconn *d) {
+  if (d->virt)
+    return d->h2s ? h2s_pending(d->h2s) + d->out.len > H2_STREAM_HIGH || h2s_conn_over(d->h2s) : 0;
+  return uv_stream_get_write_queue_size((uv_stream_t *)&d->tcp) + d->out.len > HIGH_WATER;
 }
 
 static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -742,6 +803,34 @@ static int is_idempotent(int method) {
          method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
 }
 
+/*
+ * Whether the Upgrade the client asks for may reach the upstream: its first
+ * protocol (name before any '/') must be one the route allows (websocket
+ * when it lists none), and never h2c, which the proxy either serves itself
+ * or declined (HTTPS, --no-h2c, a body, no HTTP2-Settings).
+ */
+static int upgrade_allowed(const struct l7_route *route, const struct h1_message *m) {
+  const char *v = NULL;
+  size_t vl = 0;
+  for (size_t i = 0; i < m->n_headers; i++)
+    if (headers_name_is(m->headers[i].name, m->headers[i].name_len, "upgrade")) {
+      v = m->headers[i].value;
+      vl = m->headers[i].value_len;
+      break;
+    }
+  if (!v) return 0;
+  while (vl && (*v == ' ' || *v == '\t')) v++, vl--;
+  size_t n = 0;
+  while (n < vl && v[n] != ',' && v[n] != '/' && v[n] != ' ' && v[n] != '\t') n++;
+  if (n == 0 || headers_name_is(v, n, "h2c")) return 0;
+  if (!route || route->n_upgrade_protocols == 0) return headers_name_is(v, n, "websocket");
+  for (size_t i = 0; i < route->n_upgrade_protocols; i++) {
+    const char *p = route->upgrade_protocols[i];
+    if (p && strcasecmp(p, "h2c") != 0 && headers_name_is(v, n, p)) return 1;
+  }
+  return 0;
+}
+
 /* A redirect answer: common/redirect computes the Location explain shows. */
 static int redirect_response(struct dconn *d, const struct h1_message *m,
                              const Edge__V1__Redirect *r, int to_https) {
@@ -775,7 +864,9 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   ex->client_keep_alive = m->keep_alive;
   ex->client_http10 = m->http_minor == 0;
   ex->head_request = m->method == HTTP_HEAD;
-  ex->upgrade = m->upgrade;
+  /* Upgrade is forwarded only where the route allows it (below); the
+   * connection cannot carry another request after an upgrade request */
+  if (m->upgrade) d->close_after = 1;
   ex->idempotent = is_idempotent(m->method);
   ex->req_framing = m->framing;
   ex->grpc = is_grpc_request(m);
@@ -802,6 +893,7 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   const struct l7_route *route =
       l7_snapshot_match(d->snap, m->host, m->host_len, m->target, m->path_len);
   ex->route = route;
+  ex->upgrade = m->upgrade && upgrade_allowed(route, m);
   if (route && route->host_has_tls && !route->disable_ssl_redirect && !d->https)
     return redirect_response(d, m, NULL, 1);
   if (route && route->redirect) return redirect_response(d, m, route->redirect, 0);
@@ -850,7 +942,7 @@ static int d_on_head(void *ud, const struct h1_message *m) {
       .n_headers = m->n_headers,
       .client_addr = d->client,
       .proto = d->https ? "https" : w->cfg->proto,
-      .upgrade = m->upgrade,
+      .upgrade = ex->upgrade,
       .strip_expect = 1,
       .framing = m->framing,
       .content_length = m->content_length,
@@ -872,10 +964,7 @@ static int d_on_body(void *ud, const char *p, size_t n) {
   }
   if (cluster_is_h2(ex->cluster)) return 0; /* the stream is gone: its answer is on the way */
   struct h1_buf *dst = (uc && uc->state == U_ACTIVE) ? &uc->out : &ex->up_out;
-  if (uc && uc->state == U_ACTIVE) {
-    ex->body_flushed = 1;
-    if (!ex->resp_started) uc_arm(uc, ex->phase_ms); /* still sending: wait on */
-  }
+  if (uc && uc->state == U_ACTIVE) ex->body_flushed = 1;
   if (ex->req_framing == H1_FRAMING_CHUNKED) {
     h1_buf_put_hex(dst, n);
     h1_buf_append(dst, "\r\n", 2);
@@ -891,10 +980,15 @@ static void d_on_complete(void *ud) {
   if (!ex->active) return;
   ex->req_complete = 1;
   if (ex->local) return;
+  /* the upstream is timed from the end of the request on: the time a
+   * client takes to send its body is never the upstream's fault */
   if (ex->h2) {
     uh2_stream_end(ex->h2);
+    if (!ex->resp_started) x2_arm(d, ex_response_timeout(d));
     return;
   }
+  if (ex->uc && ex->uc->state == U_ACTIVE && !ex->resp_started)
+    uc_arm(ex->uc, ex_response_timeout(d));
   if (cluster_is_h2(ex->cluster)) return;
   if (ex->req_framing == H1_FRAMING_CHUNKED) {
     struct uconn *uc = ex->uc;
@@ -1078,6 +1172,7 @@ static void d_on_plain(struct dconn *d, ssize_t nread, const char *base) {
       return;
     }
     h1_buf_append(&uc->out, base, (size_t)nread);
+    lazy_set(&d->timer, d->w->cfg->limits->tunnel_idle_timeout_ms); /* not idle */
     uc_flush(uc);
     d_backpressure(d);
     d_update_reading(d);
@@ -1303,6 +1398,13 @@ static void uc_on_timer(struct lazy_timer *t) {
   ex_fail(d, 504, "upstream response timeout", 0);
 }
 
+/* The response-header timeout of the exchange's route (or the default). */
+static uint32_t ex_response_timeout(struct dconn *d) {
+  const struct l7_route *r = d->ex.route;
+  return r && r->response_header_timeout_ms ? r->response_header_timeout_ms
+                                            : d->w->cfg->limits->response_header_timeout_ms;
+}
+
 /* Reports the outcome for the exchange's endpoint to the outlier detector. */
 static void ex_report(struct dconn *d, int failure) {
   struct exchange *ex = &d->ex;
@@ -1355,9 +1457,10 @@ static void uc_send_request(struct uconn *uc) {
     h1_buf_reset(&ex->up_out);
     ex->body_flushed = 1;
   }
-  uc_arm(uc, ex->route && ex->route->response_header_timeout_ms
-                 ? ex->route->response_header_timeout_ms
-                 : d->w->cfg->limits->response_header_timeout_ms);
+  if (ex->req_complete)
+    uc_arm(uc, ex_response_timeout(d));
+  else
+    lazy_set(&uc->timer, 0); /* the client's body timeout runs meanwhile */
   uc_flush(uc);
 }
 
@@ -1547,7 +1650,7 @@ static void x2_on_headers(void *ud, int status, const struct uh2_header *h, size
   int close = d->close_after || !ex->client_keep_alive || d->w->draining || ex->upgrade ||
               f == H1_FRAMING_CLOSE;
   if (close) d->close_after = 1;
-  if (ex->head_request) f = H1_FRAMING_NONE;
+  if (ex->head_request || status == 204 || status == 304) f = H1_FRAMING_NONE;
   ex->down_framing = f;
   struct headers_response hr = {.status = status,
                                 .headers = hv,
@@ -1576,7 +1679,7 @@ static void x2_on_data(void *ud, const uint8_t *p, size_t n) {
   ex->bytes_down += n;
   x2_arm(d, ex->phase_ms); /* data flows: not idle */
   d_flush(d);
-  if (d->state != D_CLOSING && ex->h2 && !ex->h2_paused && d_queued(d) > HIGH_WATER) {
+  if (d->state != D_CLOSING && ex->h2 && !ex->h2_paused && d_over_high(d)) {
     ex->h2_paused = 1; /* resumed by d_write_done below LOW_WATER */
     uh2_stream_pause(ex->h2, 1);
   }
@@ -1712,9 +1815,7 @@ static int ex_start_h2(struct dconn *d, struct up_endpoint *ep) {
   }
   ex->h2_ended = 0;
   ex->h2_paused = 0;
-  x2_arm(d, ex->route && ex->route->response_header_timeout_ms
-                ? ex->route->response_header_timeout_ms
-                : w->cfg->limits->response_header_timeout_ms);
+  if (ex->req_complete) x2_arm(d, ex_response_timeout(d));
   return 0;
 }
 
@@ -1854,11 +1955,17 @@ static int u_on_head(void *ud, const struct h1_message *m) {
       f = H1_FRAMING_CHUNKED;
     }
   }
+  int bodyless = m->status == 204 || m->status == 304 || m->status < 200;
+  if (bodyless) /* never a body nor chunked framing (RFC 9112 §6.3); a 304's
+                   Content-Length describes the representation: kept */
+    f = m->status == 304 && m->framing == H1_FRAMING_LENGTH ? H1_FRAMING_LENGTH : H1_FRAMING_NONE;
   int upgrade = m->upgrade && ex->upgrade;
   if (ex->upgrade && !upgrade) close = 1; /* the client wanted another protocol */
   if (close) d->close_after = 1;
-  ex->down_framing = ex->head_request ? H1_FRAMING_NONE : f;
+  ex->down_framing = ex->head_request || bodyless ? H1_FRAMING_NONE : f;
   struct headers_response hr = {
+      .te_codings = m->te_codings,
+      .te_codings_len = m->te_codings_len,
       .status = m->status,
       .reason = m->reason,
       .reason_len = m->reason_len,
@@ -1911,6 +2018,7 @@ static void start_tunnel(struct dconn *d, struct uconn *uc) {
     h1_buf_reset(&d->in);
   }
   d->paused = 0;
+  lazy_set(&d->timer, d->w->cfg->limits->tunnel_idle_timeout_ms);
   uc_flush(uc);
   d_update_reading(d);
 }
@@ -1930,8 +2038,9 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
     h1_buf_append(&d->out, buf->base, (size_t)nread);
+    lazy_set(&d->timer, d->w->cfg->limits->tunnel_idle_timeout_ms); /* not idle */
     d_flush(d);
-    if (d->state != D_CLOSING && d_queued(d) > HIGH_WATER) {
+    if (d->state != D_CLOSING && d_over_high(d)) {
       uv_read_stop(s);
       uc->bp_stopped = 1;
     }
@@ -2008,7 +2117,7 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   d_flush(d);
-  if (d->state != D_CLOSING && d_queued(d) > HIGH_WATER) {
+  if (d->state != D_CLOSING && d_over_high(d)) {
     uv_read_stop(s);
     uc->bp_stopped = 1;
   }
@@ -2072,6 +2181,8 @@ struct h2sess {
   nghttp2_session *ng;
   struct dconn *d;
   struct up_link streams;
+  size_t buffered; /* response bytes held for all streams (bounded: H2_CONN_BUFFER) */
+  int over;        /* buffered went above H2_CONN_BUFFER: streams wait for half of it */
   int in_recv, sending, goaway, dead;
   uint64_t win_start; /* loop ms of the current one-second window */
   uint32_t win_resets;
@@ -2122,6 +2233,23 @@ static size_t h2s_pending(const struct h2stream *s) {
   return s->body.len - s->body_off;
 }
 
+static int h2s_conn_over(const struct h2stream *s) {
+  return s->hs->over;
+}
+
+/* Accounts n response bytes taken (n < 0: handed to nghttp2 or dropped)
+ * for the connection; wakes every stream when the budget frees up. */
+static void h2_buffered(struct h2sess *hs, ssize_t n) {
+  hs->buffered = (size_t)((ssize_t)hs->buffered + n);
+  if (hs->buffered > H2_CONN_BUFFER) hs->over = 1;
+  if (!hs->over || hs->buffered > H2_CONN_BUFFER / 2) return;
+  hs->over = 0;
+  for (struct up_link *l = hs->streams.next; l != &hs->streams; l = l->next) {
+    struct h2stream *s = container_of(l, struct h2stream, link);
+    if (s->vd) d_write_done(s->vd);
+  }
+}
+
 static int is_conn_specific(const char *n, size_t len) {
   static const char *const names[] = {"connection",        "keep-alive", "proxy-connection",
                                       "transfer-encoding", "upgrade",    "te",
@@ -2137,6 +2265,7 @@ static int rp_on_head(void *ud, const struct h1_message *m) {
   struct h2stream *s = ud;
   if (m->status < 200) return 0; /* interim: dropped */
   if (s->submitted || s->closed) return 0;
+  if (m->te_codings_len) return -1; /* HTTP/2 has no transfer codings: reset */
   nghttp2_nv nva[H2_MAX_NV];
   char status[4];
   snprintf(status, sizeof(status), "%03d", m->status);
@@ -2170,7 +2299,9 @@ static int rp_on_head(void *ud, const struct h1_message *m) {
 static int rp_on_body(void *ud, const char *p, size_t n) {
   struct h2stream *s = ud;
   if (s->body_off == s->body.len) s->body.len = s->body_off = 0;
-  return h1_buf_append(&s->body, p, n) == 0 ? 0 : -1;
+  if (h1_buf_append(&s->body, p, n) != 0) return -1;
+  h2_buffered(s->hs, (ssize_t)n);
+  return 0;
 }
 
 static void rp_on_complete(void *ud) {
@@ -2220,6 +2351,7 @@ static ssize_t h2_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
   size_t n = avail < length ? avail : length;
   if (n) memcpy(buf, s->body.data + s->body_off, n);
   s->body_off += n;
+  if (n) h2_buffered(s->hs, -(ssize_t)n);
   if (s->body_off == s->body.len) s->body.len = s->body_off = 0;
   if (h2s_pending(s) == 0) {
     if (s->resp_eof) {
@@ -2422,6 +2554,23 @@ static int h2_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *u
   return 0;
 }
 
+/* The response ended (END_STREAM sent) while the client never ended its
+ * request (a body timed out, or answered early): RST_STREAM NO_ERROR tells
+ * it to stop sending (RFC 9113 §8.1) and frees the stream, so a client
+ * cannot keep streams, and with them the connection, open for good. */
+static int h2_on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud) {
+  (void)ud;
+  if ((f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS) ||
+      !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  struct h2stream *s = h2_stream(ng, f->hd.stream_id);
+  if (s && !s->req_ended) {
+    s->req_ended = 1;
+    nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+  }
+  return 0;
+}
+
 static int h2_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
                       size_t len, void *ud) {
   (void)flags, (void)ud;
@@ -2449,6 +2598,7 @@ static int h2_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint
 
 static void h2_stream_free(struct h2stream *s) {
   up_link_remove(&s->link);
+  s->hs->buffered -= h2s_pending(s);
   if (s->parser_ready) h1_parser_free(&s->rp);
   h1_buf_free(&s->req);
   h1_buf_free(&s->method);
@@ -2615,6 +2765,7 @@ static int h2_start(struct dconn *d) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2_on_frame_send);
   nghttp2_option *opt;
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cb);
