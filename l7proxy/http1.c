@@ -9,6 +9,8 @@
  */
 #include "l7proxy/http1.h"
 
+#include "l7proxy/message.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -199,8 +201,12 @@ static int on_headers_complete(llhttp_t *ll) {
     h->name_len = e->name_len;
     h->value = e->value_len ? p->head.data + e->value_off : "";
     h->value_len = e->value_len;
-    for (size_t j = 0; j < h->name_len; j++)
-      if (!tchar[(unsigned char)h->name[j]]) return fail(p, 400, "bad header name");
+    char *lower = p->head.data + e->name_off; /* names are lower case from here on */
+    for (size_t j = 0; j < h->name_len; j++) {
+      unsigned char c = (unsigned char)lower[j];
+      if (!tchar[c]) return fail(p, 400, "bad header name");
+      if (c >= 'A' && c <= 'Z') lower[j] = (char)(c + 32);
+    }
     while (h->value_len > 0 &&
            (h->value[h->value_len - 1] == ' ' || h->value[h->value_len - 1] == '\t'))
       h->value_len--;
@@ -327,6 +333,36 @@ static void init_settings(void) {
 static const llhttp_settings_t *settings(void) {
   pthread_once(&settings_once, init_settings);
   return &settings_;
+}
+
+void h1_message_head(const struct h1_message *m, const char *scheme, struct msg_head *out) {
+  memset(out, 0, sizeof(*out));
+  out->headers = m->headers;
+  out->n_headers = m->n_headers;
+  out->content_length = m->framing == H1_FRAMING_LENGTH ? (int64_t)m->content_length : -1;
+  out->end_stream =
+      m->framing == H1_FRAMING_NONE || (m->framing == H1_FRAMING_LENGTH && m->content_length == 0);
+  if (scheme) {
+    out->method = msg_method_of(m->method_str, m->method_len);
+    out->method_str = m->method_str;
+    out->method_len = m->method_len;
+    out->scheme = scheme;
+    out->authority = m->host;
+    out->authority_len = m->host_len;
+    out->target = m->target;
+    out->target_len = m->target_len;
+    out->path_len = m->path_len;
+    if (m->expect_continue) out->flags |= MSG_F_EXPECT_CONTINUE;
+    if (m->http_minor == 0) out->flags |= MSG_F_HTTP10;
+    if (m->upgrade) out->flags |= MSG_F_UPGRADE;
+    const struct msg_header *ct = msg_find(out, "content-type");
+    if (ct && ct->value_len >= 16 && strncasecmp(ct->value, "application/grpc", 16) == 0)
+      out->flags |= MSG_F_GRPC;
+  } else {
+    out->status = m->status;
+    out->te_codings = m->te_codings;
+    out->te_codings_len = m->te_codings_len;
+  }
 }
 
 int h1_parser_init(struct h1_parser *p, enum h1_kind kind, const struct l7_limits *limits,

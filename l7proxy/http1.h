@@ -106,6 +106,13 @@ struct h1_parser {
   const char *error_reason;
 };
 
+struct msg_head;
+/* The message (l7proxy/message.h) of a parsed head: pointers into m (valid
+ * while the parser's head buffer is, i.e. until the next message begins);
+ * scheme for requests ("http"/"https", NULL for responses). Header names
+ * are already lower case (the parser lowers them in place). */
+void h1_message_head(const struct h1_message *m, const char *scheme, struct msg_head *out);
+
 /* Initialises p; limits must outlive it. Returns 0 or -ENOMEM. */
 int h1_parser_init(struct h1_parser *p, enum h1_kind kind, const struct l7_limits *limits,
                    const struct h1_callbacks *cb, void *ud);
