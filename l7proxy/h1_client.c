@@ -179,7 +179,8 @@ static void uc_on_connect(uv_connect_t *req, int status) {
 static int u_on_head(void *ud, const struct h1_message *m);
 static int u_on_body(void *ud, const char *p, size_t n);
 static void u_on_complete(void *ud);
-static const struct h1_callbacks u_callbacks = {u_on_head, u_on_body, u_on_complete};
+static void u_on_trailers(void *ud, const struct h1_header *h, size_t n);
+static const struct h1_callbacks u_callbacks = {u_on_head, u_on_body, u_on_complete, u_on_trailers};
 
 static struct uconn *uc_new(struct worker *w, struct up_endpoint *ep, const struct l7_cluster *c) {
   struct uconn *uc = calloc(1, sizeof(*uc));
@@ -283,6 +284,8 @@ static int u_on_head(void *ud, const struct h1_message *m) {
   struct msg_head resp;
   h1_message_head(m, NULL, &resp);
   uc->keep_alive_hint = m->keep_alive;
+  uc->trailers = NULL;
+  uc->n_trailers = 0;
   h1c_arm(uc, ex_idle_timeout(ex));
   if (ex_up_head(ex, &resp) != 0) return 502;
   return ex->head_request ? H1_SKIP_BODY : 0;
@@ -292,6 +295,12 @@ static int u_on_body(void *ud, const char *p, size_t n) {
   struct uconn *uc = ud;
   if (!uc->ex) return -1;
   return ex_up_data(uc->ex, p, n) < 0 ? -1 : 0;
+}
+
+static void u_on_trailers(void *ud, const struct h1_header *h, size_t n) {
+  struct uconn *uc = ud;
+  uc->trailers = h;
+  uc->n_trailers = n;
 }
 
 static void u_on_complete(void *ud) {
@@ -373,7 +382,7 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     h1_parser_resume(&uc->parser);
     keep_alive &= uc->keep_alive_hint;
     ex_up_flush(ex);
-    ex_up_end(ex, NULL, 0, keep_alive);
+    ex_up_end(ex, uc->trailers, uc->n_trailers, keep_alive);
     return;
   }
   ex_up_flush(ex);

@@ -47,7 +47,9 @@ struct uconn {
   void (*tunnel_read)(void *ctx, ssize_t nread, const char *p);
   void (*tunnel_drain)(void *ctx); /* the upstream queue fell below the low mark */
   void *tunnel_ctx;
-  int keep_alive_hint; /* the response allows another request */
+  int keep_alive_hint;              /* the response allows another request */
+  const struct h1_header *trailers; /* of the current response (parser's buffer) */
+  size_t n_trailers;
 };
 
 /* Attaches ex to an idle pooled connection of ep or a new one and sends

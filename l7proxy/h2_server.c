@@ -44,6 +44,7 @@ struct h2stream {
   size_t n_trailers;
   int begun, submitted, resp_eof, resp_done, closed, req_ended, held;
   int reset_by_us; /* we reset it (upstream failure): not the client's doing */
+  int too_big;     /* the header list passed the limits: 431, its rest ignored */
 };
 
 struct h2sess {
@@ -313,8 +314,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
   if (!s || f->hd.type != NGHTTP2_HEADERS || s->begun) return 0; /* trailers: dropped */
   const struct l7_limits *lim = hs->d->w->cfg->limits;
   s->hdr_bytes += namelen + valuelen + 32;
-  if (s->hdr_bytes > lim->max_header_bytes || s->n_hdrs >= lim->max_headers)
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+  if (s->too_big || s->hdr_bytes > lim->max_header_bytes || s->n_hdrs >= lim->max_headers) {
+    s->too_big = 1; /* decoded (HPACK state) but not kept: answered 431 */
+    return 0;
+  }
   const char *n = (const char *)name, *v = (const char *)value;
   struct msg_head *r = &s->req;
   if (namelen > 0 && n[0] == ':') {
@@ -364,6 +367,12 @@ static void stream_end_request(struct h2stream *s) {
 /* The request head is complete: the stream's exchange starts. */
 static int stream_begin(struct h2stream *s, int end_stream) {
   struct msg_head *r = &s->req;
+  if (s->too_big) {
+    s->begun = 1;
+    if (end_stream) s->req_ended = 1;
+    ex_error(&s->ex, 431);
+    return 0;
+  }
   if (!r->authority || !r->method_str || !r->target) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (s->cookie.len) add_header(s, "cookie", 6, s->cookie.data, s->cookie.len);
   r->headers = s->hdrs;
@@ -374,6 +383,11 @@ static int stream_begin(struct h2stream *s, int end_stream) {
   r->end_stream = end_stream;
   s->begun = 1;
   if (end_stream) s->req_ended = 1;
+  const struct l7_limits *lim = s->hs->d->w->cfg->limits;
+  if (r->target_len > lim->max_uri_bytes) { /* the limit HTTP/1.1 has */
+    ex_error(&s->ex, 414);
+    return 0;
+  }
   ex_begin(&s->ex, r);
   return 0;
 }

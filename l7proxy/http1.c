@@ -281,6 +281,7 @@ static int on_headers_complete(llhttp_t *ll) {
   if (rc >= 400) return fail(p, rc, "rejected");
   if (rc < 0) return fail(p, 500, "aborted");
   p->in_body = 1;
+  p->n_head_ents = p->n_ents;
   if (p->limits->max_body_bytes && p->body_limit == 0 && p->kind == H1_REQUEST)
     p->body_limit = p->limits->max_body_bytes;
   if (p->kind == H1_REQUEST && p->body_limit && m.framing == H1_FRAMING_LENGTH &&
@@ -304,6 +305,18 @@ static int on_body(llhttp_t *ll, const char *at, size_t n) {
 
 static int on_message_complete(llhttp_t *ll) {
   struct h1_parser *p = from_ll(ll);
+  if (p->in_body && p->n_ents > p->n_head_ents && p->cb.on_trailers) {
+    size_t n = 0;
+    for (size_t i = p->n_head_ents; i < p->n_ents; i++) {
+      struct h1_hdr_ent *e = &p->ents[i];
+      char *name = p->head.data + e->name_off;
+      for (size_t j = 0; j < e->name_len; j++)
+        if (name[j] >= 'A' && name[j] <= 'Z') name[j] = (char)(name[j] + 32);
+      p->hdrs[n++] = (struct h1_header){
+          name, e->name_len, e->value_len ? p->head.data + e->value_off : "", e->value_len};
+    }
+    p->cb.on_trailers(p->ud, p->hdrs, n);
+  }
   p->started = 0;
   p->in_body = 0;
   if (p->cb.on_complete) p->cb.on_complete(p->ud);

@@ -72,6 +72,9 @@ struct h1_callbacks {
   int (*on_head)(void *ud, const struct h1_message *m);
   int (*on_body)(void *ud, const char *p, size_t n); /* 0, or negative to stop */
   void (*on_complete)(void *ud);
+  /* optional: the trailer fields of a chunked message, lower-case names,
+   * valid until the next message begins; called just before on_complete */
+  void (*on_trailers)(void *ud, const struct h1_header *h, size_t n);
 };
 
 enum h1_result {
@@ -96,6 +99,7 @@ struct h1_parser {
   struct h1_hdr_ent *ents;
   struct h1_header *hdrs;
   size_t n_ents, max_ents;
+  size_t n_head_ents;    /* fields of the head; those after it are trailers */
   int last_cb;           /* what the last head callback was (obs-fold detection) */
   const char *value_end; /* where the last header value span stopped */
   const char *feed_start, *feed_end, *prev_feed_end; /* the current and previous input */

@@ -17,6 +17,7 @@ Special paths:
                      chunked or Content-Length: K header and no body (RFC 9112:
                      such responses never have one)
   /coded?coding=C    "Transfer-Encoding: C, chunked" and a chunked body "coded-body"
+  /trailers          the JSON as a chunked body with the trailer X-Trailer: yes
 Upgrade: websocket  -> 101, then echoes every byte back (raw tunnel).
 Keeps connections alive (HTTP/1.1); decodes chunked request bodies.
 """
@@ -125,6 +126,12 @@ class Handler(socketserver.StreamRequestHandler):
                 st, NAME, framing, conn)).encode())
             self.wfile.flush()
             return keep
+        if path == "/trailers":
+            self.wfile.write(("HTTP/1.1 200 OK\r\nX-Backend: %s\r\nTrailer: X-Trailer\r\n"
+                              "Transfer-Encoding: chunked\r\n%s\r\n" % (NAME, conn)).encode() +
+                             b"%x\r\n%s\r\n0\r\nX-Trailer: yes\r\n\r\n" % (len(out), out))
+            self.wfile.flush()
+            return keep
         if path == "/coded":
             coding = q.get("coding", ["gzip"])[0]
             self.wfile.write(("HTTP/1.1 200 OK\r\nX-Backend: %s\r\nTransfer-Encoding: %s, chunked"
@@ -144,8 +151,9 @@ class Handler(socketserver.StreamRequestHandler):
         else:
             nobody = status in (204, 304)
             self.wfile.write(("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nX-Backend: %s\r\n"
-                              "Server: testbackend\r\nKeep-Alive: timeout=5\r\n%s%s\r\n" % (
-                                  status, NAME, "" if nobody else "Content-Length: %d\r\n" % len(out),
+                              "X-Path: %s\r\nServer: testbackend\r\nKeep-Alive: timeout=5\r\n%s%s\r\n" % (
+                                  status, NAME, target,
+                                  "" if nobody else "Content-Length: %d\r\n" % len(out),
                                   conn)).encode() + (b"" if nobody else out))
         self.wfile.flush()
         return keep
