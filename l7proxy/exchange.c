@@ -34,7 +34,13 @@ static void copy_str(char *dst, size_t cap, const char *s, size_t n) {
 
 void ex_init(struct exchange *ex, struct worker *w, const struct ex_downstream_ops *ds, void *ctx,
              const char *client, int https, int h2_down) {
+  struct msg_arena arena = ex->arena; /* a recycled exchange keeps its memory */
+  struct h1_buf pending = ex->pending;
   memset(ex, 0, sizeof(*ex));
+  ex->arena = arena;
+  ex->pending = pending;
+  msg_arena_reset(&ex->arena);
+  h1_buf_reset(&ex->pending);
   ex->w = w;
   ex->ds = ds;
   ex->ds_ctx = ctx;

@@ -106,6 +106,8 @@ struct exchange {
   char request_id[65];
 };
 
+/* Sets ex up for a downstream (ex zeroed, or recycled: its arena and
+ * buffer memory are kept). */
 void ex_init(struct exchange *ex, struct worker *w, const struct ex_downstream_ops *ds, void *ctx,
              const char *client, int https, int h2_down);
 void ex_free(struct exchange *ex);

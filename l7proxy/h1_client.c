@@ -381,8 +381,7 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (r == H1_MESSAGE_END) {
     h1_parser_resume(&uc->parser);
     keep_alive &= uc->keep_alive_hint;
-    ex_up_flush(ex);
-    ex_up_end(ex, uc->trailers, uc->n_trailers, keep_alive);
+    ex_up_end(ex, uc->trailers, uc->n_trailers, keep_alive); /* writes head, body and end at once */
     return;
   }
   ex_up_flush(ex);

@@ -52,6 +52,8 @@ struct dconn {
   int in_process; /* inside d_process: finishing must not recurse */
   int peer_eof;   /* the client half-closed: finish what was asked, then close */
   int linger_done;
+  int must_linger; /* the client may still be sending (an error, an unread body) */
+  int nodelay;     /* TCP_NODELAY is set (lazily: see d_nodelay) */
   size_t linger_bytes;
   char client[INET6_ADDRSTRLEN];
   struct tls_conn *tls; /* HTTPS: plaintext in and out goes through it */

@@ -57,7 +57,28 @@ struct h2sess {
   uint64_t win_start; /* loop ms of the current one-second window */
   uint32_t win_resets;
   uint64_t total_resets, completed;
+  /* client stream ids opened, as a ring of the last 4096 ids: nghttp2
+   * cannot tell a HEADERS on a never-opened lower id (a connection error,
+   * RFC 9113 §5.1.1) from one on a closed stream and ignores both */
+  int32_t last_id;
+  uint64_t opened[32];
 };
+
+static int opened_bit(const struct h2sess *hs, int32_t id) {
+  uint32_t i = ((uint32_t)id >> 1) & 2047;
+  return (int)((hs->opened[i / 64] >> (i % 64)) & 1);
+}
+
+static void mark_opened(struct h2sess *hs, int32_t id) {
+  int32_t from = hs->last_id + 2 > id - 4094 ? hs->last_id + 2 : id - 4094;
+  for (int32_t k = from; k < id; k += 2) { /* ids skipped: never opened */
+    uint32_t i = ((uint32_t)k >> 1) & 2047;
+    hs->opened[i / 64] &= ~(1ull << (i % 64));
+  }
+  uint32_t i = ((uint32_t)id >> 1) & 2047;
+  hs->opened[i / 64] |= 1ull << (i % 64);
+  if (id > hs->last_id) hs->last_id = id;
+}
 
 static const struct ex_downstream_ops h2_ops;
 
@@ -114,14 +135,54 @@ static void h2_buffered(struct h2sess *hs, ssize_t n) {
   }
 }
 
+/* Streams are recycled per worker thread (their arenas and buffers kept),
+ * so a multiplexed connection allocates nothing per stream once warm. */
+#define STREAM_CACHE 128
+static __thread struct h2stream *g_free_streams[STREAM_CACHE];
+static __thread int g_n_free;
+
 static void stream_free(struct h2stream *s) {
   up_link_remove(&s->link);
   s->hs->buffered -= pending(s);
+  ex_cancel(&s->ex);
+  if (g_n_free < STREAM_CACHE && s->body.cap <= 4 * H2_STREAM_HIGH) {
+    g_free_streams[g_n_free++] = s;
+    return;
+  }
   ex_free(&s->ex);
   msg_arena_free(&s->arena);
   h1_buf_free(&s->cookie);
   h1_buf_free(&s->body);
   free(s);
+}
+
+void h2s_thread_cleanup(void) {
+  while (g_n_free > 0) {
+    struct h2stream *s = g_free_streams[--g_n_free];
+    ex_free(&s->ex);
+    msg_arena_free(&s->arena);
+    h1_buf_free(&s->cookie);
+    h1_buf_free(&s->body);
+    free(s);
+  }
+}
+
+/* A zeroed stream, from the cache when there is one. */
+static struct h2stream *stream_new(void) {
+  if (g_n_free == 0) return calloc(1, sizeof(struct h2stream));
+  struct h2stream *s = g_free_streams[--g_n_free];
+  struct msg_arena arena = s->arena, ex_arena = s->ex.arena;
+  struct h1_buf cookie = s->cookie, body = s->body, pend = s->ex.pending;
+  memset(s, 0, sizeof(*s));
+  msg_arena_reset(&arena);
+  h1_buf_reset(&cookie);
+  h1_buf_reset(&body);
+  s->arena = arena;
+  s->ex.arena = ex_arena;
+  s->ex.pending = pend;
+  s->cookie = cookie;
+  s->body = body;
+  return s;
 }
 
 static struct h2stream *stream_of(nghttp2_session *ng, int32_t id) {
@@ -278,10 +339,11 @@ static const struct ex_downstream_ops h2_ops = {
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud) {
   struct h2sess *hs = ud;
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  struct h2stream *s = calloc(1, sizeof(*s));
+  struct h2stream *s = stream_new();
   if (!s) return NGHTTP2_ERR_CALLBACK_FAILURE;
   s->hs = hs;
   s->id = f->hd.stream_id;
+  mark_opened(hs, s->id);
   s->req.content_length = -1;
   s->last_rx = now_ms(hs->d->w);
   ex_init(&s->ex, hs->d->w, &h2_ops, s, hs->d->client, hs->d->https, 1);
@@ -596,6 +658,18 @@ void h2s_drain(struct dconn *d) {
 static nghttp2_session_callbacks *g_cbs;
 static uv_once_t g_cbs_once = UV_ONCE_INIT;
 
+/* A HEADERS frame on a client stream id below the last one that was never
+ * opened: connection error PROTOCOL_ERROR (h2spec 5.1.1/2). */
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud) {
+  struct h2sess *hs = ud;
+  int32_t id = hd->stream_id;
+  if (hd->type != NGHTTP2_HEADERS || id <= 0 || !(id & 1) || id >= hs->last_id) return 0;
+  if (hs->last_id - id >= 4096 || nghttp2_session_find_stream(ng, id) || opened_bit(hs, id))
+    return 0;
+  h2_goaway(hs, NGHTTP2_PROTOCOL_ERROR, "stream_id_reused");
+  return 0;
+}
+
 static void make_callbacks(void) {
   if (nghttp2_session_callbacks_new(&g_cbs) != 0) return;
   nghttp2_session_callbacks_set_on_begin_headers_callback(g_cbs, on_begin_headers);
@@ -604,6 +678,7 @@ static void make_callbacks(void) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(g_cbs, on_data);
   nghttp2_session_callbacks_set_on_stream_close_callback(g_cbs, on_stream_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(g_cbs, on_frame_send);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(g_cbs, on_begin_frame);
 }
 
 int h2s_start(struct dconn *d) {
@@ -642,6 +717,10 @@ int h2s_start(struct dconn *d) {
   }
   d->h2 = hs;
   d->head_timer = 0;
+  if (!d->nodelay) {
+    d->nodelay = 1;
+    uv_tcp_nodelay(&d->tcp, 1);
+  }
   lazy_set(&d->timer, w->cfg->limits->idle_timeout_ms);
   return 0;
 }
@@ -705,10 +784,11 @@ int h2s_try_upgrade(struct dconn *d, const struct h1_message *m) {
   }
   h1_buf_puts(&d->out,
               "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
-  struct h2stream *s = calloc(1, sizeof(*s));
+  struct h2stream *s = stream_new();
   if (!s) return 1; /* the stream gets no answer; the session goes on */
   s->hs = hs;
   s->id = 1;
+  mark_opened(hs, 1);
   s->last_rx = now_ms(d->w);
   ex_init(&s->ex, d->w, &h2_ops, s, d->client, d->https, 1);
   up_link_insert(&hs->streams, &s->link);

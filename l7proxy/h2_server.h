@@ -43,6 +43,8 @@ void h2s_send(struct dconn *d);
 void h2s_timer(struct dconn *d);
 /* Graceful GOAWAY (draining). */
 void h2s_drain(struct dconn *d);
+/* Frees the calling worker thread's cache of recycled streams (at its end). */
+void h2s_thread_cleanup(void);
 /* Frees the session and every stream (their exchanges are cancelled). */
 void h2s_free(struct dconn *d);
 /* "Upgrade: h2c" with HTTP2-Settings on a plain connection, for a request

@@ -27,6 +27,7 @@
 #include "common/metrics.h"
 #include "l7proxy/h1_client.h"
 #include "l7proxy/h1_server.h"
+#include "l7proxy/h2_server.h"
 #include "l7proxy/upstream_h2.h"
 #include "l7proxy/worker_internal.h"
 
@@ -248,6 +249,7 @@ static void worker_main(void *arg) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
   /* every handle is closed: let close callbacks finish */
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  h2s_thread_cleanup();
 }
 
 int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls_listen_fd,
