@@ -108,6 +108,7 @@ static void ex_finish(struct exchange *ex) {
   if (!ex->active) return;
   ex_record(ex);
   ex->active = 0;
+  if (!ex->h2_down) msg_arena_release(&ex->arena); /* an idle connection holds no arena */
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
   ex->ep = NULL;

@@ -64,10 +64,26 @@ static int on_status(llhttp_t *ll, const char *at, size_t n) {
   return head_append(p, at, n);
 }
 
+/* The field arrays start small (an idle connection holds 16 entries, not
+ * --max-headers) and double up to max_ents. */
+static int grow_ents(struct h1_parser *p) {
+  size_t cap = p->cap_ents ? p->cap_ents * 2 : 16;
+  if (cap > p->max_ents) cap = p->max_ents;
+  struct h1_hdr_ent *e = realloc(p->ents, cap * sizeof(*e));
+  if (!e) return -1;
+  p->ents = e;
+  struct h1_header *h = realloc(p->hdrs, cap * sizeof(*h));
+  if (!h) return -1;
+  p->hdrs = h;
+  p->cap_ents = cap;
+  return 0;
+}
+
 static int on_header_field(llhttp_t *ll, const char *at, size_t n) {
   struct h1_parser *p = from_ll(ll);
   if (p->last_cb != LAST_FIELD) {
     if (p->n_ents >= p->max_ents) return fail(p, 431, "too many header fields");
+    if (p->n_ents == p->cap_ents && grow_ents(p) != 0) return fail(p, 500, "out of memory");
     struct h1_hdr_ent *e = &p->ents[p->n_ents++];
     e->name_off = (uint32_t)p->head.len;
     e->name_len = e->value_len = 0;
@@ -387,9 +403,7 @@ int h1_parser_init(struct h1_parser *p, enum h1_kind kind, const struct l7_limit
   p->cb = *cb;
   p->ud = ud;
   p->max_ents = limits->max_headers ? limits->max_headers : 100;
-  p->ents = calloc(p->max_ents, sizeof(*p->ents));
-  p->hdrs = calloc(p->max_ents, sizeof(*p->hdrs));
-  if (!p->ents || !p->hdrs) {
+  if (grow_ents(p) != 0) {
     h1_parser_free(p);
     return -ENOMEM;
   }

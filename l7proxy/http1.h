@@ -98,10 +98,10 @@ struct h1_parser {
   uint32_t url_len, reason_off, reason_len;
   struct h1_hdr_ent *ents;
   struct h1_header *hdrs;
-  size_t n_ents, max_ents;
-  size_t n_head_ents;    /* fields of the head; those after it are trailers */
-  int last_cb;           /* what the last head callback was (obs-fold detection) */
-  const char *value_end; /* where the last header value span stopped */
+  size_t n_ents, max_ents, cap_ents; /* arrays grow to max_ents (--max-headers) */
+  size_t n_head_ents;                /* fields of the head; those after it are trailers */
+  int last_cb;                       /* what the last head callback was (obs-fold detection) */
+  const char *value_end;             /* where the last header value span stopped */
   const char *feed_start, *feed_end, *prev_feed_end; /* the current and previous input */
   int started;                                       /* a byte of the current message was seen */
   int in_body;

@@ -26,14 +26,58 @@ int msg_method_of(const char *m, size_t len) {
   return MSG_OTHER;
 }
 
+/* Standard blocks released by idle exchanges, per thread: a keep-alive
+ * connection holds no arena between requests, and none is malloc'd per
+ * request once warm. */
+#define ARENA_SPARE 256
+static __thread struct msg_arena_block *g_spare;
+static __thread int g_n_spare;
+
+static struct msg_arena_block *block_new(size_t cap) {
+  if (cap == ARENA_BLOCK && g_spare) {
+    struct msg_arena_block *b = g_spare;
+    g_spare = b->next;
+    g_n_spare--;
+    return b;
+  }
+  struct msg_arena_block *b = malloc(sizeof(*b) + cap);
+  if (b) b->cap = cap;
+  return b;
+}
+
+void msg_arena_release(struct msg_arena *a) {
+  struct msg_arena_block *b = a->head;
+  while (b) {
+    struct msg_arena_block *nx = b->next;
+    if (b->cap == ARENA_BLOCK && g_n_spare < ARENA_SPARE) {
+      b->next = g_spare;
+      g_spare = b;
+      g_n_spare++;
+    } else {
+      free(b);
+    }
+    b = nx;
+  }
+  a->head = NULL;
+  a->used = 0;
+}
+
+void msg_arena_thread_cleanup(void) {
+  while (g_spare) {
+    struct msg_arena_block *b = g_spare;
+    g_spare = b->next;
+    free(b);
+  }
+  g_n_spare = 0;
+}
+
 void *msg_arena_alloc(struct msg_arena *a, size_t n) {
   n = (n + 7) & ~(size_t)7;
   struct msg_arena_block *b = a->head;
   if (!b || b->cap - a->used < n) {
     size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-    struct msg_arena_block *nb = malloc(sizeof(*nb) + cap);
+    struct msg_arena_block *nb = block_new(cap);
     if (!nb) return NULL;
-    nb->cap = cap;
     nb->next = b;
     a->head = b = nb;
     a->used = 0;

@@ -80,8 +80,9 @@ int msg_method_of(const char *m, size_t len);
  * A bump allocator for the strings and header arrays the exchange adds
  * (rewritten target, X-Forwarded-For, request id, upstream header list).
  * Blocks are never moved, so pointers stay valid until msg_arena_reset.
- * The first block is kept across resets: a keep-alive connection's
- * requests allocate nothing once warm.
+ * The first block is kept across resets; msg_arena_release hands blocks to
+ * a per-thread spare list, so an idle connection holds none and requests
+ * allocate nothing once warm.
  */
 struct msg_arena_block;
 struct msg_arena {
@@ -92,6 +93,10 @@ void *msg_arena_alloc(struct msg_arena *a, size_t n);
 /* Copies s[0..n) and a NUL; NULL on allocation failure. */
 char *msg_arena_strdup(struct msg_arena *a, const char *s, size_t n);
 void msg_arena_reset(struct msg_arena *a); /* keeps the first block */
+/* Gives every block back (to the thread's spares): nothing is held. */
+void msg_arena_release(struct msg_arena *a);
+/* Frees the calling thread's spare blocks (at the thread's end). */
+void msg_arena_thread_cleanup(void);
 void msg_arena_free(struct msg_arena *a);
 
 /* The value of the first header named name (lower case), or NULL. */

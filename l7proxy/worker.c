@@ -250,6 +250,7 @@ static void worker_main(void *arg) {
   /* every handle is closed: let close callbacks finish */
   uv_run(&w->loop, UV_RUN_DEFAULT);
   h2s_thread_cleanup();
+  msg_arena_thread_cleanup();
 }
 
 int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls_listen_fd,
