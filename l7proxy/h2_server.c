@@ -62,6 +62,7 @@ struct h2sess {
    * RFC 9113 §5.1.1) from one on a closed stream and ignores both */
   int32_t last_id;
   uint64_t opened[32];
+  struct up_link dirty; /* on the worker's h2_dirty list while output waits */
 };
 
 static int opened_bit(const struct h2sess *hs, int32_t id) {
@@ -81,6 +82,7 @@ static void mark_opened(struct h2sess *hs, int32_t id) {
 }
 
 static const struct ex_downstream_ops h2_ops;
+static void h2s_send_now(struct dconn *d);
 
 static size_t pending(const struct h2stream *s) {
   return s->body.len - s->body_off;
@@ -537,7 +539,24 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 
 /* ---- the connection -------------------------------------------------------- */
 
+/* Output is written once per loop turn (h2s_flush_dirty, from the
+ * worker's check handle): every stream answered in the turn shares one
+ * write. */
 void h2s_send(struct dconn *d) {
+  struct h2sess *hs = d->h2;
+  if (!hs || hs->dead || d->state == D_CLOSING || !up_link_empty(&hs->dirty)) return;
+  up_link_insert(&d->w->h2_dirty, &hs->dirty);
+}
+
+void h2s_flush_dirty(struct worker *w) {
+  while (!up_link_empty(&w->h2_dirty)) {
+    struct h2sess *hs = container_of(w->h2_dirty.next, struct h2sess, dirty);
+    up_link_remove(&hs->dirty);
+    h2s_send_now(hs->d);
+  }
+}
+
+static void h2s_send_now(struct dconn *d) {
   struct h2sess *hs = d->h2;
   if (!hs || hs->in_recv || hs->sending || hs->dead || d->state == D_CLOSING) return;
   hs->sending = 1;
@@ -588,6 +607,7 @@ void h2s_free(struct dconn *d) {
     ex_cancel(&s->ex);
     stream_free(s);
   }
+  up_link_remove(&hs->dirty);
   nghttp2_session_del(hs->ng);
   free(hs);
   d->h2 = NULL;
@@ -715,6 +735,7 @@ int h2s_start(struct dconn *d) {
     free(hs);
     return -1;
   }
+  up_link_init(&hs->dirty);
   d->h2 = hs;
   d->head_timer = 0;
   if (!d->nodelay) {

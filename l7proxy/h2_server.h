@@ -37,8 +37,11 @@
 int h2s_start(struct dconn *d);
 /* Plaintext bytes from the client (nread < 0: end of input). */
 void h2s_input(struct dconn *d, ssize_t nread, const char *data);
-/* Writes session output while the socket has room (and after writes). */
+/* Session output is due: written at the end of this loop turn. */
 void h2s_send(struct dconn *d);
+/* Writes the output of every session with output due (the worker's check
+ * handle, once per loop turn). */
+void h2s_flush_dirty(struct worker *w);
 /* The connection's timer: idle without streams, stalled request bodies. */
 void h2s_timer(struct dconn *d);
 /* Graceful GOAWAY (draining). */

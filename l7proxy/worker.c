@@ -185,6 +185,10 @@ struct route_metrics *worker_route_metrics(struct worker *w, struct l7_snapshot 
 
 /* ---- listener, lifecycle -------------------------------------------------- */
 
+static void on_check(uv_check_t *c) {
+  h2s_flush_dirty(c->data);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   struct worker *w = server->data;
   if (status < 0) return;
@@ -211,6 +215,7 @@ static void w_close_all(struct worker *w) {
     w->h2pool = NULL;
   }
   if (!uv_is_closing((uv_handle_t *)&w->async)) uv_close((uv_handle_t *)&w->async, NULL);
+  if (!uv_is_closing((uv_handle_t *)&w->h2_check)) uv_close((uv_handle_t *)&w->h2_check, NULL);
 }
 
 void worker_check_drained(struct worker *w) {
@@ -270,6 +275,11 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
   uv_loop_init(&w->loop);
   w->loop.data = w;
   uv_async_init(&w->loop, &w->async, on_async);
+  up_link_init(&w->h2_dirty);
+  uv_check_init(&w->loop, &w->h2_check);
+  w->h2_check.data = w;
+  uv_check_start(&w->h2_check, on_check);
+  uv_unref((uv_handle_t *)&w->h2_check);
   w->async.data = w;
   uv_tcp_init(&w->loop, &w->listener);
   w->listener.data = w;
@@ -286,6 +296,7 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
     uv_close((uv_handle_t *)&w->listener, NULL);
     uv_close((uv_handle_t *)&w->tls_listener, NULL);
     uv_close((uv_handle_t *)&w->async, NULL);
+    uv_close((uv_handle_t *)&w->h2_check, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     up_pools_free(&w->pools);

@@ -83,6 +83,11 @@ struct worker {
   struct route_metrics rcache[ROUTE_CACHE];
   struct metrics_histogram *duration;
   struct metrics_gauge *g_active, *g_up_active, *g_up_idle;
+  /* HTTP/2 sessions with output to write: written once per loop turn, after
+   * every event of the turn (one write per connection for all the streams
+   * answered in it), by the check handle */
+  uv_check_t h2_check;
+  struct up_link h2_dirty;
 };
 
 static inline uint64_t now_ms(struct worker *w) {
