@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/http_status.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/redirect.h"
@@ -35,12 +36,12 @@ static void copy_str(char *dst, size_t cap, const char *s, size_t n) {
 void ex_init(struct exchange *ex, struct worker *w, const struct ex_downstream_ops *ds, void *ctx,
              const char *client, int https, int h2_down) {
   struct msg_arena arena = ex->arena; /* a recycled exchange keeps its memory */
-  struct h1_buf pending = ex->pending;
+  struct buf pending = ex->pending;
   memset(ex, 0, sizeof(*ex));
   ex->arena = arena;
   ex->pending = pending;
   msg_arena_reset(&ex->arena);
-  h1_buf_reset(&ex->pending);
+  buf_reset(&ex->pending);
   ex->w = w;
   ex->ds = ds;
   ex->ds_ctx = ctx;
@@ -76,7 +77,7 @@ void ex_free(struct exchange *ex) {
   l7_snapshot_unref(ex->snap);
   ex->snap = NULL;
   msg_arena_free(&ex->arena);
-  h1_buf_free(&ex->pending);
+  buf_free(&ex->pending);
 }
 
 /* ---- metrics and access log ------------------------------------------- */
@@ -112,7 +113,7 @@ static void ex_finish(struct exchange *ex) {
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
   ex->ep = NULL;
-  h1_buf_reset(&ex->pending);
+  buf_reset(&ex->pending);
   l7_snapshot_unref(ex->snap);
   ex->snap = NULL;
   ex->ds->finished(ex);
@@ -180,7 +181,7 @@ static int grpc_status_for(int http) {
 void ex_local(struct exchange *ex, int status, const char *location, const char *body) {
   char dflt[96], msg[160], code[8];
   if (!body) {
-    snprintf(dflt, sizeof(dflt), "%d %s\n", status, headers_reason(status));
+    snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
     body = dflt;
   }
   struct msg_header hs[4];
@@ -372,7 +373,7 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
   if (ex->pending.len) { /* body that arrived before the stream opened */
     uh2_stream_write(ex->h2, ex->pending.data, ex->pending.len);
     ex->body_sent = 1;
-    h1_buf_reset(&ex->pending);
+    buf_reset(&ex->pending);
     if (ex->req_complete) uh2_stream_end(ex->h2);
   }
   ex->h2_paused = 0;
@@ -529,7 +530,7 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   struct worker *w = ex->w;
   /* fresh state; the buffers' memory is kept */
   struct msg_arena arena = ex->arena;
-  struct h1_buf pending = ex->pending;
+  struct buf pending = ex->pending;
   const struct ex_downstream_ops *ds = ex->ds;
   void *ctx = ex->ds_ctx;
   const char *client = ex->client;
@@ -541,7 +542,7 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   ex->arena = arena;
   msg_arena_reset(&ex->arena);
   ex->pending = pending;
-  h1_buf_reset(&ex->pending);
+  buf_reset(&ex->pending);
   ex->active = 1;
   ex->t_start = uv_hrtime();
   copy_str(ex->method, sizeof(ex->method), m->method_str, m->method_len);
@@ -608,7 +609,7 @@ int ex_body(struct exchange *ex, const char *p, size_t n) {
     return h1c_body(ex->uc, p, n);
   }
   /* no connection yet: kept until there is one (a retry resends it) */
-  if (h1_buf_append(&ex->pending, p, n) != 0) return -1;
+  if (buf_append(&ex->pending, p, n) != 0) return -1;
   return ex->pending.len > HIGH_WATER;
 }
 
@@ -693,7 +694,7 @@ void ex_cancel(struct exchange *ex) {
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
   ex->active = 0;
-  h1_buf_reset(&ex->pending);
+  buf_reset(&ex->pending);
   l7_snapshot_unref(ex->snap);
   ex->snap = NULL;
 }

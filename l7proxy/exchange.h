@@ -97,7 +97,7 @@ struct exchange {
   uint64_t bytes_down;
   struct msg_head up;                /* the upstream request head (kept for a retry) */
   struct msg_arena arena;            /* its strings and headers; reset per request */
-  struct h1_buf pending;             /* request body waiting for an upstream connection */
+  struct buf pending;                /* request body waiting for an upstream connection */
   const struct msg_header *trailers; /* response trailers (h2 upstream; in the arena) */
   size_t n_trailers;
   char method[16];

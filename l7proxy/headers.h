@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "l7proxy/http1_buf.h"
+#include "common/buf.h"
 
 /* One header field; name/value point into the parser's head buffer. */
 struct h1_header {
@@ -73,7 +73,7 @@ int headers_downstream_response(const struct msg_head *in, int upgrade, struct m
  * request gets its request line, Host from the authority, the fields,
  * "Connection: upgrade" with MSG_F_UPGRADE, and Content-Length (when
  * known) or chunked (a body of unknown length). */
-int headers_h1_request(struct h1_buf *out, const struct msg_head *h);
+int headers_h1_request(struct buf *out, const struct msg_head *h);
 
 /* How the downstream HTTP/1.1 codec frames a response. */
 struct headers_h1_framing {
@@ -83,7 +83,7 @@ struct headers_h1_framing {
   int keep_alive; /* add "Connection: keep-alive" (HTTP/1.0 clients that asked) */
   int upgrade;    /* 101: "Connection: upgrade" */
 };
-int headers_h1_response(struct h1_buf *out, const struct msg_head *h,
+int headers_h1_response(struct buf *out, const struct msg_head *h,
                         const struct headers_h1_framing *f);
 
 /*
@@ -91,11 +91,8 @@ int headers_h1_response(struct h1_buf *out, const struct msg_head *h,
  * Content-Type text/plain, Content-Length, optional Location, optional
  * Connection: close, and body (may be NULL for "<status> <reason>\n").
  */
-int headers_write_local(struct h1_buf *out, int status, const char *location, int close,
+int headers_write_local(struct buf *out, int status, const char *location, int close,
                         const char *body);
-
-/* Standard reason phrase ("Not Found"); "Unknown" for others. */
-const char *headers_reason(int status);
 
 /* 1 if name (any case) is hop-by-hop by itself (not counting names listed
  * in Connection). */

@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/admin.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -370,7 +371,7 @@ static int check_opts(struct opts *o) {
   log_set_level(lvl);
   if (o->max_body < 0) BAD_FLAG("--max-body: must be >= 0\n");
   if (o->https) {
-    if (flags_split_hostport(o->https, o->https_host, sizeof(o->https_host), &o->https_port) != 0)
+    if (addr_split_hostport(o->https, o->https_host, sizeof(o->https_host), &o->https_port) != 0)
       BAD_FLAG("--https: expected ADDR:PORT, got %s\n", o->https);
     if (tls_parse_min_version(o->tls_min, &o->tls.min_version) != 0)
       BAD_FLAG("--tls-min-version: expected 1.2 or 1.3, got %s\n", o->tls_min);
@@ -388,7 +389,7 @@ static int check_opts(struct opts *o) {
   }
   if (o->syncd && !o->insecure && !(o->cert && o->key && o->ca))
     BAD_FLAG("--syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
-  if (flags_split_hostport(o->http, o->host, sizeof(o->host), &o->port) != 0)
+  if (addr_split_hostport(o->http, o->host, sizeof(o->host), &o->port) != 0)
     BAD_FLAG("--http: expected ADDR:PORT, got %s\n", o->http);
   for (int i = 0; i < o->trusted.count; i++)
     if (worker_parse_cidr(o->trusted.values[i], &o->cidrs[i]) != 0)
@@ -483,19 +484,33 @@ static int start_workers(struct app *a, struct opts *o, const struct l7_limits *
   wcfg.h2c = !o->no_h2c;
   wcfg.h2_max_streams = (uint32_t)o->h2_max_streams;
   wcfg.h2_max_resets_sec = (uint32_t)o->h2_max_resets;
+  /* One SO_REUSEPORT socket per worker; with port 0 all share the port
+   * chosen for the first. */
+  struct sockaddr_storage http_ss, https_ss;
+  socklen_t http_len = 0, https_len = 0;
+  if (addr_from_ip(o->host, o->port, &http_ss, &http_len) != 0) {
+    fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", o->http, strerror(EINVAL));
+    return 1;
+  }
+  if (o->https && addr_from_ip(o->https_host, o->https_port, &https_ss, &https_len) != 0) {
+    fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", o->https, strerror(EINVAL));
+    return 1;
+  }
   for (long i = 0; i < o->workers; i++) {
-    int fd = worker_listen_socket(o->host, o->port, &o->port);
+    int fd = addr_bind_reuseport(&http_ss, http_len, 0, 0);
     if (fd < 0) {
       fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", o->http, strerror(-fd));
       return 1;
     }
+    o->port = (uint16_t)addr_port(&http_ss);
     int tfd = -1;
     if (o->https) {
-      tfd = worker_listen_socket(o->https_host, o->https_port, &o->https_port);
+      tfd = addr_bind_reuseport(&https_ss, https_len, 0, 0);
       if (tfd < 0) {
         fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", o->https, strerror(-tfd));
         return 1;
       }
+      o->https_port = (uint16_t)addr_port(&https_ss);
       wcfg.https_port = o->https_port;
     }
     if (worker_start((int)i, &wcfg, fd, tfd, &a->workers[i]) != 0) {
