@@ -172,6 +172,7 @@ static void uc_on_connect(uv_connect_t *req, int status) {
   }
   uv_tcp_nodelay(&uc->tcp, 1);
   uc->state = U_ACTIVE;
+  if (obs_enabled(&uc->w->cfg->obs)) obs_upstream_connected(&ex->obs); /* OBS HOOK */
   uc_read_start(uc);
   uc_send_request(uc);
 }

@@ -520,8 +520,10 @@ static int d_proxy_header(struct dconn *d) {
     return -1;
   }
   if (info.command == PROXY_PROTO_CMD_PROXY &&
-      (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6))
+      (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6)) {
     addr_format_ip(&info.src, d->client, sizeof(d->client));
+    d->ex.client_port = (uint16_t)addr_port(&info.src);
+  }
   buf_consume(&d->in, (size_t)rc);
   d->pp_pending = 0;
   return 1;
@@ -787,11 +789,16 @@ void dconn_accept(struct worker *w, uv_stream_t *server, int https) {
   if (https) d_nodelay(d);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0)
+  uint16_t client_port = 0;
+  if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0) {
     addr_format_ip(&ss, d->client, sizeof(d->client));
-  else
+    client_port = (uint16_t)addr_port(&ss);
+  } else {
     snprintf(d->client, sizeof(d->client), "unknown");
+  }
   ex_init(&d->ex, w, &h1_ops, d, d->client, d->https, 0);
+  d->ex.client_port = client_port;
+  d->ex.tls = d->tls;
   if (w->cfg->proxy_protocol) {
     d->pp_pending = 1;
     if (w->cfg->n_trusted) {

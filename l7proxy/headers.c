@@ -62,6 +62,8 @@ enum hkind {
   HK_EXPECT,
   HK_REQUEST_ID,
   HK_SERVER,
+  HK_TRACEPARENT, /* W3C trace context: replaced when tracing is on */
+  HK_TRACESTATE,
 };
 
 static enum hkind classify(const char *n, size_t len) {
@@ -77,7 +79,12 @@ static enum hkind classify(const char *n, size_t len) {
     case 7:
       return IS("upgrade") ? HK_UPGRADE : IS("trailer") ? HK_HOP : HK_OTHER;
     case 10:
-      return IS("connection") ? HK_CONNECTION : IS("keep-alive") ? HK_HOP : HK_OTHER;
+      return IS("connection")   ? HK_CONNECTION
+             : IS("keep-alive") ? HK_HOP
+             : IS("tracestate") ? HK_TRACESTATE
+                                : HK_OTHER;
+    case 11:
+      return IS("traceparent") ? HK_TRACEPARENT : HK_OTHER;
     case 12:
       return IS("x-request-id") ? HK_REQUEST_ID : HK_OTHER;
     case 14:
@@ -144,6 +151,10 @@ static uint64_t rng_next(void) {
   rng_s[2] ^= t;
   rng_s[3] = rotl(rng_s[3], 45);
   return result;
+}
+
+uint64_t headers_rand64(void) {
+  return rng_next();
 }
 
 void headers_gen_request_id(char out[33]) {
@@ -227,6 +238,12 @@ int headers_upstream_request(const struct headers_request *r, struct msg_head *o
         xl += 2;
         continue;
       }
+      case HK_TRACEPARENT:
+        if (r->traceparent) continue; /* this hop's own follows */
+        break;
+      case HK_TRACESTATE:
+        if (r->drop_tracestate) continue;
+        break;
       case HK_OTHER:
       case HK_SERVER:
         break;
@@ -247,6 +264,7 @@ int headers_upstream_request(const struct headers_request *r, struct msg_head *o
   if (!rid) return -ENOMEM;
   push(out, arr, "x-request-id", 12, rid, strlen(rid));
   if (want_te_trailers || (in->flags & MSG_F_GRPC)) push(out, arr, "te", 2, "trailers", 8);
+  if (r->traceparent) push(out, arr, "traceparent", 11, r->traceparent, 55);
   if (r->upgrade && upgrade) {
     push(out, arr, "upgrade", 7, upgrade, upgrade_len);
     out->flags |= MSG_F_UPGRADE;
@@ -276,7 +294,7 @@ int headers_downstream_response(const struct msg_head *in, int upgrade, struct m
       continue;
     }
     if (k != HK_OTHER && k != HK_HOST && k != HK_EXPECT && k != HK_REQUEST_ID && k != HK_XFF &&
-        k != HK_XFP && k != HK_XFH)
+        k != HK_XFP && k != HK_XFH && k != HK_TRACEPARENT && k != HK_TRACESTATE)
       continue; /* hop-by-hop, Server, framing */
     if (has_connection && named_by_connection(h, n, name, len)) continue;
     push(out, arr, name, len, h[i].value, h[i].value_len);

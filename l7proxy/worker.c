@@ -180,6 +180,11 @@ struct route_metrics *worker_route_metrics(struct worker *w, struct l7_snapshot 
             metrics_counter(w->cfg->metrics, "edge_l7_requests_total",
                             "HTTP requests by route, cluster and status class.", labels);
       }
+      size_t nb;
+      const double *b = metrics_default_latency_buckets(&nb);
+      snprintf(labels, sizeof(labels), "route=\"%s\",cluster=\"%s\"", er, ec);
+      m->duration = metrics_histogram(w->cfg->metrics, "edge_l7_request_duration_seconds",
+                                      "Request duration by route and cluster.", labels, b, nb);
       return m;
     }
   }
@@ -325,7 +330,8 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
     size_t nb;
     const double *b = metrics_default_latency_buckets(&nb);
     w->duration = metrics_histogram(cfg->metrics, "edge_l7_request_duration_seconds",
-                                    "Time from request head to response end.", "", b, nb);
+                                    "Request duration by route and cluster.",
+                                    "route=\"_other\",cluster=\"_other\"", b, nb);
     w->g_active = metrics_gauge(cfg->metrics, "edge_l7_active_connections",
                                 "Open downstream connections.", "");
     w->g_up_active = metrics_gauge(cfg->metrics, "edge_l7_upstream_connections",
