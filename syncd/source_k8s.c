@@ -690,17 +690,22 @@ static void gateway_published(struct k8s_source *ks, const struct syncd_desired 
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) continue;
-    /* The same body sent moments ago is still in flight (the watch has not shown it yet). */
+    /* The same body sent moments ago to this same version of the object is still in flight
+     * (the watch has not shown it yet); a re-created or changed object gets it again. */
+    const char *rv =
+        json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
     json_t *last = json_object_get(ks->patched, id);
     const char *last_body = json_string_value(json_object_get(last, "body"));
-    if (last_body && !strcmp(last_body, text) &&
+    const char *last_rv = json_string_value(json_object_get(last, "rv"));
+    if (last_body && !strcmp(last_body, text) && last_rv && rv && !strcmp(last_rv, rv) &&
         now - (time_t)json_integer_value(json_object_get(last, "at")) < 10) {
       free(text);
       continue;
     }
     if (gateway_k8s_status_path(o, api, path, sizeof(path)) == 0) {
-      json_object_set_new(ks->patched, id,
-                          json_pack("{s:I, s:s}", "at", (json_int_t)now, "body", text));
+      json_object_set_new(
+          ks->patched, id,
+          json_pack("{s:I, s:s, s:s}", "at", (json_int_t)now, "body", text, "rv", rv ? rv : ""));
       queue_patch(ks, strdup(path), text);
     } else {
       free(text);

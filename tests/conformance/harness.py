@@ -117,10 +117,10 @@ class Edge:
 
     def _start(self, argv, name, ready=None):
         out = open(os.path.join(self.tmp, name + ".log"), "w")
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE if ready else out,
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE if ready is not None else out,
                              stderr=out, text=True)
         self.procs.append((p, out))
-        if ready:
+        if ready is not None:
             line = p.stdout.readline().strip()
             if not line.startswith(ready):
                 raise RuntimeError("%s did not start: %r (see %s.log)" % (name, line, name))
