@@ -55,6 +55,14 @@ def delay_seconds(path):
 def handler_for(pod, namespace):
     class Echo(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = 65536  # one write per answer (head and body): no Nagle/delayed-ACK stall
+
+        def setup(self):
+            super().setup()
+            try:
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
 
         def log_message(self, fmt, *args):
             pass
