@@ -108,7 +108,8 @@ void greject(struct gctx *c, const char *kind, const struct gobj *k, const char 
   va_start(ap, fmt);
   if (vasprintf(&reason, fmt, ap) < 0) reason = NULL;
   va_end(ap);
-  struct syncd_rejection r = {strdup(kind), strdup(k->ns ? k->ns : ""), strdup(k->name), reason,
+  struct syncd_rejection r = {strdup(kind), strdup(k->ns ? k->ns : ""),
+                              strdup(k->name ? k->name : ""), reason,
                               strdup(k->location ? k->location : "")};
   if (!r.kind || !r.ns || !r.name || !r.reason || !r.location) {
     free(r.kind), free(r.ns), free(r.name), free(r.reason), free(r.location);

@@ -670,6 +670,17 @@ static void wildcard_rules_are_pooled_into_the_hosts_they_cover(void) {
   edge__v1__resource__free_unpacked(r, NULL);
 }
 
+/* Found by tests/fuzz/gateway_fuzz: an object without a name is reported, never a crash. */
+static void object_without_a_name_is_rejected_with_a_reason(void) {
+  run_text(
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {namespace: infra}\n"
+      "spec: {parentRefs: [{name: same-namespace}]}\n---\n");
+  int reported = 0;
+  for (size_t k = 0; k < d->n_rejected; k++)
+    reported |= strstr(d->rejected[k].reason, "has no metadata.name") != NULL;
+  CU_ASSERT_TRUE(reported);
+}
+
 static void same_input_gives_identical_output(void) {
   const char *text =
       route("HTTPRoute", "infra", "r",
@@ -746,6 +757,7 @@ void test_register(void) {
   T(tls_route_becomes_a_passthrough_host);
   T(grpc_route_methods_become_paths_to_a_grpc_cluster);
   T(wildcard_rules_are_pooled_into_the_hosts_they_cover);
+  T(object_without_a_name_is_rejected_with_a_reason);
   T(same_input_gives_identical_output);
 #undef T
 }
