@@ -108,3 +108,48 @@ def listener_hostname(e):
         expect_grpc(e, h, SVC + "Echo", backend="grpc-infra-backend-v3")
     for h in ("foo.com", "no.matching.host"):
         expect_grpc(e, h, SVC + "Echo", grpc_status=12)
+
+
+@case("GRPCRouteRequestHeaderModifier", profile="GATEWAY-GRPC", features=G, manifests=groute(
+    "grpc-request-header-modifier", {"parentRefs": [{"name": "same-namespace"}], "rules": [{
+        "matches": [method(ECHO, "Echo")],
+        "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+            "set": [{"name": "X-Header-Set", "value": "set-overwrites-values"}],
+            "add": [{"name": "X-Header-Add", "value": "header-val-1"}],
+            "remove": ["X-Header-Remove"]}}],
+        "backendRefs": gbackend("grpc-infra-backend-v1")}]}))
+def grpc_header_modifier(e):
+    routes_accepted(e, SAME, [INFRA + "/grpc-request-header-modifier"], kind="GRPCRoute")
+    echo = expect_grpc(e, "127.0.0.1", SVC + "Echo", backend="grpc-infra-backend-v1",
+                       metadata={"X-Header-Set": "some-other-value", "X-Header-Remove": "val"})
+    from harness import Failure
+    hs = {k.lower(): ",".join(v) for k, v in echo["headers"].items()}
+    if hs.get("x-header-set") != "set-overwrites-values" or \
+            hs.get("x-header-add") != "header-val-1" or "x-header-remove" in hs:
+        raise Failure("metadata at the backend: %s" % hs)
+
+
+@case("GRPCRouteWeight", profile="GATEWAY-GRPC", features=G, manifests=groute(
+    "weighted-backends", {"parentRefs": [{"name": "same-namespace"}], "rules": [{
+        "backendRefs": [{"name": "grpc-infra-backend-v1", "port": 8080, "weight": 70},
+                        {"name": "grpc-infra-backend-v2", "port": 8080, "weight": 30},
+                        {"name": "grpc-infra-backend-v3", "port": 8080, "weight": 0}]}]}))
+def grpc_weight(e):
+    from harness import Failure
+    routes_accepted(e, SAME, [INFRA + "/weighted-backends"], kind="GRPCRoute")
+    expect_grpc(e, "127.0.0.1", SVC + "Echo", backend="grpc-infra-backend")
+    want = {"grpc-infra-backend-v1": 0.7, "grpc-infra-backend-v2": 0.3,
+            "grpc-infra-backend-v3": 0.0}
+    why = ""
+    for _ in range(5):
+        seen = {}
+        for _ in range(200):
+            st, gs, echo = e.grpc("127.0.0.1", SVC + "Echo")
+            if st != 200 or gs != 0 or not echo:
+                raise Failure("a call got HTTP %s grpc-status %s" % (st, gs))
+            key = next((b for b in want if echo["pod"].startswith(b)), echo["pod"])
+            seen[key] = seen.get(key, 0) + 1
+        if all(abs(seen.get(b, 0) / 200.0 - w) <= 0.1 for b, w in want.items()):
+            return
+        why = str(seen)
+    raise Failure("weighted distribution never within 10 points: " + why)

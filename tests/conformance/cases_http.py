@@ -562,3 +562,37 @@ def route_generation_bump(e):
             return True
         return None
     checks.poll(bumped, checks.STATUS_S, "observedGeneration above %d on every condition" % gen)
+
+
+@case("HTTPRoutePathMatchOrder", manifests=route(
+    "path-matching-order",
+    {"parentRefs": [{"name": "same-namespace"}],
+     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/match"}}],
+                "backendRefs": [backend("infra-backend-v3")]},
+               {"matches": [{"path": {"type": "Exact", "value": "/match"}}],
+                "backendRefs": [backend("infra-backend-v1")]},
+               {"matches": [{"path": {"type": "PathPrefix", "value": "/match/prefix"}}],
+                "backendRefs": [backend("infra-backend-v1")]},
+               {"matches": [{"path": {"type": "Exact", "value": "/match/exact"}}],
+                "backendRefs": [backend("infra-backend-v2")]},
+               {"matches": [{"path": {"type": "PathPrefix", "value": "/match/prefix/one"}}],
+                "backendRefs": [backend("infra-backend-v2")]},
+               {"matches": [{"path": {"type": "Exact", "value": "/match/exact/one"}}],
+                "backendRefs": [backend("infra-backend-v3")]}]}))
+def path_match_order(e):
+    routes_accepted(e, SAME, [INFRA + "/path-matching-order"])
+    resolved_refs(e, SAME, INFRA + "/path-matching-order")
+    for path, be in [("/match/exact/one", "infra-backend-v3"), ("/match/exact", "infra-backend-v2"),
+                     ("/match", "infra-backend-v1"), ("/match/prefix/one/any", "infra-backend-v2"),
+                     ("/match/prefix/any", "infra-backend-v1"), ("/match/any", "infra-backend-v3")]:
+        expect(e, {"path": path, "backend": be, "namespace": INFRA})
+
+
+@case("HTTPRouteAllBackendsWeightZero", manifests=route(
+    "all-backends-weight-zero",
+    {"parentRefs": [{"name": "same-namespace"}],
+     "rules": [{"backendRefs": [backend("infra-backend-v1", weight=0),
+                                backend("infra-backend-v2", weight=0)]}]}))
+def all_weights_zero(e):
+    routes_accepted(e, SAME, [INFRA + "/all-backends-weight-zero"])
+    expect(e, {"path": "/", "status": 500})

@@ -82,3 +82,19 @@ def simple(e):
         return status == 200 and echo and echo["pod"].startswith("tls-backend") and \
             echo["tls"].get("serverName") == "abc.example.com"
     poll(ok, STATUS_S, "abc.example.com passed through to tls-backend")
+
+
+@case("TLSRouteInvalidReferenceGrant", profile="GATEWAY-TLS",
+      features=("Gateway", "TLSRoute", "ReferenceGrant"), manifests=GW + """apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: reference-grant-wrong-namespace, namespace: gateway-conformance-app-backend}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: TLSRoute, namespace: default}]
+  to: [{group: "", kind: Service, name: tls-backend}]
+---
+""" + troute("gateway-conformance-infra-test", ["abc.example.com"],
+             ns="gateway-conformance-app-backend"))
+def invalid_grant(e):
+    from checks import resolved_refs
+    resolved_refs(e, INFRA + "/gateway-tlsroute", INFRA + "/gateway-conformance-infra-test",
+                  kind="TLSRoute", status="False", reason="RefNotPermitted")
