@@ -381,6 +381,23 @@ distinct=$(tr ' ' '\n' <<<"$seen" | grep . | sort -u | wc -l)
 sent=$((sent + 30))
 if [ "$distinct" -eq 3 ]; then say "  ok    shop-web: 3 endpoints answered 30 requests"
 else say "  FAIL  shop-web: $distinct distinct endpoints answered (want 3):$seen" && fails=$((fails + 1)); fi
+# The Gateway API example (60-gateway-canary.yaml): X-Canary: always always reaches the canary,
+# and the 90/10 split sends requests to both.
+expect "http://127.0.0.1:17080/" canary.example.test app-canary -H 'X-Canary: always'
+expect "http://127.0.0.1:17090/" canary.example.test app-canary -H 'X-Canary: always'
+split=""
+for _ in $(seq 1 200); do
+  split="$split $(curl -sS -m 5 -H 'Host: canary.example.test' -o /dev/null -w '%header{x-backend}' http://127.0.0.1:17080/)"
+done
+sent=$((sent + 200))
+canary=$(tr ' ' '\n' <<<"$split" | grep -c '^app-canary' || true)
+stable=$(tr ' ' '\n' <<<"$split" | grep -c '^app-stable' || true)
+if [ "$canary" -gt 0 ] && [ "$stable" -gt "$canary" ] && [ $((canary + stable)) -eq 200 ]; then
+  say "  ok    canary.example.test: 200 requests split $stable app-stable / $canary app-canary (weights 90/10)"
+else
+  say "  FAIL  canary.example.test: $stable app-stable / $canary app-canary of 200 (want both, mostly stable)"
+  fails=$((fails + 1))
+fi
 expect "https://secure.example.test:17113/" secure.example.test secure \
   --cacert "$run/pki/tls-secure-tls.crt" --resolve secure.example.test:17113:127.0.0.1
 # A new file in the (copied) examples directory changes routing within a
