@@ -823,7 +823,7 @@ int gateway_translate(const struct manifest_set *in, const struct gateway_opts *
   gsort(c.routes.v, c.routes.n, sizeof(struct groute), gateway_age_cmp);
   for (size_t i = 0; i < c.routes.n; i++) route_parents(&c, &c.routes.v[i]);
   for (size_t i = 0; i < c.routes.n; i++)
-    if (c.routes.v[i].accepted_anywhere) grules_build(&c, &c.routes.v[i]);
+    grules_build(&c, &c.routes.v[i], !c.routes.v[i].accepted_anywhere);
   int rc = c.pool.oom ? -ENOMEM : 0;
   if (rc == 0) rc = gemit_merge(&c, in, d);
   if (rc == 0) rc = gstatus_pack(&c, d);

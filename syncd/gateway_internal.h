@@ -208,8 +208,9 @@ const char *ghost_intersect(const char *lh, const char *rh);
 
 /* Builds the rules of route r once it is attached somewhere: fills c->entries for each attached
  * (listener, host) and c->passthrough for TLSRoutes, and r's ResolvedRefs / UnsupportedValue
- * findings. */
-void grules_build(struct gctx *c, struct groute *r);
+ * findings. refs_only (a route attached nowhere): only the ResolvedRefs finding, which the
+ * spec sets whether or not the route is accepted; nothing is emitted. */
+void grules_build(struct gctx *c, struct groute *r, int refs_only);
 
 /* ---- gateway_emit.c ------------------------------------------------------ */
 

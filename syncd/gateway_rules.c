@@ -603,7 +603,7 @@ static Edge__V1__Route *new_route(struct gctx *c, const struct groute *r, int ru
   return rt;
 }
 
-void grules_build(struct gctx *c, struct groute *r) {
+void grules_build(struct gctx *c, struct groute *r, int refs_only) {
   json_t *rules = json_object_get(json_object_get(r->k.o, "spec"), "rules"), *rule;
   size_t ri;
   struct rule_build b = {.c = c, .r = r};
@@ -638,6 +638,13 @@ void grules_build(struct gctx *c, struct groute *r) {
       timeouts(&b, rule, rt);
       add_entries(c, r, (int)ri, (int)mi, rt);
     }
+  }
+  if (refs_only) {
+    /* attached nowhere: only its ResolvedRefs finding is kept, nothing is served */
+    c->entries.n = entries0;
+    c->passthrough.n = pt0;
+    c->clusters.n = clusters0;
+    return;
   }
   if (b.bad) {
     /* An unsupported value rejects the whole route: a partial route would route differently

@@ -2,7 +2,7 @@
  * syncctl — command-line client of syncd's Status service.
  *
  *   syncctl --syncd=ADDR:PORT [--cert --key --ca | --insecure] status [--json]
- *   syncctl ... explain URL [URL...] [--sni NAME] [--header 'K: V']... [--json]
+ *   syncctl ... explain URL [URL...] [--sni NAME] [--header 'K: V']... [--method M] [--json]
  *   syncctl ... certs [--json]
  *
  * Prints a table like `istioctl proxy-status` (NAME KIND ADDRESS
@@ -342,6 +342,7 @@ static int get_status(const char *target, const struct rpc_creds *creds, uint32_
 }
 
 static uint32_t g_https_port; /* --https-port */
+static const char *g_method;  /* --method */
 
 /* Explains one URL; with --json appends the document to out (an array),
  * otherwise prints the text. */
@@ -353,6 +354,7 @@ static int explain_one(const char *target, const struct rpc_creds *creds, uint32
   req.url = (char *)url;
   req.sni = (char *)(sni ? sni : "");
   req.https_port = g_https_port;
+  req.method = (char *)(g_method ? g_method : "");
   req.n_headers = (size_t)headers->count;
   req.headers = (char **)headers->values;
   for (int i = 0; i < headers->count; i++)
@@ -429,7 +431,7 @@ static int run_explain(const char *target, const struct rpc_creds *creds, uint32
 
 int main(int argc, char **argv) {
   const char *target = "127.0.0.1:7000", *cert = NULL, *key = NULL, *ca = NULL;
-  const char *sni = NULL;
+  const char *sni = NULL, *method = NULL;
   struct flag_list headers = {.count = 0};
   int insecure = 0, json = 0;
   long https_port = 0;
@@ -447,6 +449,8 @@ int main(int argc, char **argv) {
       FLAG_GROUP_DEF("explain"),
       {"sni", FLAG_STRING, &sni, "explain: server name the TLS client sends", "NAME"},
       {"header", FLAG_LIST, &headers, "explain: request header (repeatable)", "'NAME: VALUE'"},
+      {"method", FLAG_STRING, &method,
+       "explain: request method, for Gateway API method matches (default GET)", "METHOD"},
       {"https-port", FLAG_INT, &https_port,
        "explain: the proxies' --https port, for http → https Locations (default 443)", "PORT", 0,
        65535},
@@ -461,7 +465,7 @@ int main(int argc, char **argv) {
                 "--syncd=ADDR:PORT [--insecure|--cert --key --ca] COMMAND\n"
                 "  status [--json]\n"
                 "  explain URL [URL...] [--sni NAME] [--header 'NAME: VALUE']... [--https-port N] "
-                "[--json]\n"
+                "[--method M] [--json]\n"
                 "  certs [--json]",
                 "Shows what syncd serves and the state of every node; explains which rule,\n"
                 "cluster and certificate serve a URL; lists certificates and their expiry.",
@@ -473,6 +477,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   g_https_port = (uint32_t)https_port;
+  g_method = method;
   const char *cmd = npos > 0 ? pos[0] : "";
   if (!((npos == 1 && (!strcmp(cmd, "status") || !strcmp(cmd, "certs"))) ||
         (npos >= 2 && !strcmp(cmd, "explain")))) {

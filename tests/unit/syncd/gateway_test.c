@@ -234,6 +234,17 @@ static void section_name_that_names_no_listener_is_no_matching_parent(void) {
                  "  rules: [{backendRefs: [{name: infra-backend-v1, port: 8080}]}]\n"));
   CU_ASSERT_STRING_EQUAL(route_cond("HTTPRoute", "infra", "r", "Accepted"),
                          "False:NoMatchingParent");
+  CU_ASSERT_STRING_EQUAL(route_cond("HTTPRoute", "infra", "r", "ResolvedRefs"),
+                         "True:ResolvedRefs");
+  /* ResolvedRefs is computed for a route attached nowhere too, and nothing is emitted for it */
+  run_text(route("HTTPRoute", "infra", "r",
+                 "  parentRefs: [{name: same-namespace, sectionName: nonexistent}]\n"
+                 "  rules: [{backendRefs: [{name: nothing, port: 8080}]}]\n"));
+  CU_ASSERT_STRING_EQUAL(route_cond("HTTPRoute", "infra", "r", "Accepted"),
+                         "False:NoMatchingParent");
+  CU_ASSERT_STRING_EQUAL(route_cond("HTTPRoute", "infra", "r", "ResolvedRefs"),
+                         "False:BackendNotFound");
+  CU_ASSERT_PTR_NULL(resource("gw:http:*"));
 }
 
 static const char *WILDCARD_GW =
