@@ -339,7 +339,11 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
                                                 .path_type = lr->path_type,
                                                 .data = lr};
       rc = snap_gateway_route(s->gw, s, vh, pr, lr, &rules[s->n_routes], err, errlen);
-      if (rc < 0) goto out;
+      if (rc < 0) {
+        free(s->route_sources[s->n_routes]); /* not counted in n_routes yet */
+        s->route_sources[s->n_routes] = NULL;
+        goto out;
+      }
       s->n_routes++;
       rc = -EINVAL;
     }
