@@ -175,7 +175,11 @@ class Edge:
         self.apply(self.base_manifests(), base=True)
         poll(lambda: self.listening(80), 30, "the l7proxy listening on :80")
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
     def stop(self):
+        """Stops every process; returns the sanitizer reports in their logs (a build with
+        --config=asan), one "name: first line" each."""
         for p, out in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -185,6 +189,17 @@ class Edge:
                     p.kill()
                     p.wait()
             out.close()
+        found = []
+        for _, out in self.procs:
+            try:
+                with open(out.name, errors="replace") as f:
+                    for line in f:
+                        if any(m in line for m in self.SANITIZER_MARKS):
+                            found.append("%s: %s" % (os.path.basename(out.name), line.strip()))
+                            break
+            except OSError:
+                pass
+        return found
 
     @staticmethod
     def listening(port):

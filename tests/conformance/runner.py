@@ -135,7 +135,12 @@ def run_source(source, args, bins, selected):
                   flush=True)
             results.append(r)
     finally:
-        edge.stop()
+        for report in edge.stop():
+            # a sanitizer report in syncd's or the l7proxy's log fails the run
+            print("FAIL sanitizer: %s" % report, flush=True)
+            results.append({"name": "sanitizer", "profile": "", "level": "",
+                            "result": "fail", "why": report, "seconds": 0})
+            args.keep = True
         if args.keep:
             print("runner: logs kept in %s" % tmp)
         else:
