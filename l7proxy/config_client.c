@@ -161,8 +161,9 @@ static void cc_on_open(void *ud) {
   c->stats.connects++;
   cc_set_connected(c, 1);
   if (c->m_connects) metrics_counter_inc(c->m_connects);
-  LOG_INFO("config_stream_open", "syncd=%s node=%s last_applied_version=%" PRIu64, log_q(c->target),
-           log_q(c->node_id), l7_config_store_version(c->store));
+  LOG_INFO("config_stream_open", "syncd=%s replica=%s node=%s last_applied_version=%" PRIu64,
+           log_q(c->target), log_q(rpc_stream_target(c->stream)), log_q(c->node_id),
+           l7_config_store_version(c->store));
   cc_send_hello(c, 0);
   if (c->hooks.on_connection) c->hooks.on_connection(c->ud, 1);
 }
@@ -242,8 +243,8 @@ static void cc_on_message(void *ud, const uint8_t *data, size_t len) {
     if (c->m_ack) metrics_counter_inc(c->m_ack);
     if (c->m_version) metrics_gauge_set(c->m_version, (double)version);
     l7_snapshot_publish(snap);
-    LOG_INFO("config_applied", "version=%" PRIu64 " resources=%zu", version,
-             l7_config_store_size(c->store));
+    LOG_INFO("config_applied", "version=%" PRIu64 " resources=%zu replica=%s", version,
+             l7_config_store_size(c->store), log_q(rpc_stream_target(c->stream)));
   } else {
     c->stats.nacks++;
     if (c->m_nack) metrics_counter_inc(c->m_nack);
@@ -266,8 +267,9 @@ static void cc_on_close(void *ud, int status, const char *details, uint32_t back
   int was_connected = c->stats.connected;
   cc_set_connected(c, 0);
   LOG_WARN("config_stream_closed",
-           "syncd=%s status=%d details=%s retry_ms=%u serving_version=%" PRIu64, log_q(c->target),
-           status, log_q(details ? details : ""), backoff_ms, l7_config_store_version(c->store));
+           "syncd=%s replica=%s status=%d details=%s retry_ms=%u serving_version=%" PRIu64,
+           log_q(c->target), log_q(rpc_stream_target(c->stream)), status,
+           log_q(details ? details : ""), backoff_ms, l7_config_store_version(c->store));
   if (was_connected && c->hooks.on_connection) c->hooks.on_connection(c->ud, 0);
 }
 

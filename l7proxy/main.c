@@ -33,6 +33,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/targets.h"
 #include "l7proxy/access_log.h"
 #include "l7proxy/config_client.h"
 #include "l7proxy/config_store.h"
@@ -245,7 +246,10 @@ int main(int argc, char **argv) {
       {"drain-timeout", FLAG_DURATION_MS, &drain_timeout,
        "SIGTERM: longest wait for in-flight requests (default 30s)", "DURATION"},
       FLAG_GROUP_DEF("Configuration: syncd, file, cache"),
-      {"syncd", FLAG_STRING, &syncd, "control plane address (ConfigSync)", "ADDR:PORT"},
+      {"syncd", FLAG_STRING, &syncd,
+       "control plane (ConfigSync): one address, a list of replicas, or a DNS name with several "
+       "addresses; on failure the next one is tried",
+       "ADDR:PORT[,ADDR:PORT...]|NAME:PORT"},
       {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC to syncd", NULL},
       {"cert", FLAG_STRING, &cert, "client certificate for syncd (PEM)", "FILE"},
       {"key", FLAG_STRING, &key, "client key for syncd (PEM)", "FILE"},
@@ -406,6 +410,15 @@ int main(int argc, char **argv) {
               trace_sample);
       return 2;
     }
+  }
+  if (syncd) {
+    struct target_list tl;
+    char why[256];
+    if (targets_parse(syncd, &tl, why, sizeof(why)) != 0) {
+      fprintf(stderr, "l7proxy: --syncd: %s\n", why);
+      return 2;
+    }
+    targets_free(&tl);
   }
   if (syncd && !insecure && !(cert && key && ca)) {
     fprintf(stderr, "l7proxy: --syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
