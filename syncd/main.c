@@ -35,6 +35,8 @@
 #include "syncd/config_sync.h"
 #include "common/cert.h"
 #include "syncd/explain.h"
+#include "syncd/k8s_client.h"
+#include "syncd/leader.h"
 #include "syncd/membership.h"
 #include "syncd/source.h"
 #include "syncd/status.h"
@@ -54,6 +56,8 @@ struct syncd {
   struct status *status;
   struct admin_server *admin;
   struct syncd_source *source;
+  struct leader *leader; /* kubernetes source with leader election, else NULL */
+  char replica[256];
   uv_signal_t sigterm, sigint;
   int stopping;
   int closing; /* asynchronous closes still running */
@@ -235,6 +239,40 @@ static void on_replicas_changed(void *ud) {
   membership_refresh(sd->mb);
 }
 
+/* ---- replicas and leader election (HA) ----------------------------------- */
+
+static void leader_for_status(void *ud, struct status_leader *out) {
+  struct syncd *sd = ud;
+  memset(out, 0, sizeof(*out));
+  if (!sd->leader) return;
+  struct leader_status ls;
+  leader_status(sd->leader, &ls);
+  out->enabled = 1;
+  out->leader = ls.leader;
+  out->transitions = ls.transitions;
+  snprintf(out->identity, sizeof(out->identity), "%s", ls.identity);
+  snprintf(out->holder, sizeof(out->holder), "%s", ls.holder);
+  snprintf(out->lease, sizeof(out->lease), "%s", ls.lease);
+  snprintf(out->renew_time, sizeof(out->renew_time), "%s", ls.renew_time);
+  snprintf(out->error, sizeof(out->error), "%s", ls.error);
+}
+
+static double gauge_leader(void *arg) {
+  struct syncd *sd = arg;
+  return sd->leader ? leader_is_leader(sd->leader) : 0;
+}
+
+/* --replica-id's default: the pod name, else the host name. */
+static void default_replica_id(char *out, size_t outlen) {
+  const char *pod = getenv("POD_NAME");
+  if (pod && *pod) {
+    snprintf(out, outlen, "%s", pod);
+    return;
+  }
+  if (gethostname(out, outlen) != 0 || !out[0]) snprintf(out, outlen, "syncd");
+  out[outlen - 1] = '\0';
+}
+
 /* ---- admin --------------------------------------------------------------- */
 
 static void handle_config(void *ud, const char *path, const char *query,
@@ -280,6 +318,11 @@ static void on_signal(uv_signal_t *h, int signum) {
   } else {
     closed_one(sd);
   }
+  /* After the source (it asks the leader): release the Lease, so another
+   * replica takes over at its next round (SIGTERM handover). */
+  sd->closing++;
+  leader_stop(sd->leader, closed_one, sd);
+  sd->leader = NULL;
   rpc_server_shutdown(sd->srv, closed_one, sd);
   admin_close(sd->admin, closed_one, sd);
 }
@@ -323,6 +366,9 @@ int main(int argc, char **argv) {
   int insecure = 0;
   uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 5000;
   int restored = 0;
+  const char *replica_id = NULL, *election = "on", *lease_name = "edge-syncd";
+  const char *lease_ns = NULL;
+  uint32_t lease_duration = 15000, lease_renew = 10000, lease_retry = 2000;
   const struct flag_def defs[] = {
       FLAG_GROUP_DEF("Sources"),
       {"source", FLAG_STRING, &source, "dir:PATH (default dir:deploy/examples) or kubernetes",
@@ -342,6 +388,23 @@ int main(int argc, char **argv) {
        "after a restart from --state-dir, hold the replica set back this long so proxies "
        "reconnect first (default 5s; 0 = off)",
        "DURATION"},
+      FLAG_GROUP_DEF("Replicas and leader election (several syncd replicas)"),
+      {"replica-id", FLAG_STRING, &replica_id,
+       "this replica's name in Status and the Lease (default: $POD_NAME, else the host name)",
+       "NAME"},
+      {"leader-election", FLAG_STRING, &election,
+       "kubernetes source: only the holder of a coordination.k8s.io/v1 Lease writes Ingress "
+       "status (default on)",
+       "on|off"},
+      {"lease-name", FLAG_STRING, &lease_name, "the Lease (default edge-syncd)", "NAME"},
+      {"lease-namespace", FLAG_STRING, &lease_ns,
+       "its namespace (default: $POD_NAMESPACE, the service account's, else default)", "NS"},
+      {"lease-duration", FLAG_DURATION_MS, &lease_duration,
+       "how long a holder that stopped renewing keeps it (default 15s)", "DURATION"},
+      {"lease-renew-deadline", FLAG_DURATION_MS, &lease_renew,
+       "a leader that could not renew this long stops writing (default 10s)", "DURATION"},
+      {"lease-retry-period", FLAG_DURATION_MS, &lease_retry,
+       "one Lease round (renew or try to acquire) this often (default 2s)", "DURATION"},
       FLAG_GROUP_DEF("Transport security (mTLS)"),
       {"cert", FLAG_STRING, &cert, "server certificate (PEM) for mTLS", "FILE"},
       {"key", FLAG_STRING, &key, "server private key (PEM) for mTLS", "FILE"},
@@ -396,18 +459,32 @@ int main(int argc, char **argv) {
             expiry_warning);
     return 2;
   }
+  if (strcmp(election, "on") != 0 && strcmp(election, "off") != 0) {
+    fprintf(stderr, "syncd: --leader-election: on or off, got %s\n", election);
+    return 2;
+  }
+  if (!(lease_retry < lease_renew && lease_renew < lease_duration)) {
+    fprintf(stderr,
+            "syncd: want --lease-retry-period < --lease-renew-deadline < "
+            "--lease-duration\n");
+    return 2;
+  }
   log_init("syncd");
   log_set_level(lvl);
   signal(SIGPIPE, SIG_IGN);
 
   struct syncd sd = {.loop = uv_default_loop(), .state_dir = state_dir};
+  if (replica_id && *replica_id)
+    snprintf(sd.replica, sizeof(sd.replica), "%s", replica_id);
+  else
+    default_replica_id(sd.replica, sizeof(sd.replica));
   LOG_INFO("started",
-           "build=%s source=%s listen=%s admin=%s state_dir=%s tls=%s kubeconfig=%s "
-           "publish_address=%s log_level=%s expiry_warning=%s",
-           SYNCD_BUILD, log_q(source), log_q(listen), log_q(admin),
+           "build=%s replica=%s source=%s listen=%s admin=%s state_dir=%s tls=%s kubeconfig=%s "
+           "publish_address=%s log_level=%s expiry_warning=%s leader_election=%s",
+           SYNCD_BUILD, log_q(sd.replica), log_q(source), log_q(listen), log_q(admin),
            log_q(state_dir ? state_dir : ""), insecure ? "insecure" : "mtls",
            log_q(kubeconfig ? kubeconfig : ""), log_q(publish ? publish : ""), level,
-           log_q(expiry_warning));
+           log_q(expiry_warning), election);
   if (insecure) LOG_WARN("insecure", "%s", "gRPC is plaintext: anyone can read configuration");
 
   sd.metrics = metrics_registry_new();
@@ -455,6 +532,10 @@ int main(int argc, char **argv) {
   status_start_expiry(sd.status, sd.loop, sd.metrics);
   metrics_gauge_fn(sd.metrics, "edge_syncd_connected_nodes", "Nodes connected now.",
                    "kind=\"l4lb\"", gauge_l4, &sd);
+  status_set_replica(sd.status, sd.replica, leader_for_status, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_leader",
+                   "1 while this replica holds the Lease (writes Ingress status).", "",
+                   gauge_leader, &sd);
   update_object_gauges(&sd);
   config_sync_on_replicas_changed(sd.cs, on_replicas_changed, &sd);
   /* A restarted syncd knows no proxies yet: telling the l4lbs "no replicas"
@@ -491,7 +572,27 @@ int main(int argc, char **argv) {
       LOG_WARN("default_cert_not_persisted", "err=%s", log_q(err));
     }
   }
-  struct syncd_source_opts o = {.spec = source,
+  if (source && strcmp(source, "kubernetes") == 0 && strcmp(election, "on") == 0) {
+    char ns[256];
+    if (lease_ns)
+      snprintf(ns, sizeof(ns), "%s", lease_ns);
+    else
+      k8s_own_namespace(ns, sizeof(ns));
+    struct leader_opts lo = {.kubeconfig = kubeconfig,
+                             .lease_namespace = ns,
+                             .lease_name = lease_name,
+                             .replica_id = sd.replica,
+                             .duration_ms = lease_duration,
+                             .renew_deadline_ms = lease_renew,
+                             .retry_ms = lease_retry};
+    if (leader_start(sd.loop, &lo, &sd.leader, err, sizeof(err)) != 0) {
+      fprintf(stderr, "syncd: leader election: %s\n", err);
+      LOG_ERROR("leader_election_failed", "err=%s", log_q(err));
+      return 1;
+    }
+  }
+  struct syncd_source_opts o = {.leader = sd.leader,
+                                .spec = source,
                                 .kubeconfig = kubeconfig,
                                 .publish_address = publish,
                                 .debounce_ms = debounce_ms,

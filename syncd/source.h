@@ -22,6 +22,7 @@
 #include "syncd/model.h"
 
 struct syncd_source;
+struct leader;
 
 struct syncd_source_opts {
   const char *spec;       /* "dir:PATH" or "kubernetes" */
@@ -31,6 +32,9 @@ struct syncd_source_opts {
   uint32_t max_delay_ms; /* 0: 1000 (a burst of changes is coalesced, but never delayed longer) */
   const char *default_cert_file, *default_key_file; /* NULL: a self-signed default certificate is
                                                        generated at start */
+  /* kubernetes: status is written back only while this replica leads (NULL:
+   * no election, always). Borrowed: must outlive the source. */
+  struct leader *leader;
 };
 
 struct syncd_source_callbacks {

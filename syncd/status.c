@@ -57,6 +57,9 @@ struct status {
   struct membership *mb;
   char *build;
   int64_t started_at;
+  char *replica;
+  status_leader_fn leader;
+  void *leader_ud;
   status_source_fn source;
   void *source_ud;
   struct cert_fact *certs;
@@ -121,6 +124,7 @@ void status_free(struct status *st) {
   strv_free(st->node_labels, st->n_node_labels);
   free(st->source_labels);
   free(st->build);
+  free(st->replica);
   free(st);
 }
 
@@ -207,9 +211,32 @@ static void certs_refresh(struct status *st) {
   st->certs_valid = 1;
 }
 
+void status_set_replica(struct status *st, const char *replica, status_leader_fn leader, void *ud) {
+  free(st->replica);
+  st->replica = strdup(replica ? replica : "");
+  st->leader = leader;
+  st->leader_ud = ud;
+}
+
 int status_build(struct status *st, uint8_t **out, size_t *len) {
   Edge__V1__StatusResponse resp = EDGE__V1__STATUS_RESPONSE__INIT;
   resp.build = st->build;
+  resp.replica = st->replica ? st->replica : "";
+  Edge__V1__LeaderStatus ls = EDGE__V1__LEADER_STATUS__INIT;
+  struct status_leader sl;
+  memset(&sl, 0, sizeof(sl));
+  if (st->leader) {
+    st->leader(st->leader_ud, &sl);
+    ls.enabled = sl.enabled;
+    ls.leader = sl.leader;
+    ls.identity = sl.identity;
+    ls.holder = sl.holder;
+    ls.lease = sl.lease;
+    ls.transitions = sl.transitions;
+    ls.renew_time = sl.renew_time;
+    ls.error = sl.error;
+  }
+  resp.leader = &ls;
   resp.version = store_version(st->store);
   resp.version_time = store_version_time(st->store);
   resp.started_at = st->started_at;

@@ -60,6 +60,16 @@ void status_refresh_health(struct status *st);
  * started). Call before status_free. */
 void status_stop(struct status *st, void (*done)(void *arg), void *arg);
 
+/* The replica's name and its leader election, as Status shows them. */
+struct status_leader {
+  int enabled, leader;
+  char identity[256], holder[256], lease[512], renew_time[40], error[256];
+  int64_t transitions;
+};
+typedef void (*status_leader_fn)(void *ud, struct status_leader *out);
+/* replica is copied; leader (may be NULL: no election) is asked per Get. */
+void status_set_replica(struct status *st, const char *replica, status_leader_fn leader, void *ud);
+
 /* Builds a packed Edge__V1__StatusResponse; *out malloc'd (caller frees). */
 int status_build(struct status *st, uint8_t **out, size_t *len);
 
