@@ -33,6 +33,7 @@
 #include "l4lb/checker.h"
 #include "l4lb/forward.h"
 #include "l4lb/maglev.h"
+#include "l4lb/members.h"
 #include "l4lb/membership.h"
 
 #define L4LB_VERSION "0.1.0"
@@ -44,13 +45,13 @@ struct l4lb {
   struct flag_list listen, backend;
   const char *syncd, *cert, *key, *ca, *node_id, *hash, *admin_addr, *log_level, *cache_dir;
   int insecure, proxy_protocol, splice;
-  long workers, table_size, rise, fall;
+  long workers, table_size, rise, fall, panic_threshold;
   uint32_t connect_timeout_ms, check_interval_ms, check_timeout_ms, drain_timeout_ms;
+  uint32_t reconnect_max_ms;
   enum maglev_hash_mode hash_mode;
 
   /* runtime */
   struct metrics_registry *metrics;
-  struct metrics_counter *m_rebuilds;
   struct admin_server *admin;
   struct l4_forwarder *fwd;
   struct rpc_runtime *rpc;
@@ -58,8 +59,7 @@ struct l4lb {
   char **bound;     /* actual listen addresses */
   int *bound_https; /* per listener: 1 forwards to the replicas' https_address */
   size_t nbound;
-  struct l4_backend **members;
-  size_t nmembers;
+  struct l4_members *members;
   uint64_t members_version;
   uv_async_t failures_wake;
   uv_signal_t sigterm, sigint;
@@ -71,53 +71,23 @@ struct l4lb {
 
 static struct l4lb g;
 
-/* ---- snapshot rebuild ------------------------------------------------------- */
-
-static int eligible(const struct l4_backend *b) {
-  return b->health.up && !b->draining;
-}
-
-static void rebuild(const char *why) {
-  struct l4_backend **set = calloc(g.nmembers ? g.nmembers : 1, sizeof(*set));
-  if (!set) {
-    LOG_ERROR("rebuild_failed", "reason=%s", log_q("out of memory; keeping the last table"));
-    return;
-  }
-  size_t n = 0;
-  for (size_t i = 0; i < g.nmembers; i++)
-    if (eligible(g.members[i])) set[n++] = g.members[i];
-  struct l4_snapshot *s;
-  char err[256];
-  uint64_t t0 = uv_hrtime();
-  if (l4_snapshot_new(set, n, (uint32_t)g.table_size, &s, err, sizeof(err)) != 0) {
-    LOG_ERROR("rebuild_failed", "reason=%s", log_q(err));
-    free(set);
-    return;
-  }
-  free(set);
-  l4_snapshot_publish(s);
-  metrics_counter_inc(g.m_rebuilds);
-  if (g.admin) admin_set_ready(g.admin, n > 0);
-  LOG_INFO("table_rebuilt", "why=%s backends=%zu of=%zu size=%ld build_us=%llu", log_q(why), n,
-           g.nmembers, g.table_size, (unsigned long long)((uv_hrtime() - t0) / 1000));
-}
-
-static void set_up_gauge(struct l4_backend *b) {
-  if (b->m_up) metrics_gauge_set(b->m_up, b->health.up ? 1 : 0);
-}
-
-/* ---- health ------------------------------------------------------------------- */
+/* ---- members, health ---------------------------------------------------------- */
 
 static void on_check_result(void *ud, struct l4_backend *b, int ok, const char *why) {
-  if (!health_observe(&b->health, ok)) {
-    LOG_DEBUG(ok ? "check_passed" : "check_failed", "backend=%s reason=%s", log_q(b->name),
-              log_q(why));
-    return;
-  }
-  set_up_gauge(b);
-  LOG_INFO(b->health.up ? "backend_up" : "backend_down", "backend=%s reason=%s", log_q(b->name),
-           log_q(why));
-  rebuild(b->health.up ? "backend up" : "backend down");
+  l4_members_check_result(g.members, b, ok, why);
+}
+
+static void start_checker(void *ud, struct l4_backend *b) {
+  struct l4_checker_config cc = {g.check_interval_ms, g.check_timeout_ms};
+  l4_checker_start(g.loop, b, &cc, on_check_result, NULL);
+}
+
+static void stop_checker(void *ud, struct l4_backend *b) {
+  l4_checker_stop(b);
+}
+
+static void on_published(void *ud, size_t eligible) {
+  if (g.admin) admin_set_ready(g.admin, eligible > 0);
 }
 
 /* Worker threads call this after bumping b->connect_failures. */
@@ -126,102 +96,12 @@ static void notify_connect_failure(void *ud, struct l4_backend *b) {
 }
 
 static void on_failures_wake(uv_async_t *a) {
-  for (size_t i = 0; i < g.nmembers; i++) {
-    struct l4_backend *b = g.members[i];
-    uint64_t now = atomic_load(&b->connect_failures);
-    while (b->failures_seen < now) {
-      b->failures_seen++;
-      if (b->health.up) on_check_result(NULL, b, 0, "connect failed (passive)");
-    }
-  }
-}
-
-/* ---- membership --------------------------------------------------------------- */
-
-static struct l4_backend *find_member(const char *name) {
-  for (size_t i = 0; i < g.nmembers; i++)
-    if (strcmp(g.members[i]->name, name) == 0) return g.members[i];
-  return NULL;
-}
-
-static int same_addresses(const struct l4_backend *b, const struct l4_member *m) {
-  const char *check = b->check_address ? b->check_address : "";
-  const char *https = b->https_address ? b->https_address : "";
-  return strcmp(b->address, m->address) == 0 && strcmp(check, m->check) == 0 &&
-         strcmp(https, m->https) == 0;
-}
-
-static void drop_member(struct l4_backend *b) {
-  l4_checker_stop(b);
-  l4_backend_forget_metrics(b);
-  l4_backend_unref(b);
-}
-
-/* Replaces the membership with m[0..n); keeps the health of backends whose
- * name and addresses are unchanged. */
-static void apply_members(const struct l4_member *m, size_t n, const char *source) {
-  struct l4_backend **next = calloc(n ? n : 1, sizeof(*next));
-  if (!next) {
-    LOG_ERROR("membership_failed", "reason=%s", log_q("out of memory; keeping the last set"));
-    return;
-  }
-  /* 1. drop members that left or changed address (before creating their
-   * replacements, which register the same metric series) */
-  size_t kept = 0;
-  for (size_t i = 0; i < g.nmembers; i++) {
-    struct l4_backend *b = g.members[i];
-    const struct l4_member *want = NULL;
-    for (size_t j = 0; j < n && !want; j++)
-      if (strcmp(m[j].name, b->name) == 0) want = &m[j];
-    if (want && same_addresses(b, want)) {
-      g.members[kept++] = b;
-      continue;
-    }
-    LOG_INFO("backend_removed", "backend=%s", log_q(b->name));
-    drop_member(b);
-  }
-  g.nmembers = kept;
-  /* 2. build the new list in the given order */
-  size_t k = 0;
-  for (size_t j = 0; j < n; j++) {
-    struct l4_backend *b = find_member(m[j].name);
-    if (b) {
-      l4_backend_ref(b);
-    } else {
-      char err[256];
-      if (l4_backend_new(m[j].name, m[j].address, m[j].check[0] ? m[j].check : NULL, m[j].weight,
-                         (int)g.rise, (int)g.fall, g.metrics, &b, err, sizeof(err)) != 0) {
-        LOG_WARN("backend_rejected", "reason=%s", log_q(err));
-        continue;
-      }
-      if (l4_backend_set_https(b, m[j].https, err, sizeof(err)) != 0) {
-        LOG_WARN("backend_https_ignored", "reason=%s", log_q(err));
-      }
-      b->failures_seen = 0;
-      set_up_gauge(b);
-      struct l4_checker_config cc = {g.check_interval_ms, g.check_timeout_ms};
-      l4_checker_start(g.loop, b, &cc, on_check_result, NULL);
-      LOG_INFO("backend_added", "backend=%s address=%s https=%s check=%s weight=%u draining=%d",
-               log_q(b->name), log_q(b->address), log_q(b->https_address ? b->https_address : ""),
-               log_q(b->check_address ? b->check_address : "tcp"), m[j].weight, m[j].draining);
-    }
-    if (b->draining != m[j].draining)
-      LOG_INFO(m[j].draining ? "backend_draining" : "backend_undrained", "backend=%s",
-               log_q(b->name));
-    b->weight = m[j].weight ? m[j].weight : 1;
-    b->draining = m[j].draining;
-    next[k++] = b;
-  }
-  for (size_t i = 0; i < g.nmembers; i++) l4_backend_unref(g.members[i]);
-  free(g.members);
-  g.members = next;
-  g.nmembers = k;
-  rebuild(source);
+  l4_members_poll_failures(g.members);
 }
 
 static void on_membership(void *ud, const struct l4_member *m, size_t n, uint64_t version) {
   g.members_version = version;
-  apply_members(m, n, "membership update");
+  l4_members_apply(g.members, m, n, 1, "membership update");
 }
 
 /* Starts from the set saved by the last run (until syncd answers, which
@@ -243,7 +123,7 @@ static void load_cache(void) {
   LOG_INFO("membership_cache_loaded", "dir=%s version=%llu replicas=%zu", log_q(g.cache_dir),
            (unsigned long long)version, n);
   g.members_version = version;
-  apply_members(m, n, "cache");
+  l4_members_apply(g.members, m, n, 0, "cache");
   free(m);
 }
 
@@ -287,6 +167,8 @@ static void handle_config(void *ud, const char *path, const char *query,
   json_object_set_new(root, "draining", json_boolean(g.draining));
   json_object_set_new(root, "table_generation", json_integer(s ? (json_int_t)s->generation : 0));
   json_object_set_new(root, "table_backends", json_integer(s ? (json_int_t)s->n : 0));
+  json_object_set_new(root, "panic_threshold", json_integer(g.panic_threshold));
+  json_object_set_new(root, "held_backends", json_integer((json_int_t)l4_members_held(g.members)));
   json_t *ls = json_array();
   for (size_t i = 0; i < g.nbound; i++) json_array_append_new(ls, json_string(g.bound[i]));
   json_object_set_new(root, "listeners", ls);
@@ -295,8 +177,8 @@ static void handle_config(void *ud, const char *path, const char *query,
     json_object_set_new(lb, g.bound[i], json_string(g.bound_https[i] ? "https" : "http"));
   json_object_set_new(root, "listener_backends", lb);
   json_t *arr = json_array();
-  for (size_t i = 0; i < g.nmembers; i++) {
-    struct l4_backend *b = g.members[i];
+  for (size_t i = 0; i < l4_members_count(g.members); i++) {
+    struct l4_backend *b = l4_members_at(g.members, i);
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(b->name));
     json_object_set_new(o, "address", json_string(b->address));
@@ -306,6 +188,7 @@ static void handle_config(void *ud, const char *path, const char *query,
     json_object_set_new(o, "weight", json_integer(b->weight));
     json_object_set_new(o, "healthy", json_boolean(b->health.up));
     json_object_set_new(o, "draining", json_boolean(b->draining));
+    json_object_set_new(o, "held", json_boolean(l4_members_is_held(g.members, b)));
     uint32_t slots = 0;
     int in_table = 0;
     for (size_t j = 0; s && j < s->n; j++) {
@@ -373,9 +256,7 @@ static void shutdown_all(void) {
   LOG_INFO("stopping", "active=%llu", (unsigned long long)l4_forward_active());
   l4_forward_shutdown(g.fwd);
   g.fwd = NULL;
-  for (size_t i = 0; i < g.nmembers; i++) drop_member(g.members[i]);
-  g.nmembers = 0;
-  free(g.members);
+  l4_members_free(g.members);
   g.members = NULL;
   l4_snapshot_clear();
   if (g.watch) {
@@ -478,6 +359,8 @@ int main(int argc, char **argv) {
   g.check_interval_ms = 2000;
   g.check_timeout_ms = 1000;
   g.drain_timeout_ms = 30000;
+  g.panic_threshold = L4_PANIC_THRESHOLD_DEFAULT;
+  g.reconnect_max_ms = RPC_RECONNECT_MAX_DEFAULT_MS;
   const struct flag_def defs[] = {
       {"listen", FLAG_LIST, &g.listen,
        "address to accept TCP on; backend=https forwards to the replicas' HTTPS address",
@@ -488,6 +371,13 @@ int main(int argc, char **argv) {
        "ADDR:PORT[,https=ADDR:PORT][,check=ADDR:PORT][,weight=N][,drain]", 0, 0},
       {"syncd", FLAG_STRING, &g.syncd, "take the replica set from syncd's Membership.Watch",
        "ADDR:PORT", 0, 0},
+      {"panic-threshold", FLAG_INT, &g.panic_threshold,
+       "percent of the healthy backends that must stay when a set from syncd drops some; "
+       "otherwise the dropped ones are held until their checks fail (default 50; 0: only "
+       "a set dropping all is held)",
+       "PERCENT", 0, 100},
+      {"reconnect-max", FLAG_DURATION_MS, &g.reconnect_max_ms,
+       "longest wait between reconnects to syncd (default 1s, jittered -20%)", "DURATION", 0, 0},
       {"cache-dir", FLAG_STRING, &g.cache_dir,
        "save the last replica set from syncd here and start from it (with --syncd)", "DIR", 0, 0},
       {"insecure", FLAG_BOOL, &g.insecure, "plaintext gRPC to syncd (no TLS)", NULL, 0, 0},
@@ -571,6 +461,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "l4lb: --syncd needs --cert, --key and --ca (or --insecure)\n");
     return 2;
   }
+  if (g.reconnect_max_ms < RPC_RECONNECT_MAX_MIN_MS || g.reconnect_max_ms > 300000) {
+    fprintf(stderr, "l4lb: --reconnect-max: between %ums and 5m\n", RPC_RECONNECT_MAX_MIN_MS);
+    return 2;
+  }
   if (g.connect_timeout_ms == 0 || g.check_interval_ms == 0 || g.check_timeout_ms == 0) {
     fprintf(stderr, "l4lb: --connect-timeout, --check-interval and --check-timeout must be > 0\n");
     return 2;
@@ -593,8 +487,6 @@ int main(int argc, char **argv) {
 
   g.loop = uv_default_loop();
   g.metrics = metrics_registry_new();
-  g.m_rebuilds = metrics_counter(g.metrics, "edge_l4_table_rebuilds_total",
-                                 "Maglev tables built and published", "");
   if (g.admin_addr &&
       admin_start(g.loop, g.admin_addr, g.metrics, &g.admin, err, sizeof(err)) != 0) {
     die("--admin=%s: %s", g.admin_addr, err);
@@ -626,7 +518,19 @@ int main(int argc, char **argv) {
 
   /* the first table (static set, or empty until syncd answers) */
   if (g.admin) admin_set_ready(g.admin, 0);
-  apply_members(statics, (size_t)g.backend.count, g.syncd ? "start (waiting for syncd)" : "start");
+  struct l4_members_config mc = {
+      .table_size = (uint32_t)g.table_size,
+      .rise = (int)g.rise,
+      .fall = (int)g.fall,
+      .panic_threshold = (uint32_t)g.panic_threshold,
+      .metrics = g.metrics,
+      .checker_start = start_checker,
+      .checker_stop = stop_checker,
+      .on_published = on_published,
+  };
+  if (l4_members_new(&mc, &g.members) != 0) die("out of memory");
+  l4_members_apply(g.members, statics, (size_t)g.backend.count, 0,
+                   g.syncd ? "start (waiting for syncd)" : "start");
   free(statics);
   if (g.cache_dir) load_cache();
 
@@ -661,6 +565,7 @@ int main(int argc, char **argv) {
         .address = g.bound[0],
         .build = L4LB_VERSION,
         .cache_dir = g.cache_dir,
+        .reconnect_max_ms = g.reconnect_max_ms,
     };
     if ((rc = l4_watch_start(g.rpc, &wo, on_membership, NULL, &g.watch)) != 0) {
       die("--syncd=%s: %s", g.syncd, rpc_strerror(rc));
@@ -676,11 +581,12 @@ int main(int argc, char **argv) {
   LOG_INFO("started",
            "version=%s listen=%s admin_port=%s workers=%ld membership=%s backends=%d hash=%s "
            "table_size=%ld proxy_protocol=%s splice=%s connect_timeout_ms=%u "
-           "check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld drain_timeout_ms=%u",
+           "check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld drain_timeout_ms=%u "
+           "panic_threshold=%ld reconnect_max_ms=%u",
            L4LB_VERSION, listen_all, admin_bound, g.workers, g.syncd ? g.syncd : "static",
            g.backend.count, hash_name(), g.table_size, g.proxy_protocol ? "on" : "off",
            g.splice ? "on" : "off", g.connect_timeout_ms, g.check_interval_ms, g.check_timeout_ms,
-           g.rise, g.fall, g.drain_timeout_ms);
+           g.rise, g.fall, g.drain_timeout_ms, g.panic_threshold, g.reconnect_max_ms);
   if (g.admin) {
     admin_handle(g.admin, "/config", handle_config, NULL);
     admin_handle(g.admin, "/lookup", handle_lookup, NULL);

@@ -210,7 +210,7 @@ int main(int argc, char **argv) {
   long workers = 0, max_uri = 8192, max_header_bytes = 32768, max_headers = 100;
   long max_body = 100L * 1024 * 1024, max_conns = 10000, retries = 2;
   uint32_t header_timeout = 10000, idle_timeout = 60000, resp_header_timeout = 60000;
-  uint32_t drain_timeout = 30000;
+  uint32_t drain_timeout = 30000, reconnect_max = RPC_RECONNECT_MAX_DEFAULT_MS;
   int proxy_protocol = 0, insecure = 0, access_log = 0;
   const char *tls_min = "1.2", *tls_ciphers = NULL, *tls_ciphersuites = NULL;
   int tls_no_h2 = 0, tls_no_resumption = 0, no_h2c = 0;
@@ -266,6 +266,8 @@ int main(int argc, char **argv) {
       {"log-level", FLAG_STRING, &log_level, "debug|info|warn|error", "LEVEL"},
       {"drain-timeout", FLAG_DURATION_MS, &drain_timeout,
        "SIGTERM: longest wait for in-flight requests (default 30s)", "DURATION"},
+      {"reconnect-max", FLAG_DURATION_MS, &reconnect_max,
+       "longest wait between reconnects to syncd (default 1s, jittered -20%)", "DURATION"},
       {"max-uri-bytes", FLAG_INT, &max_uri, "request target limit, 414 beyond (default 8192)", "N",
        16, 1 << 20},
       {"max-header-bytes", FLAG_INT, &max_header_bytes,
@@ -340,6 +342,10 @@ int main(int argc, char **argv) {
       return 2;
     }
     tls_store_unref(probe);
+  }
+  if (reconnect_max < RPC_RECONNECT_MAX_MIN_MS || reconnect_max > 300000) {
+    fprintf(stderr, "l7proxy: --reconnect-max: between %ums and 5m\n", RPC_RECONNECT_MAX_MIN_MS);
+    return 2;
   }
   if (syncd && !insecure && !(cert && key && ca)) {
     fprintf(stderr, "l7proxy: --syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
@@ -485,6 +491,7 @@ int main(int argc, char **argv) {
         .zone = zone ? zone : "",
         .build = "l7proxy/" L7_VERSION,
         .weight = 1,
+        .backoff_max_ms = reconnect_max,
         .metrics = a->metrics,
     };
     static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied};
@@ -516,13 +523,14 @@ int main(int argc, char **argv) {
            "proxy_protocol=%s "
            "max_uri_bytes=%ld max_header_bytes=%ld max_headers=%ld max_body=%ld "
            "header_timeout_ms=%u idle_timeout_ms=%u response_header_timeout_ms=%u "
-           "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s",
+           "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s "
+           "reconnect_max_ms=%u",
            L7_VERSION, host, bound, https ? https_host : "-", tls_bound,
            admin_addr ? admin_addr : "-", workers, syncd ? syncd : "-",
            log_q(config_file ? config_file : "-"), log_q(cache_dir ? cache_dir : "-"),
            proxy_protocol ? "true" : "false", max_uri, max_header_bytes, max_headers, max_body,
            header_timeout, idle_timeout, resp_header_timeout, max_conns, retries, drain_timeout,
-           access_log ? "true" : "false");
+           access_log ? "true" : "false", reconnect_max);
 
   uv_run(a->loop, UV_RUN_DEFAULT);
   for (int i = 0; i < a->n_workers; i++) worker_join(a->workers[i]);

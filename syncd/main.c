@@ -8,9 +8,11 @@
  * admin endpoint serves /healthz, /readyz, /metrics and /config.
  *
  * Start-up order matters for "serve at once after a restart": the state
- * file is loaded and the gRPC server started before the source is read, so
- * proxies reconnecting to a restarted syncd get the restored version
- * immediately. /readyz turns ready once a state is loaded or restored.
+ * file and the known replica set (membership.h) are loaded and the gRPC
+ * server started before the source is read, so proxies reconnecting to a
+ * restarted syncd get the restored version immediately and l4lbs get the
+ * same replica set as before. /readyz turns ready once a state is loaded
+ * or restored.
  *
  * SIGTERM/SIGINT: stop the source, shut the gRPC server and the admin
  * endpoint down, then free everything and exit 0.
@@ -231,11 +233,6 @@ static void source_status(void *ud, char *name, size_t namelen, int *healthy, ch
   if (sd->source) syncd_source_status(sd->source, name, namelen, healthy, msg, msglen, last_sync);
 }
 
-static void on_replicas_changed(void *ud) {
-  struct syncd *sd = ud;
-  membership_refresh(sd->mb);
-}
-
 /* ---- admin --------------------------------------------------------------- */
 
 static void handle_config(void *ud, const char *path, const char *query,
@@ -338,8 +335,8 @@ int main(int argc, char **argv) {
   const char *default_cert = NULL, *default_key = NULL, *level = "info";
   const char *expiry_warning = "14d";
   int insecure = 0;
-  uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 5000;
-  int restored = 0;
+  uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 0;
+  uint32_t removal_timeout_ms = MEMBERSHIP_REMOVAL_TIMEOUT_MS;
   const struct flag_def defs[] = {
       {"source", FLAG_STRING, &source, "dir:PATH (default dir:deploy/examples) or kubernetes",
        "SPEC"},
@@ -359,9 +356,10 @@ int main(int argc, char **argv) {
        "DURATION"},
       {"max-delay", FLAG_DURATION_MS, &max_delay_ms, "longest a burst of changes is delayed",
        "DURATION"},
+      {"replica-removal-timeout", FLAG_DURATION_MS, &removal_timeout_ms,
+       "a known l7proxy disconnected this long leaves the replica set (default 10m)", "DURATION"},
       {"membership-grace", FLAG_DURATION_MS, &membership_grace_ms,
-       "after a restart from --state-dir, hold the replica set back this long so proxies "
-       "reconnect first (default 5s; 0 = off)",
+       "deprecated, ignored: the replica set is the known proxies, restored from --state-dir",
        "DURATION"},
       {"log-level", FLAG_STRING, &level, "debug, info, warn or error (default info)", "LEVEL"},
       {"expiry-warning", FLAG_STRING, &expiry_warning,
@@ -408,6 +406,10 @@ int main(int argc, char **argv) {
             expiry_warning);
     return 2;
   }
+  if (removal_timeout_ms < 1000) {
+    fprintf(stderr, "syncd: --replica-removal-timeout: at least 1s\n");
+    return 2;
+  }
   log_init("syncd");
   log_set_level(lvl);
   signal(SIGPIPE, SIG_IGN);
@@ -415,11 +417,14 @@ int main(int argc, char **argv) {
   struct syncd sd = {.loop = uv_default_loop(), .state_dir = state_dir};
   LOG_INFO("started",
            "build=%s source=%s listen=%s admin=%s state_dir=%s tls=%s kubeconfig=%s "
-           "publish_address=%s log_level=%s expiry_warning=%s",
+           "publish_address=%s log_level=%s expiry_warning=%s replica_removal_timeout_ms=%u",
            SYNCD_BUILD, log_q(source), log_q(listen), log_q(admin),
            log_q(state_dir ? state_dir : ""), insecure ? "insecure" : "mtls",
            log_q(kubeconfig ? kubeconfig : ""), log_q(publish ? publish : ""), level,
-           log_q(expiry_warning));
+           log_q(expiry_warning), removal_timeout_ms);
+  if (membership_grace_ms)
+    LOG_WARN("deprecated_flag", "flag=membership-grace reason=%s",
+             log_q("ignored: the replica set is the known proxies, restored from --state-dir"));
   if (insecure) LOG_WARN("insecure", "%s", "gRPC is plaintext: anyone can read configuration");
 
   sd.metrics = metrics_registry_new();
@@ -430,7 +435,6 @@ int main(int argc, char **argv) {
   if (state_dir) {
     rc = store_load(sd.store, state_dir, err, sizeof(err));
     if (rc == 0) {
-      restored = 1;
       LOG_INFO("state_restored", "version=%" PRIu64 " resources=%zu", store_version(sd.store),
                store_count(sd.store));
     } else if (rc == STORE_NO_STATE) {
@@ -455,7 +459,9 @@ int main(int argc, char **argv) {
   metrics_gauge_fn(sd.metrics, "edge_syncd_version", "Current configuration version.", "",
                    gauge_version, &sd);
   if (rpc_runtime_new(sd.loop, &sd.rt) != 0 || config_sync_new(sd.store, sd.metrics, &sd.cs) != 0 ||
-      membership_new(sd.cs, sd.metrics, &sd.mb) != 0 ||
+      membership_new(&(struct membership_opts){.state_dir = state_dir,
+                                               .removal_timeout_ms = removal_timeout_ms},
+                     sd.metrics, &sd.mb) != 0 ||
       status_new(sd.store, sd.cs, sd.mb, SYNCD_BUILD, (int64_t)time(NULL), source_status, &sd,
                  &sd.status) != 0) {
     fprintf(stderr, "syncd: cannot initialise\n");
@@ -468,10 +474,15 @@ int main(int argc, char **argv) {
   metrics_gauge_fn(sd.metrics, "edge_syncd_connected_nodes", "Nodes connected now.",
                    "kind=\"l4lb\"", gauge_l4, &sd);
   update_object_gauges(&sd);
-  config_sync_on_replicas_changed(sd.cs, on_replicas_changed, &sd);
-  /* A restarted syncd knows no proxies yet: telling the l4lbs "no replicas"
-   * now would empty their tables until the proxies reconnect. */
-  if (restored) membership_hold(sd.mb, sd.loop, membership_grace_ms);
+  /* The replica set is the known proxies: a restarted syncd tells the
+   * l4lbs the set it had, not "nobody", before any proxy reconnects. */
+  rc = membership_restore(sd.mb, err, sizeof(err));
+  if (rc < 0)
+    LOG_ERROR("replicas_corrupt", "err=%s", log_q(err));
+  else if (state_dir)
+    LOG_INFO("replicas_restored", "count=%d version=%" PRIu64, rc, membership_version(sd.mb));
+  config_sync_on_node_event(sd.cs, membership_node_event, sd.mb);
+  membership_start(sd.mb, sd.loop);
 
   struct rpc_server_opts so = {
       .listen = listen,
