@@ -4,12 +4,12 @@
  * Threads: the main thread runs one libuv loop with the admin endpoint,
  * the health checkers, the syncd watch (through common/rpc) and signals;
  * --workers threads run forward.c's data path. The main thread owns the
- * membership list and every health decision; whenever the eligible set
- * (healthy and not draining) changes it builds a new snapshot (Maglev
- * table) and publishes it, and workers pick it up on their next accept.
- * Workers report connect failures through an atomic counter per backend
- * and a uv_async wake-up; the main thread feeds them to the rise/fall
- * state machine as failed checks.
+ * replica list (members.c: sets, health decisions, the panic-threshold
+ * hold-back); whenever the eligible set (healthy and not draining) changes
+ * it builds a new snapshot (Maglev table) and publishes it, and workers
+ * pick it up on their next accept. Workers report connect failures
+ * through an atomic counter per backend and a uv_async wake-up; the main
+ * thread feeds them to the rise/fall state machine as failed checks.
  *
  * SIGTERM/SIGINT: stop accepting, /readyz answers 503, wait for open
  * connections to finish up to --drain-timeout, then close everything and

@@ -853,6 +853,19 @@ static void restarted_syncd_sends_the_known_set_before_any_proxy_reconnects(void
   CU_ASSERT_EQUAL(replica_status(&f.p, "proxy-back", &state, why, sizeof(why)), 1);
   CU_ASSERT_EQUAL(state, EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED);
   CU_ASSERT_EQUAL(strncmp(why, "in: restored from the state directory", 37), 0);
+  char cmd[2400];
+  snprintf(cmd, sizeof(cmd), "%s --syncd=%s --insecure status", g_bin_syncctl, f.p.target);
+  char *out = run_capture(cmd);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "LAST SEEN"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "REPLICA SET (1 of 1 l7proxies"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "proxy-back  in: restored from the state directory"));
+  free(out);
+  snprintf(cmd, sizeof(cmd), "%s --syncd=%s --insecure status --json", g_bin_syncctl, f.p.target);
+  out = run_capture(cmd);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"in_replica_set\": true"));
+  free(out);
 
   /* It reconnects at the restored version: nothing changes for the l4lbs. */
   CU_ASSERT_EQUAL_FATAL(gsc_open(&g, f.p.target, "/edge.v1.ConfigSync/Stream"), 0);
