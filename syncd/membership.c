@@ -267,7 +267,8 @@ void membership_node_event(void *ud, const struct config_sync_node *n, enum conf
       }
       break;
   }
-  if (rc == REPLICAS_ERR_FULL || rc == REPLICAS_ERR_INVALID)
+  /* Refused once, at its Hello; its later events just find no entry. */
+  if (ev == CONFIG_SYNC_CONNECTED && (rc == REPLICAS_ERR_FULL || rc == REPLICAS_ERR_INVALID))
     LOG_WARN("replica_refused", "node=%s reason=%s", log_q(n->node_id),
              log_q(rc == REPLICAS_ERR_FULL ? "too many proxies tracked" : "unusable node_id"));
   if (rc == 1) refresh(mb, 1);

@@ -446,7 +446,9 @@ int replicas_restore(struct replicas *r, const uint8_t *data, size_t len, int64_
 
 const char *replicas_format_duration(uint64_t ms, char *buf, size_t len) {
   uint64_t s = ms / 1000, h = s / 3600, m = (s % 3600) / 60;
-  if (ms < 1000)
+  if (ms == 0)
+    snprintf(buf, len, "0s");
+  else if (ms < 1000)
     snprintf(buf, len, "%" PRIu64 "ms", ms);
   else if (h)
     snprintf(buf, len, "%" PRIu64 "h%" PRIu64 "m%" PRIu64 "s", h, m, s % 60);

@@ -132,7 +132,7 @@ int replicas_restore(struct replicas *r, const uint8_t *data, size_t len, int64_
  * disconnected for 42s; removed after 10m0s", ...). Returns buf. */
 const char *replica_reason(const struct replica *p, uint32_t removal_timeout_ms, int64_t now,
                            char *buf, size_t len);
-/* Formats a duration in ms as "10m0s", "42s", "1h2m3s", "250ms". */
+/* Formats a duration in ms as "10m0s", "42s", "1h2m3s", "250ms", "0s". */
 const char *replicas_format_duration(uint64_t ms, char *buf, size_t len);
 
 #endif

@@ -248,7 +248,9 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   Edge__V1__CertificateStatus *certs = calloc(st->n_certs + 1, sizeof(*certs));
   Edge__V1__CertificateStatus **cp = calloc(st->n_certs + 1, sizeof(*cp));
   int rc = -1;
-  int64_t now_ms = (int64_t)time(NULL) * 1000;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
   if (!nodes || !np || !certs || !cp || !reasons) goto out;
   for (size_t i = 0; i < n7; i++) {
     const struct config_sync_node *n = config_sync_node_at(st->cs, i);

@@ -597,6 +597,7 @@ def run_fault(cl, scen, fl, out):
     host = fl["host"] or next(iter(scen["backends"]), "") + ".example.test"
     load = sc.Load(VIP, 80, host, fl["path"], threads=2, rate=40, timeout=10)
     note = ""
+    outage_failed = False
     load.start()
     time.sleep(1.5)  # load established before the fault (a duration, not a wait)
     try:
@@ -621,10 +622,8 @@ def run_fault(cl, scen, fl, out):
             note = f"VIP {holder} -> {cl.vip_holder()} in {took:.1f}s"
             time.sleep(max(0.0, fl["duration"] - took))
         elif kind == "syncd-outage":
-            res = syncd_outage(cl, scen, fl, out)
-            if res is None:
-                return False
-            note = res
+            note = syncd_outage(cl, scen, fl, out)  # None: a FAIL line was added
+            outage_failed = note is None
         elif kind == "cut-replica-link":
             cl.net.link(fl["target"], False)
             t0 = time.monotonic()
@@ -675,6 +674,7 @@ def run_fault(cl, scen, fl, out):
     if not ok:
         out.append(f"    FAIL {pct:.1f}% failed during the fault, allowed "
                    f"{fl['max_failed_percent']}%")
+    ok = ok and not outage_failed
     if fl["verify"]:
         vf = verify(host, fl["path"], fl["verify"])
         cl.tally[0] += fl["verify"]

@@ -654,14 +654,13 @@ static void default_backoff_is_capped_at_one_second_and_stays_jittered(void) {
   CU_ASSERT_TRUE(c.backoffs[0] >= 160 && c.backoffs[0] <= 240); /* 200 ±20 % */
   int distinct = 0;
   for (int i = 0; i < 8; i++) {
-    CU_ASSERT_TRUE(c.backoffs[i] <= RPC_RECONNECT_MAX_DEFAULT_MS);
+    CU_ASSERT_TRUE(c.backoffs[i] <= 1000);
     if (i >= 4) {
-      CU_ASSERT_TRUE(c.backoffs[i] >= RPC_RECONNECT_MAX_DEFAULT_MS * 4 / 5);
+      CU_ASSERT_TRUE(c.backoffs[i] >= 800);
       distinct += c.backoffs[i] != c.backoffs[i - 1];
     }
   }
   CU_ASSERT_TRUE(distinct >= 2);
-  CU_ASSERT_EQUAL(RPC_RECONNECT_MAX_DEFAULT_MS, 1000);
   close_client(&c);
 }
 

@@ -135,6 +135,15 @@ static void a_disconnected_proxy_expires_after_the_removal_timeout(void) {
   replicas_free(r);
 }
 
+static void durations_read_like_flags(void) {
+  char b[32];
+  CU_ASSERT_STRING_EQUAL(replicas_format_duration(0, b, sizeof(b)), "0s");
+  CU_ASSERT_STRING_EQUAL(replicas_format_duration(250, b, sizeof(b)), "250ms");
+  CU_ASSERT_STRING_EQUAL(replicas_format_duration(42000, b, sizeof(b)), "42s");
+  CU_ASSERT_STRING_EQUAL(replicas_format_duration(600000, b, sizeof(b)), "10m0s");
+  CU_ASSERT_STRING_EQUAL(replicas_format_duration(3723000, b, sizeof(b)), "1h2m3s");
+}
+
 static void reconnecting_refreshes_fields_and_restarts_the_removal_clock(void) {
   struct replicas *r = fresh(10 * MIN_MS);
   join(r, "l7-a", 8080, T0);
@@ -337,4 +346,5 @@ void test_register(void) {
   CU_add_test(s, "the_set_is_sorted_and_only_visible_changes_count",
               the_set_is_sorted_and_only_visible_changes_count);
   CU_add_test(s, "the_registry_is_bounded", the_registry_is_bounded);
+  CU_add_test(s, "durations_read_like_flags", durations_read_like_flags);
 }
