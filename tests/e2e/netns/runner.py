@@ -501,8 +501,8 @@ def verify(host, path, n):
 
 class TableWatch:
     """Samples every l4lb's Maglev table size (/config table_backends) in
-    the background until stop(); min_backends() is the smallest size each
-    showed. Bounded: one sample per lb every 0.2 s while running."""
+    the background until stop(), which returns the smallest size each
+    showed ("lb-a 3, lb-b 3"). Bounded: one sample per lb every 0.2 s."""
 
     def __init__(self):
         self.mins = {lb: None for lb in LBS}
