@@ -913,6 +913,7 @@ static void a_proxy_away_longer_than_the_removal_timeout_leaves_the_set(void) {
   CU_ASSERT_EQUAL_FATAL(syncd_start(&f.p, f.src, f.state), 0);
   g_extra_flag = NULL;
   CU_ASSERT(file_contains(f.p.log, "msg=deprecated_flag flag=membership-grace"));
+  CU_ASSERT(wait_version_change(&f.p, 0) > 0); /* up (signal handlers too) before the stop */
   fixture_stop(&f);
 }
 
