@@ -716,7 +716,8 @@ static void open_watch(struct gsc_stream *w, const struct syncd_proc *p, const c
   CU_ASSERT_EQUAL(gsc_close_send(w), 0);
 }
 
-/* A proxy that applies the full state; the stream stays open in g. */
+/* A proxy that applies the full state; the stream stays open in g. Returns
+ * once syncd has seen the Ack (a close right after it could overtake it). */
 static void join_proxy(struct gsc_stream *g, const struct syncd_proc *p, const char *id) {
   CU_ASSERT_EQUAL_FATAL(gsc_open(g, p->target, "/edge.v1.ConfigSync/Stream"), 0);
   CU_ASSERT_EQUAL_FATAL(send_hello(g, id, 0), 0);
@@ -724,6 +725,7 @@ static void join_proxy(struct gsc_stream *g, const struct syncd_proc *p, const c
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
   CU_ASSERT_EQUAL(send_ack(g, m->push), 0);
   free_push(m);
+  CU_ASSERT_FATAL(wait_node_state(p, id, EDGE__V1__NODE_STATE__NODE_STATE_SYNCED));
 }
 
 /* The node's replica fields from Status: in_set, and its reason in why. */
