@@ -92,6 +92,7 @@ static void rebuild(struct l4_members *m, const char *why) {
     LOG_ERROR("rebuild_failed", "reason=%s", log_q(err));
     return;
   }
+  if (m->cfg.on_snapshot) m->cfg.on_snapshot(m->cfg.ud, s);
   l4_snapshot_publish(s);
   if (m->m_rebuilds) metrics_counter_inc(m->m_rebuilds);
   if (m->cfg.on_published) m->cfg.on_published(m->cfg.ud, n);

@@ -55,6 +55,9 @@ struct l4_members_config {
   /* Start/stop active checks of b (may be NULL: no checks). */
   void (*checker_start)(void *ud, struct l4_backend *b);
   void (*checker_stop)(void *ud, struct l4_backend *b);
+  /* A new snapshot is about to be published (may be NULL): packet mode
+   * pushes it into the XDP program's maps first. */
+  void (*on_snapshot)(void *ud, const struct l4_snapshot *s);
   /* A snapshot with `eligible` backends was published (may be NULL). */
   void (*on_published)(void *ud, size_t eligible);
   void *ud;
