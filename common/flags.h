@@ -54,8 +54,4 @@ int flags_parse(const struct flag_def *defs, size_t n, int argc, char **argv,
 void flags_usage(FILE *out, const char *prog, const char *synopsis, const char *description,
                  const struct flag_def *defs, size_t n);
 
-/* Splits "host:port" or "[v6]:port" into host (no brackets) and port.
- * Returns 0 or -1. */
-int flags_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
-
 #endif

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/admin.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -251,9 +252,8 @@ static void handle_lookup(void *ud, const char *path, const char *query,
   socklen_t sl, dl;
   struct maglev_flow flow;
   if (admin_query_get(query, "src", src, sizeof(src)) != 0 ||
-      admin_query_get(query, "dst", dst, sizeof(dst)) != 0 ||
-      l4_parse_sockaddr(src, &ss, &sl) != 0 || l4_parse_sockaddr(dst, &ds, &dl) != 0 ||
-      l4_flow_from_addrs(&ss, &ds, &flow) != 0) {
+      admin_query_get(query, "dst", dst, sizeof(dst)) != 0 || addr_parse(src, &ss, &sl) != 0 ||
+      addr_parse(dst, &ds, &dl) != 0 || l4_flow_from_addrs(&ss, &ds, &flow) != 0) {
     admin_reply(resp, 400, NULL,
                 "usage: /lookup?src=IP:PORT&dst=IP:PORT (numeric, same address family)\n");
     return;

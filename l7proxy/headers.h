@@ -2,7 +2,7 @@
  * headers — request and response head rewriting for the HTTP/1.1 proxy.
  *
  * Pure functions over parsed header lists: they write the head that goes
- * upstream (request) or downstream (response) into an h1_buf. Rules:
+ * upstream (request) or downstream (response) into a struct buf (common/buf.h). Rules:
  *  - hop-by-hop fields are dropped: Connection and every field it names,
  *    Keep-Alive, Proxy-*, TE (re-added as "TE: trailers" when asked for),
  *    Trailer, Transfer-Encoding and Content-Length (framing is rewritten
@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "l7proxy/http1_buf.h"
+#include "common/buf.h"
 
 /* One header field; name/value point into the parser's head buffer. */
 struct h1_header {
@@ -62,7 +62,7 @@ struct headers_request {
  * out. The X-Request-Id used (kept or generated) is written to
  * request_id (NUL-terminated, at most 64 chars + NUL). Returns 0 or -ENOMEM.
  */
-int headers_write_request(struct h1_buf *out, const struct headers_request *r, char request_id[65]);
+int headers_write_request(struct buf *out, const struct headers_request *r, char request_id[65]);
 
 struct headers_response {
   int status;
@@ -78,18 +78,15 @@ struct headers_response {
 };
 
 /* Appends the downstream response head to out. Returns 0 or -ENOMEM. */
-int headers_write_response(struct h1_buf *out, const struct headers_response *r);
+int headers_write_response(struct buf *out, const struct headers_response *r);
 
 /*
  * Appends a complete locally generated response: status line, Server,
  * Content-Type text/plain, Content-Length, optional Location, optional
  * Connection: close, and body (may be NULL for "<status> <reason>\n").
  */
-int headers_write_local(struct h1_buf *out, int status, const char *location, int close,
+int headers_write_local(struct buf *out, int status, const char *location, int close,
                         const char *body);
-
-/* Standard reason phrase ("Not Found"); "Unknown" for others. */
-const char *headers_reason(int status);
 
 /* 1 if name (any case) is hop-by-hop by itself (not counting names listed
  * in Connection). */

@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/admin.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -319,7 +320,7 @@ int main(int argc, char **argv) {
   uint16_t https_port = 0;
   static struct tls_options tls_opts;
   if (https) {
-    if (flags_split_hostport(https, https_host, sizeof(https_host), &https_port) != 0) {
+    if (addr_split_hostport(https, https_host, sizeof(https_host), &https_port) != 0) {
       fprintf(stderr, "l7proxy: --https: expected ADDR:PORT, got %s\n", https);
       return 2;
     }
@@ -353,7 +354,7 @@ int main(int argc, char **argv) {
   }
   char host[256];
   uint16_t port;
-  if (flags_split_hostport(http, host, sizeof(host), &port) != 0) {
+  if (addr_split_hostport(http, host, sizeof(host), &port) != 0) {
     fprintf(stderr, "l7proxy: --http: expected ADDR:PORT, got %s\n", http);
     return 2;
   }
@@ -444,20 +445,33 @@ int main(int argc, char **argv) {
   wcfg.h2c = !no_h2c;
   wcfg.h2_max_streams = (uint32_t)h2_max_streams;
   wcfg.h2_max_resets_sec = (uint32_t)h2_max_resets;
+  /* One SO_REUSEPORT socket per worker; with port 0 all share the port chosen for the first. */
+  struct sockaddr_storage http_ss, https_ss;
+  socklen_t http_len = 0, https_len = 0;
+  if (addr_from_ip(host, port, &http_ss, &http_len) != 0) {
+    fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", http, strerror(EINVAL));
+    return 1;
+  }
+  if (https && addr_from_ip(https_host, https_port, &https_ss, &https_len) != 0) {
+    fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", https, strerror(EINVAL));
+    return 1;
+  }
   uint16_t bound = port, tls_bound = https_port;
   for (long i = 0; i < workers; i++) {
-    int fd = worker_listen_socket(host, bound, &bound);
+    int fd = addr_bind_reuseport(&http_ss, http_len, 0, 0);
     if (fd < 0) {
       fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", http, strerror(-fd));
       return 1;
     }
+    bound = (uint16_t)addr_port(&http_ss);
     int tfd = -1;
     if (https) {
-      tfd = worker_listen_socket(https_host, tls_bound, &tls_bound);
+      tfd = addr_bind_reuseport(&https_ss, https_len, 0, 0);
       if (tfd < 0) {
         fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", https, strerror(-tfd));
         return 1;
       }
+      tls_bound = (uint16_t)addr_port(&https_ss);
       wcfg.https_port = tls_bound;
     }
     if (worker_start((int)i, &wcfg, fd, tfd, &a->workers[i]) != 0) {

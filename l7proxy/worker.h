@@ -54,14 +54,6 @@ struct worker_config {
 /* Parses "10.0.0.0/8", "::1/128" or a bare address. 0 or -1. */
 int worker_parse_cidr(const char *s, struct worker_cidr *out);
 
-/*
- * Opens a listening socket with SO_REUSEADDR and SO_REUSEPORT on host:port
- * (port 0: the kernel picks; pass the picked port to the next call so all
- * workers share it). Returns the fd or a negative errno; *port_out gets the
- * bound port.
- */
-int worker_listen_socket(const char *host, uint16_t port, uint16_t *port_out);
-
 /* Starts a worker thread serving listen_fd (plain HTTP) and, when
  * tls_listen_fd >= 0, HTTPS on tls_listen_fd with the certificates of
  * tls_store_current() at each accept (ownership of both fds passes; pass

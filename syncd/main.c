@@ -18,25 +18,24 @@
  * endpoint down, then free everything and exit 0.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "common/admin.h"
+#include "common/fileio.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
 #include "edge/v1/status.pb-c.h"
 #include "syncd/config_sync.h"
-#include "syncd/default_cert.h"
+#include "common/cert.h"
 #include "syncd/explain.h"
 #include "syncd/membership.h"
 #include "syncd/source.h"
@@ -284,18 +283,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ---- default certificate -------------------------------------------------- */
 
-static int write_private(const char *path, const char *text, char *err, size_t errlen) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  size_t len = strlen(text);
-  if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
-    snprintf(err, errlen, "write %s: %s", path, strerror(errno));
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  close(fd);
-  return 0;
-}
-
 /*
  * Without --default-cert, the source would generate a new self-signed
  * certificate at every start, so a restarted syncd would produce a new
@@ -308,14 +295,10 @@ static int ensure_default_cert(const char *dir, char *cert, char *key, size_t le
   snprintf(key, len, "%s/default-key.pem", dir);
   if (access(cert, R_OK) == 0 && access(key, R_OK) == 0) return 0;
   char *cp = NULL, *kp = NULL;
-  if (default_cert_generate("edge-default", 3650, &cp, &kp, err, errlen) != 0) return -1;
-  char tmp[4200];
-  snprintf(tmp, sizeof(tmp), "%s.tmp", key);
-  int rc = write_private(tmp, kp, err, errlen);
-  if (rc == 0 && rename(tmp, key) != 0) rc = -1;
-  snprintf(tmp, sizeof(tmp), "%s.tmp", cert);
-  if (rc == 0) rc = write_private(tmp, cp, err, errlen);
-  if (rc == 0 && rename(tmp, cert) != 0) rc = -1;
+  const char *name = "edge-default";
+  if (cert_generate(&name, 1, 3650, 0, NULL, NULL, &cp, &kp, err, errlen) != 0) return -1;
+  int rc = fileio_write_atomic_buf(key, kp, strlen(kp), 0600, err, errlen);
+  if (rc == 0) rc = fileio_write_atomic_buf(cert, cp, strlen(cp), 0600, err, errlen);
   free(cp);
   free(kp);
   return rc;

@@ -6,7 +6,7 @@
  * reports a change, or the timer expires a replica, the set is packed
  * once and compared with the previous packing, so events that change
  * nothing the l4lbs see do not bump the version. A changed set is saved
- * (DIR/replicas.pb: temp file, fsync, rename, fsync of DIR, 0600) before
+ * (DIR/replicas.pb through common/fileio: atomic replace, 0600) before
  * it is sent. Each watcher remembers the version it was last sent;
  * send_newest sends the current packed set only when the watcher's queue
  * is empty.
@@ -14,15 +14,13 @@
 #include "syncd/membership.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "common/fileio.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
@@ -83,56 +81,16 @@ static void refresh(struct membership *mb, int save_if_changed);
 
 /* ---- persistence ------------------------------------------------------------ */
 
-/* Replaces DIR/replicas.pb atomically. 0 or -1 with a reason. */
-static int write_atomic(const char *dir, const uint8_t *data, size_t len, char *err,
-                        size_t errlen) {
-  char path[4096], tmp[4200];
-  if (snprintf(path, sizeof(path), "%s/%s", dir, MEMBERSHIP_FILE) >= (int)sizeof(path)) {
-    snprintf(err, errlen, "state directory path too long");
-    return -1;
-  }
-  snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-    return -1;
-  }
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, data + off, len - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    off += (size_t)w;
-  }
-  if (off < len || fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
-    snprintf(err, errlen, "%s: %s", tmp, strerror(errno ? errno : EIO));
-    close(fd);
-    unlink(tmp);
-    return -1;
-  }
-  close(fd);
-  if (rename(tmp, path) != 0) {
-    snprintf(err, errlen, "rename to %s: %s", path, strerror(errno));
-    unlink(tmp);
-    return -1;
-  }
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd); /* the rename itself survives a crash */
-    close(dfd);
-  }
-  return 0;
-}
-
 static void save(struct membership *mb) {
   if (!mb->state_dir) return;
   uint8_t *buf;
   size_t len;
-  char err[512];
+  char err[512], path[4096];
+  snprintf(path, sizeof(path), "%s/%s", mb->state_dir, MEMBERSHIP_FILE);
   if (replicas_encode(mb->known, now_ms(), &buf, &len) != 0) {
     snprintf(err, sizeof(err), "out of memory");
   } else {
-    int rc = write_atomic(mb->state_dir, buf, len, err, sizeof(err));
+    int rc = fileio_write_atomic_buf(path, buf, len, 0600, err, sizeof(err));
     free(buf);
     if (mb->timer) mb->last_save_ms = uv_now(mb->timer->loop);
     if (rc == 0) return;
@@ -146,35 +104,15 @@ int membership_restore(struct membership *mb, char *err, size_t errlen) {
   if (!mb->state_dir) return 0;
   char path[4096];
   snprintf(path, sizeof(path), "%s/%s", mb->state_dir, MEMBERSHIP_FILE);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return 0;
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
-    return -1;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size > MB_FILE_MAX) {
-    snprintf(err, errlen, "%s: unreadable or too large", path);
-    close(fd);
-    return -1;
-  }
-  size_t len = (size_t)st.st_size, off = 0;
-  uint8_t *buf = malloc(len ? len : 1);
-  while (buf && off < len) {
-    ssize_t r = read(fd, buf + off, len - off);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    off += (size_t)r;
-  }
-  close(fd);
-  if (!buf || off < len) {
-    snprintf(err, errlen, "%s: %s", path, buf ? "short read" : "out of memory");
-    free(buf);
-    return -1;
-  }
+  char *buf;
+  size_t len;
+  int rc = fileio_read(path, MB_FILE_MAX, &buf, &len, err, errlen);
+  if (rc == -ENOENT) return 0;
+  if (rc != 0) return -1;
   size_t skipped = 0;
   char why[256];
-  int n = replicas_restore(mb->known, buf, len, now_ms(), &skipped, why, sizeof(why));
+  int n =
+      replicas_restore(mb->known, (const uint8_t *)buf, len, now_ms(), &skipped, why, sizeof(why));
   free(buf);
   if (n < 0) {
     snprintf(err, errlen, "%s: %s", path, why);

@@ -9,13 +9,12 @@
  */
 #include "syncd/replicas.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/flags.h"
+#include "common/addr.h"
 #include "edge/v1/membership.pb-c.h"
 
 struct replicas {
@@ -62,14 +61,12 @@ static int valid_name(const char *s) {
   return 1;
 }
 
-/* Numeric "IP:PORT" or "[IPv6]:PORT", what an l4lb can connect to. */
+/* Numeric "IP:PORT" or "[IPv6]:PORT" with a port, what an l4lb can
+ * connect to. */
 static int valid_address(const char *s) {
-  char host[64];
-  uint16_t port;
-  unsigned char buf[16];
-  if (!valid_name(s) || flags_split_hostport(s, host, sizeof(host), &port) != 0 || port == 0)
-    return 0;
-  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+  struct sockaddr_storage ss;
+  socklen_t len;
+  return valid_name(s) && addr_parse(s, &ss, &len) == 0 && addr_port(&ss) > 0;
 }
 
 /* An optional address: empty, or usable. */

@@ -27,6 +27,7 @@
 #include "common/explain.h"
 #include "common/flags.h"
 #include "common/rpc.h"
+#include "common/timefmt.h"
 #include "edge/v1/status.pb-c.h"
 
 static const char *state_name(int s) {
@@ -70,17 +71,6 @@ static void ago(int64_t then, int64_t now, char *out, size_t len) {
     snprintf(out, len, "%" PRId64 "m%" PRId64 "s", d / 60, d % 60);
   else
     snprintf(out, len, "%" PRId64 "s", d);
-}
-
-static void utc(int64_t t, char *out, size_t len) {
-  if (t <= 0) {
-    snprintf(out, len, "-");
-    return;
-  }
-  time_t tt = (time_t)t;
-  struct tm tm;
-  gmtime_r(&tt, &tm);
-  strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* "14 days", "36 hours", "90 seconds". */
@@ -143,8 +133,8 @@ static void print_replica_set(const Edge__V1__StatusResponse *r) {
 static void print_text(const Edge__V1__StatusResponse *r) {
   int64_t now = (int64_t)time(NULL);
   char vt[64], st[64];
-  utc(r->version_time, vt, sizeof(vt));
-  utc(r->started_at, st, sizeof(st));
+  timefmt_utc(r->version_time, vt, sizeof(vt));
+  timefmt_utc(r->started_at, st, sizeof(st));
   printf("syncd %s  version %" PRIu64 " (since %s)  started %s\n\n", r->build, r->version, vt, st);
 
   char cells[NCOLS][256] = {"NAME",  "KIND",  "ADDRESS",   "VERSION(ACKED/PUSHED)",
@@ -170,7 +160,7 @@ static void print_text(const Edge__V1__StatusResponse *r) {
   for (size_t i = 0; i < r->n_sources; i++) {
     const Edge__V1__SourceStatus *s = r->sources[i];
     char ls[64];
-    utc(s->last_sync, ls, sizeof(ls));
+    timefmt_utc(s->last_sync, ls, sizeof(ls));
     printf("  %s  %s  last sync %s%s%s\n", s->name, s->healthy ? "healthy" : "UNHEALTHY", ls,
            s->message[0] ? "  " : "", s->message);
   }
@@ -199,7 +189,7 @@ static void print_text(const Edge__V1__StatusResponse *r) {
     const Edge__V1__CertificateStatus *c = r->certificates[i];
     if (!c->expiring) continue;
     char na[64];
-    utc(c->not_after, na, sizeof(na));
+    timefmt_utc(c->not_after, na, sizeof(na));
     printf("  %s  not after %s  issuer %s  hosts", c->name, na, c->issuer);
     for (size_t k = 0; k < c->n_hosts; k++) printf(" %s", c->hosts[k]);
     printf("\n");
@@ -333,7 +323,7 @@ static void print_certs(const Edge__V1__StatusResponse *r, int json) {
   for (size_t i = 0; i < r->n_certificates; i++) {
     const Edge__V1__CertificateStatus *c = r->certificates[i];
     char na[64], sni[512] = "", hosts[512] = "", days[32];
-    utc(c->not_after, na, sizeof(na));
+    timefmt_utc(c->not_after, na, sizeof(na));
     size_t l = 0;
     for (size_t k = 0; k < c->n_sni_names && l < sizeof(sni) - 1; k++)
       l += (size_t)snprintf(sni + l, sizeof(sni) - l, "%s%s", k ? "," : "", c->sni_names[k]);

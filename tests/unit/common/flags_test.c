@@ -212,36 +212,6 @@ static void bad_durations_are_errors(void) {
   }
 }
 
-static void hostport_splits_ipv4_names_and_bracketed_ipv6(void) {
-  char host[64];
-  uint16_t port = 0;
-  CU_ASSERT_EQUAL(flags_split_hostport("127.0.0.1:8080", host, sizeof(host), &port), 0);
-  CU_ASSERT_STRING_EQUAL(host, "127.0.0.1");
-  CU_ASSERT_EQUAL(port, 8080);
-  CU_ASSERT_EQUAL(flags_split_hostport("example.com:443", host, sizeof(host), &port), 0);
-  CU_ASSERT_STRING_EQUAL(host, "example.com");
-  CU_ASSERT_EQUAL(flags_split_hostport("[::1]:9000", host, sizeof(host), &port), 0);
-  CU_ASSERT_STRING_EQUAL(host, "::1");
-  CU_ASSERT_EQUAL(port, 9000);
-  CU_ASSERT_EQUAL(flags_split_hostport("[2001:db8::5]:0", host, sizeof(host), &port), 0);
-  CU_ASSERT_STRING_EQUAL(host, "2001:db8::5");
-  CU_ASSERT_EQUAL(port, 0);
-  CU_ASSERT_EQUAL(flags_split_hostport(":80", host, sizeof(host), &port), 0);
-  CU_ASSERT_STRING_EQUAL(host, "");
-}
-
-static void hostport_rejects_malformed_input(void) {
-  char host[16];
-  uint16_t port;
-  static const char *const bad[] = {"127.0.0.1",       "127.0.0.1:",
-                                    "127.0.0.1:65536", "127.0.0.1:8a",
-                                    "::1:80",          "[::1]80",
-                                    "[::1]",           "[]:80",
-                                    "host:-1",         "a-very-long-hostname.example.com:80"};
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    CU_ASSERT_EQUAL(flags_split_hostport(bad[i], host, sizeof(host), &port), -1);
-}
-
 void test_register(void) {
   CU_pSuite s = CU_add_suite("flags", NULL, NULL);
   CU_add_test(s, "equals_and_separate_value_forms_both_set_the_flag",
@@ -266,7 +236,4 @@ void test_register(void) {
   CU_add_test(s, "durations_accept_units_and_plain_milliseconds",
               durations_accept_units_and_plain_milliseconds);
   CU_add_test(s, "bad_durations_are_errors", bad_durations_are_errors);
-  CU_add_test(s, "hostport_splits_ipv4_names_and_bracketed_ipv6",
-              hostport_splits_ipv4_names_and_bracketed_ipv6);
-  CU_add_test(s, "hostport_rejects_malformed_input", hostport_rejects_malformed_input);
 }
