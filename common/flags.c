@@ -32,6 +32,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
 static const struct flag_def *find_def(const struct flag_def *defs, size_t n, const char *name,
                                        size_t namelen) {
   for (size_t i = 0; i < n; i++) {
+    if (defs[i].type == FLAG_GROUP) continue;
     if (strlen(defs[i].name) == namelen && memcmp(defs[i].name, name, namelen) == 0)
       return &defs[i];
   }
@@ -120,6 +121,8 @@ static int apply(const struct flag_def *d, const char *v, char *err, size_t errl
     }
     case FLAG_DURATION_MS:
       return parse_duration(d, v, err, errlen);
+    case FLAG_GROUP:
+      break;
   }
   return fail(err, errlen, "--%s: unsupported flag type", d->name);
 }
@@ -179,24 +182,30 @@ int flags_parse(const struct flag_def *defs, size_t n, int argc, char **argv,
   return rc;
 }
 
+static int flag_left(const struct flag_def *d, char *left, size_t len) {
+  return d->metavar ? snprintf(left, len, "--%s=%s", d->name, d->metavar)
+                    : snprintf(left, len, "--%s", d->name);
+}
+
 void flags_usage(FILE *out, const char *prog, const char *synopsis, const char *description,
                  const struct flag_def *defs, size_t n) {
   fprintf(out, "usage: %s %s\n", prog, synopsis ? synopsis : "[flags]");
   if (description && *description) fprintf(out, "\n%s\n", description);
-  fprintf(out, "\nflags:\n");
   int width = 0;
   char left[256];
   for (size_t i = 0; i < n; i++) {
-    int w = defs[i].metavar ? snprintf(left, sizeof(left), "--%s=%s", defs[i].name, defs[i].metavar)
-                            : snprintf(left, sizeof(left), "--%s", defs[i].name);
+    if (defs[i].type == FLAG_GROUP) continue;
+    int w = flag_left(&defs[i], left, sizeof(left));
     if (w > width) width = w;
   }
   if (width > 40) width = 40;
+  if (n == 0 || defs[0].type != FLAG_GROUP) fprintf(out, "\nflags:\n");
   for (size_t i = 0; i < n; i++) {
-    if (defs[i].metavar)
-      snprintf(left, sizeof(left), "--%s=%s", defs[i].name, defs[i].metavar);
-    else
-      snprintf(left, sizeof(left), "--%s", defs[i].name);
+    if (defs[i].type == FLAG_GROUP) {
+      fprintf(out, "\n%s:\n", defs[i].help ? defs[i].help : "");
+      continue;
+    }
+    flag_left(&defs[i], left, sizeof(left));
     fprintf(out, "  %-*s  %s%s\n", width, left, defs[i].help ? defs[i].help : "",
             defs[i].type == FLAG_LIST ? " (repeatable)" : "");
   }

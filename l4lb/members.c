@@ -30,7 +30,7 @@ struct l4_members {
   struct slot *v;
   size_t n;
   struct metrics_counter *m_rebuilds, *m_held_back;
-  struct metrics_gauge *m_held;
+  struct metrics_gauge *m_held, *m_table_backends, *m_members;
 };
 
 int l4_members_new(const struct l4_members_config *cfg, struct l4_members **out) {
@@ -46,6 +46,12 @@ int l4_members_new(const struct l4_members_config *cfg, struct l4_members **out)
         "Healthy backends kept although syncd's set dropped them (panic threshold)", "");
     m->m_held = metrics_gauge(cfg->metrics, "edge_l4_membership_held_backends",
                               "Backends kept now only because of the panic threshold", "");
+    /* for the "no healthy replica" alert: 0 until a table with a backend exists */
+    m->m_table_backends =
+        metrics_gauge(cfg->metrics, "edge_l4_table_backends",
+                      "Backends in the current Maglev table (healthy, not draining)", "");
+    m->m_members = metrics_gauge(cfg->metrics, "edge_l4_member_backends",
+                                 "Backends known (static or from syncd's replica set)", "");
   }
   *out = m;
   return 0;
@@ -95,6 +101,8 @@ static void rebuild(struct l4_members *m, const char *why) {
   if (m->cfg.on_snapshot) m->cfg.on_snapshot(m->cfg.ud, s);
   l4_snapshot_publish(s);
   if (m->m_rebuilds) metrics_counter_inc(m->m_rebuilds);
+  if (m->m_table_backends) metrics_gauge_set(m->m_table_backends, (double)n);
+  if (m->m_members) metrics_gauge_set(m->m_members, (double)m->n);
   if (m->cfg.on_published) m->cfg.on_published(m->cfg.ud, n);
   LOG_INFO("table_rebuilt", "why=%s backends=%zu of=%zu held=%zu size=%u build_us=%llu", log_q(why),
            n, m->n, l4_members_held(m), m->cfg.table_size,

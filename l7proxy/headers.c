@@ -57,6 +57,8 @@ enum hkind {
   HK_EXPECT,
   HK_REQUEST_ID,
   HK_SERVER,
+  HK_TRACEPARENT, /* W3C trace context: replaced when tracing is on */
+  HK_TRACESTATE,
 };
 
 static enum hkind classify(const char *n, size_t len) {
@@ -72,7 +74,12 @@ static enum hkind classify(const char *n, size_t len) {
     case 7:
       return IS("upgrade") ? HK_UPGRADE : IS("trailer") ? HK_HOP : HK_OTHER;
     case 10:
-      return IS("connection") ? HK_CONNECTION : IS("keep-alive") ? HK_HOP : HK_OTHER;
+      return IS("connection")   ? HK_CONNECTION
+             : IS("keep-alive") ? HK_HOP
+             : IS("tracestate") ? HK_TRACESTATE
+                                : HK_OTHER;
+    case 11:
+      return IS("traceparent") ? HK_TRACEPARENT : HK_OTHER;
     case 12:
       return IS("x-request-id") ? HK_REQUEST_ID : HK_OTHER;
     case 14:
@@ -163,6 +170,10 @@ static uint64_t rng_next(void) {
   return result;
 }
 
+uint64_t headers_rand64(void) {
+  return rng_next();
+}
+
 void headers_gen_request_id(char out[33]) {
   static const char hex[] = "0123456789abcdef";
   uint64_t a = rng_next(), b = rng_next();
@@ -223,6 +234,12 @@ int headers_write_request(struct buf *out, const struct headers_request *r, char
           request_id[h[i].value_len] = '\0';
         }
         continue;
+      case HK_TRACEPARENT:
+        if (r->traceparent) continue; /* this hop's own follows */
+        break;
+      case HK_TRACESTATE:
+        if (r->drop_tracestate) continue;
+        break;
       case HK_OTHER:
       case HK_SERVER:
         break;
@@ -251,6 +268,7 @@ int headers_write_request(struct buf *out, const struct headers_request *r, char
   rc |= append_field(out, "X-Forwarded-Host", 16, r->host, r->host_len);
   if (request_id[0] == '\0') headers_gen_request_id(request_id);
   rc |= append_field(out, "X-Request-Id", 12, request_id, strlen(request_id));
+  if (r->traceparent) rc |= append_field(out, "traceparent", 11, r->traceparent, 55);
   if (want_te_trailers) rc |= buf_puts(out, "TE: trailers\r\n");
 
   if (r->upgrade) {
@@ -287,7 +305,7 @@ int headers_write_response(struct buf *out, const struct headers_response *r) {
     size_t len = h[i].name_len;
     enum hkind k = classify(name, len);
     if (k != HK_OTHER && k != HK_HOST && k != HK_EXPECT && k != HK_REQUEST_ID && k != HK_XFF &&
-        k != HK_XFP && k != HK_XFH)
+        k != HK_XFP && k != HK_XFH && k != HK_TRACEPARENT && k != HK_TRACESTATE)
       continue; /* hop-by-hop, Server, framing */
     if (has_connection && named_by_connection(h, n, name, len)) continue;
     rc |= append_field(out, name, len, h[i].value, h[i].value_len);

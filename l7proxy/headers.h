@@ -11,7 +11,8 @@
  *  - requests get X-Forwarded-For (client appended to any earlier list),
  *    X-Forwarded-Proto, X-Forwarded-Host (the client's Host) and
  *    X-Request-Id (kept when the client sent a sane one, else 128 random
- *    bits as 32 hex digits); no Via;
+ *    bits as 32 hex digits); no Via; when tracing, this hop's traceparent
+ *    in place of the client's (see headers_request.traceparent);
  *  - responses get "Server: edge" in place of the upstream's Server.
  * Nothing here allocates except the output buffer's growth.
  * Callers: worker.c (data path), the http1 fuzz target, unit tests.
@@ -55,6 +56,12 @@ struct headers_request {
   int strip_expect;        /* the proxy answers 100-continue itself */
   enum h1_framing framing; /* NONE, LENGTH or CHUNKED */
   uint64_t content_length;
+  /* Tracing (exchange_obs): when set, the client's traceparent fields are
+   * dropped and "traceparent: <these 55 chars>" is sent instead; with
+   * drop_tracestate the client's tracestate fields are dropped too.
+   * NULL/0: both pass through untouched. */
+  const char *traceparent;
+  int drop_tracestate;
 };
 
 /*
@@ -97,6 +104,11 @@ int headers_list_has_token(const char *value, size_t len, const char *token);
 
 /* Case-insensitive name comparison against a NUL-terminated literal. */
 int headers_name_is(const char *name, size_t len, const char *lit);
+
+/* 64 bits from the calling thread's fast generator (xoshiro256**, seeded
+ * from getrandom): unique ids (request ids, trace and span ids), not
+ * secrets. */
+uint64_t headers_rand64(void);
 
 /* Writes 32 lowercase hex digits of fresh randomness and a NUL. */
 void headers_gen_request_id(char out[33]);

@@ -53,6 +53,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/proxy_proto.h"
+#include "l7proxy/exchange_obs.h"
 #include "l7proxy/headers.h"
 #include "l7proxy/http1.h"
 #include "l7proxy/snapshot.h"
@@ -123,6 +124,7 @@ struct route_metrics {
   const struct l7_cluster *cluster;
   int used;
   struct metrics_counter *by_class[6]; /* index status/100; NULL on allocation failure */
+  struct metrics_histogram *duration;  /* latency per route and cluster (dashboards) */
 };
 
 struct exchange {
@@ -163,6 +165,7 @@ struct exchange {
   int h2_ended;          /* the chunked terminator (with trailers) is written */
   int h2_paused;         /* the client is slow: the stream's window is held */
   char request_id[65];
+  struct ex_obs obs; /* tracing + access log (exchange_obs.h); used only when enabled */
 };
 
 enum dstate { D_OPEN = 0, D_TUNNEL, D_CLOSING };
@@ -188,6 +191,7 @@ struct dconn {
   int linger_done;
   size_t linger_bytes;
   char client[INET6_ADDRSTRLEN];
+  uint16_t client_port;
   struct l7_snapshot *snap;
   struct tls_conn *tls; /* HTTPS: plaintext in and out goes through it */
   int https;
@@ -425,33 +429,61 @@ static struct route_metrics *route_metrics(struct worker *w, struct l7_snapshot 
             metrics_counter(w->cfg->metrics, "edge_l7_requests_total",
                             "HTTP requests by route, cluster and status class.", labels);
       }
+      size_t nb;
+      const double *b = metrics_default_latency_buckets(&nb);
+      snprintf(labels, sizeof(labels), "route=\"%s\",cluster=\"%s\"", er, ec);
+      m->duration = metrics_histogram(w->cfg->metrics, "edge_l7_request_duration_seconds",
+                                      "Request duration by route and cluster.", labels, b, nb);
       return m;
     }
   }
   return NULL;
 }
 
+/* OBS HOOK (end): the facts of the finished exchange for the access log
+ * and the span (exchange_obs.h). */
+static struct tls_conn *d_tls(struct dconn *d);
+static void ex_obs_end(struct dconn *d) {
+  struct exchange *ex = &d->ex;
+  struct tls_conn *tls = d_tls(d);
+  const char *sni = tls ? tls_conn_sni(tls) : NULL;
+  struct obs_facts f = {
+      .client = d->client,
+      .client_port = d->client_port,
+      .h2 = d->virt,
+      .https = d->https,
+      .method = ex->method,
+      .authority = ex->host,
+      .path = ex->path,
+      .status = ex->status,
+      .bytes_out = ex->bytes_down,
+      .route_host = ex->route ? ex->route->host_pattern : NULL,
+      .route_path = ex->route ? ex->route->path : NULL,
+      .cluster = ex->cluster ? ex->cluster->name : NULL,
+      .upstream = ex->ep ? ex->ep->name : NULL,
+      .request_id = ex->request_id[0] ? ex->request_id : NULL,
+      .tls_version = tls ? tls_conn_version(tls) : NULL,
+      .sni = sni && sni[0] ? sni : NULL,
+      .alpn = tls ? tls_conn_alpn(tls) : NULL,
+  };
+  obs_end(&ex->obs, &d->w->cfg->obs, &f);
+}
+
 static void record_request(struct dconn *d) {
   struct worker *w = d->w;
   struct exchange *ex = &d->ex;
   double secs = (double)(uv_hrtime() - ex->t_start) / 1e9;
+  struct metrics_histogram *duration = w->duration; /* no route series: "_other" */
   if (w->cfg->metrics && d->snap) {
     struct route_metrics *m = route_metrics(w, d->snap, ex->route, ex->cluster);
     int cls = ex->status / 100;
     if (m && cls >= 1 && cls <= 5 && m->by_class[cls]) metrics_counter_inc(m->by_class[cls]);
+    if (m && m->duration) duration = m->duration;
   }
-  if (w->duration) metrics_histogram_observe(w->duration, secs);
+  if (duration) metrics_histogram_observe(duration, secs);
   struct metrics_counter *by_proto = d->virt ? w->c_req_h2 : w->c_req_h1;
   if (by_proto) metrics_counter_inc(by_proto);
-  if (w->cfg->access_log) {
-    LOG_INFO("access",
-             "client=%s method=%s host=%s path=%s status=%d bytes=%llu duration_ms=%.3f "
-             "route=%s cluster=%s upstream=%s request_id=%s",
-             d->client, log_q(ex->method), log_q(ex->host), log_q(ex->path), ex->status,
-             (unsigned long long)ex->bytes_down, secs * 1000,
-             log_q(ex->route ? ex->route->path : "-"), log_q(ex->cluster ? ex->cluster->name : "-"),
-             ex->ep ? ex->ep->name : "-", ex->request_id[0] ? ex->request_id : "-");
-  }
+  if (obs_enabled(&w->cfg->obs)) ex_obs_end(d); /* OBS HOOK: end */
 }
 
 /* ---- downstream connection -------------------------------------------- */
@@ -798,6 +830,8 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   copy_str(ex->method, sizeof(ex->method), m->method_str, m->method_len);
   copy_str(ex->host, sizeof(ex->host), m->host, m->host_len);
   copy_str(ex->path, sizeof(ex->path), m->target, m->path_len);
+  if (obs_enabled(&w->cfg->obs)) /* OBS HOOK: start (context, sampling, span id) */
+    obs_start(&ex->obs, &w->cfg->obs, m->headers, m->n_headers);
   ex->client_keep_alive = m->keep_alive;
   ex->client_http10 = m->http_minor == 0;
   ex->head_request = m->method == HTTP_HEAD;
@@ -891,6 +925,8 @@ static int d_on_head(void *ud, const struct h1_message *m) {
       .strip_expect = 1,
       .framing = m->framing,
       .content_length = m->content_length,
+      .traceparent = ex->obs.traced ? ex->obs.traceparent : NULL,
+      .drop_tracestate = ex->obs.drop_tracestate,
   };
   if (headers_write_request(&ex->head, &hr, ex->request_id) != 0) return 500;
   if (m->expect_continue) buf_puts(&d->out, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -902,6 +938,7 @@ static int d_on_body(void *ud, const char *p, size_t n) {
   struct dconn *d = ud;
   struct exchange *ex = &d->ex;
   if (!ex->active || ex->local) return 0;
+  ex->obs.bytes_in += n;
   struct uconn *uc = ex->uc;
   if (ex->h2) {
     ex->body_flushed = 1;
@@ -978,8 +1015,10 @@ static int d_proxy_header(struct dconn *d) {
     return -1;
   }
   if (info.command == PROXY_PROTO_CMD_PROXY &&
-      (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6))
+      (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6)) {
     addr_format_ip(&info.src, d->client, sizeof(d->client));
+    d->client_port = (uint16_t)addr_port(&info.src);
+  }
   buf_consume(&d->in, (size_t)rc);
   d->pp_pending = 0;
   return 1;
@@ -1408,6 +1447,7 @@ static void uc_on_connect(uv_connect_t *req, int status) {
     uc_close(uc);
     return;
   }
+  if (obs_enabled(&d->w->cfg->obs)) obs_upstream_connected(&d->ex.obs); /* OBS HOOK */
   uv_tcp_nodelay(&uc->tcp, 1);
   uc->state = U_ACTIVE;
   uc_read_start(uc);
@@ -1570,6 +1610,7 @@ static void x2_on_headers(void *ud, int status, const struct uh2_header *h, size
     }
   }
   ex->status = status;
+  if (obs_enabled(&d->w->cfg->obs)) obs_response_head(&ex->obs); /* OBS HOOK: first byte */
   ex->resp_started = 1;
   ex->resp_keep_alive = 1;
   int close = d->close_after || !ex->client_keep_alive || d->w->draining || ex->upgrade ||
@@ -1796,6 +1837,7 @@ static void ex_start_upstream(struct dconn *d) {
       uc_send_request(uc);
       return;
     }
+    if (obs_enabled(&w->cfg->obs)) obs_upstream_connecting(&ex->obs); /* OBS HOOK */
     struct uconn *uc = uc_new(w, ep, ex->cluster);
     if (uc) {
       uc->d = d;
@@ -1821,6 +1863,8 @@ static void ex_fail(struct dconn *d, int status, const char *why, int retryable)
   if (d->state == D_CLOSING) return;
   int can_retry = retryable && ex->idempotent && !ex->body_flushed && !ex->resp_started;
   if (can_retry && (reused_early || ex->retries_left > 0)) {
+    if (obs_enabled(&d->w->cfg->obs)) /* OBS HOOK: retry (span event) */
+      obs_retry(&ex->obs, ex->ep ? ex->ep->name : NULL, why);
     if (!reused_early)
       ex->retries_left--;
     else if (ex->ep) {
@@ -1867,6 +1911,7 @@ static int u_on_head(void *ud, const struct h1_message *m) {
   struct exchange *ex = &d->ex;
   if (m->status < 200 && m->status != 101) return 0; /* interim: not forwarded */
   ex->status = m->status;
+  if (obs_enabled(&d->w->cfg->obs)) obs_response_head(&ex->obs); /* OBS HOOK: first byte */
   ex->resp_started = 1;
   ex->resp_keep_alive = m->keep_alive;
   uc_arm(uc, d->w->cfg->limits->idle_timeout_ms);
@@ -2757,6 +2802,12 @@ static int h2_try_upgrade(struct dconn *d, const struct h1_message *m) {
 }
 
 /* A virtual dconn serving stream s of parent. */
+/* The TLS connection a request arrived on (an h2 stream: its session's). */
+static struct tls_conn *d_tls(struct dconn *d) {
+  if (!d->virt) return d->tls;
+  return d->h2s && d->h2s->hs ? d->h2s->hs->d->tls : NULL;
+}
+
 static struct dconn *vd_new(struct dconn *parent, struct h2stream *s) {
   struct worker *w = parent->w;
   struct dconn *vd = calloc(1, sizeof(*vd));
@@ -2775,6 +2826,7 @@ static struct dconn *vd_new(struct dconn *parent, struct h2stream *s) {
   vd->close_after = 1; /* one request per stream */
   vd->reading = 1;
   memcpy(vd->client, parent->client, sizeof(vd->client));
+  vd->client_port = parent->client_port;
   return vd;
 }
 
@@ -2818,9 +2870,10 @@ static void on_connection(uv_stream_t *server, int status) {
   uv_tcp_nodelay(&d->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0)
+  if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0) {
     addr_format_ip(&ss, d->client, sizeof(d->client));
-  else
+    d->client_port = (uint16_t)addr_port(&ss);
+  } else
     snprintf(d->client, sizeof(d->client), "unknown");
   if (w->cfg->proxy_protocol) {
     d->pp_pending = 1;
@@ -2968,7 +3021,8 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
     size_t nb;
     const double *b = metrics_default_latency_buckets(&nb);
     w->duration = metrics_histogram(cfg->metrics, "edge_l7_request_duration_seconds",
-                                    "Time from request head to response end.", "", b, nb);
+                                    "Request duration by route and cluster.",
+                                    "route=\"_other\",cluster=\"_other\"", b, nb);
     w->g_active = metrics_gauge(cfg->metrics, "edge_l7_active_connections",
                                 "Open downstream connections.", "");
     w->g_up_active = metrics_gauge(cfg->metrics, "edge_l7_upstream_connections",

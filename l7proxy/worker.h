@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "l7proxy/exchange_obs.h"
 #include "l7proxy/limits.h"
 
 struct metrics_registry;
@@ -36,7 +37,9 @@ struct worker_config {
   int proxy_protocol; /* expect a PROXY v1/v2 header from trusted peers */
   const struct worker_cidr *trusted;
   size_t n_trusted; /* 0 with proxy_protocol: every peer is trusted */
-  int access_log;
+  /* Access log and tracing (l7proxy/exchange_obs.h); all NULL: off, and the
+   * data path skips every observability hook. */
+  struct obs_config obs;
   const char *proto; /* "http" (the plain listener) */
   struct metrics_registry *metrics;
   /* HTTPS: the port of --https (0: none). Plain requests for hosts with

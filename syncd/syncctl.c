@@ -458,15 +458,18 @@ int main(int argc, char **argv) {
   int insecure = 0, json = 0;
   uint32_t timeout_ms = 5000;
   const struct flag_def defs[] = {
+      FLAG_GROUP_DEF("Connection to syncd"),
       {"syncd", FLAG_STRING, &target, "syncd gRPC address (default 127.0.0.1:7000)", "ADDR:PORT"},
       {"cert", FLAG_STRING, &cert, "client certificate (PEM) for mTLS", "FILE"},
       {"key", FLAG_STRING, &key, "client private key (PEM) for mTLS", "FILE"},
       {"ca", FLAG_STRING, &ca, "CA (PEM) that syncd's certificate must chain to", "FILE"},
       {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC", NULL},
+      {"timeout", FLAG_DURATION_MS, &timeout_ms, "deadline of the call (default 5s)", "DURATION"},
+      FLAG_GROUP_DEF("Output"),
       {"json", FLAG_BOOL, &json, "print JSON instead of tables", NULL},
+      FLAG_GROUP_DEF("explain"),
       {"sni", FLAG_STRING, &sni, "explain: server name the TLS client sends", "NAME"},
       {"header", FLAG_LIST, &headers, "explain: request header (repeatable)", "'NAME: VALUE'"},
-      {"timeout", FLAG_DURATION_MS, &timeout_ms, "deadline of the call (default 5s)", "DURATION"},
   };
   const size_t ndefs = sizeof(defs) / sizeof(defs[0]);
   const char *pos[66];

@@ -163,6 +163,40 @@ static void usage_lists_every_flag_with_its_metavar(void) {
   free(text);
 }
 
+/* Group headings structure --help and are never flags themselves. */
+static void groups_title_the_help_and_do_not_parse(void) {
+  const char *a = NULL, *b = NULL;
+  int on = 0;
+  const struct flag_def g[] = {
+      FLAG_GROUP_DEF("Listeners"),
+      {"http", FLAG_STRING, &a, "plain HTTP", "ADDR:PORT", 0, 0},
+      FLAG_GROUP_DEF("Control plane"),
+      {"syncd", FLAG_STRING, &b, "where syncd is", "ADDR:PORT", 0, 0},
+      {"insecure", FLAG_BOOL, &on, "plaintext", NULL, 0, 0},
+  };
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  flags_usage(f, "l7proxy", "[flags]", NULL, g, 5);
+  fclose(f);
+  CU_ASSERT_PTR_NULL(strstr(text, "\nflags:\n")); /* every flag is in a group */
+  const char *l = strstr(text, "\nListeners:\n  --http=ADDR:PORT");
+  const char *c = strstr(text, "\nControl plane:\n  --syncd=ADDR:PORT");
+  CU_ASSERT_PTR_NOT_NULL(l);
+  CU_ASSERT_PTR_NOT_NULL(c);
+  CU_ASSERT(l && c && l < c);
+  CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --insecure         plaintext\n")); /* aligned */
+  free(text);
+  char err[128];
+  char *argv[] = {"prog", "--=x", NULL};
+  CU_ASSERT_EQUAL(flags_parse(g, 5, 2, argv, NULL, 0, NULL, err, sizeof(err)), FLAGS_ERR);
+  char *argv2[] = {"prog", "--syncd=1.2.3.4:5", "--insecure", NULL};
+  CU_ASSERT_EQUAL(flags_parse(g, 5, 3, argv2, NULL, 0, NULL, err, sizeof(err)), FLAGS_OK);
+  CU_ASSERT_STRING_EQUAL(b, "1.2.3.4:5");
+  CU_ASSERT_EQUAL(on, 1);
+}
+
 static void positionals_are_collected_and_double_dash_ends_flags(void) {
   reset();
   const char *pos[4];
@@ -229,6 +263,7 @@ void test_register(void) {
   CU_add_test(s, "help_returns_flags_help", help_returns_flags_help);
   CU_add_test(s, "usage_lists_every_flag_with_its_metavar",
               usage_lists_every_flag_with_its_metavar);
+  CU_add_test(s, "groups_title_the_help_and_do_not_parse", groups_title_the_help_and_do_not_parse);
   CU_add_test(s, "positionals_are_collected_and_double_dash_ends_flags",
               positionals_are_collected_and_double_dash_ends_flags);
   CU_add_test(s, "positionals_are_rejected_when_not_allowed_or_too_many",
