@@ -13,7 +13,10 @@
  * sends are queued in order.
  *
  * Client streams reconnect by themselves with jittered exponential backoff
- * (initial 200 ms, doubling, capped, ±20 % jitter) until closed. Each
+ * (initial 200 ms, doubling, ±20 % jitter, capped: by default at 1 s, so a
+ * proxy or l4lb resyncs within about a second of syncd coming back; at
+ * the cap the delay is uniform in [0.8, 1] × cap, so N clients of a down
+ * server make at most N / (0.8 × cap) attempts per second) until closed. Each
  * attempt uses a fresh gRPC channel, so gRPC's own reconnect backoff never
  * adds to ours. A server sends its response headers as soon as it accepts
  * a call, which is how a client knows it really reached the server; an
@@ -116,12 +119,17 @@ struct rpc_stream_callbacks {
   void (*on_close)(void *ud, int status, const char *details, uint32_t backoff_ms);
 };
 
+/* Reconnect backoff cap: the default, and the lowest a daemon flag may set
+ * (lower would hammer a down server). */
+#define RPC_RECONNECT_MAX_DEFAULT_MS 1000
+#define RPC_RECONNECT_MAX_MIN_MS 100
+
 struct rpc_stream_opts {
   const char *target; /* "127.0.0.1:7000", "10.0.0.1:7000,10.0.0.2:7000", "syncd.svc:7000" */
   const char *method; /* "/edge.v1.ConfigSync/Stream" */
   struct rpc_creds creds;
-  uint32_t backoff_initial_ms; /* 0: 200 */
-  uint32_t backoff_max_ms;     /* 0: 10000 */
+  uint32_t backoff_initial_ms; /* 0: 200 (lowered to the cap if above it) */
+  uint32_t backoff_max_ms;     /* 0: RPC_RECONNECT_MAX_DEFAULT_MS */
   /* The backoff resets to initial once a stream stays up this long after
    * the server's response headers arrived, or receives a message (0: 5000). */
   uint32_t backoff_reset_ms;

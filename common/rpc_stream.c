@@ -107,7 +107,11 @@ static uint32_t rpc_stream_jitter(struct rpc_stream *s, uint32_t ms) {
   uint64_t r = rpc_stream_rand(s);
   uint64_t span = (uint64_t)ms * 2 / 5; /* ±20 % */
   uint64_t v = (uint64_t)ms - span / 2 + (span ? r % (span + 1) : 0);
-  return v > s->backoff_max ? s->backoff_max : (uint32_t)v;
+  /* Past the cap, reflect rather than clamp: clamping would put half of
+   * all clients at exactly the cap, in step. ms <= cap, so v <= 1.2 cap
+   * and the reflection stays >= 0.8 cap. */
+  uint64_t max = s->backoff_max;
+  return (uint32_t)(v > max ? 2 * max - v : v);
 }
 
 static void rpc_stream_on_timer(uv_timer_t *t);
@@ -390,8 +394,8 @@ int rpc_stream_open(struct rpc_runtime *rt, const struct rpc_stream_opts *opts,
   s->cb = *cb;
   s->ud = ud;
   s->backoff_initial = opts->backoff_initial_ms ? opts->backoff_initial_ms : 200;
-  s->backoff_max = opts->backoff_max_ms ? opts->backoff_max_ms : 10000;
-  if (s->backoff_max < s->backoff_initial) s->backoff_max = s->backoff_initial;
+  s->backoff_max = opts->backoff_max_ms ? opts->backoff_max_ms : RPC_RECONNECT_MAX_DEFAULT_MS;
+  if (s->backoff_initial > s->backoff_max) s->backoff_initial = s->backoff_max;
   s->backoff_reset = opts->backoff_reset_ms ? opts->backoff_reset_ms : 5000;
   s->backoff_cur = s->backoff_initial;
   s->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)s) | 1;

@@ -242,6 +242,7 @@ int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_
       .target = opts->target,
       .method = "/edge.v1.Membership/Watch",
       .creds = opts->creds,
+      .backoff_max_ms = opts->reconnect_max_ms,
   };
   struct rpc_stream_callbacks cb = {
       .on_open = on_watch_open,

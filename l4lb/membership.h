@@ -11,8 +11,9 @@
  * node_id is empty); replicas with an unusable address are skipped with a
  * warning (never the whole set), duplicates keep the first.
  *
- * The watch stream reconnects by itself (common/rpc); while syncd is away
- * nothing is delivered, so the last set stays in force.
+ * The watch stream reconnects by itself (common/rpc, jittered backoff
+ * capped at reconnect_max_ms); while syncd is away nothing is delivered,
+ * so the last set stays in force.
  *
  * Cache (--cache-dir): every ReplicaSet received is saved as the bytes
  * syncd sent (DIR/replicas.pb, written to a temp file, fsynced and renamed
@@ -77,7 +78,8 @@ struct l4_watch_opts {
   const char *node_id; /* this l4lb, for syncd's status */
   const char *address; /* where this l4lb listens, for syncd's status */
   const char *build;
-  const char *cache_dir; /* save every set received here (NULL: no cache) */
+  const char *cache_dir;     /* save every set received here (NULL: no cache) */
+  uint32_t reconnect_max_ms; /* reconnect backoff cap (0: the rpc default) */
 };
 
 int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_watch_fn fn,

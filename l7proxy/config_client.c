@@ -289,7 +289,7 @@ static int cc_open_stream(struct l7_config_client *c) {
     LOG_ERROR("config_stream_open_failed", "syncd=%s error=%s", log_q(c->target),
               log_q(rpc_strerror(rc)));
     uv_timer_start(&c->reset_timer, cc_on_reset_timer,
-                   c->backoff_max_ms ? c->backoff_max_ms : 10000, 0);
+                   c->backoff_max_ms ? c->backoff_max_ms : RPC_RECONNECT_MAX_DEFAULT_MS, 0);
   }
   return rc;
 }

@@ -221,7 +221,7 @@ int main(int argc, char **argv) {
   long workers = 0, max_uri = 8192, max_header_bytes = 32768, max_headers = 100;
   long max_body = 100L * 1024 * 1024, max_conns = 10000, retries = 2;
   uint32_t header_timeout = 10000, idle_timeout = 60000, resp_header_timeout = 60000;
-  uint32_t drain_timeout = 30000;
+  uint32_t drain_timeout = 30000, reconnect_max = RPC_RECONNECT_MAX_DEFAULT_MS;
   int proxy_protocol = 0, insecure = 0, access_log = 0;
   const char *access_log_path = NULL, *access_log_format = NULL;
   long access_log_buffer = 4L << 20, trace_queue = 4096, trace_batch = 512;
@@ -263,6 +263,8 @@ int main(int argc, char **argv) {
       {"config", FLAG_STRING, &config_file,
        "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
       {"cache-dir", FLAG_STRING, &cache_dir, "directory for the last applied state", "DIR"},
+      {"reconnect-max", FLAG_DURATION_MS, &reconnect_max,
+       "longest wait between reconnects to syncd (default 1s, jittered -20%)", "DURATION"},
       FLAG_GROUP_DEF("TLS"),
       {"tls-min-version", FLAG_STRING, &tls_min, "lowest TLS version: 1.2|1.3 (default 1.2)", "V"},
       {"tls-ciphers", FLAG_STRING, &tls_ciphers,
@@ -393,6 +395,10 @@ int main(int argc, char **argv) {
       return 2;
     }
     tls_store_unref(probe);
+  }
+  if (reconnect_max < RPC_RECONNECT_MAX_MIN_MS || reconnect_max > 300000) {
+    fprintf(stderr, "l7proxy: --reconnect-max: between %ums and 5m\n", RPC_RECONNECT_MAX_MIN_MS);
+    return 2;
   }
   enum access_log_format alog_format = ACCESS_LOG_LOGFMT;
   if (access_log_format && access_log_parse_format(access_log_format, &alog_format) != 0) {
@@ -606,6 +612,7 @@ int main(int argc, char **argv) {
         .zone = zone ? zone : "",
         .build = "l7proxy/" L7_VERSION,
         .weight = 1,
+        .backoff_max_ms = reconnect_max,
         .metrics = a->metrics,
     };
     static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied};
@@ -640,7 +647,8 @@ int main(int argc, char **argv) {
            "max_uri_bytes=%ld max_header_bytes=%ld max_headers=%ld max_body=%ld "
            "header_timeout_ms=%u idle_timeout_ms=%u response_header_timeout_ms=%u "
            "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s "
-           "access_log_format=%s access_log_path=%s trace_otlp=%s trace_sample=%g",
+           "access_log_format=%s access_log_path=%s trace_otlp=%s trace_sample=%g "
+           "reconnect_max_ms=%u",
            L7_VERSION, host, bound, https ? https_host : "-", tls_bound,
            admin_addr ? admin_addr : "-", workers, syncd ? syncd : "-",
            log_q(config_file ? config_file : "-"), log_q(cache_dir ? cache_dir : "-"),
@@ -648,7 +656,7 @@ int main(int argc, char **argv) {
            header_timeout, idle_timeout, resp_header_timeout, max_conns, retries, drain_timeout,
            access_log ? "true" : "false", alog_format == ACCESS_LOG_JSON ? "json" : "logfmt",
            log_q(access_log_path ? access_log_path : "-"), log_q(trace_otlp ? trace_otlp : "-"),
-           sample_ratio);
+           sample_ratio, reconnect_max);
 
   uv_run(a->loop, UV_RUN_DEFAULT);
   for (int i = 0; i < a->n_workers; i++) worker_join(a->workers[i]);

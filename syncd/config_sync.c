@@ -70,8 +70,8 @@ struct config_sync {
   struct registry nodes; /* of struct cs_node */
   uint64_t push_seq;
   char boot_id[17];
-  void (*replicas_fn)(void *ud);
-  void *replicas_ud;
+  config_sync_event_fn event_fn;
+  void *event_ud;
   struct metrics_counter *pushes, *acks, *nacks, *bytes;
   struct metrics_histogram *push_ack;
 };
@@ -131,13 +131,13 @@ void config_sync_free(struct config_sync *cs) {
   free(cs);
 }
 
-void config_sync_on_replicas_changed(struct config_sync *cs, void (*fn)(void *ud), void *ud) {
-  cs->replicas_fn = fn;
-  cs->replicas_ud = ud;
+void config_sync_on_node_event(struct config_sync *cs, config_sync_event_fn fn, void *ud) {
+  cs->event_fn = fn;
+  cs->event_ud = ud;
 }
 
-static void replicas_changed(struct config_sync *cs) {
-  if (cs->replicas_fn) cs->replicas_fn(cs->replicas_ud);
+static void node_event(struct config_sync *cs, const struct cs_node *n, enum config_sync_event ev) {
+  if (cs->event_fn) cs->event_fn(cs->event_ud, &n->pub, ev);
 }
 
 size_t config_sync_node_count(const struct config_sync *cs) {
@@ -186,9 +186,9 @@ static void stream_detach(struct cs_stream *st) {
   if (!registry_detach(&n->reg, st)) return; /* a replaced stream speaks for nobody */
   n->pub.connected = 0;
   n->pub.disconnected_at = now_s();
-  LOG_INFO("node_disconnected", "node=%s acked=%" PRIu64, log_q(n->pub.node_id),
-           n->pub.acked_version);
-  if (n->pub.applied) replicas_changed(st->cs);
+  LOG_INFO("node_disconnected", "node=%s acked=%" PRIu64 " draining=%d", log_q(n->pub.node_id),
+           n->pub.acked_version, n->pub.draining);
+  node_event(st->cs, n, CONFIG_SYNC_DISCONNECTED);
 }
 
 /* Ends a call because of a bad message; the node's accepted state stays. */
@@ -303,7 +303,6 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
     old->finished = 1;
     rpc_call_finish(old->call, RPC_STATUS_CANCELLED, "replaced by a newer stream of this node");
   }
-  int was_replica = old && n->pub.applied;
   node_apply_hello(n, h);
   uint64_t version = store_version(cs->store);
   st->node = n;
@@ -324,19 +323,18 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
            "node=%s peer=%s address=%s zone=%s build=%s last_applied=%" PRIu64 " version=%" PRIu64,
            log_q(n->pub.node_id), log_q(rpc_call_peer(st->call)), log_q(n->pub.address),
            log_q(n->pub.zone), log_q(n->pub.build), h->last_applied_version, version);
-  if (n->pub.applied || was_replica) replicas_changed(cs);
+  node_event(cs, n, CONFIG_SYNC_CONNECTED);
+  if (n->pub.applied) node_event(cs, n, CONFIG_SYNC_APPLIED);
   push_node(cs, n);
 }
 
 static void on_update(struct cs_stream *st, const Edge__V1__Hello *h) {
   struct cs_node *n = st->node;
   int draining = n->pub.draining;
-  uint32_t weight = n->pub.weight;
   node_apply_hello(n, h);
   if (draining != n->pub.draining)
     LOG_INFO("node_draining", "node=%s draining=%d", log_q(n->pub.node_id), n->pub.draining);
-  if (n->pub.applied && (draining != n->pub.draining || weight != n->pub.weight))
-    replicas_changed(st->cs);
+  node_event(st->cs, n, CONFIG_SYNC_UPDATED);
 }
 
 static void on_ack(struct cs_stream *st, const Edge__V1__Ack *a) {
@@ -356,7 +354,7 @@ static void on_ack(struct cs_stream *st, const Edge__V1__Ack *a) {
   n->pub.nacked = 0;
   set_str(&n->pub.last_error, "");
   LOG_DEBUG("ack", "node=%s version=%" PRIu64, log_q(n->pub.node_id), s->version);
-  if (first) replicas_changed(st->cs);
+  if (first) node_event(st->cs, n, CONFIG_SYNC_APPLIED);
   answered(st->cs, n, s);
 }
 

@@ -8,9 +8,11 @@
  * admin endpoint serves /healthz, /readyz, /metrics and /config.
  *
  * Start-up order matters for "serve at once after a restart": the state
- * file is loaded and the gRPC server started before the source is read, so
- * proxies reconnecting to a restarted syncd get the restored version
- * immediately. /readyz turns ready once a state is loaded or restored.
+ * file and the known replica set (membership.h) are loaded and the gRPC
+ * server started before the source is read, so proxies reconnecting to a
+ * restarted syncd get the restored version immediately and l4lbs get the
+ * same replica set as before. /readyz turns ready once a state is loaded
+ * or restored.
  *
  * SIGTERM/SIGINT: stop the source, shut the gRPC server and the admin
  * endpoint down, then free everything and exit 0.
@@ -234,11 +236,6 @@ static void source_status(void *ud, char *name, size_t namelen, int *healthy, ch
   if (sd->source) syncd_source_status(sd->source, name, namelen, healthy, msg, msglen, last_sync);
 }
 
-static void on_replicas_changed(void *ud) {
-  struct syncd *sd = ud;
-  membership_refresh(sd->mb);
-}
-
 /* ---- replicas and leader election (HA) ----------------------------------- */
 
 static void leader_for_status(void *ud, struct status_leader *out) {
@@ -364,8 +361,8 @@ int main(int argc, char **argv) {
   const char *default_cert = NULL, *default_key = NULL, *level = "info";
   const char *expiry_warning = "14d";
   int insecure = 0;
-  uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 5000;
-  int restored = 0;
+  uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 0;
+  uint32_t removal_timeout_ms = MEMBERSHIP_REMOVAL_TIMEOUT_MS;
   const char *replica_id = NULL, *election = "on", *lease_name = "edge-syncd";
   const char *lease_ns = NULL;
   uint32_t lease_duration = 15000, lease_renew = 10000, lease_retry = 2000;
@@ -383,10 +380,13 @@ int main(int argc, char **argv) {
       FLAG_GROUP_DEF("Serving: gRPC (ConfigSync, Membership, Status) and admin"),
       {"listen", FLAG_STRING, &listen, "gRPC listen address (default 127.0.0.1:7000)", "ADDR:PORT"},
       {"admin", FLAG_STRING, &admin, "admin HTTP address (default 127.0.0.1:7001)", "ADDR:PORT"},
-      {"state-dir", FLAG_STRING, &state_dir, "directory for the persisted last good state", "DIR"},
+      {"state-dir", FLAG_STRING, &state_dir,
+       "directory for the persisted last good state and the known replica set", "DIR"},
+      FLAG_GROUP_DEF("Membership (the replica set sent to l4lbs)"),
+      {"replica-removal-timeout", FLAG_DURATION_MS, &removal_timeout_ms,
+       "a known l7proxy disconnected this long leaves the replica set (default 10m)", "DURATION"},
       {"membership-grace", FLAG_DURATION_MS, &membership_grace_ms,
-       "after a restart from --state-dir, hold the replica set back this long so proxies "
-       "reconnect first (default 5s; 0 = off)",
+       "deprecated, ignored: the replica set is the known proxies, restored from --state-dir",
        "DURATION"},
       FLAG_GROUP_DEF("Replicas and leader election (several syncd replicas)"),
       {"replica-id", FLAG_STRING, &replica_id,
@@ -469,6 +469,10 @@ int main(int argc, char **argv) {
             "--lease-duration\n");
     return 2;
   }
+  if (removal_timeout_ms < 1000) {
+    fprintf(stderr, "syncd: --replica-removal-timeout: at least 1s\n");
+    return 2;
+  }
   log_init("syncd");
   log_set_level(lvl);
   signal(SIGPIPE, SIG_IGN);
@@ -480,11 +484,15 @@ int main(int argc, char **argv) {
     default_replica_id(sd.replica, sizeof(sd.replica));
   LOG_INFO("started",
            "build=%s replica=%s source=%s listen=%s admin=%s state_dir=%s tls=%s kubeconfig=%s "
-           "publish_address=%s log_level=%s expiry_warning=%s leader_election=%s",
+           "publish_address=%s log_level=%s expiry_warning=%s replica_removal_timeout_ms=%u "
+           "leader_election=%s",
            SYNCD_BUILD, log_q(sd.replica), log_q(source), log_q(listen), log_q(admin),
            log_q(state_dir ? state_dir : ""), insecure ? "insecure" : "mtls",
            log_q(kubeconfig ? kubeconfig : ""), log_q(publish ? publish : ""), level,
-           log_q(expiry_warning), election);
+           log_q(expiry_warning), removal_timeout_ms, election);
+  if (membership_grace_ms)
+    LOG_WARN("deprecated_flag", "flag=membership-grace reason=%s",
+             log_q("ignored: the replica set is the known proxies, restored from --state-dir"));
   if (insecure) LOG_WARN("insecure", "%s", "gRPC is plaintext: anyone can read configuration");
 
   sd.metrics = metrics_registry_new();
@@ -495,7 +503,6 @@ int main(int argc, char **argv) {
   if (state_dir) {
     rc = store_load(sd.store, state_dir, err, sizeof(err));
     if (rc == 0) {
-      restored = 1;
       LOG_INFO("state_restored", "version=%" PRIu64 " resources=%zu", store_version(sd.store),
                store_count(sd.store));
     } else if (rc == STORE_NO_STATE) {
@@ -520,7 +527,9 @@ int main(int argc, char **argv) {
   metrics_gauge_fn(sd.metrics, "edge_syncd_version", "Current configuration version.", "",
                    gauge_version, &sd);
   if (rpc_runtime_new(sd.loop, &sd.rt) != 0 || config_sync_new(sd.store, sd.metrics, &sd.cs) != 0 ||
-      membership_new(sd.cs, sd.metrics, &sd.mb) != 0 ||
+      membership_new(&(struct membership_opts){.state_dir = state_dir,
+                                               .removal_timeout_ms = removal_timeout_ms},
+                     sd.metrics, &sd.mb) != 0 ||
       status_new(sd.store, sd.cs, sd.mb, SYNCD_BUILD, (int64_t)time(NULL), source_status, &sd,
                  &sd.status) != 0) {
     fprintf(stderr, "syncd: cannot initialise\n");
@@ -537,10 +546,15 @@ int main(int argc, char **argv) {
                    "1 while this replica holds the Lease (writes Ingress status).", "",
                    gauge_leader, &sd);
   update_object_gauges(&sd);
-  config_sync_on_replicas_changed(sd.cs, on_replicas_changed, &sd);
-  /* A restarted syncd knows no proxies yet: telling the l4lbs "no replicas"
-   * now would empty their tables until the proxies reconnect. */
-  if (restored) membership_hold(sd.mb, sd.loop, membership_grace_ms);
+  /* The replica set is the known proxies: a restarted syncd tells the
+   * l4lbs the set it had, not "nobody", before any proxy reconnects. */
+  rc = membership_restore(sd.mb, err, sizeof(err));
+  if (rc < 0)
+    LOG_ERROR("replicas_corrupt", "err=%s", log_q(err));
+  else if (state_dir)
+    LOG_INFO("replicas_restored", "count=%d version=%" PRIu64, rc, membership_version(sd.mb));
+  config_sync_on_node_event(sd.cs, membership_node_event, sd.mb);
+  membership_start(sd.mb, sd.loop);
 
   struct rpc_server_opts so = {
       .listen = listen,

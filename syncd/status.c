@@ -37,6 +37,7 @@
 #include "edge/v1/status.pb-c.h"
 #include "syncd/config_sync.h"
 #include "syncd/membership.h"
+#include "syncd/replicas.h"
 #include "syncd/store.h"
 
 struct cert_fact {
@@ -272,20 +273,28 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   }
   resp.expiry_warning_seconds = st->warn_seconds;
 
-  /* Nodes. */
+  /* Nodes: every l7proxy config_sync knows, then known replicas that have
+   * not reconnected since syncd started, then the l4lbs. */
+  const struct replicas *known = st->mb ? membership_replicas(st->mb) : NULL;
   size_t n7 = config_sync_node_count(st->cs);
+  size_t nk = known ? replicas_count(known) : 0;
   size_t n4 = st->mb ? membership_watcher_count(st->mb) : 0;
-  Edge__V1__NodeStatus *nodes = calloc(n7 + n4 + 1, sizeof(*nodes));
-  Edge__V1__NodeStatus **np = calloc(n7 + n4 + 1, sizeof(*np));
+  size_t total = n7 + nk + n4, k = 0;
+  Edge__V1__NodeStatus *nodes = calloc(total + 1, sizeof(*nodes));
+  Edge__V1__NodeStatus **np = calloc(total + 1, sizeof(*np));
+  char(*reasons)[256] = calloc(n7 + nk + 1, sizeof(*reasons));
   /* Certificates. */
   certs_refresh(st);
   Edge__V1__CertificateStatus *certs = calloc(st->n_certs + 1, sizeof(*certs));
   Edge__V1__CertificateStatus **cp = calloc(st->n_certs + 1, sizeof(*cp));
   int rc = -1;
-  if (!nodes || !np || !certs || !cp) goto out;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  if (!nodes || !np || !certs || !cp || !reasons) goto out;
   for (size_t i = 0; i < n7; i++) {
     const struct config_sync_node *n = config_sync_node_at(st->cs, i);
-    Edge__V1__NodeStatus *s = &nodes[i];
+    Edge__V1__NodeStatus *s = &nodes[k];
     edge__v1__node_status__init(s);
     s->node_id = n->node_id;
     s->kind = EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY;
@@ -299,11 +308,41 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
     s->last_error = n->last_error;
     s->draining = n->draining;
     s->disconnected_at = n->disconnected_at;
-    np[i] = s;
+    s->last_seen = n->connected ? now_ms / 1000 : n->disconnected_at;
+    const struct replica *p = known ? replicas_find(known, n->node_id) : NULL;
+    s->in_replica_set = p && p->in_set;
+    s->replica_reason =
+        p ? (char *)replica_reason(p, replicas_removal_timeout(known), now_ms, reasons[k],
+                                   sizeof(reasons[k]))
+          : "out: not tracked (unusable node_id, or gone longer than the removal timeout)";
+    np[k++] = s;
+  }
+  for (size_t i = 0; i < nk; i++) {
+    const struct replica *p = replicas_at(known, i);
+    int listed = 0;
+    for (size_t j = 0; j < n7 && !listed; j++)
+      listed = strcmp(config_sync_node_at(st->cs, j)->node_id, p->node_id) == 0;
+    if (listed) continue;
+    Edge__V1__NodeStatus *s = &nodes[k];
+    edge__v1__node_status__init(s);
+    s->node_id = p->node_id;
+    s->kind = EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY;
+    s->address = p->address;
+    s->zone = p->zone;
+    s->build = "";
+    s->state = EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED;
+    s->last_error = "";
+    s->draining = p->draining;
+    s->last_seen = p->last_seen_ms / 1000;
+    s->disconnected_at = p->last_seen_ms / 1000;
+    s->in_replica_set = p->in_set;
+    s->replica_reason = (char *)replica_reason(p, replicas_removal_timeout(known), now_ms,
+                                               reasons[k], sizeof(reasons[k]));
+    np[k++] = s;
   }
   for (size_t i = 0; i < n4; i++) {
     const struct membership_watcher *w = membership_watcher_at(st->mb, i);
-    Edge__V1__NodeStatus *s = &nodes[n7 + i];
+    Edge__V1__NodeStatus *s = &nodes[k];
     edge__v1__node_status__init(s);
     s->node_id = w->node_id;
     s->kind = EDGE__V1__NODE_KIND__NODE_KIND_L4LB;
@@ -321,9 +360,11 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
       s->state = EDGE__V1__NODE_STATE__NODE_STATE_STALE;
     s->last_error = "";
     s->disconnected_at = w->disconnected_at;
-    np[n7 + i] = s;
+    s->last_seen = w->connected ? now_ms / 1000 : w->disconnected_at;
+    s->replica_reason = "";
+    np[k++] = s;
   }
-  resp.n_nodes = n7 + n4;
+  resp.n_nodes = k;
   resp.nodes = np;
 
   int64_t now = (int64_t)time(NULL);
@@ -355,6 +396,7 @@ out:
   if (m) edge__v1__status_response__free_unpacked(m, NULL);
   free(nodes);
   free(np);
+  free(reasons);
   free(certs);
   free(cp);
   return rc;

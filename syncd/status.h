@@ -5,7 +5,9 @@
  * produced, the sources and their health, object counts and rejected
  * objects (kept by main as the store's meta, a packed StatusResponse with
  * only `objects` and `rejected` set), every node (l7proxies from
- * config_sync, l4lbs from membership) and the certificates: name, SNI
+ * config_sync plus known replicas not reconnected since the start, each
+ * with whether it is in the replica set and why; l4lbs from membership)
+ * and the certificates: name, SNI
  * names, notAfter, issuer, source Secret, the hosts using it and whether it
  * expires within the warning window (STATUS_EXPIRY_WARN_DAYS unless
  * status_set_expiry_warning). status_start_expiry exports seconds to expiry

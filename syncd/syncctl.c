@@ -6,7 +6,8 @@
  *   syncctl ... certs [--json]
  *
  * Prints a table like `istioctl proxy-status` (NAME KIND ADDRESS
- * VERSION(ACKED/PUSHED) STATE SINCE ERROR), then the sources with their
+ * VERSION(ACKED/PUSHED) STATE SINCE LAST-SEEN ERROR), the replica set the
+ * l4lbs receive with why each l7proxy is in or out, then the sources with their
  * health, object counts, rejected objects with their reasons and the
  * certificates expiring soon; --json prints one JSON document with the same
  * data. `explain` asks Status.Explain which rule, cluster, certificate and
@@ -111,7 +112,7 @@ static const char *role_name(const Edge__V1__StatusResponse *r) {
   return r->leader->leader ? "leader" : "follower";
 }
 
-#define NCOLS 7
+#define NCOLS 8
 
 static void print_row(char cells[NCOLS][256], const int *w) {
   for (int c = 0; c < NCOLS; c++) {
@@ -130,7 +131,31 @@ static void node_cells(const Edge__V1__NodeStatus *n, int64_t now, char cells[NC
   snprintf(cells[4], 256, "%s%s", state_name(n->state), n->draining ? ",DRAINING" : "");
   int disc = n->state == EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED;
   ago(disc ? n->disconnected_at : n->connected_since, now, cells[5], 256);
-  snprintf(cells[6], 256, "%s", n->last_error[0] ? n->last_error : "-");
+  if (disc)
+    ago(n->last_seen, now, cells[6], 256);
+  else
+    snprintf(cells[6], 256, "now");
+  snprintf(cells[7], 256, "%s", n->last_error[0] ? n->last_error : "-");
+}
+
+/* Which l7proxies the l4lbs receive (Membership), and why each is in or
+ * out. */
+static void print_replica_set(const Edge__V1__StatusResponse *r) {
+  size_t in = 0, l7 = 0, w = 4;
+  for (size_t i = 0; i < r->n_nodes; i++) {
+    const Edge__V1__NodeStatus *n = r->nodes[i];
+    if (n->kind != EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY) continue;
+    l7++;
+    in += n->in_replica_set != 0;
+    if (strlen(n->node_id) > w) w = strlen(n->node_id);
+  }
+  printf("\nREPLICA SET (%zu of %zu l7proxies; the l4lbs' health checks decide who gets traffic)\n",
+         in, l7);
+  for (size_t i = 0; i < r->n_nodes; i++) {
+    const Edge__V1__NodeStatus *n = r->nodes[i];
+    if (n->kind != EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY) continue;
+    printf("  %-*s  %s\n", (int)w, n->node_id, n->replica_reason[0] ? n->replica_reason : "-");
+  }
 }
 
 static void print_text(const Edge__V1__StatusResponse *r) {
@@ -142,8 +167,8 @@ static void print_text(const Edge__V1__StatusResponse *r) {
   print_replica_line(r);
   printf("\n");
 
-  char cells[NCOLS][256] = {"NAME",  "KIND",  "ADDRESS", "VERSION(ACKED/PUSHED)",
-                            "STATE", "SINCE", "ERROR"};
+  char cells[NCOLS][256] = {"NAME",  "KIND",  "ADDRESS",   "VERSION(ACKED/PUSHED)",
+                            "STATE", "SINCE", "LAST SEEN", "ERROR"};
   int w[NCOLS];
   for (int c = 0; c < NCOLS; c++) w[c] = (int)strlen(cells[c]);
   for (size_t i = 0; i < r->n_nodes; i++) {
@@ -159,6 +184,7 @@ static void print_text(const Edge__V1__StatusResponse *r) {
     print_row(row, w);
   }
   if (r->n_nodes == 0) printf("(no nodes)\n");
+  print_replica_set(r);
 
   printf("\nSOURCES\n");
   for (size_t i = 0; i < r->n_sources; i++) {
@@ -236,6 +262,11 @@ static json_t *status_json(const Edge__V1__StatusResponse *r) {
     json_object_set_new(o, "state", json_string(state_name(n->state)));
     json_object_set_new(o, "last_error", json_string(n->last_error));
     json_object_set_new(o, "draining", json_boolean(n->draining));
+    json_object_set_new(o, "last_seen", json_integer(n->last_seen));
+    if (n->kind == EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY) {
+      json_object_set_new(o, "in_replica_set", json_boolean(n->in_replica_set));
+      json_object_set_new(o, "replica_reason", json_string(n->replica_reason));
+    }
     json_array_append_new(nodes, o);
   }
   json_object_set_new(root, "nodes", nodes);

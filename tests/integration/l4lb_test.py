@@ -546,6 +546,42 @@ class L4lbTest(Base):
         with connect(lb.listen_port) as s:
             self.assertEqual(who(s)["name"], "r1")
 
+    def test_empty_set_from_syncd_is_held_while_replicas_pass_checks(self):
+        """syncd's set says who syncd knows, not who serves: a set that drops
+        every healthy replica is held until the l4lb's own checks agree."""
+        rs = [self.replica("r%d" % i) for i in range(3)]
+        names = ["l7-a", "l7-b", "l7-c"]
+        sd = self.fake_syncd([(n, r, 0) for n, r in zip(names, rs)])
+        lb = self.l4lb(["--syncd=127.0.0.1:%d" % sd.port, "--insecure"])
+        poll(lambda: lb.config()["table_backends"] == 3, what="set from syncd")
+        # Each replica has passed a check of this l4lb (vouched for).
+        poll(lambda: all(any("msg=check_passed backend=" + n in l for l in lb.lines)
+                         for n in names), what="passed checks")
+        sd.update([])
+        poll(lambda: any("msg=membership_held" in l for l in lb.lines), what="hold logged")
+        cfg = lb.config()
+        self.assertEqual(cfg["table_backends"], 3)
+        self.assertEqual(cfg["held_backends"], 3)
+        self.assertTrue(all(b["held"] for b in cfg["backends"]))
+        self.assertIn("edge_l4_membership_held_back_total 3", lb.get("/metrics")[1])
+        seen = set()
+        for _ in range(24):
+            with connect(lb.listen_port) as s:
+                seen.add(who(s)["name"])
+        self.assertEqual(seen, {"r0", "r1", "r2"})
+        # r0 dies: its own checks take it out; the others stay held.
+        rs[0].kill()
+        poll(lambda: "l7-a" not in [b["name"] for b in lb.config()["backends"]],
+             what="l7-a removed once its checks failed")
+        self.assertEqual(lb.config()["held_backends"], 2)
+        # syncd lists l7-b again: dropping l7-c leaves 1 of 2 healthy (50 %).
+        sd.update([("l7-b", rs[1], 0)])
+        poll(lambda: [b["name"] for b in lb.config()["backends"]] == ["l7-b"],
+             what="l7-c dropped within the threshold")
+        self.assertEqual(lb.config()["held_backends"], 0)
+        with connect(lb.listen_port) as s:
+            self.assertEqual(who(s)["name"], "r1")
+
     def test_restart_without_syncd_serves_the_cached_replica_set(self):
         tmp = os.environ.get("TEST_TMPDIR", "/tmp")
         cache = os.path.join(tmp, "l4lb-cache-%d-%d" % (os.getpid(), random.randrange(1 << 30)))

@@ -40,9 +40,11 @@ Format (every key but `name` and `requests`/`faults` optional):
           echo: {x_forwarded_proto: http}      # fields of the backend's JSON
           cert_subject: secure.example.test    # substring of the peer cert
     faults:
-      - kind: kill-l7proxy | kill-active-l4lb | stop-syncd | restart-syncd
-              | cut-replica-link | config-churn
+      - kind: kill-l7proxy | kill-active-l4lb | syncd-outage | cut-replica-link
+              | config-churn
         target: l7-2                    # kind-specific
+        outage: 30                      # syncd-outage: seconds syncd stays down
+        signal: TERM | KILL             # syncd-outage: how syncd is stopped
         host: shop.example.test         # load target (Host header)
         path: /
         duration: 5                     # seconds of load after the fault
@@ -68,10 +70,11 @@ REQUEST_KEYS = {"host", "path", "via", "protocol", "scheme", "sni", "repeat",
                 "expect", "method", "headers"}
 EXPECT_KEYS = {"status", "backend", "endpoints", "http_version", "headers", "echo",
                "cert_subject"}
-FAULT_KINDS = {"kill-l7proxy", "kill-active-l4lb", "stop-syncd", "restart-syncd",
-               "cut-replica-link", "config-churn"}
+FAULT_KINDS = {"kill-l7proxy", "kill-active-l4lb", "syncd-outage", "cut-replica-link",
+               "config-churn"}
 FAULT_KEYS = {"kind", "target", "host", "path", "duration", "changes",
-              "max_failed_percent", "verify", "signal"}
+              "max_failed_percent", "verify", "signal", "outage"}
+SIGNALS = {"TERM", "KILL"}
 CAPABILITIES = {"tls", "h2c", "h2", "proxy-protocol"}
 VIAS = {"vip", "lb-a", "lb-b", "l7-1", "l7-2", "l7-3"}
 
@@ -162,6 +165,14 @@ def load(path, repo_root):
         fl.setdefault("max_failed_percent", 0)
         fl.setdefault("verify", 50)
         fl.setdefault("changes", 100)
+        fl.setdefault("signal", "TERM")
+        if fl["signal"] not in SIGNALS:
+            bad(f"fault {i}: signal must be one of {sorted(SIGNALS)}")
+        if fl["kind"] == "syncd-outage":
+            if not isinstance(fl.get("outage"), (int, float)) or not 0 < fl["outage"] <= 300:
+                bad(f"fault {i}: syncd-outage needs outage: 0 < seconds <= 300")
+        elif "outage" in fl:
+            bad(f"fault {i}: outage applies to syncd-outage only")
     return doc
 
 

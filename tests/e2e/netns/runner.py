@@ -34,6 +34,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -137,6 +138,21 @@ class Proc:
             self.p.wait(5)
             return "did not stop within %ds" % timeout
 
+    def log_size(self):
+        try:
+            return os.path.getsize(self.logpath)
+        except OSError:
+            return 0
+
+    def log_since(self, offset):
+        """What the process logged after byte offset (see log_size)."""
+        try:
+            with open(self.logpath, errors="replace") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return ""
+
     def tail(self, n=8):
         try:
             with open(self.logpath) as f:
@@ -194,6 +210,7 @@ class Cluster:
         self.endpoint_ips = {}
         self.backend_proc = None
         self.current = None  # the scenario whose objects are applied
+        self.tally = [0, 0]  # requests sent, failed under faults (reset per scenario run)
         for d in (self.logs, self.manifests, os.path.join(run, "syncd-state")):
             os.makedirs(d, exist_ok=True)
 
@@ -490,11 +507,105 @@ def verify(host, path, n):
     return failed
 
 
+class TableWatch:
+    """Samples every l4lb's Maglev table size (/config table_backends) in
+    the background until stop(), which returns the smallest size each
+    showed ("lb-a 3, lb-b 3"). Bounded: one sample per lb every 0.2 s."""
+
+    def __init__(self):
+        self.mins = {lb: None for lb in LBS}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for lb in LBS:
+                p = subprocess.run(["curl", "-fsS", "-m", "1",
+                                    f"http://{HOSTS[lb]}:{ADMIN}/config"],
+                                   capture_output=True, text=True)
+                try:
+                    n = json.loads(p.stdout)["table_backends"]
+                except (ValueError, KeyError):
+                    continue
+                m = self.mins[lb]
+                self.mins[lb] = n if m is None else min(m, n)
+            self._stop.wait(0.2)
+
+    def start(self):
+        self._t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(5)
+        return ", ".join(f"{lb} {'?' if m is None else m}" for lb, m in self.mins.items())
+
+
+def syncd_outage(cl, scen, fl, out):
+    """Stops syncd (SIGTERM or SIGKILL) for fl["outage"] seconds while the
+    load runs, restarts it on the same state directory, and checks: the
+    replicas stay ready throughout, the restarted syncd serves the
+    persisted version, every replica is SYNCED again, a new change reaches
+    them all. Returns the note for the fault line, or None after a FAIL
+    line was added to out."""
+    before = wait_until(cl.replicas_synced, 15)
+    if not before:
+        out.append("    FAIL replicas not SYNCED in syncctl status before the outage")
+        return None
+    tables = TableWatch().start()
+    marks = {lb: cl.procs[lb].log_size() for lb in LBS}
+    try:
+        if fl["signal"] == "KILL":
+            cl.procs["syncd"].signal(signal.SIGKILL)
+            cl.procs["syncd"].p.wait(10)
+        else:
+            rc = cl.procs["syncd"].stop()
+            if rc not in (0, None):
+                out.append(f"    FAIL syncd exit status {rc} on SIGTERM")
+                return None
+        time.sleep(fl["outage"])
+        down = [r for r in REPLICAS if not cl.readyz(r)]
+        if down:
+            out.append(f"    FAIL replicas not ready while syncd is down: {down}")
+            return None
+        t0 = time.monotonic()
+        cl.start_syncd()
+        if not wait_until(lambda: cl.readyz("syncd"), 20):
+            out.append("    FAIL syncd not ready after restart:\n" + cl.procs["syncd"].tail())
+            return None
+        st = cl.status_json() or {}
+        if st.get("version") != before:
+            out.append(f"    FAIL restarted syncd serves version {st.get('version')}, "
+                       f"persisted {before}")
+            return None
+        if not wait_until(cl.replicas_synced, 30, 0.25):
+            out.append("    FAIL replicas not SYNCED again after the restart")
+            return None
+        resync = time.monotonic() - t0
+        cl.apply(scen)  # a new version reaches every reconnected replica
+        cl.wait_generation(REPLICAS, timeout=30)
+        time.sleep(fl["duration"])
+    finally:
+        mins = tables.stop()
+    # Membership must not follow control-plane connectivity: no l4lb may
+    # have taken a replica out because syncd said so (health checks log
+    # backend_down, membership backend_removed).
+    removed = {lb: cl.procs[lb].log_since(marks[lb]).count("msg=backend_removed") for lb in LBS}
+    if any(removed.values()):
+        out.append(f"    FAIL l4lbs removed replicas on syncd's word during the outage: {removed} "
+                   f"(smallest tables: {mins})")
+        return None
+    return (f"outage {fl['outage']}s (SIG{fl['signal']}), restored version {before}, "
+            f"all replicas SYNCED {resync:.1f}s after the restart, new change served "
+            f"(gen {cl.gen}); smallest l4lb tables: {mins}")
+
+
 def run_fault(cl, scen, fl, out):
     kind = fl["kind"]
     host = fl["host"] or next(iter(scen["backends"]), "") + ".example.test"
     load = sc.Load(VIP, 80, host, fl["path"], threads=2, rate=40, timeout=10)
     note = ""
+    outage_failed = False
     load.start()
     time.sleep(1.5)  # load established before the fault (a duration, not a wait)
     try:
@@ -518,40 +629,9 @@ def run_fault(cl, scen, fl, out):
                 return False
             note = f"VIP {holder} -> {cl.vip_holder()} in {took:.1f}s"
             time.sleep(max(0.0, fl["duration"] - took))
-        elif kind == "stop-syncd":
-            cl.version_before_stop = wait_until(cl.replicas_synced, 15)
-            if not cl.version_before_stop:
-                out.append("    FAIL replicas not SYNCED in syncctl status before the stop")
-                return False
-            cl.procs["syncd"].stop()
-            time.sleep(fl["duration"])
-            down = [r for r in REPLICAS if not cl.readyz(r)]
-            if down:
-                out.append(f"    FAIL replicas not ready while syncd is down: {down}")
-                return False
-        elif kind == "restart-syncd":
-            if cl.procs["syncd"].alive():
-                cl.procs["syncd"].stop()
-            cl.start_syncd()
-            if not wait_until(lambda: cl.readyz("syncd"), 20):
-                out.append("    FAIL syncd not ready after restart:\n" + cl.procs["syncd"].tail())
-                return False
-            before = getattr(cl, "version_before_stop", 0)
-            st = cl.status_json() or {}
-            if before and st.get("version") != before:
-                out.append(f"    FAIL restarted syncd serves version {st.get('version')}, "
-                           f"persisted {before}")
-                return False
-            # The proxies reconnect by themselves and ack the restored version.
-            resynced = wait_until(cl.replicas_synced, 30, 0.25)
-            if not resynced:
-                out.append("    FAIL replicas not SYNCED again after the restart")
-                return False
-            cl.apply(scen)  # and a new version reaches every reconnected replica
-            cl.wait_generation(REPLICAS, timeout=30)
-            note = (f"restored version {before or '?'}, all replicas SYNCED again, "
-                    f"new change served (gen {cl.gen})")
-            time.sleep(fl["duration"])
+        elif kind == "syncd-outage":
+            note = syncd_outage(cl, scen, fl, out)  # None: a FAIL line was added
+            outage_failed = note is None
         elif kind == "cut-replica-link":
             cl.net.link(fl["target"], False)
             t0 = time.monotonic()
@@ -591,6 +671,8 @@ def run_fault(cl, scen, fl, out):
             note = f"{fl['changes']} changes, last served by all replicas"
     finally:
         load.stop()
+        cl.tally[0] += load.sent
+        cl.tally[1] += load.failed
     pct = 100.0 * load.failed / max(1, load.sent)
     line = f"    fault {kind}{' ' + fl['target'] if fl.get('target') else ''}: {load.summary()}"
     if note:
@@ -600,8 +682,11 @@ def run_fault(cl, scen, fl, out):
     if not ok:
         out.append(f"    FAIL {pct:.1f}% failed during the fault, allowed "
                    f"{fl['max_failed_percent']}%")
+    ok = ok and not outage_failed
     if fl["verify"]:
         vf = verify(host, fl["path"], fl["verify"])
+        cl.tally[0] += fl["verify"]
+        cl.tally[1] += vf
         out.append(f"    after {kind}: sent={fl['verify']} failed={vf}")
         if vf:
             ok = False
@@ -693,10 +778,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repo", required=True)
     ap.add_argument("--bin-dir", default=os.environ.get("EDGE_BIN_DIR", ""))
+    ap.add_argument("names", nargs="*", help="scenario names (as --only)")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--infra-only", action="store_true")
-    ap.add_argument("--budget", type=float, default=480, help="seconds for all scenarios")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the selected scenarios N times (stress), failures per run")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="seconds for all scenarios (default 480 per repetition)")
     args = ap.parse_args()
+    args.only = ",".join(filter(None, [args.only] + args.names))
+    if args.repeat < 1:
+        ap.error("--repeat wants N >= 1")
+    args.budget = args.budget or 480.0 * args.repeat
     if args.bin_dir:
         args.bin_dir = os.path.abspath(args.bin_dir)
 
@@ -722,6 +815,10 @@ def main():
     missing = [b for b in need if not (args.bin_dir and os.access(os.path.join(args.bin_dir, b), os.X_OK))]
     infra_only = args.infra_only
     results = []  # (name, status, lines)
+    stress = []  # (run, scenario, status, requests sent, failed) per scenario run
+    unknown = [n for n in args.only.split(",") if n and n not in {x["name"] for x in scens}]
+    for n in unknown:
+        results.append((n, "FAIL", ["    no such scenario"]))
     if missing and not infra_only:  # never fall back to running less
         results.append(("binaries", "FAIL", [f"    missing under {args.bin_dir or '-'}: "
                                              f"{', '.join(missing)} (give --bin-dir)"]))
@@ -737,16 +834,22 @@ def main():
         try:
             log("  starting syncd, 3 l7proxy, 2 l4lb, keepalived, backends")
             cl.start_all()
-            for s in scens:
-                if time.monotonic() > deadline:
-                    results.append((s["name"], "FAIL", ["    not run: time budget spent"]))
-                    continue
-                t0 = time.monotonic()
-                status, lines = run_scenario(cl, s)
-                results.append((s["name"], status, lines))
-                log(f"{status:4}  {s['name']}  ({time.monotonic() - t0:.1f}s)")
-                for ln in lines:
-                    log(ln)
+            for rep in range(1, args.repeat + 1):
+                if args.repeat > 1:
+                    log(f"== run {rep}/{args.repeat}")
+                for s in scens:
+                    name = s["name"] if args.repeat == 1 else f"{s['name']} (run {rep})"
+                    if time.monotonic() > deadline:
+                        results.append((name, "FAIL", ["    not run: time budget spent"]))
+                        continue
+                    t0 = time.monotonic()
+                    cl.tally = [0, 0]
+                    status, lines = run_scenario(cl, s)
+                    results.append((name, status, lines))
+                    log(f"{status:4}  {name}  ({time.monotonic() - t0:.1f}s)")
+                    for ln in lines:
+                        log(ln)
+                    stress.append((rep, s["name"], status, cl.tally[0], cl.tally[1]))
         except RuntimeError as e:
             log(f"ERROR cluster: {e}")
             results.append(("cluster-start", "FAIL", [f"    {e}"]))
@@ -769,6 +872,13 @@ def main():
     log("\nsummary:")
     for name, status, _ in results:
         log(f"  {status:7} {name}")
+    if args.repeat > 1:
+        log("\nfailures per run (requests sent and failed under faults, verify included):")
+        for rep, name, status, sent, bad in stress:
+            log(f"  run {rep:3}  {name}  {status}  sent={sent} failed={bad}")
+        log(f"stress: {args.repeat} runs, "
+            f"{sum(1 for r in stress if r[2] != 'PASS')} failed, "
+            f"{sum(r[4] for r in stress)} failed requests of {sum(r[3] for r in stress)}")
     log(f"{passed} passed, {failed} failed (logs: {run}/logs)")
     return 1 if failed or not results else 0
 

@@ -644,6 +644,28 @@ static void stream_to_closed_port_backs_off_growing_and_bounded(void) {
   close_client(&c);
 }
 
+/* The default backoff (what l7proxy and l4lb use unless --reconnect-max is
+ * given) is capped at 1 s, so both resync within about a second of syncd
+ * coming back; at the cap the delays spread over [0.8, 1] s instead of all
+ * landing on the cap. These are the delays the stream reports, not
+ * measured times. */
+static void default_backoff_is_capped_at_one_second_and_stays_jittered(void) {
+  struct cli_state c = {0};
+  open_client(&c, closed_port(), BIDI_METHOD, &insecure, 0, 0);
+  CU_ASSERT_TRUE_FATAL(wait_count(&c.closes, 8, 3 * WAIT_MS));
+  CU_ASSERT_TRUE(c.backoffs[0] >= 160 && c.backoffs[0] <= 240); /* 200 ±20 % */
+  int distinct = 0;
+  for (int i = 0; i < 8; i++) {
+    CU_ASSERT_TRUE(c.backoffs[i] <= 1000);
+    if (i >= 4) {
+      CU_ASSERT_TRUE(c.backoffs[i] >= 800);
+      distinct += c.backoffs[i] != c.backoffs[i - 1];
+    }
+  }
+  CU_ASSERT_TRUE(distinct >= 2);
+  close_client(&c);
+}
+
 static void on_elapsed(uv_timer_t *t) {
   (*(int *)t->data)++;
 }
@@ -887,6 +909,8 @@ void test_register(void) {
               server_stream_delivers_messages_in_order_then_ok);
   CU_add_test(s, "stream_to_closed_port_backs_off_growing_and_bounded",
               stream_to_closed_port_backs_off_growing_and_bounded);
+  CU_add_test(s, "default_backoff_is_capped_at_one_second_and_stays_jittered",
+              default_backoff_is_capped_at_one_second_and_stays_jittered);
   CU_add_test(s, "backoff_resets_after_stream_stays_up_without_messages",
               backoff_resets_after_stream_stays_up_without_messages);
   CU_add_test(s, "invalid_arguments_are_rejected", invalid_arguments_are_rejected);

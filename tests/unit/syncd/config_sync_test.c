@@ -66,12 +66,14 @@ const char *rpc_strerror(int err) {
 struct world {
   struct store *store;
   struct config_sync *cs;
-  int replica_changes;
-  int gen; /* distinguishes successive states */
+  char events[64]; /* node events in order: C(onnected) A(pplied) U(pdated) D(isconnected) */
+  int gen;         /* distinguishes successive states */
 };
 
-static void on_replicas(void *ud) {
-  ((struct world *)ud)->replica_changes++;
+static void on_event(void *ud, const struct config_sync_node *n, enum config_sync_event ev) {
+  struct world *w = ud;
+  size_t len = strlen(w->events);
+  if (len + 1 < sizeof(w->events)) w->events[len] = "CAUD"[ev];
 }
 
 /* A new state: one VirtualHost whose host differs per generation, plus a
@@ -106,7 +108,7 @@ static void world_init(struct world *w) {
   store_new(&w->store);
   config_sync_new(w->store, NULL, &w->cs);
   config_sync_register(w->cs, NULL);
-  config_sync_on_replicas_changed(w->cs, on_replicas, w);
+  config_sync_on_node_event(w->cs, on_event, w);
   new_version(w);
 }
 
@@ -194,16 +196,16 @@ static void hello_gets_the_full_state_and_ack_makes_the_node_synced(void) {
   CU_ASSERT_EQUAL(c->sent[0]->push->version, store_version(w.store));
   CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
                   EDGE__V1__NODE_STATE__NODE_STATE_STALE);
-  CU_ASSERT_EQUAL(w.replica_changes, 0);
+  CU_ASSERT_STRING_EQUAL(w.events, "C"); /* connected, not applied yet */
   drain(c);
   answer(c, 0, NULL);
   CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
                   EDGE__V1__NODE_STATE__NODE_STATE_SYNCED);
-  CU_ASSERT_EQUAL(w.replica_changes, 1); /* now a replica */
+  CU_ASSERT_STRING_EQUAL(w.events, "CA"); /* applied: now a replica */
   call_close(c);
   CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
                   EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED);
-  CU_ASSERT_EQUAL(w.replica_changes, 2);
+  CU_ASSERT_STRING_EQUAL(w.events, "CAD");
   world_free(&w);
 }
 
@@ -215,6 +217,7 @@ static void hello_at_the_current_version_gets_nothing(void) {
   CU_ASSERT_EQUAL(c->nsent, 0);
   CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
                   EDGE__V1__NODE_STATE__NODE_STATE_SYNCED);
+  CU_ASSERT_STRING_EQUAL(w.events, "CA"); /* serves the current state at once */
   new_version(&w);
   CU_ASSERT_EQUAL_FATAL(c->nsent, 1);
   CU_ASSERT_FALSE(c->sent[0]->push->full);
