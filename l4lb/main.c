@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/targets.h"
 #include "l4lb/backend.h"
 #include "l4lb/checker.h"
 #include "l4lb/forward.h"
@@ -42,6 +43,7 @@
 #include "l4lb/members.h"
 #include "l4lb/membership.h"
 #include "l4lb/packet_mode.h"
+#include "l4lb/syncds.h"
 
 #define L4LB_VERSION "0.1.0"
 #define DRAIN_POLL_MS 100
@@ -57,7 +59,7 @@ struct l4lb {
   int insecure, proxy_protocol, splice;
   long workers, table_size, rise, fall, panic_threshold;
   uint32_t connect_timeout_ms, check_interval_ms, check_timeout_ms, drain_timeout_ms;
-  uint32_t reconnect_max_ms;
+  uint32_t reconnect_max_ms, syncd_view_timeout_ms;
   enum maglev_hash_mode hash_mode;
 
   /* runtime */
@@ -67,9 +69,9 @@ struct l4lb {
   struct l4_packet *packet; /* --mode=xdp */
   struct l4_packet_vip *vips;
   struct rpc_runtime *rpc;
-  struct l4_watch *watch;
-  char **bound;     /* actual listen addresses */
-  int *bound_https; /* per listener: 1 forwards to the replicas' https_address */
+  struct l4_syncds *syncds; /* one Membership.Watch per syncd replica */
+  char **bound;             /* actual listen addresses */
+  int *bound_https;         /* per listener: 1 forwards to the replicas' https_address */
   size_t nbound;
   struct l4_members *members;
   uint64_t members_version;
@@ -126,9 +128,33 @@ static void on_failures_wake(uv_async_t *a) {
   l4_members_poll_failures(g.members);
 }
 
+/* The union of the syncd replicas' sets changed (l4lb/syncds.c). */
 static void on_membership(void *ud, const struct l4_member *m, size_t n, uint64_t version) {
   g.members_version = version;
   l4_members_apply(g.members, m, n, 1, "membership update");
+  if (!g.cache_dir) return;
+  uint8_t *buf;
+  size_t len;
+  char err[256];
+  if (l4_member_encode_set(m, n, version, &buf, &len) != 0) return;
+  if (l4_member_cache_save(g.cache_dir, buf, len, err, sizeof(err)) != 0)
+    LOG_WARN("membership_cache_failed", "reason=%s", log_q(err));
+  free(buf);
+}
+
+/* /config: what each syncd replica said, and the merge state. */
+static json_t *syncd_views_json(void) {
+  json_t *arr = json_array();
+  const struct l4_union *u = l4_syncds_union(g.syncds);
+  for (size_t i = 0; u && i < l4_union_views(u); i++) {
+    const struct l4_union_view *v = l4_union_view_at(u, i);
+    json_t *names = json_array();
+    for (size_t k = 0; k < v->n; k++) json_array_append_new(names, json_string(v->m[k].name));
+    json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:b, s:I, s:o}", "syncd", v->src,
+                                         "replica", v->replica, "up", v->up, "synced", v->synced,
+                                         "version", (json_int_t)v->version, "replicas", names));
+  }
+  return arr;
 }
 
 /* Starts from the set saved by the last run (until syncd answers, which
@@ -199,6 +225,7 @@ static void handle_config(void *ud, const char *path, const char *query,
   json_object_set_new(root, "workers", json_integer(g.workers));
   json_object_set_new(root, "membership", json_string(g.syncd ? "syncd" : "static"));
   json_object_set_new(root, "membership_version", json_integer((json_int_t)g.members_version));
+  if (g.syncds) json_object_set_new(root, "syncd_views", syncd_views_json());
   json_object_set_new(root, "draining", json_boolean(g.draining));
   json_object_set_new(root, "table_generation", json_integer(s ? (json_int_t)s->generation : 0));
   json_object_set_new(root, "table_backends", json_integer(s ? (json_int_t)s->n : 0));
@@ -299,10 +326,10 @@ static void shutdown_all(void) {
   l4_members_free(g.members);
   g.members = NULL;
   l4_snapshot_clear();
-  if (g.watch) {
+  if (g.syncds) {
     g.closing_pending++;
-    l4_watch_stop(g.watch, on_closed_step, NULL);
-    g.watch = NULL;
+    l4_syncds_stop(g.syncds, on_closed_step, NULL);
+    g.syncds = NULL;
   }
   if (g.admin) {
     g.closing_pending++;
@@ -470,8 +497,14 @@ int main(int argc, char **argv) {
        "--mode=xdp: native (driver, default) or generic (skb, any interface, slower)",
        "native|generic", 0, 0},
       FLAG_GROUP_DEF("Replicas: from syncd or static"),
-      {"syncd", FLAG_STRING, &g.syncd, "take the replica set from syncd's Membership.Watch",
-       "ADDR:PORT", 0, 0},
+      {"syncd", FLAG_STRING, &g.syncd,
+       "take the replica set from syncd's Membership.Watch; with several replicas (a list, or "
+       "a DNS name with several addresses) every one is watched and their sets merged",
+       "ADDR:PORT[,ADDR:PORT...]|NAME:PORT", 0, 0},
+      {"syncd-view-timeout", FLAG_DURATION_MS, &g.syncd_view_timeout_ms,
+       "a syncd replica unreachable this long (while another answers) no longer vouches for "
+       "its proxies (default 10m, syncd's --replica-removal-timeout)",
+       "DURATION", 0, 0},
       {"panic-threshold", FLAG_INT, &g.panic_threshold,
        "percent of the healthy backends that must stay when a set from syncd drops some; "
        "otherwise the dropped ones are held until their checks fail (default 50; 0: only "
@@ -566,6 +599,15 @@ int main(int argc, char **argv) {
   if (g.cache_dir && !g.syncd) {
     fprintf(stderr, "l4lb: --cache-dir needs --syncd (static backends are not cached)\n");
     return 2;
+  }
+  if (g.syncd) {
+    struct target_list tl;
+    char why[256];
+    if (targets_parse(g.syncd, &tl, why, sizeof(why)) != 0) {
+      fprintf(stderr, "l4lb: --syncd: %s\n", why);
+      return 2;
+    }
+    targets_free(&tl);
   }
   if (g.syncd && !g.insecure && !(g.cert && g.key && g.ca)) {
     fprintf(stderr, "l4lb: --syncd needs --cert, --key and --ca (or --insecure)\n");
@@ -671,17 +713,18 @@ int main(int argc, char **argv) {
     if (rpc_runtime_new(g.loop, &g.rpc) != 0) {
       die("cannot start the gRPC runtime");
     }
-    struct l4_watch_opts wo = {
-        .target = g.syncd,
+    struct l4_syncds_opts so = {
+        .spec = g.syncd,
         .creds = {.cert_file = g.cert, .key_file = g.key, .ca_file = g.ca, .insecure = g.insecure},
         .node_id = g.node_id,
         .address = xdp ? g.vip.values[0] : g.bound[0],
         .build = L4LB_VERSION,
-        .cache_dir = g.cache_dir,
         .reconnect_max_ms = g.reconnect_max_ms,
+        .view_timeout_ms = g.syncd_view_timeout_ms,
     };
-    if ((rc = l4_watch_start(g.rpc, &wo, on_membership, NULL, &g.watch)) != 0) {
-      die("--syncd=%s: %s", g.syncd, rpc_strerror(rc));
+    if (l4_syncds_start(g.loop, g.rpc, &so, on_membership, NULL, &g.syncds, err, sizeof(err)) !=
+        0) {
+      die("--syncd=%s: %s", g.syncd, err);
     }
   }
 

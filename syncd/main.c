@@ -528,7 +528,8 @@ int main(int argc, char **argv) {
                    gauge_version, &sd);
   if (rpc_runtime_new(sd.loop, &sd.rt) != 0 || config_sync_new(sd.store, sd.metrics, &sd.cs) != 0 ||
       membership_new(&(struct membership_opts){.state_dir = state_dir,
-                                               .removal_timeout_ms = removal_timeout_ms},
+                                               .removal_timeout_ms = removal_timeout_ms,
+                                               .replica_id = sd.replica},
                      sd.metrics, &sd.mb) != 0 ||
       status_new(sd.store, sd.cs, sd.mb, SYNCD_BUILD, (int64_t)time(NULL), source_status, &sd,
                  &sd.status) != 0) {

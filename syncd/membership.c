@@ -54,6 +54,7 @@ struct mb_watch {
 struct membership {
   struct replicas *known;
   char *state_dir; /* NULL: not persisted */
+  char *replica_id;
   struct mb_node **nodes;
   size_t n_nodes, cap_nodes;
   uint64_t version;
@@ -139,14 +140,14 @@ static void send_newest(struct mb_watch *w) {
 static void refresh(struct membership *mb, int save_if_changed) {
   uint8_t *reps;
   size_t len;
-  if (replicas_pack_set(mb->known, 0, &reps, &len) != 0) return;
+  if (replicas_pack_set(mb->known, 0, mb->replica_id, &reps, &len) != 0) return;
   if (mb->msg && len == mb->replicas_len && memcmp(reps, mb->replicas, len) == 0) {
     free(reps);
     return;
   }
   uint8_t *msg;
   size_t msg_len;
-  if (replicas_pack_set(mb->known, mb->version + 1, &msg, &msg_len) != 0) {
+  if (replicas_pack_set(mb->known, mb->version + 1, mb->replica_id, &msg, &msg_len) != 0) {
     free(reps);
     return;
   }
@@ -262,7 +263,8 @@ int membership_new(const struct membership_opts *o, struct metrics_registry *m,
   uint32_t timeout =
       o && o->removal_timeout_ms ? o->removal_timeout_ms : MEMBERSHIP_REMOVAL_TIMEOUT_MS;
   if (replicas_new(timeout, &mb->known) != 0 ||
-      (o && o->state_dir && !(mb->state_dir = strdup(o->state_dir)))) {
+      (o && o->state_dir && !(mb->state_dir = strdup(o->state_dir))) ||
+      (o && o->replica_id && !(mb->replica_id = strdup(o->replica_id)))) {
     membership_free(mb);
     return -1;
   }
@@ -302,6 +304,7 @@ void membership_free(struct membership *mb) {
   free(mb->msg);
   replicas_free(mb->known);
   free(mb->state_dir);
+  free(mb->replica_id);
   free(mb);
 }
 

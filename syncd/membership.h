@@ -52,6 +52,7 @@ struct membership_watcher {
 struct membership_opts {
   const char *state_dir;       /* where replicas.pb lives (copied); NULL: not persisted */
   uint32_t removal_timeout_ms; /* 0: MEMBERSHIP_REMOVAL_TIMEOUT_MS */
+  const char *replica_id;      /* this syncd, named in every ReplicaSet (copied) */
 };
 
 /* metrics may be NULL. */

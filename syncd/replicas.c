@@ -243,6 +243,7 @@ int replicas_connected(struct replicas *r, const struct replica_fields *f, int64
   }
   p->connected = 1;
   p->last_seen_ms = now;
+  p->changed_ms = now;
   p->absent_since_ms = 0;
   /* Left or expired: out until it applies a state again. */
   if (p->why == REPLICA_LEFT || p->why == REPLICA_EXPIRED) p->why = REPLICA_PENDING;
@@ -261,6 +262,7 @@ int replicas_applied(struct replicas *r, const char *node_id, int64_t now) {
   p->why = p->draining ? REPLICA_DRAINING : REPLICA_APPLIED;
   p->in_set = 1;
   p->joined_ms = now;
+  p->changed_ms = now;
   return 1;
 }
 
@@ -268,6 +270,7 @@ int replicas_updated(struct replicas *r, const struct replica_fields *f, int64_t
   struct replica *p = r && f ? find_mut(r, f->node_id) : NULL;
   if (!p) return REPLICAS_ERR_INVALID;
   p->last_seen_ms = now;
+  p->changed_ms = now;
   return update(p, f);
 }
 
@@ -276,6 +279,7 @@ int replicas_disconnected(struct replicas *r, const char *node_id, int64_t now) 
   if (!p) return REPLICAS_ERR_INVALID;
   p->connected = 0;
   p->last_seen_ms = now;
+  p->changed_ms = now;
   p->absent_since_ms = now;
   if (p->in_set && p->draining) {
     p->why = REPLICA_LEFT;
@@ -333,9 +337,12 @@ static void fill_replica(Edge__V1__Replica *out, const struct replica *p) {
   out->weight = p->weight;
   out->check_address = p->admin_address;
   out->https_address = p->https_address;
+  out->connected = p->connected;
+  out->changed_ms = p->changed_ms;
 }
 
-int replicas_pack_set(const struct replicas *r, uint64_t version, uint8_t **out, size_t *len) {
+int replicas_pack_set(const struct replicas *r, uint64_t version, const char *syncd_replica,
+                      uint8_t **out, size_t *len) {
   size_t m = replicas_members(r), k = 0;
   Edge__V1__Replica *reps = calloc(m + 1, sizeof(*reps));
   Edge__V1__Replica **rp = calloc(m + 1, sizeof(*rp));
@@ -349,6 +356,7 @@ int replicas_pack_set(const struct replicas *r, uint64_t version, uint8_t **out,
   }
   Edge__V1__ReplicaSet set = EDGE__V1__REPLICA_SET__INIT;
   set.version = version;
+  set.syncd_replica = (char *)(syncd_replica ? syncd_replica : "");
   set.n_replicas = k;
   set.replicas = rp;
   *len = edge__v1__replica_set__get_packed_size(&set);
@@ -430,6 +438,7 @@ int replicas_restore(struct replicas *r, const uint8_t *data, size_t len, int64_
     p->in_set = 1;
     p->connected = 0;
     p->last_seen_ms = k->last_seen_ms;
+    p->changed_ms = k->last_seen_ms;
     p->joined_ms = k->joined_ms ? k->joined_ms : now;
     p->absent_since_ms = now; /* never expired for syncd's own downtime */
     restored++;

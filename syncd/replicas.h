@@ -76,6 +76,7 @@ struct replica {
   int64_t last_seen_ms;    /* last connect/disconnect/update (restored: as saved) */
   int64_t joined_ms;       /* when it (last) joined; 0 if never */
   int64_t absent_since_ms; /* removal clock: disconnect or restore time */
+  int64_t changed_ms;      /* last connect, disconnect, update or join (not ACKs) */
 };
 
 struct replicas;
@@ -112,8 +113,11 @@ size_t replicas_members(const struct replicas *r);
 uint32_t replicas_removal_timeout(const struct replicas *r);
 
 /* The members as a packed edge.v1.ReplicaSet with version (0: none, for
- * comparing contents). *out malloc'd, caller frees. 0 or NOMEM. */
-int replicas_pack_set(const struct replicas *r, uint64_t version, uint8_t **out, size_t *len);
+ * comparing contents), each with whether it is connected here and when
+ * its record last changed, and syncd_replica naming this syncd (NULL:
+ * none). *out malloc'd, caller frees. 0 or NOMEM. */
+int replicas_pack_set(const struct replicas *r, uint64_t version, const char *syncd_replica,
+                      uint8_t **out, size_t *len);
 
 /* The members as a packed edge.v1.KnownReplicas (connected ones get
  * last_seen = now). *out malloc'd. 0 or NOMEM. */

@@ -804,6 +804,48 @@ class L4lbRealSyncdTest(Base):
             self.assertEqual(who(s)["name"], "r0")
 
 
+class L4lbSyncdReplicasTest(L4lbRealSyncdTest):
+    """l4lb watching two real syncd replicas (--syncd=A,B): the union."""
+
+    def test_the_replica_set_is_the_union_and_follows_the_newest_record(self):
+        rs = [self.replica("r%d" % i) for i in range(2)]
+        sd_a, pa = self.start_syncd()
+        sd_b, pb = self.start_syncd()
+        l7a = self.fake_l7(pa, "l7-a", rs[0])
+        self.fake_l7(pb, "l7-b", rs[1])
+        lb = self.l4lb(["--syncd=127.0.0.1:%d,127.0.0.1:%d" % (pa, pb), "--insecure"])
+        # each replica knows one proxy; the l4lb routes to both
+        poll(lambda: lb.config()["table_backends"] == 2, what="the union of both replicas")
+        views = {v["syncd"]: v["replicas"] for v in lb.config()["syncd_views"]}
+        self.assertEqual(views, {"127.0.0.1:%d" % pa: ["l7-a"], "127.0.0.1:%d" % pb: ["l7-b"]})
+        gen = lb.config()["table_generation"]
+        # l7-a moves from replica A to B (not draining: A keeps its record)
+        l7a.kill()
+        l7a.wait()
+        l7a = self.fake_l7(pb, "l7-a", rs[0])
+        poll(lambda: {v["syncd"]: v["replicas"] for v in lb.config()["syncd_views"]}[
+            "127.0.0.1:%d" % pb] == ["l7-a", "l7-b"], what="l7-a listed by B")
+        self.assertEqual(lb.config()["table_generation"], gen, "the move rebuilt the table")
+        # it drains through B: B's record (it holds the stream) wins over A's
+        l7a.send_signal(signal.SIGUSR1)
+        poll(lambda: lb.backend("l7-a")["draining"], what="l7-a draining via B")
+        # and leaves through B: A's older record does not keep it
+        l7a.send_signal(signal.SIGTERM)
+        l7a.wait()
+        poll(lambda: [b["name"] for b in lb.config()["backends"]] == ["l7-b"],
+             what="l7-a gone although replica A still lists it")
+        self.assertIn("l7-a", {v["syncd"]: v["replicas"] for v in lb.config()["syncd_views"]}[
+            "127.0.0.1:%d" % pa])
+        # replica A dies: nothing changes for the l4lb
+        sd_a.kill()
+        sd_a.wait()
+        poll(lambda: not [v for v in lb.config()["syncd_views"] if v["syncd"].endswith(
+            ":%d" % pa)][0]["up"], what="A's stream down")
+        self.assertEqual([b["name"] for b in lb.config()["backends"]], ["l7-b"])
+        with connect(lb.listen_port) as s:
+            self.assertEqual(who(s)["name"], "r1")
+
+
 class _Killable:
     def __init__(self, proc):
         self.proc = proc

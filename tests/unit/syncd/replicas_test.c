@@ -38,7 +38,7 @@ static const char *set_ids(const struct replicas *r, char *buf, size_t len) {
   uint8_t *b;
   size_t n;
   buf[0] = 0;
-  CU_ASSERT_EQUAL_FATAL(replicas_pack_set(r, 7, &b, &n), 0);
+  CU_ASSERT_EQUAL_FATAL(replicas_pack_set(r, 7, NULL, &b, &n), 0);
   Edge__V1__ReplicaSet *s = edge__v1__replica_set__unpack(NULL, n, b);
   free(b);
   CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -188,7 +188,7 @@ static void the_set_survives_a_restart_and_is_not_expired_for_the_downtime(void)
   size_t len, n1, n2;
   CU_ASSERT_EQUAL_FATAL(replicas_encode(r, T0 + 20, &buf, &len), 0);
   set_ids(r, before, sizeof(before));
-  CU_ASSERT_EQUAL_FATAL(replicas_pack_set(r, 1, &set1, &n1), 0);
+  CU_ASSERT_EQUAL_FATAL(replicas_pack_set(r, 1, NULL, &set1, &n1), 0);
   replicas_free(r);
 
   /* syncd comes back an hour later: longer than the removal timeout. */
@@ -201,8 +201,28 @@ static void the_set_survives_a_restart_and_is_not_expired_for_the_downtime(void)
   CU_ASSERT_EQUAL(skipped, 0);
   CU_ASSERT_STRING_EQUAL(set_ids(r, after, sizeof(after)), before);
   CU_ASSERT_STRING_EQUAL(after, "l7-a,l7-b,l7-c");
-  CU_ASSERT_EQUAL_FATAL(replicas_pack_set(r, 1, &set2, &n2), 0);
-  CU_ASSERT_TRUE(n1 == n2 && memcmp(set1, set2, n1) == 0); /* byte-identical for the l4lbs */
+  CU_ASSERT_EQUAL_FATAL(replicas_pack_set(r, 1, NULL, &set2, &n2), 0);
+  /* The same members for the l4lbs; now none is connected here, and each
+   * record's change time is the one saved. */
+  Edge__V1__ReplicaSet *s1 = edge__v1__replica_set__unpack(NULL, n1, set1);
+  Edge__V1__ReplicaSet *s2 = edge__v1__replica_set__unpack(NULL, n2, set2);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s2);
+  CU_ASSERT_EQUAL_FATAL(s1->n_replicas, s2->n_replicas);
+  for (size_t i = 0; i < s1->n_replicas; i++) {
+    const Edge__V1__Replica *a = s1->replicas[i], *b = s2->replicas[i];
+    CU_ASSERT_STRING_EQUAL(a->node_id, b->node_id);
+    CU_ASSERT_STRING_EQUAL(a->address, b->address);
+    CU_ASSERT_STRING_EQUAL(a->check_address, b->check_address);
+    CU_ASSERT_STRING_EQUAL(a->https_address, b->https_address);
+    CU_ASSERT_EQUAL(a->draining, b->draining);
+    CU_ASSERT_EQUAL(a->weight, b->weight);
+    CU_ASSERT_EQUAL(a->connected, strcmp(a->node_id, "l7-b") != 0);
+    CU_ASSERT_FALSE(b->connected);
+    CU_ASSERT_EQUAL(b->changed_ms, !strcmp(b->node_id, "l7-b") ? T0 + 10 : T0 + 20);
+  }
+  edge__v1__replica_set__free_unpacked(s1, NULL);
+  edge__v1__replica_set__free_unpacked(s2, NULL);
   free(set1);
   free(set2);
   const struct replica *p = replicas_find(r, "l7-a");
@@ -324,6 +344,39 @@ static void the_registry_is_bounded(void) {
   replicas_free(r);
 }
 
+/* What an l4lb watching several syncd replicas merges by: who holds the
+ * proxy's stream, and when the record last changed. ACKs (one per push)
+ * change neither, so they never make a new set. */
+static void the_set_says_who_holds_the_stream_and_when_the_record_changed(void) {
+  struct replicas *r = fresh(10 * MIN_MS);
+  join(r, "l7-a", 8080, T0);
+  uint8_t *b1, *b2;
+  size_t n1, n2;
+  CU_ASSERT_EQUAL_FATAL(replicas_pack_set(r, 0, "syncd-0", &b1, &n1), 0);
+  CU_ASSERT_EQUAL(replicas_applied(r, "l7-a", T0 + 100), 0); /* an ACK */
+  CU_ASSERT_EQUAL_FATAL(replicas_pack_set(r, 0, "syncd-0", &b2, &n2), 0);
+  CU_ASSERT_TRUE(n1 == n2 && memcmp(b1, b2, n1) == 0);
+  Edge__V1__ReplicaSet *set = edge__v1__replica_set__unpack(NULL, n1, b1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(set);
+  CU_ASSERT_STRING_EQUAL(set->syncd_replica, "syncd-0");
+  CU_ASSERT_EQUAL_FATAL(set->n_replicas, 1);
+  CU_ASSERT_TRUE(set->replicas[0]->connected);
+  CU_ASSERT_EQUAL(set->replicas[0]->changed_ms, replicas_find(r, "l7-a")->changed_ms);
+  CU_ASSERT_TRUE(set->replicas[0]->changed_ms >= T0);
+  edge__v1__replica_set__free_unpacked(set, NULL);
+  free(b1);
+  free(b2);
+  replicas_disconnected(r, "l7-a", T0 + 500);
+  CU_ASSERT_EQUAL_FATAL(replicas_pack_set(r, 0, "syncd-0", &b1, &n1), 0);
+  set = edge__v1__replica_set__unpack(NULL, n1, b1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(set);
+  CU_ASSERT_FALSE(set->replicas[0]->connected);
+  CU_ASSERT_EQUAL(set->replicas[0]->changed_ms, T0 + 500);
+  edge__v1__replica_set__free_unpacked(set, NULL);
+  free(b1);
+  replicas_free(r);
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("syncd_replicas", NULL, NULL);
   CU_add_test(s, "a_proxy_joins_once_it_has_applied_a_state",
@@ -347,4 +400,6 @@ void test_register(void) {
               the_set_is_sorted_and_only_visible_changes_count);
   CU_add_test(s, "the_registry_is_bounded", the_registry_is_bounded);
   CU_add_test(s, "durations_read_like_flags", durations_read_like_flags);
+  CU_add_test(s, "the_set_says_who_holds_the_stream_and_when_the_record_changed",
+              the_set_says_who_holds_the_stream_and_when_the_record_changed);
 }
