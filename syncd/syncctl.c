@@ -564,13 +564,21 @@ static size_t ask_all(struct replica_answers *a, const struct rpc_creds *creds,
   return answered;
 }
 
-/* The nodes whose streams replica i holds, "l7-1,l7-3" (or "-"). */
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The nodes whose streams replica i holds, sorted: "l7-1,l7-3" (or "-"). */
 static void served_by(const Edge__V1__StatusResponse *r, char *out, size_t outlen) {
-  size_t l = 0;
+  size_t l = 0, k = 0;
   out[0] = '\0';
-  for (size_t i = 0; i < r->n_nodes && l + 1 < outlen; i++)
-    if (status_merge_serves(r->nodes[i]))
-      l += (size_t)snprintf(out + l, outlen - l, "%s%s", l ? "," : "", r->nodes[i]->node_id);
+  char **ids = calloc(r->n_nodes + 1, sizeof(*ids));
+  for (size_t i = 0; ids && i < r->n_nodes; i++)
+    if (status_merge_serves(r->nodes[i])) ids[k++] = r->nodes[i]->node_id;
+  if (ids) qsort(ids, k, sizeof(*ids), cmp_str);
+  for (size_t i = 0; i < k && l + 1 < outlen; i++)
+    l += (size_t)snprintf(out + l, outlen - l, "%s%s", l ? "," : "", ids[i]);
+  free(ids);
   if (!out[0]) snprintf(out, outlen, "-");
 }
 
