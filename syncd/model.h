@@ -28,6 +28,12 @@ struct syncd_resource {
   size_t len;
 };
 
+/* A resource named for removal. */
+struct syncd_resource_key {
+  int type;
+  char *name;
+};
+
 /* An object that was skipped (or partly served) and why. */
 struct syncd_rejection {
   char *kind, *ns, *name;
@@ -39,6 +45,18 @@ struct syncd_rejection {
 struct syncd_count {
   char *kind;
   unsigned count;
+};
+
+/* What translation reports beside the resources (Status and explain show
+ * it): rejected objects sorted by (location, reason), ignored Ingresses
+ * sorted by (namespace, name), object counts sorted by kind. */
+struct syncd_report {
+  struct syncd_rejection *rejected;
+  size_t n_rejected;
+  struct syncd_rejection *ignored;
+  size_t n_ignored;
+  struct syncd_count *counts;
+  size_t n_counts;
 };
 
 struct syncd_desired {
