@@ -124,33 +124,34 @@ static void update_object_gauges(struct syncd *sd) {
 
 /* ---- desired state → store ---------------------------------------------- */
 
-static void on_desired(void *ud, struct syncd_desired *d) {
+static void on_update(void *ud, const struct syncd_update *u) {
   struct syncd *sd = ud;
-  if (sd->stopping) {
-    syncd_desired_free(d);
-    return;
-  }
-  int rc = store_apply(sd->store, d->resources, d->n_resources, 0);
+  if (sd->stopping) return;
+  /* The first update is the whole state (a restored store may hold more);
+   * later ones are what the change touched. */
+  int rc = u->full ? store_apply(sd->store, u->upserted, u->n_upserted, u->generation)
+                   : store_apply_delta(sd->store, u->upserted, u->n_upserted, u->removed,
+                                       u->n_removed, u->generation);
   if (rc < 0) {
-    LOG_ERROR("state_rejected", "err=%s resources=%zu", log_q(store_strerror(rc)), d->n_resources);
-    syncd_desired_free(d);
+    LOG_ERROR("state_rejected", "err=%s upserted=%zu removed=%zu", log_q(store_strerror(rc)),
+              u->n_upserted, u->n_removed);
     return;
   }
-  struct syncd_report view = {d->rejected,  d->n_rejected, d->ignored,
-                              d->n_ignored, d->counts,     d->n_counts};
-  uint8_t *packed;
-  size_t packed_len;
   int report_changed = 0;
-  if (report_pack(&view, &packed, &packed_len) == 0) {
-    report_changed = store_set_report(sd->store, packed, packed_len) == 1;
-    free(packed);
+  if (u->report_changed) {
+    uint8_t *packed;
+    size_t packed_len;
+    if (report_pack(u->report, &packed, &packed_len) == 0) {
+      report_changed = store_set_report(sd->store, packed, packed_len) == 1;
+      free(packed);
+    }
   }
   if (rc == 1)
     LOG_INFO("version",
              "version=%" PRIu64 " seq=%" PRIu64 " generation=%" PRIu64
-             " resources=%zu rejected=%zu",
+             " resources=%zu upserted=%zu removed=%zu rejected=%zu",
              store_version(sd->store), store_seq(sd->store), store_generation(sd->store),
-             store_count(sd->store), d->n_rejected);
+             store_count(sd->store), u->n_upserted, u->n_removed, u->report->n_rejected);
   /* On disk before any proxy hears of it: a restarted syncd then never
    * serves an older state than one a proxy already applied. */
   if ((rc == 1 || report_changed) && sd->persist) {
@@ -158,9 +159,8 @@ static void on_desired(void *ud, struct syncd_desired *d) {
     if (persist_commit(sd->persist, err, sizeof(err)) != 0)
       LOG_ERROR("state_save_failed", "err=%s", log_q(err));
   }
-  update_object_gauges(sd);
+  if (report_changed) update_object_gauges(sd);
   if (rc == 1) status_refresh_expiry(sd->status);
-  syncd_desired_free(d);
   admin_set_ready(sd->admin, 1);
   if (rc == 1) config_sync_notify(sd->cs);
 }
@@ -464,7 +464,7 @@ int main(int argc, char **argv) {
                                 .max_delay_ms = max_delay_ms,
                                 .default_cert_file = default_cert,
                                 .default_key_file = default_key};
-  struct syncd_source_callbacks cb = {.on_update = on_desired};
+  struct syncd_source_callbacks cb = {.on_update = on_update};
   if (syncd_source_start(sd.loop, &o, &cb, &sd, &sd.source, err, sizeof(err)) != 0) {
     fprintf(stderr, "syncd: --source=%s: %s\n", source, err);
     LOG_ERROR("source_failed", "source=%s err=%s", log_q(source), log_q(err));

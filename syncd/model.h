@@ -77,6 +77,30 @@ struct syncd_desired {
   size_t n_ignored;
 };
 
+/*
+ * What changed in one translator update (syncd/translate.h): resources
+ * upserted and removed, each sorted by (type, name); with full = 1 the
+ * upserted ones are the whole state (drop every other). The report is the
+ * whole current report, report_changed telling whether it differs from
+ * the last update's. served lists every Ingress served ("ns/name",
+ * sorted). Everything is owned by the translator and valid until its next
+ * update. generation is the source's (set by the source).
+ */
+struct syncd_update {
+  int full;
+  const struct syncd_resource *upserted;
+  size_t n_upserted;
+  const struct syncd_resource_key *removed;
+  size_t n_removed;
+  const struct syncd_report *report;
+  int report_changed;
+  char *const *served;
+  size_t n_served;
+  int served_changed;
+  size_t objects_changed; /* input objects that changed in this update */
+  uint64_t generation;
+};
+
 /* Frees everything, including d itself. NULL is a no-op. */
 void syncd_desired_free(struct syncd_desired *d);
 

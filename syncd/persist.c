@@ -120,7 +120,7 @@ int persist_open(uv_loop_t *loop, const char *dir, struct store *store, struct p
   if (rc == -EINVAL) { /* not a journal: keep it for a post-mortem, start empty */
     char aside[4200];
     snprintf(aside, sizeof(aside), "%s.corrupt", path);
-    snprintf(info->problem, sizeof(info->problem), "%s (moved to %s)", err, aside);
+    snprintf(info->problem, sizeof(info->problem), "%.120s (moved to %.120s)", err, aside);
     if (rename(path, aside) == 0) {
       info->quarantined = 1;
       rc = journal_open(path, on_record, &rc_ctx, &p->j, &ji, err, errlen);
@@ -144,7 +144,7 @@ int persist_open(uv_loop_t *loop, const char *dir, struct store *store, struct p
       unlink(legacy);
     } else if (rc < 0) {
       info->quarantined = 1;
-      snprintf(info->problem, sizeof(info->problem), "%s", why);
+      snprintf(info->problem, sizeof(info->problem), "%.250s", why);
       unlink(legacy); /* the source rebuilds it; it would fail the same way next time */
     }
   }

@@ -361,4 +361,4 @@ static void dir_stop(struct syncd_source *s) {
   ds->n_watches = 0;
 }
 
-const struct source_ops source_dir_ops = {dir_start, dir_collect, NULL, dir_stop};
+const struct source_ops source_dir_ops = {dir_start, dir_collect, NULL, dir_stop, NULL};

@@ -85,6 +85,9 @@ struct k8s_source {
   int patcher_started;
   struct patch_job *jobs, **jobs_tail;
   json_t *patched; /* "ns/name" → time of our last PATCH (loop only) */
+  /* the highest resourceVersion seen (etcd revisions are decimal; what is
+   * not is ignored): the source generation that orders versions */
+  _Atomic uint64_t generation;
 };
 
 static const struct {
@@ -298,6 +301,19 @@ static void set_error(struct k8s_source *ks, const char *fmt, ...) {
   uv_async_send(&ks->async);
 }
 
+/* Raises the source generation to rv when it is a larger decimal number. */
+static void note_rv(struct k8s_source *ks, const char *rv) {
+  if (!rv || !*rv || strlen(rv) > 19) return;
+  uint64_t v = 0;
+  for (const char *p = rv; *p; p++) {
+    if (*p < '0' || *p > '9') return;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  uint64_t cur = atomic_load(&ks->generation);
+  while (v > cur && !atomic_compare_exchange_weak(&ks->generation, &cur, v)) {
+  }
+}
+
 /* Stores obj (stealing it) in k's cache under ns/name, with kind and apiVersion set. */
 static int cache_put(struct k8s_kind *k, json_t *cache, json_t *obj) {
   json_t *md = json_object_get(obj, "metadata");
@@ -338,6 +354,7 @@ static void apply_event(struct xfer *x, const char *line, size_t len) {
     return;
   }
   if (rv && strlen(rv) < sizeof(k->rv)) snprintf(k->rv, sizeof(k->rv), "%s", rv);
+  note_rv(x->ks, rv);
   if (!strcmp(type, "BOOKMARK")) {
     json_decref(ev);
     return;
@@ -541,6 +558,7 @@ static int list_kind(struct k8s_kind *k, char *err, size_t errlen) {
   k->relists++;
   pthread_mutex_unlock(&ks->mu);
   snprintf(k->rv, sizeof(k->rv), "%s", rv);
+  note_rv(ks, rv);
   LOG_INFO("k8s_listed", "kind=%s objects=%zu resource_version=%s", k->kind,
            json_object_size(fresh), log_q(rv));
   uv_async_send(&ks->async);
@@ -643,14 +661,14 @@ static int status_is_ours(const struct k8s_source *ks, json_t *ing) {
   return v && !strcmp(v, ks->publish) && json_object_size(e) == 1;
 }
 
-static void k8s_published(struct syncd_source *s, const struct syncd_desired *d) {
+static void k8s_published(struct syncd_source *s, const struct syncd_update *u) {
   struct k8s_source *ks = s->impl;
   if (!ks->publish) return;
   time_t now = time(NULL);
   struct k8s_kind *ingk = &ks->kinds[1];
   pthread_mutex_lock(&ks->mu);
-  for (size_t i = 0; i < d->n_served; i++) {
-    const char *id = d->served_ingresses[i];
+  for (size_t i = 0; i < u->n_served; i++) {
+    const char *id = u->served[i];
     json_t *ing = json_object_get(ingk->cache, id);
     if (!ing || status_is_ours(ks, ing)) continue;
     json_t *last = json_object_get(ks->patched, id);
@@ -826,4 +844,10 @@ static void k8s_stop(struct syncd_source *s) {
   uv_close((uv_handle_t *)&ks->async, on_async_closed);
 }
 
-const struct source_ops source_k8s_ops = {k8s_start, k8s_collect, k8s_published, k8s_stop};
+static uint64_t k8s_generation(struct syncd_source *s) {
+  struct k8s_source *ks = s->impl;
+  return atomic_load(&ks->generation);
+}
+
+const struct source_ops source_k8s_ops = {k8s_start, k8s_collect, k8s_published, k8s_stop,
+                                          k8s_generation};
