@@ -715,6 +715,7 @@ static void on_async(uv_async_t *a) {
 static int k8s_collect(struct syncd_source *s, struct manifest_set *set, char *err, size_t errlen) {
   struct k8s_source *ks = s->impl;
   int rc = 0;
+  set->borrow_locations = 1; /* every location is "" */
   pthread_mutex_lock(&ks->mu);
   for (int i = 0; i < 5 && rc == 0; i++) {
     if (!ks->kinds[i].synced) {

@@ -49,6 +49,9 @@ struct store {
   struct store_entry *bucket[STORE_DIGEST_BUCKETS];
   uint8_t bucket_digest[STORE_DIGEST_BUCKETS][32];
   uint8_t dirty[STORE_DIGEST_BUCKETS];
+  uint8_t group_digest[STORE_DIGEST_GROUPS][32];
+  uint8_t group_live[STORE_DIGEST_GROUPS]; /* the group has a non-empty bucket */
+  uint8_t group_dirty[STORE_DIGEST_GROUPS];
   uint64_t version, seq, generation, horizon;
   int64_t version_time;
   struct history_entry hist[STORE_HISTORY]; /* ring, hist_n newest at hist_head - 1 */
@@ -219,31 +222,45 @@ static void bucket_remove(struct store *s, struct store_entry *e) {
     }
 }
 
-/* Rehashes the dirty buckets and the root; the version is the root's first
- * 8 bytes, big endian, never 0. 0 when no entry is live. */
+/* Rehashes the dirty buckets, their groups and the root; the version is
+ * the root's first 8 bytes, big endian, never 0. 0 when no entry is live.
+ * A bucket hashes its entries' digests in digest order; a group its
+ * non-empty buckets (index, digest); the root its non-empty groups. */
 static uint64_t compute_version(struct store *s) {
   EVP_MD_CTX *md = s->md;
   unsigned dl;
   for (size_t b = 0; b < STORE_DIGEST_BUCKETS; b++) {
     if (!s->dirty[b]) continue;
     s->dirty[b] = 0;
-    if (!s->bucket[b]) {
-      memset(s->bucket_digest[b], 0, 32);
-      continue;
-    }
+    s->group_dirty[b / STORE_DIGEST_GROUP_SIZE] = 1;
+    if (!s->bucket[b]) continue;
     EVP_DigestInit_ex(md, EVP_sha256(), NULL);
     for (const struct store_entry *e = s->bucket[b]; e; e = e->bnext)
       EVP_DigestUpdate(md, e->digest, 32);
     EVP_DigestFinal_ex(md, s->bucket_digest[b], &dl);
   }
+  for (size_t g = 0; g < STORE_DIGEST_GROUPS; g++) {
+    if (!s->group_dirty[g]) continue;
+    s->group_dirty[g] = 0;
+    s->group_live[g] = 0;
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    for (size_t b = g * STORE_DIGEST_GROUP_SIZE; b < (g + 1) * STORE_DIGEST_GROUP_SIZE; b++) {
+      if (!s->bucket[b]) continue;
+      uint8_t bi[2] = {(uint8_t)(b >> 8), (uint8_t)b};
+      EVP_DigestUpdate(md, bi, 2);
+      EVP_DigestUpdate(md, s->bucket_digest[b], 32);
+      s->group_live[g] = 1;
+    }
+    EVP_DigestFinal_ex(md, s->group_digest[g], &dl);
+  }
   if (s->n_live == 0) return 0;
   uint8_t root[32];
   EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-  for (size_t b = 0; b < STORE_DIGEST_BUCKETS; b++) {
-    if (!s->bucket[b]) continue;
-    uint8_t bi[2] = {(uint8_t)(b >> 8), (uint8_t)b};
-    EVP_DigestUpdate(md, bi, 2);
-    EVP_DigestUpdate(md, s->bucket_digest[b], 32);
+  for (size_t g = 0; g < STORE_DIGEST_GROUPS; g++) {
+    if (!s->group_live[g]) continue;
+    uint8_t gi = (uint8_t)g;
+    EVP_DigestUpdate(md, &gi, 1);
+    EVP_DigestUpdate(md, s->group_digest[g], 32);
   }
   EVP_DigestFinal_ex(md, root, &dl);
   uint64_t v = 0;

@@ -25,10 +25,11 @@
  *
  * The version digest: each live entry has a SHA-256 over (type, name,
  * bytes); entries fall into 4096 buckets by that digest, a bucket's digest
- * is a SHA-256 over its entries' digests in order, and the root is a
- * SHA-256 over the non-empty buckets; the version is the root's first 8
- * bytes (big endian; never 0, which means "no state"). A change rehashes
- * only the buckets it touched, so a version costs O(changes), not O(state).
+ * is a SHA-256 over its entries' digests in order, a group's (64 buckets)
+ * over its non-empty buckets, and the root over the non-empty groups; the
+ * version is the root's first 8 bytes (big endian; never 0, which means
+ * "no state"). A change rehashes only the buckets and groups it touched
+ * (a few KB), so a version costs O(changes), not O(state).
  *
  * Persistence is record-shaped (syncd/persist.c writes them to the
  * journal): store_encode_state (everything, tombstones and history
@@ -64,8 +65,10 @@ enum {
 };
 const char *store_strerror(int err);
 
-/* Buckets of the version digest (see the top of this file). */
+/* Buckets of the version digest (see the top of this file), in groups. */
 #define STORE_DIGEST_BUCKETS 4096
+#define STORE_DIGEST_GROUP_SIZE 64
+#define STORE_DIGEST_GROUPS (STORE_DIGEST_BUCKETS / STORE_DIGEST_GROUP_SIZE)
 /* Versions remembered for deltas (older ones get a full state). */
 #define STORE_HISTORY 4096
 

@@ -704,47 +704,60 @@ static void secret_problem(struct tobj *s, int *oom, const char *fmt, ...) {
   if (!s->problem) *oom = 1;
 }
 
-void tr_check_secret(struct tobj *s, int *oom) {
-  if (s->checked) return;
-  s->checked = 1;
-  const char *type = jstr(s->o, "type");
-  json_t *data = json_object_get(s->o, "data"), *sdata = json_object_get(s->o, "stringData");
-  const char *names[2] = {"tls.crt", "tls.key"};
-  char *vals[2] = {NULL, NULL};
-  size_t lens[2] = {0, 0};
-  if (!type || strcmp(type, "kubernetes.io/tls") != 0) {
-    secret_problem(s, oom, "has type %s, want kubernetes.io/tls", type ? type : "(none)");
-    return;
-  }
+/* The decoded tls.crt and tls.key of Secret object o (heap, the caller
+ * frees both). 0, or -1 with why (NULL when out of memory). */
+static int secret_values(json_t *o, char *vals[2], size_t lens[2], char **why) {
+  static const char *const names[2] = {"tls.crt", "tls.key"};
+  json_t *data = json_object_get(o, "data"), *sdata = json_object_get(o, "stringData");
+  vals[0] = vals[1] = NULL;
+  *why = NULL;
   for (int k = 0; k < 2; k++) {
     const char *plain = jstr(sdata, names[k]), *b64 = jstr(data, names[k]);
     if (plain) {
-      vals[k] = strdup(plain);
       lens[k] = strlen(plain);
-      if (!vals[k]) *oom = 1;
+      if (!(vals[k] = strdup(plain))) goto fail;
     } else if (b64) {
       vals[k] = base64_decode(b64, &lens[k]);
       if (!vals[k]) {
-        secret_problem(s, oom, "key %s is not valid base64", names[k]);
+        if (asprintf(why, "key %s is not valid base64", names[k]) < 0) *why = NULL;
         goto fail;
       }
     }
     if (!vals[k] || lens[k] == 0) {
-      secret_problem(s, oom, "missing key %s", names[k]);
+      if (asprintf(why, "missing key %s", names[k]) < 0) *why = NULL;
       goto fail;
     }
   }
-  char why[256];
-  if (default_cert_check(vals[0], lens[0], vals[1], lens[1], &s->not_after, why, sizeof(why)) !=
-      0) {
-    secret_problem(s, oom, "%s", why);
-    goto fail;
-  }
-  s->ok = 1;
-  s->crt = vals[0], s->crt_len = lens[0];
-  s->keypem = vals[1], s->key_len = lens[1];
-  return;
+  return 0;
 fail:
+  free(vals[0]);
+  free(vals[1]);
+  vals[0] = vals[1] = NULL;
+  return -1;
+}
+
+void tr_check_secret(struct tobj *s, int *oom) {
+  if (s->checked) return;
+  s->checked = 1;
+  const char *type = jstr(s->o, "type");
+  if (!type || strcmp(type, "kubernetes.io/tls") != 0) {
+    secret_problem(s, oom, "has type %s, want kubernetes.io/tls", type ? type : "(none)");
+    return;
+  }
+  char *vals[2];
+  size_t lens[2];
+  char *why = NULL;
+  if (secret_values(s->o, vals, lens, &why) != 0) {
+    s->problem = why;
+    if (!why) *oom = 1;
+    return;
+  }
+  char reason[256];
+  if (default_cert_check(vals[0], lens[0], vals[1], lens[1], &s->not_after, reason,
+                         sizeof(reason)) != 0)
+    secret_problem(s, oom, "%s", reason);
+  else
+    s->ok = 1;
   free(vals[0]);
   free(vals[1]);
 }
@@ -978,13 +991,19 @@ out:
 
 int tr_emit_certificate(const struct tobj *s, const char *const *sni, size_t n,
                         struct emitted *out) {
+  char *vals[2], *why = NULL;
+  size_t lens[2];
+  if (secret_values(s->o, vals, lens, &why) != 0) { /* checked ok: only memory fails */
+    free(why);
+    return -ENOMEM;
+  }
   Edge__V1__Certificate cert;
   edge__v1__certificate__init(&cert);
   cert.name = (char *)s->key;
   cert.n_sni_names = n;
   cert.sni_names = (char **)sni;
-  cert.cert_pem = (ProtobufCBinaryData){s->crt_len, (uint8_t *)s->crt};
-  cert.key_pem = (ProtobufCBinaryData){s->key_len, (uint8_t *)s->keypem};
+  cert.cert_pem = (ProtobufCBinaryData){lens[0], (uint8_t *)vals[0]};
+  cert.key_pem = (ProtobufCBinaryData){lens[1], (uint8_t *)vals[1]};
   cert.not_after = s->not_after;
   Edge__V1__SourceRef src;
   edge__v1__source_ref__init(&src);
@@ -997,7 +1016,10 @@ int tr_emit_certificate(const struct tobj *s, const char *const *sni, size_t n,
   edge__v1__resource__init(&r);
   r.kind_case = EDGE__V1__RESOURCE__KIND_CERTIFICATE;
   r.certificate = &cert;
-  return pack(&r, out);
+  int rc = pack(&r, out);
+  free(vals[0]);
+  free(vals[1]);
+  return rc;
 }
 
 int tr_emit_default_backend(const char *cluster, const struct ting *g, struct emitted *out) {

@@ -78,11 +78,10 @@ struct tobj {
   struct rejlist dups; /* "duplicate Ingress" rejections of the losers */
   /* EndpointSlice: the service key it belongs to ("" when none) */
   char *svc_key;
-  /* Secret: the check, made at most once per winning document */
+  /* Secret: the check, made at most once per winning document (the PEM
+   * itself is decoded again when a Certificate is emitted, not kept) */
   int checked, ok;
   char *problem;
-  char *crt, *keypem; /* decoded (heap) */
-  size_t crt_len, key_len;
   int64_t not_after;
 };
 
@@ -234,6 +233,7 @@ struct tdoc {
   char *location;
   size_t seq;
   unsigned round;
+  int dead;   /* removed: waits in translator.dead */
   char *kind; /* for counts; NULL without kind */
   struct tobj *obj;
   struct rejlist rej; /* index problems (no kind, no name, bad apiVersion) */
@@ -250,8 +250,9 @@ struct thost {
 struct tres {
   int type;
   char *name;
-  uint8_t *bytes;
   size_t len;
+  uint8_t digest[32]; /* SHA-256 of the bytes: what later emissions are compared with */
+  uint8_t *bytes;     /* only while this update hands them out; NULL otherwise */
 };
 
 struct translator {
@@ -288,6 +289,7 @@ struct translator {
   /* the update handed out */
   struct syncd_update upd;
   struct syncd_resource *up;
+  struct tres **up_res; /* up[i]'s resource: its bytes are freed at the next update */
   struct syncd_resource_key *rm;
   size_t n_up, n_rm, cap_up, cap_rm;
   struct syncd_report report;
@@ -295,6 +297,8 @@ struct translator {
   size_t n_served_sorted;
   struct tdoc **dead; /* documents removed this update, freed at the next */
   size_t n_dead, cap_dead;
+  struct tdoc **order; /* the last update's documents in input order */
+  size_t n_order, cap_order;
 };
 
 /* Registers (or unregisters, when empty) a unit's rejections in the report. */

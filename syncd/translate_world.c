@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "common/hmap.h"
 #include "syncd/translate_internal.h"
 
@@ -75,15 +77,21 @@ void out_set(struct translator *t, int type, const char *name, struct emitted *e
     free(r->bytes);
     free(r->name);
     free(r);
-  } else if (r) {
-    if (r->len == e->len && memcmp(r->bytes, e->bytes, e->len) == 0) {
-      free(e->bytes);
-      return;
-    }
-    free(r->bytes);
-    r->bytes = e->bytes;
-    r->len = e->len;
-  } else {
+    mark(t, &t->d_names, key);
+    return;
+  }
+  uint8_t digest[32];
+  unsigned dl = 0;
+  if (EVP_Digest(e->bytes, e->len, digest, &dl, EVP_sha256(), NULL) != 1) {
+    free(e->bytes);
+    t->oom = 1;
+    return;
+  }
+  if (r && r->len == e->len && !memcmp(r->digest, digest, 32)) {
+    free(e->bytes); /* the same bytes as before: not a change */
+    return;
+  }
+  if (!r) {
     r = calloc(1, sizeof(*r));
     if (!r || !(r->name = strdup(name)) || hmap_puts(&t->out, key, r, NULL) != 0) {
       if (r) free(r->name);
@@ -93,9 +101,11 @@ void out_set(struct translator *t, int type, const char *name, struct emitted *e
       return;
     }
     r->type = type;
-    r->bytes = e->bytes;
-    r->len = e->len;
   }
+  free(r->bytes);
+  r->bytes = e->bytes;
+  r->len = e->len;
+  memcpy(r->digest, digest, 32);
   mark(t, &t->d_names, key);
 }
 
@@ -138,10 +148,9 @@ static struct tobj *obj_get(struct translator *t, enum tkind tk, const char *key
 }
 
 static void secret_reset(struct tobj *s) {
-  free(s->problem), free(s->crt), free(s->keypem);
-  s->problem = s->crt = s->keypem = NULL;
+  free(s->problem);
+  s->problem = NULL;
   s->checked = s->ok = 0;
-  s->crt_len = s->key_len = 0;
   s->not_after = 0;
 }
 
@@ -413,10 +422,7 @@ static void ting_unindex(struct translator *t, struct ting *g) {
     pset_del(&t->db_users, g);
     t->d_db = 1;
   }
-  if (g->valid) {
-    hmap_dels(&t->served, g->id);
-    t->d_served = 1;
-  }
+  if (g->valid) hmap_dels(&t->served, g->id); /* recompile says whether the set changed */
   if (g->has_ignored) {
     hmap_del(&t->ignored, &g, sizeof(g));
     t->d_report = 1;
@@ -450,10 +456,7 @@ static void ting_index(struct translator *t, struct ting *g) {
     rc |= pset_add(&t->db_users, g);
     t->d_db = 1;
   }
-  if (g->valid) {
-    rc |= hmap_puts(&t->served, g->id, g, NULL);
-    t->d_served = 1;
-  }
+  if (g->valid) rc |= hmap_puts(&t->served, g->id, g, NULL);
   if (g->has_ignored) {
     rc |= hmap_put(&t->ignored, &g, sizeof(g), g, NULL);
     t->d_report = 1;
@@ -472,11 +475,15 @@ static void ting_drop(struct translator *t, struct ting *g) {
 
 /* Compiles Ingress object o again (or drops it when gone). */
 static void recompile(struct translator *t, struct tobj *o) {
+  int was_served = o->ing && o->ing->valid;
   if (o->ing) {
     ting_drop(t, o->ing);
     o->ing = NULL;
   }
-  if (!o->win) return;
+  if (!o->win) {
+    if (was_served) t->d_served = 1;
+    return;
+  }
   struct ting *g = calloc(1, sizeof(*g));
   if (!g) {
     t->oom = 1;
@@ -495,6 +502,7 @@ static void recompile(struct translator *t, struct tobj *o) {
   struct tclasses cl = {&t->ours, &t->foreign, t->have_default};
   if (tr_compile_ingress(g, o->o, &cl, service_lookup, t) != 0) t->oom = 1;
   ting_index(t, g);
+  if (was_served != g->valid) t->d_served = 1;
 }
 
 /* ---- updates --------------------------------------------------------------------------------- */
@@ -515,6 +523,7 @@ static void free_dead(struct translator *t) {
 /* A document left the source: out of its object and the report. */
 static void doc_remove(struct translator *t, struct tdoc *d) {
   hmap_del(&t->docs, &d->o, sizeof(d->o));
+  d->dead = 1;
   if (d->kind) count_kind(t, d->kind, -1);
   rejlist_clear(&d->rej);
   rej_sync(t, &d->rej);
@@ -535,24 +544,37 @@ static void doc_remove(struct translator *t, struct tdoc *d) {
   t->dead[t->n_dead++] = d;
 }
 
-/* Stage 1: which documents are new or gone; which objects changed. */
+/* Stage 1: which documents are new or gone; which objects changed. An
+ * unchanged source gives the same documents in the same order, so each is
+ * first compared with the one at its position last time (a pointer and a
+ * short string); only a mismatch costs a hash lookup. */
 static void scan_documents(struct translator *t, const struct manifest_set *in) {
   t->round++;
+  struct tdoc **order = malloc((in->n_docs + 1) * sizeof(*order));
+  if (!order) {
+    t->oom = 1;
+    return;
+  }
   for (size_t i = 0; i < in->n_docs; i++) {
     json_t *o = in->docs[i].obj;
     const char *loc = in->docs[i].location ? in->docs[i].location : "";
-    struct tdoc *d = hmap_get(&t->docs, &o, sizeof(o));
-    if (d && !strcmp(d->location, loc)) {
+    struct tdoc *d =
+        i < t->n_order && t->order[i]->o == o ? t->order[i] : hmap_get(&t->docs, &o, sizeof(o));
+    if (d && d->dead) d = hmap_get(&t->docs, &o, sizeof(o));
+    if (d && d->round != t->round && !strcmp(d->location, loc)) {
       if (d->seq != i && d->obj && d->obj->n_occ > 1) pset_add(&t->d_objs, d->obj);
       d->seq = i;
       d->round = t->round;
+      order[i] = d;
       continue;
     }
-    if (d) doc_remove(t, d); /* same object, moved: a new document */
+    if (d && d->round != t->round) doc_remove(t, d); /* the same object, moved: a new document */
     d = doc_new(t, o, loc, i);
+    order[i] = d;
     if (!d) continue;
     if (hmap_put(&t->docs, &d->o, sizeof(d->o), d, NULL) != 0) {
       doc_free(d);
+      order[i] = NULL;
       t->oom = 1;
       continue;
     }
@@ -562,27 +584,17 @@ static void scan_documents(struct translator *t, const struct manifest_set *in) 
       if (pset_add(&t->d_objs, d->obj) != 0) t->oom = 1;
     }
   }
-  /* the documents not seen this round are gone */
-  size_t pos = 0;
-  void *v;
-  struct tdoc **gone = NULL;
-  size_t n_gone = 0, cap = 0;
-  while (hmap_next(&t->docs, &pos, NULL, NULL, &v)) {
-    struct tdoc *d = v;
-    if (d->round == t->round) continue;
-    if (n_gone == cap) {
-      cap = cap ? cap * 2 : 64;
-      struct tdoc **nv = realloc(gone, cap * sizeof(*nv));
-      if (!nv) {
-        t->oom = 1;
-        break;
-      }
-      gone = nv;
-    }
-    gone[n_gone++] = d;
+  /* the documents not seen this round are gone (every document that
+   * survived the last round is in its order) */
+  for (size_t i = 0; i < t->n_order; i++) {
+    struct tdoc *d = t->order[i];
+    if (d && !d->dead && d->round != t->round) doc_remove(t, d);
   }
-  for (size_t i = 0; i < n_gone; i++) doc_remove(t, gone[i]);
-  free(gone);
+  free(t->order);
+  t->order = order;
+  t->n_order = in->n_docs;
+  for (size_t i = 0; i < t->n_order; i++)
+    if (!order[i]) t->oom = 1; /* a hole: the next update must start over */
   /* settle the touched objects (a duplicate's order may change by itself) */
   for (size_t i = 0; i < t->dups.n; i++) pset_add(&t->d_objs, t->dups.v[i]);
   struct pset touched = t->d_objs;
@@ -590,8 +602,7 @@ static void scan_documents(struct translator *t, const struct manifest_set *in) 
   for (size_t i = 0; i < touched.n; i++) {
     struct tobj *o = touched.v[i];
     obj_settle(t, o);
-    if (o->tk == TK_INGRESS && o->n_occ + (o->dups.n ? 1 : 0) > 0 && (o->n_occ > 1 || o->dups.n))
-      obj_dups(t, o);
+    if (o->tk == TK_INGRESS && (o->n_occ > 1 || o->dups.n)) obj_dups(t, o);
   }
   pset_free(&touched);
 }
@@ -634,18 +645,27 @@ static int key_cmp(const void *a, const void *b) {
 }
 
 static void clear_changes(struct translator *t) {
+  for (size_t i = 0; i < t->n_up; i++) { /* the bytes handed out: only digests stay */
+    free(t->up_res[i]->bytes);
+    t->up_res[i]->bytes = NULL;
+  }
   for (size_t i = 0; i < t->n_rm; i++) free(t->rm[i].name);
   t->n_up = t->n_rm = 0;
 }
 
-static int push_up(struct translator *t, const struct tres *r) {
+static int push_up(struct translator *t, struct tres *r) {
+  if (!r->bytes) return -ENOMEM; /* never: every changed resource was just emitted */
   if (t->n_up == t->cap_up) {
     size_t cap = t->cap_up ? t->cap_up * 2 : 64;
     struct syncd_resource *nv = realloc(t->up, cap * sizeof(*nv));
     if (!nv) return -ENOMEM;
     t->up = nv;
+    struct tres **nr = realloc(t->up_res, cap * sizeof(*nr));
+    if (!nr) return -ENOMEM;
+    t->up_res = nr;
     t->cap_up = cap;
   }
+  t->up_res[t->n_up] = r;
   t->up[t->n_up++] = (struct syncd_resource){r->type, r->name, r->bytes, r->len};
   return 0;
 }
@@ -816,6 +836,9 @@ static void translator_clear(struct translator *t) {
   size_t pos = 0;
   void *v;
   free_dead(t);
+  free(t->order);
+  t->order = NULL;
+  t->n_order = t->cap_order = 0;
   while (hmap_next(&t->docs, &pos, NULL, NULL, &v)) doc_free(v);
   hmap_free(&t->docs);
   for (int k = 0; k < TK_COUNT; k++) {
@@ -900,9 +923,10 @@ int translator_new(const struct translate_opts *opts, struct translator **out) {
 
 void translator_free(struct translator *t) {
   if (!t) return;
-  translator_clear(t);
   clear_changes(t);
+  translator_clear(t);
   free(t->up);
+  free(t->up_res);
   free(t->rm);
   free(t->dead);
   report_clear(&t->report);
