@@ -54,6 +54,9 @@ int status_start_expiry(struct status *st, uv_loop_t *loop, struct metrics_regis
 /* Brings the certificate facts and their gauges up to date with the store
  * (main calls it after each new version; it costs what changed). */
 void status_refresh_expiry(struct status *st);
+/* Refreshes edge_syncd_node_state and edge_syncd_source_healthy (the
+ * expiry timer does it every second). */
+void status_refresh_health(struct status *st);
 /* Closes the timer; done(arg) runs when it is closed (at once if never
  * started). Call before status_free. */
 void status_stop(struct status *st, void (*done)(void *arg), void *arg);

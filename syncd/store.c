@@ -21,15 +21,13 @@
 #include "syncd/store.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/fileio.h"
 #include "edge/v1/resources.pb-c.h"
 
 /* Tombstones kept beyond this many (and beyond half the live count) are
@@ -1195,42 +1193,12 @@ static int res_cmp(const void *a, const void *b) {
   return rec_key_cmp(a, b);
 }
 
-/* The whole file at path (malloc'd). 0, -ENOENT, or another negative errno. */
-static int read_whole(const char *path, char **out, size_t *len, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    snprintf(err, errlen, "%s: %s", path, strerror(e));
-    return -e;
-  }
-  struct stat st;
-  char *buf = NULL;
-  size_t got = 0;
-  int rc = fstat(fd, &st) == 0 ? 0 : -errno;
-  if (rc == 0 && !(buf = malloc((size_t)st.st_size + 1))) rc = -ENOMEM;
-  while (rc == 0 && got < (size_t)st.st_size) {
-    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  close(fd);
-  if (rc != 0) {
-    free(buf);
-    snprintf(err, errlen, "%s: %s", path, strerror(-rc));
-    return rc;
-  }
-  *out = buf;
-  *len = got;
-  return 0;
-}
-
 int store_load_legacy(struct store *s, const char *dir, char *err, size_t errlen) {
   char path[4096];
   snprintf(path, sizeof(path), "%s/%s", dir, LEGACY_FILE);
   char *text;
   size_t len;
-  int rc = read_whole(path, &text, &len, err, errlen);
+  int rc = fileio_read(path, FILEIO_NO_LIMIT, &text, &len, err, errlen);
   if (rc == -ENOENT) return STORE_NO_STATE;
   if (rc != 0) return rc == -ENOMEM ? STORE_ERR_NOMEM : STORE_ERR_IO;
   const uint8_t *buf = (const uint8_t *)text;

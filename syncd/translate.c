@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "common/hmap.h"
 #include "syncd/default_cert.h"
 #include "syncd/translate_internal.h"
@@ -153,49 +154,18 @@ static const char *annotation(struct pool *p, json_t *obj, const char *name) {
   return NULL;
 }
 
-static int base64_value(int ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+' || ch == '-') return 62;
-  if (ch == '/' || ch == '_') return 63;
-  return -1;
-}
-
-/* Decodes base64 (whitespace ignored) into a heap buffer; NULL when invalid. */
-static char *base64_decode(const char *in, size_t *outlen) {
-  size_t n = strlen(in);
-  unsigned char *out = malloc(n / 4 * 3 + 4);
+/* Decodes base64 (white space ignored) into a NUL-terminated heap buffer; NULL when invalid. */
+static char *base64_decode_heap(const char *in, size_t *outlen) {
+  size_t n = strlen(in), cap = base64_decoded_max(n);
+  uint8_t *out = malloc(cap + 1);
   if (!out) return NULL;
-  size_t o = 0;
-  unsigned acc = 0;
-  int bits = 0, pad = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)in[i];
-    if (isspace(ch)) continue;
-    if (ch == '=') {
-      pad++;
-      continue;
-    }
-    int v = base64_value(ch);
-    if (v < 0 || pad) {
-      free(out);
-      return NULL;
-    }
-    acc = (acc << 6) | (unsigned)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (unsigned char)(acc >> bits);
-      acc &= (1u << bits) - 1;
-    }
-  }
-  if (pad > 2) {
+  ssize_t o = base64_decode(in, n, out, cap, BASE64_ALLOW_SPACE);
+  if (o < 0) {
     free(out);
     return NULL;
   }
   out[o] = '\0';
-  *outlen = o;
+  *outlen = (size_t)o;
   return (char *)out;
 }
 
@@ -717,7 +687,7 @@ static int secret_values(json_t *o, char *vals[2], size_t lens[2], char **why) {
       lens[k] = strlen(plain);
       if (!(vals[k] = strdup(plain))) goto fail;
     } else if (b64) {
-      vals[k] = base64_decode(b64, &lens[k]);
+      vals[k] = base64_decode_heap(b64, &lens[k]);
       if (!vals[k]) {
         if (asprintf(why, "key %s is not valid base64", names[k]) < 0) *why = NULL;
         goto fail;

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "edge/v1/resources.pb-c.h"
-#include "syncd/default_cert.h"
+#include "common/cert.h"
 
 #define N_FILES 6
 #define N_SLOTS 40 /* documents per world */
@@ -580,9 +580,10 @@ static void one_changed_ingress_updates_only_its_own_resources(void) {
 
 static int setup(void) {
   char err[128];
-  for (int i = 0; i < 2; i++)
-    if (default_cert_generate(i ? "b.test" : "a.test", 30, &crt[i], &key[i], err, sizeof(err)))
-      return -1;
+  for (int i = 0; i < 2; i++) {
+    const char *cn = i ? "b.test" : "a.test";
+    if (cert_generate(&cn, 1, 30, 0, NULL, NULL, &crt[i], &key[i], err, sizeof(err))) return -1;
+  }
   return 0;
 }
 
