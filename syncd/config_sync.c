@@ -316,9 +316,15 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
   memset(n->sent, 0, sizeof(n->sent));
   n->sent_next = 0;
   n->pub.acked_version = h->last_applied_version;
-  /* A proxy already serving the current version needs nothing. */
+  /* Versions name content: a proxy already serving the current version
+   * needs nothing, and one at a version the store still knows (before a
+   * syncd restart, a network cut, another replica fed the same source)
+   * needs only what changed since; anything else gets the full state. */
   n->pub.applied = version > 0 && h->last_applied_version == version;
-  n->pub.pushed_version = n->pub.applied ? version : 0;
+  n->pub.pushed_version = n->pub.applied ? version
+                          : store_knows(cs->store, h->last_applied_version)
+                              ? h->last_applied_version
+                              : 0;
   LOG_INFO("node_connected",
            "node=%s peer=%s address=%s zone=%s build=%s last_applied=%" PRIu64 " version=%" PRIu64,
            log_q(n->pub.node_id), log_q(rpc_call_peer(st->call)), log_q(n->pub.address),

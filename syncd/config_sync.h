@@ -2,17 +2,16 @@
  * config_sync — the ConfigSync.Stream server: one session per l7proxy.
  *
  * A proxy opens the bidi stream with Hello; syncd registers the node and
- * sends the full state (or nothing when Hello.last_applied_version is the
- * current version), then a delta Push for every new version relative to
- * what it last pushed to that node. Pushes are never queued: at most one
- * push per node is unanswered (not yet written, or not yet acked/nacked);
- * when it is answered, a node that fell behind receives one Push bringing
- * it to the newest version. Ack records the
- * acked version; Nack records the error and makes the next push a full one
- * so the proxy can resynchronise. A second stream with the same node_id
- * replaces the first. A bad message (unparseable, no Hello first, Ack or
- * Nack with an unknown nonce) finishes the call with INVALID_ARGUMENT and a
- * reason; nothing else changes.
+ * sends nothing when Hello.last_applied_version is the current version,
+ * the delta since that version when the store still knows it (versions
+ * name content, see store.h), or else the full state; then a delta Push
+ * for every new version relative to what it last pushed to that node. Pushes are never queued: at
+ * most one push per node is unanswered (not yet written, or not yet acked/nacked); when it is
+ * answered, a node that fell behind receives one Push bringing it to the newest version. Ack
+ * records the acked version; Nack records the error and makes the next push a full one so the proxy
+ * can resynchronise. A second stream with the same node_id replaces the first. A bad message
+ * (unparseable, no Hello first, Ack or Nack with an unknown nonce) finishes the call with
+ * INVALID_ARGUMENT and a reason; nothing else changes.
  *
  * Nodes stay listed after they disconnect (with the disconnect time) until
  * syncd restarts. Node events (connected, applied, updated, disconnected)

@@ -40,6 +40,8 @@
 #include "syncd/k8s_client.h"
 #include "syncd/leader.h"
 #include "syncd/membership.h"
+#include "syncd/persist.h"
+#include "syncd/report.h"
 #include "syncd/source.h"
 #include "syncd/status.h"
 #include "syncd/store.h"
@@ -50,6 +52,7 @@ struct syncd {
   uv_loop_t *loop;
   const char *state_dir;
   struct store *store;
+  struct persist *persist;
   struct metrics_registry *metrics;
   struct rpc_runtime *rt;
   struct rpc_server *srv;
@@ -73,6 +76,32 @@ static double gauge_version(void *arg) {
   return (double)store_version(sd->store);
 }
 
+static double gauge_generation(void *arg) {
+  struct syncd *sd = arg;
+  return (double)store_generation(sd->store);
+}
+
+static double state_bytes_written(void *arg) {
+  struct syncd *sd = arg;
+  struct persist_stats st = {0};
+  if (sd->persist) persist_stats(sd->persist, &st);
+  return (double)st.bytes_written;
+}
+
+static double state_journal_bytes(void *arg) {
+  struct syncd *sd = arg;
+  struct persist_stats st = {0};
+  if (sd->persist) persist_stats(sd->persist, &st);
+  return (double)st.journal_bytes;
+}
+
+static double state_compactions(void *arg) {
+  struct syncd *sd = arg;
+  struct persist_stats st = {0};
+  if (sd->persist) persist_stats(sd->persist, &st);
+  return (double)st.compactions;
+}
+
 static double gauge_l7(void *arg) {
   struct syncd *sd = arg;
   return (double)config_sync_connected(sd->cs);
@@ -83,11 +112,9 @@ static double gauge_l4(void *arg) {
   return (double)membership_connected(sd->mb);
 }
 
-/* Object and rejection gauges from the meta blob (a packed StatusResponse). */
+/* Object and rejection gauges from the typed report. */
 static void update_object_gauges(struct syncd *sd) {
-  size_t len;
-  const uint8_t *meta = store_meta(sd->store, &len);
-  Edge__V1__StatusResponse *m = len ? edge__v1__status_response__unpack(NULL, len, meta) : NULL;
+  const Edge__V1__StatusResponse *m = store_report(sd->store);
   if (!m) return;
   for (size_t i = 0; i < m->n_objects; i++) {
     char esc[128], labels[160];
@@ -98,134 +125,47 @@ static void update_object_gauges(struct syncd *sd) {
     if (g) metrics_gauge_set(g, m->objects[i]->count);
   }
   if (sd->rejected) metrics_gauge_set(sd->rejected, (double)m->n_rejected);
-  edge__v1__status_response__free_unpacked(m, NULL);
 }
 
 /* ---- desired state → store ---------------------------------------------- */
 
-/* Ignored Ingresses (not our IngressClass) for explain: location holds
- * their comma-separated hosts (model.h), which become the hosts field. */
-static int explain_meta_ignored(const struct syncd_desired *d, Edge__V1__RejectedObject *io,
-                                Edge__V1__RejectedObject **iop, char ***hosts, size_t *n_hosts) {
-  for (size_t i = 0; i < d->n_ignored; i++) {
-    const struct syncd_rejection *j = &d->ignored[i];
-    edge__v1__rejected_object__init(&io[i]);
-    io[i].kind = j->kind ? j->kind : "";
-    io[i].namespace_ = j->ns ? j->ns : "";
-    io[i].name = j->name ? j->name : "";
-    io[i].reason = j->reason ? j->reason : "";
-    io[i].location = "";
-    iop[i] = &io[i];
-    const char *p = j->location ? j->location : "";
-    size_t cnt = 0;
-    for (const char *q = p; *q; q++) cnt += *q == ',';
-    io[i].hosts = calloc(cnt + 2, sizeof(char *));
-    if (!io[i].hosts) return -1;
-    while (*p) {
-      size_t l = strcspn(p, ",");
-      char **nh = realloc(*hosts, (*n_hosts + 1) * sizeof(*nh));
-      if (!nh) return -1;
-      *hosts = nh;
-      if (!(nh[*n_hosts] = strndup(p, l))) return -1;
-      io[i].hosts[io[i].n_hosts++] = nh[(*n_hosts)++];
-      p += l + (p[l] == ',');
-    }
-  }
-  return 0;
-}
-
-/* Packs object counts and rejected objects as the store's meta. */
-static int pack_meta(const struct syncd_desired *d, uint8_t **out, size_t *len) {
-  Edge__V1__StatusResponse r = EDGE__V1__STATUS_RESPONSE__INIT;
-  Edge__V1__ObjectCount *oc = calloc(d->n_counts + 1, sizeof(*oc));
-  Edge__V1__ObjectCount **ocp = calloc(d->n_counts + 1, sizeof(*ocp));
-  Edge__V1__RejectedObject *ro = calloc(d->n_rejected + 1, sizeof(*ro));
-  Edge__V1__RejectedObject **rop = calloc(d->n_rejected + 1, sizeof(*rop));
-  Edge__V1__RejectedObject *io = calloc(d->n_ignored + 1, sizeof(*io));
-  Edge__V1__RejectedObject **iop = calloc(d->n_ignored + 1, sizeof(*iop));
-  char **hosts = NULL; /* split copies of the ignored objects' host lists */
-  size_t n_hosts = 0;
-  int rc = -1;
-  if (!oc || !ocp || !ro || !rop || !io || !iop) goto out;
-  if (explain_meta_ignored(d, io, iop, &hosts, &n_hosts) != 0) goto out;
-  r.n_ignored = d->n_ignored;
-  r.ignored = iop;
-  for (size_t i = 0; i < d->n_counts; i++) {
-    edge__v1__object_count__init(&oc[i]);
-    oc[i].kind = d->counts[i].kind;
-    oc[i].count = d->counts[i].count;
-    ocp[i] = &oc[i];
-  }
-  for (size_t i = 0; i < d->n_rejected; i++) {
-    const struct syncd_rejection *j = &d->rejected[i];
-    edge__v1__rejected_object__init(&ro[i]);
-    ro[i].kind = j->kind ? j->kind : "";
-    ro[i].namespace_ = j->ns ? j->ns : "";
-    ro[i].name = j->name ? j->name : "";
-    ro[i].reason = j->reason ? j->reason : "";
-    ro[i].location = j->location ? j->location : "";
-    rop[i] = &ro[i];
-  }
-  r.n_objects = d->n_counts;
-  r.objects = ocp;
-  r.n_rejected = d->n_rejected;
-  r.rejected = rop;
-  *len = edge__v1__status_response__get_packed_size(&r);
-  *out = malloc(*len ? *len : 1);
-  if (*out) {
-    edge__v1__status_response__pack(&r, *out);
-    rc = 0;
-  }
-out:
-  free(oc);
-  free(ocp);
-  free(ro);
-  free(rop);
-  for (size_t i = 0; i < d->n_ignored && io; i++) free(io[i].hosts);
-  free(io);
-  free(iop);
-  for (size_t i = 0; i < n_hosts; i++) free(hosts[i]);
-  free(hosts);
-  return rc;
-}
-
-static void on_desired(void *ud, struct syncd_desired *d) {
+static void on_update(void *ud, const struct syncd_update *u) {
   struct syncd *sd = ud;
-  if (sd->stopping) {
-    syncd_desired_free(d);
-    return;
-  }
-  int rc = store_apply(sd->store, d->resources, d->n_resources);
+  if (sd->stopping) return;
+  /* The first update is the whole state (a restored store may hold more);
+   * later ones are what the change touched. */
+  int rc = u->full ? store_apply(sd->store, u->upserted, u->n_upserted, u->generation)
+                   : store_apply_delta(sd->store, u->upserted, u->n_upserted, u->removed,
+                                       u->n_removed, u->generation);
   if (rc < 0) {
-    LOG_ERROR("state_rejected", "err=%s resources=%zu", log_q(store_strerror(rc)), d->n_resources);
-    syncd_desired_free(d);
+    LOG_ERROR("state_rejected", "err=%s upserted=%zu removed=%zu", log_q(store_strerror(rc)),
+              u->n_upserted, u->n_removed);
     return;
   }
-  int meta_changed = 0;
-  uint8_t *meta;
-  size_t meta_len, old_len;
-  if (pack_meta(d, &meta, &meta_len) == 0) {
-    const uint8_t *old = store_meta(sd->store, &old_len);
-    if (old_len != meta_len || (meta_len && memcmp(old, meta, meta_len) != 0)) {
-      store_set_meta(sd->store, meta, meta_len);
-      meta_changed = 1;
+  int report_changed = 0;
+  if (u->report_changed) {
+    uint8_t *packed;
+    size_t packed_len;
+    if (report_pack(u->report, &packed, &packed_len) == 0) {
+      report_changed = store_set_report(sd->store, packed, packed_len) == 1;
+      free(packed);
     }
-    free(meta);
   }
   if (rc == 1)
-    LOG_INFO("version", "version=%" PRIu64 " resources=%zu rejected=%zu", store_version(sd->store),
-             store_count(sd->store), d->n_rejected);
-  /* Persist before pushing: a version a proxy has applied must survive a
-   * restart, or a restarted syncd could hand out the same number for
-   * different contents. */
-  if ((rc == 1 || meta_changed) && sd->state_dir) {
+    LOG_INFO("version",
+             "version=%" PRIu64 " seq=%" PRIu64 " generation=%" PRIu64
+             " resources=%zu upserted=%zu removed=%zu rejected=%zu",
+             store_version(sd->store), store_seq(sd->store), store_generation(sd->store),
+             store_count(sd->store), u->n_upserted, u->n_removed, u->report->n_rejected);
+  /* On disk before any proxy hears of it: a restarted syncd then never
+   * serves an older state than one a proxy already applied. */
+  if ((rc == 1 || report_changed) && sd->persist) {
     char err[512];
-    if (store_save(sd->store, sd->state_dir, err, sizeof(err)) != 0)
+    if (persist_commit(sd->persist, err, sizeof(err)) != 0)
       LOG_ERROR("state_save_failed", "err=%s", log_q(err));
   }
-  update_object_gauges(sd);
+  if (report_changed) update_object_gauges(sd);
   if (rc == 1) status_refresh_expiry(sd->status);
-  syncd_desired_free(d);
   admin_set_ready(sd->admin, 1);
   if (rc == 1) config_sync_notify(sd->cs);
 }
@@ -305,8 +245,10 @@ static void on_signal(uv_signal_t *h, int signum) {
   LOG_INFO("stopping", "signal=%d version=%" PRIu64, signum, store_version(sd->store));
   admin_set_draining(sd->admin, 1);
   membership_close(sd->mb);
-  sd->closing = 6;
+  sd->closing = 7;
   status_stop(sd->status, closed_one, sd);
+  persist_close(sd->persist, closed_one, sd); /* waits for a compaction in flight */
+  sd->persist = NULL;
   uv_close((uv_handle_t *)&sd->sigterm, signal_closed);
   uv_close((uv_handle_t *)&sd->sigint, signal_closed);
   if (sd->source) {
@@ -501,31 +443,43 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (state_dir) {
-    rc = store_load(sd.store, state_dir, err, sizeof(err));
-    if (rc == 0) {
-      LOG_INFO("state_restored", "version=%" PRIu64 " resources=%zu", store_version(sd.store),
-               store_count(sd.store));
-    } else if (rc == STORE_NO_STATE) {
-      LOG_INFO("state_empty", "state_dir=%s", log_q(state_dir));
-    } else {
-      /* A damaged file is not fatal: start empty, the source rebuilds it. */
-      LOG_ERROR("state_corrupt", "err=%s", log_q(err));
+    struct persist_info pi;
+    rc = persist_open(sd.loop, state_dir, sd.store, &sd.persist, &pi, err, sizeof(err));
+    if (rc != 0) {
+      fprintf(stderr, "syncd: --state-dir=%s: %s\n", state_dir, err);
+      LOG_ERROR("state_dir_failed", "err=%s", log_q(err));
+      return 1;
     }
-  }
-
-  if (store_version(sd.store) == 0) {
-    /* No saved state: number this history from the wall clock (ms), so a
-     * proxy's cached version from an earlier, lost history never equals
-     * one of ours by accident (store.h). */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    store_set_first_version(sd.store, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+    if (pi.quarantined) /* a damaged state is not fatal: the source rebuilds it */
+      LOG_ERROR("state_corrupt", "err=%s", log_q(pi.problem));
+    if (pi.dropped)
+      LOG_WARN("state_torn_tail", "dropped_bytes=%llu problem=%s records=%llu",
+               (unsigned long long)pi.dropped, log_q(pi.problem), (unsigned long long)pi.records);
+    if (pi.restored)
+      LOG_INFO("state_restored",
+               "version=%" PRIu64 " seq=%" PRIu64 " resources=%zu records=%llu migrated=%d",
+               store_version(sd.store), store_seq(sd.store), store_count(sd.store),
+               (unsigned long long)pi.records, pi.migrated);
+    else
+      LOG_INFO("state_empty", "state_dir=%s", log_q(state_dir));
   }
 
   sd.rejected = metrics_gauge(sd.metrics, "edge_syncd_rejected_objects",
                               "Objects rejected by translation.", "");
-  metrics_gauge_fn(sd.metrics, "edge_syncd_version", "Current configuration version.", "",
-                   gauge_version, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_version",
+                   "Current configuration version (a digest of its content).", "", gauge_version,
+                   &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_source_generation",
+                   "Source generation of the current version (highest resourceVersion, or the "
+                   "directory scan time in ms): what orders versions.",
+                   "", gauge_generation, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_state_written_bytes",
+                   "Bytes written to the state journal since start (records and compactions).", "",
+                   state_bytes_written, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_state_journal_bytes", "Size of the state journal file.",
+                   "", state_journal_bytes, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_state_compactions",
+                   "State journal compactions since start.", "", state_compactions, &sd);
   if (rpc_runtime_new(sd.loop, &sd.rt) != 0 || config_sync_new(sd.store, sd.metrics, &sd.cs) != 0 ||
       membership_new(&(struct membership_opts){.state_dir = state_dir,
                                                .removal_timeout_ms = removal_timeout_ms,
@@ -614,7 +568,7 @@ int main(int argc, char **argv) {
                                 .max_delay_ms = max_delay_ms,
                                 .default_cert_file = default_cert,
                                 .default_key_file = default_key};
-  struct syncd_source_callbacks cb = {.on_update = on_desired};
+  struct syncd_source_callbacks cb = {.on_update = on_update};
   if (syncd_source_start(sd.loop, &o, &cb, &sd, &sd.source, err, sizeof(err)) != 0) {
     fprintf(stderr, "syncd: --source=%s: %s\n", source, err);
     LOG_ERROR("source_failed", "source=%s err=%s", log_q(source), log_q(err));

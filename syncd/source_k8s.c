@@ -83,6 +83,9 @@ struct k8s_source {
   json_t *patched;       /* "ns/name" → time of our last PATCH (loop only) */
   struct leader *leader; /* NULL: no election (borrowed) */
   json_t *served;        /* ids the last update served (loop only) */
+  /* the highest resourceVersion seen (etcd revisions are decimal; what is
+   * not is ignored): the source generation that orders versions */
+  _Atomic uint64_t generation;
 };
 
 static const struct {
@@ -130,6 +133,19 @@ static void set_error(struct k8s_source *ks, const char *fmt, ...) {
   uv_async_send(&ks->async);
 }
 
+/* Raises the source generation to rv when it is a larger decimal number. */
+static void note_rv(struct k8s_source *ks, const char *rv) {
+  if (!rv || !*rv || strlen(rv) > 19) return;
+  uint64_t v = 0;
+  for (const char *p = rv; *p; p++) {
+    if (*p < '0' || *p > '9') return;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  uint64_t cur = atomic_load(&ks->generation);
+  while (v > cur && !atomic_compare_exchange_weak(&ks->generation, &cur, v)) {
+  }
+}
+
 /* Stores obj (stealing it) in k's cache under ns/name, with kind and apiVersion set. */
 static int cache_put(struct k8s_kind *k, json_t *cache, json_t *obj) {
   json_t *md = json_object_get(obj, "metadata");
@@ -170,6 +186,7 @@ static void apply_event(struct xfer *x, const char *line, size_t len) {
     return;
   }
   if (rv && strlen(rv) < sizeof(k->rv)) snprintf(k->rv, sizeof(k->rv), "%s", rv);
+  note_rv(x->ks, rv);
   if (!strcmp(type, "BOOKMARK")) {
     json_decref(ev);
     return;
@@ -324,6 +341,7 @@ static int list_kind(struct k8s_kind *k, char *err, size_t errlen) {
   k->relists++;
   pthread_mutex_unlock(&ks->mu);
   snprintf(k->rv, sizeof(k->rv), "%s", rv);
+  note_rv(ks, rv);
   LOG_INFO("k8s_listed", "kind=%s objects=%zu resource_version=%s", k->kind,
            json_object_size(fresh), log_q(rv));
   uv_async_send(&ks->async);
@@ -473,12 +491,12 @@ static void write_back(struct k8s_source *ks) {
   pthread_mutex_unlock(&ks->mu);
 }
 
-static void k8s_published(struct syncd_source *s, const struct syncd_desired *d) {
+static void k8s_published(struct syncd_source *s, const struct syncd_update *u) {
   struct k8s_source *ks = s->impl;
   if (!ks->publish) return;
   json_t *served = json_array();
-  for (size_t i = 0; served && i < d->n_served; i++)
-    json_array_append_new(served, json_string(d->served_ingresses[i]));
+  for (size_t i = 0; served && i < u->n_served; i++)
+    json_array_append_new(served, json_string(u->served[i]));
   if (!served) return;
   json_decref(ks->served);
   ks->served = served;
@@ -512,6 +530,7 @@ static void on_async(uv_async_t *a) {
 static int k8s_collect(struct syncd_source *s, struct manifest_set *set, char *err, size_t errlen) {
   struct k8s_source *ks = s->impl;
   int rc = 0;
+  set->borrow_locations = 1; /* every location is "" */
   pthread_mutex_lock(&ks->mu);
   for (int i = 0; i < 5 && rc == 0; i++) {
     if (!ks->kinds[i].synced) {
@@ -645,4 +664,10 @@ static void k8s_stop(struct syncd_source *s) {
   uv_close((uv_handle_t *)&ks->async, on_async_closed);
 }
 
-const struct source_ops source_k8s_ops = {k8s_start, k8s_collect, k8s_published, k8s_stop};
+static uint64_t k8s_generation(struct syncd_source *s) {
+  struct k8s_source *ks = s->impl;
+  return atomic_load(&ks->generation);
+}
+
+const struct source_ops source_k8s_ops = {k8s_start, k8s_collect, k8s_published, k8s_stop,
+                                          k8s_generation};

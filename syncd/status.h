@@ -11,9 +11,9 @@
  * names, notAfter, issuer, source Secret, the hosts using it and whether it
  * expires within the warning window (STATUS_EXPIRY_WARN_DAYS unless
  * status_set_expiry_warning). status_start_expiry exports seconds to expiry
- * per certificate as a gauge and logs expiring ones once a day. Certificate facts are parsed from
- * the PEM once per store version. Never any key material: private keys are neither copied into the
- * response nor into the /config JSON.
+ * per certificate as a gauge and logs expiring ones once a day. Certificate facts follow the store
+ * change by change (syncd/certfacts.h). Never any key material: private keys are neither copied
+ * into the response nor into the /config JSON.
  *
  * Runs on syncd's loop thread. Called by syncd/main.c.
  */
@@ -53,7 +53,8 @@ void status_set_expiry_warning(struct status *st, int64_t seconds);
  * in metrics (borrowed, must outlive st) and, once a day, each expiring
  * certificate is logged as a warn line (event certificate_expiring). */
 int status_start_expiry(struct status *st, uv_loop_t *loop, struct metrics_registry *metrics);
-/* The same refresh at once (main calls it after each new version). */
+/* Brings the certificate facts and their gauges up to date with the store
+ * (main calls it after each new version; it costs what changed). */
 void status_refresh_expiry(struct status *st);
 /* Refreshes edge_syncd_node_state and edge_syncd_source_healthy (the
  * expiry timer does it every second). */

@@ -238,7 +238,7 @@ static void client_syncs_with_real_syncd_and_survives_its_death(void) {
     if (!both) run_for(&loop, 20);
   }
   CU_ASSERT_TRUE(both);
-  CU_ASSERT(l7_config_store_version(st) > v1);
+  CU_ASSERT(l7_config_store_version(st) != v1); /* versions name content */
   cluster_for("shop.test", name, sizeof(name));
   CU_ASSERT_PTR_NOT_NULL(strstr(name, "shop"));
 

@@ -418,7 +418,7 @@ static void client_gets_full_state_then_only_the_changed_resources(void) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
   CU_ASSERT_FALSE(m->push->full);
   CU_ASSERT_EQUAL(m->push->base_version, v1);
-  CU_ASSERT(m->push->version > v1);
+  CU_ASSERT(m->push->version != v1 && m->push->version != 0);
   CU_ASSERT_EQUAL(m->push->n_upserted, 1);
   CU_ASSERT(push_has_vhost(m->push, "vh:beta.test"));
   CU_ASSERT_EQUAL(m->push->n_removed, 0);
@@ -623,7 +623,7 @@ static void restarted_syncd_serves_the_persisted_version_at_once(void) {
   CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
   write_app(f.src, "beta", "/v2");
   uint64_t v = wait_version_change(&f.p, f.first_version);
-  CU_ASSERT_FATAL(v > f.first_version);
+  CU_ASSERT_FATAL(v != 0 && v != f.first_version);
   syncd_stop(&f.p, SIGKILL);
 
   CU_ASSERT_EQUAL_FATAL(syncd_start(&f.p, f.src, f.state), 0);
@@ -657,7 +657,7 @@ static void restarted_syncd_serves_the_persisted_version_at_once(void) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
   CU_ASSERT_FALSE(m->push->full);
   CU_ASSERT_EQUAL(m->push->base_version, v);
-  CU_ASSERT_EQUAL(m->push->version, v + 1);
+  CU_ASSERT(m->push->version != v && m->push->version != 0);
   CU_ASSERT(push_has_vhost(m->push, "vh:beta.test"));
   free_push(m);
   gsc_close(&g);
@@ -677,7 +677,7 @@ static void corrupt_state_file_is_reported_and_syncd_starts_from_the_source(void
   struct fixture f;
   CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
   syncd_stop(&f.p, SIGTERM);
-  write_file(f.state, "state.pb", "EDGESYN1 but then garbage, not a state at all");
+  write_file(f.state, "journal", "EDGEJNX1 but then garbage, not a journal at all");
   CU_ASSERT_EQUAL_FATAL(syncd_start(&f.p, f.src, f.state), 0);
   CU_ASSERT(file_contains(f.p.log, "msg=state_corrupt"));
   /* It starts empty and builds the state from the source. */
@@ -937,7 +937,7 @@ static void slow_proxy_receives_the_newest_state_not_a_queue(void) {
     snprintf(path, sizeof(path), "/v%d", i);
     write_app(f.src, "beta", path);
     uint64_t nv = wait_version_change(&f.p, v);
-    CU_ASSERT_FATAL(nv > v);
+    CU_ASSERT_FATAL(nv != 0 && nv != v);
     v = nv;
   }
   int pushes = 0;

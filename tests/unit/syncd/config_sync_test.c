@@ -18,6 +18,7 @@
 struct rpc_call {
   void *data;
   Edge__V1__SyncMessage *sent[MAX_SENT];
+  size_t sent_len[MAX_SENT];
   int nsent;
   size_t pending;
   int finished, status;
@@ -35,6 +36,7 @@ int rpc_server_add_method(struct rpc_server *srv, const char *method, enum rpc_m
 }
 int rpc_call_send(struct rpc_call *c, const uint8_t *data, size_t len) {
   if (c->finished || c->nsent == MAX_SENT) return RPC_ERR_CLOSED;
+  c->sent_len[c->nsent] = len;
   c->sent[c->nsent++] = edge__v1__sync_message__unpack(NULL, len, data);
   c->pending++;
   return 0;
@@ -97,7 +99,7 @@ static void new_version(struct world *w) {
     r[i].bytes = malloc(r[i].len);
     edge__v1__resource__pack(&res, r[i].bytes);
   }
-  CU_ASSERT_EQUAL(store_apply(w->store, r, 2), 1);
+  CU_ASSERT_EQUAL(store_apply(w->store, r, 2, (uint64_t)w->gen), 1);
   free(r[0].bytes);
   free(r[1].bytes);
   config_sync_notify(w->cs);
@@ -229,12 +231,12 @@ static void hello_at_the_current_version_gets_nothing(void) {
 static void versions_made_while_a_push_is_unanswered_coalesce_into_one_delta(void) {
   struct world w;
   world_init(&w);
-  uint64_t v1 = store_version(w.store);
   struct rpc_call *c = call_open();
   hello(c, "p1", 0);
   drain(c);
   answer(c, 0, NULL);
   new_version(&w); /* pushed at once */
+  uint64_t v2 = store_version(w.store);
   CU_ASSERT_EQUAL_FATAL(c->nsent, 2);
   drain(c); /* written, not answered: the proxy is slow */
   for (int i = 0; i < 5; i++) new_version(&w);
@@ -243,10 +245,53 @@ static void versions_made_while_a_push_is_unanswered_coalesce_into_one_delta(voi
   CU_ASSERT_EQUAL_FATAL(c->nsent, 3);
   const Edge__V1__Push *p = c->sent[2]->push;
   CU_ASSERT_FALSE(p->full);
-  CU_ASSERT_EQUAL(p->base_version, v1 + 1);
+  CU_ASSERT_EQUAL(p->base_version, v2);
   CU_ASSERT_EQUAL(p->version, store_version(w.store));
   CU_ASSERT_EQUAL(p->n_upserted, 1); /* only the changing host */
   CU_ASSERT_STRING_NOT_EQUAL(p->nonce, c->sent[1]->push->nonce);
+  call_close(c);
+  world_free(&w);
+}
+
+/* A proxy that reconnects (syncd restarted from its journal, a network
+ * cut) at a version the store still knows gets only what changed since:
+ * one VirtualHost, far fewer bytes than the full state. */
+static void hello_at_a_known_older_version_gets_only_the_delta(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0);
+  drain(c);
+  answer(c, 0, NULL);
+  uint64_t v1 = store_version(w.store);
+  size_t full_bytes = c->sent_len[0];
+  call_close(c); /* cut */
+  new_version(&w);
+  new_version(&w);
+  c = call_open();
+  hello(c, "p1", v1);
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 1);
+  const Edge__V1__Push *p = c->sent[0]->push;
+  CU_ASSERT_FALSE(p->full);
+  CU_ASSERT_EQUAL(p->base_version, v1);
+  CU_ASSERT_EQUAL(p->version, store_version(w.store));
+  CU_ASSERT_EQUAL(p->n_upserted, 1); /* the constant host is not resent */
+  CU_ASSERT_EQUAL(p->n_removed, 0);
+  CU_ASSERT(c->sent_len[0] < full_bytes);
+  call_close(c);
+  world_free(&w);
+}
+
+/* A version from another history (or one forgotten) gets the full state. */
+static void hello_at_an_unknown_version_gets_the_full_state(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0x1234567890abcdefULL);
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 1);
+  CU_ASSERT_TRUE(c->sent[0]->push->full);
+  CU_ASSERT_EQUAL(c->sent[0]->push->base_version, 0);
+  CU_ASSERT_EQUAL(c->sent[0]->push->n_upserted, 2);
   call_close(c);
   world_free(&w);
 }
@@ -357,6 +402,10 @@ void test_register(void) {
               hello_gets_the_full_state_and_ack_makes_the_node_synced);
   CU_add_test(s, "hello_at_the_current_version_gets_nothing",
               hello_at_the_current_version_gets_nothing);
+  CU_add_test(s, "hello_at_a_known_older_version_gets_only_the_delta",
+              hello_at_a_known_older_version_gets_only_the_delta);
+  CU_add_test(s, "hello_at_an_unknown_version_gets_the_full_state",
+              hello_at_an_unknown_version_gets_the_full_state);
   CU_add_test(s, "versions_made_while_a_push_is_unanswered_coalesce_into_one_delta",
               versions_made_while_a_push_is_unanswered_coalesce_into_one_delta);
   CU_add_test(s, "unwritten_push_holds_the_next_until_drained",
