@@ -18,7 +18,8 @@ import sys
 
 import yaml
 
-EXTERNAL_SECRETS = {"edge-syncd-tls", "edge-proxy-tls"}  # deploy/k8s/gen-secrets.sh
+EXTERNAL_SECRETS = {"edge-syncd-tls", "edge-proxy-tls",  # deploy/k8s/gen-secrets.sh
+                    "edge-syncd-default-tls"}
 
 
 def main(path, l4_type):

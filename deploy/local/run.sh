@@ -285,14 +285,15 @@ done
 start backends python3 "$here/backend.py" "${backend_specs[@]}"
 if [ "$insecure" = 1 ]; then syncd_tls=(--insecure); fi
 own_run
-# two syncd replicas fed the same directory (they name its state the same)
+# two syncd replicas fed the same directory and the same default certificate
+# (so they name the same state with the same version)
 syncds=127.0.0.1:17000,127.0.0.1:17010
 for sd in a:17000:17001 b:17010:17011; do
   IFS=: read -r n port admin <<<"$sd"
   cmd syncd "syncd-$n"
   start "syncd-$n" "${CMD[@]}" --source="dir:$run/manifests" --listen="127.0.0.1:$port" \
     --admin="127.0.0.1:$admin" --state-dir="$run/syncd-$n" --replica-id="syncd-$n" \
-    "${syncd_tls[@]}"
+    --default-cert="$run/pki/default.crt" --default-key="$run/pki/default.key" "${syncd_tls[@]}"
 done
 
 for i in 1 2 3; do
