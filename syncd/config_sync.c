@@ -237,11 +237,13 @@ static void push_node(struct config_sync *cs, struct cs_node *n) {
   s->version = version;
   s->sent_ms = uv_hrtime() / 1000000;
   n->sent_next++;
-  LOG_DEBUG("push",
-            "node=%s version=%" PRIu64 " base=%" PRIu64
-            " full=%d upserted=%zu removed=%zu bytes=%zu nonce=%s",
-            log_q(n->pub.node_id), version, full ? (uint64_t)0 : n->pub.pushed_version, full, nup,
-            nrm, len, s->nonce);
+  /* A full push is an event (at scale it is megabytes): logged at info. */
+  if (full || log_get_level() <= LOG_LEVEL_DEBUG)
+    log_emit(full ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, full ? "push_full" : "push",
+             "node=%s version=%" PRIu64 " base=%" PRIu64
+             " full=%d upserted=%zu removed=%zu bytes=%zu nonce=%s",
+             log_q(n->pub.node_id), version, full ? (uint64_t)0 : n->pub.pushed_version, full, nup,
+             nrm, len, s->nonce);
   n->pub.pushed_version = version;
   n->need_full = 0;
   n->awaiting = 1;
@@ -326,9 +328,13 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
                               ? h->last_applied_version
                               : 0;
   LOG_INFO("node_connected",
-           "node=%s peer=%s address=%s zone=%s build=%s last_applied=%" PRIu64 " version=%" PRIu64,
+           "node=%s peer=%s address=%s zone=%s build=%s last_applied=%" PRIu64 " version=%" PRIu64
+           " resync=%s",
            log_q(n->pub.node_id), log_q(rpc_call_peer(st->call)), log_q(n->pub.address),
-           log_q(n->pub.zone), log_q(n->pub.build), h->last_applied_version, version);
+           log_q(n->pub.zone), log_q(n->pub.build), h->last_applied_version, version,
+           n->pub.applied          ? "none"
+           : n->pub.pushed_version ? "delta"
+                                   : "full");
   node_event(cs, n, CONFIG_SYNC_CONNECTED);
   if (n->pub.applied) node_event(cs, n, CONFIG_SYNC_APPLIED);
   push_node(cs, n);

@@ -41,7 +41,7 @@ Format (every key but `name` and `requests`/`faults` optional):
           cert_subject: secure.example.test    # substring of the peer cert
     faults:
       - kind: kill-l7proxy | kill-active-l4lb | syncd-outage | cut-replica-link
-              | config-churn
+              | config-churn | syncd-failover
         target: l7-2                    # kind-specific
         outage: 30                      # syncd-outage: seconds syncd stays down
         signal: TERM | KILL             # syncd-outage: how syncd is stopped
@@ -49,6 +49,8 @@ Format (every key but `name` and `requests`/`faults` optional):
         path: /
         duration: 5                     # seconds of load after the fault
         changes: 100                    # config-churn only
+        churn_ms: 100                   # syncd-failover: a route change this often
+        synced_within: 2                # syncd-failover: seconds to SYNCED on the other
         max_failed_percent: 0           # during the fault
         verify: 50                      # then N requests that must all pass
 """
@@ -71,9 +73,9 @@ REQUEST_KEYS = {"host", "path", "via", "protocol", "scheme", "sni", "repeat",
 EXPECT_KEYS = {"status", "backend", "endpoints", "http_version", "headers", "echo",
                "cert_subject"}
 FAULT_KINDS = {"kill-l7proxy", "kill-active-l4lb", "syncd-outage", "cut-replica-link",
-               "config-churn"}
+               "config-churn", "syncd-failover"}
 FAULT_KEYS = {"kind", "target", "host", "path", "duration", "changes",
-              "max_failed_percent", "verify", "signal", "outage"}
+              "max_failed_percent", "verify", "signal", "outage", "churn_ms", "synced_within"}
 SIGNALS = {"TERM", "KILL"}
 CAPABILITIES = {"tls", "h2c", "h2", "proxy-protocol"}
 VIAS = {"vip", "lb-a", "lb-b", "l7-1", "l7-2", "l7-3"}
@@ -173,6 +175,16 @@ def load(path, repo_root):
                 bad(f"fault {i}: syncd-outage needs outage: 0 < seconds <= 300")
         elif "outage" in fl:
             bad(f"fault {i}: outage applies to syncd-outage only")
+        if fl["kind"] == "syncd-failover":
+            fl.setdefault("churn_ms", 100)
+            fl.setdefault("synced_within", 2)
+            if not (isinstance(fl["churn_ms"], int) and 10 <= fl["churn_ms"] <= 10000):
+                bad(f"fault {i}: churn_ms wants 10..10000")
+            if not (isinstance(fl["synced_within"], (int, float)) and
+                    0 < fl["synced_within"] <= 60):
+                bad(f"fault {i}: synced_within wants 0 < seconds <= 60")
+        elif "churn_ms" in fl or "synced_within" in fl:
+            bad(f"fault {i}: churn_ms and synced_within apply to syncd-failover only")
     return doc
 
 

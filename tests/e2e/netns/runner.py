@@ -6,6 +6,9 @@ out (never run it directly on a host). Builds this topology on bridge br0
 (10.99.0.0/16, the runner itself is the client at 10.99.0.1):
 
     syncd     10.99.0.2    gRPC :7000, admin :7001, --source=dir:RUN/manifests
+    syncd-b   10.99.0.3    the second replica: same directory, same default
+                           certificate, its own state directory; every
+                           l7proxy and l4lb is given both (--syncd=A,B)
     l7-1..3   10.99.0.11-13  http :80, https :443, admin :9901
     lb-a/b    10.99.0.21-22  l4lb :80, admin :9901; keepalived VRRP (unicast)
                              holding the VIP 10.99.0.100
@@ -40,9 +43,11 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import scenario as sc  # noqa: E402
 
+import failover  # noqa: E402  (tests/e2e/netns/failover.py)
+
 CLIENT = "10.99.0.1"
 VIP = "10.99.0.100"
-HOSTS = {"syncd": "10.99.0.2", "l7-1": "10.99.0.11", "l7-2": "10.99.0.12",
+HOSTS = {"syncd": "10.99.0.2", "syncd-b": "10.99.0.3", "l7-1": "10.99.0.11", "l7-2": "10.99.0.12",
          "l7-3": "10.99.0.13", "lb-a": "10.99.0.21", "lb-b": "10.99.0.22",
          "backends": "10.99.0.31"}
 L4_CIDR = "10.99.0.20/30"  # lb-a and lb-b: the only PROXY-protocol senders
@@ -51,6 +56,7 @@ L4_CIDR = "10.99.0.20/30"  # lb-a and lb-b: the only PROXY-protocol senders
 # probed: a scenario requiring one of these fails when the feature is broken.
 PROVIDES = {"tls", "h2", "h2c", "proxy-protocol"}
 REPLICAS = ["l7-1", "l7-2", "l7-3"]
+SYNCDS = ["syncd", "syncd-b"]  # control-plane replicas (issue 18)
 LBS = ["lb-a", "lb-b"]
 BACKEND_PORT = 8080
 ADMIN = 9901
@@ -211,7 +217,7 @@ class Cluster:
         self.backend_proc = None
         self.current = None  # the scenario whose objects are applied
         self.tally = [0, 0]  # requests sent, failed under faults (reset per scenario run)
-        for d in (self.logs, self.manifests, os.path.join(run, "syncd-state")):
+        for d in [self.logs, self.manifests] + [self.state_dir(s) for s in SYNCDS]:
             os.makedirs(d, exist_ok=True)
 
     def path(self, rel):
@@ -246,13 +252,21 @@ class Cluster:
         """Lines for every daemon that died unasked since the last call."""
         return [ln for ln in (self.note_death(p) for p in list(self.procs.values())) if ln]
 
-    def start_syncd(self):
-        ip = HOSTS["syncd"]
-        return self.proc("syncd", "syncd", [
+    def state_dir(self, name):
+        return os.path.join(self.run, f"{name}-state")
+
+    def syncd_spec(self, names=None):
+        """--syncd for clients: every replica (or the ones named)."""
+        return ",".join(f"{HOSTS[n]}:7000" for n in (names or SYNCDS))
+
+    def start_syncd(self, name="syncd"):
+        ip = HOSTS[name]
+        return self.proc(name, name, [
             self.path("syncd/syncd"), f"--source=dir:{self.manifests}",
-            f"--listen={ip}:7000", f"--admin={ip}:7001",
-            f"--state-dir={self.run}/syncd-state", f"--cert={self.pki}/syncd.crt",
-            f"--key={self.pki}/syncd.key", f"--ca={self.pki}/ca.crt"])
+            f"--listen={ip}:7000", f"--admin={ip}:7001", f"--replica-id={name}",
+            f"--state-dir={self.state_dir(name)}", f"--cert={self.pki}/syncd.crt",
+            f"--key={self.pki}/syncd.key", f"--ca={self.pki}/ca.crt",
+            f"--default-cert={self.pki}/default.crt", f"--default-key={self.pki}/default.key"])
 
     def l7_cmd(self, name):
         """The replica's command line (DESIGN §11): every listener and
@@ -260,7 +274,7 @@ class Cluster:
         fails at start; the runner never adapts to what --help offers."""
         ip = HOSTS[name]
         os.makedirs(f"{self.run}/{name}-cache", exist_ok=True)
-        return [self.path("l7proxy/l7proxy"), f"--syncd={HOSTS['syncd']}:7000",
+        return [self.path("l7proxy/l7proxy"), f"--syncd={self.syncd_spec()}",
                 f"--node-id={name}", f"--http={ip}:80", f"--https={ip}:443",
                 f"--admin={ip}:{ADMIN}", "--workers=1", f"--advertise={ip}:80",
                 f"--cache-dir={self.run}/{name}-cache", "--proxy-protocol",
@@ -271,7 +285,7 @@ class Cluster:
 
     def start_l4(self, name):
         ip = HOSTS[name]
-        cmd = [self.path("l4lb/l4lb"), "--listen=0.0.0.0:80", f"--syncd={HOSTS['syncd']}:7000",
+        cmd = [self.path("l4lb/l4lb"), "--listen=0.0.0.0:80", f"--syncd={self.syncd_spec()}",
                f"--admin={ip}:{ADMIN}", "--workers=1", f"--node-id={name}",
                "--check-interval=500ms", "--fall=2", "--rise=2", "--proxy-protocol=on"]
         return self.proc(name, name, cmd + self.tls_client())
@@ -298,24 +312,25 @@ class Cluster:
         return held[0] if len(held) == 1 else None
 
     def readyz(self, name):
-        port = 7001 if name == "syncd" else ADMIN
+        port = 7001 if name in SYNCDS else ADMIN
         return http_ok(f"http://{HOSTS[name]}:{port}/readyz")
 
     def start_all(self):
-        subprocess.run([os.path.join(self.args.repo, "deploy/local/pki.sh"), self.pki,
-                        f"--san=IP:{HOSTS['syncd']}"], check=True)
+        subprocess.run([os.path.join(self.args.repo, "deploy/local/pki.sh"), self.pki] +
+                       [f"--san=IP:{HOSTS[s]}" for s in SYNCDS], check=True)
         self.marker = self.proc("marker-backend", "backends", [
             "python3", os.path.join(self.args.repo, "deploy/local/backend.py"),
             f"marker-1={self.endpoint_ip('marker', 1)}:{BACKEND_PORT}"])
         self.apply(None)
-        self.start_syncd()
+        for s in SYNCDS:
+            self.start_syncd(s)
         for r in REPLICAS:
             self.start_l7(r)
         for lb in LBS:
             self.start_l4(lb)
         for lb in LBS:
             self.start_keepalived(lb)
-        for name in ["syncd"] + REPLICAS + LBS:
+        for name in SYNCDS + REPLICAS + LBS:
             if not wait_until(lambda: self.readyz(name) or not self.procs[name].alive(), 30) \
                     or not self.procs[name].alive():
                 raise RuntimeError(f"{name} not ready:\n{self.procs[name].tail()}")
@@ -327,15 +342,16 @@ class Cluster:
 
     def ensure_healthy(self):
         """Restarts whatever a previous scenario left stopped."""
-        for name in ["syncd"] + REPLICAS + LBS:
+        for name in SYNCDS + REPLICAS + LBS:
             self.net.link(name, True)
             if not self.procs[name].alive():
-                {"syncd": self.start_syncd}.get(name, lambda: None)()
+                if name in SYNCDS:
+                    self.start_syncd(name)
                 if name in REPLICAS:
                     self.start_l7(name)
                 elif name in LBS:
                     self.start_l4(name)
-        for name in ["syncd"] + REPLICAS + LBS:
+        for name in SYNCDS + REPLICAS + LBS:
             if not wait_until(lambda: self.readyz(name), 30):
                 raise RuntimeError(f"{name} not ready again:\n{self.procs[name].tail()}")
         for lb in LBS:
@@ -420,20 +436,29 @@ class Cluster:
         if not wait_until(lambda: http_ok(f"http://{first}/"), 10):
             raise RuntimeError("example backends did not start:\n" + self.backend_proc.tail())
 
-    def status_json(self):
-        """syncctl status --json as a dict, or None when syncd is unreachable."""
+    def status_json(self, names=None):
+        """syncctl status --json over every syncd replica (or the ones
+        named) as a dict, or None when none answers."""
         try:
-            p = subprocess.run([self.path("syncd/syncctl"), f"--syncd={HOSTS['syncd']}:7000"]
+            p = subprocess.run([self.path("syncd/syncctl"), f"--syncd={self.syncd_spec(names)}"]
                                + self.tls_client() + ["status", "--json"],
                                capture_output=True, text=True, timeout=20)
             return json.loads(p.stdout) if p.returncode == 0 else None
         except (ValueError, subprocess.SubprocessError):
             return None
 
-    def replicas_synced(self):
-        """The version when every l7proxy has acked syncd's current version, else 0."""
-        st = self.status_json()
+    def replicas_synced(self, names=None):
+        """The version when every l7proxy has acked the current version of
+        the syncd replica serving it and every replica asked is at that
+        same version, else 0."""
+        st = self.status_json(names)
         if not st:
+            return 0
+        views = st.get("replicas") or [{"replica": st.get("replica", ""), "answered": True,
+                                        "version": st["version"]}]
+        versions = {v["version"] for v in views if v["answered"]}
+        answered = sum(1 for v in views if v["answered"])
+        if len(versions) != 1 or answered != len(names or SYNCDS):
             return 0
         nodes = {n["node_id"]: n for n in st.get("nodes", []) if n.get("kind") == "l7proxy"}
         ok = all(r in nodes and nodes[r]["state"] == "SYNCED"
@@ -458,7 +483,7 @@ class Cluster:
         not exit cleanly (0) on SIGTERM, and for each that died during the
         run without being told to (self.deaths: crashes found before a
         restart would hide them): crashes, sanitizer reports, hangs."""
-        order = ["keepalived-lb-a", "keepalived-lb-b", "lb-a", "lb-b"] + REPLICAS + ["syncd"]
+        order = ["keepalived-lb-a", "keepalived-lb-b", "lb-a", "lb-b"] + REPLICAS + SYNCDS
         self.check_deaths()
         unclean = [f"died mid-run: {d}" for d in self.deaths]
         for name in order + [n for n in self.procs if n not in order]:
@@ -542,12 +567,12 @@ class TableWatch:
 
 
 def syncd_outage(cl, scen, fl, out):
-    """Stops syncd (SIGTERM or SIGKILL) for fl["outage"] seconds while the
-    load runs, restarts it on the same state directory, and checks: the
-    replicas stay ready throughout, the restarted syncd serves the
-    persisted version, every replica is SYNCED again, a new change reaches
-    them all. Returns the note for the fault line, or None after a FAIL
-    line was added to out."""
+    """Stops every syncd replica (SIGTERM or SIGKILL) for fl["outage"]
+    seconds while the load runs: the control plane is away. Restarts each
+    on its own state directory, and checks: the l7 replicas stay ready
+    throughout, each restarted syncd serves the persisted version, every
+    l7 replica is SYNCED again, a new change reaches them all. Returns the
+    note for the fault line, or None after a FAIL line was added to out."""
     before = wait_until(cl.replicas_synced, 15)
     if not before:
         out.append("    FAIL replicas not SYNCED in syncctl status before the outage")
@@ -555,29 +580,32 @@ def syncd_outage(cl, scen, fl, out):
     tables = TableWatch().start()
     marks = {lb: cl.procs[lb].log_size() for lb in LBS}
     try:
-        if fl["signal"] == "KILL":
-            cl.procs["syncd"].signal(signal.SIGKILL)
-            cl.procs["syncd"].p.wait(10)
-        else:
-            rc = cl.procs["syncd"].stop()
-            if rc not in (0, None):
-                out.append(f"    FAIL syncd exit status {rc} on SIGTERM")
-                return None
+        for name in SYNCDS:
+            if fl["signal"] == "KILL":
+                cl.procs[name].signal(signal.SIGKILL)
+                cl.procs[name].p.wait(10)
+            else:
+                rc = cl.procs[name].stop()
+                if rc not in (0, None):
+                    out.append(f"    FAIL {name} exit status {rc} on SIGTERM")
+                    return None
         time.sleep(fl["outage"])
         down = [r for r in REPLICAS if not cl.readyz(r)]
         if down:
             out.append(f"    FAIL replicas not ready while syncd is down: {down}")
             return None
         t0 = time.monotonic()
-        cl.start_syncd()
-        if not wait_until(lambda: cl.readyz("syncd"), 20):
-            out.append("    FAIL syncd not ready after restart:\n" + cl.procs["syncd"].tail())
-            return None
-        st = cl.status_json() or {}
-        if st.get("version") != before:
-            out.append(f"    FAIL restarted syncd serves version {st.get('version')}, "
-                       f"persisted {before}")
-            return None
+        for name in SYNCDS:
+            cl.start_syncd(name)
+        for name in SYNCDS:
+            if not wait_until(lambda: cl.readyz(name), 20):
+                out.append(f"    FAIL {name} not ready after restart:\n" + cl.procs[name].tail())
+                return None
+            st = cl.status_json([name]) or {}
+            if st.get("version") != before:
+                out.append(f"    FAIL restarted {name} serves version {st.get('version')}, "
+                           f"persisted {before}")
+                return None
         if not wait_until(cl.replicas_synced, 30, 0.25):
             out.append("    FAIL replicas not SYNCED again after the restart")
             return None
@@ -631,6 +659,12 @@ def run_fault(cl, scen, fl, out):
             time.sleep(max(0.0, fl["duration"] - took))
         elif kind == "syncd-outage":
             note = syncd_outage(cl, scen, fl, out)  # None: a FAIL line was added
+            outage_failed = note is None
+        elif kind == "syncd-failover":
+            env = {"HOSTS": HOSTS, "REPLICAS": REPLICAS, "LBS": LBS, "SYNCDS": SYNCDS,
+                   "ADMIN": ADMIN, "wait_until": wait_until, "send": sc.send,
+                   "write_yaml": sc.write_yaml_atomic}
+            note = failover.syncd_failover(cl, scen, fl, out, env)  # None: FAIL lines added
             outage_failed = note is None
         elif kind == "cut-replica-link":
             cl.net.link(fl["target"], False)
@@ -832,7 +866,7 @@ def main():
         cl = Cluster(args, run, net)
         deadline = time.monotonic() + args.budget
         try:
-            log("  starting syncd, 3 l7proxy, 2 l4lb, keepalived, backends")
+            log("  starting 2 syncd, 3 l7proxy, 2 l4lb, keepalived, backends")
             cl.start_all()
             for rep in range(1, args.repeat + 1):
                 if args.repeat > 1:
