@@ -813,7 +813,9 @@ class L4lbSyncdReplicasTest(L4lbRealSyncdTest):
         sd_b, pb = self.start_syncd()
         l7a = self.fake_l7(pa, "l7-a", rs[0])
         self.fake_l7(pb, "l7-b", rs[1])
-        lb = self.l4lb(["--syncd=127.0.0.1:%d,127.0.0.1:%d" % (pa, pb), "--insecure"])
+        # a name and an address: "localhost" resolves here (/etc/hosts) to
+        # 127.0.0.1, so the views are keyed by the resolved addresses
+        lb = self.l4lb(["--syncd=localhost:%d,127.0.0.1:%d" % (pa, pb), "--insecure"])
         # each replica knows one proxy; the l4lb routes to both
         poll(lambda: lb.config()["table_backends"] == 2, what="the union of both replicas")
         views = {v["syncd"]: v["replicas"] for v in lb.config()["syncd_views"]}

@@ -8,7 +8,10 @@ out (never run it directly on a host). Builds this topology on bridge br0
     syncd     10.99.0.2    gRPC :7000, admin :7001, --source=dir:RUN/manifests
     syncd-b   10.99.0.3    the second replica: same directory, same default
                            certificate, its own state directory; every
-                           l7proxy and l4lb is given both (--syncd=A,B)
+                           l7proxy and l4lb is given the name
+                           syncd.e2e.test:7000, which resolves to both (an
+                           /etc/hosts bind-mounted in the private mount
+                           namespace run.sh made, as a headless Service would)
     l7-1..3   10.99.0.11-13  http :80, https :443, admin :9901
     lb-a/b    10.99.0.21-22  l4lb :80, admin :9901; keepalived VRRP (unicast)
                              holding the VIP 10.99.0.100
@@ -57,6 +60,7 @@ L4_CIDR = "10.99.0.20/30"  # lb-a and lb-b: the only PROXY-protocol senders
 PROVIDES = {"tls", "h2", "h2c", "proxy-protocol"}
 REPLICAS = ["l7-1", "l7-2", "l7-3"]
 SYNCDS = ["syncd", "syncd-b"]  # control-plane replicas (issue 18)
+SYNCD_NAME = "syncd.e2e.test"  # resolves to every replica (Net.setup)
 LBS = ["lb-a", "lb-b"]
 BACKEND_PORT = 8080
 ADMIN = 9901
@@ -173,7 +177,17 @@ class Net:
     def __init__(self):
         self.extra = set()
 
-    def setup(self):
+    def setup(self, run):
+        # One name for the syncd replicas, like a headless Service: a hosts
+        # file bind-mounted over /etc/hosts. Only inside the private mount
+        # namespace run.sh entered (every `ip netns exec` inherits it).
+        if not os.environ.get("EDGE_E2E_INNER"):
+            raise RuntimeError("not inside tests/e2e/netns/run.sh's private namespaces")
+        hosts = os.path.join(run, "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost\n" + "".join(
+                f"{HOSTS[s]} {SYNCD_NAME}\n" for s in SYNCDS))
+        sh("mount", "--bind", hosts, "/etc/hosts")
         sh("ip", "link", "add", "br0", "type", "bridge")
         sh("ip", "addr", "add", f"{CLIENT}/16", "dev", "br0")
         sh("ip", "link", "set", "br0", "up")
@@ -256,8 +270,11 @@ class Cluster:
         return os.path.join(self.run, f"{name}-state")
 
     def syncd_spec(self, names=None):
-        """--syncd for clients: every replica (or the ones named)."""
-        return ",".join(f"{HOSTS[n]}:7000" for n in (names or SYNCDS))
+        """--syncd for clients: the name of every replica, or the addresses
+        of the ones named."""
+        if not names:
+            return f"{SYNCD_NAME}:7000"
+        return ",".join(f"{HOSTS[n]}:7000" for n in names)
 
     def start_syncd(self, name="syncd"):
         ip = HOSTS[name]
@@ -316,8 +333,9 @@ class Cluster:
         return http_ok(f"http://{HOSTS[name]}:{port}/readyz")
 
     def start_all(self):
-        subprocess.run([os.path.join(self.args.repo, "deploy/local/pki.sh"), self.pki] +
-                       [f"--san=IP:{HOSTS[s]}" for s in SYNCDS], check=True)
+        subprocess.run([os.path.join(self.args.repo, "deploy/local/pki.sh"), self.pki,
+                        f"--san=DNS:{SYNCD_NAME}"] + [f"--san=IP:{HOSTS[s]}" for s in SYNCDS],
+                       check=True)
         self.marker = self.proc("marker-backend", "backends", [
             "python3", os.path.join(self.args.repo, "deploy/local/backend.py"),
             f"marker-1={self.endpoint_ip('marker', 1)}:{BACKEND_PORT}"])
@@ -832,7 +850,7 @@ def main():
     os.chmod(run, 0o700)
     log(f"e2e netns runner: work dir {run}")
     net = Net()
-    net.setup()
+    net.setup(run)
 
     scen_files = sorted(glob.glob(os.path.join(args.repo, "tests/e2e/scenarios/*.yaml")))
     scens = []
