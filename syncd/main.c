@@ -199,6 +199,24 @@ static double gauge_leader(void *arg) {
   return sd->leader ? leader_is_leader(sd->leader) : 0;
 }
 
+/* The Lease elector of the kubernetes source (lo: namespace NULL = our
+ * own). 0, or 1 after printing why. */
+static int start_leader_election(struct syncd *sd, struct leader_opts *lo) {
+  char ns[256], err[512];
+  if (lo->lease_namespace)
+    snprintf(ns, sizeof(ns), "%s", lo->lease_namespace);
+  else
+    k8s_own_namespace(ns, sizeof(ns));
+  lo->lease_namespace = ns;
+  lo->replica_id = sd->replica;
+  if (leader_start(sd->loop, lo, &sd->leader, err, sizeof(err)) != 0) {
+    fprintf(stderr, "syncd: leader election: %s\n", err);
+    LOG_ERROR("leader_election_failed", "err=%s", log_q(err));
+    return 1;
+  }
+  return 0;
+}
+
 /* --replica-id's default: the pod name, else the host name. */
 static void default_replica_id(char *out, size_t outlen) {
   const char *pod = getenv("POD_NAME");
@@ -542,23 +560,13 @@ int main(int argc, char **argv) {
     }
   }
   if (source && strcmp(source, "kubernetes") == 0 && strcmp(election, "on") == 0) {
-    char ns[256];
-    if (lease_ns)
-      snprintf(ns, sizeof(ns), "%s", lease_ns);
-    else
-      k8s_own_namespace(ns, sizeof(ns));
     struct leader_opts lo = {.kubeconfig = kubeconfig,
-                             .lease_namespace = ns,
+                             .lease_namespace = lease_ns,
                              .lease_name = lease_name,
-                             .replica_id = sd.replica,
                              .duration_ms = lease_duration,
                              .renew_deadline_ms = lease_renew,
                              .retry_ms = lease_retry};
-    if (leader_start(sd.loop, &lo, &sd.leader, err, sizeof(err)) != 0) {
-      fprintf(stderr, "syncd: leader election: %s\n", err);
-      LOG_ERROR("leader_election_failed", "err=%s", log_q(err));
-      return 1;
-    }
+    if (start_leader_election(&sd, &lo) != 0) return 1;
   }
   struct syncd_source_opts o = {.leader = sd.leader,
                                 .spec = source,
