@@ -263,8 +263,6 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
        "control plane (ConfigSync): one address, a list of replicas, or a DNS name with several "
        "addresses; on failure the next one is tried",
        "ADDR:PORT[,ADDR:PORT...]|NAME:PORT"},
-      {"reconnect-max", FLAG_DURATION_MS, &o->reconnect_max,
-       "longest wait between reconnects to syncd (default 1s, jittered -20%)", "DURATION"},
       {"insecure", FLAG_BOOL, &o->insecure, "plaintext gRPC to syncd", NULL},
       {"cert", FLAG_STRING, &o->cert, "client certificate for syncd (PEM)", "FILE"},
       {"key", FLAG_STRING, &o->key, "client key for syncd (PEM)", "FILE"},
@@ -278,6 +276,8 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
       {"config", FLAG_STRING, &o->config_file,
        "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
       {"cache-dir", FLAG_STRING, &o->cache_dir, "directory for the last applied state", "DIR"},
+      {"reconnect-max", FLAG_DURATION_MS, &o->reconnect_max,
+       "longest wait between reconnects to syncd (default 1s, jittered -20%)", "DURATION"},
       FLAG_GROUP_DEF("TLS"),
       {"tls-min-version", FLAG_STRING, &o->tls_min, "lowest TLS version: 1.2|1.3 (default 1.2)",
        "V"},
@@ -449,8 +449,6 @@ static int check_opts(struct opts *o) {
       BAD_FLAG("TLS options: %s\n", err);
     tls_store_unref(probe);
   }
-  if (o->reconnect_max < RPC_RECONNECT_MAX_MIN_MS || o->reconnect_max > 300000)
-    BAD_FLAG("--reconnect-max: between %ums and 5m\n", RPC_RECONNECT_MAX_MIN_MS);
   if (o->syncd) {
     struct target_list tl;
     char why[256];
@@ -459,6 +457,8 @@ static int check_opts(struct opts *o) {
   }
   if (o->syncd && !o->insecure && !(o->cert && o->key && o->ca))
     BAD_FLAG("--syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
+  if (o->reconnect_max < RPC_RECONNECT_MAX_MIN_MS || o->reconnect_max > 300000)
+    BAD_FLAG("--reconnect-max: between %ums and 5m\n", RPC_RECONNECT_MAX_MIN_MS);
   if (addr_split_hostport(o->http, o->host, sizeof(o->host), &o->port) != 0)
     BAD_FLAG("--http: expected ADDR:PORT, got %s\n", o->http);
   for (int i = 0; i < o->trusted.count; i++)

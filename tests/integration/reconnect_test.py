@@ -24,6 +24,9 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import skip_policy  # noqa: E402
+
 L7PROXY = None
 L4LB = None
 CLIENTS_EACH = 25
@@ -147,4 +150,4 @@ class ReconnectTest(unittest.TestCase):
 
 if __name__ == "__main__":
     L7PROXY, L4LB = (os.path.abspath(a) for a in sys.argv[1:3])
-    unittest.main(argv=[sys.argv[0]] + sys.argv[3:], verbosity=2)
+    skip_policy.main([sys.argv[0]] + sys.argv[3:])
