@@ -41,7 +41,7 @@
 /* Largest config/cache file read (bytes). */
 #define L7_CONFIG_MAX_FILE (256u << 20)
 /* Least time between two cache writes (a burst of pushes: one write). */
-#define L7_CACHE_MIN_INTERVAL_MS 1000u
+#define L7_CACHE_MIN_INTERVAL_MS 5000u
 
 struct l7_config_store;
 

@@ -651,52 +651,85 @@ static int rm_cmp(const void *a, const void *b) {
   return key_cmp((int)x->type, x->name, (int)y->type, y->name);
 }
 
-/* Whether (type, name) is in the sorted removals. */
-static int removed(Edge__V1__ResourceName *const *rm, size_t nrm, int type, const char *name) {
-  size_t lo = 0, hi = nrm;
+/* The first index of v[0..n) (sorted) whose key is not below (type, name). */
+static size_t res_lower(struct l7_res *const *v, size_t n, int type, const char *name) {
+  size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    int c = key_cmp((int)rm[mid]->type, rm[mid]->name, type, name);
-    if (c == 0) return 1;
-    if (c < 0)
+    if (key_cmp(v[mid]->type, v[mid]->name, type, name) < 0)
       lo = mid + 1;
     else
       hi = mid;
   }
-  return 0;
+  return lo;
 }
 
-/* The new resource list: cur's with the push applied (removals sorted),
- * dropped and added noted. */
+#define NO_POS ((size_t)-1)
+
+/* The new resource list: cur's with the push applied, dropped and added
+ * noted. A delta costs O(changes × log n) to locate plus one copy of the
+ * pointer ranges between them (memcpy), never a comparison per resource. */
 static int merge(struct apply *ap, int full, Edge__V1__ResourceName *const *rm, size_t nrm,
                  struct l7_res ***out, size_t *n_out) {
   const struct l7_snapshot *cur = ap->b->cur;
-  size_t n_cur = cur ? cur->n_res : 0;
-  struct l7_res **v = calloc(n_cur + ap->n_nu + 1, sizeof(*v));
-  if (!v) return -ENOMEM;
-  size_t n = 0, i = 0, j = 0;
-  int rc = 0;
-  while (rc == 0 && (i < n_cur || j < ap->n_nu)) {
-    int c = i >= n_cur ? 1
-            : j >= ap->n_nu
-                ? -1
-                : key_cmp(cur->res[i]->type, cur->res[i]->name, ap->nu[j]->type, ap->nu[j]->name);
-    if (c > 0) { /* entering */
+  size_t n_cur = cur ? cur->n_res : 0, n_nu = ap->n_nu;
+  struct l7_res **v = calloc(n_cur + n_nu + 1, sizeof(*v));
+  size_t *pos = calloc(n_nu + nrm + 1, sizeof(*pos));
+  char *match = calloc(n_nu + 1, 1);
+  int rc = v && pos && match ? 0 : -ENOMEM;
+  size_t n = 0;
+  if (rc == 0 && full) { /* everything leaves, the push enters */
+    for (size_t i = 0; rc == 0 && i < n_cur; i++)
+      rc = push_ptr(&ap->dropped, &ap->n_dropped, cur->res[i]);
+    for (size_t j = 0; rc == 0 && j < n_nu; j++) {
       v[n++] = ap->nu[j];
-      rc = push_ptr(&ap->added, &ap->n_added, ap->nu[j++]);
-      continue;
+      rc = push_ptr(&ap->added, &ap->n_added, ap->nu[j]);
     }
-    struct l7_res *old = cur->res[i++];
-    int gone = full || c == 0 || removed(rm, nrm, old->type, old->name);
-    if (gone)
-      rc = push_ptr(&ap->dropped, &ap->n_dropped, old);
-    else
-      v[n++] = old;
-    if (rc == 0 && c == 0) { /* replaced */
-      v[n++] = ap->nu[j];
-      rc = push_ptr(&ap->added, &ap->n_added, ap->nu[j++]);
+  } else if (rc == 0) {
+    size_t *pos_rm = pos + n_nu;
+    for (size_t j = 0; j < n_nu; j++) {
+      pos[j] = res_lower(cur ? cur->res : NULL, n_cur, ap->nu[j]->type, ap->nu[j]->name);
+      match[j] = pos[j] < n_cur && res_cmp(&cur->res[pos[j]], &ap->nu[j]) == 0;
+    }
+    for (size_t k = 0; k < nrm; k++) {
+      size_t p = res_lower(cur ? cur->res : NULL, n_cur, (int)rm[k]->type, rm[k]->name);
+      pos_rm[k] = p < n_cur && key_cmp(cur->res[p]->type, cur->res[p]->name, (int)rm[k]->type,
+                                       rm[k]->name) == 0
+                      ? p
+                      : NO_POS;
+    }
+    size_t i = 0, j = 0, k = 0;
+    while (rc == 0 && (i < n_cur || j < n_nu)) {
+      while (k < nrm && pos_rm[k] == NO_POS) k++;
+      size_t next = n_cur;
+      if (j < n_nu && pos[j] < next) next = pos[j];
+      if (k < nrm && pos_rm[k] < next) next = pos_rm[k];
+      if (next > i) { /* untouched: copied as a range */
+        memcpy(v + n, cur->res + i, (next - i) * sizeof(*v));
+        n += next - i;
+        i = next;
+      }
+      while (rc == 0 && j < n_nu && pos[j] == i && !match[j]) { /* entering before cur[i] */
+        v[n++] = ap->nu[j];
+        rc = push_ptr(&ap->added, &ap->n_added, ap->nu[j++]);
+      }
+      if (rc != 0 || i >= n_cur) continue;
+      int replaced = j < n_nu && pos[j] == i && match[j];
+      int gone = replaced || (k < nrm && pos_rm[k] == i);
+      while (k < nrm && pos_rm[k] == i) k++;
+      if (gone)
+        rc = push_ptr(&ap->dropped, &ap->n_dropped, cur->res[i]);
+      else
+        v[n++] = cur->res[i];
+      if (rc == 0 && replaced) {
+        v[n++] = ap->nu[j];
+        rc = push_ptr(&ap->added, &ap->n_added, ap->nu[j++]);
+      }
+      i++;
     }
   }
+  free(pos);
+  free(match);
   if (rc != 0) {
     free(v);
     return rc;

@@ -63,10 +63,21 @@ struct store_cert {
   uint8_t *copy;
   void *pin;
   void (*unpin)(void *);
+  const char *const *sni_names; /* pinned entries: the names given (pinned too) */
+  size_t n_sni_names;
+  int is_default;
   uint8_t digest[32]; /* SHA-256 of chain and key (entries without a pin) */
   pthread_mutex_t mu; /* one decode at a time */
   _Atomic(SSL_CTX *) ctx;
   char *why; /* the certificate cannot be used (set under mu) */
+};
+
+/* The SNI table (common/sni: explain uses it too), reference counted: a
+ * store whose certificates have the same names at the same positions as
+ * the previous one's (a rotated key, a renewed certificate) shares it. */
+struct store_names {
+  atomic_int refs;
+  struct sni_table t;
 };
 
 struct tls_store {
@@ -74,7 +85,7 @@ struct tls_store {
   SSL_CTX *listener;
   struct store_cert **certs;
   size_t n_certs;
-  struct sni_table names; /* SNI → index in certs (common/sni: explain uses it too) */
+  struct store_names *names; /* SNI → index in certs; shared by stores with the same names */
   int disable_h2;
   struct tls_options opts; /* own copies of the strings */
 };
@@ -159,7 +170,7 @@ int tls_parse_sni(const uint8_t *ext, size_t len, char *out, size_t outlen) {
 
 const char *tls_store_select(const struct tls_store *s, const char *sni) {
   if (!s) return NULL;
-  long i = sni_table_select(&s->names, sni, NULL);
+  long i = sni_table_select(&s->names->t, sni, NULL);
   return i < 0 ? NULL : s->certs[i]->name;
 }
 
@@ -289,7 +300,7 @@ static int conn_select(struct tls_conn *c, const uint8_t *ext, size_t len, int h
   c->sni[0] = '\0';
   int bad_sni = has && tls_parse_sni(ext, len, c->sni, sizeof(c->sni)) != 0;
   if (bad_sni) c->sni[0] = '\0';
-  long i = sni_table_select(&c->store->names, c->sni[0] ? c->sni : NULL, NULL);
+  long i = sni_table_select(&c->store->names->t, c->sni[0] ? c->sni : NULL, NULL);
   if (i < 0) {
     snprintf(c->reason, sizeof(c->reason),
              "tls handshake failed: no certificate for server name %s and no default",
@@ -299,10 +310,10 @@ static int conn_select(struct tls_conn *c, const uint8_t *ext, size_t len, int h
     return -1;
   }
   c->cert = i;
-  char why[200];
+  char why[256];
   SSL_CTX *ctx = cert_ctx_get(c->store, c->store->certs[i], why, sizeof(why));
   if (!ctx) {
-    snprintf(c->reason, sizeof(c->reason), "tls handshake failed: %s", why);
+    snprintf(c->reason, sizeof(c->reason), "tls handshake failed: %.200s", why);
     return -1;
   }
   if (SSL_set_SSL_CTX(c->ssl, ctx) == NULL) {
@@ -553,6 +564,9 @@ static struct store_cert *cert_new(const struct tls_certificate *tc, const char 
     e->unpin = opts->pin_unref;
     e->cert_pem = tc->cert_pem;
     e->key_pem = tc->key_pem;
+    e->sni_names = tc->sni_names;
+    e->n_sni_names = tc->n_sni_names;
+    e->is_default = tc->is_default;
   } else if (tc->cert_pem_len + tc->key_pem_len) {
     e->copy = malloc(tc->cert_pem_len + tc->key_pem_len);
     if (e->copy) {
@@ -649,7 +663,7 @@ static int pin_key_cmp(const void *key, const void *e) {
 /* Adds name (a SNI name or wildcard pattern) of certificate i. */
 static int store_add_name(struct tls_store *s, const char *name, size_t i, const char *cert_name,
                           char *err, size_t errlen) {
-  int rc = sni_table_add(&s->names, name, i);
+  int rc = sni_table_add(&s->names->t, name, i);
   if (rc == SNI_ERR_NOMEM) return TLS_ERR_NOMEM;
   if (rc != 0) {
     snprintf(err, errlen, "certificate %s: invalid server name %s", cert_name,
@@ -661,7 +675,10 @@ static int store_add_name(struct tls_store *s, const char *name, size_t i, const
 
 static void store_free(struct tls_store *s) {
   for (size_t i = 0; i < s->n_certs; i++) cert_unref(s->certs[i]);
-  sni_table_free(&s->names);
+  if (s->names && atomic_fetch_sub_explicit(&s->names->refs, 1, memory_order_acq_rel) == 1) {
+    sni_table_free(&s->names->t);
+    free(s->names);
+  }
   SSL_CTX_free(s->listener);
   free(s->certs);
   free((char *)s->opts.ciphers_tls12);
@@ -697,15 +714,19 @@ static int reuse_init(struct reuse *ru, const struct tls_store *prev,
 }
 
 /* The entry for tc: a reused one (a new reference) or a new one, loaded
- * now unless the store is lazy. */
-static int cert_entry(const struct reuse *ru, const struct tls_certificate *tc,
-                      const struct tls_options *opts, const char *name, struct store_cert **out,
-                      char *err, size_t errlen) {
+ * now unless the store is lazy. at: prev's entry at tc's position (NULL:
+ * none), tried before ru. */
+static int cert_entry(const struct reuse *ru, struct store_cert *at,
+                      const struct tls_certificate *tc, const struct tls_options *opts,
+                      const char *name, struct store_cert **out, char *err, size_t errlen) {
   struct store_cert *const *hit = NULL;
   uint8_t digest[32];
   int pinned = tc->pin && opts->pin_ref && opts->pin_unref;
   if (pinned) {
-    if (ru->n_pin) hit = bsearch(tc->pin, ru->by_pin, ru->n_pin, sizeof(*hit), pin_key_cmp);
+    if (at && at->pin == tc->pin)
+      hit = (struct store_cert *const *)&at;
+    else if (ru->n_pin)
+      hit = bsearch(tc->pin, ru->by_pin, ru->n_pin, sizeof(*hit), pin_key_cmp);
   } else {
     if (pem_digest(tc, digest) != 0) return TLS_ERR_NOMEM;
     if (ru->n_digest)
@@ -770,7 +791,6 @@ static int store_new(const struct tls_options *opts, size_t n, struct tls_store 
   *out = s;
   if (!s) return TLS_ERR_NOMEM;
   atomic_init(&s->refs, 1);
-  sni_table_init(&s->names);
   s->disable_h2 = opts->disable_h2;
   s->opts = *opts;
   s->opts.ciphers_tls12 = opts->ciphers_tls12 ? strdup(opts->ciphers_tls12) : NULL;
@@ -782,6 +802,27 @@ static int store_new(const struct tls_options *opts, size_t n, struct tls_store 
   s->listener = SSL_CTX_new(TLS_method());
   if (!s->certs || !s->listener) return TLS_ERR_NOMEM;
   return ctx_configure(s->listener, opts, err, errlen);
+}
+
+/* Whether certs[0..n) serve exactly the names prev's do, at the same
+ * positions: each one is prev's (same pin) or has prev's name, names and
+ * default flag. O(n) pointer compares; only changed ones compare strings. */
+static int same_names(const struct tls_store *prev, const struct tls_certificate *certs, size_t n,
+                      const struct tls_options *opts) {
+  if (!prev || prev->n_certs != n || !opts->pin_ref || !options_ctx_equal(&prev->opts, opts))
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    const struct store_cert *e = prev->certs[i];
+    const struct tls_certificate *tc = &certs[i];
+    if (!tc->pin || !e->pin) return 0;
+    if (tc->pin == e->pin) continue;
+    if (!tc->name || strcmp(tc->name, e->name) != 0 || !tc->n_sni_names ||
+        tc->n_sni_names != e->n_sni_names || !tc->is_default != !e->is_default)
+      return 0;
+    for (size_t j = 0; j < tc->n_sni_names; j++)
+      if (strcmp(tc->sni_names[j], e->sni_names[j]) != 0) return 0;
+  }
+  return 1;
 }
 
 int tls_store_build_from(const struct tls_store *prev, const struct tls_certificate *certs,
@@ -811,22 +852,38 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
   }
 
   struct reuse ru;
+  memset(&ru, 0, sizeof(ru));
   struct tls_store *s = NULL;
   struct cert_info *info = malloc(sizeof(*info));
   int rc = info ? store_new(opts, n, &s, err, errlen) : TLS_ERR_NOMEM;
-  if (rc == 0)
-    rc = reuse_init(&ru, prev, opts);
-  else
-    memset(&ru, 0, sizeof(ru));
+  int share = rc == 0 && same_names(prev, certs, n, opts);
+  if (rc == 0 && share) {
+    s->names = prev->names; /* a rotation: the same names at the same positions */
+    atomic_fetch_add_explicit(&s->names->refs, 1, memory_order_relaxed);
+  } else if (rc == 0) {
+    s->names = calloc(1, sizeof(*s->names));
+    if (!s->names) rc = TLS_ERR_NOMEM;
+    if (rc == 0) {
+      atomic_init(&s->names->refs, 1);
+      sni_table_init(&s->names->t);
+      rc = reuse_init(&ru, prev, opts);
+    }
+  }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const struct tls_certificate *tc = &certs[i];
     char fallback[32];
-    snprintf(fallback, sizeof(fallback), "#%zu", i);
-    const char *name = tc->name && *tc->name ? tc->name : fallback;
-    rc = cert_entry(&ru, tc, opts, name, &s->certs[i], err, errlen);
+    const char *name = tc->name;
+    if (!name || !*name) {
+      snprintf(fallback, sizeof(fallback), "#%zu", i);
+      name = fallback;
+    }
+    struct store_cert *at =
+        prev && i < prev->n_certs && options_ctx_equal(&prev->opts, opts) ? prev->certs[i] : NULL;
+    rc = cert_entry(&ru, at, tc, opts, name, &s->certs[i], err, errlen);
     if (rc == 0) s->n_certs++;
+    if (share) continue;
     if (rc == 0) rc = store_add_names(s, tc, i, name, info, err, errlen);
-    if (rc == 0 && tc->is_default) sni_table_set_default(&s->names, i);
+    if (rc == 0 && tc->is_default) sni_table_set_default(&s->names->t, i);
   }
   free(ru.by_pin);
   free(ru.by_digest);
@@ -837,7 +894,7 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
     if (s) store_free(s);
     return rc;
   }
-  sni_table_finish(&s->names);
+  if (!share) sni_table_finish(&s->names->t);
   err[0] = '\0';
   *out = s;
   return 0;

@@ -819,6 +819,38 @@ static void pinned_certificates_are_shared_by_pin_without_copies(void) {
   for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(atomic_load(&g_pins[i]), 0);
 }
 
+/* A rotation (same names at the same positions) keeps the name table; a
+ * certificate that changes its names gets a new one. */
+static void a_rotation_keeps_the_names_and_a_rename_rebuilds_them(void) {
+  struct tls_options o = {.lazy = 1, .pin_ref = pin_ref, .pin_unref = pin_unref};
+  static const char *const www_sni[] = {"www.example.com"}, *const api_sni[] = {"api.example.com"};
+  struct tls_certificate certs[] = {cert_of("ns/default", &g_default, NULL, 0, 1),
+                                    cert_of("ns/www", &g_www, www_sni, 1, 0),
+                                    cert_of("ns/wild", &g_wild, g_wild_sni, 1, 0)};
+  for (int i = 0; i < 3; i++) certs[i].pin = PIN(i + 1);
+  struct tls_store *a = NULL, *b = NULL, *c = NULL;
+  char err[256] = "";
+  CU_ASSERT_EQUAL_FATAL(tls_store_build(certs, 3, &o, &a, err, sizeof(err)), 0);
+  certs[1] = cert_of("ns/www", &g_www_v2, www_sni, 1, 0); /* rotated */
+  certs[1].pin = PIN(0);
+  CU_ASSERT_EQUAL_FATAL(tls_store_build_from(a, certs, 3, &o, &b, err, sizeof(err)), 0);
+  struct client_opts www = {.sni = "www.example.com"}, api = {.sni = "api.example.com"};
+  CU_ASSERT_STRING_EQUAL(connect_name(b, &www, g_www_v2.cert), "ns/www");
+  CU_ASSERT_STRING_EQUAL(connect_name(a, &www, g_www.cert), "ns/www");
+  CU_ASSERT_STRING_EQUAL(tls_store_select(b, "api.example.com"), "ns/wild");
+  tls_store_unref(a);
+  certs[1] = cert_of("ns/www", &g_www, api_sni, 1, 0); /* renamed: another server name */
+  certs[1].pin = PIN(2);
+  CU_ASSERT_EQUAL_FATAL(tls_store_build_from(b, certs, 3, &o, &c, err, sizeof(err)), 0);
+  CU_ASSERT_STRING_EQUAL(tls_store_select(c, "www.example.com"), "ns/wild");
+  CU_ASSERT_STRING_EQUAL(tls_store_select(c, "api.example.com"), "ns/www");
+  CU_ASSERT_STRING_EQUAL(connect_name(c, &api, g_www.cert), "ns/www");
+  CU_ASSERT_STRING_EQUAL(tls_store_select(b, "www.example.com"), "ns/www"); /* b kept its own */
+  tls_store_unref(b);
+  tls_store_unref(c);
+  for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(atomic_load(&g_pins[i]), 0);
+}
+
 /* ---- bad configuration ------------------------------------------------ */
 
 static void a_key_that_does_not_match_is_rejected_with_the_reason(void) {
@@ -1020,6 +1052,8 @@ void test_register(void) {
               a_lazy_store_fails_only_the_handshakes_of_a_bad_certificate);
   CU_add_test(s, "pinned_certificates_are_shared_by_pin_without_copies",
               pinned_certificates_are_shared_by_pin_without_copies);
+  CU_add_test(s, "a_rotation_keeps_the_names_and_a_rename_rebuilds_them",
+              a_rotation_keeps_the_names_and_a_rename_rebuilds_them);
   CU_add_test(s, "a_key_that_does_not_match_is_rejected_with_the_reason",
               a_key_that_does_not_match_is_rejected_with_the_reason);
   CU_add_test(s, "unparsable_pem_and_bad_options_are_rejected_with_the_reason",
