@@ -59,16 +59,18 @@ static void cache_submit(struct l7_config_store *st, struct l7_snapshot *snap);
 /* Applies a change and, on success, writes the cache. */
 static int cs_commit(struct l7_config_store *st, uint64_t version, int full,
                      Edge__V1__Resource *const *up, size_t nup, Edge__V1__ResourceName *const *rm,
-                     size_t nrm, int write_cache, struct l7_snapshot **snap, char *err,
+                     size_t nrm, int write_cache, int adopt, struct l7_snapshot **snap, char *err,
                      size_t errlen) {
-  int rc = l7_builder_apply(st->b, version, full, up, nup, rm, nrm, snap, err, errlen);
+  int rc = adopt ? l7_builder_apply_adopt(st->b, version, full, (Edge__V1__Resource **)up, nup, rm,
+                                          nrm, snap, err, errlen)
+                 : l7_builder_apply(st->b, version, full, up, nup, rm, nrm, snap, err, errlen);
   if (rc < 0) return rc;
   if (write_cache && st->cache_dir) cache_submit(st, l7_snapshot_ref(*snap));
   return 0;
 }
 
-int l7_config_store_apply(struct l7_config_store *st, const Edge__V1__Push *push,
-                          struct l7_snapshot **snap, char *err, size_t errlen) {
+static int cs_apply(struct l7_config_store *st, const Edge__V1__Push *push, int adopt,
+                    struct l7_snapshot **snap, char *err, size_t errlen) {
   *snap = NULL;
   uint64_t have = l7_builder_version(st->b);
   if (!push->full && push->base_version != 0 && push->base_version != have) {
@@ -77,14 +79,29 @@ int l7_config_store_apply(struct l7_config_store *st, const Edge__V1__Push *push
     return -EINVAL;
   }
   return cs_commit(st, push->version, push->full, push->upserted, push->n_upserted, push->removed,
-                   push->n_removed, 1, snap, err, errlen);
+                   push->n_removed, 1, adopt, snap, err, errlen);
+}
+
+int l7_config_store_apply(struct l7_config_store *st, const Edge__V1__Push *push,
+                          struct l7_snapshot **snap, char *err, size_t errlen) {
+  return cs_apply(st, push, 0, snap, err, errlen);
+}
+
+int l7_config_store_apply_unpacked(struct l7_config_store *st, Edge__V1__Push *push,
+                                   struct l7_snapshot **snap, char *err, size_t errlen) {
+  int rc = cs_apply(st, push, 1, snap, err, errlen);
+  for (size_t i = 0; i < push->n_upserted; i++) { /* refused before the builder: still ours */
+    edge__v1__resource__free_unpacked(push->upserted[i], NULL);
+    push->upserted[i] = NULL;
+  }
+  return rc;
 }
 
 int l7_config_store_apply_snapshot(struct l7_config_store *st, const Edge__V1__Snapshot *msg,
                                    int write_cache, struct l7_snapshot **snap, char *err,
                                    size_t errlen) {
   *snap = NULL;
-  return cs_commit(st, msg->version, 1, msg->resources, msg->n_resources, NULL, 0, write_cache,
+  return cs_commit(st, msg->version, 1, msg->resources, msg->n_resources, NULL, 0, write_cache, 0,
                    snap, err, errlen);
 }
 
@@ -286,7 +303,8 @@ static int cs_load(struct l7_config_store *st, const char *path, int verify_keys
   if (rc < 0) return rc;
   char why[512] = "";
   l7_builder_set_verify_keys(st->b, verify_keys); /* a file: nothing checked its keys yet */
-  rc = l7_config_store_apply_snapshot(st, msg, 0, snap, why, sizeof(why));
+  rc = cs_commit(st, msg->version, 1, msg->resources, msg->n_resources, NULL, 0, 0, 1, snap, why,
+                 sizeof(why)); /* the resources are taken from msg, not copied */
   l7_builder_set_verify_keys(st->b, 0);
   if (rc < 0) cs_err(err, errlen, "%s: %s", path, why);
   edge__v1__snapshot__free_unpacked(msg, NULL);

@@ -59,6 +59,12 @@ void l7_config_store_free(struct l7_config_store *st);
 int l7_config_store_apply(struct l7_config_store *st, const Edge__V1__Push *push,
                           struct l7_snapshot **snap, char *err, size_t errlen);
 
+/* l7_config_store_apply for a Push protobuf-c unpacked (the default
+ * allocator): its upserted resources are taken instead of copied, and
+ * every push->upserted[i] is NULL on return. */
+int l7_config_store_apply_unpacked(struct l7_config_store *st, Edge__V1__Push *push,
+                                   struct l7_snapshot **snap, char *err, size_t errlen);
+
 /* Replaces the whole state with a Snapshot message (config file, cache).
  * Same contract as l7_config_store_apply. write_cache: 1 to persist. */
 int l7_config_store_apply_snapshot(struct l7_config_store *st, const Edge__V1__Snapshot *msg,

@@ -137,6 +137,17 @@ int l7_builder_apply(struct l7_builder *b, uint64_t version, int full,
  * handshakes for its names, logged as tls_certificate_unusable). On for
  * configuration files, which nothing checked before. */
 void l7_builder_set_verify_keys(struct l7_builder *b, int on);
+/*
+ * l7_builder_apply that takes the upserted messages instead of copying
+ * them: each upserted[i] must come from protobuf-c's unpack with the
+ * default allocator (a Push or Snapshot the caller unpacked) or be NULL.
+ * On return every entry is NULL (kept by the builder or freed), whatever
+ * the result; the caller frees the enclosing message as usual.
+ */
+int l7_builder_apply_adopt(struct l7_builder *b, uint64_t version, int full,
+                           Edge__V1__Resource **upserted, size_t n_upserted,
+                           Edge__V1__ResourceName *const *removed, size_t n_removed,
+                           struct l7_snapshot **out, char *err, size_t errlen);
 /* Version of the builder's current state (0 before any). */
 uint64_t l7_builder_version(const struct l7_builder *b);
 /* The current resource of that type and name, or NULL (valid until the

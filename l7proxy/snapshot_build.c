@@ -321,24 +321,28 @@ static int compile_cert(struct l7_builder *b, struct l7_res *r, char *err, size_
 }
 
 /* A deep copy of msg, compiled. index names it in reasons when it has no name. */
-static int res_new(struct l7_builder *b, const Edge__V1__Resource *msg, size_t index,
-                   struct l7_res **out, char *err, size_t errlen) {
+static int res_new(struct l7_builder *b, const Edge__V1__Resource *msg, Edge__V1__Resource **adopt,
+                   size_t index, struct l7_res **out, char *err, size_t errlen) {
   *out = NULL;
   int type;
   const char *name = msg ? res_name(msg, &type) : NULL;
   if (!msg || !name) return berr(err, errlen, "upserted resource %zu: no kind set", index), -EINVAL;
   if (!name[0]) return berr(err, errlen, "%s %zu: empty name", type_str(type), index), -EINVAL;
   struct l7_res *r = calloc(1, sizeof(*r));
-  size_t len = edge__v1__resource__get_packed_size(msg);
-  uint8_t *buf = malloc(len ? len : 1);
-  if (!r || !buf) {
-    free(r), free(buf);
-    return -ENOMEM;
-  }
-  edge__v1__resource__pack(msg, buf);
-  r->msg = edge__v1__resource__unpack(NULL, len, buf);
-  free(buf);
+  if (!r) return -ENOMEM;
   atomic_init(&r->refs, 1);
+  if (adopt) { /* the caller's unpacked message becomes the resource's */
+    r->msg = *adopt;
+    *adopt = NULL;
+  } else {
+    size_t len = edge__v1__resource__get_packed_size(msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf) {
+      edge__v1__resource__pack(msg, buf);
+      r->msg = edge__v1__resource__unpack(NULL, len, buf);
+    }
+    free(buf);
+  }
   if (!r->msg) {
     free(r);
     return -ENOMEM;
@@ -581,6 +585,7 @@ struct apply {
   struct count_change *cc;
   size_t n_cc, cap_cc;
   int certs_changed;
+  int adopt; /* upserted messages are taken, not copied */
   char *err;
   size_t errlen;
 };
@@ -959,7 +964,8 @@ static int compile_all(struct apply *ap, int full, Edge__V1__Resource *const *up
   int rc = 0;
   if (!ap->nu || !o) rc = -ENOMEM;
   for (size_t i = 0; rc == 0 && i < nup; i++) {
-    rc = res_new(ap->b, up[i], i, &ap->nu[ap->n_nu], ap->err, ap->errlen);
+    Edge__V1__Resource **adopt = ap->adopt ? &((Edge__V1__Resource **)up)[i] : NULL;
+    rc = res_new(ap->b, up[i], adopt, i, &ap->nu[ap->n_nu], ap->err, ap->errlen);
     if (rc == 0) {
       o[ap->n_nu] = (struct ordered){ap->nu[ap->n_nu], i};
       ap->n_nu++;
@@ -1016,15 +1022,41 @@ static void release_names(struct apply *ap) {
     }
 }
 
+static int apply_impl(struct l7_builder *b, uint64_t version, int full,
+                      Edge__V1__Resource *const *upserted, size_t n_upserted,
+                      Edge__V1__ResourceName *const *removed_names, size_t n_removed, int adopt,
+                      struct l7_snapshot **out, char *err, size_t errlen);
+
 int l7_builder_apply(struct l7_builder *b, uint64_t version, int full,
                      Edge__V1__Resource *const *upserted, size_t n_upserted,
                      Edge__V1__ResourceName *const *removed_names, size_t n_removed,
                      struct l7_snapshot **out, char *err, size_t errlen) {
+  return apply_impl(b, version, full, upserted, n_upserted, removed_names, n_removed, 0, out, err,
+                    errlen);
+}
+
+int l7_builder_apply_adopt(struct l7_builder *b, uint64_t version, int full,
+                           Edge__V1__Resource **upserted, size_t n_upserted,
+                           Edge__V1__ResourceName *const *removed_names, size_t n_removed,
+                           struct l7_snapshot **out, char *err, size_t errlen) {
+  int rc = apply_impl(b, version, full, upserted, n_upserted, removed_names, n_removed, 1, out, err,
+                      errlen);
+  for (size_t i = 0; i < n_upserted; i++) { /* not reached or not a resource: ours to free */
+    edge__v1__resource__free_unpacked(upserted[i], NULL);
+    upserted[i] = NULL;
+  }
+  return rc;
+}
+
+static int apply_impl(struct l7_builder *b, uint64_t version, int full,
+                      Edge__V1__Resource *const *upserted, size_t n_upserted,
+                      Edge__V1__ResourceName *const *removed_names, size_t n_removed, int adopt,
+                      struct l7_snapshot **out, char *err, size_t errlen) {
   *out = NULL;
   char scratch[8];
   if (!err || !errlen) err = scratch, errlen = sizeof(scratch);
   err[0] = '\0';
-  struct apply ap = {.b = b, .err = err, .errlen = errlen};
+  struct apply ap = {.b = b, .adopt = adopt, .err = err, .errlen = errlen};
   Edge__V1__ResourceName **rm = NULL;
   struct l7_res **v = NULL;
   size_t n = 0, nrm = 0;
@@ -1055,13 +1087,14 @@ int l7_builder_apply(struct l7_builder *b, uint64_t version, int full,
   if (rc != 0) {
     undo_counts(&ap);
     if (rc == -ENOMEM && !err[0]) berr(err, errlen, "out of memory applying the configuration");
-  } else {
+  }
+  release_names(&ap); /* before the old snapshot goes: dropped points into it */
+  if (rc == 0) {
     l7_snapshot_unref(b->cur);
     b->cur = l7_snapshot_ref(s);
     b->version = version;
     *out = s;
   }
-  release_names(&ap);
   for (size_t i = 0; i < ap.n_nu; i++) l7_res_unref(ap.nu[i]); /* snapshots hold their own */
   free(ap.nu);
   free(ap.dropped);
