@@ -72,10 +72,10 @@ int l7_config_handle_message(struct l7_config_store *st, const uint8_t *data, si
     edge__v1__sync_message__free_unpacked(m, NULL);
     return L7_CONFIG_MALFORMED;
   }
-  const Edge__V1__Push *push = m->push;
+  Edge__V1__Push *push = m->push;
   if (version) *version = push->version;
   char why[512] = "";
-  int rc = l7_config_store_apply(st, push, snap, why, sizeof(why));
+  int rc = l7_config_store_apply_unpacked(st, push, snap, why, sizeof(why));
   Edge__V1__ProxyMessage pm = EDGE__V1__PROXY_MESSAGE__INIT;
   Edge__V1__Ack ack = EDGE__V1__ACK__INIT;
   Edge__V1__Nack nack = EDGE__V1__NACK__INIT;

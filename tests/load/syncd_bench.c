@@ -118,10 +118,11 @@ static void ingress(char **buf, size_t *len, size_t *cap, const char *name, cons
          host, path);
 }
 
-/* 100 hosts per file: Ingress + Secret each. Kept when already there. */
-static void generate(const char *dir, int hosts) {
+/* 100 hosts per file: Ingress (+ Secret for the first `certs` hosts).
+ * Kept when already there. */
+static void generate(const char *dir, int hosts, int certs) {
   char marker[2048];
-  snprintf(marker, sizeof(marker), "%s/.generated-%d", dir, hosts);
+  snprintf(marker, sizeof(marker), "%s/.generated-%d-%d", dir, hosts, certs);
   if (access(marker, F_OK) == 0) return;
   mkdir(dir, 0755);
   int64_t t0 = now_us();
@@ -135,6 +136,10 @@ static void generate(const char *dir, int hosts) {
       char name[64], host[128], err[256];
       snprintf(name, sizeof(name), "h%05d", i);
       snprintf(host, sizeof(host), "h%05d.bench.test", i);
+      if (i >= certs) {
+        ingress(&buf, &len, &cap, name, host, "/", 0);
+        continue;
+      }
       const char *names[] = {host};
       char *cert, *key;
       if (cert_generate(names, 1, 365, 0, NULL, NULL, &cert, &key, err, sizeof(err)) != 0)
@@ -156,7 +161,8 @@ static void generate(const char *dir, int hosts) {
   }
   free(buf);
   write_atomic(dir, marker + strlen(dir) + 1, "");
-  fprintf(stderr, "generated %d hosts with certificates in %.1f s\n", hosts, (now_us() - t0) / 1e6);
+  fprintf(stderr, "generated %d hosts, %d with certificates, in %.1f s\n", hosts, certs,
+          (now_us() - t0) / 1e6);
 }
 
 static void write_route(const char *dir, int k) {
@@ -400,10 +406,14 @@ static int cmp_i64(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   const char *bin = NULL, *workdir = "/tmp/syncd_bench", *debounce = "20ms";
-  long hosts = 10000, clients = 10, changes = 20;
+  long hosts = 10000, certs = -1, clients = 10, changes = 20;
+  int generate_only = 0;
   const struct flag_def defs[] = {
       {"syncd", FLAG_STRING, &bin, "path of the syncd binary (required)", "PATH"},
-      {"hosts", FLAG_INT, &hosts, "Ingress hosts, each with a certificate", "N", 1, 100000},
+      {"hosts", FLAG_INT, &hosts, "Ingress hosts", "N", 1, 100000},
+      {"certs", FLAG_INT, &certs, "hosts with a certificate (default: all)", "N", 0, 100000},
+      {"generate-only", FLAG_BOOL, &generate_only,
+       "write the source directory (WORKDIR/src-HOSTS[-CERTS]), print its path, exit", NULL},
       {"clients", FLAG_INT, &clients, "subscribed proxies", "N", 1, 100},
       {"changes", FLAG_INT, &changes, "one-route changes to time", "N", 1, 1000},
       {"workdir", FLAG_STRING, &workdir, "where the source and state live", "DIR"},
@@ -418,20 +428,28 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (rc != FLAGS_OK) die("%s", err);
-  if (!bin) die("--syncd=PATH is required");
+  if (certs < 0 || certs > hosts) certs = hosts;
+  if (!bin && !generate_only) die("--syncd=PATH is required");
   signal(SIGPIPE, SIG_IGN);
   grpc_init();
 
   char src[1024], state[1024], log[1024];
   mkdir(workdir, 0755);
-  snprintf(src, sizeof(src), "%s/src-%ld", workdir, hosts);
+  if (certs == hosts)
+    snprintf(src, sizeof(src), "%s/src-%ld", workdir, hosts);
+  else
+    snprintf(src, sizeof(src), "%s/src-%ld-%ld", workdir, hosts, certs);
   snprintf(state, sizeof(state), "%s/state", workdir);
   snprintf(log, sizeof(log), "%s/syncd.log", workdir);
-  generate(src, (int)hosts);
+  generate(src, (int)hosts, (int)certs);
+  if (generate_only) {
+    printf("%s\n", src);
+    return 0;
+  }
   write_route(src, 0);
   mkdir(state, 0700);
   char statefile[1100];
-  snprintf(statefile, sizeof(statefile), "%s/state.pb", state);
+  snprintf(statefile, sizeof(statefile), "%s/journal", state);
   unlink(statefile); /* time a cold load, not a restore */
 
   int port = 0;
@@ -441,7 +459,7 @@ int main(int argc, char **argv) {
   int64_t t_load = now_us() - t0;
   long rss = rss_kb(pid, "VmRSS:"), hwm = rss_kb(pid, "VmHWM:");
   printf("syncd_bench: hosts=%ld certificates=%ld clients=%ld changes=%ld debounce=%s\n", hosts,
-         hosts, clients, changes, debounce);
+         certs, clients, changes, debounce);
   printf("initial load: %.3f s to the first version; RSS %.1f MiB (peak %.1f MiB)\n", t_load / 1e6,
          rss / 1024.0, hwm / 1024.0);
 
