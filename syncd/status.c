@@ -141,6 +141,8 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   resp.leader = &ls;
   resp.version = store_version(st->store);
   resp.version_time = store_version_time(st->store);
+  resp.version_seq = store_seq(st->store);
+  resp.source_generation = store_generation(st->store);
   resp.started_at = st->started_at;
 
   /* Source health. */
@@ -508,6 +510,8 @@ int status_config_json(const struct store *store, char **out, size_t *len) {
   json_t *root = json_object();
   json_t *arr = json_array();
   json_object_set_new(root, "version", json_integer((json_int_t)store_version(store)));
+  json_object_set_new(root, "seq", json_integer((json_int_t)store_seq(store)));
+  json_object_set_new(root, "generation", json_integer((json_int_t)store_generation(store)));
   size_t n;
   struct store_entry *const *e = store_entries(store, &n);
   for (size_t i = 0; i < n; i++) {

@@ -221,7 +221,7 @@ static void bucket_remove(struct store *s, struct store_entry *e) {
 }
 
 /* Rehashes the dirty buckets, their groups and the root; the version is
- * the root's first 8 bytes, big endian, never 0. 0 when no entry is live.
+ * the root's first STORE_VERSION_BITS bits, never 0. 0 when no entry is live.
  * A bucket hashes its entries' digests in digest order; a group its
  * non-empty buckets (index, digest); the root its non-empty groups. */
 static uint64_t compute_version(struct store *s) {
@@ -263,6 +263,7 @@ static uint64_t compute_version(struct store *s) {
   EVP_DigestFinal_ex(md, root, &dl);
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) v = v << 8 | root[i];
+  v >>= 64 - STORE_VERSION_BITS; /* exact as a double: JSON tools, metrics gauges */
   return v ? v : 1;
 }
 

@@ -27,9 +27,9 @@
  * bytes); entries fall into 4096 buckets by that digest, a bucket's digest
  * is a SHA-256 over its entries' digests in order, a group's (64 buckets)
  * over its non-empty buckets, and the root over the non-empty groups; the
- * version is the root's first 8 bytes (big endian; never 0, which means
- * "no state"). A change rehashes only the buckets and groups it touched
- * (a few KB), so a version costs O(changes), not O(state).
+ * version is the root's first 53 bits (never 0, which means "no state"):
+ * exact in a double, so JSON tools (jq) and metrics gauges show it as is. A change rehashes only
+ * the buckets and groups it touched (a few KB), so a version costs O(changes), not O(state).
  *
  * Persistence is record-shaped (syncd/persist.c writes them to the
  * journal): store_encode_state (everything, tombstones and history
@@ -64,6 +64,9 @@ enum {
   STORE_NO_STATE = 1,     /* no state persisted yet (not an error) */
 };
 const char *store_strerror(int err);
+
+/* Bits of a version (see above). */
+#define STORE_VERSION_BITS 53
 
 /* Buckets of the version digest (see the top of this file), in groups. */
 #define STORE_DIGEST_BUCKETS 4096

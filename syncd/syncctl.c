@@ -163,7 +163,9 @@ static void print_text(const Edge__V1__StatusResponse *r) {
   char vt[64], st[64];
   timefmt_utc(r->version_time, vt, sizeof(vt));
   timefmt_utc(r->started_at, st, sizeof(st));
-  printf("syncd %s  version %" PRIu64 " (since %s)  started %s\n", r->build, r->version, vt, st);
+  printf("syncd %s  version %" PRIu64 " (change %" PRIu64 ", source generation %" PRIu64
+         ", since %s)  started %s\n",
+         r->build, r->version, r->version_seq, r->source_generation, vt, st);
   print_replica_line(r);
   printf("\n");
 
@@ -245,6 +247,8 @@ static json_t *status_json(const Edge__V1__StatusResponse *r) {
                 "renew_time", l ? l->renew_time : "", "error", l ? l->error : ""));
   json_object_set_new(root, "version", json_integer((json_int_t)r->version));
   json_object_set_new(root, "version_time", json_integer(r->version_time));
+  json_object_set_new(root, "version_seq", json_integer((json_int_t)r->version_seq));
+  json_object_set_new(root, "source_generation", json_integer((json_int_t)r->source_generation));
   json_object_set_new(root, "started_at", json_integer(r->started_at));
   json_t *nodes = json_array();
   for (size_t i = 0; i < r->n_nodes; i++) {

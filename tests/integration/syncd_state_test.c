@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cert.h"
 #include "tests/integration/syncd_proc.h"
 
 static char g_syncd[1024];
@@ -258,6 +259,76 @@ static void reconnect_at_the_current_version_is_sent_nothing(void) {
   world_free(&w);
 }
 
+/* Issue 18, point 1: two replicas fed the same directory name the same
+ * state the same way, so a proxy moving from one to the other is sent
+ * nothing; what is newest stays visible (change number, source generation). */
+static void two_replicas_of_one_directory_agree_on_versions(void) {
+  struct world w;
+  world_init(&w);
+  /* the default certificate is part of the state: replicas share one
+   * (without --default-cert each would generate its own) */
+  const char *names[] = {"default.test"};
+  char *crt, *key, err[256], cf[1100], kf[1100], fc[1200], fk[1200];
+  CU_ASSERT_EQUAL_FATAL(cert_generate(names, 1, 30, 0, NULL, NULL, &crt, &key, err, sizeof(err)),
+                        0);
+  char *certs = sp_temp_dir("default-cert");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(certs);
+  sp_write_file(certs, "tls.crt", "%s", crt);
+  sp_write_file(certs, "tls.key", "%s", key);
+  free(crt), free(key);
+  snprintf(cf, sizeof(cf), "%s/tls.crt", certs);
+  snprintf(kf, sizeof(kf), "%s/tls.key", certs);
+  snprintf(fc, sizeof(fc), "--default-cert=%s", cf);
+  snprintf(fk, sizeof(fk), "--default-key=%s", kf);
+  const char *const flags[] = {FAST[0], FAST[1], fc, fk, NULL};
+  world_start(&w, flags);
+  struct syncd_proc q = {0};
+  char *state_b = sp_temp_dir("state-b");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(state_b);
+  CU_ASSERT_EQUAL_FATAL(sp_start(&q, g_syncd, w.src, state_b, flags), 0);
+  uint64_t va = sp_wait_version_change(&w.p, 0), vb = sp_wait_version_change(&q, 0);
+  CU_ASSERT(va != 0);
+  CU_ASSERT_EQUAL(va, vb);
+  Edge__V1__StatusResponse *st = sp_status(&w.p);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+  CU_ASSERT_EQUAL(st->version, va);
+  CU_ASSERT(st->version_seq >= 1);
+  CU_ASSERT(st->source_generation > 1700000000000ull); /* the directory scan time, ms */
+  edge__v1__status_response__free_unpacked(st, NULL);
+
+  /* a proxy synced on A moves to B at the same content: nothing is sent */
+  struct gsc_stream g;
+  uint64_t v = connect_and_sync(&g, &w.p, "mover", NULL);
+  CU_ASSERT_EQUAL(v, va);
+  gsc_close(&g);
+  CU_ASSERT_EQUAL_FATAL(gsc_open(&g, q.target, "/edge.v1.ConfigSync/Stream"), 0);
+  CU_ASSERT_EQUAL(sp_hello(&g, "mover", v), 0);
+  CU_ASSERT(wait_synced(&q, "mover"));
+  CU_ASSERT_PTR_NULL(sp_recv_push(&g, 300, NULL));
+  CU_ASSERT_EQUAL(sp_metric(&q, "edge_syncd_push_bytes_total"), 0);
+
+  /* one change: both replicas reach the same new version, B sends the delta */
+  write_route(w.src, 5);
+  uint64_t na = sp_wait_version_change(&w.p, va), nb = sp_wait_version_change(&q, vb);
+  CU_ASSERT(na != va);
+  CU_ASSERT_EQUAL(na, nb);
+  size_t bytes = 0;
+  Edge__V1__SyncMessage *m = sp_recv_push(&g, 10000, &bytes);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  CU_ASSERT_FALSE(m->push->full);
+  CU_ASSERT_EQUAL(m->push->base_version, v);
+  CU_ASSERT_EQUAL(m->push->version, na);
+  edge__v1__sync_message__free_unpacked(m, NULL);
+  gsc_close(&g);
+  sp_stop(&q, SIGKILL);
+  char cmd[2400];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", state_b, certs);
+  CU_ASSERT_EQUAL(system(cmd), 0);
+  free(state_b);
+  free(certs);
+  world_free(&w);
+}
+
 static int suite_init(void) {
   sp_runfile(g_syncd, sizeof(g_syncd), "syncd/syncd");
   grpc_init();
@@ -275,6 +346,8 @@ void test_register(void) {
               kill_9_during_a_burst_loses_no_accepted_change);
   CU_add_test(s, "torn_journal_tail_is_dropped_and_the_change_before_is_served",
               torn_journal_tail_is_dropped_and_the_change_before_is_served);
+  CU_add_test(s, "two_replicas_of_one_directory_agree_on_versions",
+              two_replicas_of_one_directory_agree_on_versions);
   CU_add_test(s, "reconnect_at_the_current_version_is_sent_nothing",
               reconnect_at_the_current_version_is_sent_nothing);
 }

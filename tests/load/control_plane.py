@@ -33,6 +33,7 @@ import base64
 import datetime
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import time
@@ -129,7 +130,10 @@ def _source(ctx, hosts, certs):
     os.makedirs(src, exist_ok=True)
     for name in os.listdir(gen):
         if name.endswith(".yaml"):
-            os.link(os.path.join(gen, name), os.path.join(src, name))
+            try:
+                os.link(os.path.join(gen, name), os.path.join(src, name))
+            except OSError:  # another file system: copy
+                shutil.copyfile(os.path.join(gen, name), os.path.join(src, name))
     return src
 
 
@@ -274,7 +278,8 @@ def _one_size(ctx, hosts, certs, n_proxies, n_changes):
     syncd, sport, sadmin, t_load = _start_syncd(ctx, src)
     s_rss, s_hwm = syncd.memory_kb()
     b0 = _pushes(sadmin)
-    started = [_spawn_proxy(ctx, sport, "l7-%02d" % i) for i in range(n_proxies)]
+    tag = "%d-%d" % (hosts, certs)  # log names are per size: logs are appended to
+    started = [_spawn_proxy(ctx, sport, "l7-%s-%02d" % (tag, i)) for i in range(n_proxies)]
     procs = [p for p, _, _ in started]
     logs = [ProxyLog(p) for p in procs]
     t_all = _wait_applied(logs, [0] * len(logs), START_DEADLINE_S)
@@ -288,7 +293,7 @@ def _one_size(ctx, hosts, certs, n_proxies, n_changes):
     for p, _, admin in started:  # every proxy serves: /readyz
         h.wait_http(p, "http://127.0.0.1:%d/readyz" % admin, deadline_s=30)
     # One more, alone: what a restarted proxy costs.
-    lone, t0, _ = _spawn_proxy(ctx, sport, "l7-lone")
+    lone, t0, _ = _spawn_proxy(ctx, sport, "l7-%s-lone" % tag)
     lone_log = ProxyLog(lone)
     t_lone = _wait_applied([lone_log], [0], START_DEADLINE_S)
     lone_ms = (t_lone - t0) * 1e3 if t_lone else None
