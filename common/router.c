@@ -463,6 +463,20 @@ static long router_match_in(const struct router *r, long v, const char *path, si
   return -1;
 }
 
+long router_match_one_host(const struct router *r, const struct router_request *req) {
+  if (!r || !req || r->n_vhosts == 0) return -1;
+  const char *path = req->target;
+  size_t pathlen = req->target_len;
+  router_clip_path(&path, &pathlen);
+  return router_match_in(r, 0, path, pathlen, req);
+}
+
+const void *router_match_path(const struct router *r, const char *path, size_t pathlen) {
+  struct router_request req = {.target = path, .target_len = path ? pathlen : 0};
+  long idx = router_match_one_host(r, &req);
+  return idx < 0 ? NULL : r->rules[idx].data;
+}
+
 long router_match_request(const struct router *r, const struct router_request *req) {
   if (!r || !req) return -1;
   const char *path = req->target;

@@ -169,7 +169,7 @@ static void ex_maybe_finish(struct exchange *ex) {
 static void ex_report(struct exchange *ex, int failure) {
   if (!ex->ep || !ex->cluster || !ex->snap) return;
   struct worker *w = ex->w;
-  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->snap, ex->cluster);
+  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->cluster);
   if (!v) return;
   for (size_t i = 0; i < v->n; i++) {
     if (v->eps[i] != ex->ep) continue;
@@ -448,7 +448,7 @@ void ex_up_failed(struct exchange *ex, int status, const char *why, int retryabl
       ex->retries_left--;
     else if (ex->ep) {
       /* a stale pooled connection: the same endpoint may be tried again */
-      const struct up_cluster_view *v = up_pools_view(&ex->w->pools, ex->snap, ex->cluster);
+      const struct up_cluster_view *v = up_pools_view(&ex->w->pools, ex->cluster);
       for (size_t i = 0; v && i < v->n && i < 64; i++)
         if (v->eps[i] == ex->ep) ex->avoid &= ~(1ull << i);
     }
@@ -463,7 +463,7 @@ void ex_up_failed(struct exchange *ex, int status, const char *why, int retryabl
 /* Picks an endpoint and starts the attempt (a stream or a connection). */
 static void ex_start_upstream(struct exchange *ex) {
   struct worker *w = ex->w;
-  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->snap, ex->cluster);
+  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->cluster);
   if (!v || v->n == 0) {
     ex_local(ex, 503, NULL, NULL);
     return;
@@ -632,7 +632,7 @@ static const struct l7_cluster *step_weighted(struct exchange *ex) {
   if (r->n_weighted > 64) return NULL;
   for (size_t i = 0; i < r->n_weighted; i++) w[i] = r->weighted[i].weight;
   long i = weighted_pick(w, r->n_weighted, weighted_key(ex->request_id, strlen(ex->request_id)));
-  return i < 0 ? NULL : r->weighted[i].cluster;
+  return i < 0 ? NULL : l7_snapshot_weighted_cluster(ex->snap, &r->weighted[i]);
 }
 
 /* Step: fire-and-forget copies of the request (Gateway API RequestMirror). Sampled per mirror;
@@ -646,7 +646,7 @@ static void step_mirrors(struct exchange *ex) {
       int n = snprintf(salt, sizeof(salt), "%s/mirror/%zu", ex->request_id, i);
       if (weighted_key(salt, (size_t)n) % 1000000u >= mi->per_million) continue;
     }
-    struct mirror *mr = mirror_start(ex->w, mi->cluster, &ex->up);
+    struct mirror *mr = mirror_start(ex->w, l7_snapshot_mirror_cluster(ex->snap, mi), &ex->up);
     if (mr) ex->mirrors[ex->n_mirrors++] = mr;
   }
 }
@@ -720,7 +720,8 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
     ex_local(ex, (int)route->direct_status, NULL, NULL);
     return;
   }
-  const struct l7_cluster *cluster = route ? route->cluster : l7_snapshot_default_cluster(snap);
+  const struct l7_cluster *cluster =
+      route ? l7_snapshot_route_cluster(snap, route) : l7_snapshot_default_cluster(snap);
   ex->cluster = cluster;
   if (!route && !cluster) {
     ex_local(ex, 404, NULL, "no route for this host and path\n");

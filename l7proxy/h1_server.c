@@ -745,7 +745,7 @@ static void d_peek_hello(struct dconn *d) {
     uv_os_fd_t fd;
     int dup_fd = uv_fileno((uv_handle_t *)&d->tcp, &fd) == 0 ? dup(fd) : -1;
     LOG_DEBUG("passthrough", "client=%s sni=%s host=%s", d->client, log_q(sni), log_q(pt->name));
-    if (dup_fd < 0 || passthrough_start(d->w, dup_fd, pt, d->in.data, d->in.len) != 0) {
+    if (dup_fd < 0 || passthrough_start(d->w, dup_fd, snap, pt, d->in.data, d->in.len) != 0) {
       if (dup_fd >= 0) close(dup_fd);
     }
     tls_conn_free(d->tls);
@@ -814,10 +814,12 @@ void dconn_accept(struct worker *w, uv_stream_t *server, int https) {
     return;
   }
   if (https) {
-    /* certificates as of now; the conn keeps this store to its end */
-    struct tls_store *store = tls_store_current();
+    /* certificates as of now (the snapshot's generation); the conn keeps
+     * this store to its end */
+    struct l7_snapshot *snap = l7_snapshot_current();
+    struct tls_store *store = l7_snapshot_tls(snap);
     int rc = store ? tls_conn_new(store, &d->tls) : TLS_ERR_CONFIG;
-    tls_store_unref(store);
+    l7_snapshot_unref(snap);
     if (rc != 0) {
       if (w->c_hs_failed) metrics_counter_inc(w->c_hs_failed);
       uv_close((uv_handle_t *)&d->tcp, (uv_close_cb)free);

@@ -6,6 +6,7 @@
  */
 #include "l7proxy/passthrough.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +30,7 @@ struct tunnel {
   int handles;
   char *first; /* the client's bytes read before the tunnel (the ClientHello) */
   size_t n_first;
-  const char *name;
+  char name[128]; /* the passthrough host's name (logs) */
 };
 
 struct pt_write {
@@ -191,14 +192,15 @@ static void t_connected(uv_connect_t *c, int status) {
   t_set_reading(t, 0, 1);
 }
 
-int passthrough_start(struct worker *w, int client_fd, const struct l7_passthrough *pt,
-                      const char *first, size_t n) {
+int passthrough_start(struct worker *w, int client_fd, const struct l7_snapshot *snap,
+                      const struct l7_passthrough *pt, const char *first, size_t n) {
   uint32_t weights[64];
   if (!pt || pt->n_clusters == 0 || pt->n_clusters > 64) return -1;
   for (size_t i = 0; i < pt->n_clusters; i++) weights[i] = pt->clusters[i].weight;
   uint64_t key = headers_rand64();
   long ci = weighted_pick(weights, pt->n_clusters, weighted_key(&key, sizeof(key)));
-  const struct l7_cluster *c = ci < 0 ? NULL : pt->clusters[ci].cluster;
+  const struct l7_cluster *c =
+      ci < 0 ? NULL : l7_snapshot_weighted_cluster(snap, &pt->clusters[ci]);
   if (!c || c->n_endpoints == 0) {
     count(w, 0);
     return -1;
@@ -212,7 +214,7 @@ int passthrough_start(struct worker *w, int client_fd, const struct l7_passthrou
   memcpy(t->first, first, n);
   t->n_first = n;
   t->w = w;
-  t->name = pt->name;
+  snprintf(t->name, sizeof(t->name), "%s", pt->name);
   uv_tcp_init(&w->loop, &t->side[0]);
   if (uv_tcp_open(&t->side[0], client_fd) != 0) {
     /* the handle owns nothing yet: close it, the caller keeps the fd */

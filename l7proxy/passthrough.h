@@ -30,9 +30,10 @@
 
 struct worker;
 
-/* Starts the tunnel for client_fd to host pt; first[0..n) are the client's bytes read so far.
+/* Starts the tunnel for client_fd to host pt of snapshot snap (its clusters are resolved there;
+ * the tunnel keeps nothing of either); first[0..n) are the client's bytes read so far.
  * 0, or negative (nothing taken: the caller still owns client_fd). */
-int passthrough_start(struct worker *w, int client_fd, const struct l7_passthrough *pt,
-                      const char *first, size_t n);
+int passthrough_start(struct worker *w, int client_fd, const struct l7_snapshot *snap,
+                      const struct l7_passthrough *pt, const char *first, size_t n);
 
 #endif

@@ -1,8 +1,6 @@
 /*
  * snapshot_gateway — see snapshot_gateway.h. Allocations are kept in a
- * list and freed together; the passthrough table is a common/router built
- * over host-only rules, so an SNI lookup is the same allocation-free
- * exact / suffix lookup as an HTTP Host.
+ * list and freed together with the resource they belong to.
  */
 #include "l7proxy/snapshot_gateway.h"
 
@@ -17,9 +15,6 @@
 struct snap_gateway {
   void **allocs;
   size_t n_allocs, cap_allocs;
-  struct l7_passthrough *pt;
-  size_t n_pt;
-  struct router *pt_router;
 };
 
 static void gw_err(char *err, size_t errlen, const char *fmt, ...)
@@ -53,22 +48,16 @@ void snap_gateway_free(struct snap_gateway *g) {
   if (!g) return;
   for (size_t i = 0; i < g->n_allocs; i++) free(g->allocs[i]);
   free(g->allocs);
-  router_free(g->pt_router);
   free(g);
 }
 
-static int gw_weighted(struct snap_gateway *g, const struct l7_snapshot *s, const char *what,
-                       Edge__V1__WeightedCluster *const *in, size_t n,
-                       const struct l7_weighted_cluster **out, char *err, size_t errlen) {
+/* Weighted backends by name; their slots are the builder's to fill. */
+static int gw_weighted(struct snap_gateway *g, Edge__V1__WeightedCluster *const *in, size_t n,
+                       const struct l7_weighted_cluster **out) {
   struct l7_weighted_cluster *w = gw_alloc(g, n * sizeof(*w));
   if (!w) return -ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    w[i].weight = in[i]->weight;
-    if (in[i]->cluster[0] && !(w[i].cluster = l7_snapshot_find_cluster(s, in[i]->cluster))) {
-      gw_err(err, errlen, "%s references unknown cluster %s", what, in[i]->cluster);
-      return -EINVAL;
-    }
-  }
+  for (size_t i = 0; i < n; i++)
+    w[i] = (struct l7_weighted_cluster){in[i]->cluster, UINT32_MAX, in[i]->weight};
   *out = w;
   return 0;
 }
@@ -122,9 +111,9 @@ static int gw_conditions(struct snap_gateway *g, const Edge__V1__Route *pr,
   return 0;
 }
 
-int snap_gateway_route(struct snap_gateway *g, const struct l7_snapshot *s,
-                       const Edge__V1__VirtualHost *vh, const Edge__V1__Route *pr,
-                       struct l7_route *lr, struct router_rule *rule, char *err, size_t errlen) {
+int snap_gateway_route(struct snap_gateway *g, const Edge__V1__VirtualHost *vh,
+                       const Edge__V1__Route *pr, struct l7_route *lr, struct router_rule *rule,
+                       char *err, size_t errlen) {
   char what[300];
   snprintf(what, sizeof(what), "virtual host %s: route %s", vh->name, pr->path);
   if (vh->listener < 0 || vh->listener > EDGE__V1__LISTENER__LISTENER_HTTPS) {
@@ -137,8 +126,7 @@ int snap_gateway_route(struct snap_gateway *g, const struct l7_snapshot *s,
                                                                          : 0;
   int rc = gw_conditions(g, pr, rule);
   if (rc == 0 && pr->n_weighted_clusters)
-    rc = gw_weighted(g, s, what, pr->weighted_clusters, pr->n_weighted_clusters, &lr->weighted, err,
-                     errlen);
+    rc = gw_weighted(g, pr->weighted_clusters, pr->n_weighted_clusters, &lr->weighted);
   lr->n_weighted = pr->n_weighted_clusters;
   if (rc == 0) rc = gw_headermod(g, pr->request_headers, &lr->request_headers, err, errlen, what);
   if (rc == 0) rc = gw_headermod(g, pr->response_headers, &lr->response_headers, err, errlen, what);
@@ -147,10 +135,9 @@ int snap_gateway_route(struct snap_gateway *g, const struct l7_snapshot *s,
     struct l7_mirror *m = gw_alloc(g, pr->n_mirrors * sizeof(*m));
     if (!m) return -ENOMEM;
     for (size_t i = 0; i < pr->n_mirrors; i++) {
-      m[i].per_million = pr->mirrors[i]->per_million;
-      if (!(m[i].cluster = l7_snapshot_find_cluster(s, pr->mirrors[i]->cluster))) {
-        gw_err(err, errlen, "%s: mirror references unknown cluster %s", what,
-               pr->mirrors[i]->cluster);
+      m[i] = (struct l7_mirror){pr->mirrors[i]->cluster, UINT32_MAX, pr->mirrors[i]->per_million};
+      if (!m[i].name[0]) {
+        gw_err(err, errlen, "%s: mirror names no cluster", what);
         return -EINVAL;
       }
     }
@@ -169,68 +156,26 @@ int snap_gateway_route(struct snap_gateway *g, const struct l7_snapshot *s,
   return 0;
 }
 
-int snap_gateway_passthrough(struct snap_gateway *g, const struct l7_snapshot *s,
-                             const Edge__V1__Snapshot *copy, char *err, size_t errlen) {
-  size_t n = 0;
-  for (size_t i = 0; i < copy->n_resources; i++)
-    n += copy->resources[i]->kind_case == EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST;
-  if (n == 0) return 0;
-  g->pt = gw_alloc(g, n * sizeof(*g->pt));
-  struct router_rule *rules = calloc(n, sizeof(*rules));
-  char **srcs = gw_alloc(g, n * sizeof(*srcs));
-  int rc = -ENOMEM;
-  if (!g->pt || !rules || !srcs) goto out;
-  for (size_t i = 0; i < copy->n_resources; i++) {
-    const Edge__V1__Resource *r = copy->resources[i];
-    if (r->kind_case != EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST) continue;
-    const Edge__V1__PassthroughHost *ph = r->passthrough_host;
-    struct l7_passthrough *p = &g->pt[g->n_pt];
-    char what[300];
-    snprintf(what, sizeof(what), "passthrough host %s", ph->name);
-    if (ph->host_match != EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT &&
-        ph->host_match != EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX) {
-      gw_err(err, errlen, "%s: host_match must be EXACT or SUFFIX", what);
-      rc = -EINVAL;
-      goto out;
-    }
-    p->name = ph->name;
-    p->host = ph->host;
-    p->host_match = ph->host_match;
-    rc = gw_weighted(g, s, what, ph->clusters, ph->n_clusters, &p->clusters, err, errlen);
-    if (rc < 0) goto out;
-    p->n_clusters = ph->n_clusters;
-    srcs[g->n_pt] = gw_alloc(g, 300);
-    if (!srcs[g->n_pt]) goto out;
-    if (ph->source) snprintf(srcs[g->n_pt], 300, "%s/%s", ph->source->namespace_, ph->source->name);
-    p->source = srcs[g->n_pt];
-    rules[g->n_pt] = (struct router_rule){.host = ph->host,
-                                          .host_match = (int)ph->host_match,
-                                          .path = "/",
-                                          .path_type = ROUTER_PATH_PREFIX,
-                                          .data = p};
-    g->n_pt++;
+int snap_gateway_passthrough(struct snap_gateway *g, const Edge__V1__PassthroughHost *ph,
+                             struct l7_passthrough *p, char *err, size_t errlen) {
+  if (ph->host_match != EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT &&
+      ph->host_match != EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX) {
+    gw_err(err, errlen, "passthrough host %s: host_match must be EXACT or SUFFIX", ph->name);
+    return -EINVAL;
   }
-  char why[256] = "";
-  rc = router_build(rules, g->n_pt, &g->pt_router, why, sizeof(why));
-  if (rc == ROUTER_ERR_INVALID) {
-    gw_err(err, errlen, "passthrough hosts: %s", why);
-    rc = -EINVAL;
-  } else if (rc < 0) {
-    rc = -ENOMEM;
+  if (ph->n_clusters == 0) {
+    gw_err(err, errlen, "passthrough host %s: no clusters", ph->name);
+    return -EINVAL;
   }
-out:
-  free(rules);
-  return rc;
-}
-
-const struct l7_passthrough *snap_gateway_find_passthrough(const struct snap_gateway *g,
-                                                           const char *sni, size_t len) {
-  if (!g || !g->pt_router || !sni || len == 0) return NULL;
-  struct router_request req = {.host = sni, .host_len = len, .target = "/", .target_len = 1};
-  long i = router_match_request(g->pt_router, &req);
-  return i < 0 ? NULL : router_rule_data(g->pt_router, (size_t)i);
-}
-
-size_t snap_gateway_n_passthrough(const struct snap_gateway *g) {
-  return g ? g->n_pt : 0;
+  p->name = ph->name;
+  p->host = ph->host;
+  p->host_match = ph->host_match;
+  int rc = gw_weighted(g, ph->clusters, ph->n_clusters, &p->clusters);
+  if (rc < 0) return rc;
+  p->n_clusters = ph->n_clusters;
+  char *src = gw_alloc(g, 300);
+  if (!src) return -ENOMEM;
+  if (ph->source) snprintf(src, 300, "%s/%s", ph->source->namespace_, ph->source->name);
+  p->source = src;
+  return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * Fuzz target for the Gateway API translator: bytes → manifest_parse →
- * translate_desired → gateway_translate. Never crash or leak; resources
+ * translate_desired (the Ingress rules and the Gateway API unit, see
+ * syncd/translate.h). Never crash or leak; resources
  * stay sorted by (type, name) without duplicates and unpack again; the
  * packed statuses unpack; and no header name or value a tenant wrote
  * reaches a Route unless it could be written on the wire (headermod_check).
@@ -32,10 +33,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   manifest_set_init(&set);
   manifest_parse(&set, (const char *)data, size, "fuzz.yaml");
   struct syncd_desired *d = NULL;
-  if (translate_desired(&set, NULL, &d) == 0) {
-    static const uint32_t http[] = {80, 0}, https[] = {443, 0};
-    struct gateway_opts o = {http, https, "192.0.2.1"};
-    if (gateway_translate(&set, &o, d) == 0) {
+  static const uint32_t http[] = {80, 0}, https[] = {443, 0};
+  struct gateway_opts o = {http, https, "192.0.2.1"};
+  struct translate_opts to = {.gateway = &o};
+  if (translate_desired(&set, &to, &d) == 0) {
+    {
       for (size_t i = 0; i < d->n_resources; i++) {
         const struct syncd_resource *r = &d->resources[i];
         Edge__V1__Resource *u = edge__v1__resource__unpack(NULL, r->len, r->bytes);

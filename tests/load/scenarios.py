@@ -727,3 +727,17 @@ def failover(ctx):
     return [row] + [_row(ctx, p, "kill 1 of 2", status="n/a",
                          reason="edge-only (l4lb health checks and Maglev re-hashing)")
                     for p in ("nginx", "haproxy")]
+
+
+# ------------------------------------------------------------------ control plane
+
+import control_plane as _control_plane  # noqa: E402
+
+
+@scenario("control-plane",
+          "syncd + N l7proxies (HTTPS, 1 worker each) over 10k hosts/10k certificates and "
+          "100k hosts/40k certificates (quick: 200/200, 3 proxies): cold load, start -> "
+          "applied, one-route and one-certificate change -> all proxies applied (p50/p99), "
+          "bytes and CPU per change; ingress-nginx's published figures beside them")
+def control_plane(ctx):
+    return _control_plane.control_plane(ctx, _row)

@@ -93,18 +93,19 @@ static void conditions_listener_and_weights_reach_the_lookup(void) {
   struct router_header yes = {"x-canary", 8, "always", 6};
   const struct l7_route *r = req(s, "a.b.example.com", "/x", "GET", &yes, 1, ROUTER_LISTENER_HTTP);
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-  CU_ASSERT_PTR_NOT_NULL_FATAL(r->cluster); /* the canary route, not the weighted one */
-  CU_ASSERT_STRING_EQUAL(r->cluster->name, "gw:ns/b:80");
+  const struct l7_cluster *c = l7_snapshot_route_cluster(s, r);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c); /* the canary route, not the weighted one */
+  CU_ASSERT_STRING_EQUAL(c->name, "gw:ns/b:80");
   r = req(s, "a.example.com", "/x", "GET", NULL, 0, ROUTER_LISTENER_HTTP);
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
   CU_ASSERT_EQUAL_FATAL(r->n_weighted, 3);
-  CU_ASSERT_STRING_EQUAL(r->weighted[0].cluster->name, "gw:ns/a:80");
+  CU_ASSERT_STRING_EQUAL(l7_snapshot_weighted_cluster(s, &r->weighted[0])->name, "gw:ns/a:80");
   CU_ASSERT_EQUAL(r->weighted[1].weight, 10);
-  CU_ASSERT_PTR_NULL(r->weighted[2].cluster);
+  CU_ASSERT_PTR_NULL(l7_snapshot_weighted_cluster(s, &r->weighted[2]));
   CU_ASSERT_PTR_NOT_NULL_FATAL(r->request_headers);
   CU_ASSERT_EQUAL(r->request_headers->n_add, 1);
   CU_ASSERT_EQUAL_FATAL(r->n_mirrors, 1);
-  CU_ASSERT_STRING_EQUAL(r->mirrors[0].cluster->name, "gw:ns/b:80");
+  CU_ASSERT_STRING_EQUAL(l7_snapshot_mirror_cluster(s, &r->mirrors[0])->name, "gw:ns/b:80");
   CU_ASSERT_STRING_EQUAL(r->rewrite_host, "internal.example.com");
   CU_ASSERT_EQUAL(r->listener, EDGE__V1__LISTENER__LISTENER_HTTP);
   /* the HTTPS listener does not serve an HTTP-only vhost */
@@ -145,7 +146,7 @@ static void passthrough_hosts_are_found_by_server_name(void) {
   const struct l7_passthrough *p = l7_snapshot_passthrough(s, "ABC.example.com", 15);
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   CU_ASSERT_STRING_EQUAL(p->name, "pt:abc.example.com");
-  CU_ASSERT_STRING_EQUAL(p->clusters[0].cluster->name, "gw:ns/a:80");
+  CU_ASSERT_STRING_EQUAL(l7_snapshot_weighted_cluster(s, &p->clusters[0])->name, "gw:ns/a:80");
   p = l7_snapshot_passthrough(s, "x.y.tls.example.com", 19);
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   CU_ASSERT_STRING_EQUAL(p->name, "pt:*.tls.example.com");
@@ -154,10 +155,97 @@ static void passthrough_hosts_are_found_by_server_name(void) {
   l7_snapshot_unref(s);
 }
 
+static Edge__V1__Resource *vhost_res(Edge__V1__VirtualHost *vh, Edge__V1__Resource *r,
+                                     const char *name, const char *host, int listener,
+                                     Edge__V1__Route **routes, size_t n) {
+  edge__v1__virtual_host__init(vh);
+  vh->name = (char *)name;
+  vh->host = (char *)host;
+  vh->host_match = EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT;
+  vh->listener = listener;
+  vh->routes = routes;
+  vh->n_routes = n;
+  edge__v1__resource__init(r);
+  r->kind_case = EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST;
+  r->virtual_host = vh;
+  return r;
+}
+
+/* The incremental builder: weighted backends, mirrors and passthrough clusters are references
+ * like a route's own cluster (removing one still used is a Nack naming the user), a weight change
+ * is a one-vhost delta that shares every cluster, and one host may have a vhost per listener. */
+static void builder_tracks_gateway_references(void) {
+  clusters();
+  Edge__V1__WeightedCluster w1 = EDGE__V1__WEIGHTED_CLUSTER__INIT, w2 = w1, *wcs[] = {&w1, &w2};
+  w1.cluster = "gw:ns/a:80", w1.weight = 90;
+  w2.cluster = "gw:ns/b:80", w2.weight = 10;
+  Edge__V1__Route split = EDGE__V1__ROUTE__INIT, *routes[] = {&split};
+  split.path = "/";
+  split.weighted_clusters = wcs;
+  split.n_weighted_clusters = 2;
+  Edge__V1__Route plain = EDGE__V1__ROUTE__INIT, *proutes[] = {&plain};
+  plain.path = "/";
+  plain.cluster = "gw:ns/a:80";
+  Edge__V1__VirtualHost vh_http, vh_https;
+  Edge__V1__Resource r_http, r_https;
+  vhost_res(&vh_http, &r_http, "gw:http:a.example.com", "a.example.com",
+            EDGE__V1__LISTENER__LISTENER_HTTP, routes, 1);
+  vhost_res(&vh_https, &r_https, "gw:https:a.example.com", "a.example.com",
+            EDGE__V1__LISTENER__LISTENER_HTTPS, proutes, 1);
+  Edge__V1__WeightedCluster pw = EDGE__V1__WEIGHTED_CLUSTER__INIT, *pws[] = {&pw};
+  pw.cluster = "gw:ns/b:80", pw.weight = 1;
+  Edge__V1__PassthroughHost ph = EDGE__V1__PASSTHROUGH_HOST__INIT;
+  ph.name = "pt:t.example.com", ph.host = "t.example.com";
+  ph.host_match = EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT;
+  ph.clusters = pws, ph.n_clusters = 1;
+  Edge__V1__Resource r_pt = EDGE__V1__RESOURCE__INIT;
+  r_pt.kind_case = EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST;
+  r_pt.passthrough_host = &ph;
+  struct l7_builder *b;
+  CU_ASSERT_EQUAL_FATAL(l7_builder_new(NULL, &b), 0);
+  Edge__V1__Resource *all[] = {&r_a, &r_b, &r_http, &r_https, &r_pt};
+  struct l7_snapshot *s1 = NULL, *s2 = NULL, *s3 = NULL;
+  char err[256] = "";
+  int rc = l7_builder_apply(b, 1, 1, all, 5, NULL, 0, &s1, err, sizeof(err));
+  if (rc) fprintf(stderr, "apply: %s\n", err);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  const struct l7_route *r = req(s1, "a.example.com", "/", "GET", NULL, 0, ROUTER_LISTENER_HTTP);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_EQUAL(r->n_weighted, 2);
+  r = req(s1, "a.example.com", "/", "GET", NULL, 0, ROUTER_LISTENER_HTTPS);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_EQUAL(r->n_weighted, 0);
+  CU_ASSERT_STRING_EQUAL(r->vhost, "gw:https:a.example.com");
+  /* b is used by a weighted backend and by the passthrough host */
+  Edge__V1__ResourceName rm = EDGE__V1__RESOURCE_NAME__INIT, *rms[] = {&rm};
+  rm.type = EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER, rm.name = "gw:ns/b:80";
+  CU_ASSERT_EQUAL(l7_builder_apply(b, 2, 0, NULL, 0, rms, 1, &s2, err, sizeof(err)), -22);
+  CU_ASSERT(strstr(err, "gw:ns/b:80: removed but still used by") != NULL);
+  /* a weight change: one vhost; the clusters are the same compiled ones */
+  w1.weight = 50, w2.weight = 50;
+  Edge__V1__Resource *up[] = {&r_http};
+  CU_ASSERT_EQUAL_FATAL(l7_builder_apply(b, 2, 0, up, 1, NULL, 0, &s2, err, sizeof(err)), 0);
+  CU_ASSERT_PTR_EQUAL(l7_snapshot_find_cluster(s1, "gw:ns/b:80"),
+                      l7_snapshot_find_cluster(s2, "gw:ns/b:80"));
+  r = req(s2, "a.example.com", "/", "GET", NULL, 0, ROUTER_LISTENER_HTTP);
+  CU_ASSERT_EQUAL(r->weighted[0].weight, 50);
+  CU_ASSERT_STRING_EQUAL(l7_snapshot_weighted_cluster(s2, &r->weighted[1])->name, "gw:ns/b:80");
+  /* the passthrough host goes; then b may go once the weights stop naming it */
+  rm.type = EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST, rm.name = "pt:t.example.com";
+  CU_ASSERT_EQUAL_FATAL(l7_builder_apply(b, 3, 0, NULL, 0, rms, 1, &s3, err, sizeof(err)), 0);
+  CU_ASSERT_PTR_NULL(l7_snapshot_passthrough(s3, "t.example.com", 13));
+  CU_ASSERT_PTR_NOT_NULL(l7_snapshot_passthrough(s2, "t.example.com", 13)); /* s2 unchanged */
+  l7_snapshot_unref(s1);
+  l7_snapshot_unref(s2);
+  l7_snapshot_unref(s3);
+  l7_builder_free(b);
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("snapshot_gateway", NULL, NULL);
 #define T(f) CU_add_test(s, #f, f)
   T(conditions_listener_and_weights_reach_the_lookup);
+  T(builder_tracks_gateway_references);
   T(passthrough_hosts_are_found_by_server_name);
 #undef T
 }

@@ -98,10 +98,10 @@ static void run_text(const char *extra) {
   free(text);
   syncd_desired_free(d);
   d = NULL;
-  CU_ASSERT_EQUAL_FATAL(translate_desired(&set, NULL, &d), 0);
   static const uint32_t http[] = {80, 0}, https[] = {443, 0};
   struct gateway_opts o = {http, https, "192.0.2.1"};
-  CU_ASSERT_EQUAL_FATAL(gateway_translate(&set, &o, d), 0);
+  struct translate_opts to = {.gateway = &o};
+  CU_ASSERT_EQUAL_FATAL(translate_desired(&set, &to, &d), 0);
   manifest_set_free(&set);
   if (status) edge__v1__status_response__free_unpacked(status, NULL);
   status = d->gateway_status
