@@ -93,6 +93,12 @@ static void drop_resource(struct syncd_desired *d, size_t i) {
  * when the Ingress keeps the host. */
 static int settle_host(struct gctx *c, const struct manifest_set *in, struct syncd_desired *d,
                        const char *host, const struct gobj *g, const char *g_kind) {
+  char **nh = realloc(d->gateway_hosts, (d->n_gateway_hosts + 1) * sizeof(*nh));
+  if (nh) d->gateway_hosts = nh;
+  if (!nh || !(nh[d->n_gateway_hosts] = strdup(host)))
+    c->pool.oom = 1;
+  else
+    d->n_gateway_hosts++;
   long vi = ingress_vhost(d, host);
   if (vi < 0) return 0;
   Edge__V1__Resource *r =

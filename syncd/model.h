@@ -84,6 +84,10 @@ struct syncd_desired {
    * StatusResponse with only gateway_objects set; NULL when none. */
   uint8_t *gateway_status;
   size_t gateway_status_len;
+  /* Every host the Gateway API routes claim, served or lost to an Ingress
+   * (syncd/gateway.h; the incremental translator watches them). */
+  char **gateway_hosts;
+  size_t n_gateway_hosts;
 };
 
 /*

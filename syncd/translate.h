@@ -89,4 +89,7 @@ void translator_free(struct translator *t);
 int translator_update(struct translator *t, const struct manifest_set *in,
                       const struct syncd_update **out);
 
+/* How many times the Gateway API unit has been translated (tests, logs). */
+unsigned long translator_gateway_runs(const struct translator *t);
+
 #endif

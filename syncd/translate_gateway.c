@@ -6,7 +6,8 @@
  * a Service, EndpointSlice or Secret changed in a namespace the Gateway
  * API objects live in or name (a backendRef, certificateRef or
  * ReferenceGrant names namespaces), or when an Ingress host it served or
- * contested last time was settled again. Then gateway_translate() runs
+ * claimed last time (served, or lost to an older Ingress) was settled
+ * again. Then gateway_translate() runs
  * over the Gateway API objects, the Namespaces, the Services,
  * EndpointSlices and Secrets of those namespaces and the Ingresses (their
  * creationTimestamps settle host conflicts), with a stand-in VirtualHost
@@ -42,6 +43,10 @@ enum tkind gateway_kind(const char *kind) {
   for (size_t i = 0; i < sizeof(GW_KINDS) / sizeof(GW_KINDS[0]); i++)
     if (!strcmp(kind, GW_KINDS[i].kind)) return GW_KINDS[i].tk;
   return TK_NONE;
+}
+
+unsigned long translator_gateway_runs(const struct translator *t) {
+  return t->gw_runs;
 }
 
 void gateway_obj_changed(struct translator *t, const struct tobj *o) {
@@ -259,6 +264,8 @@ static void apply(struct translator *t, struct syncd_desired *d, const struct hm
       t->oom = 1;
   }
   hmap_free(&present);
+  for (size_t i = 0; i < d->n_gateway_hosts; i++) /* claimed, whoever won */
+    if (sset_add(&hosts, d->gateway_hosts[i]) != 0) t->oom = 1;
   /* resources emitted last time and not now */
   pos = 0;
   while (hmap_next(&t->gw_names, &pos, &k, &kl, NULL)) {

@@ -985,6 +985,8 @@ void syncd_desired_free(struct syncd_desired *d) {
   free(d->counts);
   free(d->served_ingresses);
   free(d->gateway_status);
+  for (size_t i = 0; i < d->n_gateway_hosts; i++) free(d->gateway_hosts[i]);
+  free(d->gateway_hosts);
   free(d);
 }
 
