@@ -27,7 +27,8 @@ and a control API for tests:
                              resourceVersion get HTTP 410
   POST /_test/drop-watches   close every open watch stream
   POST /_test/bookmark       send a BOOKMARK on every open watch
-  GET  /_test/status-patches every status PATCH received, in order
+  GET  /_test/status-patches every status PATCH received, in order (with
+                             "by": the request's Authorization header)
   GET  /_test/stats          request counters (lists and watches per kind)
   POST /_test/crds           {"installed": false}: the Gateway API kinds answer
                              404 (CRDs not installed), true: served again
@@ -453,7 +454,8 @@ class Handler(BaseHTTPRequestHandler):
             obj = STATE.objects[kind].get("%s/%s" % (ns, name))
             if obj is None:
                 return self._status(404, "NotFound", "%s %s/%s not found" % (kind, ns, name))
-            STATE.patches.append({"kind": kind, "namespace": ns, "name": name, "body": body})
+            STATE.patches.append({"kind": kind, "namespace": ns, "name": name, "body": body,
+                                  "by": self.headers.get("Authorization", "")})
             obj = json.loads(json.dumps(obj))
             obj["status"] = merge_patch(obj.get("status", {}), (body or {}).get("status", {}))
             STATE.apply(obj)
