@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/cert.h"
+#include "syncd/cluster_emit.h"
 #include "syncd/gateway_internal.h"
 
 struct host_group {
@@ -405,96 +406,33 @@ static int cref_cmp(const void *a, const void *b) {
   return strcmp(((const struct gcluster_ref *)a)->name, ((const struct gcluster_ref *)b)->name);
 }
 
-static int ep_cmp(const void *a, const void *b) {
-  const Edge__V1__Endpoint *x = a, *y = b;
-  int r = strcmp(x->address, y->address);
-  if (r) return r;
-  if (x->port != y->port) return x->port < y->port ? -1 : 1;
-  return (int)y->ready - (int)x->ready; /* the ready copy first */
-}
-
-static void add_slice_endpoints(struct gctx *c, json_t *slice, const char *port_name,
-                                Edge__V1__Endpoint **eps, size_t *n, size_t *cap) {
-  json_t *p, *e, *a;
-  size_t i, ai;
-  json_int_t port = -1;
-  json_array_foreach(json_object_get(slice, "ports"), i, p) {
-    const char *name = gj_str(p, "name");
-    if (!strcmp(name ? name : "", port_name)) port = json_integer_value(json_object_get(p, "port"));
-  }
-  if (port < 1 || port > 65535) return;
-  json_array_foreach(json_object_get(slice, "endpoints"), i, e) {
-    int ready = !json_is_false(json_object_get(json_object_get(e, "conditions"), "ready"));
-    json_array_foreach(json_object_get(e, "addresses"), ai, a) {
-      const char *addr = json_string_value(a);
-      if (!addr || !*addr) continue;
-      if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 8;
-        Edge__V1__Endpoint *nv = gp_alloc(&c->pool, nc * sizeof(*nv));
-        if (!nv) return;
-        if (*n) memcpy(nv, *eps, *n * sizeof(*nv));
-        *eps = nv;
-        *cap = nc;
-      }
-      Edge__V1__Endpoint *ep = &(*eps)[(*n)++];
-      edge__v1__endpoint__init(ep);
-      ep->address = (char *)addr;
-      ep->port = (uint32_t)port;
-      ep->weight = 1;
-      ep->ready = ready;
-      ep->zone = (char *)(gj_str(e, "zone") ? gj_str(e, "zone") : "");
-      const char *target = gj_str(json_object_get(e, "targetRef"), "name");
-      ep->target = (char *)(target ? target : "");
-    }
-  }
-}
-
+/* The Cluster of one backend reference: syncd/cluster_emit.h, like the Ingress rules' clusters. */
 static int emit_cluster(struct gctx *c, struct syncd_desired *d, const struct gcluster_ref *ref) {
-  Edge__V1__Endpoint *eps = NULL;
-  size_t n = 0, cap = 0;
-  const char *port_name = gj_str(ref->svc_port, "name");
   const struct gobj *first = gfind(c->slices.v, c->slices.n, sizeof(struct gobj), ref->svc->key);
+  size_t n = 0;
   for (const struct gobj *sl = first;
        sl && sl < c->slices.v + c->slices.n && !strcmp(sl->key, ref->svc->key); sl++)
-    add_slice_endpoints(c, sl->o, port_name ? port_name : "", &eps, &n, &cap);
-  if (!first) {
-    const char *ip = gj_str(json_object_get(ref->svc->o, "spec"), "clusterIP");
-    if (ip && *ip && strcmp(ip, "None") != 0) {
-      eps = gp_alloc(&c->pool, sizeof(*eps));
-      if (!eps) return -ENOMEM;
-      edge__v1__endpoint__init(eps);
-      eps->address = (char *)ip;
-      eps->port = (uint32_t)json_integer_value(json_object_get(ref->svc_port, "port"));
-      eps->weight = 1;
-      eps->ready = 1;
-      n = 1;
-    }
+    n++;
+  json_t **slices = gp_alloc(&c->pool, (n + 1) * sizeof(*slices));
+  if (!slices) return -ENOMEM;
+  for (size_t i = 0; i < n; i++) slices[i] = first[i].o;
+  struct cluster_spec cs = {.name = ref->name,
+                            .svc = ref->svc->o,
+                            .svc_port = ref->svc_port,
+                            .svc_ns = ref->svc->ns,
+                            .svc_name = ref->svc->name,
+                            .protocol = ref->protocol};
+  struct syncd_resource out = {EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER, strdup(ref->name),
+                               NULL, 0};
+  struct syncd_resource *nr = realloc(d->resources, (d->n_resources + 1) * sizeof(*nr));
+  if (nr) d->resources = nr;
+  if (!out.name || !nr || cluster_emit(&cs, slices, n, &out.bytes, &out.len) != 0) {
+    free(out.name);
+    c->pool.oom = 1;
+    return -ENOMEM;
   }
-  gsort(eps, n, sizeof(*eps), ep_cmp);
-  Edge__V1__Endpoint **ptrs = gp_alloc(&c->pool, (n + 1) * sizeof(*ptrs));
-  if (!ptrs) return -ENOMEM;
-  size_t m = 0;
-  for (size_t i = 0; i < n; i++)
-    if (m == 0 || strcmp(ptrs[m - 1]->address, eps[i].address) || ptrs[m - 1]->port != eps[i].port)
-      ptrs[m++] = &eps[i];
-  Edge__V1__Cluster cl;
-  edge__v1__cluster__init(&cl);
-  cl.name = (char *)ref->name;
-  cl.endpoints = ptrs;
-  cl.n_endpoints = m;
-  cl.protocol = ref->protocol;
-  Edge__V1__SourceRef src;
-  edge__v1__source_ref__init(&src);
-  src.kind = "Service";
-  src.namespace_ = (char *)ref->svc->ns;
-  src.name = (char *)ref->svc->name;
-  src.rule_index = src.path_index = -1;
-  cl.source = &src;
-  Edge__V1__Resource r;
-  edge__v1__resource__init(&r);
-  r.kind_case = EDGE__V1__RESOURCE__KIND_CLUSTER;
-  r.cluster = &cl;
-  return push(c, d, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER, cl.name, &r);
+  d->resources[d->n_resources++] = out;
+  return 0;
 }
 
 static int resource_cmp(const void *a, const void *b) {

@@ -23,6 +23,7 @@
 
 #include "common/base64.h"
 #include "common/hmap.h"
+#include "syncd/cluster_emit.h"
 #include "syncd/default_cert.h"
 #include "syncd/translate_internal.h"
 
@@ -953,125 +954,20 @@ out:
   return rc;
 }
 
-static int endpoint_cmp(const void *a, const void *b) {
-  const Edge__V1__Endpoint *x = a, *y = b;
-  int r = strcmp(x->address, y->address);
-  return r ? r : (x->port < y->port ? -1 : x->port > y->port);
-}
-
-/* Sort order: as endpoint_cmp, a ready copy before a not-ready one (so the
- * de-duplication below keeps the ready one), then zone and target, so the
- * copy kept never depends on the order slices were read in. */
-static int endpoint_sort_cmp(const void *a, const void *b) {
-  int r = endpoint_cmp(a, b);
-  if (r) return r;
-  const Edge__V1__Endpoint *x = a, *y = b;
-  if (x->ready != y->ready) return (int)y->ready - (int)x->ready;
-  r = strcmp(x->zone, y->zone);
-  return r ? r : strcmp(x->target, y->target);
-}
-
 int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t n_slices,
                     struct emitted *out) {
-  Edge__V1__Endpoint *eps = NULL;
-  size_t n_eps = 0, cap = 0;
-  int rc = -ENOMEM;
-  const char *port_name = jstr(ref->svc_port, "name");
-  if (!port_name) port_name = "";
-  json_int_t svc_port = json_integer_value(json_object_get(ref->svc_port, "port"));
-#define PUSH_EP(ep)                                             \
-  do {                                                          \
-    if (n_eps == cap) {                                         \
-      cap = cap ? cap * 2 : 8;                                  \
-      Edge__V1__Endpoint *g_ = realloc(eps, cap * sizeof(*g_)); \
-      if (!g_) goto out;                                        \
-      eps = g_;                                                 \
-    }                                                           \
-    eps[n_eps++] = (ep);                                        \
-  } while (0)
-  if (n_slices) {
-    for (size_t s = 0; s < n_slices; s++) {
-      json_t *ports = json_object_get(slices[s], "ports"), *p;
-      size_t i;
-      json_int_t port = -1;
-      json_array_foreach(ports, i, p) {
-        const char *n = jstr(p, "name");
-        if (!strcmp(n ? n : "", port_name)) {
-          port = json_integer_value(json_object_get(p, "port"));
-          break;
-        }
-      }
-      if (port < 1 || port > 65535) continue;
-      json_t *endpoints = json_object_get(slices[s], "endpoints"), *e;
-      json_array_foreach(endpoints, i, e) {
-        /* Not-ready endpoints are sent with ready = false: proxies never
-         * use them, but explain shows them ("0 of 2 endpoints ready"). */
-        int ready = !json_is_false(jpath(e, "conditions", "ready"));
-        json_t *addrs = json_object_get(e, "addresses"), *a;
-        size_t ai;
-        json_array_foreach(addrs, ai, a) {
-          const char *addr = json_string_value(a);
-          if (!addr || !*addr) continue;
-          Edge__V1__Endpoint ep;
-          edge__v1__endpoint__init(&ep);
-          ep.address = (char *)addr;
-          ep.port = (uint32_t)port;
-          ep.weight = 1;
-          ep.ready = ready;
-          ep.zone = (char *)(jstr(e, "zone") ? jstr(e, "zone") : "");
-          ep.target = (char *)(jstr(json_object_get(e, "targetRef"), "name")
-                                   ? jstr(json_object_get(e, "targetRef"), "name")
-                                   : "");
-          PUSH_EP(ep);
-        }
-      }
-    }
-  } else {
-    const char *ip = jstr(json_object_get(ref->svc, "spec"), "clusterIP");
-    if (ip && *ip && strcmp(ip, "None") != 0) {
-      Edge__V1__Endpoint ep;
-      edge__v1__endpoint__init(&ep);
-      ep.address = (char *)ip;
-      ep.port = (uint32_t)svc_port;
-      ep.weight = 1;
-      ep.ready = 1;
-      PUSH_EP(ep);
-    }
-  }
-#undef PUSH_EP
-  tr_sort(eps, n_eps, sizeof(*eps), endpoint_sort_cmp);
-  Edge__V1__Endpoint **ptrs = calloc(n_eps + 1, sizeof(*ptrs));
-  if (!ptrs) goto out;
-  size_t n = 0;
-  for (size_t i = 0; i < n_eps; i++)
-    if (n == 0 || endpoint_cmp(ptrs[n - 1], &eps[i]) != 0) ptrs[n++] = &eps[i];
-  Edge__V1__Cluster cl;
-  edge__v1__cluster__init(&cl);
-  cl.name = (char *)ref->name;
-  cl.n_endpoints = n;
-  cl.endpoints = ptrs;
-  cl.lb_policy = ref->lb;
-  cl.protocol = ref->protocol;
-  cl.connect_timeout_ms = ref->connect_timeout_ms;
-  Edge__V1__SourceRef src;
-  edge__v1__source_ref__init(&src);
-  src.kind = "Service";
   const char *slash = strchr(ref->svc_key, '/');
   char ns[300];
   snprintf(ns, sizeof(ns), "%.*s", slash ? (int)(slash - ref->svc_key) : 0, ref->svc_key);
-  src.namespace_ = ns;
-  src.name = (char *)(slash ? slash + 1 : ref->svc_key);
-  src.rule_index = src.path_index = -1;
-  cl.source = &src;
-  Edge__V1__Resource r;
-  edge__v1__resource__init(&r);
-  r.kind_case = EDGE__V1__RESOURCE__KIND_CLUSTER;
-  r.cluster = &cl;
-  rc = pack(&r, out);
-  free(ptrs);
-out:
-  free(eps);
-  return rc;
+  struct cluster_spec c = {.name = ref->name,
+                           .svc = ref->svc,
+                           .svc_port = ref->svc_port,
+                           .svc_ns = ns,
+                           .svc_name = slash ? slash + 1 : ref->svc_key,
+                           .protocol = ref->protocol,
+                           .lb = ref->lb,
+                           .connect_timeout_ms = ref->connect_timeout_ms};
+  return cluster_emit(&c, slices, n_slices, &out->bytes, &out->len);
 }
 
 int tr_emit_certificate(const struct tobj *s, const char *const *sni, size_t n,
