@@ -1,11 +1,23 @@
 /*
- * mirror — one TCP connection per copy (see mirror.h). States: connecting
- * → writing (head, then body as it comes) → reading (discarding until the
+ * mirror — one copy per request (see mirror.h).
+ *
+ * HTTP/1.1 clusters: one TCP connection per copy. States: connecting →
+ * writing (head, then body as it comes) → reading (discarding until the
  * mirror closes) → closed. One uv_write in flight at a time; what is not
  * written yet waits in `out`. A timer bounds the whole copy.
+ *
+ * h2c and gRPC clusters: one stream on the worker's HTTP/2 upstream pool
+ * (upstream_h2.h, the connections the exchange uses), so a copy costs a
+ * stream, not a connection. The body goes through uh2_stream_write while
+ * the stream's buffer stays under MIRROR_MAX_BUFFER; the answer is read
+ * and dropped; uh2_stream_set_timeout bounds the copy. No uv handle of
+ * its own: a cancelled stream runs no callback, a finished one runs
+ * on_close once, and the copy is freed when both that and the exchange
+ * are done with it.
  */
 #include "l7proxy/mirror.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +25,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "l7proxy/headers.h"
+#include "l7proxy/upstream_h2.h"
 #include "l7proxy/worker_internal.h"
 
 struct mirror {
@@ -22,15 +35,16 @@ struct mirror {
   uv_connect_t conn;
   uv_timer_t timer;
   uv_write_t wr;
-  struct buf out; /* not yet handed to uv_write */
-  char *inflight; /* the buffer of the uv_write in flight */
-  int connected;  /* the connection is up */
-  int writing;    /* a uv_write is in flight */
-  int complete;   /* the whole request is in out (or written) */
-  int detached;   /* the exchange let go: no more body will come */
-  int closing;    /* handles are closing; free after both close */
-  int handles;    /* open handles (tcp, timer) */
-  int counted;    /* sent/dropped counted */
+  struct buf out;        /* not yet handed to uv_write */
+  char *inflight;        /* the buffer of the uv_write in flight */
+  int connected;         /* the connection is up */
+  int writing;           /* a uv_write is in flight */
+  int complete;          /* the whole request is in out (or written) */
+  int detached;          /* the exchange let go: no more body will come */
+  int closing;           /* handles are closing; free after both close */
+  int handles;           /* open handles (tcp, timer) */
+  int counted;           /* sent/dropped counted */
+  struct uh2_stream *h2; /* an h2c/gRPC copy: its stream while open */
 };
 
 static __thread struct metrics_counter *c_sent, *c_dropped;
@@ -74,6 +88,12 @@ static void m_close(struct mirror *m, int sent) {
   m->closing = 1;
   count(m, sent);
   up_link_remove(&m->task.link);
+  if (m->handles == 0) {                 /* an HTTP/2 copy: no handle to close */
+    if (m->h2) uh2_stream_cancel(m->h2); /* no callback after this */
+    m->h2 = NULL;
+    if (m->detached) m_free(m);
+    return;
+  }
   uv_timer_stop(&m->timer);
   uv_close((uv_handle_t *)&m->timer, m_closed);
   uv_close((uv_handle_t *)&m->tcp, m_closed);
@@ -151,8 +171,89 @@ static void m_timeout(uv_timer_t *t) {
   m_close(m, m->complete && !m->writing && m->out.len == 0);
 }
 
+/* ---- HTTP/2 copies -------------------------------------------------------------------- */
+
+static void m_h2_headers(void *ud, int status, const struct uh2_header *h, size_t n) {
+  (void)ud, (void)status, (void)h, (void)n;
+}
+
+static void m_h2_data(void *ud, const uint8_t *p, size_t n) {
+  (void)ud, (void)p, (void)n;
+}
+
+static void m_h2_closed(void *ud, int err) {
+  struct mirror *m = ud;
+  m->h2 = NULL; /* gone: m_close must not cancel it */
+  m_close(m, err == 0 && m->complete);
+}
+
+static const struct uh2_stream_cb m_h2_cb = {
+    .on_headers = m_h2_headers, .on_data = m_h2_data, .on_close = m_h2_closed};
+
+/* A copy over a stream of the worker's HTTP/2 pool; ep is the chosen endpoint. */
+static struct mirror *m_h2_start(struct worker *w, const struct l7_cluster *c,
+                                 const struct l7_endpoint *ep, const struct msg_head *up) {
+  struct mirror tmp = {.w = w};
+  if (!w->h2pool) {
+    struct uh2_pool_config cfg = {.idle_timeout_ms = c->idle_timeout_ms};
+    if (uh2_pool_new(&w->loop, &cfg, &w->h2pool) != 0) {
+      count(&tmp, 0);
+      return NULL;
+    }
+  }
+  struct mirror *m = calloc(1, sizeof(*m));
+  struct uh2_header *hv = malloc((up->n_headers + 5) * sizeof(*hv));
+  if (!m || !hv) {
+    free(m), free(hv);
+    count(&tmp, 0);
+    return NULL;
+  }
+  size_t k = 0;
+  hv[k++] = (struct uh2_header){":method", 7, up->method_str, up->method_len};
+  hv[k++] = (struct uh2_header){":scheme", 7, "http", 4};
+  if (up->authority_len)
+    hv[k++] = (struct uh2_header){":authority", 10, up->authority, up->authority_len};
+  hv[k++] = (struct uh2_header){":path", 5, up->target, up->target_len};
+  int has_te = 0;
+  for (size_t i = 0; i < up->n_headers; i++) {
+    const struct msg_header *h = &up->headers[i];
+    if (headers_name_is(h->name, h->name_len, "upgrade") ||
+        headers_name_is(h->name, h->name_len, "expect") ||
+        headers_name_is(h->name, h->name_len, "connection"))
+      continue; /* not in HTTP/2, or not for a copy nobody answers */
+    has_te |= headers_name_is(h->name, h->name_len, "te");
+    hv[k++] = (struct uh2_header){h->name, h->name_len, h->value, h->value_len};
+  }
+  if (c->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC && !has_te)
+    hv[k++] = (struct uh2_header){"te", 2, "trailers", 8};
+  char key[300];
+  snprintf(key, sizeof(key), "%s\n%s", c->name, ep->name);
+  struct uh2_target t = {.key = key,
+                         .addr = (const struct sockaddr *)&ep->addr,
+                         .addrlen = ep->addrlen,
+                         .connect_timeout_ms = c->connect_timeout_ms,
+                         .idle_timeout_ms = c->idle_timeout_ms};
+  m->w = w;
+  m->complete = up->end_stream;
+  int rc = uh2_stream_open(w->h2pool, &t, hv, k, up->end_stream, &m_h2_cb, m, &m->h2);
+  free(hv);
+  if (rc != 0) {
+    free(m);
+    count(&tmp, 0);
+    return NULL;
+  }
+  uh2_stream_set_timeout(m->h2, MIRROR_TIMEOUT_MS);
+  up_link_insert(&w->side, &m->task.link);
+  m->task.close = m_task_close;
+  return m;
+}
+
 struct mirror *mirror_start(struct worker *w, const struct l7_cluster *c,
                             const struct msg_head *up) {
+  if (c && c->n_endpoints &&
+      (c->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_H2C ||
+       c->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC))
+    return m_h2_start(w, c, &c->endpoints[headers_rand64() % c->n_endpoints], up);
   int h1 = c && (c->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_UNSPECIFIED ||
                  c->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_HTTP1);
   struct mirror tmp = {.w = w};
@@ -208,6 +309,11 @@ struct mirror *mirror_start(struct worker *w, const struct l7_cluster *c,
 
 void mirror_body(struct mirror *m, const char *p, size_t n) {
   if (!m || m->closing || m->complete) return;
+  if (m->handles == 0) { /* HTTP/2: the stream's buffer is the bound */
+    if (uh2_stream_buffered(m->h2) + n > MIRROR_MAX_BUFFER || uh2_stream_write(m->h2, p, n) != 0)
+      m_close(m, 0);
+    return;
+  }
   if (m->out.len + n > MIRROR_MAX_BUFFER || buf_append(&m->out, p, n) != 0) {
     m_close(m, 0); /* the mirror cannot keep up: dropped, the client never waits */
     return;
@@ -227,5 +333,9 @@ void mirror_finish(struct mirror *m, int complete) {
     return;
   }
   m->complete = 1;
+  if (m->handles == 0) {
+    if (uh2_stream_end(m->h2) != 0) m_close(m, 0);
+    return;
+  }
   m_flush(m);
 }

@@ -7,10 +7,12 @@
  * A copy never delays or fails the request it copies: writes are queued
  * (at most MIRROR_MAX_BUFFER bytes; beyond that, or on any error, the copy
  * is dropped), nothing waits for the mirror, and every copy ends within
- * MIRROR_TIMEOUT_MS. Copies go over HTTP/1.1 (Connection: close) to
- * HTTP/1.1 clusters; a body of unknown length (chunked) or an h2c/gRPC
- * mirror cluster is not copied (counted as dropped). Counted in
- * edge_l7_mirrored_requests_total{result="sent|dropped"}.
+ * MIRROR_TIMEOUT_MS. Copies go over HTTP/1.1 (Connection: close, one
+ * connection per copy) to HTTP/1.1 clusters, where a body of unknown
+ * length (chunked) is not copied; and as a stream of the worker's HTTP/2
+ * upstream pool to h2c and gRPC clusters (any body). Counted in
+ * edge_l7_mirrored_requests_total{result="sent|dropped"}: sent when the
+ * whole copy went out (HTTP/1.1) or the mirror answered it (HTTP/2).
  *
  * Ownership: mirror_start returns a handle the exchange feeds until
  * mirror_finish; after that the mirror owns itself and frees itself when

@@ -3,7 +3,7 @@
 syncd (directory source), a real l7proxy and echo backends
 (tests/conformance/echo_backend.py) on 127.0.0.1.
 
-Usage: gateway_data_plane_test.py SYNCD L7PROXY ECHO_BACKEND [unittest args]
+Usage: gateway_data_plane_test.py SYNCD L7PROXY ECHO_BACKEND H2C_BACKEND [unittest args]
 
 - an HTTPRoute at 90/10 over 10,000 requests lands within 1.5 points of
   10 % (a per-request choice: every request is a fresh pick);
@@ -13,6 +13,9 @@ Usage: gateway_data_plane_test.py SYNCD L7PROXY ECHO_BACKEND [unittest args]
   edge.dev/canary-by-header) split and steer the same way;
 - a mirror never delays the client: with the mirror's backend stopped the
   request is still answered;
+- a mirror to an h2c cluster (appProtocol kubernetes.io/h2c) is copied as
+  an HTTP/2 stream, body included, and answered by the mirror
+  (edge_l7_mirrored_requests_total{result="sent"}), not dropped;
 - a header modifier value with CR LF never reaches the wire (the route is
   refused by syncd, reported, and the host serves what it served before).
 
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import skip_policy  # noqa: E402
@@ -119,6 +123,7 @@ class DataPlane(unittest.TestCase):
         self.assertEqual(self.echo.stdout.readline().strip(), "READY")
         self.grpc = free_port()
         self.http = free_port()
+        self.admin = free_port()
         self.syncd_log = os.path.join(self.tmp, "syncd.log")
         self.write("00-base.yaml", BASE + "".join(service(n, p) for n, p in self.ports.items()))
         self.syncd = self.spawn([SYNCD, "--source=dir:" + self.dir, "--insecure",
@@ -126,7 +131,8 @@ class DataPlane(unittest.TestCase):
                                  "--debounce=20ms", "--max-delay=200ms", "--log-level=debug"],
                                 "syncd")
         self.spawn([L7PROXY, "--syncd=127.0.0.1:%d" % self.grpc, "--insecure", "--node-id=dp",
-                    "--http=127.0.0.1:%d" % self.http, "--admin=127.0.0.1:0", "--workers=2"],
+                    "--http=127.0.0.1:%d" % self.http, "--admin=127.0.0.1:%d" % self.admin,
+                    "--workers=2"],
                    "l7proxy")
 
     def tearDown(self):
@@ -293,6 +299,52 @@ spec:
         for c in conns:
             c.close()
 
+    def mirrored(self, result):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin,
+                                        timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return 0
+        m = re.search(r'^edge_l7_mirrored_requests_total\{result="%s"\} (\d+)' % result, text,
+                      re.M)
+        return int(m.group(1)) if m else 0
+
+    def test_mirror_to_an_h2c_cluster_is_an_http2_stream(self):
+        port = free_port()
+        self.spawn([H2C, "h2mirror-0=default=127.0.0.1:%d" % port], "h2c", pipe=True)
+        self.assertEqual(self.procs[-1].stdout.readline().strip(), "READY")
+        self.write("05-h2c.yaml", """apiVersion: v1
+kind: Service
+metadata: {name: h2mirror, namespace: default}
+spec: {ports: [{name: h2c, port: 80, targetPort: %d, appProtocol: kubernetes.io/h2c}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: h2mirror-1, namespace: default, labels: {kubernetes.io/service-name: h2mirror}}
+ports: [{name: h2c, port: %d}]
+endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
+---
+""" % (port, port))
+        route = httproute(100, 0).replace("    - {name: canary, port: 80, weight: 0}\n", "")
+        route = route.replace("    - {name: stable, port: 80, weight: 100}\n", """    - {name: stable, port: 80, weight: 100}
+    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: h2mirror, port: 80}}
+""")
+        self.write("10-route.yaml", route)
+        self.served("app.example.test", "stable-0")
+        sent, dropped = self.mirrored("sent"), self.mirrored("dropped")
+        conn = http.client.HTTPConnection("127.0.0.1", self.http, timeout=10)
+        conn.request("POST", "/copied", body=b"x" * 100000,
+                     headers={"Host": "app.example.test", "Content-Type": "text/plain"})
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        self.assertEqual(r.status, 200)
+        poll(lambda: self.mirrored("sent") > sent, what="the h2c copy answered")
+        self.assertEqual(self.mirrored("dropped"), dropped)
+
     def test_header_value_with_crlf_never_reaches_the_wire(self):
         self.write("10-route.yaml", httproute(100, 0))
         self.served("app.example.test", "stable-0")
@@ -318,5 +370,5 @@ spec:
 
 
 if __name__ == "__main__":
-    SYNCD, L7PROXY, ECHO = sys.argv[1:4]
-    skip_policy.main(sys.argv[:1] + sys.argv[4:])
+    SYNCD, L7PROXY, ECHO, H2C = sys.argv[1:5]
+    skip_policy.main(sys.argv[:1] + sys.argv[5:])
