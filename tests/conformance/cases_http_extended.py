@@ -377,14 +377,17 @@ def percentage_mirror(e):
             status, _, _ = e.http("127.0.0.1", path)
             if status != 200:
                 raise Failure("%s answered %d" % (path, status))
-        # the mirrors are fire-and-forget: wait until the count stops moving
-        counts = []
+        # the mirrors are fire-and-forget: wait until the count has not moved for 1.5 s (a
+        # loaded machine delays copies; they are never waited for)
+        counts, since = [], [time.monotonic()]
 
         def settled():
             n = sum(1 for r in e.echo_requests(before)
                     if r["path"] == path and r["pod"].startswith(V2))
+            if counts and n != counts[-1]:
+                since[0] = time.monotonic()
             counts.append(n)
-            return len(counts) > 5 and counts[-1] == counts[-5]
+            return len(counts) > 5 and time.monotonic() - since[0] >= 1.5
         poll(settled, STATUS_S, "mirrored copies of %s to settle" % path)
         share = counts[-1] / 200.0
         if abs(share - want) > 0.1:
