@@ -117,9 +117,10 @@ class DataPlane(unittest.TestCase):
         os.makedirs(self.dir)
         self.procs, self.files = [], []
         self.ports = {n: free_port() for n in ("stable", "canary", "mirror")}
+        self.echo_log = os.path.join(self.tmp, "echo-requests.jsonl")
         self.echo = self.spawn([sys.executable, ECHO] + ["%s-0=default=127.0.0.1:%d" % (n, p)
                                                           for n, p in self.ports.items()],
-                               "echo", pipe=True)
+                               "echo", pipe=True, env=dict(os.environ, ECHO_LOG=self.echo_log))
         self.assertEqual(self.echo.stdout.readline().strip(), "READY")
         self.grpc = free_port()
         self.http = free_port()
@@ -149,10 +150,11 @@ class DataPlane(unittest.TestCase):
         for f in self.files:
             f.close()
 
-    def spawn(self, argv, name, pipe=False):
+    def spawn(self, argv, name, pipe=False, env=None):
         out = open(os.path.join(self.tmp, name + ".log"), "w")
         self.files.append(out)
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE if pipe else out, stderr=out, text=True)
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE if pipe else out, stderr=out, text=True,
+                             env=env)
         self.procs.append(p)
         return p
 
@@ -362,6 +364,45 @@ endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
         conn.close()
         self.assertEqual(status, 404, "the refused route serves nothing")
         self.served("app.example.test", "stable-0")
+
+    def backend_saw(self):
+        """Every request the echo backends received (path and headers)."""
+        try:
+            with open(self.echo_log) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except OSError:
+            return []
+
+    def test_url_rewrite_path_with_crlf_never_reaches_the_backend(self):
+        """An HTTPRoute whose URLRewrite path (or redirect path) would split the upstream request
+        line is refused where it enters (syncd: UnsupportedValue); its host serves nothing, and
+        no backend ever sees the injected header or the smuggled second request."""
+        self.write("10-route.yaml", httproute(100, 0))
+        self.served("app.example.test", "stable-0")
+        evil = "/x HTTP/1.1\\r\\nX-Injected: 1\\r\\n\\r\\nGET /smuggled"
+        bad = httproute(100, 0, extra="""    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: "%s"}}
+""" % evil).replace("name: app,", "name: rw,").replace("app.example.test", "rw.example.test")
+        bad += httproute(100, 0, extra="""    filters:
+    - type: RequestRedirect
+      requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: "%s"}}
+""" % evil).replace("name: app,", "name: rd,").replace("app.example.test", "rd.example.test")
+        self.write("11-bad.yaml", bad)
+        out = poll(lambda: (lambda r: r.stdout if "rw" in r.stdout and "rd" in r.stdout
+                            else None)(self.syncctl_status()),
+                   what="syncctl status reporting the refused routes")
+        self.assertIn("UnsupportedValue", out)
+        conn = http.client.HTTPConnection("127.0.0.1", self.http, timeout=5)
+        for host in ("rw.example.test", "rd.example.test"):
+            status, _ = self.get(conn, host, "/anything")
+            self.assertEqual(status, 404, "the refused route %s serves nothing" % host)
+        conn.close()
+        self.served("app.example.test", "stable-0")
+        for req in self.backend_saw():
+            names = {k.lower() for k in req.get("headers", {})}
+            self.assertNotIn("x-injected", names, req)
+            self.assertNotIn("smuggled", req.get("path", ""), req)
 
     def syncctl_status(self):
         syncctl = os.path.join(os.path.dirname(SYNCD), "syncctl")
