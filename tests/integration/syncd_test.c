@@ -959,6 +959,16 @@ static void slow_proxy_receives_the_newest_state_not_a_queue(void) {
   fixture_stop(&f);
 }
 
+/* How many nodes Status lists under id (-1: no Status). */
+static int nodes_named(const struct syncd_proc *p, const char *id) {
+  Edge__V1__StatusResponse *r = get_status(p);
+  if (!r) return -1;
+  int count = 0;
+  for (size_t i = 0; i < r->n_nodes; i++) count += strcmp(r->nodes[i]->node_id, id) == 0;
+  edge__v1__status_response__free_unpacked(r, NULL);
+  return count;
+}
+
 static void second_stream_of_a_node_replaces_the_first(void) {
   struct fixture f;
   CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
@@ -978,12 +988,7 @@ static void second_stream_of_a_node_replaces_the_first(void) {
   char details[256];
   CU_ASSERT_EQUAL(gsc_wait_status(&a, 10000, details, sizeof(details)), 1);
   CU_ASSERT(wait_node_state(&f.p, "proxy-dup", EDGE__V1__NODE_STATE__NODE_STATE_SYNCED));
-  Edge__V1__StatusResponse *r = get_status(&f.p);
-  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-  int count = 0;
-  for (size_t i = 0; i < r->n_nodes; i++) count += strcmp(r->nodes[i]->node_id, "proxy-dup") == 0;
-  CU_ASSERT_EQUAL(count, 1);
-  edge__v1__status_response__free_unpacked(r, NULL);
+  CU_ASSERT_EQUAL(nodes_named(&f.p, "proxy-dup"), 1);
   gsc_close(&a);
   gsc_close(&b);
   fixture_stop(&f);
@@ -1016,12 +1021,7 @@ static void second_watch_of_an_l4lb_replaces_the_first(void) {
   CU_ASSERT_EQUAL(s->n_replicas, 1);
   edge__v1__replica_set__free_unpacked(s, NULL);
   CU_ASSERT(wait_node_state(&f.p, "l4-dup", EDGE__V1__NODE_STATE__NODE_STATE_SYNCED));
-  Edge__V1__StatusResponse *r = get_status(&f.p);
-  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-  int count = 0;
-  for (size_t i = 0; i < r->n_nodes; i++) count += strcmp(r->nodes[i]->node_id, "l4-dup") == 0;
-  CU_ASSERT_EQUAL(count, 1);
-  edge__v1__status_response__free_unpacked(r, NULL);
+  CU_ASSERT_EQUAL(nodes_named(&f.p, "l4-dup"), 1);
   gsc_close(&g);
   gsc_close(&b);
   fixture_stop(&f);
