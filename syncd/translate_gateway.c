@@ -23,6 +23,7 @@
  * their namespaces (plus one stand-in per Ingress host); a change to
  * anything else costs nothing here. Not thread-safe (the translator's).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,10 +178,43 @@ out:
   return rc;
 }
 
-/* The inputs of a run: objects, and a desired state holding the stand-ins. */
-static int gather(struct translator *t, struct manifest_set *in, struct syncd_desired *d,
-                  struct hmap *namespaces, struct hmap *given) {
-  in->borrow_locations = 1;                                  /* the documents outlive the run */
+/* The lower-cased string(s) of v (a string or an array of strings) into set. */
+static int add_hostnames(json_t *v, struct hmap *set) {
+  json_t *h;
+  size_t i;
+  if (json_is_string(v)) {
+    char buf[300];
+    snprintf(buf, sizeof(buf), "%s", json_string_value(v));
+    for (char *p = buf; *p; p++) *p = (char)tolower((unsigned char)*p);
+    return sset_add(set, buf);
+  }
+  json_array_foreach(v, i, h) {
+    if (add_hostnames(h, set) != 0) return -ENOMEM;
+  }
+  return 0;
+}
+
+/* The hosts a run could claim: a Gateway API virtual host's host is a route's hostname, a
+ * listener's hostname, or "" (any). */
+static int candidate_hosts(const struct tobj *o, struct hmap *set) {
+  json_t *spec = json_object_get(o->o, "spec"), *l;
+  size_t i;
+  if (o->tk == TK_GATEWAY) {
+    json_array_foreach(json_object_get(spec, "listeners"), i, l) {
+      if (add_hostnames(json_object_get(l, "hostname"), set) != 0) return -ENOMEM;
+    }
+    return 0;
+  }
+  return add_hostnames(json_object_get(spec, "hostnames"), set);
+}
+
+/* The Gateway API objects (their hosts into cand), the Namespaces, the Ingresses, and the
+ * Services, EndpointSlices and Secrets of the namespaces the Gateway API objects live in or
+ * name. */
+static int gather_objects(struct translator *t, struct manifest_set *in, struct hmap *namespaces,
+                          struct hmap *cand) {
+  in->borrow_locations = 1; /* the documents outlive the run */
+  if (sset_add(cand, "") != 0) return -ENOMEM;
   for (int tk = TK_FIRST_GATEWAY + 1; tk < TK_COUNT; tk++) { /* not Namespace: below */
     size_t pos = 0;
     void *v;
@@ -189,23 +223,35 @@ static int gather(struct translator *t, struct manifest_set *in, struct syncd_de
       if (!o->o) continue;
       if (sset_add(namespaces, o->ns) != 0) return -ENOMEM;
       named_namespaces(t, json_object_get(o->o, "spec"), namespaces);
-      if (manifest_add(in, o->o, o->location) != 0) return -ENOMEM;
+      if (candidate_hosts(o, cand) != 0 || manifest_add(in, o->o, o->location) != 0) return -ENOMEM;
     }
   }
   if (add_objs(t, in, TK_NAMESPACE, NULL) || add_objs(t, in, TK_INGRESS, NULL) ||
       add_objs(t, in, TK_SERVICE, namespaces) || add_objs(t, in, TK_SLICE, namespaces) ||
       add_objs(t, in, TK_SECRET, namespaces))
     return -ENOMEM;
+  return 0;
+}
+
+/* The inputs of a run: the objects, and a desired state holding a stand-in for each Ingress
+ * host a Gateway API object could claim. */
+static int gather(struct translator *t, struct manifest_set *in, struct syncd_desired *d,
+                  struct hmap *namespaces, struct hmap *given) {
+  struct hmap cand;
+  hmap_init(&cand);
+  int rc = gather_objects(t, in, namespaces, &cand);
   size_t pos = 0;
   const void *k;
   size_t kl;
   void *v;
-  while (hmap_next(&t->host_users, &pos, &k, &kl, &v)) {
+  while (rc == 0 && hmap_next(&t->host_users, &pos, &k, &kl, &v)) {
+    if (!hmap_get(&cand, k, kl)) continue;
     char host[300];
     snprintf(host, sizeof(host), "%.*s", (int)kl, (const char *)k);
-    if (standin(host, v, d, given) != 0) return -ENOMEM;
+    rc = standin(host, v, d, given);
   }
-  return 0;
+  hmap_free(&cand);
+  return rc;
 }
 
 /* The host a Gateway API resource name serves ("gw:http:H", "gw:https:H", "pt:H"), or NULL. */
@@ -308,9 +354,21 @@ static void apply(struct translator *t, struct syncd_desired *d, const struct hm
   d->gateway_status = NULL;
 }
 
+/* Does the unit have anything: a Gateway API object now, or something it emitted, kept or
+ * reported last time? */
+static int gateway_present(const struct translator *t) {
+  for (int tk = TK_FIRST_GATEWAY + 1; tk < TK_COUNT; tk++)
+    if (hmap_size(&t->objs[tk])) return 1;
+  return hmap_size(&t->gw_names) || hmap_size(&t->gw_taken) || t->gw_rej.n || t->gw_status_len;
+}
+
 void gateway_settle(struct translator *t, int full) {
   t->gw_status_changed = 0;
   if (!full && !t->gw_dirty && !hosts_touched(t)) return;
+  if (!gateway_present(t)) { /* no Gateway API at all: nothing to translate */
+    t->gw_dirty = 0;
+    return;
+  }
   t->gw_dirty = 0;
   t->gw_runs++;
   struct manifest_set in;
