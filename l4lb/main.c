@@ -11,16 +11,28 @@
  * and a uv_async wake-up; the main thread feeds them to the rise/fall
  * state machine as failed checks.
  *
+ * Readiness (/readyz, what keepalived's check asks): a table with at least
+ * one backend, and room for more connections — --max-connections open, a
+ * descriptor reserve (fd_reserve) nearly used up, or an accept/socket that
+ * failed with EMFILE/ENFILE in the last FD_RECOVER_MS answers 503 so the
+ * VIP moves to an instance that can still accept (checked every
+ * FD_CHECK_MS on the main loop). At start the soft RLIMIT_NOFILE is raised
+ * to the hard limit and --max-connections defaults to what the rest
+ * allows at two descriptors per connection, so workers pause accepting
+ * before the admin endpoint and health checks run out of descriptors.
+ *
  * SIGTERM/SIGINT: stop accepting, /readyz answers 503, wait for open
  * connections to finish up to --drain-timeout, then close everything and
  * exit 0.
  */
+#include <dirent.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -37,6 +49,9 @@
 
 #define L4LB_VERSION "0.1.0"
 #define DRAIN_POLL_MS 100
+#define FD_CHECK_MS 500
+#define FD_RECOVER_MS 2000
+#define FD_RESERVE_MIN 32 /* and 2 % of the limit, whichever is more */
 
 struct l4lb {
   uv_loop_t *loop;
@@ -46,6 +61,8 @@ struct l4lb {
   int insecure, proxy_protocol, splice;
   long workers, table_size, rise, fall;
   uint32_t connect_timeout_ms, check_interval_ms, check_timeout_ms, drain_timeout_ms;
+  uint32_t idle_timeout_ms;
+  long max_connections;
   enum maglev_hash_mode hash_mode;
 
   /* runtime */
@@ -64,12 +81,93 @@ struct l4lb {
   uv_async_t failures_wake;
   uv_signal_t sigterm, sigint;
   uv_timer_t drain_timer;
+  uv_timer_t fd_timer;
+  int has_backends; /* the published table has at least one backend */
+  int fds_short;    /* out of file descriptors, or nearly */
   uint64_t drain_deadline;
   int draining;
   int closing_pending;
 };
 
 static struct l4lb g;
+
+/* ---- readiness ------------------------------------------------------------- */
+
+static uint64_t fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1u << 20;
+  return (uint64_t)rl.rlim_cur;
+}
+
+/* Open descriptors of this process (/proc/self/fd), or 0 when unknown. */
+static uint64_t fd_count(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return 0;
+  uint64_t n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+  closedir(d);
+  return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
+}
+
+static double gauge_open_fds(void *arg) {
+  return (double)fd_count();
+}
+
+static double gauge_fd_limit(void *arg) {
+  return (double)fd_limit();
+}
+
+static void update_ready(void) {
+  if (g.admin) admin_set_ready(g.admin, g.has_backends && !g.fds_short);
+}
+
+static uint64_t fd_reserve(uint64_t limit) {
+  return limit / 50 > FD_RESERVE_MIN ? limit / 50 : FD_RESERVE_MIN;
+}
+
+/* Raises the soft descriptor limit to the hard one (what nginx's
+ * worker_rlimit_nofile and HAProxy do); returns the limit in force. */
+static uint64_t raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) LOG_WARN("rlimit_nofile", "reason=%s", "setrlimit");
+  }
+  return fd_limit();
+}
+
+/* Out of descriptors now, recently failed for lack of them, or at
+ * --max-connections. Counting /proc/self/fd costs a directory walk: skip
+ * it while the connection count says the limit is far. */
+static int fds_short_now(uint64_t *open, uint64_t *limit) {
+  *limit = fd_limit();
+  uint64_t reserve = fd_reserve(*limit);
+  uint64_t at = l4_forward_fd_exhausted_at();
+  uint64_t now = uv_hrtime() / 1000000;
+  *open = 0;
+  if (at && now - at < FD_RECOVER_MS) return 1;
+  if (g.max_connections > 0 && l4_forward_active() >= (uint64_t)g.max_connections) return 1;
+  uint64_t estimate = 2 * l4_forward_active() + 64;
+  if (estimate + 4 * reserve < *limit) return 0;
+  *open = fd_count();
+  return *open + reserve >= *limit;
+}
+
+static void on_fd_timer(uv_timer_t *t) {
+  uint64_t open, limit;
+  int s = fds_short_now(&open, &limit);
+  if (s == g.fds_short) return;
+  g.fds_short = s;
+  if (s)
+    LOG_WARN("not_ready", "reason=%s open_fds=%llu limit=%llu active=%llu",
+             log_q("out of file descriptors or at --max-connections"), (unsigned long long)open,
+             (unsigned long long)limit, (unsigned long long)l4_forward_active());
+  else
+    LOG_INFO("fds_recovered", "limit=%llu active=%llu", (unsigned long long)limit,
+             (unsigned long long)l4_forward_active());
+  update_ready();
+}
 
 /* ---- snapshot rebuild ------------------------------------------------------- */
 
@@ -97,7 +195,8 @@ static void rebuild(const char *why) {
   free(set);
   l4_snapshot_publish(s);
   metrics_counter_inc(g.m_rebuilds);
-  if (g.admin) admin_set_ready(g.admin, n > 0);
+  g.has_backends = n > 0;
+  update_ready();
   LOG_INFO("table_rebuilt", "why=%s backends=%zu of=%zu size=%ld build_us=%llu", log_q(why), n,
            g.nmembers, g.table_size, (unsigned long long)((uv_hrtime() - t0) / 1000));
 }
@@ -388,7 +487,8 @@ static void shutdown_all(void) {
     admin_close(g.admin, on_closed_step, NULL);
     g.admin = NULL;
   }
-  g.closing_pending += 4;
+  g.closing_pending += 5;
+  uv_close((uv_handle_t *)&g.fd_timer, on_handle_closed);
   uv_close((uv_handle_t *)&g.failures_wake, on_handle_closed);
   uv_close((uv_handle_t *)&g.sigterm, on_handle_closed);
   uv_close((uv_handle_t *)&g.sigint, on_handle_closed);
@@ -475,6 +575,7 @@ int main(int argc, char **argv) {
   g.rise = 2;
   g.fall = 3;
   g.connect_timeout_ms = 3000;
+  g.idle_timeout_ms = 3600 * 1000;
   g.check_interval_ms = 2000;
   g.check_timeout_ms = 1000;
   g.drain_timeout_ms = 30000;
@@ -506,7 +607,14 @@ int main(int argc, char **argv) {
       {"table-size", FLAG_INT, &g.table_size, "Maglev table size, a prime (default 65537)", "M", 3,
        MAGLEV_MAX_M},
       {"connect-timeout", FLAG_DURATION_MS, &g.connect_timeout_ms,
-       "backend connect timeout (default 3s)", "DURATION", 0, 0},
+       "backend connect timeout, PROXY header included (default 3s)", "DURATION", 0, 0},
+      {"max-connections", FLAG_INT, &g.max_connections,
+       "open connections above which accepting pauses and /readyz fails (default: what "
+       "RLIMIT_NOFILE allows)",
+       "N", 0, 100000000},
+      {"idle-timeout", FLAG_DURATION_MS, &g.idle_timeout_ms,
+       "close a connection that moves no byte either way for this long (default 1h; 0 = never)",
+       "DURATION", 0, 0},
       {"check-interval", FLAG_DURATION_MS, &g.check_interval_ms,
        "health check interval, ±10% jitter (default 2s)", "DURATION", 0, 0},
       {"check-timeout", FLAG_DURATION_MS, &g.check_timeout_ms, "health check timeout (default 1s)",
@@ -590,6 +698,14 @@ int main(int argc, char **argv) {
       }
   }
   signal(SIGPIPE, SIG_IGN);
+  uint64_t nofile = raise_fd_limit();
+  uint64_t fd_max_conns = nofile > 2 * fd_reserve(nofile) ? (nofile - fd_reserve(nofile)) / 2 : 1;
+  if (g.max_connections == 0 || (uint64_t)g.max_connections > fd_max_conns) {
+    if (g.max_connections)
+      LOG_WARN("max_connections_lowered", "asked=%ld allowed=%llu fd_limit=%llu", g.max_connections,
+               (unsigned long long)fd_max_conns, (unsigned long long)nofile);
+    g.max_connections = (long)fd_max_conns;
+  }
 
   g.loop = uv_default_loop();
   g.metrics = metrics_registry_new();
@@ -623,6 +739,12 @@ int main(int argc, char **argv) {
   uv_signal_start(&g.sigterm, on_signal, SIGTERM);
   uv_signal_start(&g.sigint, on_signal, SIGINT);
   uv_timer_init(g.loop, &g.drain_timer);
+  uv_timer_init(g.loop, &g.fd_timer);
+  uv_timer_start(&g.fd_timer, on_fd_timer, FD_CHECK_MS, FD_CHECK_MS);
+  metrics_gauge_fn(g.metrics, "edge_l4_open_fds", "File descriptors open in this process", "",
+                   gauge_open_fds, NULL);
+  metrics_gauge_fn(g.metrics, "edge_l4_fd_limit", "RLIMIT_NOFILE (soft) of this process", "",
+                   gauge_fd_limit, NULL);
 
   /* the first table (static set, or empty until syncd answers) */
   if (g.admin) admin_set_ready(g.admin, 0);
@@ -633,6 +755,8 @@ int main(int argc, char **argv) {
   struct l4_forward_config fc = {
       .hash_mode = g.hash_mode,
       .connect_timeout_ms = g.connect_timeout_ms,
+      .idle_timeout_ms = g.idle_timeout_ms,
+      .max_connections = (uint64_t)g.max_connections,
       .proxy_protocol = g.proxy_protocol,
       .splice = g.splice,
       .metrics = g.metrics,
@@ -675,12 +799,14 @@ int main(int argc, char **argv) {
              i ? "," : "", g.bound[i]);
   LOG_INFO("started",
            "version=%s listen=%s admin_port=%s workers=%ld membership=%s backends=%d hash=%s "
-           "table_size=%ld proxy_protocol=%s splice=%s connect_timeout_ms=%u "
-           "check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld drain_timeout_ms=%u",
+           "table_size=%ld proxy_protocol=%s splice=%s connect_timeout_ms=%u idle_timeout_ms=%u "
+           "check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld drain_timeout_ms=%u "
+           "fd_limit=%llu max_connections=%ld",
            L4LB_VERSION, listen_all, admin_bound, g.workers, g.syncd ? g.syncd : "static",
            g.backend.count, hash_name(), g.table_size, g.proxy_protocol ? "on" : "off",
-           g.splice ? "on" : "off", g.connect_timeout_ms, g.check_interval_ms, g.check_timeout_ms,
-           g.rise, g.fall, g.drain_timeout_ms);
+           g.splice ? "on" : "off", g.connect_timeout_ms, g.idle_timeout_ms, g.check_interval_ms,
+           g.check_timeout_ms, g.rise, g.fall, g.drain_timeout_ms, (unsigned long long)fd_limit(),
+           g.max_connections);
   if (g.admin) {
     admin_handle(g.admin, "/config", handle_config, NULL);
     admin_handle(g.admin, "/lookup", handle_lookup, NULL);
