@@ -41,6 +41,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/statedir.h"
 #include "l4lb/backend.h"
 #include "l4lb/checker.h"
 #include "l4lb/forward.h"
@@ -674,6 +675,15 @@ int main(int argc, char **argv) {
   if (g.cache_dir && !g.syncd) {
     fprintf(stderr, "l4lb: --cache-dir needs --syncd (static backends are not cached)\n");
     return 2;
+  }
+  if (g.cache_dir) {
+    /* a cache that cannot be written would fail quietly at every update */
+    rc = statedir_prepare(g.cache_dir, err, sizeof(err));
+    if (rc < 0) {
+      fprintf(stderr, "l4lb: --cache-dir=%s: %s\n", g.cache_dir, err);
+      return 2;
+    }
+    if (rc == 1) LOG_INFO("cache_dir_created", "dir=%s mode=0700", log_q(g.cache_dir));
   }
   if (g.syncd && !g.insecure && !(g.cert && g.key && g.ca)) {
     fprintf(stderr, "l4lb: --syncd needs --cert, --key and --ca (or --insecure)\n");

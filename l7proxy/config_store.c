@@ -200,14 +200,9 @@ static int cs_map_upsert_all(struct cs_map *m, Edge__V1__Resource *const *res, s
     }
     struct cs_entry *e = cs_entry_new(res[i]);
     if (!e) return -ENOMEM;
-    /* Checked once here, so snapshot builds skip thousands of key checks. */
-    if (e->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE) {
-      int crc = l7_snapshot_check_certificate(e->msg->certificate, err, errlen);
-      if (crc < 0) {
-        cs_entry_unref(e);
-        return crc;
-      }
-    }
+    /* Parsed once here, so snapshot builds skip thousands of certificates. */
+    if (e->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE)
+      l7_snapshot_prepare_certificate(e->msg->certificate);
     int rc = cs_map_put(m, e);
     if (rc < 0) return rc;
   }
@@ -219,7 +214,7 @@ static int cs_build_snapshot(const struct cs_map *m, uint64_t version, struct l7
   Edge__V1__Resource **res = malloc((m->n ? m->n : 1) * sizeof(*res));
   if (!res) return -ENOMEM;
   for (size_t i = 0; i < m->n; i++) res[i] = m->v[i]->msg;
-  int rc = l7_snapshot_build_ex(version, res, m->n, L7_SNAPSHOT_CERTS_CHECKED, snap, err, errlen);
+  int rc = l7_snapshot_build_ex(version, res, m->n, L7_SNAPSHOT_CERTS_PREPARED, snap, err, errlen);
   free(res);
   return rc;
 }

@@ -12,14 +12,19 @@
  * check on the 200 ms tick as a backstop) the main thread rebuilds the TLS
  * store from the snapshot's certificates with tls_store_build_from, so
  * unchanged certificates keep their SSL_CTX, and publishes it: new
- * handshakes use it at once, existing connections keep theirs. A timer
- * rotates the session ticket keys every --tls-ticket-rotate.
+ * handshakes use it at once, existing connections keep theirs. A
+ * certificate the store refuses costs only its hosts: it is logged once,
+ * listed under "certificate_problems" in /config and sent to syncd in
+ * the Ack (Status shows it per node). /readyz stays 503 while an HTTPS
+ * listener has no store. A timer rotates the session ticket keys every
+ * --tls-ticket-rotate.
  *
  * SIGTERM/SIGINT: /readyz turns 503, workers stop accepting and finish
  * in-flight requests, and the process exits 0 when they are done or when
  * --drain-timeout passes (whichever comes first).
  */
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +37,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/statedir.h"
 #include "l7proxy/config_client.h"
 #include "l7proxy/config_store.h"
 #include "l7proxy/limits.h"
@@ -59,6 +65,9 @@ struct app {
   struct tls_options tls_opts;
   uint64_t tls_gen; /* snapshot generation the TLS store was built from */
   struct metrics_counter *tls_builds_failed;
+  struct metrics_gauge *tls_refused;
+  char **problems; /* "certificate NAME: REASON" of the published store */
+  size_t n_problems;
   uint32_t drain_timeout_ms;
   uint64_t drain_started;
   int draining;
@@ -66,9 +75,71 @@ struct app {
   struct metrics_counter *config_reloads_ok, *config_reloads_failed;
 };
 
-/* Rebuilds and publishes the TLS store when the snapshot changed. A store
- * that cannot be built (config_store already checked every key, so this is
- * rare) is logged and the previous one stays in use. */
+/* 1 when store s refuses certificate name with the same reason. */
+static int had_problem(const struct tls_store *s, const char *name, const char *why) {
+  for (size_t i = 0; i < tls_store_n_problems(s); i++) {
+    const char *n = NULL, *w = tls_store_problem(s, i, &n);
+    if (strcmp(n, name) == 0 && strcmp(w, why) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Keeps next's refused certificates as "certificate NAME: REASON" lines
+ * (for the Ack and /config) and logs the ones prev did not have. */
+static void record_problems(struct app *a, const struct tls_store *prev,
+                            const struct tls_store *next) {
+  for (size_t i = 0; i < a->n_problems; i++) free(a->problems[i]);
+  free(a->problems);
+  a->problems = NULL;
+  a->n_problems = 0;
+  size_t n = tls_store_n_problems(next);
+  if (a->tls_refused) metrics_gauge_set(a->tls_refused, (double)n);
+  if (n == 0) return;
+  a->problems = calloc(n, sizeof(*a->problems));
+  for (size_t i = 0; a->problems && i < n; i++) {
+    const char *name = NULL, *why = tls_store_problem(next, i, &name);
+    if (asprintf(&a->problems[a->n_problems], "certificate %s: %s", name, why) < 0) break;
+    a->n_problems++;
+    if (!had_problem(prev, name, why))
+      LOG_WARN("certificate_refused", "certificate=%s reason=%s action=%s", log_q(name), log_q(why),
+               log_q("its hosts get the default certificate"));
+  }
+}
+
+static const char *const *app_problems(void *ud, size_t *n) {
+  struct app *a = ud;
+  *n = a->n_problems;
+  return (const char *const *)a->problems;
+}
+
+/* GET /config: the snapshot (l7_config_admin_config) plus the certificates
+ * the TLS store refused, as "certificate_problems". */
+static void admin_config(void *ud, const char *path, const char *query,
+                         struct admin_response *resp) {
+  struct app *a = ud;
+  l7_config_admin_config(NULL, path, query, resp);
+  if (resp->status != 200 || !resp->body) return;
+  json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return;
+  }
+  json_t *arr = json_array();
+  for (size_t i = 0; i < a->n_problems; i++)
+    json_array_append_new(arr, json_string(a->problems[i]));
+  json_object_set_new(root, "certificate_problems", arr);
+  char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_decref(root);
+  if (!text) return;
+  free(resp->body);
+  resp->body_len = strlen(text);
+  resp->body = text;
+}
+
+/* Rebuilds and publishes the TLS store when the snapshot changed. Refused
+ * certificates are left out by the store (record_problems); only bad
+ * options or memory fail a build, which is logged while the previous store
+ * stays in use. */
 static void tls_sync(struct app *a) {
   if (!a->tls_enabled) return;
   uint64_t gen = l7_snapshot_generation();
@@ -99,13 +170,16 @@ static void tls_sync(struct app *a) {
   char err[512];
   struct tls_store *cur = tls_store_current(), *next = NULL;
   int rc = tls_store_build_from(cur, certs, n, &a->tls_opts, &next, err, sizeof(err));
-  tls_store_unref(cur);
   free(certs);
   if (rc == 0) {
+    record_problems(a, cur, next);
+    tls_store_unref(cur);
     tls_store_publish(next);
-    LOG_INFO("tls_store_published", "version=%llu certificates=%zu",
-             (unsigned long long)l7_snapshot_version(snap), n);
+    LOG_INFO("tls_store_published", "version=%llu certificates=%zu refused=%zu",
+             (unsigned long long)l7_snapshot_version(snap), tls_store_size(next),
+             tls_store_n_problems(next));
   } else {
+    tls_store_unref(cur);
     LOG_ERROR("tls_store_rejected", "version=%llu reason=%s",
               (unsigned long long)l7_snapshot_version(snap), log_q(err));
     if (a->tls_builds_failed) metrics_counter_inc(a->tls_builds_failed);
@@ -161,8 +235,12 @@ static void on_tick(uv_timer_t *t) {
   struct app *a = t->data;
   tls_sync(a);
   if (a->admin && !a->draining) {
+    /* ready: a configuration, and a TLS store when there is an HTTPS
+     * listener (without one every HTTPS connection would be closed) */
     struct l7_snapshot *s = l7_snapshot_current();
-    admin_set_ready(a->admin, s != NULL);
+    struct tls_store *ts = a->tls_enabled ? tls_store_current() : NULL;
+    admin_set_ready(a->admin, s != NULL && (!a->tls_enabled || ts != NULL));
+    tls_store_unref(ts);
     l7_snapshot_unref(s);
   }
   if (a->draining) {
@@ -392,8 +470,19 @@ int main(int argc, char **argv) {
       metrics_counter(a->metrics, "edge_l7_config_loads_total", "Configuration loads by result.",
                       "result=\"rejected\"");
   a->tls_builds_failed = metrics_counter(a->metrics, "edge_l7_tls_store_builds_failed_total",
-                                         "Certificate sets the TLS store could not load.", "");
+                                         "TLS store builds that failed (options, memory).", "");
+  a->tls_refused = metrics_gauge(a->metrics, "edge_l7_tls_certificates_refused",
+                                 "Certificates the current TLS store left out.", "");
 
+  if (cache_dir) {
+    /* a cache that cannot be written would fail quietly at every push */
+    rc = statedir_prepare(cache_dir, err, sizeof(err));
+    if (rc < 0) {
+      fprintf(stderr, "l7proxy: --cache-dir=%s: %s\n", cache_dir, err);
+      return 2;
+    }
+    if (rc == 1) LOG_INFO("cache_dir_created", "dir=%s mode=0700", log_q(cache_dir));
+  }
   if (l7_config_store_new(cache_dir, &a->store) != 0) {
     fprintf(stderr, "l7proxy: cannot create the configuration store\n");
     return 1;
@@ -422,7 +511,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "l7proxy: --admin: %s\n", err);
       return 1;
     }
-    admin_handle(a->admin, "/config", l7_config_admin_config, NULL);
+    admin_handle(a->admin, "/config", admin_config, a);
     admin_handle(a->admin, "/explain", l7_config_admin_explain, NULL);
   }
 
@@ -487,7 +576,8 @@ int main(int argc, char **argv) {
         .weight = 1,
         .metrics = a->metrics,
     };
-    static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied};
+    static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied,
+                                                        .problems = app_problems};
     if (rpc_runtime_new(a->loop, &a->rpc) != 0 ||
         (rc = l7_config_client_start(a->loop, a->rpc, a->store, &co, &hooks, a, &a->client)) != 0) {
       fprintf(stderr, "l7proxy: --syncd: cannot start the ConfigSync client: %s\n",

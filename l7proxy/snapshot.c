@@ -11,13 +11,19 @@
  *
  * Rules checked (each failure is a Nack reason naming the resource):
  *   - every resource has a kind and a name; no two of one type share a name;
+ *   - every tenant-reachable value (paths, rewrite targets, redirects, hosts,
+ *     names) is well formed by common/validate, the same function syncd
+ *     checks with before publishing: a value that could inject into a
+ *     request line, a header or a log never reaches a worker;
  *   - endpoint addresses are IPv4/IPv6 literals with a port in 1..65535
  *     (endpoints with ready=false are skipped, as the contract says);
  *   - enums hold known values;
  *   - routes and the default backend name clusters that exist; virtual
  *     hosts name certificates that exist;
  *   - route paths start with '/' and host patterns are well formed;
- *   - certificates parse and their key matches the leaf (common/cert).
+ *   - (certificates are not judged here: the TLS store loads them through
+ *     common/cert_valid and leaves out, with a reported reason, any it
+ *     refuses, so one tenant's Secret never fails a whole push).
  *
  * The current snapshot is a mutex-protected pointer: publish swaps it,
  * current() takes a reference under the lock. The lock is held for a
@@ -39,6 +45,7 @@
 #include "common/cert.h"
 #include "common/explain.h"
 #include "common/router.h"
+#include "common/validate.h"
 
 struct l7_snapshot {
   atomic_uint refs;
@@ -224,20 +231,13 @@ static const struct l7_certificate *snap_find_cert(const struct l7_snapshot *s, 
   return s->n_certs ? bsearch(&key, s->certs, s->n_certs, sizeof(key), snap_cmp_cert) : NULL;
 }
 
-int l7_snapshot_check_certificate(Edge__V1__Certificate *c, char *err, size_t errlen) {
-  char why[256] = "";
-  if (cert_check_key((const char *)c->cert_pem.data, c->cert_pem.len, (const char *)c->key_pem.data,
-                     c->key_pem.len, why, sizeof(why)) < 0) {
-    snap_err(err, errlen, "certificate %s: %s", c->name, why);
-    return -EINVAL;
-  }
+void l7_snapshot_prepare_certificate(Edge__V1__Certificate *c) {
   if (c->not_after == 0) {
     struct cert_info *info = malloc(sizeof(*info));
     if (info && cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info, NULL, 0) == 0)
       c->not_after = info->not_after;
     free(info);
   }
-  return 0;
 }
 
 static int snap_build_certs(struct l7_snapshot *s, unsigned flags, char *err, size_t errlen) {
@@ -251,10 +251,7 @@ static int snap_build_certs(struct l7_snapshot *s, unsigned flags, char *err, si
     const Edge__V1__Resource *r = c->resources[i];
     if (r->kind_case != EDGE__V1__RESOURCE__KIND_CERTIFICATE) continue;
     Edge__V1__Certificate *pc = r->certificate;
-    if (!(flags & L7_SNAPSHOT_CERTS_CHECKED)) {
-      int rc = l7_snapshot_check_certificate(pc, err, errlen);
-      if (rc < 0) return rc;
-    }
+    if (!(flags & L7_SNAPSHOT_CERTS_PREPARED)) l7_snapshot_prepare_certificate(pc);
     struct l7_certificate *lc = &s->certs[s->n_certs++];
     lc->name = pc->name;
     lc->sni_names = (const char *const *)pc->sni_names;
@@ -455,6 +452,12 @@ int l7_snapshot_build_ex(uint64_t version, Edge__V1__Resource *const *res, size_
   if (!s->copy) goto fail;
   rc = snap_check_names(s->copy, err, errlen);
   if (rc < 0) goto fail;
+  for (size_t i = 0; i < s->copy->n_resources; i++) {
+    if (validate_resource(s->copy->resources[i], err, errlen) != 0) {
+      rc = -EINVAL;
+      goto fail;
+    }
+  }
   rc = snap_build_clusters(s, err, errlen);
   if (rc < 0) goto fail;
   rc = snap_build_certs(s, flags, err, errlen);

@@ -94,25 +94,27 @@ struct l7_snapshot; /* opaque */
  * writes the reason for the Nack to err, e.g.
  *   "cluster default/x:80: endpoint 1.2.3:80: bad address"
  *   "virtual host vh:a.com: route /api references unknown cluster default/y:80"
- *   "certificate default/shop: key does not match certificate"
+ *   "virtual host vh:a.com: route 0: rewrite_prefix \"/x\\r\\n\" contains a
+ *    control character"
  */
 int l7_snapshot_build(uint64_t version, Edge__V1__Resource *const *res, size_t n,
                       struct l7_snapshot **out, char *err, size_t errlen);
 
 /* l7_snapshot_build_ex flags. */
 enum {
-  /* Every Certificate in res already passed l7_snapshot_check_certificate
-   * (config_store checks each certificate once, when it arrives, instead of
-   * re-checking thousands of keys on every delta). */
-  L7_SNAPSHOT_CERTS_CHECKED = 1u << 0,
+  /* Every Certificate in res already went through
+   * l7_snapshot_prepare_certificate (config_store does it once, when a
+   * certificate arrives, instead of re-parsing thousands on every delta). */
+  L7_SNAPSHOT_CERTS_PREPARED = 1u << 0,
 };
 int l7_snapshot_build_ex(uint64_t version, Edge__V1__Resource *const *res, size_t n, unsigned flags,
                          struct l7_snapshot **out, char *err, size_t errlen);
 
-/* Checks that a certificate's key matches its leaf (reason in err, e.g.
- * "certificate default/shop: tls.key does not match the certificate") and
- * fills c->not_after from the leaf when it is 0. 0 or -EINVAL. */
-int l7_snapshot_check_certificate(Edge__V1__Certificate *c, char *err, size_t errlen);
+/* Fills c->not_after from the leaf when it is 0. Whether the pair can be
+ * served is not decided here but by the TLS store (common/cert_valid, the
+ * check syncd runs on Secrets): a certificate it refuses costs only its own
+ * hosts and is reported, it never fails a snapshot or a push. */
+void l7_snapshot_prepare_certificate(Edge__V1__Certificate *c);
 
 /* Adds a reference (atomic); returns s. s may be NULL. */
 struct l7_snapshot *l7_snapshot_ref(struct l7_snapshot *s);

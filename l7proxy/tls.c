@@ -13,6 +13,14 @@
  * names, wildcard suffixes) and switches the SSL to the chosen
  * certificate's SSL_CTX before the resumption decision is made.
  *
+ * A certificate that OpenSSL refuses (common/cert_valid decides, the same
+ * loader syncd checks Secrets with) or that names an invalid server name
+ * is left out of the store with its reason: its hosts fall to the default
+ * certificate and the rest of the store is built as usual. Only options
+ * and memory can fail a build; a failed certificate's reason is kept by
+ * digest, so an unchanged bad certificate is not decoded again by the
+ * next incremental build.
+ *
  * Invariants: a store never changes after it is built; each connection
  * holds a reference to its store, so the tables and names the callbacks
  * read outlive it. Callbacks find the store through the connection (SSL
@@ -43,6 +51,7 @@
 #endif
 
 #include "common/cert.h"
+#include "common/cert_valid.h"
 #include "common/log.h"
 
 #define TLS_NAME_MAX 254 /* 253 + NUL */
@@ -55,7 +64,8 @@ struct name_entry {
 
 struct store_cert {
   char *name;
-  SSL_CTX *ctx;       /* may be shared with other stores (reference counted) */
+  SSL_CTX *ctx;       /* may be shared with other stores (reference counted); NULL: unusable */
+  char *problem;      /* why it is left out ("tls.key does not match ..."), NULL when usable */
   uint8_t digest[32]; /* SHA-256 of chain and key, for reuse by the next store */
 };
 
@@ -69,6 +79,7 @@ struct tls_store {
   struct name_entry *wild;
   size_t n_wild;
   long default_cert; /* -1 when none */
+  size_t n_problems; /* certificates left out (ctx NULL) */
   int disable_h2;
   struct tls_options opts; /* own copies of the strings */
 };
@@ -176,8 +187,17 @@ static int entry_key_cmp(const void *key, const void *e) {
   return strcmp(key, ((const struct name_entry *)e)->name);
 }
 
-/* Sorts the table and keeps the first certificate (input order) per name. */
-static size_t table_finish(struct name_entry *t, size_t n) {
+/* Drops the names of unusable certificates, sorts the table and keeps the
+ * first usable certificate (input order) per name. */
+static size_t table_finish(struct name_entry *t, size_t n, const struct store_cert *certs) {
+  size_t k = 0;
+  for (size_t r = 0; r < n; r++) {
+    if (certs[t[r].cert].ctx)
+      t[k++] = t[r];
+    else
+      free(t[r].name);
+  }
+  n = k;
   if (n == 0) return 0;
   qsort(t, n, sizeof(*t), entry_cmp);
   size_t w = 1;
@@ -429,6 +449,7 @@ static int on_alpn(SSL *ssl, const uint8_t **out, uint8_t *outlen, const uint8_t
 
 static int ctx_configure(SSL_CTX *ctx, const struct tls_options *o, char *err, size_t errlen) {
   int minv = o->min_version == TLS_MIN_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
+  cert_valid_configure(ctx); /* the security level syncd checks Secrets with */
   if (!SSL_CTX_set_min_proto_version(ctx, minv) ||
       !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
     snprintf(err, errlen, "tls options: cannot set protocol versions");
@@ -478,72 +499,14 @@ static int ctx_configure(SSL_CTX *ctx, const struct tls_options *o, char *err, s
   return 0;
 }
 
-/* No passphrase prompts: an encrypted key is simply rejected. */
-static int no_password(char *buf, int size, int rwflag, void *u) {
-  (void)buf, (void)size, (void)rwflag, (void)u;
-  return -1;
-}
-
-/* Loads the chain and key of tc into ctx, with a reason on failure. Each
- * PEM is decoded once: key decoding dominates the cost of a store on
- * OpenSSL 3, and a push may carry thousands of certificates. */
-static int ctx_load(SSL_CTX *ctx, const struct tls_certificate *tc, const char *name, char *err,
-                    size_t errlen) {
-  int rc = TLS_ERR_CONFIG;
-  BIO *cb = NULL, *kb = NULL;
-  X509 *x = NULL;
-  EVP_PKEY *key = NULL;
-  if (!tc->cert_pem || tc->cert_pem_len == 0 || tc->cert_pem_len > INT_MAX) {
-    snprintf(err, errlen, "certificate %s: tls.crt is empty", name);
-    goto out;
-  }
-  if (!tc->key_pem || tc->key_pem_len == 0 || tc->key_pem_len > INT_MAX) {
-    snprintf(err, errlen, "certificate %s: tls.key is empty", name);
-    goto out;
-  }
-  cb = BIO_new_mem_buf(tc->cert_pem, (int)tc->cert_pem_len);
-  kb = BIO_new_mem_buf(tc->key_pem, (int)tc->key_pem_len);
-  if (!cb || !kb) {
-    rc = TLS_ERR_NOMEM;
-    snprintf(err, errlen, "tls store: out of memory");
-    goto out;
-  }
-  x = PEM_read_bio_X509(cb, NULL, no_password, NULL);
-  if (!x) {
-    snprintf(err, errlen, "certificate %s: tls.crt holds no PEM certificate", name);
-    goto out;
-  }
-  key = PEM_read_bio_PrivateKey(kb, NULL, no_password, NULL);
-  if (!key) {
-    snprintf(err, errlen, "certificate %s: tls.key holds no usable private key (PEM, unencrypted)",
-             name);
-    goto out;
-  }
-  if (X509_check_private_key(x, key) != 1) {
-    snprintf(err, errlen, "certificate %s: tls.key does not match the certificate", name);
-    goto out;
-  }
-  if (SSL_CTX_use_certificate(ctx, x) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
-    snprintf(err, errlen, "certificate %s: the certificate or key cannot be used", name);
-    goto out;
-  }
-  X509 *more;
-  while ((more = PEM_read_bio_X509(cb, NULL, no_password, NULL)) != NULL) {
-    int ok = SSL_CTX_add1_chain_cert(ctx, more);
-    X509_free(more);
-    if (!ok) {
-      snprintf(err, errlen, "certificate %s: a chain certificate cannot be used", name);
-      goto out;
-    }
-  }
-  rc = 0;
-out:
-  ERR_clear_error();
-  X509_free(x);
-  EVP_PKEY_free(key);
-  BIO_free(cb);
-  BIO_free(kb);
-  return rc;
+/* Loads the chain and key of tc into ctx: common/cert_valid, the loader
+ * syncd's Secret check runs too, so both sides reach the same decision.
+ * The reason (without the certificate name) goes to err. */
+static int ctx_load(SSL_CTX *ctx, const struct tls_certificate *tc, char *err, size_t errlen) {
+  return cert_valid_load(ctx, tc->cert_pem, tc->cert_pem_len, tc->key_pem, tc->key_pem_len, NULL,
+                         err, errlen) == 0
+             ? 0
+             : TLS_ERR_CONFIG;
 }
 
 /* SHA-256 over the chain and key: two certificates with the same digest
@@ -589,8 +552,7 @@ static int store_add_name(struct tls_store *s, size_t *cap_exact, size_t *cap_wi
                           size_t errlen) {
   char norm[TLS_NAME_MAX];
   if (!name || name_normalize(name, strlen(name), 1, norm, sizeof(norm)) != 0) {
-    snprintf(err, errlen, "certificate %s: invalid server name %s", cert_name,
-             log_q(name ? name : ""));
+    snprintf(err, errlen, "invalid server name %s", log_q(name ? name : ""));
     return TLS_ERR_CONFIG;
   }
   int wild = norm[0] == '*';
@@ -616,6 +578,7 @@ static void store_free(struct tls_store *s) {
   for (size_t i = 0; i < s->n_certs; i++) {
     SSL_CTX_free(s->certs[i].ctx);
     free(s->certs[i].name);
+    free(s->certs[i].problem);
   }
   for (size_t i = 0; i < s->n_exact; i++) free(s->exact[i].name);
   for (size_t i = 0; i < s->n_wild; i++) free(s->wild[i].name);
@@ -628,14 +591,27 @@ static void store_free(struct tls_store *s) {
   free(s);
 }
 
+/* Marks sc unusable with reason why. 0 or TLS_ERR_NOMEM. */
+static int cert_fail(struct store_cert *sc, const char *why) {
+  SSL_CTX_free(sc->ctx);
+  sc->ctx = NULL;
+  free(sc->problem);
+  sc->problem = strdup(why);
+  return sc->problem ? 0 : TLS_ERR_NOMEM;
+}
+
 /* The SSL_CTX for tc: prev's when an identical chain and key is there
- * (a new reference), else a new one. */
+ * (a new reference; an identical certificate that failed fails again with
+ * the same reason, without decoding it), else a new one. A certificate
+ * OpenSSL refuses is marked unusable (sc->problem) and 0 returned; only
+ * memory or option errors return negative. */
 static int cert_ctx(struct store_cert *const *reuse, size_t n_reuse,
                     const struct tls_certificate *tc, const struct tls_options *opts,
-                    const char *name, struct store_cert *sc, char *err, size_t errlen) {
+                    struct store_cert *sc, char *err, size_t errlen) {
   if (pem_digest(tc, sc->digest) != 0) return TLS_ERR_NOMEM;
   struct store_cert *const *hit =
       n_reuse ? bsearch(sc->digest, reuse, n_reuse, sizeof(*reuse), digest_key_cmp) : NULL;
+  if (hit && !(*hit)->ctx) return cert_fail(sc, (*hit)->problem);
   if (hit && SSL_CTX_up_ref((*hit)->ctx) == 1) {
     sc->ctx = (*hit)->ctx;
     return 0;
@@ -646,7 +622,33 @@ static int cert_ctx(struct store_cert *const *reuse, size_t n_reuse,
     return TLS_ERR_NOMEM;
   }
   int rc = ctx_configure(sc->ctx, opts, err, errlen);
-  return rc ? rc : ctx_load(sc->ctx, tc, name, err, errlen);
+  if (rc) return rc;
+  char why[256];
+  if (ctx_load(sc->ctx, tc, why, sizeof(why)) != 0) return cert_fail(sc, why);
+  return 0;
+}
+
+/* Adds every server name of certificate i (its SNI names, or its own DNS
+ * names when none are given). A name that is not valid makes the whole
+ * certificate unusable: serving only some of a tenant's names would be a
+ * surprise. The names added so far stay in the tables but point at an
+ * unusable certificate, which store_lookup skips. */
+static int cert_names(struct tls_store *s, size_t *cap_exact, size_t *cap_wild,
+                      const struct tls_certificate *tc, size_t i, struct cert_info *info) {
+  struct store_cert *sc = &s->certs[i];
+  char why[300];
+  if (tc->n_sni_names && !tc->sni_names) return cert_fail(sc, "server names missing");
+  if (!tc->n_sni_names &&
+      cert_parse((const char *)tc->cert_pem, tc->cert_pem_len, info, why, sizeof(why)) != 0)
+    return cert_fail(sc, why);
+  size_t n = tc->n_sni_names ? tc->n_sni_names : (size_t)info->n_names;
+  for (size_t j = 0; j < n; j++) {
+    const char *name = tc->n_sni_names ? tc->sni_names[j] : info->names[j];
+    int rc = store_add_name(s, cap_exact, cap_wild, name, i, sc->name, why, sizeof(why));
+    if (rc == TLS_ERR_NOMEM) return rc;
+    if (rc) return cert_fail(sc, why);
+  }
+  return 0;
 }
 
 int tls_store_build_from(const struct tls_store *prev, const struct tls_certificate *certs,
@@ -713,34 +715,16 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
     sc->name = strdup(name);
     s->n_certs++;
     if (!sc->name) goto nomem;
-    if ((rc = cert_ctx(reuse, n_reuse, tc, opts, name, sc, err, errlen)) != 0) goto fail;
-    if (tc->n_sni_names) {
-      if (!tc->sni_names) {
-        snprintf(err, errlen, "certificate %s: server names missing", name);
-        rc = TLS_ERR_CONFIG;
-        goto fail;
-      }
-      for (size_t j = 0; j < tc->n_sni_names; j++) {
-        rc = store_add_name(s, &cap_exact, &cap_wild, tc->sni_names[j], i, name, err, errlen);
-        if (rc) goto fail;
-      }
-    } else {
-      /* no names given: serve the certificate's own DNS names */
-      char why[200];
-      if (cert_parse((const char *)tc->cert_pem, tc->cert_pem_len, info, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "certificate %s: %s", name, why);
-        rc = TLS_ERR_CONFIG;
-        goto fail;
-      }
-      for (int j = 0; j < info->n_names; j++) {
-        rc = store_add_name(s, &cap_exact, &cap_wild, info->names[j], i, name, err, errlen);
-        if (rc) goto fail;
-      }
+    if ((rc = cert_ctx(reuse, n_reuse, tc, opts, sc, err, errlen)) != 0) goto fail;
+    if (sc->ctx && (rc = cert_names(s, &cap_exact, &cap_wild, tc, i, info)) != 0) goto fail;
+    if (!sc->ctx) {
+      s->n_problems++;
+      continue;
     }
     if (tc->is_default && s->default_cert < 0) s->default_cert = (long)i;
   }
-  s->n_exact = table_finish(s->exact, s->n_exact);
-  s->n_wild = table_finish(s->wild, s->n_wild);
+  s->n_exact = table_finish(s->exact, s->n_exact, s->certs);
+  s->n_wild = table_finish(s->wild, s->n_wild, s->certs);
   free(info);
   free(reuse);
   err[0] = '\0';
@@ -772,7 +756,22 @@ void tls_store_unref(struct tls_store *s) {
 }
 
 size_t tls_store_size(const struct tls_store *s) {
-  return s ? s->n_certs : 0;
+  return s ? s->n_certs - s->n_problems : 0;
+}
+
+size_t tls_store_n_problems(const struct tls_store *s) {
+  return s ? s->n_problems : 0;
+}
+
+const char *tls_store_problem(const struct tls_store *s, size_t i, const char **cert_name) {
+  for (size_t k = 0; s && k < s->n_certs; k++) {
+    if (s->certs[k].ctx) continue;
+    if (i-- == 0) {
+      if (cert_name) *cert_name = s->certs[k].name;
+      return s->certs[k].problem ? s->certs[k].problem : "unusable";
+    }
+  }
+  return NULL;
 }
 
 static pthread_mutex_t g_current_mu = PTHREAD_MUTEX_INITIALIZER;

@@ -56,10 +56,10 @@
  *   close:    tls_conn_shutdown(c) (queues close_notify), flush, then
  *             uv_close and tls_conn_free(c).
  *   config:   on a certificate push: cur = tls_store_current();
- *             tls_store_build_from(cur, certs, n, &opts, &next, err, len)
- *             (err is the Nack reason); tls_store_unref(cur);
- *             tls_store_publish(next). Apply it together with the snapshot
- *             so a push stays all-or-nothing.
+ *             tls_store_build_from(cur, certs, n, &opts, &next, err, len);
+ *             tls_store_unref(cur); tls_store_publish(next); report
+ *             tls_store_problem()s (Ack, /config): a refused certificate
+ *             costs only its own hosts.
  *   timer:    tls_ticket_keys_rotate() every N hours (any thread).
  */
 #ifndef EDGE_L7PROXY_TLS_H
@@ -130,9 +130,11 @@ struct tls_store; /* opaque */
  * Builds a store from certs[0..n) (n may be 0: every handshake then fails)
  * with opts (NULL = defaults). Everything is copied; the caller keeps
  * ownership of certs. On success *out holds one reference (the caller
- * unrefs). On failure returns TLS_ERR_CONFIG or TLS_ERR_NOMEM with a reason
- * naming the certificate in err (for the Nack), e.g.
- * "certificate default/www: tls.key does not match the certificate".
+ * unrefs). A certificate that cannot be served (OpenSSL refuses it through
+ * common/cert_valid, or a server name is invalid) does not fail the build:
+ * it is left out, its names fall to the default certificate, and
+ * tls_store_problem reports it. Only bad options (TLS_ERR_CONFIG, e.g. a
+ * cipher list) or memory (TLS_ERR_NOMEM) fail, with a reason in err.
  */
 int tls_store_build(const struct tls_certificate *certs, size_t n, const struct tls_options *opts,
                     struct tls_store **out, char *err, size_t errlen);
@@ -149,7 +151,14 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
                          char *err, size_t errlen);
 void tls_store_ref(struct tls_store *s);
 void tls_store_unref(struct tls_store *s);        /* NULL is fine */
-size_t tls_store_size(const struct tls_store *s); /* number of certificates */
+size_t tls_store_size(const struct tls_store *s); /* usable certificates */
+
+/* Certificates left out of s: tls_store_problem(s, i, &name) for i <
+ * tls_store_n_problems(s) returns the reason ("tls.key does not match the
+ * certificate or is refused: ...") and sets name to the certificate's
+ * name. Valid while the caller holds a reference to s. */
+size_t tls_store_n_problems(const struct tls_store *s);
+const char *tls_store_problem(const struct tls_store *s, size_t i, const char **cert_name);
 
 /* The certificate name selected for server name sni (NULL = no SNI), or
  * NULL when the handshake would fail. Pure lookup; what handshakes use. */

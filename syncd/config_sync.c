@@ -111,6 +111,32 @@ int config_sync_new(struct store *store, struct metrics_registry *m, struct conf
   return 0;
 }
 
+static void node_clear_problems(struct cs_node *n) {
+  for (size_t i = 0; i < n->pub.n_problems; i++) free(n->pub.problems[i]);
+  free(n->pub.problems);
+  n->pub.problems = NULL;
+  n->pub.n_problems = 0;
+}
+
+/* Replaces the node's problems with the Ack's (logged when they change). */
+static void node_set_problems(struct cs_node *n, const Edge__V1__Ack *a) {
+  size_t want = a->n_problems < CONFIG_SYNC_MAX_PROBLEMS ? a->n_problems : CONFIG_SYNC_MAX_PROBLEMS;
+  int same = want == n->pub.n_problems;
+  for (size_t i = 0; same && i < want; i++)
+    same = strcmp(n->pub.problems[i], a->problems[i] ? a->problems[i] : "") == 0;
+  if (same) return;
+  node_clear_problems(n);
+  if (want && (n->pub.problems = calloc(want, sizeof(char *))) != NULL) {
+    for (size_t i = 0; i < want; i++) {
+      if (!(n->pub.problems[i] = xstrdup(a->problems[i]))) break;
+      n->pub.n_problems++;
+      LOG_WARN("node_problem", "node=%s problem=%s", log_q(n->pub.node_id),
+               log_q(n->pub.problems[i]));
+    }
+  }
+  if (!want) LOG_INFO("node_problems_cleared", "node=%s", log_q(n->pub.node_id));
+}
+
 void config_sync_free(struct config_sync *cs) {
   if (!cs) return;
   for (size_t i = 0; i < cs->n_nodes; i++) {
@@ -123,6 +149,7 @@ void config_sync_free(struct config_sync *cs) {
     free(n->pub.zone);
     free(n->pub.build);
     free(n->pub.last_error);
+    node_clear_problems(n);
     free(n);
   }
   free(cs->nodes);
@@ -361,6 +388,7 @@ static void on_ack(struct cs_stream *st, const Edge__V1__Ack *a) {
   n->pub.applied = 1;
   n->pub.nacked = 0;
   set_str(&n->pub.last_error, "");
+  node_set_problems(n, a);
   LOG_DEBUG("ack", "node=%s version=%" PRIu64, log_q(n->pub.node_id), s->version);
   if (first) replicas_changed(st->cs);
   answered(st->cs, n, s);

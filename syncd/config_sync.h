@@ -46,7 +46,13 @@ struct config_sync_node {
   int applied;             /* acked (or reported) a current state on this stream */
   int nacked;              /* the last answer was a Nack */
   char *last_error;        /* "" when none */
+  /* What the node's last Ack reported as applied but not served
+   * (certificates its TLS library refused); bounded (CONFIG_SYNC_MAX_PROBLEMS). */
+  char **problems;
+  size_t n_problems;
 };
+
+#define CONFIG_SYNC_MAX_PROBLEMS 64
 
 /* store must outlive cs. metrics may be NULL. */
 int config_sync_new(struct store *store, struct metrics_registry *metrics,

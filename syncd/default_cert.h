@@ -23,18 +23,9 @@
 int default_cert_generate(const char *cn, int days, char **cert_pem, char **key_pem, char *err,
                           size_t errlen);
 
-/* Reads cert_file and key_file and checks that they parse and match. Ownership as above. */
+/* Reads cert_file and key_file and checks them with common/cert_valid (what
+ * a proxy will do with them). Ownership as above. */
 int default_cert_load(const char *cert_file, const char *key_file, char **cert_pem, char **key_pem,
                       char *err, size_t errlen);
-
-/*
- * Checks a PEM certificate chain and key: both parse and the key matches
- * the leaf. On success returns 0 and, when not_after is not NULL, the
- * leaf's notAfter in epoch seconds. On failure returns -EINVAL and a short
- * reason in err: "tls.crt is not a valid PEM certificate", "tls.key is not
- * a valid PEM private key" or "tls.key does not match tls.crt".
- */
-int default_cert_check(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
-                       int64_t *not_after, char *err, size_t errlen);
 
 #endif

@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/statedir.h"
 #include "edge/v1/status.pb-c.h"
 #include "syncd/config_sync.h"
 #include "syncd/default_cert.h"
@@ -428,6 +429,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (state_dir) {
+    /* persistence that cannot work is a start-up error, not a log line */
+    rc = statedir_prepare(state_dir, err, sizeof(err));
+    if (rc < 0) {
+      fprintf(stderr, "syncd: --state-dir=%s: %s\n", state_dir, err);
+      LOG_ERROR("state_dir_unusable", "state_dir=%s reason=%s", log_q(state_dir), log_q(err));
+      return 2;
+    }
+    if (rc == 1) LOG_INFO("state_dir_created", "state_dir=%s mode=0700", log_q(state_dir));
     rc = store_load(sd.store, state_dir, err, sizeof(err));
     if (rc == 0) {
       restored = 1;
@@ -496,12 +505,14 @@ int main(int argc, char **argv) {
 
   char dcert[4096], dkey[4096];
   if (!default_cert && state_dir) {
-    if (ensure_default_cert(state_dir, dcert, dkey, sizeof(dcert), err, sizeof(err)) == 0) {
-      default_cert = dcert;
-      default_key = dkey;
-    } else {
-      LOG_WARN("default_cert_not_persisted", "err=%s", log_q(err));
+    if (ensure_default_cert(state_dir, dcert, dkey, sizeof(dcert), err, sizeof(err)) != 0) {
+      /* a new default certificate at every start would change the version */
+      fprintf(stderr, "syncd: --state-dir=%s: default certificate: %s\n", state_dir, err);
+      LOG_ERROR("default_cert_not_persisted", "err=%s", log_q(err));
+      return 1;
     }
+    default_cert = dcert;
+    default_key = dkey;
   }
   struct syncd_source_opts o = {.spec = source,
                                 .kubeconfig = kubeconfig,

@@ -259,6 +259,8 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
     s->last_error = n->last_error;
     s->draining = n->draining;
     s->disconnected_at = n->disconnected_at;
+    s->n_problems = n->n_problems;
+    s->problems = n->problems;
     np[i] = s;
   }
   for (size_t i = 0; i < n4; i++) {

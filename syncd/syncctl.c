@@ -139,6 +139,9 @@ static void print_text(const Edge__V1__StatusResponse *r) {
     print_row(row, w);
   }
   if (r->n_nodes == 0) printf("(no nodes)\n");
+  for (size_t i = 0; i < r->n_nodes; i++)
+    for (size_t k = 0; k < r->nodes[i]->n_problems; k++)
+      printf("  %s PROBLEM %s\n", r->nodes[i]->node_id, r->nodes[i]->problems[k]);
 
   printf("\nSOURCES\n");
   for (size_t i = 0; i < r->n_sources; i++) {
@@ -208,6 +211,7 @@ static void print_json(const Edge__V1__StatusResponse *r) {
     json_object_set_new(o, "state", json_string(state_name(n->state)));
     json_object_set_new(o, "last_error", json_string(n->last_error));
     json_object_set_new(o, "draining", json_boolean(n->draining));
+    json_object_set_new(o, "problems", strv_json(n->problems, n->n_problems));
     json_array_append_new(nodes, o);
   }
   json_object_set_new(root, "nodes", nodes);

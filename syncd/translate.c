@@ -16,14 +16,18 @@
  */
 #include "syncd/translate.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cert_valid.h"
+#include "common/validate.h"
 #include "syncd/default_cert.h"
 
 /* qsort that accepts an empty (NULL) array, which qsort itself must not be given. */
@@ -265,6 +269,32 @@ static char *dupstr(const char *s) {
   return strdup(s ? s : "");
 }
 
+/* A reason or host list for Status, logs and terminals: control bytes of
+ * tenant text quoted into it become \xHH (a CR/LF or an escape sequence
+ * in an Ingress never reaches `syncctl status`). Takes s, returns a new
+ * string (or s when clean; NULL stays NULL). */
+static char *clean(char *s) {
+  if (!s) return NULL;
+  size_t extra = 0;
+  for (const char *p = s; *p; p++) extra += ((unsigned char)*p < 0x20 || *p == 0x7f) ? 3 : 0;
+  if (!extra) return s;
+  char *out = malloc(strlen(s) + extra + 1), *o = out;
+  if (!out) {
+    free(s);
+    return NULL;
+  }
+  for (const char *p = s; *p; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch < 0x20 || ch == 0x7f)
+      o += sprintf(o, "\\x%02x", ch);
+    else
+      *o++ = (char)ch;
+  }
+  *o = '\0';
+  free(s);
+  return out;
+}
+
 static void reject(struct ctx *c, const char *kind, const char *ns, const char *name,
                    const char *location, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
@@ -275,6 +305,7 @@ static void reject(struct ctx *c, const char *kind, const char *ns, const char *
   va_start(ap, fmt);
   if (vasprintf(&reason, fmt, ap) < 0) reason = NULL;
   va_end(ap);
+  reason = clean(reason);
   struct syncd_rejection r = {dupstr(kind), dupstr(ns), dupstr(name), reason, dupstr(location)};
   if (!r.kind || !r.ns || !r.name || !r.reason || !r.location) {
     free(r.kind), free(r.ns), free(r.name), free(r.reason), free(r.location);
@@ -482,8 +513,40 @@ static int kobj_init(struct ctx *c, struct kobj *k, json_t *o, const char *locat
   if (!k->ns || !*k->ns) k->ns = "default";
   k->name = jstr(json_object_get(o, "metadata"), "name");
   if (!k->name || !*k->name) return -1;
+  /* names reach cluster names, logs and Status: what the API server allows */
+  if (validate_k8s_name(k->ns, 0, NULL, 0) != 0 || validate_k8s_name(k->name, 1, NULL, 0) != 0)
+    return -2;
   k->key = pool_printf(&c->pool, "%s/%s", k->ns, k->name);
   return k->key ? 0 : -1;
+}
+
+/* 0 when s is an IPv4 or IPv6 literal (what endpoints and ClusterIPs must be). */
+static int ip_literal(const char *s) {
+  struct in6_addr a;
+  return s && (inet_pton(AF_INET, s, &a) == 1 || inet_pton(AF_INET6, s, &a) == 1) ? 0 : -1;
+}
+
+/* Every endpoint of an EndpointSlice: address an IP literal, zone and
+ * target printable names. 0, or -1 with why. */
+static int check_slice(json_t *o, char *why, size_t whylen) {
+  json_t *e, *a;
+  size_t i, ai;
+  char w[160], q[96];
+  json_array_foreach(json_object_get(o, "endpoints"), i, e) {
+    json_array_foreach(json_object_get(e, "addresses"), ai, a) {
+      const char *addr = json_string_value(a);
+      if (addr && *addr && ip_literal(addr) != 0)
+        return snprintf(why, whylen, "endpoint address %s is not an IP address",
+                        validate_quote(addr, q, sizeof(q))),
+               -1;
+    }
+    const char *zone = jstr(e, "zone"), *target = jstr(json_object_get(e, "targetRef"), "name");
+    if (zone && *zone && validate_name(zone, w, sizeof(w)) != 0)
+      return snprintf(why, whylen, "endpoint zone %s", w), -1;
+    if (target && *target && validate_name(target, w, sizeof(w)) != 0)
+      return snprintf(why, whylen, "endpoint targetRef.name %s", w), -1;
+  }
+  return 0;
 }
 
 static void index_object(struct ctx *c, json_t *o, const char *location, size_t seq) {
@@ -501,7 +564,15 @@ static void index_object(struct ctx *c, json_t *o, const char *location, size_t 
                                                                            : NULL;
   if (!want) return; /* a kind we do not use: counted, otherwise ignored */
   struct kobj k = {.seq = seq};
-  if (kobj_init(c, &k, o, location) < 0) {
+  int krc = kobj_init(c, &k, o, location);
+  if (krc == -2) {
+    char qn[96], qs[96];
+    reject(c, kind, "", "", location,
+           "%s: %s %s/%s: namespace or name is not a valid Kubernetes name", location, kind,
+           validate_quote(k.ns, qs, sizeof(qs)), validate_quote(k.name, qn, sizeof(qn)));
+    return;
+  }
+  if (krc < 0) {
     reject(c, kind, k.ns, "", location, "%s: %s has no metadata.name", location, kind);
     return;
   }
@@ -523,10 +594,24 @@ static void index_object(struct ctx *c, json_t *o, const char *location, size_t 
     const char *def = annotation(c, o, "ingressclass.kubernetes.io/is-default-class");
     if (def && !strcmp(def, "true")) c->have_default_class = 1;
   } else if (!strcmp(kind, "Service")) {
+    const char *ip = jstr(json_object_get(o, "spec"), "clusterIP");
+    char q[96];
+    if (ip && *ip && strcmp(ip, "None") != 0 && ip_literal(ip) != 0) {
+      reject(c, kind, k.ns, k.name, location, "%s: spec.clusterIP %s is not an IP address", k.key,
+             validate_quote(ip, q, sizeof(q)));
+      return;
+    }
     VEC_PUSH(c, c->services, k);
   } else if (!strcmp(kind, "EndpointSlice")) {
     const char *svc = jstr(jpath(o, "metadata", "labels"), "kubernetes.io/service-name");
     if (!svc || !*svc) return; /* not owned by a Service: nothing routes to it */
+    char why[256];
+    if (validate_k8s_name(svc, 1, NULL, 0) != 0 || check_slice(o, why, sizeof(why)) != 0) {
+      if (validate_k8s_name(svc, 1, NULL, 0) != 0)
+        snprintf(why, sizeof(why), "label kubernetes.io/service-name is not a valid name");
+      reject(c, kind, k.ns, k.name, location, "%s: %s", k.key, why);
+      return;
+    }
     k.key = pool_printf(&c->pool, "%s/%s", k.ns, svc);
     if (k.key) VEC_PUSH(c, c->slices, k);
   } else { /* Secret */
@@ -588,7 +673,7 @@ static void ignore_ingress(struct ctx *c, const struct ingress *ig) {
     hl += (size_t)sprintf(hosts + hl, "%s%s", hl ? "," : "", h);
   }
   struct syncd_rejection r = {dupstr("Ingress"), dupstr(ig->k.ns), dupstr(ig->k.name),
-                              n < 0 ? NULL : reason, hosts};
+                              clean(n < 0 ? NULL : reason), clean(hosts)};
   if (!r.kind || !r.ns || !r.name || !r.reason || !r.location) {
     free(r.kind), free(r.ns), free(r.name), free(r.reason), free(r.location);
     c->pool.oom = 1;
@@ -660,9 +745,11 @@ static int parse_annotations(struct ctx *c, const struct ingress *ig, struct ann
              -1;
   }
   if ((v = annotation(c, o, "edge.dev/rewrite-target"))) {
-    if (v[0] != '/')
-      return snprintf(err, errlen,
-                      "annotation edge.dev/rewrite-target must start with /, not \"%s\"", v),
+    /* it becomes part of the upstream request line: path characters only */
+    char why[160], q[96];
+    if (validate_path(v, why, sizeof(why)) != 0)
+      return snprintf(err, errlen, "annotation edge.dev/rewrite-target %s %s",
+                      validate_quote(v, q, sizeof(q)), why),
              -1;
     a->ro.rewrite_prefix = v;
   }
@@ -702,6 +789,12 @@ static const char *resolve_backend(struct ctx *c, int ing_index, json_t *backend
   const char *name = jstr(svc, "name");
   if (!name || !*name) {
     snprintf(err, errlen, "backend service has no name");
+    return NULL;
+  }
+  char q[96];
+  if (validate_k8s_name(name, 1, NULL, 0) != 0) {
+    snprintf(err, errlen, "backend service name %s is not a valid Kubernetes name",
+             validate_quote(name, q, sizeof(q)));
     return NULL;
   }
   json_t *port = json_object_get(svc, "port");
@@ -769,12 +862,6 @@ static int path_type(const char *s, int *type, int *eff) {
   return -1;
 }
 
-static int valid_path_chars(const char *p) {
-  for (; *p; p++)
-    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return 0;
-  return 1;
-}
-
 /* Validates Ingress i whole and, when it is valid, adds its candidates, clusters and claims. */
 static void add_ingress(struct ctx *c, int i) {
   struct ingress *ig = &c->ingresses.v[i];
@@ -836,9 +923,9 @@ static void add_ingress(struct ctx *c, int i) {
         snprintf(err, sizeof(err), "path \"%.200s\" does not start with /", cd.path ? cd.path : "");
         goto bad;
       }
-      if (!valid_path_chars(cd.path)) {
-        snprintf(err, sizeof(err), "path \"%.200s\" contains spaces or control characters",
-                 cd.path);
+      char why[160], q[96];
+      if (validate_path(cd.path, why, sizeof(why)) != 0) {
+        snprintf(err, sizeof(err), "path %s %s", validate_quote(cd.path, q, sizeof(q)), why);
         goto bad;
       }
       cd.key_path = cd.path;
@@ -858,6 +945,12 @@ static void add_ingress(struct ctx *c, int i) {
   size_t ti;
   json_array_foreach(tls, ti, t) {
     const char *secret = jstr(t, "secretName");
+    char q[96];
+    if (secret && *secret && validate_k8s_name(secret, 1, NULL, 0) != 0) {
+      snprintf(err, sizeof(err), "tls secretName %s is not a valid Kubernetes name",
+               validate_quote(secret, q, sizeof(q)));
+      goto bad;
+    }
     json_t *hosts = json_object_get(t, "hosts"), *hv;
     size_t hi;
     json_array_foreach(hosts, hi, hv) {
@@ -934,7 +1027,33 @@ static int claim_cmp(const void *a, const void *b) {
   return x->ing < y->ing ? -1 : x->ing > y->ing;
 }
 
+/* The object a resource came from, for a rejection. */
+static const Edge__V1__SourceRef *resource_source(const Edge__V1__Resource *r) {
+  switch (r->kind_case) {
+    case EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST:
+      return r->virtual_host->n_routes ? r->virtual_host->routes[0]->source : NULL;
+    case EDGE__V1__RESOURCE__KIND_CLUSTER:
+      return r->cluster->source;
+    case EDGE__V1__RESOURCE__KIND_CERTIFICATE:
+      return r->certificate->source;
+    case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
+      return r->default_backend->source;
+    default:
+      return NULL;
+  }
+}
+
 static void push_resource(struct ctx *c, int type, const char *name, Edge__V1__Resource *r) {
+  /* The values were checked where they entered; this is the same check
+   * every proxy runs on what it receives (common/validate), so nothing that
+   * would make a proxy Nack is ever published. */
+  char why[512];
+  if (validate_resource(r, why, sizeof(why)) != 0) {
+    const Edge__V1__SourceRef *src = resource_source(r);
+    reject(c, src && src->kind ? src->kind : "", src ? src->namespace_ : "", src ? src->name : "",
+           "", "not published: %s", why);
+    return;
+  }
   size_t len = edge__v1__resource__get_packed_size(r);
   struct syncd_resource out = {type, strdup(name), malloc(len ? len : 1), len};
   if (!out.name || !out.bytes) {
@@ -970,9 +1089,10 @@ static int check_pair(struct ctx *c, const char *vals[2], const size_t lens[2], 
     r.not_after = hit->not_after;
     r.problem = hit->problem ? strdup(hit->problem) : NULL;
   } else {
-    char why[128];
-    r.ok =
-        default_cert_check(vals[0], lens[0], vals[1], lens[1], &r.not_after, why, sizeof(why)) == 0;
+    /* the proxies' own decision: the same OpenSSL loader and security level */
+    char why[256];
+    r.ok = cert_valid_check((const uint8_t *)vals[0], lens[0], (const uint8_t *)vals[1], lens[1],
+                            &r.not_after, why, sizeof(why)) == 0;
     r.problem = r.ok ? NULL : strdup(why);
   }
   if (!r.ok && !r.problem) {
@@ -1371,9 +1491,9 @@ static void emit_default_cert(struct ctx *c) {
   cert.cert_pem =
       (ProtobufCBinaryData){strlen(o->default_cert_pem), (uint8_t *)o->default_cert_pem};
   cert.key_pem = (ProtobufCBinaryData){strlen(o->default_key_pem), (uint8_t *)o->default_key_pem};
-  char why[128];
-  if (default_cert_check(o->default_cert_pem, cert.cert_pem.len, o->default_key_pem,
-                         cert.key_pem.len, &cert.not_after, why, sizeof(why)) < 0)
+  char why[256];
+  if (cert_valid_check(cert.cert_pem.data, cert.cert_pem.len, cert.key_pem.data, cert.key_pem.len,
+                       &cert.not_after, why, sizeof(why)) < 0)
     cert.not_after = 0;
   Edge__V1__Resource r;
   edge__v1__resource__init(&r);

@@ -377,7 +377,9 @@ static void unreadable_config_file_is_an_error(void) {
   l7_config_store_free(st);
 }
 
-static void certificate_with_foreign_key_in_a_delta_is_nacked(void) {
+/* One tenant's bad Secret never stops a push (issue 15): the TLS store
+ * leaves that certificate out and reports it; here the push applies. */
+static void certificate_with_foreign_key_in_a_delta_is_applied(void) {
   const char *na[] = {"a.example.com"}, *nb[] = {"b.example.com"};
   char *ca, *ka, *cb, *kb;
   char err[256] = "";
@@ -397,11 +399,10 @@ static void certificate_with_foreign_key_in_a_delta_is_nacked(void) {
   p = push_of(3, 0, 2);
   p.upserted = bad;
   p.n_upserted = 1;
-  CU_ASSERT_EQUAL(l7_config_store_apply(st, &p, &s, err, sizeof(err)), -EINVAL);
-  CU_ASSERT_EQUAL(strncmp(err, "certificate default/b: ", 23), 0);
-  CU_ASSERT_EQUAL(l7_config_store_version(st), 2);
-  CU_ASSERT_PTR_NULL(
-      l7_config_store_get(st, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE, "default/b"));
+  CU_ASSERT_EQUAL_FATAL(l7_config_store_apply(st, &p, &s, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(l7_config_store_version(st), 3);
+  CU_ASSERT_EQUAL(l7_snapshot_n_certificates(s), 2);
+  l7_snapshot_unref(s);
   fx_reset();
   l7_config_store_free(st);
   free(ca);
@@ -486,7 +487,7 @@ void test_register(void) {
   T(handwritten_json_config_loads);
   T(bad_json_is_rejected_with_location_and_no_leak);
   T(unreadable_config_file_is_an_error);
-  T(certificate_with_foreign_key_in_a_delta_is_nacked);
+  T(certificate_with_foreign_key_in_a_delta_is_applied);
   T(thousands_of_hosts_apply_and_route);
   T(sample_config_file_loads_and_routes);
 #undef T
