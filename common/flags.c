@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,6 +213,18 @@ static int parse_port(const char *s, uint16_t *port) {
   }
   if (v > 65535) return -1;
   *port = (uint16_t)v;
+  return 0;
+}
+
+int flags_is_loopback(const char *hostport) {
+  char host[256];
+  uint16_t port;
+  if (flags_split_hostport(hostport, host, sizeof(host), &port) != 0) return 0;
+  if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0) return 1;
+  unsigned a, b, c, d;
+  char tail;
+  if (sscanf(host, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &tail) == 4)
+    return a == 127 && b < 256 && c < 256 && d < 256;
   return 0;
 }
 

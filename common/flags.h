@@ -58,4 +58,9 @@ void flags_usage(FILE *out, const char *prog, const char *synopsis, const char *
  * Returns 0 or -1. */
 int flags_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
+/* 1 when "ADDR:PORT" names this machine's loopback only (127.0.0.0/8,
+ * [::1], localhost), else 0 (also for anything that does not parse):
+ * --insecure is allowed only there unless --insecure-allow-remote. */
+int flags_is_loopback(const char *hostport);
+
 #endif

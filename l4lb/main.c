@@ -59,7 +59,7 @@ struct l4lb {
   /* settings */
   struct flag_list listen, backend;
   const char *syncd, *cert, *key, *ca, *node_id, *hash, *admin_addr, *log_level, *cache_dir;
-  int insecure, proxy_protocol, splice;
+  int insecure, insecure_remote, proxy_protocol, splice;
   long workers, table_size, rise, fall;
   uint32_t connect_timeout_ms, check_interval_ms, check_timeout_ms, drain_timeout_ms;
   uint32_t idle_timeout_ms;
@@ -592,7 +592,10 @@ int main(int argc, char **argv) {
        "ADDR:PORT", 0, 0},
       {"cache-dir", FLAG_STRING, &g.cache_dir,
        "save the last replica set from syncd here and start from it (with --syncd)", "DIR", 0, 0},
-      {"insecure", FLAG_BOOL, &g.insecure, "plaintext gRPC to syncd (no TLS)", NULL, 0, 0},
+      {"insecure", FLAG_BOOL, &g.insecure,
+       "plaintext gRPC to syncd (no TLS; a loopback --syncd only)", NULL, 0, 0},
+      {"insecure-allow-remote", FLAG_BOOL, &g.insecure_remote,
+       "allow --insecure to a non-loopback --syncd", NULL, 0, 0},
       {"cert", FLAG_STRING, &g.cert, "client certificate for syncd (mTLS)", "FILE", 0, 0},
       {"key", FLAG_STRING, &g.key, "client key for syncd (mTLS)", "FILE", 0, 0},
       {"ca", FLAG_STRING, &g.ca, "CA that verifies syncd", "FILE", 0, 0},
@@ -684,6 +687,13 @@ int main(int argc, char **argv) {
       return 2;
     }
     if (rc == 1) LOG_INFO("cache_dir_created", "dir=%s mode=0700", log_q(g.cache_dir));
+  }
+  if (g.syncd && g.insecure && !g.insecure_remote && !flags_is_loopback(g.syncd)) {
+    fprintf(stderr,
+            "l4lb: --insecure is plaintext: --syncd=%s must be a loopback address (or add "
+            "--insecure-allow-remote)\n",
+            g.syncd);
+    return 2;
   }
   if (g.syncd && !g.insecure && !(g.cert && g.key && g.ca)) {
     fprintf(stderr, "l4lb: --syncd needs --cert, --key and --ca (or --insecure)\n");

@@ -289,7 +289,7 @@ int main(int argc, char **argv) {
   long max_body = 100L * 1024 * 1024, max_conns = 10000, retries = 2;
   uint32_t header_timeout = 10000, idle_timeout = 60000, resp_header_timeout = 60000;
   uint32_t drain_timeout = 30000;
-  int proxy_protocol = 0, insecure = 0, access_log = 0;
+  int proxy_protocol = 0, insecure = 0, insecure_remote = 0, access_log = 0;
   const char *tls_min = "1.2", *tls_ciphers = NULL, *tls_ciphersuites = NULL;
   int tls_no_h2 = 0, tls_no_resumption = 0, no_h2c = 0;
   long h2_max_streams = 100, h2_max_resets = 100;
@@ -332,14 +332,18 @@ int main(int argc, char **argv) {
       {"config", FLAG_STRING, &config_file,
        "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
       {"cache-dir", FLAG_STRING, &cache_dir, "directory for the last applied state", "DIR"},
-      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC to syncd", NULL},
+      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC to syncd (a loopback --syncd only)", NULL},
+      {"insecure-allow-remote", FLAG_BOOL, &insecure_remote,
+       "allow --insecure to a non-loopback --syncd (keys cross the network in clear)", NULL},
       {"cert", FLAG_STRING, &cert, "client certificate for syncd (PEM)", "FILE"},
       {"key", FLAG_STRING, &key, "client key for syncd (PEM)", "FILE"},
       {"ca", FLAG_STRING, &ca, "CA that signed syncd's certificate (PEM)", "FILE"},
       {"proxy-protocol", FLAG_BOOL, &proxy_protocol,
        "expect a PROXY v1/v2 header on every connection from trusted peers", NULL},
       {"proxy-protocol-trusted", FLAG_LIST, &trusted,
-       "peers allowed to send PROXY headers (repeatable; default: all)", "CIDR"},
+       "peers allowed to send PROXY headers (repeatable; required with --proxy-protocol: "
+       "0.0.0.0/0 and ::/0 trust every peer)",
+       "CIDR"},
       {"access-log", FLAG_BOOL, &access_log, "log one logfmt line per request", NULL},
       {"log-level", FLAG_STRING, &log_level, "debug|info|warn|error", "LEVEL"},
       {"drain-timeout", FLAG_DURATION_MS, &drain_timeout,
@@ -419,6 +423,13 @@ int main(int argc, char **argv) {
     }
     tls_store_unref(probe);
   }
+  if (syncd && insecure && !insecure_remote && !flags_is_loopback(syncd)) {
+    fprintf(stderr,
+            "l7proxy: --insecure sends private keys in clear: --syncd=%s must be a loopback "
+            "address (or add --insecure-allow-remote)\n",
+            syncd);
+    return 2;
+  }
   if (syncd && !insecure && !(cert && key && ca)) {
     fprintf(stderr, "l7proxy: --syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
     return 2;
@@ -436,6 +447,14 @@ int main(int argc, char **argv) {
               trusted.values[i]);
       return 2;
     }
+  }
+  if (proxy_protocol && trusted.count == 0) {
+    /* a PROXY header sets the client address that logs, X-Forwarded-For
+     * and every backend trust: accepting it from anyone must be explicit */
+    fprintf(stderr,
+            "l7proxy: --proxy-protocol needs --proxy-protocol-trusted=CIDR (the L4 tier's "
+            "addresses; 0.0.0.0/0 and ::/0 spell out trusting every peer)\n");
+    return 2;
   }
   if (workers == 0) workers = default_workers();
   if (workers > MAX_WORKERS) workers = MAX_WORKERS;

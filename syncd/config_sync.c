@@ -30,6 +30,7 @@
 #include "common/rpc.h"
 #include "edge/v1/config_sync.pb-c.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/store.h"
 
 /* Pushes remembered per stream for matching Acks. A proxy acks in order,
@@ -71,6 +72,7 @@ struct config_sync {
   char boot_id[17];
   void (*replicas_fn)(void *ud);
   void *replicas_ud;
+  struct authz *authz;
   struct metrics_counter *pushes, *acks, *nacks, *bytes;
   struct metrics_histogram *push_ack;
 };
@@ -154,6 +156,10 @@ void config_sync_free(struct config_sync *cs) {
   }
   free(cs->nodes);
   free(cs);
+}
+
+void config_sync_set_authz(struct config_sync *cs, struct authz *a) {
+  cs->authz = a;
 }
 
 void config_sync_on_replicas_changed(struct config_sync *cs, void (*fn)(void *ud), void *ud) {
@@ -320,6 +326,14 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
   struct config_sync *cs = st->cs;
   if (!h->node_id || !h->node_id[0]) {
     stream_reject(st, "Hello without node_id");
+    return;
+  }
+  char why[256];
+  if (authz_check(cs->authz, st->call, "ConfigSync", AUTHZ_L7PROXY, h->node_id, why, sizeof(why)) !=
+      0) {
+    /* before the node is looked up: a refused Hello evicts nobody */
+    st->finished = 1;
+    rpc_call_finish(st->call, RPC_STATUS_PERMISSION_DENIED, why);
     return;
   }
   struct cs_node *n = node_find_or_add(cs, h->node_id);

@@ -60,6 +60,13 @@ int config_sync_new(struct store *store, struct metrics_registry *metrics,
 /* Frees everything; the server must have been shut down first. */
 void config_sync_free(struct config_sync *cs);
 
+/* Hellos are checked against the client certificate's identity
+ * (syncd/authz.h: spiffe://edge/l7proxy/NODE_ID) before anything else
+ * happens: a refused Hello never touches the node it names. a may be NULL
+ * (no checks); it must outlive cs. */
+struct authz;
+void config_sync_set_authz(struct config_sync *cs, struct authz *a);
+
 /* Registers CONFIG_SYNC_METHOD on srv (before rpc_server_start). */
 int config_sync_register(struct config_sync *cs, struct rpc_server *srv);
 

@@ -34,6 +34,7 @@
 #include "common/rpc.h"
 #include "common/statedir.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/config_sync.h"
 #include "syncd/default_cert.h"
 #include "syncd/explain.h"
@@ -54,6 +55,7 @@ struct syncd {
   struct config_sync *cs;
   struct membership *mb;
   struct status *status;
+  struct authz *authz;
   struct admin_server *admin;
   struct syncd_source *source;
   uv_signal_t sigterm, sigint;
@@ -338,7 +340,7 @@ int main(int argc, char **argv) {
   const char *cert = NULL, *key = NULL, *ca = NULL, *kubeconfig = NULL, *publish = NULL;
   const char *default_cert = NULL, *default_key = NULL, *level = "info";
   const char *expiry_warning = "14d";
-  int insecure = 0;
+  int insecure = 0, insecure_remote = 0;
   uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 5000;
   int restored = 0;
   const struct flag_def defs[] = {
@@ -350,7 +352,12 @@ int main(int argc, char **argv) {
       {"cert", FLAG_STRING, &cert, "server certificate (PEM) for mTLS", "FILE"},
       {"key", FLAG_STRING, &key, "server private key (PEM) for mTLS", "FILE"},
       {"ca", FLAG_STRING, &ca, "CA (PEM) that client certificates must chain to", "FILE"},
-      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC (instead of --cert/--key/--ca)", NULL},
+      {"insecure", FLAG_BOOL, &insecure,
+       "plaintext gRPC without identities (instead of --cert/--key/--ca); --listen must be "
+       "loopback",
+       NULL},
+      {"insecure-allow-remote", FLAG_BOOL, &insecure_remote,
+       "allow --insecure on a non-loopback --listen (anyone who can connect is any node)", NULL},
       {"kubeconfig", FLAG_STRING, &kubeconfig, "kubeconfig for --source=kubernetes", "FILE"},
       {"publish-address", FLAG_STRING, &publish,
        "address written to status.loadBalancer of served Ingresses", "ADDR"},
@@ -389,6 +396,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "syncd: choose exactly one of --cert/--key/--ca (mTLS) or --insecure\n");
     return 2;
   }
+  if (insecure && !insecure_remote && !flags_is_loopback(listen)) {
+    fprintf(stderr,
+            "syncd: --insecure serves plaintext without identities: --listen=%s must be a "
+            "loopback address (or add --insecure-allow-remote)\n",
+            listen);
+    return 2;
+  }
   if (have_tls && !(cert && key && ca)) {
     fprintf(stderr, "syncd: mTLS needs all of --cert, --key and --ca\n");
     return 2;
@@ -421,7 +435,10 @@ int main(int argc, char **argv) {
            log_q(state_dir ? state_dir : ""), insecure ? "insecure" : "mtls",
            log_q(kubeconfig ? kubeconfig : ""), log_q(publish ? publish : ""), level,
            log_q(expiry_warning));
-  if (insecure) LOG_WARN("insecure", "%s", "gRPC is plaintext: anyone can read configuration");
+  if (insecure)
+    LOG_WARN("insecure", "reason=%s remote=%s",
+             log_q("gRPC is plaintext without identities: anyone who connects is any node"),
+             insecure_remote ? "allowed" : "refused");
 
   sd.metrics = metrics_registry_new();
   if (!sd.metrics || store_new(&sd.store) != 0) {
@@ -478,6 +495,14 @@ int main(int argc, char **argv) {
                    "kind=\"l4lb\"", gauge_l4, &sd);
   update_object_gauges(&sd);
   config_sync_on_replicas_changed(sd.cs, on_replicas_changed, &sd);
+  /* identities and roles come from the client certificates (syncd/authz.h) */
+  if (authz_new(!insecure, sd.metrics, &sd.authz) != 0) {
+    fprintf(stderr, "syncd: out of memory\n");
+    return 1;
+  }
+  config_sync_set_authz(sd.cs, sd.authz);
+  membership_set_authz(sd.mb, sd.authz);
+  status_set_authz(sd.status, sd.authz);
   /* A restarted syncd knows no proxies yet: telling the l4lbs "no replicas"
    * now would empty their tables until the proxies reconnect. */
   if (restored) membership_hold(sd.mb, sd.loop, membership_grace_ms);
@@ -487,7 +512,8 @@ int main(int argc, char **argv) {
       .creds = {.cert_file = cert, .key_file = key, .ca_file = ca, .insecure = insecure}};
   if (rpc_server_new(sd.rt, &so, &sd.srv, err, sizeof(err)) != 0 ||
       config_sync_register(sd.cs, sd.srv) != 0 || membership_register(sd.mb, sd.srv) != 0 ||
-      status_register(sd.status, sd.srv) != 0 || syncd_explain_register(sd.store, sd.srv) != 0 ||
+      status_register(sd.status, sd.srv) != 0 ||
+      syncd_explain_register(sd.store, sd.authz, sd.srv) != 0 ||
       rpc_server_start(sd.srv, err, sizeof(err)) != 0) {
     fprintf(stderr, "syncd: --listen=%s: %s\n", listen, err);
     LOG_ERROR("listen_failed", "listen=%s err=%s", log_q(listen), log_q(err));
@@ -540,6 +566,7 @@ int main(int argc, char **argv) {
   status_free(sd.status);
   membership_free(sd.mb);
   config_sync_free(sd.cs);
+  authz_free(sd.authz);
   store_free(sd.store);
   metrics_registry_free(sd.metrics);
   uv_run(sd.loop, UV_RUN_NOWAIT);

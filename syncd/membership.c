@@ -18,6 +18,7 @@
 #include "common/metrics.h"
 #include "common/rpc.h"
 #include "edge/v1/membership.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/config_sync.h"
 
 #include <uv.h>
@@ -49,7 +50,12 @@ struct membership {
    * and keep the set they had from a previous syncd. */
   int held;
   uv_timer_t *hold_timer;
+  struct authz *authz;
 };
+
+void membership_set_authz(struct membership *mb, struct authz *a) {
+  mb->authz = a;
+}
 
 static int64_t now_s(void) {
   return (int64_t)time(NULL);
@@ -288,6 +294,15 @@ static void mb_on_message(void *ud, struct rpc_call *call, const uint8_t *data, 
     rpc_call_finish(call, RPC_STATUS_INVALID_ARGUMENT, reason);
     watch_detach(w);
     if (req) edge__v1__watch_request__free_unpacked(req, NULL);
+    return;
+  }
+  char why[256];
+  if (authz_check(mb->authz, call, "Membership", AUTHZ_L4LB, req->node_id ? req->node_id : "", why,
+                  sizeof(why)) != 0) {
+    /* before the watcher is looked up: a refused watch evicts nobody */
+    edge__v1__watch_request__free_unpacked(req, NULL);
+    w->finished = 1;
+    rpc_call_finish(call, RPC_STATUS_PERMISSION_DENIED, why);
     return;
   }
   /* An l4lb without a name is listed under its peer address. */

@@ -40,6 +40,10 @@ int membership_new(struct config_sync *cs, struct metrics_registry *metrics,
                    struct membership **out);
 void membership_free(struct membership *mb);
 int membership_register(struct membership *mb, struct rpc_server *srv);
+/* Watches are checked against the client certificate's identity
+ * (syncd/authz.h: spiffe://edge/l4lb/NODE_ID); a may be NULL. */
+struct authz;
+void membership_set_authz(struct membership *mb, struct authz *a);
 
 /*
  * Startup grace: sends watchers nothing for ms after start, so the proxies

@@ -28,6 +28,7 @@
 #include "common/rpc.h"
 #include "edge/v1/resources.pb-c.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/config_sync.h"
 #include "syncd/membership.h"
 #include "syncd/store.h"
@@ -61,6 +62,7 @@ struct status {
   char **gauged; /* certificate names with an expiry gauge */
   size_t n_gauged;
   int64_t last_warn_log; /* when expiring certificates were last logged */
+  struct authz *authz;
   uv_timer_t timer;
   int timer_started;
   void (*stopped)(void *);
@@ -242,6 +244,7 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   Edge__V1__CertificateStatus *certs = calloc(st->n_certs + 1, sizeof(*certs));
   Edge__V1__CertificateStatus **cp = calloc(st->n_certs + 1, sizeof(*cp));
   int rc = -1;
+  Edge__V1__Refusal *refs = NULL, **rp = NULL;
   if (!nodes || !np || !certs || !cp) goto out;
   for (size_t i = 0; i < n7; i++) {
     const struct config_sync_node *n = config_sync_node_at(st->cs, i);
@@ -288,6 +291,26 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   resp.n_nodes = n7 + n4;
   resp.nodes = np;
 
+  /* Refusals. */
+  const struct authz_refusal *ar;
+  size_t nr = authz_refusals(st->authz, &ar);
+  refs = calloc(nr + 1, sizeof(*refs));
+  rp = calloc(nr + 1, sizeof(*rp));
+  if (!refs || !rp) goto out;
+  for (size_t i = 0; i < nr; i++) {
+    edge__v1__refusal__init(&refs[i]);
+    refs[i].method = (char *)ar[i].method;
+    refs[i].peer = (char *)ar[i].peer;
+    refs[i].identity = (char *)ar[i].identity;
+    refs[i].node_id = (char *)ar[i].node_id;
+    refs[i].reason = (char *)ar[i].reason;
+    refs[i].last_at = ar[i].last_at;
+    refs[i].count = ar[i].count;
+    rp[i] = &refs[i];
+  }
+  resp.n_refusals = nr;
+  resp.refusals = rp;
+
   int64_t now = (int64_t)time(NULL);
   for (size_t i = 0; i < st->n_certs; i++) {
     struct cert_fact *f = &st->certs[i];
@@ -319,6 +342,8 @@ out:
   free(np);
   free(certs);
   free(cp);
+  free(refs);
+  free(rp);
   return rc;
 }
 
@@ -411,8 +436,17 @@ void status_stop(struct status *st, void (*done)(void *arg), void *arg) {
 
 /* ---- Status.Get ------------------------------------------------------- */
 
+void status_set_authz(struct status *st, struct authz *a) {
+  st->authz = a;
+}
+
 static void st_on_message(void *ud, struct rpc_call *call, const uint8_t *data, size_t len) {
   struct status *st = ud;
+  char why[256];
+  if (authz_check(st->authz, call, "Status", AUTHZ_SYNCCTL, NULL, why, sizeof(why)) != 0) {
+    rpc_call_finish(call, RPC_STATUS_PERMISSION_DENIED, why);
+    return;
+  }
   Edge__V1__StatusRequest *req = edge__v1__status_request__unpack(NULL, len, data);
   if (!req) {
     rpc_call_finish(call, RPC_STATUS_INVALID_ARGUMENT, "unparseable StatusRequest");

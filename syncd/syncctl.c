@@ -142,6 +142,17 @@ static void print_text(const Edge__V1__StatusResponse *r) {
   for (size_t i = 0; i < r->n_nodes; i++)
     for (size_t k = 0; k < r->nodes[i]->n_problems; k++)
       printf("  %s PROBLEM %s\n", r->nodes[i]->node_id, r->nodes[i]->problems[k]);
+  if (r->n_refusals) {
+    printf("\nREFUSED (%zu, identity does not allow it)\n", r->n_refusals);
+    for (size_t i = 0; i < r->n_refusals; i++) {
+      const Edge__V1__Refusal *f = r->refusals[i];
+      char at[64];
+      ago(f->last_at, now, at, sizeof(at));
+      printf("  %s peer %s node %s identity %s: %s (x%" PRIu64 ", last %s)\n", f->method, f->peer,
+             f->node_id[0] ? f->node_id : "-", f->identity[0] ? f->identity : "-", f->reason,
+             f->count, at);
+    }
+  }
 
   printf("\nSOURCES\n");
   for (size_t i = 0; i < r->n_sources; i++) {
@@ -215,6 +226,16 @@ static void print_json(const Edge__V1__StatusResponse *r) {
     json_array_append_new(nodes, o);
   }
   json_object_set_new(root, "nodes", nodes);
+  json_t *refusals = json_array();
+  for (size_t i = 0; i < r->n_refusals; i++) {
+    const Edge__V1__Refusal *f = r->refusals[i];
+    json_array_append_new(
+        refusals,
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "method", f->method, "peer", f->peer,
+                  "identity", f->identity, "node_id", f->node_id, "reason", f->reason, "last_at",
+                  (json_int_t)f->last_at, "count", (json_int_t)f->count));
+  }
+  json_object_set_new(root, "refusals", refusals);
   json_t *sources = json_array();
   for (size_t i = 0; i < r->n_sources; i++) {
     const Edge__V1__SourceStatus *s = r->sources[i];
@@ -438,14 +459,16 @@ int main(int argc, char **argv) {
   const char *target = "127.0.0.1:7000", *cert = NULL, *key = NULL, *ca = NULL;
   const char *sni = NULL;
   struct flag_list headers = {.count = 0};
-  int insecure = 0, json = 0;
+  int insecure = 0, insecure_remote = 0, json = 0;
   uint32_t timeout_ms = 5000;
   const struct flag_def defs[] = {
       {"syncd", FLAG_STRING, &target, "syncd gRPC address (default 127.0.0.1:7000)", "ADDR:PORT"},
       {"cert", FLAG_STRING, &cert, "client certificate (PEM) for mTLS", "FILE"},
       {"key", FLAG_STRING, &key, "client private key (PEM) for mTLS", "FILE"},
       {"ca", FLAG_STRING, &ca, "CA (PEM) that syncd's certificate must chain to", "FILE"},
-      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC", NULL},
+      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC (a loopback --syncd only)", NULL},
+      {"insecure-allow-remote", FLAG_BOOL, &insecure_remote,
+       "allow --insecure to a non-loopback --syncd", NULL},
       {"json", FLAG_BOOL, &json, "print JSON instead of tables", NULL},
       {"sni", FLAG_STRING, &sni, "explain: server name the TLS client sends", "NAME"},
       {"header", FLAG_LIST, &headers, "explain: request header (repeatable)", "'NAME: VALUE'"},
@@ -478,6 +501,13 @@ int main(int argc, char **argv) {
     return 2;
   }
   int have_tls = cert || key || ca;
+  if (insecure && !insecure_remote && !flags_is_loopback(target)) {
+    fprintf(stderr,
+            "syncctl: --insecure is plaintext: --syncd=%s must be a loopback address (or add "
+            "--insecure-allow-remote)\n",
+            target);
+    return 2;
+  }
   if (insecure == have_tls || (have_tls && !(cert && key && ca))) {
     fprintf(stderr, "syncctl: choose either --cert, --key and --ca (mTLS) or --insecure\n");
     return 2;

@@ -16,7 +16,7 @@ import sys
 
 import yaml
 
-EXTERNAL_SECRETS = {"edge-syncd-tls", "edge-proxy-tls"}  # deploy/k8s/gen-secrets.sh
+EXTERNAL_SECRETS = {"edge-syncd-tls", "edge-l7proxy-tls", "edge-l4lb-tls", "edge-syncctl-tls"}  # deploy/k8s/gen-secrets.sh
 
 
 def main(path, l4_type):

@@ -202,13 +202,22 @@ mkdir -p "$run/logs" "$run/manifests" "$run/tmp" "$run/syncd-state" || die "cann
 chmod 700 "$run"
 
 # ------------------------------------------------------------------- secrets
-"$here/pki.sh" "$run/pki" --secret=default/secure-tls=secure.example.test || die "pki.sh failed"
+# one client certificate per node: syncd binds each node's id and role to it
+"$here/pki.sh" "$run/pki" --secret=default/secure-tls=secure.example.test \
+  --node=l7proxy/l7-1 --node=l7proxy/l7-2 --node=l7proxy/l7-3 --node=l4lb/lb-a --node=l4lb/lb-b \
+  --node=syncctl/local || die "pki.sh failed"
 cp "$run/pki/tls-secret.yaml" "$run/tmp/gen-tls-secret.yaml" && mv "$run/tmp/gen-tls-secret.yaml" "$run/manifests/"
+# node_tls ROLE NAME: the TLS flags of that node (its own certificate)
+node_tls() {
+  if [ "$insecure" = 1 ]; then
+    tls=(--insecure)
+  else
+    tls=(--cert="$run/pki/$1-$2.crt" --key="$run/pki/$1-$2.key" --ca="$run/pki/ca.crt")
+  fi
+}
 if [ "$insecure" = 1 ]; then
-  tls=(--insecure)
   say "EDGE_INSECURE=1: syncd and the proxies talk plaintext gRPC (fine on 127.0.0.1 only)"
 else
-  tls=(--cert="$run/pki/client.crt" --key="$run/pki/client.key" --ca="$run/pki/ca.crt")
   syncd_tls=(--cert="$run/pki/syncd.crt" --key="$run/pki/syncd.key" --ca="$run/pki/ca.crt")
 fi
 
@@ -248,6 +257,7 @@ start_l7s() {
   local i args
   for i in 1 2 3; do
     mkdir -p "$run/l7-$i"
+    node_tls l7proxy "l7-$i"
     args=(--syncd=127.0.0.1:17000 --node-id="l7-$i" --http="127.0.0.1:171${i}0"
       --admin="127.0.0.1:171${i}1" --advertise="127.0.0.1:171${i}0" --workers=1
       --cache-dir="$run/l7-$i" --drain-timeout=5s "${tls[@]}")
@@ -278,6 +288,7 @@ if [ "$https_ok" = 1 ]; then
 fi
 for lb in a:17080:17081 b:17090:17091; do
   IFS=: read -r n port admin <<<"$lb"
+  node_tls l4lb "lb-$n"
   start "lb-$n" "$bin/l4lb/l4lb" --listen="127.0.0.1:$port" --syncd=127.0.0.1:17000 \
     --admin="127.0.0.1:$admin" --node-id="lb-$n" --workers=1 --proxy-protocol=off \
     --check-interval=500ms --drain-timeout=5s "${tls[@]}"
@@ -289,7 +300,8 @@ wait_ready http://127.0.1.1:18080/ http://127.0.6.1:18080/ http://127.0.0.1:1700
   http://127.0.0.1:17081/readyz http://127.0.0.1:17091/readyz || exit 1
 
 syncctl=("$bin/syncd/syncctl" --syncd=127.0.0.1:17000)
-if [ "$insecure" = 1 ]; then syncctl+=(--insecure); else syncctl+=("${tls[@]}"); fi
+node_tls syncctl local
+syncctl+=("${tls[@]}")
 
 cat <<EOF
 

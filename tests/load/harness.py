@@ -338,7 +338,7 @@ def start_l7proxy_syncd(env, syncd_port, name="l7proxy", proxy_protocol=False):
             "--node-id=" + name, "--cache-dir=" + cache, "--log-level=warn",
             "--drain-timeout=2s"]
     if proxy_protocol:
-        argv.append("--proxy-protocol")
+        argv += ["--proxy-protocol", "--proxy-protocol-trusted=127.0.0.0/8"]
     proc = env.spawn(name, argv)
     try:
         wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)
@@ -415,7 +415,7 @@ def start_l7proxy(env, backend_ports, mode="http", hosts=None, proxy_protocol=Fa
     else:
         argv += ["--http=127.0.0.1:%d" % port]
     if proxy_protocol:
-        argv.append("--proxy-protocol")
+        argv += ["--proxy-protocol", "--proxy-protocol-trusted=127.0.0.0/8"]
     proc = env.spawn(name, argv)
     try:
         wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)

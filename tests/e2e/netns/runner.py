@@ -180,8 +180,9 @@ class Cluster:
     def path(self, rel):
         return os.path.join(self.bin, rel)
 
-    def tls_client(self):
-        return [f"--cert={self.pki}/client.crt", f"--key={self.pki}/client.key",
+    def tls_client(self, role, name):
+        """The node's own certificate: identity spiffe://edge/ROLE/NAME (pki.sh --node)."""
+        return [f"--cert={self.pki}/{role}-{name}.crt", f"--key={self.pki}/{role}-{name}.key",
                 f"--ca={self.pki}/ca.crt"]
 
     # ---------------------------------------------------------- processes
@@ -211,7 +212,7 @@ class Cluster:
             cmd += ["--proxy-protocol", f"--proxy-protocol-trusted={L4_CIDR}"]
         if https:
             cmd.append(f"--https={ip}:443")
-        return cmd + self.tls_client()
+        return cmd + self.tls_client("l7proxy", name)
 
     def start_l7(self, name):
         return self.proc(name, name, self.l7_cmd(name, "tls" in self.caps))
@@ -227,7 +228,7 @@ class Cluster:
                 cmd.append(f"{flag}={val}")
         if "--proxy-protocol-trusted" not in self.l7_help and "--proxy-protocol" in self.l4_help:
             cmd.append("--proxy-protocol=off")  # replicas cannot read it
-        return self.proc(name, name, cmd + self.tls_client())
+        return self.proc(name, name, cmd + self.tls_client("l4lb", name))
 
     def start_keepalived(self, name):
         me, peer = (name, "lb-b") if name == "lb-a" else (name, "lb-a")
@@ -256,7 +257,9 @@ class Cluster:
 
     def start_all(self):
         subprocess.run([os.path.join(self.args.repo, "deploy/local/pki.sh"), self.pki,
-                        f"--san=IP:{HOSTS['syncd']}"], check=True)
+                        f"--san=IP:{HOSTS['syncd']}", "--node=syncctl/e2e"]
+                       + [f"--node=l7proxy/{r}" for r in REPLICAS]
+                       + [f"--node=l4lb/{lb}" for lb in LBS], check=True)
         self.marker = self.proc("marker-backend", "backends", [
             "python3", os.path.join(self.args.repo, "deploy/local/backend.py"),
             f"marker-1={self.endpoint_ip('marker', 1)}:{BACKEND_PORT}"])
@@ -402,7 +405,7 @@ class Cluster:
         """syncctl status --json as a dict, or None when syncd is unreachable."""
         try:
             p = subprocess.run([self.path("syncd/syncctl"), f"--syncd={HOSTS['syncd']}:7000"]
-                               + self.tls_client() + ["status", "--json"],
+                               + self.tls_client("syncctl", "e2e") + ["status", "--json"],
                                capture_output=True, text=True, timeout=20)
             return json.loads(p.stdout) if p.returncode == 0 else None
         except (ValueError, subprocess.SubprocessError):

@@ -242,6 +242,22 @@ static void hostport_rejects_malformed_input(void) {
     CU_ASSERT_EQUAL(flags_split_hostport(bad[i], host, sizeof(host), &port), -1);
 }
 
+/* --insecure is allowed only on these without --insecure-allow-remote. */
+static void only_loopback_addresses_count_as_loopback(void) {
+  CU_ASSERT_EQUAL(flags_is_loopback("127.0.0.1:7000"), 1);
+  CU_ASSERT_EQUAL(flags_is_loopback("127.1.2.3:0"), 1);
+  CU_ASSERT_EQUAL(flags_is_loopback("[::1]:7000"), 1);
+  CU_ASSERT_EQUAL(flags_is_loopback("localhost:7000"), 1);
+  CU_ASSERT_EQUAL(flags_is_loopback("0.0.0.0:7000"), 0);
+  CU_ASSERT_EQUAL(flags_is_loopback("10.0.0.5:7000"), 0);
+  CU_ASSERT_EQUAL(flags_is_loopback("[::]:7000"), 0);
+  CU_ASSERT_EQUAL(flags_is_loopback("127.0.0.1.evil.com:7000"), 0);
+  CU_ASSERT_EQUAL(flags_is_loopback("localhost.evil.com:7000"), 0);
+  CU_ASSERT_EQUAL(flags_is_loopback("syncd:7000"), 0);
+  CU_ASSERT_EQUAL(flags_is_loopback("127.0.0.1"), 0);
+  CU_ASSERT_EQUAL(flags_is_loopback("300.0.0.1:7000"), 0);
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("flags", NULL, NULL);
   CU_add_test(s, "equals_and_separate_value_forms_both_set_the_flag",
@@ -269,4 +285,6 @@ void test_register(void) {
   CU_add_test(s, "hostport_splits_ipv4_names_and_bracketed_ipv6",
               hostport_splits_ipv4_names_and_bracketed_ipv6);
   CU_add_test(s, "hostport_rejects_malformed_input", hostport_rejects_malformed_input);
+  CU_add_test(s, "only_loopback_addresses_count_as_loopback",
+              only_loopback_addresses_count_as_loopback);
 }
