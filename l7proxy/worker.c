@@ -131,8 +131,9 @@ struct exchange {
   struct uconn *uc;
   uint64_t avoid; /* endpoints already tried (bit per index) */
   int retries_left;
-  int tries;       /* endpoints tried for this request */
-  int outstanding; /* ep->lb.outstanding holds a count for this exchange */
+  int tries;        /* endpoints tried for this request */
+  int outstanding;  /* ep->lb.outstanding holds a count for this exchange */
+  char ep_name[64]; /* for the access log: ep may be pruned once released (upstream.h) */
   int idempotent;
   struct h1_buf head;   /* upstream request head, kept for a retry */
   struct h1_buf up_out; /* request body bytes waiting for a connection */
@@ -447,7 +448,7 @@ static void record_request(struct dconn *d) {
              d->client, log_q(ex->method), log_q(ex->host), log_q(ex->path), ex->status,
              (unsigned long long)ex->bytes_down, secs * 1000,
              log_q(ex->route ? ex->route->path : "-"), log_q(ex->cluster ? ex->cluster->name : "-"),
-             ex->ep ? ex->ep->name : "-", ex->request_id[0] ? ex->request_id : "-");
+             ex->ep_name[0] ? ex->ep_name : "-", ex->request_id[0] ? ex->request_id : "-");
   }
 }
 
@@ -1773,6 +1774,7 @@ static void ex_start_upstream(struct dconn *d) {
     struct up_endpoint *ep = v->eps[i];
     if (i < 64) ex->avoid |= 1ull << i;
     ex->ep = ep;
+    snprintf(ex->ep_name, sizeof(ex->ep_name), "%s", ep->name);
     ex->tries++;
     ep->lb.outstanding++;
     if (cluster_is_h2(ex->cluster)) { /* H2C/GRPC: a stream on a shared connection */

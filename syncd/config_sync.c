@@ -139,23 +139,50 @@ static void node_set_problems(struct cs_node *n, const Edge__V1__Ack *a) {
   if (!want) LOG_INFO("node_problems_cleared", "node=%s", log_q(n->pub.node_id));
 }
 
+static void node_free(struct cs_node *n) {
+  if (n->stream) n->stream->node = NULL;
+  free(n->pub.node_id);
+  free(n->pub.address);
+  free(n->pub.admin_address);
+  free(n->pub.https_address);
+  free(n->pub.zone);
+  free(n->pub.build);
+  free(n->pub.last_error);
+  node_clear_problems(n);
+  free(n);
+}
+
 void config_sync_free(struct config_sync *cs) {
   if (!cs) return;
-  for (size_t i = 0; i < cs->n_nodes; i++) {
-    struct cs_node *n = cs->nodes[i];
-    if (n->stream) n->stream->node = NULL;
-    free(n->pub.node_id);
-    free(n->pub.address);
-    free(n->pub.admin_address);
-    free(n->pub.https_address);
-    free(n->pub.zone);
-    free(n->pub.build);
-    free(n->pub.last_error);
-    node_clear_problems(n);
-    free(n);
-  }
+  for (size_t i = 0; i < cs->n_nodes; i++) node_free(cs->nodes[i]);
   free(cs->nodes);
   free(cs);
+}
+
+size_t config_sync_prune(struct config_sync *cs, int64_t now, int64_t max_age_s,
+                         size_t max_disconnected) {
+  size_t gone = 0, disconnected = 0;
+  for (size_t i = 0; i < cs->n_nodes; i++) disconnected += !cs->nodes[i]->pub.connected;
+  for (;;) {
+    /* the oldest disconnected node: too old, or one too many */
+    size_t oldest = cs->n_nodes;
+    for (size_t i = 0; i < cs->n_nodes; i++) {
+      const struct cs_node *n = cs->nodes[i];
+      if (n->pub.connected || n->stream) continue;
+      if (oldest == cs->n_nodes || n->pub.disconnected_at < cs->nodes[oldest]->pub.disconnected_at)
+        oldest = i;
+    }
+    if (oldest == cs->n_nodes) break;
+    struct cs_node *n = cs->nodes[oldest];
+    if (n->pub.disconnected_at > now - max_age_s && disconnected <= max_disconnected) break;
+    LOG_INFO("node_forgotten", "node=%s disconnected_at=%" PRId64, log_q(n->pub.node_id),
+             n->pub.disconnected_at);
+    cs->nodes[oldest] = cs->nodes[--cs->n_nodes];
+    node_free(n);
+    disconnected--;
+    gone++;
+  }
+  return gone;
 }
 
 void config_sync_set_authz(struct config_sync *cs, struct authz *a) {

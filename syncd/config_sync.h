@@ -15,7 +15,9 @@
  * reason; nothing else changes.
  *
  * Nodes stay listed after they disconnect (with the disconnect time) until
- * syncd restarts. Runs on syncd's loop thread. Called by syncd/main.c
+ * config_sync_prune forgets them (disconnected longer than a retention, or
+ * beyond a cap on disconnected nodes: node churn never grows the table
+ * forever). Runs on syncd's loop thread. Called by syncd/main.c
  * (create, register, notify of new versions), read by syncd/membership.c
  * and syncd/status.c.
  */
@@ -76,6 +78,12 @@ void config_sync_on_replicas_changed(struct config_sync *cs, void (*fn)(void *ud
 
 /* The store has a new version: push to every idle connected node. */
 void config_sync_notify(struct config_sync *cs);
+
+/* Forgets nodes disconnected at or before now - max_age_s, then the
+ * oldest disconnected ones beyond max_disconnected. Connected nodes stay.
+ * Returns how many were forgotten (pointers to them become invalid). */
+size_t config_sync_prune(struct config_sync *cs, int64_t now, int64_t max_age_s,
+                         size_t max_disconnected);
 
 size_t config_sync_node_count(const struct config_sync *cs);
 const struct config_sync_node *config_sync_node_at(const struct config_sync *cs, size_t i);

@@ -44,6 +44,8 @@
 #include "syncd/store.h"
 
 #define SYNCD_BUILD "edge-syncd/0.1.0"
+#define PRUNE_EVERY_MS 60000
+#define MAX_DISCONNECTED_NODES 1024 /* per table, beyond --node-retention */
 
 struct syncd {
   uv_loop_t *loop;
@@ -59,6 +61,8 @@ struct syncd {
   struct admin_server *admin;
   struct syncd_source *source;
   uv_signal_t sigterm, sigint;
+  uv_timer_t prune_timer;
+  int64_t node_retention_s;
   int stopping;
   int closing; /* asynchronous closes still running */
   struct metrics_gauge *rejected;
@@ -239,6 +243,16 @@ static void on_replicas_changed(void *ud) {
   membership_refresh(sd->mb);
 }
 
+/* Node tables: proxies and l4lbs that left are forgotten after
+ * --node-retention (and beyond MAX_DISCONNECTED_NODES), so node churn
+ * never grows them forever. */
+static void on_prune(uv_timer_t *t) {
+  struct syncd *sd = t->data;
+  int64_t now = (int64_t)time(NULL);
+  config_sync_prune(sd->cs, now, sd->node_retention_s, MAX_DISCONNECTED_NODES);
+  membership_prune(sd->mb, now, sd->node_retention_s, MAX_DISCONNECTED_NODES);
+}
+
 /* ---- admin --------------------------------------------------------------- */
 
 static void handle_config(void *ud, const char *path, const char *query,
@@ -274,7 +288,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   LOG_INFO("stopping", "signal=%d version=%" PRIu64, signum, store_version(sd->store));
   admin_set_draining(sd->admin, 1);
   membership_close(sd->mb);
-  sd->closing = 6;
+  sd->closing = 7;
+  uv_close((uv_handle_t *)&sd->prune_timer, signal_closed);
   status_stop(sd->status, closed_one, sd);
   uv_close((uv_handle_t *)&sd->sigterm, signal_closed);
   uv_close((uv_handle_t *)&sd->sigint, signal_closed);
@@ -342,6 +357,7 @@ int main(int argc, char **argv) {
   const char *expiry_warning = "14d";
   int insecure = 0, insecure_remote = 0;
   uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 5000;
+  uint32_t node_retention_ms = 3600 * 1000;
   int restored = 0;
   const struct flag_def defs[] = {
       {"source", FLAG_STRING, &source, "dir:PATH (default dir:deploy/examples) or kubernetes",
@@ -371,6 +387,8 @@ int main(int argc, char **argv) {
        "after a restart from --state-dir, hold the replica set back this long so proxies "
        "reconnect first (default 5s; 0 = off)",
        "DURATION"},
+      {"node-retention", FLAG_DURATION_MS, &node_retention_ms,
+       "forget nodes disconnected this long (status, default 1h)", "DURATION"},
       {"log-level", FLAG_STRING, &level, "debug, info, warn or error (default info)", "LEVEL"},
       {"expiry-warning", FLAG_STRING, &expiry_warning,
        "flag certificates expiring within this (default 14d; units d, h, m, s)", "DURATION"},
@@ -557,6 +575,10 @@ int main(int argc, char **argv) {
   uv_signal_init(sd.loop, &sd.sigterm);
   uv_signal_init(sd.loop, &sd.sigint);
   sd.sigterm.data = sd.sigint.data = &sd;
+  sd.node_retention_s = node_retention_ms / 1000;
+  uv_timer_init(sd.loop, &sd.prune_timer);
+  sd.prune_timer.data = &sd;
+  uv_timer_start(&sd.prune_timer, on_prune, PRUNE_EVERY_MS, PRUNE_EVERY_MS);
   uv_signal_start(&sd.sigterm, on_signal, SIGTERM);
   uv_signal_start(&sd.sigint, on_signal, SIGINT);
 

@@ -207,6 +207,33 @@ void membership_free(struct membership *mb) {
   free(mb);
 }
 
+size_t membership_prune(struct membership *mb, int64_t now, int64_t max_age_s,
+                        size_t max_disconnected) {
+  size_t gone = 0, disconnected = 0;
+  for (size_t i = 0; i < mb->n_nodes; i++) disconnected += mb->nodes[i]->watch == NULL;
+  for (;;) {
+    size_t oldest = mb->n_nodes;
+    for (size_t i = 0; i < mb->n_nodes; i++) {
+      const struct mb_node *n = mb->nodes[i];
+      if (n->watch) continue;
+      if (oldest == mb->n_nodes || n->pub.disconnected_at < mb->nodes[oldest]->pub.disconnected_at)
+        oldest = i;
+    }
+    if (oldest == mb->n_nodes) break;
+    struct mb_node *n = mb->nodes[oldest];
+    if (n->pub.disconnected_at > now - max_age_s && disconnected <= max_disconnected) break;
+    LOG_INFO("watcher_forgotten", "node=%s", log_q(n->pub.node_id));
+    mb->nodes[oldest] = mb->nodes[--mb->n_nodes];
+    free(n->pub.node_id);
+    free(n->pub.address);
+    free(n->pub.build);
+    free(n);
+    disconnected--;
+    gone++;
+  }
+  return gone;
+}
+
 uint64_t membership_version(const struct membership *mb) {
   return mb->version;
 }

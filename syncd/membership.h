@@ -59,6 +59,11 @@ void membership_close(struct membership *mb);
  * (hook this to config_sync_on_replicas_changed). */
 void membership_refresh(struct membership *mb);
 
+/* Forgets watchers disconnected at or before now - max_age_s, then the
+ * oldest disconnected ones beyond max_disconnected. Returns how many. */
+size_t membership_prune(struct membership *mb, int64_t now, int64_t max_age_s,
+                        size_t max_disconnected);
+
 uint64_t membership_version(const struct membership *mb);
 size_t membership_watcher_count(const struct membership *mb);
 const struct membership_watcher *membership_watcher_at(const struct membership *mb, size_t i);

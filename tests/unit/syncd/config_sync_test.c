@@ -4,8 +4,10 @@
 #include "syncd/config_sync.h"
 
 #include <CUnit/CUnit.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/rpc.h"
 #include "edge/v1/config_sync.pb-c.h"
@@ -427,8 +429,40 @@ static void hello_not_matching_the_certificate_is_refused_and_evicts_nobody(void
   authz_free(az);
 }
 
+/* Issue 15: node churn never grows the table forever. */
+static void disconnected_nodes_are_forgotten_after_retention_or_beyond_the_cap(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c[5];
+  char id[8];
+  for (int i = 0; i < 5; i++) {
+    snprintf(id, sizeof(id), "p%d", i);
+    c[i] = call_open();
+    hello(c[i], id, 0);
+  }
+  for (int i = 0; i < 4; i++) call_close(c[i]); /* p4 stays connected */
+  int64_t now = (int64_t)time(NULL);
+  CU_ASSERT_EQUAL(config_sync_prune(w.cs, now, 3600, 1000), 0);
+  CU_ASSERT_EQUAL(config_sync_node_count(w.cs), 5);
+  CU_ASSERT_EQUAL(config_sync_prune(w.cs, now, 3600, 2), 2); /* cap: 2 disconnected */
+  CU_ASSERT_EQUAL(config_sync_node_count(w.cs), 3);
+  CU_ASSERT_EQUAL(config_sync_prune(w.cs, now + 3601, 3600, 1000), 2); /* retention */
+  CU_ASSERT_EQUAL(config_sync_node_count(w.cs), 1);
+  CU_ASSERT_PTR_NOT_NULL(node(&w, "p4"));
+  CU_ASSERT_TRUE(node(&w, "p4")->connected);
+  /* the connected node keeps working after the table shrank */
+  answer(c[4], 0, NULL);
+  drain(c[4]);
+  new_version(&w);
+  CU_ASSERT_EQUAL(c[4]->nsent, 2);
+  call_close(c[4]);
+  world_free(&w);
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("config_sync", NULL, NULL);
+  CU_add_test(s, "disconnected_nodes_are_forgotten_after_retention_or_beyond_the_cap",
+              disconnected_nodes_are_forgotten_after_retention_or_beyond_the_cap);
   CU_add_test(s, "ack_problems_are_kept_on_the_node_until_cleared",
               ack_problems_are_kept_on_the_node_until_cleared);
   CU_add_test(s, "hello_not_matching_the_certificate_is_refused_and_evicts_nobody",
