@@ -46,10 +46,15 @@ bazel build --config=fuzz "${labels[@]}" >/dev/null 2>&1 || {
   bazel build --config=fuzz "${labels[@]}" 2>&1 | tail -20
   exit 1
 }
-bin=$(bazel info --config=fuzz bazel-bin 2>/dev/null)
-
 work=$(mktemp -d /tmp/edge-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# Bazel 4 puts --config=fuzz outputs in the same bazel-bin as normal builds:
+# copy the fuzzers now, so a build run meanwhile cannot swap them for the
+# corpus-replay binaries.
+bin="$work/bin"
+mkdir -p "$bin/tests/fuzz"
+src=$(bazel info --config=fuzz bazel-bin 2>/dev/null)
+for t in "${targets[@]}"; do cp "$src/tests/fuzz/$t" "$bin/tests/fuzz/$t"; done
 status=0
 rows=()
 for t in "${targets[@]}"; do
