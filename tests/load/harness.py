@@ -103,14 +103,14 @@ class Env:
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
 
-    def spawn(self, name, argv, extra_env=None):
+    def spawn(self, name, argv, extra_env=None, preexec=None):
         log = self.path(name + ".log")
         env = dict(os.environ)
         env.update(extra_env or {})
         with open(log, "ab") as out:
             p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, env=env,
-                                 cwd=self.dir)
+                                 cwd=self.dir, preexec_fn=preexec)
         proc = Proc(name, p, log)
         self.procs.append(proc)
         return proc

@@ -33,17 +33,20 @@ SCENARIOS = {}
 
 
 class Scenario:
-    def __init__(self, name, description, fn, expect_errors=False):
+    def __init__(self, name, description, fn, expect_errors=False, in_all=True):
         self.name = name
         self.description = description
         self.fn = fn
         # failover: errors are the thing measured, not a regression.
         self.expect_errors = expect_errors
+        # hostile: minutes long and its failures are the measurement; named
+        # explicitly, never part of `all`.
+        self.in_all = in_all
 
 
-def scenario(name, description, expect_errors=False):
+def scenario(name, description, expect_errors=False, in_all=True):
     def reg(fn):
-        SCENARIOS[name] = Scenario(name, description, fn, expect_errors)
+        SCENARIOS[name] = Scenario(name, description, fn, expect_errors, in_all)
         return fn
     return reg
 
@@ -615,3 +618,16 @@ def failover(ctx):
     return [row] + [_row(ctx, p, "kill 1 of 2", status="skipped",
                          reason="edge-only (l4lb health checks and Maglev re-hashing)")
                     for p in ("nginx", "haproxy")]
+
+
+# ------------------------------------------------------------------- hostile
+
+
+@scenario("hostile",
+          "hostile clients (issue 15): slowloris, stalled bodies, slow readers h1/h2 (zero "
+          "window), h2 stream floods, idle L4 connections, descriptor exhaustion; per attack the "
+          "attack's connections, the proxy's peak RSS and descriptors, and a well-behaved "
+          "client's requests and failures", expect_errors=True, in_all=False)
+def hostile_scenario(ctx):
+    import hostile
+    return hostile.run(ctx)
