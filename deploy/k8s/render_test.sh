@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Renders deploy/k8s (base and overlays/kind) offline with `kubectl kustomize`
 # and runs check_refs.py on each result. Without kubectl it only checks that
-# every YAML file parses and says the render was skipped. Run from the repo
-# root (Bazel runs it from the runfiles root).
+# every YAML file parses and skips by tests/lib/skip.sh (loud; a failure when
+# CI=true). Run from the repo root (Bazel runs it from the runfiles root).
 set -euo pipefail
 export PYTHONDONTWRITEBYTECODE=1
 src="${1:-deploy/k8s}"
@@ -19,8 +19,10 @@ for f in glob.glob(sys.argv[1] + "/**/*.yaml", recursive=True):
 print(f"parsed {n} YAML documents")
 PY
 if ! command -v kubectl >/dev/null 2>&1; then
-  echo "SKIPPED render: kubectl not installed (YAML parsed only)"
-  exit 0
+  # kubectl comes with the machine image (DESIGN §10), not from Debian: a
+  # machine without it cannot render. Loud, and a failure when CI=true.
+  . "$(dirname "$0")/../../tests/lib/skip.sh"
+  edge_platform_skip "kubectl not installed: YAML parsed, kustomize render not checked"
 fi
 kubectl kustomize "$work/k8s/base" >"$work/base.yaml"
 kubectl kustomize "$work/k8s/overlays/kind" >"$work/kind.yaml"

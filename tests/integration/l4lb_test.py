@@ -26,6 +26,9 @@ import unittest
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import skip_policy  # noqa: E402
+
 L4LB = None
 REPLICA = None
 FAKE_SYNCD = None
@@ -270,7 +273,7 @@ class L4lbTest(Base):
         try:
             socket.socket(socket.AF_INET6).bind(("::1", 0))
         except OSError:
-            self.skipTest("no IPv6 loopback")
+            skip_policy.platform_skip(self, "no IPv6 loopback")
         r = self.replica("r0")
         lb = self.l4lb([r.backend_flag(), "--listen=[::1]:0"])
         cfg = lb.config()
@@ -742,7 +745,7 @@ class L4lbRealSyncdTest(Base):
 
     def setUp(self):
         if not (SYNCD and FAKE_L7):
-            self.skipTest("needs --syncd and --fake-l7")
+            self.fail("needs --syncd=PATH and --fake-l7=PATH (see tests/integration/BUILD.bazel)")
         super().setUp()
 
     def start_syncd(self):
@@ -849,4 +852,4 @@ if __name__ == "__main__":
             FAKE_L7 = os.path.abspath(a.split("=", 1)[1])
         else:
             rest.append(a)
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2, warnings="ignore")
+    skip_policy.main([sys.argv[0]] + rest, warnings="ignore")

@@ -29,6 +29,9 @@ import time
 import unittest
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import skip_policy  # noqa: E402
+
 L7PROXY = GRPC_SERVER = GRPC_CLIENT = H2C_SERVER = None
 DEADLINE_S = 20
 
@@ -269,7 +272,6 @@ class H2cUpstreamTest(Base):
         self.assertEqual(len(r.body), 3000000)
         self.assertTrue(r.body == (b"0123456789" * 300000))
 
-    @unittest.skipUnless(shutil.which("curl"), "curl not installed")
     def test_h2_client_to_h2c_backend(self):
         p = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-D", "-", "-H",
                             "Host: h2c.test", "http://127.0.0.1:%d/via-h2" % self.proxy.port],
@@ -380,4 +382,4 @@ if __name__ == "__main__":
     if len(sys.argv) < 5:
         sys.exit("usage: l7proxy_grpc_test.py L7PROXY GRPC_SERVER GRPC_CLIENT H2C_SERVER")
     L7PROXY, GRPC_SERVER, GRPC_CLIENT, H2C_SERVER = [os.path.abspath(a) for a in sys.argv[1:5]]
-    unittest.main(argv=[sys.argv[0]] + sys.argv[5:], verbosity=2)
+    skip_policy.main([sys.argv[0]] + sys.argv[5:])

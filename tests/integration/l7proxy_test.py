@@ -23,6 +23,9 @@ import time
 import unittest
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import skip_policy  # noqa: E402
+
 L7PROXY = None
 BACKEND = None
 SYNCD = None
@@ -779,7 +782,7 @@ class WithSyncd(Base):
 
     def setUp(self):
         if not SYNCD:
-            self.skipTest("no syncd binary given (--syncd=PATH)")
+            self.fail("needs the syncd binary: --syncd=PATH")
         super().setUp()
         self.a = self.backend("a")
         self.src = os.path.join(self.tmp, "manifests")
@@ -889,4 +892,4 @@ if __name__ == "__main__":
     args = sys.argv[3:]
     if args and args[0].startswith("--syncd="):
         SYNCD = os.path.abspath(args.pop(0)[len("--syncd="):])
-    unittest.main(argv=[sys.argv[0]] + args, verbosity=2)
+    skip_policy.main([sys.argv[0]] + args)

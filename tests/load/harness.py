@@ -14,8 +14,13 @@ Invariants:
     name;
   - traffic goes only to 127.0.0.1;
   - every wait is bounded (a deadline, never an unbounded loop);
-  - a side that cannot run raises Skip (a clear reason, no numbers) or
-    SetupError (a failure, with the tail of its log).
+  - a side that cannot run raises SetupError (a failure, with the tail of
+    its log): a missing tool or binary, a flag the build rejects, a feature
+    that does not answer (h2c, TLS). Nothing here turns a broken side into a
+    skip; sides that never apply to a peer are "n/a" rows in scenarios.py;
+  - a load generator that measured nothing, exited non-zero or left more
+    requests unfinished than it had in flight reports them as errors or
+    raises SetupError; it never returns an empty success.
 
 Callers: scenarios.py (each scenario function), loadtest.py (Env life cycle).
 """
@@ -27,6 +32,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -36,10 +42,6 @@ WRK_LUA = os.path.join(HERE, "lua", "stats.lua")
 HZ = os.sysconf("SC_CLK_TCK")
 # What peers/backend-nginx.conf answers on "/".
 BACKEND_BODY = "hello from the load-test backend\n"
-
-
-class Skip(Exception):
-    """This side of the scenario cannot run here; the message says why."""
 
 
 class SetupError(Exception):
@@ -146,9 +148,11 @@ def http_get(url, timeout=1.0, host=None):
     req = urllib.request.Request(url)
     if host:
         req.add_header("Host", host)
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = None
+    if url.startswith("https:"):  # building a context costs ~25 ms: only when needed
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
             return r.status, r.read()
@@ -228,7 +232,7 @@ def render(template, dest, **values):
 
 def need_tool(name):
     if shutil.which(name) is None:
-        raise Skip("%s is not installed" % name)
+        raise SetupError("%s is not installed (bash bazel/setup.sh installs it)" % name)
 
 
 # ---------------------------------------------------------------- TLS material
@@ -340,14 +344,7 @@ def start_l7proxy_syncd(env, syncd_port, name="l7proxy", proxy_protocol=False):
     if proxy_protocol:
         argv += ["--proxy-protocol", "--proxy-protocol-trusted=127.0.0.0/8"]
     proc = env.spawn(name, argv)
-    try:
-        wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)
-    except SetupError:
-        m = re.search(r"^l7proxy: (.*(not available|not wired|unknown flag).*)$",
-                      proc.log_tail(5), re.M)
-        if m and not proc.alive():
-            raise Skip("l7proxy says: " + m.group(1).strip())
-        raise
+    wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)
     return proc, port, admin
 
 
@@ -390,16 +387,32 @@ def write_atomic(path, text):
 def need_bin(env, name):
     path = env.bins.get(name)
     if not path or not os.access(path, os.X_OK):
-        raise Skip("%s binary not built (run.sh builds it with bazel -c opt; "
-                   "or set EDGE_BIN_DIR)" % name)
+        raise SetupError("%s binary not built (run.sh builds it with bazel -c opt; "
+                         "or set EDGE_BIN_DIR)" % name)
     return path
 
 
+# TLS settings every side uses (peers/nginx-tls.conf, peers/haproxy-http.cfg
+# and edge's flags below): TLS 1.3 only, one cipher suite, one group.
+TLS_PROTOCOL, TLS_CIPHER, TLS_GROUP = "TLSv1.3", "TLS_AES_128_GCM_SHA256", "X25519"
+# tls_sessions: "off" (no tickets, no session cache: every handshake is a
+# full one) or "tickets" (stateless session tickets on, no server cache).
+TLS_SESSIONS = ("off", "tickets")
+
+
+def edge_tls_flags(tls_sessions):
+    flags = ["--tls-min-version=1.3", "--tls-ciphersuites=" + TLS_CIPHER]
+    if tls_sessions == "off":
+        flags.append("--tls-no-resumption")
+    return flags
+
+
 def start_l7proxy(env, backend_ports, mode="http", hosts=None, proxy_protocol=False,
-                  name="l7proxy", config_text=None):
-    """edge's l7proxy with --config, 1 worker. mode: http | h2c | https.
-    Returns (proc, port, admin_port, config_path). Skip when this build
-    says the feature is not available."""
+                  name="l7proxy", config_text=None, tls_sessions="off"):
+    """edge's l7proxy with --config, 1 worker. mode: http | h2c | https
+    (with TLS_* pinned and tls_sessions, see TLS_SESSIONS). Returns (proc,
+    port, admin_port, config_path); SetupError when it does not start or
+    does not serve the mode."""
     binary = need_bin(env, "l7proxy")
     cfg = env.path(name + ".json")
     cert = None
@@ -412,19 +425,13 @@ def start_l7proxy(env, backend_ports, mode="http", hosts=None, proxy_protocol=Fa
             "--log-level=warn", "--drain-timeout=2s"]
     if mode == "https":
         argv += ["--https=127.0.0.1:%d" % port, "--http=127.0.0.1:%d" % free_port()]
+        argv += edge_tls_flags(tls_sessions)
     else:
         argv += ["--http=127.0.0.1:%d" % port]
     if proxy_protocol:
         argv += ["--proxy-protocol", "--proxy-protocol-trusted=127.0.0.0/8"]
     proc = env.spawn(name, argv)
-    try:
-        wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)
-    except SetupError:
-        tail = proc.log_tail(5)
-        m = re.search(r"^l7proxy: (.*(not available|not wired|unknown flag).*)$", tail, re.M)
-        if m and not proc.alive():
-            raise Skip("l7proxy says: " + m.group(1).strip())
-        raise
+    wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)
     if mode == "h2c":
         probe_h2c(port, "l7proxy")
     return proc, port, admin, cfg
@@ -447,14 +454,51 @@ def check_proxied(port, scheme, host=None, h2c=False):
 
 
 def probe_h2c(port, who):
-    """Skip unless port answers an h2c prior-knowledge request with 200."""
+    """SetupError unless port answers an h2c prior-knowledge request with
+    200 over HTTP/2 (a broken h2c is a failed side, never a skipped one)."""
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
                         "--http2-prior-knowledge", "-m", "3",
                         "http://127.0.0.1:%d/" % port],
                        capture_output=True, text=True)
     if r.stdout.strip() != "200 2":
-        raise Skip("%s does not serve h2c prior knowledge yet (curl got %r)" %
-                   (who, r.stdout.strip() or "no answer"))
+        raise SetupError("%s does not serve h2c prior knowledge (curl got %r)" %
+                         (who, r.stdout.strip() or "no answer"))
+
+
+def tls_probe(port, host="localhost"):
+    """What a client negotiates with the TLS server on port, and whether it
+    resumes: one `openssl s_client` request that keeps the session (with any
+    ticket the server sent), then a second connection offering it. Returns
+    {"protocol", "cipher", "group", "resumed"}; SetupError when no
+    handshake completes. Used to check that every side of a TLS scenario
+    negotiates the same thing and resumes (or not) as the scenario says."""
+    tmp = tempfile.mkdtemp(prefix="tls-probe-")
+    sess = os.path.join(tmp, "session.pem")
+    req = ("GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode()
+    base = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", host,
+            "-ign_eof"]
+    second = ""
+    try:
+        first = subprocess.run(base + ["-sess_out", sess], input=req, capture_output=True,
+                               timeout=15).stdout.decode("latin-1")
+        if os.path.exists(sess):  # s_client writes it when a ticket arrived
+            second = subprocess.run(base + ["-sess_in", sess], input=req, capture_output=True,
+                                    timeout=15).stdout.decode("latin-1")
+    except subprocess.TimeoutExpired:
+        raise SetupError("openssl s_client to port %d did not finish" % port)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def field(rx, text):
+        m = re.search(rx, text, re.M)
+        return m.group(1) if m else ""
+    out = {"protocol": field(r"^(?:New|Reused), (TLSv[\d.]+), Cipher is ", first),
+           "cipher": field(r"^(?:New|Reused), TLSv[\d.]+, Cipher is (\S+)", first),
+           "group": field(r"^(?:Server Temp Key|Negotiated TLS1.3 group): (\w+)", first),
+           "resumed": bool(re.search(r"^Reused, ", second, re.M))}
+    if not out["protocol"] or (second and not re.search(r"^(New|Reused), ", second, re.M)):
+        raise SetupError("no TLS handshake with port %d: %s" % (port, (second or first)[-300:]))
+    return out
 
 
 def start_l4lb(env, backends, name="l4lb", proxy_protocol=True, extra=()):
@@ -485,8 +529,8 @@ def _nginx_dirs(d):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
 
 
-def start_nginx_proxy(env, backend_port, mode="http", hosts=None):
-    """The nginx peer. Returns (proc, port)."""
+def start_nginx_proxy(env, backend_port, mode="http", hosts=None, tls_sessions="off"):
+    """The nginx peer (https: TLS_* pinned, tls_sessions). Returns (proc, port)."""
     need_tool("nginx")
     d = env.path("nginx-proxy")
     _nginx_dirs(d)
@@ -505,7 +549,8 @@ def start_nginx_proxy(env, backend_port, mode="http", hosts=None):
     tls = os.path.join(d, "tls.conf")
     if mode == "https":
         cert, key, _ = make_cert(env)
-        render("nginx-tls.conf", tls, cert=cert, key=key)
+        render("nginx-tls.conf", tls, cert=cert, key=key,
+               tickets="on" if tls_sessions == "tickets" else "off")
     else:
         open(tls, "w").close()
     conf = render("nginx-proxy.conf", os.path.join(d, "nginx.conf"), dir=d,
@@ -515,8 +560,8 @@ def start_nginx_proxy(env, backend_port, mode="http", hosts=None):
     return proc, port
 
 
-def start_haproxy_http(env, backend_port, mode="http", hosts=None):
-    """The HAProxy peer. Returns (proc, port)."""
+def start_haproxy_http(env, backend_port, mode="http", hosts=None, tls_sessions="off"):
+    """The HAProxy peer (https: TLS_* pinned, tls_sessions). Returns (proc, port)."""
     need_tool("haproxy")
     port = free_port()
     _, _, pem = make_cert(env)
@@ -532,7 +577,8 @@ def start_haproxy_http(env, backend_port, mode="http", hosts=None):
         routing = "use_backend %%[req.hdr(host),host_only,lower,map(%s)]" % mp
     cfg = render("haproxy-http.cfg", env.path("haproxy.cfg"), port=port, bind_opts=bind,
                  scheme="https" if mode == "https" else "http", routing=routing,
-                 backend_port=backend_port)
+                 backend_port=backend_port,
+                 tls_tickets="" if tls_sessions == "tickets" else "no-tls-tickets")
     proc = env.spawn("haproxy", ["haproxy", "-db", "-f", cfg])
     _wait_peer(proc, port, mode, hosts)
     return proc, port
@@ -629,7 +675,14 @@ def _percentile(sorted_vals, q):
 def h2load(url, env, duration=None, requests=None, clients=10, streams=10, extra=(),
            timeout_s=None):
     """Runs h2load (-D duration, or -n requests). Percentiles come from its
-    per-request --log-file. Returns the same dict as wrk()."""
+    per-request --log-file. Returns the same dict as wrk(), plus "tls" (the
+    protocol, cipher and group h2load negotiated, "" over cleartext).
+
+    Errors: requests that did not succeed (4xx/5xx, failed, errored, timed
+    out) and requests that never finished: with -n every one of them; with
+    -D those beyond what was in flight when the time ran out (clients x
+    streams, which h2load abandons by design). A non-zero exit status is a
+    SetupError: h2load itself says the run is broken."""
     need_tool("h2load")
     log = env.path("h2load-%d.log" % int(time.monotonic() * 1000))
     argv = ["h2load", "-t1", "-c%d" % clients, "-m%d" % streams, "--log-file=" + log]
@@ -643,12 +696,12 @@ def h2load(url, env, duration=None, requests=None, clients=10, streams=10, extra
     out = r.stdout
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                   r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
-    fin = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
+    fin = re.search(r"finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", out)
     codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
-    if not m or not fin or not codes:
+    if r.returncode != 0 or not m or not fin or not codes:
         raise SetupError("h2load failed (exit %d): %s %s" % (r.returncode, out[-600:],
                                                              r.stderr[-300:]))
-    total, _, done, ok, failed, errored, tmo = map(int, m.groups())
+    total, started, done, ok, failed, errored, tmo = map(int, m.groups())
     durs = []
     try:
         with open(log) as f:
@@ -661,21 +714,34 @@ def h2load(url, env, duration=None, requests=None, clients=10, streams=10, extra
         pass
     durs.sort()
     bad_status = int(codes.group(3)) + int(codes.group(4))
-    # "done" counts every finished request, "succeeded" the 2xx/3xx ones; with
-    # -n, requests never done (refused or reset connections) are errors too.
-    missing = (total - done) if requests else 0
+    # "done" counts every finished request, "succeeded" the 2xx/3xx ones.
+    if requests:
+        missing = requests - done  # refused or reset connections included
+    else:
+        missing = max(0, started - done - clients * streams)
     errs = {"not_succeeded": done - ok, "failed": failed, "errored": errored,
             "timeout": tmo, "status_4xx_5xx": bad_status, "not_done": missing}
     errs = {k: v for k, v in errs.items() if v}
-    secs = float(fin.group(1)) / (1000.0 if fin.group(2) == "ms" else 1.0)
+    secs = float(fin.group(1)) / {"us": 1e6, "ms": 1e3, "s": 1.0}[fin.group(2)]
+    tls = " ".join(x for x in (
+        _h2load_field(r"^TLS Protocol: (\S+)", out), _h2load_field(r"^Cipher: (\S+)", out),
+        _h2load_field(r"^Server Temp Key: (\w+)", out)) if x)
     return {
         "requests": ok,
         "rate": ok / secs if secs > 0 else 0.0,
         "p50": _percentile(durs, 50), "p90": _percentile(durs, 90),
         "p99": _percentile(durs, 99), "p999": _percentile(durs, 99.9),
-        "errors": (done - ok) + missing,
+        # failed requests are not always among the done ones (errored
+        # connections): count whichever view sees more
+        "errors": max((done - ok) + missing, failed),
         "error_detail": ", ".join("%s=%d" % e for e in errs.items()),
+        "tls": tls,
     }
+
+
+def _h2load_field(rx, text):
+    m = re.search(rx, text, re.M)
+    return m.group(1) if m else ""
 
 
 def curl_bulk(url, runs):

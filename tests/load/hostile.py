@@ -52,7 +52,7 @@ import threading
 import time
 
 import harness as h
-from harness import Skip, SetupError
+from harness import SetupError
 
 TIMEOUT_FLAGS = ["--header-timeout=5s", "--idle-timeout=5s"]
 TCP_ESTABLISHED = 1
@@ -415,8 +415,6 @@ def _one(ctx, backend, attack, proxy, start, n, nofile, maxconn):
                     good_failed=good.failed, errors=good.failed, requests=good.ok + good.failed,
                     error_detail=detail, not_ready=sampler.not_ready if admin else None,
                     note="" if alive else "the proxy died during the attack")
-    except Skip as e:
-        return _row(ctx, attack, proxy, status="skipped", reason=str(e))
     except (SetupError, OSError) as e:
         return _row(ctx, attack, proxy, status="failed", reason=str(e))
     finally:

@@ -7,11 +7,12 @@ plot) to tests/load/results/<timestamp>/ and prints it.
                                  [--repeat=N] [--out=DIR] [--bin-dir=DIR] [--keep]
 
 --quick runs each side for ~2 s (no warm-up) and is the regression guard:
-the exit status is non-zero when a scenario failed (a side that should run
-did not) or saw errors it should not have (any error outside the failover
-scenario). Timings are never asserted. Skipped sides (a feature edge does
-not have yet, a tool that is missing) are reported with their reason and
-do not fail the run.
+the exit status is non-zero when a scenario failed: a side that should run
+did not (a missing tool or binary, a broken feature), measured nothing,
+or saw errors it should not have (failover bounds its own: recovery time,
+errors per connection, every connection after it). Timings are never
+asserted. Only sides that never apply to a peer (nginx-light has no TCP
+proxy, edge-only chains) are "n/a" rows; there are no skips.
 
 Invariants: each scenario runs in its own temporary directory and every
 process it started is stopped (by PID) before the next one begins; logs of
@@ -102,9 +103,6 @@ def run_scenario(sc, args, duration, bins, outdir):
            "expect_errors": sc.expect_errors}
     try:
         res["rows"] = sc.fn(ctx)
-    except harness.Skip as e:
-        res["rows"] = [{"scenario": sc.name, "proxy": "all", "variant": "", "status": "skipped",
-                        "reason": str(e), "unit": "req", "rate": None, "errors": None}]
     except Exception as e:  # a broken scenario must not stop the others
         res["error"] = "%s: %s" % (type(e).__name__, e)
     finally:
@@ -130,12 +128,18 @@ def problems(res):
     out = []
     if res["error"]:
         out.append(res["error"])
+    if not res["error"] and not any(r["status"] in ("ok", "failed") for r in res["rows"]):
+        out.append("no side measured anything")
     for r in res["rows"]:
         label = "%s %s" % (r["proxy"], r["variant"])
         if r["status"] == "failed":
             out.append("%s failed: %s" % (label.strip(), r["reason"].splitlines()[0]))
+        elif r["status"] == "ok" and not r.get("requests"):
+            out.append("%s measured nothing" % label.strip())
         elif r["status"] == "ok" and r["errors"] and not res["expect_errors"]:
             out.append("%s: %d errors (%s)" % (label.strip(), r["errors"], r["error_detail"]))
+        elif r["status"] not in ("ok", "n/a", "failed"):
+            out.append("%s: status %s" % (label.strip(), r["status"]))
     return out
 
 

@@ -125,14 +125,14 @@ def summary(run):
                 variants.append(r["variant"])
         for v in variants:
             rows = [r for r in sc["rows"] if r["variant"] == v]
-            if not any(r["status"] != "skipped" for r in rows) and not any(
+            if not any(r["status"] != "n/a" for r in rows) and not any(
                     r["proxy"] == "edge" for r in rows):
-                continue  # only peers, all skipped: nothing to read
+                continue  # only peers, none applicable: nothing to read
             cells = []
             for proxy in ("edge",) + PEERS:
                 r = next((x for x in rows if x["proxy"] == proxy), None)
-                if r is None or r["status"] == "skipped":
-                    cells.append("skipped" if r else "—")
+                if r is None or r["status"] == "n/a":
+                    cells.append("n/a" if r else "—")
                 elif r["status"] != "ok":
                     cells.append(r["status"])
                 else:

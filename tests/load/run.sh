@@ -11,12 +11,13 @@
 #
 # Writes tests/load/results/<UTC timestamp>/{report.md,report.json,plot.png}
 # and prints the Markdown table (or the JSON with --json). Exit status 1 when
-# a scenario failed or saw unexpected errors; skipped sides don't fail it.
+# a scenario failed: a side that should run did not, measured nothing, or
+# saw unexpected errors. There are no skipped sides.
 #
 # Binaries: built here with `bazel build -c opt` (l7proxy, l4lb, syncd)
 # unless EDGE_BIN_DIR points at a bazel-bin that has them. EDGE_BAZEL
 # overrides the bazel command (e.g. "bazel/dev-bazel.sh NAME"). A binary that
-# does not build makes edge's sides "skipped", never fake numbers.
+# does not build fails edge's sides, never fake numbers.
 # Needs: nginx, haproxy, wrk, h2load (nghttp2-client), curl, openssl,
 # gnuplot, python3. A benchmark, never a test: timings are not asserted.
 set -euo pipefail
@@ -40,7 +41,7 @@ if [ -z "${EDGE_BIN_DIR:-}" ]; then
   bazel_cmd=(${EDGE_BAZEL:-bazel})
   echo "[load] building l7proxy, l4lb and syncd (-c opt) ..." >&2
   if ! "${bazel_cmd[@]}" build -c opt --keep_going //l7proxy:l7proxy //l4lb:l4lb //syncd:syncd >"${TMPDIR:-/tmp}/edge-load-build.log" 2>&1; then
-    echo "[load] build failed (see ${TMPDIR:-/tmp}/edge-load-build.log); edge sides without a binary are skipped" >&2
+    echo "[load] build failed (see ${TMPDIR:-/tmp}/edge-load-build.log); edge sides without a binary fail" >&2
   fi
   EDGE_BIN_DIR="$("${bazel_cmd[@]}" info -c opt bazel-bin 2>/dev/null || true)"
   export EDGE_BIN_DIR

@@ -26,6 +26,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import scenario as sc  # noqa: E402
 
 NS = "edge-system"
+# What the kind entry point (the l4lb NodePort, plain TCP) can carry: h2c
+# passes through; TLS and the client address (the node NATs it) do not.
+# Declared, never probed: scenarios needing more are skipped here as a
+# limit of this platform, loudly, and fail when CI=true.
+PROVIDES = {"h2c"}
 
 
 def kubectl(*args, stdin=None, check=True):
@@ -206,16 +211,12 @@ def main():
     ap.add_argument("--only", default="")
     args = ap.parse_args()
     k = Kind(args.entry)
-    caps = set()
+    caps = PROVIDES
     results = []
     for f in sorted(glob.glob(os.path.join(args.repo, "tests/e2e/scenarios/*.yaml"))):
         s = sc.load(f, args.repo)
         if args.only and s["name"] not in args.only.split(","):
             continue
-        if not caps and s["name"]:
-            probe = {"host": "probe.e2e.test", "path": "/", "protocol": "h2c", "expect": {}}
-            if sc.send(probe, k.ip, k.port).http_version == "2":
-                caps.add("h2c")
         status, lines = run_scenario(k, s, caps)
         results.append((s["name"], status))
         print(f"{status:4}  {s['name']}", flush=True)
@@ -223,8 +224,13 @@ def main():
             print(ln, flush=True)
     passed = sum(1 for _, st in results if st == "PASS")
     failed = sum(1 for _, st in results if st == "FAIL")
-    print(f"{passed} passed, {failed} failed, {len(results) - passed - failed} skipped")
-    return 1 if failed else 0
+    skipped = len(results) - passed - failed
+    for name, st in results:
+        if st == "SKIP":
+            print(f"EDGE_SKIP: kind e2e {name}: needs what the kind entry point cannot carry")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    ci = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+    return 1 if failed or (skipped and ci) else 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ Format (every key but `name` and `requests`/`faults` optional):
 
     name: path-rules                    # unique, [a-z0-9-]
     description: one paragraph
-    requires: [tls, h2c]                # capabilities; missing -> SKIPPED
+    requires: [tls, h2c]                # capabilities the runner must provide
+                                        # (declared by each runner, never
+                                        # probed); netns provides them all
     backends: {shop-web: 3, shop-api: 1}  # Service name -> endpoint count;
                                         # endpoints answer X-Backend: NAME-K
     files: [deploy/examples/00-ingressclass.yaml]   # repo-relative YAML

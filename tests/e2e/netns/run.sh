@@ -10,10 +10,12 @@
 #   (a bazel-bin directory; default: $EDGE_BIN_DIR, else `bazel info bazel-bin`).
 # --infra-only: only the namespace/bridge/keepalived self-test (VIP moves when
 #   the active member's check fails), with stand-in l4lb admin endpoints.
-#   Also chosen automatically, with a note, when the daemons are missing.
-# Needs root, unshare, ip, keepalived, curl, openssl, python3 with PyYAML
-# (Debian python3-yaml). Without root or namespaces it prints one SKIPPED line
-# and exits 0. Exit status: 0 when every scenario passed (or skipped).
+#   Without it, missing daemons are a failure (never a quieter run).
+# Needs root and network namespaces (unshare --net --mount): without them it
+# skips by tests/lib/skip.sh (one loud EDGE_SKIP line, exit 0; a failure when
+# CI=true). ip, keepalived, curl, openssl and python3 with PyYAML come from
+# bazel/setup.sh: a missing one is a failure. Exit status: 0 when every
+# scenario passed.
 set -uo pipefail
 if [ -n "${TEST_SRCDIR:-}" ]; then # under bazel test: $0 is named after the target
   root="$TEST_SRCDIR/${TEST_WORKSPACE:-edge}"
@@ -24,17 +26,16 @@ else
 fi
 
 if [ -z "${EDGE_E2E_INNER:-}" ]; then
+  . "$root/tests/lib/skip.sh"
   if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIPPED: tests/e2e/netns needs root (network namespaces)"
-    exit 0
+    edge_platform_skip "tests/e2e/netns needs root (network namespaces)"
   fi
   for tool in unshare ip keepalived curl openssl python3; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "SKIPPED: $tool not installed (bazel/setup.sh)"; exit 0; }
+    command -v "$tool" >/dev/null 2>&1 || { echo "FAILED: $tool not installed (bash bazel/setup.sh installs it)"; exit 1; }
   done
-  python3 -c 'import yaml' 2>/dev/null || { echo "SKIPPED: python3 PyYAML missing (apt-get install python3-yaml)"; exit 0; }
+  python3 -c 'import yaml' 2>/dev/null || { echo "FAILED: python3 PyYAML missing (bash bazel/setup.sh installs python3-yaml)"; exit 1; }
   if ! unshare --net --mount --propagation private true 2>/dev/null; then
-    echo "SKIPPED: unshare --net --mount not permitted here"
-    exit 0
+    edge_platform_skip "unshare --net --mount not permitted here (no network namespaces)"
   fi
   export EDGE_E2E_INNER=1
   exec unshare --net --mount --propagation private -- bash "$here/run.sh" "$@"

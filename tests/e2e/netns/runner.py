@@ -12,8 +12,13 @@ out (never run it directly on a host). Builds this topology on bridge br0
     backends  10.99.0.31   + one 10.99.1.x address per example endpoint (:8080)
 
 then runs every scenario of tests/e2e/scenarios/ (format: tests/e2e/lib/
-scenario.py) and prints one line per scenario and "N passed, N failed,
-N skipped". Configuration reaches syncd as files in its source directory; a
+scenario.py) and prints one line per scenario and "N passed, N failed".
+Nothing is skipped: the cluster provides every capability a scenario may
+require (PROVIDES), the daemons are started with the command lines of DESIGN
+§11 whatever their --help says, and a feature that does not work fails its
+scenario. A daemon that dies without being told to (a crash mid-run, found
+before it is restarted for the next scenario) fails that scenario and
+clean-shutdown. Configuration reaches syncd as files in its source directory; a
 "generation marker" Ingress (host gen-N.marker.e2e.test) written last tells
 the runner when a change is served by every replica, using only the data
 path. Every process is started here, with its PID kept, and stopped by PID.
@@ -40,6 +45,10 @@ HOSTS = {"syncd": "10.99.0.2", "l7-1": "10.99.0.11", "l7-2": "10.99.0.12",
          "l7-3": "10.99.0.13", "lb-a": "10.99.0.21", "lb-b": "10.99.0.22",
          "backends": "10.99.0.31"}
 L4_CIDR = "10.99.0.20/30"  # lb-a and lb-b: the only PROXY-protocol senders
+# What this cluster gives every scenario: HTTPS listeners (tls) with ALPN h2
+# (h2), h2c on the plain listeners, PROXY v2 from the l4lbs. Declared, never
+# probed: a scenario requiring one of these fails when the feature is broken.
+PROVIDES = {"tls", "h2", "h2c", "proxy-protocol"}
 REPLICAS = ["l7-1", "l7-2", "l7-3"]
 LBS = ["lb-a", "lb-b"]
 BACKEND_PORT = 8080
@@ -79,6 +88,7 @@ class Proc:
         self.name, self.ns, self.cmd = name, ns, cmd
         self.logpath = os.path.join(logdir, f"{name}.log")
         self.p = None
+        self.sent = set()  # signals the runner sent to the current process
 
     def start(self):
         out = open(self.logpath, "a")
@@ -88,13 +98,30 @@ class Proc:
         self.p = subprocess.Popen(["ip", "netns", "exec", self.ns] + self.cmd, stdout=out,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         out.close()
+        self.sent = set()
         return self
+
+    def unexpected_exit(self):
+        """"exit status N" when the process ended by itself or not in the
+        way the runner asked (SIGKILL sent: killed by it; SIGTERM sent: exit
+        0), else "" (still running, or stopped as asked)."""
+        if self.p is None or self.p.poll() is None:
+            return ""
+        rc = self.p.returncode
+        if rc == 0 and signal.SIGTERM in self.sent:
+            return ""
+        if rc < 0 and -rc in self.sent:
+            return ""
+        return f"exit status {rc}" + (" (signals sent: %s)" % ",".join(
+            signal.Signals(x).name for x in sorted(self.sent)) if self.sent else
+            " (never signalled: it died by itself)")
 
     def alive(self):
         return self.p is not None and self.p.poll() is None
 
     def signal(self, sig):
         if self.alive():
+            self.sent.add(sig)
             os.kill(self.p.pid, sig)
 
     def stop(self, timeout=10):
@@ -154,11 +181,6 @@ class Net:
             sh("ip", "netns", "del", ns, check=False)
 
 
-def help_text(binary):
-    p = subprocess.run([binary, "--help"], capture_output=True, text=True)
-    return p.stdout + p.stderr
-
-
 class Cluster:
     def __init__(self, args, run, net):
         self.args, self.run, self.net = args, run, net
@@ -168,14 +190,12 @@ class Cluster:
         self.pki = os.path.join(run, "pki")
         self.procs = {}
         self.gen = 0
-        self.caps = set()
+        self.deaths = []  # "name: exit status N" of daemons that died unasked
         self.endpoint_ips = {}
         self.backend_proc = None
         self.current = None  # the scenario whose objects are applied
         for d in (self.logs, self.manifests, os.path.join(run, "syncd-state")):
             os.makedirs(d, exist_ok=True)
-        self.l7_help = help_text(self.path("l7proxy/l7proxy"))
-        self.l4_help = help_text(self.path("l4lb/l4lb"))
 
     def path(self, rel):
         return os.path.join(self.bin, rel)
@@ -187,9 +207,28 @@ class Cluster:
 
     # ---------------------------------------------------------- processes
     def proc(self, name, ns, cmd):
+        old = self.procs.get(name)
+        if old is not None:
+            self.note_death(old)
         p = Proc(name, ns, cmd, self.logs)
         self.procs[name] = p
         return p.start()
+
+    def note_death(self, p):
+        """Records p's exit when it was not the one the runner asked for;
+        returns the line, or ""."""
+        why = p.unexpected_exit()
+        if why and p.p is not None and not getattr(p, "noted", False):
+            p.noted = True
+            line = f"{p.name}: {why}; last log lines:\n" + "".join(
+                "      " + ln + "\n" for ln in p.tail(4).splitlines())
+            self.deaths.append(line.rstrip("\n"))
+            return line
+        return ""
+
+    def check_deaths(self):
+        """Lines for every daemon that died unasked since the last call."""
+        return [ln for ln in (self.note_death(p) for p in list(self.procs.values())) if ln]
 
     def start_syncd(self):
         ip = HOSTS["syncd"]
@@ -199,35 +238,26 @@ class Cluster:
             f"--state-dir={self.run}/syncd-state", f"--cert={self.pki}/syncd.crt",
             f"--key={self.pki}/syncd.key", f"--ca={self.pki}/ca.crt"])
 
-    def l7_cmd(self, name, https):
+    def l7_cmd(self, name):
+        """The replica's command line (DESIGN §11): every listener and
+        feature the scenarios use, always. A build that rejects a flag
+        fails at start; the runner never adapts to what --help offers."""
         ip = HOSTS[name]
-        cmd = [self.path("l7proxy/l7proxy"), f"--syncd={HOSTS['syncd']}:7000",
-               f"--node-id={name}", f"--http={ip}:80", f"--admin={ip}:{ADMIN}", "--workers=1"]
-        if "--advertise" in self.l7_help:
-            cmd.append(f"--advertise={ip}:80")
-        if "--cache-dir" in self.l7_help:
-            os.makedirs(f"{self.run}/{name}-cache", exist_ok=True)
-            cmd.append(f"--cache-dir={self.run}/{name}-cache")
-        if "--proxy-protocol-trusted" in self.l7_help:
-            cmd += ["--proxy-protocol", f"--proxy-protocol-trusted={L4_CIDR}"]
-        if https:
-            cmd.append(f"--https={ip}:443")
-        return cmd + self.tls_client("l7proxy", name)
+        os.makedirs(f"{self.run}/{name}-cache", exist_ok=True)
+        return [self.path("l7proxy/l7proxy"), f"--syncd={HOSTS['syncd']}:7000",
+                f"--node-id={name}", f"--http={ip}:80", f"--https={ip}:443",
+                f"--admin={ip}:{ADMIN}", "--workers=1", f"--advertise={ip}:80",
+                f"--cache-dir={self.run}/{name}-cache", "--proxy-protocol",
+                f"--proxy-protocol-trusted={L4_CIDR}"] + self.tls_client("l7proxy", name)
 
     def start_l7(self, name):
-        return self.proc(name, name, self.l7_cmd(name, "tls" in self.caps))
+        return self.proc(name, name, self.l7_cmd(name))
 
     def start_l4(self, name):
         ip = HOSTS[name]
         cmd = [self.path("l4lb/l4lb"), "--listen=0.0.0.0:80", f"--syncd={HOSTS['syncd']}:7000",
-               f"--admin={ip}:{ADMIN}", "--workers=1"]
-        if "--node-id" in self.l4_help:
-            cmd.append(f"--node-id={name}")
-        for flag, val in (("--check-interval", "500ms"), ("--fall", "2"), ("--rise", "2")):
-            if flag in self.l4_help:
-                cmd.append(f"{flag}={val}")
-        if "--proxy-protocol-trusted" not in self.l7_help and "--proxy-protocol" in self.l4_help:
-            cmd.append("--proxy-protocol=off")  # replicas cannot read it
+               f"--admin={ip}:{ADMIN}", "--workers=1", f"--node-id={name}",
+               "--check-interval=500ms", "--fall=2", "--rise=2", "--proxy-protocol=on"]
         return self.proc(name, name, cmd + self.tls_client("l4lb", name))
 
     def start_keepalived(self, name):
@@ -265,19 +295,8 @@ class Cluster:
             f"marker-1={self.endpoint_ip('marker', 1)}:{BACKEND_PORT}"])
         self.apply(None)
         self.start_syncd()
-        want_tls = any("--https" in ln and "not available" not in ln
-                       for ln in self.l7_help.splitlines())
         for r in REPLICAS:
-            self.proc(r, r, self.l7_cmd(r, want_tls))
-        if want_tls:
-            time.sleep(0.5)  # a build without TLS exits at once on --https
-            if not all(self.procs[r].alive() for r in REPLICAS):
-                log("  note: l7proxy rejects --https in this build; TLS scenarios will be skipped")
-                for r in REPLICAS:
-                    self.procs[r].stop()
-                    self.proc(r, r, self.l7_cmd(r, False))
-            else:
-                self.caps.add("tls")
+            self.start_l7(r)
         for lb in LBS:
             self.start_l4(lb)
         for lb in LBS:
@@ -289,22 +308,8 @@ class Cluster:
         if not wait_until(self.vip_holder, 15):
             raise RuntimeError("no l4lb host took the VIP:\n" + self.procs["keepalived-lb-a"].tail())
         self.wait_generation(REPLICAS)
-        self.detect_caps()
-
-    def detect_caps(self):
-        marker = {"host": self.marker_host(), "path": "/", "expect": {}}
-        a = sc.send(dict(marker, protocol="h2c"), HOSTS["l7-1"], 80)
-        if a.http_version == "2" and a.backend == "marker-1":
-            self.caps.add("h2c")
-        if "tls" in self.caps:
-            a = sc.send(dict(marker, protocol="h2", scheme="https"), HOSTS["l7-1"], 443)
-            if a.http_version == "2" and a.backend == "marker-1":
-                self.caps.add("h2")
-        a = sc.send(marker, VIP, 80)
-        if a.backend == "marker-1" and a.echo.get("x_forwarded_for", "").split(",")[0].strip() == CLIENT:
-            self.caps.add("proxy-protocol")
-        log(f"  capabilities: {', '.join(sorted(self.caps)) or 'none'} "
-            f"(VIP held by {self.vip_holder()})")
+        log(f"  cluster up: provides {', '.join(sorted(PROVIDES))} (VIP held by "
+            f"{self.vip_holder()})")
 
     def ensure_healthy(self):
         """Restarts whatever a previous scenario left stopped."""
@@ -436,9 +441,12 @@ class Cluster:
 
     def stop_all(self):
         """Stops everything; returns "name: status" for each daemon that did
-        not exit cleanly (0) on SIGTERM: crashes, sanitizer reports, hangs."""
+        not exit cleanly (0) on SIGTERM, and for each that died during the
+        run without being told to (self.deaths: crashes found before a
+        restart would hide them): crashes, sanitizer reports, hangs."""
         order = ["keepalived-lb-a", "keepalived-lb-b", "lb-a", "lb-b"] + REPLICAS + ["syncd"]
-        unclean = []
+        self.check_deaths()
+        unclean = [f"died mid-run: {d}" for d in self.deaths]
         for name in order + [n for n in self.procs if n not in order]:
             if name in self.procs:
                 rc = self.procs[name].stop(10)
@@ -611,10 +619,12 @@ def run_fault(cl, scen, fl, out):
 
 def run_scenario(cl, scen):
     out = []
-    missing = [c for c in scen["requires"] if c not in cl.caps]
-    if missing:
-        return "SKIP", [f"    needs {', '.join(missing)} (not in this build)"]
+    missing = [c for c in scen["requires"] if c not in PROVIDES]
+    if missing:  # a scenario this runner cannot serve is a broken scenario set
+        return "FAIL", [f"    requires {', '.join(missing)}, which this runner does not provide"]
     try:
+        for ln in cl.check_deaths():  # left by the previous scenario: already reported there
+            log(f"    note: {ln}")
         cl.ensure_healthy()
         cl.start_backends(scen)
         cl.apply(scen)
@@ -625,6 +635,9 @@ def run_scenario(cl, scen):
                 ok = False
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         out.append(f"    ERROR {e}")
+        ok = False
+    for ln in cl.check_deaths():  # a daemon that crashed during this scenario
+        out.append(f"    FAIL died during the scenario: {ln}")
         ok = False
     return ("PASS" if ok else "FAIL"), out
 
@@ -710,20 +723,18 @@ def main():
 
     need = ["syncd/syncd", "syncd/syncctl", "l7proxy/l7proxy", "l4lb/l4lb"]
     missing = [b for b in need if not (args.bin_dir and os.access(os.path.join(args.bin_dir, b), os.X_OK))]
-    infra_only = args.infra_only or bool(missing)
+    infra_only = args.infra_only
     results = []  # (name, status, lines)
+    if missing and not infra_only:  # never fall back to running less
+        results.append(("binaries", "FAIL", [f"    missing under {args.bin_dir or '-'}: "
+                                             f"{', '.join(missing)} (give --bin-dir)"]))
     for b in bad:
         results.append(("scenario-file", "FAIL", [f"    {b}"]))
     if infra_only:
-        if missing and not args.infra_only:
-            log(f"  note: daemons missing ({', '.join(missing)} under {args.bin_dir or '-'}): "
-                "running the infrastructure self-test only")
         for name, ok, detail in infra_selftest(args, run, net):
             results.append((name, "PASS" if ok else "FAIL", [f"    {detail}"]))
             log(f"{'PASS' if ok else 'FAIL'}  {name}\n    {detail}")
-        for s in scens:
-            results.append((s["name"], "NOT RUN", []))
-    else:
+    elif not missing:
         cl = Cluster(args, run, net)
         deadline = time.monotonic() + args.budget
         try:
@@ -757,13 +768,12 @@ def main():
         shutil.copytree(os.path.join(run, "logs"), os.path.join(outdir, "e2e-logs"),
                         dirs_exist_ok=True)
     passed = sum(1 for r in results if r[1] == "PASS")
-    failed = sum(1 for r in results if r[1] == "FAIL")
-    skipped = sum(1 for r in results if r[1] in ("SKIP", "NOT RUN"))
+    failed = sum(1 for r in results if r[1] != "PASS")
     log("\nsummary:")
     for name, status, _ in results:
         log(f"  {status:7} {name}")
-    log(f"{passed} passed, {failed} failed, {skipped} skipped (logs: {run}/logs)")
-    return 1 if failed else 0
+    log(f"{passed} passed, {failed} failed (logs: {run}/logs)")
+    return 1 if failed or not results else 0
 
 
 if __name__ == "__main__":

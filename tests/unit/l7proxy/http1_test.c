@@ -2,6 +2,7 @@
 #include "l7proxy/http1.h"
 
 #include <CUnit/CUnit.h>
+#include <stdio.h>
 #include <string.h>
 
 struct rec {
@@ -178,14 +179,26 @@ static void http10_without_host_is_accepted_and_not_keep_alive(void) {
 }
 
 static void upgrade_request_stops_at_tunnel_bytes(void) {
+  const char *head =
+      "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+  const char *tunnel = "RAW\r\n\x81\x05hello"; /* not HTTP: must not be parsed */
+  char in[256];
+  snprintf(in, sizeof(in), "%s%s", head, tunnel);
+  struct l7_limits lim = small_limits();
   struct rec r = {0};
-  int st;
-  enum h1_result res =
-      parse(H1_REQUEST,
-            "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nRAW",
-            0, &r, &st);
-  CU_ASSERT_EQUAL(res, H1_UPGRADE);
+  struct h1_parser p;
+  CU_ASSERT_EQUAL_FATAL(h1_parser_init(&p, H1_REQUEST, &lim, &cbs, &r), 0);
+  size_t used = 0;
+  CU_ASSERT_EQUAL(h1_parser_feed(&p, in, strlen(in), &used), H1_UPGRADE);
   CU_ASSERT_TRUE(r.upgrade);
+  CU_ASSERT_EQUAL(r.heads, 1);
+  CU_ASSERT_STRING_EQUAL(r.target, "/ws");
+  /* the parser stopped right after the head: every tunnel byte is left
+   * for the caller, none was taken as body */
+  CU_ASSERT_EQUAL(used, strlen(head));
+  CU_ASSERT_EQUAL(memcmp(in + used, tunnel, strlen(tunnel)), 0);
+  CU_ASSERT_EQUAL(r.body_len, 0);
+  h1_parser_free(&p);
 }
 
 static void expect_100_continue_is_reported(void) {

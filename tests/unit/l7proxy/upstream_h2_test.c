@@ -6,10 +6,13 @@
  * trailers (grpc-status: 0, grpc-message: ok); "/hold" keeps the stream
  * open until srv.release is set (then answers 200 "held"); with
  * srv.goaway_at set, the server sends GOAWAY(last_stream_id = the first
- * held stream) once that many streams are held, then closes.
+ * held stream) once that many streams are held, then closes. Every
+ * RST_STREAM the server receives is recorded (srv.rst_*), so a test can
+ * check what the client told the server, not only what it told its caller.
  */
 #include <CUnit/CUnit.h>
 #include <nghttp2/nghttp2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -43,6 +46,10 @@ static struct {
   int release;
   int held;
   size_t accepted, max_active;
+  int rst_received;   /* RST_STREAM frames received */
+  int32_t rst_stream; /* ... the last one's stream id */
+  uint32_t rst_code;  /* ... and error code */
+  char rst_path[64];  /* ... and the :path of that stream */
   struct sconn *conns[16];
   size_t n_conns;
 } srv;
@@ -198,6 +205,14 @@ static int s_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *
 
 static int s_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
   struct sconn *c = ud;
+  if (f->hd.type == NGHTTP2_RST_STREAM) {
+    struct sstream *rs = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    srv.rst_received++;
+    srv.rst_stream = f->hd.stream_id;
+    srv.rst_code = f->rst_stream.error_code;
+    snprintf(srv.rst_path, sizeof(srv.rst_path), "%s", rs ? rs->path : "");
+    return 0;
+  }
   if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
   if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
   struct sstream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
@@ -714,6 +729,11 @@ static void times_out_a_stream_and_resets_it(void) {
   CU_ASSERT_TRUE(run_until(&r.closed, 1));
   CU_ASSERT_EQUAL(r.err, UH2_E_TIMEOUT);
   CU_ASSERT_STRING_EQUAL(uh2_strerror(r.err), "timeout");
+  /* the server is told: RST_STREAM(CANCEL) on the held stream */
+  CU_ASSERT_TRUE(run_until(&srv.rst_received, 1));
+  CU_ASSERT_EQUAL(srv.rst_received, 1);
+  CU_ASSERT_EQUAL(srv.rst_code, NGHTTP2_CANCEL);
+  CU_ASSERT_STRING_EQUAL(srv.rst_path, "/hold");
   /* the connection stays usable */
   open_req(p, "GET", "/echo", 1, &r2);
   CU_ASSERT_TRUE(run_until(&r2.closed, 1));
