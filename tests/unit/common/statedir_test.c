@@ -44,10 +44,10 @@ static void a_file_in_the_way_is_refused_with_a_reason(void) {
   CU_ASSERT(err[0] != '\0');
 }
 
-static void an_unwritable_directory_is_refused(void) {
+static void an_uncreatable_or_unwritable_directory_is_refused(void) {
   if (geteuid() == 0) {
-    /* root writes anywhere: check the reason path with a read-only mount
-     * instead is not possible here; /proc is never writable for mkdir */
+    /* root writes into any directory: what root cannot do is create one
+     * under /proc, the same refusal path */
     char err[256] = "";
     CU_ASSERT(statedir_prepare("/proc/edge-statedir-test", err, sizeof(err)) < 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot create"));
@@ -72,6 +72,7 @@ void test_register(void) {
               missing_directory_and_parents_are_created_0700);
   CU_add_test(s, "a_file_in_the_way_is_refused_with_a_reason",
               a_file_in_the_way_is_refused_with_a_reason);
-  CU_add_test(s, "an_unwritable_directory_is_refused", an_unwritable_directory_is_refused);
+  CU_add_test(s, "an_uncreatable_or_unwritable_directory_is_refused",
+              an_uncreatable_or_unwritable_directory_is_refused);
   CU_add_test(s, "empty_name_is_refused", empty_name_is_refused);
 }
