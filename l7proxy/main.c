@@ -478,6 +478,15 @@ int main(int argc, char **argv) {
   a->config_file = config_file;
   a->tls_enabled = https != NULL;
   a->tls_opts = tls_opts;
+  if (cache_dir) {
+    /* a cache that cannot be written would fail quietly at every push */
+    rc = statedir_prepare(cache_dir, err, sizeof(err));
+    if (rc < 0) {
+      fprintf(stderr, "l7proxy: --cache-dir=%s: %s\n", cache_dir, err);
+      return 2;
+    }
+    if (rc == 1) LOG_INFO("cache_dir_created", "dir=%s mode=0700", log_q(cache_dir));
+  }
   a->metrics = metrics_registry_new();
   if (!a->metrics) {
     fprintf(stderr, "l7proxy: out of memory\n");
@@ -493,15 +502,6 @@ int main(int argc, char **argv) {
   a->tls_refused = metrics_gauge(a->metrics, "edge_l7_tls_certificates_refused",
                                  "Certificates the current TLS store left out.", "");
 
-  if (cache_dir) {
-    /* a cache that cannot be written would fail quietly at every push */
-    rc = statedir_prepare(cache_dir, err, sizeof(err));
-    if (rc < 0) {
-      fprintf(stderr, "l7proxy: --cache-dir=%s: %s\n", cache_dir, err);
-      return 2;
-    }
-    if (rc == 1) LOG_INFO("cache_dir_created", "dir=%s mode=0700", log_q(cache_dir));
-  }
   if (l7_config_store_new(cache_dir, &a->store) != 0) {
     fprintf(stderr, "l7proxy: cannot create the configuration store\n");
     return 1;

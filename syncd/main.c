@@ -458,11 +458,6 @@ int main(int argc, char **argv) {
              log_q("gRPC is plaintext without identities: anyone who connects is any node"),
              insecure_remote ? "allowed" : "refused");
 
-  sd.metrics = metrics_registry_new();
-  if (!sd.metrics || store_new(&sd.store) != 0) {
-    fprintf(stderr, "syncd: out of memory\n");
-    return 1;
-  }
   if (state_dir) {
     /* persistence that cannot work is a start-up error, not a log line */
     rc = statedir_prepare(state_dir, err, sizeof(err));
@@ -472,6 +467,13 @@ int main(int argc, char **argv) {
       return 2;
     }
     if (rc == 1) LOG_INFO("state_dir_created", "state_dir=%s mode=0700", log_q(state_dir));
+  }
+  sd.metrics = metrics_registry_new();
+  if (!sd.metrics || store_new(&sd.store) != 0) {
+    fprintf(stderr, "syncd: out of memory\n");
+    return 1;
+  }
+  if (state_dir) {
     rc = store_load(sd.store, state_dir, err, sizeof(err));
     if (rc == 0) {
       restored = 1;
