@@ -14,6 +14,9 @@ PACKAGES=(
   # tests and benchmarks: real clients and peers
   curl nghttp2-client nginx-light haproxy wrk openssl gnuplot-nox
   iproute2 nftables keepalived procps psmisc python3 python3-yaml
+  # l4lb packet mode: XDP program (clang -target bpf, bpftool skeleton, libbpf)
+  # and the BGP daemon of its ECMP tests
+  libbpf-dev bpftool bird2 ethtool
 )
 
 SUDO=""
@@ -36,7 +39,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Daemons we only use as benchmark peers must not hold ports on their own.
-for svc in nginx haproxy keepalived; do
+for svc in nginx haproxy keepalived bird; do
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
   if command -v service >/dev/null 2>&1; then $SUDO service "$svc" stop >/dev/null 2>&1 || true; fi
 done

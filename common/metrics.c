@@ -56,7 +56,8 @@ struct series {
   struct metrics_counter counter;
   struct metrics_gauge gauge;
   struct metrics_histogram hist;
-  double (*fn)(void *arg); /* computed gauge */
+  double (*fn)(void *arg);    /* computed gauge */
+  uint64_t (*cfn)(void *arg); /* computed counter */
   void *fn_arg;
 };
 
@@ -226,6 +227,19 @@ int metrics_gauge_fn(struct metrics_registry *r, const char *name, const char *h
   struct series *s = series_get(r, name, help, labels, TYPE_GAUGE, &created);
   if (s) {
     s->fn = fn;
+    s->fn_arg = arg;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return s ? 0 : -1;
+}
+
+int metrics_counter_fn(struct metrics_registry *r, const char *name, const char *help,
+                       const char *labels, uint64_t (*fn)(void *arg), void *arg) {
+  int created;
+  pthread_mutex_lock(&r->mu);
+  struct series *s = series_get(r, name, help, labels, TYPE_COUNTER, &created);
+  if (s) {
+    s->cfn = fn;
     s->fn_arg = arg;
   }
   pthread_mutex_unlock(&r->mu);
@@ -414,7 +428,9 @@ static void render_series(struct buf *b, const struct family *f, struct series *
     case TYPE_COUNTER:
       buf_printf(b, "%s", f->name);
       put_labels(b, s->labels, NULL);
-      buf_printf(b, " %llu\n", (unsigned long long)metrics_counter_value(&s->counter));
+      buf_printf(
+          b, " %llu\n",
+          (unsigned long long)(s->cfn ? s->cfn(s->fn_arg) : metrics_counter_value(&s->counter)));
       break;
     case TYPE_GAUGE:
       format_double(s->fn ? s->fn(s->fn_arg) : metrics_gauge_value(&s->gauge), num, sizeof(num));

@@ -56,6 +56,12 @@ void metrics_histogram_observe(struct metrics_histogram *h, double v);
 int metrics_gauge_fn(struct metrics_registry *r, const char *name, const char *help,
                      const char *labels, double (*fn)(void *arg), void *arg);
 
+/* Counter computed at render time by fn(arg), for counts kept elsewhere
+ * (e.g. in BPF maps). Same rules as metrics_gauge_fn; fn must never
+ * return less than it did before. Returns 0 or -1. */
+int metrics_counter_fn(struct metrics_registry *r, const char *name, const char *help,
+                       const char *labels, uint64_t (*fn)(void *arg), void *arg);
+
 /* Removes every series of name with these labels (e.g. a deleted route). */
 void metrics_remove(struct metrics_registry *r, const char *name, const char *labels);
 

@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Keys of the three hash functions ("maglev-1", "maglev-2", "maglev-f"
- * followed by "edge-l4b", as ASCII read big-endian). Never change them:
- * instances running different keys disagree on every flow. */
+/* Keys of the name hashes ("maglev-1", "maglev-2" followed by "edge-l4b",
+ * as ASCII read big-endian; the flow key is MAGLEV_FLOW_K0/K1 in
+ * maglev.h). Never change them: instances running different keys disagree
+ * on every flow. */
 #define MAGLEV_K1_0 0x6d61676c65762d31ull
 #define MAGLEV_K2_0 0x6d61676c65762d32ull
-#define MAGLEV_K3_0 0x6d61676c65762d66ull
 #define MAGLEV_K_1 0x656467652d6c3462ull
 
 #define SLOT_EMPTY UINT32_MAX
@@ -105,7 +105,7 @@ uint64_t maglev_hash_flow(const struct maglev_flow *f, enum maglev_hash_mode mod
     buf[n++] = (uint8_t)(f->dst_port & 0xff);
     buf[n++] = f->protocol;
   }
-  return maglev_siphash(MAGLEV_K3_0, MAGLEV_K_1, buf, n);
+  return maglev_siphash(MAGLEV_FLOW_K0, MAGLEV_FLOW_K1, buf, n);
 }
 
 /* ---- table ---------------------------------------------------------------- */

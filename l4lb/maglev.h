@@ -39,6 +39,12 @@
 #define MAGLEV_MAX_M 16777259u /* a prime just above 2^24 */
 #define MAGLEV_MAX_WEIGHT 1000000u
 
+/* The SipHash-2-4 key of maglev_hash_flow ("maglev-f", "edge-l4b" as ASCII
+ * read big-endian). Public because l4lb's XDP program hashes flows with it
+ * too (given through its config map). Never change it. */
+#define MAGLEV_FLOW_K0 0x6d61676c65762d66ull
+#define MAGLEV_FLOW_K1 0x656467652d6c3462ull
+
 /* Error codes (negative). */
 enum {
   MAGLEV_ERR_INVALID = -1, /* bad argument: M not prime, n > M, duplicate name */

@@ -21,9 +21,14 @@
  * allows at two descriptors per connection, so workers pause accepting
  * before the admin endpoint and health checks run out of descriptors.
  *
+ * --mode=xdp (packet_mode.c) replaces the workers with an XDP program on
+ * --interface: every snapshot is also pushed into its maps, and there are
+ * no listeners; health, membership and admin are the same.
+ *
  * SIGTERM/SIGINT: stop accepting, /readyz answers 503, wait for open
- * connections to finish up to --drain-timeout, then close everything and
- * exit 0.
+ * connections to finish up to --drain-timeout (packet mode: until no VIP
+ * packet arrived for a second, as the route is withdrawn), then close
+ * everything and exit 0.
  */
 #include <dirent.h>
 #include <jansson.h>
@@ -47,17 +52,21 @@
 #include "l4lb/forward.h"
 #include "l4lb/maglev.h"
 #include "l4lb/membership.h"
+#include "l4lb/packet_mode.h"
 
 #define L4LB_VERSION "0.1.0"
 #define DRAIN_POLL_MS 100
 #define FD_CHECK_MS 500
 #define FD_RECOVER_MS 2000
 #define FD_RESERVE_MIN 32 /* and 2 % of the limit, whichever is more */
+#define XDP_DRAIN_QUIET_MS 1000
 
 struct l4lb {
   uv_loop_t *loop;
   /* settings */
-  struct flag_list listen, backend;
+  struct flag_list listen, backend, vip;
+  const char *mode, *interface, *xdp_attach;
+  long conn_table_size;
   const char *syncd, *cert, *key, *ca, *node_id, *hash, *admin_addr, *log_level, *cache_dir;
   int insecure, insecure_remote, proxy_protocol, splice;
   long workers, table_size, rise, fall;
@@ -71,6 +80,8 @@ struct l4lb {
   struct metrics_counter *m_rebuilds;
   struct admin_server *admin;
   struct l4_forwarder *fwd;
+  struct l4_packet *packet; /* --mode=xdp */
+  struct l4_packet_vip *vips;
   struct rpc_runtime *rpc;
   struct l4_watch *watch;
   char **bound;     /* actual listen addresses */
@@ -194,6 +205,7 @@ static void rebuild(const char *why) {
     return;
   }
   free(set);
+  if (g.packet) l4_packet_apply(g.packet, s, g.members, g.nmembers);
   l4_snapshot_publish(s);
   metrics_counter_inc(g.m_rebuilds);
   g.has_backends = n > 0;
@@ -378,6 +390,14 @@ static void handle_config(void *ud, const char *path, const char *query,
   json_t *root = json_object();
   json_object_set_new(root, "version", json_string(L4LB_VERSION));
   json_object_set_new(root, "hash", json_string(hash_name()));
+  json_object_set_new(root, "mode", json_string(g.mode));
+  if (g.packet) {
+    json_t *vs = json_array();
+    for (int i = 0; i < g.vip.count; i++) json_array_append_new(vs, json_string(g.vip.values[i]));
+    json_object_set_new(root, "vips", vs);
+    json_object_set_new(root, "interface", json_string(g.interface));
+    json_object_set_new(root, "conn_table_size", json_integer(g.conn_table_size));
+  }
   json_object_set_new(root, "table_size", json_integer(g.table_size));
   json_object_set_new(root, "proxy_protocol", json_boolean(g.proxy_protocol));
   json_object_set_new(root, "splice", json_boolean(g.splice));
@@ -454,6 +474,10 @@ static void handle_lookup(void *ud, const char *path, const char *query,
     json_object_set_new(o, "address", json_string(s->backends[idx]->address));
     json_object_set_new(o, "slot", json_integer(slot));
   }
+  char pinned[160];
+  if (g.packet && l4_packet_conn_lookup(g.packet, &flow, pinned, sizeof(pinned)) == 1)
+    json_object_set_new(o, "connection_table", json_string(pinned));
+  json_object_set_new(o, "mode", json_string(g.mode));
   json_object_set_new(o, "hash", json_string(hash_name()));
   l4_snapshot_unref(s);
   reply_json(resp, status, o);
@@ -473,6 +497,8 @@ static void shutdown_all(void) {
   LOG_INFO("stopping", "active=%llu", (unsigned long long)l4_forward_active());
   l4_forward_shutdown(g.fwd);
   g.fwd = NULL;
+  l4_packet_stop(g.packet); /* detaches the XDP program */
+  g.packet = NULL;
   for (size_t i = 0; i < g.nmembers; i++) drop_member(g.members[i]);
   g.nmembers = 0;
   free(g.members);
@@ -498,6 +524,7 @@ static void shutdown_all(void) {
 
 static void on_drain_tick(uv_timer_t *t) {
   uint64_t active = l4_forward_active();
+  if (g.packet) active = l4_packet_idle_ms(g.packet, uv_now(g.loop)) < XDP_DRAIN_QUIET_MS;
   if (active > 0 && uv_now(g.loop) < g.drain_deadline) return;
   if (active > 0)
     LOG_WARN("drain_timeout", "closing=%llu", (unsigned long long)active);
@@ -513,7 +540,8 @@ static void on_signal(uv_signal_t *s, int signum) {
   LOG_INFO("draining", "signal=%d active=%llu timeout_ms=%u", signum,
            (unsigned long long)l4_forward_active(), g.drain_timeout_ms);
   if (g.admin) admin_set_draining(g.admin, 1);
-  l4_forward_stop_accepting(g.fwd);
+  if (g.fwd) l4_forward_stop_accepting(g.fwd);
+  if (g.packet) l4_packet_idle_ms(g.packet, uv_now(g.loop));
   g.drain_deadline = uv_now(g.loop) + g.drain_timeout_ms;
   uv_timer_start(&g.drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
 }
@@ -558,12 +586,50 @@ static int parse_listen(const char *spec, char *addr, size_t addrlen, int *https
 }
 
 static const char *const synopsis =
-    "--listen=ADDR:PORT[,backend=http|https]... "
+    "(--listen=ADDR:PORT[,backend=http|https]... | --mode=xdp --interface=IF "
+    "--vip=ADDR:PORT[/tcp|/udp]...) "
     "(--backend=ADDR:PORT[,https=ADDR:PORT][,check=ADDR:PORT][,weight=N][,drain]... | "
     "--syncd=ADDR:PORT) [flags]";
 static const char *const description =
     "L4 load balancer: spreads TCP connections over L7 replicas with Maglev consistent "
-    "hashing,\nwrites a PROXY protocol v2 header, health-checks replicas (GET /readyz).";
+    "hashing,\nwrites a PROXY protocol v2 header, health-checks replicas (GET /readyz).\n"
+    "--mode=xdp forwards VIP packets instead: an XDP program encapsulates them (IPv4-in-IPv4)\n"
+    "to the replica chosen by the same table, which answers clients directly.";
+
+/* --mode=xdp: validates its flags and starts the XDP balancer (before the
+ * first table, which it receives from rebuild()). Exits on bad flags. */
+static void start_packet_mode(void) {
+  char err[512];
+  if (g.listen.count || !g.interface || g.vip.count == 0) {
+    fprintf(stderr, "l4lb: --mode=xdp needs --interface=IF and --vip=ADDR:PORT, no --listen\n");
+    exit(2);
+  }
+  if (!strcmp(g.xdp_attach, "native") == !strcmp(g.xdp_attach, "generic")) {
+    fprintf(stderr, "l4lb: --xdp-attach: expected native or generic: %s\n", g.xdp_attach);
+    exit(2);
+  }
+  g.vips = calloc((size_t)g.vip.count, sizeof(*g.vips));
+  for (int i = 0; i < g.vip.count; i++) {
+    if (l4_packet_parse_vip(g.vip.values[i], &g.vips[i], err, sizeof(err)) != 0) {
+      fprintf(stderr, "l4lb: %s\n", err);
+      exit(2);
+    }
+  }
+  struct l4_packet_opts po = {
+      .interface = g.interface,
+      .vips = g.vips,
+      .nvips = (size_t)g.vip.count,
+      .table_size = (uint32_t)g.table_size,
+      .conn_table_size = (uint32_t)g.conn_table_size,
+      .hash_mode = g.hash_mode,
+      .generic = strcmp(g.xdp_attach, "generic") == 0,
+      .metrics = g.metrics,
+  };
+  if (l4_packet_start(&po, &g.packet, err, sizeof(err)) != 0) die("--mode=xdp: %s", err);
+  char desc[256];
+  LOG_INFO("xdp_attached", "%s vips=%d conn_table_size=%ld",
+           l4_packet_describe(g.packet, desc, sizeof(desc)), g.vip.count, g.conn_table_size);
+}
 
 int main(int argc, char **argv) {
   g.hash = "5tuple";
@@ -580,7 +646,22 @@ int main(int argc, char **argv) {
   g.check_interval_ms = 2000;
   g.check_timeout_ms = 1000;
   g.drain_timeout_ms = 30000;
+  g.mode = "tcp";
+  g.xdp_attach = "native";
+  g.conn_table_size = L4_PACKET_DEFAULT_CONN_TABLE;
   const struct flag_def defs[] = {
+      {"mode", FLAG_STRING, &g.mode,
+       "tcp: proxy connections (default); xdp: forward VIP packets with an XDP program "
+       "(IPv4-in-IPv4 to the replica, direct server return)",
+       "tcp|xdp", 0, 0},
+      {"interface", FLAG_STRING, &g.interface,
+       "--mode=xdp: the interface VIP packets arrive on (IPv4 forwarding on)", "IF", 0, 0},
+      {"vip", FLAG_LIST, &g.vip, "--mode=xdp: a VIP to forward", "ADDR:PORT[/tcp|/udp]", 0, 0},
+      {"conn-table-size", FLAG_INT, &g.conn_table_size,
+       "--mode=xdp: connection table entries (LRU; default 262144)", "N", 1, 1L << 26},
+      {"xdp-attach", FLAG_STRING, &g.xdp_attach,
+       "--mode=xdp: native (driver, default) or generic (skb, any interface, slower)",
+       "native|generic", 0, 0},
       {"listen", FLAG_LIST, &g.listen,
        "address to accept TCP on; backend=https forwards to the replicas' HTTPS address",
        "ADDR:PORT[,backend=http|https]", 0, 0},
@@ -667,7 +748,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "l4lb: --table-size: %ld is not a prime (try 65537)\n", g.table_size);
     return 2;
   }
-  if (g.listen.count == 0) {
+  int xdp = strcmp(g.mode, "xdp") == 0;
+  if (!xdp && strcmp(g.mode, "tcp") != 0) {
+    fprintf(stderr, "l4lb: --mode: expected tcp or xdp: %s\n", g.mode);
+    return 2;
+  }
+  if (!xdp && (g.interface || g.vip.count)) {
+    fprintf(stderr, "l4lb: --interface and --vip need --mode=xdp\n");
+    return 2;
+  }
+  if (!xdp && g.listen.count == 0) {
     fprintf(stderr, "l4lb: at least one --listen=ADDR:PORT is required\n");
     return 2;
   }
@@ -766,6 +856,8 @@ int main(int argc, char **argv) {
   metrics_gauge_fn(g.metrics, "edge_l4_fd_limit", "RLIMIT_NOFILE (soft) of this process", "",
                    gauge_fd_limit, NULL);
 
+  if (xdp) start_packet_mode();
+
   /* the first table (static set, or empty until syncd answers) */
   if (g.admin) admin_set_ready(g.admin, 0);
   apply_members(statics, (size_t)g.backend.count, g.syncd ? "start (waiting for syncd)" : "start");
@@ -782,8 +874,8 @@ int main(int argc, char **argv) {
       .metrics = g.metrics,
       .on_connect_failure = notify_connect_failure,
   };
-  if (l4_forward_start(&fc, nw, fds, g.bound_https, (size_t)g.listen.count, &g.fwd, err,
-                       sizeof(err)) != 0) {
+  if (!xdp && l4_forward_start(&fc, nw, fds, g.bound_https, (size_t)g.listen.count, &g.fwd, err,
+                               sizeof(err)) != 0) {
     die("%s", err);
   }
   free(fds);
@@ -802,7 +894,7 @@ int main(int argc, char **argv) {
         .target = g.syncd,
         .creds = {.cert_file = g.cert, .key_file = g.key, .ca_file = g.ca, .insecure = g.insecure},
         .node_id = g.node_id,
-        .address = g.bound[0],
+        .address = xdp ? g.vip.values[0] : g.bound[0],
         .build = L4LB_VERSION,
         .cache_dir = g.cache_dir,
     };
@@ -818,11 +910,11 @@ int main(int argc, char **argv) {
     snprintf(listen_all + strlen(listen_all), sizeof(listen_all) - strlen(listen_all), "%s%s",
              i ? "," : "", g.bound[i]);
   LOG_INFO("started",
-           "version=%s listen=%s admin_port=%s workers=%ld membership=%s backends=%d hash=%s "
-           "table_size=%ld proxy_protocol=%s splice=%s connect_timeout_ms=%u idle_timeout_ms=%u "
-           "check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld drain_timeout_ms=%u "
-           "fd_limit=%llu max_connections=%ld",
-           L4LB_VERSION, listen_all, admin_bound, g.workers, g.syncd ? g.syncd : "static",
+           "version=%s mode=%s listen=%s admin_port=%s workers=%ld membership=%s backends=%d "
+           "hash=%s table_size=%ld proxy_protocol=%s splice=%s connect_timeout_ms=%u "
+           "idle_timeout_ms=%u check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld "
+           "drain_timeout_ms=%u fd_limit=%llu max_connections=%ld",
+           L4LB_VERSION, g.mode, listen_all, admin_bound, g.workers, g.syncd ? g.syncd : "static",
            g.backend.count, hash_name(), g.table_size, g.proxy_protocol ? "on" : "off",
            g.splice ? "on" : "off", g.connect_timeout_ms, g.idle_timeout_ms, g.check_interval_ms,
            g.check_timeout_ms, g.rise, g.fall, g.drain_timeout_ms, (unsigned long long)fd_limit(),
@@ -838,6 +930,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < g.nbound; i++) free(g.bound[i]);
   free(g.bound);
   free(g.bound_https);
+  free(g.vips);
   uv_loop_close(g.loop);
   metrics_registry_free(g.metrics);
   LOG_INFO("stopped", "%s", "");

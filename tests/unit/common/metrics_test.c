@@ -11,6 +11,33 @@ static double forty_two(void *arg) {
   return 42;
 }
 
+static uint64_t counted_elsewhere(void *arg) {
+  return *(const uint64_t *)arg;
+}
+
+/* A computed counter renders what its function returns at render time. */
+static void computed_counter_renders_the_current_value(void) {
+  struct metrics_registry *r = metrics_registry_new();
+  uint64_t n = 7;
+  CU_ASSERT_EQUAL(
+      metrics_counter_fn(r, "edge_pkts_total", "Packets.", "vip=\"a\"", counted_elsewhere, &n), 0);
+  size_t len = 0;
+  char *text = metrics_render(r, &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(text, "# TYPE edge_pkts_total counter\nedge_pkts_total{vip=\"a\"} 7\n"));
+  free(text);
+  n = 9;
+  text = metrics_render(r, &len);
+  CU_ASSERT_PTR_NOT_NULL(strstr(text, "edge_pkts_total{vip=\"a\"} 9\n"));
+  free(text);
+  metrics_remove(r, "edge_pkts_total", "vip=\"a\"");
+  text = metrics_render(r, &len);
+  CU_ASSERT_PTR_NULL(strstr(text, "edge_pkts_total{"));
+  free(text);
+  metrics_registry_free(r);
+}
+
 static void renders_a_small_registry_exactly(void) {
   struct metrics_registry *r = metrics_registry_new();
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
@@ -165,6 +192,8 @@ static void concurrent_updates_from_four_threads_sum_exactly(void) {
 void test_register(void) {
   CU_pSuite s = CU_add_suite("metrics", NULL, NULL);
   CU_add_test(s, "renders_a_small_registry_exactly", renders_a_small_registry_exactly);
+  CU_add_test(s, "computed_counter_renders_the_current_value",
+              computed_counter_renders_the_current_value);
   CU_add_test(s, "histogram_without_labels_gets_only_le", histogram_without_labels_gets_only_le);
   CU_add_test(s, "same_name_and_labels_return_the_same_handle_and_clashes_fail",
               same_name_and_labels_return_the_same_handle_and_clashes_fail);
