@@ -9,10 +9,14 @@
 #include "l7proxy/headers.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "common/http_status.h"
 
 int headers_name_is(const char *name, size_t len, const char *lit) {
   size_t n = strlen(lit);
@@ -53,6 +57,8 @@ enum hkind {
   HK_EXPECT,
   HK_REQUEST_ID,
   HK_SERVER,
+  HK_TRACEPARENT, /* W3C trace context: replaced when tracing is on */
+  HK_TRACESTATE,
 };
 
 static enum hkind classify(const char *n, size_t len) {
@@ -68,7 +74,12 @@ static enum hkind classify(const char *n, size_t len) {
     case 7:
       return IS("upgrade") ? HK_UPGRADE : IS("trailer") ? HK_HOP : HK_OTHER;
     case 10:
-      return IS("connection") ? HK_CONNECTION : IS("keep-alive") ? HK_HOP : HK_OTHER;
+      return IS("connection")   ? HK_CONNECTION
+             : IS("keep-alive") ? HK_HOP
+             : IS("tracestate") ? HK_TRACESTATE
+                                : HK_OTHER;
+    case 11:
+      return IS("traceparent") ? HK_TRACEPARENT : HK_OTHER;
     case 12:
       return IS("x-request-id") ? HK_REQUEST_ID : HK_OTHER;
     case 14:
@@ -104,25 +115,25 @@ static int named_by_connection(const struct h1_header *h, size_t n, const char *
   return 0;
 }
 
-static int write_framing(struct h1_buf *out, enum h1_framing f, uint64_t content_length) {
+static int write_framing(struct buf *out, enum h1_framing f, uint64_t content_length) {
   int rc = 0;
   if (f == H1_FRAMING_LENGTH) {
-    rc |= h1_buf_append(out, "Content-Length: ", 16);
-    rc |= h1_buf_put_u64(out, content_length);
-    rc |= h1_buf_append(out, "\r\n", 2);
+    rc |= buf_append(out, "Content-Length: ", 16);
+    rc |= buf_put_u64(out, content_length);
+    rc |= buf_append(out, "\r\n", 2);
   } else if (f == H1_FRAMING_CHUNKED) {
-    rc |= h1_buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    rc |= buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
   }
   return rc;
 }
 
-static int append_field(struct h1_buf *out, const char *name, size_t nlen, const char *value,
+static int append_field(struct buf *out, const char *name, size_t nlen, const char *value,
                         size_t vlen) {
-  if (h1_buf_reserve(out, nlen + vlen + 4) != 0) return -ENOMEM;
-  h1_buf_append(out, name, nlen);
-  h1_buf_append(out, ": ", 2);
-  h1_buf_append(out, value, vlen);
-  h1_buf_append(out, "\r\n", 2);
+  if (buf_reserve(out, nlen + vlen + 4) != 0) return -ENOMEM;
+  buf_append(out, name, nlen);
+  buf_append(out, ": ", 2);
+  buf_append(out, value, vlen);
+  buf_append(out, "\r\n", 2);
   return 0;
 }
 
@@ -159,6 +170,10 @@ static uint64_t rng_next(void) {
   return result;
 }
 
+uint64_t headers_rand64(void) {
+  return rng_next();
+}
+
 void headers_gen_request_id(char out[33]) {
   static const char hex[] = "0123456789abcdef";
   uint64_t a = rng_next(), b = rng_next();
@@ -181,8 +196,7 @@ static int request_id_ok(const char *v, size_t len) {
   return 1;
 }
 
-int headers_write_request(struct h1_buf *out, const struct headers_request *r,
-                          char request_id[65]) {
+int headers_write_request(struct buf *out, const struct headers_request *r, char request_id[65]) {
   const struct h1_header *h = r->headers;
   size_t n = r->n_headers;
   int rc = 0;
@@ -196,11 +210,11 @@ int headers_write_request(struct h1_buf *out, const struct headers_request *r,
     has_connection |= k == HK_CONNECTION;
     has_xff |= k == HK_XFF;
   }
-  rc |= h1_buf_reserve(out, r->method_len + r->target_len + r->host_len * 2 + 256);
-  rc |= h1_buf_append(out, r->method, r->method_len);
-  rc |= h1_buf_append(out, " ", 1);
-  rc |= h1_buf_append(out, r->target, r->target_len);
-  rc |= h1_buf_append(out, " HTTP/1.1\r\n", 11);
+  rc |= buf_reserve(out, r->method_len + r->target_len + r->host_len * 2 + 256);
+  rc |= buf_append(out, r->method, r->method_len);
+  rc |= buf_append(out, " ", 1);
+  rc |= buf_append(out, r->target, r->target_len);
+  rc |= buf_append(out, " HTTP/1.1\r\n", 11);
   rc |= append_field(out, "Host", 4, r->host, r->host_len);
 
   for (size_t i = 0; i < n; i++) {
@@ -220,6 +234,12 @@ int headers_write_request(struct h1_buf *out, const struct headers_request *r,
           request_id[h[i].value_len] = '\0';
         }
         continue;
+      case HK_TRACEPARENT:
+        if (r->traceparent) continue; /* this hop's own follows */
+        break;
+      case HK_TRACESTATE:
+        if (r->drop_tracestate) continue;
+        break;
       case HK_OTHER:
       case HK_SERVER:
         break;
@@ -231,7 +251,7 @@ int headers_write_request(struct h1_buf *out, const struct headers_request *r,
   }
 
   /* X-Forwarded-For: every earlier hop in order, then this client. */
-  rc |= h1_buf_append(out, "X-Forwarded-For: ", 17);
+  rc |= buf_append(out, "X-Forwarded-For: ", 17);
   for (size_t i = 0; has_xff && i < n; i++) {
     if (classify(h[i].name, h[i].name_len) != HK_XFF) continue;
     const char *v = h[i].value;
@@ -239,52 +259,53 @@ int headers_write_request(struct h1_buf *out, const struct headers_request *r,
     while (vl > 0 && is_ows(v[vl - 1])) vl--;
     while (vl > 0 && is_ows(*v)) v++, vl--;
     if (vl == 0) continue;
-    rc |= h1_buf_append(out, v, vl);
-    rc |= h1_buf_append(out, ", ", 2);
+    rc |= buf_append(out, v, vl);
+    rc |= buf_append(out, ", ", 2);
   }
-  rc |= h1_buf_puts(out, r->client_addr);
-  rc |= h1_buf_append(out, "\r\n", 2);
+  rc |= buf_puts(out, r->client_addr);
+  rc |= buf_append(out, "\r\n", 2);
   rc |= append_field(out, "X-Forwarded-Proto", 17, r->proto, strlen(r->proto));
   rc |= append_field(out, "X-Forwarded-Host", 16, r->host, r->host_len);
   if (request_id[0] == '\0') headers_gen_request_id(request_id);
   rc |= append_field(out, "X-Request-Id", 12, request_id, strlen(request_id));
-  if (want_te_trailers) rc |= h1_buf_puts(out, "TE: trailers\r\n");
+  if (r->traceparent) rc |= append_field(out, "traceparent", 11, r->traceparent, 55);
+  if (want_te_trailers) rc |= buf_puts(out, "TE: trailers\r\n");
 
   if (r->upgrade) {
     for (size_t i = 0; i < n; i++)
       if (classify(h[i].name, h[i].name_len) == HK_UPGRADE)
         rc |= append_field(out, "Upgrade", 7, h[i].value, h[i].value_len);
-    rc |= h1_buf_puts(out, "Connection: upgrade\r\n");
+    rc |= buf_puts(out, "Connection: upgrade\r\n");
   }
   rc |= write_framing(out, r->framing, r->content_length);
-  rc |= h1_buf_append(out, "\r\n", 2);
+  rc |= buf_append(out, "\r\n", 2);
   return rc ? -ENOMEM : 0;
 }
 
-int headers_write_response(struct h1_buf *out, const struct headers_response *r) {
+int headers_write_response(struct buf *out, const struct headers_response *r) {
   const struct h1_header *h = r->headers;
   size_t n = r->n_headers;
   int rc = 0, has_connection = 0;
   for (size_t i = 0; i < n; i++)
     has_connection |= classify(h[i].name, h[i].name_len) == HK_CONNECTION;
-  rc |= h1_buf_reserve(out, 128);
+  rc |= buf_reserve(out, 128);
   char line[16] = "HTTP/1.1 000 ";
   int st = r->status >= 100 && r->status <= 999 ? r->status : 502;
   line[9] = (char)('0' + st / 100);
   line[10] = (char)('0' + st / 10 % 10);
   line[11] = (char)('0' + st % 10);
-  rc |= h1_buf_append(out, line, 13);
+  rc |= buf_append(out, line, 13);
   if (r->reason_len > 0)
-    rc |= h1_buf_append(out, r->reason, r->reason_len);
+    rc |= buf_append(out, r->reason, r->reason_len);
   else
-    rc |= h1_buf_puts(out, headers_reason(r->status));
-  rc |= h1_buf_append(out, "\r\nServer: edge\r\n", 16);
+    rc |= buf_puts(out, http_status_reason(r->status));
+  rc |= buf_append(out, "\r\nServer: edge\r\n", 16);
   for (size_t i = 0; i < n; i++) {
     const char *name = h[i].name;
     size_t len = h[i].name_len;
     enum hkind k = classify(name, len);
     if (k != HK_OTHER && k != HK_HOST && k != HK_EXPECT && k != HK_REQUEST_ID && k != HK_XFF &&
-        k != HK_XFP && k != HK_XFH)
+        k != HK_XFP && k != HK_XFH && k != HK_TRACEPARENT && k != HK_TRACESTATE)
       continue; /* hop-by-hop, Server, framing */
     if (has_connection && named_by_connection(h, n, name, len)) continue;
     rc |= append_field(out, name, len, h[i].value, h[i].value_len);
@@ -293,88 +314,31 @@ int headers_write_response(struct h1_buf *out, const struct headers_response *r)
     for (size_t i = 0; i < n; i++)
       if (classify(h[i].name, h[i].name_len) == HK_UPGRADE)
         rc |= append_field(out, "Upgrade", 7, h[i].value, h[i].value_len);
-    rc |= h1_buf_puts(out, "Connection: upgrade\r\n");
+    rc |= buf_puts(out, "Connection: upgrade\r\n");
   } else if (r->close) {
-    rc |= h1_buf_puts(out, "Connection: close\r\n");
+    rc |= buf_puts(out, "Connection: close\r\n");
   } else if (r->keep_alive) {
-    rc |= h1_buf_puts(out, "Connection: keep-alive\r\n");
+    rc |= buf_puts(out, "Connection: keep-alive\r\n");
   }
   rc |= write_framing(out, r->framing, r->content_length);
-  rc |= h1_buf_append(out, "\r\n", 2);
+  rc |= buf_append(out, "\r\n", 2);
   return rc ? -ENOMEM : 0;
 }
 
-int headers_write_local(struct h1_buf *out, int status, const char *location, int close,
+int headers_write_local(struct buf *out, int status, const char *location, int close,
                         const char *body) {
   char dflt[96];
   if (!body) {
-    snprintf(dflt, sizeof(dflt), "%d %s\n", status, headers_reason(status));
+    snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
     body = dflt;
   }
-  int rc = h1_buf_printf(out,
-                         "HTTP/1.1 %03d %s\r\nServer: edge\r\nContent-Type: text/plain\r\n"
-                         "Content-Length: %zu\r\n",
-                         status, headers_reason(status), strlen(body));
-  if (location) rc |= h1_buf_printf(out, "Location: %s\r\n", location);
-  if (close) rc |= h1_buf_puts(out, "Connection: close\r\n");
-  rc |= h1_buf_append(out, "\r\n", 2);
-  rc |= h1_buf_puts(out, body);
+  int rc = buf_printf(out,
+                      "HTTP/1.1 %03d %s\r\nServer: edge\r\nContent-Type: text/plain\r\n"
+                      "Content-Length: %zu\r\n",
+                      status, http_status_reason(status), strlen(body));
+  if (location) rc |= buf_printf(out, "Location: %s\r\n", location);
+  if (close) rc |= buf_puts(out, "Connection: close\r\n");
+  rc |= buf_append(out, "\r\n", 2);
+  rc |= buf_puts(out, body);
   return rc ? -ENOMEM : 0;
-}
-
-const char *headers_reason(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 101:
-      return "Switching Protocols";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 204:
-      return "No Content";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 303:
-      return "See Other";
-    case 304:
-      return "Not Modified";
-    case 307:
-      return "Temporary Redirect";
-    case 308:
-      return "Permanent Redirect";
-    case 400:
-      return "Bad Request";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 413:
-      return "Content Too Large";
-    case 414:
-      return "URI Too Long";
-    case 417:
-      return "Expectation Failed";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    default:
-      return "Unknown";
-  }
 }

@@ -2,7 +2,7 @@
  * headers — request and response head rewriting for the HTTP/1.1 proxy.
  *
  * Pure functions over parsed header lists: they write the head that goes
- * upstream (request) or downstream (response) into an h1_buf. Rules:
+ * upstream (request) or downstream (response) into a struct buf (common/buf.h). Rules:
  *  - hop-by-hop fields are dropped: Connection and every field it names,
  *    Keep-Alive, Proxy-*, TE (re-added as "TE: trailers" when asked for),
  *    Trailer, Transfer-Encoding and Content-Length (framing is rewritten
@@ -11,7 +11,8 @@
  *  - requests get X-Forwarded-For (client appended to any earlier list),
  *    X-Forwarded-Proto, X-Forwarded-Host (the client's Host) and
  *    X-Request-Id (kept when the client sent a sane one, else 128 random
- *    bits as 32 hex digits); no Via;
+ *    bits as 32 hex digits); no Via; when tracing, this hop's traceparent
+ *    in place of the client's (see headers_request.traceparent);
  *  - responses get "Server: edge" in place of the upstream's Server.
  * Nothing here allocates except the output buffer's growth.
  * Callers: worker.c (data path), the http1 fuzz target, unit tests.
@@ -22,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "l7proxy/http1_buf.h"
+#include "common/buf.h"
 
 /* One header field; name/value point into the parser's head buffer. */
 struct h1_header {
@@ -55,6 +56,12 @@ struct headers_request {
   int strip_expect;        /* the proxy answers 100-continue itself */
   enum h1_framing framing; /* NONE, LENGTH or CHUNKED */
   uint64_t content_length;
+  /* Tracing (exchange_obs): when set, the client's traceparent fields are
+   * dropped and "traceparent: <these 55 chars>" is sent instead; with
+   * drop_tracestate the client's tracestate fields are dropped too.
+   * NULL/0: both pass through untouched. */
+  const char *traceparent;
+  int drop_tracestate;
 };
 
 /*
@@ -62,7 +69,7 @@ struct headers_request {
  * out. The X-Request-Id used (kept or generated) is written to
  * request_id (NUL-terminated, at most 64 chars + NUL). Returns 0 or -ENOMEM.
  */
-int headers_write_request(struct h1_buf *out, const struct headers_request *r, char request_id[65]);
+int headers_write_request(struct buf *out, const struct headers_request *r, char request_id[65]);
 
 struct headers_response {
   int status;
@@ -78,18 +85,15 @@ struct headers_response {
 };
 
 /* Appends the downstream response head to out. Returns 0 or -ENOMEM. */
-int headers_write_response(struct h1_buf *out, const struct headers_response *r);
+int headers_write_response(struct buf *out, const struct headers_response *r);
 
 /*
  * Appends a complete locally generated response: status line, Server,
  * Content-Type text/plain, Content-Length, optional Location, optional
  * Connection: close, and body (may be NULL for "<status> <reason>\n").
  */
-int headers_write_local(struct h1_buf *out, int status, const char *location, int close,
+int headers_write_local(struct buf *out, int status, const char *location, int close,
                         const char *body);
-
-/* Standard reason phrase ("Not Found"); "Unknown" for others. */
-const char *headers_reason(int status);
 
 /* 1 if name (any case) is hop-by-hop by itself (not counting names listed
  * in Connection). */
@@ -100,6 +104,11 @@ int headers_list_has_token(const char *value, size_t len, const char *token);
 
 /* Case-insensitive name comparison against a NUL-terminated literal. */
 int headers_name_is(const char *name, size_t len, const char *lit);
+
+/* 64 bits from the calling thread's fast generator (xoshiro256**, seeded
+ * from getrandom): unique ids (request ids, trace and span ids), not
+ * secrets. */
+uint64_t headers_rand64(void);
 
 /* Writes 32 lowercase hex digits of fresh randomness and a NUL. */
 void headers_gen_request_id(char out[33]);

@@ -32,17 +32,20 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/admin.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
 #include "common/statedir.h"
+#include "l7proxy/access_log.h"
 #include "l7proxy/config_client.h"
 #include "l7proxy/config_store.h"
 #include "l7proxy/limits.h"
 #include "l7proxy/snapshot.h"
 #include "l7proxy/tls.h"
+#include "l7proxy/trace_export.h"
 #include "l7proxy/worker.h"
 
 #define L7_VERSION "0.1.0"
@@ -58,7 +61,9 @@ struct app {
   const char *config_file;
   struct worker *workers[MAX_WORKERS];
   int n_workers;
-  uv_signal_t sigterm, sigint, sighup;
+  uv_signal_t sigterm, sigint, sighup, sigusr1;
+  struct access_log *alog;     /* --access-log (NULL: off) */
+  struct trace_export *tracer; /* --trace-otlp (NULL: off) */
   uv_timer_t tick;
   uv_timer_t ticket_timer;
   int tls_enabled;
@@ -224,6 +229,7 @@ static void stop_everything(struct app *a) {
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
   uv_close((uv_handle_t *)&a->sighup, NULL);
+  uv_close((uv_handle_t *)&a->sigusr1, NULL);
   if (a->admin) admin_close(a->admin, NULL, NULL);
   if (a->client) {
     l7_config_client_close(a->client, NULL, NULL);
@@ -261,6 +267,10 @@ static void on_signal(uv_signal_t *s, int signum) {
     if (a->config_file) load_config_file(a);
     return;
   }
+  if (signum == SIGUSR1) { /* logrotate moved the access log */
+    access_log_reopen(a->alog);
+    return;
+  }
   if (a->draining) {
     LOG_WARN("second_signal", "signal=%d action=exit_now", signum);
     stop_everything(a);
@@ -290,39 +300,36 @@ int main(int argc, char **argv) {
   uint32_t header_timeout = 10000, idle_timeout = 60000, resp_header_timeout = 60000;
   uint32_t drain_timeout = 30000;
   int proxy_protocol = 0, insecure = 0, insecure_remote = 0, access_log = 0;
+  const char *access_log_path = NULL, *access_log_format = NULL;
+  long access_log_buffer = 4L << 20, trace_queue = 4096, trace_batch = 512;
+  const char *trace_otlp = NULL, *trace_sample = "1", *trace_service = "edge-l7proxy";
+  uint32_t trace_flush = 1000;
   const char *tls_min = "1.2", *tls_ciphers = NULL, *tls_ciphersuites = NULL;
   int tls_no_h2 = 0, tls_no_resumption = 0, no_h2c = 0;
   long h2_max_streams = 100, h2_max_resets = 100;
   uint32_t tls_ticket_rotate = 12u * 3600 * 1000, tls_handshake_timeout = 10000;
   struct flag_list trusted = {0};
   struct flag_def defs[] = {
+      FLAG_GROUP_DEF("Listeners and workers"),
       {"http", FLAG_STRING, &http, "plain HTTP listener (default 0.0.0.0:8080)", "ADDR:PORT"},
       {"https", FLAG_STRING, &https,
        "HTTPS listener; certificates come from the configuration (SNI, default)", "ADDR:PORT"},
-      {"tls-min-version", FLAG_STRING, &tls_min, "lowest TLS version: 1.2|1.3 (default 1.2)", "V"},
-      {"tls-ciphers", FLAG_STRING, &tls_ciphers,
-       "TLS 1.2 cipher list (OpenSSL syntax; default: ECDHE with AES-GCM/CHACHA20)", "LIST"},
-      {"tls-ciphersuites", FLAG_STRING, &tls_ciphersuites,
-       "TLS 1.3 cipher suites (default: the library's)", "LIST"},
-      {"tls-no-h2", FLAG_BOOL, &tls_no_h2, "ALPN offers only http/1.1", NULL},
-      {"tls-no-resumption", FLAG_BOOL, &tls_no_resumption, "no session tickets", NULL},
-      {"tls-ticket-rotate", FLAG_DURATION_MS, &tls_ticket_rotate,
-       "session ticket key rotation period (default 12h)", "DURATION"},
-      {"h2-max-streams", FLAG_INT, &h2_max_streams,
-       "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (default 100)", "N", 1, 10000},
-      {"h2-max-resets-per-sec", FLAG_INT, &h2_max_resets,
-       "HTTP/2 client resets per second per connection before GOAWAY ENHANCE_YOUR_CALM "
-       "(default 100)",
-       "N", 1, 1000000},
-      {"no-h2c", FLAG_BOOL, &no_h2c, "no cleartext HTTP/2 (prior knowledge, Upgrade) on --http",
-       NULL},
-      {"tls-handshake-timeout", FLAG_DURATION_MS, &tls_handshake_timeout,
-       "time for a TLS handshake (default 10s)", "DURATION"},
       {"admin", FLAG_STRING, &admin_addr, "admin endpoint: /healthz /readyz /metrics /config",
        "ADDR:PORT"},
       {"workers", FLAG_INT, &workers, "worker threads (default: number of cores)", "N", 1,
        MAX_WORKERS},
+      {"max-connections", FLAG_INT, &max_conns,
+       "downstream connections per worker; more are closed (default 10000)", "N", 1, 10000000},
+      {"drain-timeout", FLAG_DURATION_MS, &drain_timeout,
+       "SIGTERM: longest wait for in-flight requests (default 30s)", "DURATION"},
+      FLAG_GROUP_DEF("Configuration: syncd, file, cache"),
       {"syncd", FLAG_STRING, &syncd, "control plane address (ConfigSync)", "ADDR:PORT"},
+      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC to syncd (a loopback --syncd only)", NULL},
+      {"insecure-allow-remote", FLAG_BOOL, &insecure_remote,
+       "allow --insecure to a non-loopback --syncd (keys cross the network in clear)", NULL},
+      {"cert", FLAG_STRING, &cert, "client certificate for syncd (PEM)", "FILE"},
+      {"key", FLAG_STRING, &key, "client key for syncd (PEM)", "FILE"},
+      {"ca", FLAG_STRING, &ca, "CA that signed syncd's certificate (PEM)", "FILE"},
       {"node-id", FLAG_STRING, &node_id, "node name sent to syncd (default: hostname)", "NAME"},
       {"advertise", FLAG_STRING, &advertise, "address sent in Hello (default: --http)",
        "ADDR:PORT"},
@@ -332,22 +339,35 @@ int main(int argc, char **argv) {
       {"config", FLAG_STRING, &config_file,
        "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
       {"cache-dir", FLAG_STRING, &cache_dir, "directory for the last applied state", "DIR"},
-      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC to syncd (a loopback --syncd only)", NULL},
-      {"insecure-allow-remote", FLAG_BOOL, &insecure_remote,
-       "allow --insecure to a non-loopback --syncd (keys cross the network in clear)", NULL},
-      {"cert", FLAG_STRING, &cert, "client certificate for syncd (PEM)", "FILE"},
-      {"key", FLAG_STRING, &key, "client key for syncd (PEM)", "FILE"},
-      {"ca", FLAG_STRING, &ca, "CA that signed syncd's certificate (PEM)", "FILE"},
+      FLAG_GROUP_DEF("TLS"),
+      {"tls-min-version", FLAG_STRING, &tls_min, "lowest TLS version: 1.2|1.3 (default 1.2)", "V"},
+      {"tls-ciphers", FLAG_STRING, &tls_ciphers,
+       "TLS 1.2 cipher list (OpenSSL syntax; default: ECDHE with AES-GCM/CHACHA20)", "LIST"},
+      {"tls-ciphersuites", FLAG_STRING, &tls_ciphersuites,
+       "TLS 1.3 cipher suites (default: the library's)", "LIST"},
+      {"tls-no-h2", FLAG_BOOL, &tls_no_h2, "ALPN offers only http/1.1", NULL},
+      {"tls-no-resumption", FLAG_BOOL, &tls_no_resumption, "no session tickets", NULL},
+      {"tls-ticket-rotate", FLAG_DURATION_MS, &tls_ticket_rotate,
+       "session ticket key rotation period (default 12h)", "DURATION"},
+      {"tls-handshake-timeout", FLAG_DURATION_MS, &tls_handshake_timeout,
+       "time for a TLS handshake (default 10s)", "DURATION"},
+      FLAG_GROUP_DEF("HTTP/2"),
+      {"h2-max-streams", FLAG_INT, &h2_max_streams,
+       "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (default 100)", "N", 1, 10000},
+      {"h2-max-resets-per-sec", FLAG_INT, &h2_max_resets,
+       "HTTP/2 client resets per second per connection before GOAWAY ENHANCE_YOUR_CALM "
+       "(default 100)",
+       "N", 1, 1000000},
+      {"no-h2c", FLAG_BOOL, &no_h2c, "no cleartext HTTP/2 (prior knowledge, Upgrade) on --http",
+       NULL},
+      FLAG_GROUP_DEF("PROXY protocol"),
       {"proxy-protocol", FLAG_BOOL, &proxy_protocol,
        "expect a PROXY v1/v2 header on every connection from trusted peers", NULL},
       {"proxy-protocol-trusted", FLAG_LIST, &trusted,
        "peers allowed to send PROXY headers (repeatable; required with --proxy-protocol: "
        "0.0.0.0/0 and ::/0 trust every peer)",
        "CIDR"},
-      {"access-log", FLAG_BOOL, &access_log, "log one logfmt line per request", NULL},
-      {"log-level", FLAG_STRING, &log_level, "debug|info|warn|error", "LEVEL"},
-      {"drain-timeout", FLAG_DURATION_MS, &drain_timeout,
-       "SIGTERM: longest wait for in-flight requests (default 30s)", "DURATION"},
+      FLAG_GROUP_DEF("Limits, timeouts, retries"),
       {"max-uri-bytes", FLAG_INT, &max_uri, "request target limit, 414 beyond (default 8192)", "N",
        16, 1 << 20},
       {"max-header-bytes", FLAG_INT, &max_header_bytes,
@@ -364,11 +384,40 @@ int main(int argc, char **argv) {
       {"response-header-timeout", FLAG_DURATION_MS, &resp_header_timeout,
        "upstream response head limit when the route sets none, 504 after (default 60s)",
        "DURATION"},
-      {"max-connections", FLAG_INT, &max_conns,
-       "downstream connections per worker; more are closed (default 10000)", "N", 1, 10000000},
       {"retries", FLAG_INT, &retries,
        "connect-failure retries of idempotent requests when the route sets none (default 2)", "N",
        0, 10},
+      FLAG_GROUP_DEF("Access log"),
+      {"access-log", FLAG_BOOL, &access_log,
+       "one line per request (logfmt to stderr unless --access-log-path/-format say otherwise)",
+       NULL},
+      {"access-log-path", FLAG_STRING, &access_log_path,
+       "access log file (append; SIGUSR1 reopens it for logrotate); implies --access-log", "FILE"},
+      {"access-log-format", FLAG_STRING, &access_log_format,
+       "logfmt|json (default logfmt); implies --access-log", "FORMAT"},
+      {"access-log-buffer", FLAG_INT, &access_log_buffer,
+       "bytes of lines waiting for the writer thread; lines beyond are dropped and counted "
+       "(default 4 MiB)",
+       "BYTES", 65536, 1L << 30},
+      FLAG_GROUP_DEF("Tracing (W3C trace context, OTLP/HTTP)"),
+      {"trace-otlp", FLAG_STRING, &trace_otlp,
+       "export spans to this OTLP/HTTP receiver (protobuf), e.g. http://127.0.0.1:4318/v1/traces; "
+       "turns on W3C traceparent handling",
+       "URL"},
+      {"trace-sample", FLAG_STRING, &trace_sample,
+       "ratio of new traces sampled, 0..1 (default 1); a client's traceparent decides for its own",
+       "RATIO"},
+      {"trace-service-name", FLAG_STRING, &trace_service,
+       "service.name of the spans (default edge-l7proxy)", "NAME"},
+      {"trace-queue", FLAG_INT, &trace_queue,
+       "spans waiting for the exporter at most; more are dropped and counted (default 4096)", "N",
+       16, 1000000},
+      {"trace-batch", FLAG_INT, &trace_batch, "spans per OTLP request at most (default 512)", "N",
+       1, 100000},
+      {"trace-flush", FLAG_DURATION_MS, &trace_flush,
+       "longest wait before a partial batch is sent (default 1s)", "DURATION"},
+      FLAG_GROUP_DEF("Logging"),
+      {"log-level", FLAG_STRING, &log_level, "debug|info|warn|error", "LEVEL"},
   };
   size_t ndefs = sizeof(defs) / sizeof(defs[0]);
   char err[512];
@@ -399,7 +448,7 @@ int main(int argc, char **argv) {
   uint16_t https_port = 0;
   static struct tls_options tls_opts;
   if (https) {
-    if (flags_split_hostport(https, https_host, sizeof(https_host), &https_port) != 0) {
+    if (addr_split_hostport(https, https_host, sizeof(https_host), &https_port) != 0) {
       fprintf(stderr, "l7proxy: --https: expected ADDR:PORT, got %s\n", https);
       return 2;
     }
@@ -423,12 +472,29 @@ int main(int argc, char **argv) {
     }
     tls_store_unref(probe);
   }
-  if (syncd && insecure && !insecure_remote && !flags_is_loopback(syncd)) {
+  if (syncd && insecure && !insecure_remote && !addr_is_loopback(syncd)) {
     fprintf(stderr,
             "l7proxy: --insecure sends private keys in clear: --syncd=%s must be a loopback "
             "address (or add --insecure-allow-remote)\n",
             syncd);
     return 2;
+  }
+  enum access_log_format alog_format = ACCESS_LOG_LOGFMT;
+  if (access_log_format && access_log_parse_format(access_log_format, &alog_format) != 0) {
+    fprintf(stderr, "l7proxy: --access-log-format: expected logfmt or json, got %s\n",
+            access_log_format);
+    return 2;
+  }
+  if (access_log_path || access_log_format) access_log = 1;
+  double sample_ratio = 1;
+  {
+    char *end;
+    sample_ratio = strtod(trace_sample, &end);
+    if (end == trace_sample || *end != '\0' || !(sample_ratio >= 0 && sample_ratio <= 1)) {
+      fprintf(stderr, "l7proxy: --trace-sample: expected a ratio between 0 and 1, got %s\n",
+              trace_sample);
+      return 2;
+    }
   }
   if (syncd && !insecure && !(cert && key && ca)) {
     fprintf(stderr, "l7proxy: --syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
@@ -436,7 +502,7 @@ int main(int argc, char **argv) {
   }
   char host[256];
   uint16_t port;
-  if (flags_split_hostport(http, host, sizeof(host), &port) != 0) {
+  if (addr_split_hostport(http, host, sizeof(host), &port) != 0) {
     fprintf(stderr, "l7proxy: --http: expected ADDR:PORT, got %s\n", http);
     return 2;
   }
@@ -525,6 +591,34 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (access_log) {
+    struct access_log_opts ao = {.path = access_log_path,
+                                 .fd = -1,
+                                 .format = alog_format,
+                                 .ring_bytes = (size_t)access_log_buffer,
+                                 .metrics = a->metrics};
+    if (access_log_open(&ao, &a->alog, err, sizeof(err)) != 0) {
+      fprintf(stderr, "l7proxy: --access-log-path: %s\n", err);
+      return 1;
+    }
+  }
+  if (trace_otlp) {
+    char hostname[256] = "l7proxy";
+    gethostname(hostname, sizeof(hostname) - 1);
+    struct trace_export_opts to = {.url = trace_otlp,
+                                   .service_name = trace_service,
+                                   .instance_id = node_id ? node_id : hostname,
+                                   .version = L7_VERSION,
+                                   .queue_size = (size_t)trace_queue,
+                                   .batch_size = (size_t)trace_batch,
+                                   .flush_ms = trace_flush,
+                                   .metrics = a->metrics};
+    if (trace_export_new(&to, &a->tracer, err, sizeof(err)) != 0) {
+      fprintf(stderr, "l7proxy: --trace-otlp: %s\n", err);
+      return 2;
+    }
+  }
+
   if (admin_addr) {
     if (admin_start(a->loop, admin_addr, a->metrics, &a->admin, err, sizeof(err)) != 0) {
       fprintf(stderr, "l7proxy: --admin: %s\n", err);
@@ -539,27 +633,41 @@ int main(int argc, char **argv) {
   wcfg.proxy_protocol = proxy_protocol;
   wcfg.trusted = cidrs;
   wcfg.n_trusted = (size_t)trusted.count;
-  wcfg.access_log = access_log;
+  wcfg.obs =
+      (struct obs_config){.alog = a->alog, .tracer = a->tracer, .sample_ratio = sample_ratio};
   wcfg.proto = "http";
   wcfg.metrics = a->metrics;
   wcfg.tls_handshake_timeout_ms = tls_handshake_timeout;
   wcfg.h2c = !no_h2c;
   wcfg.h2_max_streams = (uint32_t)h2_max_streams;
   wcfg.h2_max_resets_sec = (uint32_t)h2_max_resets;
+  /* One SO_REUSEPORT socket per worker; with port 0 all share the port chosen for the first. */
+  struct sockaddr_storage http_ss, https_ss;
+  socklen_t http_len = 0, https_len = 0;
+  if (addr_from_ip(host, port, &http_ss, &http_len) != 0) {
+    fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", http, strerror(EINVAL));
+    return 1;
+  }
+  if (https && addr_from_ip(https_host, https_port, &https_ss, &https_len) != 0) {
+    fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", https, strerror(EINVAL));
+    return 1;
+  }
   uint16_t bound = port, tls_bound = https_port;
   for (long i = 0; i < workers; i++) {
-    int fd = worker_listen_socket(host, bound, &bound);
+    int fd = addr_bind_reuseport(&http_ss, http_len, 0, 0);
     if (fd < 0) {
       fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", http, strerror(-fd));
       return 1;
     }
+    bound = (uint16_t)addr_port(&http_ss);
     int tfd = -1;
     if (https) {
-      tfd = worker_listen_socket(https_host, tls_bound, &tls_bound);
+      tfd = addr_bind_reuseport(&https_ss, https_len, 0, 0);
       if (tfd < 0) {
         fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", https, strerror(-tfd));
         return 1;
       }
+      tls_bound = (uint16_t)addr_port(&https_ss);
       wcfg.https_port = tls_bound;
     }
     if (worker_start((int)i, &wcfg, fd, tfd, &a->workers[i]) != 0) {
@@ -608,10 +716,12 @@ int main(int argc, char **argv) {
   uv_signal_init(a->loop, &a->sigterm);
   uv_signal_init(a->loop, &a->sigint);
   uv_signal_init(a->loop, &a->sighup);
-  a->sigterm.data = a->sigint.data = a->sighup.data = a;
+  uv_signal_init(a->loop, &a->sigusr1);
+  a->sigterm.data = a->sigint.data = a->sighup.data = a->sigusr1.data = a;
   uv_signal_start(&a->sigterm, on_signal, SIGTERM);
   uv_signal_start(&a->sigint, on_signal, SIGINT);
   uv_signal_start(&a->sighup, on_signal, SIGHUP);
+  uv_signal_start(&a->sigusr1, on_signal, SIGUSR1);
   uv_timer_init(a->loop, &a->tick);
   a->tick.data = a;
   uv_timer_start(&a->tick, on_tick, 0, 200);
@@ -625,16 +735,21 @@ int main(int argc, char **argv) {
            "proxy_protocol=%s "
            "max_uri_bytes=%ld max_header_bytes=%ld max_headers=%ld max_body=%ld "
            "header_timeout_ms=%u idle_timeout_ms=%u response_header_timeout_ms=%u "
-           "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s",
+           "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s "
+           "access_log_format=%s access_log_path=%s trace_otlp=%s trace_sample=%g",
            L7_VERSION, host, bound, https ? https_host : "-", tls_bound,
            admin_addr ? admin_addr : "-", workers, syncd ? syncd : "-",
            log_q(config_file ? config_file : "-"), log_q(cache_dir ? cache_dir : "-"),
            proxy_protocol ? "true" : "false", max_uri, max_header_bytes, max_headers, max_body,
            header_timeout, idle_timeout, resp_header_timeout, max_conns, retries, drain_timeout,
-           access_log ? "true" : "false");
+           access_log ? "true" : "false", alog_format == ACCESS_LOG_JSON ? "json" : "logfmt",
+           log_q(access_log_path ? access_log_path : "-"), log_q(trace_otlp ? trace_otlp : "-"),
+           sample_ratio);
 
   uv_run(a->loop, UV_RUN_DEFAULT);
   for (int i = 0; i < a->n_workers; i++) worker_join(a->workers[i]);
+  trace_export_close(a->tracer); /* sends what is queued */
+  access_log_close(a->alog);     /* writes what is queued */
   if (a->rpc) rpc_runtime_free(a->rpc);
   l7_snapshot_publish(NULL);
   tls_store_publish(NULL);

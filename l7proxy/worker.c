@@ -47,9 +47,13 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
+#include "common/base64.h"
+#include "common/http_status.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/proxy_proto.h"
+#include "l7proxy/exchange_obs.h"
 #include "l7proxy/headers.h"
 #include "l7proxy/http1.h"
 #include "l7proxy/snapshot.h"
@@ -120,6 +124,7 @@ struct route_metrics {
   const struct l7_cluster *cluster;
   int used;
   struct metrics_counter *by_class[6]; /* index status/100; NULL on allocation failure */
+  struct metrics_histogram *duration;  /* latency per route and cluster (dashboards) */
 };
 
 struct exchange {
@@ -135,8 +140,8 @@ struct exchange {
   int outstanding;  /* ep->lb.outstanding holds a count for this exchange */
   char ep_name[64]; /* for the access log: ep may be pruned once released (upstream.h) */
   int idempotent;
-  struct h1_buf head;   /* upstream request head, kept for a retry */
-  struct h1_buf up_out; /* request body bytes waiting for a connection */
+  struct buf head;   /* upstream request head, kept for a retry */
+  struct buf up_out; /* request body bytes waiting for a connection */
   enum h1_framing req_framing;
   int req_complete;
   int body_flushed; /* request body bytes went to a socket: no retry */
@@ -161,6 +166,7 @@ struct exchange {
   int h2_ended;          /* the chunked terminator (with trailers) is written */
   int h2_paused;         /* the client is slow: the stream's window is held */
   char request_id[65];
+  struct ex_obs obs; /* tracing + access log (exchange_obs.h); used only when enabled */
 };
 
 enum dstate { D_OPEN = 0, D_TUNNEL, D_CLOSING };
@@ -173,9 +179,9 @@ struct dconn {
   int handles;         /* open handles; freed at 0 */
   enum dstate state;
   struct h1_parser parser;
-  struct h1_buf in;  /* unparsed input (pipelined requests, PROXY header) */
-  struct h1_buf out; /* bytes for the client, flushed after each event */
-  int pp_pending;    /* waiting for a PROXY protocol header */
+  struct buf in;  /* unparsed input (pipelined requests, PROXY header) */
+  struct buf out; /* bytes for the client, flushed after each event */
+  int pp_pending; /* waiting for a PROXY protocol header */
   int reading;
   int paused;     /* parser stopped after a complete request */
   int bp_stopped; /* reading stopped: upstream write queue is full */
@@ -186,6 +192,7 @@ struct dconn {
   int linger_done;
   size_t linger_bytes;
   char client[INET6_ADDRSTRLEN];
+  uint16_t client_port;
   struct l7_snapshot *snap;
   struct tls_conn *tls; /* HTTPS: plaintext in and out goes through it */
   int https;
@@ -211,7 +218,7 @@ struct uconn {
   int handles;
   enum ustate state;
   struct h1_parser parser;
-  struct h1_buf out;
+  struct buf out;
   int reused;
   int got_bytes; /* response bytes seen for the current request */
   int bp_stopped;
@@ -359,8 +366,8 @@ static int tls_flush(uv_stream_t *s, struct tls_conn *c, void (*done)(void *), v
 }
 
 /* Writes b to s (through tls when not NULL) and empties b. */
-static int flush_buf_tls(uv_stream_t *s, struct tls_conn *tls, struct h1_buf *b,
-                         void (*done)(void *), void *arg) {
+static int flush_buf_tls(uv_stream_t *s, struct tls_conn *tls, struct buf *b, void (*done)(void *),
+                         void *arg) {
   if (tls) {
     int rc = 0;
     if (b->len > 0 && tls_conn_write(tls, b->data, b->len) < 0) rc = UV_EPROTO;
@@ -373,11 +380,11 @@ static int flush_buf_tls(uv_stream_t *s, struct tls_conn *tls, struct h1_buf *b,
   b->len = 0;
   if (rc != 0) return rc;
   /* a buffer that grew for a large head is not kept around */
-  if (b->cap > 4 * READ_BUF) h1_buf_free(b);
+  if (b->cap > 4 * READ_BUF) buf_free(b);
   return 0;
 }
 
-static int flush_buf(uv_stream_t *s, struct h1_buf *b, void (*done)(void *), void *arg) {
+static int flush_buf(uv_stream_t *s, struct buf *b, void (*done)(void *), void *arg) {
   return flush_buf_tls(s, NULL, b, done, arg);
 }
 
@@ -423,33 +430,61 @@ static struct route_metrics *route_metrics(struct worker *w, struct l7_snapshot 
             metrics_counter(w->cfg->metrics, "edge_l7_requests_total",
                             "HTTP requests by route, cluster and status class.", labels);
       }
+      size_t nb;
+      const double *b = metrics_default_latency_buckets(&nb);
+      snprintf(labels, sizeof(labels), "route=\"%s\",cluster=\"%s\"", er, ec);
+      m->duration = metrics_histogram(w->cfg->metrics, "edge_l7_request_duration_seconds",
+                                      "Request duration by route and cluster.", labels, b, nb);
       return m;
     }
   }
   return NULL;
 }
 
+/* OBS HOOK (end): the facts of the finished exchange for the access log
+ * and the span (exchange_obs.h). */
+static struct tls_conn *d_tls(struct dconn *d);
+static void ex_obs_end(struct dconn *d) {
+  struct exchange *ex = &d->ex;
+  struct tls_conn *tls = d_tls(d);
+  const char *sni = tls ? tls_conn_sni(tls) : NULL;
+  struct obs_facts f = {
+      .client = d->client,
+      .client_port = d->client_port,
+      .h2 = d->virt,
+      .https = d->https,
+      .method = ex->method,
+      .authority = ex->host,
+      .path = ex->path,
+      .status = ex->status,
+      .bytes_out = ex->bytes_down,
+      .route_host = ex->route ? ex->route->host_pattern : NULL,
+      .route_path = ex->route ? ex->route->path : NULL,
+      .cluster = ex->cluster ? ex->cluster->name : NULL,
+      .upstream = ex->ep_name[0] ? ex->ep_name : NULL, /* ep may be pruned by now */
+      .request_id = ex->request_id[0] ? ex->request_id : NULL,
+      .tls_version = tls ? tls_conn_version(tls) : NULL,
+      .sni = sni && sni[0] ? sni : NULL,
+      .alpn = tls ? tls_conn_alpn(tls) : NULL,
+  };
+  obs_end(&ex->obs, &d->w->cfg->obs, &f);
+}
+
 static void record_request(struct dconn *d) {
   struct worker *w = d->w;
   struct exchange *ex = &d->ex;
   double secs = (double)(uv_hrtime() - ex->t_start) / 1e9;
+  struct metrics_histogram *duration = w->duration; /* no route series: "_other" */
   if (w->cfg->metrics && d->snap) {
     struct route_metrics *m = route_metrics(w, d->snap, ex->route, ex->cluster);
     int cls = ex->status / 100;
     if (m && cls >= 1 && cls <= 5 && m->by_class[cls]) metrics_counter_inc(m->by_class[cls]);
+    if (m && m->duration) duration = m->duration;
   }
-  if (w->duration) metrics_histogram_observe(w->duration, secs);
+  if (duration) metrics_histogram_observe(duration, secs);
   struct metrics_counter *by_proto = d->virt ? w->c_req_h2 : w->c_req_h1;
   if (by_proto) metrics_counter_inc(by_proto);
-  if (w->cfg->access_log) {
-    LOG_INFO("access",
-             "client=%s method=%s host=%s path=%s status=%d bytes=%llu duration_ms=%.3f "
-             "route=%s cluster=%s upstream=%s request_id=%s",
-             d->client, log_q(ex->method), log_q(ex->host), log_q(ex->path), ex->status,
-             (unsigned long long)ex->bytes_down, secs * 1000,
-             log_q(ex->route ? ex->route->path : "-"), log_q(ex->cluster ? ex->cluster->name : "-"),
-             ex->ep_name[0] ? ex->ep_name : "-", ex->request_id[0] ? ex->request_id : "-");
-  }
+  if (obs_enabled(&w->cfg->obs)) ex_obs_end(d); /* OBS HOOK: end */
 }
 
 /* ---- downstream connection -------------------------------------------- */
@@ -459,10 +494,10 @@ static void d_freed(uv_handle_t *h) {
   if (--d->handles > 0) return;
   struct worker *w = d->w;
   h1_parser_free(&d->parser);
-  h1_buf_free(&d->in);
-  h1_buf_free(&d->out);
-  h1_buf_free(&d->ex.head);
-  h1_buf_free(&d->ex.up_out);
+  buf_free(&d->in);
+  buf_free(&d->out);
+  buf_free(&d->ex.head);
+  buf_free(&d->ex.up_out);
   l7_snapshot_unref(d->snap);
   tls_conn_free(d->tls);
   int virt = d->virt;
@@ -680,9 +715,9 @@ static void d_update_reading(struct dconn *d) {
 
 /* Starts a fresh exchange, keeping the buffers' memory. */
 static void ex_reset(struct exchange *ex) {
-  struct h1_buf head = ex->head, up_out = ex->up_out;
-  h1_buf_reset(&head);
-  h1_buf_reset(&up_out);
+  struct buf head = ex->head, up_out = ex->up_out;
+  buf_reset(&head);
+  buf_reset(&up_out);
   memset(ex, 0, sizeof(*ex));
   ex->head = head;
   ex->up_out = up_out;
@@ -714,8 +749,8 @@ static void ex_finish(struct dconn *d) {
   ex->active = 0;
   ex->uc = NULL;
   ex->ep = NULL;
-  h1_buf_reset(&ex->head);
-  h1_buf_reset(&ex->up_out);
+  buf_reset(&ex->head);
+  buf_reset(&ex->up_out);
   if (d->close_after || d->w->draining) {
     d_close(d, 1);
     return;
@@ -796,6 +831,8 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   copy_str(ex->method, sizeof(ex->method), m->method_str, m->method_len);
   copy_str(ex->host, sizeof(ex->host), m->host, m->host_len);
   copy_str(ex->path, sizeof(ex->path), m->target, m->path_len);
+  if (obs_enabled(&w->cfg->obs)) /* OBS HOOK: start (context, sampling, span id) */
+    obs_start(&ex->obs, &w->cfg->obs, m->headers, m->n_headers);
   ex->client_keep_alive = m->keep_alive;
   ex->client_http10 = m->http_minor == 0;
   ex->head_request = m->method == HTTP_HEAD;
@@ -889,9 +926,11 @@ static int d_on_head(void *ud, const struct h1_message *m) {
       .strip_expect = 1,
       .framing = m->framing,
       .content_length = m->content_length,
+      .traceparent = ex->obs.traced ? ex->obs.traceparent : NULL,
+      .drop_tracestate = ex->obs.drop_tracestate,
   };
   if (headers_write_request(&ex->head, &hr, ex->request_id) != 0) return 500;
-  if (m->expect_continue) h1_buf_puts(&d->out, "HTTP/1.1 100 Continue\r\n\r\n");
+  if (m->expect_continue) buf_puts(&d->out, "HTTP/1.1 100 Continue\r\n\r\n");
   ex_start_upstream(d);
   return 0;
 }
@@ -900,23 +939,24 @@ static int d_on_body(void *ud, const char *p, size_t n) {
   struct dconn *d = ud;
   struct exchange *ex = &d->ex;
   if (!ex->active || ex->local) return 0;
+  ex->obs.bytes_in += n;
   struct uconn *uc = ex->uc;
   if (ex->h2) {
     ex->body_flushed = 1;
     return uh2_stream_write(ex->h2, p, n) == 0 ? 0 : -1;
   }
   if (cluster_is_h2(ex->cluster)) return 0; /* the stream is gone: its answer is on the way */
-  struct h1_buf *dst = (uc && uc->state == U_ACTIVE) ? &uc->out : &ex->up_out;
+  struct buf *dst = (uc && uc->state == U_ACTIVE) ? &uc->out : &ex->up_out;
   if (uc && uc->state == U_ACTIVE) {
     ex->body_flushed = 1;
     if (!ex->resp_started) uc_arm(uc, ex->phase_ms); /* still sending: wait on */
   }
   if (ex->req_framing == H1_FRAMING_CHUNKED) {
-    h1_buf_put_hex(dst, n);
-    h1_buf_append(dst, "\r\n", 2);
+    buf_put_hex(dst, n);
+    buf_append(dst, "\r\n", 2);
   }
-  if (h1_buf_append(dst, p, n) != 0) return -1;
-  if (ex->req_framing == H1_FRAMING_CHUNKED) h1_buf_append(dst, "\r\n", 2);
+  if (buf_append(dst, p, n) != 0) return -1;
+  if (ex->req_framing == H1_FRAMING_CHUNKED) buf_append(dst, "\r\n", 2);
   return 0;
 }
 
@@ -933,8 +973,8 @@ static void d_on_complete(void *ud) {
   if (cluster_is_h2(ex->cluster)) return;
   if (ex->req_framing == H1_FRAMING_CHUNKED) {
     struct uconn *uc = ex->uc;
-    struct h1_buf *dst = (uc && uc->state == U_ACTIVE) ? &uc->out : &ex->up_out;
-    h1_buf_puts(dst, "0\r\n\r\n");
+    struct buf *dst = (uc && uc->state == U_ACTIVE) ? &uc->out : &ex->up_out;
+    buf_puts(dst, "0\r\n\r\n");
   }
 }
 
@@ -962,15 +1002,6 @@ static int cidr_match(const struct worker_cidr *c, const struct sockaddr_storage
   return 1;
 }
 
-static void addr_to_str(const struct sockaddr_storage *ss, char *out, size_t len) {
-  out[0] = '\0';
-  if (ss->ss_family == AF_INET)
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)len);
-  else if (ss->ss_family == AF_INET6)
-    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)len);
-  if (!out[0]) snprintf(out, len, "unknown");
-}
-
 /* Consumes a PROXY header from d->in. 1 done, 0 need more, -1 close. */
 static int d_proxy_header(struct dconn *d) {
   struct proxy_proto_info info;
@@ -985,9 +1016,11 @@ static int d_proxy_header(struct dconn *d) {
     return -1;
   }
   if (info.command == PROXY_PROTO_CMD_PROXY &&
-      (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6))
-    addr_to_str(&info.src, d->client, sizeof(d->client));
-  h1_buf_consume(&d->in, (size_t)rc);
+      (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6)) {
+    addr_format_ip(&info.src, d->client, sizeof(d->client));
+    d->client_port = (uint16_t)addr_port(&info.src);
+  }
+  buf_consume(&d->in, (size_t)rc);
   d->pp_pending = 0;
   return 1;
 }
@@ -1016,7 +1049,7 @@ static void d_process(struct dconn *d) {
     if (d->ex.active && d->ex.upgrade && d->ex.req_complete) break; /* tunnel bytes wait */
     size_t used = 0;
     enum h1_result r = h1_parser_feed(&d->parser, d->in.data, d->in.len, &used);
-    h1_buf_consume(&d->in, used);
+    buf_consume(&d->in, used);
     if (d->state == D_CLOSING) break;
     if (r == H1_ERROR) {
       int status = h1_parser_error_status(&d->parser);
@@ -1112,7 +1145,7 @@ static void d_on_plain(struct dconn *d, ssize_t nread, const char *base) {
       d_close(d, 0);
       return;
     }
-    h1_buf_append(&uc->out, base, (size_t)nread);
+    buf_append(&uc->out, base, (size_t)nread);
     uc_flush(uc);
     d_backpressure(d);
     d_update_reading(d);
@@ -1120,32 +1153,32 @@ static void d_on_plain(struct dconn *d, ssize_t nread, const char *base) {
   }
   if (d->in.len == 0 && !d->pp_pending) {
     /* usual case: parse straight from the read buffer, keep only the rest */
-    struct h1_buf saved = d->in;
+    struct buf saved = d->in;
     d->in.data = (char *)base;
     d->in.len = d->in.cap = (size_t)nread;
     d_process(d);
-    struct h1_buf rest = d->in;
+    struct buf rest = d->in;
     d->in = saved;
     if (d->h2 && d->state != D_CLOSING) { /* upgraded to h2c: the rest is h2 */
       if (rest.len) h2_on_input(d, (ssize_t)rest.len, rest.data);
       if (d->state != D_CLOSING) h2_send(d->h2);
       return;
     }
-    if (rest.len > 0 && h1_buf_append(&d->in, rest.data, rest.len) != 0) {
+    if (rest.len > 0 && buf_append(&d->in, rest.data, rest.len) != 0) {
       d_close(d, 0);
       return;
     }
   } else {
-    if (h1_buf_append(&d->in, base, (size_t)nread) != 0) {
+    if (buf_append(&d->in, base, (size_t)nread) != 0) {
       d_close(d, 0);
       return;
     }
     d_process(d);
     if (d->h2 && d->state != D_CLOSING) { /* upgraded to h2c: the rest is h2 */
-      struct h1_buf rest = d->in;
+      struct buf rest = d->in;
       memset(&d->in, 0, sizeof(d->in));
       if (rest.len) h2_on_input(d, (ssize_t)rest.len, rest.data);
-      h1_buf_free(&rest);
+      buf_free(&rest);
       if (d->state != D_CLOSING) h2_send(d->h2);
       return;
     }
@@ -1212,7 +1245,7 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;
   if (d->tls && nread > 0 && d->pp_pending) {
     /* the PROXY header comes before the TLS bytes */
-    if (h1_buf_append(&d->in, buf->base, (size_t)nread) != 0) {
+    if (buf_append(&d->in, buf->base, (size_t)nread) != 0) {
       d_close(d, 0);
       return;
     }
@@ -1222,10 +1255,10 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
     if (rc == 0) return;
-    struct h1_buf rest = d->in;
+    struct buf rest = d->in;
     memset(&d->in, 0, sizeof(d->in));
     if (rest.len) d_on_tls_read(d, rest.data, rest.len);
-    h1_buf_free(&rest);
+    buf_free(&rest);
     return;
   }
   if (d->tls && nread > 0) {
@@ -1242,7 +1275,7 @@ static void uc_freed(uv_handle_t *h) {
   if (--uc->handles > 0) return;
   struct worker *w = uc->w;
   h1_parser_free(&uc->parser);
-  h1_buf_free(&uc->out);
+  buf_free(&uc->out);
   free(uc);
   w_check_drained(w);
 }
@@ -1384,10 +1417,10 @@ static void uc_send_request(struct uconn *uc) {
   struct dconn *d = uc->d;
   struct exchange *ex = &d->ex;
   uc->got_bytes = 0;
-  h1_buf_append(&uc->out, ex->head.data, ex->head.len);
+  buf_append(&uc->out, ex->head.data, ex->head.len);
   if (ex->up_out.len) {
-    h1_buf_append(&uc->out, ex->up_out.data, ex->up_out.len);
-    h1_buf_reset(&ex->up_out);
+    buf_append(&uc->out, ex->up_out.data, ex->up_out.len);
+    buf_reset(&ex->up_out);
     ex->body_flushed = 1;
   }
   uc_arm(uc, ex->route && ex->route->response_header_timeout_ms
@@ -1415,6 +1448,7 @@ static void uc_on_connect(uv_connect_t *req, int status) {
     uc_close(uc);
     return;
   }
+  if (obs_enabled(&d->w->cfg->obs)) obs_upstream_connected(&d->ex.obs); /* OBS HOOK */
   uv_tcp_nodelay(&uc->tcp, 1);
   uc->state = U_ACTIVE;
   uc_read_start(uc);
@@ -1515,7 +1549,7 @@ static int grpc_status_for(int http) {
 static void ex_local_grpc(struct dconn *d, int status, const char *body) {
   struct exchange *ex = &d->ex;
   char msg[160];
-  snprintf(msg, sizeof(msg), "%s", body ? body : headers_reason(status));
+  snprintf(msg, sizeof(msg), "%s", body ? body : http_status_reason(status));
   size_t ml = strlen(msg);
   while (ml && (msg[ml - 1] == '\n' || msg[ml - 1] == '\r')) msg[--ml] = '\0';
   for (size_t i = 0; i < ml; i++) /* grpc-message is percent-encoded; keep it plain */
@@ -1577,6 +1611,7 @@ static void x2_on_headers(void *ud, int status, const struct uh2_header *h, size
     }
   }
   ex->status = status;
+  if (obs_enabled(&d->w->cfg->obs)) obs_response_head(&ex->obs); /* OBS HOOK: first byte */
   ex->resp_started = 1;
   ex->resp_keep_alive = 1;
   int close = d->close_after || !ex->client_keep_alive || d->w->draining || ex->upgrade ||
@@ -1603,11 +1638,11 @@ static void x2_on_data(void *ud, const uint8_t *p, size_t n) {
   struct exchange *ex = &d->ex;
   if (ex->head_request || d->state == D_CLOSING) return;
   if (ex->down_framing == H1_FRAMING_CHUNKED) {
-    h1_buf_put_hex(&d->out, n);
-    h1_buf_append(&d->out, "\r\n", 2);
+    buf_put_hex(&d->out, n);
+    buf_append(&d->out, "\r\n", 2);
   }
-  h1_buf_append(&d->out, p, n);
-  if (ex->down_framing == H1_FRAMING_CHUNKED) h1_buf_append(&d->out, "\r\n", 2);
+  buf_append(&d->out, p, n);
+  if (ex->down_framing == H1_FRAMING_CHUNKED) buf_append(&d->out, "\r\n", 2);
   ex->bytes_down += n;
   x2_arm(d, ex->phase_ms); /* data flows: not idle */
   d_flush(d);
@@ -1622,20 +1657,20 @@ static void x2_on_trailers(void *ud, const struct uh2_header *h, size_t n) {
   struct exchange *ex = &d->ex;
   if (d->virt && !ex->h2_ended) { /* an h2 downstream stream takes them as h2 trailers (h2) */
     h2_vd_trailers(d, (const struct h1_header *)h, n);
-    if (ex->down_framing == H1_FRAMING_CHUNKED) h1_buf_puts(&d->out, "0\r\n\r\n");
+    if (ex->down_framing == H1_FRAMING_CHUNKED) buf_puts(&d->out, "0\r\n\r\n");
     ex->h2_ended = 1;
     return;
   }
   if (ex->down_framing != H1_FRAMING_CHUNKED || ex->h2_ended) return; /* nowhere to put them */
-  h1_buf_puts(&d->out, "0\r\n");
+  buf_puts(&d->out, "0\r\n");
   for (size_t i = 0; i < n; i++) {
     if (headers_is_hop_by_hop(h[i].name, h[i].name_len)) continue;
-    h1_buf_append(&d->out, h[i].name, h[i].name_len);
-    h1_buf_append(&d->out, ": ", 2);
-    h1_buf_append(&d->out, h[i].value, h[i].value_len);
-    h1_buf_append(&d->out, "\r\n", 2);
+    buf_append(&d->out, h[i].name, h[i].name_len);
+    buf_append(&d->out, ": ", 2);
+    buf_append(&d->out, h[i].value, h[i].value_len);
+    buf_append(&d->out, "\r\n", 2);
   }
-  h1_buf_append(&d->out, "\r\n", 2);
+  buf_append(&d->out, "\r\n", 2);
   ex->h2_ended = 1;
 }
 
@@ -1652,7 +1687,7 @@ static void x2_on_close(void *ud, int err) {
   struct exchange *ex = &d->ex;
   ex->h2 = NULL; /* gone: ex_detach_upstream must not cancel it */
   if (err == 0) {
-    if (ex->down_framing == H1_FRAMING_CHUNKED && !ex->h2_ended) h1_buf_puts(&d->out, "0\r\n\r\n");
+    if (ex->down_framing == H1_FRAMING_CHUNKED && !ex->h2_ended) buf_puts(&d->out, "0\r\n\r\n");
     ex->resp_complete = 1;
     d_flush(d);
     if (d->state == D_CLOSING) return;
@@ -1743,7 +1778,7 @@ static int ex_start_h2(struct dconn *d, struct up_endpoint *ep) {
     return rc;
   }
   if (ex->up_out.len) { /* body that arrived before a retry: none is kept */
-    h1_buf_reset(&ex->up_out);
+    buf_reset(&ex->up_out);
   }
   ex->h2_ended = 0;
   ex->h2_paused = 0;
@@ -1804,6 +1839,7 @@ static void ex_start_upstream(struct dconn *d) {
       uc_send_request(uc);
       return;
     }
+    if (obs_enabled(&w->cfg->obs)) obs_upstream_connecting(&ex->obs); /* OBS HOOK */
     struct uconn *uc = uc_new(w, ep, ex->cluster);
     if (uc) {
       uc->d = d;
@@ -1829,6 +1865,8 @@ static void ex_fail(struct dconn *d, int status, const char *why, int retryable)
   if (d->state == D_CLOSING) return;
   int can_retry = retryable && ex->idempotent && !ex->body_flushed && !ex->resp_started;
   if (can_retry && (reused_early || ex->retries_left > 0)) {
+    if (obs_enabled(&d->w->cfg->obs)) /* OBS HOOK: retry (span event) */
+      obs_retry(&ex->obs, ex->ep ? ex->ep->name : NULL, why);
     if (!reused_early)
       ex->retries_left--;
     else if (ex->ep) {
@@ -1875,6 +1913,7 @@ static int u_on_head(void *ud, const struct h1_message *m) {
   struct exchange *ex = &d->ex;
   if (m->status < 200 && m->status != 101) return 0; /* interim: not forwarded */
   ex->status = m->status;
+  if (obs_enabled(&d->w->cfg->obs)) obs_response_head(&ex->obs); /* OBS HOOK: first byte */
   ex->resp_started = 1;
   ex->resp_keep_alive = m->keep_alive;
   uc_arm(uc, d->w->cfg->limits->idle_timeout_ms);
@@ -1918,11 +1957,11 @@ static int u_on_body(void *ud, const char *p, size_t n) {
   if (!d) return -1;
   struct exchange *ex = &d->ex;
   if (ex->down_framing == H1_FRAMING_CHUNKED) {
-    h1_buf_put_hex(&d->out, n);
-    h1_buf_append(&d->out, "\r\n", 2);
+    buf_put_hex(&d->out, n);
+    buf_append(&d->out, "\r\n", 2);
   }
-  if (h1_buf_append(&d->out, p, n) != 0) return -1;
-  if (ex->down_framing == H1_FRAMING_CHUNKED) h1_buf_append(&d->out, "\r\n", 2);
+  if (buf_append(&d->out, p, n) != 0) return -1;
+  if (ex->down_framing == H1_FRAMING_CHUNKED) buf_append(&d->out, "\r\n", 2);
   ex->bytes_down += n;
   return 0;
 }
@@ -1932,7 +1971,7 @@ static void u_on_complete(void *ud) {
   struct dconn *d = uc->d;
   if (!d || !d->ex.resp_started) return;
   if (d->ex.status == 101) return;
-  if (d->ex.down_framing == H1_FRAMING_CHUNKED) h1_buf_puts(&d->out, "0\r\n\r\n");
+  if (d->ex.down_framing == H1_FRAMING_CHUNKED) buf_puts(&d->out, "0\r\n\r\n");
   d->ex.resp_complete = 1;
 }
 
@@ -1943,8 +1982,8 @@ static void start_tunnel(struct dconn *d, struct uconn *uc) {
   lazy_set(&uc->timer, 0);
   lazy_set(&d->timer, 0);
   if (d->in.len) {
-    h1_buf_append(&uc->out, d->in.data, d->in.len);
-    h1_buf_reset(&d->in);
+    buf_append(&uc->out, d->in.data, d->in.len);
+    buf_reset(&d->in);
   }
   d->paused = 0;
   uc_flush(uc);
@@ -1965,7 +2004,7 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       d_close(d, 1);
       return;
     }
-    h1_buf_append(&d->out, buf->base, (size_t)nread);
+    buf_append(&d->out, buf->base, (size_t)nread);
     d_flush(d);
     if (d->state != D_CLOSING && d_queued(d) > HIGH_WATER) {
       uv_read_stop(s);
@@ -2022,7 +2061,7 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (r == H1_UPGRADE) {
       if (d->ex.status == 101 && d->ex.upgrade) {
-        h1_buf_append(&d->out, p + used, len - used);
+        buf_append(&d->out, p + used, len - used);
         d_flush(d);
         start_tunnel(d, uc);
         return;
@@ -2088,18 +2127,18 @@ struct h2stream {
   struct up_link link; /* the session's streams */
   struct h2sess *hs;
   int32_t id;
-  struct dconn *vd;  /* the exchange; NULL once it is done */
-  struct h1_buf req; /* header lines of the HTTP/1.1 request */
-  struct h1_buf method, path;
-  struct h1_buf cookie; /* cookie fields, joined with "; " */
-  struct h1_buf body;   /* response body for the data provider */
+  struct dconn *vd; /* the exchange; NULL once it is done */
+  struct buf req;   /* header lines of the HTTP/1.1 request */
+  struct buf method, path;
+  struct buf cookie; /* cookie fields, joined with "; " */
+  struct buf body;   /* response body for the data provider */
   size_t body_off;
   size_t hdr_bytes;
   size_t unconsumed; /* request DATA not yet acknowledged */
   int have_host, have_length, chunked, head_request;
   int parser_ready, submitted, resp_eof, resp_done, closed, req_ended;
-  int reset_by_us;        /* we reset it (upstream failure): not the client's doing */
-  struct h1_buf trailers; /* name\0value\0 pairs, sent after the body */
+  int reset_by_us;     /* we reset it (upstream failure): not the client's doing */
+  struct buf trailers; /* name\0value\0 pairs, sent after the body */
   size_t n_trailers;
   struct h1_parser rp; /* parses the virtual dconn's HTTP/1.1 response */
 };
@@ -2206,7 +2245,7 @@ static int rp_on_head(void *ud, const struct h1_message *m) {
 static int rp_on_body(void *ud, const char *p, size_t n) {
   struct h2stream *s = ud;
   if (s->body_off == s->body.len) s->body.len = s->body_off = 0;
-  return h1_buf_append(&s->body, p, n) == 0 ? 0 : -1;
+  return buf_append(&s->body, p, n) == 0 ? 0 : -1;
 }
 
 static void rp_on_complete(void *ud) {
@@ -2242,7 +2281,7 @@ static int h2_vd_output(struct dconn *vd) {
     if (r != H1_MESSAGE_END) break;
   }
   vd->out.len = 0;
-  if (vd->out.cap > 4 * READ_BUF) h1_buf_free(&vd->out);
+  if (vd->out.cap > 4 * READ_BUF) buf_free(&vd->out);
   if (s->submitted) nghttp2_session_resume_data(s->hs->ng, s->id);
   h2_send(s->hs);
   return rc;
@@ -2312,11 +2351,11 @@ static void h2_vd_trailers(struct dconn *d, const struct h1_header *h, size_t n)
     for (size_t k = 0; k < h[i].name_len; k++) {
       char c = h[i].name[k];
       c = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-      h1_buf_append(&s->trailers, &c, 1);
+      buf_append(&s->trailers, &c, 1);
     }
-    h1_buf_append(&s->trailers, "", 1);
-    h1_buf_append(&s->trailers, h[i].value, h[i].value_len);
-    h1_buf_append(&s->trailers, "", 1);
+    buf_append(&s->trailers, "", 1);
+    buf_append(&s->trailers, h[i].value, h[i].value_len);
+    buf_append(&s->trailers, "", 1);
     s->n_trailers++;
   }
 }
@@ -2360,21 +2399,21 @@ static int h2_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8
   if (s->hdr_bytes > hs->d->w->cfg->limits->max_header_bytes)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
   const char *n = (const char *)name, *v = (const char *)value;
-  struct h1_buf *b = &s->req;
+  struct buf *b = &s->req;
   if (namelen > 0 && n[0] == ':') {
     if (namelen == 7 && memcmp(n, ":method", 7) == 0) {
-      h1_buf_reset(&s->method);
-      h1_buf_append(&s->method, v, valuelen);
+      buf_reset(&s->method);
+      buf_append(&s->method, v, valuelen);
       s->head_request = valuelen == 4 && memcmp(v, "HEAD", 4) == 0;
     } else if (namelen == 5 && memcmp(n, ":path", 5) == 0) {
-      h1_buf_reset(&s->path);
-      h1_buf_append(&s->path, v, valuelen);
+      buf_reset(&s->path);
+      buf_append(&s->path, v, valuelen);
     } else if (namelen == 10 && memcmp(n, ":authority", 10) == 0) {
       if (s->have_host) return 0;
       s->have_host = 1;
-      h1_buf_puts(b, "Host: ");
-      h1_buf_append(b, v, valuelen);
-      h1_buf_puts(b, "\r\n");
+      buf_puts(b, "Host: ");
+      buf_append(b, v, valuelen);
+      buf_puts(b, "\r\n");
     }
     return 0;
   }
@@ -2384,15 +2423,15 @@ static int h2_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8
     s->have_host = 1;
   }
   if (namelen == 6 && memcmp(n, "cookie", 6) == 0) {
-    if (s->cookie.len) h1_buf_puts(&s->cookie, "; ");
-    h1_buf_append(&s->cookie, v, valuelen);
+    if (s->cookie.len) buf_puts(&s->cookie, "; ");
+    buf_append(&s->cookie, v, valuelen);
     return 0;
   }
   if (namelen == 14 && memcmp(n, "content-length", 14) == 0) s->have_length = 1;
-  h1_buf_append(b, n, namelen);
-  h1_buf_puts(b, ": ");
-  h1_buf_append(b, v, valuelen);
-  h1_buf_puts(b, "\r\n");
+  buf_append(b, n, namelen);
+  buf_puts(b, ": ");
+  buf_append(b, v, valuelen);
+  buf_puts(b, "\r\n");
   return 0;
 }
 
@@ -2416,39 +2455,39 @@ static int h2_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *u
       !s->closed) {
     if (!s->have_host || !s->method.len || !s->path.len)
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    struct h1_buf head = {0}, *b = &head;
-    h1_buf_append(b, s->method.data, s->method.len);
-    h1_buf_puts(b, " ");
-    h1_buf_append(b, s->path.data, s->path.len);
-    h1_buf_puts(b, " HTTP/1.1\r\n");
-    if (s->req.len) h1_buf_append(b, s->req.data, s->req.len);
+    struct buf head = {0}, *b = &head;
+    buf_append(b, s->method.data, s->method.len);
+    buf_puts(b, " ");
+    buf_append(b, s->path.data, s->path.len);
+    buf_puts(b, " HTTP/1.1\r\n");
+    if (s->req.len) buf_append(b, s->req.data, s->req.len);
     if (s->cookie.len) {
-      h1_buf_puts(b, "cookie: ");
-      h1_buf_append(b, s->cookie.data, s->cookie.len);
-      h1_buf_puts(b, "\r\n");
+      buf_puts(b, "cookie: ");
+      buf_append(b, s->cookie.data, s->cookie.len);
+      buf_puts(b, "\r\n");
     }
     int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (!end && !s->have_length) {
       s->chunked = 1;
-      h1_buf_puts(b, "transfer-encoding: chunked\r\n");
+      buf_puts(b, "transfer-encoding: chunked\r\n");
     }
-    h1_buf_puts(b, "\r\n");
+    buf_puts(b, "\r\n");
     if (h1_parser_init(&s->rp, H1_RESPONSE, hs->d->w->cfg->limits, &rp_callbacks, s) != 0) {
-      h1_buf_free(&head);
+      buf_free(&head);
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     s->parser_ready = 1;
     s->vd = vd_new(hs->d, s);
     if (!s->vd) {
-      h1_buf_free(&head);
+      buf_free(&head);
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     h2_feed(s, head.data, head.len);
-    h1_buf_free(&head);
-    h1_buf_free(&s->req);
-    h1_buf_free(&s->method);
-    h1_buf_free(&s->path);
-    h1_buf_free(&s->cookie);
+    buf_free(&head);
+    buf_free(&s->req);
+    buf_free(&s->method);
+    buf_free(&s->path);
+    buf_free(&s->cookie);
     if (end) h2_end_request(s);
     return 0;
   }
@@ -2486,12 +2525,12 @@ static int h2_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint
 static void h2_stream_free(struct h2stream *s) {
   up_link_remove(&s->link);
   if (s->parser_ready) h1_parser_free(&s->rp);
-  h1_buf_free(&s->req);
-  h1_buf_free(&s->method);
-  h1_buf_free(&s->path);
-  h1_buf_free(&s->cookie);
-  h1_buf_free(&s->body);
-  h1_buf_free(&s->trailers);
+  buf_free(&s->req);
+  buf_free(&s->method);
+  buf_free(&s->path);
+  buf_free(&s->cookie);
+  buf_free(&s->body);
+  buf_free(&s->trailers);
   free(s);
 }
 
@@ -2537,7 +2576,7 @@ static void h2_send(struct h2sess *hs) {
       break;
     }
     if (n == 0) break;
-    if (h1_buf_append(&d->out, data, (size_t)n) != 0) {
+    if (buf_append(&d->out, data, (size_t)n) != 0) {
       fail = 1;
       break;
     }
@@ -2608,7 +2647,7 @@ static void h2_on_input(struct dconn *d, ssize_t nread, const char *data) {
     /* one last attempt to tell the client, then close */
     const uint8_t *out;
     ssize_t n;
-    while ((n = nghttp2_session_mem_send(hs->ng, &out)) > 0) h1_buf_append(&d->out, out, (size_t)n);
+    while ((n = nghttp2_session_mem_send(hs->ng, &out)) > 0) buf_append(&d->out, out, (size_t)n);
     hs->dead = 1;
     d_close(d, 1);
     return;
@@ -2684,39 +2723,6 @@ static int h2_start(struct dconn *d) {
   return 0;
 }
 
-/* base64url (RFC 4648 §5, padding optional) → out; length or -1. */
-static ssize_t b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = in[i];
-    int v;
-    if (c >= 'A' && c <= 'Z')
-      v = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      v = c - '0' + 52;
-    else if (c == '-' || c == '+')
-      v = 62;
-    else if (c == '_' || c == '/')
-      v = 63;
-    else if (c == '=')
-      break;
-    else
-      return -1;
-    acc = (acc << 6) | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (o >= cap) return -1;
-      out[o++] = (uint8_t)(acc >> bits);
-    }
-  }
-  return (ssize_t)o;
-}
-
 static int token_in(const char *v, size_t n, const char *tok) {
   size_t tl = strlen(tok);
   for (size_t i = 0; i + tl <= n; i++) {
@@ -2751,7 +2757,7 @@ static int h2_try_upgrade(struct dconn *d, const struct h1_message *m) {
   }
   if (!want || !settings) return 0;
   uint8_t payload[512];
-  ssize_t plen = b64url_decode(settings->value, settings->value_len, payload, sizeof(payload));
+  ssize_t plen = base64_decode(settings->value, settings->value_len, payload, sizeof(payload), 0);
   if (plen < 0 || plen % 6 != 0) return 0;
   if (h2_start(d) != 0) return 0;
   struct h2sess *hs = d->h2;
@@ -2760,8 +2766,8 @@ static int h2_try_upgrade(struct dconn *d, const struct h1_message *m) {
     h2_free_session(d);
     return 0;
   }
-  h1_buf_puts(&d->out,
-              "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+  buf_puts(&d->out,
+           "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
   struct h2stream *s = calloc(1, sizeof(*s));
   if (!s) return 1; /* the stream gets no answer; the session goes on */
   s->hs = hs;
@@ -2769,27 +2775,27 @@ static int h2_try_upgrade(struct dconn *d, const struct h1_message *m) {
   s->head_request = head;
   up_link_insert(&hs->streams, &s->link);
   nghttp2_session_set_stream_user_data(hs->ng, 1, s);
-  struct h1_buf req = {0};
-  h1_buf_append(&req, m->method_str, m->method_len);
-  h1_buf_puts(&req, " ");
-  h1_buf_append(&req, m->target, m->target_len);
-  h1_buf_puts(&req, " HTTP/1.1\r\n");
+  struct buf req = {0};
+  buf_append(&req, m->method_str, m->method_len);
+  buf_puts(&req, " ");
+  buf_append(&req, m->target, m->target_len);
+  buf_puts(&req, " HTTP/1.1\r\n");
   for (size_t i = 0; i < m->n_headers; i++) {
     const struct h1_header *h = &m->headers[i];
     if (is_conn_specific(h->name, h->name_len)) continue;
-    h1_buf_append(&req, h->name, h->name_len);
-    h1_buf_puts(&req, ": ");
-    h1_buf_append(&req, h->value, h->value_len);
-    h1_buf_puts(&req, "\r\n");
+    buf_append(&req, h->name, h->name_len);
+    buf_puts(&req, ": ");
+    buf_append(&req, h->value, h->value_len);
+    buf_puts(&req, "\r\n");
   }
-  h1_buf_puts(&req, "\r\n");
+  buf_puts(&req, "\r\n");
   if (h1_parser_init(&s->rp, H1_RESPONSE, d->w->cfg->limits, &rp_callbacks, s) == 0) {
     s->parser_ready = 1;
     s->vd = vd_new(d, s);
   }
   hs->in_recv = 1; /* no session output before the 101 is queued whole */
   if (s->vd) h2_feed(s, req.data, req.len);
-  h1_buf_free(&req);
+  buf_free(&req);
   s->req_ended = 1;
   hs->in_recv = 0;
   if (!s->vd && !s->closed)
@@ -2798,6 +2804,12 @@ static int h2_try_upgrade(struct dconn *d, const struct h1_message *m) {
 }
 
 /* A virtual dconn serving stream s of parent. */
+/* The TLS connection a request arrived on (an h2 stream: its session's). */
+static struct tls_conn *d_tls(struct dconn *d) {
+  if (!d->virt) return d->tls;
+  return d->h2s && d->h2s->hs ? d->h2s->hs->d->tls : NULL;
+}
+
 static struct dconn *vd_new(struct dconn *parent, struct h2stream *s) {
   struct worker *w = parent->w;
   struct dconn *vd = calloc(1, sizeof(*vd));
@@ -2816,6 +2828,7 @@ static struct dconn *vd_new(struct dconn *parent, struct h2stream *s) {
   vd->close_after = 1; /* one request per stream */
   vd->reading = 1;
   memcpy(vd->client, parent->client, sizeof(vd->client));
+  vd->client_port = parent->client_port;
   return vd;
 }
 
@@ -2859,9 +2872,10 @@ static void on_connection(uv_stream_t *server, int status) {
   uv_tcp_nodelay(&d->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0)
-    addr_to_str(&ss, d->client, sizeof(d->client));
-  else
+  if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    addr_format_ip(&ss, d->client, sizeof(d->client));
+    d->client_port = (uint16_t)addr_port(&ss);
+  } else
     snprintf(d->client, sizeof(d->client), "unknown");
   if (w->cfg->proxy_protocol) {
     d->pp_pending = 1;
@@ -3009,7 +3023,8 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
     size_t nb;
     const double *b = metrics_default_latency_buckets(&nb);
     w->duration = metrics_histogram(cfg->metrics, "edge_l7_request_duration_seconds",
-                                    "Time from request head to response end.", "", b, nb);
+                                    "Request duration by route and cluster.",
+                                    "route=\"_other\",cluster=\"_other\"", b, nb);
     w->g_active = metrics_gauge(cfg->metrics, "edge_l7_active_connections",
                                 "Open downstream connections.", "");
     w->g_up_active = metrics_gauge(cfg->metrics, "edge_l7_upstream_connections",
@@ -3078,37 +3093,4 @@ int worker_parse_cidr(const char *s, struct worker_cidr *out) {
     return 0;
   }
   return -1;
-}
-
-int worker_listen_socket(const char *host, uint16_t port, uint16_t *port_out) {
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof(ss));
-  socklen_t sl;
-  struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-  if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(port);
-    sl = sizeof(*s4);
-  } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    sl = sizeof(*s6);
-  } else {
-    return -EINVAL;
-  }
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-      bind(fd, (struct sockaddr *)&ss, sl) != 0) {
-    int e = errno;
-    close(fd);
-    return -e;
-  }
-  socklen_t gl = sizeof(ss);
-  getsockname(fd, (struct sockaddr *)&ss, &gl);
-  *port_out = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
-  return fd;
 }

@@ -13,7 +13,7 @@
 #include "l7proxy/headers.h"
 #include "l7proxy/http1.h"
 
-static struct h1_buf out;
+static struct buf out;
 
 static int req_head(void *ud, const struct h1_message *m) {
   (void)ud;
@@ -34,7 +34,7 @@ static int req_head(void *ud, const struct h1_message *m) {
       .framing = m->framing,
       .content_length = m->content_length,
   };
-  h1_buf_reset(&out);
+  buf_reset(&out);
   headers_write_request(&out, &r, id);
   return 0;
 }
@@ -51,14 +51,14 @@ static int resp_head(void *ud, const struct h1_message *m) {
       .content_length = m->content_length,
       .upgrade = m->upgrade,
   };
-  h1_buf_reset(&out);
+  buf_reset(&out);
   headers_write_response(&out, &r);
   return 0;
 }
 
 static int body(void *ud, const char *p, size_t n) {
   (void)ud;
-  if (n) h1_buf_append(&out, p, n < 16 ? n : 16);
+  if (n) buf_append(&out, p, n < 16 ? n : 16);
   return 0;
 }
 
@@ -102,6 +102,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const struct h1_callbacks resp = {resp_head, body, complete};
   run(H1_REQUEST, &req, data, size, step);
   run(H1_RESPONSE, &resp, data, size, step);
-  h1_buf_free(&out);
+  buf_free(&out);
   return 0;
 }

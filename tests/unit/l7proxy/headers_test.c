@@ -8,8 +8,8 @@
   { n, sizeof(n) - 1, v, sizeof(v) - 1 }
 
 static char *request_with(const struct h1_header *h, size_t n, char id[65]) {
-  static struct h1_buf out;
-  h1_buf_free(&out);
+  static struct buf out;
+  buf_free(&out);
   struct headers_request r = {
       .method = "GET",
       .method_len = 3,
@@ -23,7 +23,7 @@ static char *request_with(const struct h1_header *h, size_t n, char id[65]) {
       .proto = "http",
   };
   CU_ASSERT_EQUAL_FATAL(headers_write_request(&out, &r, id), 0);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   return out.data;
 }
 
@@ -118,7 +118,7 @@ static void te_trailers_survives_as_the_only_te(void) {
 }
 
 static void framing_is_rewritten_from_the_parse(void) {
-  struct h1_buf out = {0};
+  struct buf out = {0};
   char id[65];
   struct headers_request r = {.method = "POST",
                               .method_len = 4,
@@ -130,20 +130,20 @@ static void framing_is_rewritten_from_the_parse(void) {
                               .proto = "http",
                               .framing = H1_FRAMING_CHUNKED};
   headers_write_request(&out, &r, id);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Transfer-Encoding: chunked\r\n"));
-  h1_buf_reset(&out);
+  buf_reset(&out);
   r.framing = H1_FRAMING_LENGTH;
   r.content_length = 42;
   headers_write_request(&out, &r, id);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Content-Length: 42\r\n"));
-  h1_buf_free(&out);
+  buf_free(&out);
 }
 
 static void upgrade_keeps_upgrade_header(void) {
   struct h1_header h[] = {H("Upgrade", "websocket"), H("Connection", "Upgrade")};
-  struct h1_buf out = {0};
+  struct buf out = {0};
   char id[65];
   struct headers_request r = {.method = "GET",
                               .method_len = 3,
@@ -157,14 +157,14 @@ static void upgrade_keeps_upgrade_header(void) {
                               .proto = "http",
                               .upgrade = 1};
   headers_write_request(&out, &r, id);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Upgrade: websocket\r\nConnection: upgrade\r\n"));
-  h1_buf_free(&out);
+  buf_free(&out);
 }
 
 static void expect_is_stripped_when_answered_locally(void) {
   struct h1_header h[] = {H("Expect", "100-continue")};
-  struct h1_buf out = {0};
+  struct buf out = {0};
   char id[65];
   struct headers_request r = {.method = "PUT",
                               .method_len = 3,
@@ -178,16 +178,16 @@ static void expect_is_stripped_when_answered_locally(void) {
                               .proto = "http",
                               .strip_expect = 1};
   headers_write_request(&out, &r, id);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NULL(strstr(out.data, "Expect"));
-  h1_buf_free(&out);
+  buf_free(&out);
 }
 
 static void response_gets_server_edge_and_loses_hop_headers(void) {
   struct h1_header h[] = {H("Server", "nginx"), H("Connection", "keep-alive, X-Hop"),
                           H("X-Hop", "1"),      H("Keep-Alive", "timeout=5"),
                           H("Date", "today"),   H("Content-Length", "5")};
-  struct h1_buf out = {0};
+  struct buf out = {0};
   struct headers_response r = {.status = 200,
                                .reason = "OK",
                                .reason_len = 2,
@@ -196,39 +196,39 @@ static void response_gets_server_edge_and_loses_hop_headers(void) {
                                .framing = H1_FRAMING_LENGTH,
                                .content_length = 5};
   CU_ASSERT_EQUAL(headers_write_response(&out, &r), 0);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_EQUAL(strncmp(out.data, "HTTP/1.1 200 OK\r\nServer: edge\r\n", 31), 0);
   CU_ASSERT_PTR_NULL(strstr(out.data, "nginx"));
   CU_ASSERT_PTR_NULL(strstr(out.data, "X-Hop"));
   CU_ASSERT_PTR_NULL(strstr(out.data, "Keep-Alive"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Date: today\r\n"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Content-Length: 5\r\n"));
-  h1_buf_free(&out);
+  buf_free(&out);
 }
 
 static void response_close_adds_connection_close(void) {
-  struct h1_buf out = {0};
+  struct buf out = {0};
   struct headers_response r = {.status = 502, .framing = H1_FRAMING_CHUNKED, .close = 1};
   headers_write_response(&out, &r);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "HTTP/1.1 502 Bad Gateway\r\n"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Connection: close\r\n"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Transfer-Encoding: chunked\r\n"));
-  h1_buf_free(&out);
+  buf_free(&out);
 }
 
 static void local_response_has_length_and_short_body(void) {
-  struct h1_buf out = {0};
+  struct buf out = {0};
   headers_write_local(&out, 404, NULL, 0, NULL);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "HTTP/1.1 404 Not Found\r\nServer: edge\r\n"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Content-Length: 14\r\n"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "\r\n\r\n404 Not Found\n"));
-  h1_buf_reset(&out);
+  buf_reset(&out);
   headers_write_local(&out, 308, "https://a/b", 1, NULL);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Location: https://a/b\r\nConnection: close\r\n"));
-  h1_buf_free(&out);
+  buf_free(&out);
 }
 
 static void token_lists_match_whole_tokens_any_case(void) {
