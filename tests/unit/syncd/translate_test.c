@@ -811,8 +811,7 @@ static void tls_secret_the_proxies_would_refuse_falls_back(void) {
                   "default/shop: secret tls-shop tls.crt: the certificate is refused");
   free(crt), free(key);
   char err[128], *ok_crt, *ok_key, *indented, *bad_chain;
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("shop.com", 30, &ok_crt, &ok_key, err, sizeof(err)),
-                        0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("shop.com", 30, &ok_crt, &ok_key, err, sizeof(err)), 0);
   asprintf(&indented, "  %s", ok_crt); /* the PEM marker not at the start of a line */
   expect_fallback(run(2, tls_secret("tls-shop", "kubernetes.io/tls", indented, ok_key),
                       tls_ingress("shop", "shop.com", "tls-shop")),
