@@ -32,7 +32,11 @@ int k8s_watch_cache_put(json_t *cache, const char *kind, const char *api_version
     return -1;
   }
   char key[600];
-  snprintf(key, sizeof(key), "%s/%s", ns ? ns : "", name);
+  int kl = snprintf(key, sizeof(key), "%s/%s", ns ? ns : "", name);
+  if (kl < 0 || (size_t)kl >= sizeof(key)) { /* no Kubernetes name is this long */
+    json_decref(obj);
+    return -1;
+  }
   json_object_set_new(obj, "kind", json_string(kind));
   json_object_set_new(obj, "apiVersion", json_string(api_version));
   return json_object_set_new(cache, key, obj);
@@ -68,8 +72,8 @@ static void apply_event(struct k8s_watch *w, const char *line, size_t len, json_
   }
   if (!strcmp(type, "DELETED")) {
     char key[600];
-    snprintf(key, sizeof(key), "%s/%s", ns ? ns : "", name);
-    json_object_del(cache, key);
+    int kl = snprintf(key, sizeof(key), "%s/%s", ns ? ns : "", name);
+    if (kl >= 0 && (size_t)kl < sizeof(key)) json_object_del(cache, key);
     w->events++;
   } else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED")) {
     k8s_watch_cache_put(cache, w->kind, w->api_version, json_deep_copy(obj));

@@ -8,7 +8,9 @@
  * be fuzzed and unit tested without an API server. A line longer than the
  * decoder's maximum, a line that is not a JSON object, or an ERROR event
  * other than 410 marks the stream bad; ERROR 410 (Gone) marks it gone (the
- * caller relists). Objects without metadata.name are skipped. Cached
+ * caller relists). Objects without metadata.name, or with a namespace and
+ * name longer than any Kubernetes object's (their "ns/name" key would be
+ * cut and collide with another's), are skipped. Cached
  * objects get kind and apiVersion set (watch objects may omit them).
  *
  * Ownership: the decoder owns its line buffer; cache is the caller's (the
