@@ -22,7 +22,10 @@
 
 #include "common/buf.h"
 #include "common/cert.h"
+#include "common/redirect.h"
+#include "common/rewrite.h"
 #include "common/router.h"
+#include "common/sni.h"
 #include "common/timefmt.h"
 
 struct ex_rule {
@@ -238,48 +241,27 @@ static json_t *ex_cluster_json(const Edge__V1__Cluster *c, json_t *problems) {
                    (json_int_t)ready);
 }
 
-/* Names a certificate answers to: its sni_names, else the leaf's DNS names. */
-static int ex_cert_names(const Edge__V1__Certificate *c, struct cert_info *info, int *parsed,
-                         const char ***names, size_t *n) {
-  if (c->n_sni_names) {
-    *names = (const char **)c->sni_names;
-    *n = c->n_sni_names;
-    return 0;
+/* Adds the names certificate i answers to (its sni_names, else the leaf's
+ * DNS names) to t, as l7proxy/tls.c does: a certificate with one name it
+ * cannot serve serves none (the proxy's store leaves it out), and 0 is
+ * returned. OpenSSL's own refusals are only known to the proxy (its
+ * /config lists them under certificate_problems). */
+static int ex_cert_names(struct sni_table *t, const Edge__V1__Certificate *c, size_t i,
+                         struct cert_info *info) {
+  char why[200];
+  if (!c->n_sni_names &&
+      (!info || !c->cert_pem.len ||
+       cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info, why, sizeof(why)) != 0))
+    return 1; /* no names; whether OpenSSL loads it is the proxy's to say */
+  size_t n = c->n_sni_names ? c->n_sni_names : (size_t)info->n_names;
+  for (size_t k = 0; k < n; k++) {
+    const char *name = c->n_sni_names ? c->sni_names[k] : info->names[k];
+    char norm[SNI_NAME_MAX];
+    if (!name || sni_normalize(name, strlen(name), 1, norm, sizeof(norm)) != 0) return 0;
   }
-  if (!*parsed) {
-    char why[200];
-    if (!c->cert_pem.len ||
-        cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info, why, sizeof(why)) != 0)
-      return -1;
-    *parsed = 1;
-  }
-  *n = 0;
-  return 1; /* names are in info */
-}
-
-/* 2 exact, 1 wildcard, 0 none. */
-static int ex_cert_match(const Edge__V1__Certificate *c, const char *sni) {
-  struct cert_info *info = malloc(sizeof(*info));
-  if (!info) return 0;
-  int parsed = 0, best = 0;
-  const char **names = NULL;
-  size_t n = 0;
-  int rc = ex_cert_names(c, info, &parsed, &names, &n);
-  if (rc == 1) {
-    for (int i = 0; i < info->n_names; i++) {
-      const char *pat = info->names[i];
-      if (!strchr(pat, '*') && strcasecmp(pat, sni) == 0) best = 2;
-      if (best < 1 && pat[0] == '*' && cert_name_matches(pat, sni)) best = 1;
-    }
-  } else if (rc == 0) {
-    for (size_t i = 0; i < n; i++) {
-      const char *pat = ex_s(names[i]);
-      if (!strchr(pat, '*') && strcasecmp(pat, sni) == 0) best = 2;
-      if (best < 1 && pat[0] == '*' && cert_name_matches(pat, sni)) best = 1;
-    }
-  }
-  free(info);
-  return best;
+  for (size_t k = 0; k < n; k++)
+    (void)sni_table_add(t, c->n_sni_names ? c->sni_names[k] : info->names[k], i);
+  return 1;
 }
 
 static json_t *ex_cert_json(const Edge__V1__Certificate *c, const char *how) {
@@ -308,45 +290,54 @@ static json_t *ex_cert_json(const Edge__V1__Certificate *c, const char *how) {
   return o;
 }
 
+/* The certificate the proxy's handshake picks for sni: common/sni, the
+ * table l7proxy/tls.c selects with. */
 static json_t *ex_certificate(Edge__V1__Certificate **certs, size_t n, const char *sni) {
-  const Edge__V1__Certificate *wild = NULL, *def = NULL;
+  struct sni_table t;
+  sni_table_init(&t);
+  struct cert_info *info = malloc(sizeof(*info));
   for (size_t i = 0; i < n; i++) {
-    if (certs[i]->is_default && !def) def = certs[i];
-    if (!sni || !sni[0]) continue;
-    int m = ex_cert_match(certs[i], sni);
-    if (m == 2) return ex_cert_json(certs[i], "exact");
-    if (m == 1 && !wild) wild = certs[i];
+    /* a certificate the proxy leaves out is not its default either */
+    if (ex_cert_names(&t, certs[i], i, info) && certs[i]->is_default) sni_table_set_default(&t, i);
   }
-  if (wild) return ex_cert_json(wild, "wildcard");
-  if (def) return ex_cert_json(def, "default");
-  return json_null();
+  free(info);
+  sni_table_finish(&t);
+  enum sni_match how;
+  long i = sni_table_select(&t, sni && sni[0] ? sni : NULL, &how);
+  sni_table_free(&t);
+  return i < 0 ? json_null() : ex_cert_json(certs[i], sni_match_str(how));
 }
 
-/* Location of a redirect, computed as l7proxy/worker.c does. */
+/* The redirect the proxy answers: common/redirect, which the data path
+ * calls too. authority is the request's Host as the proxy would see it. */
 static json_t *ex_redirect(const Edge__V1__Redirect *r, int to_https, const char *scheme,
-                           const char *host, unsigned port, const char *path) {
-  char h[600], loc[8192];
-  const char *sch = to_https ? "https" : (r && r->scheme && r->scheme[0] ? r->scheme : scheme);
-  unsigned def_port = strcmp(scheme, "https") == 0 ? 443 : 80;
-  if (r && r->host && r->host[0])
-    snprintf(h, sizeof(h), "%s", r->host);
-  else if (strcmp(sch, "http") == 0 && port != def_port)
-    snprintf(h, sizeof(h), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
-  else
-    snprintf(h, sizeof(h), strchr(host, ':') ? "[%s]" : "%s", host);
-  if (r && r->port) {
-    char *c = strrchr(h, ':');
-    if (c && (h[0] != '[' || c > strchr(h, ']'))) *c = '\0';
-    size_t k = strlen(h);
-    snprintf(h + k, sizeof(h) - k, ":%u", r->port);
-  }
-  snprintf(loc, sizeof(loc), "%s://%s%s", sch, h, r && r->path && r->path[0] ? r->path : path);
-  int status = r && r->status ? (int)r->status : 308;
-  if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
-    status = 308;
+                           const char *authority, const char *path, unsigned https_port) {
+  struct redirect_rule rule = {0};
+  if (r) rule = (struct redirect_rule){r->scheme, r->host, r->port, r->path, r->status};
+  struct redirect_request rq = {scheme, authority,    strlen(authority),
+                                path,   strlen(path), https_port};
+  char loc[8192];
+  int status = redirect_location(r ? &rule : NULL, to_https, &rq, loc, sizeof(loc));
+  if (status < 0)
+    return json_pack("{s:i, s:s, s:s}", "status", 500, "location", "", "reason",
+                     "the redirect has a value that cannot be written: the proxy answers 500");
   return json_pack("{s:i, s:s, s:s}", "status", status, "location", loc, "reason",
                    to_https ? "host has TLS: plain HTTP is redirected to https"
                             : "route answers with a redirect");
+}
+
+/* The target sent upstream when the route rewrites it (common/rewrite, as
+ * the data path does); null when nothing is rewritten. */
+static json_t *ex_rewrite(const Edge__V1__Route *route, const char *path) {
+  const char *prefix = route->options ? route->options->rewrite_prefix : NULL;
+  char out[8192];
+  int n = rewrite_target(route->path, route->path_type ? (int)route->path_type : 2, prefix, path,
+                         strlen(path), out, sizeof(out));
+  if (n == REWRITE_NONE) return json_null();
+  if (n < 0)
+    return json_pack("{s:s, s:s}", "path", "", "problem",
+                     "the rewrite target has a byte that cannot be sent: the proxy answers 500");
+  return json_pack("{s:s%}", "path", out, (size_t)n);
 }
 
 static json_t *ex_cand_json(const struct ex_cand *k) {
@@ -399,6 +390,7 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
   /* Routing host: the URL's, or a Host header. */
   char rhost[ROUTER_MAX_HOST + 1];
   snprintf(rhost, sizeof(rhost), "%s", host);
+  unsigned aport = port; /* the port of the authority the client sends */
   json_t *headers = json_array();
   for (size_t i = 0; i < req->n_headers; i++) {
     const char *h = ex_s(req->headers[i]);
@@ -408,8 +400,10 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
       while (*v == ' ' || *v == '\t') v++;
       char sch[8], hh[ROUTER_MAX_HOST + 1], pp[8];
       unsigned po;
-      if (explain_parse_url(v, sch, sizeof(sch), hh, sizeof(hh), &po, pp, sizeof(pp)) == 0)
+      if (explain_parse_url(v, sch, sizeof(sch), hh, sizeof(hh), &po, pp, sizeof(pp)) == 0) {
         snprintf(rhost, sizeof(rhost), "%s", hh);
+        aport = po;
+      }
     }
   }
   char nhost[ROUTER_MAX_HOST + 1];
@@ -549,11 +543,20 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
                    !(route->options && route->options->disable_ssl_redirect);
     if (to_https || (route->options && route->options->redirect)) {
       json_decref(redirect);
-      redirect = ex_redirect(to_https ? NULL : route->options->redirect, to_https, scheme, nhost,
-                             port, path);
+      char authority[ROUTER_MAX_HOST + 16];
+      unsigned def = strcmp(scheme, "https") == 0 ? 443 : 80;
+      const char *br = strchr(nhost, ':') ? "[" : "", *bc = br[0] ? "]" : "";
+      if (aport && aport != def)
+        snprintf(authority, sizeof(authority), "%s%s%s:%u", br, nhost, bc, aport);
+      else
+        snprintf(authority, sizeof(authority), "%s%s%s", br, nhost, bc);
+      redirect = ex_redirect(to_https ? NULL : route->options->redirect, to_https, scheme,
+                             authority, path, req->https_port);
     }
   }
   json_object_set_new(root, "redirect", redirect);
+  json_object_set_new(root, "rewrite",
+                      route && !json_is_object(redirect) ? ex_rewrite(route, path) : json_null());
 
   qsort(ctx.cands, ctx.n_cands, sizeof(*ctx.cands), ex_cand_cmp);
   json_t *cands = json_array();
@@ -651,6 +654,9 @@ char *explain_format_text(const json_t *r) {
     buf_printf(&b, "REDIRECT    %lld → %s (%s)\n",
                (long long)json_integer_value(json_object_get(rd, "status")), js(rd, "location"),
                js(rd, "reason"));
+  const json_t *rw = json_object_get(r, "rewrite");
+  if (json_is_object(rw))
+    buf_printf(&b, "REWRITE     %s → %s (sent upstream)\n", js(q, "path"), js(rw, "path"));
   size_t i;
   const json_t *v;
   const json_t *problems = json_object_get(r, "problems");

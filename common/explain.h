@@ -3,8 +3,9 @@
  * resources: the host entry and route that serve a URL (common/router, the
  * one implementation of the Ingress rules), the Ingress each came from, the
  * cluster and its endpoints with readiness, the certificate a TLS client
- * gets for its SNI (exact name > one-label wildcard > default, as the
- * proxy's TLS module selects), any redirect (a route redirect, or the
+ * gets for its SNI (common/sni, the table the proxy's handshake selects
+ * with), any redirect and path rewrite (common/redirect, common/rewrite,
+ * the functions the data path calls) (a route redirect, or the
  * http → https 308 of a host with TLS), and when nothing matches the
  * closest candidates with why each did not match.
  *
@@ -25,7 +26,9 @@
  *    "certificate": {"name","match":"exact|wildcard|default","sni_names",
  *                  "issuer","not_after","source","is_default"} | null
  *                  (plain http without SNI, or no certificate at all),
- *    "redirect":  {"status","location","reason"} | null,
+ *    "redirect":  {"status","location","reason"} | null (common/redirect),
+ *    "rewrite":   {"path"} | null: the target sent upstream when the route
+ *                  rewrites it (common/rewrite),
  *    "candidates":[{"vhost","host","host_match","path","path_type",
  *                   "cluster","source","verdict"[,"hint"]}], closest first,
  *                  at most EXPLAIN_MAX_CANDIDATES, the winner excluded;
@@ -63,6 +66,8 @@ struct explain_request {
    * routing, as it does for a real request. */
   const char *const *headers;
   size_t n_headers;
+  /* The proxy's HTTPS port for the http → https Location (0: 443). */
+  unsigned https_port;
 };
 
 /*

@@ -472,7 +472,8 @@ void l7_config_admin_explain(void *ud, const char *path, const char *query,
     admin_reply(resp, 503, "application/json", "{\"error\": \"no configuration applied\"}\n");
     return;
   }
-  struct explain_request req = {.url = have_url ? url : NULL,
+  struct explain_request req = {.https_port = ud ? *(const uint16_t *)ud : 0,
+                                .url = have_url ? url : NULL,
                                 .host = host,
                                 .path = rpath,
                                 .sni = sni,

@@ -117,7 +117,8 @@ void l7_config_admin_config(void *ud, const char *path, const char *query,
                             struct admin_response *resp);
 /* GET /explain?url=URL[&sni=NAME][&header=NAME:VALUE]... (or host=H&path=P):
  * the answer of common/explain over the snapshot this proxy serves (see
- * l7_snapshot_explain); 400 without url or host or for a bad URL, 503
+ * l7_snapshot_explain; ud, when not NULL, points at the uint16_t --https
+ * port used in http → https Locations); 400 without url or host or for a bad URL, 503
  * before any configuration. */
 void l7_config_admin_explain(void *ud, const char *path, const char *query,
                              struct admin_response *resp);

@@ -8,6 +8,11 @@
  */
 #include "l7proxy/headers.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+
+#include "l7proxy/message.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +88,7 @@ static enum hkind classify(const char *n, size_t len) {
     case 12:
       return IS("x-request-id") ? HK_REQUEST_ID : HK_OTHER;
     case 14:
-      return IS("content-length") ? HK_CONTENT_LENGTH : HK_OTHER;
+      return IS("content-length") ? HK_CONTENT_LENGTH : IS("http2-settings") ? HK_HOP : HK_OTHER;
     case 15:
       return IS("x-forwarded-for") ? HK_XFF : HK_OTHER;
     case 16:
@@ -112,28 +117,6 @@ static int named_by_connection(const struct h1_header *h, size_t n, const char *
         headers_list_has_token(h[i].value, h[i].value_len, tok))
       return 1;
   }
-  return 0;
-}
-
-static int write_framing(struct buf *out, enum h1_framing f, uint64_t content_length) {
-  int rc = 0;
-  if (f == H1_FRAMING_LENGTH) {
-    rc |= buf_append(out, "Content-Length: ", 16);
-    rc |= buf_put_u64(out, content_length);
-    rc |= buf_append(out, "\r\n", 2);
-  } else if (f == H1_FRAMING_CHUNKED) {
-    rc |= buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
-  }
-  return rc;
-}
-
-static int append_field(struct buf *out, const char *name, size_t nlen, const char *value,
-                        size_t vlen) {
-  if (buf_reserve(out, nlen + vlen + 4) != 0) return -ENOMEM;
-  buf_append(out, name, nlen);
-  buf_append(out, ": ", 2);
-  buf_append(out, value, vlen);
-  buf_append(out, "\r\n", 2);
   return 0;
 }
 
@@ -196,44 +179,65 @@ static int request_id_ok(const char *v, size_t len) {
   return 1;
 }
 
-int headers_write_request(struct buf *out, const struct headers_request *r, char request_id[65]) {
-  const struct h1_header *h = r->headers;
-  size_t n = r->n_headers;
-  int rc = 0;
-  request_id[0] = '\0';
-  int want_te_trailers = 0, has_connection = 0, has_xff = 0;
-  unsigned char kinds[256];
+/* Appends a header to out's list (array sized by the caller). */
+static void push(struct msg_head *out, struct msg_header *arr, const char *n, size_t nl,
+                 const char *v, size_t vl) {
+  arr[out->n_headers++] = (struct msg_header){n, nl, v, vl};
+}
 
+int headers_upstream_request(const struct headers_request *r, struct msg_head *out,
+                             struct msg_arena *a, char request_id[65]) {
+  const struct msg_head *in = r->in;
+  const struct msg_header *h = in->headers;
+  size_t n = in->n_headers;
+  request_id[0] = '\0';
+  int want_te_trailers = 0, has_connection = 0;
+  size_t xff_len = 0;
   for (size_t i = 0; i < n; i++) {
     enum hkind k = classify(h[i].name, h[i].name_len);
-    if (i < sizeof(kinds)) kinds[i] = (unsigned char)k;
     has_connection |= k == HK_CONNECTION;
-    has_xff |= k == HK_XFF;
+    if (k == HK_XFF) xff_len += h[i].value_len + 2;
   }
-  rc |= buf_reserve(out, r->method_len + r->target_len + r->host_len * 2 + 256);
-  rc |= buf_append(out, r->method, r->method_len);
-  rc |= buf_append(out, " ", 1);
-  rc |= buf_append(out, r->target, r->target_len);
-  rc |= buf_append(out, " HTTP/1.1\r\n", 11);
-  rc |= append_field(out, "Host", 4, r->host, r->host_len);
-
+  struct msg_header *arr = msg_arena_alloc(a, (n + 8) * sizeof(*arr));
+  char *xff = msg_arena_alloc(a, xff_len + INET6_ADDRSTRLEN + 8);
+  if (!arr || !xff) return -ENOMEM;
+  *out = *in;
+  out->headers = arr;
+  out->n_headers = 0;
+  out->target = r->target;
+  out->target_len = r->target_len;
+  out->flags &= ~(unsigned)MSG_F_UPGRADE;
+  const char *upgrade = NULL;
+  size_t upgrade_len = 0, xl = 0;
   for (size_t i = 0; i < n; i++) {
     const char *name = h[i].name;
     size_t len = h[i].name_len;
-    enum hkind k = i < sizeof(kinds) ? (enum hkind)kinds[i] : classify(name, len);
-    switch (k) {
+    switch (classify(name, len)) {
       case HK_TE:
         if (headers_list_has_token(h[i].value, h[i].value_len, "trailers")) want_te_trailers = 1;
         continue;
-      case HK_EXPECT:
-        if (r->strip_expect) continue;
-        break;
+      case HK_UPGRADE:
+        upgrade = h[i].value;
+        upgrade_len = h[i].value_len;
+        continue;
       case HK_REQUEST_ID:
         if (request_id[0] == '\0' && request_id_ok(h[i].value, h[i].value_len)) {
           memcpy(request_id, h[i].value, h[i].value_len);
           request_id[h[i].value_len] = '\0';
         }
         continue;
+      case HK_XFF: { /* every earlier hop in order, then this client */
+        const char *v = h[i].value;
+        size_t vl = h[i].value_len;
+        while (vl > 0 && is_ows(v[vl - 1])) vl--;
+        while (vl > 0 && is_ows(*v)) v++, vl--;
+        if (vl == 0) continue;
+        memcpy(xff + xl, v, vl);
+        xl += vl;
+        memcpy(xff + xl, ", ", 2);
+        xl += 2;
+        continue;
+      }
       case HK_TRACEPARENT:
         if (r->traceparent) continue; /* this hop's own follows */
         break;
@@ -243,84 +247,125 @@ int headers_write_request(struct buf *out, const struct headers_request *r, char
       case HK_OTHER:
       case HK_SERVER:
         break;
-      default: /* hop-by-hop, Host, framing, X-Forwarded-*: rewritten below */
+      default: /* hop-by-hop, Host, framing, Expect, X-Forwarded-*: rewritten below */
         continue;
     }
     if (has_connection && named_by_connection(h, n, name, len)) continue;
-    rc |= append_field(out, name, len, h[i].value, h[i].value_len);
+    push(out, arr, name, len, h[i].value, h[i].value_len);
   }
-
-  /* X-Forwarded-For: every earlier hop in order, then this client. */
-  rc |= buf_append(out, "X-Forwarded-For: ", 17);
-  for (size_t i = 0; has_xff && i < n; i++) {
-    if (classify(h[i].name, h[i].name_len) != HK_XFF) continue;
-    const char *v = h[i].value;
-    size_t vl = h[i].value_len;
-    while (vl > 0 && is_ows(v[vl - 1])) vl--;
-    while (vl > 0 && is_ows(*v)) v++, vl--;
-    if (vl == 0) continue;
-    rc |= buf_append(out, v, vl);
-    rc |= buf_append(out, ", ", 2);
-  }
-  rc |= buf_puts(out, r->client_addr);
-  rc |= buf_append(out, "\r\n", 2);
-  rc |= append_field(out, "X-Forwarded-Proto", 17, r->proto, strlen(r->proto));
-  rc |= append_field(out, "X-Forwarded-Host", 16, r->host, r->host_len);
+  size_t cl = strlen(r->client_addr);
+  memcpy(xff + xl, r->client_addr, cl);
+  xl += cl;
+  push(out, arr, "x-forwarded-for", 15, xff, xl);
+  push(out, arr, "x-forwarded-proto", 17, r->proto, strlen(r->proto));
+  push(out, arr, "x-forwarded-host", 16, in->authority, in->authority_len);
   if (request_id[0] == '\0') headers_gen_request_id(request_id);
-  rc |= append_field(out, "X-Request-Id", 12, request_id, strlen(request_id));
-  if (r->traceparent) rc |= append_field(out, "traceparent", 11, r->traceparent, 55);
-  if (want_te_trailers) rc |= buf_puts(out, "TE: trailers\r\n");
-
-  if (r->upgrade) {
-    for (size_t i = 0; i < n; i++)
-      if (classify(h[i].name, h[i].name_len) == HK_UPGRADE)
-        rc |= append_field(out, "Upgrade", 7, h[i].value, h[i].value_len);
-    rc |= buf_puts(out, "Connection: upgrade\r\n");
+  char *rid = msg_arena_strdup(a, request_id, strlen(request_id));
+  if (!rid) return -ENOMEM;
+  push(out, arr, "x-request-id", 12, rid, strlen(rid));
+  if (want_te_trailers || (in->flags & MSG_F_GRPC)) push(out, arr, "te", 2, "trailers", 8);
+  if (r->traceparent) push(out, arr, "traceparent", 11, r->traceparent, 55);
+  if (r->upgrade && upgrade) {
+    push(out, arr, "upgrade", 7, upgrade, upgrade_len);
+    out->flags |= MSG_F_UPGRADE;
   }
-  rc |= write_framing(out, r->framing, r->content_length);
-  rc |= buf_append(out, "\r\n", 2);
-  return rc ? -ENOMEM : 0;
+  return 0;
 }
 
-int headers_write_response(struct buf *out, const struct headers_response *r) {
-  const struct h1_header *h = r->headers;
-  size_t n = r->n_headers;
-  int rc = 0, has_connection = 0;
+int headers_downstream_response(const struct msg_head *in, int upgrade, struct msg_head *out,
+                                struct msg_arena *a) {
+  const struct msg_header *h = in->headers;
+  size_t n = in->n_headers;
+  int has_connection = 0;
   for (size_t i = 0; i < n; i++)
     has_connection |= classify(h[i].name, h[i].name_len) == HK_CONNECTION;
-  rc |= buf_reserve(out, 128);
-  char line[16] = "HTTP/1.1 000 ";
-  int st = r->status >= 100 && r->status <= 999 ? r->status : 502;
-  line[9] = (char)('0' + st / 100);
-  line[10] = (char)('0' + st / 10 % 10);
-  line[11] = (char)('0' + st % 10);
-  rc |= buf_append(out, line, 13);
-  if (r->reason_len > 0)
-    rc |= buf_append(out, r->reason, r->reason_len);
-  else
-    rc |= buf_puts(out, http_status_reason(r->status));
-  rc |= buf_append(out, "\r\nServer: edge\r\n", 16);
+  struct msg_header *arr = msg_arena_alloc(a, (n + 2) * sizeof(*arr));
+  if (!arr) return -ENOMEM;
+  *out = *in;
+  out->headers = arr;
+  out->n_headers = 0;
+  push(out, arr, "server", 6, "edge", 4);
   for (size_t i = 0; i < n; i++) {
     const char *name = h[i].name;
     size_t len = h[i].name_len;
     enum hkind k = classify(name, len);
+    if (k == HK_UPGRADE && upgrade) {
+      push(out, arr, name, len, h[i].value, h[i].value_len);
+      continue;
+    }
     if (k != HK_OTHER && k != HK_HOST && k != HK_EXPECT && k != HK_REQUEST_ID && k != HK_XFF &&
         k != HK_XFP && k != HK_XFH && k != HK_TRACEPARENT && k != HK_TRACESTATE)
       continue; /* hop-by-hop, Server, framing */
     if (has_connection && named_by_connection(h, n, name, len)) continue;
-    rc |= append_field(out, name, len, h[i].value, h[i].value_len);
+    push(out, arr, name, len, h[i].value, h[i].value_len);
   }
-  if (r->upgrade) {
-    for (size_t i = 0; i < n; i++)
-      if (classify(h[i].name, h[i].name_len) == HK_UPGRADE)
-        rc |= append_field(out, "Upgrade", 7, h[i].value, h[i].value_len);
+  return 0;
+}
+
+static int append_field(struct buf *out, const char *name, size_t nlen, const char *value,
+                        size_t vlen) {
+  if (buf_reserve(out, nlen + vlen + 4) != 0) return -ENOMEM;
+  buf_append(out, name, nlen);
+  buf_append(out, ": ", 2);
+  buf_append(out, value, vlen);
+  buf_append(out, "\r\n", 2);
+  return 0;
+}
+
+int headers_h1_request(struct buf *out, const struct msg_head *h) {
+  int rc = buf_reserve(out, h->method_len + h->target_len + h->authority_len + 64);
+  rc |= buf_append(out, h->method_str, h->method_len);
+  rc |= buf_append(out, " ", 1);
+  rc |= buf_append(out, h->target, h->target_len);
+  rc |= buf_append(out, " HTTP/1.1\r\nHost: ", 17);
+  rc |= buf_append(out, h->authority, h->authority_len);
+  rc |= buf_append(out, "\r\n", 2);
+  for (size_t i = 0; i < h->n_headers; i++)
+    rc |= append_field(out, h->headers[i].name, h->headers[i].name_len, h->headers[i].value,
+                       h->headers[i].value_len);
+  if (h->flags & MSG_F_UPGRADE) rc |= buf_puts(out, "Connection: upgrade\r\n");
+  if (h->content_length >= 0) {
+    rc |= buf_append(out, "Content-Length: ", 16);
+    rc |= buf_put_u64(out, (unsigned long long)h->content_length);
+    rc |= buf_append(out, "\r\n", 2);
+  } else if (!h->end_stream) {
+    rc |= buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+  }
+  rc |= buf_append(out, "\r\n", 2);
+  return rc ? -ENOMEM : 0;
+}
+
+int headers_h1_response(struct buf *out, const struct msg_head *h,
+                        const struct headers_h1_framing *f) {
+  int rc = buf_reserve(out, 128);
+  char line[16] = "HTTP/1.1 000 ";
+  int st = h->status >= 100 && h->status <= 999 ? h->status : 502;
+  line[9] = (char)('0' + st / 100);
+  line[10] = (char)('0' + st / 10 % 10);
+  line[11] = (char)('0' + st % 10);
+  rc |= buf_append(out, line, 13);
+  rc |= buf_puts(out, http_status_reason(st));
+  rc |= buf_append(out, "\r\n", 2);
+  for (size_t i = 0; i < h->n_headers; i++)
+    rc |= append_field(out, h->headers[i].name, h->headers[i].name_len, h->headers[i].value,
+                       h->headers[i].value_len);
+  if (f->upgrade)
     rc |= buf_puts(out, "Connection: upgrade\r\n");
-  } else if (r->close) {
+  else if (f->close)
     rc |= buf_puts(out, "Connection: close\r\n");
-  } else if (r->keep_alive) {
+  else if (f->keep_alive)
     rc |= buf_puts(out, "Connection: keep-alive\r\n");
+  if (h->te_codings_len && (f->framing == H1_FRAMING_CHUNKED || f->framing == H1_FRAMING_CLOSE)) {
+    rc |= buf_append(out, "Transfer-Encoding: ", 19);
+    rc |= buf_append(out, h->te_codings, h->te_codings_len);
+    rc |= buf_puts(out, f->framing == H1_FRAMING_CHUNKED ? ", chunked\r\n" : "\r\n");
+  } else if (f->framing == H1_FRAMING_LENGTH) {
+    rc |= buf_append(out, "Content-Length: ", 16);
+    rc |= buf_put_u64(out, f->content_length);
+    rc |= buf_append(out, "\r\n", 2);
+  } else if (f->framing == H1_FRAMING_CHUNKED) {
+    rc |= buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
   }
-  rc |= write_framing(out, r->framing, r->content_length);
   rc |= buf_append(out, "\r\n", 2);
   return rc ? -ENOMEM : 0;
 }

@@ -1,10 +1,10 @@
 /*
- * headers — request and response head rewriting for the HTTP/1.1 proxy.
+ * headers — the proxy's header policy over protocol-neutral messages
+ * (l7proxy/message.h), and the HTTP/1.1 head writers the h1 codecs use.
  *
- * Pure functions over parsed header lists: they write the head that goes
- * upstream (request) or downstream (response) into a struct buf (common/buf.h). Rules:
+ * Pure functions over header lists (lower-case names). Rules:
  *  - hop-by-hop fields are dropped: Connection and every field it names,
- *    Keep-Alive, Proxy-*, TE (re-added as "TE: trailers" when asked for),
+ *    Keep-Alive, Proxy-*, HTTP2-Settings, TE (re-added as "TE: trailers" when asked for),
  *    Trailer, Transfer-Encoding and Content-Length (framing is rewritten
  *    by the caller's choice), Upgrade (kept, with Connection: upgrade, on
  *    an upgrade);
@@ -14,8 +14,9 @@
  *    bits as 32 hex digits); no Via; when tracing, this hop's traceparent
  *    in place of the client's (see headers_request.traceparent);
  *  - responses get "Server: edge" in place of the upstream's Server.
- * Nothing here allocates except the output buffer's growth.
- * Callers: worker.c (data path), the http1 fuzz target, unit tests.
+ * Nothing here allocates except from the caller's arena and the output
+ * buffer's growth. Callers: exchange.c, h1_server.c, h1_client.c, the
+ * http1 fuzz target, unit tests.
  */
 #ifndef EDGE_L7PROXY_HEADERS_H
 #define EDGE_L7PROXY_HEADERS_H
@@ -41,21 +42,17 @@ enum h1_framing {
   H1_FRAMING_CLOSE,    /* responses only: until the connection closes */
 };
 
+struct msg_head;
+struct msg_arena;
+
+/* What the upstream request head is built from. */
 struct headers_request {
-  const char *method;
-  size_t method_len;
-  const char *target; /* origin-form path + query, as sent upstream */
+  const struct msg_head *in; /* the client's request (lower-case names) */
+  const char *target;        /* origin-form path + query sent upstream (rewritten) */
   size_t target_len;
-  const char *host; /* the authority the client asked for (Host) */
-  size_t host_len;
-  const struct h1_header *headers;
-  size_t n_headers;
   const char *client_addr; /* "203.0.113.7" or "2001:db8::1" */
   const char *proto;       /* "http" or "https" */
-  int upgrade;             /* forward Upgrade with Connection: upgrade */
-  int strip_expect;        /* the proxy answers 100-continue itself */
-  enum h1_framing framing; /* NONE, LENGTH or CHUNKED */
-  uint64_t content_length;
+  int upgrade;             /* forward the client's Upgrade (the route allows it) */
   /* Tracing (exchange_obs): when set, the client's traceparent fields are
    * dropped and "traceparent: <these 55 chars>" is sent instead; with
    * drop_tracestate the client's tracestate fields are dropped too.
@@ -65,27 +62,36 @@ struct headers_request {
 };
 
 /*
- * Appends the upstream request head (request line, fields, blank line) to
- * out. The X-Request-Id used (kept or generated) is written to
- * request_id (NUL-terminated, at most 64 chars + NUL). Returns 0 or -ENOMEM.
+ * The message-level request policy: out gets in's head with the rules
+ * above applied (header array and new strings allocated in a; the rest
+ * points into in). The X-Request-Id used (kept or generated) is written to
+ * request_id (NUL-terminated). 0 or -ENOMEM.
  */
-int headers_write_request(struct buf *out, const struct headers_request *r, char request_id[65]);
+int headers_upstream_request(const struct headers_request *r, struct msg_head *out,
+                             struct msg_arena *a, char request_id[65]);
 
-struct headers_response {
-  int status;
-  const char *reason;
-  size_t reason_len;
-  const struct h1_header *headers;
-  size_t n_headers;
-  enum h1_framing framing; /* how the proxy frames the body downstream */
+/* The response policy: hop-by-hop fields and Server dropped, "server:
+ * edge" first; Upgrade kept when upgrade is set (a 101 the client asked
+ * for). 0 or -ENOMEM. */
+int headers_downstream_response(const struct msg_head *in, int upgrade, struct msg_head *out,
+                                struct msg_arena *a);
+
+/* HTTP/1.1 serialization of a message head (the h1 codecs' writers). A
+ * request gets its request line, Host from the authority, the fields,
+ * "Connection: upgrade" with MSG_F_UPGRADE, and Content-Length (when
+ * known) or chunked (a body of unknown length). */
+int headers_h1_request(struct buf *out, const struct msg_head *h);
+
+/* How the downstream HTTP/1.1 codec frames a response. */
+struct headers_h1_framing {
+  enum h1_framing framing;
   uint64_t content_length;
   int close;      /* add "Connection: close" */
   int keep_alive; /* add "Connection: keep-alive" (HTTP/1.0 clients that asked) */
-  int upgrade;    /* 101: keep Upgrade, add Connection: upgrade */
+  int upgrade;    /* 101: "Connection: upgrade" */
 };
-
-/* Appends the downstream response head to out. Returns 0 or -ENOMEM. */
-int headers_write_response(struct buf *out, const struct headers_response *r);
+int headers_h1_response(struct buf *out, const struct msg_head *h,
+                        const struct headers_h1_framing *f);
 
 /*
  * Appends a complete locally generated response: status line, Server,

@@ -9,6 +9,8 @@
  */
 #include "l7proxy/http1.h"
 
+#include "l7proxy/message.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -62,10 +64,26 @@ static int on_status(llhttp_t *ll, const char *at, size_t n) {
   return head_append(p, at, n);
 }
 
+/* The field arrays start small (an idle connection holds 16 entries, not
+ * --max-headers) and double up to max_ents. */
+static int grow_ents(struct h1_parser *p) {
+  size_t cap = p->cap_ents ? p->cap_ents * 2 : 16;
+  if (cap > p->max_ents) cap = p->max_ents;
+  struct h1_hdr_ent *e = realloc(p->ents, cap * sizeof(*e));
+  if (!e) return -1;
+  p->ents = e;
+  struct h1_header *h = realloc(p->hdrs, cap * sizeof(*h));
+  if (!h) return -1;
+  p->hdrs = h;
+  p->cap_ents = cap;
+  return 0;
+}
+
 static int on_header_field(llhttp_t *ll, const char *at, size_t n) {
   struct h1_parser *p = from_ll(ll);
   if (p->last_cb != LAST_FIELD) {
     if (p->n_ents >= p->max_ents) return fail(p, 431, "too many header fields");
+    if (p->n_ents == p->cap_ents && grow_ents(p) != 0) return fail(p, 500, "out of memory");
     struct h1_hdr_ent *e = &p->ents[p->n_ents++];
     e->name_off = (uint32_t)p->head.len;
     e->name_len = e->value_len = 0;
@@ -142,11 +160,56 @@ static int split_absolute(const char *url, size_t len, struct h1_message *m) {
   return 0;
 }
 
+/* Transfer-Encoding of a message: every coding in order. Requests: one
+ * final chunked and nothing else (RFC 9112 §6.1: another coding → 501,
+ * chunked not last or twice → 400). Responses: the codings before a final
+ * chunked (or all of them) are returned to be kept. 0 or a status. */
+static int check_te(const struct h1_parser *p, const struct h1_header *te, size_t n_te,
+                    struct h1_message *m) {
+  if (n_te == 0) return 0;
+  if (p->kind == H1_RESPONSE) {
+    if (n_te > 1) return 502;
+    const char *v = te[0].value;
+    size_t len = te[0].value_len;
+    size_t end = len;
+    while (end > 0 && (v[end - 1] == ' ' || v[end - 1] == '\t')) end--;
+    if (end >= 7 && headers_name_is(v + end - 7, 7, "chunked")) {
+      end -= 7;
+      while (end > 0 && (v[end - 1] == ' ' || v[end - 1] == '\t' || v[end - 1] == ',')) end--;
+    }
+    m->te_codings = v;
+    m->te_codings_len = end;
+    return 0;
+  }
+  int chunked = 0, other = 0, last_chunked = 0;
+  for (size_t i = 0; i < n_te; i++) {
+    const char *v = te[i].value, *e = v + te[i].value_len;
+    while (v < e) {
+      while (v < e && (*v == ' ' || *v == '\t' || *v == ',')) v++;
+      const char *t = v;
+      while (v < e && *v != ',') v++;
+      const char *te_end = v;
+      while (te_end > t && (te_end[-1] == ' ' || te_end[-1] == '\t')) te_end--;
+      if (te_end == t) continue;
+      last_chunked = headers_name_is(t, (size_t)(te_end - t), "chunked");
+      if (last_chunked)
+        chunked++;
+      else
+        other++;
+    }
+  }
+  if (!last_chunked || chunked > 1) return 400;
+  return other ? 501 : 0;
+}
+
 static int on_headers_complete(llhttp_t *ll) {
   struct h1_parser *p = from_ll(ll);
   struct h1_message m;
   memset(&m, 0, sizeof(m));
   int host_seen = 0;
+  struct h1_header te[4];
+  size_t n_te = 0;
+  if (ll->http_major != 1) return fail(p, 505, "HTTP version not supported");
   for (size_t i = 0; i < p->n_ents; i++) {
     struct h1_hdr_ent *e = &p->ents[i];
     struct h1_header *h = &p->hdrs[i];
@@ -154,11 +217,19 @@ static int on_headers_complete(llhttp_t *ll) {
     h->name_len = e->name_len;
     h->value = e->value_len ? p->head.data + e->value_off : "";
     h->value_len = e->value_len;
-    for (size_t j = 0; j < h->name_len; j++)
-      if (!tchar[(unsigned char)h->name[j]]) return fail(p, 400, "bad header name");
+    char *lower = p->head.data + e->name_off; /* names are lower case from here on */
+    for (size_t j = 0; j < h->name_len; j++) {
+      unsigned char c = (unsigned char)lower[j];
+      if (!tchar[c]) return fail(p, 400, "bad header name");
+      if (c >= 'A' && c <= 'Z') lower[j] = (char)(c + 32);
+    }
     while (h->value_len > 0 &&
            (h->value[h->value_len - 1] == ' ' || h->value[h->value_len - 1] == '\t'))
       h->value_len--;
+    if (headers_name_is(h->name, h->name_len, "transfer-encoding")) {
+      if (n_te == sizeof(te) / sizeof(te[0])) return fail(p, 400, "too many Transfer-Encoding");
+      te[n_te++] = *h;
+    }
     if (p->kind == H1_REQUEST) {
       if (headers_name_is(h->name, h->name_len, "host")) {
         if (host_seen++) return fail(p, 400, "more than one Host");
@@ -172,6 +243,8 @@ static int on_headers_complete(llhttp_t *ll) {
       }
     }
   }
+  int te_status = check_te(p, te, n_te, &m);
+  if (te_status) return fail(p, te_status, "unsupported Transfer-Encoding");
   m.headers = p->hdrs;
   m.n_headers = p->n_ents;
   m.http_major = ll->http_major;
@@ -224,11 +297,17 @@ static int on_headers_complete(llhttp_t *ll) {
   if (rc >= 400) return fail(p, rc, "rejected");
   if (rc < 0) return fail(p, 500, "aborted");
   p->in_body = 1;
+  p->n_head_ents = p->n_ents;
   if (p->limits->max_body_bytes && p->body_limit == 0 && p->kind == H1_REQUEST)
     p->body_limit = p->limits->max_body_bytes;
   if (p->kind == H1_REQUEST && p->body_limit && m.framing == H1_FRAMING_LENGTH &&
       m.content_length > p->body_limit)
     return fail(p, 413, "body too large");
+  /* 1xx, 204 and 304 never have a body, whatever their framing headers
+   * say (RFC 9112 §6.3); llhttp would read a chunked one */
+  int st = ll->status_code;
+  if (p->kind == H1_RESPONSE && st != 101 && (st < 200 || st == 204 || st == 304))
+    rc = H1_SKIP_BODY;
   return rc == H1_SKIP_BODY ? 1 : 0;
 }
 
@@ -242,6 +321,18 @@ static int on_body(llhttp_t *ll, const char *at, size_t n) {
 
 static int on_message_complete(llhttp_t *ll) {
   struct h1_parser *p = from_ll(ll);
+  if (p->in_body && p->n_ents > p->n_head_ents && p->cb.on_trailers) {
+    size_t n = 0;
+    for (size_t i = p->n_head_ents; i < p->n_ents; i++) {
+      struct h1_hdr_ent *e = &p->ents[i];
+      char *name = p->head.data + e->name_off;
+      for (size_t j = 0; j < e->name_len; j++)
+        if (name[j] >= 'A' && name[j] <= 'Z') name[j] = (char)(name[j] + 32);
+      p->hdrs[n++] = (struct h1_header){
+          name, e->name_len, e->value_len ? p->head.data + e->value_off : "", e->value_len};
+    }
+    p->cb.on_trailers(p->ud, p->hdrs, n);
+  }
   p->started = 0;
   p->in_body = 0;
   if (p->cb.on_complete) p->cb.on_complete(p->ud);
@@ -273,6 +364,36 @@ static const llhttp_settings_t *settings(void) {
   return &settings_;
 }
 
+void h1_message_head(const struct h1_message *m, const char *scheme, struct msg_head *out) {
+  memset(out, 0, sizeof(*out));
+  out->headers = m->headers;
+  out->n_headers = m->n_headers;
+  out->content_length = m->framing == H1_FRAMING_LENGTH ? (int64_t)m->content_length : -1;
+  out->end_stream =
+      m->framing == H1_FRAMING_NONE || (m->framing == H1_FRAMING_LENGTH && m->content_length == 0);
+  if (scheme) {
+    out->method = msg_method_of(m->method_str, m->method_len);
+    out->method_str = m->method_str;
+    out->method_len = m->method_len;
+    out->scheme = scheme;
+    out->authority = m->host;
+    out->authority_len = m->host_len;
+    out->target = m->target;
+    out->target_len = m->target_len;
+    out->path_len = m->path_len;
+    if (m->expect_continue) out->flags |= MSG_F_EXPECT_CONTINUE;
+    if (m->http_minor == 0) out->flags |= MSG_F_HTTP10;
+    if (m->upgrade) out->flags |= MSG_F_UPGRADE;
+    const struct msg_header *ct = msg_find(out, "content-type");
+    if (ct && ct->value_len >= 16 && strncasecmp(ct->value, "application/grpc", 16) == 0)
+      out->flags |= MSG_F_GRPC;
+  } else {
+    out->status = m->status;
+    out->te_codings = m->te_codings;
+    out->te_codings_len = m->te_codings_len;
+  }
+}
+
 int h1_parser_init(struct h1_parser *p, enum h1_kind kind, const struct l7_limits *limits,
                    const struct h1_callbacks *cb, void *ud) {
   memset(p, 0, sizeof(*p));
@@ -282,9 +403,7 @@ int h1_parser_init(struct h1_parser *p, enum h1_kind kind, const struct l7_limit
   p->cb = *cb;
   p->ud = ud;
   p->max_ents = limits->max_headers ? limits->max_headers : 100;
-  p->ents = calloc(p->max_ents, sizeof(*p->ents));
-  p->hdrs = calloc(p->max_ents, sizeof(*p->hdrs));
-  if (!p->ents || !p->hdrs) {
+  if (grow_ents(p) != 0) {
     h1_parser_free(p);
     return -ENOMEM;
   }
@@ -321,6 +440,10 @@ enum h1_result h1_parser_feed(struct h1_parser *p, const char *data, size_t len,
       return H1_UPGRADE;
     default:
       *consumed = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+      if (p->error_status == 0 && err == HPE_INVALID_VERSION) {
+        p->error_status = 505;
+        p->error_reason = "HTTP version not supported";
+      }
       if (p->error_status == 0) {
         p->error_status = 400;
         p->error_reason = llhttp_get_error_reason(&p->ll);

@@ -6,7 +6,9 @@
  * into its own head buffer (fields may arrive split across reads), enforces
  * the limits of l7proxy/limits.h, rejects what llhttp's strict mode lets
  * through but a proxy must not (obs-fold, whitespace before the colon,
- * missing or repeated Host, CONNECT), and reports each message to its
+ * missing or repeated Host, CONNECT, request transfer codings other than
+ * one final chunked: 501 for an unknown coding, 400 otherwise; a version
+ * other than HTTP/1.x: 505), and reports each message to its
  * callbacks: on_head once the head is complete, on_body for every piece of
  * decoded body (chunk framing removed), on_complete at the end.
  *
@@ -55,6 +57,11 @@ struct h1_message {
   int upgrade;    /* request: asks for Upgrade; response: 101 with Upgrade */
   enum h1_framing framing;
   uint64_t content_length;
+  /* responses: transfer codings other than the final chunked ("gzip" of
+   * "gzip, chunked", or all of them when the body runs to the close);
+   * they are kept on the way to the client (RFC 9112 §6.1). */
+  const char *te_codings;
+  size_t te_codings_len;
 };
 
 /* on_head returns 0 to go on, H1_SKIP_BODY (response to HEAD: no body
@@ -65,6 +72,9 @@ struct h1_callbacks {
   int (*on_head)(void *ud, const struct h1_message *m);
   int (*on_body)(void *ud, const char *p, size_t n); /* 0, or negative to stop */
   void (*on_complete)(void *ud);
+  /* optional: the trailer fields of a chunked message, lower-case names,
+   * valid until the next message begins; called just before on_complete */
+  void (*on_trailers)(void *ud, const struct h1_header *h, size_t n);
 };
 
 enum h1_result {
@@ -88,9 +98,10 @@ struct h1_parser {
   uint32_t url_len, reason_off, reason_len;
   struct h1_hdr_ent *ents;
   struct h1_header *hdrs;
-  size_t n_ents, max_ents;
-  int last_cb;           /* what the last head callback was (obs-fold detection) */
-  const char *value_end; /* where the last header value span stopped */
+  size_t n_ents, max_ents, cap_ents; /* arrays grow to max_ents (--max-headers) */
+  size_t n_head_ents;                /* fields of the head; those after it are trailers */
+  int last_cb;                       /* what the last head callback was (obs-fold detection) */
+  const char *value_end;             /* where the last header value span stopped */
   const char *feed_start, *feed_end, *prev_feed_end; /* the current and previous input */
   int started;                                       /* a byte of the current message was seen */
   int in_body;
@@ -98,6 +109,13 @@ struct h1_parser {
   int error_status;
   const char *error_reason;
 };
+
+struct msg_head;
+/* The message (l7proxy/message.h) of a parsed head: pointers into m (valid
+ * while the parser's head buffer is, i.e. until the next message begins);
+ * scheme for requests ("http"/"https", NULL for responses). Header names
+ * are already lower case (the parser lowers them in place). */
+void h1_message_head(const struct h1_message *m, const char *scheme, struct msg_head *out);
 
 /* Initialises p; limits must outlive it. Returns 0 or -ENOMEM. */
 int h1_parser_init(struct h1_parser *p, enum h1_kind kind, const struct l7_limits *limits,

@@ -9,6 +9,12 @@
  *   --max-body            100 MiB  request body when the route sets none → 413
  *   --header-timeout      10 s     whole request head not read in time → 408
  *   --idle-timeout        60 s     keep-alive connection without a request → close
+ *   --body-timeout        60 s     no request body byte for this long → 408 (never
+ *                                  charged to the upstream endpoint)
+ *   --tunnel-idle-timeout 1 h      an Upgrade tunnel with no byte either way → close
+ *   --linger-timeout      2 s      after a local answer that ends the connection,
+ *                                  what the client still sends is read and dropped
+ *                                  this long (at most 1 MiB), then the socket closes
  *   --max-connections     10000    per worker; beyond it new connections are closed
  *   --response-header-timeout 60 s upstream response head not read → 504
  *   --retries             2        connect-failure retries when the route sets none
@@ -26,6 +32,9 @@ struct l7_limits {
   uint64_t max_body_bytes;
   uint32_t header_timeout_ms;
   uint32_t idle_timeout_ms;
+  uint32_t body_timeout_ms;
+  uint32_t tunnel_idle_timeout_ms;
+  uint32_t linger_timeout_ms;
   uint32_t max_connections;
   uint32_t response_header_timeout_ms;
   uint32_t retries;
@@ -35,6 +44,7 @@ struct l7_limits {
   {                                                                                             \
     .max_uri_bytes = 8192, .max_header_bytes = 32768, .max_headers = 100,                       \
     .max_body_bytes = 100u * 1024 * 1024, .header_timeout_ms = 10000, .idle_timeout_ms = 60000, \
+    .body_timeout_ms = 60000, .tunnel_idle_timeout_ms = 3600000, .linger_timeout_ms = 2000,     \
     .max_connections = 10000, .response_header_timeout_ms = 60000, .retries = 2,                \
   }
 

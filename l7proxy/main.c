@@ -89,14 +89,18 @@ static int had_problem(const struct tls_store *s, const char *name, const char *
   return 0;
 }
 
-/* Keeps next's refused certificates as "certificate NAME: REASON" lines
- * (for the Ack and /config) and logs the ones prev did not have. */
-static void record_problems(struct app *a, const struct tls_store *prev,
-                            const struct tls_store *next) {
+static void free_problems(struct app *a) {
   for (size_t i = 0; i < a->n_problems; i++) free(a->problems[i]);
   free(a->problems);
   a->problems = NULL;
   a->n_problems = 0;
+}
+
+/* Keeps next's refused certificates as "certificate NAME: REASON" lines
+ * (for the Ack and /config) and logs the ones prev did not have. */
+static void record_problems(struct app *a, const struct tls_store *prev,
+                            const struct tls_store *next) {
+  free_problems(a);
   size_t n = tls_store_n_problems(next);
   if (a->tls_refused) metrics_gauge_set(a->tls_refused, (double)n);
   if (n == 0) return;
@@ -285,141 +289,199 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_timer_start(&a->tick, on_tick, 20, 20);
 }
 
+/* The bound --https port, for /explain's http → https Locations. */
+static uint16_t g_explain_https_port;
+
 static long default_workers(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? n : 1;
 }
 
-int main(int argc, char **argv) {
-  const char *http = "0.0.0.0:8080", *https = NULL, *admin_addr = NULL, *syncd = NULL;
-  const char *node_id = NULL, *config_file = NULL, *cache_dir = NULL, *advertise = NULL;
-  const char *advertise_https = NULL;
-  const char *zone = NULL, *log_level = "info", *cert = NULL, *key = NULL, *ca = NULL;
-  long workers = 0, max_uri = 8192, max_header_bytes = 32768, max_headers = 100;
-  long max_body = 100L * 1024 * 1024, max_conns = 10000, retries = 2;
-  uint32_t header_timeout = 10000, idle_timeout = 60000, resp_header_timeout = 60000;
-  uint32_t drain_timeout = 30000;
-  int proxy_protocol = 0, insecure = 0, insecure_remote = 0, access_log = 0;
-  const char *access_log_path = NULL, *access_log_format = NULL;
-  long access_log_buffer = 4L << 20, trace_queue = 4096, trace_batch = 512;
-  const char *trace_otlp = NULL, *trace_sample = "1", *trace_service = "edge-l7proxy";
-  uint32_t trace_flush = 1000;
-  const char *tls_min = "1.2", *tls_ciphers = NULL, *tls_ciphersuites = NULL;
-  int tls_no_h2 = 0, tls_no_resumption = 0, no_h2c = 0;
-  long h2_max_streams = 100, h2_max_resets = 100;
-  uint32_t tls_ticket_rotate = 12u * 3600 * 1000, tls_handshake_timeout = 10000;
-  struct flag_list trusted = {0};
-  struct flag_def defs[] = {
+/* Every flag, with its default. */
+struct opts {
+  const char *http, *https, *admin_addr, *syncd, *node_id, *config_file, *cache_dir;
+  const char *advertise, *advertise_https, *zone, *log_level, *cert, *key, *ca;
+  long workers, max_uri, max_header_bytes, max_headers, max_body, max_conns, retries;
+  uint32_t header_timeout, idle_timeout, resp_header_timeout, body_timeout;
+  uint32_t tunnel_idle_timeout, linger_timeout, drain_timeout;
+  int proxy_protocol, insecure, insecure_remote, access_log;
+  const char *tls_min, *tls_ciphers, *tls_ciphersuites;
+  int tls_no_h2, tls_no_resumption, no_h2c;
+  long h2_max_streams, h2_max_resets;
+  uint32_t tls_ticket_rotate, tls_handshake_timeout;
+  struct flag_list trusted;
+  const char *access_log_path, *access_log_format, *trace_otlp, *trace_sample, *trace_service;
+  long access_log_buffer, trace_queue, trace_batch;
+  uint32_t trace_flush;
+  /* derived by check_opts */
+  char host[256], https_host[256];
+  uint16_t port, https_port;
+  struct tls_options tls;
+  struct worker_cidr cidrs[FLAG_LIST_MAX];
+  enum access_log_format alog_format;
+  double sample_ratio;
+};
+
+#define MAX_DEFS 64
+
+/* The flag table over o (fills defs, returns how many). */
+static size_t opts_defs(struct opts *o, struct flag_def *defs) {
+  const struct flag_def table[] = {
       FLAG_GROUP_DEF("Listeners and workers"),
-      {"http", FLAG_STRING, &http, "plain HTTP listener (default 0.0.0.0:8080)", "ADDR:PORT"},
-      {"https", FLAG_STRING, &https,
+      {"http", FLAG_STRING, &o->http, "plain HTTP listener (default 0.0.0.0:8080)", "ADDR:PORT"},
+      {"https", FLAG_STRING, &o->https,
        "HTTPS listener; certificates come from the configuration (SNI, default)", "ADDR:PORT"},
-      {"admin", FLAG_STRING, &admin_addr, "admin endpoint: /healthz /readyz /metrics /config",
+      {"admin", FLAG_STRING, &o->admin_addr, "admin endpoint: /healthz /readyz /metrics /config",
        "ADDR:PORT"},
-      {"workers", FLAG_INT, &workers, "worker threads (default: number of cores)", "N", 1,
+      {"workers", FLAG_INT, &o->workers, "worker threads (default: number of cores)", "N", 1,
        MAX_WORKERS},
-      {"max-connections", FLAG_INT, &max_conns,
+      {"max-connections", FLAG_INT, &o->max_conns,
        "downstream connections per worker; more are closed (default 10000)", "N", 1, 10000000},
-      {"drain-timeout", FLAG_DURATION_MS, &drain_timeout,
+      {"drain-timeout", FLAG_DURATION_MS, &o->drain_timeout,
        "SIGTERM: longest wait for in-flight requests (default 30s)", "DURATION"},
       FLAG_GROUP_DEF("Configuration: syncd, file, cache"),
-      {"syncd", FLAG_STRING, &syncd, "control plane address (ConfigSync)", "ADDR:PORT"},
-      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC to syncd (a loopback --syncd only)", NULL},
-      {"insecure-allow-remote", FLAG_BOOL, &insecure_remote,
+      {"syncd", FLAG_STRING, &o->syncd, "control plane address (ConfigSync)", "ADDR:PORT"},
+      {"insecure", FLAG_BOOL, &o->insecure, "plaintext gRPC to syncd (a loopback --syncd only)",
+       NULL},
+      {"insecure-allow-remote", FLAG_BOOL, &o->insecure_remote,
        "allow --insecure to a non-loopback --syncd (keys cross the network in clear)", NULL},
-      {"cert", FLAG_STRING, &cert, "client certificate for syncd (PEM)", "FILE"},
-      {"key", FLAG_STRING, &key, "client key for syncd (PEM)", "FILE"},
-      {"ca", FLAG_STRING, &ca, "CA that signed syncd's certificate (PEM)", "FILE"},
-      {"node-id", FLAG_STRING, &node_id, "node name sent to syncd (default: hostname)", "NAME"},
-      {"advertise", FLAG_STRING, &advertise, "address sent in Hello (default: --http)",
+      {"cert", FLAG_STRING, &o->cert, "client certificate for syncd (PEM)", "FILE"},
+      {"key", FLAG_STRING, &o->key, "client key for syncd (PEM)", "FILE"},
+      {"ca", FLAG_STRING, &o->ca, "CA that signed syncd's certificate (PEM)", "FILE"},
+      {"node-id", FLAG_STRING, &o->node_id, "node name sent to syncd (default: hostname)", "NAME"},
+      {"advertise", FLAG_STRING, &o->advertise, "address sent in Hello (default: --http)",
        "ADDR:PORT"},
-      {"advertise-https", FLAG_STRING, &advertise_https,
+      {"advertise-https", FLAG_STRING, &o->advertise_https,
        "HTTPS address sent in Hello, where the L4 tier sends :443 (default: --https)", "ADDR:PORT"},
-      {"zone", FLAG_STRING, &zone, "zone sent in Hello", "ZONE"},
-      {"config", FLAG_STRING, &config_file,
+      {"zone", FLAG_STRING, &o->zone, "zone sent in Hello", "ZONE"},
+      {"config", FLAG_STRING, &o->config_file,
        "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
-      {"cache-dir", FLAG_STRING, &cache_dir, "directory for the last applied state", "DIR"},
+      {"cache-dir", FLAG_STRING, &o->cache_dir, "directory for the last applied state", "DIR"},
       FLAG_GROUP_DEF("TLS"),
-      {"tls-min-version", FLAG_STRING, &tls_min, "lowest TLS version: 1.2|1.3 (default 1.2)", "V"},
-      {"tls-ciphers", FLAG_STRING, &tls_ciphers,
+      {"tls-min-version", FLAG_STRING, &o->tls_min, "lowest TLS version: 1.2|1.3 (default 1.2)",
+       "V"},
+      {"tls-ciphers", FLAG_STRING, &o->tls_ciphers,
        "TLS 1.2 cipher list (OpenSSL syntax; default: ECDHE with AES-GCM/CHACHA20)", "LIST"},
-      {"tls-ciphersuites", FLAG_STRING, &tls_ciphersuites,
+      {"tls-ciphersuites", FLAG_STRING, &o->tls_ciphersuites,
        "TLS 1.3 cipher suites (default: the library's)", "LIST"},
-      {"tls-no-h2", FLAG_BOOL, &tls_no_h2, "ALPN offers only http/1.1", NULL},
-      {"tls-no-resumption", FLAG_BOOL, &tls_no_resumption, "no session tickets", NULL},
-      {"tls-ticket-rotate", FLAG_DURATION_MS, &tls_ticket_rotate,
+      {"tls-no-h2", FLAG_BOOL, &o->tls_no_h2, "ALPN offers only http/1.1", NULL},
+      {"tls-no-resumption", FLAG_BOOL, &o->tls_no_resumption, "no session tickets", NULL},
+      {"tls-ticket-rotate", FLAG_DURATION_MS, &o->tls_ticket_rotate,
        "session ticket key rotation period (default 12h)", "DURATION"},
-      {"tls-handshake-timeout", FLAG_DURATION_MS, &tls_handshake_timeout,
+      {"tls-handshake-timeout", FLAG_DURATION_MS, &o->tls_handshake_timeout,
        "time for a TLS handshake (default 10s)", "DURATION"},
       FLAG_GROUP_DEF("HTTP/2"),
-      {"h2-max-streams", FLAG_INT, &h2_max_streams,
+      {"h2-max-streams", FLAG_INT, &o->h2_max_streams,
        "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (default 100)", "N", 1, 10000},
-      {"h2-max-resets-per-sec", FLAG_INT, &h2_max_resets,
+      {"h2-max-resets-per-sec", FLAG_INT, &o->h2_max_resets,
        "HTTP/2 client resets per second per connection before GOAWAY ENHANCE_YOUR_CALM "
        "(default 100)",
        "N", 1, 1000000},
-      {"no-h2c", FLAG_BOOL, &no_h2c, "no cleartext HTTP/2 (prior knowledge, Upgrade) on --http",
+      {"no-h2c", FLAG_BOOL, &o->no_h2c, "no cleartext HTTP/2 (prior knowledge, Upgrade) on --http",
        NULL},
       FLAG_GROUP_DEF("PROXY protocol"),
-      {"proxy-protocol", FLAG_BOOL, &proxy_protocol,
+      {"proxy-protocol", FLAG_BOOL, &o->proxy_protocol,
        "expect a PROXY v1/v2 header on every connection from trusted peers", NULL},
-      {"proxy-protocol-trusted", FLAG_LIST, &trusted,
+      {"proxy-protocol-trusted", FLAG_LIST, &o->trusted,
        "peers allowed to send PROXY headers (repeatable; required with --proxy-protocol: "
        "0.0.0.0/0 and ::/0 trust every peer)",
        "CIDR"},
       FLAG_GROUP_DEF("Limits, timeouts, retries"),
-      {"max-uri-bytes", FLAG_INT, &max_uri, "request target limit, 414 beyond (default 8192)", "N",
-       16, 1 << 20},
-      {"max-header-bytes", FLAG_INT, &max_header_bytes,
+      {"max-uri-bytes", FLAG_INT, &o->max_uri, "request target limit, 414 beyond (default 8192)",
+       "N", 16, 1 << 20},
+      {"max-header-bytes", FLAG_INT, &o->max_header_bytes,
        "request line + headers limit, 431 beyond (default 32768)", "N", 256, 1 << 24},
-      {"max-headers", FLAG_INT, &max_headers, "header count limit, 431 beyond (default 100)", "N",
-       1, 10000},
-      {"max-body", FLAG_INT, &max_body,
+      {"max-headers", FLAG_INT, &o->max_headers, "header count limit, 431 beyond (default 100)",
+       "N", 1, 10000},
+      {"max-body", FLAG_INT, &o->max_body,
        "request body limit when the route sets none, 413 beyond; 0 = unlimited (default 100 MiB)",
        "BYTES", 0, 0},
-      {"header-timeout", FLAG_DURATION_MS, &header_timeout,
+      {"header-timeout", FLAG_DURATION_MS, &o->header_timeout,
        "time to read a request head, 408 after (default 10s)", "DURATION"},
-      {"idle-timeout", FLAG_DURATION_MS, &idle_timeout,
+      {"idle-timeout", FLAG_DURATION_MS, &o->idle_timeout,
        "keep-alive connection idle limit (default 60s)", "DURATION"},
-      {"response-header-timeout", FLAG_DURATION_MS, &resp_header_timeout,
+      {"body-timeout", FLAG_DURATION_MS, &o->body_timeout,
+       "longest wait for the next request body byte, 408 after (default 60s)", "DURATION"},
+      {"tunnel-idle-timeout", FLAG_DURATION_MS, &o->tunnel_idle_timeout,
+       "an Upgrade (WebSocket) tunnel idle both ways is closed after (default 1h)", "DURATION"},
+      {"linger-timeout", FLAG_DURATION_MS, &o->linger_timeout,
+       "after an answer that closes the connection, how long what the client still sends is "
+       "read and dropped (default 2s)",
+       "DURATION"},
+      {"response-header-timeout", FLAG_DURATION_MS, &o->resp_header_timeout,
        "upstream response head limit when the route sets none, 504 after (default 60s)",
        "DURATION"},
-      {"retries", FLAG_INT, &retries,
+      {"retries", FLAG_INT, &o->retries,
        "connect-failure retries of idempotent requests when the route sets none (default 2)", "N",
        0, 10},
       FLAG_GROUP_DEF("Access log"),
-      {"access-log", FLAG_BOOL, &access_log,
+      {"access-log", FLAG_BOOL, &o->access_log,
        "one line per request (logfmt to stderr unless --access-log-path/-format say otherwise)",
        NULL},
-      {"access-log-path", FLAG_STRING, &access_log_path,
+      {"access-log-path", FLAG_STRING, &o->access_log_path,
        "access log file (append; SIGUSR1 reopens it for logrotate); implies --access-log", "FILE"},
-      {"access-log-format", FLAG_STRING, &access_log_format,
+      {"access-log-format", FLAG_STRING, &o->access_log_format,
        "logfmt|json (default logfmt); implies --access-log", "FORMAT"},
-      {"access-log-buffer", FLAG_INT, &access_log_buffer,
+      {"access-log-buffer", FLAG_INT, &o->access_log_buffer,
        "bytes of lines waiting for the writer thread; lines beyond are dropped and counted "
        "(default 4 MiB)",
        "BYTES", 65536, 1L << 30},
       FLAG_GROUP_DEF("Tracing (W3C trace context, OTLP/HTTP)"),
-      {"trace-otlp", FLAG_STRING, &trace_otlp,
+      {"trace-otlp", FLAG_STRING, &o->trace_otlp,
        "export spans to this OTLP/HTTP receiver (protobuf), e.g. http://127.0.0.1:4318/v1/traces; "
        "turns on W3C traceparent handling",
        "URL"},
-      {"trace-sample", FLAG_STRING, &trace_sample,
+      {"trace-sample", FLAG_STRING, &o->trace_sample,
        "ratio of new traces sampled, 0..1 (default 1); a client's traceparent decides for its own",
        "RATIO"},
-      {"trace-service-name", FLAG_STRING, &trace_service,
+      {"trace-service-name", FLAG_STRING, &o->trace_service,
        "service.name of the spans (default edge-l7proxy)", "NAME"},
-      {"trace-queue", FLAG_INT, &trace_queue,
+      {"trace-queue", FLAG_INT, &o->trace_queue,
        "spans waiting for the exporter at most; more are dropped and counted (default 4096)", "N",
        16, 1000000},
-      {"trace-batch", FLAG_INT, &trace_batch, "spans per OTLP request at most (default 512)", "N",
-       1, 100000},
-      {"trace-flush", FLAG_DURATION_MS, &trace_flush,
+      {"trace-batch", FLAG_INT, &o->trace_batch, "spans per OTLP request at most (default 512)",
+       "N", 1, 100000},
+      {"trace-flush", FLAG_DURATION_MS, &o->trace_flush,
        "longest wait before a partial batch is sent (default 1s)", "DURATION"},
       FLAG_GROUP_DEF("Logging"),
-      {"log-level", FLAG_STRING, &log_level, "debug|info|warn|error", "LEVEL"},
+      {"log-level", FLAG_STRING, &o->log_level, "debug|info|warn|error", "LEVEL"},
   };
-  size_t ndefs = sizeof(defs) / sizeof(defs[0]);
+  size_t n = sizeof(table) / sizeof(table[0]);
+  _Static_assert(sizeof(table) / sizeof(table[0]) <= MAX_DEFS, "raise MAX_DEFS");
+  memcpy(defs, table, n * sizeof(table[0]));
+  return n;
+}
+
+/* Parses argv into o. 0, or the exit status (0 after --help is 1 here). */
+static int parse_opts(int argc, char **argv, struct opts *o) {
+  *o = (struct opts){.http = "0.0.0.0:8080",
+                     .log_level = "info",
+                     .max_uri = 8192,
+                     .max_header_bytes = 32768,
+                     .max_headers = 100,
+                     .max_body = 100L * 1024 * 1024,
+                     .max_conns = 10000,
+                     .retries = 2,
+                     .header_timeout = 10000,
+                     .idle_timeout = 60000,
+                     .resp_header_timeout = 60000,
+                     .body_timeout = 60000,
+                     .tunnel_idle_timeout = 3600000,
+                     .linger_timeout = 2000,
+                     .drain_timeout = 30000,
+                     .tls_min = "1.2",
+                     .h2_max_streams = 100,
+                     .h2_max_resets = 100,
+                     .tls_ticket_rotate = 12u * 3600 * 1000,
+                     .tls_handshake_timeout = 10000,
+                     .access_log_buffer = 4L << 20,
+                     .trace_queue = 4096,
+                     .trace_batch = 512,
+                     .trace_sample = "1",
+                     .trace_service = "edge-l7proxy",
+                     .trace_flush = 1000};
+  struct flag_def defs[MAX_DEFS];
+  size_t ndefs = opts_defs(o, defs);
   char err[512];
   int rc = flags_parse(defs, ndefs, argc, argv, NULL, 0, NULL, err, sizeof(err));
   if (rc == FLAGS_HELP) {
@@ -427,131 +489,111 @@ int main(int argc, char **argv) {
                 "The edge L7 proxy: HTTP/1.1, HTTPS (SNI, ALPN) and HTTP/2 (h2, h2c) with "
                 "Ingress routing, upstream pools, retries and outlier ejection.",
                 defs, ndefs);
-    return 0;
+    return 1;
   }
   if (rc != FLAGS_OK) {
     fprintf(stderr, "l7proxy: %s\n", err);
     return 2;
   }
-  log_init("l7proxy");
+  return 0;
+}
+
+#define BAD_FLAG(...)                         \
+  do {                                        \
+    fprintf(stderr, "l7proxy: " __VA_ARGS__); \
+    return 2;                                 \
+  } while (0)
+
+/* Checks the flags and derives addresses, TLS options and trusted ranges.
+ * 0 or the exit status, with a one-line reason on stderr. */
+static int check_opts(struct opts *o) {
   enum log_level lvl;
-  if (log_parse_level(log_level, &lvl) != 0) {
-    fprintf(stderr, "l7proxy: --log-level: expected debug|info|warn|error, got %s\n", log_level);
-    return 2;
-  }
+  if (log_parse_level(o->log_level, &lvl) != 0)
+    BAD_FLAG("--log-level: expected debug|info|warn|error, got %s\n", o->log_level);
   log_set_level(lvl);
-  if (max_body < 0) {
-    fprintf(stderr, "l7proxy: --max-body: must be >= 0\n");
-    return 2;
-  }
-  char https_host[256] = "";
-  uint16_t https_port = 0;
-  static struct tls_options tls_opts;
-  if (https) {
-    if (addr_split_hostport(https, https_host, sizeof(https_host), &https_port) != 0) {
-      fprintf(stderr, "l7proxy: --https: expected ADDR:PORT, got %s\n", https);
-      return 2;
-    }
-    if (tls_parse_min_version(tls_min, &tls_opts.min_version) != 0) {
-      fprintf(stderr, "l7proxy: --tls-min-version: expected 1.2 or 1.3, got %s\n", tls_min);
-      return 2;
-    }
-    if (tls_ticket_rotate < 1000) {
-      fprintf(stderr, "l7proxy: --tls-ticket-rotate: must be at least 1s\n");
-      return 2;
-    }
-    tls_opts.ciphers_tls12 = tls_ciphers;
-    tls_opts.ciphersuites_tls13 = tls_ciphersuites;
-    tls_opts.disable_h2 = tls_no_h2;
-    tls_opts.disable_resumption = tls_no_resumption;
+  if (o->max_body < 0) BAD_FLAG("--max-body: must be >= 0\n");
+  if (o->https) {
+    if (addr_split_hostport(o->https, o->https_host, sizeof(o->https_host), &o->https_port) != 0)
+      BAD_FLAG("--https: expected ADDR:PORT, got %s\n", o->https);
+    if (tls_parse_min_version(o->tls_min, &o->tls.min_version) != 0)
+      BAD_FLAG("--tls-min-version: expected 1.2 or 1.3, got %s\n", o->tls_min);
+    if (o->tls_ticket_rotate < 1000) BAD_FLAG("--tls-ticket-rotate: must be at least 1s\n");
+    o->tls.ciphers_tls12 = o->tls_ciphers;
+    o->tls.ciphersuites_tls13 = o->tls_ciphersuites;
+    o->tls.disable_h2 = o->tls_no_h2;
+    o->tls.disable_resumption = o->tls_no_resumption;
     /* an empty store checks the cipher settings now, not at the first push */
     struct tls_store *probe = NULL;
-    if (tls_store_build(NULL, 0, &tls_opts, &probe, err, sizeof(err)) != 0) {
-      fprintf(stderr, "l7proxy: TLS options: %s\n", err);
-      return 2;
-    }
+    char err[512];
+    if (tls_store_build(NULL, 0, &o->tls, &probe, err, sizeof(err)) != 0)
+      BAD_FLAG("TLS options: %s\n", err);
     tls_store_unref(probe);
   }
-  if (syncd && insecure && !insecure_remote && !addr_is_loopback(syncd)) {
-    fprintf(stderr,
-            "l7proxy: --insecure sends private keys in clear: --syncd=%s must be a loopback "
-            "address (or add --insecure-allow-remote)\n",
-            syncd);
-    return 2;
-  }
-  enum access_log_format alog_format = ACCESS_LOG_LOGFMT;
-  if (access_log_format && access_log_parse_format(access_log_format, &alog_format) != 0) {
-    fprintf(stderr, "l7proxy: --access-log-format: expected logfmt or json, got %s\n",
-            access_log_format);
-    return 2;
-  }
-  if (access_log_path || access_log_format) access_log = 1;
-  double sample_ratio = 1;
-  {
-    char *end;
-    sample_ratio = strtod(trace_sample, &end);
-    if (end == trace_sample || *end != '\0' || !(sample_ratio >= 0 && sample_ratio <= 1)) {
-      fprintf(stderr, "l7proxy: --trace-sample: expected a ratio between 0 and 1, got %s\n",
-              trace_sample);
-      return 2;
-    }
-  }
-  if (syncd && !insecure && !(cert && key && ca)) {
-    fprintf(stderr, "l7proxy: --syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
-    return 2;
-  }
-  char host[256];
-  uint16_t port;
-  if (addr_split_hostport(http, host, sizeof(host), &port) != 0) {
-    fprintf(stderr, "l7proxy: --http: expected ADDR:PORT, got %s\n", http);
-    return 2;
-  }
-  static struct worker_cidr cidrs[FLAG_LIST_MAX];
-  for (int i = 0; i < trusted.count; i++) {
-    if (worker_parse_cidr(trusted.values[i], &cidrs[i]) != 0) {
-      fprintf(stderr, "l7proxy: --proxy-protocol-trusted: not an address or CIDR: %s\n",
-              trusted.values[i]);
-      return 2;
-    }
-  }
-  if (proxy_protocol && trusted.count == 0) {
-    /* a PROXY header sets the client address that logs, X-Forwarded-For
-     * and every backend trust: accepting it from anyone must be explicit */
-    fprintf(stderr,
-            "l7proxy: --proxy-protocol needs --proxy-protocol-trusted=CIDR (the L4 tier's "
-            "addresses; 0.0.0.0/0 and ::/0 spell out trusting every peer)\n");
-    return 2;
-  }
-  if (workers == 0) workers = default_workers();
-  if (workers > MAX_WORKERS) workers = MAX_WORKERS;
+  if (o->syncd && !o->insecure && !(o->cert && o->key && o->ca))
+    BAD_FLAG("--syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
+  if (o->syncd && o->insecure && !o->insecure_remote && !addr_is_loopback(o->syncd))
+    BAD_FLAG(
+        "--insecure sends private keys in clear: --syncd=%s must be a loopback address (or "
+        "add --insecure-allow-remote)\n",
+        o->syncd);
+  if (addr_split_hostport(o->http, o->host, sizeof(o->host), &o->port) != 0)
+    BAD_FLAG("--http: expected ADDR:PORT, got %s\n", o->http);
+  for (int i = 0; i < o->trusted.count; i++)
+    if (worker_parse_cidr(o->trusted.values[i], &o->cidrs[i]) != 0)
+      BAD_FLAG("--proxy-protocol-trusted: not an address or CIDR: %s\n", o->trusted.values[i]);
+  /* a PROXY header sets the client address that logs, X-Forwarded-For and
+   * every backend trust: accepting it from anyone must be explicit */
+  if (o->proxy_protocol && o->trusted.count == 0)
+    BAD_FLAG(
+        "--proxy-protocol needs --proxy-protocol-trusted=CIDR (the L4 tier's addresses; "
+        "0.0.0.0/0 and ::/0 spell out trusting every peer)\n");
+  o->alog_format = ACCESS_LOG_LOGFMT;
+  if (o->access_log_format && access_log_parse_format(o->access_log_format, &o->alog_format) != 0)
+    BAD_FLAG("--access-log-format: expected logfmt or json, got %s\n", o->access_log_format);
+  if (o->access_log_path || o->access_log_format) o->access_log = 1;
+  char *end;
+  o->sample_ratio = strtod(o->trace_sample, &end);
+  if (end == o->trace_sample || *end != '\0' || !(o->sample_ratio >= 0 && o->sample_ratio <= 1))
+    BAD_FLAG("--trace-sample: expected a ratio between 0 and 1, got %s\n", o->trace_sample);
+  if (o->workers == 0) o->workers = default_workers();
+  if (o->workers > MAX_WORKERS) o->workers = MAX_WORKERS;
+  return 0;
+}
 
-  static struct l7_limits limits = L7_LIMITS_DEFAULT;
-  limits.max_uri_bytes = (uint32_t)max_uri;
-  limits.max_header_bytes = (uint32_t)max_header_bytes;
-  limits.max_headers = (uint32_t)max_headers;
-  limits.max_body_bytes = (uint64_t)max_body;
-  limits.header_timeout_ms = header_timeout;
-  limits.idle_timeout_ms = idle_timeout;
-  limits.response_header_timeout_ms = resp_header_timeout;
-  limits.max_connections = (uint32_t)max_conns;
-  limits.retries = (uint32_t)retries;
+static void fill_limits(const struct opts *o, struct l7_limits *l) {
+  *l = (struct l7_limits)L7_LIMITS_DEFAULT;
+  l->max_uri_bytes = (uint32_t)o->max_uri;
+  l->max_header_bytes = (uint32_t)o->max_header_bytes;
+  l->max_headers = (uint32_t)o->max_headers;
+  l->max_body_bytes = (uint64_t)o->max_body;
+  l->header_timeout_ms = o->header_timeout;
+  l->idle_timeout_ms = o->idle_timeout;
+  l->body_timeout_ms = o->body_timeout;
+  l->tunnel_idle_timeout_ms = o->tunnel_idle_timeout;
+  l->linger_timeout_ms = o->linger_timeout;
+  l->response_header_timeout_ms = o->resp_header_timeout;
+  l->max_connections = (uint32_t)o->max_conns;
+  l->retries = (uint32_t)o->retries;
+}
 
-  signal(SIGPIPE, SIG_IGN);
-  static struct app app;
-  struct app *a = &app;
+/* Metrics, the configuration store and the first configuration (file or
+ * cache), the admin endpoint. 0 or an exit status. */
+static int app_init(struct app *a, const struct opts *o) {
+  char err[512];
   a->loop = uv_default_loop();
-  a->drain_timeout_ms = drain_timeout;
-  a->config_file = config_file;
-  a->tls_enabled = https != NULL;
-  a->tls_opts = tls_opts;
-  if (cache_dir) {
-    /* a cache that cannot be written would fail quietly at every push */
-    rc = statedir_prepare(cache_dir, err, sizeof(err));
+  a->drain_timeout_ms = o->drain_timeout;
+  a->config_file = o->config_file;
+  a->tls_enabled = o->https != NULL;
+  a->tls_opts = o->tls;
+  if (o->cache_dir) {
+    /* a cache that cannot be written would fail quietly at every push;
+     * checked before any allocation, so exit 2 leaks nothing */
+    int rc = statedir_prepare(o->cache_dir, err, sizeof(err));
     if (rc < 0) {
-      fprintf(stderr, "l7proxy: --cache-dir=%s: %s\n", cache_dir, err);
+      fprintf(stderr, "l7proxy: --cache-dir=%s: %s\n", o->cache_dir, err);
       return 2;
     }
-    if (rc == 1) LOG_INFO("cache_dir_created", "dir=%s mode=0700", log_q(cache_dir));
+    if (rc == 1) LOG_INFO("cache_dir_created", "dir=%s mode=0700", log_q(o->cache_dir));
   }
   a->metrics = metrics_registry_new();
   if (!a->metrics) {
@@ -567,108 +609,110 @@ int main(int argc, char **argv) {
                                          "TLS store builds that failed (options, memory).", "");
   a->tls_refused = metrics_gauge(a->metrics, "edge_l7_tls_certificates_refused",
                                  "Certificates the current TLS store left out.", "");
-
-  if (l7_config_store_new(cache_dir, &a->store) != 0) {
-    fprintf(stderr, "l7proxy: cannot create the configuration store\n");
-    return 1;
-  }
-  if (config_file) {
-    if (load_config_file(a) != 0) {
-      fprintf(stderr, "l7proxy: --config: %s is not a usable configuration (see log)\n",
-              config_file);
-      return 1;
-    }
-  } else if (cache_dir) {
-    struct l7_snapshot *snap = NULL;
-    rc = l7_config_store_load_cache(a->store, &snap, err, sizeof(err));
-    if (rc == 0) {
-      LOG_INFO("config_cache_loaded", "dir=%s version=%llu", log_q(cache_dir),
-               (unsigned long long)l7_snapshot_version(snap));
-      l7_snapshot_publish(snap);
-      tls_sync(a);
-    } else if (rc != -ENOENT) {
-      LOG_WARN("config_cache_unusable", "dir=%s reason=%s", log_q(cache_dir), log_q(err));
-    }
-  }
-
-  if (access_log) {
-    struct access_log_opts ao = {.path = access_log_path,
+  if (o->access_log) {
+    struct access_log_opts ao = {.path = o->access_log_path,
                                  .fd = -1,
-                                 .format = alog_format,
-                                 .ring_bytes = (size_t)access_log_buffer,
+                                 .format = o->alog_format,
+                                 .ring_bytes = (size_t)o->access_log_buffer,
                                  .metrics = a->metrics};
     if (access_log_open(&ao, &a->alog, err, sizeof(err)) != 0) {
       fprintf(stderr, "l7proxy: --access-log-path: %s\n", err);
       return 1;
     }
   }
-  if (trace_otlp) {
+  if (o->trace_otlp) {
     char hostname[256] = "l7proxy";
     gethostname(hostname, sizeof(hostname) - 1);
-    struct trace_export_opts to = {.url = trace_otlp,
-                                   .service_name = trace_service,
-                                   .instance_id = node_id ? node_id : hostname,
+    struct trace_export_opts to = {.url = o->trace_otlp,
+                                   .service_name = o->trace_service,
+                                   .instance_id = o->node_id ? o->node_id : hostname,
                                    .version = L7_VERSION,
-                                   .queue_size = (size_t)trace_queue,
-                                   .batch_size = (size_t)trace_batch,
-                                   .flush_ms = trace_flush,
+                                   .queue_size = (size_t)o->trace_queue,
+                                   .batch_size = (size_t)o->trace_batch,
+                                   .flush_ms = o->trace_flush,
                                    .metrics = a->metrics};
     if (trace_export_new(&to, &a->tracer, err, sizeof(err)) != 0) {
       fprintf(stderr, "l7proxy: --trace-otlp: %s\n", err);
       return 2;
     }
   }
-
-  if (admin_addr) {
-    if (admin_start(a->loop, admin_addr, a->metrics, &a->admin, err, sizeof(err)) != 0) {
+  if (l7_config_store_new(o->cache_dir, &a->store) != 0) {
+    fprintf(stderr, "l7proxy: cannot create the configuration store\n");
+    return 1;
+  }
+  if (o->config_file) {
+    if (load_config_file(a) != 0) {
+      fprintf(stderr, "l7proxy: --config: %s is not a usable configuration (see log)\n",
+              o->config_file);
+      return 1;
+    }
+  } else if (o->cache_dir) {
+    struct l7_snapshot *snap = NULL;
+    int rc = l7_config_store_load_cache(a->store, &snap, err, sizeof(err));
+    if (rc == 0) {
+      LOG_INFO("config_cache_loaded", "dir=%s version=%llu", log_q(o->cache_dir),
+               (unsigned long long)l7_snapshot_version(snap));
+      l7_snapshot_publish(snap);
+      tls_sync(a);
+    } else if (rc != -ENOENT) {
+      LOG_WARN("config_cache_unusable", "dir=%s reason=%s", log_q(o->cache_dir), log_q(err));
+    }
+  }
+  if (o->admin_addr) {
+    if (admin_start(a->loop, o->admin_addr, a->metrics, &a->admin, err, sizeof(err)) != 0) {
       fprintf(stderr, "l7proxy: --admin: %s\n", err);
       return 1;
     }
     admin_handle(a->admin, "/config", admin_config, a);
-    admin_handle(a->admin, "/explain", l7_config_admin_explain, NULL);
+    admin_handle(a->admin, "/explain", l7_config_admin_explain, &g_explain_https_port);
   }
+  return 0;
+}
 
+/* One worker per --workers, each with its own SO_REUSEPORT sockets;
+ * o->port / o->https_port become the bound ports. 0 or an exit status. */
+static int start_workers(struct app *a, struct opts *o, const struct l7_limits *limits) {
   static struct worker_config wcfg;
-  wcfg.limits = &limits;
-  wcfg.proxy_protocol = proxy_protocol;
-  wcfg.trusted = cidrs;
-  wcfg.n_trusted = (size_t)trusted.count;
+  wcfg.limits = limits;
+  wcfg.proxy_protocol = o->proxy_protocol;
+  wcfg.trusted = o->cidrs;
+  wcfg.n_trusted = (size_t)o->trusted.count;
   wcfg.obs =
-      (struct obs_config){.alog = a->alog, .tracer = a->tracer, .sample_ratio = sample_ratio};
+      (struct obs_config){.alog = a->alog, .tracer = a->tracer, .sample_ratio = o->sample_ratio};
   wcfg.proto = "http";
   wcfg.metrics = a->metrics;
-  wcfg.tls_handshake_timeout_ms = tls_handshake_timeout;
-  wcfg.h2c = !no_h2c;
-  wcfg.h2_max_streams = (uint32_t)h2_max_streams;
-  wcfg.h2_max_resets_sec = (uint32_t)h2_max_resets;
-  /* One SO_REUSEPORT socket per worker; with port 0 all share the port chosen for the first. */
+  wcfg.tls_handshake_timeout_ms = o->tls_handshake_timeout;
+  wcfg.h2c = !o->no_h2c;
+  wcfg.h2_max_streams = (uint32_t)o->h2_max_streams;
+  wcfg.h2_max_resets_sec = (uint32_t)o->h2_max_resets;
+  /* One SO_REUSEPORT socket per worker; with port 0 all share the port
+   * chosen for the first. */
   struct sockaddr_storage http_ss, https_ss;
   socklen_t http_len = 0, https_len = 0;
-  if (addr_from_ip(host, port, &http_ss, &http_len) != 0) {
-    fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", http, strerror(EINVAL));
+  if (addr_from_ip(o->host, o->port, &http_ss, &http_len) != 0) {
+    fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", o->http, strerror(EINVAL));
     return 1;
   }
-  if (https && addr_from_ip(https_host, https_port, &https_ss, &https_len) != 0) {
-    fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", https, strerror(EINVAL));
+  if (o->https && addr_from_ip(o->https_host, o->https_port, &https_ss, &https_len) != 0) {
+    fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", o->https, strerror(EINVAL));
     return 1;
   }
-  uint16_t bound = port, tls_bound = https_port;
-  for (long i = 0; i < workers; i++) {
+  for (long i = 0; i < o->workers; i++) {
     int fd = addr_bind_reuseport(&http_ss, http_len, 0, 0);
     if (fd < 0) {
-      fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", http, strerror(-fd));
+      fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", o->http, strerror(-fd));
       return 1;
     }
-    bound = (uint16_t)addr_port(&http_ss);
+    o->port = (uint16_t)addr_port(&http_ss);
     int tfd = -1;
-    if (https) {
+    if (o->https) {
       tfd = addr_bind_reuseport(&https_ss, https_len, 0, 0);
       if (tfd < 0) {
-        fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", https, strerror(-tfd));
+        fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", o->https, strerror(-tfd));
         return 1;
       }
-      tls_bound = (uint16_t)addr_port(&https_ss);
-      wcfg.https_port = tls_bound;
+      o->https_port = (uint16_t)addr_port(&https_ss);
+      wcfg.https_port = o->https_port;
     }
     if (worker_start((int)i, &wcfg, fd, tfd, &a->workers[i]) != 0) {
       fprintf(stderr, "l7proxy: cannot start worker %ld\n", i);
@@ -676,43 +720,51 @@ int main(int argc, char **argv) {
     }
     a->n_workers++;
   }
+  g_explain_https_port = o->https ? o->https_port : 0;
+  return 0;
+}
 
-  if (syncd) {
-    char hostname[256] = "l7proxy";
-    gethostname(hostname, sizeof(hostname) - 1);
-    char address[300];
-    if (advertise)
-      snprintf(address, sizeof(address), "%s", advertise);
-    else
-      snprintf(address, sizeof(address), "%s:%u", host, bound);
-    char https_address[300] = "";
-    if (advertise_https)
-      snprintf(https_address, sizeof(https_address), "%s", advertise_https);
-    else if (https)
-      snprintf(https_address, sizeof(https_address), "%s:%u", https_host, tls_bound);
-    if (insecure) LOG_WARN("insecure_syncd", "syncd=%s note=\"plaintext gRPC\"", syncd);
-    struct l7_config_client_opts co = {
-        .syncd = syncd,
-        .creds = {.cert_file = cert, .key_file = key, .ca_file = ca, .insecure = insecure},
-        .node_id = node_id ? node_id : hostname,
-        .address = address,
-        .admin_address = admin_addr ? admin_addr : "",
-        .https_address = https_address,
-        .zone = zone ? zone : "",
-        .build = "l7proxy/" L7_VERSION,
-        .weight = 1,
-        .metrics = a->metrics,
-    };
-    static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied,
-                                                        .problems = app_problems};
-    if (rpc_runtime_new(a->loop, &a->rpc) != 0 ||
-        (rc = l7_config_client_start(a->loop, a->rpc, a->store, &co, &hooks, a, &a->client)) != 0) {
-      fprintf(stderr, "l7proxy: --syncd: cannot start the ConfigSync client: %s\n",
-              rpc_strerror(rc));
-      return 1;
-    }
+/* The ConfigSync client (--syncd). 0 or an exit status. */
+static int start_config_client(struct app *a, const struct opts *o) {
+  char hostname[256] = "l7proxy";
+  gethostname(hostname, sizeof(hostname) - 1);
+  char address[300], https_address[300] = "";
+  if (o->advertise)
+    snprintf(address, sizeof(address), "%s", o->advertise);
+  else
+    snprintf(address, sizeof(address), "%s:%u", o->host, o->port);
+  if (o->advertise_https)
+    snprintf(https_address, sizeof(https_address), "%s", o->advertise_https);
+  else if (o->https)
+    snprintf(https_address, sizeof(https_address), "%s:%u", o->https_host, o->https_port);
+  if (o->insecure) LOG_WARN("insecure_syncd", "syncd=%s note=\"plaintext gRPC\"", o->syncd);
+  struct l7_config_client_opts co = {
+      .syncd = o->syncd,
+      .creds = {.cert_file = o->cert,
+                .key_file = o->key,
+                .ca_file = o->ca,
+                .insecure = o->insecure},
+      .node_id = o->node_id ? o->node_id : hostname,
+      .address = address,
+      .admin_address = o->admin_addr ? o->admin_addr : "",
+      .https_address = https_address,
+      .zone = o->zone ? o->zone : "",
+      .build = "l7proxy/" L7_VERSION,
+      .weight = 1,
+      .metrics = a->metrics,
+  };
+  static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied,
+                                                      .problems = app_problems};
+  int rc = 0;
+  if (rpc_runtime_new(a->loop, &a->rpc) != 0 ||
+      (rc = l7_config_client_start(a->loop, a->rpc, a->store, &co, &hooks, a, &a->client)) != 0) {
+    fprintf(stderr, "l7proxy: --syncd: cannot start the ConfigSync client: %s\n", rpc_strerror(rc));
+    return 1;
   }
+  return 0;
+}
 
+static void start_signals_and_timers(struct app *a, const struct opts *o) {
   uv_signal_init(a->loop, &a->sigterm);
   uv_signal_init(a->loop, &a->sigint);
   uv_signal_init(a->loop, &a->sighup);
@@ -727,35 +779,61 @@ int main(int argc, char **argv) {
   uv_timer_start(&a->tick, on_tick, 0, 200);
   if (a->tls_enabled) {
     uv_timer_init(a->loop, &a->ticket_timer);
-    uv_timer_start(&a->ticket_timer, on_ticket_timer, tls_ticket_rotate, tls_ticket_rotate);
+    uv_timer_start(&a->ticket_timer, on_ticket_timer, o->tls_ticket_rotate, o->tls_ticket_rotate);
   }
+}
 
+static void log_started(const struct opts *o) {
   LOG_INFO("started",
            "version=%s http=%s:%u https=%s:%u admin=%s workers=%ld syncd=%s config=%s cache_dir=%s "
            "proxy_protocol=%s "
            "max_uri_bytes=%ld max_header_bytes=%ld max_headers=%ld max_body=%ld "
-           "header_timeout_ms=%u idle_timeout_ms=%u response_header_timeout_ms=%u "
+           "header_timeout_ms=%u idle_timeout_ms=%u body_timeout_ms=%u tunnel_idle_timeout_ms=%u "
+           "linger_timeout_ms=%u response_header_timeout_ms=%u "
            "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s "
            "access_log_format=%s access_log_path=%s trace_otlp=%s trace_sample=%g",
-           L7_VERSION, host, bound, https ? https_host : "-", tls_bound,
-           admin_addr ? admin_addr : "-", workers, syncd ? syncd : "-",
-           log_q(config_file ? config_file : "-"), log_q(cache_dir ? cache_dir : "-"),
-           proxy_protocol ? "true" : "false", max_uri, max_header_bytes, max_headers, max_body,
-           header_timeout, idle_timeout, resp_header_timeout, max_conns, retries, drain_timeout,
-           access_log ? "true" : "false", alog_format == ACCESS_LOG_JSON ? "json" : "logfmt",
-           log_q(access_log_path ? access_log_path : "-"), log_q(trace_otlp ? trace_otlp : "-"),
-           sample_ratio);
+           L7_VERSION, o->host, o->port, o->https ? o->https_host : "-", o->https_port,
+           o->admin_addr ? o->admin_addr : "-", o->workers, o->syncd ? o->syncd : "-",
+           log_q(o->config_file ? o->config_file : "-"), log_q(o->cache_dir ? o->cache_dir : "-"),
+           o->proxy_protocol ? "true" : "false", o->max_uri, o->max_header_bytes, o->max_headers,
+           o->max_body, o->header_timeout, o->idle_timeout, o->body_timeout, o->tunnel_idle_timeout,
+           o->linger_timeout, o->resp_header_timeout, o->max_conns, o->retries, o->drain_timeout,
+           o->access_log ? "true" : "false", o->alog_format == ACCESS_LOG_JSON ? "json" : "logfmt",
+           log_q(o->access_log_path ? o->access_log_path : "-"),
+           log_q(o->trace_otlp ? o->trace_otlp : "-"), o->sample_ratio);
+}
 
-  uv_run(a->loop, UV_RUN_DEFAULT);
+static void app_free(struct app *a) {
   for (int i = 0; i < a->n_workers; i++) worker_join(a->workers[i]);
   trace_export_close(a->tracer); /* sends what is queued */
   access_log_close(a->alog);     /* writes what is queued */
   if (a->rpc) rpc_runtime_free(a->rpc);
   l7_snapshot_publish(NULL);
   tls_store_publish(NULL);
+  free_problems(a);
   l7_config_store_free(a->store);
   uv_loop_close(a->loop);
   metrics_registry_free(a->metrics);
+}
+
+/* Wiring: flags, the application, workers, the config client, signals. */
+int main(int argc, char **argv) {
+  static struct opts o;
+  static struct l7_limits limits;
+  static struct app app;
+  int rc = parse_opts(argc, argv, &o);
+  if (rc) return rc == 1 ? 0 : rc;
+  log_init("l7proxy");
+  if ((rc = check_opts(&o)) != 0) return rc;
+  fill_limits(&o, &limits);
+  signal(SIGPIPE, SIG_IGN);
+  if ((rc = app_init(&app, &o)) != 0) return rc;
+  if ((rc = start_workers(&app, &o, &limits)) != 0) return rc;
+  if (o.syncd && (rc = start_config_client(&app, &o)) != 0) return rc;
+  start_signals_and_timers(&app, &o);
+  log_started(&o);
+  uv_run(app.loop, UV_RUN_DEFAULT);
+  app_free(&app);
   LOG_INFO("stopped", "version=%s", L7_VERSION);
   return 0;
 }

@@ -318,6 +318,8 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
         lr->rewrite_prefix = o->rewrite_prefix;
         lr->redirect = o->redirect;
         lr->disable_ssl_redirect = o->disable_ssl_redirect;
+        lr->upgrade_protocols = o->upgrade_protocols;
+        lr->n_upgrade_protocols = o->n_upgrade_protocols;
       }
       lr->host_has_tls = vh->certificate[0] != '\0' || vh->tls_fallback;
       rc = snap_route_source(pr, &s->route_sources[s->n_routes]);

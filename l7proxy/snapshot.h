@@ -69,7 +69,10 @@ struct l7_route {
   const Edge__V1__Redirect *redirect;                               /* NULL none */
   int host_has_tls;         /* the vhost names a certificate: plain HTTP → https redirect */
   int disable_ssl_redirect; /* ... unless this is set */
-  const char *source;       /* "ns/ingress" ("" unknown) */
+  /* Upgrade protocols allowed (lower case); none listed: websocket. */
+  char *const *upgrade_protocols;
+  size_t n_upgrade_protocols;
+  const char *source; /* "ns/ingress" ("" unknown) */
 };
 
 /* A certificate for the TLS code. PEM buffers are not NUL-terminated. */

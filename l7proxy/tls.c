@@ -53,15 +53,11 @@
 #include "common/cert.h"
 #include "common/cert_valid.h"
 #include "common/log.h"
+#include "common/sni.h"
 #include "common/publish.h"
 
-#define TLS_NAME_MAX 254 /* 253 + NUL */
+#define TLS_NAME_MAX SNI_NAME_MAX
 #define TLS_SESSION_ID_CONTEXT "edge-l7"
-
-struct name_entry {
-  char *name; /* lowercased; for wildcards the suffix after "*." */
-  size_t cert;
-};
 
 struct store_cert {
   char *name;
@@ -75,12 +71,8 @@ struct tls_store {
   SSL_CTX *listener;
   struct store_cert *certs;
   size_t n_certs;
-  struct name_entry *exact;
-  size_t n_exact;
-  struct name_entry *wild;
-  size_t n_wild;
-  long default_cert; /* -1 when none */
-  size_t n_problems; /* certificates left out (ctx NULL) */
+  struct sni_table names; /* SNI → index in certs (common/sni: explain uses it too) */
+  size_t n_problems;      /* certificates left out (ctx NULL) */
   int disable_h2;
   struct tls_options opts; /* own copies of the strings */
 };
@@ -141,23 +133,6 @@ int tls_parse_min_version(const char *s, enum tls_min_version *out) {
 
 /* ---- names ------------------------------------------------------------ */
 
-/* Copies in[0..len) lowercased to out, dropping one trailing dot. Accepts
- * host-name characters only (plus a leading "*." when wildcard is set). */
-static int name_normalize(const char *in, size_t len, int wildcard, char *out, size_t outlen) {
-  if (len > 0 && in[len - 1] == '.') len--;
-  if (len == 0 || len >= outlen || len >= TLS_NAME_MAX) return TLS_ERR_INVALID;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)in[i];
-    int ok = isalnum(ch) || ch == '-' || ch == '.' || ch == '_';
-    if (!ok && wildcard && ch == '*' && i == 0 && len > 2 && in[1] == '.') ok = 1;
-    if (!ok) return TLS_ERR_INVALID;
-    out[i] = (char)tolower(ch);
-  }
-  out[len] = '\0';
-  if (out[0] == '.' || strstr(out, "..")) return TLS_ERR_INVALID;
-  return 0;
-}
-
 int tls_parse_sni(const uint8_t *ext, size_t len, char *out, size_t outlen) {
   if (!ext || !out || outlen == 0) return TLS_ERR_INVALID;
   out[0] = '\0';
@@ -171,70 +146,15 @@ int tls_parse_sni(const uint8_t *ext, size_t len, char *out, size_t outlen) {
     i += 3;
     if (n > len - i) return TLS_ERR_INVALID;
     if (type == 0) /* host_name */
-      return name_normalize((const char *)ext + i, n, 0, out, outlen);
+      return sni_normalize((const char *)ext + i, n, 0, out, outlen) == 0 ? 0 : TLS_ERR_INVALID;
     i += n;
   }
   return TLS_ERR_INVALID;
 }
 
-static int entry_cmp(const void *a, const void *b) {
-  const struct name_entry *x = a, *y = b;
-  int c = strcmp(x->name, y->name);
-  if (c) return c;
-  return x->cert < y->cert ? -1 : x->cert > y->cert;
-}
-
-static int entry_key_cmp(const void *key, const void *e) {
-  return strcmp(key, ((const struct name_entry *)e)->name);
-}
-
-/* Drops the names of unusable certificates, sorts the table and keeps the
- * first usable certificate (input order) per name. */
-static size_t table_finish(struct name_entry *t, size_t n, const struct store_cert *certs) {
-  size_t k = 0;
-  for (size_t r = 0; r < n; r++) {
-    if (certs[t[r].cert].ctx)
-      t[k++] = t[r];
-    else
-      free(t[r].name);
-  }
-  n = k;
-  if (n == 0) return 0;
-  qsort(t, n, sizeof(*t), entry_cmp);
-  size_t w = 1;
-  for (size_t r = 1; r < n; r++) {
-    if (strcmp(t[r].name, t[w - 1].name) == 0) {
-      free(t[r].name);
-      continue;
-    }
-    t[w++] = t[r];
-  }
-  return w;
-}
-
-static long store_lookup(const struct tls_store *s, const char *name) {
-  if (name && *name) {
-    /* bsearch on an empty (NULL) table is undefined behaviour: skip it. */
-    const struct name_entry *e =
-        s->n_exact ? bsearch(name, s->exact, s->n_exact, sizeof(*e), entry_key_cmp) : NULL;
-    if (e) return (long)e->cert;
-    const char *dot = strchr(name, '.');
-    if (dot && dot != name && dot[1] && s->n_wild) {
-      e = bsearch(dot + 1, s->wild, s->n_wild, sizeof(*e), entry_key_cmp);
-      if (e) return (long)e->cert;
-    }
-  }
-  return s->default_cert;
-}
-
 const char *tls_store_select(const struct tls_store *s, const char *sni) {
   if (!s) return NULL;
-  char name[TLS_NAME_MAX];
-  const char *key = NULL;
-  if (sni && *sni) {
-    if (name_normalize(sni, strlen(sni), 0, name, sizeof(name)) == 0) key = name;
-  }
-  long i = store_lookup(s, key);
+  long i = sni_table_select(&s->names, sni, NULL);
   return i < 0 ? NULL : s->certs[i].name;
 }
 
@@ -364,7 +284,7 @@ static int conn_select(struct tls_conn *c, const uint8_t *ext, size_t len, int h
   c->sni[0] = '\0';
   int bad_sni = has && tls_parse_sni(ext, len, c->sni, sizeof(c->sni)) != 0;
   if (bad_sni) c->sni[0] = '\0';
-  long i = store_lookup(c->store, c->sni[0] ? c->sni : NULL);
+  long i = sni_table_select(&c->store->names, c->sni[0] ? c->sni : NULL, NULL);
   if (i < 0) {
     snprintf(c->reason, sizeof(c->reason),
              "tls handshake failed: no certificate for server name %s and no default",
@@ -546,47 +466,15 @@ static int digest_key_cmp(const void *key, const void *e) {
   return memcmp(key, (*(const struct store_cert *const *)e)->digest, 32);
 }
 
-/* Adds name (a SNI name or wildcard pattern) of certificate i to the right
- * table, growing it as needed. */
-static int store_add_name(struct tls_store *s, size_t *cap_exact, size_t *cap_wild,
-                          const char *name, size_t i, const char *cert_name, char *err,
-                          size_t errlen) {
-  char norm[TLS_NAME_MAX];
-  if (!name || name_normalize(name, strlen(name), 1, norm, sizeof(norm)) != 0) {
-    snprintf(err, errlen, "invalid server name %s", log_q(name ? name : ""));
-    return TLS_ERR_CONFIG;
-  }
-  int wild = norm[0] == '*';
-  struct name_entry **t = wild ? &s->wild : &s->exact;
-  size_t *n = wild ? &s->n_wild : &s->n_exact;
-  size_t *cap = wild ? cap_wild : cap_exact;
-  if (*n == *cap) {
-    size_t ncap = *cap ? *cap * 2 : 16;
-    struct name_entry *grown = realloc(*t, ncap * sizeof(**t));
-    if (!grown) return TLS_ERR_NOMEM;
-    *t = grown;
-    *cap = ncap;
-  }
-  char *copy = strdup(wild ? norm + 2 : norm);
-  if (!copy) return TLS_ERR_NOMEM;
-  (*t)[*n].name = copy;
-  (*t)[*n].cert = i;
-  (*n)++;
-  return 0;
-}
-
 static void store_free(struct tls_store *s) {
   for (size_t i = 0; i < s->n_certs; i++) {
     SSL_CTX_free(s->certs[i].ctx);
     free(s->certs[i].name);
     free(s->certs[i].problem);
   }
-  for (size_t i = 0; i < s->n_exact; i++) free(s->exact[i].name);
-  for (size_t i = 0; i < s->n_wild; i++) free(s->wild[i].name);
+  sni_table_free(&s->names);
   SSL_CTX_free(s->listener);
   free(s->certs);
-  free(s->exact);
-  free(s->wild);
   free((char *)s->opts.ciphers_tls12);
   free((char *)s->opts.ciphersuites_tls13);
   free(s);
@@ -632,10 +520,10 @@ static int cert_ctx(struct store_cert *const *reuse, size_t n_reuse,
 /* Adds every server name of certificate i (its SNI names, or its own DNS
  * names when none are given). A name that is not valid makes the whole
  * certificate unusable: serving only some of a tenant's names would be a
- * surprise. The names added so far stay in the tables but point at an
- * unusable certificate, which store_lookup skips. */
-static int cert_names(struct tls_store *s, size_t *cap_exact, size_t *cap_wild,
-                      const struct tls_certificate *tc, size_t i, struct cert_info *info) {
+ * surprise. All names are checked before any is added, so an unusable
+ * certificate has no entry in the SNI table. */
+static int cert_names(struct tls_store *s, const struct tls_certificate *tc, size_t i,
+                      struct cert_info *info) {
   struct store_cert *sc = &s->certs[i];
   char why[300];
   if (tc->n_sni_names && !tc->sni_names) return cert_fail(sc, "server names missing");
@@ -645,9 +533,16 @@ static int cert_names(struct tls_store *s, size_t *cap_exact, size_t *cap_wild,
   size_t n = tc->n_sni_names ? tc->n_sni_names : (size_t)info->n_names;
   for (size_t j = 0; j < n; j++) {
     const char *name = tc->n_sni_names ? tc->sni_names[j] : info->names[j];
-    int rc = store_add_name(s, cap_exact, cap_wild, name, i, sc->name, why, sizeof(why));
-    if (rc == TLS_ERR_NOMEM) return rc;
-    if (rc) return cert_fail(sc, why);
+    char norm[TLS_NAME_MAX];
+    if (!name || sni_normalize(name, strlen(name), 1, norm, sizeof(norm)) != 0) {
+      snprintf(why, sizeof(why), "invalid server name %s", log_q(name ? name : ""));
+      return cert_fail(sc, why);
+    }
+  }
+  for (size_t j = 0; j < n; j++) {
+    int rc = sni_table_add(&s->names, tc->n_sni_names ? tc->sni_names[j] : info->names[j], i);
+    if (rc == SNI_ERR_NOMEM) return TLS_ERR_NOMEM;
+    if (rc) return cert_fail(sc, "invalid server name"); /* checked above: not reached */
   }
   return 0;
 }
@@ -679,14 +574,13 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
   }
 
   int rc = TLS_ERR_NOMEM;
-  size_t cap_exact = 0, cap_wild = 0;
   struct store_cert **reuse = NULL;
   size_t n_reuse = 0;
   struct cert_info *info = malloc(sizeof(*info));
   struct tls_store *s = calloc(1, sizeof(*s));
   if (!info || !s) goto nomem;
   atomic_init(&s->refs, 1);
-  s->default_cert = -1;
+  sni_table_init(&s->names);
   s->disable_h2 = opts->disable_h2;
   s->opts = *opts;
   s->opts.ciphers_tls12 = opts->ciphers_tls12 ? strdup(opts->ciphers_tls12) : NULL;
@@ -717,15 +611,14 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
     s->n_certs++;
     if (!sc->name) goto nomem;
     if ((rc = cert_ctx(reuse, n_reuse, tc, opts, sc, err, errlen)) != 0) goto fail;
-    if (sc->ctx && (rc = cert_names(s, &cap_exact, &cap_wild, tc, i, info)) != 0) goto fail;
+    if (sc->ctx && (rc = cert_names(s, tc, i, info)) != 0) goto fail;
     if (!sc->ctx) {
       s->n_problems++;
       continue;
     }
-    if (tc->is_default && s->default_cert < 0) s->default_cert = (long)i;
+    if (tc->is_default) sni_table_set_default(&s->names, i);
   }
-  s->n_exact = table_finish(s->exact, s->n_exact, s->certs);
-  s->n_wild = table_finish(s->wild, s->n_wild, s->certs);
+  sni_table_finish(&s->names);
   free(info);
   free(reuse);
   err[0] = '\0';

@@ -18,7 +18,6 @@
 #include <nghttp2/nghttp2.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define OUT_CHUNK (64 * 1024)
 #define READ_BUF (64 * 1024)
@@ -825,96 +824,4 @@ void uh2_stream_cancel(struct uh2_stream *s) {
   }
   /* the stream struct is freed by on_stream_close (or conn_destroy) */
   conn_kick(c);
-}
-
-/* ---- HTTP/1.1 → HTTP/2 headers ----------------------------------------- */
-
-static int name_is(const char *n, size_t nl, const char *lit) {
-  size_t l = strlen(lit);
-  return nl == l && !strncasecmp(n, lit, l);
-}
-
-/* Whether the Connection header values list name n. */
-static int listed_in_connection(const struct h1_header *hdrs, size_t n_hdrs, const char *n,
-                                size_t nl) {
-  for (size_t i = 0; i < n_hdrs; i++) {
-    if (!name_is(hdrs[i].name, hdrs[i].name_len, "connection")) continue;
-    const char *v = hdrs[i].value, *e = v + hdrs[i].value_len;
-    while (v < e) {
-      while (v < e && (*v == ' ' || *v == '\t' || *v == ',')) v++;
-      const char *t = v;
-      while (v < e && *v != ',' && *v != ' ' && *v != '\t') v++;
-      if ((size_t)(v - t) == nl && !strncasecmp(t, n, nl)) return 1;
-    }
-  }
-  return 0;
-}
-
-static int te_is_trailers(const char *v, size_t vl) {
-  while (vl && (*v == ' ' || *v == '\t')) v++, vl--;
-  while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
-  return vl == 8 && !strncasecmp(v, "trailers", 8);
-}
-
-int uh2_request_from_h1(struct uh2_request *r, const char *method, size_t method_len,
-                        const char *scheme, const char *authority, size_t authority_len,
-                        const char *path, size_t path_len, const struct h1_header *hdrs,
-                        size_t n_hdrs) {
-  memset(r, 0, sizeof(*r));
-  size_t scheme_len = strlen(scheme);
-  size_t total = method_len + scheme_len + authority_len + path_len + 4;
-  for (size_t i = 0; i < n_hdrs; i++) total += hdrs[i].name_len + hdrs[i].value_len + 2;
-  r->h = calloc(n_hdrs + 4, sizeof(*r->h));
-  r->store = malloc(total ? total : 1);
-  if (!r->h || !r->store) {
-    uh2_request_free(r);
-    return -ENOMEM;
-  }
-  char *p = r->store;
-#define PUT(dst, src, len)   \
-  do {                       \
-    memcpy(p, (src), (len)); \
-    p[len] = 0;              \
-    (dst) = p;               \
-    p += (len) + 1;          \
-  } while (0)
-  static const char *const pseudo[4] = {":method", ":scheme", ":authority", ":path"};
-  const char *pv[4] = {method, scheme, authority, path};
-  size_t pl[4] = {method_len, scheme_len, authority_len, path_len};
-  for (int i = 0; i < 4; i++) {
-    if (i == 2 && authority_len == 0) continue;
-    struct uh2_header *h = &r->h[r->n++];
-    h->name = pseudo[i];
-    h->name_len = strlen(pseudo[i]);
-    PUT(h->value, pv[i], pl[i]);
-    h->value_len = pl[i];
-  }
-  for (size_t i = 0; i < n_hdrs; i++) {
-    const char *n = hdrs[i].name;
-    size_t nl = hdrs[i].name_len;
-    if (name_is(n, nl, "connection") || name_is(n, nl, "keep-alive") ||
-        name_is(n, nl, "proxy-connection") || name_is(n, nl, "transfer-encoding") ||
-        name_is(n, nl, "upgrade") || name_is(n, nl, "host") || name_is(n, nl, "http2-settings"))
-      continue;
-    if (name_is(n, nl, "te") && !te_is_trailers(hdrs[i].value, hdrs[i].value_len)) continue;
-    if (listed_in_connection(hdrs, n_hdrs, n, nl)) continue;
-    struct uh2_header *h = &r->h[r->n++];
-    char *name = p;
-    PUT(h->name, n, nl);
-    for (size_t k = 0; k < nl; k++)
-      if (name[k] >= 'A' && name[k] <= 'Z') name[k] = (char)(name[k] - 'A' + 'a');
-    h->name_len = nl;
-    PUT(h->value, hdrs[i].value, hdrs[i].value_len);
-    h->value_len = hdrs[i].value_len;
-  }
-#undef PUT
-  return 0;
-}
-
-void uh2_request_free(struct uh2_request *r) {
-  free(r->h);
-  free(r->store);
-  r->h = NULL;
-  r->store = NULL;
-  r->n = 0;
 }

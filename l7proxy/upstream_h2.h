@@ -10,8 +10,8 @@
  * every connection is full, another connection is opened. Connections with
  * no streams close after cfg.idle_timeout_ms.
  *
- * A stream's life: uh2_stream_open (request headers, already in HTTP/2 form:
- * see uh2_request_from_h1), uh2_stream_write / uh2_stream_end for the body
+ * A stream's life: uh2_stream_open (request headers in HTTP/2 form, built by
+ * the exchange from its message), uh2_stream_write / uh2_stream_end for the body
  * (copied and sent as flow control allows), then callbacks: on_headers once
  * (final response, 1xx are skipped), on_data any number of times,
  * on_trailers at most once, and on_close exactly once — unless the caller
@@ -32,7 +32,7 @@
  * Callbacks may call any uh2_* function (open, cancel, write) re-entrantly;
  * a connection is torn down only after nghttp2 returns to the pool.
  *
- * Callers: l7proxy/worker.c (exchanges for H2C/GRPC clusters), tests.
+ * Callers: l7proxy/exchange.c (exchanges for H2C/GRPC clusters), tests.
  */
 #ifndef EDGE_L7PROXY_UPSTREAM_H2_H
 #define EDGE_L7PROXY_UPSTREAM_H2_H
@@ -62,8 +62,8 @@ struct uh2_header {
   const char *value;
   size_t value_len;
 };
-/* Same layout as struct h1_header, so arrays of one may be passed as the
- * other (worker.c does). */
+/* Same layout as struct h1_header (and so msg_header), so arrays of one
+ * may be passed as the other (exchange.c does). */
 _Static_assert(sizeof(struct uh2_header) == sizeof(struct h1_header) &&
                    offsetof(struct uh2_header, name_len) == offsetof(struct h1_header, name_len) &&
                    offsetof(struct uh2_header, value) == offsetof(struct h1_header, value) &&
@@ -142,24 +142,5 @@ void uh2_stream_set_timeout(struct uh2_stream *s, uint32_t ms);
 void uh2_stream_cancel(struct uh2_stream *s);
 /* 1 when the stream was sent on a reused (already connected) connection. */
 int uh2_stream_reused(const struct uh2_stream *s);
-
-/*
- * HTTP/1.1 → HTTP/2 request headers. Builds the pseudo-headers and copies
- * the regular headers with lowercase names, dropping hop-by-hop headers
- * (Connection and the names it lists, Keep-Alive, Proxy-Connection,
- * Transfer-Encoding, Upgrade, Host, TE other than "trailers"). authority
- * is the Host value. The result points into r (owned); free with
- * uh2_request_free. 0 or -ENOMEM.
- */
-struct uh2_request {
-  struct uh2_header *h;
-  size_t n;
-  char *store;
-};
-int uh2_request_from_h1(struct uh2_request *r, const char *method, size_t method_len,
-                        const char *scheme, const char *authority, size_t authority_len,
-                        const char *path, size_t path_len, const struct h1_header *hdrs,
-                        size_t n_hdrs);
-void uh2_request_free(struct uh2_request *r);
 
 #endif

@@ -73,8 +73,8 @@ static void xp_not_served(const struct store *store, json_t *root) {
 }
 
 int syncd_explain_json(const struct store *store, const char *url, const char *sni,
-                       const char *const *headers, size_t n_headers, char **json, char *err,
-                       size_t errlen) {
+                       const char *const *headers, size_t n_headers, unsigned https_port,
+                       char **json, char *err, size_t errlen) {
   *json = NULL;
   size_t n;
   const struct store_entry *e = store_entries(store, &n);
@@ -86,7 +86,8 @@ int syncd_explain_json(const struct store *store, const char *url, const char *s
     Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i].len, e[i].bytes);
     if (r) res[k++] = r;
   }
-  struct explain_request req = {.url = url, .sni = sni, .headers = headers, .n_headers = n_headers};
+  struct explain_request req = {
+      .url = url, .sni = sni, .headers = headers, .n_headers = n_headers, .https_port = https_port};
   json_t *root = NULL;
   int rc = explain_build(res, k, &req, &root, err, errlen);
   for (size_t i = 0; i < k; i++) edge__v1__resource__free_unpacked(res[i], NULL);
@@ -120,7 +121,7 @@ static void xp_on_message(void *ud, struct rpc_call *call, const uint8_t *data, 
   char err[512] = "";
   char *json = NULL;
   int rc = syncd_explain_json(store, req->url, req->sni, (const char *const *)req->headers,
-                              req->n_headers, &json, err, sizeof(err));
+                              req->n_headers, req->https_port, &json, err, sizeof(err));
   edge__v1__explain_request__free_unpacked(req, NULL);
   if (rc != 0) {
     rpc_call_finish(call,

@@ -363,6 +363,8 @@ static int get_status(const char *target, const struct rpc_creds *creds, uint32_
   return 0;
 }
 
+static uint32_t g_https_port; /* --https-port */
+
 /* Explains one URL; with --json appends the document to out (an array),
  * otherwise prints the text. */
 static int explain_one(const char *target, const struct rpc_creds *creds, uint32_t timeout_ms,
@@ -372,6 +374,7 @@ static int explain_one(const char *target, const struct rpc_creds *creds, uint32
   Edge__V1__ExplainRequest req = EDGE__V1__EXPLAIN_REQUEST__INIT;
   req.url = (char *)url;
   req.sni = (char *)(sni ? sni : "");
+  req.https_port = g_https_port;
   req.n_headers = (size_t)headers->count;
   req.headers = (char **)headers->values;
   for (int i = 0; i < headers->count; i++)
@@ -451,6 +454,7 @@ int main(int argc, char **argv) {
   const char *sni = NULL;
   struct flag_list headers = {.count = 0};
   int insecure = 0, insecure_remote = 0, json = 0;
+  long https_port = 0;
   uint32_t timeout_ms = 5000;
   const struct flag_def defs[] = {
       FLAG_GROUP_DEF("Connection to syncd"),
@@ -467,6 +471,9 @@ int main(int argc, char **argv) {
       FLAG_GROUP_DEF("explain"),
       {"sni", FLAG_STRING, &sni, "explain: server name the TLS client sends", "NAME"},
       {"header", FLAG_LIST, &headers, "explain: request header (repeatable)", "'NAME: VALUE'"},
+      {"https-port", FLAG_INT, &https_port,
+       "explain: the proxies' --https port, for http → https Locations (default 443)", "PORT", 0,
+       65535},
   };
   const size_t ndefs = sizeof(defs) / sizeof(defs[0]);
   const char *pos[66];
@@ -477,7 +484,8 @@ int main(int argc, char **argv) {
     flags_usage(stdout, "syncctl",
                 "--syncd=ADDR:PORT [--insecure|--cert --key --ca] COMMAND\n"
                 "  status [--json]\n"
-                "  explain URL [URL...] [--sni NAME] [--header 'NAME: VALUE']... [--json]\n"
+                "  explain URL [URL...] [--sni NAME] [--header 'NAME: VALUE']... [--https-port N] "
+                "[--json]\n"
                 "  certs [--json]",
                 "Shows what syncd serves and the state of every node; explains which rule,\n"
                 "cluster and certificate serve a URL; lists certificates and their expiry.",
@@ -488,6 +496,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "syncctl: %s\n", err);
     return 2;
   }
+  g_https_port = (uint32_t)https_port;
   const char *cmd = npos > 0 ? pos[0] : "";
   if (!((npos == 1 && (!strcmp(cmd, "status") || !strcmp(cmd, "certs"))) ||
         (npos >= 2 && !strcmp(cmd, "explain")))) {

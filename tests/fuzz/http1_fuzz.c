@@ -1,10 +1,10 @@
 /*
  * http1_fuzz — the HTTP/1.1 request path without sockets: bytes go through
  * the downstream request parser (pipelined messages resumed as the worker
- * does) and every accepted head through the upstream request rewrite; the
- * same bytes also go through the upstream response parser and the response
- * rewrite. The first byte picks how the input is split into reads, so
- * heads and bodies arrive in pieces like they do from a socket.
+ * does) and every accepted head, as a message, through the upstream
+ * request policy and the HTTP/1.1 writer; the same bytes also go through
+ * the upstream response parser and the response policy and writer. The first byte picks how the
+ * input is split into reads, so heads and bodies arrive in pieces like they do from a socket.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -12,47 +12,42 @@
 
 #include "l7proxy/headers.h"
 #include "l7proxy/http1.h"
+#include "l7proxy/message.h"
 
 static struct buf out;
+
+static struct msg_arena arena;
 
 static int req_head(void *ud, const struct h1_message *m) {
   (void)ud;
   char id[65];
-  struct headers_request r = {
-      .method = m->method_str,
-      .method_len = m->method_len,
-      .target = m->target,
-      .target_len = m->target_len,
-      .host = m->host,
-      .host_len = m->host_len,
-      .headers = m->headers,
-      .n_headers = m->n_headers,
-      .client_addr = "192.0.2.1",
-      .proto = "http",
-      .upgrade = m->upgrade,
-      .strip_expect = 1,
-      .framing = m->framing,
-      .content_length = m->content_length,
-  };
+  struct msg_head in, up;
+  h1_message_head(m, "http", &in);
+  struct headers_request r = {.in = &in,
+                              .target = in.target,
+                              .target_len = in.target_len,
+                              .client_addr = "192.0.2.1",
+                              .proto = "http",
+                              .upgrade = m->upgrade};
   buf_reset(&out);
-  headers_write_request(&out, &r, id);
+  msg_arena_reset(&arena);
+  if (headers_upstream_request(&r, &up, &arena, id) == 0) headers_h1_request(&out, &up);
   return 0;
 }
 
 static int resp_head(void *ud, const struct h1_message *m) {
   (void)ud;
-  struct headers_response r = {
-      .status = m->status,
-      .reason = m->reason,
-      .reason_len = m->reason_len,
-      .headers = m->headers,
-      .n_headers = m->n_headers,
+  struct msg_head in, resp;
+  h1_message_head(m, NULL, &in);
+  struct headers_h1_framing f = {
       .framing = m->framing == H1_FRAMING_CLOSE ? H1_FRAMING_CHUNKED : m->framing,
       .content_length = m->content_length,
       .upgrade = m->upgrade,
   };
   buf_reset(&out);
-  headers_write_response(&out, &r);
+  msg_arena_reset(&arena);
+  if (headers_downstream_response(&in, m->upgrade, &resp, &arena) == 0)
+    headers_h1_response(&out, &resp, &f);
   return 0;
 }
 

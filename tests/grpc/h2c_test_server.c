@@ -2,14 +2,15 @@
  * h2c_test_server — an HTTP/2 cleartext (prior knowledge) test backend
  * with nghttp2 on libuv, for proxy tests of H2C upstreams.
  *
- * Usage: h2c_test_server [--port-file=FILE]   (listens on 127.0.0.1:0)
+ * Usage: h2c_test_server [--port-file=FILE] [--name=NAME]   (listens on 127.0.0.1:0)
  * Prints "PORT <n>" on stdout (and writes n to FILE); runs until killed.
  *
  * Answers every request once its END_STREAM arrives: 200 with headers
  * x-h2c: 1, x-method, x-path, x-authority, x-te (the request's te or "-")
- * and x-body-len. The body is the request body for paths starting with
- * "/echo", N bytes of "0123456789" for "/big/N", otherwise
- * "h2c METHOD PATH\n".
+ * x-body-len and x-backend (NAME, default "h2c"). The body is the request
+ * body for paths starting with "/echo", N bytes of "0123456789" for
+ * "/big/N", otherwise "h2c METHOD PATH\n"; "/trailers" adds the trailer
+ * x-trailer: yes after the body.
  */
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ struct conn {
 };
 
 static uv_loop_t *loop;
+static const char *g_name = "h2c";
 static nghttp2_session_callbacks *cbs;
 static char rbuf[65536];
 
@@ -82,14 +84,18 @@ static void flush(struct conn *c) {
 
 static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud) {
-  (void)s;
-  (void)id;
   (void)ud;
   struct st *st = src->ptr;
   size_t n = st->len - st->off < len ? st->len - st->off : len;
   if (n) memcpy(buf, st->body + st->off, n);
   st->off += n;
-  if (st->off == st->len) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (st->off == st->len) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (!strncmp(st->path, "/trailers", 9)) {
+      nghttp2_nv t[] = {{(uint8_t *)"x-trailer", (uint8_t *)"yes", 9, 3, 0}};
+      if (nghttp2_submit_trailer(s, id, t, 1) == 0) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
+  }
   return (ssize_t)n;
 }
 
@@ -118,7 +124,8 @@ static void respond(nghttp2_session *s, struct st *st) {
                     NV("x-path", st->path),
                     NV("x-authority", st->authority),
                     NV("x-te", st->te[0] ? st->te : "-"),
-                    NV("x-body-len", st->hdr_len)};
+                    NV("x-body-len", st->hdr_len),
+                    NV("x-backend", g_name)};
 #undef NV
   nghttp2_data_provider prd = {.source = {.ptr = st}, .read_callback = body_read};
   nghttp2_submit_response(s, st->id, h, sizeof(h) / sizeof(h[0]), &prd);
@@ -223,6 +230,8 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strncmp(argv[i], "--port-file=", 12)) {
       port_file = argv[i] + 12;
+    } else if (!strncmp(argv[i], "--name=", 7)) {
+      g_name = argv[i] + 7;
     } else {
       fprintf(stderr, "usage: %s [--port-file=FILE]\n", argv[0]);
       return 2;

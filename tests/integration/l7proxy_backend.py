@@ -13,6 +13,11 @@ Special paths:
   /slow?ms=N         wait N ms before answering
   /close             answer with Connection: close
   /empty             an empty body (Content-Length: 0)
+  /nobody?status=N&te=chunked|&cl=K  status N (204/304) with a Transfer-Encoding:
+                     chunked or Content-Length: K header and no body (RFC 9112:
+                     such responses never have one)
+  /coded?coding=C    "Transfer-Encoding: C, chunked" and a chunked body "coded-body"
+  /trailers          the JSON as a chunked body with the trailer X-Trailer: yes
 Upgrade: websocket  -> 101, then echoes every byte back (raw tunnel).
 Keeps connections alive (HTTP/1.1); decodes chunked request bodies.
 """
@@ -110,6 +115,30 @@ class Handler(socketserver.StreamRequestHandler):
         if path == "/empty":
             out = b""
         conn = "" if keep else "Connection: close\r\n"
+        if path == "/nobody":
+            st = int(q.get("status", ["204"])[0])
+            framing = ""
+            if q.get("te"):
+                framing = "Transfer-Encoding: %s\r\n" % q["te"][0]
+            elif q.get("cl"):
+                framing = "Content-Length: %s\r\n" % q["cl"][0]
+            self.wfile.write(("HTTP/1.1 %d X\r\nX-Backend: %s\r\n%s%s\r\n" % (
+                st, NAME, framing, conn)).encode())
+            self.wfile.flush()
+            return keep
+        if path == "/trailers":
+            self.wfile.write(("HTTP/1.1 200 OK\r\nX-Backend: %s\r\nTrailer: X-Trailer\r\n"
+                              "Transfer-Encoding: chunked\r\n%s\r\n" % (NAME, conn)).encode() +
+                             b"%x\r\n%s\r\n0\r\nX-Trailer: yes\r\n\r\n" % (len(out), out))
+            self.wfile.flush()
+            return keep
+        if path == "/coded":
+            coding = q.get("coding", ["gzip"])[0]
+            self.wfile.write(("HTTP/1.1 200 OK\r\nX-Backend: %s\r\nTransfer-Encoding: %s, chunked"
+                              "\r\n%s\r\n" % (NAME, coding, conn)).encode() +
+                             b"5\r\ncoded\r\n5\r\n-body\r\n0\r\n\r\n")
+            self.wfile.flush()
+            return keep
         if path == "/chunked":
             n = int(q.get("n", ["3"])[0])
             head = ("HTTP/1.1 %d OK\r\nContent-Type: application/json\r\nX-Backend: %s\r\n"
@@ -122,8 +151,9 @@ class Handler(socketserver.StreamRequestHandler):
         else:
             nobody = status in (204, 304)
             self.wfile.write(("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nX-Backend: %s\r\n"
-                              "Server: testbackend\r\nKeep-Alive: timeout=5\r\n%s%s\r\n" % (
-                                  status, NAME, "" if nobody else "Content-Length: %d\r\n" % len(out),
+                              "X-Path: %s\r\nServer: testbackend\r\nKeep-Alive: timeout=5\r\n%s%s\r\n" % (
+                                  status, NAME, target,
+                                  "" if nobody else "Content-Length: %d\r\n" % len(out),
                                   conn)).encode() + (b"" if nobody else out))
         self.wfile.flush()
         return keep

@@ -1,12 +1,13 @@
-/* exchange_obs with headers_write_request: what a hop sends upstream for
- * each kind of incoming trace context, parent-based sampling, and the
- * bounded retry events. The tracer is a real exporter aimed at a closed
- * port (its POSTs fail; these tests look at the exchange side). */
+/* exchange_obs with the request header policy (headers_upstream_request): what a hop sends upstream
+ * for each kind of incoming trace context, parent-based sampling, and the bounded retry events. The
+ * tracer is a real exporter aimed at a closed port (its POSTs fail; these tests look at the
+ * exchange side). */
 #include "l7proxy/exchange_obs.h"
 
 #include <CUnit/CUnit.h>
 #include <string.h>
 
+#include "l7proxy/message.h"
 #include "l7proxy/trace_export.h"
 
 #define H(n, v) \
@@ -33,22 +34,34 @@ static const char *upstream_head(struct ex_obs *o, const struct obs_config *c,
   buf_free(&out);
   memset(o, 0, sizeof(*o));
   obs_start(o, c, h, n);
+  static struct msg_arena arena;
+  msg_arena_reset(&arena);
+  struct msg_head in = {.method = MSG_GET,
+                        .method_str = "GET",
+                        .method_len = 3,
+                        .scheme = "http",
+                        .authority = "a.test",
+                        .authority_len = 6,
+                        .target = "/",
+                        .target_len = 1,
+                        .path_len = 1,
+                        .headers = h,
+                        .n_headers = n,
+                        .content_length = -1,
+                        .end_stream = 1};
+  struct msg_head up;
   struct headers_request r = {
-      .method = "GET",
-      .method_len = 3,
+      .in = &in,
       .target = "/",
       .target_len = 1,
-      .host = "a.test",
-      .host_len = 6,
-      .headers = h,
-      .n_headers = n,
       .client_addr = "192.0.2.1",
       .proto = "http",
       .traceparent = o->traced ? o->traceparent : NULL,
       .drop_tracestate = o->drop_tracestate,
   };
   char id[65];
-  CU_ASSERT_EQUAL_FATAL(headers_write_request(&out, &r, id), 0);
+  CU_ASSERT_EQUAL_FATAL(headers_upstream_request(&r, &up, &arena, id), 0);
+  CU_ASSERT_EQUAL_FATAL(headers_h1_request(&out, &up), 0);
   buf_append(&out, "", 1);
   return out.data;
 }

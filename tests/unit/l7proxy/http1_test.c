@@ -121,7 +121,7 @@ static void byte_by_byte_input_gives_the_same_head(void) {
   CU_ASSERT_EQUAL(r.completes, 1);
   CU_ASSERT_STRING_EQUAL(r.target, "/p");
   CU_ASSERT_EQUAL(r.n_headers, 3);
-  CU_ASSERT_STRING_EQUAL(r.h0name, "Host");
+  CU_ASSERT_STRING_EQUAL(r.h0name, "host"); /* names are lower case from the parser on */
   CU_ASSERT_EQUAL(r.body_len, 5);
   CU_ASSERT_EQUAL(memcmp(r.body, "hello", 5), 0);
 }
@@ -315,7 +315,37 @@ static void on_head_can_reject_with_a_status(void) {
 
 static void garbage_is_400(void) {
   CU_ASSERT_EQUAL(reject_status("\x01\x02\x03 / HTTP/1.1\r\n\r\n"), 400);
-  CU_ASSERT_EQUAL(reject_status("GET / HTTP/9.9\r\nHost: h\r\n\r\n"), 400);
+}
+
+static void versions_other_than_http1_are_505(void) {
+  CU_ASSERT_EQUAL(reject_status("GET / HTTP/9.9\r\nHost: h\r\n\r\n"), 505);
+  CU_ASSERT_EQUAL(reject_status("GET / HTTP/2.0\r\nHost: h\r\n\r\n"), 505);
+  CU_ASSERT_EQUAL(reject_status("GET / HTTP/3.0\r\nHost: h\r\n\r\n"), 505);
+}
+
+static void request_transfer_codings_other_than_one_final_chunked_are_refused(void) {
+  CU_ASSERT_EQUAL(reject_status("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked"
+                                "\r\n\r\n0\r\n\r\n"),
+                  501);
+  CU_ASSERT_EQUAL(reject_status("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                  501);
+  CU_ASSERT_EQUAL(reject_status("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip"
+                                "\r\n\r\n0\r\n\r\n"),
+                  400);
+  CU_ASSERT_EQUAL(reject_status("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, "
+                                "chunked\r\n\r\n0\r\n\r\n"),
+                  400);
+}
+
+static void no_content_response_has_no_body_whatever_its_framing_says(void) {
+  struct rec r = {0};
+  int st;
+  parse(H1_RESPONSE, "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", 0, &r, &st);
+  CU_ASSERT_EQUAL(r.completes, 1);
+  memset(&r, 0, sizeof(r));
+  parse(H1_RESPONSE, "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", 0, &r, &st);
+  CU_ASSERT_EQUAL(r.completes, 1);
 }
 
 static void response_with_length_and_reason_is_parsed(void) {
@@ -405,6 +435,9 @@ void test_register(void) {
   T(body_over_limit_is_413);
   T(on_head_can_reject_with_a_status);
   T(garbage_is_400);
+  T(versions_other_than_http1_are_505);
+  T(request_transfer_codings_other_than_one_final_chunked_are_refused);
+  T(no_content_response_has_no_body_whatever_its_framing_says);
   T(response_with_length_and_reason_is_parsed);
   T(response_to_head_has_no_body);
   T(close_delimited_response_completes_at_eof);

@@ -743,40 +743,8 @@ static void times_out_a_stream_and_resets_it(void) {
   srv_stop(p);
 }
 
-static void converts_h1_headers_dropping_hop_by_hop(void) {
-  struct h1_header in[] = {
-      {"Host", 4, "example.com", 11},
-      {"Connection", 10, "keep-alive, X-Drop", 18},
-      {"X-Drop", 6, "1", 1},
-      {"Keep-Alive", 10, "timeout=5", 9},
-      {"Transfer-Encoding", 17, "chunked", 7},
-      {"TE", 2, "trailers", 8},
-      {"Content-Type", 12, "application/grpc", 16},
-      {"Upgrade", 7, "h2c", 3},
-  };
-  struct uh2_request r;
-  CU_ASSERT_EQUAL_FATAL(
-      uh2_request_from_h1(&r, "POST", 4, "http", "example.com", 11, "/svc/M", 6, in, 8), 0);
-  CU_ASSERT_EQUAL(r.n, 6);
-  const char *want[][2] = {
-      {":method", "POST"}, {":scheme", "http"}, {":authority", "example.com"},
-      {":path", "/svc/M"}, {"te", "trailers"},  {"content-type", "application/grpc"}};
-  for (size_t i = 0; i < r.n && i < 6; i++) {
-    CU_ASSERT_EQUAL(r.h[i].name_len, strlen(want[i][0]));
-    CU_ASSERT_NSTRING_EQUAL(r.h[i].name, want[i][0], r.h[i].name_len);
-    CU_ASSERT_NSTRING_EQUAL(r.h[i].value, want[i][1], r.h[i].value_len);
-  }
-  uh2_request_free(&r);
-  struct h1_header te[] = {{"TE", 2, "gzip", 4}};
-  CU_ASSERT_EQUAL_FATAL(uh2_request_from_h1(&r, "GET", 3, "http", "", 0, "/", 1, te, 1), 0);
-  CU_ASSERT_EQUAL(r.n, 3); /* no :authority, no te */
-  uh2_request_free(&r);
-}
-
 void test_register(void) {
   CU_pSuite s = CU_add_suite("upstream_h2", NULL, NULL);
-  CU_add_test(s, "converts_h1_headers_dropping_hop_by_hop",
-              converts_h1_headers_dropping_hop_by_hop);
   CU_add_test(s, "multiplexes_requests_over_one_connection",
               multiplexes_requests_over_one_connection);
   CU_add_test(s, "streams_a_large_body_under_flow_control",

@@ -1,0 +1,792 @@
+/*
+ * exchange — routing, policy, retries, timeouts and the upstream codec
+ * choice for one request over protocol-neutral messages (see exchange.h).
+ *
+ * Invariants: an active exchange has at most one upstream attempt (ex->uc
+ * or ex->h2); ex->outstanding says whether the endpoint's least-request
+ * count holds this exchange; once the response head went to the client a
+ * failure can only abort the client's stream (ds->abort). The downstream
+ * codec learns about the end through ds->finished exactly once per
+ * ex_begin (or not at all after ex_cancel).
+ */
+#include "l7proxy/exchange.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/http_status.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/redirect.h"
+#include "common/rewrite.h"
+#include "l7proxy/h1_client.h"
+#include "l7proxy/headers.h"
+#include "l7proxy/tls.h"
+#include "l7proxy/upstream_h2.h"
+#include "l7proxy/worker_internal.h"
+
+static void copy_str(char *dst, size_t cap, const char *s, size_t n) {
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, s, n);
+  dst[n] = '\0';
+}
+
+void ex_init(struct exchange *ex, struct worker *w, const struct ex_downstream_ops *ds, void *ctx,
+             const char *client, int https, int h2_down) {
+  struct msg_arena arena = ex->arena; /* a recycled exchange keeps its memory */
+  struct buf pending = ex->pending;
+  memset(ex, 0, sizeof(*ex));
+  ex->arena = arena;
+  ex->pending = pending;
+  msg_arena_reset(&ex->arena);
+  buf_reset(&ex->pending);
+  ex->w = w;
+  ex->ds = ds;
+  ex->ds_ctx = ctx;
+  ex->client = client;
+  ex->https = https;
+  ex->h2_down = h2_down;
+}
+
+static void ex_drop_outstanding(struct exchange *ex) {
+  if (ex->outstanding && ex->ep && ex->ep->lb.outstanding) ex->ep->lb.outstanding--;
+  ex->outstanding = 0;
+}
+
+/* Lets go of the upstream attempt (an h2 stream is reset, a connection
+ * goes back to its pool when reusable). */
+static void ex_detach(struct exchange *ex, int reusable) {
+  if (ex->h2) {
+    struct uh2_stream *s = ex->h2;
+    ex->h2 = NULL;
+    uh2_stream_cancel(s);
+  }
+  if (ex->uc) {
+    struct uconn *uc = ex->uc;
+    ex->uc = NULL;
+    uc->ex = NULL;
+    h1c_release(uc, reusable);
+  }
+}
+
+void ex_free(struct exchange *ex) {
+  ex_drop_outstanding(ex);
+  ex_detach(ex, 0);
+  l7_snapshot_unref(ex->snap);
+  ex->snap = NULL;
+  msg_arena_free(&ex->arena);
+  buf_free(&ex->pending);
+}
+
+/* ---- metrics and access log ------------------------------------------- */
+
+/* OBS HOOK (end): the facts of the finished exchange for the access log
+ * and the span (exchange_obs.h). */
+static void ex_obs_end(struct exchange *ex) {
+  const char *sni = ex->tls ? tls_conn_sni(ex->tls) : NULL;
+  struct obs_facts f = {
+      .client = ex->client,
+      .client_port = ex->client_port,
+      .h2 = ex->h2_down,
+      .https = ex->https,
+      .method = ex->method,
+      .authority = ex->host,
+      .path = ex->path,
+      .status = ex->status,
+      .bytes_out = ex->bytes_down,
+      .route_host = ex->route ? ex->route->host_pattern : NULL,
+      .route_path = ex->route ? ex->route->path : NULL,
+      .cluster = ex->cluster ? ex->cluster->name : NULL,
+      .upstream = ex->ep_name[0] ? ex->ep_name : NULL, /* ep may be pruned by now */
+      .request_id = ex->request_id[0] ? ex->request_id : NULL,
+      .tls_version = ex->tls ? tls_conn_version(ex->tls) : NULL,
+      .sni = sni && sni[0] ? sni : NULL,
+      .alpn = ex->tls ? tls_conn_alpn(ex->tls) : NULL,
+  };
+  obs_end(&ex->obs, &ex->w->cfg->obs, &f);
+}
+
+static void ex_record(struct exchange *ex) {
+  struct worker *w = ex->w;
+  double secs = (double)(uv_hrtime() - ex->t_start) / 1e9;
+  struct metrics_histogram *duration = w->duration; /* no route series: "_other" */
+  if (w->cfg->metrics && ex->snap) {
+    struct route_metrics *m = worker_route_metrics(w, ex->snap, ex->route, ex->cluster);
+    int cls = ex->status / 100;
+    if (m && cls >= 1 && cls <= 5 && m->by_class[cls]) metrics_counter_inc(m->by_class[cls]);
+    if (m && m->duration) duration = m->duration;
+  }
+  if (duration) metrics_histogram_observe(duration, secs);
+  struct metrics_counter *by_proto = ex->h2_down ? w->c_req_h2 : w->c_req_h1;
+  if (by_proto) metrics_counter_inc(by_proto);
+  if (obs_enabled(&w->cfg->obs)) ex_obs_end(ex); /* OBS HOOK: end */
+}
+
+/* Both directions are done: record, release, tell the downstream. */
+static void ex_finish(struct exchange *ex) {
+  if (!ex->active) return;
+  ex_record(ex);
+  ex->active = 0;
+  if (!ex->h2_down) msg_arena_release(&ex->arena); /* an idle connection holds no arena */
+  ex_drop_outstanding(ex);
+  ex_detach(ex, 0);
+  ex->ep = NULL;
+  buf_reset(&ex->pending);
+  l7_snapshot_unref(ex->snap);
+  ex->snap = NULL;
+  ex->ds->finished(ex);
+}
+
+static void ex_maybe_finish(struct exchange *ex) {
+  if (ex->active && ex->req_complete && ex->resp_complete) ex_finish(ex);
+}
+
+/* ---- outlier detection ------------------------------------------------- */
+
+/* Reports the outcome for the exchange's endpoint to the outlier detector. */
+static void ex_report(struct exchange *ex, int failure) {
+  if (!ex->ep || !ex->cluster || !ex->snap) return;
+  struct worker *w = ex->w;
+  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->snap, ex->cluster);
+  if (!v) return;
+  for (size_t i = 0; i < v->n; i++) {
+    if (v->eps[i] != ex->ep) continue;
+    if (lb_report(v->lbs, v->n, i, failure, now_ms(w))) {
+      LOG_WARN("upstream_ejected", "cluster=%s endpoint=%s ejections=%u for_ms=%llu",
+               log_q(ex->cluster->name), ex->ep->name, ex->ep->lb.ejections,
+               (unsigned long long)(ex->ep->lb.ejected_until - now_ms(w)));
+      if (w->cfg->metrics) { /* rare: the registry lookup is fine here */
+        char ec[300], labels[400];
+        metrics_escape_label(ex->cluster->name, ec, sizeof(ec));
+        snprintf(labels, sizeof(labels), "cluster=\"%s\"", ec);
+        struct metrics_counter *c =
+            metrics_counter(w->cfg->metrics, "edge_l7_upstream_ejections_total",
+                            "Endpoints ejected by outlier detection.", labels);
+        if (c) metrics_counter_inc(c);
+      }
+    }
+    return;
+  }
+}
+
+/* ---- local answers ------------------------------------------------------ */
+
+/* Envoy's HTTP → gRPC status mapping, except 504 → DEADLINE_EXCEEDED. */
+static int grpc_status_for(int http) {
+  switch (http) {
+    case 400:
+      return 13; /* INTERNAL */
+    case 401:
+      return 16; /* UNAUTHENTICATED */
+    case 403:
+      return 7; /* PERMISSION_DENIED */
+    case 404:
+      return 12; /* UNIMPLEMENTED */
+    case 413:
+      return 8; /* RESOURCE_EXHAUSTED */
+    case 504:
+    case 408:
+      return 4; /* DEADLINE_EXCEEDED */
+    case 429:
+    case 502:
+    case 503:
+      return 14; /* UNAVAILABLE */
+    default:
+      return 2; /* UNKNOWN */
+  }
+}
+
+void ex_local(struct exchange *ex, int status, const char *location, const char *body) {
+  char dflt[96], msg[160], code[8];
+  if (!body) {
+    snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
+    body = dflt;
+  }
+  struct msg_header hs[4];
+  struct msg_head h = {.status = status, .headers = hs, .end_stream = 0};
+  size_t n = 0;
+  hs[n++] = (struct msg_header){"server", 6, "edge", 4};
+  if (ex->grpc && status >= 400) { /* "trailers-only": 200 with grpc-status, as Envoy does */
+    snprintf(msg, sizeof(msg), "%s", body);
+    size_t ml = strlen(msg);
+    while (ml && (msg[ml - 1] == '\n' || msg[ml - 1] == '\r')) msg[--ml] = '\0';
+    for (size_t i = 0; i < ml; i++) /* grpc-message is percent-encoded; keep it plain */
+      if (msg[i] < 0x20 || msg[i] > 0x7e || msg[i] == '%') msg[i] = ' ';
+    snprintf(code, sizeof(code), "%d", grpc_status_for(status));
+    hs[n++] = (struct msg_header){"content-type", 12, "application/grpc", 16};
+    hs[n++] = (struct msg_header){"grpc-status", 11, code, strlen(code)};
+    hs[n++] = (struct msg_header){"grpc-message", 12, msg, ml};
+    h.status = 200;
+    h.content_length = 0;
+    h.end_stream = 1;
+    body = "";
+  } else {
+    hs[n++] = (struct msg_header){"content-type", 12, "text/plain", 10};
+    if (location) hs[n++] = (struct msg_header){"location", 8, location, strlen(location)};
+    h.content_length = (int64_t)strlen(body);
+  }
+  h.n_headers = n;
+  ex->local = 1;
+  ex->status = status; /* logs and metrics see what went wrong */
+  ex_drop_outstanding(ex);
+  ex_detach(ex, 0);
+  ex->resp_started = 1;
+  if (ex->ds->head(ex, &h) != 0) return;
+  if (body[0]) ex->ds->data(ex, body, strlen(body));
+  ex->bytes_down += strlen(body);
+  ex->resp_complete = 1;
+  ex->ds->end(ex, NULL, 0);
+  ex_maybe_finish(ex);
+}
+
+/* ---- the upstream attempt ---------------------------------------------- */
+
+static int cluster_is_h2(const struct l7_cluster *c) {
+  return c && (c->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_H2C ||
+               c->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC);
+}
+
+uint32_t ex_response_timeout(const struct exchange *ex) {
+  const struct l7_route *r = ex->route;
+  return r && r->response_header_timeout_ms ? r->response_header_timeout_ms
+                                            : ex->w->cfg->limits->response_header_timeout_ms;
+}
+
+uint32_t ex_idle_timeout(const struct exchange *ex) {
+  return ex->w->cfg->limits->idle_timeout_ms;
+}
+
+/* The h2 stream's timer: the phase timeout, or the route deadline if sooner. */
+static void x2_arm(struct exchange *ex, uint32_t ms) {
+  uint64_t t = ms;
+  ex->phase_ms = ms;
+  if (ex->deadline) {
+    uint64_t now = now_ms(ex->w);
+    uint64_t left = ex->deadline > now ? ex->deadline - now : 1;
+    if (t == 0 || left < t) t = left;
+  }
+  if (ex->h2) uh2_stream_set_timeout(ex->h2, (uint32_t)t);
+}
+
+static void x2_on_headers(void *ud, int status, const struct uh2_header *h, size_t n) {
+  struct exchange *ex = ud;
+  struct msg_head resp = {.status = status,
+                          .headers = (const struct msg_header *)h,
+                          .n_headers = n,
+                          .content_length = -1};
+  for (size_t i = 0; i < n; i++)
+    if (h[i].name_len == 14 && memcmp(h[i].name, "content-length", 14) == 0 && !ex->grpc) {
+      char tmp[24];
+      copy_str(tmp, sizeof(tmp), h[i].value, h[i].value_len);
+      char *end;
+      unsigned long long v = strtoull(tmp, &end, 10);
+      if (end != tmp && *end == '\0') resp.content_length = (int64_t)v;
+    }
+  x2_arm(ex, ex_idle_timeout(ex));
+  ex_up_head(ex, &resp);
+  ex_up_flush(ex);
+}
+
+static void x2_on_data(void *ud, const uint8_t *p, size_t n) {
+  struct exchange *ex = ud;
+  x2_arm(ex, ex->phase_ms); /* data flows: not idle */
+  ex_up_data(ex, (const char *)p, n);
+  ex_up_flush(ex);
+  if (ex->active && ex->h2 && !ex->h2_paused && ex->ds->over_high(ex)) {
+    ex->h2_paused = 1; /* resumed by ex_resume */
+    uh2_stream_pause(ex->h2, 1);
+  }
+}
+
+/* Trailers come just before the stream's on_close(0): copied into the
+ * arena (the stream's buffer goes away) and sent as the response's end. */
+static void x2_on_trailers(void *ud, const struct uh2_header *h, size_t n) {
+  struct exchange *ex = ud;
+  struct msg_header *t = msg_arena_alloc(&ex->arena, (n ? n : 1) * sizeof(*t));
+  if (!t) return;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    char *name = msg_arena_strdup(&ex->arena, h[i].name, h[i].name_len);
+    char *value = msg_arena_strdup(&ex->arena, h[i].value, h[i].value_len);
+    if (!name || !value) break;
+    t[k++] = (struct msg_header){name, h[i].name_len, value, h[i].value_len};
+  }
+  ex->trailers = t;
+  ex->n_trailers = k;
+}
+
+static void x2_on_drain(void *ud) {
+  ex_up_drained(ud);
+}
+
+static void x2_on_close(void *ud, int err) {
+  struct exchange *ex = ud;
+  ex->h2 = NULL; /* gone: ex_detach must not cancel it */
+  if (err == 0) {
+    ex_up_end(ex, ex->trailers, ex->n_trailers, 1);
+    return;
+  }
+  LOG_DEBUG("upstream_h2_failed", "endpoint=%s error=%s", ex->ep ? ex->ep->name : "-",
+            uh2_strerror(err));
+  switch (err) {
+    case UH2_E_CONNECT:
+      ex_up_failed(ex, 502, "upstream connect failed", 1, 1);
+      break;
+    case UH2_E_REFUSED: /* not processed: safe to try elsewhere */
+      ex_up_failed(ex, 503, "upstream refused the stream", 1, 0);
+      break;
+    case UH2_E_TIMEOUT: /* mid-response it may be a client that stopped reading */
+      ex_up_failed(ex, 504, "upstream response timeout", 0, !ex->resp_started);
+      break;
+    default:
+      ex_up_failed(ex, 502, "upstream stream failed", 0, 1);
+      break;
+  }
+}
+
+static const struct uh2_stream_cb x2_callbacks = {x2_on_headers, x2_on_data, x2_on_trailers,
+                                                  x2_on_drain, x2_on_close};
+
+/* Opens the exchange's stream to ep: the message's head becomes HTTP/2
+ * headers directly (pseudo-headers first). 0, or negative (nothing started). */
+static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
+  struct worker *w = ex->w;
+  if (!w->h2pool) {
+    struct uh2_pool_config cfg = {.idle_timeout_ms = ex->cluster->idle_timeout_ms};
+    if (uh2_pool_new(&w->loop, &cfg, &w->h2pool) != 0) return -ENOMEM;
+  }
+  const struct msg_head *u = &ex->up;
+  size_t n = u->n_headers + 5;
+  struct uh2_header *hv = msg_arena_alloc(&ex->arena, n * sizeof(*hv));
+  if (!hv) return -ENOMEM;
+  size_t k = 0;
+  hv[k++] = (struct uh2_header){":method", 7, u->method_str, u->method_len};
+  hv[k++] = (struct uh2_header){":scheme", 7, "http", 4};
+  if (u->authority_len)
+    hv[k++] = (struct uh2_header){":authority", 10, u->authority, u->authority_len};
+  hv[k++] = (struct uh2_header){":path", 5, u->target, u->target_len};
+  int has_te = 0;
+  for (size_t i = 0; i < u->n_headers; i++) {
+    const struct msg_header *h = &u->headers[i];
+    if (h->name_len == 7 && memcmp(h->name, "upgrade", 7) == 0) continue; /* not in HTTP/2 */
+    has_te |= h->name_len == 2 && memcmp(h->name, "te", 2) == 0;
+    hv[k++] = (struct uh2_header){h->name, h->name_len, h->value, h->value_len};
+  }
+  if (ex->cluster->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC && !has_te)
+    hv[k++] = (struct uh2_header){"te", 2, "trailers", 8};
+  char key[sizeof(ep->cluster) + sizeof(ep->name) + 2];
+  snprintf(key, sizeof(key), "%s\n%s", ep->cluster, ep->name);
+  struct uh2_target t = {.key = key,
+                         .addr = (const struct sockaddr *)&ep->addr,
+                         .addrlen = ep->addrlen,
+                         .connect_timeout_ms = ex->cluster->connect_timeout_ms,
+                         .idle_timeout_ms = ex->cluster->idle_timeout_ms};
+  int end_stream = ex->req_complete && ex->pending.len == 0;
+  int rc = uh2_stream_open(w->h2pool, &t, hv, k, end_stream || ex->up.end_stream, &x2_callbacks, ex,
+                           &ex->h2);
+  if (rc != 0) {
+    ex->h2 = NULL;
+    return rc;
+  }
+  if (ex->pending.len) { /* body that arrived before the stream opened */
+    uh2_stream_write(ex->h2, ex->pending.data, ex->pending.len);
+    ex->body_sent = 1;
+    buf_reset(&ex->pending);
+    if (ex->req_complete) uh2_stream_end(ex->h2);
+  }
+  ex->h2_paused = 0;
+  if (ex->req_complete) x2_arm(ex, ex_response_timeout(ex));
+  return 0;
+}
+
+static void ex_start_upstream(struct exchange *ex);
+
+/* The upstream attempt failed before any response: retry or answer. */
+void ex_up_failed(struct exchange *ex, int status, const char *why, int retryable, int charge) {
+  if (!ex->active) return;
+  struct uconn *uc = ex->uc;
+  int reused_early = uc && uc->reused && !uc->got_bytes;
+  if (charge) ex_report(ex, 1);
+  ex_drop_outstanding(ex);
+  ex_detach(ex, 0);
+  if (ex->resp_started) {
+    ex->ds->abort(ex);
+    ex_finish(ex);
+    return;
+  }
+  int can_retry = retryable && ex->idempotent && !ex->body_sent;
+  if (can_retry && (reused_early || ex->retries_left > 0)) {
+    if (obs_enabled(&ex->w->cfg->obs)) /* OBS HOOK: retry (span event) */
+      obs_retry(&ex->obs, ex->ep ? ex->ep->name : NULL, why);
+    if (!reused_early)
+      ex->retries_left--;
+    else if (ex->ep) {
+      /* a stale pooled connection: the same endpoint may be tried again */
+      const struct up_cluster_view *v = up_pools_view(&ex->w->pools, ex->snap, ex->cluster);
+      for (size_t i = 0; v && i < v->n && i < 64; i++)
+        if (v->eps[i] == ex->ep) ex->avoid &= ~(1ull << i);
+    }
+    ex_start_upstream(ex);
+    return;
+  }
+  LOG_DEBUG("upstream_failed", "status=%d reason=%s endpoint=%s", status, log_q(why),
+            ex->ep ? ex->ep->name : "-");
+  ex_local(ex, status, NULL, NULL);
+}
+
+/* Picks an endpoint and starts the attempt (a stream or a connection). */
+static void ex_start_upstream(struct exchange *ex) {
+  struct worker *w = ex->w;
+  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->snap, ex->cluster);
+  if (!v || v->n == 0) {
+    ex_local(ex, 503, NULL, NULL);
+    return;
+  }
+  for (;;) {
+    int i = lb_pick(v->policy, (const struct lb_state *const *)v->lbs, v->n, ex->avoid,
+                    v->rr_cursor, worker_rand(), now_ms(w));
+    if (i < 0) {
+      ex_local(ex, ex->tries ? 502 : 503, NULL, NULL);
+      return;
+    }
+    struct up_endpoint *ep = v->eps[i];
+    if (i < 64) ex->avoid |= 1ull << i;
+    ex->ep = ep;
+    snprintf(ex->ep_name, sizeof(ex->ep_name), "%s", ep->name);
+    ex->tries++;
+    ep->lb.outstanding++;
+    if (obs_enabled(&w->cfg->obs) && up_link_empty(&ep->idle) && !cluster_is_h2(ex->cluster))
+      obs_upstream_connecting(&ex->obs); /* OBS HOOK: a new connection */
+    ex->outstanding = 1;
+    int rc = cluster_is_h2(ex->cluster) ? ex_start_h2(ex, ep) : h1c_start(ex, ep);
+    if (rc == 0) return;
+    ex_drop_outstanding(ex);
+    ex_report(ex, 1);
+    if (ex->tries > 64) {
+      ex_local(ex, 502, NULL, NULL);
+      return;
+    }
+  }
+}
+
+/* ---- the request ------------------------------------------------------- */
+
+static int is_idempotent(int method) {
+  return method == MSG_GET || method == MSG_HEAD || method == MSG_OPTIONS || method == MSG_PUT ||
+         method == MSG_DELETE || method == MSG_TRACE;
+}
+
+/*
+ * Whether the Upgrade the client asks for may reach the upstream: its first
+ * protocol (name before any '/') must be one the route allows (websocket
+ * when it lists none), and never h2c, which the proxy either serves itself
+ * or declined (HTTPS, --no-h2c, a body, no HTTP2-Settings).
+ */
+static int upgrade_allowed(const struct l7_route *route, const struct msg_head *m) {
+  const struct msg_header *u = msg_find(m, "upgrade");
+  if (!u) return 0;
+  const char *v = u->value;
+  size_t vl = u->value_len;
+  while (vl && (*v == ' ' || *v == '\t')) v++, vl--;
+  size_t n = 0;
+  while (n < vl && v[n] != ',' && v[n] != '/' && v[n] != ' ' && v[n] != '\t') n++;
+  if (n == 0 || headers_name_is(v, n, "h2c")) return 0;
+  if (!route || route->n_upgrade_protocols == 0) return headers_name_is(v, n, "websocket");
+  for (size_t i = 0; i < route->n_upgrade_protocols; i++) {
+    const char *p = route->upgrade_protocols[i];
+    if (p && strcasecmp(p, "h2c") != 0 && headers_name_is(v, n, p)) return 1;
+  }
+  return 0;
+}
+
+/* Step: a route redirect or the http → https redirect (common/redirect,
+ * the Location explain shows). 1 when answered. */
+static int step_redirect(struct exchange *ex, const struct msg_head *m) {
+  const struct l7_route *route = ex->route;
+  if (!route) return 0;
+  int to_https = route->host_has_tls && !route->disable_ssl_redirect && !ex->https;
+  const Edge__V1__Redirect *r = to_https ? NULL : route->redirect;
+  if (!to_https && !r) return 0;
+  struct redirect_rule rule = {0};
+  if (r) rule = (struct redirect_rule){r->scheme, r->host, r->port, r->path, r->status};
+  struct redirect_request rq = {
+      ex->https ? "https" : "http", m->authority, m->authority_len, m->target, m->target_len,
+      ex->w->cfg->https_port};
+  char loc[2048];
+  int status = redirect_location(r ? &rule : NULL, to_https, &rq, loc, sizeof(loc));
+  if (status < 0)
+    ex_local(ex, 500, NULL, "bad redirect\n");
+  else
+    ex_local(ex, status, loc, NULL);
+  return 1;
+}
+
+/* Step: the upstream request head (rewrite + header policy). 0 or a status. */
+static int step_upstream_head(struct exchange *ex, const struct msg_head *m) {
+  const char *target = m->target;
+  size_t target_len = m->target_len;
+  const struct l7_route *route = ex->route;
+  if (route) {
+    char *buf = msg_arena_alloc(&ex->arena, m->target_len + 1024);
+    if (!buf) return 500;
+    int n = rewrite_target(route->path, route->path_type, route->rewrite_prefix, m->target,
+                           m->target_len, buf, m->target_len + 1024);
+    if (n < 0) return 500;
+    if (n > 0) {
+      target = buf;
+      target_len = (size_t)n;
+    }
+  }
+  struct headers_request hr = {
+      .in = m,
+      .target = target,
+      .target_len = target_len,
+      .client_addr = ex->client,
+      .proto = ex->https ? "https" : "http",
+      .upgrade = ex->upgrade,
+      .traceparent = ex->obs.traced ? ex->obs.traceparent : NULL,
+      .drop_tracestate = ex->obs.drop_tracestate,
+  };
+  if (headers_upstream_request(&hr, &ex->up, &ex->arena, ex->request_id) != 0) return 500;
+  return 0;
+}
+
+void ex_begin(struct exchange *ex, const struct msg_head *m) {
+  struct worker *w = ex->w;
+  /* fresh state; the buffers' memory is kept */
+  struct msg_arena arena = ex->arena;
+  struct buf pending = ex->pending;
+  const struct ex_downstream_ops *ds = ex->ds;
+  void *ctx = ex->ds_ctx;
+  const char *client = ex->client;
+  uint16_t client_port = ex->client_port;
+  struct tls_conn *tls = ex->tls;
+  int https = ex->https, h2_down = ex->h2_down;
+  l7_snapshot_unref(ex->snap);
+  memset(ex, 0, sizeof(*ex));
+  ex->w = w, ex->ds = ds, ex->ds_ctx = ctx, ex->client = client, ex->https = https;
+  ex->h2_down = h2_down;
+  ex->client_port = client_port;
+  ex->tls = tls;
+  ex->arena = arena;
+  msg_arena_reset(&ex->arena);
+  ex->pending = pending;
+  buf_reset(&ex->pending);
+  ex->active = 1;
+  ex->t_start = uv_hrtime();
+  if (obs_enabled(&w->cfg->obs)) /* OBS HOOK: start (context, sampling, span id) */
+    obs_start(&ex->obs, &w->cfg->obs, m->headers, m->n_headers);
+  copy_str(ex->method, sizeof(ex->method), m->method_str, m->method_len);
+  copy_str(ex->host, sizeof(ex->host), m->authority, m->authority_len);
+  copy_str(ex->path, sizeof(ex->path), m->target, m->path_len);
+  ex->head_request = m->method == MSG_HEAD;
+  ex->idempotent = is_idempotent(m->method);
+  ex->grpc = (m->flags & MSG_F_GRPC) != 0;
+  ex->req_complete = m->end_stream;
+
+  struct l7_snapshot *snap = worker_snapshot(w);
+  if (!snap) {
+    ex_local(ex, 503, NULL, "no configuration yet\n");
+    return;
+  }
+  ex->snap = l7_snapshot_ref(snap);
+  /* step: route */
+  const struct l7_route *route =
+      l7_snapshot_match(snap, m->authority, m->authority_len, m->target, m->path_len);
+  ex->route = route;
+  ex->upgrade = (m->flags & MSG_F_UPGRADE) && upgrade_allowed(route, m);
+  /* step: redirects */
+  if (step_redirect(ex, m)) return;
+  const struct l7_cluster *cluster = route ? route->cluster : l7_snapshot_default_cluster(snap);
+  ex->cluster = cluster;
+  if (!route && !cluster) {
+    ex_local(ex, 404, NULL, "no route for this host and path\n");
+    return;
+  }
+  if (!cluster) {
+    ex_local(ex, 503, NULL, "route has no backend\n");
+    return;
+  }
+  /* step: limits */
+  ex->body_limit =
+      route && route->max_body_bytes ? route->max_body_bytes : w->cfg->limits->max_body_bytes;
+  if (ex->body_limit && m->content_length >= 0 && (uint64_t)m->content_length > ex->body_limit) {
+    ex_local(ex, 413, NULL, NULL);
+    return;
+  }
+  ex->retries_left = (int)(route && route->retries ? route->retries : w->cfg->limits->retries);
+  if (route && route->request_timeout_ms) ex->deadline = now_ms(w) + route->request_timeout_ms;
+  /* step: the upstream request (rewrite, header policy) */
+  int st = step_upstream_head(ex, m);
+  if (st) {
+    ex_local(ex, st, NULL, NULL);
+    return;
+  }
+  ex->expect_continue = (m->flags & MSG_F_EXPECT_CONTINUE) != 0;
+  /* step: the upstream codec by the cluster's protocol */
+  ex_start_upstream(ex);
+}
+
+int ex_body(struct exchange *ex, const char *p, size_t n) {
+  ex->obs.bytes_in += n;
+  /* answered (locally, or by an upstream that did not wait): dropped */
+  if (!ex->active || ex->local || ex->resp_complete || n == 0) return 0;
+  if (ex->h2) {
+    ex->body_sent = 1;
+    if (uh2_stream_write(ex->h2, p, n) != 0) return -1;
+    return uh2_stream_buffered(ex->h2) > HIGH_WATER;
+  }
+  if (ex->uc && ex->uc->state == U_ACTIVE) {
+    ex->body_sent = 1;
+    return h1c_body(ex->uc, p, n);
+  }
+  /* no connection yet: kept until there is one (a retry resends it) */
+  if (buf_append(&ex->pending, p, n) != 0) return -1;
+  return ex->pending.len > HIGH_WATER;
+}
+
+void ex_body_end(struct exchange *ex, const struct msg_header *trailers, size_t n) {
+  (void)trailers, (void)n;
+  if (!ex->active) return;
+  ex->req_complete = 1;
+  if (!ex->local) {
+    /* the upstream is timed from the end of the request on: the time a
+     * client takes to send its body is never the upstream's fault */
+    if (ex->h2) {
+      uh2_stream_end(ex->h2);
+      if (!ex->resp_started) x2_arm(ex, ex_response_timeout(ex));
+    } else if (ex->uc && ex->uc->state == U_ACTIVE) {
+      h1c_end(ex->uc);
+      if (!ex->resp_started) h1c_arm(ex->uc, ex_response_timeout(ex));
+    }
+  }
+  ex_maybe_finish(ex);
+}
+
+void ex_body_timeout(struct exchange *ex) {
+  if (!ex->active || ex->req_complete) return;
+  LOG_DEBUG("body_timeout", "client=%s local=%d", ex->client, ex->local);
+  if (ex->resp_started && !ex->local) {
+    ex_drop_outstanding(ex);
+    ex_detach(ex, 0);
+    ex->ds->abort(ex);
+    ex->req_complete = 1;
+    ex_finish(ex);
+    return;
+  }
+  if (!ex->local) ex_local(ex, 408, NULL, NULL); /* detaches without a report */
+  ex->req_complete = 1;
+  ex_maybe_finish(ex);
+}
+
+void ex_abandon_body(struct exchange *ex) {
+  if (ex->active && !ex->req_complete) {
+    ex->req_complete = 1;
+    ex_maybe_finish(ex);
+  }
+}
+
+void ex_error(struct exchange *ex, int status) {
+  if (ex->active && ex->resp_started && !ex->local) {
+    ex_drop_outstanding(ex);
+    ex_detach(ex, 0);
+    ex->ds->abort(ex);
+    ex->req_complete = ex->resp_complete = 1;
+    ex_finish(ex);
+    return;
+  }
+  if (ex->active && ex->local) { /* already answered: only the rest of the body is bad */
+    ex_abandon_body(ex);
+    return;
+  }
+  if (!ex->active) {
+    l7_snapshot_unref(ex->snap);
+    ex->snap = NULL;
+    ex->route = NULL;
+    ex->cluster = NULL;
+    ex->ep = NULL;
+    ex->grpc = ex->head_request = ex->upgrade = 0;
+    ex->method[0] = ex->host[0] = ex->path[0] = ex->request_id[0] = ex->ep_name[0] = '\0';
+    ex->bytes_down = 0;
+    ex->resp_started = ex->resp_complete = 0;
+    ex->active = 1;
+    ex->t_start = uv_hrtime();
+  }
+  ex->req_complete = 1; /* nothing more is read */
+  ex_local(ex, status, NULL, NULL);
+}
+
+void ex_tunnelled(struct exchange *ex) {
+  ex->req_complete = ex->resp_complete = 1;
+  ex_finish(ex);
+}
+
+void ex_cancel(struct exchange *ex) {
+  if (!ex->active) return;
+  ex_drop_outstanding(ex);
+  ex_detach(ex, 0);
+  ex->active = 0;
+  buf_reset(&ex->pending);
+  l7_snapshot_unref(ex->snap);
+  ex->snap = NULL;
+}
+
+void ex_resume(struct exchange *ex) {
+  if (!ex->active) return;
+  if (ex->h2 && ex->h2_paused) {
+    ex->h2_paused = 0;
+    uh2_stream_pause(ex->h2, 0);
+  }
+  if (ex->uc) h1c_resume(ex->uc);
+}
+
+/* ---- the response -------------------------------------------------------- */
+
+int ex_up_head(struct exchange *ex, const struct msg_head *resp) {
+  if (!ex->active) return -1;
+  if (resp->status < 200 && resp->status != 101) return 0; /* interim: not forwarded */
+  ex->status = resp->status;
+  ex->resp_started = 1;
+  if (obs_enabled(&ex->w->cfg->obs)) obs_response_head(&ex->obs); /* OBS HOOK: first byte */
+  struct msg_head out;
+  int upgrade = resp->status == 101 && ex->upgrade;
+  if (headers_downstream_response(resp, upgrade, &out, &ex->arena) != 0) return -1;
+  int bodyless =
+      resp->status == 204 || resp->status == 304 || resp->status < 200 || ex->head_request;
+  if (bodyless) out.end_stream = 1; /* never a body (RFC 9112 §6.3) */
+  return ex->ds->head(ex, &out);
+}
+
+int ex_up_data(struct exchange *ex, const char *p, size_t n) {
+  if (!ex->active || ex->head_request) return 0;
+  ex->bytes_down += n;
+  return ex->ds->data(ex, p, n);
+}
+
+void ex_up_end(struct exchange *ex, const struct msg_header *trailers, size_t n, int keep_alive) {
+  if (!ex->active || ex->resp_complete) return;
+  ex->resp_complete = 1;
+  ex->resp_keep_alive = keep_alive;
+  ex->ds->end(ex, trailers, n);
+  if (!ex->active) return;
+  ex_drop_outstanding(ex);
+  ex_report(ex, ex->status >= 500);
+  if (ex->uc) {
+    struct uconn *uc = ex->uc;
+    ex->uc = NULL;
+    uc->ex = NULL;
+    h1c_release(uc, keep_alive && ex->req_complete);
+  }
+  ex_maybe_finish(ex);
+}
+
+void ex_up_flush(struct exchange *ex) {
+  if (ex->active) ex->ds->flush(ex);
+}
+
+void ex_up_drained(struct exchange *ex) {
+  if (ex->active && ex->ds->resume_body) ex->ds->resume_body(ex);
+}
