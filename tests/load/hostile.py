@@ -34,10 +34,10 @@ it with the proxy's descriptors to see what the proxy really holds.
 Fairness: every side gets the same timeouts — 5 s to read a request head,
 5 s between body reads, 5 s idle keep-alive, 5 s of no progress writing to
 a slow reader (peers/nginx-hostile.conf, peers/haproxy-hostile.cfg,
-peers/haproxy-tcp-hostile.cfg; edge --header-timeout=5s --idle-timeout=5s,
-l4lb --idle-timeout=5s) — one worker each, and the same backend. edge has
-no flag yet for the body and write-stall timeouts (issue 15 point 1, the
-l7proxy worker rewrite): its rows show what its defaults do.
+peers/haproxy-tcp-hostile.cfg; edge --header-timeout=5s --idle-timeout=5s
+--body-timeout=5s, l4lb --idle-timeout=5s) — one worker each, and the same
+backend. edge has no flag for a write stall to a slow reader: its rows show
+what its flow control does instead.
 
 Not part of `run.sh all`: it is a benchmark of minutes and its failures are
 the measurement, not a regression. Callers: scenarios.py registers it.
@@ -54,7 +54,7 @@ import time
 import harness as h
 from harness import SetupError
 
-TIMEOUT_FLAGS = ["--header-timeout=5s", "--idle-timeout=5s"]
+TIMEOUT_FLAGS = ["--header-timeout=5s", "--idle-timeout=5s", "--body-timeout=5s"]
 TCP_ESTABLISHED = 1
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FD_LIMIT = 1024
