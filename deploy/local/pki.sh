@@ -12,6 +12,11 @@
 #                                 (file ROLE-any.crt) binds the role only.
 #   DIR/tls-secret.yaml           a kubernetes.io/tls Secret for each
 #                                 NAMESPACE/SECRET=HOST given with --secret
+#   DIR/default.crt, default.key  the default certificate (hosts without a
+#                                 valid Secret): syncd --default-cert/-key.
+#                                 Replicas of syncd must share it, or each
+#                                 generates its own and they name the same
+#                                 state differently
 #
 # Usage: pki.sh DIR [--san=IP:10.0.0.1|DNS:name ...] [--node=ROLE/NAME ...]
 #               [--secret=ns/name=host ...]
@@ -104,4 +109,9 @@ for s in "${secrets[@]}"; do
     echo "  tls.key: $(base64 -w0 <"tls-$name.key")"
   } >>tls-secret.yaml
 done
+if [ ! -s default.crt ]; then
+  key default.key
+  openssl req -x509 -new -key default.key -days 30 -subj "/CN=edge-default" \
+    -addext "subjectAltName=DNS:edge-default.invalid" -out default.crt 2>/dev/null
+fi
 chmod 600 ./*.key tls-secret.yaml

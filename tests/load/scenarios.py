@@ -732,6 +732,20 @@ def failover(ctx):
                     for p in ("nginx", "haproxy")]
 
 
+# ------------------------------------------------------------------ control plane
+
+import control_plane as _control_plane  # noqa: E402
+
+
+@scenario("control-plane",
+          "syncd + N l7proxies (HTTPS, 1 worker each) over 10k hosts/10k certificates and "
+          "100k hosts/40k certificates (quick: 200/200, 3 proxies): cold load, start -> "
+          "applied, one-route and one-certificate change -> all proxies applied (p50/p99), "
+          "bytes and CPU per change; ingress-nginx's published figures beside them")
+def control_plane(ctx):
+    return _control_plane.control_plane(ctx, _row)
+
+
 # ------------------------------------------------------------------- hostile
 
 
