@@ -27,7 +27,6 @@
 
 #include "common/addr.h"
 #include "common/cert.h"
-#include "common/cert_valid.h"
 #include "common/hmap.h"
 #include "common/validate.h"
 #include "l7proxy/snapshot_internal.h"
@@ -297,12 +296,9 @@ out:
 
 static int compile_cert(struct l7_builder *b, struct l7_res *r, char *err, size_t errlen) {
   Edge__V1__Certificate *pc = r->msg->certificate;
-  if (b->verify_keys) {
-    char why[256]; /* common/cert_valid: the decision syncd and the TLS store make */
-    if (cert_valid_check(pc->cert_pem.data, pc->cert_pem.len, pc->key_pem.data, pc->key_pem.len,
-                         NULL, why, sizeof(why)) < 0)
-      return berr(err, errlen, "certificate %s: %s", pc->name, why), -EINVAL;
-  }
+  /* Whether the pair can be served is the TLS store's decision
+   * (common/cert_valid): one it refuses costs only its own names and is
+   * reported, never the whole push or file (issue 15). */
   if (pc->not_after == 0) { /* syncd fills it; a --config file may not */
     struct cert_info *info = malloc(sizeof(*info));
     if (info && cert_parse((const char *)pc->cert_pem.data, pc->cert_pem.len, info, NULL, 0) == 0)
@@ -891,8 +887,9 @@ static int build_tls(struct l7_builder *b, struct l7_snapshot *s, const struct l
                                     .is_default = c->is_default,
                                     .pin = s->certs[i]};
   }
-  int rc =
-      tls_store_build_from(prev ? prev->tls : NULL, d, s->n_certs, &b->tls, &s->tls, err, errlen);
+  struct tls_options o = b->tls;
+  if (b->verify_keys) o.lazy = 0; /* a file: decode now, so /config lists what it refuses */
+  int rc = tls_store_build_from(prev ? prev->tls : NULL, d, s->n_certs, &o, &s->tls, err, errlen);
   free(d);
   return rc == 0 ? 0 : rc == TLS_ERR_NOMEM ? -ENOMEM : -EINVAL;
 }

@@ -747,7 +747,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   int have_tls = cert || key || ca;
-  if (insecure && !insecure_remote && !addr_is_loopback(target)) {
+  if (insecure && !insecure_remote && !targets_is_loopback(target)) {
     fprintf(stderr,
             "syncctl: --insecure is plaintext: --syncd=%s must be a loopback address (or add "
             "--insecure-allow-remote)\n",

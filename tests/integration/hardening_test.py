@@ -339,7 +339,7 @@ class Certificates(Base):
         self.assertIn("default/weak", problems[0])
         self.assertIn("refused", problems[0])
         self.assertNotIn("PRIVATE", body)
-        self.assertIn("msg=certificate_refused", px.text())
+        self.assertIn("msg=tls_certificate_unusable", px.text())
         code, body = http_get("http://127.0.0.1:%d/metrics" % px.admin)
         self.assertRegex(body, r"edge_l7_tls_certificates_refused 1\b")
 
@@ -465,7 +465,7 @@ class Persistence(Base):
         sd = self.syncd("--insecure", state=state)
         self.assertEqual(stat.S_IMODE(os.stat(state).st_mode), 0o700)
         v1 = poll(lambda: (self.status(sd) or {}).get("version"), what="a version")
-        poll(lambda: os.path.exists(os.path.join(state, "state.pb")), what="state saved")
+        poll(lambda: os.path.exists(os.path.join(state, "journal")), what="state saved")
         cert1 = open(os.path.join(state, "default-cert.pem")).read()
         sd.kill(signal.SIGKILL)
         sd2 = self.syncd("--insecure", state=state, name="syncd-2")
