@@ -670,6 +670,21 @@ static int status_of_replicas(struct replica_answers *a, const struct rpc_creds 
   for (size_t i = 0; i < n_rows; i++) np[i] = (Edge__V1__NodeStatus *)rows[i].node;
   merged.nodes = np;
   merged.n_nodes = n_rows;
+  /* refusals happen on whichever replica the refused client reached: all of them */
+  size_t n_ref = 0;
+  for (size_t i = 0; i < a->addrs.n; i++) n_ref += a->r[i].resp ? a->r[i].resp->n_refusals : 0;
+  Edge__V1__Refusal **rp = calloc(n_ref + 1, sizeof(*rp));
+  if (!rp) {
+    free(np);
+    free(rows);
+    return 1;
+  }
+  n_ref = 0;
+  for (size_t i = 0; i < a->addrs.n; i++)
+    for (size_t k = 0; a->r[i].resp && k < a->r[i].resp->n_refusals; k++)
+      rp[n_ref++] = a->r[i].resp->refusals[k];
+  merged.refusals = rp;
+  merged.n_refusals = n_ref;
   if (json) {
     json_t *root = status_json(&merged);
     json_t *nodes = json_object_get(root, "nodes");
@@ -685,6 +700,7 @@ static int status_of_replicas(struct replica_answers *a, const struct rpc_creds 
     print_text(&merged);
   }
   free(np);
+  free(rp);
   free(rows);
   return 0;
 }

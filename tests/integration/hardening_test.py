@@ -392,6 +392,32 @@ class Identity(Base):
         self.assertNotEqual(http_get("http://127.0.0.1:%d/readyz" % px.admin)[0], 200)
         self.assertIn("msg=stream_refused", self.sd.text())
 
+    def test_every_syncd_replica_checks_identities_and_syncctl_shows_refusals_of_each(self):
+        """Several syncd replicas (issue 18's HA): each checks identities
+        itself, a proxy given the list keeps its identity on whichever it
+        uses, and syncctl over both lists a refusal that happened on the
+        replica that is not its primary."""
+        sd_b = self.syncd("--cert=%s/syncd.crt" % self.pki, "--key=%s/syncd.key" % self.pki,
+                          "--ca=%s/ca.crt" % self.pki, name="syncd-b")
+        both = "127.0.0.1:%d,127.0.0.1:%d" % (self.sd.port, sd_b.port)
+        self.l7proxy("l4-on-b", "--syncd=127.0.0.1:%d" % sd_b.port, "--node-id=l4-1",
+                     *self.tls("l4lb-l4-1"))
+        self.l7proxy("l7-a", "--syncd=" + both, "--node-id=l7-a", *self.tls("l7proxy-l7-a"))
+
+        def merged():
+            r = subprocess.run([SYNCCTL, "--syncd=" + both] + self.tls("syncctl-ops") +
+                               ["status", "--json"], capture_output=True, text=True, timeout=20)
+            st = json.loads(r.stdout) if r.returncode == 0 else None
+            ok = st and any(f["method"] == "ConfigSync" for f in st.get("refusals", [])) and \
+                any(n["node_id"] == "l7-a" and n["state"] == "SYNCED" for n in st["nodes"])
+            return st if ok else None
+        st = poll(merged, what="l7-a synced and replica b's refusal in the merged status")
+        r = [f for f in st["refusals"] if f["method"] == "ConfigSync"][0]
+        self.assertIn("for role l4lb, not l7proxy", r["reason"])
+        self.assertEqual(r["identity"], "spiffe://edge/l4lb/l4-1")
+        self.assertFalse(any(n["node_id"] == "l4-1" for n in st["nodes"]))
+        self.assertIn("msg=stream_refused", sd_b.text())
+
     def test_attack_hello_with_another_nodes_id_is_refused_and_evicts_nobody(self):
         self.proxy("l7-a", "l7-a", "l7proxy-l7-a")
         before = poll(lambda: self.synced("l7-a"), what="l7-a synced")
