@@ -332,24 +332,21 @@ void membership_free(struct membership *mb) {
 size_t membership_prune(struct membership *mb, int64_t now, int64_t max_age_s,
                         size_t max_disconnected) {
   size_t gone = 0, disconnected = 0;
-  for (size_t i = 0; i < mb->n_nodes; i++) disconnected += mb->nodes[i]->watch == NULL;
+  for (size_t i = 0; i < registry_count(&mb->nodes); i++)
+    disconnected += registry_at(&mb->nodes, i)->session == NULL;
   for (;;) {
-    size_t oldest = mb->n_nodes;
-    for (size_t i = 0; i < mb->n_nodes; i++) {
-      const struct mb_node *n = mb->nodes[i];
-      if (n->watch) continue;
-      if (oldest == mb->n_nodes || n->pub.disconnected_at < mb->nodes[oldest]->pub.disconnected_at)
-        oldest = i;
+    /* the oldest disconnected watcher: too old, or one too many */
+    struct mb_node *oldest = NULL;
+    for (size_t i = 0; i < registry_count(&mb->nodes); i++) {
+      struct mb_node *n = (struct mb_node *)registry_at(&mb->nodes, i);
+      if (n->reg.session) continue;
+      if (!oldest || n->pub.disconnected_at < oldest->pub.disconnected_at) oldest = n;
     }
-    if (oldest == mb->n_nodes) break;
-    struct mb_node *n = mb->nodes[oldest];
-    if (n->pub.disconnected_at > now - max_age_s && disconnected <= max_disconnected) break;
-    LOG_INFO("watcher_forgotten", "node=%s", log_q(n->pub.node_id));
-    mb->nodes[oldest] = mb->nodes[--mb->n_nodes];
-    free(n->pub.node_id);
-    free(n->pub.address);
-    free(n->pub.build);
-    free(n);
+    if (!oldest) break;
+    if (oldest->pub.disconnected_at > now - max_age_s && disconnected <= max_disconnected) break;
+    LOG_INFO("watcher_forgotten", "node=%s disconnected_at=%" PRId64, log_q(oldest->pub.node_id),
+             oldest->pub.disconnected_at);
+    registry_remove(&mb->nodes, &oldest->reg, node_free);
     disconnected--;
     gone++;
   }
