@@ -89,7 +89,8 @@ struct exchange {
   uint64_t avoid;        /* endpoints already tried (bit per index) */
   int retries_left;
   int tries;
-  int outstanding; /* ep->lb.outstanding holds a count for this exchange */
+  int outstanding;  /* ep->lb.outstanding holds a count for this exchange */
+  char ep_name[64]; /* for the access log: ep may be pruned once released (upstream.h) */
   int idempotent;
   int req_complete, body_sent; /* request body bytes reached a socket: no retry */
   int head_request, upgrade, grpc, expect_continue;

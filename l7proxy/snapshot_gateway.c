@@ -4,7 +4,6 @@
  */
 #include "l7proxy/snapshot_gateway.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,19 +90,6 @@ static int gw_headermod(struct snap_gateway *g, const Edge__V1__HeaderModifier *
   return 0;
 }
 
-/* A rewrite that goes onto the wire as is: a path ('/' then visible ASCII, no '?' or '#': the
- * request's own query is kept) or a host (letters, digits, '-', '.', ':' and IPv6 brackets). */
-static int gw_wire_ok(const char *s, int path) {
-  if (!s || !*s) return 1;
-  if (path && s[0] != '/') return 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (path ? (*p <= 0x20 || *p >= 0x7f || *p == '?' || *p == '#')
-             : !(isalnum(*p) || strchr("-.:[]", *p)))
-      return 0;
-  }
-  return strlen(s) <= (path ? 2048u : 255u);
-}
-
 static int gw_conditions(struct snap_gateway *g, const Edge__V1__Route *pr,
                          struct router_rule *rule) {
   size_t nh = pr->n_headers, nq = pr->n_query_params;
@@ -161,12 +147,8 @@ int snap_gateway_route(struct snap_gateway *g, const Edge__V1__VirtualHost *vh,
   const Edge__V1__RouteOptions *o = pr->options;
   lr->rewrite_path = o ? o->rewrite_path : "";
   lr->rewrite_host = o ? o->rewrite_host : "";
-  if (!gw_wire_ok(lr->rewrite_path, 1) || !gw_wire_ok(lr->rewrite_host, 0)) {
-    gw_err(err, errlen, "%s: rewrite_%s is not a valid %s", what,
-           gw_wire_ok(lr->rewrite_path, 1) ? "host" : "path",
-           gw_wire_ok(lr->rewrite_path, 1) ? "host" : "path");
-    return -EINVAL;
-  }
+  /* rewrite_path and rewrite_host were checked with the rest of the resource (common/validate,
+   * before compiling): they go onto the wire as they are */
   lr->backend_request_timeout_ms = o ? o->backend_request_timeout_ms : 0;
   lr->direct_status = o ? o->direct_status : 0;
   if (lr->direct_status && (lr->direct_status < 200 || lr->direct_status > 599)) {

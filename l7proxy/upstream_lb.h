@@ -6,8 +6,11 @@
  * two choices on outstanding requests). Ejected endpoints are skipped until
  * their ejection ends. Ejection (Envoy's defaults): 5 consecutive failures
  * (5xx answers or connect failures) eject an endpoint for 30 s × the number
- * of times it has been ejected; at most 10 % of a cluster's endpoints are
- * ejected at once, but at least one may be. A success resets the streak.
+ * of times it has been ejected, at most 300 s (Envoy's max_ejection_time);
+ * at most 10 % of a cluster's endpoints are ejected at once, but at least
+ * one may be. A success resets the streak. The count decays: every 30 s
+ * an endpoint spends out of ejection takes one off, so an endpoint that
+ * misbehaved once last week starts again from 30 s.
  *
  * The state lives in the caller (one lb_state per endpoint per worker);
  * nothing here allocates or reads a clock. Callers: upstream.c, unit tests.
@@ -21,12 +24,15 @@
 #define LB_EJECT_CONSECUTIVE 5
 #define LB_EJECT_BASE_MS 30000u
 #define LB_EJECT_MAX_PERCENT 10
+#define LB_EJECT_MAX_MS 300000u
+#define LB_EJECT_DECAY_MS LB_EJECT_BASE_MS
 
 struct lb_state {
   uint32_t outstanding;   /* requests in flight (least request) */
   uint32_t consecutive;   /* failures in a row */
   uint32_t ejections;     /* how many times ejected so far */
   uint64_t ejected_until; /* ms; 0 = not ejected */
+  uint64_t decay_from;    /* ms from which the ejection count decays */
 };
 
 enum lb_policy { LB_ROUND_ROBIN = 0, LB_LEAST_REQUEST };

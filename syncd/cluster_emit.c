@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/validate.h"
 #include "edge/v1/resources.pb-c.h"
 
 static const char *str(json_t *o, const char *key) {
@@ -82,7 +83,9 @@ static int slice_endpoints(json_t *slice, const char *port_name, struct eps *out
 }
 
 int cluster_emit(const struct cluster_spec *c, json_t *const *slices, size_t n_slices,
-                 uint8_t **bytes, size_t *len) {
+                 uint8_t **bytes, size_t *len, char *why, size_t whylen) {
+  *bytes = NULL;
+  *len = 0;
   struct eps e = {0};
   const char *port_name = str(c->svc_port, "name");
   int rc = 0;
@@ -119,10 +122,16 @@ int cluster_emit(const struct cluster_spec *c, json_t *const *slices, size_t n_s
   edge__v1__resource__init(&r);
   r.kind_case = EDGE__V1__RESOURCE__KIND_CLUSTER;
   r.cluster = &cl;
-  *len = edge__v1__resource__get_packed_size(&r);
-  *bytes = malloc(*len ? *len : 1);
-  if (*bytes) edge__v1__resource__pack(&r, *bytes);
+  rc = validate_resource(&r, why, whylen) != 0 ? -EINVAL : 0;
+  if (rc == 0) {
+    *len = edge__v1__resource__get_packed_size(&r);
+    *bytes = malloc(*len ? *len : 1);
+    if (*bytes)
+      edge__v1__resource__pack(&r, *bytes);
+    else
+      rc = -ENOMEM;
+  }
   free(ptrs);
   free(e.v);
-  return *bytes ? 0 : -ENOMEM;
+  return rc;
 }

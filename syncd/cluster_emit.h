@@ -8,8 +8,9 @@
  * with no slice at all, the Service's ClusterIP at the Service port.
  * Duplicates (address, port) keep one copy, the ready one first; the
  * result is sorted, so the bytes never depend on the order slices were
- * read in. Pure: the same input gives the same bytes. Strings are read,
- * never kept.
+ * read in. The Cluster is checked with common/validate before it is
+ * packed, as every proxy checks what it receives. Pure: the same input
+ * gives the same bytes. Strings are read, never kept.
  */
 #ifndef EDGE_SYNCD_CLUSTER_EMIT_H
 #define EDGE_SYNCD_CLUSTER_EMIT_H
@@ -28,8 +29,9 @@ struct cluster_spec {
 };
 
 /* Packs the Cluster of c with the endpoints of slices[0..n) (the Service's EndpointSlice
- * objects). 0 and *bytes (malloc'd, *len bytes), or -ENOMEM. */
+ * objects). 0 and *bytes (malloc'd, *len bytes); -EINVAL when common/validate refuses the
+ * Cluster (the check every proxy makes: reason in why, nothing packed); or -ENOMEM. */
 int cluster_emit(const struct cluster_spec *c, json_t *const *slices, size_t n_slices,
-                 uint8_t **bytes, size_t *len);
+                 uint8_t **bytes, size_t *len, char *why, size_t whylen);
 
 #endif

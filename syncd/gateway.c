@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "common/base64.h"
-#include "syncd/default_cert.h"
+#include "common/cert_valid.h"
 #include "syncd/gateway_internal.h"
 
 /* ---- pool, vectors, small helpers ---------------------------------------- */
@@ -108,6 +108,23 @@ void greject(struct gctx *c, const char *kind, const struct gobj *k, const char 
   va_start(ap, fmt);
   if (vasprintf(&reason, fmt, ap) < 0) reason = NULL;
   va_end(ap);
+  /* tenant text quoted into a reason reaches Status, logs and terminals: control bytes as \xHH
+   * (a CR/LF or an escape sequence never shows raw) */
+  size_t extra = 0;
+  for (const char *p = reason; p && *p; p++) extra += ((unsigned char)*p < 0x20 || *p == 0x7f) * 3;
+  if (extra) {
+    char *clean = malloc(strlen(reason) + extra + 1), *o = clean;
+    for (const char *p = reason; clean && *p; p++) {
+      unsigned char ch = (unsigned char)*p;
+      if (ch < 0x20 || ch == 0x7f)
+        o += sprintf(o, "\\x%02x", ch);
+      else
+        *o++ = (char)ch;
+    }
+    if (clean) *o = '\0';
+    free(reason);
+    reason = clean;
+  }
   struct syncd_rejection r = {strdup(kind), strdup(k->ns ? k->ns : ""),
                               strdup(k->name ? k->name : ""), reason,
                               strdup(k->location ? k->location : "")};
@@ -370,7 +387,8 @@ struct gsecret *gsecret_usable(struct gctx *c, const char *ns, const char *name,
       }
     }
     char err[160];
-    if (default_cert_check(vals[0], lens[0], vals[1], lens[1], &s->not_after, err, sizeof(err))) {
+    if (cert_valid_check((const uint8_t *)vals[0], lens[0], (const uint8_t *)vals[1], lens[1],
+                         &s->not_after, err, sizeof(err))) {
       s->problem = gp_strdup(&c->pool, err);
       goto done;
     }

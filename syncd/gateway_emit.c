@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/cert.h"
+#include "common/validate.h"
 #include "syncd/cluster_emit.h"
 #include "syncd/gateway_internal.h"
 
@@ -35,8 +36,28 @@ static int entry_cmp(const void *a, const void *b) {
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The SourceRef of a resource's first route (a VirtualHost) or its own, for a rejection. */
+static const Edge__V1__SourceRef *source_of(const Edge__V1__Resource *r) {
+  if (r->kind_case == EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST)
+    return r->virtual_host->n_routes ? r->virtual_host->routes[0]->source : NULL;
+  if (r->kind_case == EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST) return r->passthrough_host->source;
+  if (r->kind_case == EDGE__V1__RESOURCE__KIND_CERTIFICATE) return r->certificate->source;
+  return NULL;
+}
+
+/* Adds r to d, packed, unless common/validate refuses it (the check every proxy makes on what
+ * it receives): the values were checked where they entered, so this only catches what slipped
+ * through, which is then reported and not published. */
 static int push(struct gctx *c, struct syncd_desired *d, int type, const char *name,
                 Edge__V1__Resource *r) {
+  char why[512];
+  if (validate_resource(r, why, sizeof(why)) != 0) {
+    const Edge__V1__SourceRef *src = source_of(r);
+    struct gobj k = {
+        .ns = src ? src->namespace_ : "", .name = src ? src->name : "", .location = ""};
+    greject(c, src && src->kind[0] ? src->kind : "", &k, "not published: %s", why);
+    return 0;
+  }
   size_t len = edge__v1__resource__get_packed_size(r);
   struct syncd_resource out = {type, strdup(name), malloc(len ? len : 1), len};
   struct syncd_resource *nr = realloc(d->resources, (d->n_resources + 1) * sizeof(*nr));
@@ -426,7 +447,15 @@ static int emit_cluster(struct gctx *c, struct syncd_desired *d, const struct gc
                                NULL, 0};
   struct syncd_resource *nr = realloc(d->resources, (d->n_resources + 1) * sizeof(*nr));
   if (nr) d->resources = nr;
-  if (!out.name || !nr || cluster_emit(&cs, slices, n, &out.bytes, &out.len) != 0) {
+  char why[512];
+  int rc = out.name && nr ? cluster_emit(&cs, slices, n, &out.bytes, &out.len, why, sizeof(why))
+                          : -ENOMEM;
+  if (rc == -EINVAL) { /* common/validate refused it: not published, reported */
+    free(out.name);
+    greject(c, "Service", ref->svc, "not published: %s", why);
+    return 0;
+  }
+  if (rc != 0) {
     free(out.name);
     c->pool.oom = 1;
     return -ENOMEM;

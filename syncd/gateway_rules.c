@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "common/headermod.h"
+#include "common/validate.h"
 #include "common/regex.h"
 #include "syncd/gateway_internal.h"
 
@@ -75,13 +76,10 @@ static int parse_duration_ms(const char *s, uint32_t *out) {
   return 0;
 }
 
+/* A path as common/validate defines one (the check syncd and every proxy make on the resources:
+ * RFC 3986 path characters, no space, control byte, '?' or '#'). */
 static int valid_path(const char *p) {
-  if (!p || p[0] != '/') return 0;
-  for (; *p; p++)
-    if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '?' || *p == '#' ||
-        (unsigned char)*p >= 0x80)
-      return 0;
-  return 1;
+  return validate_path(p, NULL, 0) == 0;
 }
 
 /* ---- matches ----------------------------------------------------------------- */

@@ -36,17 +36,20 @@ SCENARIOS = {}
 
 
 class Scenario:
-    def __init__(self, name, description, fn, expect_errors=False):
+    def __init__(self, name, description, fn, expect_errors=False, in_all=True):
         self.name = name
         self.description = description
         self.fn = fn
         # failover: errors are the thing measured, not a regression.
         self.expect_errors = expect_errors
+        # hostile: minutes long and its failures are the measurement; named
+        # explicitly, never part of `all`.
+        self.in_all = in_all
 
 
-def scenario(name, description, expect_errors=False):
+def scenario(name, description, expect_errors=False, in_all=True):
     def reg(fn):
-        SCENARIOS[name] = Scenario(name, description, fn, expect_errors)
+        SCENARIOS[name] = Scenario(name, description, fn, expect_errors, in_all)
         return fn
     return reg
 
@@ -741,3 +744,16 @@ import control_plane as _control_plane  # noqa: E402
           "bytes and CPU per change; ingress-nginx's published figures beside them")
 def control_plane(ctx):
     return _control_plane.control_plane(ctx, _row)
+
+
+# ------------------------------------------------------------------- hostile
+
+
+@scenario("hostile",
+          "hostile clients (issue 15): slowloris, stalled bodies, slow readers h1/h2 (zero "
+          "window), h2 stream floods, idle L4 connections, descriptor exhaustion; per attack the "
+          "attack's connections, the proxy's peak RSS and descriptors, and a well-behaved "
+          "client's requests and failures", expect_errors=True, in_all=False)
+def hostile_scenario(ctx):
+    import hostile
+    return hostile.run(ctx)

@@ -119,20 +119,20 @@ static void conditions_listener_and_weights_reach_the_lookup(void) {
   w2.cluster = "gw:ns/b:80";
   hv.value = "a\r\nInjected: 1";
   CU_ASSERT_EQUAL(build(res, 3, &s, err, sizeof(err)), -22);
-  CU_ASSERT(strstr(err, "invalid name or value") != NULL);
+  CU_ASSERT(strstr(err, "control character") != NULL);
   hv.value = "yes";
   /* a rewrite reaches the request line and the Host header: CR LF, a space or a query there is a
    * Nack, whoever sent it (a hand-written --config file included) */
   o.rewrite_host = "internal.example.com";
   o.rewrite_path = "/x HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /y";
   CU_ASSERT_EQUAL(build(res, 3, &s, err, sizeof(err)), -22);
-  CU_ASSERT(strstr(err, "rewrite_path is not a valid path") != NULL);
+  CU_ASSERT(strstr(err, "rewrite_path") != NULL);
   o.rewrite_path = "/x?admin=1";
   CU_ASSERT_EQUAL(build(res, 3, &s, err, sizeof(err)), -22);
   o.rewrite_path = "";
   o.rewrite_host = "a.com\r\nX-Injected: 1";
   CU_ASSERT_EQUAL(build(res, 3, &s, err, sizeof(err)), -22);
-  CU_ASSERT(strstr(err, "rewrite_host is not a valid host") != NULL);
+  CU_ASSERT(strstr(err, "rewrite_host") != NULL);
   o.rewrite_host = "internal.example.com";
   CU_ASSERT_EQUAL(build(res, 3, &s, err, sizeof(err)), 0);
   l7_snapshot_unref(s);
