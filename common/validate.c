@@ -236,6 +236,14 @@ static int check_text(const char *s, size_t max, char *why, size_t whylen) {
   return 0;
 }
 
+int validate_header(const char *name, const char *value, char *why, size_t whylen) {
+  char w[160];
+  if (check_token(name, 256, w, sizeof(w)) != 0) return fail(why, whylen, "header name %s", w);
+  if (value && check_text(value, 4096, w, sizeof(w)) != 0)
+    return fail(why, whylen, "header value %s", w);
+  return 0;
+}
+
 /* A regular-expression path (common/regex.h compiles it in the proxy): visible ASCII only. */
 static int check_regex_path(const char *s, char *why, size_t whylen) {
   if (!s || !*s) return fail(why, whylen, "is empty");

@@ -62,6 +62,12 @@ int validate_k8s_name(const char *s, int subdomain, char *why, size_t whylen);
  * 303, 307, 308. */
 int validate_redirect(const Edge__V1__Redirect *r, char *why, size_t whylen);
 
+/* A header name (an RFC 9110 token) and, when value is not NULL, a header
+ * value (visible ASCII, space or tab: never CR, LF or another control
+ * byte), each at most 256 / 4096 bytes. Header modifiers and header/query
+ * matches (Gateway API) are checked with it where they enter. */
+int validate_header(const char *name, const char *value, char *why, size_t whylen);
+
 /* Every tenant-reachable field of one resource. On failure -1 and err
  * names the resource and the field, e.g. "virtual host vh:a.com: route
  * /x: rewrite_prefix \"/x HTTP/1.1\\r\\nX-Injected...\" contains a

@@ -16,6 +16,7 @@
 
 #include "common/base64.h"
 #include "common/cert_valid.h"
+#include "common/validate.h"
 #include "syncd/gateway_internal.h"
 
 /* ---- pool, vectors, small helpers ---------------------------------------- */
@@ -171,36 +172,17 @@ int gage_cmp(const struct gobj *a, const struct gobj *b) {
 }
 
 int ghost_normalize(const char *in, char *out, size_t outlen, const char **why) {
+  static __thread char reason[160]; /* *why points here: valid until the next call */
   size_t n = strlen(in);
-  if (n == 0 || n > 253 || n >= outlen) {
-    *why = n == 0 ? "is empty" : "is longer than 253 characters";
+  if (n >= outlen) {
+    *why = "is longer than 253 characters";
     return -1;
   }
   for (size_t i = 0; i <= n; i++) out[i] = (char)tolower((unsigned char)in[i]);
-  const char *s = out;
-  if (s[0] == '*') {
-    if (s[1] != '.' || s[2] == '\0') {
-      *why = "has a wildcard that is not a leading \"*.\" label";
-      return -1;
-    }
-    s += 2;
-  }
-  size_t label = 0;
-  for (const char *p = s;; p++) {
-    if (*p == '.' || *p == '\0') {
-      if (label == 0 || label > 63 || p[-1] == '-' || p[-(long)label] == '-') {
-        *why = "is not a valid DNS name";
-        return -1;
-      }
-      if (*p == '\0') break;
-      label = 0;
-      continue;
-    }
-    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')) {
-      *why = "has a character that is not a letter, digit, '-' or '.'";
-      return -1;
-    }
-    label++;
+  /* common/validate's host rules (DNS labels, one leading "*." wildcard): the one definition */
+  if (validate_host(out, 1, 0, reason, sizeof(reason)) != 0) {
+    *why = reason;
+    return -1;
   }
   return 0;
 }

@@ -24,7 +24,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/headermod.h"
 #include "common/validate.h"
 #include "common/regex.h"
 #include "syncd/gateway_internal.h"
@@ -93,8 +92,11 @@ static Edge__V1__HeaderMatch **kv_headers(struct rule_build *b, json_t *list, si
   json_array_foreach(list, i, h) {
     const char *type = gj_str(h, "type"), *name = gj_str(h, "name"), *value = gj_str(h, "value");
     char why[200];
-    if (!name || !value || headermod_check(name, strlen(name), value, strlen(value))) {
-      unsupported(b, "header match %.100s is not a valid header name and value", name);
+    if (!name || !value || validate_header(name, value, why, sizeof(why)) != 0) {
+      char msg[320];
+      snprintf(msg, sizeof(msg), "header match %.100s: %s", name ? name : "",
+               name && value ? why : "missing");
+      unsupported(b, "%s", msg);
       return out;
     }
     int regex = type && !strcmp(type, "RegularExpression");
@@ -133,9 +135,9 @@ static Edge__V1__QueryParamMatch **kv_query(struct rule_build *b, json_t *list, 
   json_array_foreach(list, i, q) {
     const char *type = gj_str(q, "type"), *name = gj_str(q, "name"), *value = gj_str(q, "value");
     char why[200];
-    if (!name || !*name || !value || headermod_check("q", 1, value, strlen(value)) ||
-        strpbrk(name, "&=#? \t")) {
-      unsupported(b, "query parameter match %.100s is not valid", name);
+    if (!name || !*name || !value || validate_header("q", value, why, sizeof(why)) != 0 ||
+        validate_name(name, NULL, 0) != 0 || strpbrk(name, "&=#?")) {
+      unsupported(b, "query parameter match %.100s is not valid", name ? name : "");
       return out;
     }
     int regex = type && !strcmp(type, "RegularExpression");
@@ -322,8 +324,12 @@ static Edge__V1__HeaderModifier *header_modifier(struct rule_build *b, json_t *f
     if (!hv) return NULL;
     json_array_foreach(arr, i, h) {
       const char *name = gj_str(h, "name"), *value = gj_str(h, "value");
-      if (!name || !value || headermod_check(name, strlen(name), value, strlen(value))) {
-        unsupported(b, "header %.100s has an invalid name or value", name);
+      char why[200];
+      if (!name || !value || validate_header(name, value, why, sizeof(why)) != 0) {
+        char msg[420];
+        snprintf(msg, sizeof(msg), "header %.100s has an invalid name or value (%s)",
+                 name ? name : "", name && value ? why : "missing");
+        unsupported(b, "%s", msg);
         return NULL;
       }
       Edge__V1__HeaderValue *x = gp_alloc(&b->c->pool, sizeof(*x));
@@ -346,7 +352,7 @@ static Edge__V1__HeaderModifier *header_modifier(struct rule_build *b, json_t *f
   if (!m->remove) return NULL;
   json_array_foreach(rm, i, x) {
     const char *name = json_string_value(x);
-    if (!name || headermod_check(name, strlen(name), "", 0)) {
+    if (!name || validate_header(name, NULL, NULL, 0) != 0) {
       unsupported(b, "header to remove %.100s is not a valid name", name);
       return NULL;
     }
