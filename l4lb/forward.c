@@ -973,6 +973,9 @@ static void on_listener_readable(uv_poll_t *h, int status, int events) {
       note_fd_errno(w->f, e);
       if (e == EMFILE || e == ENFILE) {
         drop_pipe_pool(w);
+        /* accept4 fails so whether or not a client waits: evict only for
+         * the first of a batch, which epoll said waits */
+        if (i > 0) return;
         if (evict_silent(w, NULL, EVICT_FDS)) continue; /* descriptors are free again */
       }
       /* level-triggered: pause accepting instead of spinning */

@@ -250,6 +250,10 @@ static void on_listener_readable(uv_poll_t *p, int status, int events) {
     int e = errno;
     if (e == EINTR || e == ECONNABORTED) continue;
     if (e == EMFILE || e == ENFILE) {
+      /* accept4 fails so whether or not a client waits: room is made for
+       * the first of a batch only, which epoll said waits (level-triggered,
+       * it says so again next turn for the others) */
+      if (i > 0) return;
       if (worker_make_room(w, 1)) continue; /* one descriptor is free again */
       pause_accepting(w, e);
     }

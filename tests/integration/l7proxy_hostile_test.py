@@ -13,6 +13,7 @@ Processes started here are killed by PID in tearDown.
 """
 import json
 import os
+import resource
 import socket
 import sys
 import threading
@@ -237,16 +238,7 @@ class H2Memory(Hostile):
 
 # ---- helpers: a raw HTTP/2 client, chunked decoding, RSS ----
 
-class DescriptorExhaustion(Hostile):
-    """Idle connections hold every slot of --max-connections (the
-    fd-exhaustion attack of tests/load/run.sh hostile): a new visitor must
-    get its answer all the same, by the oldest idle connection making
-    room, and a connection with a request in progress is never the one
-    closed. Timeouts are long here so only eviction can free a slot."""
-    MAX = 20
-    EXTRA = ("--max-connections=20", "--workers=1", "--header-timeout=60s",
-             "--idle-timeout=60s", "--body-timeout=60s", "--response-header-timeout=30s")
-
+class RoomHelpers:
     def metric(self, name):
         _, text = self.proxy.admin_get("/metrics")
         total = 0.0
@@ -287,6 +279,18 @@ class DescriptorExhaustion(Hostile):
             return True
         finally:
             s.settimeout(5)
+
+
+
+class DescriptorExhaustion(RoomHelpers, Hostile):
+    """Idle connections hold every slot of --max-connections (the
+    fd-exhaustion attack of tests/load/run.sh hostile): a new visitor must
+    get its answer all the same, by the oldest idle connection making
+    room, and a connection with a request in progress is never the one
+    closed. Timeouts are long here so only eviction can free a slot."""
+    MAX = 20
+    EXTRA = ("--max-connections=20", "--workers=1", "--header-timeout=60s",
+             "--idle-timeout=60s", "--body-timeout=60s", "--response-header-timeout=30s")
 
     def test_idle_connections_make_room_for_a_new_client_oldest_first(self):
         held = self.idle(self.MAX)
@@ -355,6 +359,44 @@ class DescriptorExhaustion(Hostile):
         self.assertEqual(self.metric("edge_l7_connections_evicted_total"), 0)
         for s in slow:
             s.close()
+
+
+class OutOfDescriptors(RoomHelpers, Hostile):
+    """The same attack against the descriptor limit instead of
+    --max-connections (default, far above it): accept fails with EMFILE.
+    libuv's own answer accepted and closed every waiting client; the
+    worker evicts an idle connection and accepts instead (and evicts
+    another when the proxied request's upstream socket finds none)."""
+    NOFILE = 64
+    EXTRA = ("--workers=1", "--header-timeout=60s", "--idle-timeout=60s", "--body-timeout=60s")
+
+    def setUp(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.NOFILE, hard))  # inherited
+        try:
+            super().setUp()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    def test_out_of_descriptors_an_idle_connection_makes_room(self):
+        held = [self.connect() for _ in range(self.NOFILE + 20)]
+        fds = "/proc/%d/fd" % self.proxy.proc.pid
+        try:
+            # every descriptor taken (the proxied request below then finds
+            # none for its upstream socket either)
+            l7t.poll(lambda: len(os.listdir(fds)) >= self.NOFILE or held.append(self.connect()),
+                     what="the proxy out of descriptors")
+            # the admin endpoint has no descriptor either while this lasts:
+            # the proxy is judged by the new client and the oldest idle one
+            st, _ = self.good_request()
+            self.assertEqual(st, 200, "new client lost while the descriptors are held")
+            l7t.poll(lambda: self.is_closed(held[0]), what="the oldest idle connection closed")
+        finally:
+            for s in held:
+                s.close()
+        l7t.poll(lambda: self.metric(
+            'edge_l7_connections_evicted_total{reason="file_descriptors"}') >= 1,
+            what="evictions for descriptors counted")
 
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
