@@ -227,7 +227,7 @@ static void on_accept_resume(uv_timer_t *t) {
 }
 
 static void pause_accepting(struct worker *w, int err) {
-  LOG_WARN("accept_paused", "worker=%d reason=%s idle=0", w->id, log_q(strerror(err)));
+  LOG_WARN("accept_paused", "worker=%d reason=%s", w->id, log_q(strerror(err)));
   if (w->listening) uv_poll_stop(&w->listener);
   if (w->tls_listening) uv_poll_stop(&w->tls_listener);
   uv_timer_start(&w->accept_pause, on_accept_resume, ACCEPT_PAUSE_MS, 0);
@@ -256,6 +256,8 @@ static void on_listener_readable(uv_poll_t *p, int status, int events) {
       if (i > 0) return;
       if (worker_make_room(w, 1)) continue; /* one descriptor is free again */
       pause_accepting(w, e);
+    } else if (e == ENOBUFS || e == ENOMEM) {
+      pause_accepting(w, e); /* level-triggered: no spinning */
     }
     return; /* EAGAIN: nothing more waits */
   }
