@@ -100,6 +100,15 @@ struct worker {
    * answered in it), by the check handle */
   uv_check_t h2_check;
   struct up_link h2_dirty;
+  /* Work that outlives its exchange or connection — request mirrors (mirror.c), TLS
+   * passthrough tunnels (passthrough.c) — closed with the worker */
+  struct up_link side;
+};
+
+/* One item of worker->side: closed (and unlinked) by close() when the worker stops. */
+struct side_task {
+  struct up_link link;
+  void (*close)(struct side_task *t);
 };
 
 static inline uint64_t now_ms(struct worker *w) {

@@ -21,6 +21,7 @@
 #ifndef EDGE_SYNCD_TRANSLATE_H
 #define EDGE_SYNCD_TRANSLATE_H
 
+#include "syncd/gateway.h"
 #include "syncd/manifest.h"
 #include "syncd/model.h"
 
@@ -31,6 +32,8 @@ struct translate_opts {
   /* The default certificate (PEM, NUL-terminated) emitted as Certificate "default" with
    * is_default; NULL: none is emitted (hosts that fall back still name "default"). */
   const char *default_cert_pem, *default_key_pem;
+  /* The Gateway API translation's options (copied by translator_new; NULL: its defaults). */
+  const struct gateway_opts *gateway;
 };
 
 /*
@@ -55,6 +58,17 @@ int translate_desired(const struct manifest_set *in, const struct translate_opts
  * again only for what depends on them; the result is the same, byte for
  * byte, as translating everything from scratch (tested).
  *
+ * The Gateway API objects (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
+ * TLSRoute, ReferenceGrant, and the Namespaces their selectors read) take
+ * part as one more unit (translate_gateway.c): syncd/gateway.h translates
+ * them again when one of them changes, when a Service, EndpointSlice or
+ * Secret changes in a namespace they name, or when an Ingress host they
+ * served or contested changes; its resources are compared with what it
+ * emitted before, so only the VirtualHosts, Clusters, Certificates and
+ * PassthroughHosts whose bytes changed are in the update. A host both
+ * claim goes to the older side (gateway.h); the Ingress VirtualHost of a
+ * host the Gateway API keeps is withheld until the host is given back.
+ *
  * One translator per source; not thread-safe (the source's loop).
  */
 struct translator;
@@ -74,5 +88,8 @@ void translator_free(struct translator *t);
  */
 int translator_update(struct translator *t, const struct manifest_set *in,
                       const struct syncd_update **out);
+
+/* How many times the Gateway API unit has been translated (tests, logs). */
+unsigned long translator_gateway_runs(const struct translator *t);
 
 #endif
