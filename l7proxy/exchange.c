@@ -21,9 +21,11 @@
 #include "common/metrics.h"
 #include "common/redirect.h"
 #include "common/rewrite.h"
+#include "l7proxy/breaker.h"
 #include "l7proxy/h1_client.h"
 #include "l7proxy/headers.h"
 #include "l7proxy/upstream_h2.h"
+#include "l7proxy/upstream_tls.h"
 #include "l7proxy/worker_internal.h"
 
 static void copy_str(char *dst, size_t cap, const char *s, size_t n) {
@@ -49,9 +51,13 @@ void ex_init(struct exchange *ex, struct worker *w, const struct ex_downstream_o
   ex->h2_down = h2_down;
 }
 
+/* The attempt is over: the endpoint's least-request count and, for a
+ * retry, the cluster's max_retries count let go of it. */
 static void ex_drop_outstanding(struct exchange *ex) {
   if (ex->outstanding && ex->ep && ex->ep->lb.outstanding) ex->ep->lb.outstanding--;
   ex->outstanding = 0;
+  if (ex->retry_counted && ex->cluster) breaker_release(ex->cluster->breaker, BREAKER_RETRIES);
+  ex->retry_counted = 0;
 }
 
 /* Lets go of the upstream attempt (an h2 stream is reset, a connection
@@ -178,12 +184,17 @@ static int grpc_status_for(int http) {
 }
 
 void ex_local(struct exchange *ex, int status, const char *location, const char *body) {
+  ex_local_header(ex, status, location ? "location" : NULL, location, body);
+}
+
+void ex_local_header(struct exchange *ex, int status, const char *hname, const char *hvalue,
+                     const char *body) {
   char dflt[96], msg[160], code[8];
   if (!body) {
     snprintf(dflt, sizeof(dflt), "%d %s\n", status, headers_reason(status));
     body = dflt;
   }
-  struct msg_header hs[4];
+  struct msg_header hs[5];
   struct msg_head h = {.status = status, .headers = hs, .end_stream = 0};
   size_t n = 0;
   hs[n++] = (struct msg_header){"server", 6, "edge", 4};
@@ -197,13 +208,14 @@ void ex_local(struct exchange *ex, int status, const char *location, const char 
     hs[n++] = (struct msg_header){"content-type", 12, "application/grpc", 16};
     hs[n++] = (struct msg_header){"grpc-status", 11, code, strlen(code)};
     hs[n++] = (struct msg_header){"grpc-message", 12, msg, ml};
+    if (hname) hs[n++] = (struct msg_header){hname, strlen(hname), hvalue, strlen(hvalue)};
     h.status = 200;
     h.content_length = 0;
     h.end_stream = 1;
     body = "";
   } else {
     hs[n++] = (struct msg_header){"content-type", 12, "text/plain", 10};
-    if (location) hs[n++] = (struct msg_header){"location", 8, location, strlen(location)};
+    if (hname) hs[n++] = (struct msg_header){hname, strlen(hname), hvalue, strlen(hvalue)};
     h.content_length = (int64_t)strlen(body);
   }
   h.n_headers = n;
@@ -342,7 +354,10 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
   if (!hv) return -ENOMEM;
   size_t k = 0;
   hv[k++] = (struct uh2_header){":method", 7, u->method_str, u->method_len};
-  hv[k++] = (struct uh2_header){":scheme", 7, "http", 4};
+  if (ex->cluster->tls)
+    hv[k++] = (struct uh2_header){":scheme", 7, "https", 5};
+  else
+    hv[k++] = (struct uh2_header){":scheme", 7, "http", 4};
   if (u->authority_len)
     hv[k++] = (struct uh2_header){":authority", 10, u->authority, u->authority_len};
   hv[k++] = (struct uh2_header){":path", 5, u->target, u->target_len};
@@ -355,13 +370,20 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
   }
   if (ex->cluster->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC && !has_te)
     hv[k++] = (struct uh2_header){"te", 2, "trailers", 8};
-  char key[sizeof(ep->cluster) + sizeof(ep->name) + 2];
-  snprintf(key, sizeof(key), "%s\n%s", ep->cluster, ep->name);
+  const struct l7_cluster *c = ex->cluster;
+  char key[sizeof(ep->cluster) + sizeof(ep->name) + 24];
+  /* one TLS configuration per key: a changed one gets new connections */
+  snprintf(key, sizeof(key), "%s\n%s\n%llu", ep->cluster, ep->name,
+           (unsigned long long)utls_ctx_id(c->tls));
   struct uh2_target t = {.key = key,
                          .addr = (const struct sockaddr *)&ep->addr,
                          .addrlen = ep->addrlen,
-                         .connect_timeout_ms = ex->cluster->connect_timeout_ms,
-                         .idle_timeout_ms = ex->cluster->idle_timeout_ms};
+                         .connect_timeout_ms = c->connect_timeout_ms,
+                         .idle_timeout_ms = c->idle_timeout_ms,
+                         .tls = c->tls,
+                         .brk = c->breaker,
+                         .max_connections = c->max_connections,
+                         .max_pending = c->max_pending_requests};
   int end_stream = ex->req_complete && ex->pending.len == 0;
   int rc = uh2_stream_open(w->h2pool, &t, hv, k, end_stream || ex->up.end_stream, &x2_callbacks, ex,
                            &ex->h2);
@@ -382,6 +404,24 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
 
 static void ex_start_upstream(struct exchange *ex);
 
+/* A circuit breaker of the cluster refused: 503 naming the limit, and the
+ * overflow counted. */
+static void ex_overflow(struct exchange *ex, enum breaker_limit l) {
+  struct worker *w = ex->w;
+  const char *what = breaker_limit_name(l);
+  LOG_DEBUG("circuit_breaker_open", "cluster=%s limit=%s", log_q(ex->cluster->name), what);
+  if (w->cfg->metrics) { /* under overload only: the registry lookup is fine here */
+    char ec[300], labels[400];
+    metrics_escape_label(ex->cluster->name, ec, sizeof(ec));
+    snprintf(labels, sizeof(labels), "cluster=\"%s\",limit=\"%s\"", ec, what);
+    struct metrics_counter *c = metrics_counter(
+        w->cfg->metrics, "edge_l7_circuit_breaker_overflows_total",
+        "Requests answered 503 because a cluster's circuit breaker was full.", labels);
+    if (c) metrics_counter_inc(c);
+  }
+  ex_local_header(ex, 503, "x-edge-circuit-breaker", what, NULL);
+}
+
 /* The upstream attempt failed before any response: retry or answer. */
 void ex_up_failed(struct exchange *ex, int status, const char *why, int retryable, int charge) {
   if (!ex->active) return;
@@ -397,9 +437,15 @@ void ex_up_failed(struct exchange *ex, int status, const char *why, int retryabl
   }
   int can_retry = retryable && ex->idempotent && !ex->body_sent;
   if (can_retry && (reused_early || ex->retries_left > 0)) {
-    if (!reused_early)
+    if (!reused_early) {
+      const struct l7_cluster *c = ex->cluster;
+      if (c->breaker && !breaker_acquire(c->breaker, BREAKER_RETRIES, c->max_retries)) {
+        ex_overflow(ex, BREAKER_RETRIES);
+        return;
+      }
+      ex->retry_counted = c->breaker != NULL;
       ex->retries_left--;
-    else if (ex->ep) {
+    } else if (ex->ep) {
       /* a stale pooled connection: the same endpoint may be tried again */
       const struct up_cluster_view *v = up_pools_view(&ex->w->pools, ex->snap, ex->cluster);
       for (size_t i = 0; v && i < v->n && i < 64; i++)
@@ -421,6 +467,10 @@ static void ex_start_upstream(struct exchange *ex) {
     ex_local(ex, 503, NULL, NULL);
     return;
   }
+  if (ex->cluster->tls_error[0]) { /* its TLS configuration was refused (logged at build) */
+    ex_local(ex, 502, NULL, "upstream tls configuration refused\n");
+    return;
+  }
   for (;;) {
     int i = lb_pick(v->policy, (const struct lb_state *const *)v->lbs, v->n, ex->avoid,
                     v->rr_cursor, worker_rand(), now_ms(w));
@@ -437,6 +487,11 @@ static void ex_start_upstream(struct exchange *ex) {
     int rc = cluster_is_h2(ex->cluster) ? ex_start_h2(ex, ep) : h1c_start(ex, ep);
     if (rc == 0) return;
     ex_drop_outstanding(ex);
+    int limit = BREAKER_LIMIT_OF(rc);
+    if (limit >= 0) { /* a cluster-wide limit: another endpoint would not help */
+      ex_overflow(ex, (enum breaker_limit)limit);
+      return;
+    }
     ex_report(ex, 1);
     if (ex->tries > 64) {
       ex_local(ex, 502, NULL, NULL);

@@ -83,7 +83,8 @@ struct exchange {
   uint64_t avoid;        /* endpoints already tried (bit per index) */
   int retries_left;
   int tries;
-  int outstanding; /* ep->lb.outstanding holds a count for this exchange */
+  int outstanding;   /* ep->lb.outstanding holds a count for this exchange */
+  int retry_counted; /* the attempt is a retry counted by the cluster's breaker */
   int idempotent;
   int req_complete, body_sent; /* request body bytes reached a socket: no retry */
   int head_request, upgrade, grpc, expect_continue;
@@ -142,6 +143,10 @@ void ex_resume(struct exchange *ex);
 /* Answers locally (body NULL: "<status> <reason>\n"; gRPC requests get
  * 200 + grpc-status). */
 void ex_local(struct exchange *ex, int status, const char *location, const char *body);
+/* ex_local with one extra response header (hname NULL: none); gRPC
+ * requests get it beside grpc-status. */
+void ex_local_header(struct exchange *ex, int status, const char *hname, const char *hvalue,
+                     const char *body);
 
 /* ---- upstream codec → exchange (h1_client.c, the h2 stream callbacks) ---- */
 struct msg_head;

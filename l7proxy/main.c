@@ -34,6 +34,7 @@
 #include "common/rpc.h"
 #include "l7proxy/config_client.h"
 #include "l7proxy/config_store.h"
+#include "l7proxy/health_check.h"
 #include "l7proxy/limits.h"
 #include "l7proxy/snapshot.h"
 #include "l7proxy/tls.h"
@@ -64,12 +65,25 @@ struct app {
   int draining;
   int exiting;
   struct metrics_counter *config_reloads_ok, *config_reloads_failed;
+  struct hc_checker *hc; /* active health checks (issue 20), one per process */
+  uint64_t hc_gen;       /* snapshot generation the checker follows */
 };
+
+/* The health checker follows every published snapshot. */
+static void health_sync(struct app *a) {
+  uint64_t gen = l7_snapshot_generation();
+  if (!a->hc || gen == a->hc_gen) return;
+  a->hc_gen = gen;
+  struct l7_snapshot *snap = l7_snapshot_current();
+  hc_checker_sync(a->hc, snap);
+  l7_snapshot_unref(snap);
+}
 
 /* Rebuilds and publishes the TLS store when the snapshot changed. A store
  * that cannot be built (config_store already checked every key, so this is
  * rare) is logged and the previous one stays in use. */
 static void tls_sync(struct app *a) {
+  health_sync(a);
   if (!a->tls_enabled) return;
   uint64_t gen = l7_snapshot_generation();
   if (gen == a->tls_gen) return;
@@ -151,6 +165,8 @@ static void stop_everything(struct app *a) {
   uv_close((uv_handle_t *)&a->sigint, NULL);
   uv_close((uv_handle_t *)&a->sighup, NULL);
   if (a->admin) admin_close(a->admin, NULL, NULL);
+  hc_checker_close(a->hc);
+  a->hc = NULL;
   if (a->client) {
     l7_config_client_close(a->client, NULL, NULL);
     a->client = NULL;
@@ -435,6 +451,10 @@ static int app_init(struct app *a, const struct opts *o) {
                       "result=\"rejected\"");
   a->tls_builds_failed = metrics_counter(a->metrics, "edge_l7_tls_store_builds_failed_total",
                                          "Certificate sets the TLS store could not load.", "");
+  if (hc_checker_new(a->loop, a->metrics, &a->hc) != 0) {
+    fprintf(stderr, "l7proxy: out of memory\n");
+    return 1;
+  }
   if (l7_config_store_new(o->cache_dir, &a->store) != 0) {
     fprintf(stderr, "l7proxy: cannot create the configuration store\n");
     return 1;

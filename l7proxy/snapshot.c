@@ -39,6 +39,8 @@
 #include "common/cert.h"
 #include "common/explain.h"
 #include "common/router.h"
+#include "l7proxy/breaker.h"
+#include "l7proxy/upstream_tls.h"
 
 struct l7_snapshot {
   atomic_uint refs;
@@ -142,6 +144,44 @@ static int snap_parse_endpoint(const Edge__V1__Endpoint *e, struct l7_endpoint *
   return 0;
 }
 
+/* Upstream TLS, health checks and circuit breakers of one cluster. A TLS
+ * configuration the library refuses costs only this cluster (its requests
+ * get 502 with the reason logged), never the push. */
+static int snap_cluster_policies(const Edge__V1__Cluster *pc, struct l7_cluster *cl, char *err,
+                                 size_t errlen) {
+  cl->tls_error = "";
+  if (pc->tls) {
+    int h2 = pc->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_H2C ||
+             pc->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC;
+    char why[256];
+    if (utls_ctx_get(pc->tls, h2, &cl->tls, why, sizeof(why)) != 0) {
+      char *e = NULL;
+      if (asprintf(&e, "cluster %s: upstream tls: %s", pc->name, why) < 0) return -ENOMEM;
+      cl->tls_error = e; /* freed with the snapshot (snap_free) */
+    }
+  }
+  const Edge__V1__HealthCheck *hc = pc->health_check;
+  if (hc) {
+    if (!hc->path[0] || hc->path[0] != '/' || strpbrk(hc->path, " \r\n\t") ||
+        strpbrk(hc->host, " \r\n\t") || hc->expected_status_min > hc->expected_status_max ||
+        hc->expected_status_max > 599) {
+      snap_err(err, errlen, "cluster %s: health_check: bad path, host or expected status",
+               pc->name);
+      return -EINVAL;
+    }
+    cl->health_check = hc;
+  }
+  const Edge__V1__CircuitBreakers *cb = pc->circuit_breakers;
+  if (cb && (cb->max_connections || cb->max_pending_requests || cb->max_retries)) {
+    cl->max_connections = cb->max_connections;
+    cl->max_pending_requests = cb->max_pending_requests;
+    cl->max_retries = cb->max_retries;
+    cl->breaker = breaker_get(pc->name);
+    if (!cl->breaker) return -ENOMEM;
+  }
+  return 0;
+}
+
 static int snap_cmp_cluster(const void *a, const void *b) {
   const struct l7_cluster *x = a, *y = b;
   return strcmp(x->name, y->name);
@@ -194,6 +234,8 @@ static int snap_build_clusters(struct l7_snapshot *s, char *err, size_t errlen) 
     cl->idle_timeout_ms = pc->idle_timeout_ms ? pc->idle_timeout_ms : L7_DEFAULT_IDLE_TIMEOUT_MS;
     cl->max_idle_per_endpoint =
         pc->max_idle_per_endpoint ? pc->max_idle_per_endpoint : L7_DEFAULT_MAX_IDLE_PER_ENDPOINT;
+    int rc = snap_cluster_policies(pc, cl, err, errlen);
+    if (rc < 0) return rc;
   }
   /* Sorting moves only the descriptors; endpoint slices stay where they are. */
   if (s->n_clusters) qsort(s->clusters, s->n_clusters, sizeof(*s->clusters), snap_cmp_cluster);
@@ -429,6 +471,11 @@ static void snap_free(struct l7_snapshot *s) {
   free(s->route_sources);
   free(s->routes);
   free(s->certs);
+  for (size_t i = 0; s->clusters && i < s->n_clusters; i++) {
+    utls_ctx_unref(s->clusters[i].tls);
+    if (s->clusters[i].tls_error && s->clusters[i].tls_error[0])
+      free((char *)s->clusters[i].tls_error);
+  }
   free(s->clusters);
   free(s->endpoints);
   if (s->copy) edge__v1__snapshot__free_unpacked(s->copy, NULL);
@@ -542,18 +589,45 @@ static const char *snap_enum_name(const ProtobufCEnumDescriptor *d, int v) {
   return ev ? ev->name : "UNKNOWN";
 }
 
+/* The issue-20 policies of a cluster (no key material: the client key is
+ * only said to exist). */
+static void snap_cluster_policies_json(json_t *o, const struct l7_cluster *c) {
+  if (!o) return;
+  if (c->tls || c->tls_error[0])
+    json_object_set_new(o, "tls",
+                        json_pack("{s:s, s:b, s:s}", "server_name", utls_ctx_server_name(c->tls),
+                                  "h2", utls_ctx_h2(c->tls), "error", c->tls_error));
+  const Edge__V1__HealthCheck *hc = c->health_check;
+  if (hc)
+    json_object_set_new(
+        o, "health_check",
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "path", hc->path, "host", hc->host,
+                  "interval_ms", (json_int_t)hc->interval_ms, "timeout_ms",
+                  (json_int_t)hc->timeout_ms, "rise", (json_int_t)hc->rise, "fall",
+                  (json_int_t)hc->fall, "expected_status_min", (json_int_t)hc->expected_status_min,
+                  "expected_status_max", (json_int_t)hc->expected_status_max));
+  if (c->breaker)
+    json_object_set_new(
+        o, "circuit_breakers",
+        json_pack("{s:I, s:I, s:I}", "max_connections", (json_int_t)c->max_connections,
+                  "max_pending_requests", (json_int_t)c->max_pending_requests, "max_retries",
+                  (json_int_t)c->max_retries));
+}
+
 static json_t *snap_cluster_json(const struct l7_cluster *c) {
   json_t *eps = json_array();
   for (size_t i = 0; i < c->n_endpoints; i++)
     json_array_append_new(eps, json_pack("{s:s, s:I}", "address", c->endpoints[i].name, "weight",
                                          (json_int_t)c->endpoints[i].weight));
-  return json_pack("{s:s, s:I, s:o, s:s, s:s, s:I, s:I, s:I}", "name", c->name, "index",
-                   (json_int_t)c->index, "endpoints", eps, "lb_policy",
-                   snap_enum_name(&edge__v1__lb_policy__descriptor, c->lb_policy), "protocol",
-                   snap_enum_name(&edge__v1__upstream_protocol__descriptor, c->protocol),
-                   "connect_timeout_ms", (json_int_t)c->connect_timeout_ms, "idle_timeout_ms",
-                   (json_int_t)c->idle_timeout_ms, "max_idle_per_endpoint",
-                   (json_int_t)c->max_idle_per_endpoint);
+  json_t *o = json_pack("{s:s, s:I, s:o, s:s, s:s, s:I, s:I, s:I}", "name", c->name, "index",
+                        (json_int_t)c->index, "endpoints", eps, "lb_policy",
+                        snap_enum_name(&edge__v1__lb_policy__descriptor, c->lb_policy), "protocol",
+                        snap_enum_name(&edge__v1__upstream_protocol__descriptor, c->protocol),
+                        "connect_timeout_ms", (json_int_t)c->connect_timeout_ms, "idle_timeout_ms",
+                        (json_int_t)c->idle_timeout_ms, "max_idle_per_endpoint",
+                        (json_int_t)c->max_idle_per_endpoint);
+  snap_cluster_policies_json(o, c);
+  return o;
 }
 
 static json_t *snap_route_json(const struct l7_route *r) {

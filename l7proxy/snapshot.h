@@ -52,6 +52,12 @@ struct l7_cluster {
   int lb_policy;      /* EDGE__V1__LB_POLICY__* (UNSPECIFIED = round robin) */
   int protocol;       /* EDGE__V1__UPSTREAM_PROTOCOL__* */
   uint32_t connect_timeout_ms, idle_timeout_ms, max_idle_per_endpoint; /* defaults filled in */
+  /* issue 20: upstream TLS, health checks, circuit breakers */
+  struct utls_ctx *tls;  /* TLS to the endpoints (the snapshot's reference); NULL: plain */
+  const char *tls_error; /* the TLS configuration was refused: requests get 502 ("" none) */
+  const Edge__V1__HealthCheck *health_check; /* NULL: none (active checks off) */
+  struct breaker *breaker;                   /* process-wide counters; NULL when no limit is set */
+  uint32_t max_connections, max_pending_requests, max_retries; /* 0: unlimited */
 };
 
 /* What a request matched. */
@@ -89,6 +95,8 @@ struct l7_certificate {
 };
 
 struct l7_snapshot; /* opaque */
+struct utls_ctx;
+struct breaker;
 
 /*
  * Builds a snapshot from res[0..n). Resources are deep-copied; the caller

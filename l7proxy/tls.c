@@ -22,6 +22,7 @@
  */
 #include "l7proxy/tls.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <limits.h>
 #include <openssl/bio.h>
@@ -77,6 +78,7 @@ struct tls_conn {
   int failed;
   int closed;
   int shut;
+  int client; /* tls_conn_new_client */
 #ifdef OPENSSL_IS_BORINGSSL
   int reject_name; /* selection failed: alert from the servername callback */
 #endif
@@ -728,6 +730,48 @@ int tls_conn_new(struct tls_store *store, struct tls_conn **out) {
   return 0;
 }
 
+int tls_conn_new_client(SSL_CTX *ctx, const char *server_name, struct tls_conn **out) {
+  if (!ctx || !out) return TLS_ERR_INVALID;
+  *out = NULL;
+  struct tls_conn *c = calloc(1, sizeof(*c));
+  if (!c) return TLS_ERR_NOMEM;
+  c->cert = -1;
+  c->client = 1;
+  c->ssl = SSL_new(ctx);
+  c->rbio = BIO_new(BIO_s_mem());
+  c->wbio = BIO_new(BIO_s_mem());
+  int ok = c->ssl && c->rbio && c->wbio;
+  if (ok) {
+    SSL_set_bio(c->ssl, c->rbio, c->wbio); /* ssl owns both now */
+    c->rbio = c->wbio = NULL;
+  }
+  if (ok && server_name && *server_name) {
+    unsigned char ip[16];
+    int is_ip =
+        inet_pton(AF_INET, server_name, ip) == 1 || inet_pton(AF_INET6, server_name, ip) == 1;
+    X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+    if (is_ip)
+      ok = X509_VERIFY_PARAM_set1_ip_asc(vp, server_name) == 1;
+    else
+      ok = SSL_set_tlsext_host_name(c->ssl, server_name) == 1 &&
+           X509_VERIFY_PARAM_set1_host(vp, server_name, strlen(server_name)) == 1;
+    snprintf(c->sni, sizeof(c->sni), "%s", server_name);
+  }
+  if (!ok) {
+    BIO_free(c->rbio);
+    BIO_free(c->wbio);
+    SSL_free(c->ssl);
+    free(c);
+    ERR_clear_error();
+    return TLS_ERR_NOMEM;
+  }
+  c->rbio = SSL_get_rbio(c->ssl);
+  c->wbio = SSL_get_wbio(c->ssl);
+  SSL_set_connect_state(c->ssl);
+  *out = c;
+  return 0;
+}
+
 void tls_conn_free(struct tls_conn *c) {
   if (!c) return;
   SSL_free(c->ssl);
@@ -753,6 +797,11 @@ static int conn_fail(struct tls_conn *c, const char *what) {
     /* BoringSSL says NO_SHARED_CIPHER where OpenSSL says no shared cipher */
     for (char *p = c->reason + strlen(what); *p; p++)
       *p = *p == '_' ? ' ' : (char)tolower((unsigned char)*p);
+    long v = c->client ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+    if (v != X509_V_OK) { /* an upstream's certificate: say what was wrong with it */
+      size_t l = strlen(c->reason);
+      snprintf(c->reason + l, sizeof(c->reason) - l, ": %s", X509_verify_cert_error_string(v));
+    }
   }
   ERR_clear_error();
   c->failed = 1;

@@ -178,6 +178,17 @@ struct tls_conn; /* opaque */
 /* A server-side connection on store (the conn takes its own reference).
  * 0 or TLS_ERR_NOMEM. Free with tls_conn_free. */
 int tls_conn_new(struct tls_store *store, struct tls_conn **out);
+
+/* A client-side connection on a client SSL_CTX (l7proxy/upstream_tls.h
+ * makes them; the SSL keeps its own reference to ctx). server_name ("" or
+ * NULL: none) is sent as SNI unless it is an IP literal, and checked
+ * against the peer's certificate when the context verifies peers. The
+ * same feed / read / write / pending-output calls drive it; the first
+ * tls_conn_read sends the ClientHello. A verification failure's reason
+ * names the X.509 error ("tls handshake failed: certificate verify
+ * failed: unable to get local issuer certificate"). 0 or TLS_ERR_*. */
+struct ssl_ctx_st;
+int tls_conn_new_client(struct ssl_ctx_st *ctx, const char *server_name, struct tls_conn **out);
 void tls_conn_free(struct tls_conn *c); /* NULL is fine */
 
 /* Queues len bytes of ciphertext read from the socket (copied). 0 or

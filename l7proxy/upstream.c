@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "l7proxy/health_check.h"
+
 struct up_cstate {
   struct up_cstate *hnext;
   char *name;
@@ -134,6 +136,9 @@ static int build_set(struct up_pools *p, struct up_view_set *vs, struct l7_snaps
       if (!e) return -ENOMEM;
       v->eps[k] = e;
       v->lbs[k] = &e->lb;
+      /* the checker's verdict (flags are never freed: the pointer cannot dangle) */
+      struct hc_flag *f = c->health_check ? hc_flag_get(c->name, c->endpoints[k].name) : NULL;
+      e->lb.hc_down = f ? &f->down : NULL;
     }
     v->n = c->n_endpoints;
   }

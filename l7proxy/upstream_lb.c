@@ -10,6 +10,7 @@ int lb_is_ejected(const struct lb_state *st, uint64_t now_ms) {
 
 static int usable(const struct lb_state *const *st, size_t i, uint64_t avoid, uint64_t now) {
   if (i < 64 && (avoid >> i) & 1) return 0;
+  if (st[i]->hc_down && atomic_load_explicit(st[i]->hc_down, memory_order_relaxed)) return 0;
   return !lb_is_ejected(st[i], now);
 }
 

@@ -4,7 +4,8 @@
  *
  * Policies: round robin (a cursor per cluster) and least request (power of
  * two choices on outstanding requests). Ejected endpoints are skipped until
- * their ejection ends. Ejection (Envoy's defaults): 5 consecutive failures
+ * their ejection ends; endpoints an active health check took out are
+ * skipped while it says so. Ejection (Envoy's defaults): 5 consecutive failures
  * (5xx answers or connect failures) eject an endpoint for 30 s × the number
  * of times it has been ejected; at most 10 % of a cluster's endpoints are
  * ejected at once, but at least one may be. A success resets the streak.
@@ -15,6 +16,7 @@
 #ifndef EDGE_L7PROXY_UPSTREAM_LB_H
 #define EDGE_L7PROXY_UPSTREAM_LB_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +29,10 @@ struct lb_state {
   uint32_t consecutive;   /* failures in a row */
   uint32_t ejections;     /* how many times ejected so far */
   uint64_t ejected_until; /* ms; 0 = not ejected */
+  /* The active health check's verdict (l7proxy/health_check.h, written by
+   * the process's checker, read here): non-zero = down, never picked.
+   * NULL: the cluster has no health check. */
+  const atomic_int *hc_down;
 };
 
 enum lb_policy { LB_ROUND_ROBIN = 0, LB_LEAST_REQUEST };

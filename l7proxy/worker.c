@@ -28,6 +28,7 @@
 #include "l7proxy/h1_client.h"
 #include "l7proxy/h1_server.h"
 #include "l7proxy/h2_server.h"
+#include "l7proxy/tls.h"
 #include "l7proxy/upstream_h2.h"
 #include "l7proxy/worker_internal.h"
 
@@ -109,6 +110,18 @@ int worker_write(uv_stream_t *s, const char *data, size_t len, void (*done)(void
     }
   }
   return 0;
+}
+
+int worker_tls_flush(uv_stream_t *s, struct tls_conn *c, void (*done)(void *), void *arg) {
+  for (;;) {
+    const uint8_t *p;
+    size_t len;
+    tls_conn_pending_output(c, &p, &len);
+    if (len == 0) return 0;
+    int rc = worker_write(s, (const char *)p, len, done, arg);
+    tls_conn_consume_output(c, len);
+    if (rc != 0) return rc;
+  }
 }
 
 void worker_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {

@@ -110,5 +110,10 @@ void worker_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* Writes data[0..len) to s: try_write first, the rest copied and queued
  * (done(arg) after a queued write completes). 0 or a libuv error. */
 int worker_write(uv_stream_t *s, const char *data, size_t len, void (*done)(void *), void *arg);
+/* Writes a TLS connection's pending ciphertext to s (copied, so the region
+ * is consumed at once): downstream HTTPS and TLS upstreams. 0 or a libuv
+ * error. */
+struct tls_conn;
+int worker_tls_flush(uv_stream_t *s, struct tls_conn *c, void (*done)(void *), void *arg);
 
 #endif
