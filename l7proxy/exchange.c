@@ -22,8 +22,10 @@
 #include "common/redirect.h"
 #include "common/rewrite.h"
 #include "l7proxy/breaker.h"
+#include "l7proxy/client_auth.h"
 #include "l7proxy/h1_client.h"
 #include "l7proxy/headers.h"
+#include "l7proxy/tls.h"
 #include "l7proxy/upstream_h2.h"
 #include "l7proxy/upstream_tls.h"
 #include "l7proxy/worker_internal.h"
@@ -552,6 +554,77 @@ static int step_redirect(struct exchange *ex, const struct msg_head *m) {
   return 1;
 }
 
+/* Step: the host's client certificate policy (client_auth.h) against the
+ * connection's. 1 when answered (400, 421). */
+static int step_client_auth(struct exchange *ex) {
+  const struct cauth_policy *want = ex->route ? ex->route->client_auth : NULL;
+  if (!want) return 0;
+  const struct cauth_policy *conn = tls_conn_client_policy(ex->tls);
+  const struct cauth_peer *peer = NULL;
+  if (ex->tls && cauth_policy_same(want, conn)) {
+    peer = tls_conn_client_peer(ex->tls, cauth_policy_pass_chain(want));
+    if (!peer) {
+      ex_local(ex, 500, NULL, NULL);
+      return 1;
+    }
+  }
+  enum cauth_verdict v = cauth_decide(want, conn, ex->tls != NULL, peer && peer->has_cert,
+                                      peer && peer->verify_result == 0);
+  if (v == CAUTH_PASS) {
+    ex->client_peer = peer;
+    return 0;
+  }
+  struct worker *w = ex->w;
+  if (w->cfg->metrics) { /* failures only: the registry lookup is fine here */
+    char labels[64];
+    snprintf(labels, sizeof(labels), "reason=\"%s\"", cauth_verdict_name(v));
+    struct metrics_counter *c =
+        metrics_counter(w->cfg->metrics, "edge_l7_client_cert_failures_total",
+                        "Requests refused by a host's client certificate policy.", labels);
+    if (c) metrics_counter_inc(c);
+  }
+  char body[256];
+  int status = 400;
+  if (v == CAUTH_MISSING) {
+    snprintf(body, sizeof(body), "400 client certificate required\n");
+  } else if (v == CAUTH_INVALID) {
+    snprintf(body, sizeof(body), "400 client certificate verification failed: %s\n",
+             peer->verify_error);
+  } else {
+    status = 421; /* RFC 9110 §15.5.20: retry on a connection made for this host */
+    snprintf(body, sizeof(body),
+             "421 this connection was not made for this host's client certificate policy\n");
+  }
+  LOG_DEBUG("client_cert_refused", "client=%s host=%s reason=%s", ex->client, log_q(ex->host),
+            cauth_verdict_name(v));
+  ex_local(ex, status, NULL, body);
+  return 1;
+}
+
+/* The client certificate that passed, for the upstream (x-client-cert-*);
+ * whatever the client sent under these names was dropped by headers.c. */
+static int add_client_cert_headers(struct exchange *ex) {
+  const struct cauth_peer *p = ex->client_peer;
+  size_t n = ex->up.n_headers;
+  struct msg_header *arr = msg_arena_alloc(&ex->arena, (n + 5) * sizeof(*arr));
+  if (!arr) return -1;
+  memcpy(arr, ex->up.headers, n * sizeof(*arr));
+  int has = p && p->has_cert;
+  const char *verify = has ? "SUCCESS" : "NONE";
+  arr[n++] = (struct msg_header){"x-client-cert-verify", 20, verify, strlen(verify)};
+  if (has) {
+    arr[n++] = (struct msg_header){"x-client-cert-subject", 21, p->subject, strlen(p->subject)};
+    arr[n++] = (struct msg_header){"x-client-cert-issuer", 20, p->issuer, strlen(p->issuer)};
+    arr[n++] = (struct msg_header){"x-client-cert-fingerprint", 25, p->fingerprint,
+                                   strlen(p->fingerprint)};
+    if (p->chain && cauth_policy_pass_chain(ex->route->client_auth))
+      arr[n++] = (struct msg_header){"x-client-cert-chain", 19, p->chain, strlen(p->chain)};
+  }
+  ex->up.headers = arr;
+  ex->up.n_headers = n;
+  return 0;
+}
+
 /* Step: the upstream request head (rewrite + header policy). 0 or a status. */
 static int step_upstream_head(struct exchange *ex, const struct msg_head *m) {
   const char *target = m->target;
@@ -589,9 +662,11 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   void *ctx = ex->ds_ctx;
   const char *client = ex->client;
   int https = ex->https, h2_down = ex->h2_down;
+  struct tls_conn *tls = ex->tls;
   l7_snapshot_unref(ex->snap);
   memset(ex, 0, sizeof(*ex));
   ex->w = w, ex->ds = ds, ex->ds_ctx = ctx, ex->client = client, ex->https = https;
+  ex->tls = tls;
   ex->h2_down = h2_down;
   ex->arena = arena;
   msg_arena_reset(&ex->arena);
@@ -620,6 +695,8 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   ex->upgrade = (m->flags & MSG_F_UPGRADE) && upgrade_allowed(route, m);
   /* step: redirects */
   if (step_redirect(ex, m)) return;
+  /* step: client certificates */
+  if (step_client_auth(ex)) return;
   const struct l7_cluster *cluster = route ? route->cluster : l7_snapshot_default_cluster(snap);
   ex->cluster = cluster;
   if (!route && !cluster) {
@@ -643,6 +720,10 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   int st = step_upstream_head(ex, m);
   if (st) {
     ex_local(ex, st, NULL, NULL);
+    return;
+  }
+  if (route && route->client_auth && add_client_cert_headers(ex) != 0) {
+    ex_local(ex, 500, NULL, NULL);
     return;
   }
   ex->expect_continue = (m->flags & MSG_F_EXPECT_CONTINUE) != 0;

@@ -33,6 +33,8 @@
 #include "l7proxy/snapshot.h"
 
 struct exchange;
+struct tls_conn;
+struct cauth_peer;
 struct uconn;
 struct uh2_stream;
 struct up_endpoint;
@@ -69,10 +71,12 @@ struct exchange {
   const struct ex_downstream_ops *ds;
   void *ds_ctx; /* the codec's connection or stream */
   struct worker *w;
-  const char *client;       /* the client's address (owner: the downstream) */
-  int https;                /* the client came over TLS */
-  int h2_down;              /* the client speaks HTTP/2 */
-  struct l7_snapshot *snap; /* one reference while active */
+  const char *client;                   /* the client's address (owner: the downstream) */
+  int https;                            /* the client came over TLS */
+  struct tls_conn *tls;                 /* its TLS connection (owner: the downstream), or NULL */
+  const struct cauth_peer *client_peer; /* the client certificate that passed (owner: tls) */
+  int h2_down;                          /* the client speaks HTTP/2 */
+  struct l7_snapshot *snap;             /* one reference while active */
   int active;
   int local; /* answered locally: the request body is discarded */
   const struct l7_route *route;

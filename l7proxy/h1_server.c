@@ -787,6 +787,7 @@ void dconn_accept(struct worker *w, uv_stream_t *server, int https) {
   else
     snprintf(d->client, sizeof(d->client), "unknown");
   ex_init(&d->ex, w, &h1_ops, d, d->client, d->https, 0);
+  d->ex.tls = d->tls;
   if (w->cfg->proxy_protocol) {
     d->pp_pending = 1;
     if (w->cfg->n_trusted) {

@@ -349,6 +349,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
   s->req.content_length = -1;
   s->last_rx = now_ms(hs->d->w);
   ex_init(&s->ex, hs->d->w, &h2_ops, s, hs->d->client, hs->d->https, 1);
+  s->ex.tls = hs->d->tls;
   up_link_insert(&hs->streams, &s->link);
   nghttp2_session_set_stream_user_data(ng, s->id, s);
   return 0;
@@ -812,6 +813,7 @@ int h2s_try_upgrade(struct dconn *d, const struct h1_message *m) {
   mark_opened(hs, 1);
   s->last_rx = now_ms(d->w);
   ex_init(&s->ex, d->w, &h2_ops, s, d->client, d->https, 1);
+  s->ex.tls = d->tls;
   up_link_insert(&hs->streams, &s->link);
   nghttp2_session_set_stream_user_data(hs->ng, 1, s);
   /* the request of the upgrade is stream 1: its head (in the HTTP/1.1

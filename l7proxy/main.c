@@ -115,6 +115,7 @@ static void tls_sync(struct app *a) {
   int rc = tls_store_build_from(cur, certs, n, &a->tls_opts, &next, err, sizeof(err));
   tls_store_unref(cur);
   free(certs);
+  if (rc == 0) tls_store_set_client_auth(next, l7_snapshot_client_auth(snap));
   if (rc == 0) {
     tls_store_publish(next);
     LOG_INFO("tls_store_published", "version=%llu certificates=%zu",

@@ -40,6 +40,7 @@
 #include "common/explain.h"
 #include "common/router.h"
 #include "l7proxy/breaker.h"
+#include "l7proxy/client_auth.h"
 #include "l7proxy/upstream_tls.h"
 
 struct l7_snapshot {
@@ -57,6 +58,7 @@ struct l7_snapshot {
   const struct l7_certificate *default_cert;
   const struct l7_cluster *default_cluster;
   struct router *router;
+  struct cauth_table *client_auth; /* owns the routes' client-auth policies */
 };
 
 static void snap_err(char *err, size_t errlen, const char *fmt, ...)
@@ -335,6 +337,7 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
   }
   s->routes = calloc(n ? n : 1, sizeof(*s->routes));
   s->route_sources = calloc(n ? n : 1, sizeof(*s->route_sources));
+  if (cauth_table_new(&s->client_auth) != 0) return -ENOMEM;
   struct router_rule *rules = calloc(n ? n : 1, sizeof(*rules));
   int rc = -ENOMEM;
   if (!s->routes || !s->route_sources || !rules) goto out;
@@ -351,6 +354,13 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
     if (vh->certificate[0] && !snap_find_cert(s, vh->certificate)) {
       snap_err(err, errlen, "virtual host %s: references unknown certificate %s", vh->name,
                vh->certificate);
+      goto out;
+    }
+    struct cauth_policy *auth = NULL;
+    if (vh->client_auth && cauth_policy_new(vh->client_auth, vh->name, &auth, err, errlen) != 0)
+      goto out;
+    if (cauth_table_add(s->client_auth, vh->host, auth) != 0) {
+      snap_err(err, errlen, "virtual host %s: bad host for client authentication", vh->name);
       goto out;
     }
     for (size_t j = 0; j < vh->n_routes; j++) {
@@ -388,6 +398,7 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
         lr->n_upgrade_protocols = o->n_upgrade_protocols;
       }
       lr->host_has_tls = vh->certificate[0] != '\0' || vh->tls_fallback;
+      lr->client_auth = auth;
       rc = snap_route_source(pr, &s->route_sources[s->n_routes]);
       if (rc < 0) goto out;
       lr->source = s->route_sources[s->n_routes];
@@ -400,6 +411,7 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
       rc = -EINVAL;
     }
   }
+  cauth_table_finish(s->client_auth);
   char why[256] = "";
   rc = router_build(rules, s->n_routes, &s->router, why, sizeof(why));
   if (rc == ROUTER_ERR_INVALID) {
@@ -467,6 +479,7 @@ static int snap_check_names(const Edge__V1__Snapshot *c, char *err, size_t errle
 static void snap_free(struct l7_snapshot *s) {
   if (!s) return;
   router_free(s->router);
+  cauth_table_unref(s->client_auth);
   for (size_t i = 0; s->route_sources && i < s->n_routes; i++) free(s->route_sources[i]);
   free(s->route_sources);
   free(s->routes);
@@ -548,6 +561,10 @@ const struct l7_route *l7_snapshot_match(const struct l7_snapshot *s, const char
                                          size_t hostlen, const char *path, size_t pathlen) {
   if (!s) return NULL;
   return router_match(s->router, host, hostlen, path, pathlen);
+}
+
+struct cauth_table *l7_snapshot_client_auth(const struct l7_snapshot *s) {
+  return s ? s->client_auth : NULL;
 }
 
 const struct l7_cluster *l7_snapshot_default_cluster(const struct l7_snapshot *s) {

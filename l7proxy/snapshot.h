@@ -79,6 +79,8 @@ struct l7_route {
   char *const *upgrade_protocols;
   size_t n_upgrade_protocols;
   const char *source; /* "ns/ingress" ("" unknown) */
+  /* issue 20: the host's client certificate policy (NULL: none) */
+  const struct cauth_policy *client_auth;
 };
 
 /* A certificate for the TLS code. PEM buffers are not NUL-terminated. */
@@ -97,6 +99,8 @@ struct l7_certificate {
 struct l7_snapshot; /* opaque */
 struct utls_ctx;
 struct breaker;
+struct cauth_policy;
+struct cauth_table;
 
 /*
  * Builds a snapshot from res[0..n). Resources are deep-copied; the caller
@@ -157,6 +161,10 @@ size_t l7_snapshot_n_certificates(const struct l7_snapshot *s);
 const struct l7_certificate *l7_snapshot_certificate(const struct l7_snapshot *s, size_t i);
 /* The certificate marked is_default, or NULL. */
 const struct l7_certificate *l7_snapshot_default_certificate(const struct l7_snapshot *s);
+
+/* Server name → client-certificate policy of every virtual host (for the
+ * TLS store, which takes its own reference); never NULL for a snapshot. */
+struct cauth_table *l7_snapshot_client_auth(const struct l7_snapshot *s);
 
 /* JSON dump for the admin /config endpoint, without key material.
  * Returns a malloc'd NUL-terminated string (caller frees) or NULL. */

@@ -46,6 +46,7 @@
 #include "common/cert.h"
 #include "common/log.h"
 #include "common/sni.h"
+#include "l7proxy/client_auth.h"
 
 #define TLS_NAME_MAX SNI_NAME_MAX
 #define TLS_SESSION_ID_CONTEXT "edge-l7"
@@ -63,7 +64,8 @@ struct tls_store {
   size_t n_certs;
   struct sni_table names; /* SNI → index in certs (common/sni: explain uses it too) */
   int disable_h2;
-  struct tls_options opts; /* own copies of the strings */
+  struct tls_options opts;         /* own copies of the strings */
+  struct cauth_table *client_auth; /* a reference; NULL: no client certificates */
 };
 
 struct tls_conn {
@@ -78,7 +80,10 @@ struct tls_conn {
   int failed;
   int closed;
   int shut;
-  int client; /* tls_conn_new_client */
+  int client;                      /* tls_conn_new_client */
+  const struct cauth_policy *auth; /* the client-auth policy applied (owned by the store) */
+  struct cauth_peer *peer;         /* what the client presented (lazily) */
+  int peer_chain;                  /* peer was made with the chain */
 #ifdef OPENSSL_IS_BORINGSSL
   int reject_name; /* selection failed: alert from the servername callback */
 #endif
@@ -288,6 +293,7 @@ static int conn_select(struct tls_conn *c, const uint8_t *ext, size_t len, int h
     snprintf(c->reason, sizeof(c->reason), "tls handshake failed: cannot switch certificate");
     return -1;
   }
+  c->auth = cauth_apply(c->store->client_auth, c->ssl, c->sni);
   return 0;
 }
 
@@ -533,6 +539,7 @@ static void store_free(struct tls_store *s) {
   }
   sni_table_free(&s->names);
   SSL_CTX_free(s->listener);
+  cauth_table_unref(s->client_auth);
   free(s->certs);
   free((char *)s->opts.ciphers_tls12);
   free((char *)s->opts.ciphersuites_tls13);
@@ -774,6 +781,7 @@ int tls_conn_new_client(SSL_CTX *ctx, const char *server_name, struct tls_conn *
 
 void tls_conn_free(struct tls_conn *c) {
   if (!c) return;
+  cauth_peer_free(c->peer);
   SSL_free(c->ssl);
   tls_store_unref(c->store);
   free(c->out);
@@ -923,4 +931,26 @@ int tls_conn_resumed(const struct tls_conn *c) {
 
 const char *tls_conn_error(const struct tls_conn *c) {
   return c ? c->reason : "";
+}
+
+/* ---- client certificates ---------------------------------------------- */
+
+void tls_store_set_client_auth(struct tls_store *s, struct cauth_table *t) {
+  if (!s) return;
+  cauth_table_ref(t);
+  cauth_table_unref(s->client_auth);
+  s->client_auth = t;
+}
+
+const struct cauth_policy *tls_conn_client_policy(const struct tls_conn *c) {
+  return c ? c->auth : NULL;
+}
+
+const struct cauth_peer *tls_conn_client_peer(struct tls_conn *c, int chain) {
+  if (!c || !c->established) return NULL;
+  if (c->peer && (c->peer_chain || !chain)) return c->peer;
+  cauth_peer_free(c->peer);
+  c->peer = cauth_peer_new(c->ssl, chain);
+  c->peer_chain = chain;
+  return c->peer;
 }

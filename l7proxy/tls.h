@@ -232,4 +232,20 @@ int tls_conn_resumed(const struct tls_conn *c);
  * cipher"), or "" when none. Never contains key material. */
 const char *tls_conn_error(const struct tls_conn *c);
 
+/* ---- client certificates (issue 20; l7proxy/client_auth.h) -------------- */
+
+struct cauth_table;
+struct cauth_policy;
+struct cauth_peer;
+/* Gives a store (before it is published) its server-name → client-auth
+ * policy table; the store takes a reference. Handshakes then ask for and
+ * verify client certificates where the table says so. */
+void tls_store_set_client_auth(struct tls_store *s, struct cauth_table *t);
+/* The client-auth policy the connection's handshake applied (NULL: none). */
+const struct cauth_policy *tls_conn_client_policy(const struct tls_conn *c);
+/* What the client presented, computed on first use and kept with the
+ * connection (chain: the URL-encoded chain is needed too). NULL when out
+ * of memory. */
+const struct cauth_peer *tls_conn_client_peer(struct tls_conn *c, int chain);
+
 #endif
