@@ -108,6 +108,9 @@ static void tls_sync(struct app *a) {
         .key_pem = c->key_pem,
         .key_pem_len = c->key_pem_len,
         .is_default = c->is_default,
+        .ocsp_der = c->ocsp_response,
+        .ocsp_der_len = c->ocsp_response_len,
+        .ocsp_next_update = c->ocsp_next_update,
     };
   }
   char err[512];

@@ -309,6 +309,9 @@ static int snap_build_certs(struct l7_snapshot *s, unsigned flags, char *err, si
     lc->key_pem_len = pc->key_pem.len;
     lc->not_after = pc->not_after;
     lc->is_default = pc->is_default;
+    lc->ocsp_response = pc->ocsp_response.len ? pc->ocsp_response.data : NULL;
+    lc->ocsp_response_len = pc->ocsp_response.len;
+    lc->ocsp_next_update = pc->ocsp_next_update;
   }
   /* Names are unique (snap_check_names); sorted for bsearch. */
   if (s->n_certs) qsort(s->certs, s->n_certs, sizeof(*s->certs), snap_cmp_cert);
@@ -671,8 +674,9 @@ static json_t *snap_cert_json(const struct l7_certificate *c) {
   json_t *sni = json_array();
   for (size_t i = 0; i < c->n_sni_names; i++)
     json_array_append_new(sni, json_string(c->sni_names[i]));
-  return json_pack("{s:s, s:o, s:I, s:b}", "name", c->name, "sni_names", sni, "not_after",
-                   (json_int_t)c->not_after, "is_default", c->is_default);
+  return json_pack("{s:s, s:o, s:I, s:b, s:b, s:I}", "name", c->name, "sni_names", sni, "not_after",
+                   (json_int_t)c->not_after, "is_default", c->is_default, "ocsp_stapled",
+                   c->ocsp_response_len > 0, "ocsp_next_update", (json_int_t)c->ocsp_next_update);
 }
 
 char *l7_snapshot_to_json(const struct l7_snapshot *s) {

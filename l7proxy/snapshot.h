@@ -94,6 +94,10 @@ struct l7_certificate {
   size_t key_pem_len;
   int64_t not_after;
   int is_default;
+  /* issue 20: the OCSP response syncd fetched, stapled while current */
+  const uint8_t *ocsp_response; /* DER; NULL/0: none */
+  size_t ocsp_response_len;
+  int64_t ocsp_next_update; /* seconds since the epoch; 0: none given */
 };
 
 struct l7_snapshot; /* opaque */

@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef OPENSSL_IS_BORINGSSL
 #include <openssl/core_names.h>
@@ -55,6 +56,9 @@ struct store_cert {
   char *name;
   SSL_CTX *ctx;       /* may be shared with other stores (reference counted) */
   uint8_t digest[32]; /* SHA-256 of chain and key, for reuse by the next store */
+  uint8_t *ocsp;      /* the OCSP response to staple (this store's copy; NULL none) */
+  size_t ocsp_len;
+  int64_t ocsp_next_update;
 };
 
 struct tls_store {
@@ -272,6 +276,15 @@ static struct tls_conn *conn_of(const SSL *ssl) {
   return g_ex_index < 0 ? NULL : SSL_get_ex_data(ssl, g_ex_index);
 }
 
+/* The selected certificate's OCSP response while it is current, or NULL. */
+static const struct store_cert *conn_staple(const struct tls_conn *c) {
+  if (!c || c->cert < 0) return NULL;
+  const struct store_cert *sc = &c->store->certs[c->cert];
+  if (!sc->ocsp_len) return NULL;
+  if (sc->ocsp_next_update && (int64_t)time(NULL) >= sc->ocsp_next_update) return NULL;
+  return sc;
+}
+
 /* Picks the certificate for the ClientHello's server_name extension (has
  * = whether it was present) and switches the SSL to it. 0, or -1 with a
  * reason when nothing matches and there is no default. */
@@ -294,6 +307,10 @@ static int conn_select(struct tls_conn *c, const uint8_t *ext, size_t len, int h
     return -1;
   }
   c->auth = cauth_apply(c->store->client_auth, c->ssl, c->sni);
+#ifdef OPENSSL_IS_BORINGSSL
+  const struct store_cert *sc = conn_staple(c); /* sent only to clients that ask */
+  if (sc) SSL_set_ocsp_response(c->ssl, sc->ocsp, sc->ocsp_len);
+#endif
   return 0;
 }
 
@@ -362,6 +379,24 @@ static int on_alpn(SSL *ssl, const uint8_t **out, uint8_t *outlen, const uint8_t
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+#ifndef OPENSSL_IS_BORINGSSL
+/* OCSP stapling (the client sent status_request): the response syncd
+ * fetched for the certificate selected, copied into the handshake. */
+static int on_status_request(SSL *ssl, void *arg) {
+  (void)arg;
+  const struct store_cert *sc = conn_staple(conn_of(ssl));
+  if (!sc) return SSL_TLSEXT_ERR_NOACK;
+  unsigned char *copy = OPENSSL_malloc(sc->ocsp_len);
+  if (!copy) return SSL_TLSEXT_ERR_NOACK;
+  memcpy(copy, sc->ocsp, sc->ocsp_len);
+  if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)sc->ocsp_len) != 1) {
+    OPENSSL_free(copy);
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+#endif
+
 /* ---- stores ----------------------------------------------------------- */
 
 static int ctx_configure(SSL_CTX *ctx, const struct tls_options *o, char *err, size_t errlen) {
@@ -410,6 +445,7 @@ static int ctx_configure(SSL_CTX *ctx, const struct tls_options *o, char *err, s
   SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
 #else
   SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL);
+  SSL_CTX_set_tlsext_status_cb(ctx, on_status_request);
 #endif
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   return 0;
@@ -536,6 +572,7 @@ static void store_free(struct tls_store *s) {
   for (size_t i = 0; i < s->n_certs; i++) {
     SSL_CTX_free(s->certs[i].ctx);
     free(s->certs[i].name);
+    free(s->certs[i].ocsp);
   }
   sni_table_free(&s->names);
   SSL_CTX_free(s->listener);
@@ -631,6 +668,13 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
     s->n_certs++;
     if (!sc->name) goto nomem;
     if ((rc = cert_ctx(reuse, n_reuse, tc, opts, name, sc, err, errlen)) != 0) goto fail;
+    if (tc->ocsp_der && tc->ocsp_der_len) { /* per store: a new staple never needs a new SSL_CTX */
+      sc->ocsp = malloc(tc->ocsp_der_len);
+      if (!sc->ocsp) goto nomem;
+      memcpy(sc->ocsp, tc->ocsp_der, tc->ocsp_der_len);
+      sc->ocsp_len = tc->ocsp_der_len;
+      sc->ocsp_next_update = tc->ocsp_next_update;
+    }
     if (tc->n_sni_names) {
       if (!tc->sni_names) {
         snprintf(err, errlen, "certificate %s: server names missing", name);

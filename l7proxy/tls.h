@@ -122,6 +122,11 @@ struct tls_certificate {
   const uint8_t *key_pem; /* key material: never logged */
   size_t key_pem_len;
   int is_default; /* the first certificate marked default wins */
+  /* OCSP stapling (issue 20): a DER response stapled for clients that ask
+   * (status_request) until next_update (0: no end); NULL: none. Copied. */
+  const uint8_t *ocsp_der;
+  size_t ocsp_der_len;
+  int64_t ocsp_next_update;
 };
 
 struct tls_store; /* opaque */

@@ -37,6 +37,7 @@
 #include "syncd/default_cert.h"
 #include "syncd/explain.h"
 #include "syncd/membership.h"
+#include "syncd/ocsp_stapler.h"
 #include "syncd/source.h"
 #include "syncd/status.h"
 #include "syncd/store.h"
@@ -55,6 +56,7 @@ struct syncd {
   struct status *status;
   struct admin_server *admin;
   struct syncd_source *source;
+  struct ocsp_stapler *ocsp; /* NULL with --ocsp=off */
   uv_signal_t sigterm, sigint;
   int stopping;
   int closing; /* asynchronous closes still running */
@@ -190,6 +192,8 @@ static void on_desired(void *ud, struct syncd_desired *d) {
     syncd_desired_free(d);
     return;
   }
+  if (sd->ocsp && ocsp_stapler_staple_resources(sd->ocsp, d->resources, d->n_resources) != 0)
+    LOG_WARN("ocsp_staple_failed", "reason=%s", "out of memory");
   int rc = store_apply(sd->store, d->resources, d->n_resources);
   if (rc < 0) {
     LOG_ERROR("state_rejected", "err=%s resources=%zu", log_q(store_strerror(rc)), d->n_resources);
@@ -223,6 +227,45 @@ static void on_desired(void *ud, struct syncd_desired *d) {
   syncd_desired_free(d);
   admin_set_ready(sd->admin, 1);
   if (rc == 1) config_sync_notify(sd->cs);
+}
+
+/* A staple changed: the published certificates get the new one (a new
+ * version, persisted and pushed like any change). */
+static void on_ocsp_changed(void *ud) {
+  struct syncd *sd = ud;
+  if (sd->stopping) return;
+  size_t n, live = 0;
+  const struct store_entry *e = store_entries(sd->store, &n);
+  struct syncd_resource *res = calloc(n ? n : 1, sizeof(*res));
+  uint8_t **fresh = calloc(n ? n : 1, sizeof(*fresh));
+  int changed = 0;
+  for (size_t i = 0; res && fresh && i < n; i++) {
+    if (e[i].removed) continue;
+    res[live] = (struct syncd_resource){e[i].type, e[i].name, e[i].bytes, e[i].len};
+    size_t len = 0;
+    if (e[i].type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE &&
+        ocsp_stapler_staple_one(sd->ocsp, e[i].bytes, e[i].len, &fresh[live], &len) == 1) {
+      res[live].bytes = fresh[live];
+      res[live].len = len;
+      changed = 1;
+    }
+    live++;
+  }
+  int rc = changed ? store_apply(sd->store, res, live) : 0;
+  for (size_t i = 0; fresh && i < live; i++) free(fresh[i]);
+  free(fresh);
+  free(res);
+  if (rc < 0) LOG_ERROR("ocsp_apply_failed", "err=%s", log_q(store_strerror(rc)));
+  if (rc != 1) return;
+  LOG_INFO("version", "version=%" PRIu64 " resources=%zu reason=ocsp", store_version(sd->store),
+           store_count(sd->store));
+  if (sd->state_dir) {
+    char err[512];
+    if (store_save(sd->store, sd->state_dir, err, sizeof(err)) != 0)
+      LOG_ERROR("state_save_failed", "err=%s", log_q(err));
+  }
+  status_refresh_expiry(sd->status);
+  config_sync_notify(sd->cs);
 }
 
 static void source_status(void *ud, char *name, size_t namelen, int *healthy, char *msg,
@@ -271,7 +314,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   LOG_INFO("stopping", "signal=%d version=%" PRIu64, signum, store_version(sd->store));
   admin_set_draining(sd->admin, 1);
   membership_close(sd->mb);
-  sd->closing = 6;
+  sd->closing = 7;
+  ocsp_stapler_close(sd->ocsp, closed_one, sd);
+  sd->ocsp = NULL;
   status_stop(sd->status, closed_one, sd);
   uv_close((uv_handle_t *)&sd->sigterm, signal_closed);
   uv_close((uv_handle_t *)&sd->sigint, signal_closed);
@@ -336,7 +381,8 @@ int main(int argc, char **argv) {
   const char *admin = "127.0.0.1:7001", *state_dir = NULL;
   const char *cert = NULL, *key = NULL, *ca = NULL, *kubeconfig = NULL, *publish = NULL;
   const char *default_cert = NULL, *default_key = NULL, *level = "info";
-  const char *expiry_warning = "14d";
+  const char *expiry_warning = "14d", *ocsp = "on";
+  uint32_t ocsp_timeout_ms = 5000, ocsp_min_refresh_ms = 60000;
   int insecure = 0;
   uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 5000;
   int restored = 0;
@@ -366,6 +412,16 @@ int main(int argc, char **argv) {
       {"log-level", FLAG_STRING, &level, "debug, info, warn or error (default info)", "LEVEL"},
       {"expiry-warning", FLAG_STRING, &expiry_warning,
        "flag certificates expiring within this (default 14d; units d, h, m, s)", "DURATION"},
+      {"ocsp", FLAG_STRING, &ocsp,
+       "on: fetch OCSP responses from the responders certificates name (AIA) and staple them; "
+       "off: never (default on)",
+       "on|off"},
+      {"ocsp-timeout", FLAG_DURATION_MS, &ocsp_timeout_ms,
+       "longest an OCSP fetch may take (default 5s)", "DURATION"},
+      {"ocsp-min-refresh", FLAG_DURATION_MS, &ocsp_min_refresh_ms,
+       "never refetch a good OCSP answer sooner than this (default 60s; answers are refetched "
+       "half-way to their nextUpdate)",
+       "DURATION"},
   };
   const size_t ndefs = sizeof(defs) / sizeof(defs[0]);
   char err[512];
@@ -390,6 +446,10 @@ int main(int argc, char **argv) {
   }
   if (have_tls && !(cert && key && ca)) {
     fprintf(stderr, "syncd: mTLS needs all of --cert, --key and --ca\n");
+    return 2;
+  }
+  if (strcmp(ocsp, "on") != 0 && strcmp(ocsp, "off") != 0) {
+    fprintf(stderr, "syncd: --ocsp: want on or off, got %s\n", ocsp);
     return 2;
   }
   if (!default_cert != !default_key) {
@@ -510,6 +570,16 @@ int main(int argc, char **argv) {
                                 .max_delay_ms = max_delay_ms,
                                 .default_cert_file = default_cert,
                                 .default_key_file = default_key};
+  if (!strcmp(ocsp, "on")) {
+    struct ocsp_stapler_opts oo = {
+        .timeout_ms = ocsp_timeout_ms,
+        .min_refresh_s = ocsp_min_refresh_ms / 1000 ? ocsp_min_refresh_ms / 1000 : 1,
+        .metrics = sd.metrics};
+    if (ocsp_stapler_new(sd.loop, &oo, on_ocsp_changed, &sd, &sd.ocsp) != 0) {
+      fprintf(stderr, "syncd: out of memory\n");
+      return 1;
+    }
+  }
   struct syncd_source_callbacks cb = {.on_update = on_desired};
   if (syncd_source_start(sd.loop, &o, &cb, &sd, &sd.source, err, sizeof(err)) != 0) {
     fprintf(stderr, "syncd: --source=%s: %s\n", source, err);
