@@ -131,6 +131,13 @@ static int snap_parse_endpoint(const Edge__V1__Endpoint *e, struct l7_endpoint *
 static int snap_cluster_policies(const Edge__V1__Cluster *pc, struct l7_cluster *cl, char *err,
                                  size_t errlen) {
   cl->tls_error = "";
+  if (pc->tls && pc->tls->server_name[0] &&
+      strspn(pc->tls->server_name, "abcdefghijklmnopqrstuvwxyz0123456789.-:") !=
+          strlen(pc->tls->server_name)) {
+    snap_err(err, errlen, "cluster %s: tls: server_name is not a DNS name or an IP address",
+             pc->name);
+    return -EINVAL;
+  }
   if (pc->tls) {
     int h2 = pc->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_H2C ||
              pc->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC;

@@ -26,6 +26,7 @@
 
 #include "common/base64.h"
 #include "syncd/default_cert.h"
+#include "syncd/ingress_policy.h"
 
 /* qsort that accepts an empty (NULL) array, which qsort itself must not be given. */
 static void sort_array(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *)) {
@@ -182,9 +183,10 @@ struct secret {
 
 struct ingress {
   struct kobj k;
-  const char *created; /* creationTimestamp, NULL when absent */
-  char *id;            /* "namespace/name" */
-  int order;           /* position oldest first */
+  const char *created;      /* creationTimestamp, NULL when absent */
+  char *id;                 /* "namespace/name" */
+  int order;                /* position oldest first */
+  struct ipol_ingress *pol; /* issue 20 policies (pool), once accepted */
 };
 
 struct route_opts {
@@ -199,6 +201,7 @@ struct annotations {
   int lb;       /* Edge__V1__LbPolicy */
   uint32_t connect_timeout_ms;
   struct route_opts ro;
+  struct ipol_ingress pol; /* client certificates, upstream TLS, health, breakers */
 };
 
 /* One path of one served Ingress, before conflicts are settled. */
@@ -222,6 +225,7 @@ struct cluster_ref {
   int ing;
   int protocol, lb;
   uint32_t connect_timeout_ms;
+  struct ipol_ingress pol;
 };
 
 struct tls_claim {
@@ -237,6 +241,7 @@ struct ctx {
   VEC(struct kobj) services;
   VEC(struct kobj) slices;
   VEC(struct secret) secrets;
+  VEC(struct kobj) configmaps;      /* CA bundles (edge.dev/auth-tls-configmap) */
   VEC(const char *) classes;        /* names of our IngressClasses */
   VEC(struct kobj) foreign_classes; /* IngressClasses of other controllers (for ignored) */
   int have_default_class;
@@ -468,11 +473,11 @@ static void index_object(struct ctx *c, json_t *o, const char *location, size_t 
   }
   count_kind(c, kind);
   const char *api = jstr(o, "apiVersion");
-  const char *want = !strcmp(kind, "Ingress") || !strcmp(kind, "IngressClass")
-                         ? "networking.k8s.io/v1"
-                     : !strcmp(kind, "EndpointSlice")                      ? "discovery.k8s.io/v1"
-                     : !strcmp(kind, "Service") || !strcmp(kind, "Secret") ? "v1"
-                                                                           : NULL;
+  const char *want =
+      !strcmp(kind, "Ingress") || !strcmp(kind, "IngressClass") ? "networking.k8s.io/v1"
+      : !strcmp(kind, "EndpointSlice")                          ? "discovery.k8s.io/v1"
+      : !strcmp(kind, "Service") || !strcmp(kind, "Secret") || !strcmp(kind, "ConfigMap") ? "v1"
+                                                                                          : NULL;
   if (!want) return; /* a kind we do not use: counted, otherwise ignored */
   struct kobj k = {.seq = seq};
   if (kobj_init(c, &k, o, location) < 0) {
@@ -498,6 +503,8 @@ static void index_object(struct ctx *c, json_t *o, const char *location, size_t 
     if (def && !strcmp(def, "true")) c->have_default_class = 1;
   } else if (!strcmp(kind, "Service")) {
     VEC_PUSH(c, c->services, k);
+  } else if (!strcmp(kind, "ConfigMap")) {
+    VEC_PUSH(c, c->configmaps, k);
   } else if (!strcmp(kind, "EndpointSlice")) {
     const char *svc = jstr(jpath(o, "metadata", "labels"), "kubernetes.io/service-name");
     if (!svc || !*svc) return; /* not owned by a Service: nothing routes to it */
@@ -593,13 +600,80 @@ static int ingress_id_cmp(const void *a, const void *b) {
 
 /* ---- pass 2: one Ingress ------------------------------------------------------- */
 
+/* ---- issue 20 policies (syncd/ingress_policy.h): what they may look up ---- */
+
+struct policy_ctx {
+  struct ctx *c;
+  json_t *ingress; /* NULL outside parsing */
+};
+
+static const char *policy_annotation(void *ud, const char *name) {
+  struct policy_ctx *pc = ud;
+  return pc->ingress ? annotation(pc->c, pc->ingress, name) : NULL;
+}
+
+/* data[key] (base64) or stringData[key] of object o; NULL with *why. */
+static const char *object_key(struct ctx *c, json_t *o, const char *key, size_t *len, int base64,
+                              const char **why) {
+  const char *plain = jstr(json_object_get(o, "stringData"), key);
+  const char *d = jstr(json_object_get(o, "data"), key);
+  if (plain || (d && !base64)) {
+    *len = strlen(plain ? plain : d);
+    return plain ? plain : d;
+  }
+  if (!d) {
+    *why = pool_printf(&c->pool, "has no key %s", key);
+    return NULL;
+  }
+  const char *out = base64_decode_pool(&c->pool, d, len);
+  if (!out) *why = pool_printf(&c->pool, "key %s is not valid base64", key);
+  return out;
+}
+
+static const char *policy_secret(void *ud, const char *ns, const char *name, const char *key,
+                                 size_t *len, const char **why) {
+  struct ctx *c = ((struct policy_ctx *)ud)->c;
+  char k[600];
+  snprintf(k, sizeof(k), "%s/%s", ns, name);
+  struct secret *s = find_first(c->secrets.v, c->secrets.n, sizeof(struct secret), k);
+  if (!s) return *why = "not found", NULL;
+  return object_key(c, s->k.o, key, len, 1, why);
+}
+
+static const char *policy_configmap(void *ud, const char *ns, const char *name, const char *key,
+                                    size_t *len, const char **why) {
+  struct ctx *c = ((struct policy_ctx *)ud)->c;
+  char k[600];
+  snprintf(k, sizeof(k), "%s/%s", ns, name);
+  struct kobj *m = find_first(c->configmaps.v, c->configmaps.n, sizeof(struct kobj), k);
+  if (!m) return *why = "not found", NULL;
+  /* only ConfigMaps marked as CA bundles: the kubernetes source watches no other */
+  if (!json_object_get(jpath(m->o, "metadata", "labels"), "edge.dev/ca-bundle"))
+    return *why = "is not labelled edge.dev/ca-bundle", NULL;
+  return object_key(c, m->o, key, len, 0, why); /* ConfigMap data is text */
+}
+
+static void *policy_alloc(void *ud, size_t n) {
+  return pool_alloc(&((struct policy_ctx *)ud)->c->pool, n);
+}
+
+static struct ipol_env policy_env(struct policy_ctx *pc, const char *ns) {
+  return (struct ipol_env){pc,          ns, policy_annotation, policy_secret, policy_configmap,
+                           policy_alloc};
+}
+
 static int parse_annotations(struct ctx *c, const struct ingress *ig, struct annotations *a,
                              char *err, size_t errlen) {
   memset(a, 0, sizeof(*a));
   const char *v;
   json_t *o = ig->k.o;
+  int proto_tls = 0;
   if ((v = annotation(c, o, "edge.dev/backend-protocol"))) {
-    if (!strcasecmp(v, "http1") || !strcasecmp(v, "http"))
+    if (!strcasecmp(v, "https") || !strcasecmp(v, "grpcs")) {
+      proto_tls = 1;
+      a->protocol = !strcasecmp(v, "grpcs") ? EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC
+                                            : EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_HTTP1;
+    } else if (!strcasecmp(v, "http1") || !strcasecmp(v, "http"))
       a->protocol = EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_HTTP1;
     else if (!strcasecmp(v, "h2c"))
       a->protocol = EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_H2C;
@@ -608,7 +682,7 @@ static int parse_annotations(struct ctx *c, const struct ingress *ig, struct ann
     else
       return snprintf(err, errlen,
                       "annotation edge.dev/backend-protocol has unknown value \"%s\" (want "
-                      "http1, h2c or grpc)",
+                      "http1, h2c, grpc, https or grpcs)",
                       v),
              -1;
   }
@@ -658,7 +732,11 @@ static int parse_annotations(struct ctx *c, const struct ingress *ig, struct ann
                     "annotation edge.dev/proxy-connect-timeout \"%s\" is not a number of seconds",
                     v),
            -1;
-  return 0;
+  struct policy_ctx pc = {c, o};
+  struct ipol_env env = policy_env(&pc, ig->k.ns);
+  int rc = ipol_parse(&env, proto_tls, &a->pol, err, errlen);
+  if (rc == -2) c->pool.oom = 1;
+  return rc < 0 ? -1 : 0;
 }
 
 /* Resolves an IngressBackend to a cluster name, recording the reference. NULL with err on error. */
@@ -720,7 +798,8 @@ static const char *resolve_backend(struct ctx *c, int ing_index, json_t *backend
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  struct cluster_ref r = {cl, s, found, ing_index, a->protocol, a->lb, a->connect_timeout_ms};
+  struct cluster_ref r = {cl,    s, found, ing_index, a->protocol, a->lb, a->connect_timeout_ms,
+                          a->pol};
   VEC_PUSH(c, c->clusters, r);
   return cl;
 }
@@ -747,6 +826,28 @@ static int valid_path_chars(const char *p) {
   for (; *p; p++)
     if ((unsigned char)*p <= 0x20 || *p == 0x7f) return 0;
   return 1;
+}
+
+/* Client certificates are asked for in the TLS handshake: every host of an
+ * Ingress that asks for them must be in its own spec.tls. */
+static int client_auth_hosts_have_tls(struct ctx *c, int i, size_t claims0, char *err,
+                                      size_t errlen) {
+  size_t first = c->cands.n;
+  while (first > 0 && c->cands.v[first - 1].ing == i) first--;
+  for (size_t k = first; k < c->cands.n; k++) {
+    const char *h = c->cands.v[k].host;
+    int found = 0;
+    for (size_t j = claims0; j < c->claims.n && !found; j++)
+      found = !strcmp(c->claims.v[j].host, h);
+    if (!found) {
+      snprintf(err, errlen,
+               "annotation edge.dev/auth-tls-%s: host %s is not in spec.tls (client certificates "
+               "are asked for in the TLS handshake)",
+               "secret/configmap", h[0] ? h : "(any)");
+      return -1;
+    }
+  }
+  return 0;
 }
 
 /* Validates Ingress i whole and, when it is valid, adds its candidates, clusters and claims. */
@@ -850,6 +951,11 @@ static void add_ingress(struct ctx *c, int i) {
       VEC_PUSH(c, c->claims, cl);
     }
   }
+  if (a.pol.has_client_auth && client_auth_hosts_have_tls(c, i, claims0, err, sizeof(err)) != 0)
+    goto bad;
+  ig->pol = pool_alloc(&c->pool, sizeof(*ig->pol));
+  if (!ig->pol) return;
+  *ig->pol = a.pol;
   if (db_cluster && c->default_backend_ing < 0) {
     c->default_backend_ing = i;
     c->default_backend_cluster = db_cluster;
@@ -1043,6 +1149,29 @@ static Edge__V1__SourceRef *ingress_ref(struct ctx *c, int ing, int rule, int pi
   return s;
 }
 
+/* A host's client certificate policy: the oldest contributing Ingress that
+ * asks for one sets it (every route of the host is protected); a younger
+ * one asking for something else is reported. */
+static Edge__V1__ClientAuth *host_client_auth(struct ctx *c, struct cand **w, size_t n) {
+  Edge__V1__ClientAuth *pick = NULL;
+  int pick_ing = -1;
+  for (size_t i = 0; i < n; i++) {
+    const struct ingress *ig = &c->ingresses.v[w[i]->ing];
+    if (!ig->pol || !ig->pol->has_client_auth) continue;
+    if (!pick || w[i]->ing < pick_ing) pick = &ig->pol->client_auth, pick_ing = w[i]->ing;
+  }
+  for (size_t i = 0; pick && i < n; i++) {
+    const struct ingress *ig = &c->ingresses.v[w[i]->ing];
+    if (w[i]->ing == pick_ing || !ig->pol || !ig->pol->has_client_auth ||
+        ipol_same_client_auth(pick, &ig->pol->client_auth))
+      continue;
+    reject(c, "Ingress", ig->k.ns, ig->k.name, ig->k.location,
+           "%s: client certificate settings for host %s differ from %s's, whose apply", ig->id,
+           w[i]->host[0] ? w[i]->host : "*", c->ingresses.v[pick_ing].id);
+  }
+  return pick;
+}
+
 /* Emits one VirtualHost for winners w[0..n) (all the same host); records certificate uses. */
 static void emit_vhost(struct ctx *c, struct cand **w, size_t n) {
   sort_array(w, n, sizeof(*w), cand_route_cmp);
@@ -1086,6 +1215,7 @@ static void emit_vhost(struct ctx *c, struct cand **w, size_t n) {
   vh.n_ingresses = n_ings;
   vh.ingresses = ings;
   vh.certificate = "";
+  vh.client_auth = host_client_auth(c, w, n);
   if (host[0]) {
     struct tls_claim key = {host, -1, NULL};
     /* lowest ing for this host: claims sorted by (host, ing) */
@@ -1300,6 +1430,10 @@ static void emit_cluster(struct ctx *c, const struct cluster_ref *ref) {
   cl.lb_policy = ref->lb;
   cl.protocol = ref->protocol;
   cl.connect_timeout_ms = ref->connect_timeout_ms;
+  struct ipol_ingress pol = ref->pol; /* this Service's copy: its own default TLS name */
+  struct policy_ctx pc = {c, NULL};
+  struct ipol_env env = policy_env(&pc, ref->svc->ns);
+  if (ipol_cluster(&env, &pol, ref->svc->name, &cl) != 0) c->pool.oom = 1;
   Edge__V1__SourceRef src;
   edge__v1__source_ref__init(&src);
   src.kind = "Service";
@@ -1423,6 +1557,7 @@ int translate_desired(const struct manifest_set *in, const struct translate_opts
    * apply (kobj_cmp puts it first). */
   sort_array(c.services.v, c.services.n, sizeof(struct kobj), kobj_cmp);
   sort_array(c.secrets.v, c.secrets.n, sizeof(struct secret), kobj_cmp);
+  sort_array(c.configmaps.v, c.configmaps.n, sizeof(struct kobj), kobj_cmp);
   /* Stable order among slices of one service is not needed: endpoints are sorted later. */
   sort_array(c.slices.v, c.slices.n, sizeof(struct kobj), kobj_cmp);
 
@@ -1494,6 +1629,7 @@ int translate_desired(const struct manifest_set *in, const struct translate_opts
   free(c.services.v);
   free(c.slices.v);
   free(c.secrets.v);
+  free(c.configmaps.v);
   free(c.classes.v);
   free(c.foreign_classes.v);
   free(c.cands.v);

@@ -43,6 +43,7 @@ KINDS = {
     "Service": ("/api/v1/services", "v1"),
     "EndpointSlice": ("/apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1"),
     "Secret": ("/api/v1/secrets", "v1"),
+    "ConfigMap": ("/api/v1/configmaps", "v1"),
 }
 PATH_TO_KIND = {v[0]: k for k, v in KINDS.items()}
 
@@ -100,6 +101,11 @@ STATE = State()
 
 
 def selected(kind, obj, query):
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in filter(None, query.get("labelSelector", [""])[0].split(",")):
+        key, eq, want = term.partition("=")  # "key" (exists) or "key=value"
+        if key not in labels or (eq and labels[key] != want):
+            return False
     sel = query.get("fieldSelector", [""])[0]
     if not sel:
         return True
