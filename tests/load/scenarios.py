@@ -26,6 +26,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -727,3 +728,97 @@ def failover(ctx):
     return [row] + [_row(ctx, p, "kill 1 of 2", status="n/a",
                          reason="edge-only (l4lb health checks and Maglev re-hashing)")
                     for p in ("nginx", "haproxy")]
+
+
+# ------------------------------------------- client certificates (issue 20, p20a)
+
+
+def _client_ca(env):
+    """A throw-away client CA and one client certificate (EC P-256), made
+    with the openssl command line. Returns (ca_pem_path, cert, key)."""
+    d = env.path("client-ca")
+    os.makedirs(d, exist_ok=True)
+    ca, cak = os.path.join(d, "ca.crt"), os.path.join(d, "ca.key")
+    crt, key, csr = (os.path.join(d, "client.crt"), os.path.join(d, "client.key"),
+                     os.path.join(d, "client.csr"))
+    if not os.path.exists(crt):
+        run = lambda *a: subprocess.run(list(a), check=True, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "2", "-subj", "/CN=load clients", "-keyout", cak, "-out", ca,
+            "-addext", "basicConstraints=critical,CA:TRUE")
+        run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-subj", "/CN=load-client", "-keyout", key, "-out", csr)
+        run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cak, "-set_serial", "7",
+            "-days", "2", "-out", crt)
+    return ca, crt, key
+
+
+def _tls_client_load(url, duration, conns, cert=None, key=None):
+    """tls_client_load.py (HTTPS keep-alive, optional client certificate):
+    the same figures as h.wrk."""
+    argv = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         "tls_client_load.py"), url, str(duration), str(conns)]
+    if cert:
+        argv += ["--cert=" + cert, "--key=" + key]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    m = re.search(r"^LOADSTATS (.*)$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        raise SetupError("tls_client_load failed (exit %d): %s" % (r.returncode, r.stderr[-500:]))
+    kv = {k: float(v) for k, v in (x.split("=") for x in m.group(1).split())}
+    errs = {k: int(kv[k]) for k in ("connect", "read", "status") if kv[k]}
+    return {"requests": int(kv["requests"]), "rate": kv["requests"] / (kv["duration_us"] / 1e6),
+            "p50": kv["p50"] / 1000, "p99": kv["p99"] / 1000, "p999": kv["p999"] / 1000,
+            "errors": sum(errs.values()),
+            "error_detail": ", ".join("%s=%d" % e for e in errs.items())}
+
+
+def client_certificate_sides(ctx, backend):
+    """The client-certificate rows of the policies scenario: edge over HTTPS
+    keep-alive (TLS 1.3, resumption off, 1 worker) on the same nginx
+    backend, the same client (tls_client_load.py: wrk cannot present a
+    certificate) and load; only the host's policy differs. Every request
+    passes (a trusted certificate). Returns measure_sides' sides."""
+    import json
+    ca, crt, key = _client_ca(ctx.env)
+    with open(ca) as f:
+        ca_pem = f.read()
+    server = h.make_cert(ctx.env)
+    with open(server[0]) as f1, open(server[1]) as f2:
+        pair = (f1.read(), f2.read())
+    conns = min(ctx.conns, 4)  # one Python process per connection
+    variants = [("https (plain route)", None, False),
+                ("https + client certificate (required)", {}, True),
+                ("https + client certificate, chain upstream", {"pass_certificate": True}, True)]
+    sides = []
+    for name, auth, present in variants:
+        def start(auth=auth, name=name):
+            cfg = json.loads(h.l7_config([backend.port], cert=pair))
+            if auth is not None:
+                vh = [r for r in cfg["resources"] if "virtual_host" in r][0]["virtual_host"]
+                vh["client_auth"] = dict(auth, mode="CLIENT_AUTH_MODE_REQUIRED", ca_pem=ca_pem)
+            proc, port, _, _ = h.start_l7proxy(
+                ctx.env, [backend.port], mode="https", config_text=json.dumps(cfg),
+                name="l7proxy-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
+            return [proc], port
+
+        def load(port, duration, present=present):
+            return _tls_client_load("https://127.0.0.1:%d/" % port, duration, conns,
+                                    cert=crt if present else None, key=key if present else None)
+        sides.append(("edge", start, load, {"variant": name}))
+    return sides
+
+
+@scenario("policies-tls",
+          "client certificates (issue 20): edge's CPU per request over HTTPS keep-alive with "
+          "a required client certificate, against the same route without one; "
+          "tls_client_load.py (wrk cannot present certificates)")
+def policies_tls(ctx):
+    backend = h.Backend(ctx.env)
+    rows = measure_sides(ctx, client_certificate_sides(ctx, backend))
+    plain = rows[0]["cpu_us"] if rows and rows[0]["status"] == "ok" else None
+    for r in rows[1:]:
+        if plain and r["status"] == "ok" and r["cpu_us"]:
+            r["note"] = "CPU/req %.2fx of plain https (+%.1f µs)" % (r["cpu_us"] / plain,
+                                                                     r["cpu_us"] - plain)
+    return rows
