@@ -223,7 +223,7 @@ def http_get(url, host=None, timeout=3):
     req = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read().decode()
+            return r.status, r.headers, r.read().decode()  # names case-insensitive (RFC 9110)
     except urllib.error.HTTPError as e:
         return e.code, {}, ""
     except OSError:
