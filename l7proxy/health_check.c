@@ -101,6 +101,8 @@ struct hc_target {
   int removing; /* taken out: freed when its handles have closed */
   int handles;
   struct metrics_counter *c_ok, *c_failed, *c_down, *c_up;
+  struct metrics_gauge *g_up; /* 1 UP, 0 DOWN: which endpoints are out, for operators */
+  char up_labels[640];
 };
 
 struct hc_checker {
@@ -170,6 +172,7 @@ static void finish(struct hc_target *t, int ok, const char *why) {
              t->endpoint, t->st.up ? "up" : "down", log_q(why));
     struct metrics_counter *tc = t->st.up ? t->c_up : t->c_down;
     if (tc) metrics_counter_inc(tc);
+    if (t->g_up) metrics_gauge_set(t->g_up, t->st.up ? 1 : 0);
   }
 }
 
@@ -348,6 +351,13 @@ static void t_metrics(struct hc_target *t) {
   t->c_down = metrics_counter(m, trans, trans_help, labels);
   snprintf(labels, sizeof(labels), "cluster=\"%s\",to=\"up\"", ec);
   t->c_up = metrics_counter(m, trans, trans_help, labels);
+  char ee[200];
+  metrics_escape_label(t->endpoint, ee, sizeof(ee));
+  snprintf(t->up_labels, sizeof(t->up_labels), "cluster=\"%s\",endpoint=\"%s\"", ec, ee);
+  t->g_up = metrics_gauge(m, "edge_l7_health_check_up",
+                          "1 while the health checker keeps an endpoint in, 0 while it is out.",
+                          t->up_labels);
+  if (t->g_up) metrics_gauge_set(t->g_up, t->st.up ? 1 : 0);
 }
 
 /* (Re)applies a cluster's settings to t. 0 or -ENOMEM. */
@@ -413,6 +423,8 @@ static struct hc_target *t_new(struct hc_checker *k, const char *key, const stru
 static void t_remove(struct hc_target *t) {
   t->removing = 1;
   atomic_store(&t->flag->down, 0); /* no checks: no verdict */
+  if (t->g_up) metrics_remove(t->k->metrics, "edge_l7_health_check_up", t->up_labels);
+  t->g_up = NULL;
   if (t->in_flight) {
     t->in_flight = 0;
     tls_conn_free(t->tc);

@@ -647,6 +647,10 @@ static json_t *snap_route_json(const struct l7_route *r) {
       (json_int_t)r->retries, "max_body_bytes", (json_int_t)r->max_body_bytes, "rewrite_prefix",
       r->rewrite_prefix, "host_has_tls", r->host_has_tls, "disable_ssl_redirect",
       r->disable_ssl_redirect, "source", r->source);
+  if (o && r->client_auth)
+    json_object_set_new(
+        o, "client_auth",
+        json_string(cauth_policy_required(r->client_auth) ? "required" : "optional"));
   if (o && r->redirect)
     json_object_set_new(
         o, "redirect",

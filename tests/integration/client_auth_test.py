@@ -108,6 +108,13 @@ class ClientAuthTest(unittest.TestCase):
     def seen(self, body):
         return json.loads(body)["headers"]
 
+    def test_config_shows_each_hosts_policy_without_the_ca(self):
+        _, cfg = self.proxy.admin_get("/config")
+        routes = {r["host"]: r.get("client_auth") for r in json.loads(cfg)["routes"]}
+        self.assertEqual(routes["a.test"], "required")
+        self.assertEqual(routes["o.test"], "optional")
+        self.assertIsNone(routes["b.test"])
+
     def test_required_without_a_certificate_is_400_and_counted(self):
         before = metric(self.proxy, 'edge_l7_client_cert_failures_total{reason="missing"}')
         st, body = self.curl("a.test")

@@ -298,9 +298,13 @@ class HealthCheckTest(Base):
              what="b taken out")
         # every worker sees the verdict: new connections never reach b
         self.assertEqual({json.loads(get(p.port, "/x")[2])["backend"] for _ in range(20)}, {"a"})
+        up = 'edge_l7_health_check_up{cluster="c",endpoint="127.0.0.1:%d"}'
+        self.assertEqual(metric(p, up % b.port), 0)
+        self.assertEqual(metric(p, up % a.port), 1)
         b.set_health(200)
         poll(lambda: served() == {"a", "b"}, what="b put back")
         self.assertIn('state=up', p.logtext())
+        self.assertEqual(metric(p, up % b.port), 1)
 
     def test_expected_status_range_decides_and_all_down_is_503(self):
         a = self.backend("a")
