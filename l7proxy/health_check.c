@@ -391,6 +391,12 @@ static int t_configure(struct hc_target *t, const struct l7_cluster *c,
     t->tls = utls_ctx_ref(c->tls);
   }
   memcpy(&t->addr, &e->addr, sizeof(t->addr));
+  if (hc->port) { /* a separate health port on the endpoint's address */
+    if (t->addr.ss_family == AF_INET)
+      ((struct sockaddr_in *)&t->addr)->sin_port = htons((uint16_t)hc->port);
+    else
+      ((struct sockaddr_in6 *)&t->addr)->sin6_port = htons((uint16_t)hc->port);
+  }
   return 0;
 }
 

@@ -11,7 +11,8 @@
  * so a verdict reaches all workers at once without a lock.
  *
  * Each checked endpoint runs one check at a time: every interval (±10 %
- * jitter) it connects (TLS when the cluster speaks TLS, with the cluster's
+ * jitter) it connects to the endpoint (or to its health port when the
+ * check names one) (TLS when the cluster speaks TLS, with the cluster's
  * context), sends "GET path HTTP/1.1" with Host (the configured host, else
  * the endpoint's address) and Connection: close, and reads the status line
  * (common/health's parser); a status in the expected range passes, any

@@ -152,7 +152,7 @@ static int snap_cluster_policies(const Edge__V1__Cluster *pc, struct l7_cluster 
   if (hc) {
     if (!hc->path[0] || hc->path[0] != '/' || strpbrk(hc->path, " \r\n\t") ||
         strpbrk(hc->host, " \r\n\t") || hc->expected_status_min > hc->expected_status_max ||
-        hc->expected_status_max > 599) {
+        hc->expected_status_max > 599 || hc->port > 65535) {
       snap_err(err, errlen, "cluster %s: health_check: bad path, host or expected status",
                pc->name);
       return -EINVAL;

@@ -282,7 +282,8 @@ static int parse_health_check(const struct ipol_env *env, struct ipol_ingress *o
                               size_t errlen) {
   static const char *const others[] = {"health-check-host",    "health-check-interval",
                                        "health-check-timeout", "health-check-rise",
-                                       "health-check-fall",    "health-check-expected-status"};
+                                       "health-check-fall",    "health-check-expected-status",
+                                       "health-check-port"};
   const char *path = env->annotation(env->ctx, A "health-check-path");
   if (!path) {
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
@@ -318,6 +319,8 @@ static int parse_health_check(const struct ipol_env *env, struct ipol_ingress *o
     return BAD("annotation " A "health-check-rise must be a number from 1 to 100");
   if ((v = env->annotation(env->ctx, A "health-check-fall")) && parse_u32(v, 1, 100, &h->fall))
     return BAD("annotation " A "health-check-fall must be a number from 1 to 100");
+  if ((v = env->annotation(env->ctx, A "health-check-port")) && parse_u32(v, 1, 65535, &h->port))
+    return BAD("annotation " A "health-check-port must be a port number from 1 to 65535");
   if ((v = env->annotation(env->ctx, A "health-check-expected-status")) &&
       ipol_parse_status_range(v, &h->expected_status_min, &h->expected_status_max) != 0)
     return BAD("annotation " A

@@ -19,7 +19,8 @@
  *                                       (default SERVICE.NAMESPACE.svc)
  *     edge.dev/health-check-path: /PATH  turns active checks on
  *     edge.dev/health-check-host, -interval, -timeout (5s, 500ms, or
- *       seconds), -rise, -fall (1..100), -expected-status (200 or 200-399)
+ *       seconds), -rise, -fall (1..100), -expected-status (200 or 200-399),
+ *       -port (an HTTP/1.1 health port on the endpoint's address)
  *     edge.dev/max-connections, max-pending-requests, max-retries (0..1e6)
  *
  * A Secret or ConfigMap must be in the Ingress's namespace ("NAME" or

@@ -328,6 +328,16 @@ class HealthCheckTest(Base):
         p.reload([cluster("c", [a.port]), vhost("vh", "a.test", [route("/", "c")])])
         poll(lambda: get(p.port, "/x")[0] == 200, what="no checks: a serves")
 
+    def test_a_health_port_is_checked_instead_of_the_serving_port(self):
+        a, health = self.backend("a"), self.backend("health")
+        health.set_health(503)  # a's own /health says 200: only the health port decides
+        hc = {"path": "/health", "interval_ms": 100, "rise": 1, "fall": 1, "port": health.port}
+        p = self.start([cluster("c", [a.port], health_check=hc),
+                        vhost("vh", "a.test", [route("/", "c")])])
+        poll(lambda: get(p.port, "/x")[0] == 503, what="a taken out by its health port")
+        health.set_health(200)
+        poll(lambda: get(p.port, "/x")[0] == 200, what="a back")
+
     def test_tls_cluster_is_checked_over_tls(self):
         self.pki.ca("upstream-ca")
         self.pki.leaf("svc", "upstream-ca", dns=["web.shop.svc"])

@@ -223,6 +223,8 @@ static void bad_values_reject_the_ingress_with_a_reason(void) {
        "\"300-200\"\n",
        1, "within 100..599"},
       {"    edge.dev/max-connections: lots\n", 1, "from 0 (unlimited)"},
+      {"    edge.dev/health-check-path: /h\n    edge.dev/health-check-port: \"70000\"\n", 1,
+       "port number from 1 to 65535"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     char *ig = ingress("a", "2024-01-01T00:00:00Z", "a.test", cases[i].tls, cases[i].ann);
@@ -307,6 +309,7 @@ static void health_check_and_breakers_become_cluster_fields(void) {
                      "    edge.dev/health-check-rise: \"3\"\n"
                      "    edge.dev/health-check-fall: \"4\"\n"
                      "    edge.dev/health-check-expected-status: 200-204\n"
+                     "    edge.dev/health-check-port: \"8081\"\n"
                      "    edge.dev/max-connections: \"100\"\n"
                      "    edge.dev/max-pending-requests: \"10\"\n"
                      "    edge.dev/max-retries: \"0\"\n");
@@ -323,6 +326,7 @@ static void health_check_and_breakers_become_cluster_fields(void) {
   CU_ASSERT_EQUAL(h->fall, 4);
   CU_ASSERT_EQUAL(h->expected_status_min, 200);
   CU_ASSERT_EQUAL(h->expected_status_max, 204);
+  CU_ASSERT_EQUAL(h->port, 8081);
   Edge__V1__CircuitBreakers *b = r->cluster->circuit_breakers;
   CU_ASSERT_PTR_NOT_NULL_FATAL(b);
   CU_ASSERT_EQUAL(b->max_connections, 100);
