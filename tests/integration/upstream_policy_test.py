@@ -89,6 +89,18 @@ class Silent:
         self.sock.close()
 
 
+def slow_get(port, path, host="a.test"):
+    """get() that waits up to 30 s for the answer (get() gives up after 5 s)."""
+    req = "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)
+    resp = l7t.raw(port, req.encode(), timeout=30)
+    head = resp.partition(b"\r\n\r\n")[0]
+    hdrs = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.decode("latin-1").partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return l7t.status_of(resp), hdrs, resp
+
+
 def dead_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -358,7 +370,7 @@ class CircuitBreakerTest(Base):
         a = self.backend("a")
         p = self.start([cluster("c", [a.port], breakers={"max_connections": 1}),
                         vhost("vh", "a.test", [route("/", "c")])], extra=("--workers=1",))
-        slow = threading.Thread(target=get, args=(p.port, "/slow?ms=3000"))
+        slow = threading.Thread(target=slow_get, args=(p.port, "/slow?ms=8000"))
         slow.start()
         poll(lambda: metric(p, "edge_l7_upstream_connections{state=\"active\"}") >= 1,
              what="the slow request holds the only connection")
@@ -375,7 +387,7 @@ class CircuitBreakerTest(Base):
         p = self.start([cluster("c", [a.port], breakers={"max_connections": 2}),
                         vhost("vh", "a.test", [route("/", "c")])], extra=("--workers=4",))
         results = []
-        threads = [threading.Thread(target=lambda: results.append(get(p.port, "/slow?ms=2500")))
+        threads = [threading.Thread(target=lambda: results.append(slow_get(p.port, "/slow?ms=6000")))
                    for _ in range(8)]
         for t in threads:
             t.start()
@@ -393,10 +405,10 @@ class CircuitBreakerTest(Base):
         self.procs.append(silent)
         self.pki.ca("upstream-ca")
         tls = {"ca_pem": self.pki.pem("upstream-ca"), "server_name": "x.svc"}
-        p = self.start([cluster("c", [silent.port], tls=tls, connect_timeout_ms=4000,
+        p = self.start([cluster("c", [silent.port], tls=tls, connect_timeout_ms=10000,
                                 breakers={"max_pending_requests": 1}),
                         vhost("vh", "a.test", [route("/", "c")])], extra=("--workers=1",))
-        waiting = threading.Thread(target=get, args=(p.port, "/first"))
+        waiting = threading.Thread(target=slow_get, args=(p.port, "/first"))
         waiting.start()
         poll(lambda: silent.conns, what="the first request's connection")
         st, hdrs, _ = get(p.port, "/second")
@@ -410,9 +422,9 @@ class CircuitBreakerTest(Base):
         dead = dead_port()
         p = self.start([cluster("c", [dead, silent.port], breakers={"max_retries": 1}),
                         vhost("vh", "a.test", [route("/", "c", retries=1,
-                                                     response_header_timeout_ms=4000)])],
+                                                     response_header_timeout_ms=10000)])],
                        extra=("--workers=1",))
-        first = threading.Thread(target=get, args=(p.port, "/first"))
+        first = threading.Thread(target=slow_get, args=(p.port, "/first"))
         first.start()  # dead endpoint, then a retry that hangs on the silent one
         poll(lambda: silent.conns, what="the first request's retry")
         st, hdrs, _ = get(p.port, "/second")  # dead endpoint again: its retry is refused
