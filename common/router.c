@@ -296,6 +296,13 @@ static long router_match_in(const struct router *r, long v, const char *path, si
   return -1;
 }
 
+const void *router_match_path(const struct router *r, const char *path, size_t pathlen) {
+  if (!r || r->n_vhosts == 0) return NULL;
+  router_clip_path(&path, &pathlen);
+  long idx = router_match_in(r, 0, path, pathlen);
+  return idx < 0 ? NULL : r->rules[idx].data;
+}
+
 long router_match_index(const struct router *r, const char *host, size_t hostlen, const char *path,
                         size_t pathlen) {
   if (!r) return -1;

@@ -82,6 +82,10 @@ void router_free(struct router *r);
 /* Returns the data of the winning rule, or NULL. Never allocates. */
 const void *router_match(const struct router *r, const char *host, size_t hostlen, const char *path,
                          size_t pathlen);
+/* For a router built from the rules of one host (one virtual host, as
+ * l7proxy's snapshot keeps them): the data of the rule that wins path,
+ * whatever the request host (the caller picked the host). NULL if none. */
+const void *router_match_path(const struct router *r, const char *path, size_t pathlen);
 /* As router_match, but returns the winning rule's index (or -1). */
 long router_match_index(const struct router *r, const char *host, size_t hostlen, const char *path,
                         size_t pathlen);

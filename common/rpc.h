@@ -13,10 +13,21 @@
  * sends are queued in order.
  *
  * Client streams reconnect by themselves with jittered exponential backoff
- * (initial 200 ms, doubling, capped, ±20 % jitter) until closed. Each
+ * (initial 200 ms, doubling, ±20 % jitter, capped: by default at 1 s, so a
+ * proxy or l4lb resyncs within about a second of syncd coming back; at
+ * the cap the delay is uniform in [0.8, 1] × cap, so N clients of a down
+ * server make at most N / (0.8 × cap) attempts per second) until closed. Each
  * attempt uses a fresh gRPC channel, so gRPC's own reconnect backoff never
  * adds to ours. A server sends its response headers as soon as it accepts
- * a call, which is how a client knows it really reached the server.
+ * a call, which is how a client knows it really reached the server; an
+ * attempt that gets no headers within the connect timeout is cancelled.
+ *
+ * A stream's target may name several servers (replicas of one service):
+ * "A:P,B:P" or a DNS name with several addresses (common/targets.h).
+ * Attempts go round the addresses, starting at a random one, so a client
+ * whose server dies reaches another one after one backoff (about 200 ms
+ * after a stream that was up); names are resolved again after each round.
+ * TLS checks the name an address was resolved from (or the override).
  *
  * gRPC's own log lines are routed through common/log (msg=grpc, level
  * warn for gRPC errors such as a rejected TLS handshake).
@@ -108,15 +119,22 @@ struct rpc_stream_callbacks {
   void (*on_close)(void *ud, int status, const char *details, uint32_t backoff_ms);
 };
 
+/* Reconnect backoff cap: the default, and the lowest a daemon flag may set
+ * (lower would hammer a down server). */
+#define RPC_RECONNECT_MAX_DEFAULT_MS 1000
+#define RPC_RECONNECT_MAX_MIN_MS 100
+
 struct rpc_stream_opts {
-  const char *target; /* "127.0.0.1:7000" */
+  const char *target; /* "127.0.0.1:7000", "10.0.0.1:7000,10.0.0.2:7000", "syncd.svc:7000" */
   const char *method; /* "/edge.v1.ConfigSync/Stream" */
   struct rpc_creds creds;
-  uint32_t backoff_initial_ms; /* 0: 200 */
-  uint32_t backoff_max_ms;     /* 0: 10000 */
+  uint32_t backoff_initial_ms; /* 0: 200 (lowered to the cap if above it) */
+  uint32_t backoff_max_ms;     /* 0: RPC_RECONNECT_MAX_DEFAULT_MS */
   /* The backoff resets to initial once a stream stays up this long after
    * the server's response headers arrived, or receives a message (0: 5000). */
   uint32_t backoff_reset_ms;
+  /* Longest wait for the server's response headers (0: 3000). */
+  uint32_t connect_timeout_ms;
 };
 
 /* Opens a reconnecting client stream. Strings in opts are copied. */
@@ -130,6 +148,9 @@ int rpc_stream_send(struct rpc_stream *s, const uint8_t *data, size_t len);
 int rpc_stream_close_send(struct rpc_stream *s);
 /* 1 when a call is currently open. */
 int rpc_stream_is_open(const struct rpc_stream *s);
+/* The address of the current (or last) attempt ("10.0.0.2:7000"), "" before
+ * the first; valid until the next attempt starts. */
+const char *rpc_stream_target(const struct rpc_stream *s);
 /* Cancels the current call, stops reconnecting and frees the stream once
  * gRPC has released it; done(arg) then runs on the loop (may be NULL). No
  * other callback runs after this returns. */

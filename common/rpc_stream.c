@@ -3,6 +3,14 @@
  * each on a fresh channel with its own subchannel pool, so gRPC's own
  * reconnect backoff never delays ours; between attempts a uv timer waits
  * the jittered backoff. An attempt is freed when its last batch completes.
+ *
+ * Several targets (common/targets: "A:P,B:P" or a name with several
+ * addresses): each attempt goes to the next address of the list, starting
+ * at a random one so that clients spread over the replicas; names are
+ * resolved again (off the loop) once every address of the list has been
+ * tried. The same timer bounds how long an attempt may wait for the
+ * server's response headers, so an address that swallows packets costs
+ * one connect timeout, not gRPC's own (10 s and more).
  */
 #include "common/rpc_internal.h"
 
@@ -14,6 +22,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/targets.h"
 
 /* One call of a reconnecting stream, on its own channel. */
 struct rpc_attempt {
@@ -35,7 +44,14 @@ struct rpc_attempt {
 
 struct rpc_stream {
   struct rpc_runtime *rt;
-  char *target, *method, *name_override;
+  char *target, *method, *name_override; /* target: the spec as given */
+  struct target_list list;
+  struct target_addrs addrs;             /* resolved; empty until the first resolution */
+  size_t next;                           /* index in addrs of the next attempt */
+  size_t tried;                          /* attempts since the last resolution */
+  struct targets_resolve *resolving;     /* a resolution in flight */
+  char cur_target[TARGETS_HOST_MAX + 8]; /* address of the current (or last) attempt */
+  uint32_t connect_timeout;
   grpc_channel_credentials *creds;
   struct rpc_stream_callbacks cb;
   void *ud;
@@ -54,6 +70,8 @@ static void rpc_stream_maybe_free(struct rpc_stream *s) {
   void (*done)(void *) = s->done;
   void *arg = s->done_arg;
   grpc_channel_credentials_release(s->creds);
+  targets_free(&s->list);
+  targets_addrs_free(&s->addrs);
   free(s->target);
   free(s->method);
   free(s->name_override);
@@ -77,14 +95,23 @@ static void rpc_attempt_release(struct rpc_attempt *a) {
   rpc_stream_maybe_free(s);
 }
 
-static uint32_t rpc_stream_jitter(struct rpc_stream *s, uint32_t ms) {
-  /* xorshift64: enough to spread reconnects of many proxies. */
+/* xorshift64: enough to spread reconnects of many proxies. */
+static uint64_t rpc_stream_rand(struct rpc_stream *s) {
   s->rng ^= s->rng << 13;
   s->rng ^= s->rng >> 7;
   s->rng ^= s->rng << 17;
+  return s->rng;
+}
+
+static uint32_t rpc_stream_jitter(struct rpc_stream *s, uint32_t ms) {
+  uint64_t r = rpc_stream_rand(s);
   uint64_t span = (uint64_t)ms * 2 / 5; /* ±20 % */
-  uint64_t v = (uint64_t)ms - span / 2 + (span ? s->rng % (span + 1) : 0);
-  return v > s->backoff_max ? s->backoff_max : (uint32_t)v;
+  uint64_t v = (uint64_t)ms - span / 2 + (span ? r % (span + 1) : 0);
+  /* Past the cap, reflect rather than clamp: clamping would put half of
+   * all clients at exactly the cap, in step. ms <= cap, so v <= 1.2 cap
+   * and the reflection stays >= 0.8 cap. */
+  uint64_t max = s->backoff_max;
+  return (uint32_t)(v > max ? 2 * max - v : v);
 }
 
 static void rpc_stream_on_timer(uv_timer_t *t);
@@ -104,8 +131,8 @@ static void rpc_attempt_end(struct rpc_attempt *a) {
   s->backoff_cur = next > s->backoff_max ? s->backoff_max : (uint32_t)next;
   uv_timer_start(&s->timer, rpc_stream_on_timer, delay, 0);
   char *details = grpc_slice_to_c_string(a->details);
-  LOG_DEBUG("rpc_stream_closed", "target=%s status=%d details=%s backoff_ms=%u", s->target,
-            (int)a->status, log_q(details), delay);
+  LOG_DEBUG("rpc_stream_closed", "target=%s address=%s status=%d details=%s backoff_ms=%u",
+            log_q(s->target), log_q(s->cur_target), (int)a->status, log_q(details), delay);
   if (s->cb.on_close) s->cb.on_close(s->ud, (int)a->status, details, delay);
   gpr_free(details);
 }
@@ -161,6 +188,7 @@ static void rpc_attempt_on_start(struct rpc_tag *tag, int ok) {
   if (ok && !a->status_done && !a->s->closing) {
     a->connected_at = uv_now(a->s->rt->loop);
     if (a->connected_at == 0) a->connected_at = 1;
+    if (a->s->cur == a) uv_timer_stop(&a->s->timer); /* the connect timeout */
     rpc_attempt_arm_recv(a);
   }
   rpc_attempt_release(a);
@@ -201,7 +229,65 @@ static void rpc_attempt_on_status(struct rpc_tag *tag, int ok) {
   rpc_attempt_release(a);
 }
 
+static void rpc_stream_start_attempt(struct rpc_stream *s);
+
+/* Chooses where the next attempt goes after a (re)resolution: the address
+ * after the last one tried when it is still listed, else a random one. */
+static void rpc_stream_set_addrs(struct rpc_stream *s, struct target_addrs *addrs) {
+  targets_addrs_free(&s->addrs);
+  s->addrs = *addrs;
+  memset(addrs, 0, sizeof(*addrs));
+  int last = s->cur_target[0] ? targets_addrs_find(&s->addrs, s->cur_target) : -1;
+  s->next = last >= 0 ? ((size_t)last + 1) % s->addrs.n
+                      : (size_t)((rpc_stream_rand(s) >> 11) % s->addrs.n);
+  s->tried = 0;
+}
+
+static void rpc_stream_on_resolved(void *ud, int status, struct target_addrs *addrs,
+                                   const char *reason) {
+  struct rpc_stream *s = ud;
+  s->resolving = NULL;
+  if (s->closing) return;
+  if (status == 0) {
+    rpc_stream_set_addrs(s, addrs);
+  } else if (s->addrs.n == 0) {
+    /* Nothing to try: wait like after a failed attempt. */
+    uint32_t delay = rpc_stream_jitter(s, s->backoff_cur);
+    uint64_t next = (uint64_t)s->backoff_cur * 2;
+    s->backoff_cur = next > s->backoff_max ? s->backoff_max : (uint32_t)next;
+    LOG_WARN("rpc_resolve_failed", "target=%s reason=%s retry_ms=%u", log_q(s->target),
+             log_q(reason), delay);
+    uv_timer_start(&s->timer, rpc_stream_on_timer, delay, 0);
+    return;
+  } else {
+    /* Keep the addresses resolved before. */
+    LOG_WARN("rpc_resolve_failed", "target=%s reason=%s keeping=%zu", log_q(s->target),
+             log_q(reason), s->addrs.n);
+    s->tried = 0;
+  }
+  rpc_stream_start_attempt(s);
+}
+
+/* 1 when the addresses must be (re)resolved before the next attempt. */
+static int rpc_stream_needs_resolve(const struct rpc_stream *s) {
+  return s->list.has_names && (s->addrs.n == 0 || s->tried >= s->addrs.n);
+}
+
 static void rpc_stream_start_attempt(struct rpc_stream *s) {
+  if (rpc_stream_needs_resolve(s)) {
+    if (!s->resolving &&
+        targets_resolve(s->rt->loop, &s->list, rpc_stream_on_resolved, s, &s->resolving) != 0) {
+      LOG_ERROR("rpc_resolve_failed", "target=%s reason=%s", log_q(s->target),
+                log_q("out of memory"));
+      uv_timer_start(&s->timer, rpc_stream_on_timer, s->backoff_max, 0);
+    }
+    return;
+  }
+  const struct target_addr *to = &s->addrs.v[s->next];
+  s->next = (s->next + 1) % s->addrs.n;
+  s->tried++;
+  snprintf(s->cur_target, sizeof(s->cur_target), "%s", to->addr);
+  const char *name = s->name_override ? s->name_override : (to->name[0] ? to->name : NULL);
   struct rpc_attempt *a = calloc(1, sizeof(*a));
   if (!a) goto retry;
   a->s = s;
@@ -212,7 +298,7 @@ static void rpc_stream_start_attempt(struct rpc_stream *s) {
   a->details = grpc_empty_slice();
   grpc_metadata_array_init(&a->md_initial);
   grpc_metadata_array_init(&a->md_trailing);
-  a->ch = rpc_channel_new(s->target, s->creds, s->name_override);
+  a->ch = rpc_channel_new(to->addr, s->creds, name);
   a->call = a->ch ? grpc_channel_create_call(a->ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->rt->cq,
                                              grpc_slice_from_static_string(s->method), NULL,
                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
@@ -249,6 +335,8 @@ static void rpc_stream_start_attempt(struct rpc_stream *s) {
   a->refs++;
   s->attempts_live++;
   s->cur = a;
+  /* Until the server's headers arrive, the timer is the connect timeout. */
+  uv_timer_start(&s->timer, rpc_stream_on_timer, s->connect_timeout, 0);
   if (s->cb.on_open) s->cb.on_open(s->ud);
   return;
 retry:
@@ -257,22 +345,44 @@ retry:
 
 static void rpc_stream_on_timer(uv_timer_t *t) {
   struct rpc_stream *s = t->data;
-  if (!s->closing && !s->cur) rpc_stream_start_attempt(s);
+  if (s->closing) return;
+  if (!s->cur) {
+    rpc_stream_start_attempt(s);
+  } else if (!s->cur->connected_at && !s->cur->status_done) {
+    char why[sizeof(s->cur_target) + 64];
+    snprintf(why, sizeof(why), "no answer from %s within %u ms", s->cur_target, s->connect_timeout);
+    grpc_call_cancel_with_status(s->cur->call, GRPC_STATUS_UNAVAILABLE, why, NULL);
+  }
 }
 
 int rpc_stream_open(struct rpc_runtime *rt, const struct rpc_stream_opts *opts,
                     const struct rpc_stream_callbacks *cb, void *ud, struct rpc_stream **out) {
   if (!rt || !opts || !opts->target || !opts->method || !cb || !out) return RPC_ERR_INVALID;
   char err[256];
+  struct target_list list;
+  if (targets_parse(opts->target, &list, err, sizeof(err)) != 0) {
+    LOG_ERROR("rpc_target_invalid", "target=%s reason=%s", log_q(opts->target), log_q(err));
+    return RPC_ERR_INVALID;
+  }
+  struct target_addrs literal = {0};
+  if (!list.has_names && targets_resolve_blocking(&list, &literal, err, sizeof(err)) != 0) {
+    LOG_ERROR("rpc_target_invalid", "target=%s reason=%s", log_q(opts->target), log_q(err));
+    targets_free(&list);
+    return RPC_ERR_INVALID;
+  }
   grpc_channel_credentials *creds = NULL;
   int rc = rpc_channel_creds(&opts->creds, &creds, err, sizeof(err));
   if (rc < 0) {
     LOG_ERROR("rpc_creds_failed", "target=%s reason=%s", opts->target, log_q(err));
+    targets_free(&list);
+    targets_addrs_free(&literal);
     return rc;
   }
   struct rpc_stream *s = calloc(1, sizeof(*s));
   if (!s) {
     grpc_channel_credentials_release(creds);
+    targets_free(&list);
+    targets_addrs_free(&literal);
     return RPC_ERR_NOMEM;
   }
   s->rt = rt;
@@ -284,11 +394,14 @@ int rpc_stream_open(struct rpc_runtime *rt, const struct rpc_stream_opts *opts,
   s->cb = *cb;
   s->ud = ud;
   s->backoff_initial = opts->backoff_initial_ms ? opts->backoff_initial_ms : 200;
-  s->backoff_max = opts->backoff_max_ms ? opts->backoff_max_ms : 10000;
-  if (s->backoff_max < s->backoff_initial) s->backoff_max = s->backoff_initial;
+  s->backoff_max = opts->backoff_max_ms ? opts->backoff_max_ms : RPC_RECONNECT_MAX_DEFAULT_MS;
+  if (s->backoff_initial > s->backoff_max) s->backoff_initial = s->backoff_max;
   s->backoff_reset = opts->backoff_reset_ms ? opts->backoff_reset_ms : 5000;
   s->backoff_cur = s->backoff_initial;
   s->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)s) | 1;
+  s->connect_timeout = opts->connect_timeout_ms ? opts->connect_timeout_ms : 3000;
+  s->list = list;
+  if (literal.n) rpc_stream_set_addrs(s, &literal);
   uv_timer_init(rt->loop, &s->timer);
   s->timer.data = s;
   /* The first attempt starts from the loop, so on_open never runs inside
@@ -336,6 +449,12 @@ void rpc_stream_close(struct rpc_stream *s, void (*done)(void *arg), void *arg) 
     rpc_sendq_clear(&s->cur->q);
     s->cur = NULL;
   }
+  if (s->resolving) targets_resolve_cancel(s->resolving);
+  s->resolving = NULL;
   uv_timer_stop(&s->timer);
   uv_close((uv_handle_t *)&s->timer, rpc_stream_on_timer_closed);
+}
+
+const char *rpc_stream_target(const struct rpc_stream *s) {
+  return s ? s->cur_target : "";
 }

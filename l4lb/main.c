@@ -4,12 +4,12 @@
  * Threads: the main thread runs one libuv loop with the admin endpoint,
  * the health checkers, the syncd watch (through common/rpc) and signals;
  * --workers threads run forward.c's data path. The main thread owns the
- * membership list and every health decision; whenever the eligible set
- * (healthy and not draining) changes it builds a new snapshot (Maglev
- * table) and publishes it, and workers pick it up on their next accept.
- * Workers report connect failures through an atomic counter per backend
- * and a uv_async wake-up; the main thread feeds them to the rise/fall
- * state machine as failed checks.
+ * replica list (members.c: sets, health decisions, the panic-threshold
+ * hold-back); whenever the eligible set (healthy and not draining) changes
+ * it builds a new snapshot (Maglev table) and publishes it, and workers
+ * pick it up on their next accept. Workers report connect failures
+ * through an atomic counter per backend and a uv_async wake-up; the main
+ * thread feeds them to the rise/fall state machine as failed checks.
  *
  * --mode=xdp (packet_mode.c) replaces the workers with an XDP program on
  * --interface: every snapshot is also pushed into its maps, and there are
@@ -35,12 +35,15 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/targets.h"
 #include "l4lb/backend.h"
 #include "l4lb/checker.h"
 #include "l4lb/forward.h"
 #include "l4lb/maglev.h"
+#include "l4lb/members.h"
 #include "l4lb/membership.h"
 #include "l4lb/packet_mode.h"
+#include "l4lb/syncds.h"
 
 #define L4LB_VERSION "0.1.0"
 #define DRAIN_POLL_MS 100
@@ -54,25 +57,23 @@ struct l4lb {
   long conn_table_size;
   const char *syncd, *cert, *key, *ca, *node_id, *hash, *admin_addr, *log_level, *cache_dir;
   int insecure, proxy_protocol, splice;
-  long workers, table_size, rise, fall;
+  long workers, table_size, rise, fall, panic_threshold;
   uint32_t connect_timeout_ms, check_interval_ms, check_timeout_ms, drain_timeout_ms;
+  uint32_t reconnect_max_ms, syncd_view_timeout_ms;
   enum maglev_hash_mode hash_mode;
 
   /* runtime */
   struct metrics_registry *metrics;
-  struct metrics_counter *m_rebuilds;
-  struct metrics_gauge *m_table_backends, *m_members;
   struct admin_server *admin;
   struct l4_forwarder *fwd;
   struct l4_packet *packet; /* --mode=xdp */
   struct l4_packet_vip *vips;
   struct rpc_runtime *rpc;
-  struct l4_watch *watch;
-  char **bound;     /* actual listen addresses */
-  int *bound_https; /* per listener: 1 forwards to the replicas' https_address */
+  struct l4_syncds *syncds; /* one Membership.Watch per syncd replica */
+  char **bound;             /* actual listen addresses */
+  int *bound_https;         /* per listener: 1 forwards to the replicas' https_address */
   size_t nbound;
-  struct l4_backend **members;
-  size_t nmembers;
+  struct l4_members *members;
   uint64_t members_version;
   uv_async_t failures_wake;
   uv_signal_t sigterm, sigint;
@@ -84,56 +85,38 @@ struct l4lb {
 
 static struct l4lb g;
 
-/* ---- snapshot rebuild ------------------------------------------------------- */
+/* ---- members, health ---------------------------------------------------------- */
 
-static int eligible(const struct l4_backend *b) {
-  return b->health.up && !b->draining;
-}
-
-static void rebuild(const char *why) {
-  struct l4_backend **set = calloc(g.nmembers ? g.nmembers : 1, sizeof(*set));
-  if (!set) {
-    LOG_ERROR("rebuild_failed", "reason=%s", log_q("out of memory; keeping the last table"));
+/* Every snapshot also goes to the XDP program in packet mode, with the
+ * whole membership (before workers can pick the snapshot up). */
+static void on_snapshot(void *ud, const struct l4_snapshot *s) {
+  if (!g.packet) return;
+  size_t n = l4_members_count(g.members);
+  struct l4_backend **all = calloc(n ? n : 1, sizeof(*all));
+  if (!all) {
+    LOG_ERROR("packet_apply_failed", "reason=%s", log_q("out of memory"));
     return;
   }
-  size_t n = 0;
-  for (size_t i = 0; i < g.nmembers; i++)
-    if (eligible(g.members[i])) set[n++] = g.members[i];
-  struct l4_snapshot *s;
-  char err[256];
-  uint64_t t0 = uv_hrtime();
-  if (l4_snapshot_new(set, n, (uint32_t)g.table_size, &s, err, sizeof(err)) != 0) {
-    LOG_ERROR("rebuild_failed", "reason=%s", log_q(err));
-    free(set);
-    return;
-  }
-  free(set);
-  if (g.packet) l4_packet_apply(g.packet, s, g.members, g.nmembers);
-  l4_snapshot_publish(s);
-  metrics_counter_inc(g.m_rebuilds);
-  if (g.m_table_backends) metrics_gauge_set(g.m_table_backends, (double)n);
-  if (g.m_members) metrics_gauge_set(g.m_members, (double)g.nmembers);
-  if (g.admin) admin_set_ready(g.admin, n > 0);
-  LOG_INFO("table_rebuilt", "why=%s backends=%zu of=%zu size=%ld build_us=%llu", log_q(why), n,
-           g.nmembers, g.table_size, (unsigned long long)((uv_hrtime() - t0) / 1000));
+  for (size_t i = 0; i < n; i++) all[i] = l4_members_at(g.members, i);
+  l4_packet_apply(g.packet, s, all, n);
+  free(all);
 }
-
-static void set_up_gauge(struct l4_backend *b) {
-  if (b->m_up) metrics_gauge_set(b->m_up, b->health.up ? 1 : 0);
-}
-
-/* ---- health ------------------------------------------------------------------- */
 
 static void on_check_result(void *ud, struct l4_backend *b, int ok, const char *why) {
-  if (!health_observe(&b->health, ok)) {
-    LOG_DEBUG(ok ? "check_passed" : "check_failed", "backend=%s reason=%s", log_q(b->name),
-              log_q(why));
-    return;
-  }
-  set_up_gauge(b);
-  LOG_INFO(b->health.up ? "backend_up" : "backend_down", "backend=%s reason=%s", log_q(b->name),
-           log_q(why));
-  rebuild(b->health.up ? "backend up" : "backend down");
+  l4_members_check_result(g.members, b, ok, why);
+}
+
+static void start_checker(void *ud, struct l4_backend *b) {
+  struct l4_checker_config cc = {g.check_interval_ms, g.check_timeout_ms};
+  l4_checker_start(g.loop, b, &cc, on_check_result, NULL);
+}
+
+static void stop_checker(void *ud, struct l4_backend *b) {
+  l4_checker_stop(b);
+}
+
+static void on_published(void *ud, size_t eligible) {
+  if (g.admin) admin_set_ready(g.admin, eligible > 0);
 }
 
 /* Worker threads call this after bumping b->connect_failures. */
@@ -142,102 +125,36 @@ static void notify_connect_failure(void *ud, struct l4_backend *b) {
 }
 
 static void on_failures_wake(uv_async_t *a) {
-  for (size_t i = 0; i < g.nmembers; i++) {
-    struct l4_backend *b = g.members[i];
-    uint64_t now = atomic_load(&b->connect_failures);
-    while (b->failures_seen < now) {
-      b->failures_seen++;
-      if (b->health.up) on_check_result(NULL, b, 0, "connect failed (passive)");
-    }
-  }
+  l4_members_poll_failures(g.members);
 }
 
-/* ---- membership --------------------------------------------------------------- */
-
-static struct l4_backend *find_member(const char *name) {
-  for (size_t i = 0; i < g.nmembers; i++)
-    if (strcmp(g.members[i]->name, name) == 0) return g.members[i];
-  return NULL;
-}
-
-static int same_addresses(const struct l4_backend *b, const struct l4_member *m) {
-  const char *check = b->check_address ? b->check_address : "";
-  const char *https = b->https_address ? b->https_address : "";
-  return strcmp(b->address, m->address) == 0 && strcmp(check, m->check) == 0 &&
-         strcmp(https, m->https) == 0;
-}
-
-static void drop_member(struct l4_backend *b) {
-  l4_checker_stop(b);
-  l4_backend_forget_metrics(b);
-  l4_backend_unref(b);
-}
-
-/* Replaces the membership with m[0..n); keeps the health of backends whose
- * name and addresses are unchanged. */
-static void apply_members(const struct l4_member *m, size_t n, const char *source) {
-  struct l4_backend **next = calloc(n ? n : 1, sizeof(*next));
-  if (!next) {
-    LOG_ERROR("membership_failed", "reason=%s", log_q("out of memory; keeping the last set"));
-    return;
-  }
-  /* 1. drop members that left or changed address (before creating their
-   * replacements, which register the same metric series) */
-  size_t kept = 0;
-  for (size_t i = 0; i < g.nmembers; i++) {
-    struct l4_backend *b = g.members[i];
-    const struct l4_member *want = NULL;
-    for (size_t j = 0; j < n && !want; j++)
-      if (strcmp(m[j].name, b->name) == 0) want = &m[j];
-    if (want && same_addresses(b, want)) {
-      g.members[kept++] = b;
-      continue;
-    }
-    LOG_INFO("backend_removed", "backend=%s", log_q(b->name));
-    drop_member(b);
-  }
-  g.nmembers = kept;
-  /* 2. build the new list in the given order */
-  size_t k = 0;
-  for (size_t j = 0; j < n; j++) {
-    struct l4_backend *b = find_member(m[j].name);
-    if (b) {
-      l4_backend_ref(b);
-    } else {
-      char err[256];
-      if (l4_backend_new(m[j].name, m[j].address, m[j].check[0] ? m[j].check : NULL, m[j].weight,
-                         (int)g.rise, (int)g.fall, g.metrics, &b, err, sizeof(err)) != 0) {
-        LOG_WARN("backend_rejected", "reason=%s", log_q(err));
-        continue;
-      }
-      if (l4_backend_set_https(b, m[j].https, err, sizeof(err)) != 0) {
-        LOG_WARN("backend_https_ignored", "reason=%s", log_q(err));
-      }
-      b->failures_seen = 0;
-      set_up_gauge(b);
-      struct l4_checker_config cc = {g.check_interval_ms, g.check_timeout_ms};
-      l4_checker_start(g.loop, b, &cc, on_check_result, NULL);
-      LOG_INFO("backend_added", "backend=%s address=%s https=%s check=%s weight=%u draining=%d",
-               log_q(b->name), log_q(b->address), log_q(b->https_address ? b->https_address : ""),
-               log_q(b->check_address ? b->check_address : "tcp"), m[j].weight, m[j].draining);
-    }
-    if (b->draining != m[j].draining)
-      LOG_INFO(m[j].draining ? "backend_draining" : "backend_undrained", "backend=%s",
-               log_q(b->name));
-    b->weight = m[j].weight ? m[j].weight : 1;
-    b->draining = m[j].draining;
-    next[k++] = b;
-  }
-  for (size_t i = 0; i < g.nmembers; i++) l4_backend_unref(g.members[i]);
-  free(g.members);
-  g.members = next;
-  g.nmembers = k;
-  rebuild(source);
-}
-
+/* The union of the syncd replicas' sets changed (l4lb/syncds.c). */
 static void on_membership(void *ud, const struct l4_member *m, size_t n, uint64_t version) {
   g.members_version = version;
-  apply_members(m, n, "membership update");
+  l4_members_apply(g.members, m, n, 1, "membership update");
+  if (!g.cache_dir) return;
+  uint8_t *buf;
+  size_t len;
+  char err[256];
+  if (l4_member_encode_set(m, n, version, &buf, &len) != 0) return;
+  if (l4_member_cache_save(g.cache_dir, buf, len, err, sizeof(err)) != 0)
+    LOG_WARN("membership_cache_failed", "reason=%s", log_q(err));
+  free(buf);
+}
+
+/* /config: what each syncd replica said, and the merge state. */
+static json_t *syncd_views_json(void) {
+  json_t *arr = json_array();
+  const struct l4_union *u = l4_syncds_union(g.syncds);
+  for (size_t i = 0; u && i < l4_union_views(u); i++) {
+    const struct l4_union_view *v = l4_union_view_at(u, i);
+    json_t *names = json_array();
+    for (size_t k = 0; k < v->n; k++) json_array_append_new(names, json_string(v->m[k].name));
+    json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:b, s:I, s:o}", "syncd", v->src,
+                                         "replica", v->replica, "up", v->up, "synced", v->synced,
+                                         "version", (json_int_t)v->version, "replicas", names));
+  }
+  return arr;
 }
 
 /* Starts from the set saved by the last run (until syncd answers, which
@@ -259,7 +176,7 @@ static void load_cache(void) {
   LOG_INFO("membership_cache_loaded", "dir=%s version=%llu replicas=%zu", log_q(g.cache_dir),
            (unsigned long long)version, n);
   g.members_version = version;
-  apply_members(m, n, "cache");
+  l4_members_apply(g.members, m, n, 0, "cache");
   free(m);
 }
 
@@ -308,9 +225,12 @@ static void handle_config(void *ud, const char *path, const char *query,
   json_object_set_new(root, "workers", json_integer(g.workers));
   json_object_set_new(root, "membership", json_string(g.syncd ? "syncd" : "static"));
   json_object_set_new(root, "membership_version", json_integer((json_int_t)g.members_version));
+  if (g.syncds) json_object_set_new(root, "syncd_views", syncd_views_json());
   json_object_set_new(root, "draining", json_boolean(g.draining));
   json_object_set_new(root, "table_generation", json_integer(s ? (json_int_t)s->generation : 0));
   json_object_set_new(root, "table_backends", json_integer(s ? (json_int_t)s->n : 0));
+  json_object_set_new(root, "panic_threshold", json_integer(g.panic_threshold));
+  json_object_set_new(root, "held_backends", json_integer((json_int_t)l4_members_held(g.members)));
   json_t *ls = json_array();
   for (size_t i = 0; i < g.nbound; i++) json_array_append_new(ls, json_string(g.bound[i]));
   json_object_set_new(root, "listeners", ls);
@@ -319,8 +239,8 @@ static void handle_config(void *ud, const char *path, const char *query,
     json_object_set_new(lb, g.bound[i], json_string(g.bound_https[i] ? "https" : "http"));
   json_object_set_new(root, "listener_backends", lb);
   json_t *arr = json_array();
-  for (size_t i = 0; i < g.nmembers; i++) {
-    struct l4_backend *b = g.members[i];
+  for (size_t i = 0; i < l4_members_count(g.members); i++) {
+    struct l4_backend *b = l4_members_at(g.members, i);
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(b->name));
     json_object_set_new(o, "address", json_string(b->address));
@@ -330,6 +250,7 @@ static void handle_config(void *ud, const char *path, const char *query,
     json_object_set_new(o, "weight", json_integer(b->weight));
     json_object_set_new(o, "healthy", json_boolean(b->health.up));
     json_object_set_new(o, "draining", json_boolean(b->draining));
+    json_object_set_new(o, "held", json_boolean(l4_members_is_held(g.members, b)));
     uint32_t slots = 0;
     int in_table = 0;
     for (size_t j = 0; s && j < s->n; j++) {
@@ -402,15 +323,13 @@ static void shutdown_all(void) {
   g.fwd = NULL;
   l4_packet_stop(g.packet); /* detaches the XDP program */
   g.packet = NULL;
-  for (size_t i = 0; i < g.nmembers; i++) drop_member(g.members[i]);
-  g.nmembers = 0;
-  free(g.members);
+  l4_members_free(g.members);
   g.members = NULL;
   l4_snapshot_clear();
-  if (g.watch) {
+  if (g.syncds) {
     g.closing_pending++;
-    l4_watch_stop(g.watch, on_closed_step, NULL);
-    g.watch = NULL;
+    l4_syncds_stop(g.syncds, on_closed_step, NULL);
+    g.syncds = NULL;
   }
   if (g.admin) {
     g.closing_pending++;
@@ -499,7 +418,7 @@ static const char *const description =
     "to the replica chosen by the same table, which answers clients directly.";
 
 /* --mode=xdp: validates its flags and starts the XDP balancer (before the
- * first table, which it receives from rebuild()). Exits on bad flags. */
+ * first table, which it receives through on_snapshot). Exits on bad flags. */
 static void start_packet_mode(void) {
   char err[512];
   if (g.listen.count || !g.interface || g.vip.count == 0) {
@@ -547,6 +466,8 @@ int main(int argc, char **argv) {
   g.check_interval_ms = 2000;
   g.check_timeout_ms = 1000;
   g.drain_timeout_ms = 30000;
+  g.panic_threshold = L4_PANIC_THRESHOLD_DEFAULT;
+  g.reconnect_max_ms = RPC_RECONNECT_MAX_DEFAULT_MS;
   g.mode = "tcp";
   g.xdp_attach = "native";
   g.conn_table_size = L4_PACKET_DEFAULT_CONN_TABLE;
@@ -576,8 +497,21 @@ int main(int argc, char **argv) {
        "--mode=xdp: native (driver, default) or generic (skb, any interface, slower)",
        "native|generic", 0, 0},
       FLAG_GROUP_DEF("Replicas: from syncd or static"),
-      {"syncd", FLAG_STRING, &g.syncd, "take the replica set from syncd's Membership.Watch",
-       "ADDR:PORT", 0, 0},
+      {"syncd", FLAG_STRING, &g.syncd,
+       "take the replica set from syncd's Membership.Watch; with several replicas (a list, or "
+       "a DNS name with several addresses) every one is watched and their sets merged",
+       "ADDR:PORT[,ADDR:PORT...]|NAME:PORT", 0, 0},
+      {"syncd-view-timeout", FLAG_DURATION_MS, &g.syncd_view_timeout_ms,
+       "a syncd replica unreachable this long (while another answers) no longer vouches for "
+       "its proxies (default 10m, syncd's --replica-removal-timeout)",
+       "DURATION", 0, 0},
+      {"panic-threshold", FLAG_INT, &g.panic_threshold,
+       "percent of the healthy backends that must stay when a set from syncd drops some; "
+       "otherwise the dropped ones are held until their checks fail (default 50; 0: only "
+       "a set dropping all is held)",
+       "PERCENT", 0, 100},
+      {"reconnect-max", FLAG_DURATION_MS, &g.reconnect_max_ms,
+       "longest wait between reconnects to syncd (default 1s, jittered -20%)", "DURATION", 0, 0},
       {"insecure", FLAG_BOOL, &g.insecure, "plaintext gRPC to syncd (no TLS)", NULL, 0, 0},
       {"cert", FLAG_STRING, &g.cert, "client certificate for syncd (mTLS)", "FILE", 0, 0},
       {"key", FLAG_STRING, &g.key, "client key for syncd (mTLS)", "FILE", 0, 0},
@@ -666,8 +600,21 @@ int main(int argc, char **argv) {
     fprintf(stderr, "l4lb: --cache-dir needs --syncd (static backends are not cached)\n");
     return 2;
   }
+  if (g.syncd) {
+    struct target_list tl;
+    char why[256];
+    if (targets_parse(g.syncd, &tl, why, sizeof(why)) != 0) {
+      fprintf(stderr, "l4lb: --syncd: %s\n", why);
+      return 2;
+    }
+    targets_free(&tl);
+  }
   if (g.syncd && !g.insecure && !(g.cert && g.key && g.ca)) {
     fprintf(stderr, "l4lb: --syncd needs --cert, --key and --ca (or --insecure)\n");
+    return 2;
+  }
+  if (g.reconnect_max_ms < RPC_RECONNECT_MAX_MIN_MS || g.reconnect_max_ms > 300000) {
+    fprintf(stderr, "l4lb: --reconnect-max: between %ums and 5m\n", RPC_RECONNECT_MAX_MIN_MS);
     return 2;
   }
   if (g.connect_timeout_ms == 0 || g.check_interval_ms == 0 || g.check_timeout_ms == 0) {
@@ -692,14 +639,6 @@ int main(int argc, char **argv) {
 
   g.loop = uv_default_loop();
   g.metrics = metrics_registry_new();
-  g.m_rebuilds = metrics_counter(g.metrics, "edge_l4_table_rebuilds_total",
-                                 "Maglev tables built and published", "");
-  /* for the "no healthy replica" alert: 0 until a table with a backend exists */
-  g.m_table_backends =
-      metrics_gauge(g.metrics, "edge_l4_table_backends",
-                    "Backends in the current Maglev table (healthy, not draining)", "");
-  g.m_members = metrics_gauge(g.metrics, "edge_l4_member_backends",
-                              "Backends known (static or from syncd's replica set)", "");
   if (g.admin_addr &&
       admin_start(g.loop, g.admin_addr, g.metrics, &g.admin, err, sizeof(err)) != 0) {
     die("--admin=%s: %s", g.admin_addr, err);
@@ -733,7 +672,20 @@ int main(int argc, char **argv) {
 
   /* the first table (static set, or empty until syncd answers) */
   if (g.admin) admin_set_ready(g.admin, 0);
-  apply_members(statics, (size_t)g.backend.count, g.syncd ? "start (waiting for syncd)" : "start");
+  struct l4_members_config mc = {
+      .table_size = (uint32_t)g.table_size,
+      .rise = (int)g.rise,
+      .fall = (int)g.fall,
+      .panic_threshold = (uint32_t)g.panic_threshold,
+      .metrics = g.metrics,
+      .checker_start = start_checker,
+      .checker_stop = stop_checker,
+      .on_snapshot = on_snapshot,
+      .on_published = on_published,
+  };
+  if (l4_members_new(&mc, &g.members) != 0) die("out of memory");
+  l4_members_apply(g.members, statics, (size_t)g.backend.count, 0,
+                   g.syncd ? "start (waiting for syncd)" : "start");
   free(statics);
   if (g.cache_dir) load_cache();
 
@@ -761,16 +713,18 @@ int main(int argc, char **argv) {
     if (rpc_runtime_new(g.loop, &g.rpc) != 0) {
       die("cannot start the gRPC runtime");
     }
-    struct l4_watch_opts wo = {
-        .target = g.syncd,
+    struct l4_syncds_opts so = {
+        .spec = g.syncd,
         .creds = {.cert_file = g.cert, .key_file = g.key, .ca_file = g.ca, .insecure = g.insecure},
         .node_id = g.node_id,
         .address = xdp ? g.vip.values[0] : g.bound[0],
         .build = L4LB_VERSION,
-        .cache_dir = g.cache_dir,
+        .reconnect_max_ms = g.reconnect_max_ms,
+        .view_timeout_ms = g.syncd_view_timeout_ms,
     };
-    if ((rc = l4_watch_start(g.rpc, &wo, on_membership, NULL, &g.watch)) != 0) {
-      die("--syncd=%s: %s", g.syncd, rpc_strerror(rc));
+    if (l4_syncds_start(g.loop, g.rpc, &so, on_membership, NULL, &g.syncds, err, sizeof(err)) !=
+        0) {
+      die("--syncd=%s: %s", g.syncd, err);
     }
   }
 
@@ -784,11 +738,12 @@ int main(int argc, char **argv) {
       "started",
       "version=%s mode=%s listen=%s admin_port=%s workers=%ld membership=%s backends=%d hash=%s "
       "table_size=%ld proxy_protocol=%s splice=%s connect_timeout_ms=%u "
-      "check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld drain_timeout_ms=%u",
+      "check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld drain_timeout_ms=%u "
+      "panic_threshold=%ld reconnect_max_ms=%u",
       L4LB_VERSION, g.mode, listen_all, admin_bound, g.workers, g.syncd ? g.syncd : "static",
       g.backend.count, hash_name(), g.table_size, g.proxy_protocol ? "on" : "off",
       g.splice ? "on" : "off", g.connect_timeout_ms, g.check_interval_ms, g.check_timeout_ms,
-      g.rise, g.fall, g.drain_timeout_ms);
+      g.rise, g.fall, g.drain_timeout_ms, g.panic_threshold, g.reconnect_max_ms);
   if (g.admin) {
     admin_handle(g.admin, "/config", handle_config, NULL);
     admin_handle(g.admin, "/lookup", handle_lookup, NULL);

@@ -80,11 +80,13 @@ int l4_member_parse_static(const char *spec, struct l4_member *out, char *err, s
 }
 
 int l4_member_decode_set(const uint8_t *data, size_t len, struct l4_member **out, size_t *n,
-                         uint64_t *version) {
+                         uint64_t *version, char *syncd_replica, size_t replica_len) {
   *out = NULL;
   *n = 0;
   Edge__V1__ReplicaSet *set = edge__v1__replica_set__unpack(NULL, len, data);
   if (!set) return -1;
+  if (syncd_replica && replica_len)
+    snprintf(syncd_replica, replica_len, "%s", set->syncd_replica ? set->syncd_replica : "");
   struct l4_member *m = calloc(set->n_replicas ? set->n_replicas : 1, sizeof(*m));
   if (!m) {
     edge__v1__replica_set__free_unpacked(set, NULL);
@@ -122,6 +124,8 @@ int l4_member_decode_set(const uint8_t *data, size_t len, struct l4_member **out
     x->weight = r->weight ? r->weight : 1;
     if (x->weight > MAGLEV_MAX_WEIGHT) x->weight = MAGLEV_MAX_WEIGHT;
     x->draining = r->draining ? 1 : 0;
+    x->connected = r->connected ? 1 : 0;
+    x->changed_ms = r->changed_ms;
     int dup = 0;
     for (size_t j = 0; j < k; j++) dup |= strcmp(m[j].name, x->name) == 0;
     if (dup) {
@@ -139,6 +143,38 @@ int l4_member_decode_set(const uint8_t *data, size_t len, struct l4_member **out
   *out = m;
   *n = k;
   return 0;
+}
+
+int l4_member_encode_set(const struct l4_member *m, size_t n, uint64_t version, uint8_t **out,
+                         size_t *len) {
+  Edge__V1__Replica *reps = calloc(n ? n : 1, sizeof(*reps));
+  Edge__V1__Replica **rp = calloc(n ? n : 1, sizeof(*rp));
+  int rc = -1;
+  if (!reps || !rp) goto out;
+  for (size_t i = 0; i < n; i++) {
+    edge__v1__replica__init(&reps[i]);
+    reps[i].node_id = (char *)m[i].name;
+    reps[i].address = (char *)m[i].address;
+    reps[i].check_address = (char *)m[i].check;
+    reps[i].https_address = (char *)m[i].https;
+    reps[i].weight = m[i].weight;
+    reps[i].draining = m[i].draining;
+    reps[i].connected = m[i].connected;
+    reps[i].changed_ms = m[i].changed_ms;
+    rp[i] = &reps[i];
+  }
+  Edge__V1__ReplicaSet set = EDGE__V1__REPLICA_SET__INIT;
+  set.version = version;
+  set.n_replicas = n;
+  set.replicas = rp;
+  *len = edge__v1__replica_set__get_packed_size(&set);
+  if (!(*out = malloc(*len ? *len : 1))) goto out;
+  edge__v1__replica_set__pack(&set, *out);
+  rc = 0;
+out:
+  free(reps);
+  free(rp);
+  return rc;
 }
 
 /* ---- the cache ----------------------------------------------------------------- */
@@ -166,7 +202,7 @@ int l4_member_cache_load(const char *dir, struct l4_member **out, size_t *n, uin
   int rc = fileio_read(path, L4_CACHE_MAX, &buf, &len, err, errlen);
   if (rc == -ENOENT) return 1;
   if (rc < 0) return -1;
-  rc = l4_member_decode_set((const uint8_t *)buf, len, out, n, version);
+  rc = l4_member_decode_set((const uint8_t *)buf, len, out, n, version, NULL, 0);
   free(buf);
   if (rc != 0) snprintf(err, errlen, "%s: not a ReplicaSet", path);
   return rc;
@@ -177,7 +213,9 @@ int l4_member_cache_load(const char *dir, struct l4_member **out, size_t *n, uin
 struct l4_watch {
   struct rpc_stream *stream;
   l4_watch_fn fn;
+  void (*on_state)(void *ud, int up);
   void *ud;
+  int up;
   char node_id[128], address[128], build[64];
   char *cache_dir; /* NULL: no cache */
   int synced;
@@ -196,7 +234,8 @@ static void on_watch_open(void *ud) {
   edge__v1__watch_request__pack(&req, buf);
   rpc_stream_send(w->stream, buf, len);
   rpc_stream_close_send(w->stream);
-  LOG_INFO("membership_watch_open", "node=%s", log_q(w->node_id));
+  LOG_INFO("membership_watch_open", "node=%s syncd=%s", log_q(w->node_id),
+           log_q(rpc_stream_target(w->stream)));
 }
 
 static void on_watch_message(void *ud, const uint8_t *data, size_t len) {
@@ -204,15 +243,21 @@ static void on_watch_message(void *ud, const uint8_t *data, size_t len) {
   struct l4_member *m;
   size_t n;
   uint64_t version;
-  if (l4_member_decode_set(data, len, &m, &n, &version) != 0) {
+  char replica[L4_MEMBER_STR];
+  if (l4_member_decode_set(data, len, &m, &n, &version, replica, sizeof(replica)) != 0) {
     LOG_WARN("membership_bad_message", "bytes=%zu reason=%s", len,
              log_q("not a ReplicaSet; keeping the last set"));
     return;
   }
   w->synced = 1;
   w->version = version;
-  LOG_INFO("membership_update", "version=%llu replicas=%zu", (unsigned long long)version, n);
-  w->fn(w->ud, m, n, version);
+  LOG_INFO("membership_update", "version=%llu replicas=%zu syncd=%s syncd_replica=%s",
+           (unsigned long long)version, n, log_q(rpc_stream_target(w->stream)), log_q(replica));
+  if (!w->up) {
+    w->up = 1;
+    if (w->on_state) w->on_state(w->ud, 1);
+  }
+  w->fn(w->ud, m, n, version, replica);
   free(m);
   char err[256];
   if (w->cache_dir && l4_member_cache_save(w->cache_dir, data, len, err, sizeof(err)) != 0)
@@ -221,8 +266,14 @@ static void on_watch_message(void *ud, const uint8_t *data, size_t len) {
 
 static void on_watch_close(void *ud, int status, const char *details, uint32_t backoff_ms) {
   struct l4_watch *w = ud;
-  LOG_WARN("membership_watch_closed", "status=%d details=%s retry_ms=%u keeping_version=%llu",
-           status, log_q(details ? details : ""), backoff_ms, (unsigned long long)w->version);
+  LOG_WARN("membership_watch_closed",
+           "syncd=%s status=%d details=%s retry_ms=%u keeping_version=%llu",
+           log_q(rpc_stream_target(w->stream)), status, log_q(details ? details : ""), backoff_ms,
+           (unsigned long long)w->version);
+  if (w->up) {
+    w->up = 0;
+    if (w->on_state) w->on_state(w->ud, 0);
+  }
 }
 
 int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_watch_fn fn,
@@ -230,6 +281,7 @@ int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_
   struct l4_watch *w = calloc(1, sizeof(*w));
   if (!w) return -1;
   w->fn = fn;
+  w->on_state = opts->on_state;
   w->ud = ud;
   snprintf(w->node_id, sizeof(w->node_id), "%s", opts->node_id ? opts->node_id : "");
   snprintf(w->address, sizeof(w->address), "%s", opts->address ? opts->address : "");
@@ -242,6 +294,7 @@ int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_
       .target = opts->target,
       .method = "/edge.v1.Membership/Watch",
       .creds = opts->creds,
+      .backoff_max_ms = opts->reconnect_max_ms,
   };
   struct rpc_stream_callbacks cb = {
       .on_open = on_watch_open,

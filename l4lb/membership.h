@@ -11,8 +11,9 @@
  * node_id is empty); replicas with an unusable address are skipped with a
  * warning (never the whole set), duplicates keep the first.
  *
- * The watch stream reconnects by itself (common/rpc); while syncd is away
- * nothing is delivered, so the last set stays in force.
+ * The watch stream reconnects by itself (common/rpc, jittered backoff
+ * capped at reconnect_max_ms); while syncd is away nothing is delivered,
+ * so the last set stays in force.
  *
  * Cache (--cache-dir): every ReplicaSet received is saved as the bytes
  * syncd sent (DIR/replicas.pb, written to a temp file, fsynced and renamed
@@ -40,6 +41,10 @@ struct l4_member {
   char https[L4_MEMBER_STR]; /* "" when the replica serves no HTTPS */
   uint32_t weight;
   int draining;
+  /* From syncd (0 for static members): the sending syncd replica holds the
+   * proxy's stream; when it last changed its record (its clock, ms). */
+  int connected;
+  int64_t changed_ms;
 };
 
 /* Parses one --backend value. 0 or -1 with a one-line reason. */
@@ -47,12 +52,18 @@ int l4_member_parse_static(const char *spec, struct l4_member *out, char *err, s
 
 /*
  * Decodes a serialized edge.v1.ReplicaSet into a malloc'd array (caller
- * frees; may be NULL when empty) of *n members and its version. Bad
- * replicas are skipped (reasons logged). Returns 0, or -1 when the bytes
- * are not a ReplicaSet (nothing is returned then).
+ * frees; may be NULL when empty) of *n members, its version and the syncd
+ * replica that sent it (into syncd_replica when not NULL, "" if unnamed).
+ * Bad replicas are skipped (reasons logged). Returns 0, or -1 when the
+ * bytes are not a ReplicaSet (nothing is returned then).
  */
 int l4_member_decode_set(const uint8_t *data, size_t len, struct l4_member **out, size_t *n,
-                         uint64_t *version);
+                         uint64_t *version, char *syncd_replica, size_t replica_len);
+
+/* The inverse, for the cache: m[0..n) as a packed ReplicaSet. *out
+ * malloc'd (caller frees). 0 or -1 (out of memory). */
+int l4_member_encode_set(const struct l4_member *m, size_t n, uint64_t version, uint8_t **out,
+                         size_t *len);
 
 #define L4_CACHE_FILE "replicas.pb"
 
@@ -69,7 +80,8 @@ int l4_member_cache_load(const char *dir, struct l4_member **out, size_t *n, uin
 struct l4_watch;
 
 /* Receives each new set: members valid only during the call. */
-typedef void (*l4_watch_fn)(void *ud, const struct l4_member *members, size_t n, uint64_t version);
+typedef void (*l4_watch_fn)(void *ud, const struct l4_member *members, size_t n, uint64_t version,
+                            const char *syncd_replica);
 
 struct l4_watch_opts {
   const char *target; /* syncd "ADDR:PORT" */
@@ -77,7 +89,11 @@ struct l4_watch_opts {
   const char *node_id; /* this l4lb, for syncd's status */
   const char *address; /* where this l4lb listens, for syncd's status */
   const char *build;
-  const char *cache_dir; /* save every set received here (NULL: no cache) */
+  const char *cache_dir;     /* save every set received here (NULL: no cache) */
+  uint32_t reconnect_max_ms; /* reconnect backoff cap (0: the rpc default) */
+  /* The stream delivered its first set (up = 1) or ended after one (0).
+   * May be NULL. */
+  void (*on_state)(void *ud, int up);
 };
 
 int l4_watch_start(struct rpc_runtime *rt, const struct l4_watch_opts *opts, l4_watch_fn fn,

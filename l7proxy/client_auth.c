@@ -1,6 +1,12 @@
 /*
- * client_auth — policies, the server-name table, the handshake hook and
+ * client_auth — policies (reference counted), the handshake hook and
  * the per-request decision for client certificates (see client_auth.h).
+ *
+ * Policies are compiled once per virtual host resource (l7proxy/
+ * snapshot_policy.c) and reference counted: the resource holds one, and
+ * a connection whose handshake applied a policy holds another, so a push
+ * that replaces the host never frees what a live connection compares
+ * against.
  *
  * The verify callback accepts every certificate so that the handshake
  * completes; SSL_get_verify_result keeps the real outcome (OpenSSL and
@@ -30,20 +36,13 @@
 #define CAUTH_MAX_CHAIN 32768 /* encoded; a longer chain is not forwarded */
 
 struct cauth_policy {
+  atomic_int refs;
   uint8_t digest[32];
   int mode;
   int depth;
   int pass_chain;
   X509_STORE *store;
   STACK_OF(X509_NAME) * names;
-};
-
-struct cauth_table {
-  atomic_int refs;
-  struct sni_table names;         /* host pattern → index into policies */
-  struct cauth_policy **policies; /* [0] is NULL: "no client auth" */
-  size_t n, cap;
-  int any; /* some host has a policy */
 };
 
 /* ---- policies -------------------------------------------------------------- */
@@ -59,19 +58,20 @@ int cauth_policy_new(const Edge__V1__ClientAuth *ca, const char *vhost, struct c
   struct cauth_policy *p = calloc(1, sizeof(*p));
   BIO *b = NULL;
   if (!p) goto nomem;
+  atomic_init(&p->refs, 1);
   p->mode = ca->mode;
   p->depth = ca->verify_depth ? (int)ca->verify_depth : 1;
   p->pass_chain = ca->pass_certificate;
   if (ca->mode != EDGE__V1__CLIENT_AUTH_MODE__CLIENT_AUTH_MODE_REQUIRED &&
       ca->mode != EDGE__V1__CLIENT_AUTH_MODE__CLIENT_AUTH_MODE_OPTIONAL) {
     snprintf(err, errlen, "virtual host %s: client_auth: unknown mode %d", vhost, (int)ca->mode);
-    cauth_policy_free(p);
+    cauth_policy_unref(p);
     return -1;
   }
   if (p->depth > 16) {
     snprintf(err, errlen, "virtual host %s: client_auth: verify_depth %d is above 16", vhost,
              p->depth);
-    cauth_policy_free(p);
+    cauth_policy_unref(p);
     return -1;
   }
   p->store = X509_STORE_new();
@@ -94,7 +94,7 @@ int cauth_policy_new(const Edge__V1__ClientAuth *ca, const char *vhost, struct c
   b = NULL;
   if (n == 0) {
     snprintf(err, errlen, "virtual host %s: client_auth: ca_pem holds no PEM certificate", vhost);
-    cauth_policy_free(p);
+    cauth_policy_unref(p);
     return -1;
   }
   uint8_t head[3] = {(uint8_t)p->mode, (uint8_t)p->depth, (uint8_t)p->pass_chain};
@@ -111,13 +111,20 @@ int cauth_policy_new(const Edge__V1__ClientAuth *ca, const char *vhost, struct c
 nomem:
   ERR_clear_error();
   BIO_free(b);
-  cauth_policy_free(p);
+  cauth_policy_unref(p);
   snprintf(err, errlen, "virtual host %s: client_auth: out of memory", vhost);
   return -1;
 }
 
-void cauth_policy_free(struct cauth_policy *p) {
-  if (!p) return;
+struct cauth_policy *cauth_policy_ref(const struct cauth_policy *cp) {
+  struct cauth_policy *p = (struct cauth_policy *)cp; /* only the count changes */
+  if (p) atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+  return p;
+}
+
+void cauth_policy_unref(const struct cauth_policy *cp) {
+  struct cauth_policy *p = (struct cauth_policy *)cp;
+  if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1) return;
   X509_STORE_free(p->store);
   sk_X509_NAME_pop_free(p->names, X509_NAME_free);
   free(p);
@@ -137,73 +144,6 @@ int cauth_policy_pass_chain(const struct cauth_policy *p) {
   return p && p->pass_chain;
 }
 
-/* ---- the server-name table --------------------------------------------------- */
-
-int cauth_table_new(struct cauth_table **out) {
-  struct cauth_table *t = calloc(1, sizeof(*t));
-  if (!t) return -1;
-  atomic_init(&t->refs, 1);
-  sni_table_init(&t->names);
-  t->cap = 8;
-  t->policies = calloc(t->cap, sizeof(*t->policies));
-  if (!t->policies) {
-    free(t);
-    return -1;
-  }
-  t->n = 1; /* [0]: no policy */
-  *out = t;
-  return 0;
-}
-
-int cauth_table_add(struct cauth_table *t, const char *host, struct cauth_policy *p) {
-  size_t idx = 0;
-  if (p) {
-    if (t->n == t->cap) {
-      struct cauth_policy **np = realloc(t->policies, 2 * t->cap * sizeof(*np));
-      if (!np) {
-        cauth_policy_free(p);
-        return -1;
-      }
-      t->policies = np;
-      t->cap *= 2;
-    }
-    idx = t->n;
-    t->policies[t->n++] = p;
-    t->any = 1;
-  }
-  if (!host || !*host) {
-    sni_table_set_default(&t->names, idx);
-    return 0;
-  }
-  return sni_table_add(&t->names, host, idx) == 0 ? 0 : -1;
-}
-
-void cauth_table_finish(struct cauth_table *t) {
-  sni_table_finish(&t->names);
-}
-
-int cauth_table_empty(const struct cauth_table *t) {
-  return !t || !t->any;
-}
-
-void cauth_table_ref(struct cauth_table *t) {
-  if (t) atomic_fetch_add(&t->refs, 1);
-}
-
-void cauth_table_unref(struct cauth_table *t) {
-  if (!t || atomic_fetch_sub(&t->refs, 1) != 1) return;
-  for (size_t i = 1; i < t->n; i++) cauth_policy_free(t->policies[i]);
-  free(t->policies);
-  sni_table_free(&t->names);
-  free(t);
-}
-
-const struct cauth_policy *cauth_table_lookup(const struct cauth_table *t, const char *sni) {
-  if (cauth_table_empty(t)) return NULL;
-  long i = sni_table_select(&t->names, sni && *sni ? sni : NULL, NULL);
-  return i > 0 && (size_t)i < t->n ? t->policies[i] : NULL;
-}
-
 /* ---- the handshake ------------------------------------------------------------ */
 
 /* Every certificate passes here; the verdict is the verify result. */
@@ -212,16 +152,14 @@ static int accept_and_record(int ok, X509_STORE_CTX *x) {
   return 1;
 }
 
-const struct cauth_policy *cauth_apply(const struct cauth_table *t, SSL *ssl, const char *sni) {
-  const struct cauth_policy *p = cauth_table_lookup(t, sni);
-  if (!p) return NULL;
+void cauth_apply(const struct cauth_policy *p, SSL *ssl) {
+  if (!p) return;
   STACK_OF(X509_NAME) *names = SSL_dup_CA_list(p->names);
   if (names) SSL_set_client_CA_list(ssl, names); /* takes ownership */
   SSL_set1_verify_cert_store(ssl, p->store);
   SSL_set_verify_depth(ssl, p->depth);
   SSL_set_verify(ssl, SSL_VERIFY_PEER, accept_and_record);
   SSL_set_session_id_context(ssl, p->digest, 32);
-  return p;
 }
 
 /* ---- what the client presented --------------------------------------------------- */

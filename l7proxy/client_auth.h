@@ -5,16 +5,16 @@
  * Three parts:
  *   - policies (struct cauth_policy): a host's mode (required / optional),
  *     trusted CAs, verify depth and whether the chain goes upstream, built
- *     once per snapshot; digest identifies a policy across snapshots;
- *   - the handshake side (struct cauth_table, cauth_apply): the TLS store
- *     carries a table from server name to policy (exact host, then a
- *     one-label wildcard, then a host-less rule: the precedence requests
- *     are routed by); on the ClientHello the connection asks for a
- *     certificate with the policy's CA names and verifies it against the
- *     policy's CAs. A failed verification never fails the handshake: the
- *     result is kept and the request gets a clear 400. The session id
- *     context is the policy's digest, so a session (ticket) made under one
- *     policy never resumes under another;
+ *     once per virtual host resource (reference counted); digest
+ *     identifies a policy across pushes;
+ *   - the handshake side (cauth_apply): on the ClientHello the TLS
+ *     connection looks the server name's policy up in the host tables of
+ *     the snapshot it was accepted under (exact host, then a one-label
+ *     wildcard, then a host-less rule: the precedence requests are routed
+ *     by; l7_snapshot_client_auth_for), asks for a certificate with the
+ *     policy's CA names and verifies it against the policy's CAs. A failed verification never fails
+ * the handshake: the result is kept and the request gets a clear 400. The session id context is the
+ * policy's digest, so a session (ticket) made under one policy never resumes under another;
  *   - the request side (cauth_decide, cauth_peer_*): the route's policy
  *     against the connection's: PASS, 400 (no certificate, or one that
  *     failed verification), or 421 when the connection was not made under
@@ -25,9 +25,9 @@
  *     (SHA-256 of the leaf, hex) and, when asked, -chain (URL-encoded
  *     PEM); headers.c drops every x-client-cert-* a client sends.
  *
- * Threads: policies and tables are immutable and shared (reference
- * counted tables); a peer summary belongs to its connection's thread.
- * Callers: snapshot.c (policies, table), tls.c (apply, peer), exchange.c
+ * Threads: policies are immutable and shared (atomic reference counts);
+ * a peer summary belongs to its connection's thread.
+ * Callers: snapshot_policy.c (policies), tls.c (apply, peer), exchange.c
  * (decide, headers), unit tests. OpenSSL 3 / BoringSSL-clean.
  */
 #ifndef EDGE_L7PROXY_CLIENT_AUTH_H
@@ -40,42 +40,24 @@
 
 struct ssl_st;
 struct cauth_policy;
-struct cauth_table;
 
-/* A policy from its resource (vhost names it in reasons). 0 and *out, or
- * -1 with a reason ("ca_pem holds no CA certificate"). */
+/* A policy from its resource (vhost names it in reasons). 0 and *out
+ * (one reference), or -1 with a reason ("ca_pem holds no CA certificate"). */
 int cauth_policy_new(const Edge__V1__ClientAuth *ca, const char *vhost, struct cauth_policy **out,
                      char *err, size_t errlen);
-void cauth_policy_free(struct cauth_policy *p);
+/* Another reference to p (returned; NULL is fine), and dropping one. */
+struct cauth_policy *cauth_policy_ref(const struct cauth_policy *p);
+void cauth_policy_unref(const struct cauth_policy *p);
 /* 1 when a and b ask the same of a client (same digest); NULLs equal. */
 int cauth_policy_same(const struct cauth_policy *a, const struct cauth_policy *b);
 int cauth_policy_required(const struct cauth_policy *p);
 int cauth_policy_pass_chain(const struct cauth_policy *p);
 
-/* Server name → policy. Build: new, add every virtual host's pattern
- * (policy NULL for hosts without client auth: an exact host without it
- * must shadow a wildcard with it), finish. The table owns the policies
- * added to it (the snapshot's routes point at them while the snapshot
- * holds its reference; the TLS store holds another). */
-int cauth_table_new(struct cauth_table **out);
-/* host: "a.com", "*.a.com" or "" (the host-less rule); p is taken over
- * (freed with the table, or at once on failure). 0 or -1. */
-int cauth_table_add(struct cauth_table *t, const char *host, struct cauth_policy *p);
-void cauth_table_finish(struct cauth_table *t);
-/* 1 when no host has a policy (the store then skips the lookup). */
-int cauth_table_empty(const struct cauth_table *t);
-void cauth_table_ref(struct cauth_table *t);
-void cauth_table_unref(struct cauth_table *t); /* NULL is fine */
-/* The policy for a server name ("" or NULL: none sent); NULL: no client
- * authentication. */
-const struct cauth_policy *cauth_table_lookup(const struct cauth_table *t, const char *sni);
-
-/* Handshake: asks the client for a certificate when sni's policy says so
- * (verify mode, CA names, depth, trust store, session id context).
- * Returns the policy applied (NULL: none). Call after the SSL switched to
- * its certificate's SSL_CTX (which resets some per-SSL settings). */
-const struct cauth_policy *cauth_apply(const struct cauth_table *t, struct ssl_st *ssl,
-                                       const char *sni);
+/* Handshake: asks the client for a certificate as p says (verify mode,
+ * CA names, depth, trust store, session id context); NULL: nothing to do.
+ * Call after the SSL switched to its certificate's SSL_CTX (which resets
+ * some per-SSL settings). */
+void cauth_apply(const struct cauth_policy *p, struct ssl_st *ssl);
 
 /* What one connection's client presented, computed once per connection. */
 struct cauth_peer {

@@ -72,10 +72,10 @@ int l7_config_handle_message(struct l7_config_store *st, const uint8_t *data, si
     edge__v1__sync_message__free_unpacked(m, NULL);
     return L7_CONFIG_MALFORMED;
   }
-  const Edge__V1__Push *push = m->push;
+  Edge__V1__Push *push = m->push;
   if (version) *version = push->version;
   char why[512] = "";
-  int rc = l7_config_store_apply(st, push, snap, why, sizeof(why));
+  int rc = l7_config_store_apply_unpacked(st, push, snap, why, sizeof(why));
   Edge__V1__ProxyMessage pm = EDGE__V1__PROXY_MESSAGE__INIT;
   Edge__V1__Ack ack = EDGE__V1__ACK__INIT;
   Edge__V1__Nack nack = EDGE__V1__NACK__INIT;
@@ -161,8 +161,9 @@ static void cc_on_open(void *ud) {
   c->stats.connects++;
   cc_set_connected(c, 1);
   if (c->m_connects) metrics_counter_inc(c->m_connects);
-  LOG_INFO("config_stream_open", "syncd=%s node=%s last_applied_version=%" PRIu64, log_q(c->target),
-           log_q(c->node_id), l7_config_store_version(c->store));
+  LOG_INFO("config_stream_open", "syncd=%s replica=%s node=%s last_applied_version=%" PRIu64,
+           log_q(c->target), log_q(rpc_stream_target(c->stream)), log_q(c->node_id),
+           l7_config_store_version(c->store));
   cc_send_hello(c, 0);
   if (c->hooks.on_connection) c->hooks.on_connection(c->ud, 1);
 }
@@ -242,8 +243,8 @@ static void cc_on_message(void *ud, const uint8_t *data, size_t len) {
     if (c->m_ack) metrics_counter_inc(c->m_ack);
     if (c->m_version) metrics_gauge_set(c->m_version, (double)version);
     l7_snapshot_publish(snap);
-    LOG_INFO("config_applied", "version=%" PRIu64 " resources=%zu", version,
-             l7_config_store_size(c->store));
+    LOG_INFO("config_applied", "version=%" PRIu64 " resources=%zu replica=%s", version,
+             l7_config_store_size(c->store), log_q(rpc_stream_target(c->stream)));
   } else {
     c->stats.nacks++;
     if (c->m_nack) metrics_counter_inc(c->m_nack);
@@ -266,8 +267,9 @@ static void cc_on_close(void *ud, int status, const char *details, uint32_t back
   int was_connected = c->stats.connected;
   cc_set_connected(c, 0);
   LOG_WARN("config_stream_closed",
-           "syncd=%s status=%d details=%s retry_ms=%u serving_version=%" PRIu64, log_q(c->target),
-           status, log_q(details ? details : ""), backoff_ms, l7_config_store_version(c->store));
+           "syncd=%s replica=%s status=%d details=%s retry_ms=%u serving_version=%" PRIu64,
+           log_q(c->target), log_q(rpc_stream_target(c->stream)), status,
+           log_q(details ? details : ""), backoff_ms, l7_config_store_version(c->store));
   if (was_connected && c->hooks.on_connection) c->hooks.on_connection(c->ud, 0);
 }
 
@@ -287,7 +289,7 @@ static int cc_open_stream(struct l7_config_client *c) {
     LOG_ERROR("config_stream_open_failed", "syncd=%s error=%s", log_q(c->target),
               log_q(rpc_strerror(rc)));
     uv_timer_start(&c->reset_timer, cc_on_reset_timer,
-                   c->backoff_max_ms ? c->backoff_max_ms : 10000, 0);
+                   c->backoff_max_ms ? c->backoff_max_ms : RPC_RECONNECT_MAX_DEFAULT_MS, 0);
   }
   return rc;
 }

@@ -3,9 +3,9 @@
  * full and delta Pushes from syncd apply to, plus its on-disk cache and the
  * --config=FILE loader.
  *
- * Applying is all or nothing: the next map is built beside the current one
- * (unchanged resources are shared, not copied), a snapshot is built from
- * it, and only when that succeeds are both committed. On any failure the
+ * Applying is all or nothing and incremental: the snapshot builder
+ * (snapshot.h) compiles only what a push carries and makes the next
+ * snapshot from the previous one; only when that succeeds is it committed. On any failure the
  * store keeps its previous map and version and returns the Nack reason.
  *
  * Delta rule: a Push with full=false and base_version != 0 must be based on
@@ -14,10 +14,13 @@
  * would silently produce a state syncd never computed. Removing a name that
  * is not present is not an error (removals are idempotent).
  *
- * Cache: with a cache directory, every successful apply writes the whole
- * state as one serialized edge.v1.Snapshot to DIR/state.pb (temp file,
+ * Cache: with a cache directory, the state after a successful apply is
+ * written as one serialized edge.v1.Snapshot to DIR/state.pb (temp file,
  * fsync, rename, fsync of the directory; mode 0600 since it holds private
- * keys). A failed cache write is logged and does not fail the apply.
+ * keys) by a background thread: the newest state, at most once per
+ * L7_CACHE_MIN_INTERVAL_MS, so an apply never waits for the disk.
+ * l7_config_store_flush waits for it; freeing the store writes what is
+ * pending. A failed cache write is logged and does not fail the apply.
  *
  * Config files: binary edge.v1.Snapshot, or the same message as JSON (see
  * pb_json.h for the text form); the first non-blank byte '{' selects JSON.
@@ -37,6 +40,8 @@
 
 /* Largest config/cache file read (bytes). */
 #define L7_CONFIG_MAX_FILE (256u << 20)
+/* Least time between two cache writes (a burst of pushes: one write). */
+#define L7_CACHE_MIN_INTERVAL_MS 5000u
 
 struct l7_config_store;
 
@@ -54,6 +59,12 @@ void l7_config_store_free(struct l7_config_store *st);
 int l7_config_store_apply(struct l7_config_store *st, const Edge__V1__Push *push,
                           struct l7_snapshot **snap, char *err, size_t errlen);
 
+/* l7_config_store_apply for a Push protobuf-c unpacked (the default
+ * allocator): its upserted resources are taken instead of copied, and
+ * every push->upserted[i] is NULL on return. */
+int l7_config_store_apply_unpacked(struct l7_config_store *st, Edge__V1__Push *push,
+                                   struct l7_snapshot **snap, char *err, size_t errlen);
+
 /* Replaces the whole state with a Snapshot message (config file, cache).
  * Same contract as l7_config_store_apply. write_cache: 1 to persist. */
 int l7_config_store_apply_snapshot(struct l7_config_store *st, const Edge__V1__Snapshot *msg,
@@ -69,6 +80,17 @@ int l7_config_store_load_cache(struct l7_config_store *st, struct l7_snapshot **
 /* Loads --config=FILE into the store (not cached). Same contract. */
 int l7_config_store_load_file(struct l7_config_store *st, const char *path,
                               struct l7_snapshot **snap, char *err, size_t errlen);
+
+/* Waits until the cache holds the committed state (or its write failed). */
+void l7_config_store_flush(struct l7_config_store *st);
+/* Cache files written by the background thread so far. */
+uint64_t l7_config_store_cache_writes(struct l7_config_store *st);
+
+/* With HTTPS: every snapshot from now on carries a TLS store of its
+ * certificates made with tls (copied). Before the first apply only:
+ * 0, -EINVAL afterwards, -ENOMEM. */
+struct tls_options;
+int l7_config_store_set_tls(struct l7_config_store *st, const struct tls_options *tls);
 
 /* Version of the committed state (0 before any). */
 uint64_t l7_config_store_version(const struct l7_config_store *st);

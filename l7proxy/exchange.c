@@ -157,7 +157,7 @@ static void ex_maybe_finish(struct exchange *ex) {
 static void ex_report(struct exchange *ex, int failure) {
   if (!ex->ep || !ex->cluster || !ex->snap) return;
   struct worker *w = ex->w;
-  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->snap, ex->cluster);
+  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->cluster);
   if (!v) return;
   for (size_t i = 0; i < v->n; i++) {
     if (v->eps[i] != ex->ep) continue;
@@ -470,7 +470,7 @@ void ex_up_failed(struct exchange *ex, int status, const char *why, int retryabl
       ex->retries_left--;
     } else if (ex->ep) {
       /* a stale pooled connection: the same endpoint may be tried again */
-      const struct up_cluster_view *v = up_pools_view(&ex->w->pools, ex->snap, ex->cluster);
+      const struct up_cluster_view *v = up_pools_view(&ex->w->pools, ex->cluster);
       for (size_t i = 0; v && i < v->n && i < 64; i++)
         if (v->eps[i] == ex->ep) ex->avoid &= ~(1ull << i);
     }
@@ -487,7 +487,7 @@ void ex_up_failed(struct exchange *ex, int status, const char *why, int retryabl
 /* Picks an endpoint and starts the attempt (a stream or a connection). */
 static void ex_start_upstream(struct exchange *ex) {
   struct worker *w = ex->w;
-  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->snap, ex->cluster);
+  const struct up_cluster_view *v = up_pools_view(&w->pools, ex->cluster);
   if (!v || v->n == 0) {
     ex_local(ex, 503, NULL, NULL);
     return;
@@ -728,7 +728,8 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   if (step_redirect(ex, m)) return;
   /* step: client certificates */
   if (step_client_auth(ex)) return;
-  const struct l7_cluster *cluster = route ? route->cluster : l7_snapshot_default_cluster(snap);
+  const struct l7_cluster *cluster =
+      route ? l7_snapshot_route_cluster(snap, route) : l7_snapshot_default_cluster(snap);
   ex->cluster = cluster;
   if (!route && !cluster) {
     ex_local(ex, 404, NULL, "no route for this host and path\n");

@@ -750,10 +750,15 @@ void dconn_accept(struct worker *w, uv_stream_t *server, int https) {
     return;
   }
   if (https) {
-    /* certificates as of now; the conn keeps this store to its end */
-    struct tls_store *store = tls_store_current();
+    /* certificates as of now (the snapshot's generation); the conn keeps
+     * this store to its end */
+    struct l7_snapshot *snap = l7_snapshot_current();
+    struct tls_store *store = l7_snapshot_tls(snap);
     int rc = store ? tls_conn_new(store, &d->tls) : TLS_ERR_CONFIG;
-    tls_store_unref(store);
+    struct tls_client_auth_source src;
+    if (rc == 0 && l7_snapshot_client_auth_source(snap, &src)) /* some host asks for one */
+      tls_conn_set_client_auth(d->tls, &src);
+    l7_snapshot_unref(snap);
     if (rc != 0) {
       if (w->c_hs_failed) metrics_counter_inc(w->c_hs_failed);
       uv_close((uv_handle_t *)&d->tcp, (uv_close_cb)free);

@@ -8,12 +8,14 @@
  * worker.h) serve --http (and --https), each on its own SO_REUSEPORT
  * sockets.
  *
- * HTTPS: after every publish (file, cache, syncd push, and a generation
- * check on the 200 ms tick as a backstop) the main thread rebuilds the TLS
- * store from the snapshot's certificates with tls_store_build_from, so
- * unchanged certificates keep their SSL_CTX, and publishes it: new
- * handshakes use it at once, existing connections keep theirs. A timer
- * rotates the session ticket keys every --tls-ticket-rotate.
+ * HTTPS: every snapshot carries the TLS store of its own certificates
+ * (config_store builds both, in one step, from the previous ones: an
+ * unchanged certificate keeps its entry, a certificate is decoded on its
+ * first handshake), so one publish switches routes and certificates
+ * together: new handshakes use it at once, existing connections keep
+ * theirs. A timer rotates the session ticket keys every
+ * --tls-ticket-rotate. Nothing polls: readiness follows the publishes, and
+ * a timer runs only while draining.
  *
  * SIGTERM/SIGINT: /readyz turns 503, workers stop accepting and finish
  * in-flight requests, and the process exits 0 when they are done or when
@@ -33,6 +35,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/targets.h"
 #include "l7proxy/access_log.h"
 #include "l7proxy/config_client.h"
 #include "l7proxy/config_store.h"
@@ -59,12 +62,9 @@ struct app {
   uv_signal_t sigterm, sigint, sighup, sigusr1;
   struct access_log *alog;     /* --access-log (NULL: off) */
   struct trace_export *tracer; /* --trace-otlp (NULL: off) */
-  uv_timer_t tick;
+  uv_timer_t tick;             /* runs only while draining */
   uv_timer_t ticket_timer;
   int tls_enabled;
-  struct tls_options tls_opts;
-  uint64_t tls_gen; /* snapshot generation the TLS store was built from */
-  struct metrics_counter *tls_builds_failed;
   uint32_t drain_timeout_ms;
   uint64_t drain_started;
   int draining;
@@ -84,61 +84,19 @@ static void health_sync(struct app *a) {
   l7_snapshot_unref(snap);
 }
 
-/* Rebuilds and publishes the TLS store when the snapshot changed. A store
- * that cannot be built (config_store already checked every key, so this is
- * rare) is logged and the previous one stays in use. */
-static void tls_sync(struct app *a) {
+/* /readyz turns 200 with the first snapshot (file, cache or syncd); the
+ * health checker follows every snapshot published. */
+static void app_ready(struct app *a) {
   health_sync(a);
-  if (!a->tls_enabled) return;
-  uint64_t gen = l7_snapshot_generation();
-  if (gen == a->tls_gen) return;
-  struct l7_snapshot *snap = l7_snapshot_current();
-  if (!snap) return;
-  a->tls_gen = gen;
-  size_t n = l7_snapshot_n_certificates(snap);
-  struct tls_certificate *certs = calloc(n ? n : 1, sizeof(*certs));
-  if (!certs) {
-    l7_snapshot_unref(snap);
-    a->tls_gen = 0;
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
-    const struct l7_certificate *c = l7_snapshot_certificate(snap, i);
-    certs[i] = (struct tls_certificate){
-        .name = c->name,
-        .sni_names = c->sni_names,
-        .n_sni_names = c->n_sni_names,
-        .cert_pem = c->cert_pem,
-        .cert_pem_len = c->cert_pem_len,
-        .key_pem = c->key_pem,
-        .key_pem_len = c->key_pem_len,
-        .is_default = c->is_default,
-        .ocsp_der = c->ocsp_response,
-        .ocsp_der_len = c->ocsp_response_len,
-        .ocsp_next_update = c->ocsp_next_update,
-    };
-  }
-  char err[512];
-  struct tls_store *cur = tls_store_current(), *next = NULL;
-  int rc = tls_store_build_from(cur, certs, n, &a->tls_opts, &next, err, sizeof(err));
-  tls_store_unref(cur);
-  free(certs);
-  if (rc == 0) tls_store_set_client_auth(next, l7_snapshot_client_auth(snap));
-  if (rc == 0) {
-    tls_store_publish(next);
-    LOG_INFO("tls_store_published", "version=%llu certificates=%zu",
-             (unsigned long long)l7_snapshot_version(snap), n);
-  } else {
-    LOG_ERROR("tls_store_rejected", "version=%llu reason=%s",
-              (unsigned long long)l7_snapshot_version(snap), log_q(err));
-    if (a->tls_builds_failed) metrics_counter_inc(a->tls_builds_failed);
-  }
-  l7_snapshot_unref(snap);
+  if (!a->admin || a->draining) return;
+  struct l7_snapshot *s = l7_snapshot_current();
+  admin_set_ready(a->admin, s != NULL);
+  l7_snapshot_unref(s);
 }
 
 static void on_push_applied(void *ud, uint64_t version) {
   (void)version;
-  tls_sync(ud);
+  app_ready(ud);
 }
 
 static void on_ticket_timer(uv_timer_t *t) {
@@ -158,7 +116,7 @@ static int load_config_file(struct app *a) {
   LOG_INFO("config_applied", "file=%s version=%llu", log_q(a->config_file),
            (unsigned long long)l7_snapshot_version(snap));
   l7_snapshot_publish(snap);
-  tls_sync(a);
+  app_ready(a);
   if (a->config_reloads_ok) metrics_counter_inc(a->config_reloads_ok);
   return 0;
 }
@@ -183,14 +141,9 @@ static void stop_everything(struct app *a) {
   }
 }
 
+/* While draining: are the workers done? */
 static void on_tick(uv_timer_t *t) {
   struct app *a = t->data;
-  tls_sync(a);
-  if (a->admin && !a->draining) {
-    struct l7_snapshot *s = l7_snapshot_current();
-    admin_set_ready(a->admin, s != NULL);
-    l7_snapshot_unref(s);
-  }
   if (a->draining) {
     int all = 1;
     for (int i = 0; i < a->n_workers; i++) all &= worker_drained(a->workers[i]);
@@ -241,7 +194,7 @@ struct opts {
   const char *advertise, *advertise_https, *zone, *log_level, *cert, *key, *ca;
   long workers, max_uri, max_header_bytes, max_headers, max_body, max_conns, retries;
   uint32_t header_timeout, idle_timeout, resp_header_timeout, body_timeout;
-  uint32_t tunnel_idle_timeout, linger_timeout, drain_timeout;
+  uint32_t tunnel_idle_timeout, linger_timeout, drain_timeout, reconnect_max;
   int proxy_protocol, insecure, access_log;
   const char *tls_min, *tls_ciphers, *tls_ciphersuites;
   int tls_no_h2, tls_no_resumption, no_h2c;
@@ -278,7 +231,10 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
       {"drain-timeout", FLAG_DURATION_MS, &o->drain_timeout,
        "SIGTERM: longest wait for in-flight requests (default 30s)", "DURATION"},
       FLAG_GROUP_DEF("Configuration: syncd, file, cache"),
-      {"syncd", FLAG_STRING, &o->syncd, "control plane address (ConfigSync)", "ADDR:PORT"},
+      {"syncd", FLAG_STRING, &o->syncd,
+       "control plane (ConfigSync): one address, a list of replicas, or a DNS name with several "
+       "addresses; on failure the next one is tried",
+       "ADDR:PORT[,ADDR:PORT...]|NAME:PORT"},
       {"insecure", FLAG_BOOL, &o->insecure, "plaintext gRPC to syncd", NULL},
       {"cert", FLAG_STRING, &o->cert, "client certificate for syncd (PEM)", "FILE"},
       {"key", FLAG_STRING, &o->key, "client key for syncd (PEM)", "FILE"},
@@ -292,6 +248,8 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
       {"config", FLAG_STRING, &o->config_file,
        "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
       {"cache-dir", FLAG_STRING, &o->cache_dir, "directory for the last applied state", "DIR"},
+      {"reconnect-max", FLAG_DURATION_MS, &o->reconnect_max,
+       "longest wait between reconnects to syncd (default 1s, jittered -20%)", "DURATION"},
       FLAG_GROUP_DEF("TLS"),
       {"tls-min-version", FLAG_STRING, &o->tls_min, "lowest TLS version: 1.2|1.3 (default 1.2)",
        "V"},
@@ -402,6 +360,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
                      .tunnel_idle_timeout = 3600000,
                      .linger_timeout = 2000,
                      .drain_timeout = 30000,
+                     .reconnect_max = RPC_RECONNECT_MAX_DEFAULT_MS,
                      .tls_min = "1.2",
                      .h2_max_streams = 100,
                      .h2_max_resets = 100,
@@ -462,8 +421,16 @@ static int check_opts(struct opts *o) {
       BAD_FLAG("TLS options: %s\n", err);
     tls_store_unref(probe);
   }
+  if (o->syncd) {
+    struct target_list tl;
+    char why[256];
+    if (targets_parse(o->syncd, &tl, why, sizeof(why)) != 0) BAD_FLAG("--syncd: %s\n", why);
+    targets_free(&tl);
+  }
   if (o->syncd && !o->insecure && !(o->cert && o->key && o->ca))
     BAD_FLAG("--syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
+  if (o->reconnect_max < RPC_RECONNECT_MAX_MIN_MS || o->reconnect_max > 300000)
+    BAD_FLAG("--reconnect-max: between %ums and 5m\n", RPC_RECONNECT_MAX_MIN_MS);
   if (addr_split_hostport(o->http, o->host, sizeof(o->host), &o->port) != 0)
     BAD_FLAG("--http: expected ADDR:PORT, got %s\n", o->http);
   for (int i = 0; i < o->trusted.count; i++)
@@ -506,7 +473,6 @@ static int app_init(struct app *a, const struct opts *o) {
   a->drain_timeout_ms = o->drain_timeout;
   a->config_file = o->config_file;
   a->tls_enabled = o->https != NULL;
-  a->tls_opts = o->tls;
   a->metrics = metrics_registry_new();
   if (!a->metrics) {
     fprintf(stderr, "l7proxy: out of memory\n");
@@ -517,8 +483,6 @@ static int app_init(struct app *a, const struct opts *o) {
   a->config_reloads_failed =
       metrics_counter(a->metrics, "edge_l7_config_loads_total", "Configuration loads by result.",
                       "result=\"rejected\"");
-  a->tls_builds_failed = metrics_counter(a->metrics, "edge_l7_tls_store_builds_failed_total",
-                                         "Certificate sets the TLS store could not load.", "");
   if (o->access_log) {
     struct access_log_opts ao = {.path = o->access_log_path,
                                  .fd = -1,
@@ -550,7 +514,8 @@ static int app_init(struct app *a, const struct opts *o) {
     fprintf(stderr, "l7proxy: out of memory\n");
     return 1;
   }
-  if (l7_config_store_new(o->cache_dir, &a->store) != 0) {
+  if (l7_config_store_new(o->cache_dir, &a->store) != 0 ||
+      (a->tls_enabled && l7_config_store_set_tls(a->store, &o->tls) != 0)) {
     fprintf(stderr, "l7proxy: cannot create the configuration store\n");
     return 1;
   }
@@ -567,7 +532,6 @@ static int app_init(struct app *a, const struct opts *o) {
       LOG_INFO("config_cache_loaded", "dir=%s version=%llu", log_q(o->cache_dir),
                (unsigned long long)l7_snapshot_version(snap));
       l7_snapshot_publish(snap);
-      tls_sync(a);
     } else if (rc != -ENOENT) {
       LOG_WARN("config_cache_unusable", "dir=%s reason=%s", log_q(o->cache_dir), log_q(err));
     }
@@ -579,6 +543,7 @@ static int app_init(struct app *a, const struct opts *o) {
     }
     admin_handle(a->admin, "/config", l7_config_admin_config, NULL);
     admin_handle(a->admin, "/explain", l7_config_admin_explain, &g_explain_https_port);
+    app_ready(a);
   }
   return 0;
 }
@@ -665,6 +630,7 @@ static int start_config_client(struct app *a, const struct opts *o) {
       .zone = o->zone ? o->zone : "",
       .build = "l7proxy/" L7_VERSION,
       .weight = 1,
+      .backoff_max_ms = o->reconnect_max,
       .metrics = a->metrics,
   };
   static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied};
@@ -687,9 +653,8 @@ static void start_signals_and_timers(struct app *a, const struct opts *o) {
   uv_signal_start(&a->sigint, on_signal, SIGINT);
   uv_signal_start(&a->sighup, on_signal, SIGHUP);
   uv_signal_start(&a->sigusr1, on_signal, SIGUSR1);
-  uv_timer_init(a->loop, &a->tick);
+  uv_timer_init(a->loop, &a->tick); /* started by a drain */
   a->tick.data = a;
-  uv_timer_start(&a->tick, on_tick, 0, 200);
   if (a->tls_enabled) {
     uv_timer_init(a->loop, &a->ticket_timer);
     uv_timer_start(&a->ticket_timer, on_ticket_timer, o->tls_ticket_rotate, o->tls_ticket_rotate);
@@ -704,7 +669,8 @@ static void log_started(const struct opts *o) {
            "header_timeout_ms=%u idle_timeout_ms=%u body_timeout_ms=%u tunnel_idle_timeout_ms=%u "
            "linger_timeout_ms=%u response_header_timeout_ms=%u "
            "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s "
-           "access_log_format=%s access_log_path=%s trace_otlp=%s trace_sample=%g",
+           "access_log_format=%s access_log_path=%s trace_otlp=%s trace_sample=%g "
+           "reconnect_max_ms=%u",
            L7_VERSION, o->host, o->port, o->https ? o->https_host : "-", o->https_port,
            o->admin_addr ? o->admin_addr : "-", o->workers, o->syncd ? o->syncd : "-",
            log_q(o->config_file ? o->config_file : "-"), log_q(o->cache_dir ? o->cache_dir : "-"),
@@ -713,7 +679,7 @@ static void log_started(const struct opts *o) {
            o->linger_timeout, o->resp_header_timeout, o->max_conns, o->retries, o->drain_timeout,
            o->access_log ? "true" : "false", o->alog_format == ACCESS_LOG_JSON ? "json" : "logfmt",
            log_q(o->access_log_path ? o->access_log_path : "-"),
-           log_q(o->trace_otlp ? o->trace_otlp : "-"), o->sample_ratio);
+           log_q(o->trace_otlp ? o->trace_otlp : "-"), o->sample_ratio, o->reconnect_max);
 }
 
 static void app_free(struct app *a) {
@@ -722,7 +688,6 @@ static void app_free(struct app *a) {
   access_log_close(a->alog);     /* writes what is queued */
   if (a->rpc) rpc_runtime_free(a->rpc);
   l7_snapshot_publish(NULL);
-  tls_store_publish(NULL);
   l7_config_store_free(a->store);
   uv_loop_close(a->loop);
   metrics_registry_free(a->metrics);

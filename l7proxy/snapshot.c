@@ -1,536 +1,41 @@
 /*
- * snapshot — validates a set of edge.v1 resources and compiles them into the
- * read-only structures workers use (see snapshot.h for the contract).
+ * snapshot — the tables of one generation and the lookups workers make on
+ * them (see snapshot.h; snapshot_build.c makes them).
  *
- * The snapshot first deep-copies the resources (pack into one
- * Edge__V1__Snapshot, unpack again), so every string a route or cluster
- * points at lives in memory the snapshot owns and frees in one call.
- * Clusters are sorted by name: their index is dense and deterministic, and
- * name lookups are a binary search. Routes become common/router rules whose
- * data pointer is the l7_route, so a lookup returns the route directly.
+ * A request host is normalized once, then looked up in the exact table,
+ * under its suffix in the wildcard table (one label off), and finally the
+ * virtual host without host; the first virtual host whose path matcher
+ * has a route for the path wins (Ingress fall-through, common/router.h).
+ * A route's cluster is this snapshot's slot entry for the route's slot.
  *
- * Rules checked (each failure is a Nack reason naming the resource):
- *   - every resource has a kind and a name; no two of one type share a name;
- *   - endpoint addresses are IPv4/IPv6 literals with a port in 1..65535
- *     (endpoints with ready=false are skipped, as the contract says);
- *   - enums hold known values;
- *   - routes and the default backend name clusters that exist; virtual
- *     hosts name certificates that exist;
- *   - route paths start with '/' and host patterns are well formed;
- *   - certificates parse and their key matches the leaf (common/cert).
- *
- * The current snapshot is a mutex-protected pointer: publish swaps it,
- * current() takes a reference under the lock. The lock is held for a
- * pointer copy and an atomic increment only, so workers never wait on a
- * build.
+ * The current snapshot sits in a common/publish slot: publish swaps it,
+ * current() takes a reference; the TLS store travels inside it, so a
+ * worker never sees routes of one push with certificates of another.
  */
 #include "l7proxy/snapshot.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/addr.h"
-#include "common/cert.h"
 #include "common/explain.h"
 #include "common/publish.h"
 #include "common/router.h"
-#include "l7proxy/breaker.h"
 #include "l7proxy/client_auth.h"
-#include "l7proxy/upstream_tls.h"
+#include "l7proxy/snapshot_internal.h"
 
-struct l7_snapshot {
-  atomic_uint refs;
-  uint64_t version;
-  Edge__V1__Snapshot *copy; /* owns every string below */
-  struct l7_cluster *clusters;
-  size_t n_clusters;
-  struct l7_endpoint *endpoints;
-  struct l7_route *routes;
-  size_t n_routes;
-  char **route_sources; /* "ns/name" per route, owned */
-  struct l7_certificate *certs;
-  size_t n_certs;
-  const struct l7_certificate *default_cert;
-  const struct l7_cluster *default_cluster;
-  struct router *router;
-  struct cauth_table *client_auth; /* owns the routes' client-auth policies */
-};
-
-static void snap_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void snap_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
-static const char *snap_resource_name(const Edge__V1__Resource *r) {
-  switch (r->kind_case) {
-    case EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST:
-      return r->virtual_host ? r->virtual_host->name : NULL;
-    case EDGE__V1__RESOURCE__KIND_CLUSTER:
-      return r->cluster ? r->cluster->name : NULL;
-    case EDGE__V1__RESOURCE__KIND_CERTIFICATE:
-      return r->certificate ? r->certificate->name : NULL;
-    case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
-      return r->default_backend ? r->default_backend->name : NULL;
-    default:
-      return NULL;
-  }
-}
-
-static const char *snap_kind_str(int kind) {
-  switch (kind) {
-    case EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST:
-      return "virtual host";
-    case EDGE__V1__RESOURCE__KIND_CLUSTER:
-      return "cluster";
-    case EDGE__V1__RESOURCE__KIND_CERTIFICATE:
-      return "certificate";
-    case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
-      return "default backend";
-    default:
-      return "resource";
-  }
-}
-
-/* Deep copy through the wire format: one allocation tree, one free. */
-static Edge__V1__Snapshot *snap_copy(uint64_t version, Edge__V1__Resource *const *res, size_t n) {
-  Edge__V1__Snapshot tmp = EDGE__V1__SNAPSHOT__INIT;
-  tmp.version = version;
-  tmp.n_resources = n;
-  tmp.resources = (Edge__V1__Resource **)res;
-  size_t len = edge__v1__snapshot__get_packed_size(&tmp);
-  uint8_t *buf = malloc(len ? len : 1);
-  if (!buf) return NULL;
-  edge__v1__snapshot__pack(&tmp, buf);
-  Edge__V1__Snapshot *copy = edge__v1__snapshot__unpack(NULL, len, buf);
-  free(buf);
-  return copy;
-}
-
-static int snap_parse_endpoint(const Edge__V1__Endpoint *e, struct l7_endpoint *out) {
-  if (e->port == 0 || e->port > 65535) return -1;
-  memset(out, 0, sizeof(*out));
-  if (addr_from_ip(e->address, (uint16_t)e->port, &out->addr, &out->addrlen) != 0) return -2;
-  addr_format(&out->addr, out->name, sizeof(out->name));
-  out->weight = e->weight ? e->weight : 1;
-  return 0;
-}
-
-/* Upstream TLS, health checks and circuit breakers of one cluster. A TLS
- * configuration the library refuses costs only this cluster (its requests
- * get 502 with the reason logged), never the push. */
-static int snap_cluster_policies(const Edge__V1__Cluster *pc, struct l7_cluster *cl, char *err,
-                                 size_t errlen) {
-  cl->tls_error = "";
-  if (pc->tls && pc->tls->server_name[0] &&
-      strspn(pc->tls->server_name, "abcdefghijklmnopqrstuvwxyz0123456789.-:") !=
-          strlen(pc->tls->server_name)) {
-    snap_err(err, errlen, "cluster %s: tls: server_name is not a DNS name or an IP address",
-             pc->name);
-    return -EINVAL;
-  }
-  if (pc->tls) {
-    int h2 = pc->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_H2C ||
-             pc->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC;
-    char why[256];
-    if (utls_ctx_get(pc->tls, h2, &cl->tls, why, sizeof(why)) != 0) {
-      char *e = NULL;
-      if (asprintf(&e, "cluster %s: upstream tls: %s", pc->name, why) < 0) return -ENOMEM;
-      cl->tls_error = e; /* freed with the snapshot (snap_free) */
-    }
-  }
-  const Edge__V1__HealthCheck *hc = pc->health_check;
-  if (hc) {
-    if (!hc->path[0] || hc->path[0] != '/' || strpbrk(hc->path, " \r\n\t") ||
-        strpbrk(hc->host, " \r\n\t") || hc->expected_status_min > hc->expected_status_max ||
-        hc->expected_status_max > 599 || hc->port > 65535) {
-      snap_err(err, errlen, "cluster %s: health_check: bad path, host or expected status",
-               pc->name);
-      return -EINVAL;
-    }
-    cl->health_check = hc;
-  }
-  const Edge__V1__CircuitBreakers *cb = pc->circuit_breakers;
-  if (cb && (cb->max_connections || cb->max_pending_requests || cb->max_retries)) {
-    cl->max_connections = cb->max_connections;
-    cl->max_pending_requests = cb->max_pending_requests;
-    cl->max_retries = cb->max_retries;
-    cl->breaker = breaker_get(pc->name);
-    if (!cl->breaker) return -ENOMEM;
-  }
-  return 0;
-}
-
-static int snap_cmp_cluster(const void *a, const void *b) {
-  const struct l7_cluster *x = a, *y = b;
-  return strcmp(x->name, y->name);
-}
-
-static int snap_build_clusters(struct l7_snapshot *s, char *err, size_t errlen) {
-  const Edge__V1__Snapshot *c = s->copy;
-  size_t n_cl = 0, n_ep = 0;
-  for (size_t i = 0; i < c->n_resources; i++) {
-    const Edge__V1__Resource *r = c->resources[i];
-    if (r->kind_case != EDGE__V1__RESOURCE__KIND_CLUSTER) continue;
-    n_cl++;
-    n_ep += r->cluster->n_endpoints;
-  }
-  s->clusters = calloc(n_cl ? n_cl : 1, sizeof(*s->clusters));
-  s->endpoints = calloc(n_ep ? n_ep : 1, sizeof(*s->endpoints));
-  if (!s->clusters || !s->endpoints) return -ENOMEM;
-  size_t ep = 0;
-  for (size_t i = 0; i < c->n_resources; i++) {
-    const Edge__V1__Resource *r = c->resources[i];
-    if (r->kind_case != EDGE__V1__RESOURCE__KIND_CLUSTER) continue;
-    const Edge__V1__Cluster *pc = r->cluster;
-    if (pc->lb_policy < 0 || pc->lb_policy > EDGE__V1__LB_POLICY__LB_POLICY_LEAST_REQUEST) {
-      snap_err(err, errlen, "cluster %s: unknown lb_policy %d", pc->name, (int)pc->lb_policy);
-      return -EINVAL;
-    }
-    if (pc->protocol < 0 || pc->protocol > EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC) {
-      snap_err(err, errlen, "cluster %s: unknown protocol %d", pc->name, (int)pc->protocol);
-      return -EINVAL;
-    }
-    struct l7_cluster *cl = &s->clusters[s->n_clusters++];
-    cl->name = pc->name;
-    cl->endpoints = &s->endpoints[ep];
-    for (size_t j = 0; j < pc->n_endpoints; j++) {
-      const Edge__V1__Endpoint *e = pc->endpoints[j];
-      if (!e->ready) continue;
-      int rc = snap_parse_endpoint(e, &s->endpoints[ep]);
-      if (rc < 0) {
-        snap_err(err, errlen, "cluster %s: endpoint %s:%u: %s", pc->name, e->address, e->port,
-                 rc == -1 ? "bad port" : "bad address");
-        return -EINVAL;
-      }
-      ep++;
-      cl->n_endpoints++;
-    }
-    cl->lb_policy = pc->lb_policy;
-    cl->protocol = pc->protocol;
-    cl->connect_timeout_ms =
-        pc->connect_timeout_ms ? pc->connect_timeout_ms : L7_DEFAULT_CONNECT_TIMEOUT_MS;
-    cl->idle_timeout_ms = pc->idle_timeout_ms ? pc->idle_timeout_ms : L7_DEFAULT_IDLE_TIMEOUT_MS;
-    cl->max_idle_per_endpoint =
-        pc->max_idle_per_endpoint ? pc->max_idle_per_endpoint : L7_DEFAULT_MAX_IDLE_PER_ENDPOINT;
-    int rc = snap_cluster_policies(pc, cl, err, errlen);
-    if (rc < 0) return rc;
-  }
-  /* Sorting moves only the descriptors; endpoint slices stay where they are. */
-  if (s->n_clusters) qsort(s->clusters, s->n_clusters, sizeof(*s->clusters), snap_cmp_cluster);
-  for (size_t i = 0; i < s->n_clusters; i++) {
-    s->clusters[i].index = (uint32_t)i;
-    if (i > 0 && strcmp(s->clusters[i - 1].name, s->clusters[i].name) == 0) {
-      snap_err(err, errlen, "cluster %s: defined twice", s->clusters[i].name);
-      return -EINVAL;
-    }
-  }
-  return 0;
-}
-
-const struct l7_cluster *l7_snapshot_find_cluster(const struct l7_snapshot *s, const char *name) {
-  if (!s || !name) return NULL;
-  struct l7_cluster key = {.name = name};
-  return s->n_clusters ? bsearch(&key, s->clusters, s->n_clusters, sizeof(key), snap_cmp_cluster)
-                       : NULL;
-}
-
-static int snap_cmp_cert(const void *a, const void *b) {
-  const struct l7_certificate *x = a, *y = b;
-  return strcmp(x->name, y->name);
-}
-
-static const struct l7_certificate *snap_find_cert(const struct l7_snapshot *s, const char *name) {
-  struct l7_certificate key = {.name = name};
-  return s->n_certs ? bsearch(&key, s->certs, s->n_certs, sizeof(key), snap_cmp_cert) : NULL;
-}
-
-int l7_snapshot_check_certificate(Edge__V1__Certificate *c, char *err, size_t errlen) {
-  char why[256] = "";
-  if (cert_check_key((const char *)c->cert_pem.data, c->cert_pem.len, (const char *)c->key_pem.data,
-                     c->key_pem.len, why, sizeof(why)) < 0) {
-    snap_err(err, errlen, "certificate %s: %s", c->name, why);
-    return -EINVAL;
-  }
-  if (c->not_after == 0) {
-    struct cert_info *info = malloc(sizeof(*info));
-    if (info && cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info, NULL, 0) == 0)
-      c->not_after = info->not_after;
-    free(info);
-  }
-  return 0;
-}
-
-static int snap_build_certs(struct l7_snapshot *s, unsigned flags, char *err, size_t errlen) {
-  const Edge__V1__Snapshot *c = s->copy;
-  size_t n = 0;
-  for (size_t i = 0; i < c->n_resources; i++)
-    n += c->resources[i]->kind_case == EDGE__V1__RESOURCE__KIND_CERTIFICATE;
-  s->certs = calloc(n ? n : 1, sizeof(*s->certs));
-  if (!s->certs) return -ENOMEM;
-  for (size_t i = 0; i < c->n_resources; i++) {
-    const Edge__V1__Resource *r = c->resources[i];
-    if (r->kind_case != EDGE__V1__RESOURCE__KIND_CERTIFICATE) continue;
-    Edge__V1__Certificate *pc = r->certificate;
-    if (!(flags & L7_SNAPSHOT_CERTS_CHECKED)) {
-      int rc = l7_snapshot_check_certificate(pc, err, errlen);
-      if (rc < 0) return rc;
-    }
-    struct l7_certificate *lc = &s->certs[s->n_certs++];
-    lc->name = pc->name;
-    lc->sni_names = (const char *const *)pc->sni_names;
-    lc->n_sni_names = pc->n_sni_names;
-    lc->cert_pem = pc->cert_pem.data;
-    lc->cert_pem_len = pc->cert_pem.len;
-    lc->key_pem = pc->key_pem.data;
-    lc->key_pem_len = pc->key_pem.len;
-    lc->not_after = pc->not_after;
-    lc->is_default = pc->is_default;
-    lc->ocsp_response = pc->ocsp_response.len ? pc->ocsp_response.data : NULL;
-    lc->ocsp_response_len = pc->ocsp_response.len;
-    lc->ocsp_next_update = pc->ocsp_next_update;
-  }
-  /* Names are unique (snap_check_names); sorted for bsearch. */
-  if (s->n_certs) qsort(s->certs, s->n_certs, sizeof(*s->certs), snap_cmp_cert);
-  for (size_t i = 0; i < s->n_certs && !s->default_cert; i++)
-    if (s->certs[i].is_default) s->default_cert = &s->certs[i];
-  return 0;
-}
-
-static int snap_route_source(const Edge__V1__Route *pr, char **out) {
-  const Edge__V1__SourceRef *src = pr->source;
-  if (src && src->name[0]) {
-    if (asprintf(out, "%s/%s", src->namespace_, src->name) < 0) return -ENOMEM;
-  } else {
-    *out = strdup("");
-    if (!*out) return -ENOMEM;
-  }
-  return 0;
-}
-
-static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
-  const Edge__V1__Snapshot *c = s->copy;
-  size_t n = 0;
-  for (size_t i = 0; i < c->n_resources; i++) {
-    const Edge__V1__Resource *r = c->resources[i];
-    if (r->kind_case == EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST) n += r->virtual_host->n_routes;
-  }
-  s->routes = calloc(n ? n : 1, sizeof(*s->routes));
-  s->route_sources = calloc(n ? n : 1, sizeof(*s->route_sources));
-  if (cauth_table_new(&s->client_auth) != 0) return -ENOMEM;
-  struct router_rule *rules = calloc(n ? n : 1, sizeof(*rules));
-  int rc = -ENOMEM;
-  if (!s->routes || !s->route_sources || !rules) goto out;
-  for (size_t i = 0; i < c->n_resources; i++) {
-    const Edge__V1__Resource *r = c->resources[i];
-    if (r->kind_case != EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST) continue;
-    const Edge__V1__VirtualHost *vh = r->virtual_host;
-    rc = -EINVAL;
-    if (vh->host_match < 0 || vh->host_match > EDGE__V1__HOST_MATCH__HOST_MATCH_ANY) {
-      snap_err(err, errlen, "virtual host %s: unknown host_match %d", vh->name,
-               (int)vh->host_match);
-      goto out;
-    }
-    if (vh->certificate[0] && !snap_find_cert(s, vh->certificate)) {
-      snap_err(err, errlen, "virtual host %s: references unknown certificate %s", vh->name,
-               vh->certificate);
-      goto out;
-    }
-    struct cauth_policy *auth = NULL;
-    if (vh->client_auth && cauth_policy_new(vh->client_auth, vh->name, &auth, err, errlen) != 0)
-      goto out;
-    if (cauth_table_add(s->client_auth, vh->host, auth) != 0) {
-      snap_err(err, errlen, "virtual host %s: bad host for client authentication", vh->name);
-      goto out;
-    }
-    for (size_t j = 0; j < vh->n_routes; j++) {
-      const Edge__V1__Route *pr = vh->routes[j];
-      const Edge__V1__RouteOptions *o = pr->options;
-      if (pr->path_type < 0 ||
-          pr->path_type > EDGE__V1__PATH_TYPE__PATH_TYPE_IMPLEMENTATION_SPECIFIC) {
-        snap_err(err, errlen, "virtual host %s: route %s: unknown path_type %d", vh->name, pr->path,
-                 (int)pr->path_type);
-        goto out;
-      }
-      struct l7_route *lr = &s->routes[s->n_routes];
-      lr->vhost = vh->name;
-      lr->host_pattern = vh->host;
-      lr->path = pr->path[0] ? pr->path : "/";
-      lr->path_type = pr->path_type ? (int)pr->path_type : EDGE__V1__PATH_TYPE__PATH_TYPE_PREFIX;
-      if (pr->cluster[0]) {
-        lr->cluster = l7_snapshot_find_cluster(s, pr->cluster);
-        if (!lr->cluster) {
-          snap_err(err, errlen, "virtual host %s: route %s references unknown cluster %s", vh->name,
-                   lr->path, pr->cluster);
-          goto out;
-        }
-      }
-      lr->rewrite_prefix = "";
-      if (o) {
-        lr->request_timeout_ms = o->request_timeout_ms;
-        lr->response_header_timeout_ms = o->response_header_timeout_ms;
-        lr->retries = o->retries;
-        lr->max_body_bytes = o->max_body_bytes;
-        lr->rewrite_prefix = o->rewrite_prefix;
-        lr->redirect = o->redirect;
-        lr->disable_ssl_redirect = o->disable_ssl_redirect;
-        lr->upgrade_protocols = o->upgrade_protocols;
-        lr->n_upgrade_protocols = o->n_upgrade_protocols;
-      }
-      lr->host_has_tls = vh->certificate[0] != '\0' || vh->tls_fallback;
-      lr->client_auth = auth;
-      rc = snap_route_source(pr, &s->route_sources[s->n_routes]);
-      if (rc < 0) goto out;
-      lr->source = s->route_sources[s->n_routes];
-      rules[s->n_routes] = (struct router_rule){.host = vh->host,
-                                                .host_match = (int)vh->host_match,
-                                                .path = lr->path,
-                                                .path_type = lr->path_type,
-                                                .data = lr};
-      s->n_routes++;
-      rc = -EINVAL;
-    }
-  }
-  cauth_table_finish(s->client_auth);
-  char why[256] = "";
-  rc = router_build(rules, s->n_routes, &s->router, why, sizeof(why));
-  if (rc == ROUTER_ERR_INVALID) {
-    /* "rule N" is the route's position in s->routes: name its vhost. */
-    size_t idx = 0;
-    if (sscanf(why, "rule %zu", &idx) == 1 && idx < s->n_routes)
-      snap_err(err, errlen, "virtual host %s: %s", s->routes[idx].vhost, why);
-    else
-      snap_err(err, errlen, "%s", why);
-    rc = -EINVAL;
-  } else if (rc < 0) {
-    rc = -ENOMEM;
-  } else {
-    /* Fill the normalized host_match the router derived for UNSPECIFIED. */
-    for (size_t i = 0; i < s->n_routes; i++)
-      if (s->routes[i].host_match == 0)
-        s->routes[i].host_match = s->routes[i].host_pattern[0] == '\0'  ? ROUTER_HOST_ANY
-                                  : s->routes[i].host_pattern[0] == '*' ? ROUTER_HOST_WILDCARD
-                                                                        : ROUTER_HOST_EXACT;
-  }
-out:
-  free(rules);
-  return rc;
-}
-
-static int snap_cmp_resource(const void *a, const void *b) {
-  const Edge__V1__Resource *x = *(const Edge__V1__Resource *const *)a;
-  const Edge__V1__Resource *y = *(const Edge__V1__Resource *const *)b;
-  if (x->kind_case != y->kind_case) return x->kind_case < y->kind_case ? -1 : 1;
-  return strcmp(snap_resource_name(x), snap_resource_name(y));
-}
-
-static int snap_check_names(const Edge__V1__Snapshot *c, char *err, size_t errlen) {
-  for (size_t i = 0; i < c->n_resources; i++) {
-    const Edge__V1__Resource *r = c->resources[i];
-    const char *name = snap_resource_name(r);
-    if (!name) {
-      snap_err(err, errlen, "resource %zu: no kind set", i);
-      return -EINVAL;
-    }
-    if (!name[0]) {
-      snap_err(err, errlen, "%s %zu: empty name", snap_kind_str(r->kind_case), i);
-      return -EINVAL;
-    }
-  }
-  /* One name per type: sort (kind, name) pairs and compare neighbours. */
-  const Edge__V1__Resource **v = malloc((c->n_resources ? c->n_resources : 1) * sizeof(*v));
-  if (!v) return -ENOMEM;
-  if (c->n_resources) {
-    memcpy(v, c->resources, c->n_resources * sizeof(*v));
-    qsort(v, c->n_resources, sizeof(*v), snap_cmp_resource);
-  }
-  int rc = 0;
-  for (size_t i = 1; i < c->n_resources; i++)
-    if (snap_cmp_resource(&v[i - 1], &v[i]) == 0) {
-      snap_err(err, errlen, "%s %s: defined twice", snap_kind_str(v[i]->kind_case),
-               snap_resource_name(v[i]));
-      rc = -EINVAL;
-      break;
-    }
-  free(v);
-  return rc;
-}
-
-static void snap_free(struct l7_snapshot *s) {
+void l7_snapshot_free(struct l7_snapshot *s) {
   if (!s) return;
-  router_free(s->router);
-  cauth_table_unref(s->client_auth);
-  for (size_t i = 0; s->route_sources && i < s->n_routes; i++) free(s->route_sources[i]);
-  free(s->route_sources);
-  free(s->routes);
-  free(s->certs);
-  for (size_t i = 0; s->clusters && i < s->n_clusters; i++) {
-    utls_ctx_unref(s->clusters[i].tls);
-    if (s->clusters[i].tls_error && s->clusters[i].tls_error[0])
-      free((char *)s->clusters[i].tls_error);
-  }
-  free(s->clusters);
-  free(s->endpoints);
-  if (s->copy) edge__v1__snapshot__free_unpacked(s->copy, NULL);
+  for (size_t i = 0; s->res && i < s->n_res; i++) l7_res_unref(s->res[i]);
+  free(s->res);
+  free(s->slots);
+  free(s->exact.slots);
+  free(s->wild.slots);
+  tls_store_unref(s->tls);
   free(s);
-}
-
-int l7_snapshot_build(uint64_t version, Edge__V1__Resource *const *res, size_t n,
-                      struct l7_snapshot **out, char *err, size_t errlen) {
-  return l7_snapshot_build_ex(version, res, n, 0, out, err, errlen);
-}
-
-int l7_snapshot_build_ex(uint64_t version, Edge__V1__Resource *const *res, size_t n, unsigned flags,
-                         struct l7_snapshot **out, char *err, size_t errlen) {
-  *out = NULL;
-  for (size_t i = 0; i < n; i++)
-    if (!res[i]) {
-      snap_err(err, errlen, "resource %zu: missing", i);
-      return -EINVAL;
-    }
-  struct l7_snapshot *s = calloc(1, sizeof(*s));
-  if (!s) return -ENOMEM;
-  atomic_init(&s->refs, 1);
-  s->version = version;
-  s->copy = snap_copy(version, res, n);
-  int rc = -ENOMEM;
-  if (!s->copy) goto fail;
-  rc = snap_check_names(s->copy, err, errlen);
-  if (rc < 0) goto fail;
-  rc = snap_build_clusters(s, err, errlen);
-  if (rc < 0) goto fail;
-  rc = snap_build_certs(s, flags, err, errlen);
-  if (rc < 0) goto fail;
-  rc = snap_build_routes(s, err, errlen);
-  if (rc < 0) goto fail;
-  for (size_t i = 0; i < s->copy->n_resources; i++) {
-    const Edge__V1__Resource *r = s->copy->resources[i];
-    if (r->kind_case != EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND) continue;
-    const char *cl = r->default_backend->cluster;
-    if (!cl[0]) continue;
-    s->default_cluster = l7_snapshot_find_cluster(s, cl);
-    if (!s->default_cluster) {
-      snap_err(err, errlen, "default backend %s: references unknown cluster %s",
-               r->default_backend->name, cl);
-      rc = -EINVAL;
-      goto fail;
-    }
-  }
-  *out = s;
-  return 0;
-fail:
-  if (rc == -ENOMEM) snap_err(err, errlen, "out of memory building the snapshot");
-  snap_free(s);
-  return rc;
 }
 
 struct l7_snapshot *l7_snapshot_ref(struct l7_snapshot *s) {
@@ -539,25 +44,85 @@ struct l7_snapshot *l7_snapshot_ref(struct l7_snapshot *s) {
 }
 
 void l7_snapshot_unref(struct l7_snapshot *s) {
-  if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) snap_free(s);
+  if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) l7_snapshot_free(s);
 }
 
 uint64_t l7_snapshot_version(const struct l7_snapshot *s) {
   return s ? s->version : 0;
 }
 
+struct tls_store *l7_snapshot_tls(const struct l7_snapshot *s) {
+  return s ? s->tls : NULL;
+}
+
+/* The route of virtual host r (may be NULL) for path, or NULL. */
+static const struct l7_route *vhost_match(const struct l7_res *r, const char *path,
+                                          size_t pathlen) {
+  return r ? router_match_path(r->u.vhost.router, path, pathlen) : NULL;
+}
+
 const struct l7_route *l7_snapshot_match(const struct l7_snapshot *s, const char *host,
                                          size_t hostlen, const char *path, size_t pathlen) {
   if (!s) return NULL;
-  return router_match(s->router, host, hostlen, path, pathlen);
+  char buf[ROUTER_MAX_HOST + 1];
+  int n = host ? router_normalize_host(host, hostlen, buf, sizeof(buf)) : -1;
+  const struct l7_route *r;
+  if (n > 0) {
+    if ((r = vhost_match(l7_htab_get(&s->exact, buf, (size_t)n), path, pathlen))) return r;
+    const char *dot = memchr(buf, '.', (size_t)n);
+    if (dot && dot > buf && dot + 1 < buf + n) {
+      size_t off = (size_t)(dot + 1 - buf);
+      r = vhost_match(l7_htab_get(&s->wild, buf + off, (size_t)n - off), path, pathlen);
+      if (r) return r;
+    }
+  }
+  return vhost_match(s->any_vhost, path, pathlen);
 }
 
-struct cauth_table *l7_snapshot_client_auth(const struct l7_snapshot *s) {
-  return s ? s->client_auth : NULL;
+const struct cauth_policy *l7_snapshot_client_auth_for(const struct l7_snapshot *s,
+                                                       const char *sni) {
+  if (!s || !s->n_client_auth) return NULL;
+  char buf[ROUTER_MAX_HOST + 1];
+  int n = sni && *sni ? router_normalize_host(sni, strlen(sni), buf, sizeof(buf)) : -1;
+  const struct l7_res *r;
+  if (n > 0) {
+    if ((r = l7_htab_get(&s->exact, buf, (size_t)n))) return r->u.vhost.client_auth;
+    const char *dot = memchr(buf, '.', (size_t)n);
+    if (dot && dot > buf && dot + 1 < buf + n) {
+      size_t off = (size_t)(dot + 1 - buf);
+      if ((r = l7_htab_get(&s->wild, buf + off, (size_t)n - off))) return r->u.vhost.client_auth;
+    }
+  }
+  return s->any_vhost ? s->any_vhost->u.vhost.client_auth : NULL;
+}
+
+static const struct cauth_policy *source_lookup(void *s, const char *sni) {
+  return l7_snapshot_client_auth_for(s, sni);
+}
+
+static void source_release(void *s) {
+  l7_snapshot_unref(s);
+}
+
+int l7_snapshot_client_auth_source(struct l7_snapshot *s, struct tls_client_auth_source *src) {
+  if (!s || !s->n_client_auth) return 0;
+  *src = (struct tls_client_auth_source){
+      .lookup = source_lookup, .release = source_release, .arg = l7_snapshot_ref(s)};
+  return 1;
+}
+
+static const struct l7_cluster *slot_cluster(const struct l7_snapshot *s, uint32_t slot) {
+  if (!s || slot >= s->n_slots || !s->slots[slot]) return NULL;
+  return &s->slots[slot]->u.cluster;
+}
+
+const struct l7_cluster *l7_snapshot_route_cluster(const struct l7_snapshot *s,
+                                                   const struct l7_route *r) {
+  return r && r->cluster_name[0] ? slot_cluster(s, r->cluster_slot) : NULL;
 }
 
 const struct l7_cluster *l7_snapshot_default_cluster(const struct l7_snapshot *s) {
-  return s ? s->default_cluster : NULL;
+  return s ? slot_cluster(s, s->default_slot) : NULL;
 }
 
 size_t l7_snapshot_n_clusters(const struct l7_snapshot *s) {
@@ -565,15 +130,52 @@ size_t l7_snapshot_n_clusters(const struct l7_snapshot *s) {
 }
 
 const struct l7_cluster *l7_snapshot_cluster(const struct l7_snapshot *s, size_t i) {
-  return s && i < s->n_clusters ? &s->clusters[i] : NULL;
+  return s && i < s->n_clusters ? &s->clusters[i]->u.cluster : NULL;
+}
+
+const struct l7_cluster *l7_snapshot_find_cluster(const struct l7_snapshot *s, const char *name) {
+  if (!s || !name) return NULL;
+  size_t lo = 0, hi = s->n_clusters;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(s->clusters[mid]->name, name);
+    if (c == 0) return &s->clusters[mid]->u.cluster;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+/* The virtual hosts: the resources of that type, in name order. */
+static void vhost_range(const struct l7_snapshot *s, size_t *first, size_t *end) {
+  size_t i = 0;
+  while (i < s->n_res && s->res[i]->type < EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) i++;
+  *first = i;
+  while (i < s->n_res && s->res[i]->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST)
+    i++;
+  *end = i;
 }
 
 size_t l7_snapshot_n_routes(const struct l7_snapshot *s) {
-  return s ? s->n_routes : 0;
+  if (!s) return 0;
+  size_t first, end, n = 0;
+  vhost_range(s, &first, &end);
+  for (size_t i = first; i < end; i++) n += s->res[i]->u.vhost.n_routes;
+  return n;
 }
 
 const struct l7_route *l7_snapshot_route(const struct l7_snapshot *s, size_t i) {
-  return s && i < s->n_routes ? &s->routes[i] : NULL;
+  if (!s) return NULL;
+  size_t first, end;
+  vhost_range(s, &first, &end);
+  for (size_t v = first; v < end; v++) {
+    const struct l7_vhost *vh = &s->res[v]->u.vhost;
+    if (i < vh->n_routes) return &vh->routes[i];
+    i -= vh->n_routes;
+  }
+  return NULL;
 }
 
 size_t l7_snapshot_n_certificates(const struct l7_snapshot *s) {
@@ -581,11 +183,36 @@ size_t l7_snapshot_n_certificates(const struct l7_snapshot *s) {
 }
 
 const struct l7_certificate *l7_snapshot_certificate(const struct l7_snapshot *s, size_t i) {
-  return s && i < s->n_certs ? &s->certs[i] : NULL;
+  return s && i < s->n_certs ? &s->certs[i]->u.cert : NULL;
 }
 
 const struct l7_certificate *l7_snapshot_default_certificate(const struct l7_snapshot *s) {
   return s ? s->default_cert : NULL;
+}
+
+size_t l7_snapshot_n_resources(const struct l7_snapshot *s) {
+  return s ? s->n_res : 0;
+}
+
+Edge__V1__Resource **l7_snapshot_resources(const struct l7_snapshot *s, size_t *n) {
+  *n = s ? s->n_res : 0;
+  Edge__V1__Resource **v = malloc((*n + 1) * sizeof(*v));
+  for (size_t i = 0; v && i < *n; i++) v[i] = s->res[i]->msg;
+  return v;
+}
+
+/* The resource a cluster is compiled in. */
+static struct l7_res *cluster_res(const struct l7_cluster *c) {
+  return (struct l7_res *)((const char *)c - offsetof(struct l7_res, u.cluster));
+}
+
+const struct l7_cluster *l7_cluster_hold(const struct l7_cluster *c) {
+  if (c) l7_res_ref(cluster_res(c));
+  return c;
+}
+
+void l7_cluster_release(const struct l7_cluster *c) {
+  if (c) l7_res_unref(cluster_res(c));
 }
 
 /* ---- JSON dump (no key material) -------------------------------------- */
@@ -595,62 +222,35 @@ static const char *snap_enum_name(const ProtobufCEnumDescriptor *d, int v) {
   return ev ? ev->name : "UNKNOWN";
 }
 
-/* The issue-20 policies of a cluster (no key material: the client key is
- * only said to exist). */
-static void snap_cluster_policies_json(json_t *o, const struct l7_cluster *c) {
-  if (!o) return;
-  if (c->tls || c->tls_error[0])
-    json_object_set_new(o, "tls",
-                        json_pack("{s:s, s:b, s:s}", "server_name", utls_ctx_server_name(c->tls),
-                                  "h2", utls_ctx_h2(c->tls), "error", c->tls_error));
-  const Edge__V1__HealthCheck *hc = c->health_check;
-  if (hc)
-    json_object_set_new(
-        o, "health_check",
-        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "path", hc->path, "host", hc->host,
-                  "interval_ms", (json_int_t)hc->interval_ms, "timeout_ms",
-                  (json_int_t)hc->timeout_ms, "rise", (json_int_t)hc->rise, "fall",
-                  (json_int_t)hc->fall, "expected_status_min", (json_int_t)hc->expected_status_min,
-                  "expected_status_max", (json_int_t)hc->expected_status_max));
-  if (c->breaker)
-    json_object_set_new(
-        o, "circuit_breakers",
-        json_pack("{s:I, s:I, s:I}", "max_connections", (json_int_t)c->max_connections,
-                  "max_pending_requests", (json_int_t)c->max_pending_requests, "max_retries",
-                  (json_int_t)c->max_retries));
-}
-
 static json_t *snap_cluster_json(const struct l7_cluster *c) {
   json_t *eps = json_array();
   for (size_t i = 0; i < c->n_endpoints; i++)
     json_array_append_new(eps, json_pack("{s:s, s:I}", "address", c->endpoints[i].name, "weight",
                                          (json_int_t)c->endpoints[i].weight));
-  json_t *o = json_pack("{s:s, s:I, s:o, s:s, s:s, s:I, s:I, s:I}", "name", c->name, "index",
-                        (json_int_t)c->index, "endpoints", eps, "lb_policy",
+  json_t *o = json_pack("{s:s, s:I, s:o, s:s, s:s, s:I, s:I, s:I}", "name", c->name, "slot",
+                        (json_int_t)c->slot, "endpoints", eps, "lb_policy",
                         snap_enum_name(&edge__v1__lb_policy__descriptor, c->lb_policy), "protocol",
                         snap_enum_name(&edge__v1__upstream_protocol__descriptor, c->protocol),
                         "connect_timeout_ms", (json_int_t)c->connect_timeout_ms, "idle_timeout_ms",
                         (json_int_t)c->idle_timeout_ms, "max_idle_per_endpoint",
                         (json_int_t)c->max_idle_per_endpoint);
-  snap_cluster_policies_json(o, c);
+  l7_policy_cluster_json(o, c);
   return o;
 }
 
-static json_t *snap_route_json(const struct l7_route *r) {
+static json_t *snap_route_json(const struct l7_snapshot *s, const struct l7_route *r) {
+  const struct l7_cluster *cluster = l7_snapshot_route_cluster(s, r);
   json_t *o = json_pack(
       "{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:s, s:b, s:b, s:s}", "vhost", r->vhost,
       "host", r->host_pattern, "host_match",
       snap_enum_name(&edge__v1__host_match__descriptor, r->host_match), "path", r->path,
       "path_type", snap_enum_name(&edge__v1__path_type__descriptor, r->path_type), "cluster",
-      r->cluster ? r->cluster->name : NULL, "request_timeout_ms", (json_int_t)r->request_timeout_ms,
+      cluster ? cluster->name : NULL, "request_timeout_ms", (json_int_t)r->request_timeout_ms,
       "response_header_timeout_ms", (json_int_t)r->response_header_timeout_ms, "retries",
       (json_int_t)r->retries, "max_body_bytes", (json_int_t)r->max_body_bytes, "rewrite_prefix",
       r->rewrite_prefix, "host_has_tls", r->host_has_tls, "disable_ssl_redirect",
       r->disable_ssl_redirect, "source", r->source);
-  if (o && r->client_auth)
-    json_object_set_new(
-        o, "client_auth",
-        json_string(cauth_policy_required(r->client_auth) ? "required" : "optional"));
+  l7_policy_route_json(o, r);
   if (o && r->redirect)
     json_object_set_new(
         o, "redirect",
@@ -673,14 +273,20 @@ char *l7_snapshot_to_json(const struct l7_snapshot *s) {
   if (!s) return strdup("{}");
   json_t *clusters = json_array(), *routes = json_array(), *certs = json_array();
   for (size_t i = 0; i < s->n_clusters; i++)
-    json_array_append_new(clusters, snap_cluster_json(&s->clusters[i]));
-  for (size_t i = 0; i < s->n_routes; i++)
-    json_array_append_new(routes, snap_route_json(&s->routes[i]));
+    json_array_append_new(clusters, snap_cluster_json(&s->clusters[i]->u.cluster));
+  size_t first, end;
+  vhost_range(s, &first, &end);
+  for (size_t v = first; v < end; v++) {
+    const struct l7_vhost *vh = &s->res[v]->u.vhost;
+    for (size_t k = 0; k < vh->n_routes; k++)
+      json_array_append_new(routes, snap_route_json(s, &vh->routes[k]));
+  }
   for (size_t i = 0; i < s->n_certs; i++)
-    json_array_append_new(certs, snap_cert_json(&s->certs[i]));
-  json_t *root = json_pack("{s:I, s:o, s:o, s:o, s:s?}", "version", (json_int_t)s->version,
-                           "clusters", clusters, "routes", routes, "certificates", certs,
-                           "default_cluster", s->default_cluster ? s->default_cluster->name : NULL);
+    json_array_append_new(certs, snap_cert_json(&s->certs[i]->u.cert));
+  json_t *root =
+      json_pack("{s:I, s:o, s:o, s:o, s:s?}", "version", (json_int_t)s->version, "clusters",
+                clusters, "routes", routes, "certificates", certs, "default_cluster",
+                l7_snapshot_default_cluster(s) ? l7_snapshot_default_cluster(s)->name : NULL);
   if (!root) return NULL;
   char *out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   json_decref(root);
@@ -692,7 +298,11 @@ int l7_snapshot_explain(const struct l7_snapshot *s, const struct explain_reques
   *json = NULL;
   if (!s || !req) return EXPLAIN_ERR_INVALID;
   json_t *root = NULL;
-  int rc = explain_build(s->copy->resources, s->copy->n_resources, req, &root, err, errlen);
+  Edge__V1__Resource **res = malloc((s->n_res + 1) * sizeof(*res));
+  if (!res) return EXPLAIN_ERR_NOMEM;
+  for (size_t i = 0; i < s->n_res; i++) res[i] = s->res[i]->msg;
+  int rc = explain_build(res, s->n_res, req, &root, err, errlen);
+  free(res);
   if (rc != 0) return rc;
   json_object_set_new(root, "version", json_integer((json_int_t)s->version));
   *json = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

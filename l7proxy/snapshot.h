@@ -1,25 +1,37 @@
 /*
  * snapshot — an immutable, reference-counted l7proxy configuration built
  * from a set of edge.v1 resources (VirtualHost, Cluster, Certificate,
- * DefaultBackend; see proto/edge/v1/resources.proto).
+ * DefaultBackend; see proto/edge/v1/resources.proto), together with the
+ * TLS store of the same certificates: one generation, published once.
  *
  * Building validates everything a worker will rely on (endpoint addresses,
- * cluster references, certificate/key pairs) and precompiles the Ingress
- * route lookup (common/router). A snapshot that exists is therefore usable;
- * a rejected set of resources yields a reason for the Nack and no snapshot.
+ * cluster and certificate references, host patterns and paths) and
+ * precompiles the Ingress route lookup: a host table to compiled virtual
+ * hosts, each with its own path matcher (common/router). A snapshot that
+ * exists is therefore usable; a rejected change yields a reason for the
+ * Nack and no snapshot. Certificates are not decoded here: the TLS store
+ * loads one on its first handshake (tls.h).
  *
- * Invariants: after l7_snapshot_build returns, nothing in the snapshot
- * changes until the last reference is dropped. Every pointer returned by an
- * accessor (routes, clusters, endpoints, strings, certificates) stays valid
- * while the caller holds a reference. The snapshot owns deep copies of the
- * resources it was built from; the caller's resources may be freed at once.
+ * Incremental: a builder (struct l7_builder) keeps the current resources,
+ * each compiled once and shared by every snapshot that holds it. Applying
+ * a push compiles only the resources it carries and makes the next
+ * snapshot from the previous one's tables, changing only the hosts,
+ * clusters and certificates the push touched; a route names its cluster by
+ * a slot (stable per cluster name), so a changed cluster does not touch the
+ * virtual hosts that use it. A push that changes no certificate shares the
+ * previous TLS store.
  *
- * Threads: build on any thread; ref/unref are atomic; lookups are read-only
- * and allocation-free, so any number of workers may use one snapshot.
+ * Invariants: a snapshot never changes after it is built. Every pointer
+ * returned by an accessor (routes, clusters, endpoints, strings,
+ * certificates) stays valid while the caller holds a reference to it.
+ *
+ * Threads: the builder belongs to one thread (the config client's loop);
+ * snapshot ref/unref are atomic; lookups are read-only and allocation-free,
+ * so any number of workers may use one snapshot.
  *
  * Callers: config_store builds snapshots; config_client publishes them;
- * workers take l7_snapshot_current() per connection/request; the TLS code
- * iterates certificates; the admin endpoint dumps l7_snapshot_to_json().
+ * workers take l7_snapshot_current() per connection/request (and the TLS
+ * store from it); the admin endpoint dumps l7_snapshot_to_json().
  */
 #ifndef EDGE_L7PROXY_SNAPSHOT_H
 #define EDGE_L7PROXY_SNAPSHOT_H
@@ -34,7 +46,8 @@
 /* Defaults filled into clusters whose resource leaves them 0. */
 #define L7_DEFAULT_CONNECT_TIMEOUT_MS 5000u
 #define L7_DEFAULT_IDLE_TIMEOUT_MS 60000u
-#define L7_DEFAULT_MAX_IDLE_PER_ENDPOINT 32u
+#define L7_DEFAULT_MAX_IDLE_PER_ENDPOINT \
+  256u /* like ingress-nginx's upstream-keepalive-connections (320) */
 
 /* A ready endpoint (endpoints with ready=false are not part of a snapshot). */
 struct l7_endpoint {
@@ -46,14 +59,15 @@ struct l7_endpoint {
 
 struct l7_cluster {
   const char *name; /* "namespace/service:port" */
-  uint32_t index;   /* dense 0..n_clusters-1 within this snapshot */
+  uint32_t slot;    /* stable while a cluster of this name exists; small and dense-ish */
   const struct l7_endpoint *endpoints;
   size_t n_endpoints; /* may be 0: the data path answers 503 */
   int lb_policy;      /* EDGE__V1__LB_POLICY__* (UNSPECIFIED = round robin) */
   int protocol;       /* EDGE__V1__UPSTREAM_PROTOCOL__* */
   uint32_t connect_timeout_ms, idle_timeout_ms, max_idle_per_endpoint; /* defaults filled in */
-  /* issue 20: upstream TLS, health checks, circuit breakers */
-  struct utls_ctx *tls;  /* TLS to the endpoints (the snapshot's reference); NULL: plain */
+  /* issue 20: upstream TLS, health checks, circuit breakers (compiled with
+   * the cluster resource, l7proxy/snapshot_policy.c) */
+  struct utls_ctx *tls;  /* TLS to the endpoints (the resource's reference); NULL: plain */
   const char *tls_error; /* the TLS configuration was refused: requests get 502 ("" none) */
   const Edge__V1__HealthCheck *health_check; /* NULL: none (active checks off) */
   struct breaker *breaker;                   /* process-wide counters; NULL when no limit is set */
@@ -67,8 +81,10 @@ struct l7_route {
   int host_match;           /* EDGE__V1__HOST_MATCH__* */
   const char *path;
   int path_type; /* EDGE__V1__PATH_TYPE__* */
-  /* NULL when the route only redirects or names no cluster (→ 503). */
-  const struct l7_cluster *cluster;
+  /* The cluster by name ("" when the route only redirects or names none,
+   * → 503) and slot: l7_snapshot_route_cluster() gives this snapshot's. */
+  const char *cluster_name;
+  uint32_t cluster_slot;
   uint32_t request_timeout_ms, response_header_timeout_ms, retries; /* 0 = proxy default */
   uint64_t max_body_bytes;                                          /* 0 = proxy default */
   const char *rewrite_prefix;                                       /* "" none */
@@ -79,7 +95,8 @@ struct l7_route {
   char *const *upgrade_protocols;
   size_t n_upgrade_protocols;
   const char *source; /* "ns/ingress" ("" unknown) */
-  /* issue 20: the host's client certificate policy (NULL: none) */
+  /* issue 20: the host's client certificate policy (the virtual host
+   * resource's; NULL: none) */
   const struct cauth_policy *client_auth;
 };
 
@@ -101,37 +118,68 @@ struct l7_certificate {
 };
 
 struct l7_snapshot; /* opaque */
+struct tls_options;
 struct utls_ctx;
 struct breaker;
 struct cauth_policy;
-struct cauth_table;
 
 /*
- * Builds a snapshot from res[0..n). Resources are deep-copied; the caller
- * keeps ownership of res. On success returns 0 and *out holds one reference.
- * On failure returns negative (-EINVAL for bad resources, -ENOMEM) and
- * writes the reason for the Nack to err, e.g.
+ * The builder: the current resources and what indexes them. tls (copied;
+ * NULL when the proxy has no HTTPS listener) configures the TLS store
+ * every snapshot carries.
+ */
+struct l7_builder;
+int l7_builder_new(const struct tls_options *tls, struct l7_builder **out);
+void l7_builder_free(struct l7_builder *b);
+
+/*
+ * Applies a change: with full, upserted is the whole new state; otherwise
+ * upserted are added or replaced and removed dropped (absent names are not
+ * an error). Resources are deep-copied. On success 0 and *out, a new
+ * snapshot (one reference for the caller) of version; the builder holds
+ * the new state. On failure a negative code (-EINVAL bad resources,
+ * -ENOMEM), the reason for the Nack in err, and the builder unchanged:
  *   "cluster default/x:80: endpoint 1.2.3:80: bad address"
  *   "virtual host vh:a.com: route /api references unknown cluster default/y:80"
- *   "certificate default/shop: key does not match certificate"
+ *   "cluster default/y:80: removed but still used by virtual host vh:a.com"
+ */
+int l7_builder_apply(struct l7_builder *b, uint64_t version, int full,
+                     Edge__V1__Resource *const *upserted, size_t n_upserted,
+                     Edge__V1__ResourceName *const *removed, size_t n_removed,
+                     struct l7_snapshot **out, char *err, size_t errlen);
+/* Whether applying checks that each entering certificate's key matches
+ * it (a key decode: ~2 ms each on OpenSSL 3). Off by default: syncd makes
+ * the same check before it sends a certificate, and the TLS store decodes
+ * a certificate on its first handshake anyway (a bad one then fails the
+ * handshakes for its names, logged as tls_certificate_unusable). On for
+ * configuration files, which nothing checked before. */
+void l7_builder_set_verify_keys(struct l7_builder *b, int on);
+/*
+ * l7_builder_apply that takes the upserted messages instead of copying
+ * them: each upserted[i] must come from protobuf-c's unpack with the
+ * default allocator (a Push or Snapshot the caller unpacked) or be NULL.
+ * On return every entry is NULL (kept by the builder or freed), whatever
+ * the result; the caller frees the enclosing message as usual.
+ */
+int l7_builder_apply_adopt(struct l7_builder *b, uint64_t version, int full,
+                           Edge__V1__Resource **upserted, size_t n_upserted,
+                           Edge__V1__ResourceName *const *removed, size_t n_removed,
+                           struct l7_snapshot **out, char *err, size_t errlen);
+/* Version of the builder's current state (0 before any). */
+uint64_t l7_builder_version(const struct l7_builder *b);
+/* The current resource of that type and name, or NULL (valid until the
+ * next apply). type is EDGE__V1__RESOURCE_TYPE__*. */
+const Edge__V1__Resource *l7_builder_get(const struct l7_builder *b, int type, const char *name);
+/* The current snapshot (borrowed; NULL before any apply). */
+struct l7_snapshot *l7_builder_snapshot(const struct l7_builder *b);
+
+/*
+ * Builds a snapshot from res[0..n) alone (a builder used once, checking
+ * keys; no TLS store). Same contract and reasons as l7_builder_apply with
+ * full.
  */
 int l7_snapshot_build(uint64_t version, Edge__V1__Resource *const *res, size_t n,
                       struct l7_snapshot **out, char *err, size_t errlen);
-
-/* l7_snapshot_build_ex flags. */
-enum {
-  /* Every Certificate in res already passed l7_snapshot_check_certificate
-   * (config_store checks each certificate once, when it arrives, instead of
-   * re-checking thousands of keys on every delta). */
-  L7_SNAPSHOT_CERTS_CHECKED = 1u << 0,
-};
-int l7_snapshot_build_ex(uint64_t version, Edge__V1__Resource *const *res, size_t n, unsigned flags,
-                         struct l7_snapshot **out, char *err, size_t errlen);
-
-/* Checks that a certificate's key matches its leaf (reason in err, e.g.
- * "certificate default/shop: tls.key does not match the certificate") and
- * fills c->not_after from the leaf when it is 0. 0 or -EINVAL. */
-int l7_snapshot_check_certificate(Edge__V1__Certificate *c, char *err, size_t errlen);
 
 /* Adds a reference (atomic); returns s. s may be NULL. */
 struct l7_snapshot *l7_snapshot_ref(struct l7_snapshot *s);
@@ -151,13 +199,21 @@ const struct l7_route *l7_snapshot_match(const struct l7_snapshot *s, const char
                                          size_t hostlen, const char *path, size_t pathlen);
 /* The DefaultBackend's cluster; NULL → answer 404 locally. */
 const struct l7_cluster *l7_snapshot_default_cluster(const struct l7_snapshot *s);
+/* The cluster route r (from this snapshot's lookups) sends to, or NULL
+ * when it names none. */
+const struct l7_cluster *l7_snapshot_route_cluster(const struct l7_snapshot *s,
+                                                   const struct l7_route *r);
+/* The TLS store of this generation (borrowed: valid while s is; take a
+ * reference with tls_store_ref to keep it longer), NULL without HTTPS. */
+struct tls_store *l7_snapshot_tls(const struct l7_snapshot *s);
 
 size_t l7_snapshot_n_clusters(const struct l7_snapshot *s);
-/* i < n_clusters; cluster(i)->index == i. */
+/* The clusters sorted by name, i < n_clusters. */
 const struct l7_cluster *l7_snapshot_cluster(const struct l7_snapshot *s, size_t i);
 /* By resource name; NULL if absent. */
 const struct l7_cluster *l7_snapshot_find_cluster(const struct l7_snapshot *s, const char *name);
 
+/* Every route, virtual hosts in name order (O(n) per call: dumps and tests). */
 size_t l7_snapshot_n_routes(const struct l7_snapshot *s);
 const struct l7_route *l7_snapshot_route(const struct l7_snapshot *s, size_t i);
 
@@ -166,9 +222,32 @@ const struct l7_certificate *l7_snapshot_certificate(const struct l7_snapshot *s
 /* The certificate marked is_default, or NULL. */
 const struct l7_certificate *l7_snapshot_default_certificate(const struct l7_snapshot *s);
 
-/* Server name → client-certificate policy of every virtual host (for the
- * TLS store, which takes its own reference); never NULL for a snapshot. */
-struct cauth_table *l7_snapshot_client_auth(const struct l7_snapshot *s);
+/* The client-certificate policy a TLS handshake for server name sni (""
+ * or NULL: none sent) is made under: the policy of the virtual host the
+ * host tables give sni (exact host, then its one-label wildcard, then the
+ * host-less one — an exact host without a policy shadows a wildcard with
+ * one). NULL: none; at once when no virtual host has a policy. Borrowed:
+ * valid while s is (cauth_policy_ref to keep it). */
+const struct cauth_policy *l7_snapshot_client_auth_for(const struct l7_snapshot *s,
+                                                       const char *sni);
+/* When some virtual host of s has a policy: fills *src with a lookup over
+ * s (l7_snapshot_client_auth_for) holding its own reference to s, and
+ * returns 1 (the TLS connection given src releases it). Else 0. */
+struct tls_client_auth_source;
+int l7_snapshot_client_auth_source(struct l7_snapshot *s, struct tls_client_auth_source *src);
+
+/* The resources the snapshot holds, sorted by (type, name): how many, and
+ * a malloc'd array of them (borrowed: valid while s is; caller frees the
+ * array; NULL only on allocation failure with *n > 0). s may be NULL. */
+size_t l7_snapshot_n_resources(const struct l7_snapshot *s);
+Edge__V1__Resource **l7_snapshot_resources(const struct l7_snapshot *s, size_t *n);
+
+/* A cluster outlives the snapshots it came from while held: a cluster
+ * unchanged by a push is the same object in the next snapshot, so a
+ * worker may key per-cluster state by its address (held, the address is
+ * never reused). Atomic; c may be NULL. */
+const struct l7_cluster *l7_cluster_hold(const struct l7_cluster *c);
+void l7_cluster_release(const struct l7_cluster *c);
 
 /* JSON dump for the admin /config endpoint, without key material.
  * Returns a malloc'd NUL-terminated string (caller frees) or NULL. */

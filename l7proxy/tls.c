@@ -2,8 +2,9 @@
  * tls — SNI certificate stores and memory-BIO server connections (see
  * tls.h for the contract and how the worker wires it in).
  *
- * A store owns one SSL_CTX per certificate plus a certificate-less
- * listener SSL_CTX that every connection starts on. All of them are
+ * A store has one SSL_CTX per certificate (made at build time, or on the
+ * first handshake that selects it in a lazy store) plus a
+ * certificate-less listener SSL_CTX that every connection starts on. All of them are
  * configured identically (versions, ciphers, ALPN, tickets, callbacks)
  * because OpenSSL and BoringSSL read some settings from the SSL's current
  * SSL_CTX after SSL_set_SSL_CTX and others from the original one; keeping
@@ -17,7 +18,9 @@
  * holds a reference to its store, so the tables and names the callbacks
  * read outlive it. Callbacks find the store through the connection (SSL
  * ex_data), never through an SSL_CTX, which is what lets an incremental
- * build share a certificate's SSL_CTX between stores. Ticket keys are
+ * build share a certificate (entry and SSL_CTX) between stores: by the
+ * caller's pin (the immutable owner of the PEM, e.g. a snapshot resource)
+ * without reading the bytes, else by a digest of them. Ticket keys are
  * process-wide (one ring for every store), so tickets survive pushes.
  */
 #include "l7proxy/tls.h"
@@ -47,31 +50,62 @@
 #include "common/cert.h"
 #include "common/log.h"
 #include "common/sni.h"
-#include "common/publish.h"
 #include "l7proxy/client_auth.h"
 
 #define TLS_NAME_MAX SNI_NAME_MAX
 #define TLS_SESSION_ID_CONTEXT "edge-l7"
 
+/* One certificate, shared by every store that has the same bytes under
+ * the same name (reference counted). Its SSL_CTX is made at build time, or
+ * on the first handshake that selects it in a lazy store. */
 struct store_cert {
+  atomic_int refs;
   char *name;
-  SSL_CTX *ctx;       /* may be shared with other stores (reference counted) */
-  uint8_t digest[32]; /* SHA-256 of chain and key, for reuse by the next store */
-  uint8_t *ocsp;      /* the OCSP response to staple (this store's copy; NULL none) */
-  size_t ocsp_len;
-  int64_t ocsp_next_update;
+  const uint8_t *cert_pem, *key_pem; /* pinned by pin, or in copy */
+  size_t cert_pem_len, key_pem_len;
+  uint8_t *copy;
+  void *pin;
+  void (*unpin)(void *);
+  const char *const *sni_names; /* pinned entries: the names given (pinned too) */
+  size_t n_sni_names;
+  int is_default;
+  uint8_t digest[32]; /* SHA-256 of chain and key (entries without a pin) */
+  pthread_mutex_t mu; /* one decode at a time */
+  _Atomic(SSL_CTX *) ctx;
+  char *why; /* the certificate cannot be used (set under mu) */
+};
+
+/* The SNI table (common/sni: explain uses it too), reference counted: a
+ * store whose certificates have the same names at the same positions as
+ * the previous one's (a rotated key, a renewed certificate) shares it. */
+struct store_names {
+  atomic_int refs;
+  struct sni_table t;
+};
+
+/* The OCSP response stapled for certificate i of a store: per store, so a
+ * refreshed response never costs a new SSL_CTX. der is borrowed from the
+ * certificate entry's pin, or copy. */
+struct store_staple {
+  const uint8_t *der;
+  size_t len;
+  int64_t next_update;
+  uint8_t *copy;
 };
 
 struct tls_store {
   atomic_int refs;
   SSL_CTX *listener;
-  struct store_cert *certs;
+  struct store_cert **certs;
   size_t n_certs;
-  struct sni_table names; /* SNI → index in certs (common/sni: explain uses it too) */
+  struct store_names *names; /* SNI → index in certs; shared by stores with the same names */
   int disable_h2;
-  struct tls_options opts;         /* own copies of the strings */
-  struct cauth_table *client_auth; /* a reference; NULL: no client certificates */
+  struct tls_options opts;      /* own copies of the strings */
+  struct store_staple *staples; /* per certificate (NULL: no certificate has one) */
 };
+
+static SSL_CTX *cert_ctx_get(const struct tls_store *s, struct store_cert *e, char *why,
+                             size_t whylen);
 
 struct tls_conn {
   struct tls_store *store;
@@ -85,10 +119,11 @@ struct tls_conn {
   int failed;
   int closed;
   int shut;
-  int client;                      /* tls_conn_new_client */
-  const struct cauth_policy *auth; /* the client-auth policy applied (owned by the store) */
-  struct cauth_peer *peer;         /* what the client presented (lazily) */
-  int peer_chain;                  /* peer was made with the chain */
+  int client;                             /* tls_conn_new_client */
+  const struct cauth_policy *auth;        /* the client-auth policy applied (a reference) */
+  struct tls_client_auth_source auth_src; /* where it is looked up (until selection) */
+  struct cauth_peer *peer;                /* what the client presented (lazily) */
+  int peer_chain;                         /* peer was made with the chain */
 #ifdef OPENSSL_IS_BORINGSSL
   int reject_name; /* selection failed: alert from the servername callback */
 #endif
@@ -154,8 +189,8 @@ int tls_parse_sni(const uint8_t *ext, size_t len, char *out, size_t outlen) {
 
 const char *tls_store_select(const struct tls_store *s, const char *sni) {
   if (!s) return NULL;
-  long i = sni_table_select(&s->names, sni, NULL);
-  return i < 0 ? NULL : s->certs[i].name;
+  long i = sni_table_select(&s->names->t, sni, NULL);
+  return i < 0 ? NULL : s->certs[i]->name;
 }
 
 /* ---- ticket keys ------------------------------------------------------ */
@@ -278,12 +313,18 @@ static struct tls_conn *conn_of(const SSL *ssl) {
 }
 
 /* The selected certificate's OCSP response while it is current, or NULL. */
-static const struct store_cert *conn_staple(const struct tls_conn *c) {
-  if (!c || c->cert < 0) return NULL;
-  const struct store_cert *sc = &c->store->certs[c->cert];
-  if (!sc->ocsp_len) return NULL;
-  if (sc->ocsp_next_update && (int64_t)time(NULL) >= sc->ocsp_next_update) return NULL;
-  return sc;
+static const struct store_staple *conn_staple(const struct tls_conn *c) {
+  if (!c || c->cert < 0 || !c->store->staples) return NULL;
+  const struct store_staple *st = &c->store->staples[c->cert];
+  if (!st->len) return NULL;
+  if (st->next_update && (int64_t)time(NULL) >= st->next_update) return NULL;
+  return st;
+}
+
+/* Drops the connection's client-auth source (the snapshot it holds). */
+static void conn_release_auth_src(struct tls_conn *c) {
+  if (c->auth_src.release) c->auth_src.release(c->auth_src.arg);
+  memset(&c->auth_src, 0, sizeof(c->auth_src));
 }
 
 /* Picks the certificate for the ClientHello's server_name extension (has
@@ -293,7 +334,7 @@ static int conn_select(struct tls_conn *c, const uint8_t *ext, size_t len, int h
   c->sni[0] = '\0';
   int bad_sni = has && tls_parse_sni(ext, len, c->sni, sizeof(c->sni)) != 0;
   if (bad_sni) c->sni[0] = '\0';
-  long i = sni_table_select(&c->store->names, c->sni[0] ? c->sni : NULL, NULL);
+  long i = sni_table_select(&c->store->names->t, c->sni[0] ? c->sni : NULL, NULL);
   if (i < 0) {
     snprintf(c->reason, sizeof(c->reason),
              "tls handshake failed: no certificate for server name %s and no default",
@@ -303,14 +344,24 @@ static int conn_select(struct tls_conn *c, const uint8_t *ext, size_t len, int h
     return -1;
   }
   c->cert = i;
-  if (SSL_set_SSL_CTX(c->ssl, c->store->certs[i].ctx) == NULL) {
+  char why[256];
+  SSL_CTX *ctx = cert_ctx_get(c->store, c->store->certs[i], why, sizeof(why));
+  if (!ctx) {
+    snprintf(c->reason, sizeof(c->reason), "tls handshake failed: %.200s", why);
+    return -1;
+  }
+  if (SSL_set_SSL_CTX(c->ssl, ctx) == NULL) {
     snprintf(c->reason, sizeof(c->reason), "tls handshake failed: cannot switch certificate");
     return -1;
   }
-  c->auth = cauth_apply(c->store->client_auth, c->ssl, c->sni);
+  if (c->auth_src.lookup && !c->auth) {
+    c->auth = cauth_policy_ref(c->auth_src.lookup(c->auth_src.arg, c->sni));
+    cauth_apply(c->auth, c->ssl);
+  }
+  conn_release_auth_src(c);
 #ifdef OPENSSL_IS_BORINGSSL
-  const struct store_cert *sc = conn_staple(c); /* sent only to clients that ask */
-  if (sc) SSL_set_ocsp_response(c->ssl, sc->ocsp, sc->ocsp_len);
+  const struct store_staple *st = conn_staple(c); /* sent only to clients that ask */
+  if (st) SSL_set_ocsp_response(c->ssl, st->der, st->len);
 #endif
   return 0;
 }
@@ -385,12 +436,12 @@ static int on_alpn(SSL *ssl, const uint8_t **out, uint8_t *outlen, const uint8_t
  * fetched for the certificate selected, copied into the handshake. */
 static int on_status_request(SSL *ssl, void *arg) {
   (void)arg;
-  const struct store_cert *sc = conn_staple(conn_of(ssl));
-  if (!sc) return SSL_TLSEXT_ERR_NOACK;
-  unsigned char *copy = OPENSSL_malloc(sc->ocsp_len);
+  const struct store_staple *st = conn_staple(conn_of(ssl));
+  if (!st) return SSL_TLSEXT_ERR_NOACK;
+  unsigned char *copy = OPENSSL_malloc(st->len);
   if (!copy) return SSL_TLSEXT_ERR_NOACK;
-  memcpy(copy, sc->ocsp, sc->ocsp_len);
-  if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)sc->ocsp_len) != 1) {
+  memcpy(copy, st->der, st->len);
+  if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)st->len) != 1) {
     OPENSSL_free(copy);
     return SSL_TLSEXT_ERR_NOACK;
   }
@@ -521,7 +572,7 @@ out:
 }
 
 /* SHA-256 over the chain and key: two certificates with the same digest
- * can share one SSL_CTX. Never logged. */
+ * can share one entry. Never logged. */
 static int pem_digest(const struct tls_certificate *tc, uint8_t out[32]) {
   uint64_t clen = tc->cert_pem_len;
   unsigned outlen = 0;
@@ -547,6 +598,110 @@ static int options_ctx_equal(const struct tls_options *a, const struct tls_optio
          str_eq(a->ciphersuites_tls13, b->ciphersuites_tls13);
 }
 
+static void cert_unref(struct store_cert *e) {
+  if (!e || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1) return;
+  SSL_CTX_free(atomic_load_explicit(&e->ctx, memory_order_acquire));
+  if (e->unpin) e->unpin(e->pin);
+  pthread_mutex_destroy(&e->mu);
+  free(e->copy);
+  free(e->why);
+  free(e->name);
+  free(e);
+}
+
+/* A new entry for tc: its PEM pinned (tc->pin) or copied. */
+static struct store_cert *cert_new(const struct tls_certificate *tc, const char *name,
+                                   const struct tls_options *opts) {
+  struct store_cert *e = calloc(1, sizeof(*e));
+  if (!e) return NULL;
+  atomic_init(&e->refs, 1);
+  atomic_init(&e->ctx, NULL);
+  pthread_mutex_init(&e->mu, NULL);
+  e->name = strdup(name);
+  e->cert_pem_len = tc->cert_pem_len;
+  e->key_pem_len = tc->key_pem_len;
+  if (tc->pin && opts->pin_ref && opts->pin_unref) {
+    opts->pin_ref(tc->pin);
+    e->pin = tc->pin;
+    e->unpin = opts->pin_unref;
+    e->cert_pem = tc->cert_pem;
+    e->key_pem = tc->key_pem;
+    e->sni_names = tc->sni_names;
+    e->n_sni_names = tc->n_sni_names;
+    e->is_default = tc->is_default;
+  } else if (tc->cert_pem_len + tc->key_pem_len) {
+    e->copy = malloc(tc->cert_pem_len + tc->key_pem_len);
+    if (e->copy) {
+      if (tc->cert_pem_len) memcpy(e->copy, tc->cert_pem, tc->cert_pem_len);
+      if (tc->key_pem_len) memcpy(e->copy + tc->cert_pem_len, tc->key_pem, tc->key_pem_len);
+      e->cert_pem = e->copy;
+      e->key_pem = e->copy + tc->cert_pem_len;
+    }
+  }
+  if (!e->name || (!e->pin && !e->copy && tc->cert_pem_len + tc->key_pem_len)) {
+    cert_unref(e);
+    return NULL;
+  }
+  return e;
+}
+
+static atomic_ullong g_decodes;
+
+unsigned long long tls_certificates_decoded(void) {
+  return atomic_load_explicit(&g_decodes, memory_order_relaxed);
+}
+
+/* Decodes e into an SSL_CTX configured with opts: 0, or a code with the
+ * reason in err. */
+static int cert_load(struct store_cert *e, const struct tls_options *opts, SSL_CTX **out, char *err,
+                     size_t errlen) {
+  atomic_fetch_add_explicit(&g_decodes, 1, memory_order_relaxed);
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  if (!ctx) {
+    snprintf(err, errlen, "tls store: out of memory");
+    return TLS_ERR_NOMEM;
+  }
+  const struct tls_certificate tc = {.cert_pem = e->cert_pem,
+                                     .cert_pem_len = e->cert_pem_len,
+                                     .key_pem = e->key_pem,
+                                     .key_pem_len = e->key_pem_len};
+  int rc = ctx_configure(ctx, opts, err, errlen);
+  if (rc == 0) rc = ctx_load(ctx, &tc, e->name, err, errlen);
+  if (rc != 0) {
+    SSL_CTX_free(ctx);
+    return rc;
+  }
+  *out = ctx;
+  return 0;
+}
+
+/* The SSL_CTX of entry e of store s, decoded on first use (lazy stores).
+ * NULL when the certificate cannot be used: the reason, logged once, is
+ * also in why. One decode per entry, whichever thread gets there first. */
+static SSL_CTX *cert_ctx_get(const struct tls_store *s, struct store_cert *e, char *why,
+                             size_t whylen) {
+  SSL_CTX *ctx = atomic_load_explicit(&e->ctx, memory_order_acquire);
+  if (ctx) return ctx;
+  pthread_mutex_lock(&e->mu);
+  ctx = atomic_load_explicit(&e->ctx, memory_order_acquire);
+  if (!ctx && !e->why) {
+    char err[256];
+    int rc = cert_load(e, &s->opts, &ctx, err, sizeof(err));
+    if (rc == 0) {
+      atomic_store_explicit(&e->ctx, ctx, memory_order_release);
+    } else if (rc == TLS_ERR_CONFIG) { /* bad material does not get better: remember */
+      e->why = strdup(err);
+      LOG_ERROR("tls_certificate_unusable", "certificate=%s reason=%s", log_q(e->name), log_q(err));
+    }
+    if (!ctx) snprintf(why, whylen, "%s", err);
+  } else if (!ctx) {
+    snprintf(why, whylen, "%s", e->why);
+  }
+  pthread_mutex_unlock(&e->mu);
+  ERR_clear_error();
+  return ctx;
+}
+
 static int digest_cmp(const void *a, const void *b) {
   const struct store_cert *const *x = a, *const *y = b;
   return memcmp((*x)->digest, (*y)->digest, sizeof((*x)->digest));
@@ -556,10 +711,21 @@ static int digest_key_cmp(const void *key, const void *e) {
   return memcmp(key, (*(const struct store_cert *const *)e)->digest, 32);
 }
 
+static int pin_cmp(const void *a, const void *b) {
+  const struct store_cert *const *x = a, *const *y = b;
+  uintptr_t p = (uintptr_t)(*x)->pin, q = (uintptr_t)(*y)->pin;
+  return p < q ? -1 : p > q;
+}
+
+static int pin_key_cmp(const void *key, const void *e) {
+  uintptr_t p = (uintptr_t)key, q = (uintptr_t)(*(const struct store_cert *const *)e)->pin;
+  return p < q ? -1 : p > q;
+}
+
 /* Adds name (a SNI name or wildcard pattern) of certificate i. */
 static int store_add_name(struct tls_store *s, const char *name, size_t i, const char *cert_name,
                           char *err, size_t errlen) {
-  int rc = sni_table_add(&s->names, name, i);
+  int rc = sni_table_add(&s->names->t, name, i);
   if (rc == SNI_ERR_NOMEM) return TLS_ERR_NOMEM;
   if (rc != 0) {
     snprintf(err, errlen, "certificate %s: invalid server name %s", cert_name,
@@ -570,39 +736,175 @@ static int store_add_name(struct tls_store *s, const char *name, size_t i, const
 }
 
 static void store_free(struct tls_store *s) {
-  for (size_t i = 0; i < s->n_certs; i++) {
-    SSL_CTX_free(s->certs[i].ctx);
-    free(s->certs[i].name);
-    free(s->certs[i].ocsp);
+  for (size_t i = 0; i < s->n_certs; i++) cert_unref(s->certs[i]);
+  for (size_t i = 0; s->staples && i < s->n_certs; i++) free(s->staples[i].copy);
+  free(s->staples);
+  if (s->names && atomic_fetch_sub_explicit(&s->names->refs, 1, memory_order_acq_rel) == 1) {
+    sni_table_free(&s->names->t);
+    free(s->names);
   }
-  sni_table_free(&s->names);
   SSL_CTX_free(s->listener);
-  cauth_table_unref(s->client_auth);
   free(s->certs);
   free((char *)s->opts.ciphers_tls12);
   free((char *)s->opts.ciphersuites_tls13);
   free(s);
 }
 
-/* The SSL_CTX for tc: prev's when an identical chain and key is there
- * (a new reference), else a new one. */
-static int cert_ctx(struct store_cert *const *reuse, size_t n_reuse,
-                    const struct tls_certificate *tc, const struct tls_options *opts,
-                    const char *name, struct store_cert *sc, char *err, size_t errlen) {
-  if (pem_digest(tc, sc->digest) != 0) return TLS_ERR_NOMEM;
-  struct store_cert *const *hit =
-      n_reuse ? bsearch(sc->digest, reuse, n_reuse, sizeof(*reuse), digest_key_cmp) : NULL;
-  if (hit && SSL_CTX_up_ref((*hit)->ctx) == 1) {
-    sc->ctx = (*hit)->ctx;
+/* What the previous store offers for reuse: its entries sorted by pin
+ * (the caller's immutable owner of the PEM: same pin, same bytes) and by
+ * digest (PEMs without a pin). */
+struct reuse {
+  struct store_cert **by_pin, **by_digest;
+  size_t n_pin, n_digest;
+};
+
+static int reuse_init(struct reuse *ru, const struct tls_store *prev,
+                      const struct tls_options *opts) {
+  memset(ru, 0, sizeof(*ru));
+  if (!prev || !prev->n_certs || !options_ctx_equal(&prev->opts, opts)) return 0;
+  ru->by_pin = malloc(prev->n_certs * sizeof(*ru->by_pin));
+  ru->by_digest = malloc(prev->n_certs * sizeof(*ru->by_digest));
+  if (!ru->by_pin || !ru->by_digest) return TLS_ERR_NOMEM;
+  for (size_t i = 0; i < prev->n_certs; i++) {
+    struct store_cert *e = prev->certs[i];
+    if (e->pin)
+      ru->by_pin[ru->n_pin++] = e;
+    else
+      ru->by_digest[ru->n_digest++] = e;
+  }
+  qsort(ru->by_pin, ru->n_pin, sizeof(*ru->by_pin), pin_cmp);
+  qsort(ru->by_digest, ru->n_digest, sizeof(*ru->by_digest), digest_cmp);
+  return 0;
+}
+
+/* The entry for tc: a reused one (a new reference) or a new one, loaded
+ * now unless the store is lazy. at: prev's entry at tc's position (NULL:
+ * none), tried before ru. */
+static int cert_entry(const struct reuse *ru, struct store_cert *at,
+                      const struct tls_certificate *tc, const struct tls_options *opts,
+                      const char *name, struct store_cert **out, char *err, size_t errlen) {
+  struct store_cert *const *hit = NULL;
+  uint8_t digest[32];
+  int pinned = tc->pin && opts->pin_ref && opts->pin_unref;
+  if (pinned) {
+    if (at && at->pin == tc->pin)
+      hit = (struct store_cert *const *)&at;
+    else if (ru->n_pin)
+      hit = bsearch(tc->pin, ru->by_pin, ru->n_pin, sizeof(*hit), pin_key_cmp);
+  } else {
+    if (pem_digest(tc, digest) != 0) return TLS_ERR_NOMEM;
+    if (ru->n_digest)
+      hit = bsearch(digest, ru->by_digest, ru->n_digest, sizeof(*hit), digest_key_cmp);
+  }
+  /* a reused entry keeps its first name (it names the same bytes) unless renamed */
+  if (hit && !strcmp((*hit)->name, name) && (opts->lazy || (*hit)->ctx)) {
+    atomic_fetch_add_explicit(&(*hit)->refs, 1, memory_order_relaxed);
+    *out = *hit;
     return 0;
   }
-  sc->ctx = SSL_CTX_new(TLS_method());
-  if (!sc->ctx) {
+  struct store_cert *e = cert_new(tc, name, opts);
+  if (!e) {
     snprintf(err, errlen, "tls store: out of memory");
     return TLS_ERR_NOMEM;
   }
-  int rc = ctx_configure(sc->ctx, opts, err, errlen);
-  return rc ? rc : ctx_load(sc->ctx, tc, name, err, errlen);
+  if (!pinned) memcpy(e->digest, digest, sizeof(digest));
+  if (!opts->lazy) {
+    if (!tc->cert_pem || !tc->cert_pem_len) {
+      snprintf(err, errlen, "certificate %s: tls.crt is empty", name);
+      cert_unref(e);
+      return TLS_ERR_CONFIG;
+    }
+    SSL_CTX *ctx = NULL;
+    int rc = cert_load(e, opts, &ctx, err, errlen);
+    if (rc != 0) {
+      cert_unref(e);
+      return rc;
+    }
+    atomic_store_explicit(&e->ctx, ctx, memory_order_release);
+  }
+  *out = e;
+  return 0;
+}
+
+/* The names certificate i serves: tc's, or its own DNS names. */
+static int store_add_names(struct tls_store *s, const struct tls_certificate *tc, size_t i,
+                           const char *name, struct cert_info *info, char *err, size_t errlen) {
+  int rc = 0;
+  if (tc->n_sni_names) {
+    if (!tc->sni_names) {
+      snprintf(err, errlen, "certificate %s: server names missing", name);
+      return TLS_ERR_CONFIG;
+    }
+    for (size_t j = 0; rc == 0 && j < tc->n_sni_names; j++)
+      rc = store_add_name(s, tc->sni_names[j], i, name, err, errlen);
+    return rc;
+  }
+  char why[200];
+  if (cert_parse((const char *)tc->cert_pem, tc->cert_pem_len, info, why, sizeof(why)) != 0) {
+    snprintf(err, errlen, "certificate %s: %s", name, why);
+    return TLS_ERR_CONFIG;
+  }
+  for (int j = 0; rc == 0 && j < info->n_names; j++)
+    rc = store_add_name(s, info->names[j], i, name, err, errlen);
+  return rc;
+}
+
+/* Staples tc's OCSP response as certificate i's (of n): borrowed from a
+ * pinned certificate (its entry holds the pin), else copied. */
+static int store_staple(struct tls_store *s, size_t i, size_t n, const struct tls_certificate *tc,
+                        const struct tls_options *opts) {
+  if (!tc->ocsp_der) return 0;
+  if (!s->staples && !(s->staples = calloc(n, sizeof(*s->staples)))) return TLS_ERR_NOMEM;
+  struct store_staple *st = &s->staples[i];
+  st->der = tc->ocsp_der;
+  if (!(tc->pin && opts->pin_ref && opts->pin_unref && s->certs[i]->pin == tc->pin)) {
+    if (!(st->copy = malloc(tc->ocsp_der_len))) return TLS_ERR_NOMEM;
+    memcpy(st->copy, tc->ocsp_der, tc->ocsp_der_len);
+    st->der = st->copy;
+  }
+  st->len = tc->ocsp_der_len;
+  st->next_update = tc->ocsp_next_update;
+  return 0;
+}
+
+static int store_new(const struct tls_options *opts, size_t n, struct tls_store **out, char *err,
+                     size_t errlen) {
+  struct tls_store *s = calloc(1, sizeof(*s));
+  *out = s;
+  if (!s) return TLS_ERR_NOMEM;
+  atomic_init(&s->refs, 1);
+  s->disable_h2 = opts->disable_h2;
+  s->opts = *opts;
+  s->opts.ciphers_tls12 = opts->ciphers_tls12 ? strdup(opts->ciphers_tls12) : NULL;
+  s->opts.ciphersuites_tls13 = opts->ciphersuites_tls13 ? strdup(opts->ciphersuites_tls13) : NULL;
+  if ((opts->ciphers_tls12 && !s->opts.ciphers_tls12) ||
+      (opts->ciphersuites_tls13 && !s->opts.ciphersuites_tls13))
+    return TLS_ERR_NOMEM;
+  s->certs = calloc(n ? n : 1, sizeof(*s->certs));
+  s->listener = SSL_CTX_new(TLS_method());
+  if (!s->certs || !s->listener) return TLS_ERR_NOMEM;
+  return ctx_configure(s->listener, opts, err, errlen);
+}
+
+/* Whether certs[0..n) serve exactly the names prev's do, at the same
+ * positions: each one is prev's (same pin) or has prev's name, names and
+ * default flag. O(n) pointer compares; only changed ones compare strings. */
+static int same_names(const struct tls_store *prev, const struct tls_certificate *certs, size_t n,
+                      const struct tls_options *opts) {
+  if (!prev || prev->n_certs != n || !opts->pin_ref || !options_ctx_equal(&prev->opts, opts))
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    const struct store_cert *e = prev->certs[i];
+    const struct tls_certificate *tc = &certs[i];
+    if (!tc->pin || !e->pin) return 0;
+    if (tc->pin == e->pin) continue;
+    if (!tc->name || strcmp(tc->name, e->name) != 0 || !tc->n_sni_names ||
+        tc->n_sni_names != e->n_sni_names || !tc->is_default != !e->is_default)
+      return 0;
+    for (size_t j = 0; j < tc->n_sni_names; j++)
+      if (strcmp(tc->sni_names[j], e->sni_names[j]) != 0) return 0;
+  }
+  return 1;
 }
 
 int tls_store_build_from(const struct tls_store *prev, const struct tls_certificate *certs,
@@ -631,92 +933,54 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
     return TLS_ERR_NOMEM;
   }
 
-  int rc = TLS_ERR_NOMEM;
-  struct store_cert **reuse = NULL;
-  size_t n_reuse = 0;
+  struct reuse ru;
+  memset(&ru, 0, sizeof(ru));
+  struct tls_store *s = NULL;
   struct cert_info *info = malloc(sizeof(*info));
-  struct tls_store *s = calloc(1, sizeof(*s));
-  if (!info || !s) goto nomem;
-  atomic_init(&s->refs, 1);
-  sni_table_init(&s->names);
-  s->disable_h2 = opts->disable_h2;
-  s->opts = *opts;
-  s->opts.ciphers_tls12 = opts->ciphers_tls12 ? strdup(opts->ciphers_tls12) : NULL;
-  s->opts.ciphersuites_tls13 = opts->ciphersuites_tls13 ? strdup(opts->ciphersuites_tls13) : NULL;
-  if ((opts->ciphers_tls12 && !s->opts.ciphers_tls12) ||
-      (opts->ciphersuites_tls13 && !s->opts.ciphersuites_tls13))
-    goto nomem;
-  s->certs = calloc(n ? n : 1, sizeof(*s->certs));
-  s->listener = SSL_CTX_new(TLS_method());
-  if (!s->certs || !s->listener) goto nomem;
-  if ((rc = ctx_configure(s->listener, opts, err, errlen)) != 0) goto fail;
-
-  if (prev && prev->n_certs && options_ctx_equal(&prev->opts, opts)) {
-    reuse = malloc(prev->n_certs * sizeof(*reuse));
-    if (!reuse) goto nomem;
-    for (size_t i = 0; i < prev->n_certs; i++) reuse[i] = &prev->certs[i];
-    n_reuse = prev->n_certs;
-    qsort(reuse, n_reuse, sizeof(*reuse), digest_cmp);
+  int rc = info ? store_new(opts, n, &s, err, errlen) : TLS_ERR_NOMEM;
+  int share = rc == 0 && same_names(prev, certs, n, opts);
+  if (rc == 0 && share) {
+    s->names = prev->names; /* a rotation: the same names at the same positions */
+    atomic_fetch_add_explicit(&s->names->refs, 1, memory_order_relaxed);
+  } else if (rc == 0) {
+    s->names = calloc(1, sizeof(*s->names));
+    if (!s->names) rc = TLS_ERR_NOMEM;
+    if (rc == 0) {
+      atomic_init(&s->names->refs, 1);
+      sni_table_init(&s->names->t);
+      rc = reuse_init(&ru, prev, opts);
+    }
   }
-
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; rc == 0 && i < n; i++) {
     const struct tls_certificate *tc = &certs[i];
     char fallback[32];
-    snprintf(fallback, sizeof(fallback), "#%zu", i);
-    const char *name = tc->name && *tc->name ? tc->name : fallback;
-    struct store_cert *sc = &s->certs[s->n_certs];
-    sc->name = strdup(name);
-    s->n_certs++;
-    if (!sc->name) goto nomem;
-    if ((rc = cert_ctx(reuse, n_reuse, tc, opts, name, sc, err, errlen)) != 0) goto fail;
-    if (tc->ocsp_der && tc->ocsp_der_len) { /* per store: a new staple never needs a new SSL_CTX */
-      sc->ocsp = malloc(tc->ocsp_der_len);
-      if (!sc->ocsp) goto nomem;
-      memcpy(sc->ocsp, tc->ocsp_der, tc->ocsp_der_len);
-      sc->ocsp_len = tc->ocsp_der_len;
-      sc->ocsp_next_update = tc->ocsp_next_update;
+    const char *name = tc->name;
+    if (!name || !*name) {
+      snprintf(fallback, sizeof(fallback), "#%zu", i);
+      name = fallback;
     }
-    if (tc->n_sni_names) {
-      if (!tc->sni_names) {
-        snprintf(err, errlen, "certificate %s: server names missing", name);
-        rc = TLS_ERR_CONFIG;
-        goto fail;
-      }
-      for (size_t j = 0; j < tc->n_sni_names; j++) {
-        rc = store_add_name(s, tc->sni_names[j], i, name, err, errlen);
-        if (rc) goto fail;
-      }
-    } else {
-      /* no names given: serve the certificate's own DNS names */
-      char why[200];
-      if (cert_parse((const char *)tc->cert_pem, tc->cert_pem_len, info, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "certificate %s: %s", name, why);
-        rc = TLS_ERR_CONFIG;
-        goto fail;
-      }
-      for (int j = 0; j < info->n_names; j++) {
-        rc = store_add_name(s, info->names[j], i, name, err, errlen);
-        if (rc) goto fail;
-      }
-    }
-    if (tc->is_default) sni_table_set_default(&s->names, i);
+    struct store_cert *at =
+        prev && i < prev->n_certs && options_ctx_equal(&prev->opts, opts) ? prev->certs[i] : NULL;
+    rc = cert_entry(&ru, at, tc, opts, name, &s->certs[i], err, errlen);
+    if (rc == 0) s->n_certs++;
+    if (rc == 0 && tc->ocsp_der_len) rc = store_staple(s, i, n, tc, opts);
+    if (share) continue;
+    if (rc == 0) rc = store_add_names(s, tc, i, name, info, err, errlen);
+    if (rc == 0 && tc->is_default) sni_table_set_default(&s->names->t, i);
   }
-  sni_table_finish(&s->names);
+  free(ru.by_pin);
+  free(ru.by_digest);
   free(info);
-  free(reuse);
+  ERR_clear_error();
+  if (rc != 0) {
+    if (rc == TLS_ERR_NOMEM) snprintf(err, errlen, "tls store: out of memory");
+    if (s) store_free(s);
+    return rc;
+  }
+  if (!share) sni_table_finish(&s->names->t);
   err[0] = '\0';
   *out = s;
   return 0;
-
-nomem:
-  snprintf(err, errlen, "tls store: out of memory");
-  rc = TLS_ERR_NOMEM;
-fail:
-  ERR_clear_error();
-  free(info);
-  free(reuse);
-  if (s) store_free(s);
-  return rc;
 }
 
 int tls_store_build(const struct tls_certificate *certs, size_t n, const struct tls_options *opts,
@@ -736,22 +1000,11 @@ size_t tls_store_size(const struct tls_store *s) {
   return s ? s->n_certs : 0;
 }
 
-static void store_ref_slot(void *s) {
-  tls_store_ref(s);
-}
-
-static void store_unref_slot(void *s) {
-  tls_store_unref(s);
-}
-
-static struct publish_slot g_current = PUBLISH_SLOT_INIT(store_ref_slot, store_unref_slot, NULL);
-
-struct tls_store *tls_store_current(void) {
-  return publish_slot_acquire(&g_current, NULL);
-}
-
-void tls_store_publish(struct tls_store *s) {
-  publish_slot_publish(&g_current, s);
+size_t tls_store_loaded(const struct tls_store *s) {
+  size_t n = 0;
+  for (size_t i = 0; s && i < s->n_certs; i++)
+    n += atomic_load_explicit(&s->certs[i]->ctx, memory_order_acquire) != NULL;
+  return n;
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -826,6 +1079,8 @@ int tls_conn_new_client(SSL_CTX *ctx, const char *server_name, struct tls_conn *
 void tls_conn_free(struct tls_conn *c) {
   if (!c) return;
   cauth_peer_free(c->peer);
+  cauth_policy_unref(c->auth);
+  conn_release_auth_src(c);
   SSL_free(c->ssl);
   tls_store_unref(c->store);
   free(c->out);
@@ -962,7 +1217,7 @@ const char *tls_conn_sni(const struct tls_conn *c) {
 }
 
 const char *tls_conn_certificate_name(const struct tls_conn *c) {
-  return c && c->cert >= 0 ? c->store->certs[c->cert].name : "";
+  return c && c->cert >= 0 ? c->store->certs[c->cert]->name : "";
 }
 
 const char *tls_conn_version(const struct tls_conn *c) {
@@ -979,11 +1234,13 @@ const char *tls_conn_error(const struct tls_conn *c) {
 
 /* ---- client certificates ---------------------------------------------- */
 
-void tls_store_set_client_auth(struct tls_store *s, struct cauth_table *t) {
-  if (!s) return;
-  cauth_table_ref(t);
-  cauth_table_unref(s->client_auth);
-  s->client_auth = t;
+void tls_conn_set_client_auth(struct tls_conn *c, const struct tls_client_auth_source *src) {
+  if (!c) {
+    if (src && src->release) src->release(src->arg);
+    return;
+  }
+  conn_release_auth_src(c);
+  if (src) c->auth_src = *src;
 }
 
 const struct cauth_policy *tls_conn_client_policy(const struct tls_conn *c) {

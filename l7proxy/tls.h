@@ -6,11 +6,14 @@
  * Two objects:
  *   - struct tls_store: immutable, reference-counted set of certificates
  *     built from what syncd pushes, one SSL_CTX per certificate plus the
- *     listener SSL_CTX. Selection by SNI: exact name (case-insensitive),
- *     then a one-label wildcard ("*.example.com" covers "a.example.com",
- *     not "b.a.example.com"), then the default certificate (also when the
- *     client sends no SNI). With no default and no match the handshake
- *     fails with an unrecognized_name alert.
+ *     listener SSL_CTX. A lazy store (tls_options.lazy) decodes a
+ *     certificate on the first handshake that selects it, so building one
+ *     of 10k certificates costs no key decoding and no SSL_CTX memory for
+ *     certificates nobody asks for. Selection by SNI: exact name
+ *     (case-insensitive), then a one-label wildcard ("*.example.com"
+ *     covers "a.example.com", not "b.a.example.com"), then the default
+ *     certificate (also when the client sends no SNI). With no default and
+ *     no match the handshake fails with an unrecognized_name alert.
  *   - struct tls_conn: one server-side TLS connection, independent of
  *     sockets (like an nghttp2 session): ciphertext in, plaintext out and
  *     the reverse. It keeps a reference to the store it was created with,
@@ -27,13 +30,15 @@
  * differences are under OPENSSL_IS_BORINGSSL in tls.c. Never links gRPC.
  *
  * Threads: a store may be used by many threads at once (SSL_CTXs are
- * shared read-only). A tls_conn belongs to one thread. The ticket ring and
- * the published store are guarded by mutexes.
+ * shared read-only; a lazy certificate is decoded under its own mutex,
+ * once). A tls_conn belongs to one thread. The ticket ring is guarded by a
+ * mutex.
  *
  * ---- How to wire this into a libuv connection (for the worker) ---------
  *
- *   accept:   store = tls_store_current(); tls_conn_new(store, &c);
- *             tls_store_unref(store);          (the conn keeps its own ref)
+ *   accept:   snap = l7_snapshot_current();
+ *             tls_conn_new(l7_snapshot_tls(snap), &c);
+ *             l7_snapshot_unref(snap);         (the conn keeps its own ref)
  *   on read:  tls_conn_feed(c, buf, nread);
  *             loop { n = tls_conn_read(c, plain, sizeof plain);
  *                    n > 0            -> hand plain[0..n) to HTTP/1.1 or
@@ -55,11 +60,10 @@
  *             worker's header/idle timer, not here.
  *   close:    tls_conn_shutdown(c) (queues close_notify), flush, then
  *             uv_close and tls_conn_free(c).
- *   config:   on a certificate push: cur = tls_store_current();
- *             tls_store_build_from(cur, certs, n, &opts, &next, err, len)
- *             (err is the Nack reason); tls_store_unref(cur);
- *             tls_store_publish(next). Apply it together with the snapshot
- *             so a push stays all-or-nothing.
+ *   config:   the snapshot builder (l7proxy/snapshot.h) makes the store
+ *             of each generation with tls_store_build_from(previous,...)
+ *             and the snapshot carries it: routes and certificates are
+ *             published together, once.
  *   timer:    tls_ticket_keys_rotate() every N hours (any thread).
  */
 #ifndef EDGE_L7PROXY_TLS_H
@@ -105,6 +109,15 @@ struct tls_options {
   int disable_h2;                 /* ALPN offers only http/1.1 */
   int disable_resumption;         /* no tickets, no cache (fair benchmarks) */
   int session_cache;              /* also keep a server session cache (off by default) */
+  /* Decode each certificate on its first handshake instead of at build
+   * time. A certificate that cannot be used then fails the handshakes that
+   * select it (reason in tls_conn_error, logged once as
+   * tls_certificate_unusable) instead of the build. */
+  int lazy;
+  /* Keep certificates' PEM alive by their pin instead of copying it (see
+   * struct tls_certificate). Both or neither. */
+  void (*pin_ref)(void *pin);
+  void (*pin_unref)(void *pin);
 };
 
 /* Parses "1.2" or "1.3" (also "TLSv1.2"/"TLSv1.3"). 0 or TLS_ERR_INVALID. */
@@ -122,8 +135,16 @@ struct tls_certificate {
   const uint8_t *key_pem; /* key material: never logged */
   size_t key_pem_len;
   int is_default; /* the first certificate marked default wins */
+  /* With opts->pin_ref: an immutable owner of cert_pem and key_pem. The
+   * store takes pin_ref(pin) instead of copying them, and a later build
+   * reuses this certificate's entry (and SSL_CTX) for the same pin
+   * without reading the bytes. NULL: copied, reused by digest. */
+  void *pin;
   /* OCSP stapling (issue 20): a DER response stapled for clients that ask
-   * (status_request) until next_update (0: no end); NULL: none. Copied. */
+   * (status_request) until next_update (0: no end); NULL: none. With a
+   * pin it belongs to the pin (borrowed while the store holds it),
+   * without one it is copied. A staple is per store: a new one never
+   * costs a new SSL_CTX. */
   const uint8_t *ocsp_der;
   size_t ocsp_der_len;
   int64_t ocsp_next_update;
@@ -142,12 +163,12 @@ struct tls_store; /* opaque */
 int tls_store_build(const struct tls_certificate *certs, size_t n, const struct tls_options *opts,
                     struct tls_store **out, char *err, size_t errlen);
 /*
- * Like tls_store_build, but shares the SSL_CTX of every certificate of
- * prev (NULL = none; only read, the caller keeps its reference) whose PEM
- * chain and key are byte-identical, when the options match. Decoding keys
- * is the main cost of a store on OpenSSL 3 (~2 ms a certificate), so a
- * push that changes one certificate of thousands should use this with the
- * current store.
+ * Like tls_store_build, but shares every certificate of prev (NULL =
+ * none; only read, the caller keeps its reference) with the same name and
+ * the same pin, or without pins byte-identical PEM chain and key, when the
+ * options match. Decoding keys is the main cost of a store on OpenSSL 3
+ * (~2 ms a certificate), so a push that changes one certificate of
+ * thousands should use this with the current store.
  */
 int tls_store_build_from(const struct tls_store *prev, const struct tls_certificate *certs,
                          size_t n, const struct tls_options *opts, struct tls_store **out,
@@ -155,17 +176,15 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
 void tls_store_ref(struct tls_store *s);
 void tls_store_unref(struct tls_store *s);        /* NULL is fine */
 size_t tls_store_size(const struct tls_store *s); /* number of certificates */
+/* How many certificates have their SSL_CTX (all of them unless lazy). */
+size_t tls_store_loaded(const struct tls_store *s);
+/* Certificate decodes (PEM chain and key into an SSL_CTX, whether they
+ * succeeded or not) since the process started, in every store. */
+unsigned long long tls_certificates_decoded(void);
 
 /* The certificate name selected for server name sni (NULL = no SNI), or
  * NULL when the handshake would fail. Pure lookup; what handshakes use. */
 const char *tls_store_select(const struct tls_store *s, const char *sni);
-
-/* The process-wide store new connections use. tls_store_current returns a
- * new reference (caller unrefs) or NULL before the first publish.
- * tls_store_publish takes ownership of one reference of s (NULL clears)
- * and drops the previous one. Safe from any thread. */
-struct tls_store *tls_store_current(void);
-void tls_store_publish(struct tls_store *s);
 
 /* Makes a fresh current ticket key; the oldest key falls off the ring.
  * Tickets issued under the previous keys still resume (and get renewed).
@@ -239,13 +258,23 @@ const char *tls_conn_error(const struct tls_conn *c);
 
 /* ---- client certificates (issue 20; l7proxy/client_auth.h) -------------- */
 
-struct cauth_table;
 struct cauth_policy;
 struct cauth_peer;
-/* Gives a store (before it is published) its server-name → client-auth
- * policy table; the store takes a reference. Handshakes then ask for and
- * verify client certificates where the table says so. */
-void tls_store_set_client_auth(struct tls_store *s, struct cauth_table *t);
+/* Where a server-side connection finds the client-auth policy of the
+ * server name its ClientHello asks for: lookup(arg, sni) returns a
+ * borrowed policy (NULL: none) that the connection takes a reference on;
+ * release(arg) is called once the certificate is selected (or when the
+ * connection is freed first). l7proxy passes the snapshot the connection
+ * was accepted under, so the policy follows the host tables of that
+ * generation (exact host, one-label wildcard, host-less: the precedence
+ * requests are routed by) without a table of its own per push. */
+struct tls_client_auth_source {
+  const struct cauth_policy *(*lookup)(void *arg, const char *sni);
+  void (*release)(void *arg);
+  void *arg;
+};
+/* Sets c's source (before its first byte is fed); c owns src->arg now. */
+void tls_conn_set_client_auth(struct tls_conn *c, const struct tls_client_auth_source *src);
 /* The client-auth policy the connection's handshake applied (NULL: none). */
 const struct cauth_policy *tls_conn_client_policy(const struct tls_conn *c);
 /* What the client presented, computed on first use and kept with the

@@ -1,6 +1,6 @@
 /*
  * upstream — name-keyed endpoint and cluster records of one worker, and
- * per-snapshot cluster views over them (see upstream.h).
+ * per-cluster views over them (see upstream.h).
  */
 #include "l7proxy/upstream.h"
 
@@ -36,19 +36,21 @@ int up_pools_init(struct up_pools *p) {
   return 0;
 }
 
-static void free_set(struct up_view_set *vs) {
-  for (size_t i = 0; i < vs->n_views; i++) {
-    free(vs->views[i].eps);
-    free(vs->views[i].lbs);
-  }
-  free(vs->views);
-  l7_snapshot_unref(vs->snap);
-  memset(vs, 0, sizeof(*vs));
+static void view_clear(struct up_cluster_view *v) {
+  free(v->eps);
+  free(v->lbs);
+  l7_cluster_release(v->cluster);
+  memset(v, 0, sizeof(*v));
 }
 
 void up_pools_free(struct up_pools *p) {
-  free_set(&p->sets[0]);
-  free_set(&p->sets[1]);
+  for (size_t i = 0; i < p->n_views; i++) {
+    view_clear(&p->views[i].way[0]);
+    view_clear(&p->views[i].way[1]);
+  }
+  free(p->views);
+  p->views = NULL;
+  p->n_views = 0;
   for (size_t b = 0; p->ep_tab && b < p->ep_buckets; b++) {
     struct up_endpoint *e = p->ep_tab[b];
     while (e) {
@@ -113,56 +115,54 @@ static struct up_endpoint *endpoint(struct up_pools *p, const char *cluster,
   return e;
 }
 
-static int build_set(struct up_pools *p, struct up_view_set *vs, struct l7_snapshot *snap) {
-  size_t n = l7_snapshot_n_clusters(snap);
-  vs->views = calloc(n ? n : 1, sizeof(*vs->views));
-  if (!vs->views) return -ENOMEM;
-  vs->n_views = n;
-  vs->snap = l7_snapshot_ref(snap);
-  for (size_t i = 0; i < n; i++) {
-    const struct l7_cluster *c = l7_snapshot_cluster(snap, i);
-    struct up_cluster_view *v = &vs->views[i];
-    struct up_cstate *cs = cluster_state(p, c->name);
-    if (!cs) return -ENOMEM;
-    v->cluster = c;
-    v->rr_cursor = &cs->rr;
-    v->policy = c->lb_policy == EDGE__V1__LB_POLICY__LB_POLICY_LEAST_REQUEST ? LB_LEAST_REQUEST
-                                                                             : LB_ROUND_ROBIN;
-    v->eps = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof(*v->eps));
-    v->lbs = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof(*v->lbs));
-    if (!v->eps || !v->lbs) return -ENOMEM;
-    for (size_t k = 0; k < c->n_endpoints; k++) {
-      struct up_endpoint *e = endpoint(p, c->name, &c->endpoints[k]);
-      if (!e) return -ENOMEM;
-      v->eps[k] = e;
-      v->lbs[k] = &e->lb;
-      /* the checker's verdict (flags are never freed: the pointer cannot dangle) */
-      struct hc_flag *f = c->health_check ? hc_flag_get(c->name, c->endpoints[k].name) : NULL;
-      e->lb.hc_down = f ? &f->down : NULL;
-    }
-    v->n = c->n_endpoints;
+/* Makes v the view of c (v is empty). */
+static int view_build(struct up_pools *p, struct up_cluster_view *v, const struct l7_cluster *c) {
+  struct up_cstate *cs = cluster_state(p, c->name);
+  if (!cs) return -ENOMEM;
+  v->rr_cursor = &cs->rr;
+  v->policy = c->lb_policy == EDGE__V1__LB_POLICY__LB_POLICY_LEAST_REQUEST ? LB_LEAST_REQUEST
+                                                                           : LB_ROUND_ROBIN;
+  v->eps = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof(*v->eps));
+  v->lbs = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof(*v->lbs));
+  if (!v->eps || !v->lbs) return -ENOMEM;
+  for (size_t k = 0; k < c->n_endpoints; k++) {
+    struct up_endpoint *e = endpoint(p, c->name, &c->endpoints[k]);
+    if (!e) return -ENOMEM;
+    v->eps[k] = e;
+    v->lbs[k] = &e->lb;
+    /* the checker's verdict (flags are never freed: the pointer cannot dangle) */
+    struct hc_flag *f = c->health_check ? hc_flag_get(c->name, c->endpoints[k].name) : NULL;
+    e->lb.hc_down = f ? &f->down : NULL;
   }
+  v->n = c->n_endpoints;
+  v->cluster = l7_cluster_hold(c);
+  p->view_builds++;
   return 0;
 }
 
-const struct up_cluster_view *up_pools_view(struct up_pools *p, struct l7_snapshot *snap,
-                                            const struct l7_cluster *c) {
-  struct up_view_set *vs = NULL;
-  if (p->sets[0].snap == snap)
-    vs = &p->sets[0];
-  else if (p->sets[1].snap == snap)
-    vs = &p->sets[1];
-  if (!vs) {
-    vs = p->sets[0].last_used <= p->sets[1].last_used ? &p->sets[0] : &p->sets[1];
-    free_set(vs);
-    if (build_set(p, vs, snap) != 0) {
-      free_set(vs);
+const struct up_cluster_view *up_pools_view(struct up_pools *p, const struct l7_cluster *c) {
+  if (!c) return NULL;
+  if (c->slot >= p->n_views) {
+    size_t n = p->n_views ? p->n_views : 64;
+    while (n <= c->slot) n *= 2;
+    struct up_view_slot *nv = realloc(p->views, n * sizeof(*nv));
+    if (!nv) return NULL;
+    memset(nv + p->n_views, 0, (n - p->n_views) * sizeof(*nv));
+    p->views = nv;
+    p->n_views = n;
+  }
+  struct up_view_slot *vs = &p->views[c->slot];
+  int w = vs->way[0].cluster == c ? 0 : vs->way[1].cluster == c ? 1 : -1;
+  if (w < 0) { /* replace the way used least recently */
+    w = vs->used[0] <= vs->used[1] ? 0 : 1;
+    view_clear(&vs->way[w]);
+    if (view_build(p, &vs->way[w], c) != 0) {
+      view_clear(&vs->way[w]);
       return NULL;
     }
   }
-  vs->last_used = ++p->clock;
-  if (c->index >= vs->n_views) return NULL;
-  return &vs->views[c->index];
+  vs->used[w] = ++p->clock;
+  return &vs->way[w];
 }
 
 void up_pools_foreach(struct up_pools *p, void (*fn)(struct up_endpoint *ep, void *arg),

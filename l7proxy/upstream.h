@@ -6,9 +6,13 @@
  * "cluster name" + "endpoint name", a cluster by its name, so idle
  * connections, round-robin cursors and ejections survive snapshot swaps.
  * For speed a worker asks for a cluster view (the endpoints of one
- * l7_cluster resolved to their state) that is cached per snapshot (the two
- * most recently used snapshots) and built only when a request brings a
- * snapshot not cached yet.
+ * l7_cluster resolved to their state), cached per cluster object: a
+ * cluster a push did not change is the same object in the next snapshot,
+ * so its view survives the push, and a push that changes one cluster
+ * costs one view rebuild, on the first request that uses it. Views sit in
+ * a table by cluster slot with two ways per slot (old and new object of a
+ * changed cluster serve side by side during a swap); a view holds its
+ * cluster (l7_cluster_hold), so a cached address is never reused.
  *
  * Entries are never freed while the worker runs (an endpoint that leaves
  * the configuration keeps its small record; its idle connections time out).
@@ -71,12 +75,10 @@ struct up_cluster_view {
 
 struct up_cstate;
 
-/* The cluster views of one snapshot. */
-struct up_view_set {
-  struct l7_snapshot *snap; /* one ref; NULL: empty slot */
-  struct up_cluster_view *views;
-  size_t n_views;
-  uint64_t last_used;
+/* The two views of one cluster slot. */
+struct up_view_slot {
+  struct up_cluster_view way[2]; /* .cluster held; NULL: empty */
+  uint64_t used[2];
 };
 
 struct up_pools {
@@ -84,21 +86,20 @@ struct up_pools {
   size_t ep_buckets;
   struct up_cstate **cl_tab;
   size_t cl_buckets;
-  /* Two snapshots' views: during a swap, requests on the old and on the
-   * new snapshot run side by side without rebuilding views each time. */
-  struct up_view_set sets[2];
+  struct up_view_slot *views; /* by cluster slot */
+  size_t n_views;
   uint64_t clock;
+  uint64_t view_builds; /* views made (tests, metrics) */
 };
 
 int up_pools_init(struct up_pools *p);
 /* Frees every record; the caller has closed all connections first. */
 void up_pools_free(struct up_pools *p);
 
-/* The view of cluster c of snapshot snap (c belongs to snap). Builds the
- * views of snap when they are not cached. NULL on allocation failure. The
- * pointer is valid until a call with a third snapshot evicts snap's set. */
-const struct up_cluster_view *up_pools_view(struct up_pools *p, struct l7_snapshot *snap,
-                                            const struct l7_cluster *c);
+/* The view of cluster c (from a snapshot the caller holds). Built when
+ * not cached: O(endpoints of c). NULL on allocation failure. The
+ * pointer is valid until the next call (which may evict it). */
+const struct up_cluster_view *up_pools_view(struct up_pools *p, const struct l7_cluster *c);
 
 /* Calls fn for every endpoint (e.g. to close idle connections). */
 void up_pools_foreach(struct up_pools *p, void (*fn)(struct up_endpoint *ep, void *arg), void *arg);

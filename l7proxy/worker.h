@@ -59,7 +59,7 @@ int worker_parse_cidr(const char *s, struct worker_cidr *out);
 
 /* Starts a worker thread serving listen_fd (plain HTTP) and, when
  * tls_listen_fd >= 0, HTTPS on tls_listen_fd with the certificates of
- * tls_store_current() at each accept (ownership of both fds passes; pass
+ * the current snapshot's TLS store at each accept (ownership of both fds passes; pass
  * -1 for either to leave it out). cfg must outlive the worker. Returns 0
  * or negative. */
 int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls_listen_fd,

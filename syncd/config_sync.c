@@ -70,8 +70,8 @@ struct config_sync {
   struct registry nodes; /* of struct cs_node */
   uint64_t push_seq;
   char boot_id[17];
-  void (*replicas_fn)(void *ud);
-  void *replicas_ud;
+  config_sync_event_fn event_fn;
+  void *event_ud;
   struct metrics_counter *pushes, *acks, *nacks, *bytes;
   struct metrics_histogram *push_ack;
 };
@@ -131,13 +131,13 @@ void config_sync_free(struct config_sync *cs) {
   free(cs);
 }
 
-void config_sync_on_replicas_changed(struct config_sync *cs, void (*fn)(void *ud), void *ud) {
-  cs->replicas_fn = fn;
-  cs->replicas_ud = ud;
+void config_sync_on_node_event(struct config_sync *cs, config_sync_event_fn fn, void *ud) {
+  cs->event_fn = fn;
+  cs->event_ud = ud;
 }
 
-static void replicas_changed(struct config_sync *cs) {
-  if (cs->replicas_fn) cs->replicas_fn(cs->replicas_ud);
+static void node_event(struct config_sync *cs, const struct cs_node *n, enum config_sync_event ev) {
+  if (cs->event_fn) cs->event_fn(cs->event_ud, &n->pub, ev);
 }
 
 size_t config_sync_node_count(const struct config_sync *cs) {
@@ -186,9 +186,9 @@ static void stream_detach(struct cs_stream *st) {
   if (!registry_detach(&n->reg, st)) return; /* a replaced stream speaks for nobody */
   n->pub.connected = 0;
   n->pub.disconnected_at = now_s();
-  LOG_INFO("node_disconnected", "node=%s acked=%" PRIu64, log_q(n->pub.node_id),
-           n->pub.acked_version);
-  if (n->pub.applied) replicas_changed(st->cs);
+  LOG_INFO("node_disconnected", "node=%s acked=%" PRIu64 " draining=%d", log_q(n->pub.node_id),
+           n->pub.acked_version, n->pub.draining);
+  node_event(st->cs, n, CONFIG_SYNC_DISCONNECTED);
 }
 
 /* Ends a call because of a bad message; the node's accepted state stays. */
@@ -237,11 +237,13 @@ static void push_node(struct config_sync *cs, struct cs_node *n) {
   s->version = version;
   s->sent_ms = uv_hrtime() / 1000000;
   n->sent_next++;
-  LOG_DEBUG("push",
-            "node=%s version=%" PRIu64 " base=%" PRIu64
-            " full=%d upserted=%zu removed=%zu bytes=%zu nonce=%s",
-            log_q(n->pub.node_id), version, full ? (uint64_t)0 : n->pub.pushed_version, full, nup,
-            nrm, len, s->nonce);
+  /* A full push is an event (at scale it is megabytes): logged at info. */
+  if (full || log_get_level() <= LOG_LEVEL_DEBUG)
+    log_emit(full ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, full ? "push_full" : "push",
+             "node=%s version=%" PRIu64 " base=%" PRIu64
+             " full=%d upserted=%zu removed=%zu bytes=%zu nonce=%s",
+             log_q(n->pub.node_id), version, full ? (uint64_t)0 : n->pub.pushed_version, full, nup,
+             nrm, len, s->nonce);
   n->pub.pushed_version = version;
   n->need_full = 0;
   n->awaiting = 1;
@@ -303,7 +305,6 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
     old->finished = 1;
     rpc_call_finish(old->call, RPC_STATUS_CANCELLED, "replaced by a newer stream of this node");
   }
-  int was_replica = old && n->pub.applied;
   node_apply_hello(n, h);
   uint64_t version = store_version(cs->store);
   st->node = n;
@@ -317,26 +318,35 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
   memset(n->sent, 0, sizeof(n->sent));
   n->sent_next = 0;
   n->pub.acked_version = h->last_applied_version;
-  /* A proxy already serving the current version needs nothing. */
+  /* Versions name content: a proxy already serving the current version
+   * needs nothing, and one at a version the store still knows (before a
+   * syncd restart, a network cut, another replica fed the same source)
+   * needs only what changed since; anything else gets the full state. */
   n->pub.applied = version > 0 && h->last_applied_version == version;
-  n->pub.pushed_version = n->pub.applied ? version : 0;
+  n->pub.pushed_version = n->pub.applied ? version
+                          : store_knows(cs->store, h->last_applied_version)
+                              ? h->last_applied_version
+                              : 0;
   LOG_INFO("node_connected",
-           "node=%s peer=%s address=%s zone=%s build=%s last_applied=%" PRIu64 " version=%" PRIu64,
+           "node=%s peer=%s address=%s zone=%s build=%s last_applied=%" PRIu64 " version=%" PRIu64
+           " resync=%s",
            log_q(n->pub.node_id), log_q(rpc_call_peer(st->call)), log_q(n->pub.address),
-           log_q(n->pub.zone), log_q(n->pub.build), h->last_applied_version, version);
-  if (n->pub.applied || was_replica) replicas_changed(cs);
+           log_q(n->pub.zone), log_q(n->pub.build), h->last_applied_version, version,
+           n->pub.applied          ? "none"
+           : n->pub.pushed_version ? "delta"
+                                   : "full");
+  node_event(cs, n, CONFIG_SYNC_CONNECTED);
+  if (n->pub.applied) node_event(cs, n, CONFIG_SYNC_APPLIED);
   push_node(cs, n);
 }
 
 static void on_update(struct cs_stream *st, const Edge__V1__Hello *h) {
   struct cs_node *n = st->node;
   int draining = n->pub.draining;
-  uint32_t weight = n->pub.weight;
   node_apply_hello(n, h);
   if (draining != n->pub.draining)
     LOG_INFO("node_draining", "node=%s draining=%d", log_q(n->pub.node_id), n->pub.draining);
-  if (n->pub.applied && (draining != n->pub.draining || weight != n->pub.weight))
-    replicas_changed(st->cs);
+  node_event(st->cs, n, CONFIG_SYNC_UPDATED);
 }
 
 static void on_ack(struct cs_stream *st, const Edge__V1__Ack *a) {
@@ -356,7 +366,7 @@ static void on_ack(struct cs_stream *st, const Edge__V1__Ack *a) {
   n->pub.nacked = 0;
   set_str(&n->pub.last_error, "");
   LOG_DEBUG("ack", "node=%s version=%" PRIu64, log_q(n->pub.node_id), s->version);
-  if (first) replicas_changed(st->cs);
+  if (first) node_event(st->cs, n, CONFIG_SYNC_APPLIED);
   answered(st->cs, n, s);
 }
 

@@ -2,22 +2,22 @@
  * config_sync — the ConfigSync.Stream server: one session per l7proxy.
  *
  * A proxy opens the bidi stream with Hello; syncd registers the node and
- * sends the full state (or nothing when Hello.last_applied_version is the
- * current version), then a delta Push for every new version relative to
- * what it last pushed to that node. Pushes are never queued: at most one
- * push per node is unanswered (not yet written, or not yet acked/nacked);
- * when it is answered, a node that fell behind receives one Push bringing
- * it to the newest version. Ack records the
- * acked version; Nack records the error and makes the next push a full one
- * so the proxy can resynchronise. A second stream with the same node_id
- * replaces the first. A bad message (unparseable, no Hello first, Ack or
- * Nack with an unknown nonce) finishes the call with INVALID_ARGUMENT and a
- * reason; nothing else changes.
+ * sends nothing when Hello.last_applied_version is the current version,
+ * the delta since that version when the store still knows it (versions
+ * name content, see store.h), or else the full state; then a delta Push
+ * for every new version relative to what it last pushed to that node. Pushes are never queued: at
+ * most one push per node is unanswered (not yet written, or not yet acked/nacked); when it is
+ * answered, a node that fell behind receives one Push bringing it to the newest version. Ack
+ * records the acked version; Nack records the error and makes the next push a full one so the proxy
+ * can resynchronise. A second stream with the same node_id replaces the first. A bad message
+ * (unparseable, no Hello first, Ack or Nack with an unknown nonce) finishes the call with
+ * INVALID_ARGUMENT and a reason; nothing else changes.
  *
  * Nodes stay listed after they disconnect (with the disconnect time) until
- * syncd restarts. Runs on syncd's loop thread. Called by syncd/main.c
- * (create, register, notify of new versions), read by syncd/membership.c
- * and syncd/status.c.
+ * syncd restarts. Node events (connected, applied, updated, disconnected)
+ * go to one observer, syncd/membership, which keeps the replica set of
+ * known proxies. Runs on syncd's loop thread. Called by syncd/main.c
+ * (create, register, notify of new versions), read by syncd/status.c.
  */
 #ifndef EDGE_SYNCD_CONFIG_SYNC_H
 #define EDGE_SYNCD_CONFIG_SYNC_H
@@ -57,9 +57,19 @@ void config_sync_free(struct config_sync *cs);
 /* Registers CONFIG_SYNC_METHOD on srv (before rpc_server_start). */
 int config_sync_register(struct config_sync *cs, struct rpc_server *srv);
 
-/* Called when the set of replicas may have changed (a node applied its
- * first state, disconnected, or changed drain/weight). */
-void config_sync_on_replicas_changed(struct config_sync *cs, void (*fn)(void *ud), void *ud);
+/* What happened to a node, for the replica registry (syncd/membership). */
+enum config_sync_event {
+  CONFIG_SYNC_CONNECTED,    /* a Hello opened a stream (fields in the node) */
+  CONFIG_SYNC_APPLIED,      /* it serves the current state: first Ack on this
+                             * stream, or Hello at the current version */
+  CONFIG_SYNC_UPDATED,      /* a Hello update (drain flag, weight, addresses) */
+  CONFIG_SYNC_DISCONNECTED, /* its stream ended */
+};
+typedef void (*config_sync_event_fn)(void *ud, const struct config_sync_node *n,
+                                     enum config_sync_event ev);
+/* Registers the one observer of node events (runs on the loop thread,
+ * inside the event; it must not call back into cs). */
+void config_sync_on_node_event(struct config_sync *cs, config_sync_event_fn fn, void *ud);
 
 /* The store has a new version: push to every idle connected node. */
 void config_sync_notify(struct config_sync *cs);

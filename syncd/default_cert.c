@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,113 @@ static int ec_key_public(const char *pem, size_t len, struct der *pub, uint8_t *
   return sec1_key((struct der){*buf, dl}, NID_undef, pub);
 }
 
+/* An OBJECT IDENTIFIER body as the library accepts it: subidentifiers in
+ * minimal base-128 form, the last one ended. */
+static int valid_oid(const struct der *o) {
+  if (o->n == 0 || (o->p[o->n - 1] & 0x80)) return 0;
+  for (size_t i = 0; i < o->n; i++)
+    if (o->p[i] == 0x80 && (i == 0 || !(o->p[i - 1] & 0x80))) return 0;
+  return 1;
+}
+
+/* An AlgorithmIdentifier's contents: an OID, then at most one parameter. */
+static int valid_alg(struct der a) {
+  struct der oid, x;
+  uint8_t tag;
+  if (der_expect(&a, 0x06, NULL, &oid) < 0 || !valid_oid(&oid)) return 0;
+  if (a.n && der_next(&a, &tag, NULL, &x) < 0) return 0;
+  return a.n == 0;
+}
+
+/* A BIT STRING's contents: the unused-bits octet first (0 when empty). */
+static int valid_bits(const struct der *b) {
+  return b->n >= 1 && b->p[0] <= 7 && (b->n > 1 || b->p[0] == 0);
+}
+
+/* The certificate's SubjectPublicKeyInfo when it is an EC key on a curve
+ * curve_of knows (curve NID, point = the BIT STRING after its unused-bits
+ * octet) and its notAfter (whole encoding), walking the DER only: no
+ * d2i_X509, whose public-key decoding goes through the same provider
+ * decoders (~0.3 ms a certificate). The names and extensions are decoded
+ * as d2i_X509 would (cheap), so what passes here d2i_X509 also accepts.
+ * NID_undef when anything is unusual (the full path then decides). */
+static int cert_ec_spki(const uint8_t *der, size_t len, struct der *point, struct der *not_after) {
+  static const uint8_t ec_oid[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
+  struct der d = {der, len}, cert, tbs, x, validity, spki, alg, oid, curve, bits, name, nb, ver;
+  if (der_expect(&d, 0x30, NULL, &cert) < 0 || d.n != 0 ||
+      der_expect(&cert, 0x30, NULL, &tbs) < 0 || der_expect(&cert, 0x30, NULL, &x) < 0 ||
+      !valid_alg(x) || der_expect(&cert, 0x03, NULL, &x) < 0 || !valid_bits(&x) || cert.n != 0)
+    return NID_undef;
+  if (der_expect(&tbs, 0xa0, NULL, &x) == 0) { /* version, optional: v1..v3 */
+    if (der_expect(&x, 0x02, NULL, &ver) < 0 || x.n != 0 || ver.n != 1 || ver.p[0] > 2)
+      return NID_undef;
+  }
+  if (der_expect(&tbs, 0x02, NULL, &x) < 0 || der_expect(&tbs, 0x30, NULL, &x) < 0 ||
+      !valid_alg(x) || der_expect(&tbs, 0x30, &name, NULL) < 0)
+    return NID_undef;
+  const unsigned char *p = name.p;
+  X509_NAME *xn = d2i_X509_NAME(NULL, &p, (long)name.n);
+  X509_NAME_free(xn);
+  if (!xn || der_expect(&tbs, 0x30, NULL, &validity) < 0) return NID_undef;
+  uint8_t tag;
+  if (der_next(&validity, &tag, &nb, NULL) < 0 || (tag != 0x17 && tag != 0x18) ||
+      der_next(&validity, &tag, not_after, NULL) < 0 || (tag != 0x17 && tag != 0x18) ||
+      validity.n != 0 || der_expect(&tbs, 0x30, &name, NULL) < 0)
+    return NID_undef;
+  p = name.p;
+  xn = d2i_X509_NAME(NULL, &p, (long)name.n);
+  X509_NAME_free(xn);
+  if (!xn || der_expect(&tbs, 0x30, NULL, &spki) < 0 || der_expect(&spki, 0x30, NULL, &alg) < 0 ||
+      der_expect(&alg, 0x06, NULL, &oid) < 0 || oid.n != sizeof(ec_oid) ||
+      memcmp(oid.p, ec_oid, sizeof(ec_oid)) != 0 || der_expect(&alg, 0x06, NULL, &curve) < 0 ||
+      alg.n != 0 || der_expect(&spki, 0x03, NULL, &bits) < 0 || spki.n != 0 || bits.n < 2 ||
+      bits.p[0] != 0)
+    return NID_undef;
+  der_expect(&tbs, 0x81, NULL, &x);
+  der_expect(&tbs, 0x82, NULL, &x);
+  struct der ext, exts;
+  if (der_expect(&tbs, 0xa3, NULL, &ext) == 0) {
+    if (der_expect(&ext, 0x30, &exts, NULL) < 0 || ext.n != 0) return NID_undef;
+    p = exts.p;
+    STACK_OF(X509_EXTENSION) *xe = d2i_X509_EXTENSIONS(NULL, &p, (long)exts.n);
+    if (!xe) return NID_undef;
+    sk_X509_EXTENSION_pop_free(xe, X509_EXTENSION_free);
+  }
+  if (tbs.n != 0) return NID_undef;
+  size_t slen;
+  point->p = bits.p + 1;
+  point->n = bits.n - 1;
+  return curve_of(&curve, &slen);
+}
+
+/* default_cert_check without OpenSSL's decoders: 1 when the PEM
+ * certificate is an EC certificate and key_pem's embedded public point is
+ * its key (with *not_after), 0 when the full path must decide. */
+static int fast_check(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
+                      int64_t *not_after) {
+  size_t dl = 0;
+  uint8_t *cder = cert_pem_block(cert_pem, cert_len, "CERTIFICATE", &dl, NULL);
+  if (!cder) return 0;
+  struct der cpoint, na, kpoint;
+  int cnid = cert_ec_spki(cder, dl, &cpoint, &na);
+  uint8_t *kbuf = NULL;
+  int knid = cnid == NID_undef ? NID_undef : ec_key_public(key_pem, key_len, &kpoint, &kbuf);
+  int ok = knid != NID_undef && knid == cnid && kpoint.n == cpoint.n &&
+           memcmp(kpoint.p, cpoint.p, cpoint.n) == 0;
+  if (ok) {
+    const unsigned char *p = na.p;
+    ASN1_TIME *t = d2i_ASN1_TIME(NULL, &p, (long)na.n);
+    struct tm tm;
+    ok = t && ASN1_TIME_to_tm(t, &tm) == 1;
+    if (ok && not_after) *not_after = (int64_t)timegm(&tm);
+    ASN1_TIME_free(t);
+  }
+  free(kbuf);
+  free(cder);
+  ERR_clear_error();
+  return ok;
+}
+
 /* 1 when key_pem is an EC key whose public point is x's public key (same curve), else 0. */
 static int fast_key_matches(X509 *x, const char *key_pem, size_t key_len) {
   struct der pub;
@@ -156,6 +264,7 @@ int default_cert_check(const char *cert_pem, size_t cert_len, const char *key_pe
     set_err(err, errlen, "tls.crt or tls.key too large");
     return -EINVAL;
   }
+  if (fast_check(cert_pem, cert_len, key_pem, key_len, not_after)) return 0;
   cb = BIO_new_mem_buf(cert_pem, (int)cert_len);
   kb = BIO_new_mem_buf(key_pem, (int)key_len);
   if (!cb || !kb) {

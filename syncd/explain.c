@@ -44,9 +44,7 @@ static int xp_in_array(const json_t *a, const char *s) {
 
 static void xp_not_served(const struct store *store, json_t *root) {
   json_t *out = json_array();
-  size_t len;
-  const uint8_t *meta = store_meta(store, &len);
-  Edge__V1__StatusResponse *m = len ? edge__v1__status_response__unpack(NULL, len, meta) : NULL;
+  const Edge__V1__StatusResponse *m = store_report(store); /* typed: nothing to unpack */
   const char *host = json_string_value(json_object_get(json_object_get(root, "request"), "host"));
   int matched = json_is_true(json_object_get(root, "matched"));
   const json_t *ings = json_object_get(json_object_get(root, "host_entry"), "ingresses");
@@ -67,7 +65,6 @@ static void xp_not_served(const struct store *store, json_t *root) {
     if (hit && json_array_size(out) < SYNCD_EXPLAIN_MAX_NOT_SERVED)
       json_array_append_new(out, xp_object_json(o, "rejected"));
   }
-  if (m) edge__v1__status_response__free_unpacked(m, NULL);
   json_object_set_new(root, "not_served", out);
 }
 
@@ -76,13 +73,13 @@ int syncd_explain_json(const struct store *store, const char *url, const char *s
                        char **json, char *err, size_t errlen) {
   *json = NULL;
   size_t n;
-  const struct store_entry *e = store_entries(store, &n);
+  struct store_entry *const *e = store_entries(store, &n);
   Edge__V1__Resource **res = calloc(n + 1, sizeof(*res));
   if (!res) return EXPLAIN_ERR_NOMEM;
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
-    if (e[i].removed) continue;
-    Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i].len, e[i].bytes);
+    if (e[i]->removed) continue;
+    Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i]->len, e[i]->bytes);
     if (r) res[k++] = r;
   }
   struct explain_request req = {

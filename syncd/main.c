@@ -8,9 +8,11 @@
  * admin endpoint serves /healthz, /readyz, /metrics and /config.
  *
  * Start-up order matters for "serve at once after a restart": the state
- * file is loaded and the gRPC server started before the source is read, so
- * proxies reconnecting to a restarted syncd get the restored version
- * immediately. /readyz turns ready once a state is loaded or restored.
+ * file and the known replica set (membership.h) are loaded and the gRPC
+ * server started before the source is read, so proxies reconnecting to a
+ * restarted syncd get the restored version immediately and l4lbs get the
+ * same replica set as before. /readyz turns ready once a state is loaded
+ * or restored.
  *
  * SIGTERM/SIGINT: stop the source, shut the gRPC server and the admin
  * endpoint down, then free everything and exit 0.
@@ -35,8 +37,12 @@
 #include "syncd/config_sync.h"
 #include "common/cert.h"
 #include "syncd/explain.h"
+#include "syncd/k8s_client.h"
+#include "syncd/leader.h"
 #include "syncd/membership.h"
 #include "syncd/ocsp_stapler.h"
+#include "syncd/persist.h"
+#include "syncd/report.h"
 #include "syncd/source.h"
 #include "syncd/status.h"
 #include "syncd/store.h"
@@ -47,6 +53,7 @@ struct syncd {
   uv_loop_t *loop;
   const char *state_dir;
   struct store *store;
+  struct persist *persist;
   struct metrics_registry *metrics;
   struct rpc_runtime *rt;
   struct rpc_server *srv;
@@ -56,6 +63,8 @@ struct syncd {
   struct admin_server *admin;
   struct syncd_source *source;
   struct ocsp_stapler *ocsp; /* NULL with --ocsp=off */
+  struct leader *leader;     /* kubernetes source with leader election, else NULL */
+  char replica[256];
   uv_signal_t sigterm, sigint;
   int stopping;
   int closing; /* asynchronous closes still running */
@@ -69,6 +78,32 @@ static double gauge_version(void *arg) {
   return (double)store_version(sd->store);
 }
 
+static double gauge_generation(void *arg) {
+  struct syncd *sd = arg;
+  return (double)store_generation(sd->store);
+}
+
+static double state_bytes_written(void *arg) {
+  struct syncd *sd = arg;
+  struct persist_stats st = {0};
+  if (sd->persist) persist_stats(sd->persist, &st);
+  return (double)st.bytes_written;
+}
+
+static double state_journal_bytes(void *arg) {
+  struct syncd *sd = arg;
+  struct persist_stats st = {0};
+  if (sd->persist) persist_stats(sd->persist, &st);
+  return (double)st.journal_bytes;
+}
+
+static double state_compactions(void *arg) {
+  struct syncd *sd = arg;
+  struct persist_stats st = {0};
+  if (sd->persist) persist_stats(sd->persist, &st);
+  return (double)st.compactions;
+}
+
 static double gauge_l7(void *arg) {
   struct syncd *sd = arg;
   return (double)config_sync_connected(sd->cs);
@@ -79,11 +114,9 @@ static double gauge_l4(void *arg) {
   return (double)membership_connected(sd->mb);
 }
 
-/* Object and rejection gauges from the meta blob (a packed StatusResponse). */
+/* Object and rejection gauges from the typed report. */
 static void update_object_gauges(struct syncd *sd) {
-  size_t len;
-  const uint8_t *meta = store_meta(sd->store, &len);
-  Edge__V1__StatusResponse *m = len ? edge__v1__status_response__unpack(NULL, len, meta) : NULL;
+  const Edge__V1__StatusResponse *m = store_report(sd->store);
   if (!m) return;
   for (size_t i = 0; i < m->n_objects; i++) {
     char esc[128], labels[160];
@@ -94,173 +127,102 @@ static void update_object_gauges(struct syncd *sd) {
     if (g) metrics_gauge_set(g, m->objects[i]->count);
   }
   if (sd->rejected) metrics_gauge_set(sd->rejected, (double)m->n_rejected);
-  edge__v1__status_response__free_unpacked(m, NULL);
 }
 
 /* ---- desired state → store ---------------------------------------------- */
 
-/* Ignored Ingresses (not our IngressClass) for explain: location holds
- * their comma-separated hosts (model.h), which become the hosts field. */
-static int explain_meta_ignored(const struct syncd_desired *d, Edge__V1__RejectedObject *io,
-                                Edge__V1__RejectedObject **iop, char ***hosts, size_t *n_hosts) {
-  for (size_t i = 0; i < d->n_ignored; i++) {
-    const struct syncd_rejection *j = &d->ignored[i];
-    edge__v1__rejected_object__init(&io[i]);
-    io[i].kind = j->kind ? j->kind : "";
-    io[i].namespace_ = j->ns ? j->ns : "";
-    io[i].name = j->name ? j->name : "";
-    io[i].reason = j->reason ? j->reason : "";
-    io[i].location = "";
-    iop[i] = &io[i];
-    const char *p = j->location ? j->location : "";
-    size_t cnt = 0;
-    for (const char *q = p; *q; q++) cnt += *q == ',';
-    io[i].hosts = calloc(cnt + 2, sizeof(char *));
-    if (!io[i].hosts) return -1;
-    while (*p) {
-      size_t l = strcspn(p, ",");
-      char **nh = realloc(*hosts, (*n_hosts + 1) * sizeof(*nh));
-      if (!nh) return -1;
-      *hosts = nh;
-      if (!(nh[*n_hosts] = strndup(p, l))) return -1;
-      io[i].hosts[io[i].n_hosts++] = nh[(*n_hosts)++];
-      p += l + (p[l] == ',');
-    }
-  }
+/* Whether update u removes a Certificate (the stapler then forgets it). */
+static int removes_certificate(const struct syncd_update *u) {
+  for (size_t i = 0; i < u->n_removed; i++)
+    if (u->removed[i].type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE) return 1;
   return 0;
 }
 
-/* Packs object counts and rejected objects as the store's meta. */
-static int pack_meta(const struct syncd_desired *d, uint8_t **out, size_t *len) {
-  Edge__V1__StatusResponse r = EDGE__V1__STATUS_RESPONSE__INIT;
-  Edge__V1__ObjectCount *oc = calloc(d->n_counts + 1, sizeof(*oc));
-  Edge__V1__ObjectCount **ocp = calloc(d->n_counts + 1, sizeof(*ocp));
-  Edge__V1__RejectedObject *ro = calloc(d->n_rejected + 1, sizeof(*ro));
-  Edge__V1__RejectedObject **rop = calloc(d->n_rejected + 1, sizeof(*rop));
-  Edge__V1__RejectedObject *io = calloc(d->n_ignored + 1, sizeof(*io));
-  Edge__V1__RejectedObject **iop = calloc(d->n_ignored + 1, sizeof(*iop));
-  char **hosts = NULL; /* split copies of the ignored objects' host lists */
-  size_t n_hosts = 0;
-  int rc = -1;
-  if (!oc || !ocp || !ro || !rop || !io || !iop) goto out;
-  if (explain_meta_ignored(d, io, iop, &hosts, &n_hosts) != 0) goto out;
-  r.n_ignored = d->n_ignored;
-  r.ignored = iop;
-  for (size_t i = 0; i < d->n_counts; i++) {
-    edge__v1__object_count__init(&oc[i]);
-    oc[i].kind = d->counts[i].kind;
-    oc[i].count = d->counts[i].count;
-    ocp[i] = &oc[i];
-  }
-  for (size_t i = 0; i < d->n_rejected; i++) {
-    const struct syncd_rejection *j = &d->rejected[i];
-    edge__v1__rejected_object__init(&ro[i]);
-    ro[i].kind = j->kind ? j->kind : "";
-    ro[i].namespace_ = j->ns ? j->ns : "";
-    ro[i].name = j->name ? j->name : "";
-    ro[i].reason = j->reason ? j->reason : "";
-    ro[i].location = j->location ? j->location : "";
-    rop[i] = &ro[i];
-  }
-  r.n_objects = d->n_counts;
-  r.objects = ocp;
-  r.n_rejected = d->n_rejected;
-  r.rejected = rop;
-  *len = edge__v1__status_response__get_packed_size(&r);
-  *out = malloc(*len ? *len : 1);
-  if (*out) {
-    edge__v1__status_response__pack(&r, *out);
-    rc = 0;
-  }
-out:
-  free(oc);
-  free(ocp);
-  free(ro);
-  free(rop);
-  for (size_t i = 0; i < d->n_ignored && io; i++) free(io[i].hosts);
-  free(io);
-  free(iop);
-  for (size_t i = 0; i < n_hosts; i++) free(hosts[i]);
-  free(hosts);
-  return rc;
-}
-
-static void on_desired(void *ud, struct syncd_desired *d) {
+static void on_update(void *ud, const struct syncd_update *u) {
   struct syncd *sd = ud;
-  if (sd->stopping) {
-    syncd_desired_free(d);
-    return;
-  }
-  if (sd->ocsp && ocsp_stapler_staple_resources(sd->ocsp, d->resources, d->n_resources) != 0)
+  if (sd->stopping) return;
+  /* The first update is the whole state (a restored store may hold more);
+   * later ones are what the change touched. Certificates carry their
+   * current OCSP staple (issue 20). */
+  const struct syncd_resource *up = u->upserted;
+  struct syncd_resource *stapled = NULL;
+  if (sd->ocsp && ocsp_stapler_staple_update(sd->ocsp, u->upserted, u->n_upserted, &stapled) != 0)
     LOG_WARN("ocsp_staple_failed", "reason=%s", "out of memory");
-  int rc = store_apply(sd->store, d->resources, d->n_resources);
+  if (stapled) up = stapled;
+  int rc = u->full ? store_apply(sd->store, up, u->n_upserted, u->generation)
+                   : store_apply_delta(sd->store, up, u->n_upserted, u->removed, u->n_removed,
+                                       u->generation);
+  if (stapled) ocsp_stapler_free_update(u->upserted, stapled, u->n_upserted);
+  if (sd->ocsp && rc >= 0 && (u->full || removes_certificate(u))) {
+    size_t n_all;
+    struct store_entry *const *all = store_entries(sd->store, &n_all);
+    ocsp_stapler_sweep(sd->ocsp, all, n_all);
+  }
   if (rc < 0) {
-    LOG_ERROR("state_rejected", "err=%s resources=%zu", log_q(store_strerror(rc)), d->n_resources);
-    syncd_desired_free(d);
+    LOG_ERROR("state_rejected", "err=%s upserted=%zu removed=%zu", log_q(store_strerror(rc)),
+              u->n_upserted, u->n_removed);
     return;
   }
-  int meta_changed = 0;
-  uint8_t *meta;
-  size_t meta_len, old_len;
-  if (pack_meta(d, &meta, &meta_len) == 0) {
-    const uint8_t *old = store_meta(sd->store, &old_len);
-    if (old_len != meta_len || (meta_len && memcmp(old, meta, meta_len) != 0)) {
-      store_set_meta(sd->store, meta, meta_len);
-      meta_changed = 1;
+  int report_changed = 0;
+  if (u->report_changed) {
+    uint8_t *packed;
+    size_t packed_len;
+    if (report_pack(u->report, &packed, &packed_len) == 0) {
+      report_changed = store_set_report(sd->store, packed, packed_len) == 1;
+      free(packed);
     }
-    free(meta);
   }
   if (rc == 1)
-    LOG_INFO("version", "version=%" PRIu64 " resources=%zu rejected=%zu", store_version(sd->store),
-             store_count(sd->store), d->n_rejected);
-  /* Persist before pushing: a version a proxy has applied must survive a
-   * restart, or a restarted syncd could hand out the same number for
-   * different contents. */
-  if ((rc == 1 || meta_changed) && sd->state_dir) {
+    LOG_INFO("version",
+             "version=%" PRIu64 " seq=%" PRIu64 " generation=%" PRIu64
+             " resources=%zu upserted=%zu removed=%zu rejected=%zu",
+             store_version(sd->store), store_seq(sd->store), store_generation(sd->store),
+             store_count(sd->store), u->n_upserted, u->n_removed, u->report->n_rejected);
+  /* On disk before any proxy hears of it: a restarted syncd then never
+   * serves an older state than one a proxy already applied. */
+  if ((rc == 1 || report_changed) && sd->persist) {
     char err[512];
-    if (store_save(sd->store, sd->state_dir, err, sizeof(err)) != 0)
+    if (persist_commit(sd->persist, err, sizeof(err)) != 0)
       LOG_ERROR("state_save_failed", "err=%s", log_q(err));
   }
-  update_object_gauges(sd);
+  if (report_changed) update_object_gauges(sd);
   if (rc == 1) status_refresh_expiry(sd->status);
-  syncd_desired_free(d);
   admin_set_ready(sd->admin, 1);
   if (rc == 1) config_sync_notify(sd->cs);
 }
 
 /* A staple changed: the published certificates get the new one (a new
  * version, persisted and pushed like any change). */
+static int resource_cmp(const void *a, const void *b) {
+  const struct syncd_resource *x = a, *y = b;
+  return x->type != y->type ? (x->type < y->type ? -1 : 1) : strcmp(x->name, y->name);
+}
+
 static void on_ocsp_changed(void *ud) {
   struct syncd *sd = ud;
   if (sd->stopping) return;
-  size_t n, live = 0;
-  const struct store_entry *e = store_entries(sd->store, &n);
+  size_t n, nc = 0;
+  struct store_entry *const *e = store_entries(sd->store, &n);
   struct syncd_resource *res = calloc(n ? n : 1, sizeof(*res));
-  uint8_t **fresh = calloc(n ? n : 1, sizeof(*fresh));
-  int changed = 0;
-  for (size_t i = 0; res && fresh && i < n; i++) {
-    if (e[i].removed) continue;
-    res[live] = (struct syncd_resource){e[i].type, e[i].name, e[i].bytes, e[i].len};
+  for (size_t i = 0; res && i < n; i++) {
+    if (e[i]->removed || e[i]->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE) continue;
+    uint8_t *fresh = NULL;
     size_t len = 0;
-    if (e[i].type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE &&
-        ocsp_stapler_staple_one(sd->ocsp, e[i].bytes, e[i].len, &fresh[live], &len) == 1) {
-      res[live].bytes = fresh[live];
-      res[live].len = len;
-      changed = 1;
-    }
-    live++;
+    if (ocsp_stapler_staple_one(sd->ocsp, e[i]->bytes, e[i]->len, &fresh, &len) == 1)
+      res[nc++] = (struct syncd_resource){e[i]->type, e[i]->name, fresh, len};
   }
-  int rc = changed ? store_apply(sd->store, res, live) : 0;
-  for (size_t i = 0; fresh && i < live; i++) free(fresh[i]);
-  free(fresh);
+  if (nc > 1) qsort(res, nc, sizeof(*res), resource_cmp);
+  /* only the certificates whose staple changed: a delta, at the same generation */
+  int rc = nc ? store_apply_delta(sd->store, res, nc, NULL, 0, store_generation(sd->store)) : 0;
+  for (size_t i = 0; i < nc; i++) free(res[i].bytes);
   free(res);
   if (rc < 0) LOG_ERROR("ocsp_apply_failed", "err=%s", log_q(store_strerror(rc)));
   if (rc != 1) return;
-  LOG_INFO("version", "version=%" PRIu64 " resources=%zu reason=ocsp", store_version(sd->store),
-           store_count(sd->store));
-  if (sd->state_dir) {
+  LOG_INFO("version", "version=%" PRIu64 " resources=%zu stapled=%zu reason=ocsp",
+           store_version(sd->store), store_count(sd->store), nc);
+  if (sd->persist) {
     char err[512];
-    if (store_save(sd->store, sd->state_dir, err, sizeof(err)) != 0)
+    if (persist_commit(sd->persist, err, sizeof(err)) != 0)
       LOG_ERROR("state_save_failed", "err=%s", log_q(err));
   }
   status_refresh_expiry(sd->status);
@@ -273,9 +235,56 @@ static void source_status(void *ud, char *name, size_t namelen, int *healthy, ch
   if (sd->source) syncd_source_status(sd->source, name, namelen, healthy, msg, msglen, last_sync);
 }
 
-static void on_replicas_changed(void *ud) {
+/* ---- replicas and leader election (HA) ----------------------------------- */
+
+static void leader_for_status(void *ud, struct status_leader *out) {
   struct syncd *sd = ud;
-  membership_refresh(sd->mb);
+  memset(out, 0, sizeof(*out));
+  if (!sd->leader) return;
+  struct leader_status ls;
+  leader_status(sd->leader, &ls);
+  out->enabled = 1;
+  out->leader = ls.leader;
+  out->transitions = ls.transitions;
+  snprintf(out->identity, sizeof(out->identity), "%s", ls.identity);
+  snprintf(out->holder, sizeof(out->holder), "%s", ls.holder);
+  snprintf(out->lease, sizeof(out->lease), "%s", ls.lease);
+  snprintf(out->renew_time, sizeof(out->renew_time), "%s", ls.renew_time);
+  snprintf(out->error, sizeof(out->error), "%s", ls.error);
+}
+
+static double gauge_leader(void *arg) {
+  struct syncd *sd = arg;
+  return sd->leader ? leader_is_leader(sd->leader) : 0;
+}
+
+/* The Lease elector of the kubernetes source (lo: namespace NULL = our
+ * own). 0, or 1 after printing why. */
+static int start_leader_election(struct syncd *sd, struct leader_opts *lo) {
+  char ns[256], err[512];
+  if (lo->lease_namespace)
+    snprintf(ns, sizeof(ns), "%s", lo->lease_namespace);
+  else
+    k8s_own_namespace(ns, sizeof(ns));
+  lo->lease_namespace = ns;
+  lo->replica_id = sd->replica;
+  if (leader_start(sd->loop, lo, &sd->leader, err, sizeof(err)) != 0) {
+    fprintf(stderr, "syncd: leader election: %s\n", err);
+    LOG_ERROR("leader_election_failed", "err=%s", log_q(err));
+    return 1;
+  }
+  return 0;
+}
+
+/* --replica-id's default: the pod name, else the host name. */
+static void default_replica_id(char *out, size_t outlen) {
+  const char *pod = getenv("POD_NAME");
+  if (pod && *pod) {
+    snprintf(out, outlen, "%s", pod);
+    return;
+  }
+  if (gethostname(out, outlen) != 0 || !out[0]) snprintf(out, outlen, "syncd");
+  out[outlen - 1] = '\0';
 }
 
 /* ---- admin --------------------------------------------------------------- */
@@ -317,6 +326,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   ocsp_stapler_close(sd->ocsp, closed_one, sd);
   sd->ocsp = NULL;
   status_stop(sd->status, closed_one, sd);
+  persist_close(sd->persist, closed_one, sd); /* waits for a compaction in flight */
+  sd->persist = NULL;
   uv_close((uv_handle_t *)&sd->sigterm, signal_closed);
   uv_close((uv_handle_t *)&sd->sigint, signal_closed);
   if (sd->source) {
@@ -325,6 +336,11 @@ static void on_signal(uv_signal_t *h, int signum) {
   } else {
     closed_one(sd);
   }
+  /* After the source (it asks the leader): release the Lease, so another
+   * replica takes over at its next round (SIGTERM handover). */
+  sd->closing++;
+  leader_stop(sd->leader, closed_one, sd);
+  sd->leader = NULL;
   rpc_server_shutdown(sd->srv, closed_one, sd);
   admin_close(sd->admin, closed_one, sd);
 }
@@ -367,8 +383,11 @@ int main(int argc, char **argv) {
   const char *expiry_warning = "14d", *ocsp = "on";
   uint32_t ocsp_timeout_ms = 5000, ocsp_min_refresh_ms = 60000;
   int insecure = 0;
-  uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 5000;
-  int restored = 0;
+  uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 0;
+  uint32_t removal_timeout_ms = MEMBERSHIP_REMOVAL_TIMEOUT_MS;
+  const char *replica_id = NULL, *election = "on", *lease_name = "edge-syncd";
+  const char *lease_ns = NULL;
+  uint32_t lease_duration = 15000, lease_renew = 10000, lease_retry = 2000;
   const struct flag_def defs[] = {
       FLAG_GROUP_DEF("Sources"),
       {"source", FLAG_STRING, &source, "dir:PATH (default dir:deploy/examples) or kubernetes",
@@ -383,11 +402,31 @@ int main(int argc, char **argv) {
       FLAG_GROUP_DEF("Serving: gRPC (ConfigSync, Membership, Status) and admin"),
       {"listen", FLAG_STRING, &listen, "gRPC listen address (default 127.0.0.1:7000)", "ADDR:PORT"},
       {"admin", FLAG_STRING, &admin, "admin HTTP address (default 127.0.0.1:7001)", "ADDR:PORT"},
-      {"state-dir", FLAG_STRING, &state_dir, "directory for the persisted last good state", "DIR"},
+      {"state-dir", FLAG_STRING, &state_dir,
+       "directory for the persisted last good state and the known replica set", "DIR"},
+      FLAG_GROUP_DEF("Membership (the replica set sent to l4lbs)"),
+      {"replica-removal-timeout", FLAG_DURATION_MS, &removal_timeout_ms,
+       "a known l7proxy disconnected this long leaves the replica set (default 10m)", "DURATION"},
       {"membership-grace", FLAG_DURATION_MS, &membership_grace_ms,
-       "after a restart from --state-dir, hold the replica set back this long so proxies "
-       "reconnect first (default 5s; 0 = off)",
+       "deprecated, ignored: the replica set is the known proxies, restored from --state-dir",
        "DURATION"},
+      FLAG_GROUP_DEF("Replicas and leader election (several syncd replicas)"),
+      {"replica-id", FLAG_STRING, &replica_id,
+       "this replica's name in Status and the Lease (default: $POD_NAME, else the host name)",
+       "NAME"},
+      {"leader-election", FLAG_STRING, &election,
+       "kubernetes source: only the holder of a coordination.k8s.io/v1 Lease writes Ingress "
+       "status (default on)",
+       "on|off"},
+      {"lease-name", FLAG_STRING, &lease_name, "the Lease (default edge-syncd)", "NAME"},
+      {"lease-namespace", FLAG_STRING, &lease_ns,
+       "its namespace (default: $POD_NAMESPACE, the service account's, else default)", "NS"},
+      {"lease-duration", FLAG_DURATION_MS, &lease_duration,
+       "how long a holder that stopped renewing keeps it (default 15s)", "DURATION"},
+      {"lease-renew-deadline", FLAG_DURATION_MS, &lease_renew,
+       "a leader that could not renew this long stops writing (default 10s)", "DURATION"},
+      {"lease-retry-period", FLAG_DURATION_MS, &lease_retry,
+       "one Lease round (renew or try to acquire) this often (default 2s)", "DURATION"},
       FLAG_GROUP_DEF("Transport security (mTLS)"),
       {"cert", FLAG_STRING, &cert, "server certificate (PEM) for mTLS", "FILE"},
       {"key", FLAG_STRING, &key, "server private key (PEM) for mTLS", "FILE"},
@@ -456,18 +495,40 @@ int main(int argc, char **argv) {
             expiry_warning);
     return 2;
   }
+  if (strcmp(election, "on") != 0 && strcmp(election, "off") != 0) {
+    fprintf(stderr, "syncd: --leader-election: on or off, got %s\n", election);
+    return 2;
+  }
+  if (!(lease_retry < lease_renew && lease_renew < lease_duration)) {
+    fprintf(stderr,
+            "syncd: want --lease-retry-period < --lease-renew-deadline < "
+            "--lease-duration\n");
+    return 2;
+  }
+  if (removal_timeout_ms < 1000) {
+    fprintf(stderr, "syncd: --replica-removal-timeout: at least 1s\n");
+    return 2;
+  }
   log_init("syncd");
   log_set_level(lvl);
   signal(SIGPIPE, SIG_IGN);
 
   struct syncd sd = {.loop = uv_default_loop(), .state_dir = state_dir};
+  if (replica_id && *replica_id)
+    snprintf(sd.replica, sizeof(sd.replica), "%s", replica_id);
+  else
+    default_replica_id(sd.replica, sizeof(sd.replica));
   LOG_INFO("started",
-           "build=%s source=%s listen=%s admin=%s state_dir=%s tls=%s kubeconfig=%s "
-           "publish_address=%s log_level=%s expiry_warning=%s",
-           SYNCD_BUILD, log_q(source), log_q(listen), log_q(admin),
+           "build=%s replica=%s source=%s listen=%s admin=%s state_dir=%s tls=%s kubeconfig=%s "
+           "publish_address=%s log_level=%s expiry_warning=%s replica_removal_timeout_ms=%u "
+           "leader_election=%s",
+           SYNCD_BUILD, log_q(sd.replica), log_q(source), log_q(listen), log_q(admin),
            log_q(state_dir ? state_dir : ""), insecure ? "insecure" : "mtls",
            log_q(kubeconfig ? kubeconfig : ""), log_q(publish ? publish : ""), level,
-           log_q(expiry_warning));
+           log_q(expiry_warning), removal_timeout_ms, election);
+  if (membership_grace_ms)
+    LOG_WARN("deprecated_flag", "flag=membership-grace reason=%s",
+             log_q("ignored: the replica set is the known proxies, restored from --state-dir"));
   if (insecure) LOG_WARN("insecure", "%s", "gRPC is plaintext: anyone can read configuration");
 
   sd.metrics = metrics_registry_new();
@@ -476,34 +537,48 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (state_dir) {
-    rc = store_load(sd.store, state_dir, err, sizeof(err));
-    if (rc == 0) {
-      restored = 1;
-      LOG_INFO("state_restored", "version=%" PRIu64 " resources=%zu", store_version(sd.store),
-               store_count(sd.store));
-    } else if (rc == STORE_NO_STATE) {
-      LOG_INFO("state_empty", "state_dir=%s", log_q(state_dir));
-    } else {
-      /* A damaged file is not fatal: start empty, the source rebuilds it. */
-      LOG_ERROR("state_corrupt", "err=%s", log_q(err));
+    struct persist_info pi;
+    rc = persist_open(sd.loop, state_dir, sd.store, &sd.persist, &pi, err, sizeof(err));
+    if (rc != 0) {
+      fprintf(stderr, "syncd: --state-dir=%s: %s\n", state_dir, err);
+      LOG_ERROR("state_dir_failed", "err=%s", log_q(err));
+      return 1;
     }
-  }
-
-  if (store_version(sd.store) == 0) {
-    /* No saved state: number this history from the wall clock (ms), so a
-     * proxy's cached version from an earlier, lost history never equals
-     * one of ours by accident (store.h). */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    store_set_first_version(sd.store, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+    if (pi.quarantined) /* a damaged state is not fatal: the source rebuilds it */
+      LOG_ERROR("state_corrupt", "err=%s", log_q(pi.problem));
+    if (pi.dropped)
+      LOG_WARN("state_torn_tail", "dropped_bytes=%llu problem=%s records=%llu",
+               (unsigned long long)pi.dropped, log_q(pi.problem), (unsigned long long)pi.records);
+    if (pi.restored)
+      LOG_INFO("state_restored",
+               "version=%" PRIu64 " seq=%" PRIu64 " resources=%zu records=%llu migrated=%d",
+               store_version(sd.store), store_seq(sd.store), store_count(sd.store),
+               (unsigned long long)pi.records, pi.migrated);
+    else
+      LOG_INFO("state_empty", "state_dir=%s", log_q(state_dir));
   }
 
   sd.rejected = metrics_gauge(sd.metrics, "edge_syncd_rejected_objects",
                               "Objects rejected by translation.", "");
-  metrics_gauge_fn(sd.metrics, "edge_syncd_version", "Current configuration version.", "",
-                   gauge_version, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_version",
+                   "Current configuration version (a digest of its content).", "", gauge_version,
+                   &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_source_generation",
+                   "Source generation of the current version (highest resourceVersion, or the "
+                   "directory scan time in ms): what orders versions.",
+                   "", gauge_generation, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_state_written_bytes",
+                   "Bytes written to the state journal since start (records and compactions).", "",
+                   state_bytes_written, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_state_journal_bytes", "Size of the state journal file.",
+                   "", state_journal_bytes, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_state_compactions",
+                   "State journal compactions since start.", "", state_compactions, &sd);
   if (rpc_runtime_new(sd.loop, &sd.rt) != 0 || config_sync_new(sd.store, sd.metrics, &sd.cs) != 0 ||
-      membership_new(sd.cs, sd.metrics, &sd.mb) != 0 ||
+      membership_new(&(struct membership_opts){.state_dir = state_dir,
+                                               .removal_timeout_ms = removal_timeout_ms,
+                                               .replica_id = sd.replica},
+                     sd.metrics, &sd.mb) != 0 ||
       status_new(sd.store, sd.cs, sd.mb, SYNCD_BUILD, (int64_t)time(NULL), source_status, &sd,
                  &sd.status) != 0) {
     fprintf(stderr, "syncd: cannot initialise\n");
@@ -515,11 +590,20 @@ int main(int argc, char **argv) {
   status_start_expiry(sd.status, sd.loop, sd.metrics);
   metrics_gauge_fn(sd.metrics, "edge_syncd_connected_nodes", "Nodes connected now.",
                    "kind=\"l4lb\"", gauge_l4, &sd);
+  status_set_replica(sd.status, sd.replica, leader_for_status, &sd);
+  metrics_gauge_fn(sd.metrics, "edge_syncd_leader",
+                   "1 while this replica holds the Lease (writes Ingress status).", "",
+                   gauge_leader, &sd);
   update_object_gauges(&sd);
-  config_sync_on_replicas_changed(sd.cs, on_replicas_changed, &sd);
-  /* A restarted syncd knows no proxies yet: telling the l4lbs "no replicas"
-   * now would empty their tables until the proxies reconnect. */
-  if (restored) membership_hold(sd.mb, sd.loop, membership_grace_ms);
+  /* The replica set is the known proxies: a restarted syncd tells the
+   * l4lbs the set it had, not "nobody", before any proxy reconnects. */
+  rc = membership_restore(sd.mb, err, sizeof(err));
+  if (rc < 0)
+    LOG_ERROR("replicas_corrupt", "err=%s", log_q(err));
+  else if (state_dir)
+    LOG_INFO("replicas_restored", "count=%d version=%" PRIu64, rc, membership_version(sd.mb));
+  config_sync_on_node_event(sd.cs, membership_node_event, sd.mb);
+  membership_start(sd.mb, sd.loop);
 
   struct rpc_server_opts so = {
       .listen = listen,
@@ -551,7 +635,17 @@ int main(int argc, char **argv) {
       LOG_WARN("default_cert_not_persisted", "err=%s", log_q(err));
     }
   }
-  struct syncd_source_opts o = {.spec = source,
+  if (source && strcmp(source, "kubernetes") == 0 && strcmp(election, "on") == 0) {
+    struct leader_opts lo = {.kubeconfig = kubeconfig,
+                             .lease_namespace = lease_ns,
+                             .lease_name = lease_name,
+                             .duration_ms = lease_duration,
+                             .renew_deadline_ms = lease_renew,
+                             .retry_ms = lease_retry};
+    if (start_leader_election(&sd, &lo) != 0) return 1;
+  }
+  struct syncd_source_opts o = {.leader = sd.leader,
+                                .spec = source,
                                 .kubeconfig = kubeconfig,
                                 .publish_address = publish,
                                 .debounce_ms = debounce_ms,
@@ -568,7 +662,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  struct syncd_source_callbacks cb = {.on_update = on_desired};
+  struct syncd_source_callbacks cb = {.on_update = on_update};
   if (syncd_source_start(sd.loop, &o, &cb, &sd, &sd.source, err, sizeof(err)) != 0) {
     fprintf(stderr, "syncd: --source=%s: %s\n", source, err);
     LOG_ERROR("source_failed", "source=%s err=%s", log_q(source), log_q(err));

@@ -56,7 +56,7 @@ void manifest_set_init(struct manifest_set *s) {
 void manifest_set_free(struct manifest_set *s) {
   for (size_t i = 0; i < s->n_docs; i++) {
     json_decref(s->docs[i].obj);
-    free(s->docs[i].location);
+    if (!s->borrow_locations) free(s->docs[i].location);
   }
   for (size_t i = 0; i < s->n_errors; i++) {
     free(s->errors[i].location);
@@ -75,7 +75,8 @@ int manifest_add(struct manifest_set *s, json_t *obj, const char *location) {
     s->docs = d;
     s->cap_docs = cap;
   }
-  char *loc = strdup(location ? location : "");
+  char *loc =
+      s->borrow_locations ? (char *)(location ? location : "") : strdup(location ? location : "");
   if (!loc) return -ENOMEM;
   s->docs[s->n_docs].obj = json_incref(obj);
   s->docs[s->n_docs].location = loc;

@@ -32,6 +32,10 @@ struct manifest_error {
 struct manifest_set {
   struct manifest_doc *docs;
   size_t n_docs, cap_docs;
+  /* Set before any add: documents' locations are borrowed from a set that
+   * outlives this one (a source collecting its per-file sets each change),
+   * not copied. */
+  int borrow_locations;
   struct manifest_error *errors;
   size_t n_errors, cap_errors;
 };
@@ -49,8 +53,8 @@ void manifest_set_free(struct manifest_set *s);
  */
 int manifest_parse(struct manifest_set *s, const char *text, size_t len, const char *filename);
 
-/* Appends obj (takes a new reference; the caller keeps its own) with location (copied, may be
- * NULL). Returns 0 or -ENOMEM. */
+/* Appends obj (takes a new reference; the caller keeps its own) with location (copied, or
+ * borrowed when s->borrow_locations; may be NULL). Returns 0 or -ENOMEM. */
 int manifest_add(struct manifest_set *s, json_t *obj, const char *location);
 
 /* Appends an error (strings copied). Returns 0 or -ENOMEM. */

@@ -1,26 +1,41 @@
 /*
- * membership — Membership.Watch (see membership.h).
+ * membership — Membership.Watch and the known-replica set (see
+ * membership.h).
  *
- * The set is recomputed from config_sync's nodes on every hint and packed
- * once; the packed replicas (without the version) are compared with the
- * previous ones, so hints that change nothing do not bump the version.
- * Each watcher remembers the version it was last sent; send_newest sends
- * the current packed set only when the watcher's queue is empty.
+ * Node events go into the registry (syncd/replicas.c, pure); whenever it
+ * reports a change, or the timer expires a replica, the set is packed
+ * once and compared with the previous packing, so events that change
+ * nothing the l4lbs see do not bump the version. A changed set is saved
+ * (DIR/replicas.pb through common/fileio: atomic replace, 0600) before
+ * it is sent. Each watcher remembers the version it was last sent;
+ * send_newest sends the current packed set only when the watcher's queue
+ * is empty.
  */
 #include "syncd/membership.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/fileio.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
 #include "edge/v1/membership.pb-c.h"
-#include "syncd/config_sync.h"
+#include "syncd/replicas.h"
 
 #include <uv.h>
+
+/* The set is re-saved this often, so last_seen in the file stays fresh. */
+#define MB_RESAVE_MS 60000
+/* The expiry timer's period: a tenth of the removal timeout, 0.1–5 s. */
+#define MB_TICK_MIN_MS 100
+#define MB_TICK_MAX_MS 5000
+/* A state file larger than this is not ours. */
+#define MB_FILE_MAX (64u << 20)
 
 struct mb_watch;
 
@@ -37,7 +52,9 @@ struct mb_watch {
 };
 
 struct membership {
-  struct config_sync *cs;
+  struct replicas *known;
+  char *state_dir; /* NULL: not persisted */
+  char *replica_id;
   struct mb_node **nodes;
   size_t n_nodes, cap_nodes;
   uint64_t version;
@@ -45,82 +62,92 @@ struct membership {
   size_t replicas_len;
   uint8_t *msg; /* packed ReplicaSet with version */
   size_t msg_len;
-  /* Startup grace (membership_hold): while held, watchers are sent nothing
-   * and keep the set they had from a previous syncd. */
-  int held;
-  uv_timer_t *hold_timer;
+  uv_timer_t *timer;
+  uint64_t last_save_ms; /* uv_now of the last save */
+  struct metrics_gauge *m_members;
+  struct metrics_counter *m_left, *m_expired, *m_save_failed;
 };
 
 static int64_t now_s(void) {
   return (int64_t)time(NULL);
 }
 
-static int cmp_node_id(const void *a, const void *b) {
-  const struct config_sync_node *x = *(const struct config_sync_node *const *)a;
-  const struct config_sync_node *y = *(const struct config_sync_node *const *)b;
-  return strcmp(x->node_id, y->node_id);
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Packs the current replica set with version (or without when version is
- * 0) into *out. */
-static int pack_set(struct membership *mb, uint64_t version, uint8_t **out, size_t *len) {
-  size_t total = config_sync_node_count(mb->cs), n = 0;
-  const struct config_sync_node **sel = calloc(total + 1, sizeof(*sel));
-  Edge__V1__Replica *reps = calloc(total + 1, sizeof(*reps));
-  Edge__V1__Replica **rp = calloc(total + 1, sizeof(*rp));
-  int rc = -1;
-  if (!sel || !reps || !rp) goto out;
-  for (size_t i = 0; i < total; i++) {
-    const struct config_sync_node *nd = config_sync_node_at(mb->cs, i);
-    if (nd->connected && nd->applied) sel[n++] = nd;
+static void refresh(struct membership *mb, int save_if_changed);
+
+/* ---- persistence ------------------------------------------------------------ */
+
+static void save(struct membership *mb) {
+  if (!mb->state_dir) return;
+  uint8_t *buf;
+  size_t len;
+  char err[512], path[4096];
+  snprintf(path, sizeof(path), "%s/%s", mb->state_dir, MEMBERSHIP_FILE);
+  if (replicas_encode(mb->known, now_ms(), &buf, &len) != 0) {
+    snprintf(err, sizeof(err), "out of memory");
+  } else {
+    int rc = fileio_write_atomic_buf(path, buf, len, 0600, err, sizeof(err));
+    free(buf);
+    if (mb->timer) mb->last_save_ms = uv_now(mb->timer->loop);
+    if (rc == 0) return;
   }
-  qsort(sel, n, sizeof(*sel), cmp_node_id);
-  for (size_t i = 0; i < n; i++) {
-    edge__v1__replica__init(&reps[i]);
-    reps[i].node_id = sel[i]->node_id;
-    reps[i].address = sel[i]->address;
-    reps[i].zone = sel[i]->zone;
-    reps[i].draining = sel[i]->draining;
-    reps[i].weight = sel[i]->weight;
-    reps[i].check_address = sel[i]->admin_address;
-    reps[i].https_address = sel[i]->https_address;
-    rp[i] = &reps[i];
-  }
-  Edge__V1__ReplicaSet set = EDGE__V1__REPLICA_SET__INIT;
-  set.version = version;
-  set.n_replicas = n;
-  set.replicas = rp;
-  *len = edge__v1__replica_set__get_packed_size(&set);
-  *out = malloc(*len ? *len : 1);
-  if (!*out) goto out;
-  edge__v1__replica_set__pack(&set, *out);
-  rc = 0;
-out:
-  free(sel);
-  free(reps);
-  free(rp);
-  return rc;
+  /* The set in memory is still right; only a restart would lose news. */
+  LOG_ERROR("replicas_save_failed", "err=%s", log_q(err));
+  if (mb->m_save_failed) metrics_counter_inc(mb->m_save_failed);
 }
+
+int membership_restore(struct membership *mb, char *err, size_t errlen) {
+  if (!mb->state_dir) return 0;
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", mb->state_dir, MEMBERSHIP_FILE);
+  char *buf;
+  size_t len;
+  int rc = fileio_read(path, MB_FILE_MAX, &buf, &len, err, errlen);
+  if (rc == -ENOENT) return 0;
+  if (rc != 0) return -1;
+  size_t skipped = 0;
+  char why[256];
+  int n =
+      replicas_restore(mb->known, (const uint8_t *)buf, len, now_ms(), &skipped, why, sizeof(why));
+  free(buf);
+  if (n < 0) {
+    snprintf(err, errlen, "%s: %s", path, why);
+    return -1;
+  }
+  if (skipped)
+    LOG_WARN("replicas_restore_skipped", "count=%zu reason=%s", skipped,
+             log_q("unusable node_id or address, or a duplicate"));
+  refresh(mb, 0); /* what was saved needs no saving */
+  return n;
+}
+
+/* ---- the set ------------------------------------------------------------------ */
 
 static void send_newest(struct mb_watch *w) {
-  if (w->finished || !w->node || !w->mb->msg || w->mb->held) return;
+  if (w->finished || !w->node || !w->mb->msg) return;
   if (w->node->pub.sent_version == w->mb->version) return;
   if (rpc_call_pending(w->call) > 0) return; /* on_drained comes back */
   if (rpc_call_send(w->call, w->mb->msg, w->mb->msg_len) == 0)
     w->node->pub.sent_version = w->mb->version;
 }
 
-void membership_refresh(struct membership *mb) {
+/* Re-packs the set; when it changed: new version, saved, sent. */
+static void refresh(struct membership *mb, int save_if_changed) {
   uint8_t *reps;
   size_t len;
-  if (pack_set(mb, 0, &reps, &len) != 0) return;
+  if (replicas_pack_set(mb->known, 0, mb->replica_id, &reps, &len) != 0) return;
   if (mb->msg && len == mb->replicas_len && memcmp(reps, mb->replicas, len) == 0) {
     free(reps);
     return;
   }
   uint8_t *msg;
   size_t msg_len;
-  if (pack_set(mb, mb->version + 1, &msg, &msg_len) != 0) {
+  if (replicas_pack_set(mb->known, mb->version + 1, mb->replica_id, &msg, &msg_len) != 0) {
     free(reps);
     return;
   }
@@ -131,58 +158,135 @@ void membership_refresh(struct membership *mb) {
   mb->msg = msg;
   mb->msg_len = msg_len;
   mb->version++;
-  LOG_INFO("replica_set_changed", "version=%" PRIu64 " bytes=%zu", mb->version, msg_len);
+  if (mb->m_members) metrics_gauge_set(mb->m_members, (double)replicas_members(mb->known));
+  LOG_INFO("replica_set_changed", "version=%" PRIu64 " replicas=%zu bytes=%zu", mb->version,
+           replicas_members(mb->known), msg_len);
+  /* Persist before telling anyone, like the store. */
+  if (save_if_changed) save(mb);
   for (size_t i = 0; i < mb->n_nodes; i++)
     if (mb->nodes[i]->watch) send_newest(mb->nodes[i]->watch);
 }
 
-int membership_new(struct config_sync *cs, struct metrics_registry *m, struct membership **out) {
+static void log_member(const struct membership *mb, const char *id, const char *event) {
+  const struct replica *p = replicas_find(mb->known, id);
+  if (!p) return;
+  char why[256];
+  LOG_INFO(
+      event, "node=%s in_set=%d reason=%s", log_q(p->node_id), p->in_set,
+      log_q(replica_reason(p, replicas_removal_timeout(mb->known), now_ms(), why, sizeof(why))));
+}
+
+void membership_node_event(void *ud, const struct config_sync_node *n, enum config_sync_event ev) {
+  struct membership *mb = ud;
+  struct replica_fields f = {.node_id = n->node_id,
+                             .address = n->address,
+                             .admin_address = n->admin_address,
+                             .https_address = n->https_address,
+                             .zone = n->zone,
+                             .weight = n->weight,
+                             .draining = n->draining};
+  int64_t now = now_ms();
+  int rc = 0;
+  switch (ev) {
+    case CONFIG_SYNC_CONNECTED:
+      rc = replicas_connected(mb->known, &f, now);
+      break;
+    case CONFIG_SYNC_APPLIED:
+      rc = replicas_applied(mb->known, n->node_id, now);
+      if (rc == 1) log_member(mb, n->node_id, "replica_joined");
+      break;
+    case CONFIG_SYNC_UPDATED:
+      rc = replicas_updated(mb->known, &f, now);
+      break;
+    case CONFIG_SYNC_DISCONNECTED:
+      rc = replicas_disconnected(mb->known, n->node_id, now);
+      if (rc == 1) {
+        log_member(mb, n->node_id, "replica_left");
+        if (mb->m_left) metrics_counter_inc(mb->m_left);
+      }
+      break;
+  }
+  /* Refused once, at its Hello; its later events just find no entry. */
+  if (ev == CONFIG_SYNC_CONNECTED && (rc == REPLICAS_ERR_FULL || rc == REPLICAS_ERR_INVALID))
+    LOG_WARN("replica_refused", "node=%s reason=%s", log_q(n->node_id),
+             log_q(rc == REPLICAS_ERR_FULL ? "too many proxies tracked" : "unusable node_id"));
+  if (rc == 1) refresh(mb, 1);
+}
+
+static void on_tick(uv_timer_t *t) {
+  struct membership *mb = t->data;
+  int64_t now = now_ms();
+  size_t before = replicas_members(mb->known);
+  if (replicas_expire(mb->known, now) == 1) {
+    size_t gone = before - replicas_members(mb->known);
+    char d[32];
+    LOG_WARN("replicas_expired", "count=%zu reason=%s", gone,
+             log_q(replicas_format_duration(replicas_removal_timeout(mb->known), d, sizeof(d))));
+    if (mb->m_expired) metrics_counter_add(mb->m_expired, gone);
+    refresh(mb, 1);
+  } else if (uv_now(t->loop) - mb->last_save_ms >= MB_RESAVE_MS) {
+    save(mb);
+  }
+}
+
+static void timer_closed(uv_handle_t *h) {
+  free(h);
+}
+
+int membership_start(struct membership *mb, uv_loop_t *loop) {
+  if (mb->timer) return 0;
+  uv_timer_t *t = calloc(1, sizeof(*t));
+  if (!t) return -1;
+  uv_timer_init(loop, t);
+  t->data = mb;
+  uv_unref((uv_handle_t *)t);
+  uint64_t tick = replicas_removal_timeout(mb->known) / 10;
+  tick = tick < MB_TICK_MIN_MS ? MB_TICK_MIN_MS : tick > MB_TICK_MAX_MS ? MB_TICK_MAX_MS : tick;
+  uv_timer_start(t, on_tick, tick, tick);
+  mb->timer = t;
+  mb->last_save_ms = uv_now(loop);
+  return 0;
+}
+
+void membership_close(struct membership *mb) {
+  if (!mb || !mb->timer) return;
+  uv_timer_stop(mb->timer);
+  uv_close((uv_handle_t *)mb->timer, timer_closed);
+  mb->timer = NULL;
+  save(mb);
+}
+
+int membership_new(const struct membership_opts *o, struct metrics_registry *m,
+                   struct membership **out) {
   struct membership *mb = calloc(1, sizeof(*mb));
   if (!mb) return -1;
-  mb->cs = cs;
+  uint32_t timeout =
+      o && o->removal_timeout_ms ? o->removal_timeout_ms : MEMBERSHIP_REMOVAL_TIMEOUT_MS;
+  if (replicas_new(timeout, &mb->known) != 0 ||
+      (o && o->state_dir && !(mb->state_dir = strdup(o->state_dir))) ||
+      (o && o->replica_id && !(mb->replica_id = strdup(o->replica_id)))) {
+    membership_free(mb);
+    return -1;
+  }
+  if (m) {
+    mb->m_members =
+        metrics_gauge(m, "edge_syncd_replicas", "l7proxies in the replica set sent to l4lbs.", "");
+    static const char removed[] = "Replicas taken out of the set, by reason.";
+    mb->m_left =
+        metrics_counter(m, "edge_syncd_replicas_removed_total", removed, "reason=\"left\"");
+    mb->m_expired =
+        metrics_counter(m, "edge_syncd_replicas_removed_total", removed, "reason=\"expired\"");
+    mb->m_save_failed = metrics_counter(m, "edge_syncd_replicas_save_failures_total",
+                                        "Failed writes of the replica set to --state-dir.", "");
+  }
   /* Versions continue across restarts (like the store's): an l4lb never
    * mistakes a restarted syncd's set for an older one. */
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   mb->version = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
   *out = mb;
-  membership_refresh(mb); /* the empty set */
+  refresh(mb, 0); /* the empty set, until restored or joined */
   return 0;
-}
-
-static void hold_timer_closed(uv_handle_t *h) {
-  free(h);
-}
-
-static void hold_expired(uv_timer_t *t) {
-  struct membership *mb = t->data;
-  mb->held = 0;
-  uv_close((uv_handle_t *)t, hold_timer_closed);
-  mb->hold_timer = NULL;
-  LOG_INFO("membership_released", "version=%" PRIu64 " watchers=%zu", mb->version, mb->n_nodes);
-  for (size_t i = 0; i < mb->n_nodes; i++)
-    if (mb->nodes[i]->watch) send_newest(mb->nodes[i]->watch);
-}
-
-int membership_hold(struct membership *mb, uv_loop_t *loop, uint32_t ms) {
-  if (ms == 0 || mb->hold_timer) return 0;
-  uv_timer_t *t = calloc(1, sizeof(*t));
-  if (!t) return -1;
-  uv_timer_init(loop, t);
-  t->data = mb;
-  uv_unref((uv_handle_t *)t);
-  uv_timer_start(t, hold_expired, ms, 0);
-  mb->hold_timer = t;
-  mb->held = 1;
-  return 0;
-}
-
-void membership_close(struct membership *mb) {
-  if (!mb || !mb->hold_timer) return;
-  uv_timer_stop(mb->hold_timer);
-  uv_close((uv_handle_t *)mb->hold_timer, hold_timer_closed);
-  mb->hold_timer = NULL;
-  mb->held = 0;
 }
 
 void membership_free(struct membership *mb) {
@@ -198,7 +302,14 @@ void membership_free(struct membership *mb) {
   free(mb->nodes);
   free(mb->replicas);
   free(mb->msg);
+  replicas_free(mb->known);
+  free(mb->state_dir);
+  free(mb->replica_id);
   free(mb);
+}
+
+const struct replicas *membership_replicas(const struct membership *mb) {
+  return mb->known;
 }
 
 uint64_t membership_version(const struct membership *mb) {

@@ -28,6 +28,12 @@ struct syncd_resource {
   size_t len;
 };
 
+/* A resource named for removal. */
+struct syncd_resource_key {
+  int type;
+  char *name;
+};
+
 /* An object that was skipped (or partly served) and why. */
 struct syncd_rejection {
   char *kind, *ns, *name;
@@ -39,6 +45,18 @@ struct syncd_rejection {
 struct syncd_count {
   char *kind;
   unsigned count;
+};
+
+/* What translation reports beside the resources (Status and explain show
+ * it): rejected objects sorted by (location, reason), ignored Ingresses
+ * sorted by (namespace, name), object counts sorted by kind. */
+struct syncd_report {
+  struct syncd_rejection *rejected;
+  size_t n_rejected;
+  struct syncd_rejection *ignored;
+  size_t n_ignored;
+  struct syncd_count *counts;
+  size_t n_counts;
 };
 
 struct syncd_desired {
@@ -57,6 +75,30 @@ struct syncd_desired {
    * of its rules. Sorted like rejected. */
   struct syncd_rejection *ignored;
   size_t n_ignored;
+};
+
+/*
+ * What changed in one translator update (syncd/translate.h): resources
+ * upserted and removed, each sorted by (type, name); with full = 1 the
+ * upserted ones are the whole state (drop every other). The report is the
+ * whole current report, report_changed telling whether it differs from
+ * the last update's. served lists every Ingress served ("ns/name",
+ * sorted). Everything is owned by the translator and valid until its next
+ * update. generation is the source's (set by the source).
+ */
+struct syncd_update {
+  int full;
+  const struct syncd_resource *upserted;
+  size_t n_upserted;
+  const struct syncd_resource_key *removed;
+  size_t n_removed;
+  const struct syncd_report *report;
+  int report_changed;
+  char *const *served;
+  size_t n_served;
+  int served_changed;
+  size_t objects_changed; /* input objects that changed in this update */
+  uint64_t generation;
 };
 
 /* Frees everything, including d itself. NULL is a no-op. */

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "syncd/store.h"
 #include "common/metrics.h"
 #include "edge/v1/resources.pb-c.h"
 #include "syncd/ocsp.h"
@@ -369,23 +370,9 @@ int ocsp_stapler_staple_one(struct ocsp_stapler *s, const uint8_t *bytes, size_t
   return restaple(s, bytes, len, 0, out, out_len);
 }
 
-int ocsp_stapler_staple_resources(struct ocsp_stapler *s, struct syncd_resource *res, size_t n) {
-  for (size_t b = 0; b < BUCKETS; b++)
-    for (struct entry *e = s->buckets[b]; e; e = e->next) e->seen = 0;
-  int rc = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (res[i].type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE) continue;
-    uint8_t *out = NULL;
-    size_t out_len = 0;
-    int r = restaple(s, res[i].bytes, res[i].len, 1, &out, &out_len);
-    if (r < 0) rc = r;
-    if (r == 1) {
-      free(res[i].bytes);
-      res[i].bytes = out;
-      res[i].len = out_len;
-    }
-  }
-  for (size_t b = 0; b < BUCKETS; b++) { /* forget what is no longer served */
+/* Forgets the answers of certificates not marked seen (none in flight). */
+static void forget_unseen(struct ocsp_stapler *s) {
+  for (size_t b = 0; b < BUCKETS; b++) {
     struct entry **pp = &s->buckets[b];
     while (*pp) {
       struct entry *e = *pp;
@@ -397,8 +384,58 @@ int ocsp_stapler_staple_resources(struct ocsp_stapler *s, struct syncd_resource 
       entry_free(e);
     }
   }
+}
+
+static void clear_seen(struct ocsp_stapler *s) {
+  for (size_t b = 0; b < BUCKETS; b++)
+    for (struct entry *e = s->buckets[b]; e; e = e->next) e->seen = 0;
+}
+
+int ocsp_stapler_staple_update(struct ocsp_stapler *s, const struct syncd_resource *res, size_t n,
+                               struct syncd_resource **out) {
+  *out = NULL;
+  size_t first = 0;
+  while (first < n && res[first].type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE)
+    first++;
+  if (first == n) return 0; /* no certificate: nothing to copy */
+  struct syncd_resource *copy = malloc(n * sizeof(*copy));
+  if (!copy) return -ENOMEM;
+  memcpy(copy, res, n * sizeof(*copy));
+  int rc = 0;
+  for (size_t i = first; i < n; i++) {
+    if (res[i].type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE) continue;
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int r = restaple(s, res[i].bytes, res[i].len, 1, &b, &len);
+    if (r < 0) rc = r;
+    if (r == 1) {
+      copy[i].bytes = b;
+      copy[i].len = len;
+    }
+  }
   update_gauges(s);
+  *out = copy;
   return rc;
+}
+
+void ocsp_stapler_free_update(const struct syncd_resource *res, struct syncd_resource *copy,
+                              size_t n) {
+  for (size_t i = 0; copy && i < n; i++)
+    if (copy[i].bytes != res[i].bytes) free(copy[i].bytes);
+  free(copy);
+}
+
+void ocsp_stapler_sweep(struct ocsp_stapler *s, struct store_entry *const *all, size_t n) {
+  clear_seen(s);
+  for (size_t i = 0; i < n; i++) {
+    if (all[i]->removed || all[i]->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE)
+      continue;
+    uint8_t *b = NULL;
+    size_t len = 0;
+    if (restaple(s, all[i]->bytes, all[i]->len, 0, &b, &len) == 1) free(b); /* marks seen */
+  }
+  forget_unseen(s);
+  update_gauges(s);
 }
 
 void ocsp_stapler_counts(const struct ocsp_stapler *s, size_t *with_responder, size_t *stapled) {

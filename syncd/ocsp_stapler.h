@@ -3,10 +3,12 @@
  * certificate into its Certificate resource (ocsp_response,
  * ocsp_next_update), so proxies staple it (l7proxy/tls.c).
  *
- * syncd/main.c calls ocsp_stapler_staple_resources on every state the
- * source delivers, before the store takes it: each Certificate's bytes are
- * replaced by a stapled copy when a verified, current response is cached
- * for its leaf, and leaves not seen before are queued for fetching.
+ * syncd/main.c calls ocsp_stapler_staple_update on every update the
+ * translator delivers (the whole state first, then what changed), before
+ * the store takes it: each upserted Certificate's bytes are replaced by a
+ * stapled copy when a verified, current response is cached for its leaf,
+ * and leaves not seen before are queued for fetching. Answers of
+ * certificates that left are forgotten by ocsp_stapler_sweep.
  * Certificates without an OCSP responder (self-signed, no
  * authorityInfoAccess) pass unchanged. When a staple changes later (a
  * fetch brought a new answer, one expired), the stapler calls changed(ud)
@@ -55,12 +57,21 @@ struct ocsp_stapler_opts {
 int ocsp_stapler_new(uv_loop_t *loop, const struct ocsp_stapler_opts *o, void (*changed)(void *),
                      void *ud, struct ocsp_stapler **out);
 
-/* Staples the Certificate resources among res[0..n) in place (bytes
- * replaced, the old ones freed) and queues fetches for new leaves. The
- * whole state: cached answers of certificates no longer present are
- * dropped. 0, or -ENOMEM (res is then unchanged or partly stapled, both
- * valid). */
-int ocsp_stapler_staple_resources(struct ocsp_stapler *s, struct syncd_resource *res, size_t n);
+/* Staples the Certificate resources among an update's upserted
+ * res[0..n) and queues fetches for new leaves: *out is a malloc'd copy of
+ * res whose certificates carry their current staple (other entries and
+ * unchanged certificates share res's bytes), or NULL when res holds no
+ * certificate. Free with ocsp_stapler_free_update. 0, or -ENOMEM (*out
+ * may then be partly stapled, still valid). */
+int ocsp_stapler_staple_update(struct ocsp_stapler *s, const struct syncd_resource *res, size_t n,
+                               struct syncd_resource **out);
+void ocsp_stapler_free_update(const struct syncd_resource *res, struct syncd_resource *copy,
+                              size_t n);
+/* Forgets the answers of certificates that are no longer among the
+ * store's live entries all[0..n) (after a full update, or one that
+ * removed a certificate). */
+struct store_entry;
+void ocsp_stapler_sweep(struct ocsp_stapler *s, struct store_entry *const *all, size_t n);
 
 /* One packed Certificate resource: 1 and *out (malloc'd, *out_len) when
  * its staple differs from the current one, 0 when unchanged (or not a

@@ -3,14 +3,15 @@
  *
  * Coalescing: a change arms the timer for debounce_ms; further changes
  * push it back, but never beyond max_delay_ms after the first change of
- * the burst. When it fires the kind collects its objects, translate.c
- * turns them into a desired state and on_update receives it. A failed
+ * the burst. When it fires the kind collects its objects, the translator
+ * (translate.h) works out what changed and on_update receives that. A failed
  * collect (transient) only marks the source unhealthy: the previous state
  * stays in force. Called by the syncd daemon.
  */
 #include "syncd/source.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,35 +23,45 @@
 #include "syncd/source_internal.h"
 #include "syncd/translate.h"
 
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void reload(struct syncd_source *s) {
   struct manifest_set set;
   char err[512] = "";
   manifest_set_init(&set);
+  uint64_t scanned = now_ms();
   int rc = s->ops->collect(s, &set, err, sizeof(err));
   if (rc < 0) {
     manifest_set_free(&set);
     source_set_health(s, 0, err[0] ? err : "cannot read the source");
     return;
   }
-  struct translate_opts to = {s->default_cert, s->default_key, s->cache};
-  struct syncd_desired *d = NULL;
-  rc = translate_desired(&set, &to, &d);
-  manifest_set_free(&set);
+  uint64_t generation = s->ops->generation ? s->ops->generation(s) : scanned;
+  const struct syncd_update *u = NULL;
+  rc = s->tr ? translator_update(s->tr, &set, &u) : -ENOMEM;
+  manifest_set_free(&set); /* the translator keeps what it needs */
   if (rc < 0) {
     source_set_health(s, 0, "out of memory while translating");
     return;
   }
   s->last_sync = (int64_t)time(NULL);
   char msg[256];
-  snprintf(msg, sizeof(msg), "%zu resources, %zu rejected", d->n_resources, d->n_rejected);
+  snprintf(msg, sizeof(msg), "%zu Ingresses served, %zu rejected objects", u->n_served,
+           u->report->n_rejected);
   source_set_health(s, 1, msg);
-  LOG_INFO("source_loaded", "source=%s resources=%zu rejected=%zu ingresses=%zu", log_q(s->name),
-           d->n_resources, d->n_rejected, d->n_served);
-  if (s->ops->published) s->ops->published(s, d);
-  if (s->cb.on_update)
-    s->cb.on_update(s->ud, d);
-  else
-    syncd_desired_free(d);
+  LOG_INFO("source_loaded",
+           "source=%s full=%d objects_changed=%zu upserted=%zu removed=%zu rejected=%zu "
+           "ingresses=%zu generation=%" PRIu64,
+           log_q(s->name), u->full, u->objects_changed, u->n_upserted, u->n_removed,
+           u->report->n_rejected, u->n_served, generation);
+  struct syncd_update out = *u;
+  out.generation = generation;
+  if (s->ops->published) s->ops->published(s, &out);
+  if (s->cb.on_update) s->cb.on_update(s->ud, &out);
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -88,7 +99,7 @@ static void source_free(struct syncd_source *s) {
   free(s->name);
   free(s->default_cert);
   free(s->default_key);
-  translate_cache_free(s->cache);
+  translator_free(s->tr);
   free(s);
   if (done) done(arg);
 }
@@ -127,7 +138,7 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
   }
   s->loop = loop;
   s->ops = ops;
-  s->cache = translate_cache_new(); /* NULL only means slower translations */
+  /* the default certificate is known below; the translator is made once it is */
   s->cb = *cb;
   s->ud = ud;
   s->debounce_ms = o->debounce_ms ? o->debounce_ms : 100;
@@ -148,9 +159,13 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
     rc = cert_generate(&name, 1, 3650, 0, NULL, NULL, &s->default_cert, &s->default_key, err,
                        errlen);
   }
+  struct translate_opts to = {s->default_cert, s->default_key};
+  if (rc == 0 && translator_new(&to, &s->tr) != 0) {
+    snprintf(err, errlen, "out of memory");
+    rc = -ENOMEM;
+  }
   if (rc < 0) {
     free(s->default_cert), free(s->default_key), free(s->name);
-    translate_cache_free(s->cache);
     free(s);
     return rc;
   }

@@ -2,14 +2,18 @@
  * source — where syncd's desired state comes from.
  *
  * A source loads Kubernetes objects (a directory of manifests, "dir:PATH",
- * or the API server, "kubernetes"), translates them (syncd/translate.h)
- * and calls on_update with each new desired state. Changes are coalesced:
+ * or the API server, "kubernetes"), translates them incrementally
+ * (syncd/translate.h: only what depends on a changed object is translated
+ * again) and calls on_update with what changed. Changes are coalesced:
  * an update follows debounce_ms after the last change, and never later
  * than max_delay_ms after the first change of a burst.
  *
  * Invariants: the first on_update comes promptly after start (the initial
- * load); a transient error (unreadable directory, API server down) keeps
- * the previous state and produces no update. All callbacks run on the
+ * load, full); a transient error (unreadable directory, API server down)
+ * keeps the previous state and produces no update. Each update carries
+ * the source generation: the highest resourceVersion seen (kubernetes) or
+ * the time of the directory scan in milliseconds (dir), which orders
+ * versions where their content digests cannot. All callbacks run on the
  * loop thread passed to syncd_source_start. Called by the syncd daemon.
  */
 #ifndef EDGE_SYNCD_SOURCE_H
@@ -22,6 +26,7 @@
 #include "syncd/model.h"
 
 struct syncd_source;
+struct leader;
 
 struct syncd_source_opts {
   const char *spec;       /* "dir:PATH" or "kubernetes" */
@@ -31,12 +36,16 @@ struct syncd_source_opts {
   uint32_t max_delay_ms; /* 0: 1000 (a burst of changes is coalesced, but never delayed longer) */
   const char *default_cert_file, *default_key_file; /* NULL: a self-signed default certificate is
                                                        generated at start */
+  /* kubernetes: status is written back only while this replica leads (NULL:
+   * no election, always). Borrowed: must outlive the source. */
+  struct leader *leader;
 };
 
 struct syncd_source_callbacks {
-  /* A new desired state after a (coalesced) change; ownership of d passes to the callee. Runs on
-   * the loop. */
-  void (*on_update)(void *ud, struct syncd_desired *d);
+  /* What a (coalesced) change did to the translation (model.h): the first update is full, later
+   * ones list the resources that changed. u is borrowed, valid during the call. Runs on the loop.
+   */
+  void (*on_update)(void *ud, const struct syncd_update *u);
 };
 
 /*

@@ -242,6 +242,7 @@ static int dir_collect(struct syncd_source *s, struct manifest_set *set, char *e
   sort_array(files.v, files.n, sizeof(char *), strp_cmp);
   sort_array(dirs.v, dirs.n, sizeof(char *), strp_cmp);
   sync_watches(ds, &dirs);
+  set->borrow_locations = 1; /* the per-file sets below outlive it */
   struct parsed_file *next = calloc(files.n + 1, sizeof(*next));
   if (!next) rc = -ENOMEM;
   size_t old = 0, n_next = 0;
@@ -318,4 +319,4 @@ static void dir_stop(struct syncd_source *s) {
   ds->n_watches = 0;
 }
 
-const struct source_ops source_dir_ops = {dir_start, dir_collect, NULL, dir_stop};
+const struct source_ops source_dir_ops = {dir_start, dir_collect, NULL, dir_stop, NULL};

@@ -12,6 +12,7 @@
 
 #include "syncd/manifest.h"
 #include "syncd/source.h"
+#include "syncd/translate.h"
 
 struct source_ops {
   /* Starts watching; the kind's state goes in s->impl. 0 or negative with err. */
@@ -19,11 +20,14 @@ struct source_ops {
   /* Adds the current objects to set. Negative (with err) for a transient failure: the previous
    * state is kept and no update is made. */
   int (*collect)(struct syncd_source *s, struct manifest_set *set, char *err, size_t errlen);
-  /* Called after a new state was handed out (the kubernetes source writes Ingress status). May be
-   * NULL. d stays owned by the caller and is valid only during the call. */
-  void (*published)(struct syncd_source *s, const struct syncd_desired *d);
+  /* Called after an update was handed out (the kubernetes source writes Ingress status). May be
+   * NULL. u stays owned by the caller and is valid only during the call. */
+  void (*published)(struct syncd_source *s, const struct syncd_update *u);
   /* Stops watching; calls source_kind_stopped(s) once its handles are closed. */
   void (*stop)(struct syncd_source *s);
+  /* The generation of what the last collect returned (highest resourceVersion), or NULL: the
+   * time of the collect in milliseconds is used. */
+  uint64_t (*generation)(struct syncd_source *s);
 };
 
 struct syncd_source {
@@ -38,7 +42,7 @@ struct syncd_source {
   int pending;           /* a change waits for the timer */
   uint64_t first_change; /* uv_now of the burst's first change */
   char *default_cert, *default_key;
-  struct translate_cache *cache; /* secret checks carried from one translation to the next */
+  struct translator *tr; /* the objects of the last update and what depends on them */
   int healthy;
   char msg[256];
   int64_t last_sync;

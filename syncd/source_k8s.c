@@ -14,7 +14,11 @@
  * kind has been listed once, so the first update is complete. Status
  * write-back (publish_address) runs on one more thread fed by a queue:
  * PATCH (merge-patch) of ingresses/NAME/status for each served Ingress
- * whose status differs, never for Ingresses that are not ours.
+ * whose status differs, never for Ingresses that are not ours. With
+ * several syncd replicas only the leader writes (syncd/leader.h): a
+ * follower queues nothing, a queued PATCH is dropped if leadership ended
+ * before it went out, and a replica that becomes leader writes what the
+ * last update served at once.
  *
  * Threads share: the caches and the error text (mutex), the stop flag
  * (atomic). Objects in a cache are never modified after insertion, so the
@@ -34,27 +38,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/base64.h"
 #include "common/buf.h"
-#include "common/fileio.h"
 #include "common/log.h"
+#include "syncd/k8s_client.h"
+#include "syncd/leader.h"
 #include "syncd/source_internal.h"
 
-#define K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define K8S_MAX_BODY (256u << 20)
 #define K8S_MAX_LINE (16u << 20)
 #define K8S_BACKOFF_MIN_MS 500
 #define K8S_BACKOFF_MAX_MS 30000
-
-/* How to reach the API server. Blobs are PEM (already base64-decoded). */
-struct k8s_conn {
-  char *server; /* "https://host:port", no trailing slash */
-  char *ca_file, *cert_file, *key_file, *token_file;
-  char *ca_blob, *cert_blob, *key_blob;
-  size_t ca_len, cert_len, key_len;
-  char *token;
-  int insecure;
-};
 
 struct k8s_kind {
   const char *kind, *api_version, *path; /* path includes any query (fieldSelector) */
@@ -89,7 +82,12 @@ struct k8s_source {
   pthread_t patcher;
   int patcher_started;
   struct patch_job *jobs, **jobs_tail;
-  json_t *patched; /* "ns/name" → time of our last PATCH (loop only) */
+  json_t *patched;       /* "ns/name" → time of our last PATCH (loop only) */
+  struct leader *leader; /* NULL: no election (borrowed) */
+  json_t *served;        /* ids the last update served (loop only) */
+  /* the highest resourceVersion seen (etcd revisions are decimal; what is
+   * not is ignored): the source generation that orders versions */
+  _Atomic uint64_t generation;
 };
 
 static const struct {
@@ -103,147 +101,6 @@ static const struct {
     /* CA bundles for client certificates (issue 20): only the ones labelled for it */
     {"ConfigMap", "v1", "/api/v1/configmaps?labelSelector=edge.dev%2Fca-bundle"},
 };
-
-/* ---- configuration ------------------------------------------------------------ */
-
-static void conn_free(struct k8s_conn *c) {
-  free(c->server), free(c->ca_file), free(c->cert_file), free(c->key_file), free(c->token_file);
-  free(c->ca_blob), free(c->cert_blob), free(c->key_blob), free(c->token);
-  memset(c, 0, sizeof(*c));
-}
-
-/* Decodes base64 (white space ignored) into a malloc'd NUL-terminated buffer, or NULL. */
-static char *b64_decode(const char *in, size_t *outlen) {
-  size_t n = strlen(in), cap = base64_decoded_max(n);
-  char *out = malloc(cap + 1);
-  if (!out) return NULL;
-  ssize_t o = base64_decode(in, n, (uint8_t *)out, cap, BASE64_ALLOW_SPACE);
-  if (o < 0) {
-    free(out);
-    return NULL;
-  }
-  out[o] = '\0';
-  *outlen = (size_t)o;
-  return out;
-}
-
-/* The service-account token (re-read per request: it rotates), without trailing white space. */
-static char *read_token(const char *path) {
-  char *buf;
-  size_t n;
-  if (fileio_read(path, 65536, &buf, &n, NULL, 0) != 0) return NULL;
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) buf[--n] = 0;
-  return buf;
-}
-
-/* A kubeconfig path, made absolute relative to the kubeconfig's directory. */
-static char *kc_path(const char *kubeconfig, const char *p) {
-  if (!p || !*p) return NULL;
-  if (p[0] == '/') return strdup(p);
-  const char *slash = strrchr(kubeconfig, '/');
-  char *out = NULL;
-  if (!slash) return strdup(p);
-  if (asprintf(&out, "%.*s/%s", (int)(slash - kubeconfig), kubeconfig, p) < 0) return NULL;
-  return out;
-}
-
-static json_t *named(json_t *list, const char *name, const char *field) {
-  size_t i;
-  json_t *e;
-  json_array_foreach(list, i, e) {
-    const char *n = json_string_value(json_object_get(e, "name"));
-    if (n && name && !strcmp(n, name)) return json_object_get(e, field);
-  }
-  return NULL;
-}
-
-static int decode_into(const char *b64, char **out, size_t *len) {
-  if (!b64) return 0;
-  *out = b64_decode(b64, len);
-  return *out ? 0 : -1;
-}
-
-static int load_kubeconfig(const char *path, struct k8s_conn *c, char *err, size_t errlen) {
-  char *text, why[512];
-  size_t n;
-  int rc = fileio_read(path, 1 << 20, &text, &n, why, sizeof(why));
-  if (rc < 0) {
-    snprintf(err, errlen, "kubeconfig %s", why);
-    return rc == -ENOMEM ? rc : -ENOENT;
-  }
-  struct manifest_set set;
-  manifest_set_init(&set);
-  manifest_parse(&set, text, n, path);
-  free(text);
-  rc = -EINVAL;
-  if (set.n_docs != 1) {
-    snprintf(err, errlen, "kubeconfig %s: %s", path,
-             set.n_errors ? set.errors[0].message : "not one YAML document");
-    goto out;
-  }
-  json_t *kc = set.docs[0].obj;
-  const char *ctx_name = json_string_value(json_object_get(kc, "current-context"));
-  json_t *ctx = named(json_object_get(kc, "contexts"), ctx_name, "context");
-  if (!ctx) {
-    snprintf(err, errlen, "kubeconfig %s: current-context \"%s\" not found", path,
-             ctx_name ? ctx_name : "");
-    goto out;
-  }
-  json_t *cl = named(json_object_get(kc, "clusters"),
-                     json_string_value(json_object_get(ctx, "cluster")), "cluster");
-  json_t *user =
-      named(json_object_get(kc, "users"), json_string_value(json_object_get(ctx, "user")), "user");
-  const char *server = json_string_value(json_object_get(cl, "server"));
-  if (!server || !*server) {
-    snprintf(err, errlen, "kubeconfig %s: the current context's cluster has no server", path);
-    goto out;
-  }
-  c->server = strdup(server);
-  size_t sl = strlen(c->server);
-  while (sl > 0 && c->server[sl - 1] == '/') c->server[--sl] = '\0';
-  c->insecure = json_is_true(json_object_get(cl, "insecure-skip-tls-verify"));
-  c->ca_file = kc_path(path, json_string_value(json_object_get(cl, "certificate-authority")));
-  c->cert_file = kc_path(path, json_string_value(json_object_get(user, "client-certificate")));
-  c->key_file = kc_path(path, json_string_value(json_object_get(user, "client-key")));
-  c->token_file = kc_path(path, json_string_value(json_object_get(user, "tokenFile")));
-  const char *token = json_string_value(json_object_get(user, "token"));
-  if (token) c->token = strdup(token);
-  if (decode_into(json_string_value(json_object_get(cl, "certificate-authority-data")), &c->ca_blob,
-                  &c->ca_len) < 0 ||
-      decode_into(json_string_value(json_object_get(user, "client-certificate-data")),
-                  &c->cert_blob, &c->cert_len) < 0 ||
-      decode_into(json_string_value(json_object_get(user, "client-key-data")), &c->key_blob,
-                  &c->key_len) < 0) {
-    snprintf(err, errlen, "kubeconfig %s: a *-data field is not valid base64", path);
-    goto out;
-  }
-  rc = 0;
-out:
-  manifest_set_free(&set);
-  if (rc < 0) conn_free(c);
-  return rc;
-}
-
-static int load_in_cluster(struct k8s_conn *c, char *err, size_t errlen) {
-  const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
-  if (!host || !*host || !port || !*port) {
-    snprintf(err, errlen,
-             "not in a cluster (KUBERNETES_SERVICE_HOST/PORT unset); pass --kubeconfig");
-    return -ENOENT;
-  }
-  int v6 = strchr(host, ':') != NULL;
-  if (asprintf(&c->server, "https://%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port) < 0)
-    return -ENOMEM;
-  c->ca_file = strdup(K8S_SA_DIR "/ca.crt");
-  c->token_file = strdup(K8S_SA_DIR "/token");
-  if (access(c->token_file, R_OK) < 0) {
-    snprintf(err, errlen, "cannot read the service-account token %s: %s", c->token_file,
-             strerror(errno));
-    conn_free(c);
-    return -ENOENT;
-  }
-  return 0;
-}
 
 /* ---- HTTP ------------------------------------------------------------------------ */
 
@@ -278,6 +135,19 @@ static void set_error(struct k8s_source *ks, const char *fmt, ...) {
   pthread_mutex_unlock(&ks->mu);
   if (changed && msg[0]) LOG_WARN("k8s_error", "msg=%s", log_q(msg));
   uv_async_send(&ks->async);
+}
+
+/* Raises the source generation to rv when it is a larger decimal number. */
+static void note_rv(struct k8s_source *ks, const char *rv) {
+  if (!rv || !*rv || strlen(rv) > 19) return;
+  uint64_t v = 0;
+  for (const char *p = rv; *p; p++) {
+    if (*p < '0' || *p > '9') return;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  uint64_t cur = atomic_load(&ks->generation);
+  while (v > cur && !atomic_compare_exchange_weak(&ks->generation, &cur, v)) {
+  }
 }
 
 /* Stores obj (stealing it) in k's cache under ns/name, with kind and apiVersion set. */
@@ -320,6 +190,7 @@ static void apply_event(struct xfer *x, const char *line, size_t len) {
     return;
   }
   if (rv && strlen(rv) < sizeof(k->rv)) snprintf(k->rv, sizeof(k->rv), "%s", rv);
+  note_rv(x->ks, rv);
   if (!strcmp(type, "BOOKMARK")) {
     json_decref(ev);
     return;
@@ -366,39 +237,26 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 /* Performs one request. Returns the HTTP status, or -1 (with err) when there was none. */
 static long http(struct k8s_source *ks, struct xfer *x, const char *method, const char *path,
                  const char *body, char *err, size_t errlen) {
-  struct k8s_conn *c = &ks->conn;
   CURL *h = curl_easy_init();
   if (!h) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  char *url = NULL;
-  if (asprintf(&url, "%s%s", c->server, path) < 0) {
+  struct curl_slist *hdr;
+  char *url;
+  if (k8s_conn_setup(&ks->conn, h, path, body ? "application/merge-patch+json" : NULL, &hdr,
+                     &url) != 0) {
+    curl_slist_free_all(hdr);
+    free(url);
     curl_easy_cleanup(h);
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  struct curl_slist *hdr = NULL;
-  char *token = c->token_file ? read_token(c->token_file) : NULL;
-  const char *tok = token ? token : c->token;
-  char auth[8192];
-  if (tok && *tok && strlen(tok) < sizeof(auth) - 32) {
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-    hdr = curl_slist_append(hdr, auth);
-  }
-  hdr = curl_slist_append(hdr, "Accept: application/json");
-  if (body) hdr = curl_slist_append(hdr, "Content-Type: application/merge-patch+json");
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "edge-syncd");
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
   curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
   curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   if (x->watch) {
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 600L);
@@ -407,37 +265,12 @@ static long http(struct k8s_source *ks, struct xfer *x, const char *method, cons
   }
   if (strcmp(method, "GET") != 0) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
   if (body) curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-  if (c->insecure) {
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (c->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
-  if (c->ca_blob) {
-    struct curl_blob b = {c->ca_blob, c->ca_len, CURL_BLOB_COPY};
-    curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &b);
-  }
-  if (c->cert_file) curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert_file);
-  if (c->key_file) curl_easy_setopt(h, CURLOPT_SSLKEY, c->key_file);
-  if (c->cert_blob) {
-    struct curl_blob b = {c->cert_blob, c->cert_len, CURL_BLOB_COPY};
-    curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &b);
-    curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
-  }
-  if (c->key_blob) {
-    struct curl_blob b = {c->key_blob, c->key_len, CURL_BLOB_COPY};
-    curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &b);
-    curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
-  }
   CURLcode rc = curl_easy_perform(h);
   long status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
   if (rc != CURLE_OK && !(x->gone && rc == CURLE_WRITE_ERROR)) {
     snprintf(err, errlen, "%s %s: %s", method, path, curl_easy_strerror(rc));
     if (!x->watch || status == 0) status = -1;
-  }
-  if (token) {
-    memset(token, 0, strlen(token));
-    free(token);
   }
   curl_slist_free_all(hdr);
   curl_easy_cleanup(h);
@@ -512,6 +345,7 @@ static int list_kind(struct k8s_kind *k, char *err, size_t errlen) {
   k->relists++;
   pthread_mutex_unlock(&ks->mu);
   snprintf(k->rv, sizeof(k->rv), "%s", rv);
+  note_rv(ks, rv);
   LOG_INFO("k8s_listed", "kind=%s objects=%zu resource_version=%s", k->kind,
            json_object_size(fresh), log_q(rv));
   uv_async_send(&ks->async);
@@ -587,6 +421,14 @@ static void *patcher_main(void *arg) {
     if (!ks->jobs) ks->jobs_tail = &ks->jobs;
     pthread_mutex_unlock(&ks->mu);
     char err[512] = "";
+    if (!leader_is_leader(ks->leader)) { /* lost it while the job waited */
+      LOG_INFO("k8s_status_skipped", "path=%s reason=%s", log_q(j->path), log_q("not the leader"));
+      free(j->path);
+      free(j->body);
+      free(j);
+      pthread_mutex_lock(&ks->mu);
+      continue;
+    }
     struct xfer x = {.ks = ks, .max = 1 << 20};
     long status = http(ks, &x, "PATCH", j->path, j->body, err, sizeof(err));
     buf_free(&x.body);
@@ -614,14 +456,17 @@ static int status_is_ours(const struct k8s_source *ks, json_t *ing) {
   return v && !strcmp(v, ks->publish) && json_object_size(e) == 1;
 }
 
-static void k8s_published(struct syncd_source *s, const struct syncd_desired *d) {
-  struct k8s_source *ks = s->impl;
-  if (!ks->publish) return;
+/* Queues a status PATCH for each served Ingress whose status is not ours
+ * yet (loop thread; only the leader writes). */
+static void write_back(struct k8s_source *ks) {
+  if (!ks->publish || !leader_is_leader(ks->leader)) return;
   time_t now = time(NULL);
   struct k8s_kind *ingk = &ks->kinds[1];
   pthread_mutex_lock(&ks->mu);
-  for (size_t i = 0; i < d->n_served; i++) {
-    const char *id = d->served_ingresses[i];
+  size_t i;
+  json_t *v;
+  json_array_foreach(ks->served, i, v) {
+    const char *id = json_string_value(v);
     json_t *ing = json_object_get(ingk->cache, id);
     if (!ing || status_is_ours(ks, ing)) continue;
     json_t *last = json_object_get(ks->patched, id);
@@ -650,6 +495,27 @@ static void k8s_published(struct syncd_source *s, const struct syncd_desired *d)
   pthread_mutex_unlock(&ks->mu);
 }
 
+static void k8s_published(struct syncd_source *s, const struct syncd_update *u) {
+  struct k8s_source *ks = s->impl;
+  if (!ks->publish) return;
+  json_t *served = json_array();
+  for (size_t i = 0; served && i < u->n_served; i++)
+    json_array_append_new(served, json_string(u->served[i]));
+  if (!served) return;
+  json_decref(ks->served);
+  ks->served = served;
+  write_back(ks);
+}
+
+/* Leadership changed (loop): a new leader writes what is missing now. */
+static void on_leadership(void *ud, int leader) {
+  struct k8s_source *ks = ud;
+  if (leader) {
+    json_object_clear(ks->patched); /* a PATCH of the old leader's era proves nothing */
+    write_back(ks);
+  }
+}
+
 /* ---- the loop side ----------------------------------------------------------------- */
 
 static void on_async(uv_async_t *a) {
@@ -668,6 +534,7 @@ static void on_async(uv_async_t *a) {
 static int k8s_collect(struct syncd_source *s, struct manifest_set *set, char *err, size_t errlen) {
   struct k8s_source *ks = s->impl;
   int rc = 0;
+  set->borrow_locations = 1; /* every location is "" */
   pthread_mutex_lock(&ks->mu);
   for (int i = 0; i < K8S_N_KINDS && rc == 0; i++) {
     if (!ks->kinds[i].synced) {
@@ -708,7 +575,8 @@ static void k8s_free(struct k8s_source *ks) {
     free(j);
   }
   json_decref(ks->patched);
-  conn_free(&ks->conn);
+  json_decref(ks->served);
+  k8s_conn_free(&ks->conn);
   free(ks->publish);
   pthread_mutex_destroy(&ks->mu);
   pthread_cond_destroy(&ks->cv);
@@ -743,8 +611,7 @@ static int k8s_start(struct syncd_source *s, const struct syncd_source_opts *o, 
   ks->s = s;
   ks->jobs_tail = &ks->jobs;
   ks->patched = json_object();
-  int rc = o->kubeconfig ? load_kubeconfig(o->kubeconfig, &ks->conn, err, errlen)
-                         : load_in_cluster(&ks->conn, err, errlen);
+  int rc = k8s_conn_load(o->kubeconfig, &ks->conn, err, errlen);
   if (rc < 0) {
     k8s_free(ks);
     return rc;
@@ -753,6 +620,8 @@ static int k8s_start(struct syncd_source *s, const struct syncd_source_opts *o, 
     ks->publish = strdup(o->publish_address);
     ks->publish_is_ip = is_ip_literal(o->publish_address);
   }
+  ks->leader = o->leader;
+  ks->served = json_array();
   for (int i = 0; i < K8S_N_KINDS; i++) {
     struct k8s_kind *k = &ks->kinds[i];
     k->kind = KINDS[i].kind;
@@ -779,8 +648,9 @@ static int k8s_start(struct syncd_source *s, const struct syncd_source_opts *o, 
     uv_close((uv_handle_t *)&ks->async, on_async_closed_after_failed_start);
     return rc;
   }
-  LOG_INFO("k8s_started", "server=%s publish=%s", log_q(ks->conn.server),
-           log_q(ks->publish ? ks->publish : ""));
+  if (ks->leader) leader_watch(ks->leader, on_leadership, ks);
+  LOG_INFO("k8s_started", "server=%s publish=%s leader_election=%s", log_q(ks->conn.server),
+           log_q(ks->publish ? ks->publish : ""), ks->leader ? "on" : "off");
   return 0;
 }
 
@@ -793,8 +663,15 @@ static void on_async_closed(uv_handle_t *h) {
 
 static void k8s_stop(struct syncd_source *s) {
   struct k8s_source *ks = s->impl;
+  if (ks->leader) leader_unwatch(ks->leader, on_leadership, ks);
   join_threads(ks);
   uv_close((uv_handle_t *)&ks->async, on_async_closed);
 }
 
-const struct source_ops source_k8s_ops = {k8s_start, k8s_collect, k8s_published, k8s_stop};
+static uint64_t k8s_generation(struct syncd_source *s) {
+  struct k8s_source *ks = s->impl;
+  return atomic_load(&ks->generation);
+}
+
+const struct source_ops source_k8s_ops = {k8s_start, k8s_collect, k8s_published, k8s_stop,
+                                          k8s_generation};

@@ -1,15 +1,16 @@
 /*
  * status — Status.Get and the /config JSON dump (see status.h).
  *
- * The response is assembled from borrowed strings (node records, cached
- * certificate facts, the unpacked meta) and packed at once; only the
- * arrays built here are freed afterwards. The certificate cache is rebuilt
- * when the store version changes: parsing 10,000 PEMs per request would be
- * wasteful, and the facts only change with the state.
+ * The response is assembled from borrowed strings (node records, the
+ * certificate facts, the store's typed report) and packed at once; only
+ * the arrays built here are freed afterwards. Certificate facts come from
+ * syncd/certfacts, which follows the store change by change (a changed
+ * certificate is parsed once; a one-route change parses none).
  *
  * Expiry: every certificate's seconds to expiry is the gauge
- * edge_syncd_certificate_expiry_seconds{certificate="ns/name"}, refreshed
- * each minute by a uv timer and at every new version; certificates
+ * edge_syncd_certificate_expiry_seconds{certificate="ns/name"}, its handle
+ * kept with the fact: set for the certificates a new version changed, and
+ * for all of them each minute by a uv timer; certificates
  * expiring within the warning window (--expiry-warning) are flagged in
  * Status and logged as one warn line each, once a day.
  *
@@ -35,21 +36,11 @@
 #include "common/rpc.h"
 #include "edge/v1/resources.pb-c.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/certfacts.h"
 #include "syncd/config_sync.h"
 #include "syncd/membership.h"
+#include "syncd/replicas.h"
 #include "syncd/store.h"
-
-struct cert_fact {
-  char *name;
-  char **sni;
-  size_t n_sni;
-  int64_t not_after;
-  char *issuer;
-  char **hosts;
-  size_t n_hosts;
-  char *source; /* "ns/secret" */
-  int is_default;
-};
 
 struct status {
   struct store *store;
@@ -57,16 +48,14 @@ struct status {
   struct membership *mb;
   char *build;
   int64_t started_at;
+  char *replica;
+  status_leader_fn leader;
+  void *leader_ud;
   status_source_fn source;
   void *source_ud;
-  struct cert_fact *certs;
-  size_t n_certs;
-  uint64_t certs_version; /* store version the cache was built for */
-  int certs_valid;
+  struct certfacts *facts;
   int64_t warn_seconds; /* expiry warning window */
   struct metrics_registry *metrics;
-  char **gauged; /* certificate names with an expiry gauge */
-  size_t n_gauged;
   int64_t last_warn_log; /* when expiring certificates were last logged */
   char **node_labels;    /* label sets of edge_syncd_node_state series */
   size_t n_node_labels;
@@ -91,6 +80,11 @@ int status_new(struct store *store, struct config_sync *cs, struct membership *m
   st->source = source;
   st->source_ud = source_ud;
   st->warn_seconds = (int64_t)STATUS_EXPIRY_WARN_DAYS * 86400;
+  if (!st->build || certfacts_new(&st->facts) != 0) {
+    free(st->build);
+    free(st);
+    return -1;
+  }
   *out = st;
   return 0;
 }
@@ -98,44 +92,6 @@ int status_new(struct store *store, struct config_sync *cs, struct membership *m
 static void strv_free(char **v, size_t n) {
   for (size_t i = 0; i < n; i++) free(v[i]);
   free(v);
-}
-
-static void certs_clear(struct status *st) {
-  for (size_t i = 0; i < st->n_certs; i++) {
-    free(st->certs[i].name);
-    strv_free(st->certs[i].sni, st->certs[i].n_sni);
-    free(st->certs[i].issuer);
-    strv_free(st->certs[i].hosts, st->certs[i].n_hosts);
-    free(st->certs[i].source);
-  }
-  free(st->certs);
-  st->certs = NULL;
-  st->n_certs = 0;
-  st->certs_valid = 0;
-}
-
-void status_free(struct status *st) {
-  if (!st) return;
-  certs_clear(st);
-  strv_free(st->gauged, st->n_gauged);
-  strv_free(st->node_labels, st->n_node_labels);
-  free(st->source_labels);
-  free(st->build);
-  free(st);
-}
-
-static struct cert_fact *cert_by_name(struct status *st, const char *name) {
-  size_t lo = 0, hi = st->n_certs;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(st->certs[mid].name, name);
-    if (c == 0) return &st->certs[mid];
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return NULL;
 }
 
 static int strv_push(char ***v, size_t *n, const char *s) {
@@ -147,71 +103,46 @@ static int strv_push(char ***v, size_t *n, const char *s) {
   return 0;
 }
 
-/* Rebuilds the certificate facts from the store's Certificate and
- * VirtualHost resources. Store entries are sorted by (type, name), so the
- * facts come out sorted by name. */
-static void certs_refresh(struct status *st) {
-  if (st->certs_valid && st->certs_version == store_version(st->store)) return;
-  certs_clear(st);
-  size_t n;
-  const struct store_entry *e = store_entries(st->store, &n);
-  struct cert_info *info = malloc(sizeof(*info));
-  if (!info) return;
-  for (size_t i = 0; i < n; i++) {
-    if (e[i].removed || e[i].type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE) continue;
-    Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i].len, e[i].bytes);
-    if (!r) continue;
-    if (r->kind_case == EDGE__V1__RESOURCE__KIND_CERTIFICATE) {
-      Edge__V1__Certificate *c = r->certificate;
-      struct cert_fact *nf = realloc(st->certs, (st->n_certs + 1) * sizeof(*nf));
-      if (nf) {
-        st->certs = nf;
-        struct cert_fact *f = &st->certs[st->n_certs++];
-        memset(f, 0, sizeof(*f));
-        f->name = strdup(c->name ? c->name : "");
-        for (size_t k = 0; k < c->n_sni_names; k++) strv_push(&f->sni, &f->n_sni, c->sni_names[k]);
-        f->not_after = c->not_after;
-        f->is_default = c->is_default;
-        char src[512] = "";
-        if (c->source && c->source->name && c->source->name[0])
-          snprintf(src, sizeof(src), "%s/%s", c->source->namespace_ ? c->source->namespace_ : "",
-                   c->source->name);
-        f->source = strdup(src);
-        char err[256];
-        if (c->cert_pem.len && cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info,
-                                          err, sizeof(err)) == 0) {
-          f->issuer = strdup(info->issuer);
-          if (!f->not_after) f->not_after = info->not_after;
-        } else {
-          f->issuer = strdup("");
-        }
-      }
-    }
-    edge__v1__resource__free_unpacked(r, NULL);
-  }
-  free(info);
-  for (size_t i = 0; i < n; i++) {
-    if (e[i].removed || e[i].type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) continue;
-    Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i].len, e[i].bytes);
-    if (!r) continue;
-    if (r->kind_case == EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST && r->virtual_host->certificate &&
-        r->virtual_host->certificate[0]) {
-      struct cert_fact *f = cert_by_name(st, r->virtual_host->certificate);
-      const char *host =
-          r->virtual_host->host && r->virtual_host->host[0] ? r->virtual_host->host : "*";
-      if (f) strv_push(&f->hosts, &f->n_hosts, host);
-    }
-    edge__v1__resource__free_unpacked(r, NULL);
-  }
-  st->certs_version = store_version(st->store);
-  st->certs_valid = 1;
+void status_free(struct status *st) {
+  if (!st) return;
+  certfacts_free(st->facts);
+  strv_free(st->node_labels, st->n_node_labels);
+  free(st->source_labels);
+  free(st->build);
+  free(st->replica);
+  free(st);
+}
+
+void status_set_replica(struct status *st, const char *replica, status_leader_fn leader, void *ud) {
+  free(st->replica);
+  st->replica = strdup(replica ? replica : "");
+  st->leader = leader;
+  st->leader_ud = ud;
 }
 
 int status_build(struct status *st, uint8_t **out, size_t *len) {
   Edge__V1__StatusResponse resp = EDGE__V1__STATUS_RESPONSE__INIT;
   resp.build = st->build;
+  resp.replica = st->replica ? st->replica : "";
+  Edge__V1__LeaderStatus ls = EDGE__V1__LEADER_STATUS__INIT;
+  struct status_leader sl;
+  memset(&sl, 0, sizeof(sl));
+  if (st->leader) {
+    st->leader(st->leader_ud, &sl);
+    ls.enabled = sl.enabled;
+    ls.leader = sl.leader;
+    ls.identity = sl.identity;
+    ls.holder = sl.holder;
+    ls.lease = sl.lease;
+    ls.transitions = sl.transitions;
+    ls.renew_time = sl.renew_time;
+    ls.error = sl.error;
+  }
+  resp.leader = &ls;
   resp.version = store_version(st->store);
   resp.version_time = store_version_time(st->store);
+  resp.version_seq = store_seq(st->store);
+  resp.source_generation = store_generation(st->store);
   resp.started_at = st->started_at;
 
   /* Source health. */
@@ -231,10 +162,7 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   }
 
   /* Object counts and rejected objects, kept as the store's meta. */
-  size_t meta_len;
-  const uint8_t *meta = store_meta(st->store, &meta_len);
-  Edge__V1__StatusResponse *m =
-      meta_len ? edge__v1__status_response__unpack(NULL, meta_len, meta) : NULL;
+  const Edge__V1__StatusResponse *m = store_report(st->store); /* typed, never unpacked here */
   if (m) {
     resp.n_objects = m->n_objects;
     resp.objects = m->objects;
@@ -245,20 +173,30 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   }
   resp.expiry_warning_seconds = st->warn_seconds;
 
-  /* Nodes. */
+  /* Nodes: every l7proxy config_sync knows, then known replicas that have
+   * not reconnected since syncd started, then the l4lbs. */
+  const struct replicas *known = st->mb ? membership_replicas(st->mb) : NULL;
   size_t n7 = config_sync_node_count(st->cs);
+  size_t nk = known ? replicas_count(known) : 0;
   size_t n4 = st->mb ? membership_watcher_count(st->mb) : 0;
-  Edge__V1__NodeStatus *nodes = calloc(n7 + n4 + 1, sizeof(*nodes));
-  Edge__V1__NodeStatus **np = calloc(n7 + n4 + 1, sizeof(*np));
+  size_t total = n7 + nk + n4, k = 0;
+  Edge__V1__NodeStatus *nodes = calloc(total + 1, sizeof(*nodes));
+  Edge__V1__NodeStatus **np = calloc(total + 1, sizeof(*np));
+  char(*reasons)[256] = calloc(n7 + nk + 1, sizeof(*reasons));
   /* Certificates. */
-  certs_refresh(st);
-  Edge__V1__CertificateStatus *certs = calloc(st->n_certs + 1, sizeof(*certs));
-  Edge__V1__CertificateStatus **cp = calloc(st->n_certs + 1, sizeof(*cp));
+  status_refresh_expiry(st);
+  struct cert_fact *const *facts;
+  size_t n_certs = certfacts_sorted(st->facts, &facts);
+  Edge__V1__CertificateStatus *certs = calloc(n_certs + 1, sizeof(*certs));
+  Edge__V1__CertificateStatus **cp = calloc(n_certs + 1, sizeof(*cp));
   int rc = -1;
-  if (!nodes || !np || !certs || !cp) goto out;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  if (!nodes || !np || !certs || !cp || !reasons) goto out;
   for (size_t i = 0; i < n7; i++) {
     const struct config_sync_node *n = config_sync_node_at(st->cs, i);
-    Edge__V1__NodeStatus *s = &nodes[i];
+    Edge__V1__NodeStatus *s = &nodes[k];
     edge__v1__node_status__init(s);
     s->node_id = n->node_id;
     s->kind = EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY;
@@ -272,11 +210,41 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
     s->last_error = n->last_error;
     s->draining = n->draining;
     s->disconnected_at = n->disconnected_at;
-    np[i] = s;
+    s->last_seen = n->connected ? now_ms / 1000 : n->disconnected_at;
+    const struct replica *p = known ? replicas_find(known, n->node_id) : NULL;
+    s->in_replica_set = p && p->in_set;
+    s->replica_reason =
+        p ? (char *)replica_reason(p, replicas_removal_timeout(known), now_ms, reasons[k],
+                                   sizeof(reasons[k]))
+          : "out: not tracked (unusable node_id, or gone longer than the removal timeout)";
+    np[k++] = s;
+  }
+  for (size_t i = 0; i < nk; i++) {
+    const struct replica *p = replicas_at(known, i);
+    int listed = 0;
+    for (size_t j = 0; j < n7 && !listed; j++)
+      listed = strcmp(config_sync_node_at(st->cs, j)->node_id, p->node_id) == 0;
+    if (listed) continue;
+    Edge__V1__NodeStatus *s = &nodes[k];
+    edge__v1__node_status__init(s);
+    s->node_id = p->node_id;
+    s->kind = EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY;
+    s->address = p->address;
+    s->zone = p->zone;
+    s->build = "";
+    s->state = EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED;
+    s->last_error = "";
+    s->draining = p->draining;
+    s->last_seen = p->last_seen_ms / 1000;
+    s->disconnected_at = p->last_seen_ms / 1000;
+    s->in_replica_set = p->in_set;
+    s->replica_reason = (char *)replica_reason(p, replicas_removal_timeout(known), now_ms,
+                                               reasons[k], sizeof(reasons[k]));
+    np[k++] = s;
   }
   for (size_t i = 0; i < n4; i++) {
     const struct membership_watcher *w = membership_watcher_at(st->mb, i);
-    Edge__V1__NodeStatus *s = &nodes[n7 + i];
+    Edge__V1__NodeStatus *s = &nodes[k];
     edge__v1__node_status__init(s);
     s->node_id = w->node_id;
     s->kind = EDGE__V1__NODE_KIND__NODE_KIND_L4LB;
@@ -294,14 +262,16 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
       s->state = EDGE__V1__NODE_STATE__NODE_STATE_STALE;
     s->last_error = "";
     s->disconnected_at = w->disconnected_at;
-    np[n7 + i] = s;
+    s->last_seen = w->connected ? now_ms / 1000 : w->disconnected_at;
+    s->replica_reason = "";
+    np[k++] = s;
   }
-  resp.n_nodes = n7 + n4;
+  resp.n_nodes = k;
   resp.nodes = np;
 
   int64_t now = (int64_t)time(NULL);
-  for (size_t i = 0; i < st->n_certs; i++) {
-    struct cert_fact *f = &st->certs[i];
+  for (size_t i = 0; i < n_certs; i++) {
+    const struct cert_fact *f = facts[i];
     Edge__V1__CertificateStatus *c = &certs[i];
     edge__v1__certificate_status__init(c);
     c->name = f->name;
@@ -316,7 +286,7 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
     c->is_default = f->is_default;
     cp[i] = c;
   }
-  resp.n_certificates = st->n_certs;
+  resp.n_certificates = n_certs;
   resp.certificates = cp;
 
   *len = edge__v1__status_response__get_packed_size(&resp);
@@ -325,9 +295,9 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   edge__v1__status_response__pack(&resp, *out);
   rc = 0;
 out:
-  if (m) edge__v1__status_response__free_unpacked(m, NULL);
   free(nodes);
   free(np);
+  free(reasons);
   free(certs);
   free(cp);
   return rc;
@@ -351,38 +321,38 @@ static void expiry_labels(const char *name, char *out, size_t len) {
   snprintf(out, len, "certificate=\"%s\"", esc);
 }
 
-void status_refresh_expiry(struct status *st) {
-  certs_refresh(st);
-  int64_t now = (int64_t)time(NULL);
-  if (st->metrics) {
-    /* Drop gauges of certificates that are gone. */
-    for (size_t i = 0; i < st->n_gauged; i++) {
-      if (cert_by_name(st, st->gauged[i])) continue;
-      char labels[512];
-      expiry_labels(st->gauged[i], labels, sizeof(labels));
-      metrics_remove(st->metrics, STATUS_EXPIRY_GAUGE, labels);
-    }
-    strv_free(st->gauged, st->n_gauged);
-    st->gauged = NULL;
-    st->n_gauged = 0;
-    for (size_t i = 0; i < st->n_certs; i++) {
-      const struct cert_fact *f = &st->certs[i];
-      if (!f->not_after) continue;
-      char labels[512];
-      expiry_labels(f->name, labels, sizeof(labels));
-      struct metrics_gauge *g =
-          metrics_gauge(st->metrics, STATUS_EXPIRY_GAUGE,
-                        "Seconds until the certificate's notAfter (negative: expired).", labels);
-      if (g) metrics_gauge_set(g, (double)(f->not_after - now));
-      strv_push(&st->gauged, &st->n_gauged, f->name);
-    }
+/* The expiry gauge of a fact: looked up once, kept in f->user. */
+static void expiry_gauge_set(void *ud, struct cert_fact *f) {
+  struct status *st = ud;
+  if (!st->metrics) return;
+  if (!f->user && f->not_after) {
+    char labels[512];
+    expiry_labels(f->name, labels, sizeof(labels));
+    f->user =
+        metrics_gauge(st->metrics, STATUS_EXPIRY_GAUGE,
+                      "Seconds until the certificate's notAfter (negative: expired).", labels);
   }
-  /* One warn line per expiring certificate, once a day. */
+  if (f->user) metrics_gauge_set(f->user, (double)(f->not_after - (int64_t)time(NULL)));
+}
+
+static void expiry_gauge_drop(void *ud, struct cert_fact *f) {
+  struct status *st = ud;
+  if (!st->metrics || !f->user) return;
+  char labels[512];
+  expiry_labels(f->name, labels, sizeof(labels));
+  metrics_remove(st->metrics, STATUS_EXPIRY_GAUGE, labels);
+  f->user = NULL;
+}
+
+/* One warn line per expiring certificate, once a day (the first as soon
+ * as a state is there). */
+static void warn_expiring(struct status *st, struct cert_fact *const *facts, size_t n) {
+  int64_t now = (int64_t)time(NULL);
   if (store_version(st->store) == 0) return;
   if (st->last_warn_log && now - st->last_warn_log < 86400) return;
   st->last_warn_log = now;
-  for (size_t i = 0; i < st->n_certs; i++) {
-    const struct cert_fact *f = &st->certs[i];
+  for (size_t i = 0; i < n; i++) {
+    const struct cert_fact *f = facts[i];
     if (!f->not_after || f->not_after - now >= st->warn_seconds) continue;
     char hosts[1024] = "";
     size_t hl = 0;
@@ -393,6 +363,25 @@ void status_refresh_expiry(struct status *st) {
              log_q(f->name), (long long)(f->not_after - now), (long long)f->not_after, log_q(hosts),
              log_q(f->source ? f->source : ""));
   }
+}
+
+void status_refresh_expiry(struct status *st) {
+  static const struct certfacts_hooks hooks = {expiry_gauge_set, expiry_gauge_drop};
+  certfacts_refresh(st->facts, st->store, &hooks, st);
+  int64_t now = (int64_t)time(NULL);
+  if (store_version(st->store) && (!st->last_warn_log || now - st->last_warn_log >= 86400)) {
+    struct cert_fact *const *facts;
+    size_t n = certfacts_sorted(st->facts, &facts);
+    warn_expiring(st, facts, n);
+  }
+}
+
+/* Every gauge anew (seconds to expiry change with time). */
+static void expiry_tick_all(struct status *st) {
+  status_refresh_expiry(st);
+  struct cert_fact *const *facts;
+  size_t n = certfacts_sorted(st->facts, &facts);
+  for (size_t i = 0; i < n; i++) expiry_gauge_set(st, facts[i]);
 }
 
 static const char *const STATE_NAMES[] = {"SYNCED", "STALE", "NACKED", "DISCONNECTED"};
@@ -462,7 +451,7 @@ void status_refresh_health(struct status *st) {
 static void expiry_tick(uv_timer_t *t) {
   struct status *st = t->data;
   status_refresh_health(st);
-  if (st->ticks++ % STATUS_EXPIRY_TICKS == 0) status_refresh_expiry(st);
+  if (st->ticks++ % STATUS_EXPIRY_TICKS == 0) expiry_tick_all(st);
 }
 
 int status_start_expiry(struct status *st, uv_loop_t *loop, struct metrics_registry *metrics) {
@@ -521,11 +510,13 @@ int status_config_json(const struct store *store, char **out, size_t *len) {
   json_t *root = json_object();
   json_t *arr = json_array();
   json_object_set_new(root, "version", json_integer((json_int_t)store_version(store)));
+  json_object_set_new(root, "seq", json_integer((json_int_t)store_seq(store)));
+  json_object_set_new(root, "generation", json_integer((json_int_t)store_generation(store)));
   size_t n;
-  const struct store_entry *e = store_entries(store, &n);
+  struct store_entry *const *e = store_entries(store, &n);
   for (size_t i = 0; i < n; i++) {
-    if (e[i].removed) continue;
-    Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i].len, e[i].bytes);
+    if (e[i]->removed) continue;
+    Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i]->len, e[i]->bytes);
     if (!r) continue;
     json_t *j = pb_json_to_json(&r->base, "key_pem"); /* key material never leaves */
     if (j) json_array_append_new(arr, j);

@@ -5,13 +5,15 @@
  * produced, the sources and their health, object counts and rejected
  * objects (kept by main as the store's meta, a packed StatusResponse with
  * only `objects` and `rejected` set), every node (l7proxies from
- * config_sync, l4lbs from membership) and the certificates: name, SNI
+ * config_sync plus known replicas not reconnected since the start, each
+ * with whether it is in the replica set and why; l4lbs from membership)
+ * and the certificates: name, SNI
  * names, notAfter, issuer, source Secret, the hosts using it and whether it
  * expires within the warning window (STATUS_EXPIRY_WARN_DAYS unless
  * status_set_expiry_warning). status_start_expiry exports seconds to expiry
- * per certificate as a gauge and logs expiring ones once a day. Certificate facts are parsed from
- * the PEM once per store version. Never any key material: private keys are neither copied into the
- * response nor into the /config JSON.
+ * per certificate as a gauge and logs expiring ones once a day. Certificate facts follow the store
+ * change by change (syncd/certfacts.h). Never any key material: private keys are neither copied
+ * into the response nor into the /config JSON.
  *
  * Runs on syncd's loop thread. Called by syncd/main.c.
  */
@@ -51,7 +53,8 @@ void status_set_expiry_warning(struct status *st, int64_t seconds);
  * in metrics (borrowed, must outlive st) and, once a day, each expiring
  * certificate is logged as a warn line (event certificate_expiring). */
 int status_start_expiry(struct status *st, uv_loop_t *loop, struct metrics_registry *metrics);
-/* The same refresh at once (main calls it after each new version). */
+/* Brings the certificate facts and their gauges up to date with the store
+ * (main calls it after each new version; it costs what changed). */
 void status_refresh_expiry(struct status *st);
 /* Refreshes edge_syncd_node_state and edge_syncd_source_healthy (the
  * expiry timer does it every second). */
@@ -59,6 +62,16 @@ void status_refresh_health(struct status *st);
 /* Closes the timer; done(arg) runs when it is closed (at once if never
  * started). Call before status_free. */
 void status_stop(struct status *st, void (*done)(void *arg), void *arg);
+
+/* The replica's name and its leader election, as Status shows them. */
+struct status_leader {
+  int enabled, leader;
+  char identity[256], holder[256], lease[512], renew_time[40], error[256];
+  int64_t transitions;
+};
+typedef void (*status_leader_fn)(void *ud, struct status_leader *out);
+/* replica is copied; leader (may be NULL: no election) is asked per Get. */
+void status_set_replica(struct status *st, const char *replica, status_leader_fn leader, void *ud);
 
 /* Builds a packed Edge__V1__StatusResponse; *out malloc'd (caller frees). */
 int status_build(struct status *st, uint8_t **out, size_t *len);

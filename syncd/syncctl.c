@@ -6,7 +6,8 @@
  *   syncctl ... certs [--json]
  *
  * Prints a table like `istioctl proxy-status` (NAME KIND ADDRESS
- * VERSION(ACKED/PUSHED) STATE SINCE ERROR), then the sources with their
+ * VERSION(ACKED/PUSHED) STATE SINCE LAST-SEEN ERROR), the replica set the
+ * l4lbs receive with why each l7proxy is in or out, then the sources with their
  * health, object counts, rejected objects with their reasons and the
  * certificates expiring soon; --json prints one JSON document with the same
  * data. `explain` asks Status.Explain which rule, cluster, certificate and
@@ -15,6 +16,14 @@
  * Secret, notAfter, the hosts using it, and flags those expiring within
  * syncd's warning window. Exits 1 with a one-line reason when syncd cannot be reached, 2 on
  * a usage error.
+ *
+ * Several replicas (--syncd=A,B or a DNS name with several addresses):
+ * `status` asks every replica, prints a REPLICAS table (each replica's
+ * name, role in the leader election, version and the nodes whose streams
+ * it holds), then one node table where each node is shown as the replica
+ * serving it sees it (syncd/status_merge.h), then the leader's sources,
+ * objects and certificates; it fails only when no replica answers.
+ * `explain` and `certs` ask the first replica that answers.
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -26,8 +35,10 @@
 #include "common/explain.h"
 #include "common/flags.h"
 #include "common/rpc.h"
+#include "common/targets.h"
 #include "common/timefmt.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/status_merge.h"
 
 static const char *state_name(int s) {
   switch (s) {
@@ -83,7 +94,25 @@ static void warn_window(int64_t s, char *out, size_t len) {
     snprintf(out, len, "%" PRId64 " seconds", s);
 }
 
-#define NCOLS 7
+/* "replica syncd-0, leader (lease edge-system/edge-syncd, 3 transitions)". */
+static void print_replica_line(const Edge__V1__StatusResponse *r) {
+  if (!r->replica || !r->replica[0]) return;
+  const Edge__V1__LeaderStatus *l = r->leader;
+  if (!l || !l->enabled) {
+    printf("replica %s (no leader election)\n", r->replica);
+    return;
+  }
+  printf("replica %s, %s (lease %s, holder %s, %" PRId64 " transitions)%s%s\n", r->replica,
+         l->leader ? "leader" : "follower", l->lease, l->holder[0] ? l->holder : "-",
+         l->transitions, l->error[0] ? "  LEASE ERROR: " : "", l->error);
+}
+
+static const char *role_name(const Edge__V1__StatusResponse *r) {
+  if (!r->leader || !r->leader->enabled) return "-";
+  return r->leader->leader ? "leader" : "follower";
+}
+
+#define NCOLS 8
 
 static void print_row(char cells[NCOLS][256], const int *w) {
   for (int c = 0; c < NCOLS; c++) {
@@ -102,7 +131,31 @@ static void node_cells(const Edge__V1__NodeStatus *n, int64_t now, char cells[NC
   snprintf(cells[4], 256, "%s%s", state_name(n->state), n->draining ? ",DRAINING" : "");
   int disc = n->state == EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED;
   ago(disc ? n->disconnected_at : n->connected_since, now, cells[5], 256);
-  snprintf(cells[6], 256, "%s", n->last_error[0] ? n->last_error : "-");
+  if (disc)
+    ago(n->last_seen, now, cells[6], 256);
+  else
+    snprintf(cells[6], 256, "now");
+  snprintf(cells[7], 256, "%s", n->last_error[0] ? n->last_error : "-");
+}
+
+/* Which l7proxies the l4lbs receive (Membership), and why each is in or
+ * out. */
+static void print_replica_set(const Edge__V1__StatusResponse *r) {
+  size_t in = 0, l7 = 0, w = 4;
+  for (size_t i = 0; i < r->n_nodes; i++) {
+    const Edge__V1__NodeStatus *n = r->nodes[i];
+    if (n->kind != EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY) continue;
+    l7++;
+    in += n->in_replica_set != 0;
+    if (strlen(n->node_id) > w) w = strlen(n->node_id);
+  }
+  printf("\nREPLICA SET (%zu of %zu l7proxies; the l4lbs' health checks decide who gets traffic)\n",
+         in, l7);
+  for (size_t i = 0; i < r->n_nodes; i++) {
+    const Edge__V1__NodeStatus *n = r->nodes[i];
+    if (n->kind != EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY) continue;
+    printf("  %-*s  %s\n", (int)w, n->node_id, n->replica_reason[0] ? n->replica_reason : "-");
+  }
 }
 
 static void print_text(const Edge__V1__StatusResponse *r) {
@@ -110,10 +163,14 @@ static void print_text(const Edge__V1__StatusResponse *r) {
   char vt[64], st[64];
   timefmt_utc(r->version_time, vt, sizeof(vt));
   timefmt_utc(r->started_at, st, sizeof(st));
-  printf("syncd %s  version %" PRIu64 " (since %s)  started %s\n\n", r->build, r->version, vt, st);
+  printf("syncd %s  version %" PRIu64 " (change %" PRIu64 ", source generation %" PRIu64
+         ", since %s)  started %s\n",
+         r->build, r->version, r->version_seq, r->source_generation, vt, st);
+  print_replica_line(r);
+  printf("\n");
 
-  char cells[NCOLS][256] = {"NAME",  "KIND",  "ADDRESS", "VERSION(ACKED/PUSHED)",
-                            "STATE", "SINCE", "ERROR"};
+  char cells[NCOLS][256] = {"NAME",  "KIND",  "ADDRESS",   "VERSION(ACKED/PUSHED)",
+                            "STATE", "SINCE", "LAST SEEN", "ERROR"};
   int w[NCOLS];
   for (int c = 0; c < NCOLS; c++) w[c] = (int)strlen(cells[c]);
   for (size_t i = 0; i < r->n_nodes; i++) {
@@ -129,6 +186,7 @@ static void print_text(const Edge__V1__StatusResponse *r) {
     print_row(row, w);
   }
   if (r->n_nodes == 0) printf("(no nodes)\n");
+  print_replica_set(r);
 
   printf("\nSOURCES\n");
   for (size_t i = 0; i < r->n_sources; i++) {
@@ -176,11 +234,21 @@ static json_t *strv_json(char **v, size_t n) {
   return a;
 }
 
-static void print_json(const Edge__V1__StatusResponse *r) {
+static json_t *status_json(const Edge__V1__StatusResponse *r) {
   json_t *root = json_object();
   json_object_set_new(root, "build", json_string(r->build));
+  json_object_set_new(root, "replica", json_string(r->replica ? r->replica : ""));
+  const Edge__V1__LeaderStatus *l = r->leader;
+  json_object_set_new(
+      root, "leader",
+      json_pack("{s:b, s:b, s:s, s:s, s:s, s:I, s:s, s:s}", "enabled", l && l->enabled, "leader",
+                l && l->leader, "identity", l ? l->identity : "", "holder", l ? l->holder : "",
+                "lease", l ? l->lease : "", "transitions", (json_int_t)(l ? l->transitions : 0),
+                "renew_time", l ? l->renew_time : "", "error", l ? l->error : ""));
   json_object_set_new(root, "version", json_integer((json_int_t)r->version));
   json_object_set_new(root, "version_time", json_integer(r->version_time));
+  json_object_set_new(root, "version_seq", json_integer((json_int_t)r->version_seq));
+  json_object_set_new(root, "source_generation", json_integer((json_int_t)r->source_generation));
   json_object_set_new(root, "started_at", json_integer(r->started_at));
   json_t *nodes = json_array();
   for (size_t i = 0; i < r->n_nodes; i++) {
@@ -198,6 +266,11 @@ static void print_json(const Edge__V1__StatusResponse *r) {
     json_object_set_new(o, "state", json_string(state_name(n->state)));
     json_object_set_new(o, "last_error", json_string(n->last_error));
     json_object_set_new(o, "draining", json_boolean(n->draining));
+    json_object_set_new(o, "last_seen", json_integer(n->last_seen));
+    if (n->kind == EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY) {
+      json_object_set_new(o, "in_replica_set", json_boolean(n->in_replica_set));
+      json_object_set_new(o, "replica_reason", json_string(n->replica_reason));
+    }
     json_array_append_new(nodes, o);
   }
   json_object_set_new(root, "nodes", nodes);
@@ -256,10 +329,18 @@ static void print_json(const Edge__V1__StatusResponse *r) {
   }
   json_object_set_new(root, "ignored", ignored);
   json_object_set_new(root, "expiry_warning_seconds", json_integer(r->expiry_warning_seconds));
+  return root;
+}
+
+static void print_json_doc(json_t *root) {
   char *s = json_dumps(root, JSON_INDENT(2));
   if (s) printf("%s\n", s);
   free(s);
   json_decref(root);
+}
+
+static void print_json(const Edge__V1__StatusResponse *r) {
+  print_json_doc(status_json(r));
 }
 
 /* `syncctl certs`: every certificate, expiring ones flagged. */
@@ -310,6 +391,27 @@ static void print_certs(const Edge__V1__StatusResponse *r, int json) {
   size_t expiring = 0;
   for (size_t i = 0; i < r->n_certificates; i++) expiring += r->certificates[i]->expiring != 0;
   printf("\n%zu certificates, %zu expiring within %s\n", r->n_certificates, expiring, window);
+}
+
+/* Status.Get from target; 0, or 1 with the reason in why (quiet). */
+static int fetch_status(const char *target, const struct rpc_creds *creds, uint32_t timeout_ms,
+                        Edge__V1__StatusResponse **out, char *why, size_t whylen) {
+  Edge__V1__StatusRequest req = EDGE__V1__STATUS_REQUEST__INIT;
+  uint8_t reqbuf[16];
+  size_t reqlen = edge__v1__status_request__pack(&req, reqbuf);
+  uint8_t *resp = NULL;
+  size_t resp_len = 0;
+  char err[512] = "";
+  *out = NULL;
+  int rc = rpc_unary_call(target, "/edge.v1.Status/Get", creds, reqbuf, reqlen, timeout_ms, &resp,
+                          &resp_len, err, sizeof(err));
+  if (rc == 0) *out = edge__v1__status_response__unpack(NULL, resp_len, resp);
+  free(resp);
+  if (rc != 0)
+    snprintf(why, whylen, "%s", err[0] ? err : "call failed");
+  else if (!*out)
+    snprintf(why, whylen, "unparseable StatusResponse");
+  return *out ? 0 : 1;
 }
 
 static int get_status(const char *target, const struct rpc_creds *creds, uint32_t timeout_ms,
@@ -423,6 +525,144 @@ static int run_explain(const char *target, const struct rpc_creds *creds, uint32
   return rc;
 }
 
+/* ---- several replicas ---------------------------------------------------- */
+
+struct replica_answers {
+  struct target_addrs addrs;
+  struct status_replica *r;
+  char (*errors)[512];
+  struct rpc_creds *creds; /* per address: the name its certificate must carry */
+};
+
+static void answers_free(struct replica_answers *a) {
+  for (size_t i = 0; a->r && i < a->addrs.n; i++)
+    if (a->r[i].resp)
+      edge__v1__status_response__free_unpacked((Edge__V1__StatusResponse *)a->r[i].resp, NULL);
+  free(a->r);
+  free(a->errors);
+  free(a->creds);
+  targets_addrs_free(&a->addrs);
+}
+
+/* Asks every address for its Status. Returns how many answered. */
+static size_t ask_all(struct replica_answers *a, const struct rpc_creds *creds,
+                      uint32_t timeout_ms) {
+  size_t answered = 0;
+  a->r = calloc(a->addrs.n, sizeof(*a->r));
+  a->errors = calloc(a->addrs.n, sizeof(*a->errors));
+  a->creds = calloc(a->addrs.n, sizeof(*a->creds));
+  if (!a->r || !a->errors || !a->creds) return 0;
+  for (size_t i = 0; i < a->addrs.n; i++) {
+    a->creds[i] = *creds;
+    if (!creds->server_name_override && a->addrs.v[i].name[0])
+      a->creds[i].server_name_override = a->addrs.v[i].name;
+    Edge__V1__StatusResponse *resp;
+    a->r[i].address = a->addrs.v[i].addr;
+    a->r[i].error = a->errors[i];
+    if (fetch_status(a->addrs.v[i].addr, &a->creds[i], timeout_ms, &resp, a->errors[i],
+                     sizeof(a->errors[i])) == 0) {
+      a->r[i].resp = resp;
+      answered++;
+    }
+  }
+  return answered;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The nodes whose streams replica i holds, sorted: "l7-1,l7-3" (or "-"). */
+static void served_by(const Edge__V1__StatusResponse *r, char *out, size_t outlen) {
+  size_t l = 0, k = 0;
+  out[0] = '\0';
+  char **ids = calloc(r->n_nodes + 1, sizeof(*ids));
+  for (size_t i = 0; ids && i < r->n_nodes; i++)
+    if (status_merge_serves(r->nodes[i])) ids[k++] = r->nodes[i]->node_id;
+  if (ids) qsort(ids, k, sizeof(*ids), cmp_str);
+  for (size_t i = 0; i < k && l + 1 < outlen; i++)
+    l += (size_t)snprintf(out + l, outlen - l, "%s%s", l ? "," : "", ids[i]);
+  free(ids);
+  if (!out[0]) snprintf(out, outlen, "-");
+}
+
+static void print_replicas_text(const struct replica_answers *a) {
+  printf("REPLICAS (%zu)\n", a->addrs.n);
+  printf("  %-20s  %-24s  %-8s  %-20s  %s\n", "REPLICA", "ADDRESS", "ROLE", "VERSION", "SERVES");
+  for (size_t i = 0; i < a->addrs.n; i++) {
+    const Edge__V1__StatusResponse *r = a->r[i].resp;
+    if (!r) {
+      printf("  %-20s  %-24s  %-8s  %-20s  UNREACHABLE: %s\n", "?", a->r[i].address, "-", "-",
+             a->r[i].error);
+      continue;
+    }
+    char serves[4096], version[32];
+    served_by(r, serves, sizeof(serves));
+    snprintf(version, sizeof(version), "%" PRIu64, r->version);
+    printf("  %-20s  %-24s  %-8s  %-20s  %s\n", r->replica[0] ? r->replica : "?", a->r[i].address,
+           role_name(r), version, serves);
+  }
+  printf("\n");
+}
+
+static json_t *replicas_json(const struct replica_answers *a) {
+  json_t *arr = json_array();
+  for (size_t i = 0; i < a->addrs.n; i++) {
+    const Edge__V1__StatusResponse *r = a->r[i].resp;
+    json_t *serves = json_array();
+    for (size_t k = 0; r && k < r->n_nodes; k++)
+      if (status_merge_serves(r->nodes[k]))
+        json_array_append_new(serves, json_string(r->nodes[k]->node_id));
+    json_array_append_new(
+        arr, json_pack("{s:s, s:s, s:b, s:s, s:I, s:o, s:s}", "address", a->r[i].address, "replica",
+                       r ? r->replica : "", "answered", r != NULL, "role", r ? role_name(r) : "-",
+                       "version", (json_int_t)(r ? r->version : 0), "serves", serves, "error",
+                       r ? "" : a->r[i].error));
+  }
+  return arr;
+}
+
+/* `status` over several replicas: 0 when at least one answered. */
+static int status_of_replicas(struct replica_answers *a, const struct rpc_creds *creds,
+                              uint32_t timeout_ms, int json) {
+  if (ask_all(a, creds, timeout_ms) == 0) {
+    for (size_t i = 0; i < a->addrs.n; i++)
+      fprintf(stderr, "syncctl: cannot get status from syncd at %s: %s\n", a->addrs.v[i].addr,
+              a->r ? a->r[i].error : "out of memory");
+    return 1;
+  }
+  struct status_merged_node *rows;
+  size_t n_rows;
+  int p = status_merge_primary(a->r, a->addrs.n);
+  if (p < 0 || status_merge_nodes(a->r, a->addrs.n, &rows, &n_rows) != 0) return 1;
+  Edge__V1__StatusResponse merged = *a->r[p].resp; /* shallow: nodes replaced, nothing freed */
+  Edge__V1__NodeStatus **np = calloc(n_rows + 1, sizeof(*np));
+  if (!np) {
+    free(rows);
+    return 1;
+  }
+  for (size_t i = 0; i < n_rows; i++) np[i] = (Edge__V1__NodeStatus *)rows[i].node;
+  merged.nodes = np;
+  merged.n_nodes = n_rows;
+  if (json) {
+    json_t *root = status_json(&merged);
+    json_t *nodes = json_object_get(root, "nodes");
+    for (size_t i = 0; i < n_rows; i++) {
+      const Edge__V1__StatusResponse *r = a->r[rows[i].replica].resp;
+      json_object_set_new(json_array_get(nodes, i), "replica",
+                          json_string(status_merge_serves(rows[i].node) ? r->replica : ""));
+    }
+    json_object_set_new(root, "replicas", replicas_json(a));
+    print_json_doc(root);
+  } else {
+    print_replicas_text(a);
+    print_text(&merged);
+  }
+  free(np);
+  free(rows);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *target = "127.0.0.1:7000", *cert = NULL, *key = NULL, *ca = NULL;
   const char *sni = NULL;
@@ -432,7 +672,10 @@ int main(int argc, char **argv) {
   uint32_t timeout_ms = 5000;
   const struct flag_def defs[] = {
       FLAG_GROUP_DEF("Connection to syncd"),
-      {"syncd", FLAG_STRING, &target, "syncd gRPC address (default 127.0.0.1:7000)", "ADDR:PORT"},
+      {"syncd", FLAG_STRING, &target,
+       "syncd gRPC address, or several replicas (a list, or a DNS name with several addresses; "
+       "default 127.0.0.1:7000)",
+       "ADDR:PORT[,ADDR:PORT...]|NAME:PORT"},
       {"cert", FLAG_STRING, &cert, "client certificate (PEM) for mTLS", "FILE"},
       {"key", FLAG_STRING, &key, "client private key (PEM) for mTLS", "FILE"},
       {"ca", FLAG_STRING, &ca, "CA (PEM) that syncd's certificate must chain to", "FILE"},
@@ -482,6 +725,41 @@ int main(int argc, char **argv) {
   }
   struct rpc_creds creds = {
       .cert_file = cert, .key_file = key, .ca_file = ca, .insecure = insecure};
+  struct target_list tl;
+  if (targets_parse(target, &tl, err, sizeof(err)) != 0) {
+    fprintf(stderr, "syncctl: --syncd: %s\n", err);
+    return 2;
+  }
+  int several = tl.n > 1 || tl.has_names;
+  struct replica_answers ans = {0};
+  if (several && targets_resolve_blocking(&tl, &ans.addrs, err, sizeof(err)) != 0) {
+    fprintf(stderr, "syncctl: --syncd=%s: %s\n", target, err);
+    targets_free(&tl);
+    return 1;
+  }
+  targets_free(&tl);
+  if (several && ans.addrs.n > 1) {
+    if (!strcmp(cmd, "status")) {
+      rc = status_of_replicas(&ans, &creds, timeout_ms, json);
+      answers_free(&ans);
+      return rc;
+    }
+    /* explain, certs: the first replica that answers */
+    if (ask_all(&ans, &creds, timeout_ms) == 0) {
+      fprintf(stderr, "syncctl: no syncd replica at %s answered\n", target);
+      answers_free(&ans);
+      return 1;
+    }
+    int p = status_merge_primary(ans.r, ans.addrs.n);
+    static char chosen[TARGETS_HOST_MAX + 8], chosen_name[TARGETS_HOST_MAX];
+    snprintf(chosen, sizeof(chosen), "%s", ans.addrs.v[p].addr);
+    snprintf(chosen_name, sizeof(chosen_name), "%s", ans.addrs.v[p].name);
+    target = chosen;
+    if (chosen_name[0]) creds.server_name_override = chosen_name;
+    answers_free(&ans);
+  } else {
+    answers_free(&ans);
+  }
   if (!strcmp(cmd, "explain"))
     return run_explain(target, &creds, timeout_ms, pos + 1, npos - 1, sni, &headers, json);
   Edge__V1__StatusResponse *r = NULL;

@@ -27,32 +27,52 @@
 #define TRANSLATE_CONTROLLER "edge.dev/ingress-controller"
 #define TRANSLATE_ANNOTATION_PREFIX "edge.dev/"
 
-/*
- * Results of TLS secret checks kept between translations, keyed by a
- * SHA-256 of the certificate and key: even with default_cert_check's fast
- * path a pair costs ~0.4 ms under OpenSSL 3 (d2i_X509), so 10,000 secrets
- * would otherwise cost 4 s per change.
- * Entries not used by the latest translation are dropped. Not thread-safe:
- * one cache per caller thread. Owned by the caller.
- */
-struct translate_cache;
-struct translate_cache *translate_cache_new(void);
-void translate_cache_free(struct translate_cache *c);
-
 struct translate_opts {
   /* The default certificate (PEM, NUL-terminated) emitted as Certificate "default" with
    * is_default; NULL: none is emitted (hosts that fall back still name "default"). */
   const char *default_cert_pem, *default_key_pem;
-  /* Optional cache of secret checks (NULL: check every secret every time). Updated in place. */
-  struct translate_cache *cache;
 };
 
 /*
- * Translates every document in `in` (its parse errors become rejections).
- * On success returns 0 and *out, owned by the caller (syncd_desired_free).
- * Returns -ENOMEM on allocation failure (never for bad input).
+ * Translates every document in `in` (its parse errors become rejections)
+ * from scratch. On success returns 0 and *out, owned by the caller
+ * (syncd_desired_free). Returns -ENOMEM on allocation failure (never for
+ * bad input). The same as a new translator's first update.
  */
 int translate_desired(const struct manifest_set *in, const struct translate_opts *opts,
                       struct syncd_desired **out);
+
+/*
+ * The incremental translator (translate_world.c): it keeps the objects of
+ * the last update and an index from every object to what depends on it —
+ * an IngressClass to the Ingresses naming it, a Service to the Ingresses
+ * that resolved (or failed to resolve) a backend through it and so to
+ * their clusters, an EndpointSlice to its Service's clusters, a Secret to
+ * the hosts that claim it and its Certificate, an Ingress to its hosts,
+ * clusters and the default backend. An update finds the objects that
+ * changed (documents are compared by identity, then by content, so an
+ * unchanged object from a re-read file costs nothing) and runs the rules
+ * again only for what depends on them; the result is the same, byte for
+ * byte, as translating everything from scratch (tested).
+ *
+ * One translator per source; not thread-safe (the source's loop).
+ */
+struct translator;
+
+/* opts is copied. 0 or -ENOMEM. */
+int translator_new(const struct translate_opts *opts, struct translator **out);
+void translator_free(struct translator *t);
+
+/*
+ * Brings the translation up to date with `in`, the source's current
+ * objects (documents the translator already holds are recognised by
+ * pointer; it keeps a reference to each). On success 0 and *out, owned by
+ * the translator and valid until the next update: the first update is
+ * full (upserted holds every resource); later ones hold what changed.
+ * -ENOMEM leaves the translator needing a full rebuild, which the next
+ * update does.
+ */
+int translator_update(struct translator *t, const struct manifest_set *in,
+                      const struct syncd_update **out);
 
 #endif

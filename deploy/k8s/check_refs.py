@@ -8,7 +8,9 @@ Deployment selector matches its template; every Service and PDB selector
 matches some pod template; RBAC bindings resolve and the ClusterRole is
 least privilege (no wildcards, writes only to ingresses/status); pods run as
 non-root with readiness on /readyz; l7proxy has 3 replicas, anti-affinity
-and a PDB; l4lb has 2 replicas behind a Service of the expected type.
+and a PDB; syncd has 2 replicas, anti-affinity, a PDB, a headless Service
+the proxies and l4lbs are given, and a Role for its Lease (the only other
+write); l4lb has 2 replicas behind a Service of the expected type.
 
 Usage: check_refs.py RENDERED.yaml EXPECTED_L4_SERVICE_TYPE
 """
@@ -16,7 +18,8 @@ import sys
 
 import yaml
 
-EXTERNAL_SECRETS = {"edge-syncd-tls", "edge-proxy-tls"}  # deploy/k8s/gen-secrets.sh
+EXTERNAL_SECRETS = {"edge-syncd-tls", "edge-proxy-tls",  # deploy/k8s/gen-secrets.sh
+                    "edge-syncd-default-tls"}
 
 
 def main(path, l4_type):
@@ -94,7 +97,11 @@ def main(path, l4_type):
             if "*" in rule["verbs"] or "*" in rule["resources"] or "*" in rule.get("apiGroups", []):
                 fails.append(f"{role['kind']} {role['metadata']['name']}: wildcard rule")
             writes = set(rule["verbs"]) - {"get", "list", "watch"}
-            if writes and rule["resources"] != ["ingresses/status"]:
+            lease = (role["kind"] == "Role" and rule["resources"] == ["leases"] and
+                     rule.get("apiGroups") == ["coordination.k8s.io"] and
+                     writes <= {"create", "update"} and
+                     (writes == {"create"} or rule.get("resourceNames") == ["edge-syncd"]))
+            if writes and rule["resources"] != ["ingresses/status"] and not lease:
                 fails.append(f"{role['kind']} {role['metadata']['name']}: writes {sorted(writes)} "
                              f"on {rule['resources']}")
     deps = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
@@ -104,6 +111,25 @@ def main(path, l4_type):
         fails.append("edge-l7proxy: want 3 replicas with pod anti-affinity")
     if "edge-l7proxy" not in names("PodDisruptionBudget"):
         fails.append("edge-l7proxy: no PodDisruptionBudget")
+    sd = deps.get("edge-syncd")
+    if not sd or sd["spec"]["replicas"] != 2 or \
+            "podAntiAffinity" not in sd["spec"]["template"]["spec"].get("affinity", {}):
+        fails.append("edge-syncd: want 2 replicas with pod anti-affinity")
+    if "edge-syncd" not in names("PodDisruptionBudget"):
+        fails.append("edge-syncd: no PodDisruptionBudget")
+    heads = [s for s in by_kind.get("Service", []) if s["spec"].get("clusterIP") == "None" and
+             s["spec"].get("selector", {}).get("app.kubernetes.io/name") == "edge-syncd"]
+    if not heads:
+        fails.append("edge-syncd: no headless Service (one address per replica)")
+    for name in ("edge-l7proxy", "edge-l4lb"):
+        args = " ".join(a for c in (deps.get(name) or {"spec": {"template": {"spec": {
+            "containers": []}}}})["spec"]["template"]["spec"]["containers"]
+            for a in c.get("args", []))
+        if heads and "--syncd=%s." % heads[0]["metadata"]["name"] not in args:
+            fails.append(f"{name}: --syncd is not the headless syncd Service (every replica)")
+    leases = [b for b in by_kind.get("RoleBinding", []) if b["roleRef"]["name"] == "edge-syncd-lease"]
+    if not leases:
+        fails.append("edge-syncd: no RoleBinding for its Lease (leader election)")
     if not deps.get("edge-l4lb") or deps["edge-l4lb"]["spec"]["replicas"] != 2:
         fails.append("edge-l4lb: want 2 replicas")
     svc = [s for s in by_kind.get("Service", []) if s["metadata"]["name"] == "edge-l4lb"]

@@ -35,4 +35,17 @@ if python3 "$src/check_refs.py" "$work/broken.yaml" LoadBalancer >/dev/null; the
   echo "FAIL  check_refs.py accepted a dangling ServiceAccount"
   rc=1
 fi
+# ... and a single syncd replica (the HA deployment is two).
+python3 - "$work/base.yaml" "$work/one-syncd.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+for d in docs:
+    if d["kind"] == "Deployment" and d["metadata"]["name"] == "edge-syncd":
+        d["spec"]["replicas"] = 1
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+PY
+if python3 "$src/check_refs.py" "$work/one-syncd.yaml" LoadBalancer >/dev/null; then
+  echo "FAIL  check_refs.py accepted one syncd replica"
+  rc=1
+fi
 exit "$rc"

@@ -7,6 +7,11 @@
 #                                 syncctl present to syncd
 #   DIR/tls-secret.yaml           a kubernetes.io/tls Secret for each
 #                                 NAMESPACE/SECRET=HOST given with --secret
+#   DIR/default.crt, default.key  the default certificate (hosts without a
+#                                 valid Secret): syncd --default-cert/-key.
+#                                 Replicas of syncd must share it, or each
+#                                 generates its own and they name the same
+#                                 state differently
 #
 # Usage: pki.sh DIR [--san=IP:10.0.0.1|DNS:name ...] [--secret=ns/name=host ...]
 # Keys are EC P-256, files 0600, certificates valid 30 days. Called by
@@ -81,4 +86,9 @@ for s in "${secrets[@]}"; do
     echo "  tls.key: $(base64 -w0 <"tls-$name.key")"
   } >>tls-secret.yaml
 done
+if [ ! -s default.crt ]; then
+  key default.key
+  openssl req -x509 -new -key default.key -days 30 -subj "/CN=edge-default" \
+    -addext "subjectAltName=DNS:edge-default.invalid" -out default.crt 2>/dev/null
+fi
 chmod 600 ./*.key tls-secret.yaml

@@ -23,11 +23,15 @@
 # What runs (all on 127.0.0.1, every process started here is stopped by PID
 # on exit, Ctrl-C or TERM):
 #   example backends  deploy/local/backend.py, 127.0.x.y:18080 (one process)
-#   syncd             gRPC :17000, admin :17001, --source=dir:RUN/manifests
+#   syncd-a, syncd-b  two replicas of the control plane, both reading
+#                     --source=dir:RUN/manifests: gRPC :17000 and :17010,
+#                     admin :17001 and :17011 (each serves streams and Status)
 #   l7proxy l7-1..3   http :17110/:17120/:17130, admin :17111/:17121/:17131,
 #                     https :17113/:17123/:17133
 #   l4lb lb-a, lb-b   listen :17080 and :17090, admin :17081/:17091,
-#                     replicas from syncd's Membership stream
+#                     replicas from both syncd replicas' Membership streams
+# Every l7proxy and l4lb is given both syncd addresses: a proxy uses one
+# and fails over to the other; an l4lb watches both and merges.
 # syncd talks mTLS with the proxies and syncctl (a throw-away CA made by
 # pki.sh in RUN/pki); EDGE_INSECURE=1 uses plaintext gRPC instead.
 #
@@ -56,7 +60,7 @@ for a in "$@"; do
     --bin-dir=*) EDGE_BIN_DIR="$(cd "${a#--bin-dir=}" && pwd)" ;;
     --images=*) images="${a#--images=}" ;;
     --netns) netns=1 ;;
-    -h | --help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $a (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -221,7 +225,7 @@ PY
 }
 backend_specs=()
 ports_wanted=()
-for p in 17000 17001 17080 17081 17090 17091 17110 17111 17113 17120 17121 17123 17130 17131 17133; do
+for p in 17000 17001 17010 17011 17080 17081 17090 17091 17110 17111 17113 17120 17121 17123 17130 17131 17133; do
   ports_wanted+=("127.0.0.1:$p")
 done
 while read -r name addr; do
@@ -242,7 +246,8 @@ mapfile -t busy < <(ports_busy "${ports_wanted[@]}")
 [ "${#busy[@]}" -eq 0 ] || die "ports in use: ${busy[*]} (another run.sh still running?)"
 
 rm -rf "$run"
-mkdir -p "$run/logs" "$run/manifests" "$run/tmp" "$run/syncd-state" || die "cannot create $run"
+mkdir -p "$run/logs" "$run/manifests" "$run/tmp" "$run/syncd-a" "$run/syncd-b" ||
+  die "cannot create $run"
 chmod 700 "$run"
 # the images run as uid 65532: it owns the run directory (root still can)
 own_run() { if [ -n "$images" ]; then chown -R 65532:65532 "$run"; fi; }
@@ -280,15 +285,22 @@ done
 start backends python3 "$here/backend.py" "${backend_specs[@]}"
 if [ "$insecure" = 1 ]; then syncd_tls=(--insecure); fi
 own_run
-cmd syncd syncd
-start syncd "${CMD[@]}" --source="dir:$run/manifests" --listen=127.0.0.1:17000 \
-  --admin=127.0.0.1:17001 --state-dir="$run/syncd-state" "${syncd_tls[@]}"
+# two syncd replicas fed the same directory and the same default certificate
+# (so they name the same state with the same version)
+syncds=127.0.0.1:17000,127.0.0.1:17010
+for sd in a:17000:17001 b:17010:17011; do
+  IFS=: read -r n port admin <<<"$sd"
+  cmd syncd "syncd-$n"
+  start "syncd-$n" "${CMD[@]}" --source="dir:$run/manifests" --listen="127.0.0.1:$port" \
+    --admin="127.0.0.1:$admin" --state-dir="$run/syncd-$n" --replica-id="syncd-$n" \
+    --default-cert="$run/pki/default.crt" --default-key="$run/pki/default.key" "${syncd_tls[@]}"
+done
 
 for i in 1 2 3; do
   mkdir -p "$run/l7-$i"
   own_run
   cmd l7proxy "l7-$i"
-  start "l7-$i" "${CMD[@]}" --syncd=127.0.0.1:17000 --node-id="l7-$i" \
+  start "l7-$i" "${CMD[@]}" --syncd="$syncds" --node-id="l7-$i" \
     --http="127.0.0.1:171${i}0" --https="127.0.0.1:171${i}3" --admin="127.0.0.1:171${i}1" \
     --advertise="127.0.0.1:171${i}0" --workers=1 --cache-dir="$run/l7-$i" --drain-timeout=5s \
     "${tls[@]}"
@@ -296,18 +308,19 @@ done
 for lb in a:17080:17081 b:17090:17091; do
   IFS=: read -r n port admin <<<"$lb"
   cmd l4lb "lb-$n"
-  start "lb-$n" "${CMD[@]}" --listen="127.0.0.1:$port" --syncd=127.0.0.1:17000 \
+  start "lb-$n" "${CMD[@]}" --listen="127.0.0.1:$port" --syncd="$syncds" \
     --admin="127.0.0.1:$admin" --node-id="lb-$n" --workers=1 --proxy-protocol=off \
     --check-interval=500ms --drain-timeout=5s "${tls[@]}"
 done
 
 say "waiting for /readyz (up to ${ready_timeout}s)"
-wait_ready http://127.0.1.1:18080/ http://127.0.6.1:18080/ http://127.0.0.1:17001/readyz http://127.0.0.1:17111/readyz \
+wait_ready http://127.0.1.1:18080/ http://127.0.6.1:18080/ http://127.0.0.1:17001/readyz \
+  http://127.0.0.1:17011/readyz http://127.0.0.1:17111/readyz \
   http://127.0.0.1:17121/readyz http://127.0.0.1:17131/readyz \
   http://127.0.0.1:17081/readyz http://127.0.0.1:17091/readyz || exit 1
 
 cmd syncctl syncctl
-syncctl=("${CMD[@]}" --syncd=127.0.0.1:17000)
+syncctl=("${CMD[@]}" --syncd="$syncds")
 if [ "$insecure" = 1 ]; then syncctl+=(--insecure); else syncctl+=("${tls[@]}"); fi
 
 cat <<EOF
@@ -327,7 +340,8 @@ edge is up. Send requests through either L4 load balancer (HA pair):
 Each answer is JSON naming the backend that served it. Edit a file in
 deploy/examples/ and the routing changes within a second. Status:
   ${syncctl[*]} status
-Admin endpoints: syncd :17001, l7-1..3 :17111 :17121 :17131, lb-a :17081, lb-b :17091
+Admin endpoints: syncd-a :17001, syncd-b :17011, l7-1..3 :17111 :17121 :17131,
+lb-a :17081, lb-b :17091
 (/healthz /readyz /metrics /config). Logs: $run/logs/
 
 EOF
@@ -416,6 +430,31 @@ sent=$((sent + 1))
 if [ "$routed" = 1 ]; then say "  ok    Ingress added to the examples routed after ${ms} ms"
 else say "  FAIL  new Ingress not routed after ${ms} ms" && fails=$((fails + 1)); fi
 "${syncctl[@]}" status >/dev/null 2>&1 || { say "  FAIL  syncctl status"; fails=$((fails + 1)); }
+# One syncd replica goes away: the proxies fail over to the other and a
+# change still reaches them; syncctl still answers (and shows it down).
+for i in "${!names[@]}"; do [ "${names[$i]}" = syncd-a ] && kill -TERM "${pids[$i]}"; done
+sed 's/check.example.test/check2.example.test/; s/run-check/run-check2/' \
+  "$examples/zz-check.yaml" >"$run/tmp/gen-check2.yaml"
+t0=$(date +%s%N)
+mv "$run/tmp/gen-check2.yaml" "$examples/zz-check2.yaml"
+routed=0
+for _ in $(seq 1 200); do
+  if [ "$(curl -sS -m 2 -H 'Host: check2.example.test' -o /dev/null -w '%header{x-backend}' http://127.0.0.1:17090/)" = blog-1 ]; then
+    routed=1
+    break
+  fi
+  sleep 0.05
+done
+ms=$((($(date +%s%N) - t0) / 1000000))
+sent=$((sent + 1))
+if [ "$routed" = 1 ]; then say "  ok    syncd-a stopped: an Ingress added after it routed in ${ms} ms"
+else say "  FAIL  syncd-a stopped: new Ingress not routed after ${ms} ms" && fails=$((fails + 1)); fi
+out="$("${syncctl[@]}" status 2>&1)"
+if grep -q 'UNREACHABLE' <<<"$out" && grep -q 'syncd-b' <<<"$out"; then
+  say "  ok    syncctl status: syncd-a unreachable, syncd-b answers"
+else
+  say "  FAIL  syncctl status over both replicas: $(head -5 <<<"$out")" && fails=$((fails + 1))
+fi
 stop_all
 [ "$bad_exits" -eq 0 ] || fails=$((fails + bad_exits))
 say "--check: $sent requests, $bad_exits unclean exits, $fails failed"

@@ -26,10 +26,26 @@ and a control API for tests:
   GET  /_test/status-patches every status PATCH received, in order
   GET  /_test/stats          request counters (lists and watches per kind)
 
+Leases (coordination.k8s.io/v1), with the API server's semantics for the
+operations a leader elector uses:
+
+  GET    .../namespaces/NS/leases[/NAME]   the Lease (404 NotFound) or a list
+  POST   .../namespaces/NS/leases          create: 201, 409 AlreadyExists
+  PUT    .../namespaces/NS/leases/NAME     update: metadata.resourceVersion is
+                                     required (422 Invalid without it) and
+                                     must be the current one (409 Conflict:
+                                     "the object has been modified"); 404
+                                     when there is none
+  DELETE .../namespaces/NS/leases/NAME
+  GET  /_test/lease-writes   every accepted Lease write (holder, renewTime,
+                             leaseTransitions, resourceVersion, server time),
+                             and the number of 409 answers
+
 It binds 127.0.0.1 on a port chosen by the kernel and prints the port on
 stdout (one line), then serves until killed. Standard library only.
 """
 import json
+import re
 import sys
 import threading
 import time
@@ -100,6 +116,134 @@ class State:
 STATE = State()
 
 
+# ---- Leases ------------------------------------------------------------------
+LEASES_PREFIX = "/apis/coordination.k8s.io/v1/namespaces/"
+MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
+
+
+class Leases:
+    """Lease objects under STATE.cond; resourceVersions from the shared counter."""
+
+    def __init__(self):
+        self.objects = {}  # "ns/name" -> Lease
+        self.writes = []
+        self.conflicts = 0
+
+    @staticmethod
+    def parse_path(path):
+        """(namespace, name or None) for .../namespaces/NS/leases[/NAME], else None."""
+        if not path.startswith(LEASES_PREFIX):
+            return None
+        parts = path[len(LEASES_PREFIX):].split("/")
+        if len(parts) == 2 and parts[1] == "leases" and parts[0]:
+            return parts[0], None
+        if len(parts) == 3 and parts[1] == "leases" and parts[0] and parts[2]:
+            return parts[0], parts[2]
+        return None
+
+    @staticmethod
+    def invalid(obj, ns, name):
+        """Why obj is not a valid Lease for ns/name (None when it is)."""
+        if not isinstance(obj, dict) or obj.get("kind", "Lease") != "Lease":
+            return "not a Lease"
+        md = obj.get("metadata")
+        if not isinstance(md, dict) or not md.get("name"):
+            return "metadata.name: Required value"
+        if name is not None and md["name"] != name:
+            return "the name of the object (%s) does not match the name on the URL (%s)" % (
+                md["name"], name)
+        if md.get("namespace", ns) != ns:
+            return "the namespace of the object does not match the namespace on the request"
+        spec = obj.get("spec", {})
+        if not isinstance(spec, dict):
+            return "spec: not an object"
+        for field in ("leaseDurationSeconds", "leaseTransitions"):
+            v = spec.get(field)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                return "spec.%s: not an integer" % field
+        if spec.get("holderIdentity") is not None and not isinstance(spec["holderIdentity"], str):
+            return "spec.holderIdentity: not a string"
+        for field in ("acquireTime", "renewTime"):
+            v = spec.get(field)
+            if v is not None and (not isinstance(v, str) or not MICROTIME.match(v)):
+                return "spec.%s: not a MicroTime: %r" % (field, v)
+        return None
+
+    def store(self, key, obj):
+        obj["apiVersion"] = "coordination.k8s.io/v1"
+        obj["kind"] = "Lease"
+        obj["metadata"]["resourceVersion"] = str(STATE._next_rv())
+        self.objects[key] = obj
+        spec = obj.get("spec", {})
+        self.writes.append({"holder": spec.get("holderIdentity", ""),
+                            "renewTime": spec.get("renewTime", ""),
+                            "acquireTime": spec.get("acquireTime", ""),
+                            "leaseTransitions": spec.get("leaseTransitions", 0),
+                            "leaseDurationSeconds": spec.get("leaseDurationSeconds", 0),
+                            "resourceVersion": obj["metadata"]["resourceVersion"],
+                            "at": time.time()})
+        return obj
+
+    def handle(self, h, method, ns, name):
+        """Serves one Lease request; h is the Handler."""
+        if name is None and method not in ("GET", "POST"):
+            return h._status(405, "MethodNotAllowed", "%s to a collection" % method)
+        body = None
+        if method in ("POST", "PUT"):
+            try:
+                body = h._body()
+            except ValueError:
+                return h._status(400, "BadRequest", "body is not JSON")
+        with STATE.cond:
+            if method == "GET" and name is None:
+                items = [o for k, o in sorted(self.objects.items()) if k.startswith(ns + "/")]
+                return h._send_json(200, {"kind": "LeaseList", "apiVersion":
+                                          "coordination.k8s.io/v1", "metadata":
+                                          {"resourceVersion": str(STATE.rv)}, "items": items})
+            key = "%s/%s" % (ns, name if name is not None else
+                             ((body or {}).get("metadata") or {}).get("name", ""))
+            cur = self.objects.get(key)
+            if method == "GET":
+                if cur is None:
+                    return h._status(404, "NotFound", 'leases "%s" not found' % name)
+                return h._send_json(200, cur)
+            if method == "DELETE":
+                if cur is None:
+                    return h._status(404, "NotFound", 'leases "%s" not found' % name)
+                del self.objects[key]
+                return h._send_json(200, {"kind": "Status", "status": "Success"})
+            why = self.invalid(body, ns, name)
+            if why:
+                return h._status(422 if "Required" in why else 400,
+                                 "Invalid" if "Required" in why else "BadRequest", why)
+            obj = json.loads(json.dumps(body))
+            obj["metadata"]["namespace"] = ns
+            if method == "POST":
+                if name is not None:
+                    return h._status(405, "MethodNotAllowed", "POST to a collection")
+                if cur is not None:
+                    return h._status(409, "AlreadyExists",
+                                     'leases "%s" already exists' % obj["metadata"]["name"])
+                obj["metadata"].pop("resourceVersion", None)
+                return h._send_json(201, self.store(key, obj))
+            # PUT: optimistic concurrency on resourceVersion
+            if cur is None:
+                return h._status(404, "NotFound", 'leases "%s" not found' % name)
+            rv = obj["metadata"].get("resourceVersion")
+            if not rv:
+                return h._status(422, "Invalid", "metadata.resourceVersion: Invalid value: 0x0: "
+                                 "must be specified for an update")
+            if rv != cur["metadata"]["resourceVersion"]:
+                self.conflicts += 1
+                return h._status(409, "Conflict", 'Operation cannot be fulfilled on leases.'
+                                 'coordination.k8s.io "%s": the object has been modified; please '
+                                 'apply your changes to the latest version and try again' % name)
+            return h._send_json(200, self.store(key, obj))
+
+
+LEASES = Leases()
+
+
 def selected(kind, obj, query):
     labels = (obj.get("metadata") or {}).get("labels") or {}
     for term in filter(None, query.get("labelSelector", [""])[0].split(",")):
@@ -143,9 +287,31 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
+    def _leases(self, method):
+        """True when the request was a Lease request (and was answered)."""
+        where = Leases.parse_path(urlparse(self.path).path)
+        if where is None:
+            return False
+        LEASES.handle(self, method, *where)
+        return True
+
+    def do_PUT(self):
+        if not self._leases("PUT"):
+            self._status(404, "NotFound", "no such path %s" % self.path)
+
+    def do_DELETE(self):
+        if not self._leases("DELETE"):
+            self._status(404, "NotFound", "no such path %s" % self.path)
+
     def do_GET(self):
+        if self._leases("GET"):
+            return
         url = urlparse(self.path)
         query = parse_qs(url.query)
+        if url.path == "/_test/lease-writes":
+            with STATE.cond:
+                return self._send_json(200, {"writes": LEASES.writes,
+                                             "conflicts": LEASES.conflicts})
         if url.path == "/_test/status-patches":
             with STATE.cond:
                 return self._send_json(200, STATE.patches)
@@ -260,6 +426,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(200, out)
 
     def do_POST(self):
+        if self._leases("POST"):
+            return
         url = urlparse(self.path)
         try:
             body = self._body()

@@ -546,6 +546,42 @@ class L4lbTest(Base):
         with connect(lb.listen_port) as s:
             self.assertEqual(who(s)["name"], "r1")
 
+    def test_empty_set_from_syncd_is_held_while_replicas_pass_checks(self):
+        """syncd's set says who syncd knows, not who serves: a set that drops
+        every healthy replica is held until the l4lb's own checks agree."""
+        rs = [self.replica("r%d" % i) for i in range(3)]
+        names = ["l7-a", "l7-b", "l7-c"]
+        sd = self.fake_syncd([(n, r, 0) for n, r in zip(names, rs)])
+        lb = self.l4lb(["--syncd=127.0.0.1:%d" % sd.port, "--insecure"])
+        poll(lambda: lb.config()["table_backends"] == 3, what="set from syncd")
+        # Each replica has passed a check of this l4lb (vouched for).
+        poll(lambda: all(any("msg=check_passed backend=" + n in l for l in lb.lines)
+                         for n in names), what="passed checks")
+        sd.update([])
+        poll(lambda: any("msg=membership_held" in l for l in lb.lines), what="hold logged")
+        cfg = lb.config()
+        self.assertEqual(cfg["table_backends"], 3)
+        self.assertEqual(cfg["held_backends"], 3)
+        self.assertTrue(all(b["held"] for b in cfg["backends"]))
+        self.assertIn("edge_l4_membership_held_back_total 3", lb.get("/metrics")[1])
+        seen = set()
+        for _ in range(24):
+            with connect(lb.listen_port) as s:
+                seen.add(who(s)["name"])
+        self.assertEqual(seen, {"r0", "r1", "r2"})
+        # r0 dies: its own checks take it out; the others stay held.
+        rs[0].kill()
+        poll(lambda: "l7-a" not in [b["name"] for b in lb.config()["backends"]],
+             what="l7-a removed once its checks failed")
+        self.assertEqual(lb.config()["held_backends"], 2)
+        # syncd lists l7-b again: dropping l7-c leaves 1 of 2 healthy (50 %).
+        sd.update([("l7-b", rs[1], 0)])
+        poll(lambda: [b["name"] for b in lb.config()["backends"]] == ["l7-b"],
+             what="l7-c dropped within the threshold")
+        self.assertEqual(lb.config()["held_backends"], 0)
+        with connect(lb.listen_port) as s:
+            self.assertEqual(who(s)["name"], "r1")
+
     def test_restart_without_syncd_serves_the_cached_replica_set(self):
         tmp = os.environ.get("TEST_TMPDIR", "/tmp")
         cache = os.path.join(tmp, "l4lb-cache-%d-%d" % (os.getpid(), random.randrange(1 << 30)))
@@ -766,6 +802,50 @@ class L4lbRealSyncdTest(Base):
             self.assertEqual(who(s)["name"], "r0-https")
         with connect(lb.listen_port) as s:
             self.assertEqual(who(s)["name"], "r0")
+
+
+class L4lbSyncdReplicasTest(L4lbRealSyncdTest):
+    """l4lb watching two real syncd replicas (--syncd=A,B): the union."""
+
+    def test_the_replica_set_is_the_union_and_follows_the_newest_record(self):
+        rs = [self.replica("r%d" % i) for i in range(2)]
+        sd_a, pa = self.start_syncd()
+        sd_b, pb = self.start_syncd()
+        l7a = self.fake_l7(pa, "l7-a", rs[0])
+        self.fake_l7(pb, "l7-b", rs[1])
+        # a name and an address: "localhost" resolves here (/etc/hosts) to
+        # 127.0.0.1, so the views are keyed by the resolved addresses
+        lb = self.l4lb(["--syncd=localhost:%d,127.0.0.1:%d" % (pa, pb), "--insecure"])
+        # each replica knows one proxy; the l4lb routes to both
+        poll(lambda: lb.config()["table_backends"] == 2, what="the union of both replicas")
+        views = {v["syncd"]: v["replicas"] for v in lb.config()["syncd_views"]}
+        self.assertEqual(views, {"127.0.0.1:%d" % pa: ["l7-a"], "127.0.0.1:%d" % pb: ["l7-b"]})
+        gen = lb.config()["table_generation"]
+        # l7-a moves from replica A to B (not draining: A keeps its record)
+        l7a.kill()
+        l7a.wait()
+        l7a = self.fake_l7(pb, "l7-a", rs[0])
+        poll(lambda: {v["syncd"]: v["replicas"] for v in lb.config()["syncd_views"]}[
+            "127.0.0.1:%d" % pb] == ["l7-a", "l7-b"], what="l7-a listed by B")
+        self.assertEqual(lb.config()["table_generation"], gen, "the move rebuilt the table")
+        # it drains through B: B's record (it holds the stream) wins over A's
+        l7a.send_signal(signal.SIGUSR1)
+        poll(lambda: lb.backend("l7-a")["draining"], what="l7-a draining via B")
+        # and leaves through B: A's older record does not keep it
+        l7a.send_signal(signal.SIGTERM)
+        l7a.wait()
+        poll(lambda: [b["name"] for b in lb.config()["backends"]] == ["l7-b"],
+             what="l7-a gone although replica A still lists it")
+        self.assertIn("l7-a", {v["syncd"]: v["replicas"] for v in lb.config()["syncd_views"]}[
+            "127.0.0.1:%d" % pa])
+        # replica A dies: nothing changes for the l4lb
+        sd_a.kill()
+        sd_a.wait()
+        poll(lambda: not [v for v in lb.config()["syncd_views"] if v["syncd"].endswith(
+            ":%d" % pa)][0]["up"], what="A's stream down")
+        self.assertEqual([b["name"] for b in lb.config()["backends"]], ["l7-b"])
+        with connect(lb.listen_port) as s:
+            self.assertEqual(who(s)["name"], "r1")
 
 
 class _Killable:

@@ -167,7 +167,8 @@ static int node_state(const struct syncd_proc *p, const char *id) {
 static void cluster_for(const char *host, char *out, size_t outlen) {
   struct l7_snapshot *s = l7_snapshot_current();
   const struct l7_route *r = l7_snapshot_match(s, host, strlen(host), "/", 1);
-  snprintf(out, outlen, "%s", r && r->cluster ? r->cluster->name : "");
+  const struct l7_cluster *c = l7_snapshot_route_cluster(s, r);
+  snprintf(out, outlen, "%s", c ? c->name : "");
   l7_snapshot_unref(s);
 }
 
@@ -238,7 +239,7 @@ static void client_syncs_with_real_syncd_and_survives_its_death(void) {
     if (!both) run_for(&loop, 20);
   }
   CU_ASSERT_TRUE(both);
-  CU_ASSERT(l7_config_store_version(st) > v1);
+  CU_ASSERT(l7_config_store_version(st) != v1); /* versions name content */
   cluster_for("shop.test", name, sizeof(name));
   CU_ASSERT_PTR_NOT_NULL(strstr(name, "shop"));
 
@@ -258,6 +259,7 @@ static void client_syncs_with_real_syncd_and_survives_its_death(void) {
   struct l7_config_store *again;
   struct l7_snapshot *cached;
   char err[256] = "";
+  l7_config_store_flush(st); /* the cache is written in the background */
   CU_ASSERT_EQUAL_FATAL(l7_config_store_new(cache, &again), 0);
   CU_ASSERT_EQUAL(l7_config_store_load_cache(again, &cached, err, sizeof(err)), 0);
   CU_ASSERT_EQUAL(l7_snapshot_version(cached), applied);

@@ -1,7 +1,7 @@
 /*
  * Helpers shared by the syncd source integration tests: run a libuv loop
- * until a condition holds or a deadline passes, keep the latest desired
- * state, and inspect it. Failures print and count; main returns non-zero.
+ * until a condition holds or a deadline passes, keep the state the
+ * source's updates amount to, and inspect it. Failures print and count; main returns non-zero.
  */
 #ifndef EDGE_TESTS_SYNCD_SOURCE_HARNESS_H
 #define EDGE_TESTS_SYNCD_SOURCE_HARNESS_H
@@ -32,10 +32,58 @@ struct harness {
   int deadline_inited, expired;
 };
 
-static void harness_on_update(void *ud, struct syncd_desired *d) {
+/* Copies s (or NULL on failure: the harness then reports missing state). */
+static char *harness_dup(const char *s) {
+  return strdup(s ? s : "");
+}
+
+/* The source hands out what changed; the harness keeps the whole state it
+ * amounts to (resources, rejections, served Ingresses) in h->latest. */
+static void harness_on_update(void *ud, const struct syncd_update *u) {
   struct harness *h = ud;
-  syncd_desired_free(h->latest);
-  h->latest = d;
+  if (!h->latest) h->latest = calloc(1, sizeof(*h->latest));
+  struct syncd_desired *d = h->latest;
+  for (size_t i = 0; i < d->n_resources; i++) {
+    int gone = u->full;
+    for (size_t k = 0; !gone && k < u->n_removed; k++)
+      gone = d->resources[i].type == u->removed[k].type &&
+             !strcmp(d->resources[i].name, u->removed[k].name);
+    for (size_t k = 0; !gone && k < u->n_upserted; k++)
+      gone = d->resources[i].type == u->upserted[k].type &&
+             !strcmp(d->resources[i].name, u->upserted[k].name);
+    if (!gone) continue;
+    free(d->resources[i].name);
+    free(d->resources[i].bytes);
+    d->resources[i--] = d->resources[--d->n_resources];
+  }
+  d->resources =
+      realloc(d->resources, (d->n_resources + u->n_upserted + 1) * sizeof(*d->resources));
+  for (size_t k = 0; k < u->n_upserted; k++) {
+    struct syncd_resource *r = &d->resources[d->n_resources++];
+    r->type = u->upserted[k].type;
+    r->name = harness_dup(u->upserted[k].name);
+    r->len = u->upserted[k].len;
+    r->bytes = malloc(r->len + 1);
+    memcpy(r->bytes, u->upserted[k].bytes, r->len);
+  }
+  for (size_t i = 0; i < d->n_rejected; i++) {
+    struct syncd_rejection *r = &d->rejected[i];
+    free(r->kind), free(r->ns), free(r->name), free(r->reason), free(r->location);
+  }
+  free(d->rejected);
+  d->n_rejected = u->report->n_rejected;
+  d->rejected = calloc(d->n_rejected + 1, sizeof(*d->rejected));
+  for (size_t i = 0; i < d->n_rejected; i++) {
+    const struct syncd_rejection *r = &u->report->rejected[i];
+    d->rejected[i] =
+        (struct syncd_rejection){harness_dup(r->kind), harness_dup(r->ns), harness_dup(r->name),
+                                 harness_dup(r->reason), harness_dup(r->location)};
+  }
+  for (size_t i = 0; i < d->n_served; i++) free(d->served_ingresses[i]);
+  free(d->served_ingresses);
+  d->n_served = u->n_served;
+  d->served_ingresses = calloc(d->n_served + 1, sizeof(char *));
+  for (size_t i = 0; i < d->n_served; i++) d->served_ingresses[i] = harness_dup(u->served[i]);
   h->updates++;
   uv_stop(&h->loop); /* let harness_run_until look at the new state now */
 }

@@ -152,6 +152,10 @@ struct syncd_proc {
 };
 
 /* Starts syncd and waits (bounded) for its "listening" line. */
+/* One more flag for the next syncd_start (NULL: none), e.g. a short
+ * --replica-removal-timeout. */
+static const char *g_extra_flag;
+
 static int syncd_start(struct syncd_proc *p, const char *src, const char *state) {
   static int seq;
   memset(p, 0, sizeof(*p));
@@ -171,7 +175,7 @@ static int syncd_start(struct syncd_proc *p, const char *src, const char *state)
     }
     execl(g_bin_syncd, "syncd", source, statef, "--insecure", "--listen=127.0.0.1:0",
           "--admin=127.0.0.1:0", "--debounce=20ms", "--max-delay=200ms", "--log-level=debug",
-          (char *)NULL);
+          g_extra_flag ? g_extra_flag : "--log-level=debug", (char *)NULL);
     _exit(127);
   }
   p->pid = pid;
@@ -286,8 +290,10 @@ static int send_proxy_msg(struct gsc_stream *g, Edge__V1__ProxyMessage *m) {
   return rc;
 }
 
-static int send_hello(struct gsc_stream *g, const char *id, uint64_t last_applied) {
+static int send_hello_drain(struct gsc_stream *g, const char *id, uint64_t last_applied,
+                            int draining) {
   Edge__V1__Hello h = EDGE__V1__HELLO__INIT;
+  h.draining = draining;
   char addr[64], admin[64];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", 18000 + (int)strlen(id));
   snprintf(admin, sizeof(admin), "127.0.0.1:%d", 19000 + (int)strlen(id));
@@ -301,6 +307,10 @@ static int send_hello(struct gsc_stream *g, const char *id, uint64_t last_applie
   m.msg_case = EDGE__V1__PROXY_MESSAGE__MSG_HELLO;
   m.hello = &h;
   return send_proxy_msg(g, &m);
+}
+
+static int send_hello(struct gsc_stream *g, const char *id, uint64_t last_applied) {
+  return send_hello_drain(g, id, last_applied, 0);
 }
 
 static int send_ack(struct gsc_stream *g, const Edge__V1__Push *p) {
@@ -408,7 +418,7 @@ static void client_gets_full_state_then_only_the_changed_resources(void) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
   CU_ASSERT_FALSE(m->push->full);
   CU_ASSERT_EQUAL(m->push->base_version, v1);
-  CU_ASSERT(m->push->version > v1);
+  CU_ASSERT(m->push->version != v1 && m->push->version != 0);
   CU_ASSERT_EQUAL(m->push->n_upserted, 1);
   CU_ASSERT(push_has_vhost(m->push, "vh:beta.test"));
   CU_ASSERT_EQUAL(m->push->n_removed, 0);
@@ -613,7 +623,7 @@ static void restarted_syncd_serves_the_persisted_version_at_once(void) {
   CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
   write_app(f.src, "beta", "/v2");
   uint64_t v = wait_version_change(&f.p, f.first_version);
-  CU_ASSERT_FATAL(v > f.first_version);
+  CU_ASSERT_FATAL(v != 0 && v != f.first_version);
   syncd_stop(&f.p, SIGKILL);
 
   CU_ASSERT_EQUAL_FATAL(syncd_start(&f.p, f.src, f.state), 0);
@@ -647,7 +657,7 @@ static void restarted_syncd_serves_the_persisted_version_at_once(void) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
   CU_ASSERT_FALSE(m->push->full);
   CU_ASSERT_EQUAL(m->push->base_version, v);
-  CU_ASSERT_EQUAL(m->push->version, v + 1);
+  CU_ASSERT(m->push->version != v && m->push->version != 0);
   CU_ASSERT(push_has_vhost(m->push, "vh:beta.test"));
   free_push(m);
   gsc_close(&g);
@@ -667,7 +677,7 @@ static void corrupt_state_file_is_reported_and_syncd_starts_from_the_source(void
   struct fixture f;
   CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
   syncd_stop(&f.p, SIGTERM);
-  write_file(f.state, "state.pb", "EDGESYN1 but then garbage, not a state at all");
+  write_file(f.state, "journal", "EDGEJNX1 but then garbage, not a journal at all");
   CU_ASSERT_EQUAL_FATAL(syncd_start(&f.p, f.src, f.state), 0);
   CU_ASSERT(file_contains(f.p.log, "msg=state_corrupt"));
   /* It starts empty and builds the state from the source. */
@@ -694,18 +704,52 @@ static Edge__V1__ReplicaSet *recv_set(struct gsc_stream *g, int timeout_ms) {
   return s;
 }
 
-static void membership_lists_a_proxy_after_its_ack_and_drops_it_on_disconnect(void) {
-  struct fixture f;
-  CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
-  struct gsc_stream w;
-  CU_ASSERT_EQUAL_FATAL(gsc_open(&w, f.p.target, "/edge.v1.Membership/Watch"), 0);
+/* Opens a Membership.Watch as l4lb `id`. */
+static void open_watch(struct gsc_stream *w, const struct syncd_proc *p, const char *id) {
+  CU_ASSERT_EQUAL_FATAL(gsc_open(w, p->target, "/edge.v1.Membership/Watch"), 0);
   Edge__V1__WatchRequest req = EDGE__V1__WATCH_REQUEST__INIT;
-  req.node_id = "l4-a";
+  req.node_id = (char *)id;
   req.address = "127.0.0.1:80";
   uint8_t buf[128];
   size_t len = edge__v1__watch_request__pack(&req, buf);
-  CU_ASSERT_EQUAL_FATAL(gsc_send(&w, buf, len), 0);
-  CU_ASSERT_EQUAL(gsc_close_send(&w), 0);
+  CU_ASSERT_EQUAL_FATAL(gsc_send(w, buf, len), 0);
+  CU_ASSERT_EQUAL(gsc_close_send(w), 0);
+}
+
+/* A proxy that applies the full state; the stream stays open in g. Returns
+ * once syncd has seen the Ack (a close right after it could overtake it). */
+static void join_proxy(struct gsc_stream *g, const struct syncd_proc *p, const char *id) {
+  CU_ASSERT_EQUAL_FATAL(gsc_open(g, p->target, "/edge.v1.ConfigSync/Stream"), 0);
+  CU_ASSERT_EQUAL_FATAL(send_hello(g, id, 0), 0);
+  Edge__V1__SyncMessage *m = recv_push(g, 10000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  CU_ASSERT_EQUAL(send_ack(g, m->push), 0);
+  free_push(m);
+  CU_ASSERT_FATAL(wait_node_state(p, id, EDGE__V1__NODE_STATE__NODE_STATE_SYNCED));
+}
+
+/* The node's replica fields from Status: in_set, and its reason in why. */
+static int replica_status(const struct syncd_proc *p, const char *id, int *state, char *why,
+                          size_t len) {
+  Edge__V1__StatusResponse *r = get_status(p);
+  const Edge__V1__NodeStatus *n = r ? find_node(r, id) : NULL;
+  int in = n ? n->in_replica_set : -1;
+  if (n) {
+    snprintf(why, len, "%s", n->replica_reason);
+    *state = n->state;
+  }
+  if (r) edge__v1__status_response__free_unpacked(r, NULL);
+  return in;
+}
+
+/* Membership is the set of known proxies: a proxy joins when it has applied
+ * a state, stays when its stream drops, and leaves once it has said it
+ * drains and disconnects. */
+static void membership_keeps_a_disconnected_proxy_and_drops_it_after_it_drains(void) {
+  struct fixture f;
+  CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
+  struct gsc_stream w;
+  open_watch(&w, &f.p, "l4-a");
   Edge__V1__ReplicaSet *s = recv_set(&w, 10000);
   CU_ASSERT_PTR_NOT_NULL_FATAL(s);
   CU_ASSERT_EQUAL(s->n_replicas, 0);
@@ -718,7 +762,12 @@ static void membership_lists_a_proxy_after_its_ack_and_drops_it_on_disconnect(vo
   CU_ASSERT_EQUAL_FATAL(send_hello(&g, "proxy-m", 0), 0);
   Edge__V1__SyncMessage *m = recv_push(&g, 10000);
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  uint64_t v = m->push->version;
   CU_ASSERT_PTR_NULL(recv_set(&w, 200));
+  char why[512] = "";
+  int state = 0;
+  CU_ASSERT_EQUAL(replica_status(&f.p, "proxy-m", &state, why, sizeof(why)), 0);
+  CU_ASSERT_STRING_EQUAL(why, "out: has not applied a state yet");
   CU_ASSERT_EQUAL(send_ack(&g, m->push), 0);
   free_push(m);
 
@@ -732,6 +781,8 @@ static void membership_lists_a_proxy_after_its_ack_and_drops_it_on_disconnect(vo
   CU_ASSERT_STRING_EQUAL(s->replicas[0]->zone, "z1");
   CU_ASSERT_EQUAL(s->replicas[0]->weight, 1);
   edge__v1__replica_set__free_unpacked(s, NULL);
+  CU_ASSERT_EQUAL(replica_status(&f.p, "proxy-m", &state, why, sizeof(why)), 1);
+  CU_ASSERT_STRING_EQUAL(why, "in: applied a state");
 
   /* The watcher is listed as an l4lb node. */
   Edge__V1__StatusResponse *r = get_status(&f.p);
@@ -741,49 +792,130 @@ static void membership_lists_a_proxy_after_its_ack_and_drops_it_on_disconnect(vo
   if (n) CU_ASSERT_EQUAL(n->kind, EDGE__V1__NODE_KIND__NODE_KIND_L4LB);
   edge__v1__status_response__free_unpacked(r, NULL);
 
+  /* The stream drops: still known, still a replica, nothing sent. */
+  gsc_close(&g);
+  CU_ASSERT(wait_node_state(&f.p, "proxy-m", EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED));
+  CU_ASSERT_PTR_NULL(recv_set(&w, 500));
+  CU_ASSERT_EQUAL(replica_status(&f.p, "proxy-m", &state, why, sizeof(why)), 1);
+  CU_ASSERT_EQUAL(strncmp(why, "in: known, disconnected for ", 28), 0);
+
+  /* It comes back draining (SIGTERM): flagged, then gone when it leaves. */
+  CU_ASSERT_EQUAL_FATAL(gsc_open(&g, f.p.target, "/edge.v1.ConfigSync/Stream"), 0);
+  CU_ASSERT_EQUAL_FATAL(send_hello_drain(&g, "proxy-m", v, 1), 0);
+  s = recv_set(&w, 10000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  CU_ASSERT_EQUAL_FATAL(s->n_replicas, 1);
+  CU_ASSERT_TRUE(s->replicas[0]->draining);
+  edge__v1__replica_set__free_unpacked(s, NULL);
   gsc_close(&g);
   s = recv_set(&w, 10000);
   CU_ASSERT_PTR_NOT_NULL_FATAL(s);
   CU_ASSERT_EQUAL(s->n_replicas, 0);
   edge__v1__replica_set__free_unpacked(s, NULL);
-  CU_ASSERT(wait_node_state(&f.p, "proxy-m", EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED));
+  CU_ASSERT_EQUAL(replica_status(&f.p, "proxy-m", &state, why, sizeof(why)), 0);
+  CU_ASSERT_STRING_EQUAL(why, "out: left (disconnected while draining)");
   gsc_close(&w);
   fixture_stop(&f);
 }
 
-/* A restarted syncd knows no proxies until they reconnect: it must not tell
- * the l4lbs "no replicas" meanwhile (their tables would empty). The first set
- * a watcher gets after the restart already holds the reconnected proxy. */
-static void restarted_syncd_holds_the_replica_set_until_proxies_reconnect(void) {
+/* The replica set is persisted with syncd's state: after a crash, the first
+ * set a watcher gets already lists the proxies syncd knew, before any of
+ * them reconnects (a set without them would empty the l4lbs' tables). */
+static void restarted_syncd_sends_the_known_set_before_any_proxy_reconnects(void) {
   struct fixture f;
   CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
   uint64_t v = wait_version_change(&f.p, 0);
-  syncd_stop(&f.p, SIGKILL);
+  struct gsc_stream g, w;
+  join_proxy(&g, &f.p, "proxy-back");
+  open_watch(&w, &f.p, "l4-r");
+  int64_t deadline = now_ms() + 10000;
+  size_t listed = 0;
+  while (listed == 0 && now_ms() < deadline) {
+    Edge__V1__ReplicaSet *s = recv_set(&w, 1000);
+    if (s) listed = s->n_replicas;
+    if (s) edge__v1__replica_set__free_unpacked(s, NULL);
+  }
+  CU_ASSERT_EQUAL_FATAL(listed, 1);
+  gsc_close(&w);
+  syncd_stop(&f.p, SIGKILL); /* no clean shutdown: the join was saved when it happened */
+  gsc_close(&g);
   CU_ASSERT_EQUAL_FATAL(syncd_start(&f.p, f.src, f.state), 0);
+  CU_ASSERT(file_contains(f.p.log, "msg=replicas_restored count=1"));
 
-  struct gsc_stream w;
-  CU_ASSERT_EQUAL_FATAL(gsc_open(&w, f.p.target, "/edge.v1.Membership/Watch"), 0);
-  Edge__V1__WatchRequest req = EDGE__V1__WATCH_REQUEST__INIT;
-  req.node_id = "l4-r";
-  uint8_t buf[128];
-  size_t len = edge__v1__watch_request__pack(&req, buf);
-  CU_ASSERT_EQUAL_FATAL(gsc_send(&w, buf, len), 0);
-  CU_ASSERT_EQUAL(gsc_close_send(&w), 0);
-  /* Held back: nothing yet, in particular no empty set. */
-  Edge__V1__ReplicaSet *s = recv_set(&w, 500);
-  CU_ASSERT_PTR_NULL(s);
-  if (s) edge__v1__replica_set__free_unpacked(s, NULL);
+  open_watch(&w, &f.p, "l4-r");
+  Edge__V1__ReplicaSet *s = recv_set(&w, 10000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  CU_ASSERT_EQUAL_FATAL(s->n_replicas, 1);
+  CU_ASSERT_STRING_EQUAL(s->replicas[0]->node_id, "proxy-back");
+  CU_ASSERT_STRING_EQUAL(s->replicas[0]->address, "127.0.0.1:18010");
+  CU_ASSERT_STRING_EQUAL(s->replicas[0]->check_address, "127.0.0.1:19010");
+  edge__v1__replica_set__free_unpacked(s, NULL);
+  char why[512] = "";
+  int state = 0;
+  CU_ASSERT_EQUAL(replica_status(&f.p, "proxy-back", &state, why, sizeof(why)), 1);
+  CU_ASSERT_EQUAL(state, EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED);
+  CU_ASSERT_EQUAL(strncmp(why, "in: restored from the state directory", 37), 0);
+  char cmd[2400];
+  snprintf(cmd, sizeof(cmd), "%s --syncd=%s --insecure status", g_bin_syncctl, f.p.target);
+  char *out = run_capture(cmd);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "LAST SEEN"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "REPLICA SET (1 of 1 l7proxies"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "proxy-back  in: restored from the state directory"));
+  free(out);
+  snprintf(cmd, sizeof(cmd), "%s --syncd=%s --insecure status --json", g_bin_syncctl, f.p.target);
+  out = run_capture(cmd);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"in_replica_set\": true"));
+  free(out);
 
-  struct gsc_stream g;
+  /* It reconnects at the restored version: nothing changes for the l4lbs. */
   CU_ASSERT_EQUAL_FATAL(gsc_open(&g, f.p.target, "/edge.v1.ConfigSync/Stream"), 0);
   CU_ASSERT_EQUAL_FATAL(send_hello(&g, "proxy-back", v), 0);
-  s = recv_set(&w, 15000);
-  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-  CU_ASSERT_EQUAL(s->n_replicas, 1);
-  if (s->n_replicas == 1) CU_ASSERT_STRING_EQUAL(s->replicas[0]->node_id, "proxy-back");
-  edge__v1__replica_set__free_unpacked(s, NULL);
+  CU_ASSERT(wait_node_state(&f.p, "proxy-back", EDGE__V1__NODE_STATE__NODE_STATE_SYNCED));
+  CU_ASSERT_PTR_NULL(recv_set(&w, 500));
+  CU_ASSERT_EQUAL(replica_status(&f.p, "proxy-back", &state, why, sizeof(why)), 1);
+  CU_ASSERT_STRING_EQUAL(why, "in: applied a state");
   gsc_close(&g);
   gsc_close(&w);
+  fixture_stop(&f);
+}
+
+/* A proxy disconnected longer than --replica-removal-timeout leaves; the
+ * deprecated --membership-grace is accepted and ignored. */
+static void a_proxy_away_longer_than_the_removal_timeout_leaves_the_set(void) {
+  struct fixture f;
+  g_extra_flag = "--replica-removal-timeout=1s";
+  int rc = fixture_start(&f);
+  g_extra_flag = NULL;
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  struct gsc_stream g, w;
+  join_proxy(&g, &f.p, "proxy-gone");
+  open_watch(&w, &f.p, "l4-e");
+  gsc_close(&g);
+  int64_t deadline = now_ms() + 15000;
+  int emptied = 0, seen = 0;
+  while (!emptied && now_ms() < deadline) {
+    Edge__V1__ReplicaSet *s = recv_set(&w, 1000);
+    if (!s) continue;
+    seen |= s->n_replicas == 1;
+    emptied = seen && s->n_replicas == 0;
+    edge__v1__replica_set__free_unpacked(s, NULL);
+  }
+  CU_ASSERT_TRUE(emptied);
+  char why[512] = "";
+  int state = 0;
+  CU_ASSERT_EQUAL(replica_status(&f.p, "proxy-gone", &state, why, sizeof(why)), 0);
+  CU_ASSERT_STRING_EQUAL(why, "out: removed after being disconnected longer than 1s");
+  CU_ASSERT(file_contains(f.p.log, "msg=replicas_expired count=1"));
+  gsc_close(&w);
+  syncd_stop(&f.p, SIGTERM);
+
+  g_extra_flag = "--membership-grace=5s";
+  CU_ASSERT_EQUAL_FATAL(syncd_start(&f.p, f.src, f.state), 0);
+  g_extra_flag = NULL;
+  CU_ASSERT(file_contains(f.p.log, "msg=deprecated_flag flag=membership-grace"));
+  CU_ASSERT(wait_version_change(&f.p, 0) > 0); /* up (signal handlers too) before the stop */
   fixture_stop(&f);
 }
 
@@ -805,7 +937,7 @@ static void slow_proxy_receives_the_newest_state_not_a_queue(void) {
     snprintf(path, sizeof(path), "/v%d", i);
     write_app(f.src, "beta", path);
     uint64_t nv = wait_version_change(&f.p, v);
-    CU_ASSERT_FATAL(nv > v);
+    CU_ASSERT_FATAL(nv != 0 && nv != v);
     v = nv;
   }
   int pushes = 0;
@@ -883,10 +1015,12 @@ void test_register(void) {
               restarted_syncd_serves_the_persisted_version_at_once);
   CU_add_test(s, "corrupt_state_file_is_reported_and_syncd_starts_from_the_source",
               corrupt_state_file_is_reported_and_syncd_starts_from_the_source);
-  CU_add_test(s, "restarted_syncd_holds_the_replica_set_until_proxies_reconnect",
-              restarted_syncd_holds_the_replica_set_until_proxies_reconnect);
-  CU_add_test(s, "membership_lists_a_proxy_after_its_ack_and_drops_it_on_disconnect",
-              membership_lists_a_proxy_after_its_ack_and_drops_it_on_disconnect);
+  CU_add_test(s, "restarted_syncd_sends_the_known_set_before_any_proxy_reconnects",
+              restarted_syncd_sends_the_known_set_before_any_proxy_reconnects);
+  CU_add_test(s, "membership_keeps_a_disconnected_proxy_and_drops_it_after_it_drains",
+              membership_keeps_a_disconnected_proxy_and_drops_it_after_it_drains);
+  CU_add_test(s, "a_proxy_away_longer_than_the_removal_timeout_leaves_the_set",
+              a_proxy_away_longer_than_the_removal_timeout_leaves_the_set);
   CU_add_test(s, "slow_proxy_receives_the_newest_state_not_a_queue",
               slow_proxy_receives_the_newest_state_not_a_queue);
   CU_add_test(s, "second_stream_of_a_node_replaces_the_first",

@@ -72,7 +72,7 @@ def parse(argv):
 def find_bins(bin_dir):
     bins = {}
     for name, rel in (("l7proxy", "l7proxy/l7proxy"), ("l4lb", "l4lb/l4lb"),
-                      ("syncd", "syncd/syncd")):
+                      ("syncd", "syncd/syncd"), ("syncd_bench", "tests/load/syncd_bench")):
         for cand in ([os.path.join(bin_dir, rel), os.path.join(bin_dir, name)]
                      if bin_dir else []):
             if os.access(cand, os.X_OK) and os.path.isfile(cand):

@@ -14,7 +14,7 @@
 # a scenario failed: a side that should run did not, measured nothing, or
 # saw unexpected errors. There are no skipped sides.
 #
-# Binaries: built here with `bazel build -c opt` (l7proxy, l4lb, syncd)
+# Binaries: built here with `bazel build -c opt` (l7proxy, l4lb, syncd, syncd_bench)
 # unless EDGE_BIN_DIR points at a bazel-bin that has them. EDGE_BAZEL
 # overrides the bazel command (e.g. "bazel/dev-bazel.sh NAME"). A binary that
 # does not build fails edge's sides, never fake numbers.
@@ -39,8 +39,8 @@ python3 "$here/loadtest.py" --dry-run "$@"
 if [ -z "${EDGE_BIN_DIR:-}" ]; then
   cd "$root"
   bazel_cmd=(${EDGE_BAZEL:-bazel})
-  echo "[load] building l7proxy, l4lb and syncd (-c opt) ..." >&2
-  if ! "${bazel_cmd[@]}" build -c opt --keep_going //l7proxy:l7proxy //l4lb:l4lb //syncd:syncd >"${TMPDIR:-/tmp}/edge-load-build.log" 2>&1; then
+  echo "[load] building l7proxy, l4lb, syncd and syncd_bench (-c opt) ..." >&2
+  if ! "${bazel_cmd[@]}" build -c opt --keep_going //l7proxy:l7proxy //l4lb:l4lb //syncd:syncd //tests/load:syncd_bench >"${TMPDIR:-/tmp}/edge-load-build.log" 2>&1; then
     echo "[load] build failed (see ${TMPDIR:-/tmp}/edge-load-build.log); edge sides without a binary fail" >&2
   fi
   EDGE_BIN_DIR="$("${bazel_cmd[@]}" info -c opt bazel-bin 2>/dev/null || true)"

@@ -822,3 +822,17 @@ def policies_tls(ctx):
             r["note"] = "CPU/req %.2fx of plain https (+%.1f µs)" % (r["cpu_us"] / plain,
                                                                      r["cpu_us"] - plain)
     return rows
+
+
+# ------------------------------------------------------------------ control plane
+
+import control_plane as _control_plane  # noqa: E402
+
+
+@scenario("control-plane",
+          "syncd + N l7proxies (HTTPS, 1 worker each) over 10k hosts/10k certificates and "
+          "100k hosts/40k certificates (quick: 200/200, 3 proxies): cold load, start -> "
+          "applied, one-route and one-certificate change -> all proxies applied (p50/p99), "
+          "bytes and CPU per change; ingress-nginx's published figures beside them")
+def control_plane(ctx):
+    return _control_plane.control_plane(ctx, _row)

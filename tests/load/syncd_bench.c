@@ -11,8 +11,11 @@
  *   - initial load: time from start to the first version, and syncd's RSS;
  *   - the full push to CLIENTS subscribed proxies (bytes, time to all acks);
  *   - CHANGES one-route edits: time from the file rename to the last of
- *     the CLIENTS acks (p50/p99; includes the source debounce), and the
- *     bytes of each delta push (it must not resend the certificates).
+ *     the CLIENTS acks (p50/p99; includes the source debounce), the bytes
+ *     of each delta push (it must not resend the certificates), syncd's
+ *     CPU per change and the bytes it wrote to its state per change;
+ *   - the same for CHANGES one-certificate rotations (one Secret of the
+ *     10,000 gets another key pair, in a file of 100 Secrets).
  * Each client runs on its own thread with a synchronous gRPC stream and
  * acks every push at once.
  */
@@ -27,7 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,10 +118,11 @@ static void ingress(char **buf, size_t *len, size_t *cap, const char *name, cons
          host, path);
 }
 
-/* 100 hosts per file: Ingress + Secret each. Kept when already there. */
-static void generate(const char *dir, int hosts) {
+/* 100 hosts per file: Ingress (+ Secret for the first `certs` hosts).
+ * Kept when already there. */
+static void generate(const char *dir, int hosts, int certs) {
   char marker[2048];
-  snprintf(marker, sizeof(marker), "%s/.generated-%d", dir, hosts);
+  snprintf(marker, sizeof(marker), "%s/.generated-%d-%d", dir, hosts, certs);
   if (access(marker, F_OK) == 0) return;
   mkdir(dir, 0755);
   int64_t t0 = now_us();
@@ -129,6 +136,10 @@ static void generate(const char *dir, int hosts) {
       char name[64], host[128], err[256];
       snprintf(name, sizeof(name), "h%05d", i);
       snprintf(host, sizeof(host), "h%05d.bench.test", i);
+      if (i >= certs) {
+        ingress(&buf, &len, &cap, name, host, "/", 0);
+        continue;
+      }
       const char *names[] = {host};
       char *cert, *key;
       if (cert_generate(names, 1, 365, 0, NULL, NULL, &cert, &key, err, sizeof(err)) != 0)
@@ -150,7 +161,8 @@ static void generate(const char *dir, int hosts) {
   }
   free(buf);
   write_atomic(dir, marker + strlen(dir) + 1, "");
-  fprintf(stderr, "generated %d hosts with certificates in %.1f s\n", hosts, (now_us() - t0) / 1e6);
+  fprintf(stderr, "generated %d hosts, %d with certificates, in %.1f s\n", hosts, certs,
+          (now_us() - t0) / 1e6);
 }
 
 static void write_route(const char *dir, int k) {
@@ -163,7 +175,36 @@ static void write_route(const char *dir, int k) {
   free(buf);
 }
 
+/* Replaces the first Secret's tls.crt/tls.key in DIR/10-hosts-000.yaml
+ * with pair (base64 lines), keeping everything else byte for byte. */
+static void rotate_cert(const char *dir, const char *c64, const char *k64) {
+  char path[2048];
+  snprintf(path, sizeof(path), "%s/10-hosts-000.yaml", dir);
+  FILE *f = fopen(path, "r");
+  if (!f) die("read %s: %s", path, strerror(errno));
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *text = malloc((size_t)n + 1);
+  if (fread(text, 1, (size_t)n, f) != (size_t)n) die("read %s", path);
+  text[n] = '\0';
+  fclose(f);
+  char *crt = strstr(text, "  tls.crt: "), *key = crt ? strstr(crt, "  tls.key: ") : NULL;
+  char *kend = key ? strchr(key, '\n') : NULL;
+  if (!crt || !key || !kend) die("no Secret in %s", path);
+  size_t cap = (size_t)n + strlen(c64) + strlen(k64) + 64, len = 0;
+  char *out = malloc(cap);
+  len += (size_t)snprintf(out, cap, "%.*s  tls.crt: %s\n  tls.key: %s", (int)(crt - text), text,
+                          c64, k64);
+  len += (size_t)snprintf(out + len, cap - len, "%s", kend);
+  write_atomic(dir, "10-hosts-000.yaml", out);
+  free(out);
+  free(text);
+}
+
 /* ---- syncd process -------------------------------------------------------- */
+
+static int admin_port;
 
 static pid_t start_syncd(const char *bin, const char *src, const char *state, const char *log,
                          const char *debounce, int *port) {
@@ -186,7 +227,7 @@ static pid_t start_syncd(const char *bin, const char *src, const char *state, co
     char line[4096];
     while (f && fgets(line, sizeof(line), f)) {
       char *p = strstr(line, "msg=listening grpc_port=");
-      if (p && sscanf(p, "msg=listening grpc_port=%d", port) == 1) {
+      if (p && sscanf(p, "msg=listening grpc_port=%d admin_port=%d", port, &admin_port) >= 1) {
         fclose(f);
         return pid;
       }
@@ -223,6 +264,50 @@ static long rss_kb(pid_t pid, const char *field) {
   while (f && fgets(line, sizeof(line), f))
     if (strncmp(line, field, strlen(field)) == 0) v = strtol(line + strlen(field) + 1, NULL, 10);
   if (f) fclose(f);
+  return v;
+}
+
+/* utime + stime of pid in seconds. */
+static double cpu_s(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  unsigned long ut = 0, st = 0;
+  if (p) sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A gauge from syncd's /metrics (-1 when not found). */
+static double metric(const char *name) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)admin_port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  const char *req = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+  if (write(fd, req, strlen(req)) < 0) {
+    close(fd);
+    return -1;
+  }
+  size_t cap = 1 << 22, len = 0;
+  char *buf = malloc(cap);
+  ssize_t r;
+  while (len < cap - 1 && (r = read(fd, buf + len, cap - 1 - len)) > 0) len += (size_t)r;
+  close(fd);
+  buf[len] = '\0';
+  double v = -1;
+  char want[200];
+  snprintf(want, sizeof(want), "\n%s ", name);
+  char *p = strstr(buf, want);
+  if (p) v = strtod(p + strlen(want), NULL);
+  free(buf);
   return v;
 }
 
@@ -287,8 +372,9 @@ static void *client_main(void *arg) {
   return NULL;
 }
 
-/* Waits until every client acked a version > after; returns the latest
- * ack time and the push bytes seen. */
+/* Waits until every client acked a version other than after (versions
+ * name content: they are not ordered); returns it, the latest ack time and
+ * the push bytes seen. */
 static uint64_t wait_all(struct client *cs, int nc, uint64_t after, int64_t *last_ack,
                          size_t *bytes, int *full) {
   struct timespec dl;
@@ -297,7 +383,7 @@ static uint64_t wait_all(struct client *cs, int nc, uint64_t after, int64_t *las
   pthread_mutex_lock(&mu);
   for (;;) {
     int done = 1;
-    for (int i = 0; i < nc; i++) done &= cs[i].acked > after;
+    for (int i = 0; i < nc; i++) done &= cs[i].acked != after && cs[i].acked != 0;
     if (done) break;
     if (pthread_cond_timedwait(&cv, &mu, &dl) == ETIMEDOUT) die("timed out waiting for acks");
   }
@@ -305,7 +391,7 @@ static uint64_t wait_all(struct client *cs, int nc, uint64_t after, int64_t *las
   *last_ack = 0;
   for (int i = 0; i < nc; i++) {
     if (cs[i].acked_at > *last_ack) *last_ack = cs[i].acked_at;
-    if (cs[i].acked < v) v = cs[i].acked;
+    if (cs[i].acked != v) die("clients acked different versions");
   }
   *bytes = cs[0].last_push_bytes;
   *full = cs[0].last_full;
@@ -320,10 +406,14 @@ static int cmp_i64(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   const char *bin = NULL, *workdir = "/tmp/syncd_bench", *debounce = "20ms";
-  long hosts = 10000, clients = 10, changes = 20;
+  long hosts = 10000, certs = -1, clients = 10, changes = 20;
+  int generate_only = 0;
   const struct flag_def defs[] = {
       {"syncd", FLAG_STRING, &bin, "path of the syncd binary (required)", "PATH"},
-      {"hosts", FLAG_INT, &hosts, "Ingress hosts, each with a certificate", "N", 1, 100000},
+      {"hosts", FLAG_INT, &hosts, "Ingress hosts", "N", 1, 100000},
+      {"certs", FLAG_INT, &certs, "hosts with a certificate (default: all)", "N", 0, 100000},
+      {"generate-only", FLAG_BOOL, &generate_only,
+       "write the source directory (WORKDIR/src-HOSTS[-CERTS]), print its path, exit", NULL},
       {"clients", FLAG_INT, &clients, "subscribed proxies", "N", 1, 100},
       {"changes", FLAG_INT, &changes, "one-route changes to time", "N", 1, 1000},
       {"workdir", FLAG_STRING, &workdir, "where the source and state live", "DIR"},
@@ -338,20 +428,28 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (rc != FLAGS_OK) die("%s", err);
-  if (!bin) die("--syncd=PATH is required");
+  if (certs < 0 || certs > hosts) certs = hosts;
+  if (!bin && !generate_only) die("--syncd=PATH is required");
   signal(SIGPIPE, SIG_IGN);
   grpc_init();
 
   char src[1024], state[1024], log[1024];
   mkdir(workdir, 0755);
-  snprintf(src, sizeof(src), "%s/src-%ld", workdir, hosts);
+  if (certs == hosts)
+    snprintf(src, sizeof(src), "%s/src-%ld", workdir, hosts);
+  else
+    snprintf(src, sizeof(src), "%s/src-%ld-%ld", workdir, hosts, certs);
   snprintf(state, sizeof(state), "%s/state", workdir);
   snprintf(log, sizeof(log), "%s/syncd.log", workdir);
-  generate(src, (int)hosts);
+  generate(src, (int)hosts, (int)certs);
+  if (generate_only) {
+    printf("%s\n", src);
+    return 0;
+  }
   write_route(src, 0);
   mkdir(state, 0700);
   char statefile[1100];
-  snprintf(statefile, sizeof(statefile), "%s/state.pb", state);
+  snprintf(statefile, sizeof(statefile), "%s/journal", state);
   unlink(statefile); /* time a cold load, not a restore */
 
   int port = 0;
@@ -361,7 +459,7 @@ int main(int argc, char **argv) {
   int64_t t_load = now_us() - t0;
   long rss = rss_kb(pid, "VmRSS:"), hwm = rss_kb(pid, "VmHWM:");
   printf("syncd_bench: hosts=%ld certificates=%ld clients=%ld changes=%ld debounce=%s\n", hosts,
-         hosts, clients, changes, debounce);
+         certs, clients, changes, debounce);
   printf("initial load: %.3f s to the first version; RSS %.1f MiB (peak %.1f MiB)\n", t_load / 1e6,
          rss / 1024.0, hwm / 1024.0);
 
@@ -383,6 +481,7 @@ int main(int argc, char **argv) {
   int64_t *lat = calloc((size_t)changes, sizeof(*lat));
   size_t delta_bytes = 0;
   int any_full = 0;
+  double cpu0 = cpu_s(pid), st0 = metric("edge_syncd_state_written_bytes");
   for (int k = 1; k <= changes; k++) {
     int64_t start = now_us();
     write_route(src, k);
@@ -391,6 +490,7 @@ int main(int argc, char **argv) {
     delta_bytes = bytes;
     any_full |= full;
   }
+  double cpu1 = cpu_s(pid), st1 = metric("edge_syncd_state_written_bytes");
   qsort(lat, (size_t)changes, sizeof(*lat), cmp_i64);
   int64_t p50 = lat[(changes - 1) / 2], p99 = lat[(changes * 99 + 99) / 100 - 1];
   printf(
@@ -399,8 +499,48 @@ int main(int argc, char **argv) {
       clients, p50 / 1e3, p99 / 1e3, lat[changes - 1] / 1e3, changes);
   printf("delta push: %zu bytes per client%s\n", delta_bytes,
          any_full ? " (A FULL PUSH WAS SENT)" : "");
+  printf("syncd per one-route change: %.1f ms CPU, %.0f bytes written to its state\n",
+         (cpu1 - cpu0) * 1e3 / changes, st0 >= 0 && st1 >= 0 ? (st1 - st0) / changes : -1.0);
+
+  /* one certificate rotated per change (two key pairs taking turns) */
+  char *pairs[2][2];
+  for (int i = 0; i < 2; i++) {
+    const char *names[] = {"h00000.bench.test"};
+    char *c, *kk, e2[256];
+    if (cert_generate(names, 1, 365, 0, NULL, NULL, &c, &kk, e2, sizeof(e2)) != 0)
+      die("cert_generate: %s", e2);
+    pairs[i][0] = b64(c);
+    pairs[i][1] = b64(kk);
+    free(c);
+    free(kk);
+  }
+  any_full = 0;
+  cpu0 = cpu_s(pid);
+  st0 = metric("edge_syncd_state_written_bytes");
+  for (int k = 1; k <= changes; k++) {
+    int64_t start = now_us();
+    rotate_cert(src, pairs[k % 2][0], pairs[k % 2][1]);
+    v = wait_all(cs, (int)clients, v, &last, &bytes, &full);
+    lat[k - 1] = last - start;
+    delta_bytes = bytes;
+    any_full |= full;
+  }
+  cpu1 = cpu_s(pid);
+  st1 = metric("edge_syncd_state_written_bytes");
+  qsort(lat, (size_t)changes, sizeof(*lat), cmp_i64);
+  p50 = lat[(changes - 1) / 2];
+  p99 = lat[(changes * 99 + 99) / 100 - 1];
+  printf(
+      "one-certificate change -> all %ld acks: p50 %.1f ms, p99 %.1f ms (max %.1f ms) over %ld "
+      "changes\n",
+      clients, p50 / 1e3, p99 / 1e3, lat[changes - 1] / 1e3, changes);
+  printf("certificate delta push: %zu bytes per client%s\n", delta_bytes,
+         any_full ? " (A FULL PUSH WAS SENT)" : "");
+  printf("syncd per one-certificate change: %.1f ms CPU, %.0f bytes written to its state\n",
+         (cpu1 - cpu0) * 1e3 / changes, st0 >= 0 && st1 >= 0 ? (st1 - st0) / changes : -1.0);
   printf("syncd RSS after the changes: %.1f MiB (peak %.1f MiB)\n", rss_kb(pid, "VmRSS:") / 1024.0,
          rss_kb(pid, "VmHWM:") / 1024.0);
+  for (int i = 0; i < 2; i++) free(pairs[i][0]), free(pairs[i][1]);
 
   stopping = 1;
   for (int i = 0; i < clients; i++) pthread_join(cs[i].thread, NULL);

@@ -142,9 +142,15 @@ def run_fault(k, scen, fl, out):
             kubectl("delete", "pod", "-n", NS, k.pods("edge-l7proxy")[0], "--grace-period=0", "--force")
         elif kind == "kill-active-l4lb":
             kubectl("delete", "pod", "-n", NS, k.pods("edge-l4lb")[0], "--grace-period=0", "--force")
-        elif kind == "stop-syncd":
+        elif kind == "syncd-outage":
+            # SIGKILL: the pod is deleted without grace once the deployment
+            # stops replacing it; SIGTERM: a plain scale-down.
+            syncd_pods = k.pods("edge-syncd")
             kubectl("scale", "-n", NS, "deployment/edge-syncd", "--replicas=0")
-        elif kind == "restart-syncd":
+            if fl["signal"] == "KILL":
+                for pod in syncd_pods:
+                    kubectl("delete", "pod", "-n", NS, pod, "--grace-period=0", "--force")
+            time.sleep(fl["outage"])
             kubectl("scale", "-n", NS, "deployment/edge-syncd", "--replicas=1")
             kubectl("rollout", "status", "-n", NS, "deployment/edge-syncd", "--timeout=120s")
             k.write_marker()

@@ -40,13 +40,17 @@ Format (every key but `name` and `requests`/`faults` optional):
           echo: {x_forwarded_proto: http}      # fields of the backend's JSON
           cert_subject: secure.example.test    # substring of the peer cert
     faults:
-      - kind: kill-l7proxy | kill-active-l4lb | stop-syncd | restart-syncd
-              | cut-replica-link | config-churn
+      - kind: kill-l7proxy | kill-active-l4lb | syncd-outage | cut-replica-link
+              | config-churn | syncd-failover
         target: l7-2                    # kind-specific
+        outage: 30                      # syncd-outage: seconds syncd stays down
+        signal: TERM | KILL             # syncd-outage: how syncd is stopped
         host: shop.example.test         # load target (Host header)
         path: /
         duration: 5                     # seconds of load after the fault
         changes: 100                    # config-churn only
+        churn_ms: 100                   # syncd-failover: a route change this often
+        synced_within: 2                # syncd-failover: seconds to SYNCED on the other
         max_failed_percent: 0           # during the fault
         verify: 50                      # then N requests that must all pass
 """
@@ -68,10 +72,11 @@ REQUEST_KEYS = {"host", "path", "via", "protocol", "scheme", "sni", "repeat",
                 "expect", "method", "headers"}
 EXPECT_KEYS = {"status", "backend", "endpoints", "http_version", "headers", "echo",
                "cert_subject"}
-FAULT_KINDS = {"kill-l7proxy", "kill-active-l4lb", "stop-syncd", "restart-syncd",
-               "cut-replica-link", "config-churn"}
+FAULT_KINDS = {"kill-l7proxy", "kill-active-l4lb", "syncd-outage", "cut-replica-link",
+               "config-churn", "syncd-failover"}
 FAULT_KEYS = {"kind", "target", "host", "path", "duration", "changes",
-              "max_failed_percent", "verify", "signal"}
+              "max_failed_percent", "verify", "signal", "outage", "churn_ms", "synced_within"}
+SIGNALS = {"TERM", "KILL"}
 CAPABILITIES = {"tls", "h2c", "h2", "proxy-protocol"}
 VIAS = {"vip", "lb-a", "lb-b", "l7-1", "l7-2", "l7-3"}
 
@@ -162,6 +167,24 @@ def load(path, repo_root):
         fl.setdefault("max_failed_percent", 0)
         fl.setdefault("verify", 50)
         fl.setdefault("changes", 100)
+        fl.setdefault("signal", "TERM")
+        if fl["signal"] not in SIGNALS:
+            bad(f"fault {i}: signal must be one of {sorted(SIGNALS)}")
+        if fl["kind"] == "syncd-outage":
+            if not isinstance(fl.get("outage"), (int, float)) or not 0 < fl["outage"] <= 300:
+                bad(f"fault {i}: syncd-outage needs outage: 0 < seconds <= 300")
+        elif "outage" in fl:
+            bad(f"fault {i}: outage applies to syncd-outage only")
+        if fl["kind"] == "syncd-failover":
+            fl.setdefault("churn_ms", 100)
+            fl.setdefault("synced_within", 2)
+            if not (isinstance(fl["churn_ms"], int) and 10 <= fl["churn_ms"] <= 10000):
+                bad(f"fault {i}: churn_ms wants 10..10000")
+            if not (isinstance(fl["synced_within"], (int, float)) and
+                    0 < fl["synced_within"] <= 60):
+                bad(f"fault {i}: synced_within wants 0 < seconds <= 60")
+        elif "churn_ms" in fl or "synced_within" in fl:
+            bad(f"fault {i}: churn_ms and synced_within apply to syncd-failover only")
     return doc
 
 

@@ -5,7 +5,11 @@
 # 10.99/16 addresses exist only in there, so no packet can leave the machine.
 #
 #   tests/e2e/netns/run.sh [--bin-dir=DIR] [--only=NAME[,NAME]] [--infra-only]
+#                          [--repeat=N] [SCENARIO...]
 #
+# SCENARIO names select scenarios like --only. --repeat=N runs the selection
+#   N times on one cluster (stress) and prints the requests sent and failed
+#   per run, e.g. `run.sh --repeat=20 fault-syncd-restart`.
 # --bin-dir: where syncd/syncd, syncd/syncctl, l7proxy/l7proxy, l4lb/l4lb are
 #   (a bazel-bin directory; default: $EDGE_BIN_DIR, else `bazel info bazel-bin`).
 # --infra-only: only the namespace/bridge/keepalived self-test (VIP moves when

@@ -6,6 +6,12 @@ out (never run it directly on a host). Builds this topology on bridge br0
 (10.99.0.0/16, the runner itself is the client at 10.99.0.1):
 
     syncd     10.99.0.2    gRPC :7000, admin :7001, --source=dir:RUN/manifests
+    syncd-b   10.99.0.3    the second replica: same directory, same default
+                           certificate, its own state directory; every
+                           l7proxy and l4lb is given the name
+                           syncd.e2e.test:7000, which resolves to both (an
+                           /etc/hosts bind-mounted in the private mount
+                           namespace run.sh made, as a headless Service would)
     l7-1..3   10.99.0.11-13  http :80, https :443, admin :9901
     lb-a/b    10.99.0.21-22  l4lb :80, admin :9901; keepalived VRRP (unicast)
                              holding the VIP 10.99.0.100
@@ -34,14 +40,17 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import scenario as sc  # noqa: E402
 
+import failover  # noqa: E402  (tests/e2e/netns/failover.py)
+
 CLIENT = "10.99.0.1"
 VIP = "10.99.0.100"
-HOSTS = {"syncd": "10.99.0.2", "l7-1": "10.99.0.11", "l7-2": "10.99.0.12",
+HOSTS = {"syncd": "10.99.0.2", "syncd-b": "10.99.0.3", "l7-1": "10.99.0.11", "l7-2": "10.99.0.12",
          "l7-3": "10.99.0.13", "lb-a": "10.99.0.21", "lb-b": "10.99.0.22",
          "backends": "10.99.0.31"}
 L4_CIDR = "10.99.0.20/30"  # lb-a and lb-b: the only PROXY-protocol senders
@@ -50,6 +59,8 @@ L4_CIDR = "10.99.0.20/30"  # lb-a and lb-b: the only PROXY-protocol senders
 # probed: a scenario requiring one of these fails when the feature is broken.
 PROVIDES = {"tls", "h2", "h2c", "proxy-protocol"}
 REPLICAS = ["l7-1", "l7-2", "l7-3"]
+SYNCDS = ["syncd", "syncd-b"]  # control-plane replicas (issue 18)
+SYNCD_NAME = "syncd.e2e.test"  # resolves to every replica (Net.setup)
 LBS = ["lb-a", "lb-b"]
 BACKEND_PORT = 8080
 ADMIN = 9901
@@ -137,6 +148,21 @@ class Proc:
             self.p.wait(5)
             return "did not stop within %ds" % timeout
 
+    def log_size(self):
+        try:
+            return os.path.getsize(self.logpath)
+        except OSError:
+            return 0
+
+    def log_since(self, offset):
+        """What the process logged after byte offset (see log_size)."""
+        try:
+            with open(self.logpath, errors="replace") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return ""
+
     def tail(self, n=8):
         try:
             with open(self.logpath) as f:
@@ -151,7 +177,17 @@ class Net:
     def __init__(self):
         self.extra = set()
 
-    def setup(self):
+    def setup(self, run):
+        # One name for the syncd replicas, like a headless Service: a hosts
+        # file bind-mounted over /etc/hosts. Only inside the private mount
+        # namespace run.sh entered (every `ip netns exec` inherits it).
+        if not os.environ.get("EDGE_E2E_INNER"):
+            raise RuntimeError("not inside tests/e2e/netns/run.sh's private namespaces")
+        hosts = os.path.join(run, "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost\n" + "".join(
+                f"{HOSTS[s]} {SYNCD_NAME}\n" for s in SYNCDS))
+        sh("mount", "--bind", hosts, "/etc/hosts")
         sh("ip", "link", "add", "br0", "type", "bridge")
         sh("ip", "addr", "add", f"{CLIENT}/16", "dev", "br0")
         sh("ip", "link", "set", "br0", "up")
@@ -194,7 +230,8 @@ class Cluster:
         self.endpoint_ips = {}
         self.backend_proc = None
         self.current = None  # the scenario whose objects are applied
-        for d in (self.logs, self.manifests, os.path.join(run, "syncd-state")):
+        self.tally = [0, 0]  # requests sent, failed under faults (reset per scenario run)
+        for d in [self.logs, self.manifests] + [self.state_dir(s) for s in SYNCDS]:
             os.makedirs(d, exist_ok=True)
 
     def path(self, rel):
@@ -229,13 +266,24 @@ class Cluster:
         """Lines for every daemon that died unasked since the last call."""
         return [ln for ln in (self.note_death(p) for p in list(self.procs.values())) if ln]
 
-    def start_syncd(self):
-        ip = HOSTS["syncd"]
-        return self.proc("syncd", "syncd", [
+    def state_dir(self, name):
+        return os.path.join(self.run, f"{name}-state")
+
+    def syncd_spec(self, names=None):
+        """--syncd for clients: the name of every replica, or the addresses
+        of the ones named."""
+        if not names:
+            return f"{SYNCD_NAME}:7000"
+        return ",".join(f"{HOSTS[n]}:7000" for n in names)
+
+    def start_syncd(self, name="syncd"):
+        ip = HOSTS[name]
+        return self.proc(name, name, [
             self.path("syncd/syncd"), f"--source=dir:{self.manifests}",
-            f"--listen={ip}:7000", f"--admin={ip}:7001",
-            f"--state-dir={self.run}/syncd-state", f"--cert={self.pki}/syncd.crt",
-            f"--key={self.pki}/syncd.key", f"--ca={self.pki}/ca.crt"])
+            f"--listen={ip}:7000", f"--admin={ip}:7001", f"--replica-id={name}",
+            f"--state-dir={self.state_dir(name)}", f"--cert={self.pki}/syncd.crt",
+            f"--key={self.pki}/syncd.key", f"--ca={self.pki}/ca.crt",
+            f"--default-cert={self.pki}/default.crt", f"--default-key={self.pki}/default.key"])
 
     def l7_cmd(self, name):
         """The replica's command line (DESIGN §11): every listener and
@@ -243,7 +291,7 @@ class Cluster:
         fails at start; the runner never adapts to what --help offers."""
         ip = HOSTS[name]
         os.makedirs(f"{self.run}/{name}-cache", exist_ok=True)
-        return [self.path("l7proxy/l7proxy"), f"--syncd={HOSTS['syncd']}:7000",
+        return [self.path("l7proxy/l7proxy"), f"--syncd={self.syncd_spec()}",
                 f"--node-id={name}", f"--http={ip}:80", f"--https={ip}:443",
                 f"--admin={ip}:{ADMIN}", "--workers=1", f"--advertise={ip}:80",
                 f"--cache-dir={self.run}/{name}-cache", "--proxy-protocol",
@@ -254,7 +302,7 @@ class Cluster:
 
     def start_l4(self, name):
         ip = HOSTS[name]
-        cmd = [self.path("l4lb/l4lb"), "--listen=0.0.0.0:80", f"--syncd={HOSTS['syncd']}:7000",
+        cmd = [self.path("l4lb/l4lb"), "--listen=0.0.0.0:80", f"--syncd={self.syncd_spec()}",
                f"--admin={ip}:{ADMIN}", "--workers=1", f"--node-id={name}",
                "--check-interval=500ms", "--fall=2", "--rise=2", "--proxy-protocol=on"]
         return self.proc(name, name, cmd + self.tls_client())
@@ -281,24 +329,26 @@ class Cluster:
         return held[0] if len(held) == 1 else None
 
     def readyz(self, name):
-        port = 7001 if name == "syncd" else ADMIN
+        port = 7001 if name in SYNCDS else ADMIN
         return http_ok(f"http://{HOSTS[name]}:{port}/readyz")
 
     def start_all(self):
         subprocess.run([os.path.join(self.args.repo, "deploy/local/pki.sh"), self.pki,
-                        f"--san=IP:{HOSTS['syncd']}"], check=True)
+                        f"--san=DNS:{SYNCD_NAME}"] + [f"--san=IP:{HOSTS[s]}" for s in SYNCDS],
+                       check=True)
         self.marker = self.proc("marker-backend", "backends", [
             "python3", os.path.join(self.args.repo, "deploy/local/backend.py"),
             f"marker-1={self.endpoint_ip('marker', 1)}:{BACKEND_PORT}"])
         self.apply(None)
-        self.start_syncd()
+        for s in SYNCDS:
+            self.start_syncd(s)
         for r in REPLICAS:
             self.start_l7(r)
         for lb in LBS:
             self.start_l4(lb)
         for lb in LBS:
             self.start_keepalived(lb)
-        for name in ["syncd"] + REPLICAS + LBS:
+        for name in SYNCDS + REPLICAS + LBS:
             if not wait_until(lambda: self.readyz(name) or not self.procs[name].alive(), 30) \
                     or not self.procs[name].alive():
                 raise RuntimeError(f"{name} not ready:\n{self.procs[name].tail()}")
@@ -310,15 +360,16 @@ class Cluster:
 
     def ensure_healthy(self):
         """Restarts whatever a previous scenario left stopped."""
-        for name in ["syncd"] + REPLICAS + LBS:
+        for name in SYNCDS + REPLICAS + LBS:
             self.net.link(name, True)
             if not self.procs[name].alive():
-                {"syncd": self.start_syncd}.get(name, lambda: None)()
+                if name in SYNCDS:
+                    self.start_syncd(name)
                 if name in REPLICAS:
                     self.start_l7(name)
                 elif name in LBS:
                     self.start_l4(name)
-        for name in ["syncd"] + REPLICAS + LBS:
+        for name in SYNCDS + REPLICAS + LBS:
             if not wait_until(lambda: self.readyz(name), 30):
                 raise RuntimeError(f"{name} not ready again:\n{self.procs[name].tail()}")
         for lb in LBS:
@@ -403,20 +454,29 @@ class Cluster:
         if not wait_until(lambda: http_ok(f"http://{first}/"), 10):
             raise RuntimeError("example backends did not start:\n" + self.backend_proc.tail())
 
-    def status_json(self):
-        """syncctl status --json as a dict, or None when syncd is unreachable."""
+    def status_json(self, names=None):
+        """syncctl status --json over every syncd replica (or the ones
+        named) as a dict, or None when none answers."""
         try:
-            p = subprocess.run([self.path("syncd/syncctl"), f"--syncd={HOSTS['syncd']}:7000"]
+            p = subprocess.run([self.path("syncd/syncctl"), f"--syncd={self.syncd_spec(names)}"]
                                + self.tls_client() + ["status", "--json"],
                                capture_output=True, text=True, timeout=20)
             return json.loads(p.stdout) if p.returncode == 0 else None
         except (ValueError, subprocess.SubprocessError):
             return None
 
-    def replicas_synced(self):
-        """The version when every l7proxy has acked syncd's current version, else 0."""
-        st = self.status_json()
+    def replicas_synced(self, names=None):
+        """The version when every l7proxy has acked the current version of
+        the syncd replica serving it and every replica asked is at that
+        same version, else 0."""
+        st = self.status_json(names)
         if not st:
+            return 0
+        views = st.get("replicas") or [{"replica": st.get("replica", ""), "answered": True,
+                                        "version": st["version"]}]
+        versions = {v["version"] for v in views if v["answered"]}
+        answered = sum(1 for v in views if v["answered"])
+        if len(versions) != 1 or answered != len(names or SYNCDS):
             return 0
         nodes = {n["node_id"]: n for n in st.get("nodes", []) if n.get("kind") == "l7proxy"}
         ok = all(r in nodes and nodes[r]["state"] == "SYNCED"
@@ -441,7 +501,7 @@ class Cluster:
         not exit cleanly (0) on SIGTERM, and for each that died during the
         run without being told to (self.deaths: crashes found before a
         restart would hide them): crashes, sanitizer reports, hangs."""
-        order = ["keepalived-lb-a", "keepalived-lb-b", "lb-a", "lb-b"] + REPLICAS + ["syncd"]
+        order = ["keepalived-lb-a", "keepalived-lb-b", "lb-a", "lb-b"] + REPLICAS + SYNCDS
         self.check_deaths()
         unclean = [f"died mid-run: {d}" for d in self.deaths]
         for name in order + [n for n in self.procs if n not in order]:
@@ -490,11 +550,108 @@ def verify(host, path, n):
     return failed
 
 
+class TableWatch:
+    """Samples every l4lb's Maglev table size (/config table_backends) in
+    the background until stop(), which returns the smallest size each
+    showed ("lb-a 3, lb-b 3"). Bounded: one sample per lb every 0.2 s."""
+
+    def __init__(self):
+        self.mins = {lb: None for lb in LBS}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for lb in LBS:
+                p = subprocess.run(["curl", "-fsS", "-m", "1",
+                                    f"http://{HOSTS[lb]}:{ADMIN}/config"],
+                                   capture_output=True, text=True)
+                try:
+                    n = json.loads(p.stdout)["table_backends"]
+                except (ValueError, KeyError):
+                    continue
+                m = self.mins[lb]
+                self.mins[lb] = n if m is None else min(m, n)
+            self._stop.wait(0.2)
+
+    def start(self):
+        self._t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(5)
+        return ", ".join(f"{lb} {'?' if m is None else m}" for lb, m in self.mins.items())
+
+
+def syncd_outage(cl, scen, fl, out):
+    """Stops every syncd replica (SIGTERM or SIGKILL) for fl["outage"]
+    seconds while the load runs: the control plane is away. Restarts each
+    on its own state directory, and checks: the l7 replicas stay ready
+    throughout, each restarted syncd serves the persisted version, every
+    l7 replica is SYNCED again, a new change reaches them all. Returns the
+    note for the fault line, or None after a FAIL line was added to out."""
+    before = wait_until(cl.replicas_synced, 15)
+    if not before:
+        out.append("    FAIL replicas not SYNCED in syncctl status before the outage")
+        return None
+    tables = TableWatch().start()
+    marks = {lb: cl.procs[lb].log_size() for lb in LBS}
+    try:
+        for name in SYNCDS:
+            if fl["signal"] == "KILL":
+                cl.procs[name].signal(signal.SIGKILL)
+                cl.procs[name].p.wait(10)
+            else:
+                rc = cl.procs[name].stop()
+                if rc not in (0, None):
+                    out.append(f"    FAIL {name} exit status {rc} on SIGTERM")
+                    return None
+        time.sleep(fl["outage"])
+        down = [r for r in REPLICAS if not cl.readyz(r)]
+        if down:
+            out.append(f"    FAIL replicas not ready while syncd is down: {down}")
+            return None
+        t0 = time.monotonic()
+        for name in SYNCDS:
+            cl.start_syncd(name)
+        for name in SYNCDS:
+            if not wait_until(lambda: cl.readyz(name), 20):
+                out.append(f"    FAIL {name} not ready after restart:\n" + cl.procs[name].tail())
+                return None
+            st = cl.status_json([name]) or {}
+            if st.get("version") != before:
+                out.append(f"    FAIL restarted {name} serves version {st.get('version')}, "
+                           f"persisted {before}")
+                return None
+        if not wait_until(cl.replicas_synced, 30, 0.25):
+            out.append("    FAIL replicas not SYNCED again after the restart")
+            return None
+        resync = time.monotonic() - t0
+        cl.apply(scen)  # a new version reaches every reconnected replica
+        cl.wait_generation(REPLICAS, timeout=30)
+        time.sleep(fl["duration"])
+    finally:
+        mins = tables.stop()
+    # Membership must not follow control-plane connectivity: no l4lb may
+    # have taken a replica out because syncd said so (health checks log
+    # backend_down, membership backend_removed).
+    removed = {lb: cl.procs[lb].log_since(marks[lb]).count("msg=backend_removed") for lb in LBS}
+    if any(removed.values()):
+        out.append(f"    FAIL l4lbs removed replicas on syncd's word during the outage: {removed} "
+                   f"(smallest tables: {mins})")
+        return None
+    return (f"outage {fl['outage']}s (SIG{fl['signal']}), restored version {before}, "
+            f"all replicas SYNCED {resync:.1f}s after the restart, new change served "
+            f"(gen {cl.gen}); smallest l4lb tables: {mins}")
+
+
 def run_fault(cl, scen, fl, out):
     kind = fl["kind"]
     host = fl["host"] or next(iter(scen["backends"]), "") + ".example.test"
     load = sc.Load(VIP, 80, host, fl["path"], threads=2, rate=40, timeout=10)
     note = ""
+    outage_failed = False
     load.start()
     time.sleep(1.5)  # load established before the fault (a duration, not a wait)
     try:
@@ -518,40 +675,15 @@ def run_fault(cl, scen, fl, out):
                 return False
             note = f"VIP {holder} -> {cl.vip_holder()} in {took:.1f}s"
             time.sleep(max(0.0, fl["duration"] - took))
-        elif kind == "stop-syncd":
-            cl.version_before_stop = wait_until(cl.replicas_synced, 15)
-            if not cl.version_before_stop:
-                out.append("    FAIL replicas not SYNCED in syncctl status before the stop")
-                return False
-            cl.procs["syncd"].stop()
-            time.sleep(fl["duration"])
-            down = [r for r in REPLICAS if not cl.readyz(r)]
-            if down:
-                out.append(f"    FAIL replicas not ready while syncd is down: {down}")
-                return False
-        elif kind == "restart-syncd":
-            if cl.procs["syncd"].alive():
-                cl.procs["syncd"].stop()
-            cl.start_syncd()
-            if not wait_until(lambda: cl.readyz("syncd"), 20):
-                out.append("    FAIL syncd not ready after restart:\n" + cl.procs["syncd"].tail())
-                return False
-            before = getattr(cl, "version_before_stop", 0)
-            st = cl.status_json() or {}
-            if before and st.get("version") != before:
-                out.append(f"    FAIL restarted syncd serves version {st.get('version')}, "
-                           f"persisted {before}")
-                return False
-            # The proxies reconnect by themselves and ack the restored version.
-            resynced = wait_until(cl.replicas_synced, 30, 0.25)
-            if not resynced:
-                out.append("    FAIL replicas not SYNCED again after the restart")
-                return False
-            cl.apply(scen)  # and a new version reaches every reconnected replica
-            cl.wait_generation(REPLICAS, timeout=30)
-            note = (f"restored version {before or '?'}, all replicas SYNCED again, "
-                    f"new change served (gen {cl.gen})")
-            time.sleep(fl["duration"])
+        elif kind == "syncd-outage":
+            note = syncd_outage(cl, scen, fl, out)  # None: a FAIL line was added
+            outage_failed = note is None
+        elif kind == "syncd-failover":
+            env = {"HOSTS": HOSTS, "REPLICAS": REPLICAS, "LBS": LBS, "SYNCDS": SYNCDS,
+                   "ADMIN": ADMIN, "wait_until": wait_until, "send": sc.send,
+                   "write_yaml": sc.write_yaml_atomic}
+            note = failover.syncd_failover(cl, scen, fl, out, env)  # None: FAIL lines added
+            outage_failed = note is None
         elif kind == "cut-replica-link":
             cl.net.link(fl["target"], False)
             t0 = time.monotonic()
@@ -591,6 +723,8 @@ def run_fault(cl, scen, fl, out):
             note = f"{fl['changes']} changes, last served by all replicas"
     finally:
         load.stop()
+        cl.tally[0] += load.sent
+        cl.tally[1] += load.failed
     pct = 100.0 * load.failed / max(1, load.sent)
     line = f"    fault {kind}{' ' + fl['target'] if fl.get('target') else ''}: {load.summary()}"
     if note:
@@ -600,8 +734,11 @@ def run_fault(cl, scen, fl, out):
     if not ok:
         out.append(f"    FAIL {pct:.1f}% failed during the fault, allowed "
                    f"{fl['max_failed_percent']}%")
+    ok = ok and not outage_failed
     if fl["verify"]:
         vf = verify(host, fl["path"], fl["verify"])
+        cl.tally[0] += fl["verify"]
+        cl.tally[1] += vf
         out.append(f"    after {kind}: sent={fl['verify']} failed={vf}")
         if vf:
             ok = False
@@ -693,10 +830,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repo", required=True)
     ap.add_argument("--bin-dir", default=os.environ.get("EDGE_BIN_DIR", ""))
+    ap.add_argument("names", nargs="*", help="scenario names (as --only)")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--infra-only", action="store_true")
-    ap.add_argument("--budget", type=float, default=480, help="seconds for all scenarios")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the selected scenarios N times (stress), failures per run")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="seconds for all scenarios (default 480 per repetition)")
     args = ap.parse_args()
+    args.only = ",".join(filter(None, [args.only] + args.names))
+    if args.repeat < 1:
+        ap.error("--repeat wants N >= 1")
+    args.budget = args.budget or 480.0 * args.repeat
     if args.bin_dir:
         args.bin_dir = os.path.abspath(args.bin_dir)
 
@@ -705,7 +850,7 @@ def main():
     os.chmod(run, 0o700)
     log(f"e2e netns runner: work dir {run}")
     net = Net()
-    net.setup()
+    net.setup(run)
 
     scen_files = sorted(glob.glob(os.path.join(args.repo, "tests/e2e/scenarios/*.yaml")))
     scens = []
@@ -722,6 +867,10 @@ def main():
     missing = [b for b in need if not (args.bin_dir and os.access(os.path.join(args.bin_dir, b), os.X_OK))]
     infra_only = args.infra_only
     results = []  # (name, status, lines)
+    stress = []  # (run, scenario, status, requests sent, failed) per scenario run
+    unknown = [n for n in args.only.split(",") if n and n not in {x["name"] for x in scens}]
+    for n in unknown:
+        results.append((n, "FAIL", ["    no such scenario"]))
     if missing and not infra_only:  # never fall back to running less
         results.append(("binaries", "FAIL", [f"    missing under {args.bin_dir or '-'}: "
                                              f"{', '.join(missing)} (give --bin-dir)"]))
@@ -735,18 +884,24 @@ def main():
         cl = Cluster(args, run, net)
         deadline = time.monotonic() + args.budget
         try:
-            log("  starting syncd, 3 l7proxy, 2 l4lb, keepalived, backends")
+            log("  starting 2 syncd, 3 l7proxy, 2 l4lb, keepalived, backends")
             cl.start_all()
-            for s in scens:
-                if time.monotonic() > deadline:
-                    results.append((s["name"], "FAIL", ["    not run: time budget spent"]))
-                    continue
-                t0 = time.monotonic()
-                status, lines = run_scenario(cl, s)
-                results.append((s["name"], status, lines))
-                log(f"{status:4}  {s['name']}  ({time.monotonic() - t0:.1f}s)")
-                for ln in lines:
-                    log(ln)
+            for rep in range(1, args.repeat + 1):
+                if args.repeat > 1:
+                    log(f"== run {rep}/{args.repeat}")
+                for s in scens:
+                    name = s["name"] if args.repeat == 1 else f"{s['name']} (run {rep})"
+                    if time.monotonic() > deadline:
+                        results.append((name, "FAIL", ["    not run: time budget spent"]))
+                        continue
+                    t0 = time.monotonic()
+                    cl.tally = [0, 0]
+                    status, lines = run_scenario(cl, s)
+                    results.append((name, status, lines))
+                    log(f"{status:4}  {name}  ({time.monotonic() - t0:.1f}s)")
+                    for ln in lines:
+                        log(ln)
+                    stress.append((rep, s["name"], status, cl.tally[0], cl.tally[1]))
         except RuntimeError as e:
             log(f"ERROR cluster: {e}")
             results.append(("cluster-start", "FAIL", [f"    {e}"]))
@@ -769,6 +924,13 @@ def main():
     log("\nsummary:")
     for name, status, _ in results:
         log(f"  {status:7} {name}")
+    if args.repeat > 1:
+        log("\nfailures per run (requests sent and failed under faults, verify included):")
+        for rep, name, status, sent, bad in stress:
+            log(f"  run {rep:3}  {name}  {status}  sent={sent} failed={bad}")
+        log(f"stress: {args.repeat} runs, "
+            f"{sum(1 for r in stress if r[2] != 'PASS')} failed, "
+            f"{sum(r[4] for r in stress)} failed requests of {sum(r[3] for r in stress)}")
     log(f"{passed} passed, {failed} failed (logs: {run}/logs)")
     return 1 if failed or not results else 0
 

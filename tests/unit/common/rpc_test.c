@@ -222,6 +222,7 @@ struct cli_state {
   uint32_t backoffs[MAX_CLOSES];
   char nonce[64];
   uint64_t versions[8];
+  char last_details[256];
 };
 
 static void cli_on_open(void *ud) {
@@ -284,6 +285,7 @@ static void cli_on_close(void *ud, int status, const char *details, uint32_t bac
   }
   c->closes++;
   CU_ASSERT_PTR_NOT_NULL(details);
+  snprintf(c->last_details, sizeof(c->last_details), "%s", details ? details : "");
   fprintf(stderr, "rpc_test: on_close status=%d details=\"%s\" backoff_ms=%u\n", status,
           details ? details : "", backoff_ms);
   CU_ASSERT_FALSE(rpc_stream_is_open(c->s));
@@ -642,6 +644,28 @@ static void stream_to_closed_port_backs_off_growing_and_bounded(void) {
   close_client(&c);
 }
 
+/* The default backoff (what l7proxy and l4lb use unless --reconnect-max is
+ * given) is capped at 1 s, so both resync within about a second of syncd
+ * coming back; at the cap the delays spread over [0.8, 1] s instead of all
+ * landing on the cap. These are the delays the stream reports, not
+ * measured times. */
+static void default_backoff_is_capped_at_one_second_and_stays_jittered(void) {
+  struct cli_state c = {0};
+  open_client(&c, closed_port(), BIDI_METHOD, &insecure, 0, 0);
+  CU_ASSERT_TRUE_FATAL(wait_count(&c.closes, 8, 3 * WAIT_MS));
+  CU_ASSERT_TRUE(c.backoffs[0] >= 160 && c.backoffs[0] <= 240); /* 200 ±20 % */
+  int distinct = 0;
+  for (int i = 0; i < 8; i++) {
+    CU_ASSERT_TRUE(c.backoffs[i] <= 1000);
+    if (i >= 4) {
+      CU_ASSERT_TRUE(c.backoffs[i] >= 800);
+      distinct += c.backoffs[i] != c.backoffs[i - 1];
+    }
+  }
+  CU_ASSERT_TRUE(distinct >= 2);
+  close_client(&c);
+}
+
 static void on_elapsed(uv_timer_t *t) {
   (*(int *)t->data)++;
 }
@@ -686,6 +710,124 @@ static void invalid_arguments_are_rejected(void) {
   rpc_server_shutdown(st.srv, srv_on_shut, &st);
   CU_ASSERT_TRUE(wait_count(&st.shut, 1, WAIT_MS));
   CU_ASSERT_STRING_EQUAL(rpc_strerror(RPC_ERR_CLOSED), "call closed");
+}
+
+/* ---- several servers (replicas) behind one target ----------------------- */
+
+static void open_client_to(struct cli_state *c, const char *target, uint32_t connect_timeout) {
+  struct rpc_stream_opts o = {.target = target,
+                              .method = BIDI_METHOD,
+                              .creds = insecure,
+                              .backoff_initial_ms = 20,
+                              .backoff_max_ms = 400,
+                              .connect_timeout_ms = connect_timeout};
+  CU_ASSERT_EQUAL_FATAL(rpc_stream_open(rt, &o, &cli_callbacks, c, &c->s), 0);
+}
+
+/* The replica a client uses dies: its very next attempt goes to the other
+ * one, after the initial backoff (the stream had received a push). */
+static void stream_fails_over_to_the_other_server_when_its_server_stops(void) {
+  struct srv_state a = {0}, b = {0};
+  int pa = start_server(&a, "127.0.0.1:0", &insecure);
+  int pb = start_server(&b, "127.0.0.1:0", &insecure);
+  char target[64], addr_a[32], addr_b[32];
+  snprintf(addr_a, sizeof(addr_a), "127.0.0.1:%d", pa);
+  snprintf(addr_b, sizeof(addr_b), "127.0.0.1:%d", pb);
+  snprintf(target, sizeof(target), "%s,%s", addr_a, addr_b);
+  struct cli_state c = {0};
+  open_client_to(&c, target, 0);
+  CU_ASSERT_TRUE_FATAL(wait_count(&c.msgs, 1, WAIT_MS));
+  struct srv_state *first = a.hellos ? &a : &b, *other = a.hellos ? &b : &a;
+  CU_ASSERT_EQUAL(first->hellos + other->hellos, 1);
+  CU_ASSERT_STRING_EQUAL(rpc_stream_target(c.s), first == &a ? addr_a : addr_b);
+  CU_ASSERT_TRUE_FATAL(wait_count(&first->acks, 1, WAIT_MS));
+  stop_server(first);
+  CU_ASSERT_TRUE_FATAL(wait_count(&other->acks, 1, WAIT_MS));
+  CU_ASSERT_EQUAL(c.closes, 1); /* the first retry reached the other server */
+  CU_ASSERT_TRUE(c.backoffs[0] >= 16 && c.backoffs[0] <= 24);
+  CU_ASSERT_STRING_EQUAL(rpc_stream_target(c.s), other == &a ? addr_a : addr_b);
+  CU_ASSERT_EQUAL(c.msgs, 2);
+  close_client(&c);
+  stop_server(other);
+}
+
+/* Clients given the same list start at random addresses, so the replicas
+ * share the proxies (12 clients all on one of two: 1 chance in 2048). */
+static void clients_given_the_same_list_spread_over_the_servers(void) {
+  struct srv_state a = {0}, b = {0};
+  char target[64];
+  int pa = start_server(&a, "127.0.0.1:0", &insecure);
+  int pb = start_server(&b, "127.0.0.1:0", &insecure);
+  snprintf(target, sizeof(target), "127.0.0.1:%d,127.0.0.1:%d", pa, pb);
+  struct cli_state c[12];
+  memset(c, 0, sizeof(c));
+  for (int i = 0; i < 12; i++) open_client_to(&c[i], target, 0);
+  int total = 0;
+  uint64_t deadline = uv_now(&loop) + WAIT_MS;
+  while ((total = a.acks + b.acks) < 12 && uv_now(&loop) < deadline) uv_run(&loop, UV_RUN_ONCE);
+  CU_ASSERT_EQUAL(total, 12);
+  CU_ASSERT_TRUE(a.hellos > 0);
+  CU_ASSERT_TRUE(b.hellos > 0);
+  for (int i = 0; i < 12; i++) close_client(&c[i]);
+  stop_server(&a);
+  stop_server(&b);
+}
+
+/* A listening socket that never answers (the kernel completes the TCP
+ * handshake, nobody speaks HTTP/2): the attempt is given up after the
+ * connect timeout, not after gRPC's own 10 s. */
+static int silent_listener(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof(a);
+  CU_ASSERT_EQUAL(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  CU_ASSERT_EQUAL(listen(fd, 16), 0);
+  CU_ASSERT_EQUAL(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+static void a_server_that_never_answers_costs_one_connect_timeout(void) {
+  int silent_port;
+  int fd = silent_listener(&silent_port);
+  char target[64];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", silent_port);
+  struct cli_state c = {0};
+  open_client_to(&c, target, 300);
+  CU_ASSERT_TRUE_FATAL(wait_count(&c.closes, 1, WAIT_MS));
+  CU_ASSERT_EQUAL(c.statuses[0], RPC_STATUS_UNAVAILABLE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(c.last_details, "no answer from"));
+  close_client(&c);
+
+  /* Listed with a live server, the silent one only delays it. */
+  struct srv_state b = {0};
+  int pb = start_server(&b, "127.0.0.1:0", &insecure);
+  snprintf(target, sizeof(target), "127.0.0.1:%d,127.0.0.1:%d", silent_port, pb);
+  struct cli_state c2 = {0};
+  open_client_to(&c2, target, 300);
+  CU_ASSERT_TRUE(wait_count(&b.acks, 1, WAIT_MS));
+  close_client(&c2);
+  stop_server(&b);
+  close(fd);
+}
+
+/* A DNS name is resolved by the client itself (here from /etc/hosts), and
+ * the attempt goes to the address. */
+static void a_name_is_resolved_and_the_stream_goes_to_its_address(void) {
+  struct srv_state a = {0};
+  int pa = start_server(&a, "127.0.0.1:0", &insecure);
+  char target[64], want[64];
+  snprintf(target, sizeof(target), "localhost:%d", pa);
+  snprintf(want, sizeof(want), "127.0.0.1:%d", pa);
+  struct cli_state c = {0};
+  open_client_to(&c, target, 0);
+  CU_ASSERT_TRUE(wait_count(&a.acks, 1, WAIT_MS));
+  CU_ASSERT_STRING_EQUAL(rpc_stream_target(c.s), want);
+  close_client(&c);
+  stop_server(&a);
+  struct rpc_stream *s = NULL;
+  struct rpc_stream_opts o = {.target = "127.0.0.1:1,", .method = BIDI_METHOD, .creds = insecure};
+  CU_ASSERT_EQUAL(rpc_stream_open(rt, &o, &cli_callbacks, NULL, &s), RPC_ERR_INVALID);
 }
 
 static void runtime_keeps_loop_alive_only_while_objects_exist(void) {
@@ -767,9 +909,19 @@ void test_register(void) {
               server_stream_delivers_messages_in_order_then_ok);
   CU_add_test(s, "stream_to_closed_port_backs_off_growing_and_bounded",
               stream_to_closed_port_backs_off_growing_and_bounded);
+  CU_add_test(s, "default_backoff_is_capped_at_one_second_and_stays_jittered",
+              default_backoff_is_capped_at_one_second_and_stays_jittered);
   CU_add_test(s, "backoff_resets_after_stream_stays_up_without_messages",
               backoff_resets_after_stream_stays_up_without_messages);
   CU_add_test(s, "invalid_arguments_are_rejected", invalid_arguments_are_rejected);
+  CU_add_test(s, "stream_fails_over_to_the_other_server_when_its_server_stops",
+              stream_fails_over_to_the_other_server_when_its_server_stops);
+  CU_add_test(s, "clients_given_the_same_list_spread_over_the_servers",
+              clients_given_the_same_list_spread_over_the_servers);
+  CU_add_test(s, "a_server_that_never_answers_costs_one_connect_timeout",
+              a_server_that_never_answers_costs_one_connect_timeout);
+  CU_add_test(s, "a_name_is_resolved_and_the_stream_goes_to_its_address",
+              a_name_is_resolved_and_the_stream_goes_to_its_address);
   CU_add_test(s, "runtime_keeps_loop_alive_only_while_objects_exist",
               runtime_keeps_loop_alive_only_while_objects_exist);
 }

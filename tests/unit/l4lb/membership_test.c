@@ -78,7 +78,7 @@ static void replica_set_decodes_names_weights_and_draining(void) {
   struct l4_member *m;
   size_t n;
   uint64_t version;
-  CU_ASSERT_EQUAL_FATAL(l4_member_decode_set(buf, len, &m, &n, &version), 0);
+  CU_ASSERT_EQUAL_FATAL(l4_member_decode_set(buf, len, &m, &n, &version, NULL, 0), 0);
   CU_ASSERT_EQUAL_FATAL(n, 2);
   CU_ASSERT_EQUAL(version, 42);
   CU_ASSERT_STRING_EQUAL(m[0].name, "l7-a");
@@ -107,7 +107,7 @@ static void bad_replicas_are_skipped_without_losing_the_rest(void) {
   struct l4_member *m;
   size_t n;
   uint64_t version;
-  CU_ASSERT_EQUAL_FATAL(l4_member_decode_set(buf, len, &m, &n, &version), 0);
+  CU_ASSERT_EQUAL_FATAL(l4_member_decode_set(buf, len, &m, &n, &version, NULL, 0), 0);
   CU_ASSERT_EQUAL_FATAL(n, 1);
   CU_ASSERT_STRING_EQUAL(m[0].address, "10.0.0.1:80");
   free(m);
@@ -118,7 +118,7 @@ static void garbage_bytes_are_not_a_replica_set(void) {
   struct l4_member *m = (void *)1;
   size_t n = 9;
   uint64_t version;
-  CU_ASSERT_EQUAL(l4_member_decode_set(junk, sizeof(junk), &m, &n, &version), -1);
+  CU_ASSERT_EQUAL(l4_member_decode_set(junk, sizeof(junk), &m, &n, &version, NULL, 0), -1);
   CU_ASSERT_PTR_NULL(m);
   CU_ASSERT_EQUAL(n, 0);
 }
@@ -129,7 +129,7 @@ static void empty_replica_set_decodes_to_no_members(void) {
   struct l4_member *m;
   size_t n;
   uint64_t version;
-  CU_ASSERT_EQUAL(l4_member_decode_set(buf, len, &m, &n, &version), 0);
+  CU_ASSERT_EQUAL(l4_member_decode_set(buf, len, &m, &n, &version, NULL, 0), 0);
   CU_ASSERT_EQUAL(n, 0);
   CU_ASSERT_EQUAL(version, 3);
   free(m);

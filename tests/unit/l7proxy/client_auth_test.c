@@ -1,4 +1,4 @@
-/* client_auth: the per-request decision, the server-name table's precedence
+/* client_auth: the per-request decision, the handshake lookup's precedence
  * and the encoders of what goes upstream. */
 #include "l7proxy/client_auth.h"
 
@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "common/cert.h"
+#include "l7proxy/snapshot.h"
+#include "l7proxy/tls.h"
 
 static char *ca_a, *ca_b;
 
@@ -41,25 +43,80 @@ static void decide_follows_the_table(void) {
   CU_ASSERT_EQUAL(cauth_decide(req, req2, 1, 1, 0), CAUTH_INVALID);
   CU_ASSERT_EQUAL(cauth_decide(opt, opt, 1, 0, 0), CAUTH_PASS);
   CU_ASSERT_EQUAL(cauth_decide(opt, opt, 1, 1, 0), CAUTH_INVALID);
-  cauth_policy_free(req), cauth_policy_free(req2), cauth_policy_free(opt);
-  cauth_policy_free(other);
+  cauth_policy_unref(req), cauth_policy_unref(req2), cauth_policy_unref(opt);
+  cauth_policy_unref(other);
 }
 
+/* A virtual host resource (no routes) with an optional client-auth policy. */
+static Edge__V1__Resource *vhost(const char *name, const char *host, const char *pem, int mode) {
+  Edge__V1__Resource *r = calloc(1, sizeof(*r));
+  Edge__V1__VirtualHost *vh = calloc(1, sizeof(*vh));
+  edge__v1__resource__init(r);
+  edge__v1__virtual_host__init(vh);
+  vh->name = (char *)name;
+  vh->host = (char *)host;
+  if (pem) {
+    Edge__V1__ClientAuth *ca = calloc(1, sizeof(*ca));
+    edge__v1__client_auth__init(ca);
+    ca->mode = mode;
+    ca->ca_pem = (ProtobufCBinaryData){strlen(pem), (uint8_t *)pem};
+    vh->client_auth = ca;
+  }
+  r->kind_case = EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST;
+  r->virtual_host = vh;
+  return r;
+}
+
+static void vhost_free(Edge__V1__Resource *r) {
+  free(r->virtual_host->client_auth);
+  free(r->virtual_host);
+  free(r);
+}
+
+/* The handshake's lookup follows the snapshot's host tables: exact, then
+ * the one-label wildcard, then the host-less host. */
 static void an_exact_host_without_a_policy_shadows_a_wildcard_with_one(void) {
-  struct cauth_table *t = NULL;
-  CU_ASSERT_EQUAL_FATAL(cauth_table_new(&t), 0);
-  struct cauth_policy *wild = policy(ca_a, REQ), *any = policy(ca_b, OPT);
-  CU_ASSERT_EQUAL(cauth_table_add(t, "*.shop.test", wild), 0);
-  CU_ASSERT_EQUAL(cauth_table_add(t, "open.shop.test", NULL), 0);
-  CU_ASSERT_EQUAL(cauth_table_add(t, "", any), 0);
-  cauth_table_finish(t);
-  CU_ASSERT_FALSE(cauth_table_empty(t));
-  CU_ASSERT_PTR_EQUAL(cauth_table_lookup(t, "a.shop.test"), wild);
-  CU_ASSERT_PTR_EQUAL(cauth_table_lookup(t, "A.Shop.Test"), wild);
-  CU_ASSERT_PTR_NULL(cauth_table_lookup(t, "open.shop.test"));
-  CU_ASSERT_PTR_EQUAL(cauth_table_lookup(t, "b.a.shop.test"), any); /* one label only */
-  CU_ASSERT_PTR_EQUAL(cauth_table_lookup(t, NULL), any);            /* no SNI: the host-less rule */
-  cauth_table_unref(t);
+  Edge__V1__Resource *res[3] = {vhost("vh:wild", "*.shop.test", ca_a, REQ),
+                                vhost("vh:open", "open.shop.test", NULL, 0),
+                                vhost("vh:any", "", ca_b, OPT)};
+  struct l7_builder *b = NULL;
+  struct l7_snapshot *s = NULL;
+  char err[256] = "";
+  CU_ASSERT_EQUAL_FATAL(l7_builder_new(NULL, &b), 0);
+  CU_ASSERT_EQUAL_FATAL(l7_builder_apply(b, 1, 1, res, 3, NULL, 0, &s, err, sizeof(err)), 0);
+  const struct cauth_policy *wild = l7_snapshot_client_auth_for(s, "a.shop.test");
+  const struct cauth_policy *any = l7_snapshot_client_auth_for(s, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(wild);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(any);
+  CU_ASSERT_TRUE(cauth_policy_required(wild));
+  CU_ASSERT_FALSE(cauth_policy_required(any));
+  CU_ASSERT_PTR_EQUAL(l7_snapshot_client_auth_for(s, "A.Shop.Test"), wild);
+  CU_ASSERT_PTR_NULL(l7_snapshot_client_auth_for(s, "open.shop.test"));
+  CU_ASSERT_PTR_EQUAL(l7_snapshot_client_auth_for(s, "b.a.shop.test"), any); /* one label only */
+  CU_ASSERT_PTR_EQUAL(l7_snapshot_client_auth_for(s, ""), any); /* no SNI: the host-less host */
+  struct tls_client_auth_source src;
+  CU_ASSERT_EQUAL(l7_snapshot_client_auth_source(s, &src), 1);
+  CU_ASSERT_PTR_EQUAL(src.lookup(src.arg, "x.shop.test"), wild);
+  src.release(src.arg);
+
+  /* A push that changes only the wildcard host: a connection's reference
+   * keeps the old policy alive, the other hosts keep theirs (the same
+   * objects: nothing else was compiled again). */
+  struct cauth_policy *held = cauth_policy_ref(wild);
+  Edge__V1__Resource *up[1] = {vhost("vh:wild", "*.shop.test", ca_b, REQ)};
+  struct l7_snapshot *s2 = NULL;
+  CU_ASSERT_EQUAL_FATAL(l7_builder_apply(b, 2, 0, up, 1, NULL, 0, &s2, err, sizeof(err)), 0);
+  const struct cauth_policy *wild2 = l7_snapshot_client_auth_for(s2, "a.shop.test");
+  CU_ASSERT_FALSE(cauth_policy_same(wild2, held));
+  CU_ASSERT_PTR_EQUAL(l7_snapshot_client_auth_for(s2, NULL), any);
+  l7_snapshot_unref(s);
+  l7_builder_free(b); /* the first snapshot and its wildcard host are gone now */
+  CU_ASSERT_TRUE(cauth_policy_required(held));
+  cauth_policy_unref(held);
+  CU_ASSERT_PTR_NULL(l7_snapshot_client_auth_for(NULL, "a.shop.test"));
+  l7_snapshot_unref(s2);
+  for (int i = 0; i < 3; i++) vhost_free(res[i]);
+  vhost_free(up[0]);
 }
 
 static void a_bad_ca_bundle_is_refused_with_the_host(void) {

@@ -40,14 +40,16 @@ static void builds_routes_and_clusters_from_resources(void) {
   CU_ASSERT_EQUAL(l7_snapshot_version(s), 7);
   const struct l7_route *r = lookup(s, "Shop.Example.com:80", "/api/v1");
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-  CU_ASSERT_STRING_EQUAL(r->cluster->name, "default/api:80");
+  CU_ASSERT_STRING_EQUAL(l7_snapshot_route_cluster(s, r)->name, "default/api:80");
+  CU_ASSERT_STRING_EQUAL(r->cluster_name, "default/api:80");
   CU_ASSERT_STRING_EQUAL(r->vhost, "vh:shop");
   CU_ASSERT_STRING_EQUAL(r->path, "/api");
   CU_ASSERT_EQUAL(r->path_type, FX_PF);
   CU_ASSERT_EQUAL(r->host_match, FX_HOST);
   r = lookup(s, "shop.example.com", "/x");
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-  const struct l7_cluster *web = r->cluster;
+  const struct l7_cluster *web = l7_snapshot_route_cluster(s, r);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(web);
   CU_ASSERT_STRING_EQUAL(web->name, "default/web:80");
   CU_ASSERT_EQUAL_FATAL(web->n_endpoints, 2);
   CU_ASSERT_STRING_EQUAL(web->endpoints[0].name, "10.0.0.1:8080");
@@ -63,11 +65,17 @@ static void builds_routes_and_clusters_from_resources(void) {
   l7_snapshot_unref(s);
 }
 
-static void cluster_indices_are_dense_and_sorted_by_name(void) {
+static void cluster_slots_are_distinct_and_clusters_sorted_by_name(void) {
   Edge__V1__Resource *res[] = {fx_cluster("c", 0), fx_cluster("a", 0), fx_cluster("b", 0)};
   struct l7_snapshot *s = build_ok(1, res, 3);
   CU_ASSERT_EQUAL_FATAL(l7_snapshot_n_clusters(s), 3);
-  for (size_t i = 0; i < 3; i++) CU_ASSERT_EQUAL(l7_snapshot_cluster(s, i)->index, i);
+  uint32_t seen = 0;
+  for (size_t i = 0; i < 3; i++) {
+    uint32_t slot = l7_snapshot_cluster(s, i)->slot;
+    CU_ASSERT_FATAL(slot < 3);
+    CU_ASSERT_FALSE(seen & (1u << slot));
+    seen |= 1u << slot;
+  }
   CU_ASSERT_STRING_EQUAL(l7_snapshot_cluster(s, 0)->name, "a");
   CU_ASSERT_STRING_EQUAL(l7_snapshot_find_cluster(s, "c")->name, "c");
   CU_ASSERT_PTR_NULL(l7_snapshot_find_cluster(s, "d"));
@@ -99,7 +107,7 @@ static void route_options_and_redirect_are_exposed(void) {
   fx_reset();
   const struct l7_route *r = lookup(s, "whatever", "/old/page");
   CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-  CU_ASSERT_PTR_NULL(r->cluster);
+  CU_ASSERT_PTR_NULL(l7_snapshot_route_cluster(s, r));
   CU_ASSERT_PTR_NOT_NULL_FATAL(r->redirect);
   CU_ASSERT_STRING_EQUAL(r->redirect->path, "/new");
   CU_ASSERT_EQUAL(r->redirect->status, 301);
@@ -296,7 +304,8 @@ static void *reader(void *arg) {
     if (l7_snapshot_version(s) < last) bad++;
     last = l7_snapshot_version(s);
     const struct l7_route *r = lookup(s, "a.com", "/x");
-    if (!r || !r->cluster || strcmp(r->cluster->name, "c") != 0) bad++;
+    const struct l7_cluster *c = l7_snapshot_route_cluster(s, r);
+    if (!c || strcmp(c->name, "c") != 0) bad++;
     l7_snapshot_unref(s);
     atomic_fetch_add(&lookups_done, 1);
   }
@@ -340,7 +349,7 @@ void test_register(void) {
   CU_pSuite s = CU_add_suite("snapshot", NULL, NULL);
 #define T(f) CU_add_test(s, #f, f)
   T(builds_routes_and_clusters_from_resources);
-  T(cluster_indices_are_dense_and_sorted_by_name);
+  T(cluster_slots_are_distinct_and_clusters_sorted_by_name);
   T(route_options_and_redirect_are_exposed);
   T(unknown_cluster_is_rejected_with_reason);
   T(bad_endpoint_address_is_rejected_with_reason);

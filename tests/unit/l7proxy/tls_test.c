@@ -13,13 +13,31 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/cert.h"
+#include "common/publish.h"
 
 /* ---- fixtures --------------------------------------------------------- */
+
+/* What the proxy does with snapshots (each carries its store), in small:
+ * one published store, swapped while handshakes run. */
+static void slot_ref(void *s) {
+  tls_store_ref(s);
+}
+static void slot_unref(void *s) {
+  tls_store_unref(s);
+}
+static struct publish_slot g_published = PUBLISH_SLOT_INIT(slot_ref, slot_unref, NULL);
+static struct tls_store *cur_store(void) {
+  return publish_slot_acquire(&g_published, NULL);
+}
+static void publish_store(struct tls_store *s) {
+  publish_slot_publish(&g_published, s);
+}
 
 struct pem {
   char *cert;
@@ -91,7 +109,7 @@ static int suite_cleanup(void) {
   pem_free(&g_www_v2);
   SSL_SESSION_free(g_last_session);
   g_last_session = NULL;
-  tls_store_publish(NULL);
+  publish_store(NULL);
   return 0;
 }
 
@@ -585,9 +603,9 @@ static void disabled_resumption_never_resumes(void) {
 
 static void a_new_store_serves_new_handshakes_while_old_connections_keep_working(void) {
   struct tls_store *st = store_with(1, NULL);
-  tls_store_publish(st); /* the published store owns that reference */
+  publish_store(st); /* the published store owns that reference */
 
-  struct tls_store *cur = tls_store_current();
+  struct tls_store *cur = cur_store();
   CU_ASSERT_PTR_EQUAL_FATAL(cur, st);
   struct tls_conn *old = NULL;
   CU_ASSERT_EQUAL_FATAL(tls_conn_new(cur, &old), 0);
@@ -602,9 +620,9 @@ static void a_new_store_serves_new_handshakes_while_old_connections_keep_working
   struct tls_store *next = NULL;
   char err[256];
   CU_ASSERT_EQUAL_FATAL(tls_store_build(certs, 1, NULL, &next, err, sizeof(err)), 0);
-  tls_store_publish(next);
+  publish_store(next);
 
-  cur = tls_store_current();
+  cur = cur_store();
   CU_ASSERT_PTR_EQUAL(cur, next);
   const char *name = connect_name(cur, &o, g_www_v2.cert);
   CU_ASSERT_PTR_NOT_NULL(name);
@@ -616,8 +634,8 @@ static void a_new_store_serves_new_handshakes_while_old_connections_keep_working
   CU_ASSERT_STRING_EQUAL(tls_conn_certificate_name(old), "ns/www");
   client_free(&oc);
   tls_conn_free(old);
-  tls_store_publish(NULL);
-  CU_ASSERT_PTR_NULL(tls_store_current());
+  publish_store(NULL);
+  CU_ASSERT_PTR_NULL(cur_store());
 }
 
 static void an_incremental_build_reuses_unchanged_certificates_and_applies_changes(void) {
@@ -671,7 +689,7 @@ struct hs_worker {
 static void *hs_worker_main(void *arg) {
   struct hs_worker *w = arg;
   for (int i = 0; i < HS_ROUNDS; i++) {
-    struct tls_store *st = tls_store_current();
+    struct tls_store *st = cur_store();
     struct tls_conn *s = NULL;
     int rc = st ? tls_conn_new(st, &s) : -1;
     tls_store_unref(st);
@@ -693,7 +711,8 @@ static void *hs_worker_main(void *arg) {
 }
 
 static void handshakes_survive_concurrent_publishes_and_key_rotations(void) {
-  tls_store_publish(store_with(1, NULL));
+  struct tls_options lazy = {.lazy = 1}; /* first handshakes of a store race to decode */
+  publish_store(store_with(1, &lazy));
   struct hs_worker w[2] = {{0}};
   for (int i = 0; i < 2; i++)
     CU_ASSERT_EQUAL_FATAL(pthread_create(&w[i].tid, NULL, hs_worker_main, &w[i]), 0);
@@ -702,8 +721,8 @@ static void handshakes_survive_concurrent_publishes_and_key_rotations(void) {
                                             : cert_of("ns/www", &g_www, NULL, 0, 1)};
     struct tls_store *next = NULL;
     char err[256];
-    CU_ASSERT_EQUAL(tls_store_build(certs, 1, NULL, &next, err, sizeof(err)), 0);
-    tls_store_publish(next);
+    CU_ASSERT_EQUAL(tls_store_build(certs, 1, &lazy, &next, err, sizeof(err)), 0);
+    publish_store(next);
     if (i % 5 == 0) CU_ASSERT_EQUAL(tls_ticket_keys_rotate(), 0);
   }
   for (int i = 0; i < 2; i++) {
@@ -711,7 +730,126 @@ static void handshakes_survive_concurrent_publishes_and_key_rotations(void) {
     CU_ASSERT_EQUAL(w[i].failed, 0);
     CU_ASSERT_EQUAL(w[i].ok, HS_ROUNDS);
   }
-  tls_store_publish(NULL);
+  publish_store(NULL);
+}
+
+/* ---- lazy stores --------------------------------------------------------- */
+
+static atomic_int g_pins[4]; /* references the stores hold on each pin */
+static char g_pin_owner[4];  /* stand-ins for the owners (snapshot resources) */
+static void pin_ref(void *p) {
+  atomic_fetch_add(&g_pins[(char *)p - g_pin_owner], 1);
+}
+static void pin_unref(void *p) {
+  atomic_fetch_sub(&g_pins[(char *)p - g_pin_owner], 1);
+}
+#define PIN(i) ((void *)&g_pin_owner[i])
+
+static void a_lazy_store_decodes_a_certificate_on_its_first_handshake_only(void) {
+  struct tls_options lazy = {.lazy = 1};
+  struct tls_store *st = store_with(1, &lazy);
+  CU_ASSERT_EQUAL(tls_store_size(st), 3);
+  CU_ASSERT_EQUAL(tls_store_loaded(st), 0); /* building decoded nothing */
+  struct client_opts www = {.sni = "www.example.com"};
+  CU_ASSERT_STRING_EQUAL(connect_name(st, &www, g_www.cert), "ns/www");
+  CU_ASSERT_EQUAL(tls_store_loaded(st), 1);
+  CU_ASSERT_STRING_EQUAL(connect_name(st, &www, g_www.cert), "ns/www");
+  CU_ASSERT_EQUAL(tls_store_loaded(st), 1);
+  struct client_opts none = {0};
+  CU_ASSERT_STRING_EQUAL(connect_name(st, &none, g_default.cert), "ns/default");
+  CU_ASSERT_EQUAL(tls_store_loaded(st), 2);
+  tls_store_unref(st);
+}
+
+static void a_lazy_store_fails_only_the_handshakes_of_a_bad_certificate(void) {
+  struct pem mixed = {g_www.cert, g_wild.key};
+  struct tls_certificate certs[] = {cert_of("ns/default", &g_default, NULL, 0, 1),
+                                    cert_of("ns/bad", &mixed, NULL, 0, 0)};
+  struct tls_options lazy = {.lazy = 1};
+  struct tls_store *st = NULL;
+  char err[256] = "";
+  CU_ASSERT_EQUAL_FATAL(tls_store_build(certs, 2, &lazy, &st, err, sizeof(err)), 0);
+  unsigned long long decoded = tls_certificates_decoded();
+  for (int round = 0; round < 3; round++) { /* then from the remembered reason: no decode */
+    struct tls_conn *s = NULL;
+    CU_ASSERT_EQUAL_FATAL(tls_conn_new(st, &s), 0);
+    struct client_opts www = {.sni = "www.example.com"};
+    struct client c = client_new(&www);
+    CU_ASSERT_NOT_EQUAL(handshake(&c, s), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(tls_conn_error(s), "certificate ns/bad"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(tls_conn_error(s), "does not match"));
+    CU_ASSERT_PTR_NULL(strstr(tls_conn_error(s), "PRIVATE"));
+    client_free(&c);
+    tls_conn_free(s);
+  }
+  CU_ASSERT_EQUAL(tls_certificates_decoded(), decoded + 1);
+  struct client_opts none = {0};
+  CU_ASSERT_STRING_EQUAL(connect_name(st, &none, g_default.cert), "ns/default");
+  CU_ASSERT_EQUAL(tls_store_loaded(st), 1);
+  tls_store_unref(st);
+}
+
+/* A pinned certificate is shared with the next store by its pin: no copy,
+ * no digest, and a certificate decoded in one store is decoded in the next. */
+static void pinned_certificates_are_shared_by_pin_without_copies(void) {
+  struct tls_options o = {.lazy = 1, .pin_ref = pin_ref, .pin_unref = pin_unref};
+  struct tls_certificate certs[] = {cert_of("ns/default", &g_default, NULL, 0, 1),
+                                    cert_of("ns/www", &g_www, NULL, 0, 0),
+                                    cert_of("ns/wild", &g_wild, g_wild_sni, 1, 0)};
+  for (int i = 0; i < 3; i++) certs[i].pin = PIN(i + 1);
+  struct tls_store *a = NULL, *b = NULL;
+  char err[256] = "";
+  CU_ASSERT_EQUAL_FATAL(tls_store_build(certs, 3, &o, &a, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(atomic_load(&g_pins[1]) + atomic_load(&g_pins[2]) + atomic_load(&g_pins[3]), 3);
+  struct client_opts www = {.sni = "www.example.com"}, api = {.sni = "api.example.com"};
+  CU_ASSERT_STRING_EQUAL(connect_name(a, &www, g_www.cert), "ns/www");
+  CU_ASSERT_STRING_EQUAL(connect_name(a, &api, g_wild.cert), "ns/wild");
+  CU_ASSERT_EQUAL(tls_store_loaded(a), 2);
+  /* next generation: wild changes (a new pin), default and www stay */
+  certs[2] = cert_of("ns/wild", &g_www_v2, g_wild_sni, 1, 0);
+  certs[2].pin = PIN(0);
+  CU_ASSERT_EQUAL_FATAL(tls_store_build_from(a, certs, 3, &o, &b, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(tls_store_loaded(b), 1);     /* www came decoded; wild did not */
+  CU_ASSERT_EQUAL(atomic_load(&g_pins[2]), 1); /* www: one entry for both stores */
+  CU_ASSERT_STRING_EQUAL(connect_name(b, &api, g_www_v2.cert), "ns/wild");
+  CU_ASSERT_STRING_EQUAL(connect_name(a, &api, g_wild.cert), "ns/wild"); /* a keeps its own */
+  tls_store_unref(a);
+  CU_ASSERT_EQUAL(atomic_load(&g_pins[3]), 0);
+  CU_ASSERT_STRING_EQUAL(connect_name(b, &www, g_www.cert), "ns/www");
+  tls_store_unref(b);
+  for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(atomic_load(&g_pins[i]), 0);
+}
+
+/* A rotation (same names at the same positions) keeps the name table; a
+ * certificate that changes its names gets a new one. */
+static void a_rotation_keeps_the_names_and_a_rename_rebuilds_them(void) {
+  struct tls_options o = {.lazy = 1, .pin_ref = pin_ref, .pin_unref = pin_unref};
+  static const char *const www_sni[] = {"www.example.com"}, *const api_sni[] = {"api.example.com"};
+  struct tls_certificate certs[] = {cert_of("ns/default", &g_default, NULL, 0, 1),
+                                    cert_of("ns/www", &g_www, www_sni, 1, 0),
+                                    cert_of("ns/wild", &g_wild, g_wild_sni, 1, 0)};
+  for (int i = 0; i < 3; i++) certs[i].pin = PIN(i + 1);
+  struct tls_store *a = NULL, *b = NULL, *c = NULL;
+  char err[256] = "";
+  CU_ASSERT_EQUAL_FATAL(tls_store_build(certs, 3, &o, &a, err, sizeof(err)), 0);
+  certs[1] = cert_of("ns/www", &g_www_v2, www_sni, 1, 0); /* rotated */
+  certs[1].pin = PIN(0);
+  CU_ASSERT_EQUAL_FATAL(tls_store_build_from(a, certs, 3, &o, &b, err, sizeof(err)), 0);
+  struct client_opts www = {.sni = "www.example.com"}, api = {.sni = "api.example.com"};
+  CU_ASSERT_STRING_EQUAL(connect_name(b, &www, g_www_v2.cert), "ns/www");
+  CU_ASSERT_STRING_EQUAL(connect_name(a, &www, g_www.cert), "ns/www");
+  CU_ASSERT_STRING_EQUAL(tls_store_select(b, "api.example.com"), "ns/wild");
+  tls_store_unref(a);
+  certs[1] = cert_of("ns/www", &g_www, api_sni, 1, 0); /* renamed: another server name */
+  certs[1].pin = PIN(2);
+  CU_ASSERT_EQUAL_FATAL(tls_store_build_from(b, certs, 3, &o, &c, err, sizeof(err)), 0);
+  CU_ASSERT_STRING_EQUAL(tls_store_select(c, "www.example.com"), "ns/wild");
+  CU_ASSERT_STRING_EQUAL(tls_store_select(c, "api.example.com"), "ns/www");
+  CU_ASSERT_STRING_EQUAL(connect_name(c, &api, g_www.cert), "ns/www");
+  CU_ASSERT_STRING_EQUAL(tls_store_select(b, "www.example.com"), "ns/www"); /* b kept its own */
+  tls_store_unref(b);
+  tls_store_unref(c);
+  for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(atomic_load(&g_pins[i]), 0);
 }
 
 /* ---- bad configuration ------------------------------------------------ */
@@ -966,6 +1104,14 @@ void test_register(void) {
               an_incremental_build_reuses_unchanged_certificates_and_applies_changes);
   CU_add_test(s, "handshakes_survive_concurrent_publishes_and_key_rotations",
               handshakes_survive_concurrent_publishes_and_key_rotations);
+  CU_add_test(s, "a_lazy_store_decodes_a_certificate_on_its_first_handshake_only",
+              a_lazy_store_decodes_a_certificate_on_its_first_handshake_only);
+  CU_add_test(s, "a_lazy_store_fails_only_the_handshakes_of_a_bad_certificate",
+              a_lazy_store_fails_only_the_handshakes_of_a_bad_certificate);
+  CU_add_test(s, "pinned_certificates_are_shared_by_pin_without_copies",
+              pinned_certificates_are_shared_by_pin_without_copies);
+  CU_add_test(s, "a_rotation_keeps_the_names_and_a_rename_rebuilds_them",
+              a_rotation_keeps_the_names_and_a_rename_rebuilds_them);
   CU_add_test(s, "a_key_that_does_not_match_is_rejected_with_the_reason",
               a_key_that_does_not_match_is_rejected_with_the_reason);
   CU_add_test(s, "unparsable_pem_and_bad_options_are_rejected_with_the_reason",

@@ -18,6 +18,7 @@
 struct rpc_call {
   void *data;
   Edge__V1__SyncMessage *sent[MAX_SENT];
+  size_t sent_len[MAX_SENT];
   int nsent;
   size_t pending;
   int finished, status;
@@ -35,6 +36,7 @@ int rpc_server_add_method(struct rpc_server *srv, const char *method, enum rpc_m
 }
 int rpc_call_send(struct rpc_call *c, const uint8_t *data, size_t len) {
   if (c->finished || c->nsent == MAX_SENT) return RPC_ERR_CLOSED;
+  c->sent_len[c->nsent] = len;
   c->sent[c->nsent++] = edge__v1__sync_message__unpack(NULL, len, data);
   c->pending++;
   return 0;
@@ -66,12 +68,14 @@ const char *rpc_strerror(int err) {
 struct world {
   struct store *store;
   struct config_sync *cs;
-  int replica_changes;
-  int gen; /* distinguishes successive states */
+  char events[64]; /* node events in order: C(onnected) A(pplied) U(pdated) D(isconnected) */
+  int gen;         /* distinguishes successive states */
 };
 
-static void on_replicas(void *ud) {
-  ((struct world *)ud)->replica_changes++;
+static void on_event(void *ud, const struct config_sync_node *n, enum config_sync_event ev) {
+  struct world *w = ud;
+  size_t len = strlen(w->events);
+  if (len + 1 < sizeof(w->events)) w->events[len] = "CAUD"[ev];
 }
 
 /* A new state: one VirtualHost whose host differs per generation, plus a
@@ -95,7 +99,7 @@ static void new_version(struct world *w) {
     r[i].bytes = malloc(r[i].len);
     edge__v1__resource__pack(&res, r[i].bytes);
   }
-  CU_ASSERT_EQUAL(store_apply(w->store, r, 2), 1);
+  CU_ASSERT_EQUAL(store_apply(w->store, r, 2, (uint64_t)w->gen), 1);
   free(r[0].bytes);
   free(r[1].bytes);
   config_sync_notify(w->cs);
@@ -106,7 +110,7 @@ static void world_init(struct world *w) {
   store_new(&w->store);
   config_sync_new(w->store, NULL, &w->cs);
   config_sync_register(w->cs, NULL);
-  config_sync_on_replicas_changed(w->cs, on_replicas, w);
+  config_sync_on_node_event(w->cs, on_event, w);
   new_version(w);
 }
 
@@ -194,16 +198,16 @@ static void hello_gets_the_full_state_and_ack_makes_the_node_synced(void) {
   CU_ASSERT_EQUAL(c->sent[0]->push->version, store_version(w.store));
   CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
                   EDGE__V1__NODE_STATE__NODE_STATE_STALE);
-  CU_ASSERT_EQUAL(w.replica_changes, 0);
+  CU_ASSERT_STRING_EQUAL(w.events, "C"); /* connected, not applied yet */
   drain(c);
   answer(c, 0, NULL);
   CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
                   EDGE__V1__NODE_STATE__NODE_STATE_SYNCED);
-  CU_ASSERT_EQUAL(w.replica_changes, 1); /* now a replica */
+  CU_ASSERT_STRING_EQUAL(w.events, "CA"); /* applied: now a replica */
   call_close(c);
   CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
                   EDGE__V1__NODE_STATE__NODE_STATE_DISCONNECTED);
-  CU_ASSERT_EQUAL(w.replica_changes, 2);
+  CU_ASSERT_STRING_EQUAL(w.events, "CAD");
   world_free(&w);
 }
 
@@ -215,6 +219,7 @@ static void hello_at_the_current_version_gets_nothing(void) {
   CU_ASSERT_EQUAL(c->nsent, 0);
   CU_ASSERT_EQUAL(config_sync_node_state(w.cs, node(&w, "p1")),
                   EDGE__V1__NODE_STATE__NODE_STATE_SYNCED);
+  CU_ASSERT_STRING_EQUAL(w.events, "CA"); /* serves the current state at once */
   new_version(&w);
   CU_ASSERT_EQUAL_FATAL(c->nsent, 1);
   CU_ASSERT_FALSE(c->sent[0]->push->full);
@@ -226,12 +231,12 @@ static void hello_at_the_current_version_gets_nothing(void) {
 static void versions_made_while_a_push_is_unanswered_coalesce_into_one_delta(void) {
   struct world w;
   world_init(&w);
-  uint64_t v1 = store_version(w.store);
   struct rpc_call *c = call_open();
   hello(c, "p1", 0);
   drain(c);
   answer(c, 0, NULL);
   new_version(&w); /* pushed at once */
+  uint64_t v2 = store_version(w.store);
   CU_ASSERT_EQUAL_FATAL(c->nsent, 2);
   drain(c); /* written, not answered: the proxy is slow */
   for (int i = 0; i < 5; i++) new_version(&w);
@@ -240,10 +245,53 @@ static void versions_made_while_a_push_is_unanswered_coalesce_into_one_delta(voi
   CU_ASSERT_EQUAL_FATAL(c->nsent, 3);
   const Edge__V1__Push *p = c->sent[2]->push;
   CU_ASSERT_FALSE(p->full);
-  CU_ASSERT_EQUAL(p->base_version, v1 + 1);
+  CU_ASSERT_EQUAL(p->base_version, v2);
   CU_ASSERT_EQUAL(p->version, store_version(w.store));
   CU_ASSERT_EQUAL(p->n_upserted, 1); /* only the changing host */
   CU_ASSERT_STRING_NOT_EQUAL(p->nonce, c->sent[1]->push->nonce);
+  call_close(c);
+  world_free(&w);
+}
+
+/* A proxy that reconnects (syncd restarted from its journal, a network
+ * cut) at a version the store still knows gets only what changed since:
+ * one VirtualHost, far fewer bytes than the full state. */
+static void hello_at_a_known_older_version_gets_only_the_delta(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0);
+  drain(c);
+  answer(c, 0, NULL);
+  uint64_t v1 = store_version(w.store);
+  size_t full_bytes = c->sent_len[0];
+  call_close(c); /* cut */
+  new_version(&w);
+  new_version(&w);
+  c = call_open();
+  hello(c, "p1", v1);
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 1);
+  const Edge__V1__Push *p = c->sent[0]->push;
+  CU_ASSERT_FALSE(p->full);
+  CU_ASSERT_EQUAL(p->base_version, v1);
+  CU_ASSERT_EQUAL(p->version, store_version(w.store));
+  CU_ASSERT_EQUAL(p->n_upserted, 1); /* the constant host is not resent */
+  CU_ASSERT_EQUAL(p->n_removed, 0);
+  CU_ASSERT(c->sent_len[0] < full_bytes);
+  call_close(c);
+  world_free(&w);
+}
+
+/* A version from another history (or one forgotten) gets the full state. */
+static void hello_at_an_unknown_version_gets_the_full_state(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0x1234567890abcdefULL);
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 1);
+  CU_ASSERT_TRUE(c->sent[0]->push->full);
+  CU_ASSERT_EQUAL(c->sent[0]->push->base_version, 0);
+  CU_ASSERT_EQUAL(c->sent[0]->push->n_upserted, 2);
   call_close(c);
   world_free(&w);
 }
@@ -354,6 +402,10 @@ void test_register(void) {
               hello_gets_the_full_state_and_ack_makes_the_node_synced);
   CU_add_test(s, "hello_at_the_current_version_gets_nothing",
               hello_at_the_current_version_gets_nothing);
+  CU_add_test(s, "hello_at_a_known_older_version_gets_only_the_delta",
+              hello_at_a_known_older_version_gets_only_the_delta);
+  CU_add_test(s, "hello_at_an_unknown_version_gets_the_full_state",
+              hello_at_an_unknown_version_gets_the_full_state);
   CU_add_test(s, "versions_made_while_a_push_is_unanswered_coalesce_into_one_delta",
               versions_made_while_a_push_is_unanswered_coalesce_into_one_delta);
   CU_add_test(s, "unwritten_push_holds_the_next_until_drained",

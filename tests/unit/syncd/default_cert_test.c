@@ -8,8 +8,11 @@
 #include <CUnit/CUnit.h>
 #include <openssl/bio.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -94,6 +97,59 @@ static void damaged_key_or_certificate_keeps_its_reason(void) {
   free(crt), free(key);
 }
 
+/* What OpenSSL itself says of a pair: its decoders and X509_check_private_key. */
+static int oracle(const char *crt, const char *key) {
+  BIO *cb = BIO_new_mem_buf(crt, -1), *kb = BIO_new_mem_buf(key, -1);
+  X509 *x = PEM_read_bio_X509(cb, NULL, NULL, NULL);
+  EVP_PKEY *k = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
+  int ok = x && k && X509_check_private_key(x, k) == 1;
+  X509_free(x);
+  EVP_PKEY_free(k);
+  BIO_free(cb);
+  BIO_free(kb);
+  ERR_clear_error();
+  return ok;
+}
+
+static char *pem_of(const uint8_t *der, size_t n) {
+  char *b64 = malloc(4 * ((n + 2) / 3) + 1), *out = malloc(4 * n + 128);
+  int len = EVP_EncodeBlock((unsigned char *)b64, der, (int)n), o = 0;
+  o += sprintf(out, "-----BEGIN CERTIFICATE-----\n");
+  for (int i = 0; i < len; i += 64) o += sprintf(out + o, "%.64s\n", b64 + i);
+  sprintf(out + o, "-----END CERTIFICATE-----\n");
+  free(b64);
+  return out;
+}
+
+/* The DER fast path never accepts what OpenSSL rejects, nor the reverse:
+ * every byte of the certificate flipped, one at a time. */
+static void every_damaged_certificate_byte_gets_openssls_answer(void) {
+  char *crt, *key, err[128];
+  CU_ASSERT_EQUAL_FATAL(gen_cert("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  size_t n = 0;
+  uint8_t *der = cert_pem_block(crt, strlen(crt), "CERTIFICATE", &n, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(der);
+  int accepted = 0, disagree = 0;
+  for (size_t i = 0; i < n; i++) {
+    for (int bit = 0; bit < 8; bit++) {
+      der[i] ^= (uint8_t)(1u << bit);
+      char *pem = pem_of(der, n);
+      int ours = check(pem, key, NULL, err) == 0, theirs = oracle(pem, key);
+      if (ours != theirs) {
+        disagree++;
+        fprintf(stderr, "byte %zu bit %d: edge %s, OpenSSL %s\n", i, bit,
+                ours ? "accepts" : "rejects", theirs ? "accepts" : "rejects");
+      }
+      accepted += ours;
+      free(pem);
+      der[i] ^= (uint8_t)(1u << bit);
+    }
+  }
+  CU_ASSERT_EQUAL(disagree, 0);
+  CU_ASSERT(accepted > 0); /* flips in the signature, say, still match */
+  free(der), free(crt), free(key);
+}
+
 static void every_prefix_of_a_key_is_rejected_or_matches_without_crashing(void) {
   char *crt, *key, err[128];
   CU_ASSERT_EQUAL_FATAL(gen_cert("a.com", 30, &crt, &key, err, sizeof(err)), 0);
@@ -114,6 +170,8 @@ void test_register(void) {
               key_of_another_certificate_does_not_match);
   CU_add_test(s, "damaged_key_or_certificate_keeps_its_reason",
               damaged_key_or_certificate_keeps_its_reason);
+  CU_add_test(s, "every_damaged_certificate_byte_gets_openssls_answer",
+              every_damaged_certificate_byte_gets_openssls_answer);
   CU_add_test(s, "every_prefix_of_a_key_is_rejected_or_matches_without_crashing",
               every_prefix_of_a_key_is_rejected_or_matches_without_crashing);
 }

@@ -63,12 +63,12 @@ static void ingress_of_another_class_is_kept_as_ignored_with_reason_and_hosts(vo
   syncd_desired_free(d);
 }
 
-/* A store holding the world, with meta as syncd/main.c packs it. */
+/* A store holding the world, with a report as syncd/main.c sets it. */
 static struct store *store_world(void) {
   struct syncd_desired *d = translate_world();
   struct store *s = NULL;
   CU_ASSERT_EQUAL_FATAL(store_new(&s), 0);
-  CU_ASSERT_EQUAL(store_apply(s, d->resources, d->n_resources), 1);
+  CU_ASSERT_EQUAL(store_apply(s, d->resources, d->n_resources, 0), 1);
   Edge__V1__StatusResponse m = EDGE__V1__STATUS_RESPONSE__INIT;
   Edge__V1__RejectedObject ig[2], *igp[2], rj, *rjp = &rj;
   char *hosts[2][1];
@@ -94,7 +94,7 @@ static struct store *store_world(void) {
   m.rejected = &rjp;
   uint8_t buf[4096];
   size_t len = edge__v1__status_response__pack(&m, buf);
-  store_set_meta(s, buf, len);
+  CU_ASSERT_EQUAL(store_set_report(s, buf, len), 1);
   syncd_desired_free(d);
   return s;
 }

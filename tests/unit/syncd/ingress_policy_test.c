@@ -378,6 +378,145 @@ static void durations_and_status_ranges_parse_within_bounds(void) {
   CU_ASSERT_EQUAL(ipol_parse_status_range("-", &lo, &hi), -1);
 }
 
+/* ---- the incremental translator: a referenced Secret or ConfigMap changes ---- */
+
+/* The documents given parsed as one file (BASE and the web Secret first
+ * when base). */
+static void parse_docs(struct manifest_set *set, char **text, int base, const char *const *docs) {
+  size_t cap = 0;
+  FILE *f = open_memstream(text, &cap);
+  if (base) {
+    fputs(BASE, f);
+    char *web = secret("default", "web", "kubernetes.io/tls", "tls.crt", client_crt, "tls.key",
+                       client_key, NULL);
+    fputs(web, f);
+    free(web);
+  }
+  for (; *docs; docs++) fputs(*docs, f);
+  fclose(f);
+  manifest_set_init(set);
+  manifest_parse(set, *text, strlen(*text), base ? "ingresses.yaml" : "secrets.yaml");
+}
+
+/* What the source hands the translator: the Ingress file as parsed once
+ * (the same documents every time, as a dir source keeps an unchanged
+ * file's), then the secrets file of this step. */
+static void combine(struct manifest_set *out, const struct manifest_set *fixed,
+                    const struct manifest_set *step) {
+  manifest_set_init(out);
+  const struct manifest_set *both[2] = {fixed, step};
+  for (int k = 0; k < 2; k++)
+    for (size_t d = 0; d < both[k]->n_docs; d++)
+      manifest_add(out, both[k]->docs[d].obj, both[k]->docs[d].location);
+}
+
+/* The upserted resource (type, name) of update u, unpacked, or NULL. */
+static Edge__V1__Resource *upserted(const struct syncd_update *u, int type, const char *name) {
+  for (size_t i = 0; i < u->n_upserted; i++)
+    if (u->upserted[i].type == type && !strcmp(u->upserted[i].name, name))
+      return edge__v1__resource__unpack(NULL, u->upserted[i].len, u->upserted[i].bytes);
+  return NULL;
+}
+
+/* A new CA in the Secret (or labelled ConfigMap) an Ingress's
+ * auth-tls-secret names, or new upstream client material in its
+ * proxy-ssl-secret, recompiles that Ingress only: the update carries its
+ * host's VirtualHost (new CA) and its Cluster, nothing of the other host. */
+static void a_changed_ca_secret_recomputes_only_the_hosts_that_use_it(void) {
+  char *ca1 = secret("default", "clients", "Opaque", "ca.crt", ca_crt, NULL);
+  char *ca2 = secret("default", "clients", "Opaque", "ca.crt", other_crt, NULL);
+  char *cm1 = configmap("bundle", ca_crt), *cm2 = configmap("bundle", other_crt);
+  char *up1 = secret("default", "mtls", "Opaque", "ca.crt", ca_crt, NULL);
+  char *up2 = secret("default", "mtls", "Opaque", "ca.crt", other_crt, NULL);
+  char *a =
+      ingress("a", "2024-01-01T00:00:00Z", "a.test", 1, "    edge.dev/auth-tls-secret: clients\n");
+  char *b = ingress("b", "2024-01-01T00:00:00Z", "b.test", 1, "    x: y\n");
+  char *c = ingress("c", "2024-01-01T00:00:00Z", "c.test", 1,
+                    "    edge.dev/auth-tls-configmap: bundle\n");
+  struct translator *t;
+  CU_ASSERT_EQUAL_FATAL(translator_new(NULL, &t), 0);
+  const struct syncd_update *u;
+  struct manifest_set fixed, step[4], set[4];
+  char *fixed_text, *text[4];
+  const char *const ings[] = {a, b, c, NULL};
+  parse_docs(&fixed, &fixed_text, 1, ings);
+  const char *const docs0[] = {ca1, cm1, up1, NULL};
+  parse_docs(&step[0], &text[0], 0, docs0);
+  combine(&set[0], &fixed, &step[0]);
+  CU_ASSERT_EQUAL_FATAL(translator_update(t, &set[0], &u), 0);
+  CU_ASSERT_EQUAL(u->report->n_rejected, 0);
+
+  const char *const docs1[] = {ca2, cm1, up1, NULL}; /* the Secret's CA changes */
+  parse_docs(&step[1], &text[1], 0, docs1);
+  combine(&set[1], &fixed, &step[1]);
+  CU_ASSERT_EQUAL_FATAL(translator_update(t, &set[1], &u), 0);
+  CU_ASSERT_EQUAL(u->n_upserted, 1);
+  Edge__V1__Resource *r = upserted(u, VH, "vh:a.test");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r->virtual_host->client_auth);
+  CU_ASSERT_EQUAL(r->virtual_host->client_auth->ca_pem.len, strlen(other_crt));
+  edge__v1__resource__free_unpacked(r, NULL);
+  CU_ASSERT_PTR_NULL(upserted(u, VH, "vh:b.test"));
+
+  const char *const docs2[] = {ca2, cm2, up1, NULL}; /* the ConfigMap's CA changes */
+  parse_docs(&step[2], &text[2], 0, docs2);
+  combine(&set[2], &fixed, &step[2]);
+  CU_ASSERT_EQUAL_FATAL(translator_update(t, &set[2], &u), 0);
+  CU_ASSERT_EQUAL(u->n_upserted, 1);
+  r = upserted(u, VH, "vh:c.test");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_EQUAL(r->virtual_host->client_auth->ca_pem.len, strlen(other_crt));
+  edge__v1__resource__free_unpacked(r, NULL);
+
+  /* the Secret goes away: the Ingress that needs it is rejected with the reason */
+  const char *const docs3[] = {cm2, up1, NULL};
+  parse_docs(&step[3], &text[3], 0, docs3);
+  combine(&set[3], &fixed, &step[3]);
+  CU_ASSERT_EQUAL_FATAL(translator_update(t, &set[3], &u), 0);
+  CU_ASSERT_EQUAL(u->n_removed, 1);
+  CU_ASSERT_STRING_EQUAL(u->removed[0].name, "vh:a.test");
+  CU_ASSERT_EQUAL(u->report->n_rejected, 1);
+  if (u->report->n_rejected)
+    CU_ASSERT_PTR_NOT_NULL(strstr(u->report->rejected[0].reason, "clients not found"));
+  translator_free(t);
+  for (int i = 0; i < 4; i++)
+    manifest_set_free(&set[i]), manifest_set_free(&step[i]), free(text[i]);
+  manifest_set_free(&fixed), free(fixed_text);
+  free(ca1), free(ca2), free(cm1), free(cm2), free(up1), free(up2), free(a), free(b), free(c);
+}
+
+/* Upstream TLS material: a new CA in proxy-ssl-secret re-emits the Cluster. */
+static void a_changed_upstream_secret_recomputes_the_cluster(void) {
+  char *up1 = secret("default", "mtls", "Opaque", "ca.crt", ca_crt, NULL);
+  char *up2 = secret("default", "mtls", "Opaque", "ca.crt", other_crt, NULL);
+  char *a = ingress("a", "2024-01-01T00:00:00Z", "a.test", 0,
+                    "    edge.dev/backend-protocol: https\n    edge.dev/proxy-ssl-secret: mtls\n");
+  struct translator *t;
+  CU_ASSERT_EQUAL_FATAL(translator_new(NULL, &t), 0);
+  const struct syncd_update *u;
+  struct manifest_set fixed, step[2], set[2];
+  char *fixed_text, *text[2];
+  const char *const ings[] = {a, NULL}, *const docs0[] = {up1, NULL}, *const docs1[] = {up2, NULL};
+  parse_docs(&fixed, &fixed_text, 1, ings);
+  parse_docs(&step[0], &text[0], 0, docs0);
+  combine(&set[0], &fixed, &step[0]);
+  CU_ASSERT_EQUAL_FATAL(translator_update(t, &set[0], &u), 0);
+  parse_docs(&step[1], &text[1], 0, docs1);
+  combine(&set[1], &fixed, &step[1]);
+  CU_ASSERT_EQUAL_FATAL(translator_update(t, &set[1], &u), 0);
+  CU_ASSERT_EQUAL(u->n_upserted, 1);
+  Edge__V1__Resource *r = upserted(u, CL, "default/shop:80");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r->cluster->tls);
+  CU_ASSERT_EQUAL(r->cluster->tls->ca_pem.len, strlen(other_crt));
+  edge__v1__resource__free_unpacked(r, NULL);
+  translator_free(t);
+  for (int i = 0; i < 2; i++)
+    manifest_set_free(&set[i]), manifest_set_free(&step[i]), free(text[i]);
+  manifest_set_free(&fixed), free(fixed_text);
+  free(up1), free(up2), free(a);
+}
+
 static int setup(void) {
   char err[256];
   const char *ca_name = "clients-ca", *cl = "alice", *ot = "other";
@@ -411,4 +550,8 @@ void test_register(void) {
   CU_add_test(s, "without_annotations_nothing_is_set", without_annotations_nothing_is_set);
   CU_add_test(s, "durations_and_status_ranges_parse_within_bounds",
               durations_and_status_ranges_parse_within_bounds);
+  CU_add_test(s, "a_changed_ca_secret_recomputes_only_the_hosts_that_use_it",
+              a_changed_ca_secret_recomputes_only_the_hosts_that_use_it);
+  CU_add_test(s, "a_changed_upstream_secret_recomputes_the_cluster",
+              a_changed_upstream_secret_recomputes_the_cluster);
 }
