@@ -217,6 +217,8 @@ struct opts {
   int tls_no_h2, tls_no_resumption, no_h2c;
   long h2_max_streams, h2_max_resets;
   uint32_t tls_ticket_rotate, tls_handshake_timeout;
+  const char *ratelimit_redis;
+  uint32_t ratelimit_redis_timeout;
   struct flag_list trusted;
   /* derived by check_opts */
   char host[256], https_host[256];
@@ -308,6 +310,12 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
       {"retries", FLAG_INT, &o->retries,
        "connect-failure retries of idempotent requests when the route sets none (default 2)", "N",
        0, 10},
+      {"ratelimit-redis", FLAG_STRING, &o->ratelimit_redis,
+       "Redis for cluster-wide rate limits (without it they count per proxy)", "ADDR:PORT"},
+      {"ratelimit-redis-timeout", FLAG_DURATION_MS, &o->ratelimit_redis_timeout,
+       "longest wait for a Redis rate-limit decision; the request passes after it (default "
+       "100ms)",
+       "DURATION"},
   };
   size_t n = sizeof(table) / sizeof(table[0]);
   _Static_assert(sizeof(table) / sizeof(table[0]) <= MAX_DEFS, "raise MAX_DEFS");
@@ -325,6 +333,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
                      .max_body = 100L * 1024 * 1024,
                      .max_conns = 10000,
                      .retries = 2,
+                     .ratelimit_redis_timeout = 100,
                      .header_timeout = 10000,
                      .idle_timeout = 60000,
                      .resp_header_timeout = 60000,
@@ -483,6 +492,8 @@ static int start_workers(struct app *a, struct opts *o, const struct l7_limits *
   wcfg.h2c = !o->no_h2c;
   wcfg.h2_max_streams = (uint32_t)o->h2_max_streams;
   wcfg.h2_max_resets_sec = (uint32_t)o->h2_max_resets;
+  wcfg.ratelimit_redis = o->ratelimit_redis;
+  wcfg.ratelimit_redis_timeout_ms = o->ratelimit_redis_timeout;
   for (long i = 0; i < o->workers; i++) {
     int fd = worker_listen_socket(o->host, o->port, &o->port);
     if (fd < 0) {

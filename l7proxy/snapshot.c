@@ -39,6 +39,7 @@
 #include "common/cert.h"
 #include "common/explain.h"
 #include "common/router.h"
+#include "l7proxy/snapshot_policy.h"
 
 struct l7_snapshot {
   atomic_uint refs;
@@ -194,6 +195,8 @@ static int snap_build_clusters(struct l7_snapshot *s, char *err, size_t errlen) 
     cl->idle_timeout_ms = pc->idle_timeout_ms ? pc->idle_timeout_ms : L7_DEFAULT_IDLE_TIMEOUT_MS;
     cl->max_idle_per_endpoint =
         pc->max_idle_per_endpoint ? pc->max_idle_per_endpoint : L7_DEFAULT_MAX_IDLE_PER_ENDPOINT;
+    int prc = snap_policy_cluster(cl, pc, err, errlen); /* issue 20: affinity, hashing */
+    if (prc < 0) return prc;
   }
   /* Sorting moves only the descriptors; endpoint slices stay where they are. */
   if (s->n_clusters) qsort(s->clusters, s->n_clusters, sizeof(*s->clusters), snap_cmp_cluster);
@@ -345,6 +348,11 @@ static int snap_build_routes(struct l7_snapshot *s, char *err, size_t errlen) {
         lr->upgrade_protocols = o->upgrade_protocols;
         lr->n_upgrade_protocols = o->n_upgrade_protocols;
       }
+      rc = snap_policy_route(s, lr, o, err, errlen); /* issue 20: auth, limits, CORS */
+      if (rc < 0) {
+        s->n_routes++; /* its policies are freed with the others */
+        goto out;
+      }
       lr->host_has_tls = vh->certificate[0] != '\0' || vh->tls_fallback;
       rc = snap_route_source(pr, &s->route_sources[s->n_routes]);
       if (rc < 0) goto out;
@@ -426,6 +434,9 @@ static void snap_free(struct l7_snapshot *s) {
   if (!s) return;
   router_free(s->router);
   for (size_t i = 0; s->route_sources && i < s->n_routes; i++) free(s->route_sources[i]);
+  for (size_t i = 0; s->routes && i < s->n_routes; i++) snap_policy_route_free(&s->routes[i]);
+  for (size_t i = 0; s->clusters && i < s->n_clusters; i++)
+    snap_policy_cluster_free(&s->clusters[i]);
   free(s->route_sources);
   free(s->routes);
   free(s->certs);
@@ -547,13 +558,15 @@ static json_t *snap_cluster_json(const struct l7_cluster *c) {
   for (size_t i = 0; i < c->n_endpoints; i++)
     json_array_append_new(eps, json_pack("{s:s, s:I}", "address", c->endpoints[i].name, "weight",
                                          (json_int_t)c->endpoints[i].weight));
-  return json_pack("{s:s, s:I, s:o, s:s, s:s, s:I, s:I, s:I}", "name", c->name, "index",
-                   (json_int_t)c->index, "endpoints", eps, "lb_policy",
-                   snap_enum_name(&edge__v1__lb_policy__descriptor, c->lb_policy), "protocol",
-                   snap_enum_name(&edge__v1__upstream_protocol__descriptor, c->protocol),
-                   "connect_timeout_ms", (json_int_t)c->connect_timeout_ms, "idle_timeout_ms",
-                   (json_int_t)c->idle_timeout_ms, "max_idle_per_endpoint",
-                   (json_int_t)c->max_idle_per_endpoint);
+  json_t *o = json_pack("{s:s, s:I, s:o, s:s, s:s, s:I, s:I, s:I}", "name", c->name, "index",
+                        (json_int_t)c->index, "endpoints", eps, "lb_policy",
+                        snap_enum_name(&edge__v1__lb_policy__descriptor, c->lb_policy), "protocol",
+                        snap_enum_name(&edge__v1__upstream_protocol__descriptor, c->protocol),
+                        "connect_timeout_ms", (json_int_t)c->connect_timeout_ms, "idle_timeout_ms",
+                        (json_int_t)c->idle_timeout_ms, "max_idle_per_endpoint",
+                        (json_int_t)c->max_idle_per_endpoint);
+  snap_policy_cluster_json(o, c);
+  return o;
 }
 
 static json_t *snap_route_json(const struct l7_route *r) {
@@ -573,6 +586,7 @@ static json_t *snap_route_json(const struct l7_route *r) {
         json_pack("{s:s, s:s, s:I, s:s, s:I}", "scheme", r->redirect->scheme, "host",
                   r->redirect->host, "port", (json_int_t)r->redirect->port, "path",
                   r->redirect->path, "status", (json_int_t)r->redirect->status));
+  snap_policy_route_json(o, r);
   return o;
 }
 

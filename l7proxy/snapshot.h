@@ -30,6 +30,11 @@
 #include <sys/socket.h>
 
 #include "edge/v1/resources.pb-c.h"
+#include "l7proxy/affinity.h"
+#include "l7proxy/ratelimit.h"
+
+struct htpasswd;
+struct cors_policy;
 
 /* Defaults filled into clusters whose resource leaves them 0. */
 #define L7_DEFAULT_CONNECT_TIMEOUT_MS 5000u
@@ -52,6 +57,14 @@ struct l7_cluster {
   int lb_policy;      /* EDGE__V1__LB_POLICY__* (UNSPECIFIED = round robin) */
   int protocol;       /* EDGE__V1__UPSTREAM_PROTOCOL__* */
   uint32_t connect_timeout_ms, idle_timeout_ms, max_idle_per_endpoint; /* defaults filled in */
+  /* Balancing policies (snapshot_policy.c; NULL: none). Per endpoint, in
+   * endpoint order: the affinity cookie token, the rendezvous seed. */
+  const Edge__V1__CookieAffinity *affinity;
+  const char *affinity_cookie; /* the cookie name (default filled in) */
+  char (*affinity_tokens)[AFFINITY_TOKEN_LEN + 1];
+  const Edge__V1__ConsistentHash *chash;
+  uint64_t *hash_seeds;
+  uint32_t *hash_weights; /* NULL when every weight is 1 */
 };
 
 /* What a request matched. */
@@ -73,6 +86,15 @@ struct l7_route {
   char *const *upgrade_protocols;
   size_t n_upgrade_protocols;
   const char *source; /* "ns/ingress" ("" unknown) */
+  /* Per-route policies (snapshot_policy.c; NULL: none). */
+  struct htpasswd *basic_auth;
+  char *basic_challenge; /* WWW-Authenticate value */
+  const Edge__V1__ExternalAuth *ext_auth;
+  const struct l7_cluster *ext_auth_cluster;
+  const Edge__V1__RateLimit *rate_limit;
+  struct rl_params rl;
+  char *rl_bucket; /* the route's identity in bucket keys: "vhost\npath\ntype" */
+  struct cors_policy *cors;
 };
 
 /* A certificate for the TLS code. PEM buffers are not NUL-terminated. */

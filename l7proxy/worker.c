@@ -28,6 +28,7 @@
 #include "l7proxy/h1_client.h"
 #include "l7proxy/h1_server.h"
 #include "l7proxy/h2_server.h"
+#include "l7proxy/route_policy.h"
 #include "l7proxy/upstream_h2.h"
 #include "l7proxy/worker_internal.h"
 
@@ -214,6 +215,7 @@ static void w_close_all(struct worker *w) {
     uh2_pool_close(w->h2pool);
     w->h2pool = NULL;
   }
+  rp_worker_close(w);
   if (!uv_is_closing((uv_handle_t *)&w->async)) uv_close((uv_handle_t *)&w->async, NULL);
   if (!uv_is_closing((uv_handle_t *)&w->h2_check)) uv_close((uv_handle_t *)&w->h2_check, NULL);
 }
@@ -357,6 +359,7 @@ void worker_join(struct worker *w) {
   uv_thread_join(&w->thread);
   uv_loop_close(&w->loop);
   up_pools_free(&w->pools);
+  rp_worker_free(w);
   l7_snapshot_unref(w->metrics_snap);
   l7_snapshot_unref(w->snap);
   free(w);
