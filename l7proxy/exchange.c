@@ -388,7 +388,10 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
     uh2_stream_write(ex->h2, ex->pending.data, ex->pending.len);
     ex->body_sent = 1;
     h1_buf_reset(&ex->pending);
-    if (ex->req_complete) uh2_stream_end(ex->h2);
+    if (ex->req_complete)
+      uh2_stream_end(ex->h2);
+    else if (uh2_stream_buffered(ex->h2) <= HIGH_WATER) /* the client may have been stopped */
+      ex_up_drained(ex);
   }
   ex->h2_paused = 0;
   if (ex->req_complete) x2_arm(ex, ex_response_timeout(ex));

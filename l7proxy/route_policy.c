@@ -81,6 +81,10 @@ static struct rp_worker *rp_worker(struct worker *w) {
   return p;
 }
 
+void rp_worker_start(struct worker *w) {
+  if (w->cfg->ratelimit_redis) rp_worker(w);
+}
+
 void rp_worker_close(struct worker *w) {
   if (w->policy && w->policy->redis) {
     rl_redis_close(w->policy->redis);

@@ -51,7 +51,10 @@ void rp_cancel(struct exchange *ex);
 /* Frees what the exchange keeps between requests (the auth subrequest). */
 void rp_free(struct exchange *ex);
 
-/* The worker's policy state (credential cache, Redis client, counters). */
+/* The worker's policy state (credential cache, Redis client, counters):
+ * created at the worker's start when Redis is configured (so it connects
+ * before the first request), else on first use. */
+void rp_worker_start(struct worker *w);
 void rp_worker_close(struct worker *w); /* closes handles (w_close_all) */
 void rp_worker_free(struct worker *w);  /* after the loop ended */
 

@@ -253,6 +253,7 @@ static void on_async(uv_async_t *a) {
 
 static void worker_main(void *arg) {
   struct worker *w = arg;
+  rp_worker_start(w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   /* every handle is closed: let close callbacks finish */
   uv_run(&w->loop, UV_RUN_DEFAULT);
