@@ -31,7 +31,9 @@ static void reload(struct syncd_source *s) {
     source_set_health(s, 0, err[0] ? err : "cannot read the source");
     return;
   }
-  struct translate_opts to = {s->default_cert, s->default_key, s->cache};
+  struct translate_opts to = {s->default_cert, s->default_key, s->cache,
+                              s->affinity_secret_len ? s->affinity_secret : NULL,
+                              s->affinity_secret_len};
   struct syncd_desired *d = NULL;
   rc = translate_desired(&set, &to, &d);
   manifest_set_free(&set);
@@ -134,6 +136,10 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
   if (s->max_delay_ms < s->debounce_ms) s->max_delay_ms = s->debounce_ms;
   snprintf(s->msg, sizeof(s->msg), "starting");
   int rc;
+  if (o->affinity_secret && o->affinity_secret_len <= sizeof(s->affinity_secret)) {
+    memcpy(s->affinity_secret, o->affinity_secret, o->affinity_secret_len);
+    s->affinity_secret_len = o->affinity_secret_len;
+  }
   if (o->default_cert_file || o->default_key_file) {
     if (!o->default_cert_file || !o->default_key_file) {
       snprintf(err, errlen, "the default certificate needs both a certificate and a key file");

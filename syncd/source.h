@@ -31,6 +31,9 @@ struct syncd_source_opts {
   uint32_t max_delay_ms; /* 0: 1000 (a burst of changes is coalesced, but never delayed longer) */
   const char *default_cert_file, *default_key_file; /* NULL: a self-signed default certificate is
                                                        generated at start */
+  /* What cookie-affinity keys are derived from (copied; NULL: affinity has no effect). */
+  const uint8_t *affinity_secret;
+  size_t affinity_secret_len;
 };
 
 struct syncd_source_callbacks {

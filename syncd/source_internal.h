@@ -39,6 +39,8 @@ struct syncd_source {
   uint64_t first_change; /* uv_now of the burst's first change */
   char *default_cert, *default_key;
   struct translate_cache *cache; /* secret checks carried from one translation to the next */
+  uint8_t affinity_secret[64];
+  size_t affinity_secret_len;
   int healthy;
   char msg[256];
   int64_t last_sync;

@@ -69,12 +69,15 @@ struct patch_job {
   char *path, *body;
 };
 
+/* IngressClass, Ingress, Service, EndpointSlice, TLS Secrets, Opaque Secrets */
+#define N_KINDS 6
+
 struct k8s_source {
   struct syncd_source *s;
   struct k8s_conn conn;
   char *publish;
   int publish_is_ip;
-  struct k8s_kind kinds[5];
+  struct k8s_kind kinds[N_KINDS];
   pthread_mutex_t mu;
   pthread_cond_t cv; /* stop and patch queue */
   atomic_int stop;
@@ -89,12 +92,14 @@ struct k8s_source {
 
 static const struct {
   const char *kind, *api_version, *path;
-} KINDS[5] = {
+} KINDS[N_KINDS] = {
     {"IngressClass", "networking.k8s.io/v1", "/apis/networking.k8s.io/v1/ingressclasses"},
     {"Ingress", "networking.k8s.io/v1", "/apis/networking.k8s.io/v1/ingresses"},
     {"Service", "v1", "/api/v1/services"},
     {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1/endpointslices"},
     {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls"},
+    /* htpasswd files of edge.dev/auth-secret (basic auth) */
+    {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3DOpaque"},
 };
 
 /* ---- configuration ------------------------------------------------------------ */
@@ -686,7 +691,7 @@ static void on_async(uv_async_t *a) {
   int all = 1;
   char err[256];
   pthread_mutex_lock(&ks->mu);
-  for (int i = 0; i < 5; i++) all &= ks->kinds[i].synced;
+  for (int i = 0; i < N_KINDS; i++) all &= ks->kinds[i].synced;
   snprintf(err, sizeof(err), "%s", ks->error);
   pthread_mutex_unlock(&ks->mu);
   if (err[0]) source_set_health(ks->s, 0, err);
@@ -698,7 +703,7 @@ static int k8s_collect(struct syncd_source *s, struct manifest_set *set, char *e
   struct k8s_source *ks = s->impl;
   int rc = 0;
   pthread_mutex_lock(&ks->mu);
-  for (int i = 0; i < 5 && rc == 0; i++) {
+  for (int i = 0; i < N_KINDS && rc == 0; i++) {
     if (!ks->kinds[i].synced) {
       snprintf(err, errlen, "%s not listed yet", ks->kinds[i].kind);
       rc = -EAGAIN;
@@ -728,7 +733,7 @@ static void curl_init_once(void) {
 }
 
 static void k8s_free(struct k8s_source *ks) {
-  for (int i = 0; i < 5; i++) json_decref(ks->kinds[i].cache);
+  for (int i = 0; i < N_KINDS; i++) json_decref(ks->kinds[i].cache);
   while (ks->jobs) {
     struct patch_job *j = ks->jobs;
     ks->jobs = j->next;
@@ -750,7 +755,7 @@ static void join_threads(struct k8s_source *ks) {
   atomic_store(&ks->stop, 1);
   pthread_cond_broadcast(&ks->cv);
   pthread_mutex_unlock(&ks->mu);
-  for (int i = 0; i < 5; i++)
+  for (int i = 0; i < N_KINDS; i++)
     if (ks->kinds[i].started) pthread_join(ks->kinds[i].thread, NULL);
   if (ks->patcher_started) pthread_join(ks->patcher, NULL);
 }
@@ -782,7 +787,7 @@ static int k8s_start(struct syncd_source *s, const struct syncd_source_opts *o, 
     ks->publish = strdup(o->publish_address);
     ks->publish_is_ip = is_ip_literal(o->publish_address);
   }
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < N_KINDS; i++) {
     struct k8s_kind *k = &ks->kinds[i];
     k->kind = KINDS[i].kind;
     k->api_version = KINDS[i].api_version;
@@ -793,7 +798,7 @@ static int k8s_start(struct syncd_source *s, const struct syncd_source_opts *o, 
   uv_async_init(s->loop, &ks->async, on_async);
   ks->async.data = ks;
   s->impl = ks;
-  for (int i = 0; i < 5 && rc == 0; i++) {
+  for (int i = 0; i < N_KINDS && rc == 0; i++) {
     rc = -pthread_create(&ks->kinds[i].thread, NULL, kind_main, &ks->kinds[i]);
     ks->kinds[i].started = rc == 0;
   }

@@ -16,6 +16,8 @@
  */
 #include "syncd/translate.h"
 
+#include "syncd/policy_annotations.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/evp.h>
@@ -191,6 +193,7 @@ struct route_opts {
   uint64_t max_body_bytes;
   const char *rewrite_prefix;
   int disable_ssl_redirect;
+  struct pa_route policy; /* auth, rate limit, CORS (syncd/policy_annotations.c) */
 };
 
 struct annotations {
@@ -198,6 +201,7 @@ struct annotations {
   int lb;       /* Edge__V1__LbPolicy */
   uint32_t connect_timeout_ms;
   struct route_opts ro;
+  struct pa_cluster cpolicy; /* affinity, consistent hashing */
 };
 
 /* One path of one served Ingress, before conflicts are settled. */
@@ -221,6 +225,7 @@ struct cluster_ref {
   int ing;
   int protocol, lb;
   uint32_t connect_timeout_ms;
+  struct pa_cluster policy;
 };
 
 struct tls_claim {
@@ -746,7 +751,8 @@ static const char *resolve_backend(struct ctx *c, int ing_index, json_t *backend
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  struct cluster_ref r = {cl, s, found, ing_index, a->protocol, a->lb, a->connect_timeout_ms};
+  struct cluster_ref r = {cl,        s, found, ing_index, a->protocol, a->lb, a->connect_timeout_ms,
+                          a->cpolicy};
   VEC_PUSH(c, c->clusters, r);
   return cl;
 }
@@ -775,6 +781,48 @@ static int valid_path_chars(const char *p) {
   return 1;
 }
 
+/* ---- policy annotations (syncd/policy_annotations.c) -------------------------- */
+
+struct pa_ctx {
+  struct ctx *c;
+  int ing;
+};
+
+static const char *pa_get(void *ctx, const char *name) {
+  struct pa_ctx *p = ctx;
+  return annotation(p->c, p->c->ingresses.v[p->ing].k.o, name);
+}
+
+static json_t *pa_secret(void *ctx, const char *ns, const char *name) {
+  struct pa_ctx *p = ctx;
+  char key[600];
+  snprintf(key, sizeof(key), "%s/%s", ns, name);
+  struct secret *s = find_first(p->c->secrets.v, p->c->secrets.n, sizeof(struct secret), key);
+  return s ? s->k.o : NULL;
+}
+
+/* The auth service's cluster: plain HTTP/1.1 and no balancing policy, whatever the
+ * Ingress's own backends use. */
+static const char *pa_service(void *ctx, const char *svc, long port, char *err, size_t errlen) {
+  struct pa_ctx *p = ctx;
+  json_t *b =
+      json_pack("{s:{s:s, s:{s:I}}}", "service", "name", svc, "port", "number", (json_int_t)port);
+  if (!b) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  struct annotations plain;
+  memset(&plain, 0, sizeof(plain));
+  const char *cl = resolve_backend(p->c, p->ing, b, &plain, err, errlen);
+  json_decref(b);
+  return cl;
+}
+
+static void *pa_alloc(void *ctx, size_t n) {
+  struct pa_ctx *p = ctx;
+  return pool_alloc(&p->c->pool, n);
+}
+
 /* Validates Ingress i whole and, when it is valid, adds its candidates, clusters and claims. */
 static void add_ingress(struct ctx *c, int i) {
   struct ingress *ig = &c->ingresses.v[i];
@@ -784,6 +832,9 @@ static void add_ingress(struct ctx *c, int i) {
   struct annotations a;
   const char *db_cluster = NULL;
   if (parse_annotations(c, ig, &a, err, sizeof(err)) < 0) goto bad;
+  struct pa_ctx pctx = {c, i};
+  struct pa_env penv = {&pctx, ig->k.ns, pa_get, pa_secret, pa_service, pa_alloc};
+  if (pa_parse(&penv, &a.ro.policy, &a.cpolicy, err, sizeof(err)) < 0) goto bad;
   json_t *db = json_object_get(spec, "defaultBackend");
   if (db && !json_is_null(db)) {
     if (!(db_cluster = resolve_backend(c, i, db, &a, err, sizeof(err)))) {
@@ -1096,6 +1147,10 @@ static void emit_vhost(struct ctx *c, struct cand **w, size_t n) {
     ov[i].max_body_bytes = w[i]->ro.max_body_bytes;
     ov[i].rewrite_prefix = (char *)(w[i]->ro.rewrite_prefix ? w[i]->ro.rewrite_prefix : "");
     ov[i].disable_ssl_redirect = w[i]->ro.disable_ssl_redirect;
+    ov[i].basic_auth = w[i]->ro.policy.basic_auth;
+    ov[i].external_auth = w[i]->ro.policy.external_auth;
+    ov[i].rate_limit = w[i]->ro.policy.rate_limit;
+    ov[i].cors = w[i]->ro.policy.cors;
     rv[i].options = &ov[i];
     rv[i].source = ingress_ref(c, w[i]->ing, w[i]->rule, w[i]->pidx);
     routes[i] = &rv[i];
@@ -1326,6 +1381,17 @@ static void emit_cluster(struct ctx *c, const struct cluster_ref *ref) {
   cl.lb_policy = ref->lb;
   cl.protocol = ref->protocol;
   cl.connect_timeout_ms = ref->connect_timeout_ms;
+  /* the oldest referencing Ingress's affinity or hashing; the cookie key is derived
+   * from syncd's secret and the cluster name, the same on every syncd */
+  Edge__V1__CookieAffinity aff;
+  uint8_t aff_key[32];
+  if (ref->policy.cookie_affinity && c->opts && c->opts->affinity_secret) {
+    aff = *ref->policy.cookie_affinity;
+    pa_affinity_key(c->opts->affinity_secret, c->opts->affinity_secret_len, ref->name, aff_key);
+    aff.hmac_key = (ProtobufCBinaryData){sizeof(aff_key), aff_key};
+    cl.cookie_affinity = &aff;
+  }
+  cl.consistent_hash = ref->policy.consistent_hash;
   Edge__V1__SourceRef src;
   edge__v1__source_ref__init(&src);
   src.kind = "Service";

@@ -45,6 +45,10 @@ struct translate_opts {
   const char *default_cert_pem, *default_key_pem;
   /* Optional cache of secret checks (NULL: check every secret every time). Updated in place. */
   struct translate_cache *cache;
+  /* The secret cookie-affinity keys are derived from (per cluster, HMAC-SHA-256); NULL:
+   * the edge.dev/affinity annotation has no effect. */
+  const uint8_t *affinity_secret;
+  size_t affinity_secret_len;
 };
 
 /*
