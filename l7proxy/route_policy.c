@@ -3,8 +3,10 @@
  * (see route_policy.h for the order and the parking rules).
  *
  * Asynchronous steps and who frees what:
- *   - bcrypt: a heap job on libuv's thread pool; cancelling only orphans
- *     it (job->ex = NULL) and the after-work callback frees it;
+ *   - bcrypt: a heap job on libuv's thread pool, shared by the requests
+ *     that ask the same check meanwhile (one waiter record each);
+ *     cancelling only orphans the waiter (waiter->ex = NULL) and the
+ *     after-work callback frees both;
  *   - Redis: a request handle owned by rl_redis; cancelling marks it so
  *     its callback never runs;
  *   - external auth: struct rp_auth, owned by the parent exchange and kept
@@ -41,8 +43,11 @@ enum { NEXT = 0, PARKED = 1, ANSWERED = 2 };
 
 /* ---- per-worker state ------------------------------------------------------ */
 
+struct rp_bcrypt;
+
 struct rp_worker {
   struct htpasswd_cache cache;
+  struct rp_bcrypt *inflight; /* bcrypt checks on the thread pool */
   struct rl_redis *redis;
   int warned_no_redis;
   struct metrics_counter *c_denied[4]; /* rate_limit, basic_auth, external_auth, cors */
@@ -216,9 +221,19 @@ static int step_rate_limit(struct exchange *ex) {
 
 /* ---- basic auth -------------------------------------------------------------- */
 
+/* One bcrypt check on the thread pool, shared by every request that asks
+ * the same (hash, user, password) while it runs (a client's parallel
+ * requests cost one check, not one each). */
+struct rp_bwaiter {
+  struct rp_bwaiter *next;
+  struct exchange *ex; /* NULL: cancelled (the exchange moved on) */
+};
+
 struct rp_bcrypt {
   uv_work_t work;
-  struct exchange *ex; /* NULL: orphaned (the exchange moved on) */
+  struct rp_bcrypt *next; /* the worker's checks in flight */
+  struct rp_worker *p;
+  struct rp_bwaiter *waiters;
   int known, ok;
   char hash[64];
   char pass[HTPASSWD_MAX_CREDENTIALS];
@@ -240,20 +255,71 @@ static void bcrypt_work(uv_work_t *req) {
 
 static void bcrypt_done(uv_work_t *req, int status) {
   struct rp_bcrypt *b = req->data;
-  struct exchange *ex = b->ex;
-  if (ex) {
-    int ok = status == 0 && b->ok && b->known;
-    if (ok && ex->w->policy) htpasswd_cache_put(&ex->w->policy->cache, b->cache_key, now_ms(ex->w));
-    if (ok) {
-      resume(ex, NEXT);
-    } else {
-      ex->rp_wait = NULL;
-      ex->rp_wait_kind = WAIT_NONE;
-      unauthorized(ex);
+  struct rp_worker *p = b->p;
+  for (struct rp_bcrypt **pp = &p->inflight; *pp; pp = &(*pp)->next)
+    if (*pp == b) {
+      *pp = b->next;
+      break;
     }
+  int ok = status == 0 && b->ok && b->known;
+  struct rp_bwaiter *w = b->waiters;
+  if (ok && w) htpasswd_cache_put(&p->cache, b->cache_key, uv_now(req->loop));
+  while (w) {
+    struct rp_bwaiter *next = w->next;
+    struct exchange *ex = w->ex;
+    free(w);
+    if (ex) {
+      if (ok) {
+        resume(ex, NEXT);
+      } else {
+        ex->rp_wait = NULL;
+        ex->rp_wait_kind = WAIT_NONE;
+        unauthorized(ex);
+      }
+    }
+    w = next;
   }
   OPENSSL_cleanse(b, sizeof(*b));
   free(b);
+}
+
+/* Parks ex on the check of (hash, user, password): the one in flight, or a
+ * new one. 0, or -1 (out of memory). */
+static int bcrypt_wait(struct exchange *ex, struct rp_worker *p, const char *hash, int known,
+                       const char *pass, size_t pl, const uint8_t key[32]) {
+  struct rp_bwaiter *w = calloc(1, sizeof(*w));
+  if (!w) return -1;
+  w->ex = ex;
+  struct rp_bcrypt *b = p->inflight;
+  while (b && memcmp(b->cache_key, key, 32) != 0) b = b->next;
+  if (!b) {
+    b = calloc(1, sizeof(*b));
+    if (!b || strlen(hash) >= sizeof(b->hash) || pl > sizeof(b->pass)) {
+      free(b);
+      free(w);
+      return -1;
+    }
+    b->p = p;
+    b->known = known;
+    snprintf(b->hash, sizeof(b->hash), "%s", hash);
+    memcpy(b->pass, pass, pl);
+    b->plen = pl;
+    memcpy(b->cache_key, key, 32);
+    b->work.data = b;
+    if (uv_queue_work(&ex->w->loop, &b->work, bcrypt_work, bcrypt_done) != 0) {
+      OPENSSL_cleanse(b, sizeof(*b));
+      free(b);
+      free(w);
+      return -1;
+    }
+    b->next = p->inflight;
+    p->inflight = b;
+  }
+  w->next = b->waiters;
+  b->waiters = w;
+  ex->rp_wait = w;
+  ex->rp_wait_kind = WAIT_BCRYPT;
+  return 0;
 }
 
 static int step_basic_auth(struct exchange *ex) {
@@ -278,35 +344,19 @@ static int step_basic_auth(struct exchange *ex) {
     return ANSWERED;
   }
   struct rp_worker *p = rp_worker(ex->w);
-  struct rp_bcrypt *b = calloc(1, sizeof(*b));
-  if (!p || !b || strlen(hash) >= sizeof(b->hash)) {
-    free(b);
+  uint8_t key[32];
+  htpasswd_cache_key(hash, user, ul, pass, pl, key);
+  if (p && known && htpasswd_cache_hit(&p->cache, key, now_ms(ex->w))) {
     OPENSSL_cleanse(buf, sizeof(buf));
-    ex_local(ex, 500, NULL, NULL);
-    return ANSWERED;
-  }
-  htpasswd_cache_key(hash, user, ul, pass, pl, b->cache_key);
-  if (known && htpasswd_cache_hit(&p->cache, b->cache_key, now_ms(ex->w))) {
-    OPENSSL_cleanse(buf, sizeof(buf));
-    free(b);
     return NEXT;
   }
   /* bcrypt costs tens of ms: on the thread pool, never on this loop */
-  b->ex = ex;
-  b->known = known;
-  snprintf(b->hash, sizeof(b->hash), "%s", hash);
-  memcpy(b->pass, pass, pl);
-  b->plen = pl;
+  int rc = p ? bcrypt_wait(ex, p, hash, known, pass, pl, key) : -1;
   OPENSSL_cleanse(buf, sizeof(buf));
-  b->work.data = b;
-  if (uv_queue_work(&ex->w->loop, &b->work, bcrypt_work, bcrypt_done) != 0) {
-    OPENSSL_cleanse(b, sizeof(*b));
-    free(b);
+  if (rc != 0) {
     ex_local(ex, 500, NULL, NULL);
     return ANSWERED;
   }
-  ex->rp_wait = b;
-  ex->rp_wait_kind = WAIT_BCRYPT;
   return PARKED;
 }
 
@@ -573,7 +623,7 @@ void rp_cancel(struct exchange *ex) {
   ex->rp_wait = NULL;
   switch (ex->rp_wait_kind) {
     case WAIT_BCRYPT:
-      ((struct rp_bcrypt *)wt)->ex = NULL; /* freed by its after-work callback */
+      ((struct rp_bwaiter *)wt)->ex = NULL; /* freed by the check's after-work callback */
       break;
     case WAIT_REDIS:
       rl_redis_cancel(wt);
