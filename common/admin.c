@@ -23,7 +23,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/flags.h"
+#include "common/addr.h"
+#include "common/http_status.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
@@ -113,31 +114,6 @@ static void on_write(uv_write_t *req, int status) {
   if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) conn_close(c);
 }
 
-static const char *reason_phrase(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 204:
-      return "No Content";
-    case 400:
-      return "Bad Request";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "Status";
-  }
-}
-
 /* Sends the response and closes. Takes ownership of body (malloc'd or NULL). */
 static void conn_respond(struct admin_conn *c, int status, const char *content_type, char *body,
                          size_t body_len, int head_only) {
@@ -152,7 +128,7 @@ static void conn_respond(struct admin_conn *c, int status, const char *content_t
   int n = snprintf(head, sizeof(head),
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                    "Connection: close\r\n\r\n",
-                   status, reason_phrase(status), content_type ? content_type : "text/plain",
+                   status, http_status_reason(status), content_type ? content_type : "text/plain",
                    body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
   size_t send_body = head_only ? 0 : body_len;
   c->out = malloc((size_t)n + send_body + 1);
@@ -331,15 +307,15 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
 }
 
+/* ADDR:PORT, where an empty host or "*" means every address and "localhost" 127.0.0.1. */
 static int parse_listen(const char *listen, struct sockaddr_storage *ss) {
   char host[256];
   uint16_t port;
-  if (flags_split_hostport(listen, host, sizeof(host), &port) != 0) return -1;
+  socklen_t len;
+  if (addr_split_hostport(listen, host, sizeof(host), &port) != 0) return -1;
   if (host[0] == '\0' || strcmp(host, "*") == 0) snprintf(host, sizeof(host), "0.0.0.0");
   if (strcasecmp(host, "localhost") == 0) snprintf(host, sizeof(host), "127.0.0.1");
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
-  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
-  return -1;
+  return addr_from_ip(host, port, ss, &len);
 }
 
 static void on_listener_closed_early(uv_handle_t *h) {
@@ -387,9 +363,7 @@ int admin_port(const struct admin_server *a) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   if (uv_tcp_getsockname(&a->listener, (struct sockaddr *)&ss, &len) != 0) return -1;
-  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return -1;
+  return addr_port(&ss);
 }
 
 int admin_handle(struct admin_server *a, const char *path, admin_handler_fn fn, void *ud) {

@@ -4,7 +4,9 @@
  * Expiry is computed with ASN1_TIME_diff against the epoch because the two
  * libraries disagree on ASN1_TIME_to_tm / ASN1_TIME_to_posix.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
+#endif
 #include "common/cert.h"
 
 #include <arpa/inet.h>
@@ -21,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "common/der.h"
 
 static int64_t asn1_to_epoch(const ASN1_TIME *t) {
   ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
@@ -105,41 +109,6 @@ fail:
  * cert_check_key and the TLS stack still decode; anything else takes the
  * full path.
  */
-
-struct der {
-  const uint8_t *p;
-  size_t n;
-};
-
-/* Takes the next element off d: its tag, its whole encoding (tlv) and its contents. */
-static int der_next(struct der *d, uint8_t *tag, struct der *tlv, struct der *val) {
-  if (d->n < 2) return -1;
-  size_t len = d->p[1], hl = 2;
-  if (len & 0x80) {
-    size_t nb = len & 0x7f;
-    if (nb == 0 || nb > 3 || d->n < 2 + nb) return -1;
-    len = 0;
-    for (size_t i = 0; i < nb; i++) len = (len << 8) | d->p[2 + i];
-    hl += nb;
-  }
-  if (d->n - hl < len) return -1;
-  *tag = d->p[0];
-  if (tlv) *tlv = (struct der){d->p, hl + len};
-  if (val) *val = (struct der){d->p + hl, len};
-  d->p += hl + len;
-  d->n -= hl + len;
-  return 0;
-}
-
-static int der_expect(struct der *d, uint8_t want, struct der *tlv, struct der *val) {
-  uint8_t tag;
-  struct der save = *d;
-  if (der_next(d, &tag, tlv, val) < 0 || tag != want) {
-    *d = save;
-    return -1;
-  }
-  return 0;
-}
 
 /* The TBSCertificate parts cert_parse needs, from one certificate's DER. 0 or -1. */
 struct tbs_parts {
@@ -428,7 +397,7 @@ int cert_generate(const char *const *names, int n, int days, int is_ca, const ch
   if (*cert_pem && *key_pem) rc = 0;
 out:
   if (rc != 0) {
-    if (!err[0] || rc == CERT_ERR_INTERNAL) snprintf(err, errlen, "certificate generation failed");
+    if (rc == CERT_ERR_INTERNAL) snprintf(err, errlen, "certificate generation failed");
     free(*cert_pem);
     free(*key_pem);
     *cert_pem = *key_pem = NULL;

@@ -20,11 +20,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/buf.h"
 #include "common/cert.h"
 #include "common/redirect.h"
 #include "common/rewrite.h"
 #include "common/router.h"
 #include "common/sni.h"
+#include "common/timefmt.h"
 
 struct ex_rule {
   const Edge__V1__VirtualHost *vh;
@@ -580,147 +582,96 @@ done:
 
 /* ---- text ------------------------------------------------------------- */
 
-struct ex_buf {
-  char *s;
-  size_t len, cap;
-  int oom;
-};
-
-static void ex_printf(struct ex_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#include <stdarg.h>
-static void ex_printf(struct ex_buf *b, const char *fmt, ...) {
-  if (b->oom) return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      b->oom = 1;
-      return;
-    }
-    if ((size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t nc = (b->cap + (size_t)n + 1) * 2;
-    char *ns = realloc(b->s, nc);
-    if (!ns) {
-      b->oom = 1;
-      return;
-    }
-    b->s = ns;
-    b->cap = nc;
-  }
-}
-
 static const char *js(const json_t *o, const char *key) {
   const char *s = json_string_value(json_object_get(o, key));
   return s ? s : "";
 }
 
-static void ex_utc(json_int_t t, char *out, size_t len) {
-  if (t <= 0) {
-    snprintf(out, len, "-");
-    return;
-  }
-  time_t tt = (time_t)t;
-  struct tm tm;
-  gmtime_r(&tt, &tm);
-  strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 char *explain_format_text(const json_t *r) {
-  struct ex_buf b = {.s = malloc(1024), .cap = 1024};
-  if (!b.s) return NULL;
-  b.s[0] = '\0';
+  struct buf b = {0};
   const json_t *q = json_object_get(r, "request");
-  ex_printf(&b, "REQUEST     %s://%s:%lld%s", js(q, "scheme"), js(q, "host"),
-            (long long)json_integer_value(json_object_get(q, "port")), js(q, "path"));
-  if (js(q, "sni")[0]) ex_printf(&b, "  (SNI %s)", js(q, "sni"));
-  ex_printf(&b, "\n");
+  buf_printf(&b, "REQUEST     %s://%s:%lld%s", js(q, "scheme"), js(q, "host"),
+             (long long)json_integer_value(json_object_get(q, "port")), js(q, "path"));
+  if (js(q, "sni")[0]) buf_printf(&b, "  (SNI %s)", js(q, "sni"));
+  buf_printf(&b, "\n");
   json_int_t version = json_integer_value(json_object_get(r, "version"));
-  if (version) ex_printf(&b, "VERSION     %lld\n", (long long)version);
+  if (version) buf_printf(&b, "VERSION     %lld\n", (long long)version);
   const json_t *he = json_object_get(r, "host_entry"), *rt = json_object_get(r, "route");
   if (json_is_object(he)) {
-    ex_printf(&b, "HOST        %s (%s, %s)", js(he, "host")[0] ? js(he, "host") : "*",
-              js(he, "host_match"), js(he, "vhost"));
+    buf_printf(&b, "HOST        %s (%s, %s)", js(he, "host")[0] ? js(he, "host") : "*",
+               js(he, "host_match"), js(he, "vhost"));
     const json_t *ings = json_object_get(he, "ingresses");
     size_t i;
     const json_t *v;
     if (json_array_size(ings)) {
-      ex_printf(&b, " from Ingress");
-      json_array_foreach(ings, i, v) ex_printf(&b, " %s", json_string_value(v));
+      buf_printf(&b, " from Ingress");
+      json_array_foreach(ings, i, v) buf_printf(&b, " %s", json_string_value(v));
     }
-    ex_printf(&b, "\nROUTE       %s (%s) → cluster %s from Ingress %s\n", js(rt, "path"),
-              js(rt, "path_type"), js(rt, "cluster")[0] ? js(rt, "cluster") : "(none)",
-              js(rt, "source")[0] ? js(rt, "source") : "?");
+    buf_printf(&b, "\nROUTE       %s (%s) → cluster %s from Ingress %s\n", js(rt, "path"),
+               js(rt, "path_type"), js(rt, "cluster")[0] ? js(rt, "cluster") : "(none)",
+               js(rt, "source")[0] ? js(rt, "source") : "?");
   } else {
-    ex_printf(&b, "HOST/ROUTE  no rule matches; default backend: %s\n",
-              js(r, "default_backend")[0] ? js(r, "default_backend") : "(none: 404)");
+    buf_printf(&b, "HOST/ROUTE  no rule matches; default backend: %s\n",
+               js(r, "default_backend")[0] ? js(r, "default_backend") : "(none: 404)");
   }
   const json_t *cl = json_object_get(r, "cluster");
   if (json_is_object(cl)) {
     const json_t *eps = json_object_get(cl, "endpoints");
-    ex_printf(&b, "CLUSTER     %s: %lld of %zu endpoints ready\n", js(cl, "name"),
-              (long long)json_integer_value(json_object_get(cl, "ready_endpoints")),
-              json_array_size(eps));
+    buf_printf(&b, "CLUSTER     %s: %lld of %zu endpoints ready\n", js(cl, "name"),
+               (long long)json_integer_value(json_object_get(cl, "ready_endpoints")),
+               json_array_size(eps));
     size_t i;
     const json_t *e;
     json_array_foreach(eps, i, e) {
-      ex_printf(&b, "              %s:%lld %s%s%s\n", js(e, "address"),
-                (long long)json_integer_value(json_object_get(e, "port")),
-                json_is_true(json_object_get(e, "ready")) ? "ready" : "NOT READY",
-                js(e, "zone")[0] ? " zone " : "", js(e, "zone"));
+      buf_printf(&b, "              %s:%lld %s%s%s\n", js(e, "address"),
+                 (long long)json_integer_value(json_object_get(e, "port")),
+                 json_is_true(json_object_get(e, "ready")) ? "ready" : "NOT READY",
+                 js(e, "zone")[0] ? " zone " : "", js(e, "zone"));
     }
   }
   const json_t *c = json_object_get(r, "certificate");
   if (json_is_object(c)) {
     char na[64];
-    ex_utc(json_integer_value(json_object_get(c, "not_after")), na, sizeof(na));
-    ex_printf(&b, "CERTIFICATE %s (%s match) names", js(c, "name"), js(c, "match"));
+    timefmt_utc((int64_t)json_integer_value(json_object_get(c, "not_after")), na, sizeof(na));
+    buf_printf(&b, "CERTIFICATE %s (%s match) names", js(c, "name"), js(c, "match"));
     size_t i;
     const json_t *v;
     json_array_foreach(json_object_get(c, "sni_names"), i, v)
-        ex_printf(&b, " %s", json_string_value(v));
-    ex_printf(&b, "\n              issuer %s, not after %s\n", js(c, "issuer"), na);
+        buf_printf(&b, " %s", json_string_value(v));
+    buf_printf(&b, "\n              issuer %s, not after %s\n", js(c, "issuer"), na);
   } else if (js(q, "sni")[0]) {
-    ex_printf(&b, "CERTIFICATE none: the handshake fails for SNI %s\n", js(q, "sni"));
+    buf_printf(&b, "CERTIFICATE none: the handshake fails for SNI %s\n", js(q, "sni"));
   }
   const json_t *rd = json_object_get(r, "redirect");
   if (json_is_object(rd))
-    ex_printf(&b, "REDIRECT    %lld → %s (%s)\n",
-              (long long)json_integer_value(json_object_get(rd, "status")), js(rd, "location"),
-              js(rd, "reason"));
+    buf_printf(&b, "REDIRECT    %lld → %s (%s)\n",
+               (long long)json_integer_value(json_object_get(rd, "status")), js(rd, "location"),
+               js(rd, "reason"));
   const json_t *rw = json_object_get(r, "rewrite");
   if (json_is_object(rw))
-    ex_printf(&b, "REWRITE     %s → %s (sent upstream)\n", js(q, "path"), js(rw, "path"));
+    buf_printf(&b, "REWRITE     %s → %s (sent upstream)\n", js(q, "path"), js(rw, "path"));
   size_t i;
   const json_t *v;
   const json_t *problems = json_object_get(r, "problems");
   if (json_array_size(problems)) {
-    ex_printf(&b, "PROBLEMS\n");
-    json_array_foreach(problems, i, v) ex_printf(&b, "  - %s\n", json_string_value(v));
+    buf_printf(&b, "PROBLEMS\n");
+    json_array_foreach(problems, i, v) buf_printf(&b, "  - %s\n", json_string_value(v));
   }
   const json_t *ns = json_object_get(r, "not_served");
   if (json_array_size(ns)) {
-    ex_printf(&b, "NOT SERVED (objects that never became routes)\n");
-    json_array_foreach(ns, i, v) ex_printf(&b, "  %s %s/%s: %s\n", js(v, "kind"),
-                                           js(v, "namespace"), js(v, "name"), js(v, "reason"));
+    buf_printf(&b, "NOT SERVED (objects that never became routes)\n");
+    json_array_foreach(ns, i, v) buf_printf(&b, "  %s %s/%s: %s\n", js(v, "kind"),
+                                            js(v, "namespace"), js(v, "name"), js(v, "reason"));
   }
   const json_t *cands = json_object_get(r, "candidates");
   if (json_array_size(cands)) {
-    ex_printf(&b, "OTHER RULES (closest first)\n");
+    buf_printf(&b, "OTHER RULES (closest first)\n");
     json_array_foreach(cands, i, v) {
-      ex_printf(&b, "  %s %s (%s) → %s [Ingress %s]%s%s\n", js(v, "host")[0] ? js(v, "host") : "*",
-                js(v, "path"), js(v, "path_type"), js(v, "verdict"),
-                js(v, "source")[0] ? js(v, "source") : "?", js(v, "hint")[0] ? ": " : "",
-                js(v, "hint"));
+      buf_printf(&b, "  %s %s (%s) → %s [Ingress %s]%s%s\n", js(v, "host")[0] ? js(v, "host") : "*",
+                 js(v, "path"), js(v, "path_type"), js(v, "verdict"),
+                 js(v, "source")[0] ? js(v, "source") : "?", js(v, "hint")[0] ? ": " : "",
+                 js(v, "hint"));
     }
   }
-  if (b.oom) {
-    free(b.s);
-    return NULL;
-  }
-  return b.s;
+  return buf_detach(&b); /* NULL when any append ran out of memory */
 }

@@ -32,6 +32,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
 static const struct flag_def *find_def(const struct flag_def *defs, size_t n, const char *name,
                                        size_t namelen) {
   for (size_t i = 0; i < n; i++) {
+    if (defs[i].type == FLAG_GROUP) continue;
     if (strlen(defs[i].name) == namelen && memcmp(defs[i].name, name, namelen) == 0)
       return &defs[i];
   }
@@ -120,6 +121,8 @@ static int apply(const struct flag_def *d, const char *v, char *err, size_t errl
     }
     case FLAG_DURATION_MS:
       return parse_duration(d, v, err, errlen);
+    case FLAG_GROUP:
+      break;
   }
   return fail(err, errlen, "--%s: unsupported flag type", d->name);
 }
@@ -179,66 +182,32 @@ int flags_parse(const struct flag_def *defs, size_t n, int argc, char **argv,
   return rc;
 }
 
+static int flag_left(const struct flag_def *d, char *left, size_t len) {
+  return d->metavar ? snprintf(left, len, "--%s=%s", d->name, d->metavar)
+                    : snprintf(left, len, "--%s", d->name);
+}
+
 void flags_usage(FILE *out, const char *prog, const char *synopsis, const char *description,
                  const struct flag_def *defs, size_t n) {
   fprintf(out, "usage: %s %s\n", prog, synopsis ? synopsis : "[flags]");
   if (description && *description) fprintf(out, "\n%s\n", description);
-  fprintf(out, "\nflags:\n");
   int width = 0;
   char left[256];
   for (size_t i = 0; i < n; i++) {
-    int w = defs[i].metavar ? snprintf(left, sizeof(left), "--%s=%s", defs[i].name, defs[i].metavar)
-                            : snprintf(left, sizeof(left), "--%s", defs[i].name);
+    if (defs[i].type == FLAG_GROUP) continue;
+    int w = flag_left(&defs[i], left, sizeof(left));
     if (w > width) width = w;
   }
   if (width > 40) width = 40;
+  if (n == 0 || defs[0].type != FLAG_GROUP) fprintf(out, "\nflags:\n");
   for (size_t i = 0; i < n; i++) {
-    if (defs[i].metavar)
-      snprintf(left, sizeof(left), "--%s=%s", defs[i].name, defs[i].metavar);
-    else
-      snprintf(left, sizeof(left), "--%s", defs[i].name);
+    if (defs[i].type == FLAG_GROUP) {
+      fprintf(out, "\n%s:\n", defs[i].help ? defs[i].help : "");
+      continue;
+    }
+    flag_left(&defs[i], left, sizeof(left));
     fprintf(out, "  %-*s  %s%s\n", width, left, defs[i].help ? defs[i].help : "",
             defs[i].type == FLAG_LIST ? " (repeatable)" : "");
   }
   fprintf(out, "  %-*s  %s\n", width, "--help", "show this help and exit");
-}
-
-static int parse_port(const char *s, uint16_t *port) {
-  if (*s == '\0' || strlen(s) > 5) return -1;
-  unsigned long v = 0;
-  for (const char *p = s; *p; p++) {
-    if (*p < '0' || *p > '9') return -1;
-    v = v * 10 + (unsigned long)(*p - '0');
-  }
-  if (v > 65535) return -1;
-  *port = (uint16_t)v;
-  return 0;
-}
-
-int flags_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port) {
-  if (s == NULL || host == NULL || hostlen == 0 || port == NULL) return -1;
-  const char *h, *p;
-  size_t hl;
-  if (s[0] == '[') {
-    const char *close = strchr(s, ']');
-    if (close == NULL || close[1] != ':') return -1;
-    h = s + 1;
-    hl = (size_t)(close - h);
-    if (hl == 0) return -1;
-    p = close + 2;
-  } else {
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL) return -1;
-    h = s;
-    hl = (size_t)(colon - s);
-    if (memchr(h, ':', hl) != NULL) return -1; /* bare IPv6 needs brackets */
-    p = colon + 1;
-  }
-  if (hl + 1 > hostlen) return -1;
-  uint16_t pv;
-  if (parse_port(p, &pv) != 0) return -1;
-  memcpy(host, h, hl);
-  host[hl] = '\0';
-  *port = pv;
-  return 0;
 }

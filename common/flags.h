@@ -21,7 +21,13 @@ enum flag_type {
   FLAG_BOOL,        /* int *: --name or --name=true|false */
   FLAG_LIST,        /* struct flag_list *: repeatable string */
   FLAG_DURATION_MS, /* uint32_t *: "250ms", "5s", "2m" or a plain number of ms */
+  FLAG_GROUP,       /* not a flag: starts a titled group of --help (help = title) */
 };
+
+/* A group heading in a flag table: the flags after it, up to the next
+ * heading, are listed under "TITLE:" in --help. */
+#define FLAG_GROUP_DEF(title) \
+  { "", FLAG_GROUP, NULL, title, NULL, 0, 0 }
 
 #define FLAG_LIST_MAX 64
 struct flag_list {
@@ -50,12 +56,11 @@ int flags_parse(const struct flag_def *defs, size_t n, int argc, char **argv,
                 const char **positional, int max_positional, int *npositional, char *err,
                 size_t errlen);
 
-/* Prints "usage: PROG SYNOPSIS\n\nDESCRIPTION\n\nflags:\n  --name=METAVAR  help" */
+/* Prints "usage: PROG SYNOPSIS\n\nDESCRIPTION\n\nflags:\n  --name=METAVAR  help";
+ * with FLAG_GROUP entries, each group under its own "TITLE:" heading
+ * (flags before the first heading under "flags:"), --help last under
+ * the last group. Columns line up across groups. */
 void flags_usage(FILE *out, const char *prog, const char *synopsis, const char *description,
                  const struct flag_def *defs, size_t n);
-
-/* Splits "host:port" or "[v6]:port" into host (no brackets) and port.
- * Returns 0 or -1. */
-int flags_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 #endif

@@ -8,8 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "common/timefmt.h"
 
 static const char *log_component = "edge";
 static atomic_int log_level = LOG_LEVEL_INFO;
@@ -44,13 +45,11 @@ void log_emitv(enum log_level level, const char *event, const char *fmt, va_list
   if ((int)level < atomic_load(&log_level)) return;
   char line[4096];
   struct timeval tv;
-  struct tm tm;
+  char ts[TIMEFMT_LEN];
   gettimeofday(&tv, NULL);
-  gmtime_r(&tv.tv_sec, &tm);
-  int n = snprintf(line, sizeof(line),
-                   "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s comp=%s msg=%s",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                   (long)(tv.tv_usec / 1000), level_names[level], log_component, log_q(event));
+  timefmt_utc_ms((int64_t)tv.tv_sec, (int)(tv.tv_usec / 1000), ts, sizeof(ts));
+  int n = snprintf(line, sizeof(line), "ts=%s level=%s comp=%s msg=%s", ts, level_names[level],
+                   log_component, log_q(event));
   if (n < 0) return;
   if ((size_t)n >= sizeof(line) - 2) n = (int)sizeof(line) - 2;
   if (fmt && fmt[0]) {

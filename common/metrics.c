@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
+
 enum metric_type { TYPE_COUNTER, TYPE_GAUGE, TYPE_HISTOGRAM };
 
 struct metrics_counter {
@@ -343,46 +345,6 @@ const double *metrics_default_latency_buckets(size_t *n) {
   return b;
 }
 
-/* A growable string; on allocation failure it stays failed and render
- * returns NULL. */
-struct buf {
-  char *p;
-  size_t len, cap;
-  int failed;
-};
-
-static void buf_reserve(struct buf *b, size_t more) {
-  if (b->failed || b->len + more + 1 <= b->cap) return;
-  size_t cap = b->cap ? b->cap : 1024;
-  while (cap < b->len + more + 1) cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (p == NULL) {
-    b->failed = 1;
-    return;
-  }
-  b->p = p;
-  b->cap = cap;
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void buf_printf(struct buf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) {
-    b->failed = 1;
-    return;
-  }
-  buf_reserve(b, (size_t)n);
-  if (b->failed) return;
-  va_start(ap, fmt);
-  vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
-}
-
 /* Shortest text that reads back as v; Prometheus spellings for Inf/NaN. */
 static void format_double(double v, char *out, size_t outlen) {
   if (isnan(v)) {
@@ -467,7 +429,6 @@ static void render_series(struct buf *b, const struct family *f, struct series *
 char *metrics_render(struct metrics_registry *r, size_t *len) {
   static const char *const type_names[] = {"counter", "gauge", "histogram"};
   struct buf b = {0};
-  buf_reserve(&b, 0);
   pthread_mutex_lock(&r->mu);
   for (struct family *f = r->families; f; f = f->next) {
     if (f->head == NULL) continue;
@@ -477,14 +438,11 @@ char *metrics_render(struct metrics_registry *r, size_t *len) {
     for (struct series *s = f->head; s; s = s->next) render_series(&b, f, s);
   }
   pthread_mutex_unlock(&r->mu);
-  if (b.failed) {
-    free(b.p);
-    if (len) *len = 0;
-    return NULL;
-  }
-  b.p[b.len] = '\0';
-  if (len) *len = b.len;
-  return b.p;
+  /* An allocation failure anywhere above made b failed: render NULL. */
+  size_t n = b.len;
+  char *text = buf_detach(&b);
+  if (len) *len = text ? n : 0;
+  return text;
 }
 
 char *metrics_escape_label(const char *value, char *out, size_t outlen) {

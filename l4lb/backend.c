@@ -6,51 +6,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/flags.h"
+#include "common/addr.h"
 #include "common/metrics.h"
-
-int l4_parse_sockaddr(const char *s, struct sockaddr_storage *ss, socklen_t *len) {
-  char host[64];
-  uint16_t port;
-  if (!s || flags_split_hostport(s, host, sizeof(host), &port) != 0) return -1;
-  memset(ss, 0, sizeof(*ss));
-  struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons(port);
-    *len = sizeof(*in4);
-    return 0;
-  }
-  if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    *len = sizeof(*in6);
-    return 0;
-  }
-  return -1;
-}
-
-char *l4_format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t outlen) {
-  char ip[INET6_ADDRSTRLEN] = "?";
-  if (ss->ss_family == AF_INET) {
-    const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
-    inet_ntop(AF_INET, &in4->sin_addr, ip, sizeof(ip));
-    snprintf(out, outlen, "%s:%u", ip, ntohs(in4->sin_port));
-  } else if (ss->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-    snprintf(out, outlen, "[%s]:%u", ip, ntohs(in6->sin6_port));
-  } else {
-    snprintf(out, outlen, "?");
-  }
-  return out;
-}
+#include "common/publish.h"
 
 static char *dup_or_null(const char *s) {
   return s ? strdup(s) : NULL;
@@ -75,13 +37,13 @@ int l4_backend_new(const char *name, const char *address, const char *check_addr
   }
   atomic_init(&b->refs, 1);
   atomic_init(&b->connect_failures, 0);
-  if (l4_parse_sockaddr(address, &b->addr, &b->addrlen) != 0) {
+  if (addr_parse(address, &b->addr, &b->addrlen) != 0) {
     snprintf(err, errlen, "backend %s: address %s is not a numeric IP:PORT", name, address);
     free(b);
     return -1;
   }
   if (check_address && *check_address &&
-      l4_parse_sockaddr(check_address, &b->check_addr, &b->check_addrlen) != 0) {
+      addr_parse(check_address, &b->check_addr, &b->check_addrlen) != 0) {
     snprintf(err, errlen, "backend %s: check address %s is not a numeric IP:PORT", name,
              check_address);
     free(b);
@@ -122,7 +84,7 @@ int l4_backend_set_https(struct l4_backend *b, const char *https_address, char *
   }
   struct sockaddr_storage ss;
   socklen_t len;
-  if (l4_parse_sockaddr(https_address, &ss, &len) != 0) {
+  if (addr_parse(https_address, &ss, &len) != 0) {
     snprintf(err, errlen, "backend %s: https address %s is not a numeric IP:PORT", b->name,
              https_address);
     return -1;
@@ -160,10 +122,6 @@ void l4_backend_forget_metrics(struct l4_backend *b) {
 }
 
 /* ---- snapshots ------------------------------------------------------------ */
-
-static pthread_mutex_t current_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct l4_snapshot *current;
-static atomic_uint_fast64_t current_generation;
 
 int l4_snapshot_new(struct l4_backend *const *backends, size_t n, uint32_t m,
                     struct l4_snapshot **out, char *err, size_t errlen) {
@@ -206,35 +164,36 @@ void l4_snapshot_unref(struct l4_snapshot *s) {
   free(s);
 }
 
+static void snapshot_ref_slot(void *s) {
+  atomic_fetch_add_explicit(&((struct l4_snapshot *)s)->refs, 1, memory_order_relaxed);
+}
+
+static void snapshot_unref_slot(void *s) {
+  l4_snapshot_unref(s);
+}
+
+/* The generation is the last write before the snapshot becomes visible (/config shows it). */
+static void snapshot_stamp(void *s, uint64_t generation) {
+  ((struct l4_snapshot *)s)->generation = generation;
+}
+
+static struct publish_slot current =
+    PUBLISH_SLOT_INIT(snapshot_ref_slot, snapshot_unref_slot, snapshot_stamp);
+
 void l4_snapshot_publish(struct l4_snapshot *s) {
-  pthread_mutex_lock(&current_mu);
-  struct l4_snapshot *old = current;
-  s->generation = atomic_load(&current_generation) + 1;
-  current = s;
-  atomic_store(&current_generation, s->generation);
-  pthread_mutex_unlock(&current_mu);
-  l4_snapshot_unref(old);
+  publish_slot_publish(&current, s);
 }
 
 struct l4_snapshot *l4_snapshot_acquire(void) {
-  pthread_mutex_lock(&current_mu);
-  struct l4_snapshot *s = current;
-  if (s) atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-  pthread_mutex_unlock(&current_mu);
-  return s;
+  return publish_slot_acquire(&current, NULL);
 }
 
 uint64_t l4_snapshot_generation(void) {
-  return atomic_load_explicit(&current_generation, memory_order_acquire);
+  return publish_slot_generation(&current);
 }
 
 void l4_snapshot_clear(void) {
-  pthread_mutex_lock(&current_mu);
-  struct l4_snapshot *old = current;
-  current = NULL;
-  atomic_fetch_add(&current_generation, 1);
-  pthread_mutex_unlock(&current_mu);
-  l4_snapshot_unref(old);
+  publish_slot_publish(&current, NULL);
 }
 
 int l4_flow_from_addrs(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,

@@ -85,11 +85,6 @@ void l4_backend_unref(struct l4_backend *b);
 /* Removes the backend's metric series (when it leaves the set). */
 void l4_backend_forget_metrics(struct l4_backend *b);
 
-/* Parses numeric "IP:PORT" / "[IPv6]:PORT" into a sockaddr. 0 or -1. */
-int l4_parse_sockaddr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
-/* Formats a sockaddr as "IP:PORT" ("[v6]:PORT"). Returns out. */
-char *l4_format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t outlen);
-
 struct l4_snapshot {
   atomic_int refs;
   uint64_t generation;

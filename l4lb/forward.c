@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/proxy_proto.h"
@@ -152,49 +153,25 @@ uint64_t l4_forward_active(void) {
 
 /* ---- listeners -------------------------------------------------------------- */
 
-static int open_one_listener(const struct sockaddr_storage *ss, socklen_t len, char *err,
-                             size_t errlen) {
-  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    snprintf(err, errlen, "socket: %s", strerror(errno));
-    return -1;
-  }
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  /* accepted sockets inherit TCP_NODELAY: no setsockopt per connection */
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-      bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 1024) != 0) {
-    snprintf(err, errlen, "%s", strerror(errno));
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 int l4_listener_open(const char *addr, int nworkers, int *fds, char *bound, size_t boundlen,
                      char *err, size_t errlen) {
   struct sockaddr_storage ss;
   socklen_t len;
-  if (l4_parse_sockaddr(addr, &ss, &len) != 0) {
+  if (addr_parse(addr, &ss, &len) != 0) {
     snprintf(err, errlen, "--listen=%s: not a numeric IP:PORT", addr);
     return -1;
   }
-  char reason[128];
   for (int i = 0; i < nworkers; i++) {
-    fds[i] = open_one_listener(&ss, len, reason, sizeof(reason));
+    /* accepted sockets inherit TCP_NODELAY: no setsockopt per connection; with port 0 every
+     * other worker binds the port the kernel chose for the first (addr_bind_reuseport) */
+    fds[i] = addr_bind_reuseport(&ss, len, 1024, ADDR_NONBLOCK | ADDR_NODELAY);
     if (fds[i] < 0) {
-      snprintf(err, errlen, "--listen=%s: %s", addr, reason);
+      snprintf(err, errlen, "--listen=%s: %s", addr, strerror(-fds[i]));
       for (int j = 0; j < i; j++) close(fds[j]);
       return -1;
     }
-    if (i == 0) {
-      /* with port 0 every other worker binds the port the kernel chose */
-      len = sizeof(ss);
-      getsockname(fds[0], (struct sockaddr *)&ss, &len);
-    }
   }
-  l4_format_sockaddr(&ss, bound, boundlen);
+  addr_format(&ss, bound, boundlen);
   return 0;
 }
 

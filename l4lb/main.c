@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/admin.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -60,6 +61,7 @@ struct l4lb {
   /* runtime */
   struct metrics_registry *metrics;
   struct metrics_counter *m_rebuilds;
+  struct metrics_gauge *m_table_backends, *m_members;
   struct admin_server *admin;
   struct l4_forwarder *fwd;
   struct l4_packet *packet; /* --mode=xdp */
@@ -109,6 +111,8 @@ static void rebuild(const char *why) {
   if (g.packet) l4_packet_apply(g.packet, s, g.members, g.nmembers);
   l4_snapshot_publish(s);
   metrics_counter_inc(g.m_rebuilds);
+  if (g.m_table_backends) metrics_gauge_set(g.m_table_backends, (double)n);
+  if (g.m_members) metrics_gauge_set(g.m_members, (double)g.nmembers);
   if (g.admin) admin_set_ready(g.admin, n > 0);
   LOG_INFO("table_rebuilt", "why=%s backends=%zu of=%zu size=%ld build_us=%llu", log_q(why), n,
            g.nmembers, g.table_size, (unsigned long long)((uv_hrtime() - t0) / 1000));
@@ -354,9 +358,8 @@ static void handle_lookup(void *ud, const char *path, const char *query,
   socklen_t sl, dl;
   struct maglev_flow flow;
   if (admin_query_get(query, "src", src, sizeof(src)) != 0 ||
-      admin_query_get(query, "dst", dst, sizeof(dst)) != 0 ||
-      l4_parse_sockaddr(src, &ss, &sl) != 0 || l4_parse_sockaddr(dst, &ds, &dl) != 0 ||
-      l4_flow_from_addrs(&ss, &ds, &flow) != 0) {
+      admin_query_get(query, "dst", dst, sizeof(dst)) != 0 || addr_parse(src, &ss, &sl) != 0 ||
+      addr_parse(dst, &ds, &dl) != 0 || l4_flow_from_addrs(&ss, &ds, &flow) != 0) {
     admin_reply(resp, 400, NULL,
                 "usage: /lookup?src=IP:PORT&dst=IP:PORT (numeric, same address family)\n");
     return;
@@ -548,6 +551,18 @@ int main(int argc, char **argv) {
   g.xdp_attach = "native";
   g.conn_table_size = L4_PACKET_DEFAULT_CONN_TABLE;
   const struct flag_def defs[] = {
+      FLAG_GROUP_DEF("Listeners and workers"),
+      {"listen", FLAG_LIST, &g.listen,
+       "address to accept TCP on; backend=https forwards to the replicas' HTTPS address",
+       "ADDR:PORT[,backend=http|https]", 0, 0},
+      {"admin", FLAG_STRING, &g.admin_addr,
+       "admin endpoint (/healthz /readyz /metrics /config "
+       "/lookup)",
+       "ADDR:PORT", 0, 0},
+      {"workers", FLAG_INT, &g.workers, "worker threads (default: cores)", "N", 1, 256},
+      {"drain-timeout", FLAG_DURATION_MS, &g.drain_timeout_ms,
+       "on SIGTERM, how long connections may finish (default 30s)", "DURATION", 0, 0},
+      FLAG_GROUP_DEF("Mode: TCP proxy or XDP packet forwarding"),
       {"mode", FLAG_STRING, &g.mode,
        "tcp: proxy connections (default); xdp: forward VIP packets with an XDP program "
        "(IPv4-in-IPv4 to the replica, direct server return)",
@@ -560,34 +575,34 @@ int main(int argc, char **argv) {
       {"xdp-attach", FLAG_STRING, &g.xdp_attach,
        "--mode=xdp: native (driver, default) or generic (skb, any interface, slower)",
        "native|generic", 0, 0},
-      {"listen", FLAG_LIST, &g.listen,
-       "address to accept TCP on; backend=https forwards to the replicas' HTTPS address",
-       "ADDR:PORT[,backend=http|https]", 0, 0},
-      {"backend", FLAG_LIST, &g.backend,
-       "static L7 replica; https= is where https listeners send it; check= is where GET "
-       "/readyz is asked, without it a TCP connect check; drain: no new connections",
-       "ADDR:PORT[,https=ADDR:PORT][,check=ADDR:PORT][,weight=N][,drain]", 0, 0},
+      FLAG_GROUP_DEF("Replicas: from syncd or static"),
       {"syncd", FLAG_STRING, &g.syncd, "take the replica set from syncd's Membership.Watch",
        "ADDR:PORT", 0, 0},
-      {"cache-dir", FLAG_STRING, &g.cache_dir,
-       "save the last replica set from syncd here and start from it (with --syncd)", "DIR", 0, 0},
       {"insecure", FLAG_BOOL, &g.insecure, "plaintext gRPC to syncd (no TLS)", NULL, 0, 0},
       {"cert", FLAG_STRING, &g.cert, "client certificate for syncd (mTLS)", "FILE", 0, 0},
       {"key", FLAG_STRING, &g.key, "client key for syncd (mTLS)", "FILE", 0, 0},
       {"ca", FLAG_STRING, &g.ca, "CA that verifies syncd", "FILE", 0, 0},
       {"node-id", FLAG_STRING, &g.node_id, "this instance's name for syncd (default: hostname)",
        "NAME", 0, 0},
+      {"cache-dir", FLAG_STRING, &g.cache_dir,
+       "save the last replica set from syncd here and start from it (with --syncd)", "DIR", 0, 0},
+      {"backend", FLAG_LIST, &g.backend,
+       "static L7 replica; https= is where https listeners send it; check= is where GET "
+       "/readyz is asked, without it a TCP connect check; drain: no new connections",
+       "ADDR:PORT[,https=ADDR:PORT][,check=ADDR:PORT][,weight=N][,drain]", 0, 0},
+      FLAG_GROUP_DEF("Balancing and forwarding"),
       {"hash", FLAG_STRING, &g.hash, "flow key: 5tuple (default) or src (client affinity)",
        "5tuple|src", 0, 0},
-      {"admin", FLAG_STRING, &g.admin_addr,
-       "admin endpoint (/healthz /readyz /metrics /config "
-       "/lookup)",
-       "ADDR:PORT", 0, 0},
-      {"workers", FLAG_INT, &g.workers, "worker threads (default: cores)", "N", 1, 256},
       {"table-size", FLAG_INT, &g.table_size, "Maglev table size, a prime (default 65537)", "M", 3,
        MAGLEV_MAX_M},
+      {"proxy-protocol", FLAG_BOOL, &g.proxy_protocol,
+       "send a PROXY v2 header to backends (default on; off for plain TCP backends)", "on|off", 0,
+       0},
+      {"splice", FLAG_BOOL, &g.splice, "zero-copy splice(2) (default on; off: read/write)",
+       "on|off", 0, 0},
       {"connect-timeout", FLAG_DURATION_MS, &g.connect_timeout_ms,
        "backend connect timeout (default 3s)", "DURATION", 0, 0},
+      FLAG_GROUP_DEF("Health checks"),
       {"check-interval", FLAG_DURATION_MS, &g.check_interval_ms,
        "health check interval, ±10% jitter (default 2s)", "DURATION", 0, 0},
       {"check-timeout", FLAG_DURATION_MS, &g.check_timeout_ms, "health check timeout (default 1s)",
@@ -597,13 +612,7 @@ int main(int argc, char **argv) {
       {"fall", FLAG_INT, &g.fall,
        "consecutive failures (checks or connects) to mark a backend down (default 3)", "N", 1,
        1000},
-      {"proxy-protocol", FLAG_BOOL, &g.proxy_protocol,
-       "send a PROXY v2 header to backends (default on; off for plain TCP backends)", "on|off", 0,
-       0},
-      {"splice", FLAG_BOOL, &g.splice, "zero-copy splice(2) (default on; off: read/write)",
-       "on|off", 0, 0},
-      {"drain-timeout", FLAG_DURATION_MS, &g.drain_timeout_ms,
-       "on SIGTERM, how long connections may finish (default 30s)", "DURATION", 0, 0},
+      FLAG_GROUP_DEF("Logging"),
       {"log-level", FLAG_STRING, &g.log_level, "debug|info|warn|error", "LEVEL", 0, 0},
   };
   size_t ndefs = sizeof(defs) / sizeof(defs[0]);
@@ -685,6 +694,12 @@ int main(int argc, char **argv) {
   g.metrics = metrics_registry_new();
   g.m_rebuilds = metrics_counter(g.metrics, "edge_l4_table_rebuilds_total",
                                  "Maglev tables built and published", "");
+  /* for the "no healthy replica" alert: 0 until a table with a backend exists */
+  g.m_table_backends =
+      metrics_gauge(g.metrics, "edge_l4_table_backends",
+                    "Backends in the current Maglev table (healthy, not draining)", "");
+  g.m_members = metrics_gauge(g.metrics, "edge_l4_member_backends",
+                              "Backends known (static or from syncd's replica set)", "");
   if (g.admin_addr &&
       admin_start(g.loop, g.admin_addr, g.metrics, &g.admin, err, sizeof(err)) != 0) {
     die("--admin=%s: %s", g.admin_addr, err);

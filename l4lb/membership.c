@@ -5,13 +5,12 @@
 #include "l4lb/membership.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "common/addr.h"
+#include "common/fileio.h"
 #include "common/log.h"
 #include "edge/v1/membership.pb-c.h"
 #include "l4lb/backend.h"
@@ -28,7 +27,7 @@ static int copy_field(char *dst, const char *src) {
 static int valid_addr(const char *s) {
   struct sockaddr_storage ss;
   socklen_t len;
-  return l4_parse_sockaddr(s, &ss, &len) == 0;
+  return addr_parse(s, &ss, &len) == 0;
 }
 
 int l4_member_parse_static(const char *spec, struct l4_member *out, char *err, size_t errlen) {
@@ -148,42 +147,12 @@ int l4_member_decode_set(const uint8_t *data, size_t len, struct l4_member **out
 
 int l4_member_cache_save(const char *dir, const uint8_t *data, size_t len, char *err,
                          size_t errlen) {
-  char path[4096], tmp[4200];
+  char path[4096];
   if (snprintf(path, sizeof(path), "%s/%s", dir, L4_CACHE_FILE) >= (int)sizeof(path)) {
     snprintf(err, errlen, "cache path too long");
     return -1;
   }
-  snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-    return -1;
-  }
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, data + off, len - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    off += (size_t)w;
-  }
-  if (off < len || fsync(fd) != 0) {
-    snprintf(err, errlen, "%s: %s", tmp, strerror(errno ? errno : EIO));
-    close(fd);
-    unlink(tmp);
-    return -1;
-  }
-  close(fd);
-  if (rename(tmp, path) != 0) {
-    snprintf(err, errlen, "rename to %s: %s", path, strerror(errno));
-    unlink(tmp);
-    return -1;
-  }
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd); /* the rename itself survives a crash */
-    close(dfd);
-  }
-  return 0;
+  return fileio_write_atomic_buf(path, data, len, 0644, err, errlen) == 0 ? 0 : -1;
 }
 
 int l4_member_cache_load(const char *dir, struct l4_member **out, size_t *n, uint64_t *version,
@@ -192,34 +161,12 @@ int l4_member_cache_load(const char *dir, struct l4_member **out, size_t *n, uin
   *n = 0;
   char path[4096];
   snprintf(path, sizeof(path), "%s/%s", dir, L4_CACHE_FILE);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return 1;
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
-    return -1;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size > L4_CACHE_MAX) {
-    snprintf(err, errlen, "%s: unreadable or too large", path);
-    close(fd);
-    return -1;
-  }
-  size_t len = (size_t)st.st_size;
-  uint8_t *buf = malloc(len ? len : 1);
-  if (!buf) {
-    close(fd);
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
-  size_t off = 0;
-  while (off < len) {
-    ssize_t r = read(fd, buf + off, len - off);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    off += (size_t)r;
-  }
-  close(fd);
-  int rc = off == len ? l4_member_decode_set(buf, len, out, n, version) : -1;
+  char *buf;
+  size_t len;
+  int rc = fileio_read(path, L4_CACHE_MAX, &buf, &len, err, errlen);
+  if (rc == -ENOENT) return 1;
+  if (rc < 0) return -1;
+  rc = l4_member_decode_set((const uint8_t *)buf, len, out, n, version);
   free(buf);
   if (rc != 0) snprintf(err, errlen, "%s: not a ReplicaSet", path);
   return rc;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/flags.h"
+#include "common/addr.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "l4lb/xdp_lb.h"
@@ -82,7 +82,7 @@ int l4_packet_parse_vip(const char *spec, struct l4_packet_vip *out, char *err, 
   char host[64];
   uint16_t port;
   struct in_addr a;
-  if (flags_split_hostport(buf, host, sizeof(host), &port) != 0 || port == 0 ||
+  if (addr_split_hostport(buf, host, sizeof(host), &port) != 0 || port == 0 ||
       inet_pton(AF_INET, host, &a) != 1) {
     SET_ERR("--vip=%s: expected IPv4ADDR:PORT[/tcp|/udp] (packet mode tunnels IPv4)", spec);
     return -1;

@@ -167,24 +167,29 @@ static void cc_on_open(void *ud) {
   if (c->hooks.on_connection) c->hooks.on_connection(c->ud, 1);
 }
 
+/* Frees the client and every string it copied. */
+static void cc_free(struct l7_config_client *c) {
+  free(c->target);
+  free(c->cert_file);
+  free(c->key_file);
+  free(c->ca_file);
+  free(c->server_name);
+  free(c->node_id);
+  free(c->address);
+  free(c->admin_address);
+  free(c->https_address);
+  free(c->zone);
+  free(c->build);
+  free(c);
+}
+
 static void cc_on_stream_done(void *arg) {
   struct l7_config_client *c = arg;
   c->streams_closing--;
   if (c->closing && c->streams_closing == 0 && c->timer_closed) {
     void (*done)(void *) = c->done;
     void *darg = c->done_arg;
-    free(c->target);
-    free(c->cert_file);
-    free(c->key_file);
-    free(c->ca_file);
-    free(c->server_name);
-    free(c->node_id);
-    free(c->address);
-    free(c->admin_address);
-    free(c->https_address);
-    free(c->zone);
-    free(c->build);
-    free(c);
+    cc_free(c);
     if (done) done(darg);
   }
 }
@@ -332,18 +337,7 @@ int l7_config_client_start(uv_loop_t *loop, struct rpc_runtime *rt, struct l7_co
   if (!c->target || !c->node_id || !c->address || !c->admin_address || !c->https_address ||
       !c->zone || !c->build || (opts->creds.cert_file && !c->cert_file) ||
       (opts->creds.key_file && !c->key_file) || (opts->creds.ca_file && !c->ca_file)) {
-    free(c->target);
-    free(c->cert_file);
-    free(c->key_file);
-    free(c->ca_file);
-    free(c->server_name);
-    free(c->node_id);
-    free(c->address);
-    free(c->admin_address);
-    free(c->https_address);
-    free(c->zone);
-    free(c->build);
-    free(c);
+    cc_free(c);
     return RPC_ERR_NOMEM;
   }
   uv_timer_init(loop, &c->reset_timer);

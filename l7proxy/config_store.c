@@ -12,16 +12,15 @@
 #include "l7proxy/config_store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "common/log.h"
 #include "common/pb_json.h"
 
@@ -351,99 +350,25 @@ int l7_config_store_serialize(const struct l7_config_store *st, uint8_t **buf, s
 
 /* ---- files ------------------------------------------------------------ */
 
-static int cs_write_all(int fd, const uint8_t *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 static int cs_write_cache(struct l7_config_store *st) {
   uint8_t *buf;
   size_t len;
   int rc = l7_config_store_serialize(st, &buf, &len);
   if (rc < 0) return rc;
-  char tmp[PATH_MAX], dst[PATH_MAX];
-  snprintf(tmp, sizeof(tmp), "%s/state.pb.tmp", st->cache_dir);
+  char dst[PATH_MAX];
   snprintf(dst, sizeof(dst), "%s/state.pb", st->cache_dir);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    rc = -errno;
-    free(buf);
-    return rc;
-  }
-  fchmod(fd, 0600); /* an existing temp file may have had other bits */
-  rc = cs_write_all(fd, buf, len);
+  rc = fileio_write_atomic_buf(dst, buf, len, 0600, NULL, 0);
   free(buf);
-  if (rc == 0 && fsync(fd) < 0) rc = -errno;
-  if (close(fd) < 0 && rc == 0) rc = -errno;
-  if (rc == 0 && rename(tmp, dst) < 0) rc = -errno;
-  if (rc < 0) {
-    unlink(tmp);
-    return rc;
-  }
-  int dfd = open(st->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return 0;
-}
-
-/* Reads a whole file (at most L7_CONFIG_MAX_FILE). */
-static int cs_read_file(const char *path, uint8_t **buf, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  struct stat sb;
-  if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > L7_CONFIG_MAX_FILE) {
-    close(fd);
-    return -EFBIG;
-  }
-  size_t cap = (size_t)sb.st_size + 1, n = 0;
-  uint8_t *p = malloc(cap);
-  if (!p) {
-    close(fd);
-    return -ENOMEM;
-  }
-  for (;;) {
-    ssize_t r = read(fd, p + n, cap - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int e = -errno;
-      free(p);
-      close(fd);
-      return e;
-    }
-    if (r == 0) break;
-    n += (size_t)r;
-    if (n == cap) { /* the file grew while reading */
-      free(p);
-      close(fd);
-      return -EFBIG;
-    }
-  }
-  close(fd);
-  *buf = p;
-  *len = n;
-  return 0;
+  return rc;
 }
 
 int l7_config_read_file(const char *path, Edge__V1__Snapshot **out, char *err, size_t errlen) {
   *out = NULL;
-  uint8_t *buf;
+  char *text;
   size_t len;
-  int rc = cs_read_file(path, &buf, &len);
-  if (rc < 0) {
-    cs_err(err, errlen, "%s: %s", path,
-           rc == -EFBIG ? "not a regular file or too large" : strerror(-rc));
-    return rc;
-  }
+  int rc = fileio_read(path, L7_CONFIG_MAX_FILE, &text, &len, err, errlen);
+  if (rc < 0) return rc;
+  uint8_t *buf = (uint8_t *)text;
   size_t i = 0;
   while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r')) i++;
   if (i < len && buf[i] == '{') {

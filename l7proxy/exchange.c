@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/http_status.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/redirect.h"
@@ -24,6 +25,7 @@
 #include "l7proxy/h1_client.h"
 #include "l7proxy/headers.h"
 #include "l7proxy/route_policy.h"
+#include "l7proxy/tls.h"
 #include "l7proxy/upstream_h2.h"
 #include "l7proxy/worker_internal.h"
 
@@ -36,14 +38,14 @@ static void copy_str(char *dst, size_t cap, const char *s, size_t n) {
 void ex_init(struct exchange *ex, struct worker *w, const struct ex_downstream_ops *ds, void *ctx,
              const char *client, int https, int h2_down) {
   struct msg_arena arena = ex->arena; /* a recycled exchange keeps its memory */
-  struct h1_buf pending = ex->pending;
+  struct buf pending = ex->pending;
   struct rp_auth *auth = ex->rp_auth;
   memset(ex, 0, sizeof(*ex));
   ex->arena = arena;
   ex->pending = pending;
   ex->rp_auth = auth;
   msg_arena_reset(&ex->arena);
-  h1_buf_reset(&ex->pending);
+  buf_reset(&ex->pending);
   ex->w = w;
   ex->ds = ds;
   ex->ds_ctx = ctx;
@@ -81,32 +83,52 @@ void ex_free(struct exchange *ex) {
   l7_snapshot_unref(ex->snap);
   ex->snap = NULL;
   msg_arena_free(&ex->arena);
-  h1_buf_free(&ex->pending);
+  buf_free(&ex->pending);
 }
 
 /* ---- metrics and access log ------------------------------------------- */
+
+/* OBS HOOK (end): the facts of the finished exchange for the access log
+ * and the span (exchange_obs.h). */
+static void ex_obs_end(struct exchange *ex) {
+  const char *sni = ex->tls ? tls_conn_sni(ex->tls) : NULL;
+  struct obs_facts f = {
+      .client = ex->client,
+      .client_port = ex->client_port,
+      .h2 = ex->h2_down,
+      .https = ex->https,
+      .method = ex->method,
+      .authority = ex->host,
+      .path = ex->path,
+      .status = ex->status,
+      .bytes_out = ex->bytes_down,
+      .route_host = ex->route ? ex->route->host_pattern : NULL,
+      .route_path = ex->route ? ex->route->path : NULL,
+      .cluster = ex->cluster ? ex->cluster->name : NULL,
+      .upstream = ex->ep ? ex->ep->name : NULL,
+      .request_id = ex->request_id[0] ? ex->request_id : NULL,
+      .tls_version = ex->tls ? tls_conn_version(ex->tls) : NULL,
+      .sni = sni && sni[0] ? sni : NULL,
+      .alpn = ex->tls ? tls_conn_alpn(ex->tls) : NULL,
+  };
+  obs_end(&ex->obs, &ex->w->cfg->obs, &f);
+}
 
 static void ex_record(struct exchange *ex) {
   struct worker *w = ex->w;
   if (ex->sub) return; /* an auth subrequest: its request is the one recorded */
   double secs = (double)(uv_hrtime() - ex->t_start) / 1e9;
+  struct metrics_histogram *duration = w->duration; /* no route series: "_other" */
   if (w->cfg->metrics && ex->snap) {
     struct route_metrics *m = worker_route_metrics(w, ex->snap, ex->route, ex->cluster);
     int cls = ex->status / 100;
     if (m && cls >= 1 && cls <= 5 && m->by_class[cls]) metrics_counter_inc(m->by_class[cls]);
+    if (m && m->duration) duration = m->duration;
   }
-  if (w->duration) metrics_histogram_observe(w->duration, secs);
+  if (duration) metrics_histogram_observe(duration, secs);
   struct metrics_counter *by_proto = ex->h2_down ? w->c_req_h2 : w->c_req_h1;
   if (by_proto) metrics_counter_inc(by_proto);
-  if (w->cfg->access_log) {
-    LOG_INFO("access",
-             "client=%s method=%s host=%s path=%s status=%d bytes=%llu duration_ms=%.3f "
-             "route=%s cluster=%s upstream=%s request_id=%s",
-             ex->client, log_q(ex->method), log_q(ex->host), log_q(ex->path), ex->status,
-             (unsigned long long)ex->bytes_down, secs * 1000,
-             log_q(ex->route ? ex->route->path : "-"), log_q(ex->cluster ? ex->cluster->name : "-"),
-             ex->ep ? ex->ep->name : "-", ex->request_id[0] ? ex->request_id : "-");
-  }
+  if (obs_enabled(&w->cfg->obs)) ex_obs_end(ex); /* OBS HOOK: end */
 }
 
 /* Both directions are done: record, release, tell the downstream. */
@@ -119,7 +141,7 @@ static void ex_finish(struct exchange *ex) {
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
   ex->ep = NULL;
-  h1_buf_reset(&ex->pending);
+  buf_reset(&ex->pending);
   l7_snapshot_unref(ex->snap);
   ex->snap = NULL;
   ex->ds->finished(ex);
@@ -194,7 +216,7 @@ void ex_local_with(struct exchange *ex, int status, const struct msg_header *ext
   char dflt[96], msg[160], code[8];
   rp_cancel(ex); /* a pending policy step is moot */
   if (!body) {
-    snprintf(dflt, sizeof(dflt), "%d %s\n", status, headers_reason(status));
+    snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
     body = dflt;
   }
   if (n_extra > 8) n_extra = 8;
@@ -387,7 +409,7 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
   if (ex->pending.len) { /* body that arrived before the stream opened */
     uh2_stream_write(ex->h2, ex->pending.data, ex->pending.len);
     ex->body_sent = 1;
-    h1_buf_reset(&ex->pending);
+    buf_reset(&ex->pending);
     if (ex->req_complete)
       uh2_stream_end(ex->h2);
     else if (uh2_stream_buffered(ex->h2) <= HIGH_WATER) /* the client may have been stopped */
@@ -415,6 +437,8 @@ void ex_up_failed(struct exchange *ex, int status, const char *why, int retryabl
   }
   int can_retry = retryable && ex->idempotent && !ex->body_sent;
   if (can_retry && (reused_early || ex->retries_left > 0)) {
+    if (obs_enabled(&ex->w->cfg->obs)) /* OBS HOOK: retry (span event) */
+      obs_retry(&ex->obs, ex->ep ? ex->ep->name : NULL, why);
     if (!reused_early)
       ex->retries_left--;
     else if (ex->ep) {
@@ -453,6 +477,8 @@ static void ex_start_upstream(struct exchange *ex) {
     ex->ep = ep;
     ex->tries++;
     ep->lb.outstanding++;
+    if (obs_enabled(&w->cfg->obs) && up_link_empty(&ep->idle) && !cluster_is_h2(ex->cluster))
+      obs_upstream_connecting(&ex->obs); /* OBS HOOK: a new connection */
     ex->outstanding = 1;
     int rc = cluster_is_h2(ex->cluster) ? ex_start_h2(ex, ep) : h1c_start(ex, ep);
     if (rc == 0) return;
@@ -540,6 +566,8 @@ static int step_upstream_head(struct exchange *ex, const struct msg_head *m) {
       .client_addr = ex->client,
       .proto = ex->https ? "https" : "http",
       .upgrade = ex->upgrade,
+      .traceparent = ex->obs.traced ? ex->obs.traceparent : NULL,
+      .drop_tracestate = ex->obs.drop_tracestate,
   };
   if (headers_upstream_request(&hr, &ex->up, &ex->arena, ex->request_id) != 0) return 500;
   return 0;
@@ -549,10 +577,12 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   struct worker *w = ex->w;
   /* fresh state; the buffers' memory is kept */
   struct msg_arena arena = ex->arena;
-  struct h1_buf pending = ex->pending;
+  struct buf pending = ex->pending;
   const struct ex_downstream_ops *ds = ex->ds;
   void *ctx = ex->ds_ctx;
   const char *client = ex->client;
+  uint16_t client_port = ex->client_port;
+  struct tls_conn *tls = ex->tls;
   int https = ex->https, h2_down = ex->h2_down;
   struct rp_auth *auth = ex->rp_auth;
   rp_cancel(ex);
@@ -563,12 +593,16 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   ex->affinity = -1;
   ex->w = w, ex->ds = ds, ex->ds_ctx = ctx, ex->client = client, ex->https = https;
   ex->h2_down = h2_down;
+  ex->client_port = client_port;
+  ex->tls = tls;
   ex->arena = arena;
   msg_arena_reset(&ex->arena);
   ex->pending = pending;
-  h1_buf_reset(&ex->pending);
+  buf_reset(&ex->pending);
   ex->active = 1;
   ex->t_start = uv_hrtime();
+  if (obs_enabled(&w->cfg->obs)) /* OBS HOOK: start (context, sampling, span id) */
+    obs_start(&ex->obs, &w->cfg->obs, m->headers, m->n_headers);
   copy_str(ex->method, sizeof(ex->method), m->method_str, m->method_len);
   copy_str(ex->host, sizeof(ex->host), m->authority, m->authority_len);
   copy_str(ex->path, sizeof(ex->path), m->target, m->path_len);
@@ -652,11 +686,12 @@ void ex_begin_sub(struct exchange *ex, struct l7_snapshot *snap, const struct l7
   ex->up = *up;
   ex->retries_left = (int)w->cfg->limits->retries;
   ex->deadline = now_ms(w) + timeout_ms;
-  h1_buf_reset(&ex->pending);
+  buf_reset(&ex->pending);
   ex_start_upstream(ex);
 }
 
 int ex_body(struct exchange *ex, const char *p, size_t n) {
+  ex->obs.bytes_in += n;
   /* answered (locally, or by an upstream that did not wait): dropped */
   if (!ex->active || ex->local || ex->resp_complete || n == 0) return 0;
   if (ex->h2) {
@@ -669,7 +704,7 @@ int ex_body(struct exchange *ex, const char *p, size_t n) {
     return h1c_body(ex->uc, p, n);
   }
   /* no connection yet: kept until there is one (a retry resends it) */
-  if (h1_buf_append(&ex->pending, p, n) != 0) return -1;
+  if (buf_append(&ex->pending, p, n) != 0) return -1;
   return ex->pending.len > HIGH_WATER;
 }
 
@@ -755,7 +790,7 @@ void ex_cancel(struct exchange *ex) {
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
   ex->active = 0;
-  h1_buf_reset(&ex->pending);
+  buf_reset(&ex->pending);
   l7_snapshot_unref(ex->snap);
   ex->snap = NULL;
 }
@@ -776,6 +811,7 @@ int ex_up_head(struct exchange *ex, const struct msg_head *resp) {
   if (resp->status < 200 && resp->status != 101) return 0; /* interim: not forwarded */
   ex->status = resp->status;
   ex->resp_started = 1;
+  if (obs_enabled(&ex->w->cfg->obs)) obs_response_head(&ex->obs); /* OBS HOOK: first byte */
   struct msg_head out;
   int upgrade = resp->status == 101 && ex->upgrade;
   if (headers_downstream_response(resp, upgrade, &out, &ex->arena) != 0) return -1;

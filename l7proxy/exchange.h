@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "l7proxy/exchange_obs.h"
 #include "l7proxy/message.h"
 #include "l7proxy/snapshot.h"
 
@@ -70,7 +71,9 @@ struct exchange {
   const struct ex_downstream_ops *ds;
   void *ds_ctx; /* the codec's connection or stream */
   struct worker *w;
-  const char *client;       /* the client's address (owner: the downstream) */
+  const char *client; /* the client's address (owner: the downstream) */
+  uint16_t client_port;
+  struct tls_conn *tls;     /* the client's TLS connection (owner: the downstream), or NULL */
   int https;                /* the client came over TLS */
   int h2_down;              /* the client speaks HTTP/2 */
   struct l7_snapshot *snap; /* one reference while active */
@@ -98,7 +101,7 @@ struct exchange {
   uint64_t bytes_down;
   struct msg_head up;                /* the upstream request head (kept for a retry) */
   struct msg_arena arena;            /* its strings and headers; reset per request */
-  struct h1_buf pending;             /* request body waiting for an upstream connection */
+  struct buf pending;                /* request body waiting for an upstream connection */
   const struct msg_header *trailers; /* response trailers (h2 upstream; in the arena) */
   size_t n_trailers;
   /* per-route policies (route_policy.c) */
@@ -115,6 +118,7 @@ struct exchange {
   char host[128];
   char path[256];
   char request_id[65];
+  struct ex_obs obs; /* tracing + access log (exchange_obs.h); used only when enabled */
 };
 
 /* Sets ex up for a downstream (ex zeroed, or recycled: its arena and

@@ -23,7 +23,7 @@ static void uc_freed(uv_handle_t *h) {
   if (--uc->handles > 0) return;
   struct worker *w = uc->w;
   h1_parser_free(&uc->parser);
-  h1_buf_free(&uc->out);
+  buf_free(&uc->out);
   free(uc);
   worker_check_drained(w);
 }
@@ -92,7 +92,7 @@ static void uc_flush(struct uconn *uc) {
   if (uc->out.len == 0) return;
   int rc = worker_write((uv_stream_t *)&uc->tcp, uc->out.data, uc->out.len, uc_write_done, uc);
   uc->out.len = 0;
-  if (uc->out.cap > 4 * READ_BUF) h1_buf_free(&uc->out);
+  if (uc->out.cap > 4 * READ_BUF) buf_free(&uc->out);
   if (rc != 0 && uc->ex) {
     ex_up_failed(uc->ex, 502, "upstream write failed", uc->reused && !uc->got_bytes, 0);
     return;
@@ -141,7 +141,7 @@ static void uc_send_request(struct uconn *uc) {
   int had_pending = ex->pending.len > 0;
   if (had_pending) {
     h1c_body(uc, ex->pending.data, ex->pending.len);
-    h1_buf_reset(&ex->pending);
+    buf_reset(&ex->pending);
     ex->body_sent = 1;
   }
   if (ex->req_complete) {
@@ -178,6 +178,7 @@ static void uc_on_connect(uv_connect_t *req, int status) {
   }
   uv_tcp_nodelay(&uc->tcp, 1);
   uc->state = U_ACTIVE;
+  if (obs_enabled(&uc->w->cfg->obs)) obs_upstream_connected(&ex->obs); /* OBS HOOK */
   uc_read_start(uc);
   uc_send_request(uc);
 }
@@ -242,18 +243,18 @@ int h1c_start(struct exchange *ex, struct up_endpoint *ep) {
 
 int h1c_body(struct uconn *uc, const char *p, size_t n) {
   if (uc->chunked) {
-    h1_buf_put_hex(&uc->out, n);
-    h1_buf_append(&uc->out, "\r\n", 2);
+    buf_put_hex(&uc->out, n);
+    buf_append(&uc->out, "\r\n", 2);
   }
-  h1_buf_append(&uc->out, p, n);
-  if (uc->chunked) h1_buf_append(&uc->out, "\r\n", 2);
+  buf_append(&uc->out, p, n);
+  if (uc->chunked) buf_append(&uc->out, "\r\n", 2);
   uc_flush(uc);
   return h1c_queued(uc) > HIGH_WATER;
 }
 
 void h1c_end(struct uconn *uc) {
   if (!uc->chunked) return;
-  h1_buf_puts(&uc->out, "0\r\n\r\n");
+  buf_puts(&uc->out, "0\r\n\r\n");
   uc->chunked = 0;
   uc_flush(uc);
 }
@@ -266,7 +267,7 @@ void h1c_resume(struct uconn *uc) {
 }
 
 int h1c_tunnel_write(struct uconn *uc, const char *p, size_t n) {
-  h1_buf_append(&uc->out, p, n);
+  buf_append(&uc->out, p, n);
   uc_flush(uc);
   return h1c_queued(uc) > HIGH_WATER;
 }

@@ -36,7 +36,7 @@ struct uconn {
   int handles;
   enum ustate state;
   struct h1_parser parser;
-  struct h1_buf out;
+  struct buf out;
   int reused;
   int got_bytes; /* response bytes seen for the current request */
   int bp_stopped;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/proxy_proto.h"
@@ -56,7 +57,7 @@ static int tls_flush(uv_stream_t *s, struct tls_conn *c, void (*done)(void *), v
 static void d_write_done(void *arg);
 
 int dconn_write_out(struct dconn *d) {
-  struct h1_buf *b = &d->out;
+  struct buf *b = &d->out;
   int rc = 0;
   if (d->tls) {
     if (b->len > 0 && tls_conn_write(d->tls, b->data, b->len) < 0) rc = UV_EPROTO;
@@ -68,7 +69,7 @@ int dconn_write_out(struct dconn *d) {
     b->len = 0;
   }
   /* a buffer that grew for a large head is not kept around */
-  if (b->cap > 4 * READ_BUF) h1_buf_free(b);
+  if (b->cap > 4 * READ_BUF) buf_free(b);
   return rc;
 }
 
@@ -112,8 +113,8 @@ static void d_freed(uv_handle_t *h) {
   struct worker *w = d->w;
   ex_free(&d->ex);
   h1_parser_free(&d->parser);
-  h1_buf_free(&d->in);
-  h1_buf_free(&d->out);
+  buf_free(&d->in);
+  buf_free(&d->out);
   tls_conn_free(d->tls);
   free(d);
   atomic_fetch_sub(&w->n_conns, 1);
@@ -316,11 +317,11 @@ static int h1_data(struct exchange *ex, const char *p, size_t n) {
   struct dconn *d = ex->ds_ctx;
   if (d->down_framing == H1_FRAMING_NONE || d->state == D_CLOSING) return 0;
   if (d->down_framing == H1_FRAMING_CHUNKED) {
-    h1_buf_put_hex(&d->out, n);
-    h1_buf_append(&d->out, "\r\n", 2);
+    buf_put_hex(&d->out, n);
+    buf_append(&d->out, "\r\n", 2);
   }
-  if (h1_buf_append(&d->out, p, n) != 0) return -1;
-  if (d->down_framing == H1_FRAMING_CHUNKED) h1_buf_append(&d->out, "\r\n", 2);
+  if (buf_append(&d->out, p, n) != 0) return -1;
+  if (d->down_framing == H1_FRAMING_CHUNKED) buf_append(&d->out, "\r\n", 2);
   if (d->out.len >= READ_BUF) {
     d_nodelay(d); /* a streamed body: the next piece must not wait for an ACK */
     d_flush(d);
@@ -332,15 +333,15 @@ static void h1_end(struct exchange *ex, const struct msg_header *t, size_t n) {
   struct dconn *d = ex->ds_ctx;
   if (d->state == D_CLOSING) return;
   if (d->down_framing == H1_FRAMING_CHUNKED) {
-    h1_buf_puts(&d->out, "0\r\n");
+    buf_puts(&d->out, "0\r\n");
     for (size_t i = 0; i < n; i++) {
       if (headers_is_hop_by_hop(t[i].name, t[i].name_len)) continue;
-      h1_buf_append(&d->out, t[i].name, t[i].name_len);
-      h1_buf_append(&d->out, ": ", 2);
-      h1_buf_append(&d->out, t[i].value, t[i].value_len);
-      h1_buf_append(&d->out, "\r\n", 2);
+      buf_append(&d->out, t[i].name, t[i].name_len);
+      buf_append(&d->out, ": ", 2);
+      buf_append(&d->out, t[i].value, t[i].value_len);
+      buf_append(&d->out, "\r\n", 2);
     }
-    h1_buf_append(&d->out, "\r\n", 2);
+    buf_append(&d->out, "\r\n", 2);
   }
   d->down_framing = H1_FRAMING_NONE;
   if (ex->local && !ex->req_complete)
@@ -390,7 +391,7 @@ static void tunnel_from_upstream(void *ctx, ssize_t nread, const char *p) {
     dconn_close(d, 1);
     return;
   }
-  h1_buf_append(&d->out, p, (size_t)nread);
+  buf_append(&d->out, p, (size_t)nread);
   lazy_set(&d->timer, d->w->cfg->limits->tunnel_idle_timeout_ms); /* not idle */
   d_flush(d);
   if (d->state == D_TUNNEL && d->tunnel && dconn_queued(d) > HIGH_WATER) {
@@ -415,10 +416,10 @@ static void h1_tunnel(struct exchange *ex, struct uconn *uc, const char *extra, 
   uc->tunnel_read = tunnel_from_upstream;
   uc->tunnel_drain = tunnel_upstream_drained;
   uc->tunnel_ctx = d;
-  if (n) h1_buf_append(&d->out, extra, n);
+  if (n) buf_append(&d->out, extra, n);
   if (d->in.len) {
     h1c_tunnel_write(uc, d->in.data, d->in.len);
-    h1_buf_reset(&d->in);
+    buf_reset(&d->in);
   }
   d->paused = 0;
   lazy_set(&d->timer, d->w->cfg->limits->tunnel_idle_timeout_ms);
@@ -463,8 +464,7 @@ static int d_on_head(void *ud, const struct h1_message *m) {
   struct exchange *ex = &d->ex;
   if (!ex->active || ex->local || d->state != D_OPEN) return 0;
   h1_parser_set_body_limit(&d->parser, ex->body_limit);
-  if (ex->expect_continue && !ex->req_complete)
-    h1_buf_puts(&d->out, "HTTP/1.1 100 Continue\r\n\r\n");
+  if (ex->expect_continue && !ex->req_complete) buf_puts(&d->out, "HTTP/1.1 100 Continue\r\n\r\n");
   return 0;
 }
 
@@ -506,15 +506,6 @@ static int cidr_match(const struct worker_cidr *c, const struct sockaddr_storage
   return 1;
 }
 
-static void addr_to_str(const struct sockaddr_storage *ss, char *out, size_t len) {
-  out[0] = '\0';
-  if (ss->ss_family == AF_INET)
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)len);
-  else if (ss->ss_family == AF_INET6)
-    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)len);
-  if (!out[0]) snprintf(out, len, "unknown");
-}
-
 /* Consumes a PROXY header from d->in. 1 done, 0 need more, -1 close. */
 static int d_proxy_header(struct dconn *d) {
   struct proxy_proto_info info;
@@ -529,9 +520,11 @@ static int d_proxy_header(struct dconn *d) {
     return -1;
   }
   if (info.command == PROXY_PROTO_CMD_PROXY &&
-      (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6))
-    addr_to_str(&info.src, d->client, sizeof(d->client));
-  h1_buf_consume(&d->in, (size_t)rc);
+      (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6)) {
+    addr_format_ip(&info.src, d->client, sizeof(d->client));
+    d->ex.client_port = (uint16_t)addr_port(&info.src);
+  }
+  buf_consume(&d->in, (size_t)rc);
   d->pp_pending = 0;
   return 1;
 }
@@ -565,7 +558,7 @@ static void d_process(struct dconn *d) {
     if (d->ex.active && d->ex.upgrade && d->ex.req_complete) break; /* tunnel bytes wait */
     size_t used = 0;
     enum h1_result r = h1_parser_feed(&d->parser, d->in.data, d->in.len, &used);
-    h1_buf_consume(&d->in, used);
+    buf_consume(&d->in, used);
     if (d->state != D_OPEN || d->h2) break;
     if (r == H1_ERROR) {
       int status = h1_parser_error_status(&d->parser);
@@ -641,32 +634,32 @@ static void d_on_plain(struct dconn *d, ssize_t nread, const char *base) {
   }
   if (d->in.len == 0 && !d->pp_pending) {
     /* usual case: parse straight from the read buffer, keep only the rest */
-    struct h1_buf saved = d->in;
+    struct buf saved = d->in;
     d->in.data = (char *)base;
     d->in.len = d->in.cap = (size_t)nread;
     d_process(d);
-    struct h1_buf rest = d->in;
+    struct buf rest = d->in;
     d->in = saved;
     if (d->h2 && d->state != D_CLOSING) { /* upgraded to h2c: the rest is h2 */
       if (rest.len) h2s_input(d, (ssize_t)rest.len, rest.data);
       if (d->state != D_CLOSING) h2s_send(d);
       return;
     }
-    if (rest.len > 0 && d->state != D_CLOSING && h1_buf_append(&d->in, rest.data, rest.len) != 0) {
+    if (rest.len > 0 && d->state != D_CLOSING && buf_append(&d->in, rest.data, rest.len) != 0) {
       dconn_close(d, 0);
       return;
     }
   } else {
-    if (h1_buf_append(&d->in, base, (size_t)nread) != 0) {
+    if (buf_append(&d->in, base, (size_t)nread) != 0) {
       dconn_close(d, 0);
       return;
     }
     d_process(d);
     if (d->h2 && d->state != D_CLOSING) { /* upgraded or prior knowledge: the rest is h2 */
-      struct h1_buf rest = d->in;
+      struct buf rest = d->in;
       memset(&d->in, 0, sizeof(d->in));
       if (rest.len) h2s_input(d, (ssize_t)rest.len, rest.data);
-      h1_buf_free(&rest);
+      buf_free(&rest);
       if (d->state != D_CLOSING) h2s_send(d);
       return;
     }
@@ -735,7 +728,7 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;
   if (d->tls && nread > 0 && d->pp_pending) {
     /* the PROXY header comes before the TLS bytes */
-    if (h1_buf_append(&d->in, buf->base, (size_t)nread) != 0) {
+    if (buf_append(&d->in, buf->base, (size_t)nread) != 0) {
       dconn_close(d, 0);
       return;
     }
@@ -745,10 +738,10 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
     if (rc == 0) return;
-    struct h1_buf rest = d->in;
+    struct buf rest = d->in;
     memset(&d->in, 0, sizeof(d->in));
     if (rest.len) d_on_tls_read(d, rest.data, rest.len);
-    h1_buf_free(&rest);
+    buf_free(&rest);
     return;
   }
   if (d->tls && nread > 0) {
@@ -796,11 +789,16 @@ void dconn_accept(struct worker *w, uv_stream_t *server, int https) {
   if (https) d_nodelay(d);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0)
-    addr_to_str(&ss, d->client, sizeof(d->client));
-  else
+  uint16_t client_port = 0;
+  if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    addr_format_ip(&ss, d->client, sizeof(d->client));
+    client_port = (uint16_t)addr_port(&ss);
+  } else {
     snprintf(d->client, sizeof(d->client), "unknown");
+  }
   ex_init(&d->ex, w, &h1_ops, d, d->client, d->https, 0);
+  d->ex.client_port = client_port;
+  d->ex.tls = d->tls;
   if (w->cfg->proxy_protocol) {
     d->pp_pending = 1;
     if (w->cfg->n_trusted) {

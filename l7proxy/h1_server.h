@@ -41,9 +41,9 @@ struct dconn {
   int handles;         /* open handles; freed at 0 */
   enum dstate state;
   struct h1_parser parser;
-  struct h1_buf in;  /* unparsed input (pipelined requests, PROXY header) */
-  struct h1_buf out; /* bytes for the client, flushed after each event */
-  int pp_pending;    /* waiting for a PROXY protocol header (2: part of it read) */
+  struct buf in;  /* unparsed input (pipelined requests, PROXY header) */
+  struct buf out; /* bytes for the client, flushed after each event */
+  int pp_pending; /* waiting for a PROXY protocol header (2: part of it read) */
   int reading;
   int paused;     /* parser stopped after a complete request */
   int bp_stopped; /* reading stopped: the upstream cannot take more */

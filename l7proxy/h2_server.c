@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/base64.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
@@ -33,8 +34,8 @@ struct h2stream {
   struct msg_header *hdrs; /* request headers (in arena) */
   size_t n_hdrs, cap_hdrs;
   struct msg_head req;
-  struct h1_buf cookie; /* cookie fields, joined with "; " */
-  struct h1_buf body;   /* response body for the data provider */
+  struct buf cookie; /* cookie fields, joined with "; " */
+  struct buf body;   /* response body for the data provider */
   size_t body_off;
   size_t hdr_bytes;
   size_t unconsumed; /* request DATA not yet acknowledged */
@@ -153,8 +154,8 @@ static void stream_free(struct h2stream *s) {
   }
   ex_free(&s->ex);
   msg_arena_free(&s->arena);
-  h1_buf_free(&s->cookie);
-  h1_buf_free(&s->body);
+  buf_free(&s->cookie);
+  buf_free(&s->body);
   free(s);
 }
 
@@ -163,8 +164,8 @@ void h2s_thread_cleanup(void) {
     struct h2stream *s = g_free_streams[--g_n_free];
     ex_free(&s->ex);
     msg_arena_free(&s->arena);
-    h1_buf_free(&s->cookie);
-    h1_buf_free(&s->body);
+    buf_free(&s->cookie);
+    buf_free(&s->body);
     free(s);
   }
 }
@@ -174,11 +175,11 @@ static struct h2stream *stream_new(void) {
   if (g_n_free == 0) return calloc(1, sizeof(struct h2stream));
   struct h2stream *s = g_free_streams[--g_n_free];
   struct msg_arena arena = s->arena, ex_arena = s->ex.arena;
-  struct h1_buf cookie = s->cookie, body = s->body, pend = s->ex.pending;
+  struct buf cookie = s->cookie, body = s->body, pend = s->ex.pending;
   memset(s, 0, sizeof(*s));
   msg_arena_reset(&arena);
-  h1_buf_reset(&cookie);
-  h1_buf_reset(&body);
+  buf_reset(&cookie);
+  buf_reset(&body);
   s->arena = arena;
   s->ex.arena = ex_arena;
   s->ex.pending = pend;
@@ -262,7 +263,7 @@ static int h2_data(struct exchange *ex, const char *p, size_t n) {
   struct h2stream *s = ex->ds_ctx;
   if (s->closed || s->resp_eof) return 0;
   if (s->body_off == s->body.len) s->body.len = s->body_off = 0;
-  if (h1_buf_append(&s->body, p, n) != 0) return -1;
+  if (buf_append(&s->body, p, n) != 0) return -1;
   h2_buffered(s->hs, (ssize_t)n);
   nghttp2_session_resume_data(s->hs->ng, s->id);
   return 0;
@@ -349,6 +350,8 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
   s->req.content_length = -1;
   s->last_rx = now_ms(hs->d->w);
   ex_init(&s->ex, hs->d->w, &h2_ops, s, hs->d->client, hs->d->https, 1);
+  s->ex.client_port = hs->d->ex.client_port;
+  s->ex.tls = hs->d->tls;
   up_link_insert(&hs->streams, &s->link);
   nghttp2_session_set_stream_user_data(ng, s->id, s);
   return 0;
@@ -406,8 +409,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     return 0;
   }
   if (namelen == 6 && memcmp(n, "cookie", 6) == 0) { /* joined (RFC 9113 §8.2.3) */
-    if (s->cookie.len) h1_buf_puts(&s->cookie, "; ");
-    h1_buf_append(&s->cookie, v, valuelen);
+    if (s->cookie.len) buf_puts(&s->cookie, "; ");
+    buf_append(&s->cookie, v, valuelen);
     return 0;
   }
   if (namelen == 14 && memcmp(n, "content-length", 14) == 0) {
@@ -569,7 +572,7 @@ static void h2s_send_now(struct dconn *d) {
       break;
     }
     if (n == 0) break;
-    if (h1_buf_append(&d->out, data, (size_t)n) != 0) {
+    if (buf_append(&d->out, data, (size_t)n) != 0) {
       fail = 1;
       break;
     }
@@ -633,7 +636,7 @@ void h2s_input(struct dconn *d, ssize_t nread, const char *data) {
     /* one last attempt to tell the client, then close */
     const uint8_t *out;
     ssize_t n;
-    while ((n = nghttp2_session_mem_send(hs->ng, &out)) > 0) h1_buf_append(&d->out, out, (size_t)n);
+    while ((n = nghttp2_session_mem_send(hs->ng, &out)) > 0) buf_append(&d->out, out, (size_t)n);
     hs->dead = 1;
     dconn_close(d, 1);
     return;
@@ -746,39 +749,6 @@ int h2s_start(struct dconn *d) {
   return 0;
 }
 
-/* base64url (RFC 4648 §5, padding optional) → out; length or -1. */
-static ssize_t b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = in[i];
-    int v;
-    if (c >= 'A' && c <= 'Z')
-      v = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      v = c - '0' + 52;
-    else if (c == '-' || c == '+')
-      v = 62;
-    else if (c == '_' || c == '/')
-      v = 63;
-    else if (c == '=')
-      break;
-    else
-      return -1;
-    acc = (acc << 6) | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (o >= cap) return -1;
-      out[o++] = (uint8_t)(acc >> bits);
-    }
-  }
-  return (ssize_t)o;
-}
-
 int h2s_try_upgrade(struct dconn *d, const struct h1_message *m) {
   if (!m->upgrade || d->https || !d->w->cfg->h2c || d->h2) return 0;
   if (m->framing != H1_FRAMING_NONE && !(m->framing == H1_FRAMING_LENGTH && !m->content_length))
@@ -794,7 +764,7 @@ int h2s_try_upgrade(struct dconn *d, const struct h1_message *m) {
   }
   if (!want || !settings) return 0;
   uint8_t payload[512];
-  ssize_t plen = b64url_decode(settings->value, settings->value_len, payload, sizeof(payload));
+  ssize_t plen = base64_decode(settings->value, settings->value_len, payload, sizeof(payload), 0);
   if (plen < 0 || plen % 6 != 0) return 0;
   if (h2s_start(d) != 0) return 0;
   struct h2sess *hs = d->h2;
@@ -803,8 +773,8 @@ int h2s_try_upgrade(struct dconn *d, const struct h1_message *m) {
     h2s_free(d);
     return 0;
   }
-  h1_buf_puts(&d->out,
-              "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+  buf_puts(&d->out,
+           "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
   struct h2stream *s = stream_new();
   if (!s) return 1; /* the stream gets no answer; the session goes on */
   s->hs = hs;
@@ -812,6 +782,8 @@ int h2s_try_upgrade(struct dconn *d, const struct h1_message *m) {
   mark_opened(hs, 1);
   s->last_rx = now_ms(d->w);
   ex_init(&s->ex, d->w, &h2_ops, s, d->client, d->https, 1);
+  s->ex.client_port = d->ex.client_port;
+  s->ex.tls = d->tls;
   up_link_insert(&hs->streams, &s->link);
   nghttp2_session_set_stream_user_data(hs->ng, 1, s);
   /* the request of the upgrade is stream 1: its head (in the HTTP/1.1

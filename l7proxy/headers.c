@@ -14,10 +14,14 @@
 #include "l7proxy/message.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "common/http_status.h"
 
 int headers_name_is(const char *name, size_t len, const char *lit) {
   size_t n = strlen(lit);
@@ -58,6 +62,8 @@ enum hkind {
   HK_EXPECT,
   HK_REQUEST_ID,
   HK_SERVER,
+  HK_TRACEPARENT, /* W3C trace context: replaced when tracing is on */
+  HK_TRACESTATE,
 };
 
 static enum hkind classify(const char *n, size_t len) {
@@ -73,7 +79,12 @@ static enum hkind classify(const char *n, size_t len) {
     case 7:
       return IS("upgrade") ? HK_UPGRADE : IS("trailer") ? HK_HOP : HK_OTHER;
     case 10:
-      return IS("connection") ? HK_CONNECTION : IS("keep-alive") ? HK_HOP : HK_OTHER;
+      return IS("connection")   ? HK_CONNECTION
+             : IS("keep-alive") ? HK_HOP
+             : IS("tracestate") ? HK_TRACESTATE
+                                : HK_OTHER;
+    case 11:
+      return IS("traceparent") ? HK_TRACEPARENT : HK_OTHER;
     case 12:
       return IS("x-request-id") ? HK_REQUEST_ID : HK_OTHER;
     case 14:
@@ -140,6 +151,10 @@ static uint64_t rng_next(void) {
   rng_s[2] ^= t;
   rng_s[3] = rotl(rng_s[3], 45);
   return result;
+}
+
+uint64_t headers_rand64(void) {
+  return rng_next();
 }
 
 void headers_gen_request_id(char out[33]) {
@@ -223,6 +238,12 @@ int headers_upstream_request(const struct headers_request *r, struct msg_head *o
         xl += 2;
         continue;
       }
+      case HK_TRACEPARENT:
+        if (r->traceparent) continue; /* this hop's own follows */
+        break;
+      case HK_TRACESTATE:
+        if (r->drop_tracestate) continue;
+        break;
       case HK_OTHER:
       case HK_SERVER:
         break;
@@ -243,6 +264,7 @@ int headers_upstream_request(const struct headers_request *r, struct msg_head *o
   if (!rid) return -ENOMEM;
   push(out, arr, "x-request-id", 12, rid, strlen(rid));
   if (want_te_trailers || (in->flags & MSG_F_GRPC)) push(out, arr, "te", 2, "trailers", 8);
+  if (r->traceparent) push(out, arr, "traceparent", 11, r->traceparent, 55);
   if (r->upgrade && upgrade) {
     push(out, arr, "upgrade", 7, upgrade, upgrade_len);
     out->flags |= MSG_F_UPGRADE;
@@ -272,7 +294,7 @@ int headers_downstream_response(const struct msg_head *in, int upgrade, struct m
       continue;
     }
     if (k != HK_OTHER && k != HK_HOST && k != HK_EXPECT && k != HK_REQUEST_ID && k != HK_XFF &&
-        k != HK_XFP && k != HK_XFH)
+        k != HK_XFP && k != HK_XFH && k != HK_TRACEPARENT && k != HK_TRACESTATE)
       continue; /* hop-by-hop, Server, framing */
     if (has_connection && named_by_connection(h, n, name, len)) continue;
     push(out, arr, name, len, h[i].value, h[i].value_len);
@@ -280,147 +302,88 @@ int headers_downstream_response(const struct msg_head *in, int upgrade, struct m
   return 0;
 }
 
-static int append_field(struct h1_buf *out, const char *name, size_t nlen, const char *value,
+static int append_field(struct buf *out, const char *name, size_t nlen, const char *value,
                         size_t vlen) {
-  if (h1_buf_reserve(out, nlen + vlen + 4) != 0) return -ENOMEM;
-  h1_buf_append(out, name, nlen);
-  h1_buf_append(out, ": ", 2);
-  h1_buf_append(out, value, vlen);
-  h1_buf_append(out, "\r\n", 2);
+  if (buf_reserve(out, nlen + vlen + 4) != 0) return -ENOMEM;
+  buf_append(out, name, nlen);
+  buf_append(out, ": ", 2);
+  buf_append(out, value, vlen);
+  buf_append(out, "\r\n", 2);
   return 0;
 }
 
-int headers_h1_request(struct h1_buf *out, const struct msg_head *h) {
-  int rc = h1_buf_reserve(out, h->method_len + h->target_len + h->authority_len + 64);
-  rc |= h1_buf_append(out, h->method_str, h->method_len);
-  rc |= h1_buf_append(out, " ", 1);
-  rc |= h1_buf_append(out, h->target, h->target_len);
-  rc |= h1_buf_append(out, " HTTP/1.1\r\nHost: ", 17);
-  rc |= h1_buf_append(out, h->authority, h->authority_len);
-  rc |= h1_buf_append(out, "\r\n", 2);
+int headers_h1_request(struct buf *out, const struct msg_head *h) {
+  int rc = buf_reserve(out, h->method_len + h->target_len + h->authority_len + 64);
+  rc |= buf_append(out, h->method_str, h->method_len);
+  rc |= buf_append(out, " ", 1);
+  rc |= buf_append(out, h->target, h->target_len);
+  rc |= buf_append(out, " HTTP/1.1\r\nHost: ", 17);
+  rc |= buf_append(out, h->authority, h->authority_len);
+  rc |= buf_append(out, "\r\n", 2);
   for (size_t i = 0; i < h->n_headers; i++)
     rc |= append_field(out, h->headers[i].name, h->headers[i].name_len, h->headers[i].value,
                        h->headers[i].value_len);
-  if (h->flags & MSG_F_UPGRADE) rc |= h1_buf_puts(out, "Connection: upgrade\r\n");
+  if (h->flags & MSG_F_UPGRADE) rc |= buf_puts(out, "Connection: upgrade\r\n");
   if (h->content_length >= 0) {
-    rc |= h1_buf_append(out, "Content-Length: ", 16);
-    rc |= h1_buf_put_u64(out, (unsigned long long)h->content_length);
-    rc |= h1_buf_append(out, "\r\n", 2);
+    rc |= buf_append(out, "Content-Length: ", 16);
+    rc |= buf_put_u64(out, (unsigned long long)h->content_length);
+    rc |= buf_append(out, "\r\n", 2);
   } else if (!h->end_stream) {
-    rc |= h1_buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    rc |= buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
   }
-  rc |= h1_buf_append(out, "\r\n", 2);
+  rc |= buf_append(out, "\r\n", 2);
   return rc ? -ENOMEM : 0;
 }
 
-int headers_h1_response(struct h1_buf *out, const struct msg_head *h,
+int headers_h1_response(struct buf *out, const struct msg_head *h,
                         const struct headers_h1_framing *f) {
-  int rc = h1_buf_reserve(out, 128);
+  int rc = buf_reserve(out, 128);
   char line[16] = "HTTP/1.1 000 ";
   int st = h->status >= 100 && h->status <= 999 ? h->status : 502;
   line[9] = (char)('0' + st / 100);
   line[10] = (char)('0' + st / 10 % 10);
   line[11] = (char)('0' + st % 10);
-  rc |= h1_buf_append(out, line, 13);
-  rc |= h1_buf_puts(out, headers_reason(st));
-  rc |= h1_buf_append(out, "\r\n", 2);
+  rc |= buf_append(out, line, 13);
+  rc |= buf_puts(out, http_status_reason(st));
+  rc |= buf_append(out, "\r\n", 2);
   for (size_t i = 0; i < h->n_headers; i++)
     rc |= append_field(out, h->headers[i].name, h->headers[i].name_len, h->headers[i].value,
                        h->headers[i].value_len);
   if (f->upgrade)
-    rc |= h1_buf_puts(out, "Connection: upgrade\r\n");
+    rc |= buf_puts(out, "Connection: upgrade\r\n");
   else if (f->close)
-    rc |= h1_buf_puts(out, "Connection: close\r\n");
+    rc |= buf_puts(out, "Connection: close\r\n");
   else if (f->keep_alive)
-    rc |= h1_buf_puts(out, "Connection: keep-alive\r\n");
+    rc |= buf_puts(out, "Connection: keep-alive\r\n");
   if (h->te_codings_len && (f->framing == H1_FRAMING_CHUNKED || f->framing == H1_FRAMING_CLOSE)) {
-    rc |= h1_buf_append(out, "Transfer-Encoding: ", 19);
-    rc |= h1_buf_append(out, h->te_codings, h->te_codings_len);
-    rc |= h1_buf_puts(out, f->framing == H1_FRAMING_CHUNKED ? ", chunked\r\n" : "\r\n");
+    rc |= buf_append(out, "Transfer-Encoding: ", 19);
+    rc |= buf_append(out, h->te_codings, h->te_codings_len);
+    rc |= buf_puts(out, f->framing == H1_FRAMING_CHUNKED ? ", chunked\r\n" : "\r\n");
   } else if (f->framing == H1_FRAMING_LENGTH) {
-    rc |= h1_buf_append(out, "Content-Length: ", 16);
-    rc |= h1_buf_put_u64(out, f->content_length);
-    rc |= h1_buf_append(out, "\r\n", 2);
+    rc |= buf_append(out, "Content-Length: ", 16);
+    rc |= buf_put_u64(out, f->content_length);
+    rc |= buf_append(out, "\r\n", 2);
   } else if (f->framing == H1_FRAMING_CHUNKED) {
-    rc |= h1_buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    rc |= buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
   }
-  rc |= h1_buf_append(out, "\r\n", 2);
+  rc |= buf_append(out, "\r\n", 2);
   return rc ? -ENOMEM : 0;
 }
 
-int headers_write_local(struct h1_buf *out, int status, const char *location, int close,
+int headers_write_local(struct buf *out, int status, const char *location, int close,
                         const char *body) {
   char dflt[96];
   if (!body) {
-    snprintf(dflt, sizeof(dflt), "%d %s\n", status, headers_reason(status));
+    snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
     body = dflt;
   }
-  int rc = h1_buf_printf(out,
-                         "HTTP/1.1 %03d %s\r\nServer: edge\r\nContent-Type: text/plain\r\n"
-                         "Content-Length: %zu\r\n",
-                         status, headers_reason(status), strlen(body));
-  if (location) rc |= h1_buf_printf(out, "Location: %s\r\n", location);
-  if (close) rc |= h1_buf_puts(out, "Connection: close\r\n");
-  rc |= h1_buf_append(out, "\r\n", 2);
-  rc |= h1_buf_puts(out, body);
+  int rc = buf_printf(out,
+                      "HTTP/1.1 %03d %s\r\nServer: edge\r\nContent-Type: text/plain\r\n"
+                      "Content-Length: %zu\r\n",
+                      status, http_status_reason(status), strlen(body));
+  if (location) rc |= buf_printf(out, "Location: %s\r\n", location);
+  if (close) rc |= buf_puts(out, "Connection: close\r\n");
+  rc |= buf_append(out, "\r\n", 2);
+  rc |= buf_puts(out, body);
   return rc ? -ENOMEM : 0;
-}
-
-const char *headers_reason(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 101:
-      return "Switching Protocols";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 204:
-      return "No Content";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 303:
-      return "See Other";
-    case 304:
-      return "Not Modified";
-    case 307:
-      return "Temporary Redirect";
-    case 308:
-      return "Permanent Redirect";
-    case 400:
-      return "Bad Request";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 413:
-      return "Content Too Large";
-    case 414:
-      return "URI Too Long";
-    case 417:
-      return "Expectation Failed";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    case 505:
-      return "HTTP Version Not Supported";
-    default:
-      return "Unknown";
-  }
 }

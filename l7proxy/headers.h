@@ -11,7 +11,8 @@
  *  - requests get X-Forwarded-For (client appended to any earlier list),
  *    X-Forwarded-Proto, X-Forwarded-Host (the client's Host) and
  *    X-Request-Id (kept when the client sent a sane one, else 128 random
- *    bits as 32 hex digits); no Via;
+ *    bits as 32 hex digits); no Via; when tracing, this hop's traceparent
+ *    in place of the client's (see headers_request.traceparent);
  *  - responses get "Server: edge" in place of the upstream's Server.
  * Nothing here allocates except from the caller's arena and the output
  * buffer's growth. Callers: exchange.c, h1_server.c, h1_client.c, the
@@ -23,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "l7proxy/http1_buf.h"
+#include "common/buf.h"
 
 /* One header field; name/value point into the parser's head buffer. */
 struct h1_header {
@@ -52,6 +53,12 @@ struct headers_request {
   const char *client_addr; /* "203.0.113.7" or "2001:db8::1" */
   const char *proto;       /* "http" or "https" */
   int upgrade;             /* forward the client's Upgrade (the route allows it) */
+  /* Tracing (exchange_obs): when set, the client's traceparent fields are
+   * dropped and "traceparent: <these 55 chars>" is sent instead; with
+   * drop_tracestate the client's tracestate fields are dropped too.
+   * NULL/0: both pass through untouched. */
+  const char *traceparent;
+  int drop_tracestate;
 };
 
 /*
@@ -73,7 +80,7 @@ int headers_downstream_response(const struct msg_head *in, int upgrade, struct m
  * request gets its request line, Host from the authority, the fields,
  * "Connection: upgrade" with MSG_F_UPGRADE, and Content-Length (when
  * known) or chunked (a body of unknown length). */
-int headers_h1_request(struct h1_buf *out, const struct msg_head *h);
+int headers_h1_request(struct buf *out, const struct msg_head *h);
 
 /* How the downstream HTTP/1.1 codec frames a response. */
 struct headers_h1_framing {
@@ -83,7 +90,7 @@ struct headers_h1_framing {
   int keep_alive; /* add "Connection: keep-alive" (HTTP/1.0 clients that asked) */
   int upgrade;    /* 101: "Connection: upgrade" */
 };
-int headers_h1_response(struct h1_buf *out, const struct msg_head *h,
+int headers_h1_response(struct buf *out, const struct msg_head *h,
                         const struct headers_h1_framing *f);
 
 /*
@@ -91,11 +98,8 @@ int headers_h1_response(struct h1_buf *out, const struct msg_head *h,
  * Content-Type text/plain, Content-Length, optional Location, optional
  * Connection: close, and body (may be NULL for "<status> <reason>\n").
  */
-int headers_write_local(struct h1_buf *out, int status, const char *location, int close,
+int headers_write_local(struct buf *out, int status, const char *location, int close,
                         const char *body);
-
-/* Standard reason phrase ("Not Found"); "Unknown" for others. */
-const char *headers_reason(int status);
 
 /* 1 if name (any case) is hop-by-hop by itself (not counting names listed
  * in Connection). */
@@ -106,6 +110,11 @@ int headers_list_has_token(const char *value, size_t len, const char *token);
 
 /* Case-insensitive name comparison against a NUL-terminated literal. */
 int headers_name_is(const char *name, size_t len, const char *lit);
+
+/* 64 bits from the calling thread's fast generator (xoshiro256**, seeded
+ * from getrandom): unique ids (request ids, trace and span ids), not
+ * secrets. */
+uint64_t headers_rand64(void);
 
 /* Writes 32 lowercase hex digits of fresh randomness and a NUL. */
 void headers_gen_request_id(char out[33]);

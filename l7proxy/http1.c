@@ -33,13 +33,13 @@ static int fail(struct h1_parser *p, int status, const char *reason) {
 
 static int head_append(struct h1_parser *p, const char *at, size_t n) {
   if (p->head.len + n > p->limits->max_header_bytes) return fail(p, 431, "request head too large");
-  if (h1_buf_append(&p->head, at, n) != 0) return fail(p, 500, "out of memory");
+  if (buf_append(&p->head, at, n) != 0) return fail(p, 500, "out of memory");
   return 0;
 }
 
 static int on_message_begin(llhttp_t *ll) {
   struct h1_parser *p = from_ll(ll);
-  h1_buf_reset(&p->head);
+  buf_reset(&p->head);
   p->url_len = p->reason_off = p->reason_len = 0;
   p->n_ents = 0;
   p->last_cb = LAST_NONE;
@@ -415,7 +415,7 @@ void h1_parser_free(struct h1_parser *p) {
   free(p->hdrs);
   p->ents = NULL;
   p->hdrs = NULL;
-  h1_buf_free(&p->head);
+  buf_free(&p->head);
 }
 
 enum h1_result h1_parser_feed(struct h1_parser *p, const char *data, size_t len, size_t *consumed) {

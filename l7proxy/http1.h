@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #include "l7proxy/headers.h"
-#include "l7proxy/http1_buf.h"
+#include "common/buf.h"
 #include "l7proxy/limits.h"
 #include "llhttp.h"
 
@@ -94,7 +94,7 @@ struct h1_parser {
   const struct l7_limits *limits;
   struct h1_callbacks cb;
   void *ud;
-  struct h1_buf head;
+  struct buf head;
   uint32_t url_len, reason_off, reason_len;
   struct h1_hdr_ent *ents;
   struct h1_header *hdrs;

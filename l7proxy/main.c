@@ -27,16 +27,19 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/admin.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "l7proxy/access_log.h"
 #include "l7proxy/config_client.h"
 #include "l7proxy/config_store.h"
 #include "l7proxy/limits.h"
 #include "l7proxy/snapshot.h"
 #include "l7proxy/tls.h"
+#include "l7proxy/trace_export.h"
 #include "l7proxy/worker.h"
 
 #define L7_VERSION "0.1.0"
@@ -52,7 +55,9 @@ struct app {
   const char *config_file;
   struct worker *workers[MAX_WORKERS];
   int n_workers;
-  uv_signal_t sigterm, sigint, sighup;
+  uv_signal_t sigterm, sigint, sighup, sigusr1;
+  struct access_log *alog;     /* --access-log (NULL: off) */
+  struct trace_export *tracer; /* --trace-otlp (NULL: off) */
   uv_timer_t tick;
   uv_timer_t ticket_timer;
   int tls_enabled;
@@ -150,6 +155,7 @@ static void stop_everything(struct app *a) {
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
   uv_close((uv_handle_t *)&a->sighup, NULL);
+  uv_close((uv_handle_t *)&a->sigusr1, NULL);
   if (a->admin) admin_close(a->admin, NULL, NULL);
   if (a->client) {
     l7_config_client_close(a->client, NULL, NULL);
@@ -181,6 +187,10 @@ static void on_signal(uv_signal_t *s, int signum) {
   struct app *a = s->data;
   if (signum == SIGHUP) {
     if (a->config_file) load_config_file(a);
+    return;
+  }
+  if (signum == SIGUSR1) { /* logrotate moved the access log */
+    access_log_reopen(a->alog);
     return;
   }
   if (a->draining) {
@@ -220,11 +230,16 @@ struct opts {
   const char *ratelimit_redis;
   uint32_t ratelimit_redis_timeout;
   struct flag_list trusted;
+  const char *access_log_path, *access_log_format, *trace_otlp, *trace_sample, *trace_service;
+  long access_log_buffer, trace_queue, trace_batch;
+  uint32_t trace_flush;
   /* derived by check_opts */
   char host[256], https_host[256];
   uint16_t port, https_port;
   struct tls_options tls;
   struct worker_cidr cidrs[FLAG_LIST_MAX];
+  enum access_log_format alog_format;
+  double sample_ratio;
 };
 
 #define MAX_DEFS 64
@@ -232,9 +247,34 @@ struct opts {
 /* The flag table over o (fills defs, returns how many). */
 static size_t opts_defs(struct opts *o, struct flag_def *defs) {
   const struct flag_def table[] = {
+      FLAG_GROUP_DEF("Listeners and workers"),
       {"http", FLAG_STRING, &o->http, "plain HTTP listener (default 0.0.0.0:8080)", "ADDR:PORT"},
       {"https", FLAG_STRING, &o->https,
        "HTTPS listener; certificates come from the configuration (SNI, default)", "ADDR:PORT"},
+      {"admin", FLAG_STRING, &o->admin_addr, "admin endpoint: /healthz /readyz /metrics /config",
+       "ADDR:PORT"},
+      {"workers", FLAG_INT, &o->workers, "worker threads (default: number of cores)", "N", 1,
+       MAX_WORKERS},
+      {"max-connections", FLAG_INT, &o->max_conns,
+       "downstream connections per worker; more are closed (default 10000)", "N", 1, 10000000},
+      {"drain-timeout", FLAG_DURATION_MS, &o->drain_timeout,
+       "SIGTERM: longest wait for in-flight requests (default 30s)", "DURATION"},
+      FLAG_GROUP_DEF("Configuration: syncd, file, cache"),
+      {"syncd", FLAG_STRING, &o->syncd, "control plane address (ConfigSync)", "ADDR:PORT"},
+      {"insecure", FLAG_BOOL, &o->insecure, "plaintext gRPC to syncd", NULL},
+      {"cert", FLAG_STRING, &o->cert, "client certificate for syncd (PEM)", "FILE"},
+      {"key", FLAG_STRING, &o->key, "client key for syncd (PEM)", "FILE"},
+      {"ca", FLAG_STRING, &o->ca, "CA that signed syncd's certificate (PEM)", "FILE"},
+      {"node-id", FLAG_STRING, &o->node_id, "node name sent to syncd (default: hostname)", "NAME"},
+      {"advertise", FLAG_STRING, &o->advertise, "address sent in Hello (default: --http)",
+       "ADDR:PORT"},
+      {"advertise-https", FLAG_STRING, &o->advertise_https,
+       "HTTPS address sent in Hello, where the L4 tier sends :443 (default: --https)", "ADDR:PORT"},
+      {"zone", FLAG_STRING, &o->zone, "zone sent in Hello", "ZONE"},
+      {"config", FLAG_STRING, &o->config_file,
+       "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
+      {"cache-dir", FLAG_STRING, &o->cache_dir, "directory for the last applied state", "DIR"},
+      FLAG_GROUP_DEF("TLS"),
       {"tls-min-version", FLAG_STRING, &o->tls_min, "lowest TLS version: 1.2|1.3 (default 1.2)",
        "V"},
       {"tls-ciphers", FLAG_STRING, &o->tls_ciphers,
@@ -245,6 +285,9 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
       {"tls-no-resumption", FLAG_BOOL, &o->tls_no_resumption, "no session tickets", NULL},
       {"tls-ticket-rotate", FLAG_DURATION_MS, &o->tls_ticket_rotate,
        "session ticket key rotation period (default 12h)", "DURATION"},
+      {"tls-handshake-timeout", FLAG_DURATION_MS, &o->tls_handshake_timeout,
+       "time for a TLS handshake (default 10s)", "DURATION"},
+      FLAG_GROUP_DEF("HTTP/2"),
       {"h2-max-streams", FLAG_INT, &o->h2_max_streams,
        "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (default 100)", "N", 1, 10000},
       {"h2-max-resets-per-sec", FLAG_INT, &o->h2_max_resets,
@@ -253,34 +296,12 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
        "N", 1, 1000000},
       {"no-h2c", FLAG_BOOL, &o->no_h2c, "no cleartext HTTP/2 (prior knowledge, Upgrade) on --http",
        NULL},
-      {"tls-handshake-timeout", FLAG_DURATION_MS, &o->tls_handshake_timeout,
-       "time for a TLS handshake (default 10s)", "DURATION"},
-      {"admin", FLAG_STRING, &o->admin_addr, "admin endpoint: /healthz /readyz /metrics /config",
-       "ADDR:PORT"},
-      {"workers", FLAG_INT, &o->workers, "worker threads (default: number of cores)", "N", 1,
-       MAX_WORKERS},
-      {"syncd", FLAG_STRING, &o->syncd, "control plane address (ConfigSync)", "ADDR:PORT"},
-      {"node-id", FLAG_STRING, &o->node_id, "node name sent to syncd (default: hostname)", "NAME"},
-      {"advertise", FLAG_STRING, &o->advertise, "address sent in Hello (default: --http)",
-       "ADDR:PORT"},
-      {"advertise-https", FLAG_STRING, &o->advertise_https,
-       "HTTPS address sent in Hello, where the L4 tier sends :443 (default: --https)", "ADDR:PORT"},
-      {"zone", FLAG_STRING, &o->zone, "zone sent in Hello", "ZONE"},
-      {"config", FLAG_STRING, &o->config_file,
-       "serve this edge.v1.Snapshot file (binary or JSON); SIGHUP re-reads it", "FILE"},
-      {"cache-dir", FLAG_STRING, &o->cache_dir, "directory for the last applied state", "DIR"},
-      {"insecure", FLAG_BOOL, &o->insecure, "plaintext gRPC to syncd", NULL},
-      {"cert", FLAG_STRING, &o->cert, "client certificate for syncd (PEM)", "FILE"},
-      {"key", FLAG_STRING, &o->key, "client key for syncd (PEM)", "FILE"},
-      {"ca", FLAG_STRING, &o->ca, "CA that signed syncd's certificate (PEM)", "FILE"},
+      FLAG_GROUP_DEF("PROXY protocol"),
       {"proxy-protocol", FLAG_BOOL, &o->proxy_protocol,
        "expect a PROXY v1/v2 header on every connection from trusted peers", NULL},
       {"proxy-protocol-trusted", FLAG_LIST, &o->trusted,
        "peers allowed to send PROXY headers (repeatable; default: all)", "CIDR"},
-      {"access-log", FLAG_BOOL, &o->access_log, "log one logfmt line per request", NULL},
-      {"log-level", FLAG_STRING, &o->log_level, "debug|info|warn|error", "LEVEL"},
-      {"drain-timeout", FLAG_DURATION_MS, &o->drain_timeout,
-       "SIGTERM: longest wait for in-flight requests (default 30s)", "DURATION"},
+      FLAG_GROUP_DEF("Limits, timeouts, retries"),
       {"max-uri-bytes", FLAG_INT, &o->max_uri, "request target limit, 414 beyond (default 8192)",
        "N", 16, 1 << 20},
       {"max-header-bytes", FLAG_INT, &o->max_header_bytes,
@@ -305,8 +326,6 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
       {"response-header-timeout", FLAG_DURATION_MS, &o->resp_header_timeout,
        "upstream response head limit when the route sets none, 504 after (default 60s)",
        "DURATION"},
-      {"max-connections", FLAG_INT, &o->max_conns,
-       "downstream connections per worker; more are closed (default 10000)", "N", 1, 10000000},
       {"retries", FLAG_INT, &o->retries,
        "connect-failure retries of idempotent requests when the route sets none (default 2)", "N",
        0, 10},
@@ -316,6 +335,37 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
        "longest wait for a Redis rate-limit decision; the request passes after it (default "
        "100ms)",
        "DURATION"},
+      FLAG_GROUP_DEF("Access log"),
+      {"access-log", FLAG_BOOL, &o->access_log,
+       "one line per request (logfmt to stderr unless --access-log-path/-format say otherwise)",
+       NULL},
+      {"access-log-path", FLAG_STRING, &o->access_log_path,
+       "access log file (append; SIGUSR1 reopens it for logrotate); implies --access-log", "FILE"},
+      {"access-log-format", FLAG_STRING, &o->access_log_format,
+       "logfmt|json (default logfmt); implies --access-log", "FORMAT"},
+      {"access-log-buffer", FLAG_INT, &o->access_log_buffer,
+       "bytes of lines waiting for the writer thread; lines beyond are dropped and counted "
+       "(default 4 MiB)",
+       "BYTES", 65536, 1L << 30},
+      FLAG_GROUP_DEF("Tracing (W3C trace context, OTLP/HTTP)"),
+      {"trace-otlp", FLAG_STRING, &o->trace_otlp,
+       "export spans to this OTLP/HTTP receiver (protobuf), e.g. http://127.0.0.1:4318/v1/traces; "
+       "turns on W3C traceparent handling",
+       "URL"},
+      {"trace-sample", FLAG_STRING, &o->trace_sample,
+       "ratio of new traces sampled, 0..1 (default 1); a client's traceparent decides for its own",
+       "RATIO"},
+      {"trace-service-name", FLAG_STRING, &o->trace_service,
+       "service.name of the spans (default edge-l7proxy)", "NAME"},
+      {"trace-queue", FLAG_INT, &o->trace_queue,
+       "spans waiting for the exporter at most; more are dropped and counted (default 4096)", "N",
+       16, 1000000},
+      {"trace-batch", FLAG_INT, &o->trace_batch, "spans per OTLP request at most (default 512)",
+       "N", 1, 100000},
+      {"trace-flush", FLAG_DURATION_MS, &o->trace_flush,
+       "longest wait before a partial batch is sent (default 1s)", "DURATION"},
+      FLAG_GROUP_DEF("Logging"),
+      {"log-level", FLAG_STRING, &o->log_level, "debug|info|warn|error", "LEVEL"},
   };
   size_t n = sizeof(table) / sizeof(table[0]);
   _Static_assert(sizeof(table) / sizeof(table[0]) <= MAX_DEFS, "raise MAX_DEFS");
@@ -345,7 +395,13 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
                      .h2_max_streams = 100,
                      .h2_max_resets = 100,
                      .tls_ticket_rotate = 12u * 3600 * 1000,
-                     .tls_handshake_timeout = 10000};
+                     .tls_handshake_timeout = 10000,
+                     .access_log_buffer = 4L << 20,
+                     .trace_queue = 4096,
+                     .trace_batch = 512,
+                     .trace_sample = "1",
+                     .trace_service = "edge-l7proxy",
+                     .trace_flush = 1000};
   struct flag_def defs[MAX_DEFS];
   size_t ndefs = opts_defs(o, defs);
   char err[512];
@@ -379,7 +435,7 @@ static int check_opts(struct opts *o) {
   log_set_level(lvl);
   if (o->max_body < 0) BAD_FLAG("--max-body: must be >= 0\n");
   if (o->https) {
-    if (flags_split_hostport(o->https, o->https_host, sizeof(o->https_host), &o->https_port) != 0)
+    if (addr_split_hostport(o->https, o->https_host, sizeof(o->https_host), &o->https_port) != 0)
       BAD_FLAG("--https: expected ADDR:PORT, got %s\n", o->https);
     if (tls_parse_min_version(o->tls_min, &o->tls.min_version) != 0)
       BAD_FLAG("--tls-min-version: expected 1.2 or 1.3, got %s\n", o->tls_min);
@@ -397,11 +453,19 @@ static int check_opts(struct opts *o) {
   }
   if (o->syncd && !o->insecure && !(o->cert && o->key && o->ca))
     BAD_FLAG("--syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
-  if (flags_split_hostport(o->http, o->host, sizeof(o->host), &o->port) != 0)
+  if (addr_split_hostport(o->http, o->host, sizeof(o->host), &o->port) != 0)
     BAD_FLAG("--http: expected ADDR:PORT, got %s\n", o->http);
   for (int i = 0; i < o->trusted.count; i++)
     if (worker_parse_cidr(o->trusted.values[i], &o->cidrs[i]) != 0)
       BAD_FLAG("--proxy-protocol-trusted: not an address or CIDR: %s\n", o->trusted.values[i]);
+  o->alog_format = ACCESS_LOG_LOGFMT;
+  if (o->access_log_format && access_log_parse_format(o->access_log_format, &o->alog_format) != 0)
+    BAD_FLAG("--access-log-format: expected logfmt or json, got %s\n", o->access_log_format);
+  if (o->access_log_path || o->access_log_format) o->access_log = 1;
+  char *end;
+  o->sample_ratio = strtod(o->trace_sample, &end);
+  if (end == o->trace_sample || *end != '\0' || !(o->sample_ratio >= 0 && o->sample_ratio <= 1))
+    BAD_FLAG("--trace-sample: expected a ratio between 0 and 1, got %s\n", o->trace_sample);
   if (o->workers == 0) o->workers = default_workers();
   if (o->workers > MAX_WORKERS) o->workers = MAX_WORKERS;
   return 0;
@@ -444,6 +508,33 @@ static int app_init(struct app *a, const struct opts *o) {
                       "result=\"rejected\"");
   a->tls_builds_failed = metrics_counter(a->metrics, "edge_l7_tls_store_builds_failed_total",
                                          "Certificate sets the TLS store could not load.", "");
+  if (o->access_log) {
+    struct access_log_opts ao = {.path = o->access_log_path,
+                                 .fd = -1,
+                                 .format = o->alog_format,
+                                 .ring_bytes = (size_t)o->access_log_buffer,
+                                 .metrics = a->metrics};
+    if (access_log_open(&ao, &a->alog, err, sizeof(err)) != 0) {
+      fprintf(stderr, "l7proxy: --access-log-path: %s\n", err);
+      return 1;
+    }
+  }
+  if (o->trace_otlp) {
+    char hostname[256] = "l7proxy";
+    gethostname(hostname, sizeof(hostname) - 1);
+    struct trace_export_opts to = {.url = o->trace_otlp,
+                                   .service_name = o->trace_service,
+                                   .instance_id = o->node_id ? o->node_id : hostname,
+                                   .version = L7_VERSION,
+                                   .queue_size = (size_t)o->trace_queue,
+                                   .batch_size = (size_t)o->trace_batch,
+                                   .flush_ms = o->trace_flush,
+                                   .metrics = a->metrics};
+    if (trace_export_new(&to, &a->tracer, err, sizeof(err)) != 0) {
+      fprintf(stderr, "l7proxy: --trace-otlp: %s\n", err);
+      return 2;
+    }
+  }
   if (l7_config_store_new(o->cache_dir, &a->store) != 0) {
     fprintf(stderr, "l7proxy: cannot create the configuration store\n");
     return 1;
@@ -485,7 +576,8 @@ static int start_workers(struct app *a, struct opts *o, const struct l7_limits *
   wcfg.proxy_protocol = o->proxy_protocol;
   wcfg.trusted = o->cidrs;
   wcfg.n_trusted = (size_t)o->trusted.count;
-  wcfg.access_log = o->access_log;
+  wcfg.obs =
+      (struct obs_config){.alog = a->alog, .tracer = a->tracer, .sample_ratio = o->sample_ratio};
   wcfg.proto = "http";
   wcfg.metrics = a->metrics;
   wcfg.tls_handshake_timeout_ms = o->tls_handshake_timeout;
@@ -494,19 +586,33 @@ static int start_workers(struct app *a, struct opts *o, const struct l7_limits *
   wcfg.h2_max_resets_sec = (uint32_t)o->h2_max_resets;
   wcfg.ratelimit_redis = o->ratelimit_redis;
   wcfg.ratelimit_redis_timeout_ms = o->ratelimit_redis_timeout;
+  /* One SO_REUSEPORT socket per worker; with port 0 all share the port
+   * chosen for the first. */
+  struct sockaddr_storage http_ss, https_ss;
+  socklen_t http_len = 0, https_len = 0;
+  if (addr_from_ip(o->host, o->port, &http_ss, &http_len) != 0) {
+    fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", o->http, strerror(EINVAL));
+    return 1;
+  }
+  if (o->https && addr_from_ip(o->https_host, o->https_port, &https_ss, &https_len) != 0) {
+    fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", o->https, strerror(EINVAL));
+    return 1;
+  }
   for (long i = 0; i < o->workers; i++) {
-    int fd = worker_listen_socket(o->host, o->port, &o->port);
+    int fd = addr_bind_reuseport(&http_ss, http_len, 0, 0);
     if (fd < 0) {
       fprintf(stderr, "l7proxy: --http: cannot listen on %s: %s\n", o->http, strerror(-fd));
       return 1;
     }
+    o->port = (uint16_t)addr_port(&http_ss);
     int tfd = -1;
     if (o->https) {
-      tfd = worker_listen_socket(o->https_host, o->https_port, &o->https_port);
+      tfd = addr_bind_reuseport(&https_ss, https_len, 0, 0);
       if (tfd < 0) {
         fprintf(stderr, "l7proxy: --https: cannot listen on %s: %s\n", o->https, strerror(-tfd));
         return 1;
       }
+      o->https_port = (uint16_t)addr_port(&https_ss);
       wcfg.https_port = o->https_port;
     }
     if (worker_start((int)i, &wcfg, fd, tfd, &a->workers[i]) != 0) {
@@ -562,10 +668,12 @@ static void start_signals_and_timers(struct app *a, const struct opts *o) {
   uv_signal_init(a->loop, &a->sigterm);
   uv_signal_init(a->loop, &a->sigint);
   uv_signal_init(a->loop, &a->sighup);
-  a->sigterm.data = a->sigint.data = a->sighup.data = a;
+  uv_signal_init(a->loop, &a->sigusr1);
+  a->sigterm.data = a->sigint.data = a->sighup.data = a->sigusr1.data = a;
   uv_signal_start(&a->sigterm, on_signal, SIGTERM);
   uv_signal_start(&a->sigint, on_signal, SIGINT);
   uv_signal_start(&a->sighup, on_signal, SIGHUP);
+  uv_signal_start(&a->sigusr1, on_signal, SIGUSR1);
   uv_timer_init(a->loop, &a->tick);
   a->tick.data = a;
   uv_timer_start(&a->tick, on_tick, 0, 200);
@@ -582,18 +690,23 @@ static void log_started(const struct opts *o) {
            "max_uri_bytes=%ld max_header_bytes=%ld max_headers=%ld max_body=%ld "
            "header_timeout_ms=%u idle_timeout_ms=%u body_timeout_ms=%u tunnel_idle_timeout_ms=%u "
            "linger_timeout_ms=%u response_header_timeout_ms=%u "
-           "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s",
+           "max_connections=%ld retries=%ld drain_timeout_ms=%u access_log=%s "
+           "access_log_format=%s access_log_path=%s trace_otlp=%s trace_sample=%g",
            L7_VERSION, o->host, o->port, o->https ? o->https_host : "-", o->https_port,
            o->admin_addr ? o->admin_addr : "-", o->workers, o->syncd ? o->syncd : "-",
            log_q(o->config_file ? o->config_file : "-"), log_q(o->cache_dir ? o->cache_dir : "-"),
            o->proxy_protocol ? "true" : "false", o->max_uri, o->max_header_bytes, o->max_headers,
            o->max_body, o->header_timeout, o->idle_timeout, o->body_timeout, o->tunnel_idle_timeout,
            o->linger_timeout, o->resp_header_timeout, o->max_conns, o->retries, o->drain_timeout,
-           o->access_log ? "true" : "false");
+           o->access_log ? "true" : "false", o->alog_format == ACCESS_LOG_JSON ? "json" : "logfmt",
+           log_q(o->access_log_path ? o->access_log_path : "-"),
+           log_q(o->trace_otlp ? o->trace_otlp : "-"), o->sample_ratio);
 }
 
 static void app_free(struct app *a) {
   for (int i = 0; i < a->n_workers; i++) worker_join(a->workers[i]);
+  trace_export_close(a->tracer); /* sends what is queued */
+  access_log_close(a->alog);     /* writes what is queued */
   if (a->rpc) rpc_runtime_free(a->rpc);
   l7_snapshot_publish(NULL);
   tls_store_publish(NULL);

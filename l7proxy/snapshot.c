@@ -26,18 +26,18 @@
  */
 #include "l7proxy/snapshot.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "common/cert.h"
 #include "common/explain.h"
+#include "common/publish.h"
 #include "common/router.h"
 #include "l7proxy/snapshot_policy.h"
 
@@ -116,29 +116,8 @@ static Edge__V1__Snapshot *snap_copy(uint64_t version, Edge__V1__Resource *const
 static int snap_parse_endpoint(const Edge__V1__Endpoint *e, struct l7_endpoint *out) {
   if (e->port == 0 || e->port > 65535) return -1;
   memset(out, 0, sizeof(*out));
-  const char *a = e->address;
-  char v6[INET6_ADDRSTRLEN + 2];
-  size_t alen = strlen(a);
-  if (alen > 2 && a[0] == '[' && a[alen - 1] == ']' && alen - 2 < sizeof(v6)) {
-    memcpy(v6, a + 1, alen - 2);
-    v6[alen - 2] = '\0';
-    a = v6;
-  }
-  struct sockaddr_in *s4 = (struct sockaddr_in *)&out->addr;
-  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->addr;
-  if (inet_pton(AF_INET, a, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons((uint16_t)e->port);
-    out->addrlen = sizeof(*s4);
-    snprintf(out->name, sizeof(out->name), "%s:%u", a, e->port);
-  } else if (inet_pton(AF_INET6, a, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons((uint16_t)e->port);
-    out->addrlen = sizeof(*s6);
-    snprintf(out->name, sizeof(out->name), "[%s]:%u", a, e->port);
-  } else {
-    return -2;
-  }
+  if (addr_from_ip(e->address, (uint16_t)e->port, &out->addr, &out->addrlen) != 0) return -2;
+  addr_format(&out->addr, out->name, sizeof(out->name));
   out->weight = e->weight ? e->weight : 1;
   return 0;
 }
@@ -638,27 +617,24 @@ char *l7_snapshot_explain_json(const struct l7_snapshot *s, const char *host, co
 
 /* ---- current snapshot ------------------------------------------------- */
 
-static pthread_mutex_t snap_current_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct l7_snapshot *snap_current;
-static atomic_uint_fast64_t snap_generation;
+static void snap_ref_slot(void *s) {
+  l7_snapshot_ref(s);
+}
+
+static void snap_unref_slot(void *s) {
+  l7_snapshot_unref(s);
+}
+
+static struct publish_slot snap_slot = PUBLISH_SLOT_INIT(snap_ref_slot, snap_unref_slot, NULL);
 
 uint64_t l7_snapshot_generation(void) {
-  return atomic_load_explicit(&snap_generation, memory_order_acquire);
+  return publish_slot_generation(&snap_slot);
 }
 
 struct l7_snapshot *l7_snapshot_current(void) {
-  pthread_mutex_lock(&snap_current_mu);
-  struct l7_snapshot *s = l7_snapshot_ref(snap_current);
-  pthread_mutex_unlock(&snap_current_mu);
-  return s;
+  return publish_slot_acquire(&snap_slot, NULL);
 }
 
 void l7_snapshot_publish(struct l7_snapshot *s) {
-  pthread_mutex_lock(&snap_current_mu);
-  struct l7_snapshot *old = snap_current;
-  snap_current = s;
-  /* After the swap: whoever sees the new generation gets the new pointer. */
-  atomic_fetch_add_explicit(&snap_generation, 1, memory_order_release);
-  pthread_mutex_unlock(&snap_current_mu);
-  l7_snapshot_unref(old);
+  publish_slot_publish(&snap_slot, s);
 }

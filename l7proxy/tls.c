@@ -45,6 +45,7 @@
 #include "common/cert.h"
 #include "common/log.h"
 #include "common/sni.h"
+#include "common/publish.h"
 
 #define TLS_NAME_MAX SNI_NAME_MAX
 #define TLS_SESSION_ID_CONTEXT "edge-l7"
@@ -682,23 +683,22 @@ size_t tls_store_size(const struct tls_store *s) {
   return s ? s->n_certs : 0;
 }
 
-static pthread_mutex_t g_current_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct tls_store *g_current;
+static void store_ref_slot(void *s) {
+  tls_store_ref(s);
+}
+
+static void store_unref_slot(void *s) {
+  tls_store_unref(s);
+}
+
+static struct publish_slot g_current = PUBLISH_SLOT_INIT(store_ref_slot, store_unref_slot, NULL);
 
 struct tls_store *tls_store_current(void) {
-  pthread_mutex_lock(&g_current_mu);
-  struct tls_store *s = g_current;
-  tls_store_ref(s);
-  pthread_mutex_unlock(&g_current_mu);
-  return s;
+  return publish_slot_acquire(&g_current, NULL);
 }
 
 void tls_store_publish(struct tls_store *s) {
-  pthread_mutex_lock(&g_current_mu);
-  struct tls_store *old = g_current;
-  g_current = s;
-  pthread_mutex_unlock(&g_current_mu);
-  tls_store_unref(old);
+  publish_slot_publish(&g_current, s);
 }
 
 /* ---- connections ------------------------------------------------------ */

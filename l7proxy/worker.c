@@ -23,6 +23,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "common/addr.h"
+#include "common/base64.h"
+#include "common/http_status.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "l7proxy/h1_client.h"
@@ -178,6 +181,11 @@ struct route_metrics *worker_route_metrics(struct worker *w, struct l7_snapshot 
             metrics_counter(w->cfg->metrics, "edge_l7_requests_total",
                             "HTTP requests by route, cluster and status class.", labels);
       }
+      size_t nb;
+      const double *b = metrics_default_latency_buckets(&nb);
+      snprintf(labels, sizeof(labels), "route=\"%s\",cluster=\"%s\"", er, ec);
+      m->duration = metrics_histogram(w->cfg->metrics, "edge_l7_request_duration_seconds",
+                                      "Request duration by route and cluster.", labels, b, nb);
       return m;
     }
   }
@@ -325,7 +333,8 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
     size_t nb;
     const double *b = metrics_default_latency_buckets(&nb);
     w->duration = metrics_histogram(cfg->metrics, "edge_l7_request_duration_seconds",
-                                    "Time from request head to response end.", "", b, nb);
+                                    "Request duration by route and cluster.",
+                                    "route=\"_other\",cluster=\"_other\"", b, nb);
     w->g_active = metrics_gauge(cfg->metrics, "edge_l7_active_connections",
                                 "Open downstream connections.", "");
     w->g_up_active = metrics_gauge(cfg->metrics, "edge_l7_upstream_connections",
@@ -395,37 +404,4 @@ int worker_parse_cidr(const char *s, struct worker_cidr *out) {
     return 0;
   }
   return -1;
-}
-
-int worker_listen_socket(const char *host, uint16_t port, uint16_t *port_out) {
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof(ss));
-  socklen_t sl;
-  struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-  if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(port);
-    sl = sizeof(*s4);
-  } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    sl = sizeof(*s6);
-  } else {
-    return -EINVAL;
-  }
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-      bind(fd, (struct sockaddr *)&ss, sl) != 0) {
-    int e = errno;
-    close(fd);
-    return -e;
-  }
-  socklen_t gl = sizeof(ss);
-  getsockname(fd, (struct sockaddr *)&ss, &gl);
-  *port_out = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
-  return fd;
 }

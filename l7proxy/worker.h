@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "l7proxy/exchange_obs.h"
 #include "l7proxy/limits.h"
 
 struct metrics_registry;
@@ -36,7 +37,9 @@ struct worker_config {
   int proxy_protocol; /* expect a PROXY v1/v2 header from trusted peers */
   const struct worker_cidr *trusted;
   size_t n_trusted; /* 0 with proxy_protocol: every peer is trusted */
-  int access_log;
+  /* Access log and tracing (l7proxy/exchange_obs.h); all NULL: off, and the
+   * data path skips every observability hook. */
+  struct obs_config obs;
   const char *proto; /* "http" (the plain listener) */
   struct metrics_registry *metrics;
   /* HTTPS: the port of --https (0: none). Plain requests for hosts with
@@ -58,14 +61,6 @@ struct worker_config {
 
 /* Parses "10.0.0.0/8", "::1/128" or a bare address. 0 or -1. */
 int worker_parse_cidr(const char *s, struct worker_cidr *out);
-
-/*
- * Opens a listening socket with SO_REUSEADDR and SO_REUSEPORT on host:port
- * (port 0: the kernel picks; pass the picked port to the next call so all
- * workers share it). Returns the fd or a negative errno; *port_out gets the
- * bound port.
- */
-int worker_listen_socket(const char *host, uint16_t port, uint16_t *port_out);
 
 /* Starts a worker thread serving listen_fd (plain HTTP) and, when
  * tls_listen_fd >= 0, HTTPS on tls_listen_fd with the certificates of

@@ -51,6 +51,7 @@ struct route_metrics {
   const struct l7_cluster *cluster;
   int used;
   struct metrics_counter *by_class[6]; /* index status/100; NULL on allocation failure */
+  struct metrics_histogram *duration;  /* latency per route and cluster (dashboards) */
 };
 
 struct uh2_pool;

@@ -2,10 +2,11 @@
  * config_sync — ConfigSync.Stream sessions (see config_sync.h).
  *
  * Each call gets a struct cs_stream; once its Hello arrives the stream is
- * bound to a struct cs_node found (or created) by node_id. The node holds
- * the bookkeeping that survives reconnects; the stream only links a call to
- * a node. A node's `stream` always points at its newest stream, so events
- * from a replaced stream are recognised and ignored.
+ * bound to a struct cs_node found (or created) by node_id in the node
+ * registry (common/registry). The node holds the bookkeeping that survives
+ * reconnects; the stream only links a call to a node. The node's session
+ * is always its newest stream, so events from a replaced stream are
+ * recognised and ignored.
  *
  * Push rule (newest-only, as in xDS): push_node sends only when the last
  * push has been answered (Ack or Nack) and the call's send queue is empty;
@@ -27,6 +28,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/registry.h"
 #include "common/rpc.h"
 #include "edge/v1/config_sync.pb-c.h"
 #include "edge/v1/status.pb-c.h"
@@ -48,10 +50,10 @@ struct cs_sent {
 struct cs_stream;
 
 struct cs_node {
+  struct registry_node reg; /* reg.session: the current struct cs_stream, NULL when disconnected */
   struct config_sync_node pub;
-  struct cs_stream *stream; /* current stream, NULL when disconnected */
-  int need_full;            /* next push is full (after a Nack) */
-  int awaiting;             /* the last push is not answered yet */
+  int need_full; /* next push is full (after a Nack) */
+  int awaiting;  /* the last push is not answered yet */
   struct cs_sent sent[CS_NONCES];
   unsigned sent_next;
 };
@@ -65,8 +67,7 @@ struct cs_stream {
 
 struct config_sync {
   struct store *store;
-  struct cs_node **nodes;
-  size_t n_nodes, cap_nodes;
+  struct registry nodes; /* of struct cs_node */
   uint64_t push_seq;
   char boot_id[17];
   void (*replicas_fn)(void *ud);
@@ -94,6 +95,7 @@ int config_sync_new(struct store *store, struct metrics_registry *m, struct conf
   struct config_sync *cs = calloc(1, sizeof(*cs));
   if (!cs) return -1;
   cs->store = store;
+  registry_init(&cs->nodes, sizeof(struct cs_node), 0);
   /* Nonces stay unique across restarts: a random boot id prefixes them. */
   uint64_t seed = uv_hrtime() ^ ((uint64_t)now_s() << 20) ^ (uint64_t)(uintptr_t)cs;
   snprintf(cs->boot_id, sizeof(cs->boot_id), "%08" PRIx32, (uint32_t)(seed ^ (seed >> 32)));
@@ -111,21 +113,21 @@ int config_sync_new(struct store *store, struct metrics_registry *m, struct conf
   return 0;
 }
 
+static void node_free(struct registry_node *r) {
+  struct cs_node *n = (struct cs_node *)r;
+  struct cs_stream *st = n->reg.session;
+  if (st) st->node = NULL;
+  free(n->pub.address);
+  free(n->pub.admin_address);
+  free(n->pub.https_address);
+  free(n->pub.zone);
+  free(n->pub.build);
+  free(n->pub.last_error);
+}
+
 void config_sync_free(struct config_sync *cs) {
   if (!cs) return;
-  for (size_t i = 0; i < cs->n_nodes; i++) {
-    struct cs_node *n = cs->nodes[i];
-    if (n->stream) n->stream->node = NULL;
-    free(n->pub.node_id);
-    free(n->pub.address);
-    free(n->pub.admin_address);
-    free(n->pub.https_address);
-    free(n->pub.zone);
-    free(n->pub.build);
-    free(n->pub.last_error);
-    free(n);
-  }
-  free(cs->nodes);
+  registry_free(&cs->nodes, node_free);
   free(cs);
 }
 
@@ -139,17 +141,20 @@ static void replicas_changed(struct config_sync *cs) {
 }
 
 size_t config_sync_node_count(const struct config_sync *cs) {
-  return cs->n_nodes;
+  return registry_count(&cs->nodes);
+}
+
+static struct cs_node *node_at(const struct config_sync *cs, size_t i) {
+  return (struct cs_node *)registry_at(&cs->nodes, i);
 }
 
 const struct config_sync_node *config_sync_node_at(const struct config_sync *cs, size_t i) {
-  return i < cs->n_nodes ? &cs->nodes[i]->pub : NULL;
+  struct cs_node *n = node_at(cs, i);
+  return n ? &n->pub : NULL;
 }
 
 size_t config_sync_connected(const struct config_sync *cs) {
-  size_t c = 0;
-  for (size_t i = 0; i < cs->n_nodes; i++) c += cs->nodes[i]->pub.connected != 0;
-  return c;
+  return registry_connected(&cs->nodes);
 }
 
 int config_sync_node_state(const struct config_sync *cs, const struct config_sync_node *n) {
@@ -161,25 +166,15 @@ int config_sync_node_state(const struct config_sync *cs, const struct config_syn
 }
 
 static struct cs_node *node_find_or_add(struct config_sync *cs, const char *id) {
-  for (size_t i = 0; i < cs->n_nodes; i++)
-    if (strcmp(cs->nodes[i]->pub.node_id, id) == 0) return cs->nodes[i];
-  if (cs->n_nodes == cs->cap_nodes) {
-    size_t cap = cs->cap_nodes ? cs->cap_nodes * 2 : 16;
-    struct cs_node **nn = realloc(cs->nodes, cap * sizeof(*nn));
-    if (!nn) return NULL;
-    cs->nodes = nn;
-    cs->cap_nodes = cap;
-  }
-  struct cs_node *n = calloc(1, sizeof(*n));
-  if (!n) return NULL;
-  n->pub.node_id = xstrdup(id);
+  struct cs_node *n = (struct cs_node *)registry_add(&cs->nodes, id);
+  if (!n || n->pub.node_id) return n;
+  n->pub.node_id = n->reg.id; /* a new node: the registry owns the id */
   n->pub.address = xstrdup("");
   n->pub.admin_address = xstrdup("");
   n->pub.https_address = xstrdup("");
   n->pub.zone = xstrdup("");
   n->pub.build = xstrdup("");
   n->pub.last_error = xstrdup("");
-  cs->nodes[cs->n_nodes++] = n;
   return n;
 }
 
@@ -188,8 +183,7 @@ static void stream_detach(struct cs_stream *st) {
   struct cs_node *n = st->node;
   if (!n) return;
   st->node = NULL;
-  if (n->stream != st) return;
-  n->stream = NULL;
+  if (!registry_detach(&n->reg, st)) return; /* a replaced stream speaks for nobody */
   n->pub.connected = 0;
   n->pub.disconnected_at = now_s();
   LOG_INFO("node_disconnected", "node=%s acked=%" PRIu64, log_q(n->pub.node_id),
@@ -207,7 +201,7 @@ static void stream_reject(struct cs_stream *st, const char *reason) {
 }
 
 static void push_node(struct config_sync *cs, struct cs_node *n) {
-  struct cs_stream *st = n->stream;
+  struct cs_stream *st = n->reg.session;
   uint64_t version = store_version(cs->store);
   if (!st || st->finished || version == 0) return;
   /* One push in flight: the next waits until the last is written and
@@ -219,8 +213,9 @@ static void push_node(struct config_sync *cs, struct cs_node *n) {
     n->awaiting = 0;
     n->need_full = 1;
   }
-  if (rpc_call_pending(st->call) > 0) return; /* on_drained comes back here */
-  if (n->pub.pushed_version == version) return;
+  /* Never queue, newest wins: on_drained or the answer comes back here. */
+  if (!registry_send_due(&n->reg, n->pub.pushed_version, version, rpc_call_pending(st->call) > 0))
+    return;
   struct store_delta d;
   if (store_delta(cs->store, n->pub.pushed_version, n->need_full, &d) != 0) return;
   struct cs_sent *s = &n->sent[n->sent_next % CS_NONCES];
@@ -255,7 +250,7 @@ static void push_node(struct config_sync *cs, struct cs_node *n) {
 }
 
 void config_sync_notify(struct config_sync *cs) {
-  for (size_t i = 0; i < cs->n_nodes; i++) push_node(cs, cs->nodes[i]);
+  for (size_t i = 0; i < registry_count(&cs->nodes); i++) push_node(cs, node_at(cs, i));
 }
 
 static const struct cs_sent *find_nonce(const struct cs_node *n, const char *nonce) {
@@ -301,8 +296,8 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
     rpc_call_finish(st->call, RPC_STATUS_INTERNAL, "out of memory");
     return;
   }
-  struct cs_stream *old = n->stream;
-  if (old && old != st) {
+  struct cs_stream *old = registry_attach(&n->reg, st);
+  if (old) {
     LOG_INFO("node_replaced", "node=%s", log_q(n->pub.node_id));
     old->node = NULL;
     old->finished = 1;
@@ -311,7 +306,6 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
   int was_replica = old && n->pub.applied;
   node_apply_hello(n, h);
   uint64_t version = store_version(cs->store);
-  n->stream = st;
   st->node = n;
   n->pub.connected = 1;
   n->pub.connected_since = now_s();
@@ -443,7 +437,7 @@ static void cs_on_half_close(void *ud, struct rpc_call *call) {
 
 static void cs_on_drained(void *ud, struct rpc_call *call) {
   struct cs_stream *st = rpc_call_get_data(call);
-  if (st && st->node && st->node->stream == st) push_node(st->cs, st->node);
+  if (st && st->node && st->node->reg.session == st) push_node(st->cs, st->node);
 }
 
 static void cs_on_done(void *ud, struct rpc_call *call) {

@@ -1,10 +1,9 @@
 /*
- * default_cert — generate, load and check PEM certificate/key pairs.
+ * default_cert — load and check PEM certificate/key pairs.
  *
  * Every OpenSSL object is freed on every path; the private key is only
  * ever handled as PEM text in memory and never logged.
  */
-#define _GNU_SOURCE /* memmem */
 #include "syncd/default_cert.h"
 
 #include <errno.h>
@@ -14,80 +13,17 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/cert.h"
+#include "common/der.h"
+#include "common/fileio.h"
 
 static void set_err(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
-}
-
-/* Copies a memory BIO's contents into a new NUL-terminated string. */
-static char *bio_to_string(BIO *bio) {
-  char *data;
-  long n = BIO_get_mem_data(bio, &data);
-  if (n < 0) return NULL;
-  char *s = malloc((size_t)n + 1);
-  if (!s) return NULL;
-  memcpy(s, data, (size_t)n);
-  s[n] = '\0';
-  return s;
-}
-
-int default_cert_generate(const char *cn, int days, char **cert_pem, char **key_pem, char *err,
-                          size_t errlen) {
-  int rc = -EIO;
-  EVP_PKEY *key = EVP_EC_gen("P-256");
-  X509 *x = X509_new();
-  BIO *cb = BIO_new(BIO_s_mem()), *kb = BIO_new(BIO_s_mem());
-  X509_EXTENSION *ext = NULL;
-  *cert_pem = *key_pem = NULL;
-  if (!key || !x || !cb || !kb) goto out;
-  unsigned char serial[8];
-  long long now = (long long)time(NULL);
-  for (int i = 0; i < 8; i++) serial[i] = (unsigned char)(now >> (i * 8));
-  serial[0] &= 0x7f;
-  BIGNUM *bn = BN_bin2bn(serial, sizeof(serial), NULL);
-  if (!bn) goto out;
-  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
-  BN_free(bn);
-  X509_set_version(x, 2);
-  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 86400L);
-  X509_NAME *name = X509_get_subject_name(x);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
-  X509_set_issuer_name(x, name);
-  X509_set_pubkey(x, key);
-  char san[300];
-  snprintf(san, sizeof(san), "DNS:%s", cn);
-  ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
-  if (!ext || !X509_add_ext(x, ext, -1)) goto out;
-  if (!X509_sign(x, key, EVP_sha256())) goto out;
-  if (!PEM_write_bio_X509(cb, x) || !PEM_write_bio_PrivateKey(kb, key, NULL, NULL, 0, NULL, NULL))
-    goto out;
-  *cert_pem = bio_to_string(cb);
-  *key_pem = bio_to_string(kb);
-  if (!*cert_pem || !*key_pem) {
-    free(*cert_pem);
-    free(*key_pem);
-    *cert_pem = *key_pem = NULL;
-    rc = -ENOMEM;
-    goto out;
-  }
-  rc = 0;
-out:
-  if (rc < 0) set_err(err, errlen, "cannot generate a self-signed certificate");
-  X509_EXTENSION_free(ext);
-  X509_free(x);
-  EVP_PKEY_free(key);
-  BIO_free(cb);
-  BIO_free(kb);
-  ERR_clear_error();
-  return rc;
 }
 
 /* ---- the fast path of default_cert_check ------------------------------------
@@ -102,34 +38,6 @@ out:
  * unusual (no embedded point, another key type, PEM headers, a mismatch)
  * goes to the full OpenSSL path, so the results and reasons are unchanged.
  */
-
-struct der {
-  const uint8_t *p;
-  size_t n;
-};
-
-/* Reads one DER element of tag `tag` from d into *val; 0 or -1. */
-static int der_get(struct der *d, uint8_t tag, struct der *val) {
-  if (d->n < 2 || d->p[0] != tag) return -1;
-  size_t len = d->p[1], hl = 2;
-  if (len & 0x80) {
-    size_t nb = len & 0x7f;
-    if (nb == 0 || nb > 3 || d->n < 2 + nb) return -1;
-    len = 0;
-    for (size_t i = 0; i < nb; i++) len = (len << 8) | d->p[2 + i];
-    hl += nb;
-  }
-  if (d->n - hl < len) return -1;
-  val->p = d->p + hl;
-  val->n = len;
-  d->p += hl + len;
-  d->n -= hl + len;
-  return 0;
-}
-
-static int der_peek(const struct der *d, uint8_t tag) {
-  return d->n > 0 && d->p[0] == tag;
-}
 
 /* The curves the fast path knows: DER OID body → (NID, private scalar bytes). */
 static int curve_of(const struct der *oid, size_t *scalar_len) {
@@ -150,18 +58,20 @@ static int curve_of(const struct der *oid, size_t *scalar_len) {
 static int sec1_key(struct der k, int curve_nid, struct der *pub) {
   struct der seq, ver, priv, ctx, oid, bits;
   size_t slen = 0;
-  if (der_get(&k, 0x30, &seq) < 0 || k.n != 0) return NID_undef;
-  if (der_get(&seq, 0x02, &ver) < 0 || ver.n != 1 || ver.p[0] != 1) return NID_undef;
-  if (der_get(&seq, 0x04, &priv) < 0 || priv.n == 0) return NID_undef;
+  if (der_expect(&k, 0x30, NULL, &seq) < 0 || k.n != 0) return NID_undef;
+  if (der_expect(&seq, 0x02, NULL, &ver) < 0 || ver.n != 1 || ver.p[0] != 1) return NID_undef;
+  if (der_expect(&seq, 0x04, NULL, &priv) < 0 || priv.n == 0) return NID_undef;
   if (der_peek(&seq, 0xa0)) {
-    if (der_get(&seq, 0xa0, &ctx) < 0 || der_get(&ctx, 0x06, &oid) < 0 || ctx.n != 0)
+    if (der_expect(&seq, 0xa0, NULL, &ctx) < 0 || der_expect(&ctx, 0x06, NULL, &oid) < 0 ||
+        ctx.n != 0)
       return NID_undef;
     int nid = curve_of(&oid, &slen);
     if (nid == NID_undef || (curve_nid != NID_undef && nid != curve_nid)) return NID_undef;
     curve_nid = nid;
   }
   if (curve_nid == NID_undef) return NID_undef;
-  if (der_get(&seq, 0xa1, &ctx) < 0 || der_get(&ctx, 0x03, &bits) < 0 || ctx.n != 0 || seq.n != 0)
+  if (der_expect(&seq, 0xa1, NULL, &ctx) < 0 || der_expect(&ctx, 0x03, NULL, &bits) < 0 ||
+      ctx.n != 0 || seq.n != 0)
     return NID_undef;
   /* unused-bits octet 0, then an uncompressed or compressed point */
   if (bits.n < 2 || bits.p[0] != 0) return NID_undef;
@@ -184,11 +94,12 @@ static int ec_key_public(const char *pem, size_t len, struct der *pub, uint8_t *
     static const uint8_t ec_oid[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
     struct der d = {*buf, dl}, seq, ver, alg, oid, curve, inner;
     size_t slen;
-    if (der_get(&d, 0x30, &seq) < 0 || d.n != 0 || der_get(&seq, 0x02, &ver) < 0 || ver.n != 1 ||
-        ver.p[0] != 0 || der_get(&seq, 0x30, &alg) < 0 || der_get(&alg, 0x06, &oid) < 0 ||
+    if (der_expect(&d, 0x30, NULL, &seq) < 0 || d.n != 0 ||
+        der_expect(&seq, 0x02, NULL, &ver) < 0 || ver.n != 1 || ver.p[0] != 0 ||
+        der_expect(&seq, 0x30, NULL, &alg) < 0 || der_expect(&alg, 0x06, NULL, &oid) < 0 ||
         oid.n != sizeof(ec_oid) || memcmp(oid.p, ec_oid, sizeof(ec_oid)) != 0 ||
-        der_get(&alg, 0x06, &curve) < 0 || alg.n != 0 || der_get(&seq, 0x04, &inner) < 0 ||
-        seq.n != 0)
+        der_expect(&alg, 0x06, NULL, &curve) < 0 || alg.n != 0 ||
+        der_expect(&seq, 0x04, NULL, &inner) < 0 || seq.n != 0)
       return NID_undef;
     nid = curve_of(&curve, &slen);
     if (nid == NID_undef) return NID_undef;
@@ -284,54 +195,17 @@ out:
   return rc;
 }
 
-static int read_file(const char *path, char **out, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return -errno;
-  char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      if (cap > (1u << 24)) {
-        free(buf);
-        fclose(f);
-        return -EFBIG;
-      }
-      char *nb = realloc(buf, cap);
-      if (!nb) {
-        free(buf);
-        fclose(f);
-        return -ENOMEM;
-      }
-      buf = nb;
-    }
-    size_t r = fread(buf + n, 1, 4096, f);
-    n += r;
-    if (r < 4096) break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    return -EIO;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *len = n;
-  return 0;
-}
-
 int default_cert_load(const char *cert_file, const char *key_file, char **cert_pem, char **key_pem,
                       char *err, size_t errlen) {
   size_t cl, kl;
   char why[128];
   *cert_pem = *key_pem = NULL;
-  int rc = read_file(cert_file, cert_pem, &cl);
+  int rc = fileio_read(cert_file, 1u << 24, cert_pem, &cl, NULL, 0);
   if (rc < 0) {
     snprintf(err, errlen, "cannot read %s: %s", cert_file, strerror(-rc));
     return rc;
   }
-  rc = read_file(key_file, key_pem, &kl);
+  rc = fileio_read(key_file, 1u << 24, key_pem, &kl, NULL, 0);
   if (rc < 0) {
     snprintf(err, errlen, "cannot read %s: %s", key_file, strerror(-rc));
     free(*cert_pem);

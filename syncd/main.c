@@ -16,26 +16,25 @@
  * endpoint down, then free everything and exit 0.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "common/admin.h"
+#include "common/fileio.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
 #include "edge/v1/status.pb-c.h"
 #include "syncd/config_sync.h"
-#include "syncd/default_cert.h"
+#include "common/cert.h"
 #include "syncd/explain.h"
 #include "syncd/membership.h"
 #include "syncd/source.h"
@@ -288,18 +287,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ---- default certificate -------------------------------------------------- */
 
-static int write_private(const char *path, const char *text, char *err, size_t errlen) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  size_t len = strlen(text);
-  if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
-    snprintf(err, errlen, "write %s: %s", path, strerror(errno));
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  close(fd);
-  return 0;
-}
-
 /*
  * Without --default-cert, the source would generate a new self-signed
  * certificate at every start, so a restarted syncd would produce a new
@@ -312,14 +299,10 @@ static int ensure_default_cert(const char *dir, char *cert, char *key, size_t le
   snprintf(key, len, "%s/default-key.pem", dir);
   if (access(cert, R_OK) == 0 && access(key, R_OK) == 0) return 0;
   char *cp = NULL, *kp = NULL;
-  if (default_cert_generate("edge-default", 3650, &cp, &kp, err, errlen) != 0) return -1;
-  char tmp[4200];
-  snprintf(tmp, sizeof(tmp), "%s.tmp", key);
-  int rc = write_private(tmp, kp, err, errlen);
-  if (rc == 0 && rename(tmp, key) != 0) rc = -1;
-  snprintf(tmp, sizeof(tmp), "%s.tmp", cert);
-  if (rc == 0) rc = write_private(tmp, cp, err, errlen);
-  if (rc == 0 && rename(tmp, cert) != 0) rc = -1;
+  const char *name = "edge-default";
+  if (cert_generate(&name, 1, 3650, 0, NULL, NULL, &cp, &kp, err, errlen) != 0) return -1;
+  int rc = fileio_write_atomic_buf(key, kp, strlen(kp), 0600, err, errlen);
+  if (rc == 0) rc = fileio_write_atomic_buf(cert, cp, strlen(cp), 0600, err, errlen);
   free(cp);
   free(kp);
   return rc;
@@ -396,35 +379,40 @@ int main(int argc, char **argv) {
   uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 5000;
   int restored = 0;
   const struct flag_def defs[] = {
+      FLAG_GROUP_DEF("Sources"),
       {"source", FLAG_STRING, &source, "dir:PATH (default dir:deploy/examples) or kubernetes",
        "SPEC"},
-      {"listen", FLAG_STRING, &listen, "gRPC listen address (default 127.0.0.1:7000)", "ADDR:PORT"},
-      {"admin", FLAG_STRING, &admin, "admin HTTP address (default 127.0.0.1:7001)", "ADDR:PORT"},
-      {"state-dir", FLAG_STRING, &state_dir, "directory for the persisted last good state", "DIR"},
-      {"cert", FLAG_STRING, &cert, "server certificate (PEM) for mTLS", "FILE"},
-      {"key", FLAG_STRING, &key, "server private key (PEM) for mTLS", "FILE"},
-      {"ca", FLAG_STRING, &ca, "CA (PEM) that client certificates must chain to", "FILE"},
-      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC (instead of --cert/--key/--ca)", NULL},
       {"kubeconfig", FLAG_STRING, &kubeconfig, "kubeconfig for --source=kubernetes", "FILE"},
       {"publish-address", FLAG_STRING, &publish,
        "address written to status.loadBalancer of served Ingresses", "ADDR"},
-      {"default-cert", FLAG_STRING, &default_cert, "default TLS certificate (PEM)", "FILE"},
-      {"default-key", FLAG_STRING, &default_key, "default TLS key (PEM)", "FILE"},
       {"debounce", FLAG_DURATION_MS, &debounce_ms, "quiet time before a change is applied",
        "DURATION"},
       {"max-delay", FLAG_DURATION_MS, &max_delay_ms, "longest a burst of changes is delayed",
        "DURATION"},
+      FLAG_GROUP_DEF("Serving: gRPC (ConfigSync, Membership, Status) and admin"),
+      {"listen", FLAG_STRING, &listen, "gRPC listen address (default 127.0.0.1:7000)", "ADDR:PORT"},
+      {"admin", FLAG_STRING, &admin, "admin HTTP address (default 127.0.0.1:7001)", "ADDR:PORT"},
+      {"state-dir", FLAG_STRING, &state_dir, "directory for the persisted last good state", "DIR"},
       {"membership-grace", FLAG_DURATION_MS, &membership_grace_ms,
        "after a restart from --state-dir, hold the replica set back this long so proxies "
        "reconnect first (default 5s; 0 = off)",
        "DURATION"},
-      {"log-level", FLAG_STRING, &level, "debug, info, warn or error (default info)", "LEVEL"},
+      FLAG_GROUP_DEF("Transport security (mTLS)"),
+      {"cert", FLAG_STRING, &cert, "server certificate (PEM) for mTLS", "FILE"},
+      {"key", FLAG_STRING, &key, "server private key (PEM) for mTLS", "FILE"},
+      {"ca", FLAG_STRING, &ca, "CA (PEM) that client certificates must chain to", "FILE"},
+      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC (instead of --cert/--key/--ca)", NULL},
+      FLAG_GROUP_DEF("Certificates"),
+      {"default-cert", FLAG_STRING, &default_cert, "default TLS certificate (PEM)", "FILE"},
+      {"default-key", FLAG_STRING, &default_key, "default TLS key (PEM)", "FILE"},
       {"affinity-secret-file", FLAG_STRING, &affinity_secret_file,
        "secret (16..64 bytes) affinity-cookie keys are derived from; share it between syncd "
        "replicas (default: generated in --state-dir)",
        "FILE"},
       {"expiry-warning", FLAG_STRING, &expiry_warning,
        "flag certificates expiring within this (default 14d; units d, h, m, s)", "DURATION"},
+      FLAG_GROUP_DEF("Logging"),
+      {"log-level", FLAG_STRING, &level, "debug, info, warn or error (default info)", "LEVEL"},
   };
   const size_t ndefs = sizeof(defs) / sizeof(defs[0]);
   char err[512];

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cert.h"
 #include "common/log.h"
 #include "syncd/default_cert.h"
 #include "syncd/source_internal.h"
@@ -149,8 +150,9 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
                              &s->default_key, err, errlen);
     }
   } else {
-    rc = default_cert_generate("edge-default.invalid", 3650, &s->default_cert, &s->default_key, err,
-                               errlen);
+    const char *name = "edge-default.invalid";
+    rc = cert_generate(&name, 1, 3650, 0, NULL, NULL, &s->default_cert, &s->default_key, err,
+                       errlen);
   }
   if (rc < 0) {
     free(s->default_cert), free(s->default_key), free(s->name);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/fileio.h"
 #include "common/log.h"
 #include "syncd/source_internal.h"
 
@@ -125,50 +126,6 @@ static int scan(const char *path, int depth, struct strvec *files, struct strvec
   return rc;
 }
 
-static int read_all(const char *path, char **out, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return -errno;
-  struct stat st;
-  if (fstat(fileno(f), &st) < 0 || st.st_size > (off_t)DIR_MAX_FILE_BYTES) {
-    fclose(f);
-    return -EFBIG;
-  }
-  size_t cap = (size_t)st.st_size + 1, n = 0;
-  char *buf = malloc(cap);
-  if (!buf) {
-    fclose(f);
-    return -ENOMEM;
-  }
-  size_t r;
-  while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-    n += r;
-    if (n == cap) { /* grew since fstat */
-      if (cap > DIR_MAX_FILE_BYTES) {
-        free(buf);
-        fclose(f);
-        return -EFBIG;
-      }
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) {
-        free(buf);
-        fclose(f);
-        return -ENOMEM;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    return -EIO;
-  }
-  *out = buf;
-  *len = n;
-  return 0;
-}
-
 static void parsed_files_free(struct parsed_file *f, size_t n) {
   for (size_t i = 0; i < n; i++) {
     free(f[i].path);
@@ -250,7 +207,7 @@ static int same_file(const struct parsed_file *f, const struct stat *st) {
 static int parse_file(struct parsed_file *f) {
   char *text;
   size_t len;
-  int r = read_all(f->path, &text, &len);
+  int r = fileio_read(f->path, DIR_MAX_FILE_BYTES, &text, &len, NULL, 0);
   if (r < 0) {
     char msg[256], loc[1024];
     snprintf(msg, sizeof(msg), "cannot read file: %s", strerror(-r));

@@ -34,6 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/base64.h"
+#include "common/buf.h"
+#include "common/fileio.h"
 #include "common/log.h"
 #include "syncd/source_internal.h"
 
@@ -110,49 +113,26 @@ static void conn_free(struct k8s_conn *c) {
   memset(c, 0, sizeof(*c));
 }
 
-static int b64v(int ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+') return 62;
-  if (ch == '/') return 63;
-  return -1;
-}
-
+/* Decodes base64 (white space ignored) into a malloc'd NUL-terminated buffer, or NULL. */
 static char *b64_decode(const char *in, size_t *outlen) {
-  size_t n = strlen(in), o = 0;
-  char *out = malloc(n / 4 * 3 + 4);
+  size_t n = strlen(in), cap = base64_decoded_max(n);
+  char *out = malloc(cap + 1);
   if (!out) return NULL;
-  unsigned acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (in[i] == '=' || in[i] == '\n' || in[i] == '\r' || in[i] == ' ') continue;
-    int v = b64v((unsigned char)in[i]);
-    if (v < 0) {
-      free(out);
-      return NULL;
-    }
-    acc = (acc << 6) | (unsigned)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (char)(acc >> bits);
-      acc &= (1u << bits) - 1;
-    }
+  ssize_t o = base64_decode(in, n, (uint8_t *)out, cap, BASE64_ALLOW_SPACE);
+  if (o < 0) {
+    free(out);
+    return NULL;
   }
   out[o] = '\0';
-  *outlen = o;
+  *outlen = (size_t)o;
   return out;
 }
 
-static char *read_small_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = malloc(65537);
-  size_t n = buf ? fread(buf, 1, 65536, f) : 0;
-  fclose(f);
-  if (!buf) return NULL;
-  buf[n] = '\0';
+/* The service-account token (re-read per request: it rotates), without trailing white space. */
+static char *read_token(const char *path) {
+  char *buf;
+  size_t n;
+  if (fileio_read(path, 65536, &buf, &n, NULL, 0) != 0) return NULL;
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) buf[--n] = 0;
   return buf;
 }
@@ -185,20 +165,18 @@ static int decode_into(const char *b64, char **out, size_t *len) {
 }
 
 static int load_kubeconfig(const char *path, struct k8s_conn *c, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "kubeconfig %s: %s", path, strerror(errno));
-    return -ENOENT;
+  char *text, why[512];
+  size_t n;
+  int rc = fileio_read(path, 1 << 20, &text, &n, why, sizeof(why));
+  if (rc < 0) {
+    snprintf(err, errlen, "kubeconfig %s", why);
+    return rc == -ENOMEM ? rc : -ENOENT;
   }
-  char *text = malloc(1 << 20);
-  size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
-  fclose(f);
-  if (!text) return -ENOMEM;
   struct manifest_set set;
   manifest_set_init(&set);
   manifest_parse(&set, text, n, path);
   free(text);
-  int rc = -EINVAL;
+  rc = -EINVAL;
   if (set.n_docs != 1) {
     snprintf(err, errlen, "kubeconfig %s: %s", path,
              set.n_errors ? set.errors[0].message : "not one YAML document");
@@ -273,8 +251,8 @@ static int load_in_cluster(struct k8s_conn *c, char *err, size_t errlen) {
 struct xfer {
   struct k8s_kind *k; /* NULL for patches */
   struct k8s_source *ks;
-  char *buf;
-  size_t len, cap, max;
+  struct buf body; /* what the server sent (in watch mode: the unfinished line) */
+  size_t max;
   int watch; /* split lines and apply events as they come */
   int gone;  /* saw 410 in an ERROR event */
   int bad;   /* a line did not parse */
@@ -371,27 +349,16 @@ static void apply_event(struct xfer *x, const char *line, size_t len) {
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   struct xfer *x = ud;
   size_t n = size * nmemb;
-  if (x->len + n + 1 > x->max) return 0; /* too large: abort */
-  if (x->len + n + 1 > x->cap) {
-    size_t cap = x->cap ? x->cap : 65536;
-    while (cap < x->len + n + 1) cap *= 2;
-    char *nb = realloc(x->buf, cap);
-    if (!nb) return 0;
-    x->buf = nb;
-    x->cap = cap;
-  }
-  memcpy(x->buf + x->len, data, n);
-  x->len += n;
-  x->buf[x->len] = '\0';
+  if (x->body.len + n + 1 > x->max) return 0; /* too large: abort */
+  if (buf_append(&x->body, data, n) != 0) return 0;
   if (x->watch) {
     size_t start = 0;
-    for (size_t i = 0; i < x->len; i++) {
-      if (x->buf[i] != '\n') continue;
-      if (i > start) apply_event(x, x->buf + start, i - start);
+    for (size_t i = 0; i < x->body.len; i++) {
+      if (x->body.data[i] != '\n') continue;
+      if (i > start) apply_event(x, x->body.data + start, i - start);
       start = i + 1;
     }
-    memmove(x->buf, x->buf + start, x->len - start);
-    x->len -= start;
+    buf_consume(&x->body, start);
     if (x->gone) return 0; /* stop reading: relist */
   }
   return n;
@@ -413,7 +380,7 @@ static long http(struct k8s_source *ks, struct xfer *x, const char *method, cons
     return -1;
   }
   struct curl_slist *hdr = NULL;
-  char *token = c->token_file ? read_small_file(c->token_file) : NULL;
+  char *token = c->token_file ? read_token(c->token_file) : NULL;
   const char *tok = token ? token : c->token;
   char auth[8192];
   if (tok && *tok && strlen(tok) < sizeof(auth) - 32) {
@@ -512,13 +479,13 @@ static int list_kind(struct k8s_kind *k, char *err, size_t errlen) {
     long status = http(ks, &x, "GET", path, NULL, err, errlen);
     if (status != 200) {
       if (status > 0) snprintf(err, errlen, "GET %s: HTTP %ld", k->path, status);
-      free(x.buf);
+      buf_free(&x.body);
       json_decref(fresh);
       return status == 410 ? 410 : -1;
     }
     json_error_t je;
-    json_t *list = json_loadb(x.buf ? x.buf : "", x.len, 0, &je);
-    free(x.buf);
+    json_t *list = json_loadb(x.body.data ? x.body.data : "", x.body.len, 0, &je);
+    buf_free(&x.body);
     json_t *items = json_object_get(list, "items");
     if (!json_is_object(list) || (!json_is_array(items) && !json_is_null(items) && items)) {
       snprintf(err, errlen, "GET %s: response is not a list", k->path);
@@ -581,7 +548,7 @@ static void *kind_main(void *arg) {
     curl_free(rv);
     struct xfer x = {.k = k, .ks = ks, .max = K8S_MAX_LINE, .watch = 1};
     long status = http(ks, &x, "GET", path, NULL, err, sizeof(err));
-    free(x.buf);
+    buf_free(&x.body);
     if (atomic_load(&ks->stop)) break;
     if (status == 410 || x.gone) {
       LOG_INFO("k8s_watch_expired", "kind=%s resource_version=%s", k->kind, log_q(k->rv));
@@ -623,7 +590,7 @@ static void *patcher_main(void *arg) {
     char err[512] = "";
     struct xfer x = {.ks = ks, .max = 1 << 20};
     long status = http(ks, &x, "PATCH", j->path, j->body, err, sizeof(err));
-    free(x.buf);
+    buf_free(&x.body);
     if (status >= 200 && status < 300)
       LOG_INFO("k8s_status_written", "path=%s", log_q(j->path));
     else

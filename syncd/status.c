@@ -12,6 +12,13 @@
  * each minute by a uv timer and at every new version; certificates
  * expiring within the warning window (--expiry-warning) are flagged in
  * Status and logged as one warn line each, once a day.
+ *
+ * Node and source health for dashboards and alerts, refreshed every second
+ * by the same timer: edge_syncd_node_state{node,kind,state} is 1 for the
+ * node's current state (SYNCED, STALE, NACKED, DISCONNECTED) and 0 for the
+ * three others, so every label value exists before it is needed (the
+ * kube-state-metrics convention); series of forgotten nodes are removed.
+ * edge_syncd_source_healthy{source} is 1 while the source syncs, 0 not.
  */
 #include "syncd/status.h"
 
@@ -61,6 +68,10 @@ struct status {
   char **gauged; /* certificate names with an expiry gauge */
   size_t n_gauged;
   int64_t last_warn_log; /* when expiring certificates were last logged */
+  char **node_labels;    /* label sets of edge_syncd_node_state series */
+  size_t n_node_labels;
+  char *source_labels; /* label set of edge_syncd_source_healthy */
+  unsigned ticks;
   uv_timer_t timer;
   int timer_started;
   void (*stopped)(void *);
@@ -107,6 +118,8 @@ void status_free(struct status *st) {
   if (!st) return;
   certs_clear(st);
   strv_free(st->gauged, st->n_gauged);
+  strv_free(st->node_labels, st->n_node_labels);
+  free(st->source_labels);
   free(st->build);
   free(st);
 }
@@ -323,7 +336,10 @@ out:
 /* ---- certificate expiry --------------------------------------------------- */
 
 #define STATUS_EXPIRY_GAUGE "edge_syncd_certificate_expiry_seconds"
-#define STATUS_EXPIRY_TICK_MS 60000
+#define STATUS_TICK_MS 1000    /* node and source gauges */
+#define STATUS_EXPIRY_TICKS 60 /* certificate expiry: every minute */
+#define STATUS_NODE_GAUGE "edge_syncd_node_state"
+#define STATUS_SOURCE_GAUGE "edge_syncd_source_healthy"
 
 void status_set_expiry_warning(struct status *st, int64_t seconds) {
   st->warn_seconds = seconds;
@@ -379,8 +395,74 @@ void status_refresh_expiry(struct status *st) {
   }
 }
 
+static const char *const STATE_NAMES[] = {"SYNCED", "STALE", "NACKED", "DISCONNECTED"};
+
+/* Sets the four state series of one node and remembers their labels. */
+static void node_gauges(struct status *st, char ***seen, size_t *n_seen, const char *node,
+                        const char *kind, int state) {
+  char esc[400], labels[600];
+  metrics_escape_label(node, esc, sizeof(esc));
+  for (int k = 0; k < 4; k++) {
+    snprintf(labels, sizeof(labels), "node=\"%s\",kind=\"%s\",state=\"%s\"", esc, kind,
+             STATE_NAMES[k]);
+    struct metrics_gauge *g = metrics_gauge(
+        st->metrics, STATUS_NODE_GAUGE, "1 for the node's current state (syncd's view).", labels);
+    if (g) metrics_gauge_set(g, state == k + 1 ? 1 : 0);
+    strv_push(seen, n_seen, labels);
+  }
+}
+
+static int strv_has(char **v, size_t n, const char *s) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i], s) == 0) return 1;
+  return 0;
+}
+
+void status_refresh_health(struct status *st) {
+  if (!st->metrics) return;
+  char **seen = NULL;
+  size_t n_seen = 0;
+  size_t n7 = config_sync_node_count(st->cs);
+  for (size_t i = 0; i < n7; i++) {
+    const struct config_sync_node *n = config_sync_node_at(st->cs, i);
+    node_gauges(st, &seen, &n_seen, n->node_id, "l7proxy", config_sync_node_state(st->cs, n));
+  }
+  size_t n4 = st->mb ? membership_watcher_count(st->mb) : 0;
+  for (size_t i = 0; i < n4; i++) {
+    const struct membership_watcher *w = membership_watcher_at(st->mb, i);
+    int state = !w->connected ? 4 : w->sent_version == membership_version(st->mb) ? 1 : 2;
+    node_gauges(st, &seen, &n_seen, w->node_id, "l4lb", state);
+  }
+  for (size_t i = 0; i < st->n_node_labels; i++)
+    if (!strv_has(seen, n_seen, st->node_labels[i]))
+      metrics_remove(st->metrics, STATUS_NODE_GAUGE, st->node_labels[i]);
+  strv_free(st->node_labels, st->n_node_labels);
+  st->node_labels = seen;
+  st->n_node_labels = n_seen;
+
+  if (st->source) {
+    char name[512] = "", msg[512] = "", esc[600], labels[700];
+    int healthy = 0;
+    int64_t last_sync = 0;
+    st->source(st->source_ud, name, sizeof(name), &healthy, msg, sizeof(msg), &last_sync);
+    metrics_escape_label(name, esc, sizeof(esc));
+    snprintf(labels, sizeof(labels), "source=\"%s\"", esc);
+    if (st->source_labels && strcmp(st->source_labels, labels) != 0) {
+      metrics_remove(st->metrics, STATUS_SOURCE_GAUGE, st->source_labels);
+      free(st->source_labels);
+      st->source_labels = NULL;
+    }
+    if (!st->source_labels) st->source_labels = strdup(labels);
+    struct metrics_gauge *g = metrics_gauge(st->metrics, STATUS_SOURCE_GAUGE,
+                                            "1 while the configuration source syncs.", labels);
+    if (g) metrics_gauge_set(g, healthy ? 1 : 0);
+  }
+}
+
 static void expiry_tick(uv_timer_t *t) {
-  status_refresh_expiry(t->data);
+  struct status *st = t->data;
+  status_refresh_health(st);
+  if (st->ticks++ % STATUS_EXPIRY_TICKS == 0) status_refresh_expiry(st);
 }
 
 int status_start_expiry(struct status *st, uv_loop_t *loop, struct metrics_registry *metrics) {
@@ -388,7 +470,7 @@ int status_start_expiry(struct status *st, uv_loop_t *loop, struct metrics_regis
   if (uv_timer_init(loop, &st->timer) != 0) return -1;
   st->timer.data = st;
   st->timer_started = 1;
-  return uv_timer_start(&st->timer, expiry_tick, 0, STATUS_EXPIRY_TICK_MS) == 0 ? 0 : -1;
+  return uv_timer_start(&st->timer, expiry_tick, 0, STATUS_TICK_MS) == 0 ? 0 : -1;
 }
 
 static void expiry_closed(uv_handle_t *h) {

@@ -53,6 +53,9 @@ void status_set_expiry_warning(struct status *st, int64_t seconds);
 int status_start_expiry(struct status *st, uv_loop_t *loop, struct metrics_registry *metrics);
 /* The same refresh at once (main calls it after each new version). */
 void status_refresh_expiry(struct status *st);
+/* Refreshes edge_syncd_node_state and edge_syncd_source_healthy (the
+ * expiry timer does it every second). */
+void status_refresh_health(struct status *st);
 /* Closes the timer; done(arg) runs when it is closed (at once if never
  * started). Call before status_free. */
 void status_stop(struct status *st, void (*done)(void *arg), void *arg);

@@ -19,18 +19,15 @@
 #include "syncd/store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "common/fileio.h"
 #include "edge/v1/resources.pb-c.h"
 
 #define STORE_FILE "state.pb"
-#define STORE_TMP "state.pb.tmp"
 #define STORE_MAGIC "EDGESYN1"
 #define STORE_HEADER_LEN 20
 /* Tombstones kept beyond this many (and beyond half the live count) are
@@ -428,17 +425,6 @@ static uint64_t get_le(const uint8_t *p, int n) {
   return v;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 int store_save(const struct store *s, const char *dir, char *err, size_t errlen) {
   uint8_t *snap;
   size_t snap_len;
@@ -463,76 +449,13 @@ int store_save(const struct store *s, const char *dir, char *err, size_t errlen)
   put_le(buf + 8, crc32_update(crc32_update(0, pl, head_pl), snap, snap_len), 4);
   put_le(buf + 12, payload, 8);
 
-  char tmp[4096], dst[4096];
-  snprintf(tmp, sizeof(tmp), "%s/%s", dir, STORE_TMP);
+  char dst[4096];
   snprintf(dst, sizeof(dst), "%s/%s", dir, STORE_FILE);
-  int rc = STORE_ERR_IO;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    snprintf(err, errlen, "open %s: %s", tmp, strerror(errno));
-    goto out;
-  }
-  /* An older file may have been created with a wider mode. */
-  if (fchmod(fd, 0600) != 0 || write_all(fd, buf, STORE_HEADER_LEN + head_pl) != 0 ||
-      write_all(fd, snap, snap_len) != 0 || fsync(fd) != 0) {
-    snprintf(err, errlen, "write %s: %s", tmp, strerror(errno));
-    close(fd);
-    unlink(tmp);
-    goto out;
-  }
-  close(fd);
-  if (rename(tmp, dst) != 0) {
-    snprintf(err, errlen, "rename %s: %s", dst, strerror(errno));
-    unlink(tmp);
-    goto out;
-  }
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  rc = 0;
-out:
+  struct iovec iov[2] = {{buf, STORE_HEADER_LEN + head_pl}, {snap, snap_len}};
+  int rc = fileio_write_atomic(dst, iov, 2, 0600, err, errlen) == 0 ? 0 : STORE_ERR_IO;
   free(buf);
   free(snap);
   return rc;
-}
-
-static int read_file(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return STORE_NO_STATE;
-    snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-    return STORE_ERR_IO;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size < 0) {
-    snprintf(err, errlen, "stat %s: %s", path, strerror(errno));
-    close(fd);
-    return STORE_ERR_IO;
-  }
-  size_t size = (size_t)st.st_size, got = 0;
-  uint8_t *buf = malloc(size ? size : 1);
-  if (!buf) {
-    close(fd);
-    snprintf(err, errlen, "out of memory");
-    return STORE_ERR_NOMEM;
-  }
-  while (got < size) {
-    ssize_t r = read(fd, buf + got, size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  close(fd);
-  if (got != size) {
-    free(buf);
-    snprintf(err, errlen, "read %s: short read", path);
-    return STORE_ERR_IO;
-  }
-  *out = buf;
-  *len = size;
-  return 0;
 }
 
 static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
@@ -644,10 +567,12 @@ int store_load(struct store *s, const char *dir, char *err, size_t errlen) {
   char path[4096];
   snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE);
   store_reset(s);
-  uint8_t *buf;
+  char *text;
   size_t len;
-  int rc = read_file(path, &buf, &len, err, errlen);
-  if (rc != 0) return rc;
+  int rc = fileio_read(path, FILEIO_NO_LIMIT, &text, &len, err, errlen);
+  if (rc == -ENOENT) return STORE_NO_STATE;
+  if (rc != 0) return rc == -ENOMEM ? STORE_ERR_NOMEM : STORE_ERR_IO;
+  uint8_t *buf = (uint8_t *)text;
   rc = STORE_ERR_CORRUPT;
   if (len < STORE_HEADER_LEN || memcmp(buf, STORE_MAGIC, 8) != 0) {
     snprintf(err, errlen, "%s: not a syncd state file", path);

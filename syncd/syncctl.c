@@ -26,6 +26,7 @@
 #include "common/explain.h"
 #include "common/flags.h"
 #include "common/rpc.h"
+#include "common/timefmt.h"
 #include "edge/v1/status.pb-c.h"
 
 static const char *state_name(int s) {
@@ -71,17 +72,6 @@ static void ago(int64_t then, int64_t now, char *out, size_t len) {
     snprintf(out, len, "%" PRId64 "s", d);
 }
 
-static void utc(int64_t t, char *out, size_t len) {
-  if (t <= 0) {
-    snprintf(out, len, "-");
-    return;
-  }
-  time_t tt = (time_t)t;
-  struct tm tm;
-  gmtime_r(&tt, &tm);
-  strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* "14 days", "36 hours", "90 seconds". */
 static void warn_window(int64_t s, char *out, size_t len) {
   if (s <= 0) s = 14 * 86400;
@@ -118,8 +108,8 @@ static void node_cells(const Edge__V1__NodeStatus *n, int64_t now, char cells[NC
 static void print_text(const Edge__V1__StatusResponse *r) {
   int64_t now = (int64_t)time(NULL);
   char vt[64], st[64];
-  utc(r->version_time, vt, sizeof(vt));
-  utc(r->started_at, st, sizeof(st));
+  timefmt_utc(r->version_time, vt, sizeof(vt));
+  timefmt_utc(r->started_at, st, sizeof(st));
   printf("syncd %s  version %" PRIu64 " (since %s)  started %s\n\n", r->build, r->version, vt, st);
 
   char cells[NCOLS][256] = {"NAME",  "KIND",  "ADDRESS", "VERSION(ACKED/PUSHED)",
@@ -144,7 +134,7 @@ static void print_text(const Edge__V1__StatusResponse *r) {
   for (size_t i = 0; i < r->n_sources; i++) {
     const Edge__V1__SourceStatus *s = r->sources[i];
     char ls[64];
-    utc(s->last_sync, ls, sizeof(ls));
+    timefmt_utc(s->last_sync, ls, sizeof(ls));
     printf("  %s  %s  last sync %s%s%s\n", s->name, s->healthy ? "healthy" : "UNHEALTHY", ls,
            s->message[0] ? "  " : "", s->message);
   }
@@ -173,7 +163,7 @@ static void print_text(const Edge__V1__StatusResponse *r) {
     const Edge__V1__CertificateStatus *c = r->certificates[i];
     if (!c->expiring) continue;
     char na[64];
-    utc(c->not_after, na, sizeof(na));
+    timefmt_utc(c->not_after, na, sizeof(na));
     printf("  %s  not after %s  issuer %s  hosts", c->name, na, c->issuer);
     for (size_t k = 0; k < c->n_hosts; k++) printf(" %s", c->hosts[k]);
     printf("\n");
@@ -302,7 +292,7 @@ static void print_certs(const Edge__V1__StatusResponse *r, int json) {
   for (size_t i = 0; i < r->n_certificates; i++) {
     const Edge__V1__CertificateStatus *c = r->certificates[i];
     char na[64], sni[512] = "", hosts[512] = "", days[32];
-    utc(c->not_after, na, sizeof(na));
+    timefmt_utc(c->not_after, na, sizeof(na));
     size_t l = 0;
     for (size_t k = 0; k < c->n_sni_names && l < sizeof(sni) - 1; k++)
       l += (size_t)snprintf(sni + l, sizeof(sni) - l, "%s%s", k ? "," : "", c->sni_names[k]);
@@ -441,18 +431,21 @@ int main(int argc, char **argv) {
   long https_port = 0;
   uint32_t timeout_ms = 5000;
   const struct flag_def defs[] = {
+      FLAG_GROUP_DEF("Connection to syncd"),
       {"syncd", FLAG_STRING, &target, "syncd gRPC address (default 127.0.0.1:7000)", "ADDR:PORT"},
       {"cert", FLAG_STRING, &cert, "client certificate (PEM) for mTLS", "FILE"},
       {"key", FLAG_STRING, &key, "client private key (PEM) for mTLS", "FILE"},
       {"ca", FLAG_STRING, &ca, "CA (PEM) that syncd's certificate must chain to", "FILE"},
       {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC", NULL},
+      {"timeout", FLAG_DURATION_MS, &timeout_ms, "deadline of the call (default 5s)", "DURATION"},
+      FLAG_GROUP_DEF("Output"),
       {"json", FLAG_BOOL, &json, "print JSON instead of tables", NULL},
+      FLAG_GROUP_DEF("explain"),
       {"sni", FLAG_STRING, &sni, "explain: server name the TLS client sends", "NAME"},
       {"header", FLAG_LIST, &headers, "explain: request header (repeatable)", "'NAME: VALUE'"},
       {"https-port", FLAG_INT, &https_port,
        "explain: the proxies' --https port, for http → https Locations (default 443)", "PORT", 0,
        65535},
-      {"timeout", FLAG_DURATION_MS, &timeout_ms, "deadline of the call (default 5s)", "DURATION"},
   };
   const size_t ndefs = sizeof(defs) / sizeof(defs[0]);
   const char *pos[66];

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "syncd/default_cert.h"
 
 /* qsort that accepts an empty (NULL) array, which qsort itself must not be given. */
@@ -341,43 +342,16 @@ static const char *annotation(struct ctx *c, json_t *obj, const char *name) {
   return NULL;
 }
 
-static int base64_value(int ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+' || ch == '-') return 62;
-  if (ch == '/' || ch == '_') return 63;
-  return -1;
-}
-
-/* Decodes base64 (whitespace ignored). Returns a pool buffer or NULL when invalid. */
-static char *base64_decode(struct pool *p, const char *in, size_t *outlen) {
-  size_t n = strlen(in);
-  unsigned char *out = pool_alloc(p, n / 4 * 3 + 4);
+/* Decodes base64 (white space ignored). Returns a NUL-terminated pool buffer or NULL when invalid.
+ */
+static char *base64_decode_pool(struct pool *p, const char *in, size_t *outlen) {
+  size_t n = strlen(in), cap = base64_decoded_max(n);
+  uint8_t *out = pool_alloc(p, cap + 1);
   if (!out) return NULL;
-  size_t o = 0;
-  unsigned acc = 0;
-  int bits = 0, pad = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)in[i];
-    if (isspace(ch)) continue;
-    if (ch == '=') {
-      pad++;
-      continue;
-    }
-    int v = base64_value(ch);
-    if (v < 0 || pad) return NULL;
-    acc = (acc << 6) | (unsigned)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (unsigned char)(acc >> bits);
-      acc &= (1u << bits) - 1;
-    }
-  }
-  if (pad > 2) return NULL;
+  ssize_t o = base64_decode(in, n, out, cap, BASE64_ALLOW_SPACE);
+  if (o < 0) return NULL;
   out[o] = '\0';
-  *outlen = o;
+  *outlen = (size_t)o;
   return (char *)out;
 }
 
@@ -1071,7 +1045,7 @@ static struct secret *usable_secret(struct ctx *c, const struct ingress *ig, con
         vals[k] = plain;
         lens[k] = strlen(plain);
       } else if (b64) {
-        vals[k] = base64_decode(&c->pool, b64, &lens[k]);
+        vals[k] = base64_decode_pool(&c->pool, b64, &lens[k]);
         if (!vals[k]) {
           s->problem = pool_printf(&c->pool, "key %s is not valid base64", names[k]);
           goto done;

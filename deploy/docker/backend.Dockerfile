@@ -2,7 +2,7 @@
 # runner: answers with its own name (the pod name), the Host, path and
 # X-Forwarded-For it saw. Non-root.
 #   docker build -f deploy/docker/backend.Dockerfile -t edge/backend:dev .
-ARG DEBIAN=debian:bookworm
+ARG DEBIAN=edge/debian:bookworm
 FROM ${DEBIAN}
 RUN apt-get update && apt-get install -y --no-install-recommends python3 \
  && rm -rf /var/lib/apt/lists/*

@@ -6,15 +6,20 @@
 #   deploy/kind/run.sh [--keep] [--only=NAME[,NAME]]
 #
 # Steps: create the kind cluster (deploy/kind/cluster.yaml), build the images
-# (deploy/docker/Dockerfile targets syncd, l7proxy, l4lb and the example
-# backend), `kind load` them (never pulled), create the mTLS Secrets
+# with deploy/docker/build-images.sh (the Debian 12 base from debootstrap,
+# then the Dockerfile targets syncd, l7proxy, l4lb and the example backend,
+# tag dev: the tags deploy/k8s/overlays/kind names), `kind load` them (never
+# pulled), create the mTLS Secrets
 # (deploy/k8s/gen-secrets.sh), apply deploy/k8s/overlays/kind, wait for the
 # rollouts, run tests/e2e/kind/runner.py, collect every pod's logs into
 # $EDGE_KIND_LOGS (default /tmp/edge-kind-logs), delete the cluster (unless
 # --keep).
 #
-# Where Docker or kind is missing (as on the build machines, which cannot
-# pull the kind node image) it says so in one line and exits 0: skipped.
+# Where Docker or kind is missing it says so in one line and exits 0:
+# skipped. On the build machines the images build and run
+# (//deploy:images_test), but kind itself cannot: its node image
+# (kindest/node) can only be pulled from a registry, and no registry is
+# reachable here.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -60,11 +65,8 @@ kind create cluster --name "$cluster" --config "$here/cluster.yaml" --wait 120s 
 trap cleanup EXIT
 kubectl config use-context "kind-$cluster" >/dev/null
 
-say "building images"
-for t in syncd l7proxy l4lb; do
-  docker build -f "$root/deploy/docker/Dockerfile" --target "$t" -t "edge/$t:dev" "$root" || exit 1
-done
-docker build -f "$root/deploy/docker/backend.Dockerfile" -t edge/backend:dev "$root" || exit 1
+say "building images (deploy/docker/build-images.sh: Debian base from debootstrap, no pull)"
+bash "$root/deploy/docker/build-images.sh" --tag=dev || exit 1
 kind load docker-image --name "$cluster" edge/syncd:dev edge/l7proxy:dev edge/l4lb:dev edge/backend:dev || exit 1
 
 say "deploying"

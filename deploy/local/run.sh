@@ -5,10 +5,20 @@
 #                                  run until Ctrl-C, then stop everything
 #   deploy/local/run.sh --check    the same, then send the example requests,
 #                                  assert the answers and exit (CI smoke test)
-#   --bin-dir=DIR                  use binaries from DIR (a bazel-bin), no build
+#   --bin-dir=DIR                  use binaries from DIR (./bin, or a bazel-bin),
+#                                  no build
+#   --images=TAG                   run syncd, l7proxy and l4lb from the images
+#                                  edge/syncd:TAG, edge/l7proxy:TAG,
+#                                  edge/l4lb:TAG (docker run --network=host,
+#                                  as the images' own uid 65532; see
+#                                  deploy/docker/README.md), no build
 #   --netns                        run inside a private network namespace
 #                                  (root): the fixed ports below cannot clash
 #                                  with anything else on the machine
+#
+# Without --bin-dir or --images it builds with `bazel build -c opt` and
+# copies the four binaries to ./bin/ (syncd, syncctl, l7proxy, l4lb), so
+# the commands it prints can be pasted as they are.
 #
 # What runs (all on 127.0.0.1, every process started here is stopped by PID
 # on exit, Ctrl-C or TERM):
@@ -39,12 +49,14 @@ else
 fi
 check=0
 netns=0
+images=""
 for a in "$@"; do
   case "$a" in
     --check) check=1 ;;
     --bin-dir=*) EDGE_BIN_DIR="$(cd "${a#--bin-dir=}" && pwd)" ;;
+    --images=*) images="${a#--images=}" ;;
     --netns) netns=1 ;;
-    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $a (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -147,17 +159,48 @@ wait_ready() {
 }
 
 # ------------------------------------------------------------------ binaries
-if [ -n "${EDGE_BIN_DIR:-}" ]; then
+if [ -n "$images" ]; then
+  command -v docker >/dev/null || die "--images needs docker (and DOCKER_HOST for a private daemon)"
+  for t in syncd l7proxy l4lb; do
+    docker image inspect "edge/$t:$images" >/dev/null 2>&1 ||
+      die "image edge/$t:$images missing (deploy/docker/build-images.sh --tag=$images)"
+  done
+elif [ -n "${EDGE_BIN_DIR:-}" ]; then
   bin="$EDGE_BIN_DIR"
 else
   say "building: $bazel_cmd build -c opt //syncd:syncd //syncd:syncctl //l7proxy:l7proxy //l4lb:l4lb"
   (cd "$root" && $bazel_cmd build -c opt //syncd:syncd //syncd:syncctl //l7proxy:l7proxy //l4lb:l4lb) ||
     die "build failed"
-  bin="$(cd "$root" && $bazel_cmd info -c opt bazel-bin 2>/dev/null)" || die "bazel info failed"
+  built="$(cd "$root" && $bazel_cmd info -c opt bazel-bin 2>/dev/null)" || die "bazel info failed"
+  bin="$root/bin"
+  mkdir -p "$bin"
+  for b in syncd/syncd syncd/syncctl l7proxy/l7proxy l4lb/l4lb; do
+    install -m 0755 "$built/$b" "$bin/$(basename "$b")" || die "cannot copy $b to $bin"
+  done
+  say "binaries in $bin"
 fi
-for b in syncd/syncd syncd/syncctl l7proxy/l7proxy l4lb/l4lb; do
-  [ -x "$bin/$b" ] || die "missing binary $bin/$b"
-done
+# cmd KIND NAME: sets CMD to the command that runs KIND (syncd, syncctl,
+# l7proxy, l4lb): a binary of $bin (flat ./bin or a bazel-bin layout), or a
+# container of the KIND image sharing the host network and $run.
+cmd() {
+  local kind="$1" name="$2"
+  if [ -n "$images" ]; then
+    local image="edge/$kind:$images" ep=()
+    [ "$kind" = syncctl ] && image="edge/syncd:$images" && ep=(--entrypoint /usr/bin/syncctl)
+    CMD=(docker run --rm --network=host --name "edge-$name-$$" -v "$run:$run" "${ep[@]}" "$image")
+    return
+  fi
+  local sub="$kind"
+  [ "$kind" = syncctl ] && sub=syncd
+  if [ -x "$bin/$kind" ] && [ ! -d "$bin/$kind" ]; then CMD=("$bin/$kind")
+  else CMD=("$bin/$sub/$kind"); fi
+}
+if [ -z "$images" ]; then
+  for k in syncd syncctl l7proxy l4lb; do
+    cmd "$k" check
+    [ -x "${CMD[0]}" ] || die "missing binary ${CMD[0]}"
+  done
+fi
 
 # --------------------------------------------------------------- ports, dirs
 # ports_busy ADDR:PORT...: prints the ones that cannot be bound (one python
@@ -201,6 +244,8 @@ mapfile -t busy < <(ports_busy "${ports_wanted[@]}")
 rm -rf "$run"
 mkdir -p "$run/logs" "$run/manifests" "$run/tmp" "$run/syncd-state" || die "cannot create $run"
 chmod 700 "$run"
+# the images run as uid 65532: it owns the run directory (root still can)
+own_run() { if [ -n "$images" ]; then chown -R 65532:65532 "$run"; fi; }
 
 # ------------------------------------------------------------------- secrets
 "$here/pki.sh" "$run/pki" --secret=default/secure-tls=secure.example.test || die "pki.sh failed"
@@ -234,19 +279,24 @@ done
 # ----------------------------------------------------------------- processes
 start backends python3 "$here/backend.py" "${backend_specs[@]}"
 if [ "$insecure" = 1 ]; then syncd_tls=(--insecure); fi
-start syncd "$bin/syncd/syncd" --source="dir:$run/manifests" --listen=127.0.0.1:17000 \
+own_run
+cmd syncd syncd
+start syncd "${CMD[@]}" --source="dir:$run/manifests" --listen=127.0.0.1:17000 \
   --admin=127.0.0.1:17001 --state-dir="$run/syncd-state" "${syncd_tls[@]}"
 
 for i in 1 2 3; do
   mkdir -p "$run/l7-$i"
-  start "l7-$i" "$bin/l7proxy/l7proxy" --syncd=127.0.0.1:17000 --node-id="l7-$i" \
+  own_run
+  cmd l7proxy "l7-$i"
+  start "l7-$i" "${CMD[@]}" --syncd=127.0.0.1:17000 --node-id="l7-$i" \
     --http="127.0.0.1:171${i}0" --https="127.0.0.1:171${i}3" --admin="127.0.0.1:171${i}1" \
     --advertise="127.0.0.1:171${i}0" --workers=1 --cache-dir="$run/l7-$i" --drain-timeout=5s \
     "${tls[@]}"
 done
 for lb in a:17080:17081 b:17090:17091; do
   IFS=: read -r n port admin <<<"$lb"
-  start "lb-$n" "$bin/l4lb/l4lb" --listen="127.0.0.1:$port" --syncd=127.0.0.1:17000 \
+  cmd l4lb "lb-$n"
+  start "lb-$n" "${CMD[@]}" --listen="127.0.0.1:$port" --syncd=127.0.0.1:17000 \
     --admin="127.0.0.1:$admin" --node-id="lb-$n" --workers=1 --proxy-protocol=off \
     --check-interval=500ms --drain-timeout=5s "${tls[@]}"
 done
@@ -256,7 +306,8 @@ wait_ready http://127.0.1.1:18080/ http://127.0.6.1:18080/ http://127.0.0.1:1700
   http://127.0.0.1:17121/readyz http://127.0.0.1:17131/readyz \
   http://127.0.0.1:17081/readyz http://127.0.0.1:17091/readyz || exit 1
 
-syncctl=("$bin/syncd/syncctl" --syncd=127.0.0.1:17000)
+cmd syncctl syncctl
+syncctl=("${CMD[@]}" --syncd=127.0.0.1:17000)
 if [ "$insecure" = 1 ]; then syncctl+=(--insecure); else syncctl+=("${tls[@]}"); fi
 
 cat <<EOF

@@ -21,6 +21,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "l7proxy/limits.h"
 #include "l7proxy/worker.h"
 
@@ -34,11 +35,13 @@ static int fuzz_setup(void) {
   cfg.proto = "http";
   cfg.h2c = 1;
   limits.idle_timeout_ms = 2000;
-  uint16_t port = 0;
-  int fd = worker_listen_socket("127.0.0.1", 0, &port);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if (addr_parse("127.0.0.1:0", &ss, &len) != 0) return -1;
+  int fd = addr_bind_reuseport(&ss, len, 0, 0);
   if (fd < 0) return -1;
   if (worker_start(0, &cfg, fd, -1, &w) != 0) return -1;
-  g_port = port;
+  g_port = (uint16_t)addr_port(&ss);
   return 0;
 }
 

@@ -14,7 +14,7 @@
 #include "l7proxy/http1.h"
 #include "l7proxy/message.h"
 
-static struct h1_buf out;
+static struct buf out;
 
 static struct msg_arena arena;
 
@@ -29,7 +29,7 @@ static int req_head(void *ud, const struct h1_message *m) {
                               .client_addr = "192.0.2.1",
                               .proto = "http",
                               .upgrade = m->upgrade};
-  h1_buf_reset(&out);
+  buf_reset(&out);
   msg_arena_reset(&arena);
   if (headers_upstream_request(&r, &up, &arena, id) == 0) headers_h1_request(&out, &up);
   return 0;
@@ -44,7 +44,7 @@ static int resp_head(void *ud, const struct h1_message *m) {
       .content_length = m->content_length,
       .upgrade = m->upgrade,
   };
-  h1_buf_reset(&out);
+  buf_reset(&out);
   msg_arena_reset(&arena);
   if (headers_downstream_response(&in, m->upgrade, &resp, &arena) == 0)
     headers_h1_response(&out, &resp, &f);
@@ -53,7 +53,7 @@ static int resp_head(void *ud, const struct h1_message *m) {
 
 static int body(void *ud, const char *p, size_t n) {
   (void)ud;
-  if (n) h1_buf_append(&out, p, n < 16 ? n : 16);
+  if (n) buf_append(&out, p, n < 16 ? n : 16);
   return 0;
 }
 
@@ -97,6 +97,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const struct h1_callbacks resp = {resp_head, body, complete};
   run(H1_REQUEST, &req, data, size, step);
   run(H1_RESPONSE, &resp, data, size, step);
-  h1_buf_free(&out);
+  buf_free(&out);
   return 0;
 }

@@ -224,4 +224,4 @@ class Pairings(l7t.Base):
 if __name__ == "__main__":
     l7t.L7PROXY, l7t.BACKEND = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     H2C_SERVER = os.path.abspath(sys.argv[3])
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
+    l7t.skip_policy.main([sys.argv[0]] + sys.argv[4:])

@@ -39,8 +39,8 @@ static struct msg_head client_request(const char *method, struct h1_header *h, s
 
 /* The upstream request as HTTP/1.1 text (NUL-terminated). */
 static char *upstream(const struct msg_head *in, int upgrade, char id[65]) {
-  static struct h1_buf out;
-  h1_buf_free(&out);
+  static struct buf out;
+  buf_free(&out);
   struct msg_head up;
   struct headers_request r = {.in = in,
                               .target = in->target,
@@ -50,7 +50,7 @@ static char *upstream(const struct msg_head *in, int upgrade, char id[65]) {
                               .upgrade = upgrade};
   CU_ASSERT_EQUAL_FATAL(headers_upstream_request(&r, &up, &arena, id), 0);
   CU_ASSERT_EQUAL_FATAL(headers_h1_request(&out, &up), 0);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   return out.data;
 }
 
@@ -195,13 +195,13 @@ static void grpc_requests_get_te_trailers(void) {
 /* The response as the h1 codec writes it (NUL-terminated). */
 static char *downstream(struct h1_header *h, size_t n, int status,
                         const struct headers_h1_framing *f) {
-  static struct h1_buf out;
-  h1_buf_free(&out);
+  static struct buf out;
+  buf_free(&out);
   struct msg_head in = client_request("GET", h, n), resp;
   in.status = status;
   CU_ASSERT_EQUAL_FATAL(headers_downstream_response(&in, 0, &resp, &arena), 0);
   CU_ASSERT_EQUAL_FATAL(headers_h1_response(&out, &resp, f), 0);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   return out.data;
 }
 
@@ -228,27 +228,27 @@ static void response_close_adds_connection_close(void) {
 }
 
 static void response_transfer_codings_are_kept_before_chunked(void) {
-  static struct h1_buf out;
-  h1_buf_free(&out);
+  static struct buf out;
+  buf_free(&out);
   struct msg_head h = {.status = 200, .te_codings = "gzip", .te_codings_len = 4};
   struct headers_h1_framing f = {.framing = H1_FRAMING_CHUNKED};
   CU_ASSERT_EQUAL(headers_h1_response(&out, &h, &f), 0);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Transfer-Encoding: gzip, chunked\r\n"));
 }
 
 static void local_response_has_length_and_short_body(void) {
-  struct h1_buf out = {0};
+  struct buf out = {0};
   headers_write_local(&out, 404, NULL, 0, NULL);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "HTTP/1.1 404 Not Found\r\nServer: edge\r\n"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Content-Length: 14\r\n"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "\r\n\r\n404 Not Found\n"));
-  h1_buf_reset(&out);
+  buf_reset(&out);
   headers_write_local(&out, 308, "https://a/b", 1, NULL);
-  h1_buf_append(&out, "", 1);
+  buf_append(&out, "", 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "Location: https://a/b\r\nConnection: close\r\n"));
-  h1_buf_free(&out);
+  buf_free(&out);
 }
 
 static void token_lists_match_whole_tokens_any_case(void) {

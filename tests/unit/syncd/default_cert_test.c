@@ -14,6 +14,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cert.h"
+
+/* A self-signed P-256 certificate for cn (common/cert's generator). */
+static int gen_cert(const char *cn, int days, char **crt, char **key, char *err, size_t errlen) {
+  return cert_generate(&cn, 1, days, 0, NULL, NULL, crt, key, err, errlen);
+}
+
 /* The SEC1 ("EC PRIVATE KEY") form of a PKCS#8 PEM key; malloc'd. */
 static char *to_sec1(const char *pkcs8) {
   BIO *in = BIO_new_mem_buf(pkcs8, -1), *out = BIO_new(BIO_s_mem());
@@ -39,7 +46,7 @@ static int check(const char *crt, const char *key, int64_t *not_after, char *err
 static void matching_pkcs8_pair_is_accepted_with_its_expiry(void) {
   char *crt, *key, err[128];
   int64_t na = 0;
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("a.com", 30, &crt, &key, err, sizeof(err)), 0);
   CU_ASSERT_PTR_NOT_NULL(strstr(key, "-----BEGIN PRIVATE KEY-----"));
   CU_ASSERT_EQUAL(check(crt, key, &na, err), 0);
   int64_t now = (int64_t)time(NULL);
@@ -49,7 +56,7 @@ static void matching_pkcs8_pair_is_accepted_with_its_expiry(void) {
 
 static void matching_sec1_key_is_accepted(void) {
   char *crt, *key, err[128];
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("a.com", 30, &crt, &key, err, sizeof(err)), 0);
   char *sec1 = to_sec1(key);
   CU_ASSERT_PTR_NOT_NULL_FATAL(sec1);
   CU_ASSERT_PTR_NOT_NULL(strstr(sec1, "BEGIN EC PRIVATE KEY"));
@@ -59,8 +66,8 @@ static void matching_sec1_key_is_accepted(void) {
 
 static void key_of_another_certificate_does_not_match(void) {
   char *crt, *key, *crt2, *key2, err[128];
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("b.com", 30, &crt2, &key2, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("b.com", 30, &crt2, &key2, err, sizeof(err)), 0);
   CU_ASSERT_EQUAL(check(crt, key2, NULL, err), -22);
   CU_ASSERT_STRING_EQUAL(err, "tls.key does not match tls.crt");
   char *sec1 = to_sec1(key2);
@@ -72,7 +79,7 @@ static void key_of_another_certificate_does_not_match(void) {
 
 static void damaged_key_or_certificate_keeps_its_reason(void) {
   char *crt, *key, err[128];
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("a.com", 30, &crt, &key, err, sizeof(err)), 0);
   char bad_key[] = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n";
   CU_ASSERT_EQUAL(check(crt, bad_key, NULL, err), -22);
   CU_ASSERT_STRING_EQUAL(err, "tls.key is not a valid PEM private key");
@@ -89,7 +96,7 @@ static void damaged_key_or_certificate_keeps_its_reason(void) {
 
 static void every_prefix_of_a_key_is_rejected_or_matches_without_crashing(void) {
   char *crt, *key, err[128];
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("a.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("a.com", 30, &crt, &key, err, sizeof(err)), 0);
   size_t n = strlen(key);
   for (size_t i = 0; i < n; i++) {
     int rc = default_cert_check(crt, strlen(crt), key, i, NULL, err, sizeof(err));

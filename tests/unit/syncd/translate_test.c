@@ -8,7 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "syncd/default_cert.h"
+#include "common/cert.h"
+
+/* A self-signed P-256 certificate for cn (common/cert's generator). */
+static int gen_cert(const char *cn, int days, char **crt, char **key, char *err, size_t errlen) {
+  return cert_generate(&cn, 1, days, 0, NULL, NULL, crt, key, err, errlen);
+}
 
 static char *default_crt, *default_key;
 
@@ -620,7 +625,7 @@ static char *tls_ingress(const char *name, const char *host, const char *secret)
 
 static void valid_tls_secret_gives_a_certificate_for_the_host(void) {
   char *crt, *key, err[128];
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
   struct syncd_desired *d = run(2, tls_secret("tls-shop", "kubernetes.io/tls", crt, key),
                                 tls_ingress("shop", "Shop.com", "tls-shop"));
   Edge__V1__Resource *r = vhost(d, "vh:shop.com");
@@ -646,7 +651,7 @@ static void valid_tls_secret_gives_a_certificate_for_the_host(void) {
 
 static void plain_string_data_secret_works(void) {
   char *crt, *key, err[128], *s;
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
   /* stringData with literal block scalars */
   size_t cap = strlen(crt) * 2 + strlen(key) * 2 + 512;
   s = malloc(cap);
@@ -677,7 +682,7 @@ static void plain_string_data_secret_works(void) {
 
 static void tls_host_served_by_a_rule_without_host_still_gets_its_certificate(void) {
   char *crt, *key, err[128], *ing;
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
   asprintf(&ing,
            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: any}\nspec:\n"
            "  tls:\n  - hosts: [shop.com, www.shop.com]\n    secretName: tls-shop\n"
@@ -724,7 +729,7 @@ static void missing_tls_secret_falls_back_to_the_default_certificate(void) {
 
 static void tls_secret_without_key_falls_back(void) {
   char *crt, *key, err[128];
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
   expect_fallback(run(2, tls_secret("tls-shop", "kubernetes.io/tls", crt, NULL),
                       tls_ingress("shop", "shop.com", "tls-shop")),
                   "default/shop: secret tls-shop missing key tls.key");
@@ -734,7 +739,7 @@ static void tls_secret_without_key_falls_back(void) {
 
 static void tls_secret_of_the_wrong_type_falls_back(void) {
   char *crt, *key, err[128];
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
   expect_fallback(run(2, tls_secret("tls-shop", "Opaque", crt, key),
                       tls_ingress("shop", "shop.com", "tls-shop")),
                   "default/shop: secret tls-shop has type Opaque, want kubernetes.io/tls");
@@ -744,7 +749,7 @@ static void tls_secret_of_the_wrong_type_falls_back(void) {
 
 static void tls_certificate_that_does_not_parse_falls_back(void) {
   char *crt, *key, err[128];
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
   expect_fallback(
       run(2,
           tls_secret("tls-shop", "kubernetes.io/tls", "-----BEGIN CERTIFICATE-----\nnope\n", key),
@@ -756,8 +761,8 @@ static void tls_certificate_that_does_not_parse_falls_back(void) {
 
 static void tls_key_that_does_not_match_falls_back(void) {
   char *crt, *key, *crt2, *key2, err[128];
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
-  CU_ASSERT_EQUAL_FATAL(default_cert_generate("other.com", 30, &crt2, &key2, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("shop.com", 30, &crt, &key, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(gen_cert("other.com", 30, &crt2, &key2, err, sizeof(err)), 0);
   expect_fallback(run(2, tls_secret("tls-shop", "kubernetes.io/tls", crt, key2),
                       tls_ingress("shop", "shop.com", "tls-shop")),
                   "default/shop: secret tls-shop tls.key does not match tls.crt");
@@ -874,8 +879,7 @@ static void old_ingress_api_version_is_rejected(void) {
 
 static int suite_init(void) {
   char err[128];
-  return default_cert_generate("edge-default.invalid", 30, &default_crt, &default_key, err,
-                               sizeof(err));
+  return gen_cert("edge-default.invalid", 30, &default_crt, &default_key, err, sizeof(err));
 }
 
 static int suite_clean(void) {
