@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -351,11 +352,14 @@ static int load_affinity_secret(const char *file, const char *dir, uint8_t *out,
   }
   char tmp[4200];
   snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+  if (!file) mkdir(dir, 0700); /* the state store creates it too; first start: now */
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, out, 32) != 32 || fsync(fd) != 0 || rename(tmp, p) != 0) {
-    snprintf(err, errlen, "write %s: %s", p, strerror(errno));
+    /* not fatal: this process's secret still works, it is only not kept */
+    LOG_WARN("affinity_secret_not_persisted", "path=%s error=%s", log_q(p), log_q(strerror(errno)));
     if (fd >= 0) close(fd);
-    return -1;
+    unlink(tmp);
+    return 0;
   }
   close(fd);
   return 0;
