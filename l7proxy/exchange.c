@@ -26,6 +26,7 @@
 #include "l7proxy/client_auth.h"
 #include "l7proxy/h1_client.h"
 #include "l7proxy/headers.h"
+#include "l7proxy/route_policy.h"
 #include "l7proxy/tls.h"
 #include "l7proxy/upstream_h2.h"
 #include "l7proxy/upstream_tls.h"
@@ -41,9 +42,11 @@ void ex_init(struct exchange *ex, struct worker *w, const struct ex_downstream_o
              const char *client, int https, int h2_down) {
   struct msg_arena arena = ex->arena; /* a recycled exchange keeps its memory */
   struct buf pending = ex->pending;
+  struct rp_auth *auth = ex->rp_auth;
   memset(ex, 0, sizeof(*ex));
   ex->arena = arena;
   ex->pending = pending;
+  ex->rp_auth = auth;
   msg_arena_reset(&ex->arena);
   buf_reset(&ex->pending);
   ex->w = w;
@@ -80,6 +83,8 @@ static void ex_detach(struct exchange *ex, int reusable) {
 }
 
 void ex_free(struct exchange *ex) {
+  rp_cancel(ex);
+  rp_free(ex);
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
   l7_snapshot_unref(ex->snap);
@@ -118,6 +123,7 @@ static void ex_obs_end(struct exchange *ex) {
 
 static void ex_record(struct exchange *ex) {
   struct worker *w = ex->w;
+  if (ex->sub) return; /* an auth subrequest: its request is the one recorded */
   double secs = (double)(uv_hrtime() - ex->t_start) / 1e9;
   struct metrics_histogram *duration = w->duration; /* no route series: "_other" */
   if (w->cfg->metrics && ex->snap) {
@@ -135,6 +141,7 @@ static void ex_record(struct exchange *ex) {
 /* Both directions are done: record, release, tell the downstream. */
 static void ex_finish(struct exchange *ex) {
   if (!ex->active) return;
+  rp_cancel(ex);
   ex_record(ex);
   ex->active = 0;
   if (!ex->h2_down) msg_arena_release(&ex->arena); /* an idle connection holds no arena */
@@ -207,17 +214,26 @@ static int grpc_status_for(int http) {
 }
 
 void ex_local(struct exchange *ex, int status, const char *location, const char *body) {
-  ex_local_header(ex, status, location ? "location" : NULL, location, body);
+  struct msg_header loc = {"location", 8, location, location ? strlen(location) : 0};
+  ex_local_with(ex, status, &loc, location ? 1 : 0, body);
 }
 
 void ex_local_header(struct exchange *ex, int status, const char *hname, const char *hvalue,
                      const char *body) {
+  struct msg_header h = {hname, hname ? strlen(hname) : 0, hvalue, hvalue ? strlen(hvalue) : 0};
+  ex_local_with(ex, status, &h, hname ? 1 : 0, body);
+}
+
+void ex_local_with(struct exchange *ex, int status, const struct msg_header *extra, size_t n_extra,
+                   const char *body) {
   char dflt[96], msg[160], code[8];
+  rp_cancel(ex); /* a pending policy step is moot */
   if (!body) {
     snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
     body = dflt;
   }
-  struct msg_header hs[5];
+  if (n_extra > 8) n_extra = 8;
+  struct msg_header hs[4 + 8];
   struct msg_head h = {.status = status, .headers = hs, .end_stream = 0};
   size_t n = 0;
   hs[n++] = (struct msg_header){"server", 6, "edge", 4};
@@ -231,14 +247,14 @@ void ex_local_header(struct exchange *ex, int status, const char *hname, const c
     hs[n++] = (struct msg_header){"content-type", 12, "application/grpc", 16};
     hs[n++] = (struct msg_header){"grpc-status", 11, code, strlen(code)};
     hs[n++] = (struct msg_header){"grpc-message", 12, msg, ml};
-    if (hname) hs[n++] = (struct msg_header){hname, strlen(hname), hvalue, strlen(hvalue)};
+    for (size_t i = 0; i < n_extra; i++) hs[n++] = extra[i];
     h.status = 200;
     h.content_length = 0;
     h.end_stream = 1;
     body = "";
   } else {
     hs[n++] = (struct msg_header){"content-type", 12, "text/plain", 10};
-    if (hname) hs[n++] = (struct msg_header){hname, strlen(hname), hvalue, strlen(hvalue)};
+    for (size_t i = 0; i < n_extra; i++) hs[n++] = extra[i];
     h.content_length = (int64_t)strlen(body);
   }
   h.n_headers = n;
@@ -418,7 +434,10 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
     uh2_stream_write(ex->h2, ex->pending.data, ex->pending.len);
     ex->body_sent = 1;
     buf_reset(&ex->pending);
-    if (ex->req_complete) uh2_stream_end(ex->h2);
+    if (ex->req_complete)
+      uh2_stream_end(ex->h2);
+    else if (uh2_stream_buffered(ex->h2) <= HIGH_WATER) /* the client may have been stopped */
+      ex_up_drained(ex);
   }
   ex->h2_paused = 0;
   if (ex->req_complete) x2_arm(ex, ex_response_timeout(ex));
@@ -497,8 +516,10 @@ static void ex_start_upstream(struct exchange *ex) {
     return;
   }
   for (;;) {
-    int i = lb_pick(v->policy, (const struct lb_state *const *)v->lbs, v->n, ex->avoid,
-                    v->rr_cursor, worker_rand(), now_ms(w));
+    int i = rp_pick(ex, v); /* affinity cookie or consistent hash, else balance */
+    if (i < 0)
+      i = lb_pick(v->policy, (const struct lb_state *const *)v->lbs, v->n, ex->avoid, v->rr_cursor,
+                  worker_rand(), now_ms(w));
     if (i < 0) {
       ex_local(ex, ex->tries ? 502 : 503, NULL, NULL);
       return;
@@ -691,8 +712,13 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   uint16_t client_port = ex->client_port;
   struct tls_conn *tls = ex->tls;
   int https = ex->https, h2_down = ex->h2_down;
+  struct rp_auth *auth = ex->rp_auth;
+  rp_cancel(ex);
   l7_snapshot_unref(ex->snap);
   memset(ex, 0, sizeof(*ex));
+  ex->rp_auth = auth;
+  ex->req = *m;
+  ex->affinity = -1;
   ex->w = w, ex->ds = ds, ex->ds_ctx = ctx, ex->client = client, ex->https = https;
   ex->h2_down = h2_down;
   ex->client_port = client_port;
@@ -759,7 +785,43 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
     return;
   }
   ex->expect_continue = (m->flags & MSG_F_EXPECT_CONTINUE) != 0;
+  /* steps: the route's policies (CORS preflight, rate limit, auth), which
+   * may answer or park the exchange until an asynchronous check is done */
+  if (route && rp_request(ex) == RP_STOP) return;
   /* step: the upstream codec by the cluster's protocol */
+  ex_start_upstream(ex);
+}
+
+void ex_policy_done(struct exchange *ex) {
+  if (ex->active && !ex->local) ex_start_upstream(ex);
+}
+
+void ex_begin_sub(struct exchange *ex, struct l7_snapshot *snap, const struct l7_cluster *c,
+                  const struct msg_head *up, uint32_t timeout_ms) {
+  struct worker *w = ex->w;
+  rp_cancel(ex);
+  l7_snapshot_unref(ex->snap);
+  ex->snap = l7_snapshot_ref(snap);
+  ex->route = NULL;
+  ex->cluster = c;
+  ex->ep = NULL;
+  ex->uc = NULL;
+  ex->h2 = NULL;
+  ex->avoid = 0;
+  ex->tries = ex->outstanding = ex->body_sent = ex->status = 0;
+  ex->local = ex->resp_started = ex->resp_complete = ex->resp_keep_alive = ex->h2_paused = 0;
+  ex->grpc = ex->head_request = ex->upgrade = ex->expect_continue = 0;
+  ex->affinity = -1;
+  ex->hashed = 0;
+  ex->sub = 1;
+  ex->active = 1;
+  ex->idempotent = 1;
+  ex->req_complete = 1;
+  ex->t_start = uv_hrtime();
+  ex->up = *up;
+  ex->retries_left = (int)w->cfg->limits->retries;
+  ex->deadline = now_ms(w) + timeout_ms;
+  buf_reset(&ex->pending);
   ex_start_upstream(ex);
 }
 
@@ -858,6 +920,7 @@ void ex_tunnelled(struct exchange *ex) {
 }
 
 void ex_cancel(struct exchange *ex) {
+  rp_cancel(ex);
   if (!ex->active) return;
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
@@ -887,6 +950,7 @@ int ex_up_head(struct exchange *ex, const struct msg_head *resp) {
   struct msg_head out;
   int upgrade = resp->status == 101 && ex->upgrade;
   if (headers_downstream_response(resp, upgrade, &out, &ex->arena) != 0) return -1;
+  if (ex->route && rp_response(ex, &out) != 0) return -1; /* CORS, affinity cookie */
   int bodyless =
       resp->status == 204 || resp->status == 304 || resp->status < 200 || ex->head_request;
   if (bodyless) out.end_stream = 1; /* never a body (RFC 9112 §6.3) */

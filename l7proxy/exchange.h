@@ -36,6 +36,7 @@
 struct exchange;
 struct tls_conn;
 struct cauth_peer;
+struct rp_auth;
 struct uconn;
 struct uh2_stream;
 struct up_endpoint;
@@ -107,6 +108,16 @@ struct exchange {
   struct buf pending;                /* request body waiting for an upstream connection */
   const struct msg_header *trailers; /* response trailers (h2 upstream; in the arena) */
   size_t n_trailers;
+  /* per-route policies (route_policy.c) */
+  struct msg_head req;     /* the client's request head (shallow: its strings are the codec's) */
+  int rp_stage;            /* the next request policy step */
+  void *rp_wait;           /* the pending asynchronous step; NULL: none */
+  int rp_wait_kind;        /* which (route_policy.c) */
+  struct rp_auth *rp_auth; /* the external-auth subrequest, kept between requests */
+  int affinity;            /* index of the endpoint the affinity cookie names; -1 none */
+  int hashed;              /* lb_key holds a consistent-hashing key */
+  uint64_t lb_key;
+  int sub; /* an external-auth subrequest: neither logged nor counted */
   char method[16];
   char host[128];
   char path[256];
@@ -154,6 +165,16 @@ void ex_local(struct exchange *ex, int status, const char *location, const char 
  * requests get it beside grpc-status. */
 void ex_local_header(struct exchange *ex, int status, const char *hname, const char *hvalue,
                      const char *body);
+/* ex_local with extra answer headers (lower-case names; at most 8). */
+void ex_local_with(struct exchange *ex, int status, const struct msg_header *extra, size_t n,
+                   const char *body);
+/* A parked exchange's policy steps let the request on: to the upstream. */
+void ex_policy_done(struct exchange *ex);
+/* A subrequest (external auth): no routing and no policy; up (its strings
+ * in ex->arena or static) goes to cluster c of snap, within timeout_ms.
+ * The answer comes through ex's downstream ops like any other. */
+void ex_begin_sub(struct exchange *ex, struct l7_snapshot *snap, const struct l7_cluster *c,
+                  const struct msg_head *up, uint32_t timeout_ms);
 
 /* ---- upstream codec → exchange (h1_client.c, the h2 stream callbacks) ---- */
 struct msg_head;

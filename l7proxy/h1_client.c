@@ -166,7 +166,8 @@ static void uc_send_request(struct uconn *uc) {
     ex_up_failed(ex, 500, "out of memory", 0, 0);
     return;
   }
-  if (ex->pending.len) {
+  int had_pending = ex->pending.len > 0;
+  if (had_pending) {
     h1c_body(uc, ex->pending.data, ex->pending.len);
     buf_reset(&ex->pending);
     ex->body_sent = 1;
@@ -178,6 +179,11 @@ static void uc_send_request(struct uconn *uc) {
     lazy_set(&uc->timer, 0); /* the client's body timeout runs meanwhile */
   }
   uc_flush(uc);
+  /* the body that waited (past the high mark the client was stopped) left
+   * at once: no queued write will call back, so say it here */
+  if (had_pending && uc->ex == ex && !ex->req_complete &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&uc->tcp) < LOW_WATER)
+    ex_up_drained(ex);
 }
 
 static void uc_on_connect(uv_connect_t *req, int status) {

@@ -200,6 +200,8 @@ struct opts {
   int tls_no_h2, tls_no_resumption, no_h2c;
   long h2_max_streams, h2_max_resets;
   uint32_t tls_ticket_rotate, tls_handshake_timeout;
+  const char *ratelimit_redis;
+  uint32_t ratelimit_redis_timeout;
   struct flag_list trusted;
   const char *access_log_path, *access_log_format, *trace_otlp, *trace_sample, *trace_service;
   long access_log_buffer, trace_queue, trace_batch;
@@ -305,6 +307,12 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
       {"retries", FLAG_INT, &o->retries,
        "connect-failure retries of idempotent requests when the route sets none (default 2)", "N",
        0, 10},
+      {"ratelimit-redis", FLAG_STRING, &o->ratelimit_redis,
+       "Redis for cluster-wide rate limits (without it they count per proxy)", "ADDR:PORT"},
+      {"ratelimit-redis-timeout", FLAG_DURATION_MS, &o->ratelimit_redis_timeout,
+       "longest wait for a Redis rate-limit decision; the request passes after it (default "
+       "100ms)",
+       "DURATION"},
       FLAG_GROUP_DEF("Access log"),
       {"access-log", FLAG_BOOL, &o->access_log,
        "one line per request (logfmt to stderr unless --access-log-path/-format say otherwise)",
@@ -353,6 +361,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
                      .max_body = 100L * 1024 * 1024,
                      .max_conns = 10000,
                      .retries = 2,
+                     .ratelimit_redis_timeout = 100,
                      .header_timeout = 10000,
                      .idle_timeout = 60000,
                      .resp_header_timeout = 60000,
@@ -564,6 +573,8 @@ static int start_workers(struct app *a, struct opts *o, const struct l7_limits *
   wcfg.h2c = !o->no_h2c;
   wcfg.h2_max_streams = (uint32_t)o->h2_max_streams;
   wcfg.h2_max_resets_sec = (uint32_t)o->h2_max_resets;
+  wcfg.ratelimit_redis = o->ratelimit_redis;
+  wcfg.ratelimit_redis_timeout_ms = o->ratelimit_redis_timeout;
   /* One SO_REUSEPORT socket per worker; with port 0 all share the port
    * chosen for the first. */
   struct sockaddr_storage http_ss, https_ss;

@@ -25,6 +25,7 @@
 #include "common/publish.h"
 #include "common/router.h"
 #include "l7proxy/client_auth.h"
+#include "l7proxy/snapshot_policy.h"
 #include "l7proxy/snapshot_internal.h"
 
 void l7_snapshot_free(struct l7_snapshot *s) {
@@ -119,6 +120,11 @@ static const struct l7_cluster *slot_cluster(const struct l7_snapshot *s, uint32
 const struct l7_cluster *l7_snapshot_route_cluster(const struct l7_snapshot *s,
                                                    const struct l7_route *r) {
   return r && r->cluster_name[0] ? slot_cluster(s, r->cluster_slot) : NULL;
+}
+
+const struct l7_cluster *l7_snapshot_ext_auth_cluster(const struct l7_snapshot *s,
+                                                      const struct l7_route *r) {
+  return r && r->ext_auth ? slot_cluster(s, r->ext_auth_slot) : NULL;
 }
 
 const struct l7_cluster *l7_snapshot_default_cluster(const struct l7_snapshot *s) {
@@ -235,6 +241,7 @@ static json_t *snap_cluster_json(const struct l7_cluster *c) {
                         (json_int_t)c->idle_timeout_ms, "max_idle_per_endpoint",
                         (json_int_t)c->max_idle_per_endpoint);
   l7_policy_cluster_json(o, c);
+  snap_policy_cluster_json(o, c);
   return o;
 }
 
@@ -251,6 +258,7 @@ static json_t *snap_route_json(const struct l7_snapshot *s, const struct l7_rout
       r->rewrite_prefix, "host_has_tls", r->host_has_tls, "disable_ssl_redirect",
       r->disable_ssl_redirect, "source", r->source);
   l7_policy_route_json(o, r);
+  snap_policy_route_json(o, r);
   if (o && r->redirect)
     json_object_set_new(
         o, "redirect",

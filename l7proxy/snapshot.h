@@ -42,6 +42,11 @@
 #include <sys/socket.h>
 
 #include "edge/v1/resources.pb-c.h"
+#include "l7proxy/affinity.h"
+#include "l7proxy/ratelimit.h"
+
+struct htpasswd;
+struct cors_policy;
 
 /* Defaults filled into clusters whose resource leaves them 0. */
 #define L7_DEFAULT_CONNECT_TIMEOUT_MS 5000u
@@ -72,6 +77,14 @@ struct l7_cluster {
   const Edge__V1__HealthCheck *health_check; /* NULL: none (active checks off) */
   struct breaker *breaker;                   /* process-wide counters; NULL when no limit is set */
   uint32_t max_connections, max_pending_requests, max_retries; /* 0: unlimited */
+  /* Balancing policies (snapshot_policy.c; NULL: none). Per endpoint, in
+   * endpoint order: the affinity cookie token, the rendezvous seed. */
+  const Edge__V1__CookieAffinity *affinity;
+  const char *affinity_cookie; /* the cookie name (default filled in) */
+  char (*affinity_tokens)[AFFINITY_TOKEN_LEN + 1];
+  const Edge__V1__ConsistentHash *chash;
+  uint64_t *hash_seeds;
+  uint32_t *hash_weights; /* NULL when every weight is 1 */
 };
 
 /* What a request matched. */
@@ -98,6 +111,15 @@ struct l7_route {
   /* issue 20: the host's client certificate policy (the virtual host
    * resource's; NULL: none) */
   const struct cauth_policy *client_auth;
+  /* Per-route policies (snapshot_policy.c; NULL: none). */
+  struct htpasswd *basic_auth;
+  char *basic_challenge; /* WWW-Authenticate value */
+  const Edge__V1__ExternalAuth *ext_auth;
+  uint32_t ext_auth_slot; /* its cluster's slot: l7_snapshot_ext_auth_cluster() */
+  const Edge__V1__RateLimit *rate_limit;
+  struct rl_params rl;
+  char *rl_bucket; /* the route's identity in bucket keys: "vhost\npath\ntype" */
+  struct cors_policy *cors;
 };
 
 /* A certificate for the TLS code. PEM buffers are not NUL-terminated. */
@@ -203,6 +225,9 @@ const struct l7_cluster *l7_snapshot_default_cluster(const struct l7_snapshot *s
  * when it names none. */
 const struct l7_cluster *l7_snapshot_route_cluster(const struct l7_snapshot *s,
                                                    const struct l7_route *r);
+/* The external-auth cluster of route r in s (NULL: none). */
+const struct l7_cluster *l7_snapshot_ext_auth_cluster(const struct l7_snapshot *s,
+                                                      const struct l7_route *r);
 /* The TLS store of this generation (borrowed: valid while s is; take a
  * reference with tls_store_ref to keep it longer), NULL without HTTPS. */
 struct tls_store *l7_snapshot_tls(const struct l7_snapshot *s);

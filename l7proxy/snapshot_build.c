@@ -30,6 +30,7 @@
 #include "common/hmap.h"
 #include "l7proxy/client_auth.h"
 #include "l7proxy/snapshot_internal.h"
+#include "l7proxy/snapshot_policy.h"
 
 #define NO_SLOT UINT32_MAX
 
@@ -102,15 +103,22 @@ void l7_res_unref(struct l7_res *r) {
     router_free(v->router);
     free(v->key);
     for (size_t i = 0; v->sources && i < v->n_routes; i++) free(v->sources[i]);
+    for (size_t i = 0; v->routes && i < v->n_routes; i++) snap_policy_route_free(&v->routes[i]);
     free(v->sources);
     free(v->routes);
     cauth_policy_unref(v->client_auth);
   } else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER) {
     l7_policy_cluster_free(&r->u.cluster);
+    snap_policy_cluster_free(&r->u.cluster);
   }
   free(r->endpoints);
   if (r->msg) edge__v1__resource__free_unpacked(r->msg, NULL);
   free(r);
+}
+
+/* The external-auth cluster route r names, or NULL. */
+static const char *ext_cluster(const struct l7_route *r) {
+  return r->ext_auth && r->ext_auth->cluster[0] ? r->ext_auth->cluster : NULL;
 }
 
 /* The slot of cluster name (assigned on first use). */
@@ -181,7 +189,8 @@ static int compile_cluster(struct l7_builder *b, struct l7_res *r, char *err, si
   cl->idle_timeout_ms = pc->idle_timeout_ms ? pc->idle_timeout_ms : L7_DEFAULT_IDLE_TIMEOUT_MS;
   cl->max_idle_per_endpoint =
       pc->max_idle_per_endpoint ? pc->max_idle_per_endpoint : L7_DEFAULT_MAX_IDLE_PER_ENDPOINT;
-  int rc = l7_policy_cluster(pc, cl, err, errlen);
+  int rc = l7_policy_cluster(pc, cl, err, errlen);            /* upstream TLS, health, breakers */
+  if (rc == 0) rc = snap_policy_cluster(cl, pc, err, errlen); /* affinity, hashing */
   if (rc < 0) return rc;
   struct name_use *u = name_use(b, &b->clusters, pc->name, 1);
   if (!u) return -ENOMEM;
@@ -270,6 +279,18 @@ static int compile_vhost(struct l7_builder *b, struct l7_res *r, char *err, size
       lr->disable_ssl_redirect = o->disable_ssl_redirect;
       lr->upgrade_protocols = o->upgrade_protocols;
       lr->n_upgrade_protocols = o->n_upgrade_protocols;
+    }
+    lr->ext_auth_slot = NO_SLOT;
+    rc = snap_policy_route(lr, o, err, errlen); /* auth, limits, CORS */
+    if (rc < 0) {
+      v->n_routes++; /* its policies are freed with the others */
+      goto out;
+    }
+    if (ext_cluster(lr)) {
+      struct name_use *u = name_use(b, &b->clusters, ext_cluster(lr), 1);
+      rc = -ENOMEM;
+      if (!u) goto out;
+      lr->ext_auth_slot = u->slot;
     }
     lr->host_has_tls = vh->certificate[0] != '\0' || vh->tls_fallback;
     lr->client_auth = v->client_auth;
@@ -632,9 +653,12 @@ static int count_res(struct apply *ap, const struct l7_res *r, int dir) {
   switch (r->type) {
     case EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST: {
       const struct l7_vhost *v = &r->u.vhost;
-      for (size_t i = 0; rc == 0 && i < v->n_routes; i++)
+      for (size_t i = 0; rc == 0 && i < v->n_routes; i++) {
         if (v->routes[i].cluster_name[0])
           rc = count(ap, &b->clusters, v->routes[i].cluster_name, dir, -1);
+        if (rc == 0 && ext_cluster(&v->routes[i]))
+          rc = count(ap, &b->clusters, ext_cluster(&v->routes[i]), dir, -1);
+      }
       const char *cert = r->msg->virtual_host->certificate;
       if (rc == 0 && cert[0]) rc = count(ap, &b->certs, cert, dir, -1);
       break;
@@ -764,8 +788,11 @@ static const struct l7_res *user_of(struct l7_res *const *v, size_t n, int cert,
         if (!strcmp(r->msg->virtual_host->certificate, name)) return r;
         continue;
       }
-      for (size_t k = 0; k < r->u.vhost.n_routes; k++)
-        if (!strcmp(r->u.vhost.routes[k].cluster_name, name)) return r;
+      for (size_t k = 0; k < r->u.vhost.n_routes; k++) {
+        const struct l7_route *lr = &r->u.vhost.routes[k];
+        if (!strcmp(lr->cluster_name, name) || (ext_cluster(lr) && !strcmp(ext_cluster(lr), name)))
+          return r;
+      }
     } else if (!cert && r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND &&
                !strcmp(r->default_cluster, name)) {
       return r;
@@ -788,6 +815,13 @@ static int check_refs(struct apply *ap, struct l7_res *const *v, size_t n) {
           return berr(ap->err, ap->errlen,
                       "virtual host %s: route %s references unknown cluster %s", r->name, lr->path,
                       lr->cluster_name),
+                 -EINVAL;
+        const char *ext = ext_cluster(lr);
+        const struct name_use *eu = ext ? hmap_gets(&b->clusters, ext) : NULL;
+        if (ext && (!eu || !eu->present))
+          return berr(ap->err, ap->errlen,
+                      "virtual host %s: route %s: external_auth references unknown cluster %s",
+                      r->name, lr->path, ext),
                  -EINVAL;
       }
       const char *cert = r->msg->virtual_host->certificate;
@@ -1030,9 +1064,12 @@ static void release_names(struct apply *ap) {
                r->default_cluster[0])
         name_release(b, &b->clusters, r->default_cluster);
       else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) {
-        for (size_t k = 0; k < r->u.vhost.n_routes; k++)
+        for (size_t k = 0; k < r->u.vhost.n_routes; k++) {
           if (r->u.vhost.routes[k].cluster_name[0])
             name_release(b, &b->clusters, r->u.vhost.routes[k].cluster_name);
+          if (ext_cluster(&r->u.vhost.routes[k]))
+            name_release(b, &b->clusters, ext_cluster(&r->u.vhost.routes[k]));
+        }
         if (r->msg->virtual_host->certificate[0])
           name_release(b, &b->certs, r->msg->virtual_host->certificate);
       }

@@ -95,17 +95,6 @@ struct l7_snapshot {
   size_t n_client_auth; /* virtual hosts with a client-certificate policy */
 };
 
-/* The issue-20 policies of a resource (snapshot_policy.c): compiled with
- * it, freed with it. 0 or -EINVAL/-ENOMEM with a reason. */
-struct json_t;
-int l7_policy_cluster(const Edge__V1__Cluster *pc, struct l7_cluster *cl, char *err, size_t errlen);
-void l7_policy_cluster_free(struct l7_cluster *cl);
-int l7_policy_vhost(const Edge__V1__VirtualHost *vh, struct cauth_policy **out, char *err,
-                    size_t errlen);
-/* /config: adds the policies of c (of r) to the JSON object o. */
-void l7_policy_cluster_json(struct json_t *o, const struct l7_cluster *c);
-void l7_policy_route_json(struct json_t *o, const struct l7_route *r);
-
 /* Frees s (its last reference is gone). */
 void l7_snapshot_free(struct l7_snapshot *s);
 

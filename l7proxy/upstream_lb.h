@@ -2,8 +2,9 @@
  * upstream_lb — endpoint selection and passive outlier ejection, as pure
  * functions over plain per-endpoint state with the time passed in.
  *
- * Policies: round robin (a cursor per cluster) and least request (power of
- * two choices on outstanding requests). Ejected endpoints are skipped until
+ * Policies: round robin (a cursor per cluster), least request (power of
+ * two choices on outstanding requests) and consistent hashing (weighted
+ * rendezvous over a key the caller derives). Ejected endpoints are skipped until
  * their ejection ends; endpoints an active health check took out are
  * skipped while it says so. Ejection (Envoy's defaults): 5 consecutive failures
  * (5xx answers or connect failures) eject an endpoint for 30 s × the number
@@ -49,6 +50,16 @@ int lb_is_ejected(const struct lb_state *st, uint64_t now_ms);
  */
 int lb_pick(enum lb_policy policy, const struct lb_state *const *st, size_t n, uint64_t avoid,
             uint32_t *cursor, uint32_t rnd, uint64_t now_ms);
+
+/*
+ * Consistent hashing (weighted rendezvous / highest random weight): every
+ * endpoint i scores mix(key, seeds[i]) scaled by weights[i] (NULL: all
+ * equal); the best usable endpoint (not ejected, not avoided) wins, so
+ * when an endpoint leaves or is ejected only its keys move, each to its
+ * own next best. O(n) per pick, no state. -1 when none may be used.
+ */
+int lb_pick_hash(uint64_t key, const uint64_t *seeds, const uint32_t *weights,
+                 const struct lb_state *const *st, size_t n, uint64_t avoid, uint64_t now_ms);
 
 /*
  * Records an outcome for endpoint i of a cluster (st[0..n)). failure is 1

@@ -32,6 +32,7 @@
 #include "l7proxy/h1_server.h"
 #include "l7proxy/h2_server.h"
 #include "l7proxy/tls.h"
+#include "l7proxy/route_policy.h"
 #include "l7proxy/upstream_h2.h"
 #include "l7proxy/worker_internal.h"
 
@@ -235,6 +236,7 @@ static void w_close_all(struct worker *w) {
     uh2_pool_close(w->h2pool);
     w->h2pool = NULL;
   }
+  rp_worker_close(w);
   if (!uv_is_closing((uv_handle_t *)&w->async)) uv_close((uv_handle_t *)&w->async, NULL);
   if (!uv_is_closing((uv_handle_t *)&w->h2_check)) uv_close((uv_handle_t *)&w->h2_check, NULL);
 }
@@ -272,6 +274,7 @@ static void on_async(uv_async_t *a) {
 
 static void worker_main(void *arg) {
   struct worker *w = arg;
+  rp_worker_start(w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   /* every handle is closed: let close callbacks finish */
   uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -379,6 +382,7 @@ void worker_join(struct worker *w) {
   uv_thread_join(&w->thread);
   uv_loop_close(&w->loop);
   up_pools_free(&w->pools);
+  rp_worker_free(w);
   l7_snapshot_unref(w->metrics_snap);
   l7_snapshot_unref(w->snap);
   free(w);

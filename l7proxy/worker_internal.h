@@ -55,6 +55,7 @@ struct route_metrics {
 };
 
 struct uh2_pool;
+struct rp_worker;
 
 struct worker {
   int id;
@@ -89,6 +90,7 @@ struct worker {
    * answered in it), by the check handle */
   uv_check_t h2_check;
   struct up_link h2_dirty;
+  struct rp_worker *policy; /* route policies' state (route_policy.c), created on first use */
 };
 
 static inline uint64_t now_ms(struct worker *w) {

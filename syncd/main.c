@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -368,6 +370,62 @@ static int ensure_default_cert(const char *dir, char *cert, char *key, size_t le
   return rc;
 }
 
+/*
+ * The secret cookie-affinity keys are derived from (syncd/policy_annotations.h):
+ * --affinity-secret-file (16..64 bytes; every syncd replica must share it), else a
+ * random one kept in --state-dir (affinity.key, 0600) so a restart keeps every
+ * client's cookie, else a random one for this process only (cookies issued before a
+ * restart no longer name their endpoint: those clients are balanced again).
+ */
+static int load_affinity_secret(const char *file, const char *dir, uint8_t *out, size_t *len,
+                                char *err, size_t errlen) {
+  char path[4096];
+  if (!file && dir) snprintf(path, sizeof(path), "%s/affinity.key", dir);
+  const char *p = file ? file : dir ? path : NULL;
+  if (p) {
+    FILE *f = fopen(p, "rb");
+    if (f) {
+      size_t n = fread(out, 1, 64, f);
+      int extra = fgetc(f) != EOF;
+      fclose(f);
+      if (n < 16 || extra) {
+        snprintf(err, errlen, "%s must hold 16..64 bytes", p);
+        return -1;
+      }
+      *len = n;
+      return 0;
+    }
+    if (file) {
+      snprintf(err, errlen, "read %s: %s", file, strerror(errno));
+      return -1;
+    }
+  }
+  if (getrandom(out, 32, 0) != 32) {
+    snprintf(err, errlen, "no randomness for the affinity secret");
+    return -1;
+  }
+  *len = 32;
+  if (!p) {
+    LOG_WARN("affinity_secret_not_persisted",
+             "reason=\"no --state-dir or --affinity-secret-file: affinity cookies change when "
+             "syncd restarts\"");
+    return 0;
+  }
+  char tmp[4200];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+  if (!file) mkdir(dir, 0700); /* the state store creates it too; first start: now */
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, out, 32) != 32 || fsync(fd) != 0 || rename(tmp, p) != 0) {
+    /* not fatal: this process's secret still works, it is only not kept */
+    LOG_WARN("affinity_secret_not_persisted", "path=%s error=%s", log_q(p), log_q(strerror(errno)));
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    return 0;
+  }
+  close(fd);
+  return 0;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 static const char *SYNOPSIS = "[flags]";
@@ -380,6 +438,7 @@ int main(int argc, char **argv) {
   const char *admin = "127.0.0.1:7001", *state_dir = NULL;
   const char *cert = NULL, *key = NULL, *ca = NULL, *kubeconfig = NULL, *publish = NULL;
   const char *default_cert = NULL, *default_key = NULL, *level = "info";
+  const char *affinity_secret_file = NULL;
   const char *expiry_warning = "14d", *ocsp = "on";
   uint32_t ocsp_timeout_ms = 5000, ocsp_min_refresh_ms = 60000;
   int insecure = 0;
@@ -435,6 +494,10 @@ int main(int argc, char **argv) {
       FLAG_GROUP_DEF("Certificates"),
       {"default-cert", FLAG_STRING, &default_cert, "default TLS certificate (PEM)", "FILE"},
       {"default-key", FLAG_STRING, &default_key, "default TLS key (PEM)", "FILE"},
+      {"affinity-secret-file", FLAG_STRING, &affinity_secret_file,
+       "secret (16..64 bytes) affinity-cookie keys are derived from; share it between syncd "
+       "replicas (default: generated in --state-dir)",
+       "FILE"},
       {"expiry-warning", FLAG_STRING, &expiry_warning,
        "flag certificates expiring within this (default 14d; units d, h, m, s)", "DURATION"},
       {"ocsp", FLAG_STRING, &ocsp,
@@ -644,7 +707,16 @@ int main(int argc, char **argv) {
                              .retry_ms = lease_retry};
     if (start_leader_election(&sd, &lo) != 0) return 1;
   }
+  uint8_t aff_secret[64];
+  size_t aff_len = 0;
+  if (load_affinity_secret(affinity_secret_file, state_dir, aff_secret, &aff_len, err,
+                           sizeof(err)) != 0) {
+    fprintf(stderr, "syncd: --affinity-secret-file: %s\n", err);
+    return 1;
+  }
   struct syncd_source_opts o = {.leader = sd.leader,
+                                .affinity_secret = aff_secret,
+                                .affinity_secret_len = aff_len,
                                 .spec = source,
                                 .kubeconfig = kubeconfig,
                                 .publish_address = publish,

@@ -146,6 +146,10 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
   if (s->max_delay_ms < s->debounce_ms) s->max_delay_ms = s->debounce_ms;
   snprintf(s->msg, sizeof(s->msg), "starting");
   int rc;
+  if (o->affinity_secret && o->affinity_secret_len <= sizeof(s->affinity_secret)) {
+    memcpy(s->affinity_secret, o->affinity_secret, o->affinity_secret_len);
+    s->affinity_secret_len = o->affinity_secret_len;
+  }
   if (o->default_cert_file || o->default_key_file) {
     if (!o->default_cert_file || !o->default_key_file) {
       snprintf(err, errlen, "the default certificate needs both a certificate and a key file");
@@ -159,7 +163,9 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
     rc = cert_generate(&name, 1, 3650, 0, NULL, NULL, &s->default_cert, &s->default_key, err,
                        errlen);
   }
-  struct translate_opts to = {s->default_cert, s->default_key};
+  struct translate_opts to = {s->default_cert, s->default_key,
+                              s->affinity_secret_len ? s->affinity_secret : NULL,
+                              s->affinity_secret_len};
   if (rc == 0 && translator_new(&to, &s->tr) != 0) {
     snprintf(err, errlen, "out of memory");
     rc = -ENOMEM;

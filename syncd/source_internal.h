@@ -43,6 +43,8 @@ struct syncd_source {
   uint64_t first_change; /* uv_now of the burst's first change */
   char *default_cert, *default_key;
   struct translator *tr; /* the objects of the last update and what depends on them */
+  uint8_t affinity_secret[64];
+  size_t affinity_secret_len;
   int healthy;
   char msg[256];
   int64_t last_sync;

@@ -65,7 +65,9 @@ struct patch_job {
   char *path, *body;
 };
 
-#define K8S_N_KINDS 6 /* the KINDS table below */
+/* IngressClass, Ingress, Service, EndpointSlice, TLS Secrets, CA-bundle
+ * ConfigMaps, Opaque Secrets (the KINDS table below) */
+#define K8S_N_KINDS 7
 
 struct k8s_source {
   struct syncd_source *s;
@@ -100,6 +102,8 @@ static const struct {
     {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls"},
     /* CA bundles for client certificates (issue 20): only the ones labelled for it */
     {"ConfigMap", "v1", "/api/v1/configmaps?labelSelector=edge.dev%2Fca-bundle"},
+    /* htpasswd files of edge.dev/auth-secret (basic auth) */
+    {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3DOpaque"},
 };
 
 /* ---- HTTP ------------------------------------------------------------------------ */

@@ -497,7 +497,8 @@ static const char *resolve_backend(struct ting *g, json_t *backend, const struct
     TING_PUSH(g, held, n_held, s);
     if (g->pool.oom) json_decref(s);
   }
-  struct cluster_ref r = {cl, sk, s, found, g, a->protocol, a->lb, a->connect_timeout_ms, a->pol};
+  struct cluster_ref r = {cl,     sk,        s, found, g, a->protocol, a->lb, a->connect_timeout_ms,
+                          a->pol, a->cpolicy};
   TING_PUSH(g, refs, n_refs, r);
   return cl;
 }
@@ -617,6 +618,7 @@ static int add_tls(struct ting *g, json_t *spec, char *err, size_t errlen) {
 struct policy_ctx {
   struct ting *g;
   json_t *ingress;
+  tr_service_fn svc_fn;
   tr_object_fn obj_fn;
   void *ud;
 };
@@ -677,6 +679,29 @@ static void *policy_alloc(void *ud, size_t n) {
   return pool_alloc(&((struct policy_ctx *)ud)->g->pool, n);
 }
 
+/* syncd/policy_annotations.h's lookups: an htpasswd Secret (a dependency
+ * like the CA bundles: a changed file recompiles this Ingress) and the
+ * external-auth Service's cluster (plain HTTP/1.1, no balancing policy,
+ * whatever the Ingress's own backends use). */
+static json_t *pa_secret(void *ud, const char *ns, const char *name) {
+  return policy_object(ud, TK_SECRET, ns, name);
+}
+
+static const char *pa_service(void *ud, const char *svc, long port, char *err, size_t errlen) {
+  struct policy_ctx *pc = ud;
+  json_t *b =
+      json_pack("{s:{s:s, s:{s:I}}}", "service", "name", svc, "port", "number", (json_int_t)port);
+  if (!b) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  struct annotations plain;
+  memset(&plain, 0, sizeof(plain));
+  const char *cl = resolve_backend(pc->g, b, &plain, pc->svc_fn, pc->ud, err, errlen);
+  json_decref(b);
+  return cl;
+}
+
 /* Client certificates are asked for in the TLS handshake: every host of an
  * Ingress that asks for them must be in its own spec.tls. */
 static int client_auth_hosts_have_tls(const struct ting *g, char *err, size_t errlen) {
@@ -724,10 +749,12 @@ int tr_compile_ingress(struct ting *g, json_t *o, const struct tclasses *cl, tr_
   json_t *spec = json_object_get(o, "spec");
   char err[512] = "";
   struct annotations a;
-  struct policy_ctx pc = {g, o, obj_fn, svc_ud};
+  struct policy_ctx pc = {g, o, svc_fn, obj_fn, svc_ud};
   struct ipol_env env = {&pc,         g->ns, policy_annotation, policy_secret, policy_configmap,
                          policy_alloc};
   if (parse_annotations(g, o, &env, &a, err, sizeof(err)) < 0) goto bad;
+  struct pa_env penv = {&pc, g->ns, policy_annotation, pa_secret, pa_service, policy_alloc};
+  if (pa_parse(&penv, &a.ro.policy, &a.cpolicy, err, sizeof(err)) < 0) goto bad;
   json_t *db = json_object_get(spec, "defaultBackend");
   if (db && !json_is_null(db)) {
     char why[480];
@@ -935,6 +962,10 @@ int tr_emit_vhost(const char *host, struct cand **w, size_t n, const char *certi
     ov[i].max_body_bytes = w[i]->ro.max_body_bytes;
     ov[i].rewrite_prefix = (char *)(w[i]->ro.rewrite_prefix ? w[i]->ro.rewrite_prefix : "");
     ov[i].disable_ssl_redirect = w[i]->ro.disable_ssl_redirect;
+    ov[i].basic_auth = w[i]->ro.policy.basic_auth;
+    ov[i].external_auth = w[i]->ro.policy.external_auth;
+    ov[i].rate_limit = w[i]->ro.policy.rate_limit;
+    ov[i].cors = w[i]->ro.policy.cors;
     rv[i].options = &ov[i];
     ingress_ref(&sv[i], w[i]->ing, w[i]->rule, w[i]->pidx);
     rv[i].source = &sv[i];
@@ -986,7 +1017,7 @@ static void *cluster_alloc(void *pool, size_t n) {
 }
 
 int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t n_slices,
-                    struct emitted *out) {
+                    const struct translate_opts *opts, struct emitted *out) {
   Edge__V1__Endpoint *eps = NULL;
   size_t n_eps = 0, cap = 0;
   int rc = -ENOMEM;
@@ -1079,6 +1110,17 @@ int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t
   struct pool tmp = {0};
   struct ipol_env env = {&tmp, ns, NULL, NULL, NULL, cluster_alloc};
   if (ipol_cluster(&env, &pol, slash ? slash + 1 : ref->svc_key, &cl) != 0) tmp.oom = 1;
+  /* the oldest referencing Ingress's affinity or hashing; the cookie key is
+   * derived from syncd's secret and the cluster name, the same on every syncd */
+  Edge__V1__CookieAffinity aff;
+  uint8_t aff_key[32];
+  if (ref->policy.cookie_affinity && opts && opts->affinity_secret) {
+    aff = *ref->policy.cookie_affinity;
+    pa_affinity_key(opts->affinity_secret, opts->affinity_secret_len, ref->name, aff_key);
+    aff.hmac_key = (ProtobufCBinaryData){sizeof(aff_key), aff_key};
+    cl.cookie_affinity = &aff;
+  }
+  cl.consistent_hash = ref->policy.consistent_hash;
   src.namespace_ = ns;
   src.name = (char *)(slash ? slash + 1 : ref->svc_key);
   src.rule_index = src.path_index = -1;

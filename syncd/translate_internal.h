@@ -26,6 +26,7 @@
 #include "edge/v1/resources.pb-c.h"
 #include "syncd/ingress_policy.h"
 #include "syncd/model.h"
+#include "syncd/policy_annotations.h"
 #include "syncd/pset.h"
 #include "syncd/translate.h"
 
@@ -102,6 +103,7 @@ struct route_opts {
   uint64_t max_body_bytes;
   const char *rewrite_prefix;
   int disable_ssl_redirect;
+  struct pa_route policy; /* auth, rate limit, CORS (syncd/policy_annotations.c) */
 };
 
 struct annotations {
@@ -109,7 +111,8 @@ struct annotations {
   int lb;       /* Edge__V1__LbPolicy */
   uint32_t connect_timeout_ms;
   struct route_opts ro;
-  struct ipol_ingress pol; /* issue 20: client certificates, upstream TLS, health, breakers */
+  struct ipol_ingress pol;   /* issue 20: client certificates, upstream TLS, health, breakers */
+  struct pa_cluster cpolicy; /* issue 20: affinity, consistent hashing */
 };
 
 struct ting;
@@ -137,7 +140,8 @@ struct cluster_ref {
   const struct ting *ing;
   int protocol, lb;
   uint32_t connect_timeout_ms;
-  struct ipol_ingress pol; /* strings in the ting's pool */
+  struct ipol_ingress pol;  /* strings in the ting's pool */
+  struct pa_cluster policy; /* affinity, consistent hashing (in the ting's pool) */
 };
 
 struct tls_claim {
@@ -235,9 +239,10 @@ int tr_emit_vhost(const char *host, struct cand **w, size_t n, const char *certi
 const Edge__V1__ClientAuth *tr_host_client_auth(struct cand **w, size_t n, struct rejlist *rej,
                                                 int *oom);
 /* The Cluster from its oldest reference, with endpoints from the slices
- * (their objects) of the Service. */
+ * (their objects) of the Service; opts gives the secret cookie-affinity
+ * keys are derived from (NULL: affinity has no effect). */
 int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t n_slices,
-                    struct emitted *out);
+                    const struct translate_opts *opts, struct emitted *out);
 /* The Certificate of Secret s (checked, ok) serving sni[0..n) (sorted). */
 int tr_emit_certificate(const struct tobj *s, const char *const *sni, size_t n,
                         struct emitted *out);
@@ -286,6 +291,7 @@ struct tres {
 
 struct translator {
   char *default_cert, *default_key;
+  uint8_t affinity_secret[64]; /* opts.affinity_secret points here */
   struct translate_opts opts;
   unsigned round;
   int ready;                  /* a full translation is held */

@@ -236,7 +236,7 @@ void settle_cluster(struct translator *t, const char *name) {
   }
   for (size_t i = 0; i < n; i++) objs[i] = ((struct tobj *)slices->v[i])->o;
   struct emitted e;
-  if (tr_emit_cluster(ref, objs, n, &e) == 0)
+  if (tr_emit_cluster(ref, objs, n, &t->opts, &e) == 0)
     out_set(t, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER, name, &e);
   else
     t->oom = 1;

@@ -940,6 +940,12 @@ int translator_new(const struct translate_opts *opts, struct translator **out) {
   }
   t->opts.default_cert_pem = t->default_cert;
   t->opts.default_key_pem = t->default_key;
+  if (opts && opts->affinity_secret && opts->affinity_secret_len &&
+      opts->affinity_secret_len <= sizeof(t->affinity_secret)) {
+    memcpy(t->affinity_secret, opts->affinity_secret, opts->affinity_secret_len);
+    t->opts.affinity_secret = t->affinity_secret;
+    t->opts.affinity_secret_len = opts->affinity_secret_len;
+  }
   translator_init(t);
   *out = t;
   return 0;

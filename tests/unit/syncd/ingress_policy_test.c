@@ -517,6 +517,46 @@ static void a_changed_upstream_secret_recomputes_the_cluster(void) {
   free(up1), free(up2), free(a);
 }
 
+/* An htpasswd Secret (basic auth) is a dependency too: a new user list
+ * re-emits the host whose route uses it, nothing else. */
+static void a_changed_htpasswd_secret_recomputes_its_host(void) {
+  const char *h1 = "alice:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\n";
+  const char *h2 =
+      "alice:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\nbob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n";
+  char *s1 = secret("default", "htpw", "Opaque", "auth", h1, NULL);
+  char *s2 = secret("default", "htpw", "Opaque", "auth", h2, NULL);
+  char *a = ingress("a", "2024-01-01T00:00:00Z", "a.test", 0,
+                    "    edge.dev/auth-type: basic\n    edge.dev/auth-secret: htpw\n");
+  char *b = ingress("b", "2024-01-01T00:00:00Z", "b.test", 0, "    x: y\n");
+  struct translator *t;
+  CU_ASSERT_EQUAL_FATAL(translator_new(NULL, &t), 0);
+  const struct syncd_update *u;
+  struct manifest_set fixed, step[2], set[2];
+  char *fixed_text, *text[2];
+  const char *const ings[] = {a, b, NULL}, *const docs0[] = {s1, NULL}, *const docs1[] = {s2, NULL};
+  parse_docs(&fixed, &fixed_text, 1, ings);
+  parse_docs(&step[0], &text[0], 0, docs0);
+  combine(&set[0], &fixed, &step[0]);
+  CU_ASSERT_EQUAL_FATAL(translator_update(t, &set[0], &u), 0);
+  CU_ASSERT_EQUAL(u->report->n_rejected, 0);
+  parse_docs(&step[1], &text[1], 0, docs1);
+  combine(&set[1], &fixed, &step[1]);
+  CU_ASSERT_EQUAL_FATAL(translator_update(t, &set[1], &u), 0);
+  CU_ASSERT_EQUAL(u->n_upserted, 1);
+  Edge__V1__Resource *r = upserted(u, VH, "vh:a.test");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_EQUAL_FATAL(r->virtual_host->n_routes, 1);
+  const Edge__V1__BasicAuth *ba = r->virtual_host->routes[0]->options->basic_auth;
+  CU_ASSERT_PTR_NOT_NULL_FATAL(ba);
+  CU_ASSERT_EQUAL(ba->n_htpasswd, 2);
+  edge__v1__resource__free_unpacked(r, NULL);
+  translator_free(t);
+  for (int i = 0; i < 2; i++)
+    manifest_set_free(&set[i]), manifest_set_free(&step[i]), free(text[i]);
+  manifest_set_free(&fixed), free(fixed_text);
+  free(s1), free(s2), free(a), free(b);
+}
+
 static int setup(void) {
   char err[256];
   const char *ca_name = "clients-ca", *cl = "alice", *ot = "other";
@@ -554,4 +594,6 @@ void test_register(void) {
               a_changed_ca_secret_recomputes_only_the_hosts_that_use_it);
   CU_add_test(s, "a_changed_upstream_secret_recomputes_the_cluster",
               a_changed_upstream_secret_recomputes_the_cluster);
+  CU_add_test(s, "a_changed_htpasswd_secret_recomputes_its_host",
+              a_changed_htpasswd_secret_recomputes_its_host);
 }
