@@ -232,8 +232,10 @@ void ex_local_with(struct exchange *ex, int status, const struct msg_header *ext
     snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
     body = dflt;
   }
-  if (n_extra > 8) n_extra = 8;
-  struct msg_header hs[4 + 8];
+  struct msg_header merged[8 + 6];
+  n_extra = rp_local_headers(ex, extra, n_extra > 8 ? 8 : n_extra, merged, 8 + 6);
+  extra = merged;
+  struct msg_header hs[4 + 8 + 6];
   struct msg_head h = {.status = status, .headers = hs, .end_stream = 0};
   size_t n = 0;
   hs[n++] = (struct msg_header){"server", 6, "edge", 4};

@@ -654,6 +654,23 @@ void rp_free(struct exchange *ex) {
   uv_close((uv_handle_t *)&a->defer, auth_closed);
 }
 
+/* ---- local answers ------------------------------------------------------------ */
+
+size_t rp_local_headers(const struct exchange *ex, const struct msg_header *extra, size_t n,
+                        struct msg_header *out, size_t cap) {
+  const struct l7_route *r = ex->route;
+  size_t k = 0;
+  int cors = r && r->cors && !cors_is_preflight(&ex->req); /* a preflight has its own */
+  for (size_t i = 0; i < n && k < cap; i++) /* the route's CORS policy replaces others' */
+    if (!cors || !cors_is_cors_header(extra[i].name, extra[i].name_len)) out[k++] = extra[i];
+  if (cors && k < cap) {
+    const struct msg_header *o = msg_find(&ex->req, "origin");
+    k +=
+        cors_response_headers(r->cors, o ? o->value : NULL, o ? o->value_len : 0, out + k, cap - k);
+  }
+  return k;
+}
+
 /* ---- endpoint choice -------------------------------------------------------- */
 
 static void lb_key_of(struct exchange *ex, const struct l7_cluster *c) {

@@ -46,6 +46,13 @@ int rp_pick(struct exchange *ex, const struct up_cluster_view *v);
 /* Adds the policy's answer headers (CORS, Set-Cookie) to out, copying
  * the list into ex->arena. 0 or -ENOMEM. */
 int rp_response(struct exchange *ex, struct msg_head *out);
+/* The headers of a local answer to ex (a 401, 403, 429, 503, 400, 421...):
+ * extra[0..n) and, when the route has a CORS policy and the request is
+ * not a preflight, that policy's answer headers for its Origin (replacing
+ * any Access-Control-* among extra), so a browser can read why it was
+ * refused. Into out[0..cap); returns how many. */
+size_t rp_local_headers(const struct exchange *ex, const struct msg_header *extra, size_t n,
+                        struct msg_header *out, size_t cap);
 /* Drops a pending step (no callback will run). */
 void rp_cancel(struct exchange *ex);
 /* Frees what the exchange keeps between requests (the auth subrequest). */

@@ -456,9 +456,13 @@ class Cors(l7t.Base):
         c = {"allow_origins": ["https://app.example", "https://*.example.com"],
              "allow_methods": ["GET", "PUT"], "allow_headers": ["content-type", "x-token"],
              "expose_headers": ["x-total"], "allow_credentials": True, "max_age_seconds": 600}
+        ba = {"realm": "r", "htpasswd": htpasswd_file(self.tmp)}
+        rl = {"requests": 1, "period_seconds": 3600, "burst": 1}
         self.start([cluster("ca", [self.a.port]), cluster("cu", [self.auth.port]),
                     vhost("v", "a.test", [route("/", "ca", cors=c),
                                           route("/upstream-cors", "cu", cors=c),
+                                          route("/private", "ca", cors=c, basic_auth=ba),
+                                          route("/limited", "ca", cors=c, rate_limit=rl),
                                           route("/plain", "ca")])])
 
     def tearDown(self):
@@ -508,6 +512,32 @@ class Cors(l7t.Base):
         st, h, _ = request(self.proxy.port, "GET", "/upstream-cors", "a.test",
                            {"Origin": "https://app.example"})
         self.assertEqual(h["access-control-allow-origin"], ["https://app.example"])
+
+    def test_local_refusals_carry_the_cors_headers_a_browser_needs(self):
+        # without them a page cannot read why it was refused (401, 429)
+        st, h, _ = request(self.proxy.port, "GET", "/private", "a.test",
+                           {"Origin": "https://app.example"})
+        self.assertEqual(st, 401)
+        self.assertEqual(h["access-control-allow-origin"], ["https://app.example"])
+        self.assertEqual(h["access-control-allow-credentials"], ["true"])
+        self.assertIn("www-authenticate", h)
+        st, h, _ = request(self.proxy.port, "GET", "/private", "a.test",
+                           {"Origin": "https://evil.test"})
+        self.assertEqual(st, 401)
+        self.assertNotIn("access-control-allow-origin", h)  # the policy still decides
+        codes = []
+        for _ in range(3):
+            st, h, _ = request(self.proxy.port, "GET", "/limited", "a.test",
+                               {"Origin": "https://shop.eu.example.com"})
+            codes.append(st)
+        self.assertEqual(codes[0], 200)
+        self.assertEqual(codes[-1], 429)
+        self.assertEqual(h["access-control-allow-origin"], ["https://shop.eu.example.com"])
+        self.assertIn("retry-after", h)
+        st, h, _ = request(self.proxy.port, "GET", "/nothing-here", "b.test",
+                           {"Origin": "https://app.example"})
+        self.assertEqual(st, 404)  # no route, no policy: no CORS headers
+        self.assertNotIn("access-control-allow-origin", h)
 
     def test_preflight_over_h2(self):
         st, h = h2c(self.proxy.port, "/api", "a.test",
