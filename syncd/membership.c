@@ -7,9 +7,14 @@
  * once and compared with the previous packing, so events that change
  * nothing the l4lbs see do not bump the version. A changed set is saved
  * (DIR/replicas.pb through common/fileio: atomic replace, 0600) before
- * it is sent. Each watcher remembers the version it was last sent;
- * send_newest sends the current packed set only when the watcher's queue
- * is empty.
+ * it is sent.
+ *
+ * Watchers are nodes of a registry (common/registry, shared with
+ * config_sync): a node per l4lb id, listed after it disconnects; a newer
+ * watch of the same l4lb replaces the older one, which is ended. Each
+ * watcher remembers the version it was last sent; send_newest sends the
+ * current packed set only when nothing is pending on the call (never
+ * queue, newest wins: on_drained asks again).
  */
 #include "syncd/membership.h"
 
@@ -23,6 +28,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/registry.h"
 #include "common/rpc.h"
 #include "edge/v1/membership.pb-c.h"
 #include "syncd/replicas.h"
@@ -40,8 +46,8 @@
 struct mb_watch;
 
 struct mb_node {
+  struct registry_node reg; /* reg.session: the current struct mb_watch, NULL when disconnected */
   struct membership_watcher pub;
-  struct mb_watch *watch; /* current call, NULL when disconnected */
 };
 
 struct mb_watch {
@@ -55,8 +61,7 @@ struct membership {
   struct replicas *known;
   char *state_dir; /* NULL: not persisted */
   char *replica_id;
-  struct mb_node **nodes;
-  size_t n_nodes, cap_nodes;
+  struct registry nodes; /* of struct mb_node: the l4lb watchers */
   uint64_t version;
   uint8_t *replicas; /* packed replicas of the current set, without version */
   size_t replicas_len;
@@ -130,10 +135,20 @@ int membership_restore(struct membership *mb, char *err, size_t errlen) {
 
 static void send_newest(struct mb_watch *w) {
   if (w->finished || !w->node || !w->mb->msg) return;
-  if (w->node->pub.sent_version == w->mb->version) return;
-  if (rpc_call_pending(w->call) > 0) return; /* on_drained comes back */
+  /* While a send is pending, on_drained comes back here. */
+  if (!registry_send_due(&w->node->reg, w->node->pub.sent_version, w->mb->version,
+                         rpc_call_pending(w->call) > 0))
+    return;
   if (rpc_call_send(w->call, w->mb->msg, w->mb->msg_len) == 0)
     w->node->pub.sent_version = w->mb->version;
+}
+
+/* The newest set to every connected watcher that is not busy. */
+static void send_all(struct membership *mb) {
+  for (size_t i = 0; i < registry_count(&mb->nodes); i++) {
+    struct mb_node *n = (struct mb_node *)registry_at(&mb->nodes, i);
+    if (n->reg.session) send_newest(n->reg.session);
+  }
 }
 
 /* Re-packs the set; when it changed: new version, saved, sent. */
@@ -163,8 +178,7 @@ static void refresh(struct membership *mb, int save_if_changed) {
            replicas_members(mb->known), msg_len);
   /* Persist before telling anyone, like the store. */
   if (save_if_changed) save(mb);
-  for (size_t i = 0; i < mb->n_nodes; i++)
-    if (mb->nodes[i]->watch) send_newest(mb->nodes[i]->watch);
+  send_all(mb);
 }
 
 static void log_member(const struct membership *mb, const char *id, const char *event) {
@@ -260,6 +274,7 @@ int membership_new(const struct membership_opts *o, struct metrics_registry *m,
                    struct membership **out) {
   struct membership *mb = calloc(1, sizeof(*mb));
   if (!mb) return -1;
+  registry_init(&mb->nodes, sizeof(struct mb_node), 0);
   uint32_t timeout =
       o && o->removal_timeout_ms ? o->removal_timeout_ms : MEMBERSHIP_REMOVAL_TIMEOUT_MS;
   if (replicas_new(timeout, &mb->known) != 0 ||
@@ -289,17 +304,17 @@ int membership_new(const struct membership_opts *o, struct metrics_registry *m,
   return 0;
 }
 
+static void node_free(struct registry_node *r) {
+  struct mb_node *n = (struct mb_node *)r;
+  struct mb_watch *w = n->reg.session;
+  if (w) w->node = NULL;
+  free(n->pub.address);
+  free(n->pub.build);
+}
+
 void membership_free(struct membership *mb) {
   if (!mb) return;
-  for (size_t i = 0; i < mb->n_nodes; i++) {
-    struct mb_node *n = mb->nodes[i];
-    if (n->watch) n->watch->node = NULL;
-    free(n->pub.node_id);
-    free(n->pub.address);
-    free(n->pub.build);
-    free(n);
-  }
-  free(mb->nodes);
+  registry_free(&mb->nodes, node_free);
   free(mb->replicas);
   free(mb->msg);
   replicas_free(mb->known);
@@ -316,50 +331,34 @@ uint64_t membership_version(const struct membership *mb) {
   return mb->version;
 }
 size_t membership_watcher_count(const struct membership *mb) {
-  return mb->n_nodes;
+  return registry_count(&mb->nodes);
 }
 
 const struct membership_watcher *membership_watcher_at(const struct membership *mb, size_t i) {
-  return i < mb->n_nodes ? &mb->nodes[i]->pub : NULL;
+  struct mb_node *n = (struct mb_node *)registry_at(&mb->nodes, i);
+  return n ? &n->pub : NULL;
 }
 
 size_t membership_connected(const struct membership *mb) {
-  size_t c = 0;
-  for (size_t i = 0; i < mb->n_nodes; i++) c += mb->nodes[i]->pub.connected != 0;
-  return c;
+  return registry_connected(&mb->nodes);
 }
 
+/* The node of l4lb `id`, added when new. Out of memory: NULL, or a node
+ * whose address/build are NULL until the next set_str (Status packs NULL as
+ * empty), as in config_sync. */
 static struct mb_node *node_find_or_add(struct membership *mb, const char *id) {
-  for (size_t i = 0; i < mb->n_nodes; i++)
-    if (strcmp(mb->nodes[i]->pub.node_id, id) == 0) return mb->nodes[i];
-  if (mb->n_nodes == mb->cap_nodes) {
-    size_t cap = mb->cap_nodes ? mb->cap_nodes * 2 : 8;
-    struct mb_node **nn = realloc(mb->nodes, cap * sizeof(*nn));
-    if (!nn) return NULL;
-    mb->nodes = nn;
-    mb->cap_nodes = cap;
-  }
-  struct mb_node *n = calloc(1, sizeof(*n));
-  if (!n) return NULL;
-  n->pub.node_id = strdup(id);
+  struct mb_node *n = (struct mb_node *)registry_add(&mb->nodes, id);
+  if (!n || n->pub.node_id) return n;
+  n->pub.node_id = n->reg.id; /* a new node: the registry owns the id */
   n->pub.address = strdup("");
   n->pub.build = strdup("");
-  if (!n->pub.node_id || !n->pub.address || !n->pub.build) {
-    free(n->pub.node_id);
-    free(n->pub.address);
-    free(n->pub.build);
-    free(n);
-    return NULL;
-  }
-  mb->nodes[mb->n_nodes++] = n;
   return n;
 }
 
 static void watch_detach(struct mb_watch *w) {
   struct mb_node *n = w->node;
   w->node = NULL;
-  if (!n || n->watch != w) return;
-  n->watch = NULL;
+  if (!n || !registry_detach(&n->reg, w)) return; /* a replaced watch speaks for nobody */
   n->pub.connected = 0;
   n->pub.disconnected_at = now_s();
   LOG_INFO("watcher_disconnected", "node=%s", log_q(n->pub.node_id));
@@ -410,15 +409,14 @@ static void mb_on_message(void *ud, struct rpc_call *call, const uint8_t *data, 
     rpc_call_finish(call, RPC_STATUS_INTERNAL, "out of memory");
     return;
   }
-  if (n->watch && n->watch != w) {
-    struct mb_watch *old = n->watch;
+  struct mb_watch *old = registry_attach(&n->reg, w);
+  if (old) {
     old->node = NULL;
     old->finished = 1;
     rpc_call_finish(old->call, RPC_STATUS_CANCELLED, "replaced by a newer watch of this node");
   }
   set_str(&n->pub.address, req->address);
   set_str(&n->pub.build, req->build);
-  n->watch = w;
   w->node = n;
   n->pub.connected = 1;
   n->pub.connected_since = now_s();

@@ -18,7 +18,9 @@
  * gets the current set, then the newest set after each change; like
  * ConfigSync it is never queued (one message in the send queue at most,
  * the newest sent when it drains). Watchers are recorded as nodes of kind
- * L4LB for Status and stay listed after they disconnect.
+ * L4LB for Status and stay listed after they disconnect; a newer Watch
+ * with the same node_id replaces the older one, which ends CANCELLED
+ * (common/registry, the rule config_sync's streams follow too).
  *
  * Runs on syncd's loop thread. Called by syncd/main.c; read by status.c.
  */

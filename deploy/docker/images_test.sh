@@ -44,6 +44,14 @@ for t in dockerd docker debootstrap; do
   command -v "$t" >/dev/null || { say "FAILED: $t missing (bash bazel/setup.sh installs it)"; exit 1; }
 done
 ddir="${EDGE_DOCKER_DIR:-/var/cache/edge-build/dockerd-images-test}"
+# One run at a time per data root: two runs (two checkouts on one machine)
+# would share the daemon and one would stop it under the other.
+mkdir -p "$ddir"
+exec 9>"$ddir.lock"
+if ! flock -w 600 9; then
+  say "FAILED: another images_test held $ddir.lock for 10 min"
+  exit 1
+fi
 if [ -z "$bin" ] && [ "$from_source" = 0 ]; then
   (cd "$root" && bazel build -c opt //syncd:syncd //syncd:syncctl //l7proxy:l7proxy //l4lb:l4lb) || exit 1
   bin="$(cd "$root" && bazel info -c opt bazel-bin)"

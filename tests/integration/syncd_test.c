@@ -959,6 +959,16 @@ static void slow_proxy_receives_the_newest_state_not_a_queue(void) {
   fixture_stop(&f);
 }
 
+/* How many nodes Status lists under id (-1: no Status). */
+static int nodes_named(const struct syncd_proc *p, const char *id) {
+  Edge__V1__StatusResponse *r = get_status(p);
+  if (!r) return -1;
+  int count = 0;
+  for (size_t i = 0; i < r->n_nodes; i++) count += strcmp(r->nodes[i]->node_id, id) == 0;
+  edge__v1__status_response__free_unpacked(r, NULL);
+  return count;
+}
+
 static void second_stream_of_a_node_replaces_the_first(void) {
   struct fixture f;
   CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
@@ -978,13 +988,41 @@ static void second_stream_of_a_node_replaces_the_first(void) {
   char details[256];
   CU_ASSERT_EQUAL(gsc_wait_status(&a, 10000, details, sizeof(details)), 1);
   CU_ASSERT(wait_node_state(&f.p, "proxy-dup", EDGE__V1__NODE_STATE__NODE_STATE_SYNCED));
-  Edge__V1__StatusResponse *r = get_status(&f.p);
-  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-  int count = 0;
-  for (size_t i = 0; i < r->n_nodes; i++) count += strcmp(r->nodes[i]->node_id, "proxy-dup") == 0;
-  CU_ASSERT_EQUAL(count, 1);
-  edge__v1__status_response__free_unpacked(r, NULL);
+  CU_ASSERT_EQUAL(nodes_named(&f.p, "proxy-dup"), 1);
   gsc_close(&a);
+  gsc_close(&b);
+  fixture_stop(&f);
+}
+
+/* The membership counterpart (common/registry's rule): a newer watch of the
+ * same l4lb replaces the older one, which ends CANCELLED; the end of the
+ * replaced watch does not disconnect the node, there is one node for the
+ * id, and the next set goes to the newer watch. */
+static void second_watch_of_an_l4lb_replaces_the_first(void) {
+  struct fixture f;
+  CU_ASSERT_EQUAL_FATAL(fixture_start(&f), 0);
+  struct gsc_stream a, b, g;
+  open_watch(&a, &f.p, "l4-dup");
+  Edge__V1__ReplicaSet *s = recv_set(&a, 10000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  edge__v1__replica_set__free_unpacked(s, NULL);
+  open_watch(&b, &f.p, "l4-dup");
+  s = recv_set(&b, 10000); /* the newer watch starts with the current set */
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  edge__v1__replica_set__free_unpacked(s, NULL);
+  char details[256] = "";
+  CU_ASSERT_EQUAL(gsc_wait_status(&a, 10000, details, sizeof(details)), 1);
+  CU_ASSERT_STRING_EQUAL(details, "replaced by a newer watch of this node");
+  gsc_close(&a);
+
+  join_proxy(&g, &f.p, "proxy-w");
+  s = recv_set(&b, 10000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  CU_ASSERT_EQUAL(s->n_replicas, 1);
+  edge__v1__replica_set__free_unpacked(s, NULL);
+  CU_ASSERT(wait_node_state(&f.p, "l4-dup", EDGE__V1__NODE_STATE__NODE_STATE_SYNCED));
+  CU_ASSERT_EQUAL(nodes_named(&f.p, "l4-dup"), 1);
+  gsc_close(&g);
   gsc_close(&b);
   fixture_stop(&f);
 }
@@ -1025,4 +1063,6 @@ void test_register(void) {
               slow_proxy_receives_the_newest_state_not_a_queue);
   CU_add_test(s, "second_stream_of_a_node_replaces_the_first",
               second_stream_of_a_node_replaces_the_first);
+  CU_add_test(s, "second_watch_of_an_l4lb_replaces_the_first",
+              second_watch_of_an_l4lb_replaces_the_first);
 }
