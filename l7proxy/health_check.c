@@ -82,6 +82,9 @@ struct hc_target {
   struct hc_flag *flag;
   struct sockaddr_storage addr;
   struct utls_ctx *tls; /* the cluster's TLS context (a reference); NULL: plain */
+  /* the compiled cluster the settings came from (held: a push that leaves
+   * the cluster alone hands back the same object, and then costs nothing) */
+  const struct l7_cluster *from;
   /* settings (copied: the snapshot may go) */
   char *request; /* the whole request */
   uint32_t interval_ms, timeout_ms, min_status, max_status;
@@ -131,6 +134,7 @@ static void t_freed(uv_handle_t *h) {
   struct hc_target *t = h->data;
   if (--t->handles > 0) return;
   utls_ctx_unref(t->tls);
+  l7_cluster_release(t->from);
   free(t->request);
   free(t->key);
   free(t);
@@ -363,6 +367,7 @@ static void t_metrics(struct hc_target *t) {
 /* (Re)applies a cluster's settings to t. 0 or -ENOMEM. */
 static int t_configure(struct hc_target *t, const struct l7_cluster *c,
                        const struct l7_endpoint *e) {
+  if (t->from == c) return 0; /* the same compiled cluster: nothing changed */
   const Edge__V1__HealthCheck *hc = c->health_check;
   char *req = NULL;
   const char *host = hc->host[0] ? hc->host : e->name;
@@ -390,6 +395,8 @@ static int t_configure(struct hc_target *t, const struct l7_cluster *c,
     utls_ctx_unref(t->tls);
     t->tls = utls_ctx_ref(c->tls);
   }
+  l7_cluster_release(t->from);
+  t->from = l7_cluster_hold(c);
   memcpy(&t->addr, &e->addr, sizeof(t->addr));
   if (hc->port) { /* a separate health port on the endpoint's address */
     if (t->addr.ss_family == AF_INET)
@@ -409,6 +416,7 @@ static struct hc_target *t_new(struct hc_checker *k, const char *key, const stru
   t->flag = hc_flag_get(c->name, e->name);
   if (!t->key || !t->flag || t_configure(t, c, e) != 0) {
     utls_ctx_unref(t->tls);
+    l7_cluster_release(t->from);
     free(t->request);
     free(t->key);
     free(t);
