@@ -83,7 +83,7 @@ static void ex_detach(struct exchange *ex, int reusable) {
 }
 
 void ex_free(struct exchange *ex) {
-  rp_cancel(ex);
+  if (ex->rp_wait) rp_cancel(ex);
   rp_free(ex);
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
@@ -141,7 +141,7 @@ static void ex_record(struct exchange *ex) {
 /* Both directions are done: record, release, tell the downstream. */
 static void ex_finish(struct exchange *ex) {
   if (!ex->active) return;
-  rp_cancel(ex);
+  if (ex->rp_wait) rp_cancel(ex);
   ex_record(ex);
   ex->active = 0;
   if (!ex->h2_down) msg_arena_release(&ex->arena); /* an idle connection holds no arena */
@@ -227,7 +227,7 @@ void ex_local_header(struct exchange *ex, int status, const char *hname, const c
 void ex_local_with(struct exchange *ex, int status, const struct msg_header *extra, size_t n_extra,
                    const char *body) {
   char dflt[96], msg[160], code[8];
-  rp_cancel(ex); /* a pending policy step is moot */
+  if (ex->rp_wait) rp_cancel(ex); /* a pending policy step is moot */
   if (!body) {
     snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
     body = dflt;
@@ -518,7 +518,9 @@ static void ex_start_upstream(struct exchange *ex) {
     return;
   }
   for (;;) {
-    int i = rp_pick(ex, v); /* affinity cookie or consistent hash, else balance */
+    const struct l7_cluster *pc = ex->cluster;
+    int i =
+        pc && (pc->affinity || pc->chash) ? rp_pick(ex, v) : -1; /* cookie, hash, else balance */
     if (i < 0)
       i = lb_pick(v->policy, (const struct lb_state *const *)v->lbs, v->n, ex->avoid, v->rr_cursor,
                   worker_rand(), now_ms(w));
@@ -715,7 +717,7 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   struct tls_conn *tls = ex->tls;
   int https = ex->https, h2_down = ex->h2_down;
   struct rp_auth *auth = ex->rp_auth;
-  rp_cancel(ex);
+  if (ex->rp_wait) rp_cancel(ex);
   l7_snapshot_unref(ex->snap);
   memset(ex, 0, sizeof(*ex));
   ex->rp_auth = auth;
@@ -755,7 +757,7 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   /* step: redirects */
   if (step_redirect(ex, m)) return;
   /* step: client certificates */
-  if (step_client_auth(ex)) return;
+  if (route && route->client_auth && step_client_auth(ex)) return;
   const struct l7_cluster *cluster =
       route ? l7_snapshot_route_cluster(snap, route) : l7_snapshot_default_cluster(snap);
   ex->cluster = cluster;
@@ -789,7 +791,7 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   ex->expect_continue = (m->flags & MSG_F_EXPECT_CONTINUE) != 0;
   /* steps: the route's policies (CORS preflight, rate limit, auth), which
    * may answer or park the exchange until an asynchronous check is done */
-  if (route && rp_request(ex) == RP_STOP) return;
+  if (route && route->has_request_policy && rp_request(ex) == RP_STOP) return;
   /* step: the upstream codec by the cluster's protocol */
   ex_start_upstream(ex);
 }
@@ -801,7 +803,7 @@ void ex_policy_done(struct exchange *ex) {
 void ex_begin_sub(struct exchange *ex, struct l7_snapshot *snap, const struct l7_cluster *c,
                   const struct msg_head *up, uint32_t timeout_ms) {
   struct worker *w = ex->w;
-  rp_cancel(ex);
+  if (ex->rp_wait) rp_cancel(ex);
   l7_snapshot_unref(ex->snap);
   ex->snap = l7_snapshot_ref(snap);
   ex->route = NULL;
@@ -922,7 +924,7 @@ void ex_tunnelled(struct exchange *ex) {
 }
 
 void ex_cancel(struct exchange *ex) {
-  rp_cancel(ex);
+  if (ex->rp_wait) rp_cancel(ex);
   if (!ex->active) return;
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
@@ -952,7 +954,9 @@ int ex_up_head(struct exchange *ex, const struct msg_head *resp) {
   struct msg_head out;
   int upgrade = resp->status == 101 && ex->upgrade;
   if (headers_downstream_response(resp, upgrade, &out, &ex->arena) != 0) return -1;
-  if (ex->route && rp_response(ex, &out) != 0) return -1; /* CORS, affinity cookie */
+  if (ex->route && (ex->route->cors || (ex->cluster && ex->cluster->affinity)) &&
+      rp_response(ex, &out) != 0) /* CORS, affinity cookie */
+    return -1;
   int bodyless =
       resp->status == 204 || resp->status == 304 || resp->status < 200 || ex->head_request;
   if (bodyless) out.end_stream = 1; /* never a body (RFC 9112 §6.3) */

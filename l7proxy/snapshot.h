@@ -120,6 +120,7 @@ struct l7_route {
   struct rl_params rl;
   char *rl_bucket; /* the route's identity in bucket keys: "vhost\npath\ntype" */
   struct cors_policy *cors;
+  int has_request_policy; /* cors, rate_limit, basic_auth or ext_auth: rp_request has work */
 };
 
 /* A certificate for the TLS code. PEM buffers are not NUL-terminated. */

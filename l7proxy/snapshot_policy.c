@@ -188,6 +188,7 @@ int snap_policy_route(struct l7_route *lr, const Edge__V1__RouteOptions *o, char
     }
   }
   if (o->cors && !(lr->cors = cors_compile(o->cors))) return -ENOMEM;
+  lr->has_request_policy = lr->cors || lr->rate_limit || lr->basic_auth || lr->ext_auth;
   return 0;
 }
 
