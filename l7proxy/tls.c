@@ -51,8 +51,8 @@
 #include "common/log.h"
 #include "common/sni.h"
 #include "l7proxy/client_auth.h"
+#include "l7proxy/tls_internal.h"
 
-#define TLS_NAME_MAX SNI_NAME_MAX
 #define TLS_SESSION_ID_CONTEXT "edge-l7"
 
 /* One certificate, shared by every store that has the same bytes under
@@ -106,30 +106,6 @@ struct tls_store {
 
 static SSL_CTX *cert_ctx_get(const struct tls_store *s, struct store_cert *e, char *why,
                              size_t whylen);
-
-struct tls_conn {
-  struct tls_store *store;
-  SSL *ssl;
-  BIO *rbio; /* ciphertext from the peer, owned by ssl */
-  BIO *wbio; /* ciphertext to the peer, owned by ssl */
-  uint8_t *out;
-  size_t out_off, out_len, out_cap;
-  long cert; /* -1 before selection */
-  int established;
-  int failed;
-  int closed;
-  int shut;
-  int client;                             /* tls_conn_new_client */
-  const struct cauth_policy *auth;        /* the client-auth policy applied (a reference) */
-  struct tls_client_auth_source auth_src; /* where it is looked up (until selection) */
-  struct cauth_peer *peer;                /* what the client presented (lazily) */
-  int peer_chain;                         /* peer was made with the chain */
-#ifdef OPENSSL_IS_BORINGSSL
-  int reject_name; /* selection failed: alert from the servername callback */
-#endif
-  char sni[TLS_NAME_MAX];
-  char reason[256];
-};
 
 const char *tls_strerror(int code) {
   switch (code) {
@@ -1034,48 +1010,6 @@ int tls_conn_new(struct tls_store *store, struct tls_conn **out) {
   return 0;
 }
 
-int tls_conn_new_client(SSL_CTX *ctx, const char *server_name, struct tls_conn **out) {
-  if (!ctx || !out) return TLS_ERR_INVALID;
-  *out = NULL;
-  struct tls_conn *c = calloc(1, sizeof(*c));
-  if (!c) return TLS_ERR_NOMEM;
-  c->cert = -1;
-  c->client = 1;
-  c->ssl = SSL_new(ctx);
-  c->rbio = BIO_new(BIO_s_mem());
-  c->wbio = BIO_new(BIO_s_mem());
-  int ok = c->ssl && c->rbio && c->wbio;
-  if (ok) {
-    SSL_set_bio(c->ssl, c->rbio, c->wbio); /* ssl owns both now */
-    c->rbio = c->wbio = NULL;
-  }
-  if (ok && server_name && *server_name) {
-    unsigned char ip[16];
-    int is_ip =
-        inet_pton(AF_INET, server_name, ip) == 1 || inet_pton(AF_INET6, server_name, ip) == 1;
-    X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
-    if (is_ip)
-      ok = X509_VERIFY_PARAM_set1_ip_asc(vp, server_name) == 1;
-    else
-      ok = SSL_set_tlsext_host_name(c->ssl, server_name) == 1 &&
-           X509_VERIFY_PARAM_set1_host(vp, server_name, strlen(server_name)) == 1;
-    snprintf(c->sni, sizeof(c->sni), "%s", server_name);
-  }
-  if (!ok) {
-    BIO_free(c->rbio);
-    BIO_free(c->wbio);
-    SSL_free(c->ssl);
-    free(c);
-    ERR_clear_error();
-    return TLS_ERR_NOMEM;
-  }
-  c->rbio = SSL_get_rbio(c->ssl);
-  c->wbio = SSL_get_wbio(c->ssl);
-  SSL_set_connect_state(c->ssl);
-  *out = c;
-  return 0;
-}
-
 void tls_conn_free(struct tls_conn *c) {
   if (!c) return;
   cauth_peer_free(c->peer);
@@ -1241,17 +1175,4 @@ void tls_conn_set_client_auth(struct tls_conn *c, const struct tls_client_auth_s
   }
   conn_release_auth_src(c);
   if (src) c->auth_src = *src;
-}
-
-const struct cauth_policy *tls_conn_client_policy(const struct tls_conn *c) {
-  return c ? c->auth : NULL;
-}
-
-const struct cauth_peer *tls_conn_client_peer(struct tls_conn *c, int chain) {
-  if (!c || !c->established) return NULL;
-  if (c->peer && (c->peer_chain || !chain)) return c->peer;
-  cauth_peer_free(c->peer);
-  c->peer = cauth_peer_new(c->ssl, chain);
-  c->peer_chain = chain;
-  return c->peer;
 }
