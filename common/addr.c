@@ -25,6 +25,18 @@ static int addr_parse_port(const char *s, uint16_t *port) {
   return 0;
 }
 
+int addr_is_loopback(const char *hostport) {
+  char host[256];
+  uint16_t port;
+  if (!hostport || addr_split_hostport(hostport, host, sizeof(host), &port) != 0) return 0;
+  if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0) return 1;
+  unsigned a, b, c, d;
+  char tail;
+  if (sscanf(host, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &tail) == 4)
+    return a == 127 && b < 256 && c < 256 && d < 256;
+  return 0;
+}
+
 int addr_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port) {
   if (s == NULL || host == NULL || hostlen == 0 || port == NULL) return -1;
   const char *h, *p;

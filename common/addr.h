@@ -31,6 +31,11 @@
  */
 int addr_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
+/* 1 when "ADDR:PORT" names this machine's loopback only (127.0.0.0/8,
+ * [::1], localhost), else 0 (also for anything that does not parse):
+ * --insecure is allowed only there unless --insecure-allow-remote. */
+int addr_is_loopback(const char *hostport);
+
 /* Numeric IPv4 or IPv6 address ip (IPv6 with or without brackets) and port
  * into *ss and *len. 0 or -1. */
 int addr_from_ip(const char *ip, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);

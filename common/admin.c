@@ -174,20 +174,14 @@ static int headers_valid(const char *p, const char *end) {
   return 0;
 }
 
-static void dispatch(struct admin_conn *c, const char *method, char *target) {
+static void dispatch(struct admin_conn *c, const struct admin_request *req) {
   struct admin_server *a = c->server;
-  int head_only = strcmp(method, "HEAD") == 0;
-  if (!head_only && strcmp(method, "GET") != 0) {
+  int head_only = strcmp(req->method, "HEAD") == 0;
+  if (!head_only && strcmp(req->method, "GET") != 0) {
     conn_respond_text(c, 405, "method not allowed\n", 0);
     return;
   }
-  char *q = strchr(target, '?');
-  const char *query = "";
-  if (q) {
-    *q = '\0';
-    query = q + 1;
-  }
-  const char *path = target;
+  const char *path = req->path, *query = req->query;
   for (size_t i = 0; i < a->nhandlers; i++) {
     if (strcmp(a->handlers[i].path, path) != 0) continue;
     struct admin_response resp = {.status = 200};
@@ -217,10 +211,20 @@ static void dispatch(struct admin_conn *c, const char *method, char *target) {
   }
 }
 
-/* The head is complete in c->head[0..headlen). */
-static void handle_head(struct admin_conn *c, size_t headlen) {
-  char *p = c->head;
-  char *end = c->head + headlen;
+/* Length of the head (through the blank line) or 0 when incomplete. */
+static size_t head_end(const char *buf, size_t len) {
+  for (size_t i = 0; i + 1 < len; i++) {
+    if (buf[i] != '\n') continue;
+    if (buf[i + 1] == '\n') return i + 2;
+    if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
+  }
+  return 0;
+}
+
+int admin_parse_request(char *buf, size_t len, struct admin_request *out) {
+  size_t headlen = head_end(buf, len);
+  if (headlen == 0) return ADMIN_PARSE_INCOMPLETE;
+  char *p = buf, *end = buf + headlen;
   char *eol = memchr(p, '\n', headlen);
   char *le = (eol > p && eol[-1] == '\r') ? eol - 1 : eol;
   /* METHOD SP TARGET SP HTTP/1.x, single spaces. */
@@ -234,24 +238,19 @@ static void handle_head(struct admin_conn *c, size_t headlen) {
     ok = ok && vlen == 8 &&
          (memcmp(sp2 + 1, "HTTP/1.1", 8) == 0 || memcmp(sp2 + 1, "HTTP/1.0", 8) == 0);
   }
-  if (!ok || !headers_valid(eol + 1, end)) {
-    LOG_DEBUG("admin_bad_request", "reason=%s", ok ? "header" : "request_line");
-    conn_respond_text(c, 400, "bad request\n", 0);
-    return;
-  }
+  if (!ok || !headers_valid(eol + 1, end)) return ADMIN_PARSE_BAD;
   *sp1 = '\0';
   *sp2 = '\0';
-  dispatch(c, p, sp1 + 1);
-}
-
-/* Length of the head (through the blank line) or 0 when incomplete. */
-static size_t head_end(const char *buf, size_t len) {
-  for (size_t i = 0; i + 1 < len; i++) {
-    if (buf[i] != '\n') continue;
-    if (buf[i + 1] == '\n') return i + 2;
-    if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
+  char *q = memchr(sp1 + 1, '?', (size_t)(sp2 - sp1 - 1));
+  out->query = "";
+  if (q) {
+    *q = '\0';
+    out->query = q + 1;
   }
-  return 0;
+  out->method = p;
+  out->path = sp1 + 1;
+  out->head_len = headlen;
+  return ADMIN_PARSE_OK;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -269,11 +268,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0 || c->responded) return;
-  size_t scan_from = c->len > 3 ? c->len - 3 : 0;
   c->len += (size_t)nread;
-  size_t hl = head_end(c->head + scan_from, c->len - scan_from);
-  if (hl) {
-    handle_head(c, scan_from + hl);
+  struct admin_request req;
+  int rc = admin_parse_request(c->head, c->len, &req);
+  if (rc == ADMIN_PARSE_OK) {
+    dispatch(c, &req);
+  } else if (rc == ADMIN_PARSE_BAD) {
+    LOG_DEBUG("admin_bad_request", "%s", "");
+    conn_respond_text(c, 400, "bad request\n", 0);
   } else if (c->len >= sizeof(c->head)) {
     conn_respond_text(c, 431, "request head too large\n", 0);
   }

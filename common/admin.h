@@ -43,6 +43,27 @@ void admin_set_ready(struct admin_server *a, int ready);
 void admin_set_draining(struct admin_server *a, int draining);
 void admin_close(struct admin_server *a, void (*done)(void *arg), void *arg);
 
+/* A parsed request head: pointers into the caller's buffer. */
+struct admin_request {
+  const char *method; /* "GET", "HEAD", ... (a token) */
+  const char *path;   /* starts with '/', without the query */
+  const char *query;  /* after '?', "" when none; still percent-encoded */
+  size_t head_len;    /* bytes of the buffer the head took */
+};
+
+enum { ADMIN_PARSE_INCOMPLETE = 0, ADMIN_PARSE_OK = 1, ADMIN_PARSE_BAD = -1 };
+
+/*
+ * Parses the request head at the start of buf[0..len) (pure; the fuzz
+ * target and the server use it): "METHOD SP /TARGET SP HTTP/1.x" CRLF,
+ * then "name: value" lines (token names, no control characters in values)
+ * and a blank line; bare LF line ends are accepted. buf is modified: NULs
+ * end method, path and query. Returns ADMIN_PARSE_OK with *out filled,
+ * ADMIN_PARSE_INCOMPLETE when no blank line yet (the server answers 431
+ * once its 8 KiB are full), or ADMIN_PARSE_BAD (400).
+ */
+int admin_parse_request(char *buf, size_t len, struct admin_request *out);
+
 /* Finds key in a query string and percent-decodes its value into out.
  * Returns 0 when found, -1 otherwise. */
 int admin_query_get(const char *query, const char *key, char *out, size_t outlen);

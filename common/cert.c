@@ -381,7 +381,11 @@ int cert_generate(const char *const *names, int n, int days, int is_ca, const ch
   for (int i = 0; i < n && o < sizeof(san) - 300; i++) {
     struct in_addr a4;
     int is_ip = inet_pton(AF_INET, names[i], &a4) == 1;
-    o += (size_t)snprintf(san + o, sizeof(san) - o, "%s%s:%s", o ? "," : "", is_ip ? "IP" : "DNS",
+    int is_uri = strstr(names[i], "://") != NULL; /* spiffe://edge/l7proxy/NAME */
+    o += (size_t)snprintf(san + o, sizeof(san) - o, "%s%s:%s", o ? "," : "",
+                          is_uri  ? "URI"
+                          : is_ip ? "IP"
+                                  : "DNS",
                           names[i]);
   }
   if (add_ext(x, ca ? ca : x, NID_subject_alt_name, san) != 0) goto out;

@@ -50,7 +50,8 @@ int cert_check_key(const char *cert_pem, size_t cert_len, const char *key_pem, s
                    char *err, size_t errlen);
 
 /* Generates an EC P-256 key and a certificate for names[0..n) (CN =
- * names[0], all as DNS SANs; an IPv4 literal becomes an IP SAN) valid for
+ * names[0], all as DNS SANs; an IPv4 literal becomes an IP SAN, a name with
+ * "://" a URI SAN, e.g. a node identity spiffe://edge/l7proxy/NAME) valid for
  * days. Self-signed when ca_cert_pem is NULL, else signed by the CA.
  * is_ca marks it as a CA. On success *cert_pem and *key_pem are malloc'd
  * NUL-terminated PEM strings the caller frees. */

@@ -242,19 +242,26 @@ static json_t *ex_cluster_json(const Edge__V1__Cluster *c, json_t *problems) {
 }
 
 /* Adds the names certificate i answers to (its sni_names, else the leaf's
- * DNS names) to t, as l7proxy/tls.c does; names it cannot serve are
- * skipped here (the proxy's store refuses them). */
-static void ex_cert_names(struct sni_table *t, const Edge__V1__Certificate *c, size_t i,
-                          struct cert_info *info) {
-  if (c->n_sni_names) {
-    for (size_t k = 0; k < c->n_sni_names; k++) (void)sni_table_add(t, c->sni_names[k], i);
-    return;
-  }
+ * DNS names) to t, as l7proxy/tls.c does: a certificate with one name it
+ * cannot serve serves none (the proxy's store leaves it out), and 0 is
+ * returned. OpenSSL's own refusals are only known to the proxy (its
+ * /config lists them under certificate_problems). */
+static int ex_cert_names(struct sni_table *t, const Edge__V1__Certificate *c, size_t i,
+                         struct cert_info *info) {
   char why[200];
-  if (!info || !c->cert_pem.len ||
-      cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info, why, sizeof(why)) != 0)
-    return;
-  for (int k = 0; k < info->n_names; k++) (void)sni_table_add(t, info->names[k], i);
+  if (!c->n_sni_names &&
+      (!info || !c->cert_pem.len ||
+       cert_parse((const char *)c->cert_pem.data, c->cert_pem.len, info, why, sizeof(why)) != 0))
+    return 1; /* no names; whether OpenSSL loads it is the proxy's to say */
+  size_t n = c->n_sni_names ? c->n_sni_names : (size_t)info->n_names;
+  for (size_t k = 0; k < n; k++) {
+    const char *name = c->n_sni_names ? c->sni_names[k] : info->names[k];
+    char norm[SNI_NAME_MAX];
+    if (!name || sni_normalize(name, strlen(name), 1, norm, sizeof(norm)) != 0) return 0;
+  }
+  for (size_t k = 0; k < n; k++)
+    (void)sni_table_add(t, c->n_sni_names ? c->sni_names[k] : info->names[k], i);
+  return 1;
 }
 
 static json_t *ex_cert_json(const Edge__V1__Certificate *c, const char *how) {
@@ -290,8 +297,8 @@ static json_t *ex_certificate(Edge__V1__Certificate **certs, size_t n, const cha
   sni_table_init(&t);
   struct cert_info *info = malloc(sizeof(*info));
   for (size_t i = 0; i < n; i++) {
-    ex_cert_names(&t, certs[i], i, info);
-    if (certs[i]->is_default) sni_table_set_default(&t, i);
+    /* a certificate the proxy leaves out is not its default either */
+    if (ex_cert_names(&t, certs[i], i, info) && certs[i]->is_default) sni_table_set_default(&t, i);
   }
   free(info);
   sni_table_finish(&t);

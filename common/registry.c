@@ -27,6 +27,19 @@ void registry_free(struct registry *r, void (*free_node)(struct registry_node *n
   r->n = r->cap = 0;
 }
 
+void registry_remove(struct registry *r, struct registry_node *n,
+                     void (*free_node)(struct registry_node *n)) {
+  for (size_t i = 0; i < r->n; i++) {
+    if (r->nodes[i] != n) continue;
+    memmove(&r->nodes[i], &r->nodes[i + 1], (r->n - i - 1) * sizeof(*r->nodes));
+    r->n--;
+    if (free_node) free_node(n);
+    free(n->id);
+    free(n);
+    return;
+  }
+}
+
 struct registry_node *registry_find(const struct registry *r, const char *id) {
   for (size_t i = 0; i < r->n; i++)
     if (strcmp(r->nodes[i]->id, id) == 0) return r->nodes[i];

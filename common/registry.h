@@ -74,6 +74,13 @@ static inline int registry_send_due(const struct registry_node *n, uint64_t sent
   return n->session != NULL && sent != newest && !pending;
 }
 
+/* Forgets node n (which must be disconnected: no session), keeping the
+ * order of the others; free_node (may be NULL) first releases the owner's
+ * fields. Pointers to n become invalid. Status tables prune what churn
+ * left behind with it (syncd --node-retention). */
+void registry_remove(struct registry *r, struct registry_node *n,
+                     void (*free_node)(struct registry_node *n));
+
 /* Nodes listed, and the i-th in the order added (NULL past the end). */
 size_t registry_count(const struct registry *r);
 struct registry_node *registry_at(const struct registry *r, size_t i);

@@ -73,6 +73,7 @@ enum {
   RPC_STATUS_INVALID_ARGUMENT = 3,
   RPC_STATUS_DEADLINE_EXCEEDED = 4,
   RPC_STATUS_NOT_FOUND = 5,
+  RPC_STATUS_PERMISSION_DENIED = 7,
   RPC_STATUS_FAILED_PRECONDITION = 9,
   RPC_STATUS_UNIMPLEMENTED = 12,
   RPC_STATUS_INTERNAL = 13,
@@ -211,6 +212,13 @@ int rpc_call_finish(struct rpc_call *call, int status, const char *details);
 const char *rpc_call_peer(const struct rpc_call *call);
 /* Subject CN of the verified client certificate, or "" without mTLS. */
 const char *rpc_call_peer_identity(const struct rpc_call *call);
+/* 1 when the call arrived over TLS (then the client certificate was
+ * verified against the server's CA). */
+int rpc_call_peer_is_tls(const struct rpc_call *call);
+/* The URI subjectAltNames of the verified client certificate (node
+ * identities such as spiffe://edge/l7proxy/NAME); *uris is valid as long
+ * as the call. Returns how many (0 without mTLS, at most 16). */
+size_t rpc_call_peer_uris(const struct rpc_call *call, const char *const **uris);
 void rpc_call_set_data(struct rpc_call *call, void *data);
 void *rpc_call_get_data(const struct rpc_call *call);
 

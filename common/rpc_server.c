@@ -55,6 +55,9 @@ struct rpc_call {
   grpc_status_code finish_status;
   grpc_slice finish_details;
   char *peer, *identity;
+  char **uris; /* URI SANs of the verified client certificate */
+  size_t n_uris;
+  int secure; /* the call arrived over TLS */
   void *data;
 };
 
@@ -90,6 +93,8 @@ static void rpc_call_release(struct rpc_call *c) {
   grpc_slice_unref(c->finish_details);
   free(c->peer);
   free(c->identity);
+  for (size_t i = 0; i < c->n_uris; i++) free(c->uris[i]);
+  free(c->uris);
   free(c);
   srv->live_calls--;
   rpc_server_maybe_free(srv);
@@ -207,6 +212,27 @@ static char *rpc_call_identity_of(grpc_call *call) {
   return out ? out : strdup("");
 }
 
+/* The URI SANs of the verified client certificate (gRPC's "peer_uri"
+ * properties) and whether the transport is TLS at all. */
+static void rpc_call_uris_of(struct rpc_call *c) {
+  grpc_auth_context *ctx = grpc_call_auth_context(c->call);
+  if (!ctx) return;
+  grpc_auth_property_iterator it =
+      grpc_auth_context_find_properties_by_name(ctx, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
+  const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+  c->secure = p && p->value && p->value_length == strlen(GRPC_SSL_TRANSPORT_SECURITY_TYPE) &&
+              memcmp(p->value, GRPC_SSL_TRANSPORT_SECURITY_TYPE, p->value_length) == 0;
+  it = grpc_auth_context_find_properties_by_name(ctx, GRPC_PEER_URI_PROPERTY_NAME);
+  while ((p = grpc_auth_property_iterator_next(&it)) != NULL && c->n_uris < 16) {
+    char **grown = realloc(c->uris, (c->n_uris + 1) * sizeof(*grown));
+    if (!grown) break;
+    c->uris = grown;
+    if (!(c->uris[c->n_uris] = strndup(p->value ? p->value : "", p->value_length))) break;
+    c->n_uris++;
+  }
+  grpc_auth_context_release(ctx);
+}
+
 static void rpc_server_accept(struct rpc_server *srv, grpc_call *call) {
   struct rpc_call *c = calloc(1, sizeof(*c));
   if (!c) {
@@ -226,6 +252,7 @@ static void rpc_server_accept(struct rpc_server *srv, grpc_call *call) {
   c->peer = rpc_strdup(peer ? peer : "");
   gpr_free(peer);
   c->identity = rpc_call_identity_of(call);
+  rpc_call_uris_of(c);
   srv->live_calls++;
   for (const struct rpc_method *m = srv->methods; m; m = m->next) {
     if (grpc_slice_str_cmp(srv->details.method, m->name) == 0) {
@@ -445,6 +472,15 @@ const char *rpc_call_peer(const struct rpc_call *c) {
 
 const char *rpc_call_peer_identity(const struct rpc_call *c) {
   return c && c->identity ? c->identity : "";
+}
+
+int rpc_call_peer_is_tls(const struct rpc_call *c) {
+  return c && c->secure;
+}
+
+size_t rpc_call_peer_uris(const struct rpc_call *c, const char *const **uris) {
+  *uris = c ? (const char *const *)c->uris : NULL;
+  return c ? c->n_uris : 0;
 }
 
 void rpc_call_set_data(struct rpc_call *c, void *data) {

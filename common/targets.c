@@ -111,6 +111,20 @@ int targets_parse(const char *spec, struct target_list *out, char *err, size_t e
   return 0;
 }
 
+int targets_is_loopback(const char *spec) {
+  struct target_list tl;
+  char why[128], hp[TARGETS_HOST_MAX + 16];
+  if (!spec || targets_parse(spec, &tl, why, sizeof(why)) != 0) return 0;
+  int all = tl.n > 0;
+  for (size_t i = 0; all && i < tl.n; i++) {
+    const struct target *t = &tl.v[i];
+    snprintf(hp, sizeof(hp), strchr(t->host, ':') ? "[%s]:%u" : "%s:%u", t->host, t->port);
+    all = !t->opaque && addr_is_loopback(hp);
+  }
+  targets_free(&tl);
+  return all;
+}
+
 void targets_free(struct target_list *l) {
   free(l->v);
   memset(l, 0, sizeof(*l));

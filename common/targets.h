@@ -74,6 +74,10 @@ struct target_addrs {
 /* Parses spec into *out (emptied first). 0, or -1 with a reason. */
 int targets_parse(const char *spec, struct target_list *out, char *err, size_t errlen);
 void targets_free(struct target_list *l);
+/* 1 when spec parses and every entry names this machine's loopback
+ * (addr_is_loopback: 127.0.0.0/8, [::1], localhost), else 0: --insecure
+ * is allowed only then unless --insecure-allow-remote. */
+int targets_is_loopback(const char *spec);
 
 /* Adds the addresses of t (a literal or an opaque target: itself; a name:
  * every TCP address in ai) to *out, keeping it sorted and without

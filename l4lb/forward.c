@@ -44,6 +44,7 @@
 #define L4_PIPE_POOL 64
 
 static atomic_uint_fast64_t active_connections;
+static atomic_uint_fast64_t fd_exhausted_at_ms;
 
 struct l4_dir {
   int splicing;       /* this direction moves bytes with splice(2) */
@@ -84,8 +85,9 @@ struct l4_conn {
   enum conn_phase phase;
   int cfd, bfd;
   struct l4_io cpoll, bpoll; /* on the worker's epoll set */
-  uv_timer_t timer;
-  int cev, bev; /* poll interest currently registered */
+  uv_timer_t timer;          /* connect + PROXY header, then idle */
+  uint64_t last_active;      /* loop ms of the last byte moved (streaming) */
+  int cev, bev;              /* poll interest currently registered */
   int pending_closes;
   int use_splice; /* splice allowed (--splice and the sockets accept it) */
 
@@ -145,10 +147,26 @@ struct l4_forwarder {
   struct metrics_counter *m_bytes_in;
   struct metrics_counter *m_bytes_out;
   struct metrics_counter *m_spliced;
+  struct metrics_counter *m_idle_closed;
+  struct metrics_counter *m_header_timeouts;
+  struct metrics_counter *m_fd_exhausted;
+  struct metrics_counter *m_capacity_paused;
 };
 
 uint64_t l4_forward_active(void) {
   return atomic_load(&active_connections);
+}
+
+uint64_t l4_forward_fd_exhausted_at(void) {
+  return atomic_load(&fd_exhausted_at_ms);
+}
+
+/* errno says the process (or system) is out of file descriptors. */
+static void note_fd_errno(struct l4_forwarder *f, int e) {
+  if (e != EMFILE && e != ENFILE) return;
+  uint64_t now = uv_hrtime() / 1000000;
+  atomic_store(&fd_exhausted_at_ms, now ? now : 1);
+  metrics_counter_inc(f->m_fd_exhausted);
 }
 
 /* ---- listeners -------------------------------------------------------------- */
@@ -405,7 +423,10 @@ static int pump(struct l4_conn *c, struct l4_dir *d, int src, int dst,
       rc = pump_rw(d, src, dst, &moved, 0);
     }
   }
-  if (moved) metrics_counter_add(bytes, moved);
+  if (moved) {
+    metrics_counter_add(bytes, moved);
+    c->last_active = uv_now(&c->w->loop);
+  }
   if (rc == PUMP_AGAIN && d->src_eof && d->queued == 0 && !d->shut) {
     shutdown(dst, SHUT_WR);
     d->shut = 1;
@@ -479,18 +500,44 @@ static int dir_open_pipe(struct l4_worker *w, struct l4_dir *d) {
     return 0;
   }
   int p[2];
-  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return -1;
+  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
+    note_fd_errno(w->f, errno);
+    return -1;
+  }
   d->pipe_r = p[0];
   d->pipe_w = p[1];
   return 0;
 }
 
+/* Idle: no byte moved either way for idle_timeout_ms (a client or backend
+ * that stalls, or a reader that never drains). Cheap to keep: the timer
+ * is re-armed lazily from last_active when it fires, not on every byte. */
+static void on_idle_timer(uv_timer_t *t) {
+  struct l4_conn *c = t->data;
+  if (c->phase != PHASE_STREAMING) return;
+  uint64_t idle = c->w->f->cfg.idle_timeout_ms;
+  uint64_t quiet = uv_now(&c->w->loop) - c->last_active;
+  if (quiet < idle) {
+    uv_timer_start(&c->timer, on_idle_timer, idle - quiet, 0);
+    return;
+  }
+  metrics_counter_inc(c->w->f->m_idle_closed);
+  LOG_DEBUG("idle_timeout", "backend=%s idle_ms=%llu", log_q(c->be ? c->be->name : "-"),
+            (unsigned long long)quiet);
+  conn_close(c);
+}
+
 /* which: the directions to pump right away. The backend has just been
  * connected (and sent nothing yet as far as we know): its side is only
  * watched, level-triggered epoll reports bytes already there. */
+static void on_idle_timer(uv_timer_t *t);
+
 static void start_streaming(struct l4_conn *c, int which) {
   c->phase = PHASE_STREAMING;
   uv_timer_stop(&c->timer);
+  c->last_active = uv_now(&c->w->loop);
+  uint32_t idle = c->w->f->cfg.idle_timeout_ms;
+  if (idle) uv_timer_start(&c->timer, on_idle_timer, idle, 0);
   io_init(&c->cpoll, c->cfd, c);
   c->cev = 0;
   c->bev = c->bpoll.events;
@@ -637,13 +684,20 @@ static void on_connect_event(struct l4_io *h, int status, int events) {
     attempt_failed(c, strerror(soerr));
     return;
   }
-  uv_timer_stop(&c->timer);
+  /* the connect timer keeps running: it also bounds the PROXY header */
   connected(c);
 }
 
 static void on_connect_timeout(uv_timer_t *t) {
   struct l4_conn *c = t->data;
-  if (c->phase == PHASE_CONNECTING) attempt_failed(c, "connect timeout");
+  if (c->phase == PHASE_CONNECTING) {
+    attempt_failed(c, "connect timeout");
+  } else if (c->phase == PHASE_HEADER) {
+    /* connected, but the backend does not take the PROXY header */
+    metrics_counter_inc(c->w->f->m_header_timeouts);
+    LOG_DEBUG("proxy_header_timeout", "backend=%s", log_q(c->be ? c->be->name : "-"));
+    conn_close(c);
+  }
 }
 
 /* The next backend to try: the flow's own slot first, then walking the
@@ -675,6 +729,7 @@ static void try_connect(struct l4_conn *c) {
     socklen_t addrlen = c->https ? be->https_addrlen : be->addrlen;
     int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
+      note_fd_errno(c->w->f, errno);
       LOG_WARN("socket_failed", "reason=%s", log_q(strerror(errno)));
       break;
     }
@@ -772,10 +827,32 @@ static void listener_learn_local(struct l4_listener *ls) {
   }
 }
 
+/* Stops accepting on every listener of w for L4_ACCEPT_PAUSE_MS. */
+static void pause_accepting(struct l4_worker *w) {
+  for (size_t j = 0; j < w->nlisteners; j++) uv_poll_stop(&w->listeners[j].poll);
+  uv_timer_start(&w->accept_pause, on_accept_resume, L4_ACCEPT_PAUSE_MS, 0);
+}
+
+/* Out of descriptors: pooled pipes are descriptors too; give them back. */
+static void drop_pipe_pool(struct l4_worker *w) {
+  for (int i = 0; i < w->npipes; i++) {
+    close(w->pipes[i][0]);
+    close(w->pipes[i][1]);
+  }
+  w->npipes = 0;
+}
+
 static void on_listener_readable(uv_poll_t *h, int status, int events) {
   struct l4_listener *l = h->data;
   struct l4_worker *w = l->w;
+  uint64_t max = w->f->cfg.max_connections;
   for (int i = 0; i < L4_ACCEPT_BATCH; i++) {
+    if (max && atomic_load(&active_connections) >= max) {
+      /* at capacity: clients wait in the backlog, descriptors stay free */
+      metrics_counter_inc(w->f->m_capacity_paused);
+      pause_accepting(w);
+      return;
+    }
     struct sockaddr_storage peer;
     socklen_t len = sizeof(peer);
     int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -785,10 +862,11 @@ static void on_listener_readable(uv_poll_t *h, int status, int events) {
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      note_fd_errno(w->f, errno);
+      if (errno == EMFILE || errno == ENFILE) drop_pipe_pool(w);
       /* level-triggered: pause accepting instead of spinning */
       LOG_WARN("accept_paused", "reason=%s", log_q(strerror(errno)));
-      for (size_t j = 0; j < w->nlisteners; j++) uv_poll_stop(&w->listeners[j].poll);
-      uv_timer_start(&w->accept_pause, on_accept_resume, L4_ACCEPT_PAUSE_MS, 0);
+      pause_accepting(w);
     }
     return;
   }
@@ -829,11 +907,7 @@ static void on_worker_wake(uv_async_t *a) {
 static void worker_main(void *arg) {
   struct l4_worker *w = arg;
   uv_run(&w->loop, UV_RUN_DEFAULT);
-  for (int i = 0; i < w->npipes; i++) {
-    close(w->pipes[i][0]);
-    close(w->pipes[i][1]);
-  }
-  w->npipes = 0;
+  drop_pipe_pool(w);
   close(w->epfd);
   w->epfd = -1;
   l4_snapshot_unref(w->snap);
@@ -858,6 +932,16 @@ int l4_forward_start(const struct l4_forward_config *cfg, int nworkers, const in
                                  "Bytes of edge_l4_bytes_total moved with splice(2)", "");
   f->m_bytes_out =
       metrics_counter(m, "edge_l4_bytes_total", "Bytes forwarded", "direction=\"out\"");
+  f->m_idle_closed = metrics_counter(m, "edge_l4_timeouts_total", "Connections closed by a timeout",
+                                     "phase=\"idle\"");
+  f->m_header_timeouts = metrics_counter(
+      m, "edge_l4_timeouts_total", "Connections closed by a timeout", "phase=\"proxy_header\"");
+  f->m_fd_exhausted =
+      metrics_counter(m, "edge_l4_fd_exhausted_total",
+                      "accept or socket calls that failed for lack of file descriptors", "");
+  f->m_capacity_paused =
+      metrics_counter(m, "edge_l4_accept_paused_total",
+                      "Times accepting paused because max connections were open", "");
   for (int i = 0; i < nworkers; i++) {
     struct l4_worker *w = &f->workers[i];
     w->f = f;

@@ -17,13 +17,12 @@
  * connect with a timeout → on failure, report a passive failure and try
  * the next distinct backend found walking the table from the flow's slot
  * (at most L4_MAX_TRIES attempts) → write the PROXY v2 header (true client
- * src/dst) → move bytes: each direction copies through a 16 KiB buffer
- * while messages are small and switches to splice(2) through a pooled pipe
- * once bulk data flows (always copies with --splice=off or when the
- * sockets refuse splice).
- * Half-close: EOF one way becomes shutdown(SHUT_WR) on the other side
- * once the pipe has drained, while the other direction keeps flowing.
- * Back-pressure: a side is not read while its pipe to the other side is
+ * src/dst; the connect timeout keeps running until it is out) → move bytes
+ * (closed after idle_timeout_ms without a byte moved either way): each direction copies through a
+ * 16 KiB buffer while messages are small and switches to splice(2) through a pooled pipe once bulk
+ * data flows (always copies with --splice=off or when the sockets refuse splice). Half-close: EOF
+ * one way becomes shutdown(SHUT_WR) on the other side once the pipe has drained, while the other
+ * direction keeps flowing. Back-pressure: a side is not read while its pipe to the other side is
  * full. Both sockets close when both directions are done or on any error.
  *
  * Sockets are raw fds (splice needs the fds) on a per-worker epoll set
@@ -52,7 +51,16 @@ struct l4_forwarder;
 
 struct l4_forward_config {
   enum maglev_hash_mode hash_mode;
+  /* Bounds connecting to a backend and then writing the PROXY header to
+   * it: a backend that accepts but never reads cannot hold a client. */
   uint32_t connect_timeout_ms;
+  /* A streaming connection that moves no byte either way for this long is
+   * closed (both sides). 0: never. */
+  uint32_t idle_timeout_ms;
+  /* Open connections across all workers above which accepting pauses (new
+   * clients wait in the listen backlog), so the process keeps descriptors
+   * for health checks and the admin endpoint. 0: no limit. */
+  uint64_t max_connections;
   int proxy_protocol; /* 1: write a PROXY v2 header first */
   int splice;         /* 1: splice(2) through pipes; 0: read/write */
   struct metrics_registry *metrics;
@@ -87,6 +95,11 @@ void l4_forward_stop_accepting(struct l4_forwarder *f);
 
 /* Connections currently open across all workers (any thread). */
 uint64_t l4_forward_active(void);
+
+/* Monotonic ms (uv_hrtime based) of the last accept or socket that failed
+ * for lack of file descriptors (EMFILE/ENFILE) on any worker; 0 if never.
+ * Any thread: main.c turns /readyz false while this is recent. */
+uint64_t l4_forward_fd_exhausted_at(void);
 
 /* Closes every connection, stops and joins the workers, frees f. */
 void l4_forward_shutdown(struct l4_forwarder *f);

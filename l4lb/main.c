@@ -11,6 +11,16 @@
  * through an atomic counter per backend and a uv_async wake-up; the main
  * thread feeds them to the rise/fall state machine as failed checks.
  *
+ * Readiness (/readyz, what keepalived's check asks): a table with at least
+ * one backend, and room for more connections — --max-connections open, a
+ * descriptor reserve (fd_reserve) nearly used up, or an accept/socket that
+ * failed with EMFILE/ENFILE in the last FD_RECOVER_MS answers 503 so the
+ * VIP moves to an instance that can still accept (checked every
+ * FD_CHECK_MS on the main loop). At start the soft RLIMIT_NOFILE is raised
+ * to the hard limit and --max-connections defaults to what the rest
+ * allows at two descriptors per connection, so workers pause accepting
+ * before the admin endpoint and health checks run out of descriptors.
+ *
  * --mode=xdp (packet_mode.c) replaces the workers with an XDP program on
  * --interface: every snapshot is also pushed into its maps, and there are
  * no listeners; health, membership and admin are the same.
@@ -20,12 +30,14 @@
  * packet arrived for a second, as the route is withdrawn), then close
  * everything and exit 0.
  */
+#include <dirent.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -35,6 +47,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/statedir.h"
 #include "common/targets.h"
 #include "l4lb/backend.h"
 #include "l4lb/checker.h"
@@ -47,6 +60,9 @@
 
 #define L4LB_VERSION "0.1.0"
 #define DRAIN_POLL_MS 100
+#define FD_CHECK_MS 500
+#define FD_RECOVER_MS 2000
+#define FD_RESERVE_MIN 32 /* and 2 % of the limit, whichever is more */
 #define XDP_DRAIN_QUIET_MS 1000
 
 struct l4lb {
@@ -56,10 +72,12 @@ struct l4lb {
   const char *mode, *interface, *xdp_attach;
   long conn_table_size;
   const char *syncd, *cert, *key, *ca, *node_id, *hash, *admin_addr, *log_level, *cache_dir;
-  int insecure, proxy_protocol, splice;
+  int insecure, insecure_remote, proxy_protocol, splice;
   long workers, table_size, rise, fall, panic_threshold;
   uint32_t connect_timeout_ms, check_interval_ms, check_timeout_ms, drain_timeout_ms;
   uint32_t reconnect_max_ms, syncd_view_timeout_ms;
+  uint32_t idle_timeout_ms;
+  long max_connections;
   enum maglev_hash_mode hash_mode;
 
   /* runtime */
@@ -78,12 +96,93 @@ struct l4lb {
   uv_async_t failures_wake;
   uv_signal_t sigterm, sigint;
   uv_timer_t drain_timer;
+  uv_timer_t fd_timer;
+  int has_backends; /* the published table has at least one backend */
+  int fds_short;    /* out of file descriptors, or nearly */
   uint64_t drain_deadline;
   int draining;
   int closing_pending;
 };
 
 static struct l4lb g;
+
+/* ---- readiness ------------------------------------------------------------- */
+
+static uint64_t fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1u << 20;
+  return (uint64_t)rl.rlim_cur;
+}
+
+/* Open descriptors of this process (/proc/self/fd), or 0 when unknown. */
+static uint64_t fd_count(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return 0;
+  uint64_t n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+  closedir(d);
+  return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
+}
+
+static double gauge_open_fds(void *arg) {
+  return (double)fd_count();
+}
+
+static double gauge_fd_limit(void *arg) {
+  return (double)fd_limit();
+}
+
+static void update_ready(void) {
+  if (g.admin) admin_set_ready(g.admin, g.has_backends && !g.fds_short);
+}
+
+static uint64_t fd_reserve(uint64_t limit) {
+  return limit / 50 > FD_RESERVE_MIN ? limit / 50 : FD_RESERVE_MIN;
+}
+
+/* Raises the soft descriptor limit to the hard one (what nginx's
+ * worker_rlimit_nofile and HAProxy do); returns the limit in force. */
+static uint64_t raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) LOG_WARN("rlimit_nofile", "reason=%s", "setrlimit");
+  }
+  return fd_limit();
+}
+
+/* Out of descriptors now, recently failed for lack of them, or at
+ * --max-connections. Counting /proc/self/fd costs a directory walk: skip
+ * it while the connection count says the limit is far. */
+static int fds_short_now(uint64_t *open, uint64_t *limit) {
+  *limit = fd_limit();
+  uint64_t reserve = fd_reserve(*limit);
+  uint64_t at = l4_forward_fd_exhausted_at();
+  uint64_t now = uv_hrtime() / 1000000;
+  *open = 0;
+  if (at && now - at < FD_RECOVER_MS) return 1;
+  if (g.max_connections > 0 && l4_forward_active() >= (uint64_t)g.max_connections) return 1;
+  uint64_t estimate = 2 * l4_forward_active() + 64;
+  if (estimate + 4 * reserve < *limit) return 0;
+  *open = fd_count();
+  return *open + reserve >= *limit;
+}
+
+static void on_fd_timer(uv_timer_t *t) {
+  uint64_t open, limit;
+  int s = fds_short_now(&open, &limit);
+  if (s == g.fds_short) return;
+  g.fds_short = s;
+  if (s)
+    LOG_WARN("not_ready", "reason=%s open_fds=%llu limit=%llu active=%llu",
+             log_q("out of file descriptors or at --max-connections"), (unsigned long long)open,
+             (unsigned long long)limit, (unsigned long long)l4_forward_active());
+  else
+    LOG_INFO("fds_recovered", "limit=%llu active=%llu", (unsigned long long)limit,
+             (unsigned long long)l4_forward_active());
+  update_ready();
+}
 
 /* ---- members, health ---------------------------------------------------------- */
 
@@ -116,7 +215,8 @@ static void stop_checker(void *ud, struct l4_backend *b) {
 }
 
 static void on_published(void *ud, size_t eligible) {
-  if (g.admin) admin_set_ready(g.admin, eligible > 0);
+  g.has_backends = eligible > 0;
+  update_ready();
 }
 
 /* Worker threads call this after bumping b->connect_failures. */
@@ -336,7 +436,8 @@ static void shutdown_all(void) {
     admin_close(g.admin, on_closed_step, NULL);
     g.admin = NULL;
   }
-  g.closing_pending += 4;
+  g.closing_pending += 5;
+  uv_close((uv_handle_t *)&g.fd_timer, on_handle_closed);
   uv_close((uv_handle_t *)&g.failures_wake, on_handle_closed);
   uv_close((uv_handle_t *)&g.sigterm, on_handle_closed);
   uv_close((uv_handle_t *)&g.sigint, on_handle_closed);
@@ -463,6 +564,7 @@ int main(int argc, char **argv) {
   g.rise = 2;
   g.fall = 3;
   g.connect_timeout_ms = 3000;
+  g.idle_timeout_ms = 3600 * 1000;
   g.check_interval_ms = 2000;
   g.check_timeout_ms = 1000;
   g.drain_timeout_ms = 30000;
@@ -512,7 +614,10 @@ int main(int argc, char **argv) {
        "PERCENT", 0, 100},
       {"reconnect-max", FLAG_DURATION_MS, &g.reconnect_max_ms,
        "longest wait between reconnects to syncd (default 1s, jittered -20%)", "DURATION", 0, 0},
-      {"insecure", FLAG_BOOL, &g.insecure, "plaintext gRPC to syncd (no TLS)", NULL, 0, 0},
+      {"insecure", FLAG_BOOL, &g.insecure,
+       "plaintext gRPC to syncd (no TLS; a loopback --syncd only)", NULL, 0, 0},
+      {"insecure-allow-remote", FLAG_BOOL, &g.insecure_remote,
+       "allow --insecure to a non-loopback --syncd", NULL, 0, 0},
       {"cert", FLAG_STRING, &g.cert, "client certificate for syncd (mTLS)", "FILE", 0, 0},
       {"key", FLAG_STRING, &g.key, "client key for syncd (mTLS)", "FILE", 0, 0},
       {"ca", FLAG_STRING, &g.ca, "CA that verifies syncd", "FILE", 0, 0},
@@ -535,7 +640,14 @@ int main(int argc, char **argv) {
       {"splice", FLAG_BOOL, &g.splice, "zero-copy splice(2) (default on; off: read/write)",
        "on|off", 0, 0},
       {"connect-timeout", FLAG_DURATION_MS, &g.connect_timeout_ms,
-       "backend connect timeout (default 3s)", "DURATION", 0, 0},
+       "backend connect timeout, PROXY header included (default 3s)", "DURATION", 0, 0},
+      {"max-connections", FLAG_INT, &g.max_connections,
+       "open connections above which accepting pauses and /readyz fails (default: what "
+       "RLIMIT_NOFILE allows)",
+       "N", 0, 100000000},
+      {"idle-timeout", FLAG_DURATION_MS, &g.idle_timeout_ms,
+       "close a connection that moves no byte either way for this long (default 1h; 0 = never)",
+       "DURATION", 0, 0},
       FLAG_GROUP_DEF("Health checks"),
       {"check-interval", FLAG_DURATION_MS, &g.check_interval_ms,
        "health check interval, ±10% jitter (default 2s)", "DURATION", 0, 0},
@@ -600,6 +712,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "l4lb: --cache-dir needs --syncd (static backends are not cached)\n");
     return 2;
   }
+  if (g.cache_dir) {
+    /* a cache that cannot be written would fail quietly at every update */
+    rc = statedir_prepare(g.cache_dir, err, sizeof(err));
+    if (rc < 0) {
+      fprintf(stderr, "l4lb: --cache-dir=%s: %s\n", g.cache_dir, err);
+      return 2;
+    }
+    if (rc == 1) LOG_INFO("cache_dir_created", "dir=%s mode=0700", log_q(g.cache_dir));
+  }
+  if (g.syncd && g.insecure && !g.insecure_remote && !targets_is_loopback(g.syncd)) {
+    fprintf(stderr,
+            "l4lb: --insecure is plaintext: --syncd=%s must be a loopback address (or add "
+            "--insecure-allow-remote)\n",
+            g.syncd);
+    return 2;
+  }
   if (g.syncd) {
     struct target_list tl;
     char why[256];
@@ -636,6 +764,14 @@ int main(int argc, char **argv) {
       }
   }
   signal(SIGPIPE, SIG_IGN);
+  uint64_t nofile = raise_fd_limit();
+  uint64_t fd_max_conns = nofile > 2 * fd_reserve(nofile) ? (nofile - fd_reserve(nofile)) / 2 : 1;
+  if (g.max_connections == 0 || (uint64_t)g.max_connections > fd_max_conns) {
+    if (g.max_connections)
+      LOG_WARN("max_connections_lowered", "asked=%ld allowed=%llu fd_limit=%llu", g.max_connections,
+               (unsigned long long)fd_max_conns, (unsigned long long)nofile);
+    g.max_connections = (long)fd_max_conns;
+  }
 
   g.loop = uv_default_loop();
   g.metrics = metrics_registry_new();
@@ -667,6 +803,12 @@ int main(int argc, char **argv) {
   uv_signal_start(&g.sigterm, on_signal, SIGTERM);
   uv_signal_start(&g.sigint, on_signal, SIGINT);
   uv_timer_init(g.loop, &g.drain_timer);
+  uv_timer_init(g.loop, &g.fd_timer);
+  uv_timer_start(&g.fd_timer, on_fd_timer, FD_CHECK_MS, FD_CHECK_MS);
+  metrics_gauge_fn(g.metrics, "edge_l4_open_fds", "File descriptors open in this process", "",
+                   gauge_open_fds, NULL);
+  metrics_gauge_fn(g.metrics, "edge_l4_fd_limit", "RLIMIT_NOFILE (soft) of this process", "",
+                   gauge_fd_limit, NULL);
 
   if (xdp) start_packet_mode();
 
@@ -692,6 +834,8 @@ int main(int argc, char **argv) {
   struct l4_forward_config fc = {
       .hash_mode = g.hash_mode,
       .connect_timeout_ms = g.connect_timeout_ms,
+      .idle_timeout_ms = g.idle_timeout_ms,
+      .max_connections = (uint64_t)g.max_connections,
       .proxy_protocol = g.proxy_protocol,
       .splice = g.splice,
       .metrics = g.metrics,
@@ -734,16 +878,17 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < g.nbound; i++)
     snprintf(listen_all + strlen(listen_all), sizeof(listen_all) - strlen(listen_all), "%s%s",
              i ? "," : "", g.bound[i]);
-  LOG_INFO(
-      "started",
-      "version=%s mode=%s listen=%s admin_port=%s workers=%ld membership=%s backends=%d hash=%s "
-      "table_size=%ld proxy_protocol=%s splice=%s connect_timeout_ms=%u "
-      "check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld drain_timeout_ms=%u "
-      "panic_threshold=%ld reconnect_max_ms=%u",
-      L4LB_VERSION, g.mode, listen_all, admin_bound, g.workers, g.syncd ? g.syncd : "static",
-      g.backend.count, hash_name(), g.table_size, g.proxy_protocol ? "on" : "off",
-      g.splice ? "on" : "off", g.connect_timeout_ms, g.check_interval_ms, g.check_timeout_ms,
-      g.rise, g.fall, g.drain_timeout_ms, g.panic_threshold, g.reconnect_max_ms);
+  LOG_INFO("started",
+           "version=%s mode=%s listen=%s admin_port=%s workers=%ld membership=%s backends=%d "
+           "hash=%s table_size=%ld proxy_protocol=%s splice=%s connect_timeout_ms=%u "
+           "idle_timeout_ms=%u check_interval_ms=%u check_timeout_ms=%u rise=%ld fall=%ld "
+           "drain_timeout_ms=%u panic_threshold=%ld reconnect_max_ms=%u fd_limit=%llu "
+           "max_connections=%ld",
+           L4LB_VERSION, g.mode, listen_all, admin_bound, g.workers, g.syncd ? g.syncd : "static",
+           g.backend.count, hash_name(), g.table_size, g.proxy_protocol ? "on" : "off",
+           g.splice ? "on" : "off", g.connect_timeout_ms, g.idle_timeout_ms, g.check_interval_ms,
+           g.check_timeout_ms, g.rise, g.fall, g.drain_timeout_ms, g.panic_threshold,
+           g.reconnect_max_ms, (unsigned long long)fd_limit(), g.max_connections);
   if (g.admin) {
     admin_handle(g.admin, "/config", handle_config, NULL);
     admin_handle(g.admin, "/lookup", handle_lookup, NULL);

@@ -220,6 +220,32 @@ static void cc_reset_stream(struct l7_config_client *c) {
   uv_timer_start(&c->reset_timer, cc_on_reset_timer, c->reset_delay_ms, 0);
 }
 
+/* Re-packs the Ack in *reply with problems[0..n) (the Ack is built by the
+ * pure l7_config_handle_message, which knows nothing of the TLS store). On
+ * failure the Ack goes out without them. */
+static void cc_ack_add_problems(uint8_t **reply, size_t *reply_len, const char *const *problems,
+                                size_t n) {
+  Edge__V1__ProxyMessage *pm = edge__v1__proxy_message__unpack(NULL, *reply_len, *reply);
+  if (!pm || pm->msg_case != EDGE__V1__PROXY_MESSAGE__MSG_ACK) {
+    if (pm) edge__v1__proxy_message__free_unpacked(pm, NULL);
+    return;
+  }
+  Edge__V1__Ack ack = *pm->ack;
+  ack.n_problems = n;
+  ack.problems = (char **)problems;
+  Edge__V1__ProxyMessage out = EDGE__V1__PROXY_MESSAGE__INIT;
+  out.msg_case = EDGE__V1__PROXY_MESSAGE__MSG_ACK;
+  out.ack = &ack;
+  uint8_t *buf;
+  size_t len;
+  if (cc_pack_reply(&out, &buf, &len) == 0) {
+    free(*reply);
+    *reply = buf;
+    *reply_len = len;
+  }
+  edge__v1__proxy_message__free_unpacked(pm, NULL);
+}
+
 static void cc_on_message(void *ud, const uint8_t *data, size_t len) {
   struct l7_config_client *c = ud;
   uint8_t *reply;
@@ -245,6 +271,10 @@ static void cc_on_message(void *ud, const uint8_t *data, size_t len) {
     l7_snapshot_publish(snap);
     LOG_INFO("config_applied", "version=%" PRIu64 " resources=%zu replica=%s", version,
              l7_config_store_size(c->store), log_q(rpc_stream_target(c->stream)));
+    if (c->hooks.on_applied) c->hooks.on_applied(c->ud, version);
+    size_t np = 0;
+    const char *const *problems = c->hooks.problems ? c->hooks.problems(c->ud, &np) : NULL;
+    if (np && reply) cc_ack_add_problems(&reply, &reply_len, problems, np);
   } else {
     c->stats.nacks++;
     if (c->m_nack) metrics_counter_inc(c->m_nack);
@@ -258,7 +288,6 @@ static void cc_on_message(void *ud, const uint8_t *data, size_t len) {
                log_q(rpc_strerror(rc)));
     free(reply);
   }
-  if (v == L7_CONFIG_ACK && c->hooks.on_applied) c->hooks.on_applied(c->ud, version);
   if (v == L7_CONFIG_NACK && c->hooks.on_rejected) c->hooks.on_rejected(c->ud, version, reason);
 }
 

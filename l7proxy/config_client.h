@@ -71,8 +71,14 @@ struct l7_config_client_opts {
 };
 
 struct l7_config_client_hooks {
-  /* A push was applied and published (version). May be NULL. */
+  /* A push was applied and published (version), before its Ack is sent
+   * (so the TLS store can be rebuilt and its problems reported in the
+   * Ack). May be NULL. */
   void (*on_applied)(void *ud, uint64_t version);
+  /* What the proxy applied but cannot serve right now, one line each (the
+   * whole list; *n = 0 when none): goes into the Ack's problems. The array
+   * stays valid until the next call. May be NULL. */
+  const char *const *(*problems)(void *ud, size_t *n);
   /* A push was rejected with reason (already Nacked). May be NULL. */
   void (*on_rejected)(void *ud, uint64_t version, const char *reason);
   /* The stream opened (1) or closed (0). May be NULL. */

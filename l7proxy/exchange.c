@@ -112,7 +112,7 @@ static void ex_obs_end(struct exchange *ex) {
       .route_host = ex->route ? ex->route->host_pattern : NULL,
       .route_path = ex->route ? ex->route->path : NULL,
       .cluster = ex->cluster ? ex->cluster->name : NULL,
-      .upstream = ex->ep ? ex->ep->name : NULL,
+      .upstream = ex->ep_name[0] ? ex->ep_name : NULL, /* ep may be pruned by now */
       .request_id = ex->request_id[0] ? ex->request_id : NULL,
       .tls_version = ex->tls ? tls_conn_version(ex->tls) : NULL,
       .sni = sni && sni[0] ? sni : NULL,
@@ -531,6 +531,7 @@ static void ex_start_upstream(struct exchange *ex) {
     struct up_endpoint *ep = v->eps[i];
     if (i < 64) ex->avoid |= 1ull << i;
     ex->ep = ep;
+    snprintf(ex->ep_name, sizeof(ex->ep_name), "%s", ep->name);
     ex->tries++;
     ep->lb.outstanding++;
     if (obs_enabled(&w->cfg->obs) && up_link_empty(&ep->idle) && !cluster_is_h2(ex->cluster))
@@ -908,7 +909,7 @@ void ex_error(struct exchange *ex, int status) {
     ex->cluster = NULL;
     ex->ep = NULL;
     ex->grpc = ex->head_request = ex->upgrade = 0;
-    ex->method[0] = ex->host[0] = ex->path[0] = ex->request_id[0] = '\0';
+    ex->method[0] = ex->host[0] = ex->path[0] = ex->request_id[0] = ex->ep_name[0] = '\0';
     ex->bytes_down = 0;
     ex->resp_started = ex->resp_complete = 0;
     ex->active = 1;

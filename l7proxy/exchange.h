@@ -92,6 +92,7 @@ struct exchange {
   int tries;
   int outstanding;   /* ep->lb.outstanding holds a count for this exchange */
   int retry_counted; /* the attempt is a retry counted by the cluster's breaker */
+  char ep_name[64];  /* for the access log: ep may be pruned once released (upstream.h) */
   int idempotent;
   int req_complete, body_sent; /* request body bytes reached a socket: no retry */
   int head_request, upgrade, grpc, expect_continue;

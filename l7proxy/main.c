@@ -16,12 +16,17 @@
  * theirs. A timer rotates the session ticket keys every
  * --tls-ticket-rotate. Nothing polls: readiness follows the publishes, and
  * a timer runs only while draining.
+ * A certificate the store finds unusable costs only its own names (they
+ * get the default certificate): it is listed under "certificate_problems"
+ * in /config and sent to syncd in the Ack (Status shows it per node).
+ * /readyz stays 503 while an HTTPS listener has no store.
  *
  * SIGTERM/SIGINT: /readyz turns 503, workers stop accepting and finish
  * in-flight requests, and the process exits 0 when they are done or when
  * --drain-timeout passes (whichever comes first).
  */
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +40,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/statedir.h"
 #include "common/targets.h"
 #include "l7proxy/access_log.h"
 #include "l7proxy/config_client.h"
@@ -65,6 +71,8 @@ struct app {
   uv_timer_t tick;             /* runs only while draining */
   uv_timer_t ticket_timer;
   int tls_enabled;
+  char **problems; /* "certificate NAME: REASON" of the current store */
+  size_t n_problems;
   uint32_t drain_timeout_ms;
   uint64_t drain_started;
   int draining;
@@ -84,13 +92,78 @@ static void health_sync(struct app *a) {
   l7_snapshot_unref(snap);
 }
 
-/* /readyz turns 200 with the first snapshot (file, cache or syncd); the
- * health checker follows every snapshot published. */
+static void free_problems(struct app *a) {
+  for (size_t i = 0; i < a->n_problems; i++) free(a->problems[i]);
+  free(a->problems);
+  a->problems = NULL;
+  a->n_problems = 0;
+}
+
+/* The current TLS store's unusable certificates as lines (for the Ack and
+ * /config); a lazy store finds them on their first handshake. */
+static void refresh_problems(struct app *a) {
+  free_problems(a);
+  struct l7_snapshot *s = l7_snapshot_current();
+  struct tls_store *ts = s ? l7_snapshot_tls(s) : NULL;
+  size_t n = tls_store_n_problems(ts);
+  a->problems = n ? calloc(n, sizeof(*a->problems)) : NULL;
+  for (size_t i = 0; a->problems && i < n; i++) {
+    const char *why = tls_store_problem(ts, i, NULL);
+    if (!why || !(a->problems[a->n_problems] = strdup(why))) break;
+    a->n_problems++;
+  }
+  l7_snapshot_unref(s);
+}
+
+static const char *const *app_problems(void *ud, size_t *n) {
+  struct app *a = ud;
+  refresh_problems(a);
+  *n = a->n_problems;
+  return (const char *const *)a->problems;
+}
+
+static double gauge_refused(void *ud) {
+  struct l7_snapshot *s = l7_snapshot_current();
+  size_t n = tls_store_n_problems(s ? l7_snapshot_tls(s) : NULL);
+  l7_snapshot_unref(s);
+  (void)ud;
+  return (double)n;
+}
+
+/* GET /config: the snapshot (l7_config_admin_config) plus the certificates
+ * the TLS store found unusable, as "certificate_problems". */
+static void admin_config(void *ud, const char *path, const char *query,
+                         struct admin_response *resp) {
+  struct app *a = ud;
+  l7_config_admin_config(NULL, path, query, resp);
+  if (resp->status != 200 || !resp->body) return;
+  json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return;
+  }
+  refresh_problems(a);
+  json_t *arr = json_array();
+  for (size_t i = 0; i < a->n_problems; i++)
+    json_array_append_new(arr, json_string(a->problems[i]));
+  json_object_set_new(root, "certificate_problems", arr);
+  char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_decref(root);
+  if (!text) return;
+  free(resp->body);
+  resp->body_len = strlen(text);
+  resp->body = text;
+}
+
+/* /readyz turns 200 with the first snapshot (file, cache or syncd), and
+ * with an HTTPS listener only when the snapshot carries a TLS store
+ * (without one every HTTPS connection would be closed); the health checker
+ * follows every snapshot published. */
 static void app_ready(struct app *a) {
   health_sync(a);
   if (!a->admin || a->draining) return;
   struct l7_snapshot *s = l7_snapshot_current();
-  admin_set_ready(a->admin, s != NULL);
+  admin_set_ready(a->admin, s != NULL && (!a->tls_enabled || l7_snapshot_tls(s) != NULL));
   l7_snapshot_unref(s);
 }
 
@@ -195,7 +268,7 @@ struct opts {
   long workers, max_uri, max_header_bytes, max_headers, max_body, max_conns, retries;
   uint32_t header_timeout, idle_timeout, resp_header_timeout, body_timeout;
   uint32_t tunnel_idle_timeout, linger_timeout, drain_timeout, reconnect_max;
-  int proxy_protocol, insecure, access_log;
+  int proxy_protocol, insecure, insecure_remote, access_log;
   const char *tls_min, *tls_ciphers, *tls_ciphersuites;
   int tls_no_h2, tls_no_resumption, no_h2c;
   long h2_max_streams, h2_max_resets;
@@ -237,7 +310,10 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
        "control plane (ConfigSync): one address, a list of replicas, or a DNS name with several "
        "addresses; on failure the next one is tried",
        "ADDR:PORT[,ADDR:PORT...]|NAME:PORT"},
-      {"insecure", FLAG_BOOL, &o->insecure, "plaintext gRPC to syncd", NULL},
+      {"insecure", FLAG_BOOL, &o->insecure, "plaintext gRPC to syncd (a loopback --syncd only)",
+       NULL},
+      {"insecure-allow-remote", FLAG_BOOL, &o->insecure_remote,
+       "allow --insecure to a non-loopback --syncd (keys cross the network in clear)", NULL},
       {"cert", FLAG_STRING, &o->cert, "client certificate for syncd (PEM)", "FILE"},
       {"key", FLAG_STRING, &o->key, "client key for syncd (PEM)", "FILE"},
       {"ca", FLAG_STRING, &o->ca, "CA that signed syncd's certificate (PEM)", "FILE"},
@@ -278,7 +354,9 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
       {"proxy-protocol", FLAG_BOOL, &o->proxy_protocol,
        "expect a PROXY v1/v2 header on every connection from trusted peers", NULL},
       {"proxy-protocol-trusted", FLAG_LIST, &o->trusted,
-       "peers allowed to send PROXY headers (repeatable; default: all)", "CIDR"},
+       "peers allowed to send PROXY headers (repeatable; required with --proxy-protocol: "
+       "0.0.0.0/0 and ::/0 trust every peer)",
+       "CIDR"},
       FLAG_GROUP_DEF("Limits, timeouts, retries"),
       {"max-uri-bytes", FLAG_INT, &o->max_uri, "request target limit, 414 beyond (default 8192)",
        "N", 16, 1 << 20},
@@ -438,6 +516,11 @@ static int check_opts(struct opts *o) {
   }
   if (o->syncd && !o->insecure && !(o->cert && o->key && o->ca))
     BAD_FLAG("--syncd: give --cert, --key and --ca (mTLS) or --insecure\n");
+  if (o->syncd && o->insecure && !o->insecure_remote && !targets_is_loopback(o->syncd))
+    BAD_FLAG(
+        "--insecure sends private keys in clear: --syncd=%s must be a loopback address (or "
+        "add --insecure-allow-remote)\n",
+        o->syncd);
   if (o->reconnect_max < RPC_RECONNECT_MAX_MIN_MS || o->reconnect_max > 300000)
     BAD_FLAG("--reconnect-max: between %ums and 5m\n", RPC_RECONNECT_MAX_MIN_MS);
   if (addr_split_hostport(o->http, o->host, sizeof(o->host), &o->port) != 0)
@@ -445,6 +528,12 @@ static int check_opts(struct opts *o) {
   for (int i = 0; i < o->trusted.count; i++)
     if (worker_parse_cidr(o->trusted.values[i], &o->cidrs[i]) != 0)
       BAD_FLAG("--proxy-protocol-trusted: not an address or CIDR: %s\n", o->trusted.values[i]);
+  /* a PROXY header sets the client address that logs, X-Forwarded-For and
+   * every backend trust: accepting it from anyone must be explicit */
+  if (o->proxy_protocol && o->trusted.count == 0)
+    BAD_FLAG(
+        "--proxy-protocol needs --proxy-protocol-trusted=CIDR (the L4 tier's addresses; "
+        "0.0.0.0/0 and ::/0 spell out trusting every peer)\n");
   o->alog_format = ACCESS_LOG_LOGFMT;
   if (o->access_log_format && access_log_parse_format(o->access_log_format, &o->alog_format) != 0)
     BAD_FLAG("--access-log-format: expected logfmt or json, got %s\n", o->access_log_format);
@@ -482,6 +571,16 @@ static int app_init(struct app *a, const struct opts *o) {
   a->drain_timeout_ms = o->drain_timeout;
   a->config_file = o->config_file;
   a->tls_enabled = o->https != NULL;
+  if (o->cache_dir) {
+    /* a cache that cannot be written would fail quietly at every push;
+     * checked before any allocation, so exit 2 leaks nothing */
+    int rc = statedir_prepare(o->cache_dir, err, sizeof(err));
+    if (rc < 0) {
+      fprintf(stderr, "l7proxy: --cache-dir=%s: %s\n", o->cache_dir, err);
+      return 2;
+    }
+    if (rc == 1) LOG_INFO("cache_dir_created", "dir=%s mode=0700", log_q(o->cache_dir));
+  }
   a->metrics = metrics_registry_new();
   if (!a->metrics) {
     fprintf(stderr, "l7proxy: out of memory\n");
@@ -492,6 +591,10 @@ static int app_init(struct app *a, const struct opts *o) {
   a->config_reloads_failed =
       metrics_counter(a->metrics, "edge_l7_config_loads_total", "Configuration loads by result.",
                       "result=\"rejected\"");
+  metrics_gauge_fn(a->metrics, "edge_l7_tls_certificates_refused",
+                   "Certificates of the current TLS store found unusable (their names get the "
+                   "default certificate).",
+                   "", gauge_refused, a);
   if (o->access_log) {
     struct access_log_opts ao = {.path = o->access_log_path,
                                  .fd = -1,
@@ -550,7 +653,7 @@ static int app_init(struct app *a, const struct opts *o) {
       fprintf(stderr, "l7proxy: --admin: %s\n", err);
       return 1;
     }
-    admin_handle(a->admin, "/config", l7_config_admin_config, NULL);
+    admin_handle(a->admin, "/config", admin_config, a);
     admin_handle(a->admin, "/explain", l7_config_admin_explain, &g_explain_https_port);
     app_ready(a);
   }
@@ -644,7 +747,8 @@ static int start_config_client(struct app *a, const struct opts *o) {
       .backoff_max_ms = o->reconnect_max,
       .metrics = a->metrics,
   };
-  static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied};
+  static const struct l7_config_client_hooks hooks = {.on_applied = on_push_applied,
+                                                      .problems = app_problems};
   int rc = 0;
   if (rpc_runtime_new(a->loop, &a->rpc) != 0 ||
       (rc = l7_config_client_start(a->loop, a->rpc, a->store, &co, &hooks, a, &a->client)) != 0) {
@@ -699,6 +803,7 @@ static void app_free(struct app *a) {
   access_log_close(a->alog);     /* writes what is queued */
   if (a->rpc) rpc_runtime_free(a->rpc);
   l7_snapshot_publish(NULL);
+  free_problems(a);
   l7_config_store_free(a->store);
   uv_loop_close(a->loop);
   metrics_registry_free(a->metrics);

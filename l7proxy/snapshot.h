@@ -170,12 +170,13 @@ int l7_builder_apply(struct l7_builder *b, uint64_t version, int full,
                      Edge__V1__Resource *const *upserted, size_t n_upserted,
                      Edge__V1__ResourceName *const *removed, size_t n_removed,
                      struct l7_snapshot **out, char *err, size_t errlen);
-/* Whether applying checks that each entering certificate's key matches
- * it (a key decode: ~2 ms each on OpenSSL 3). Off by default: syncd makes
- * the same check before it sends a certificate, and the TLS store decodes
- * a certificate on its first handshake anyway (a bad one then fails the
- * handshakes for its names, logged as tls_certificate_unusable). On for
- * configuration files, which nothing checked before. */
+/* Whether the TLS store decodes every certificate when it is built (a key
+ * decode: ~2 ms each on OpenSSL 3) instead of on its first handshake. Off
+ * by default: syncd makes the same check (common/cert_valid) before it
+ * sends a certificate. On for configuration files, which nothing checked
+ * before, so /config lists what they hold that OpenSSL refuses. Either
+ * way a refused certificate never fails the apply: its names get the
+ * default certificate and tls_store_problem reports it (issue 15). */
 void l7_builder_set_verify_keys(struct l7_builder *b, int on);
 /*
  * l7_builder_apply that takes the upserted messages instead of copying

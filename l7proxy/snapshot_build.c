@@ -29,6 +29,7 @@
 #include "common/cert.h"
 #include "common/hmap.h"
 #include "l7proxy/client_auth.h"
+#include "common/validate.h"
 #include "l7proxy/snapshot_internal.h"
 #include "l7proxy/snapshot_policy.h"
 
@@ -324,12 +325,9 @@ out:
 
 static int compile_cert(struct l7_builder *b, struct l7_res *r, char *err, size_t errlen) {
   Edge__V1__Certificate *pc = r->msg->certificate;
-  if (b->verify_keys) {
-    char why[200];
-    if (cert_check_key((const char *)pc->cert_pem.data, pc->cert_pem.len,
-                       (const char *)pc->key_pem.data, pc->key_pem.len, why, sizeof(why)) < 0)
-      return berr(err, errlen, "certificate %s: %s", pc->name, why), -EINVAL;
-  }
+  /* Whether the pair can be served is the TLS store's decision
+   * (common/cert_valid): one it refuses costs only its own names and is
+   * reported, never the whole push or file (issue 15). */
   if (pc->not_after == 0) { /* syncd fills it; a --config file may not */
     struct cert_info *info = malloc(sizeof(*info));
     if (info && cert_parse((const char *)pc->cert_pem.data, pc->cert_pem.len, info, NULL, 0) == 0)
@@ -360,6 +358,11 @@ static int res_new(struct l7_builder *b, const Edge__V1__Resource *msg, Edge__V1
   const char *name = msg ? res_name(msg, &type) : NULL;
   if (!msg || !name) return berr(err, errlen, "upserted resource %zu: no kind set", index), -EINVAL;
   if (!name[0]) return berr(err, errlen, "%s %zu: empty name", type_str(type), index), -EINVAL;
+  /* every tenant-reachable value (paths, rewrite targets, redirects, hosts,
+   * names) well formed by common/validate, the same check syncd makes
+   * before publishing: nothing that could inject into a request line, a
+   * header or a log reaches a worker */
+  if (validate_resource(msg, err, errlen) != 0) return -EINVAL;
   struct l7_res *r = calloc(1, sizeof(*r));
   if (!r) return -ENOMEM;
   atomic_init(&r->refs, 1);
@@ -935,8 +938,9 @@ static int build_tls(struct l7_builder *b, struct l7_snapshot *s, const struct l
                                     .ocsp_der_len = c->ocsp_response_len,
                                     .ocsp_next_update = c->ocsp_next_update};
   }
-  int rc =
-      tls_store_build_from(prev ? prev->tls : NULL, d, s->n_certs, &b->tls, &s->tls, err, errlen);
+  struct tls_options o = b->tls;
+  if (b->verify_keys) o.lazy = 0; /* a file: decode now, so /config lists what it refuses */
+  int rc = tls_store_build_from(prev ? prev->tls : NULL, d, s->n_certs, &o, &s->tls, err, errlen);
   free(d);
   return rc == 0 ? 0 : rc == TLS_ERR_NOMEM ? -ENOMEM : -EINVAL;
 }

@@ -14,6 +14,14 @@
  * names, wildcard suffixes) and switches the SSL to the chosen
  * certificate's SSL_CTX before the resumption decision is made.
  *
+ * A certificate that OpenSSL refuses (common/cert_valid decides, the same
+ * loader syncd checks Secrets with) or that names an invalid server name
+ * is unusable with its reason (at build time, or at the first handshake
+ * that selects it in a lazy store): handshakes for its names fall back to
+ * the default certificate and the rest of the store serves as usual. Only
+ * options and memory can fail a build; an unusable entry is reused by the
+ * next incremental build like any other, so it is not decoded again.
+ *
  * Invariants: a store never changes after it is built; each connection
  * holds a reference to its store, so the tables and names the callbacks
  * read outlive it. Callbacks find the store through the connection (SSL
@@ -48,6 +56,7 @@
 #endif
 
 #include "common/cert.h"
+#include "common/cert_valid.h"
 #include "common/log.h"
 #include "common/sni.h"
 #include "l7proxy/client_auth.h"
@@ -106,6 +115,7 @@ struct tls_store {
 
 static SSL_CTX *cert_ctx_get(const struct tls_store *s, struct store_cert *e, char *why,
                              size_t whylen);
+static const char *cert_why(struct store_cert *e);
 
 const char *tls_strerror(int code) {
   switch (code) {
@@ -322,6 +332,14 @@ static int conn_select(struct tls_conn *c, const uint8_t *ext, size_t len, int h
   c->cert = i;
   char why[256];
   SSL_CTX *ctx = cert_ctx_get(c->store, c->store->certs[i], why, sizeof(why));
+  const char *bad = ctx ? cert_why(c->store->certs[i]) : NULL; /* e.g. a bad server name */
+  if (bad) ctx = NULL, snprintf(why, sizeof(why), "%s", bad);
+  long d = ctx ? -1 : sni_table_select(&c->store->names->t, NULL, NULL);
+  if (!ctx && d >= 0 && d != i) { /* an unusable certificate costs only its own names */
+    char dwhy[256];
+    ctx = cert_ctx_get(c->store, c->store->certs[d], dwhy, sizeof(dwhy));
+    if (ctx) c->cert = d;
+  }
   if (!ctx) {
     snprintf(c->reason, sizeof(c->reason), "tls handshake failed: %.200s", why);
     return -1;
@@ -429,6 +447,7 @@ static int on_status_request(SSL *ssl, void *arg) {
 
 static int ctx_configure(SSL_CTX *ctx, const struct tls_options *o, char *err, size_t errlen) {
   int minv = o->min_version == TLS_MIN_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
+  cert_valid_configure(ctx); /* the security level syncd checks Secrets with */
   if (!SSL_CTX_set_min_proto_version(ctx, minv) ||
       !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
     snprintf(err, errlen, "tls options: cannot set protocol versions");
@@ -479,72 +498,17 @@ static int ctx_configure(SSL_CTX *ctx, const struct tls_options *o, char *err, s
   return 0;
 }
 
-/* No passphrase prompts: an encrypted key is simply rejected. */
-static int no_password(char *buf, int size, int rwflag, void *u) {
-  (void)buf, (void)size, (void)rwflag, (void)u;
-  return -1;
-}
-
-/* Loads the chain and key of tc into ctx, with a reason on failure. Each
- * PEM is decoded once: key decoding dominates the cost of a store on
- * OpenSSL 3, and a push may carry thousands of certificates. */
+/* Loads the chain and key of tc into ctx: common/cert_valid, the loader
+ * syncd's Secret check runs too, so both sides reach the same decision.
+ * The reason (without the certificate name) goes to err. */
 static int ctx_load(SSL_CTX *ctx, const struct tls_certificate *tc, const char *name, char *err,
                     size_t errlen) {
-  int rc = TLS_ERR_CONFIG;
-  BIO *cb = NULL, *kb = NULL;
-  X509 *x = NULL;
-  EVP_PKEY *key = NULL;
-  if (!tc->cert_pem || tc->cert_pem_len == 0 || tc->cert_pem_len > INT_MAX) {
-    snprintf(err, errlen, "certificate %s: tls.crt is empty", name);
-    goto out;
-  }
-  if (!tc->key_pem || tc->key_pem_len == 0 || tc->key_pem_len > INT_MAX) {
-    snprintf(err, errlen, "certificate %s: tls.key is empty", name);
-    goto out;
-  }
-  cb = BIO_new_mem_buf(tc->cert_pem, (int)tc->cert_pem_len);
-  kb = BIO_new_mem_buf(tc->key_pem, (int)tc->key_pem_len);
-  if (!cb || !kb) {
-    rc = TLS_ERR_NOMEM;
-    snprintf(err, errlen, "tls store: out of memory");
-    goto out;
-  }
-  x = PEM_read_bio_X509(cb, NULL, no_password, NULL);
-  if (!x) {
-    snprintf(err, errlen, "certificate %s: tls.crt holds no PEM certificate", name);
-    goto out;
-  }
-  key = PEM_read_bio_PrivateKey(kb, NULL, no_password, NULL);
-  if (!key) {
-    snprintf(err, errlen, "certificate %s: tls.key holds no usable private key (PEM, unencrypted)",
-             name);
-    goto out;
-  }
-  if (X509_check_private_key(x, key) != 1) {
-    snprintf(err, errlen, "certificate %s: tls.key does not match the certificate", name);
-    goto out;
-  }
-  if (SSL_CTX_use_certificate(ctx, x) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
-    snprintf(err, errlen, "certificate %s: the certificate or key cannot be used", name);
-    goto out;
-  }
-  X509 *more;
-  while ((more = PEM_read_bio_X509(cb, NULL, no_password, NULL)) != NULL) {
-    int ok = SSL_CTX_add1_chain_cert(ctx, more);
-    X509_free(more);
-    if (!ok) {
-      snprintf(err, errlen, "certificate %s: a chain certificate cannot be used", name);
-      goto out;
-    }
-  }
-  rc = 0;
-out:
-  ERR_clear_error();
-  X509_free(x);
-  EVP_PKEY_free(key);
-  BIO_free(cb);
-  BIO_free(kb);
-  return rc;
+  char why[256];
+  if (cert_valid_load(ctx, tc->cert_pem, tc->cert_pem_len, tc->key_pem, tc->key_pem_len, NULL, why,
+                      sizeof(why)) == 0)
+    return 0;
+  snprintf(err, errlen, "certificate %s: %s", name, why);
+  return TLS_ERR_CONFIG;
 }
 
 /* SHA-256 over the chain and key: two certificates with the same digest
@@ -753,6 +717,8 @@ static int reuse_init(struct reuse *ru, const struct tls_store *prev,
   return 0;
 }
 
+static int cert_unusable(struct store_cert *e, const char *why);
+
 /* The entry for tc: a reused one (a new reference) or a new one, loaded
  * now unless the store is lazy. at: prev's entry at tc's position (NULL:
  * none), tried before ru. */
@@ -773,7 +739,7 @@ static int cert_entry(const struct reuse *ru, struct store_cert *at,
       hit = bsearch(digest, ru->by_digest, ru->n_digest, sizeof(*hit), digest_key_cmp);
   }
   /* a reused entry keeps its first name (it names the same bytes) unless renamed */
-  if (hit && !strcmp((*hit)->name, name) && (opts->lazy || (*hit)->ctx)) {
+  if (hit && !strcmp((*hit)->name, name) && (opts->lazy || (*hit)->ctx || (*hit)->why)) {
     atomic_fetch_add_explicit(&(*hit)->refs, 1, memory_order_relaxed);
     *out = *hit;
     return 0;
@@ -785,21 +751,39 @@ static int cert_entry(const struct reuse *ru, struct store_cert *at,
   }
   if (!pinned) memcpy(e->digest, digest, sizeof(digest));
   if (!opts->lazy) {
-    if (!tc->cert_pem || !tc->cert_pem_len) {
-      snprintf(err, errlen, "certificate %s: tls.crt is empty", name);
-      cert_unref(e);
-      return TLS_ERR_CONFIG;
-    }
     SSL_CTX *ctx = NULL;
-    int rc = cert_load(e, opts, &ctx, err, errlen);
+    char why[300];
+    int rc = TLS_ERR_CONFIG;
+    if (!tc->cert_pem || !tc->cert_pem_len)
+      snprintf(why, sizeof(why), "certificate %s: tls.crt is empty", name);
+    else
+      rc = cert_load(e, opts, &ctx, why, sizeof(why));
+    if (rc == TLS_ERR_CONFIG) { /* unusable: its names fall back to the default */
+      rc = cert_unusable(e, why);
+    } else if (rc != 0) {
+      snprintf(err, errlen, "%s", why);
+    }
     if (rc != 0) {
       cert_unref(e);
       return rc;
     }
-    atomic_store_explicit(&e->ctx, ctx, memory_order_release);
+    if (ctx) atomic_store_explicit(&e->ctx, ctx, memory_order_release);
   }
   *out = e;
   return 0;
+}
+
+/* Marks e unusable (a certificate OpenSSL refuses, or a bad server name)
+ * with its reason, logged once. 0 or TLS_ERR_NOMEM. */
+static int cert_unusable(struct store_cert *e, const char *why) {
+  pthread_mutex_lock(&e->mu);
+  int first = !e->why;
+  if (first) e->why = strdup(why);
+  int rc = e->why ? 0 : TLS_ERR_NOMEM;
+  pthread_mutex_unlock(&e->mu);
+  if (first && rc == 0)
+    LOG_ERROR("tls_certificate_unusable", "certificate=%s reason=%s", log_q(e->name), log_q(why));
+  return rc;
 }
 
 /* The names certificate i serves: tc's, or its own DNS names. */
@@ -941,7 +925,12 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
     if (rc == 0) s->n_certs++;
     if (rc == 0 && tc->ocsp_der_len) rc = store_staple(s, i, n, tc, opts);
     if (share) continue;
-    if (rc == 0) rc = store_add_names(s, tc, i, name, info, err, errlen);
+    if (rc == 0) {
+      char why[300];
+      rc = store_add_names(s, tc, i, name, info, why, sizeof(why));
+      if (rc == TLS_ERR_CONFIG) rc = cert_unusable(s->certs[i], why); /* a bad name */
+      if (rc != 0) snprintf(err, errlen, "%s", why);
+    }
     if (rc == 0 && tc->is_default) sni_table_set_default(&s->names->t, i);
   }
   free(ru.by_pin);
@@ -972,8 +961,34 @@ void tls_store_unref(struct tls_store *s) {
   if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) store_free(s);
 }
 
+/* e's reason when it is unusable, else NULL (set once, never cleared). */
+static const char *cert_why(struct store_cert *e) {
+  pthread_mutex_lock(&e->mu);
+  const char *why = e->why;
+  pthread_mutex_unlock(&e->mu);
+  return why;
+}
+
+size_t tls_store_n_problems(const struct tls_store *s) {
+  size_t n = 0;
+  for (size_t k = 0; s && k < s->n_certs; k++) n += cert_why(s->certs[k]) != NULL;
+  return n;
+}
+
 size_t tls_store_size(const struct tls_store *s) {
-  return s ? s->n_certs : 0;
+  return s ? s->n_certs - tls_store_n_problems(s) : 0;
+}
+
+const char *tls_store_problem(const struct tls_store *s, size_t i, const char **cert_name) {
+  for (size_t k = 0; s && k < s->n_certs; k++) {
+    const char *why = cert_why(s->certs[k]);
+    if (!why) continue;
+    if (i-- == 0) {
+      if (cert_name) *cert_name = s->certs[k]->name;
+      return why;
+    }
+  }
+  return NULL;
 }
 
 size_t tls_store_loaded(const struct tls_store *s) {

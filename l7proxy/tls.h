@@ -63,7 +63,9 @@
  *   config:   the snapshot builder (l7proxy/snapshot.h) makes the store
  *             of each generation with tls_store_build_from(previous,...)
  *             and the snapshot carries it: routes and certificates are
- *             published together, once.
+ *             published together, once. tls_store_problem()s are reported
+ *             (Ack, /config): a refused certificate costs only its own
+ *             names, which get the default certificate.
  *   timer:    tls_ticket_keys_rotate() every N hours (any thread).
  */
 #ifndef EDGE_L7PROXY_TLS_H
@@ -156,9 +158,11 @@ struct tls_store; /* opaque */
  * Builds a store from certs[0..n) (n may be 0: every handshake then fails)
  * with opts (NULL = defaults). Everything is copied; the caller keeps
  * ownership of certs. On success *out holds one reference (the caller
- * unrefs). On failure returns TLS_ERR_CONFIG or TLS_ERR_NOMEM with a reason
- * naming the certificate in err (for the Nack), e.g.
- * "certificate default/www: tls.key does not match the certificate".
+ * unrefs). A certificate that cannot be served (OpenSSL refuses it through
+ * common/cert_valid, or a server name is invalid) does not fail the build:
+ * it is left out, its names fall to the default certificate, and
+ * tls_store_problem reports it. Only bad options (TLS_ERR_CONFIG, e.g. a
+ * cipher list) or memory (TLS_ERR_NOMEM) fail, with a reason in err.
  */
 int tls_store_build(const struct tls_certificate *certs, size_t n, const struct tls_options *opts,
                     struct tls_store **out, char *err, size_t errlen);
@@ -175,12 +179,20 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
                          char *err, size_t errlen);
 void tls_store_ref(struct tls_store *s);
 void tls_store_unref(struct tls_store *s);        /* NULL is fine */
-size_t tls_store_size(const struct tls_store *s); /* number of certificates */
-/* How many certificates have their SSL_CTX (all of them unless lazy). */
+size_t tls_store_size(const struct tls_store *s); /* usable certificates */
+/* How many certificates have their SSL_CTX (all usable ones unless lazy). */
 size_t tls_store_loaded(const struct tls_store *s);
 /* Certificate decodes (PEM chain and key into an SSL_CTX, whether they
  * succeeded or not) since the process started, in every store. */
 unsigned long long tls_certificates_decoded(void);
+
+/* Certificates found unusable in s (at build, or at their first handshake
+ * in a lazy store): tls_store_problem(s, i, &name) for i <
+ * tls_store_n_problems(s) returns the reason ("certificate NAME: tls.key
+ * does not match ...") and sets name to the certificate's name. Valid
+ * while the caller holds a reference to s. */
+size_t tls_store_n_problems(const struct tls_store *s);
+const char *tls_store_problem(const struct tls_store *s, size_t i, const char **cert_name);
 
 /* The certificate name selected for server name sni (NULL = no SNI), or
  * NULL when the handshake would fail. Pure lookup; what handshakes use. */

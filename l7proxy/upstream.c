@@ -5,9 +5,11 @@
 #include "l7proxy/upstream.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "l7proxy/health_check.h"
 
@@ -15,6 +17,8 @@ struct up_cstate {
   struct up_cstate *hnext;
   char *name;
   uint32_t rr;
+  uint64_t unused_since; /* see up_endpoint */
+  uint64_t mark;
 };
 
 static size_t hash_str(const char *s) {
@@ -88,6 +92,7 @@ static struct up_cstate *cluster_state(struct up_pools *p, const char *name) {
   }
   c->hnext = p->cl_tab[b];
   p->cl_tab[b] = c;
+  p->n_clusters++;
   return c;
 }
 
@@ -112,6 +117,7 @@ static struct up_endpoint *endpoint(struct up_pools *p, const char *cluster,
   up_link_init(&e->idle);
   e->hnext = p->ep_tab[b];
   p->ep_tab[b] = e;
+  p->n_endpoints++;
   return e;
 }
 
@@ -160,9 +166,80 @@ const struct up_cluster_view *up_pools_view(struct up_pools *p, const struct l7_
       view_clear(&vs->way[w]);
       return NULL;
     }
+    /* a changed cluster is when records can fall out of use: prune then,
+     * at most once a second (a push changing thousands of clusters costs
+     * one pass over the records, not one per view) */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (now - p->last_prune_ms >= 1000) {
+      p->last_prune_ms = now;
+      up_pools_prune(p, now);
+    }
   }
   vs->used[w] = ++p->clock;
   return &vs->way[w];
+}
+
+/* Records referenced by a cached view get this pass's mark. */
+static void mark_views(struct up_pools *p) {
+  for (size_t i = 0; i < p->n_views; i++) {
+    for (int w = 0; w < 2; w++) {
+      const struct up_cluster_view *v = &p->views[i].way[w];
+      if (!v->cluster) continue;
+      if (v->rr_cursor)
+        ((struct up_cstate *)((char *)v->rr_cursor - offsetof(struct up_cstate, rr)))->mark =
+            p->prune_pass;
+      for (size_t k = 0; k < v->n; k++) v->eps[k]->mark = p->prune_pass;
+    }
+  }
+}
+
+/* 1 when a record idle since *since may go at now; starts the clock. */
+static int expired(uint64_t *since, int in_use, uint64_t now_ms) {
+  if (in_use) {
+    *since = 0;
+    return 0;
+  }
+  if (*since == 0 || now_ms < *since) *since = now_ms ? now_ms : 1;
+  return now_ms - *since >= UP_PRUNE_GRACE_MS;
+}
+
+size_t up_pools_prune(struct up_pools *p, uint64_t now_ms) {
+  size_t freed = 0;
+  p->prune_pass++;
+  mark_views(p);
+  for (size_t b = 0; p->ep_tab && b < p->ep_buckets; b++) {
+    for (struct up_endpoint **pp = &p->ep_tab[b]; *pp;) {
+      struct up_endpoint *e = *pp;
+      int in_use = e->mark == p->prune_pass || e->n_active || e->n_idle || e->lb.outstanding ||
+                   !up_link_empty(&e->idle);
+      if (!expired(&e->unused_since, in_use, now_ms)) {
+        pp = &e->hnext;
+        continue;
+      }
+      *pp = e->hnext;
+      free(e->key);
+      free(e);
+      p->n_endpoints--;
+      freed++;
+    }
+  }
+  for (size_t b = 0; p->cl_tab && b < p->cl_buckets; b++) {
+    for (struct up_cstate **pp = &p->cl_tab[b]; *pp;) {
+      struct up_cstate *c = *pp;
+      if (!expired(&c->unused_since, c->mark == p->prune_pass, now_ms)) {
+        pp = &c->hnext;
+        continue;
+      }
+      *pp = c->hnext;
+      free(c->name);
+      free(c);
+      p->n_clusters--;
+      freed++;
+    }
+  }
+  return freed;
 }
 
 void up_pools_foreach(struct up_pools *p, void (*fn)(struct up_endpoint *ep, void *arg),

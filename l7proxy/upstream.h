@@ -14,8 +14,14 @@
  * changed cluster serve side by side during a swap); a view holds its
  * cluster (l7_cluster_hold), so a cached address is never reused.
  *
- * Entries are never freed while the worker runs (an endpoint that leaves
- * the configuration keeps its small record; its idle connections time out).
+ * Records are pruned: an endpoint or cluster record that no cached view
+ * refers to, with no connection (active or idle) and no outstanding
+ * request, is freed once it has stayed so for UP_PRUNE_GRACE_MS (checked
+ * at most once a second when a view is built), so endpoint churn does not
+ * grow a worker's memory forever. Contract for callers: an up_endpoint
+ * pointer may be kept only while it holds a connection (n_active/n_idle)
+ * or an outstanding request (lb.outstanding); anything needed later (the
+ * name for the access log) must be copied.
  * Single-threaded: one up_pools per worker. Callers: worker.c.
  */
 #ifndef EDGE_L7PROXY_UPSTREAM_H
@@ -62,7 +68,11 @@ struct up_endpoint {
   struct up_link idle; /* idle keep-alive connections (worker's up_conn links) */
   uint32_t n_idle;
   uint32_t n_active;
+  uint64_t unused_since; /* ms (monotonic) since unreferenced and unused; 0: in use */
+  uint64_t mark;         /* prune pass that saw it in a cached view */
 };
+
+#define UP_PRUNE_GRACE_MS (10u * 60 * 1000)
 
 struct up_cluster_view {
   const struct l7_cluster *cluster;
@@ -89,7 +99,9 @@ struct up_pools {
   struct up_view_slot *views; /* by cluster slot */
   size_t n_views;
   uint64_t clock;
-  uint64_t view_builds; /* views made (tests, metrics) */
+  uint64_t prune_pass, last_prune_ms;
+  size_t n_endpoints, n_clusters; /* records held */
+  uint64_t view_builds;           /* views made (tests, metrics) */
 };
 
 int up_pools_init(struct up_pools *p);
@@ -100,6 +112,11 @@ void up_pools_free(struct up_pools *p);
  * not cached: O(endpoints of c). NULL on allocation failure. The
  * pointer is valid until the next call (which may evict it). */
 const struct up_cluster_view *up_pools_view(struct up_pools *p, const struct l7_cluster *c);
+
+/* Frees the records unused for UP_PRUNE_GRACE_MS at now_ms (monotonic
+ * ms); up_pools_view does this itself when it builds views for a new
+ * snapshot. Returns how many records were freed. */
+size_t up_pools_prune(struct up_pools *p, uint64_t now_ms);
 
 /* Calls fn for every endpoint (e.g. to close idle connections). */
 void up_pools_foreach(struct up_pools *p, void (*fn)(struct up_endpoint *ep, void *arg), void *arg);

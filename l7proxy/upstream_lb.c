@@ -43,8 +43,21 @@ int lb_pick(enum lb_policy policy, const struct lb_state *const *st, size_t n, u
   return -1;
 }
 
+/* One ejection forgiven per LB_EJECT_DECAY_MS spent out of ejection. */
+static void decay(struct lb_state *s, uint64_t now_ms) {
+  if (s->ejections == 0 || lb_is_ejected(s, now_ms) || now_ms < s->decay_from) return;
+  uint64_t periods = (now_ms - s->decay_from) / LB_EJECT_DECAY_MS;
+  if (periods >= s->ejections) {
+    s->ejections = 0;
+    return;
+  }
+  s->ejections -= (uint32_t)periods;
+  s->decay_from += periods * LB_EJECT_DECAY_MS;
+}
+
 int lb_report(struct lb_state *const *st, size_t n, size_t i, int failure, uint64_t now_ms) {
   struct lb_state *s = st[i];
+  decay(s, now_ms);
   if (s->ejected_until != 0 && now_ms >= s->ejected_until) s->ejected_until = 0;
   if (!failure) {
     s->consecutive = 0;
@@ -59,7 +72,10 @@ int lb_report(struct lb_state *const *st, size_t n, size_t i, int failure, uint6
   if (max < 1) max = 1;
   if (ejected >= max) return 0;
   s->ejections++;
-  s->ejected_until = now_ms + (uint64_t)LB_EJECT_BASE_MS * s->ejections;
+  uint64_t len = (uint64_t)LB_EJECT_BASE_MS * s->ejections;
+  if (len > LB_EJECT_MAX_MS) len = LB_EJECT_MAX_MS;
+  s->ejected_until = now_ms + len;
+  s->decay_from = s->ejected_until;
   s->consecutive = 0;
   return 1;
 }

@@ -8,8 +8,11 @@
  * their ejection ends; endpoints an active health check took out are
  * skipped while it says so. Ejection (Envoy's defaults): 5 consecutive failures
  * (5xx answers or connect failures) eject an endpoint for 30 s × the number
- * of times it has been ejected; at most 10 % of a cluster's endpoints are
- * ejected at once, but at least one may be. A success resets the streak.
+ * of times it has been ejected, at most 300 s (Envoy's max_ejection_time);
+ * at most 10 % of a cluster's endpoints are ejected at once, but at least
+ * one may be. A success resets the streak. The count decays: every 30 s
+ * an endpoint spends out of ejection takes one off, so an endpoint that
+ * misbehaved once last week starts again from 30 s.
  *
  * The state lives in the caller (one lb_state per endpoint per worker);
  * nothing here allocates or reads a clock. Callers: upstream.c, unit tests.
@@ -24,6 +27,8 @@
 #define LB_EJECT_CONSECUTIVE 5
 #define LB_EJECT_BASE_MS 30000u
 #define LB_EJECT_MAX_PERCENT 10
+#define LB_EJECT_MAX_MS 300000u
+#define LB_EJECT_DECAY_MS LB_EJECT_BASE_MS
 
 struct lb_state {
   uint32_t outstanding;   /* requests in flight (least request) */
@@ -34,6 +39,7 @@ struct lb_state {
    * the process's checker, read here): non-zero = down, never picked.
    * NULL: the cluster has no health check. */
   const atomic_int *hc_down;
+  uint64_t decay_from; /* ms from which the ejection count decays */
 };
 
 enum lb_policy { LB_ROUND_ROBIN = 0, LB_LEAST_REQUEST };

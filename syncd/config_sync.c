@@ -32,6 +32,7 @@
 #include "common/rpc.h"
 #include "edge/v1/config_sync.pb-c.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/store.h"
 
 /* Pushes remembered per stream for matching Acks. A proxy acks in order,
@@ -72,6 +73,7 @@ struct config_sync {
   char boot_id[17];
   config_sync_event_fn event_fn;
   void *event_ud;
+  struct authz *authz;
   struct metrics_counter *pushes, *acks, *nacks, *bytes;
   struct metrics_histogram *push_ack;
 };
@@ -113,6 +115,32 @@ int config_sync_new(struct store *store, struct metrics_registry *m, struct conf
   return 0;
 }
 
+static void node_clear_problems(struct cs_node *n) {
+  for (size_t i = 0; i < n->pub.n_problems; i++) free(n->pub.problems[i]);
+  free(n->pub.problems);
+  n->pub.problems = NULL;
+  n->pub.n_problems = 0;
+}
+
+/* Replaces the node's problems with the Ack's (logged when they change). */
+static void node_set_problems(struct cs_node *n, const Edge__V1__Ack *a) {
+  size_t want = a->n_problems < CONFIG_SYNC_MAX_PROBLEMS ? a->n_problems : CONFIG_SYNC_MAX_PROBLEMS;
+  int same = want == n->pub.n_problems;
+  for (size_t i = 0; same && i < want; i++)
+    same = strcmp(n->pub.problems[i], a->problems[i] ? a->problems[i] : "") == 0;
+  if (same) return;
+  node_clear_problems(n);
+  if (want && (n->pub.problems = calloc(want, sizeof(char *))) != NULL) {
+    for (size_t i = 0; i < want; i++) {
+      if (!(n->pub.problems[i] = xstrdup(a->problems[i]))) break;
+      n->pub.n_problems++;
+      LOG_WARN("node_problem", "node=%s problem=%s", log_q(n->pub.node_id),
+               log_q(n->pub.problems[i]));
+    }
+  }
+  if (!want) LOG_INFO("node_problems_cleared", "node=%s", log_q(n->pub.node_id));
+}
+
 static void node_free(struct registry_node *r) {
   struct cs_node *n = (struct cs_node *)r;
   struct cs_stream *st = n->reg.session;
@@ -123,12 +151,17 @@ static void node_free(struct registry_node *r) {
   free(n->pub.zone);
   free(n->pub.build);
   free(n->pub.last_error);
+  node_clear_problems(n);
 }
 
 void config_sync_free(struct config_sync *cs) {
   if (!cs) return;
   registry_free(&cs->nodes, node_free);
   free(cs);
+}
+
+void config_sync_set_authz(struct config_sync *cs, struct authz *a) {
+  cs->authz = a;
 }
 
 void config_sync_on_node_event(struct config_sync *cs, config_sync_event_fn fn, void *ud) {
@@ -146,6 +179,30 @@ size_t config_sync_node_count(const struct config_sync *cs) {
 
 static struct cs_node *node_at(const struct config_sync *cs, size_t i) {
   return (struct cs_node *)registry_at(&cs->nodes, i);
+}
+
+size_t config_sync_prune(struct config_sync *cs, int64_t now, int64_t max_age_s,
+                         size_t max_disconnected) {
+  size_t gone = 0, disconnected = 0;
+  for (size_t i = 0; i < registry_count(&cs->nodes); i++)
+    disconnected += node_at(cs, i)->reg.session == NULL;
+  for (;;) {
+    /* the oldest disconnected node: too old, or one too many */
+    struct cs_node *oldest = NULL;
+    for (size_t i = 0; i < registry_count(&cs->nodes); i++) {
+      struct cs_node *n = node_at(cs, i);
+      if (n->reg.session) continue;
+      if (!oldest || n->pub.disconnected_at < oldest->pub.disconnected_at) oldest = n;
+    }
+    if (!oldest) break;
+    if (oldest->pub.disconnected_at > now - max_age_s && disconnected <= max_disconnected) break;
+    LOG_INFO("node_forgotten", "node=%s disconnected_at=%" PRId64, log_q(oldest->pub.node_id),
+             oldest->pub.disconnected_at);
+    registry_remove(&cs->nodes, &oldest->reg, node_free);
+    disconnected--;
+    gone++;
+  }
+  return gone;
 }
 
 const struct config_sync_node *config_sync_node_at(const struct config_sync *cs, size_t i) {
@@ -292,6 +349,14 @@ static void on_hello(struct cs_stream *st, const Edge__V1__Hello *h) {
     stream_reject(st, "Hello without node_id");
     return;
   }
+  char why[256];
+  if (authz_check(cs->authz, st->call, "ConfigSync", AUTHZ_L7PROXY, h->node_id, why, sizeof(why)) !=
+      0) {
+    /* before the node is looked up: a refused Hello evicts nobody */
+    st->finished = 1;
+    rpc_call_finish(st->call, RPC_STATUS_PERMISSION_DENIED, why);
+    return;
+  }
   struct cs_node *n = node_find_or_add(cs, h->node_id);
   if (!n) {
     st->finished = 1;
@@ -365,6 +430,7 @@ static void on_ack(struct cs_stream *st, const Edge__V1__Ack *a) {
   n->pub.applied = 1;
   n->pub.nacked = 0;
   set_str(&n->pub.last_error, "");
+  node_set_problems(n, a);
   LOG_DEBUG("ack", "node=%s version=%" PRIu64, log_q(n->pub.node_id), s->version);
   if (first) node_event(st->cs, n, CONFIG_SYNC_APPLIED);
   answered(st->cs, n, s);

@@ -14,10 +14,13 @@
  * INVALID_ARGUMENT and a reason; nothing else changes.
  *
  * Nodes stay listed after they disconnect (with the disconnect time) until
- * syncd restarts. Node events (connected, applied, updated, disconnected)
- * go to one observer, syncd/membership, which keeps the replica set of
- * known proxies. Runs on syncd's loop thread. Called by syncd/main.c
- * (create, register, notify of new versions), read by syncd/status.c.
+ * config_sync_prune forgets them (disconnected longer than a retention, or
+ * beyond a cap on disconnected nodes: node churn never grows the table
+ * forever). Node events (connected, applied, updated, disconnected) go to
+ * one observer, syncd/membership, which keeps the replica set of known
+ * proxies (its own removal timeout; pruning here does not change it).
+ * Runs on syncd's loop thread. Called by syncd/main.c (create, register,
+ * notify of new versions, prune), read by syncd/status.c.
  */
 #ifndef EDGE_SYNCD_CONFIG_SYNC_H
 #define EDGE_SYNCD_CONFIG_SYNC_H
@@ -46,13 +49,26 @@ struct config_sync_node {
   int applied;             /* acked (or reported) a current state on this stream */
   int nacked;              /* the last answer was a Nack */
   char *last_error;        /* "" when none */
+  /* What the node's last Ack reported as applied but not served
+   * (certificates its TLS library refused); bounded (CONFIG_SYNC_MAX_PROBLEMS). */
+  char **problems;
+  size_t n_problems;
 };
+
+#define CONFIG_SYNC_MAX_PROBLEMS 64
 
 /* store must outlive cs. metrics may be NULL. */
 int config_sync_new(struct store *store, struct metrics_registry *metrics,
                     struct config_sync **out);
 /* Frees everything; the server must have been shut down first. */
 void config_sync_free(struct config_sync *cs);
+
+/* Hellos are checked against the client certificate's identity
+ * (syncd/authz.h: spiffe://edge/l7proxy/NODE_ID) before anything else
+ * happens: a refused Hello never touches the node it names. a may be NULL
+ * (no checks); it must outlive cs. */
+struct authz;
+void config_sync_set_authz(struct config_sync *cs, struct authz *a);
 
 /* Registers CONFIG_SYNC_METHOD on srv (before rpc_server_start). */
 int config_sync_register(struct config_sync *cs, struct rpc_server *srv);
@@ -73,6 +89,12 @@ void config_sync_on_node_event(struct config_sync *cs, config_sync_event_fn fn, 
 
 /* The store has a new version: push to every idle connected node. */
 void config_sync_notify(struct config_sync *cs);
+
+/* Forgets nodes disconnected at or before now - max_age_s, then the
+ * oldest disconnected ones beyond max_disconnected. Connected nodes stay.
+ * Returns how many were forgotten (pointers to them become invalid). */
+size_t config_sync_prune(struct config_sync *cs, int64_t now, int64_t max_age_s,
+                         size_t max_disconnected);
 
 size_t config_sync_node_count(const struct config_sync *cs);
 const struct config_sync_node *config_sync_node_at(const struct config_sync *cs, size_t i);

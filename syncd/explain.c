@@ -16,6 +16,7 @@
 #include "common/rpc.h"
 #include "edge/v1/resources.pb-c.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/store.h"
 
 static json_t *xp_object_json(const Edge__V1__RejectedObject *o, const char *why) {
@@ -96,8 +97,19 @@ int syncd_explain_json(const struct store *store, const char *url, const char *s
   return *json ? 0 : EXPLAIN_ERR_NOMEM;
 }
 
+struct xp_ctx {
+  struct store *store;
+  struct authz *authz;
+};
+
 static void xp_on_message(void *ud, struct rpc_call *call, const uint8_t *data, size_t len) {
-  struct store *store = ud;
+  const struct xp_ctx *x = ud;
+  struct store *store = x->store;
+  char why[256];
+  if (authz_check(x->authz, call, "Explain", AUTHZ_SYNCCTL, NULL, why, sizeof(why)) != 0) {
+    rpc_call_finish(call, RPC_STATUS_PERMISSION_DENIED, why);
+    return;
+  }
   Edge__V1__ExplainRequest *req = edge__v1__explain_request__unpack(NULL, len, data);
   if (!req) {
     rpc_call_finish(call, RPC_STATUS_INVALID_ARGUMENT, "unparseable ExplainRequest");
@@ -131,7 +143,10 @@ static void xp_on_message(void *ud, struct rpc_call *call, const uint8_t *data, 
   rpc_call_finish(call, RPC_STATUS_OK, NULL);
 }
 
-int syncd_explain_register(struct store *store, struct rpc_server *srv) {
+int syncd_explain_register(struct store *store, struct authz *authz, struct rpc_server *srv) {
   static const struct rpc_call_handler h = {.on_message = xp_on_message};
-  return rpc_server_add_method(srv, SYNCD_EXPLAIN_METHOD, RPC_UNARY, &h, store);
+  static struct xp_ctx ctx; /* one server per process */
+  ctx.store = store;
+  ctx.authz = authz;
+  return rpc_server_add_method(srv, SYNCD_EXPLAIN_METHOD, RPC_UNARY, &h, &ctx);
 }

@@ -35,7 +35,10 @@ int syncd_explain_json(const struct store *store, const char *url, const char *s
                        const char *const *headers, size_t n_headers, unsigned https_port,
                        char **json, char *err, size_t errlen);
 
-/* Registers Status.Explain on srv; store must outlive the server. */
-int syncd_explain_register(struct store *store, struct rpc_server *srv);
+/* Registers Status.Explain on srv; store and authz (may be NULL: no
+ * checks; else callers need a spiffe://edge/syncctl/ identity) must
+ * outlive the server. */
+struct authz;
+int syncd_explain_register(struct store *store, struct authz *authz, struct rpc_server *srv);
 
 #endif

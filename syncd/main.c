@@ -29,13 +29,16 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/admin.h"
 #include "common/fileio.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
+#include "common/statedir.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/config_sync.h"
 #include "common/cert.h"
 #include "syncd/explain.h"
@@ -50,6 +53,8 @@
 #include "syncd/store.h"
 
 #define SYNCD_BUILD "edge-syncd/0.1.0"
+#define PRUNE_EVERY_MS 60000
+#define MAX_DISCONNECTED_NODES 1024 /* per table, beyond --node-retention */
 
 struct syncd {
   uv_loop_t *loop;
@@ -62,12 +67,15 @@ struct syncd {
   struct config_sync *cs;
   struct membership *mb;
   struct status *status;
+  struct authz *authz;
   struct admin_server *admin;
   struct syncd_source *source;
   struct ocsp_stapler *ocsp; /* NULL with --ocsp=off */
   struct leader *leader;     /* kubernetes source with leader election, else NULL */
   char replica[256];
   uv_signal_t sigterm, sigint;
+  uv_timer_t prune_timer;
+  int64_t node_retention_s;
   int stopping;
   int closing; /* asynchronous closes still running */
   struct metrics_gauge *rejected;
@@ -289,6 +297,16 @@ static void default_replica_id(char *out, size_t outlen) {
   out[outlen - 1] = '\0';
 }
 
+/* Node tables: proxies and l4lbs that left are forgotten after
+ * --node-retention (and beyond MAX_DISCONNECTED_NODES), so node churn
+ * never grows them forever. */
+static void on_prune(uv_timer_t *t) {
+  struct syncd *sd = t->data;
+  int64_t now = (int64_t)time(NULL);
+  config_sync_prune(sd->cs, now, sd->node_retention_s, MAX_DISCONNECTED_NODES);
+  membership_prune(sd->mb, now, sd->node_retention_s, MAX_DISCONNECTED_NODES);
+}
+
 /* ---- admin --------------------------------------------------------------- */
 
 static void handle_config(void *ud, const char *path, const char *query,
@@ -324,9 +342,10 @@ static void on_signal(uv_signal_t *h, int signum) {
   LOG_INFO("stopping", "signal=%d version=%" PRIu64, signum, store_version(sd->store));
   admin_set_draining(sd->admin, 1);
   membership_close(sd->mb);
-  sd->closing = 7;
+  sd->closing = 9; /* the callbacks below up to the source; +1 for the leader */
   ocsp_stapler_close(sd->ocsp, closed_one, sd);
   sd->ocsp = NULL;
+  uv_close((uv_handle_t *)&sd->prune_timer, signal_closed);
   status_stop(sd->status, closed_one, sd);
   persist_close(sd->persist, closed_one, sd); /* waits for a compaction in flight */
   sd->persist = NULL;
@@ -441,7 +460,8 @@ int main(int argc, char **argv) {
   const char *affinity_secret_file = NULL;
   const char *expiry_warning = "14d", *ocsp = "on";
   uint32_t ocsp_timeout_ms = 5000, ocsp_min_refresh_ms = 60000;
-  int insecure = 0;
+  int insecure = 0, insecure_remote = 0;
+  uint32_t node_retention_ms = 3600 * 1000;
   uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 0;
   uint32_t removal_timeout_ms = MEMBERSHIP_REMOVAL_TIMEOUT_MS;
   const char *replica_id = NULL, *election = "on", *lease_name = "edge-syncd";
@@ -469,6 +489,8 @@ int main(int argc, char **argv) {
       {"membership-grace", FLAG_DURATION_MS, &membership_grace_ms,
        "deprecated, ignored: the replica set is the known proxies, restored from --state-dir",
        "DURATION"},
+      {"node-retention", FLAG_DURATION_MS, &node_retention_ms,
+       "forget nodes disconnected this long (status, default 1h)", "DURATION"},
       FLAG_GROUP_DEF("Replicas and leader election (several syncd replicas)"),
       {"replica-id", FLAG_STRING, &replica_id,
        "this replica's name in Status and the Lease (default: $POD_NAME, else the host name)",
@@ -490,7 +512,12 @@ int main(int argc, char **argv) {
       {"cert", FLAG_STRING, &cert, "server certificate (PEM) for mTLS", "FILE"},
       {"key", FLAG_STRING, &key, "server private key (PEM) for mTLS", "FILE"},
       {"ca", FLAG_STRING, &ca, "CA (PEM) that client certificates must chain to", "FILE"},
-      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC (instead of --cert/--key/--ca)", NULL},
+      {"insecure", FLAG_BOOL, &insecure,
+       "plaintext gRPC without identities (instead of --cert/--key/--ca); --listen must be "
+       "loopback",
+       NULL},
+      {"insecure-allow-remote", FLAG_BOOL, &insecure_remote,
+       "allow --insecure on a non-loopback --listen (anyone who can connect is any node)", NULL},
       FLAG_GROUP_DEF("Certificates"),
       {"default-cert", FLAG_STRING, &default_cert, "default TLS certificate (PEM)", "FILE"},
       {"default-key", FLAG_STRING, &default_key, "default TLS key (PEM)", "FILE"},
@@ -532,6 +559,13 @@ int main(int argc, char **argv) {
   int have_tls = cert || key || ca;
   if (insecure == have_tls) {
     fprintf(stderr, "syncd: choose exactly one of --cert/--key/--ca (mTLS) or --insecure\n");
+    return 2;
+  }
+  if (insecure && !insecure_remote && !addr_is_loopback(listen)) {
+    fprintf(stderr,
+            "syncd: --insecure serves plaintext without identities: --listen=%s must be a "
+            "loopback address (or add --insecure-allow-remote)\n",
+            listen);
     return 2;
   }
   if (have_tls && !(cert && key && ca)) {
@@ -592,8 +626,21 @@ int main(int argc, char **argv) {
   if (membership_grace_ms)
     LOG_WARN("deprecated_flag", "flag=membership-grace reason=%s",
              log_q("ignored: the replica set is the known proxies, restored from --state-dir"));
-  if (insecure) LOG_WARN("insecure", "%s", "gRPC is plaintext: anyone can read configuration");
+  if (insecure)
+    LOG_WARN("insecure", "reason=%s remote=%s",
+             log_q("gRPC is plaintext without identities: anyone who connects is any node"),
+             insecure_remote ? "allowed" : "refused");
 
+  if (state_dir) {
+    /* persistence that cannot work is a start-up error, not a log line */
+    rc = statedir_prepare(state_dir, err, sizeof(err));
+    if (rc < 0) {
+      fprintf(stderr, "syncd: --state-dir=%s: %s\n", state_dir, err);
+      LOG_ERROR("state_dir_unusable", "state_dir=%s reason=%s", log_q(state_dir), log_q(err));
+      return 2;
+    }
+    if (rc == 1) LOG_INFO("state_dir_created", "state_dir=%s mode=0700", log_q(state_dir));
+  }
   sd.metrics = metrics_registry_new();
   if (!sd.metrics || store_new(&sd.store) != 0) {
     fprintf(stderr, "syncd: out of memory\n");
@@ -658,6 +705,14 @@ int main(int argc, char **argv) {
                    "1 while this replica holds the Lease (writes Ingress status).", "",
                    gauge_leader, &sd);
   update_object_gauges(&sd);
+  /* identities and roles come from the client certificates (syncd/authz.h) */
+  if (authz_new(!insecure, sd.metrics, &sd.authz) != 0) {
+    fprintf(stderr, "syncd: out of memory\n");
+    return 1;
+  }
+  config_sync_set_authz(sd.cs, sd.authz);
+  membership_set_authz(sd.mb, sd.authz);
+  status_set_authz(sd.status, sd.authz);
   /* The replica set is the known proxies: a restarted syncd tells the
    * l4lbs the set it had, not "nobody", before any proxy reconnects. */
   rc = membership_restore(sd.mb, err, sizeof(err));
@@ -673,7 +728,8 @@ int main(int argc, char **argv) {
       .creds = {.cert_file = cert, .key_file = key, .ca_file = ca, .insecure = insecure}};
   if (rpc_server_new(sd.rt, &so, &sd.srv, err, sizeof(err)) != 0 ||
       config_sync_register(sd.cs, sd.srv) != 0 || membership_register(sd.mb, sd.srv) != 0 ||
-      status_register(sd.status, sd.srv) != 0 || syncd_explain_register(sd.store, sd.srv) != 0 ||
+      status_register(sd.status, sd.srv) != 0 ||
+      syncd_explain_register(sd.store, sd.authz, sd.srv) != 0 ||
       rpc_server_start(sd.srv, err, sizeof(err)) != 0) {
     fprintf(stderr, "syncd: --listen=%s: %s\n", listen, err);
     LOG_ERROR("listen_failed", "listen=%s err=%s", log_q(listen), log_q(err));
@@ -691,12 +747,14 @@ int main(int argc, char **argv) {
 
   char dcert[4096], dkey[4096];
   if (!default_cert && state_dir) {
-    if (ensure_default_cert(state_dir, dcert, dkey, sizeof(dcert), err, sizeof(err)) == 0) {
-      default_cert = dcert;
-      default_key = dkey;
-    } else {
-      LOG_WARN("default_cert_not_persisted", "err=%s", log_q(err));
+    if (ensure_default_cert(state_dir, dcert, dkey, sizeof(dcert), err, sizeof(err)) != 0) {
+      /* a new default certificate at every start would change the version */
+      fprintf(stderr, "syncd: --state-dir=%s: default certificate: %s\n", state_dir, err);
+      LOG_ERROR("default_cert_not_persisted", "err=%s", log_q(err));
+      return 1;
     }
+    default_cert = dcert;
+    default_key = dkey;
   }
   if (source && strcmp(source, "kubernetes") == 0 && strcmp(election, "on") == 0) {
     struct leader_opts lo = {.kubeconfig = kubeconfig,
@@ -744,6 +802,10 @@ int main(int argc, char **argv) {
   uv_signal_init(sd.loop, &sd.sigterm);
   uv_signal_init(sd.loop, &sd.sigint);
   sd.sigterm.data = sd.sigint.data = &sd;
+  sd.node_retention_s = node_retention_ms / 1000;
+  uv_timer_init(sd.loop, &sd.prune_timer);
+  sd.prune_timer.data = &sd;
+  uv_timer_start(&sd.prune_timer, on_prune, PRUNE_EVERY_MS, PRUNE_EVERY_MS);
   uv_signal_start(&sd.sigterm, on_signal, SIGTERM);
   uv_signal_start(&sd.sigint, on_signal, SIGINT);
 
@@ -753,6 +815,7 @@ int main(int argc, char **argv) {
   status_free(sd.status);
   membership_free(sd.mb);
   config_sync_free(sd.cs);
+  authz_free(sd.authz);
   store_free(sd.store);
   metrics_registry_free(sd.metrics);
   uv_run(sd.loop, UV_RUN_NOWAIT);

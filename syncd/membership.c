@@ -31,6 +31,7 @@
 #include "common/registry.h"
 #include "common/rpc.h"
 #include "edge/v1/membership.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/replicas.h"
 
 #include <uv.h>
@@ -71,7 +72,12 @@ struct membership {
   uint64_t last_save_ms; /* uv_now of the last save */
   struct metrics_gauge *m_members;
   struct metrics_counter *m_left, *m_expired, *m_save_failed;
+  struct authz *authz;
 };
+
+void membership_set_authz(struct membership *mb, struct authz *a) {
+  mb->authz = a;
+}
 
 static int64_t now_s(void) {
   return (int64_t)time(NULL);
@@ -323,6 +329,30 @@ void membership_free(struct membership *mb) {
   free(mb);
 }
 
+size_t membership_prune(struct membership *mb, int64_t now, int64_t max_age_s,
+                        size_t max_disconnected) {
+  size_t gone = 0, disconnected = 0;
+  for (size_t i = 0; i < registry_count(&mb->nodes); i++)
+    disconnected += registry_at(&mb->nodes, i)->session == NULL;
+  for (;;) {
+    /* the oldest disconnected watcher: too old, or one too many */
+    struct mb_node *oldest = NULL;
+    for (size_t i = 0; i < registry_count(&mb->nodes); i++) {
+      struct mb_node *n = (struct mb_node *)registry_at(&mb->nodes, i);
+      if (n->reg.session) continue;
+      if (!oldest || n->pub.disconnected_at < oldest->pub.disconnected_at) oldest = n;
+    }
+    if (!oldest) break;
+    if (oldest->pub.disconnected_at > now - max_age_s && disconnected <= max_disconnected) break;
+    LOG_INFO("watcher_forgotten", "node=%s disconnected_at=%" PRId64, log_q(oldest->pub.node_id),
+             oldest->pub.disconnected_at);
+    registry_remove(&mb->nodes, &oldest->reg, node_free);
+    disconnected--;
+    gone++;
+  }
+  return gone;
+}
+
 const struct replicas *membership_replicas(const struct membership *mb) {
   return mb->known;
 }
@@ -398,6 +428,15 @@ static void mb_on_message(void *ud, struct rpc_call *call, const uint8_t *data, 
     rpc_call_finish(call, RPC_STATUS_INVALID_ARGUMENT, reason);
     watch_detach(w);
     if (req) edge__v1__watch_request__free_unpacked(req, NULL);
+    return;
+  }
+  char why[256];
+  if (authz_check(mb->authz, call, "Membership", AUTHZ_L4LB, req->node_id ? req->node_id : "", why,
+                  sizeof(why)) != 0) {
+    /* before the watcher is looked up: a refused watch evicts nobody */
+    edge__v1__watch_request__free_unpacked(req, NULL);
+    w->finished = 1;
+    rpc_call_finish(call, RPC_STATUS_PERMISSION_DENIED, why);
     return;
   }
   /* An l4lb without a name is listed under its peer address. */

@@ -62,6 +62,10 @@ int membership_new(const struct membership_opts *opts, struct metrics_registry *
                    struct membership **out);
 void membership_free(struct membership *mb);
 int membership_register(struct membership *mb, struct rpc_server *srv);
+/* Watches are checked against the client certificate's identity
+ * (syncd/authz.h: spiffe://edge/l4lb/NODE_ID); a may be NULL. */
+struct authz;
+void membership_set_authz(struct membership *mb, struct authz *a);
 
 /*
  * Loads DIR/replicas.pb (before any proxy connects). Returns the number of
@@ -79,6 +83,11 @@ void membership_close(struct membership *mb);
 
 /* config_sync's node events (config_sync_on_node_event with ud = mb). */
 void membership_node_event(void *mb, const struct config_sync_node *n, enum config_sync_event ev);
+
+/* Forgets watchers disconnected at or before now - max_age_s, then the
+ * oldest disconnected ones beyond max_disconnected. Returns how many. */
+size_t membership_prune(struct membership *mb, int64_t now, int64_t max_age_s,
+                        size_t max_disconnected);
 
 uint64_t membership_version(const struct membership *mb);
 /* The known proxies (for Status). */

@@ -41,6 +41,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "syncd/k8s_client.h"
+#include "syncd/k8s_watch.h"
 #include "syncd/leader.h"
 #include "syncd/source_internal.h"
 
@@ -111,12 +112,9 @@ static const struct {
 struct xfer {
   struct k8s_kind *k; /* NULL for patches */
   struct k8s_source *ks;
-  struct buf body; /* what the server sent (in watch mode: the unfinished line) */
+  struct buf body; /* what the server sent (lists; watches go to the decoder) */
   size_t max;
-  int watch; /* split lines and apply events as they come */
-  int gone;  /* saw 410 in an ERROR event */
-  int bad;   /* a line did not parse */
-  long events;
+  struct k8s_watch *watch; /* watches: events applied as they come (k8s_watch.h) */
 };
 
 static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
@@ -154,87 +152,23 @@ static void note_rv(struct k8s_source *ks, const char *rv) {
   }
 }
 
-/* Stores obj (stealing it) in k's cache under ns/name, with kind and apiVersion set. */
-static int cache_put(struct k8s_kind *k, json_t *cache, json_t *obj) {
-  json_t *md = json_object_get(obj, "metadata");
-  const char *name = json_string_value(json_object_get(md, "name"));
-  const char *ns = json_string_value(json_object_get(md, "namespace"));
-  if (!name) {
-    json_decref(obj);
-    return -1;
-  }
-  char key[600];
-  snprintf(key, sizeof(key), "%s/%s", ns ? ns : "", name);
-  json_object_set_new(obj, "kind", json_string(k->kind));
-  json_object_set_new(obj, "apiVersion", json_string(k->api_version));
-  return json_object_set_new(cache, key, obj);
-}
-
-static void apply_event(struct xfer *x, const char *line, size_t len) {
-  struct k8s_kind *k = x->k;
-  json_error_t je;
-  json_t *ev = json_loadb(line, len, 0, &je);
-  if (!json_is_object(ev)) {
-    json_decref(ev);
-    x->bad = 1;
-    return;
-  }
-  const char *type = json_string_value(json_object_get(ev, "type"));
-  json_t *obj = json_object_get(ev, "object");
-  const char *rv =
-      json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
-  if (!type) type = "";
-  if (!strcmp(type, "ERROR")) {
-    json_int_t code = json_integer_value(json_object_get(obj, "code"));
-    if (code == 410)
-      x->gone = 1;
-    else
-      x->bad = 1;
-    json_decref(ev);
-    return;
-  }
-  if (rv && strlen(rv) < sizeof(k->rv)) snprintf(k->rv, sizeof(k->rv), "%s", rv);
-  note_rv(x->ks, rv);
-  if (!strcmp(type, "BOOKMARK")) {
-    json_decref(ev);
-    return;
-  }
-  json_t *md = json_object_get(obj, "metadata");
-  const char *name = json_string_value(json_object_get(md, "name"));
-  const char *ns = json_string_value(json_object_get(md, "namespace"));
-  if (!name) {
-    json_decref(ev);
-    return;
-  }
-  pthread_mutex_lock(&x->ks->mu);
-  if (!strcmp(type, "DELETED")) {
-    char key[600];
-    snprintf(key, sizeof(key), "%s/%s", ns ? ns : "", name);
-    json_object_del(k->cache, key);
-  } else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED")) {
-    cache_put(k, k->cache, json_deep_copy(obj));
-  }
-  pthread_mutex_unlock(&x->ks->mu);
-  x->events++;
-  uv_async_send(&x->ks->async);
-  json_decref(ev);
-}
-
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   struct xfer *x = ud;
   size_t n = size * nmemb;
+  if (x->watch) {
+    long before = x->watch->events;
+    pthread_mutex_lock(&x->ks->mu);
+    int rc = k8s_watch_feed(x->watch, data, n, x->k->cache);
+    pthread_mutex_unlock(&x->ks->mu);
+    if (x->watch->rv[0]) {
+      snprintf(x->k->rv, sizeof(x->k->rv), "%s", x->watch->rv);
+      note_rv(x->ks, x->watch->rv); /* the stream's last resourceVersion is its highest */
+    }
+    if (x->watch->events != before) uv_async_send(&x->ks->async);
+    return rc == 0 ? n : 0; /* 0 stops reading: gone (relist) or a bad stream */
+  }
   if (x->body.len + n + 1 > x->max) return 0; /* too large: abort */
   if (buf_append(&x->body, data, n) != 0) return 0;
-  if (x->watch) {
-    size_t start = 0;
-    for (size_t i = 0; i < x->body.len; i++) {
-      if (x->body.data[i] != '\n') continue;
-      if (i > start) apply_event(x, x->body.data + start, i - start);
-      start = i + 1;
-    }
-    buf_consume(&x->body, start);
-    if (x->gone) return 0; /* stop reading: relist */
-  }
   return n;
 }
 
@@ -272,7 +206,7 @@ static long http(struct k8s_source *ks, struct xfer *x, const char *method, cons
   CURLcode rc = curl_easy_perform(h);
   long status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  if (rc != CURLE_OK && !(x->gone && rc == CURLE_WRITE_ERROR)) {
+  if (rc != CURLE_OK && !(x->watch && x->watch->gone && rc == CURLE_WRITE_ERROR)) {
     snprintf(err, errlen, "%s %s: %s", method, path, curl_easy_strerror(rc));
     if (!x->watch || status == 0) status = -1;
   }
@@ -332,7 +266,7 @@ static int list_kind(struct k8s_kind *k, char *err, size_t errlen) {
     size_t i;
     json_t *it;
     json_array_foreach(items, i, it) {
-      if (json_is_object(it)) cache_put(k, fresh, json_incref(it));
+      if (json_is_object(it)) k8s_watch_cache_put(fresh, k->kind, k->api_version, json_incref(it));
     }
     json_t *md = json_object_get(list, "metadata");
     const char *r = json_string_value(json_object_get(md, "resourceVersion"));
@@ -383,24 +317,27 @@ static void *kind_main(void *arg) {
     snprintf(path, sizeof(path), "%s%swatch=1&allowWatchBookmarks=true&timeoutSeconds=300%s%s",
              k->path, sep, rv && *rv ? "&resourceVersion=" : "", rv ? rv : "");
     curl_free(rv);
-    struct xfer x = {.k = k, .ks = ks, .max = K8S_MAX_LINE, .watch = 1};
+    struct k8s_watch w;
+    k8s_watch_init(&w, k->kind, k->api_version, K8S_MAX_LINE);
+    struct xfer x = {.k = k, .ks = ks, .max = K8S_MAX_LINE, .watch = &w};
     long status = http(ks, &x, "GET", path, NULL, err, sizeof(err));
     buf_free(&x.body);
+    k8s_watch_free(&w);
     if (atomic_load(&ks->stop)) break;
-    if (status == 410 || x.gone) {
+    if (status == 410 || w.gone) {
       LOG_INFO("k8s_watch_expired", "kind=%s resource_version=%s", k->kind, log_q(k->rv));
       need_list = 1;
       backoff = K8S_BACKOFF_MIN_MS;
       continue;
     }
-    if (status == 200 && !x.bad) { /* the watch ended (timeout or dropped): resume */
+    if (status == 200 && !w.bad) { /* the watch ended (timeout or dropped): resume */
       backoff = K8S_BACKOFF_MIN_MS;
-      if (x.events == 0 && nap(ks, 50) < 0) break; /* never spin on an empty stream */
+      if (w.events == 0 && nap(ks, 50) < 0) break; /* never spin on an empty stream */
       continue;
     }
     if (status > 0 && err[0] == '\0')
       snprintf(err, sizeof(err), "watch %s: HTTP %ld", k->kind, status);
-    if (x.bad && err[0] == '\0') snprintf(err, sizeof(err), "watch %s: bad event", k->kind);
+    if (w.bad && err[0] == '\0') snprintf(err, sizeof(err), "watch %s: bad event", k->kind);
     set_error(ks, "%s", err);
     long jitter = backoff / 2 + (long)(rand_r(&seed) % (unsigned)(backoff / 2 + 1));
     if (nap(ks, jitter) < 0) break;

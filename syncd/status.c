@@ -36,6 +36,7 @@
 #include "common/rpc.h"
 #include "edge/v1/resources.pb-c.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/certfacts.h"
 #include "syncd/config_sync.h"
 #include "syncd/membership.h"
@@ -57,7 +58,8 @@ struct status {
   int64_t warn_seconds; /* expiry warning window */
   struct metrics_registry *metrics;
   int64_t last_warn_log; /* when expiring certificates were last logged */
-  char **node_labels;    /* label sets of edge_syncd_node_state series */
+  struct authz *authz;
+  char **node_labels; /* label sets of edge_syncd_node_state series */
   size_t n_node_labels;
   char *source_labels; /* label set of edge_syncd_source_healthy */
   unsigned ticks;
@@ -190,6 +192,7 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   Edge__V1__CertificateStatus *certs = calloc(n_certs + 1, sizeof(*certs));
   Edge__V1__CertificateStatus **cp = calloc(n_certs + 1, sizeof(*cp));
   int rc = -1;
+  Edge__V1__Refusal *refs = NULL, **rp = NULL;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -210,6 +213,8 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
     s->last_error = n->last_error;
     s->draining = n->draining;
     s->disconnected_at = n->disconnected_at;
+    s->n_problems = n->n_problems;
+    s->problems = n->problems;
     s->last_seen = n->connected ? now_ms / 1000 : n->disconnected_at;
     const struct replica *p = known ? replicas_find(known, n->node_id) : NULL;
     s->in_replica_set = p && p->in_set;
@@ -269,6 +274,26 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
   resp.n_nodes = k;
   resp.nodes = np;
 
+  /* Refusals. */
+  const struct authz_refusal *ar;
+  size_t nr = authz_refusals(st->authz, &ar);
+  refs = calloc(nr + 1, sizeof(*refs));
+  rp = calloc(nr + 1, sizeof(*rp));
+  if (!refs || !rp) goto out;
+  for (size_t i = 0; i < nr; i++) {
+    edge__v1__refusal__init(&refs[i]);
+    refs[i].method = (char *)ar[i].method;
+    refs[i].peer = (char *)ar[i].peer;
+    refs[i].identity = (char *)ar[i].identity;
+    refs[i].node_id = (char *)ar[i].node_id;
+    refs[i].reason = (char *)ar[i].reason;
+    refs[i].last_at = ar[i].last_at;
+    refs[i].count = ar[i].count;
+    rp[i] = &refs[i];
+  }
+  resp.n_refusals = nr;
+  resp.refusals = rp;
+
   int64_t now = (int64_t)time(NULL);
   for (size_t i = 0; i < n_certs; i++) {
     const struct cert_fact *f = facts[i];
@@ -300,6 +325,8 @@ out:
   free(reasons);
   free(certs);
   free(cp);
+  free(refs);
+  free(rp);
   return rc;
 }
 
@@ -480,8 +507,17 @@ void status_stop(struct status *st, void (*done)(void *arg), void *arg) {
 
 /* ---- Status.Get ------------------------------------------------------- */
 
+void status_set_authz(struct status *st, struct authz *a) {
+  st->authz = a;
+}
+
 static void st_on_message(void *ud, struct rpc_call *call, const uint8_t *data, size_t len) {
   struct status *st = ud;
+  char why[256];
+  if (authz_check(st->authz, call, "Status", AUTHZ_SYNCCTL, NULL, why, sizeof(why)) != 0) {
+    rpc_call_finish(call, RPC_STATUS_PERMISSION_DENIED, why);
+    return;
+  }
   Edge__V1__StatusRequest *req = edge__v1__status_request__unpack(NULL, len, data);
   if (!req) {
     rpc_call_finish(call, RPC_STATUS_INVALID_ARGUMENT, "unparseable StatusRequest");

@@ -45,6 +45,10 @@ int status_new(struct store *store, struct config_sync *cs, struct membership *m
                struct status **out);
 void status_free(struct status *st);
 int status_register(struct status *st, struct rpc_server *srv);
+/* Status.Get callers need a spiffe://edge/syncctl/ identity; the
+ * response lists a's refusals. a may be NULL (no checks, none listed). */
+struct authz;
+void status_set_authz(struct status *st, struct authz *a);
 
 /* Certificates expiring within seconds are flagged (default 14 days). */
 void status_set_expiry_warning(struct status *st, int64_t seconds);

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/addr.h"
 #include "common/explain.h"
 #include "common/flags.h"
 #include "common/rpc.h"
@@ -186,6 +187,20 @@ static void print_text(const Edge__V1__StatusResponse *r) {
     print_row(row, w);
   }
   if (r->n_nodes == 0) printf("(no nodes)\n");
+  for (size_t i = 0; i < r->n_nodes; i++)
+    for (size_t k = 0; k < r->nodes[i]->n_problems; k++)
+      printf("  %s PROBLEM %s\n", r->nodes[i]->node_id, r->nodes[i]->problems[k]);
+  if (r->n_refusals) {
+    printf("\nREFUSED (%zu, identity does not allow it)\n", r->n_refusals);
+    for (size_t i = 0; i < r->n_refusals; i++) {
+      const Edge__V1__Refusal *f = r->refusals[i];
+      char at[64];
+      ago(f->last_at, now, at, sizeof(at));
+      printf("  %s peer %s node %s identity %s: %s (x%" PRIu64 ", last %s)\n", f->method, f->peer,
+             f->node_id[0] ? f->node_id : "-", f->identity[0] ? f->identity : "-", f->reason,
+             f->count, at);
+    }
+  }
   print_replica_set(r);
 
   printf("\nSOURCES\n");
@@ -266,6 +281,7 @@ static json_t *status_json(const Edge__V1__StatusResponse *r) {
     json_object_set_new(o, "state", json_string(state_name(n->state)));
     json_object_set_new(o, "last_error", json_string(n->last_error));
     json_object_set_new(o, "draining", json_boolean(n->draining));
+    json_object_set_new(o, "problems", strv_json(n->problems, n->n_problems));
     json_object_set_new(o, "last_seen", json_integer(n->last_seen));
     if (n->kind == EDGE__V1__NODE_KIND__NODE_KIND_L7PROXY) {
       json_object_set_new(o, "in_replica_set", json_boolean(n->in_replica_set));
@@ -274,6 +290,16 @@ static json_t *status_json(const Edge__V1__StatusResponse *r) {
     json_array_append_new(nodes, o);
   }
   json_object_set_new(root, "nodes", nodes);
+  json_t *refusals = json_array();
+  for (size_t i = 0; i < r->n_refusals; i++) {
+    const Edge__V1__Refusal *f = r->refusals[i];
+    json_array_append_new(
+        refusals,
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "method", f->method, "peer", f->peer,
+                  "identity", f->identity, "node_id", f->node_id, "reason", f->reason, "last_at",
+                  (json_int_t)f->last_at, "count", (json_int_t)f->count));
+  }
+  json_object_set_new(root, "refusals", refusals);
   json_t *sources = json_array();
   for (size_t i = 0; i < r->n_sources; i++) {
     const Edge__V1__SourceStatus *s = r->sources[i];
@@ -644,6 +670,21 @@ static int status_of_replicas(struct replica_answers *a, const struct rpc_creds 
   for (size_t i = 0; i < n_rows; i++) np[i] = (Edge__V1__NodeStatus *)rows[i].node;
   merged.nodes = np;
   merged.n_nodes = n_rows;
+  /* refusals happen on whichever replica the refused client reached: all of them */
+  size_t n_ref = 0;
+  for (size_t i = 0; i < a->addrs.n; i++) n_ref += a->r[i].resp ? a->r[i].resp->n_refusals : 0;
+  Edge__V1__Refusal **rp = calloc(n_ref + 1, sizeof(*rp));
+  if (!rp) {
+    free(np);
+    free(rows);
+    return 1;
+  }
+  n_ref = 0;
+  for (size_t i = 0; i < a->addrs.n; i++)
+    for (size_t k = 0; a->r[i].resp && k < a->r[i].resp->n_refusals; k++)
+      rp[n_ref++] = a->r[i].resp->refusals[k];
+  merged.refusals = rp;
+  merged.n_refusals = n_ref;
   if (json) {
     json_t *root = status_json(&merged);
     json_t *nodes = json_object_get(root, "nodes");
@@ -659,6 +700,7 @@ static int status_of_replicas(struct replica_answers *a, const struct rpc_creds 
     print_text(&merged);
   }
   free(np);
+  free(rp);
   free(rows);
   return 0;
 }
@@ -667,7 +709,7 @@ int main(int argc, char **argv) {
   const char *target = "127.0.0.1:7000", *cert = NULL, *key = NULL, *ca = NULL;
   const char *sni = NULL;
   struct flag_list headers = {.count = 0};
-  int insecure = 0, json = 0;
+  int insecure = 0, insecure_remote = 0, json = 0;
   long https_port = 0;
   uint32_t timeout_ms = 5000;
   const struct flag_def defs[] = {
@@ -679,7 +721,9 @@ int main(int argc, char **argv) {
       {"cert", FLAG_STRING, &cert, "client certificate (PEM) for mTLS", "FILE"},
       {"key", FLAG_STRING, &key, "client private key (PEM) for mTLS", "FILE"},
       {"ca", FLAG_STRING, &ca, "CA (PEM) that syncd's certificate must chain to", "FILE"},
-      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC", NULL},
+      {"insecure", FLAG_BOOL, &insecure, "plaintext gRPC (a loopback --syncd only)", NULL},
+      {"insecure-allow-remote", FLAG_BOOL, &insecure_remote,
+       "allow --insecure to a non-loopback --syncd", NULL},
       {"timeout", FLAG_DURATION_MS, &timeout_ms, "deadline of the call (default 5s)", "DURATION"},
       FLAG_GROUP_DEF("Output"),
       {"json", FLAG_BOOL, &json, "print JSON instead of tables", NULL},
@@ -719,6 +763,13 @@ int main(int argc, char **argv) {
     return 2;
   }
   int have_tls = cert || key || ca;
+  if (insecure && !insecure_remote && !targets_is_loopback(target)) {
+    fprintf(stderr,
+            "syncctl: --insecure is plaintext: --syncd=%s must be a loopback address (or add "
+            "--insecure-allow-remote)\n",
+            target);
+    return 2;
+  }
   if (insecure == have_tls || (have_tls && !(cert && key && ca))) {
     fprintf(stderr, "syncctl: choose either --cert, --key and --ca (mTLS) or --insecure\n");
     return 2;

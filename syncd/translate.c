@@ -17,13 +17,15 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/base64.h"
+#include "common/cert_valid.h"
 #include "common/hmap.h"
-#include "syncd/default_cert.h"
+#include "common/validate.h"
 #include "syncd/translate_internal.h"
 
 /* ---- small containers ---------------------------------------------------- */
@@ -95,6 +97,32 @@ static char *dupstr(const char *s) {
   return strdup(s ? s : "");
 }
 
+/* A reason or host list for Status, logs and terminals: control bytes of
+ * tenant text quoted into it become \xHH (a CR/LF or an escape sequence
+ * in an Ingress never reaches `syncctl status`). Takes s, returns a new
+ * string (or s when clean; NULL stays NULL). */
+static char *clean(char *s) {
+  if (!s) return NULL;
+  size_t extra = 0;
+  for (const char *p = s; *p; p++) extra += ((unsigned char)*p < 0x20 || *p == 0x7f) ? 3 : 0;
+  if (!extra) return s;
+  char *out = malloc(strlen(s) + extra + 1), *o = out;
+  if (!out) {
+    free(s);
+    return NULL;
+  }
+  for (const char *p = s; *p; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch < 0x20 || ch == 0x7f)
+      o += sprintf(o, "\\x%02x", ch);
+    else
+      *o++ = (char)ch;
+  }
+  *o = '\0';
+  free(s);
+  return out;
+}
+
 void tr_rejection_clear(struct syncd_rejection *r) {
   free(r->kind), free(r->ns), free(r->name), free(r->reason), free(r->location);
   memset(r, 0, sizeof(*r));
@@ -104,7 +132,7 @@ int tr_rejection(struct syncd_rejection *r, const char *kind, const char *ns, co
                  const char *location, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  char *reason = tr_vformat(fmt, ap);
+  char *reason = clean(tr_vformat(fmt, ap));
   va_end(ap);
   *r = (struct syncd_rejection){dupstr(kind), dupstr(ns), dupstr(name), reason, dupstr(location)};
   if (!r->kind || !r->ns || !r->name || !r->reason || !r->location) {
@@ -319,9 +347,8 @@ static int ignore_ingress(struct ting *g, json_t *o, const struct tclasses *cl) 
   }
   struct syncd_rejection *r = &g->ignored;
   *r = (struct syncd_rejection){dupstr("Ingress"), dupstr(g->ns), dupstr(g->name),
-                                n < 0 ? NULL : reason, hosts};
+                                clean(n < 0 ? NULL : reason), clean(hosts)};
   if (!r->kind || !r->ns || !r->name || !r->reason || !r->location) {
-    if (n < 0) free(reason);
     tr_rejection_clear(r);
     return -ENOMEM;
   }
@@ -375,9 +402,11 @@ static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *e
              -1;
   }
   if ((v = annotation(p, o, "edge.dev/rewrite-target"))) {
-    if (v[0] != '/')
-      return snprintf(err, errlen,
-                      "annotation edge.dev/rewrite-target must start with /, not \"%s\"", v),
+    /* it becomes part of the upstream request line: path characters only */
+    char why[160], q[96];
+    if (validate_path(v, why, sizeof(why)) != 0)
+      return snprintf(err, errlen, "annotation edge.dev/rewrite-target %s %s",
+                      validate_quote(v, q, sizeof(q)), why),
              -1;
     a->ro.rewrite_prefix = pool_strdup(p, v);
   }
@@ -444,6 +473,12 @@ static const char *resolve_backend(struct ting *g, json_t *backend, const struct
   const char *name = jstr(svc, "name");
   if (!name || !*name) {
     snprintf(err, errlen, "backend service has no name");
+    return NULL;
+  }
+  char q[96];
+  if (validate_k8s_name(name, 1, NULL, 0) != 0) {
+    snprintf(err, errlen, "backend service name %s is not a valid Kubernetes name",
+             validate_quote(name, q, sizeof(q)));
     return NULL;
   }
   json_t *port = json_object_get(svc, "port");
@@ -521,12 +556,6 @@ static int path_type(const char *s, int *type, int *eff) {
   return -1;
 }
 
-static int valid_path_chars(const char *p) {
-  for (; *p; p++)
-    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return 0;
-  return 1;
-}
-
 /* The paths of one rule as candidates. 0, or -1 with err. */
 static int add_rule(struct ting *g, json_t *rule, size_t ri, const struct annotations *a,
                     tr_service_fn svc_fn, void *svc_ud, char *err, size_t errlen) {
@@ -563,10 +592,9 @@ static int add_rule(struct ting *g, json_t *rule, size_t ri, const struct annota
     if (!cd.path || cd.path[0] != '/')
       return snprintf(err, errlen, "path \"%.200s\" does not start with /", cd.path ? cd.path : ""),
              -1;
-    if (!valid_path_chars(cd.path))
-      return snprintf(err, errlen, "path \"%.200s\" contains spaces or control characters",
-                      cd.path),
-             -1;
+    char pwhy[160], pq[96];
+    if (validate_path(cd.path, pwhy, sizeof(pwhy)) != 0)
+      return snprintf(err, errlen, "path %s %s", validate_quote(cd.path, pq, sizeof(pq)), pwhy), -1;
     cd.path = pool_strdup(&g->pool, cd.path);
     if (!cd.path) return snprintf(err, errlen, "out of memory"), -1;
     cd.key_path = cd.path;
@@ -589,6 +617,11 @@ static int add_tls(struct ting *g, json_t *spec, char *err, size_t errlen) {
   int order = 0;
   json_array_foreach(tls, ti, t) {
     const char *secret = jstr(t, "secretName");
+    char q[96];
+    if (secret && *secret && validate_k8s_name(secret, 1, NULL, 0) != 0)
+      return snprintf(err, errlen, "tls secretName %s is not a valid Kubernetes name",
+                      validate_quote(secret, q, sizeof(q))),
+             -1;
     json_t *hosts = json_object_get(t, "hosts"), *hv;
     size_t hi;
     json_array_foreach(hosts, hi, hv) {
@@ -848,9 +881,10 @@ void tr_check_secret(struct tobj *s, int *oom) {
     if (!why) *oom = 1;
     return;
   }
+  /* the proxies' own decision: the same OpenSSL loader and security level */
   char reason[256];
-  if (default_cert_check(vals[0], lens[0], vals[1], lens[1], &s->not_after, reason,
-                         sizeof(reason)) != 0)
+  if (cert_valid_check((const uint8_t *)vals[0], lens[0], (const uint8_t *)vals[1], lens[1],
+                       &s->not_after, reason, sizeof(reason)) != 0)
     secret_problem(s, oom, "%s", reason);
   else
     s->ok = 1;
@@ -890,7 +924,37 @@ static int ting_ptr_age_cmp(const void *a, const void *b) {
   return ting_age_cmp(*(const struct ting *const *)a, *(const struct ting *const *)b);
 }
 
+/* The object a resource came from, for a rejection. */
+static const Edge__V1__SourceRef *resource_source(const Edge__V1__Resource *r) {
+  switch (r->kind_case) {
+    case EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST:
+      return r->virtual_host->n_routes ? r->virtual_host->routes[0]->source : NULL;
+    case EDGE__V1__RESOURCE__KIND_CLUSTER:
+      return r->cluster->source;
+    case EDGE__V1__RESOURCE__KIND_CERTIFICATE:
+      return r->certificate->source;
+    case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
+      return r->default_backend->source;
+    default:
+      return NULL;
+  }
+}
+
+/* Packs r, unless the check every proxy runs on what it receives
+ * (common/validate) refuses it: the values were checked where they
+ * entered, so this only catches what slipped through, and nothing that
+ * would make a proxy Nack is ever published (out->refused, out->rej). */
 static int pack(Edge__V1__Resource *r, struct emitted *out) {
+  char why[512];
+  out->refused = 0;
+  if (validate_resource(r, why, sizeof(why)) != 0) {
+    const Edge__V1__SourceRef *src = resource_source(r);
+    out->bytes = NULL;
+    out->len = 0;
+    out->refused = 1;
+    return tr_rejection(&out->rej, src && src->kind ? src->kind : "", src ? src->namespace_ : "",
+                        src ? src->name : "", "", "not published: %s", why);
+  }
   out->len = edge__v1__resource__get_packed_size(r);
   out->bytes = malloc(out->len ? out->len : 1);
   if (!out->bytes) return -ENOMEM;
@@ -1190,6 +1254,7 @@ int tr_emit_default_backend(const char *cluster, const struct ting *g, struct em
 int tr_emit_default_cert(const struct translate_opts *o, struct emitted *out) {
   out->bytes = NULL;
   out->len = 0;
+  out->refused = 0;
   if (!o || !o->default_cert_pem || !o->default_key_pem) return 0;
   Edge__V1__Certificate cert;
   edge__v1__certificate__init(&cert);
@@ -1198,9 +1263,9 @@ int tr_emit_default_cert(const struct translate_opts *o, struct emitted *out) {
   cert.cert_pem =
       (ProtobufCBinaryData){strlen(o->default_cert_pem), (uint8_t *)o->default_cert_pem};
   cert.key_pem = (ProtobufCBinaryData){strlen(o->default_key_pem), (uint8_t *)o->default_key_pem};
-  char why[128];
-  if (default_cert_check(o->default_cert_pem, cert.cert_pem.len, o->default_key_pem,
-                         cert.key_pem.len, &cert.not_after, why, sizeof(why)) < 0)
+  char why[256];
+  if (cert_valid_check(cert.cert_pem.data, cert.cert_pem.len, cert.key_pem.data, cert.key_pem.len,
+                       &cert.not_after, why, sizeof(why)) < 0)
     cert.not_after = 0;
   Edge__V1__Resource r;
   edge__v1__resource__init(&r);

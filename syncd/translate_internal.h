@@ -220,6 +220,10 @@ void tr_check_secret(struct tobj *s, int *oom);
 struct emitted {
   uint8_t *bytes;
   size_t len;
+  /* common/validate refused the resource (the check every proxy runs on
+   * what it receives): bytes is NULL, nothing is published, rej says why */
+  int refused;
+  struct syncd_rejection rej;
 };
 
 /* Route order inside a host, and the conflict order of candidates. */
@@ -317,6 +321,7 @@ struct translator {
   struct hmap ignored;       /* ting pointer → ting */
   struct pset dups;          /* Ingress objects with several documents */
   struct rejlist errors;     /* the manifest set's parse errors */
+  struct hmap unpub;         /* "T/name" → rejlist: resources validation refused */
   /* dirty this update */
   struct pset d_objs;  /* objects whose documents changed */
   struct pset changed; /* objects whose content changed */

@@ -27,7 +27,9 @@
  * 16 members: a Service used by 100,000 Ingresses is still O(1) to update.
  * Every string a set or map holds is owned by the structure named.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@
 #include <openssl/evp.h>
 
 #include "common/hmap.h"
+#include "common/validate.h"
 #include "syncd/translate_internal.h"
 
 /* ---- the translator --------------------------------------------------------------- */
@@ -63,12 +66,41 @@ static int out_key(char *buf, size_t len, int type, const char *name) {
   return snprintf(buf, len, "%d/%s", type, name) < (int)len ? 0 : -1;
 }
 
-/* Sets resource (type, name) to e's bytes (taken), or removes it (e NULL). */
+/* Records (rej taken) or forgets (rej NULL) why resource key is not published. */
+static void unpub_set(struct translator *t, const char *key, struct syncd_rejection *rej) {
+  struct rejlist *l = hmap_gets(&t->unpub, key);
+  if (!rej && !l) return;
+  if (!l) {
+    if (!(l = calloc(1, sizeof(*l))) || hmap_puts(&t->unpub, key, l, NULL) != 0) {
+      free(l);
+      tr_rejection_clear(rej);
+      t->oom = 1;
+      return;
+    }
+  }
+  rejlist_clear(l);
+  if (rej && rejlist_add(l, rej) != 0) t->oom = 1;
+  rej_sync(t, l);
+  if (!l->n) {
+    hmap_dels(&t->unpub, key);
+    free(l);
+  }
+}
+
+/* Sets resource (type, name) to e's bytes (taken), or removes it (e NULL
+ * or refused by validation: then the refusal is reported). */
 void out_set(struct translator *t, int type, const char *name, struct emitted *e) {
   char key[1200];
   if (out_key(key, sizeof(key), type, name) != 0) {
     if (e) free(e->bytes);
+    if (e && e->refused) tr_rejection_clear(&e->rej);
     return;
+  }
+  if (e && e->refused) {
+    unpub_set(t, key, &e->rej);
+    e = NULL;
+  } else {
+    unpub_set(t, key, NULL);
   }
   struct tres *r = hmap_gets(&t->out, key);
   if (!e) {
@@ -154,6 +186,55 @@ static void secret_reset(struct tobj *s) {
   s->not_after = 0;
 }
 
+/* 0 when s is an IPv4 or IPv6 literal (what endpoints and ClusterIPs must be). */
+static int ip_literal(const char *s) {
+  struct in6_addr a;
+  return s && (inet_pton(AF_INET, s, &a) == 1 || inet_pton(AF_INET6, s, &a) == 1) ? 0 : -1;
+}
+
+/* Every endpoint of an EndpointSlice: address an IP literal, zone and
+ * target printable names. 0, or -1 with why. */
+static int check_slice(json_t *o, char *why, size_t whylen) {
+  json_t *e, *a;
+  size_t i, ai;
+  char w[160], q[96];
+  const char *svc = jstr(jpath(o, "metadata", "labels"), "kubernetes.io/service-name");
+  if (svc && *svc && validate_k8s_name(svc, 1, NULL, 0) != 0)
+    return snprintf(why, whylen, "label kubernetes.io/service-name is not a valid name"), -1;
+  json_array_foreach(json_object_get(o, "endpoints"), i, e) {
+    json_array_foreach(json_object_get(e, "addresses"), ai, a) {
+      const char *addr = json_string_value(a);
+      if (addr && *addr && ip_literal(addr) != 0)
+        return snprintf(why, whylen, "endpoint address %s is not an IP address",
+                        validate_quote(addr, q, sizeof(q))),
+               -1;
+    }
+    const char *zone = jstr(e, "zone"), *target = jstr(json_object_get(e, "targetRef"), "name");
+    if (zone && *zone && validate_name(zone, w, sizeof(w)) != 0)
+      return snprintf(why, whylen, "endpoint zone %s", w), -1;
+    if (target && *target && validate_name(target, w, sizeof(w)) != 0)
+      return snprintf(why, whylen, "endpoint targetRef.name %s", w), -1;
+  }
+  return 0;
+}
+
+/* What of a Service or EndpointSlice reaches the wire, logs or Status,
+ * checked where it enters (the object is then left out whole). 0, or -1
+ * with why. */
+static int check_values(enum tkind tk, json_t *o, char *why, size_t whylen) {
+  char q[96];
+  if (tk == TK_SERVICE) {
+    const char *ip = jstr(json_object_get(o, "spec"), "clusterIP");
+    if (ip && *ip && strcmp(ip, "None") != 0 && ip_literal(ip) != 0)
+      return snprintf(why, whylen, "spec.clusterIP %s is not an IP address",
+                      validate_quote(ip, q, sizeof(q))),
+             -1;
+  } else if (tk == TK_SLICE) {
+    return check_slice(o, why, whylen);
+  }
+  return 0;
+}
+
 /* A new document: its kind, key and index problems. */
 static struct tdoc *doc_new(struct translator *t, json_t *o, const char *location, size_t seq) {
   struct tdoc *d = calloc(1, sizeof(*d));
@@ -167,6 +248,7 @@ static struct tdoc *doc_new(struct translator *t, json_t *o, const char *locatio
   d->round = t->round;
   const char *kind = jstr(o, "kind");
   struct syncd_rejection r;
+  char why[256];
   int rc = 0;
   if (!kind || !*kind) {
     rc = tr_rejection(&r, "", "", "", d->location, "%s: object has no kind", d->location);
@@ -186,10 +268,22 @@ static struct tdoc *doc_new(struct translator *t, json_t *o, const char *locatio
         rc = tr_rejection(&r, kind, ns, "", d->location, "%s: %s has no metadata.name", d->location,
                           kind);
         if (rc == 0) rc = rejlist_add(&d->rej, &r);
+      } else if (validate_k8s_name(ns, 0, NULL, 0) != 0 ||
+                 validate_k8s_name(name, 1, NULL, 0) != 0) {
+        /* names reach cluster names, logs and Status: what the API server allows */
+        char qn[96], qs[96];
+        rc = tr_rejection(&r, kind, "", "", d->location,
+                          "%s: %s %s/%s: namespace or name is not a valid Kubernetes name",
+                          d->location, kind, validate_quote(ns, qs, sizeof(qs)),
+                          validate_quote(name, qn, sizeof(qn)));
+        if (rc == 0) rc = rejlist_add(&d->rej, &r);
       } else if (!api || strcmp(api, want) != 0) {
         rc = tr_rejection(&r, kind, ns, name, d->location,
                           "%s/%s: apiVersion %s is not supported (want %s)", ns, name,
                           api ? api : "(none)", want);
+        if (rc == 0) rc = rejlist_add(&d->rej, &r);
+      } else if (check_values(tk, o, why, sizeof(why)) != 0) {
+        rc = tr_rejection(&r, kind, ns, name, d->location, "%s/%s: %s", ns, name, why);
         if (rc == 0) rc = rejlist_add(&d->rej, &r);
       } else {
         char key[600];
@@ -846,12 +940,12 @@ int translator_update(struct translator *t, const struct manifest_set *in,
 static void translator_init(struct translator *t) {
   hmap_init(&t->docs);
   for (int k = 0; k < TK_COUNT; k++) hmap_init(&t->objs[k]);
-  struct hmap *maps[] = {&t->kinds,       &t->ours,         &t->foreign,    &t->class_users,
-                         &t->svc_users,   &t->secret_users, &t->host_users, &t->cluster_users,
-                         &t->svc_slices,  &t->served,       &t->hosts,      &t->cert_hosts,
-                         &t->out,         &t->rej_units,    &t->ignored,    &t->d_ings,
-                         &t->d_hosts,     &t->d_clusters,   &t->d_certs,    &t->d_names,
-                         &t->policy_users};
+  struct hmap *maps[] = {&t->kinds,      &t->ours,         &t->foreign,    &t->class_users,
+                         &t->svc_users,  &t->secret_users, &t->host_users, &t->cluster_users,
+                         &t->svc_slices, &t->served,       &t->hosts,      &t->cert_hosts,
+                         &t->out,        &t->rej_units,    &t->ignored,    &t->d_ings,
+                         &t->d_hosts,    &t->d_clusters,   &t->d_certs,    &t->d_names,
+                         &t->unpub,      &t->policy_users};
   for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) hmap_init(maps[i]);
 }
 
@@ -901,6 +995,11 @@ static void translator_clear(struct translator *t) {
     free(v);
   }
   pos = 0;
+  while (hmap_next(&t->unpub, &pos, NULL, NULL, &v)) {
+    rejlist_clear(v);
+    free(v);
+  }
+  pos = 0;
   while (hmap_next(&t->out, &pos, NULL, NULL, &v)) {
     struct tres *r = v;
     free(r->bytes);
@@ -916,7 +1015,7 @@ static void translator_clear(struct translator *t) {
   index_free(&t->svc_slices);
   struct hmap *maps[] = {&t->kinds,      &t->ours,       &t->foreign,   &t->served,  &t->hosts,
                          &t->cert_hosts, &t->out,        &t->rej_units, &t->ignored, &t->d_ings,
-                         &t->d_hosts,    &t->d_clusters, &t->d_certs,   &t->d_names};
+                         &t->d_hosts,    &t->d_clusters, &t->d_certs,   &t->d_names, &t->unpub};
   for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) hmap_free(maps[i]);
   pset_free(&t->classless);
   pset_free(&t->db_users);

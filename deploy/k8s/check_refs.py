@@ -18,8 +18,8 @@ import sys
 
 import yaml
 
-EXTERNAL_SECRETS = {"edge-syncd-tls", "edge-proxy-tls",  # deploy/k8s/gen-secrets.sh
-                    "edge-syncd-default-tls"}
+EXTERNAL_SECRETS = {"edge-syncd-tls", "edge-l7proxy-tls", "edge-l4lb-tls",  # deploy/k8s/gen-secrets.sh
+                    "edge-syncctl-tls", "edge-syncd-default-tls"}
 
 
 def main(path, l4_type):

@@ -3,8 +3,13 @@
 # private key is ever committed:
 #   DIR/ca.crt, ca.key            a private CA for syncd <-> proxies (mTLS)
 #   DIR/syncd.crt, syncd.key      syncd's server certificate (SANs below)
-#   DIR/client.crt, client.key    the client certificate l7proxy, l4lb and
-#                                 syncctl present to syncd
+#   DIR/ROLE-NAME.crt, .key       one client certificate per node given with
+#                                 --node=ROLE/NAME, carrying the node's
+#                                 identity as its only URI SAN:
+#                                 spiffe://edge/ROLE/NAME (ROLE l7proxy, l4lb
+#                                 or syncctl). syncd lets it open only its
+#                                 role's stream under that node id; NAME '*'
+#                                 (file ROLE-any.crt) binds the role only.
 #   DIR/tls-secret.yaml           a kubernetes.io/tls Secret for each
 #                                 NAMESPACE/SECRET=HOST given with --secret
 #   DIR/default.crt, default.key  the default certificate (hosts without a
@@ -13,7 +18,8 @@
 #                                 generates its own and they name the same
 #                                 state differently
 #
-# Usage: pki.sh DIR [--san=IP:10.0.0.1|DNS:name ...] [--secret=ns/name=host ...]
+# Usage: pki.sh DIR [--san=IP:10.0.0.1|DNS:name ...] [--node=ROLE/NAME ...]
+#               [--secret=ns/name=host ...]
 # Keys are EC P-256, files 0600, certificates valid 30 days. Called by
 # deploy/local/run.sh and tests/e2e/netns/run.sh. Idempotent per DIR: an
 # existing CA is reused.
@@ -22,9 +28,11 @@ dir="${1:?usage: pki.sh DIR [--san=...] [--secret=ns/name=host]}"
 shift
 sans="DNS:localhost,IP:127.0.0.1,DNS:syncd"
 secrets=()
+nodes=()
 for a in "$@"; do
   case "$a" in
     --san=*) sans="$sans,${a#--san=}" ;;
+    --node=*) nodes+=("${a#--node=}") ;;
     --secret=*) secrets+=("${a#--secret=}") ;;
     *) echo "pki.sh: unknown argument $a" >&2; exit 2 ;;
   esac
@@ -55,9 +63,24 @@ issue() {
 issue syncd syncd "subjectAltName=$sans
 extendedKeyUsage=serverAuth
 keyUsage=critical,digitalSignature"
-issue client edge-proxy "subjectAltName=DNS:edge-proxy
+for n in "${nodes[@]}"; do
+  role="${n%%/*}"
+  name="${n#*/}"
+  case "$role" in l7proxy | l4lb | syncctl) ;; *)
+    echo "pki.sh: --node=$n: role must be l7proxy, l4lb or syncctl" >&2
+    exit 2
+    ;;
+  esac
+  case "$name" in "" | */* | *[!A-Za-z0-9._*-]*)
+    echo "pki.sh: --node=$n: NAME must be letters, digits, '.', '_', '-' or '*'" >&2
+    exit 2
+    ;;
+  esac
+  file="$role-${name//\*/any}"
+  issue "$file" "$role-$name" "subjectAltName=URI:spiffe://edge/$role/$name
 extendedKeyUsage=clientAuth
 keyUsage=critical,digitalSignature"
+done
 
 # Secrets of type kubernetes.io/tls, self-signed per host (what a user would
 # get from cert-manager; here only to exercise SNI and the Secret path).

@@ -253,13 +253,22 @@ chmod 700 "$run"
 own_run() { if [ -n "$images" ]; then chown -R 65532:65532 "$run"; fi; }
 
 # ------------------------------------------------------------------- secrets
-"$here/pki.sh" "$run/pki" --secret=default/secure-tls=secure.example.test || die "pki.sh failed"
+# one client certificate per node: syncd binds each node's id and role to it
+"$here/pki.sh" "$run/pki" --secret=default/secure-tls=secure.example.test \
+  --node=l7proxy/l7-1 --node=l7proxy/l7-2 --node=l7proxy/l7-3 --node=l4lb/lb-a --node=l4lb/lb-b \
+  --node=syncctl/local || die "pki.sh failed"
 cp "$run/pki/tls-secret.yaml" "$run/tmp/gen-tls-secret.yaml" && mv "$run/tmp/gen-tls-secret.yaml" "$run/manifests/"
+# node_tls ROLE NAME: the TLS flags of that node (its own certificate)
+node_tls() {
+  if [ "$insecure" = 1 ]; then
+    tls=(--insecure)
+  else
+    tls=(--cert="$run/pki/$1-$2.crt" --key="$run/pki/$1-$2.key" --ca="$run/pki/ca.crt")
+  fi
+}
 if [ "$insecure" = 1 ]; then
-  tls=(--insecure)
   say "EDGE_INSECURE=1: syncd and the proxies talk plaintext gRPC (fine on 127.0.0.1 only)"
 else
-  tls=(--cert="$run/pki/client.crt" --key="$run/pki/client.key" --ca="$run/pki/ca.crt")
   syncd_tls=(--cert="$run/pki/syncd.crt" --key="$run/pki/syncd.key" --ca="$run/pki/ca.crt")
 fi
 
@@ -298,6 +307,7 @@ done
 
 for i in 1 2 3; do
   mkdir -p "$run/l7-$i"
+  node_tls l7proxy "l7-$i"
   own_run
   cmd l7proxy "l7-$i"
   start "l7-$i" "${CMD[@]}" --syncd="$syncds" --node-id="l7-$i" \
@@ -307,6 +317,7 @@ for i in 1 2 3; do
 done
 for lb in a:17080:17081 b:17090:17091; do
   IFS=: read -r n port admin <<<"$lb"
+  node_tls l4lb "lb-$n"
   cmd l4lb "lb-$n"
   start "lb-$n" "${CMD[@]}" --listen="127.0.0.1:$port" --syncd="$syncds" \
     --admin="127.0.0.1:$admin" --node-id="lb-$n" --workers=1 --proxy-protocol=off \
@@ -321,7 +332,8 @@ wait_ready http://127.0.1.1:18080/ http://127.0.6.1:18080/ http://127.0.0.1:1700
 
 cmd syncctl syncctl
 syncctl=("${CMD[@]}" --syncd="$syncds")
-if [ "$insecure" = 1 ]; then syncctl+=(--insecure); else syncctl+=("${tls[@]}"); fi
+node_tls syncctl local
+syncctl+=("${tls[@]}")
 
 cat <<EOF
 

@@ -592,36 +592,52 @@ class ExplainTest(unittest.TestCase):
             self.assertEqual(mine.get("default_backend", "absent"),
                              theirs.get("default_backend", "absent"), url)
 
-    def test_nacking_proxy_explains_its_last_good_state(self):
-        """A proxy that NACKs keeps serving its last good state, and its
-        /explain shows that view: an endpoint address syncd passes through
-        but the proxy cannot parse makes it reject the new version."""
-        admin, syncd_version = self.start_proxy()
-        bad = os.path.join(self.tmp, "manifests", "zz-nack.yaml")
-        with open(bad, "w") as f:
-            f.write(service("bad", addr="backend.invalid") +
-                    ingress("nack", "nack.example.test", [("/", "Prefix", "bad")],
+    def test_a_proxy_behind_explains_its_last_good_state(self):
+        """A proxy that does not serve syncd's newest version (here: restarted
+        from its cache while syncd is out of reach) answers /explain from the
+        state it actually serves. (This used to be set up with an endpoint
+        address syncd passed through and the proxy NACKed; since issue 15
+        syncd rejects such an EndpointSlice itself, with the reason.)"""
+        self.start_proxy()
+        cache = os.path.join(self.tmp, "behind-cache")
+        admin = free_port()
+        argv = [L7PROXY, "--insecure", "--node-id=behind", "--http=127.0.0.1:0",
+                "--admin=127.0.0.1:%d" % admin, "--workers=1", "--cache-dir=" + cache]
+        first = Proc(argv + ["--syncd=" + self.target], os.path.join(self.tmp, "behind.log"))
+        self.procs.append(first)
+        before = json.loads(self.syncctl("status", "--json").stdout)["version"]
+        poll(lambda: http_get("http://127.0.0.1:%d/config" % admin)[0] == 200 and json.loads(
+            http_get("http://127.0.0.1:%d/config" % admin)[1]).get("version") == before,
+             what="the proxy applied syncd's version")
+        first.stop()
+        new = os.path.join(self.tmp, "manifests", "zz-behind.yaml")
+        with open(new, "w") as f:
+            f.write(service("behind") + service("bad", addr="backend.invalid") +
+                    ingress("behind", "behind.example.test", [("/", "Prefix", "behind")],
                             created="2026-01-01T00:00:09Z"))
-
-        def nacked():
-            st = json.loads(self.syncctl("status", "--json").stdout)
-            node = [n for n in st["nodes"] if n["node_id"] == "explain-proxy"]
-            return node and node[0]["state"] == "NACKED" and node[0]
-        node = poll(nacked, what="proxy NACKs")
-        self.assertIn("backend.invalid", node["last_error"])
-        self.assertIn("NACKED", self.syncctl("status").stdout)
-        mine = self.explain("http://nack.example.test/")
+        poll(lambda: json.loads(self.syncctl("status", "--json").stdout)["version"] != before,
+             what="syncd's next version")
+        st = json.loads(self.syncctl("status", "--json").stdout)
+        self.assertTrue(any("backend.invalid" in r["reason"] and "not an IP address" in r["reason"]
+                            for r in st["rejected"]), st["rejected"])
+        # restarted from its cache while syncd is out of reach
+        second = Proc(argv + ["--syncd=127.0.0.1:1"], os.path.join(self.tmp, "behind-2.log"))
+        self.procs.append(second)
+        poll(lambda: http_get("http://127.0.0.1:%d/readyz" % admin)[0] == 200,
+             what="the proxy serves its cached state")
+        mine = self.explain("http://behind.example.test/")
         self.assertTrue(mine["matched"])
         code, body = http_get("http://127.0.0.1:%d/explain?url=%s" % (
-            admin, urllib.parse.quote("http://nack.example.test/", safe="")))
+            admin, urllib.parse.quote("http://behind.example.test/", safe="")))
         theirs = json.loads(body)
         self.assertFalse(theirs["matched"])
-        self.assertEqual(theirs["version"], syncd_version)
+        self.assertEqual(theirs["version"], before)
         self.assertNotEqual(mine["version"], theirs["version"])
-        os.unlink(bad)
+        second.stop()
+        os.unlink(new)
         # versions name content: the source as it was is the version it was
-        poll(lambda: json.loads(self.syncctl("status", "--json").stdout)["version"] ==
-             syncd_version, what="syncd drops the bad Service")
+        poll(lambda: json.loads(self.syncctl("status", "--json").stdout)["version"] == before,
+             what="syncd drops the new objects")
         self.start_proxy()  # back to SYNCED for the tests after this one
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import resource
 import select
 import signal
 import socket
@@ -81,11 +82,15 @@ class Replica:
 
 
 class L4lb:
-    def __init__(self, backends, *extra):
+    def __init__(self, backends, *extra, nofile=None):
         args = [L4LB, "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", "--workers=2",
                 "--check-interval=200ms", "--check-timeout=500ms", "--connect-timeout=1s",
                 "--log-level=debug"] + list(backends) + list(extra)
-        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+
+        def limit():
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
         self.lines = []
         self.started = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()
@@ -192,8 +197,8 @@ class Base(unittest.TestCase):
         self.procs.append(r)
         return r
 
-    def l4lb(self, backends, *extra):
-        lb = L4lb(backends, *extra)
+    def l4lb(self, backends, *extra, nofile=None):
+        lb = L4lb(backends, *extra, nofile=nofile)
         self.procs.append(lb)
         return lb
 
@@ -697,6 +702,65 @@ class L4lbTest(Base):
         s.close()
         poll(lambda: lb.proc.poll() is not None, what="exit after the last connection")
         self.assertEqual(lb.proc.returncode, 0)
+
+    # ---- hostile clients (issue 15) ------------------------------------
+
+    def metric(self, lb, name):
+        text = lb.get("/metrics")[1]
+        m = re.search(r"^%s (\d+)" % re.escape(name), text, re.M)
+        return int(m.group(1)) if m else 0
+
+    def test_attack_idle_streaming_connection_is_closed_after_idle_timeout(self):
+        r = self.replica("r0")
+        lb = self.l4lb([r.backend_flag()], "--idle-timeout=1s")
+        poll(lambda: lb.config()["table_backends"] == 1, what="replica up")
+        with connect(lb.listen_port) as s:
+            self.assertEqual(who(s)["name"], "r0")
+            # then nothing: the l4lb closes both sides, the client sees EOF
+            s.settimeout(DEADLINE_S)
+            self.assertEqual(s.recv(1), b"", "idle connection was not closed")
+        poll(lambda: self.metric(lb, 'edge_l4_timeouts_total{phase="idle"}') >= 1,
+             what="idle timeout counted")
+
+    def test_a_connection_that_keeps_talking_outlives_the_idle_timeout(self):
+        r = self.replica("r0")
+        lb = self.l4lb([r.backend_flag()], "--idle-timeout=2s")
+        poll(lambda: lb.config()["table_backends"] == 1, what="replica up")
+        with connect(lb.listen_port) as s:
+            self.assertEqual(who(s)["name"], "r0")
+            end = time.monotonic() + 5  # 2.5 idle timeouts, never idle for long
+            n = 0
+            while time.monotonic() < end:
+                s.sendall(b"x")
+                self.assertEqual(s.recv(1), b"x")  # the replica echoes after WHO
+                n += 1
+                time.sleep(0.2)
+            self.assertGreater(n, 5)
+        self.assertEqual(self.metric(lb, 'edge_l4_timeouts_total{phase="idle"}'), 0)
+
+    def test_attack_fd_exhaustion_turns_readyz_503_then_recovers(self):
+        r = self.replica("r0")
+        # 160 descriptors: the reserve keeps 32 for admin and checks, so at
+        # most 64 connections (two descriptors each) are accepted
+        lb = self.l4lb([r.backend_flag()], "--workers=1", nofile=160)
+        poll(lambda: lb.get("/readyz")[0] == 200, what="ready")
+        start = [l for l in lb.lines if "msg=started" in l][0]
+        cap = int(re.search(r"max_connections=(\d+)", start).group(1))
+        self.assertEqual(cap, 64)
+        held = []
+        try:
+            for _ in range(cap + 20):  # the attack: more idle connections than fit
+                held.append(connect(lb.listen_port))
+            poll(lambda: lb.get("/readyz")[0] == 503, what="readyz 503 at capacity")
+            self.assertTrue(any("msg=not_ready" in l for l in lb.lines))
+            # the admin endpoint still answers (descriptors were kept for it)
+            self.assertEqual(lb.get("/healthz")[0], 200)
+        finally:
+            for s in held:
+                s.close()
+        poll(lambda: lb.get("/readyz")[0] == 200, what="ready again")
+        with connect(lb.listen_port) as s:
+            self.assertEqual(who(s)["name"], "r0")
 
     def test_bad_flags_exit_nonzero_with_one_line(self):
         for args in (["--listen=127.0.0.1:0", "--backend=nope"],

@@ -269,7 +269,8 @@ class TlsFlags(TlsBase):
 class ProxyProtocol(TlsBase):
     def setUp(self):
         super().setUp()
-        self.start_tls(self.resources(), ["--proxy-protocol"])
+        self.start_tls(self.resources(),
+                       ["--proxy-protocol", "--proxy-protocol-trusted=127.0.0.0/8"])
 
     def test_proxy_header_before_tls_sets_the_client_address(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -105,14 +105,14 @@ class Env:
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
 
-    def spawn(self, name, argv, extra_env=None):
+    def spawn(self, name, argv, extra_env=None, preexec=None):
         log = self.path(name + ".log")
         env = dict(os.environ)
         env.update(extra_env or {})
         with open(log, "ab") as out:
             p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, env=env,
-                                 cwd=self.dir)
+                                 cwd=self.dir, preexec_fn=preexec)
         proc = Proc(name, p, log)
         self.procs.append(proc)
         return proc
@@ -342,7 +342,7 @@ def start_l7proxy_syncd(env, syncd_port, name="l7proxy", proxy_protocol=False):
             "--node-id=" + name, "--cache-dir=" + cache, "--log-level=warn",
             "--drain-timeout=2s"]
     if proxy_protocol:
-        argv.append("--proxy-protocol")
+        argv += ["--proxy-protocol", "--proxy-protocol-trusted=127.0.0.0/8"]
     proc = env.spawn(name, argv)
     wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)
     return proc, port, admin
@@ -429,7 +429,7 @@ def start_l7proxy(env, backend_ports, mode="http", hosts=None, proxy_protocol=Fa
     else:
         argv += ["--http=127.0.0.1:%d" % port]
     if proxy_protocol:
-        argv.append("--proxy-protocol")
+        argv += ["--proxy-protocol", "--proxy-protocol-trusted=127.0.0.0/8"]
     argv += list(extra_args)
     proc = env.spawn(name, argv)
     wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)

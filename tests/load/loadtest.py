@@ -151,7 +151,8 @@ def main(argv):
         for name, sc in SCENARIOS.items():
             print("%-20s %s" % (name, sc.description))
         return 0
-    names = list(SCENARIOS) if args.scenarios == ["all"] else args.scenarios
+    names = ([n for n, sc in SCENARIOS.items() if sc.in_all] if args.scenarios == ["all"]
+             else args.scenarios)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         print("run.sh: unknown scenario %s (try: run.sh list)" % ", ".join(unknown),

@@ -65,6 +65,10 @@ def markdown(run):
         rows = sc["rows"]
         if not rows:
             continue
+        if any(r.get("kind") == "hostile" for r in rows):
+            import hostile
+            out += hostile.markdown(rows) + [""]
+            continue
         out += ["| proxy | variant | rate | p50 ms | p99 ms | p99.9 ms | errors | CPU µs/unit "
                 "| RSS MB (peak) | CPU vs nginx | CPU vs HAProxy | rate vs nginx "
                 "| rate vs HAProxy |",
@@ -113,6 +117,8 @@ def summary(run):
            "| scenario | unit | edge | nginx | HAProxy | edge/nginx | edge/HAProxy |",
            "|---|---|--:|--:|--:|--:|--:|"]
     for sc in run["scenarios"]:
+        if any(r.get("kind") == "hostile" for r in sc["rows"]):
+            continue  # its own table (hostile.markdown)
         variants = []
         for r in sc["rows"]:
             if r["variant"] not in variants:
@@ -156,6 +162,8 @@ def plot(run, outdir):
     labels, per_proxy = [], []
     lat = []
     for sc in run["scenarios"]:
+        if any(r.get("kind") == "hostile" for r in sc["rows"]):
+            continue
         variants = []
         for r in sc["rows"]:
             if r["variant"] not in variants:

@@ -37,17 +37,20 @@ SCENARIOS = {}
 
 
 class Scenario:
-    def __init__(self, name, description, fn, expect_errors=False):
+    def __init__(self, name, description, fn, expect_errors=False, in_all=True):
         self.name = name
         self.description = description
         self.fn = fn
         # failover: errors are the thing measured, not a regression.
         self.expect_errors = expect_errors
+        # hostile: minutes long and its failures are the measurement; named
+        # explicitly, never part of `all`.
+        self.in_all = in_all
 
 
-def scenario(name, description, expect_errors=False):
+def scenario(name, description, expect_errors=False, in_all=True):
     def reg(fn):
-        SCENARIOS[name] = Scenario(name, description, fn, expect_errors)
+        SCENARIOS[name] = Scenario(name, description, fn, expect_errors, in_all)
         return fn
     return reg
 
@@ -993,3 +996,16 @@ def policies(ctx):
     # client certificates live in the TLS handshake: their rows are HTTPS
     # (wrk cannot present a certificate), each against plain HTTPS
     return rows + _client_certificate_rows(ctx, backend)
+
+
+# ------------------------------------------------------------------- hostile
+
+
+@scenario("hostile",
+          "hostile clients (issue 15): slowloris, stalled bodies, slow readers h1/h2 (zero "
+          "window), h2 stream floods, idle L4 connections, descriptor exhaustion; per attack the "
+          "attack's connections, the proxy's peak RSS and descriptors, and a well-behaved "
+          "client's requests and failures", expect_errors=True, in_all=False)
+def hostile_scenario(ctx):
+    import hostile
+    return hostile.run(ctx)

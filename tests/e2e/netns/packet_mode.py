@@ -220,12 +220,26 @@ class Cluster:
         self.proc("backend-files", "backends", [
             "python3", "-m", "http.server", "--bind", "10.97.10.33", "--directory", files, "8080"])
 
+    def make_pki(self):
+        """mTLS as deployed: syncd's certificate and one per node, each with
+        its identity spiffe://edge/ROLE/NAME (deploy/local/pki.sh --node)."""
+        self.pki = os.path.join(self.run, "pki")
+        subprocess.run([os.path.join(self.repo, "deploy/local/pki.sh"), self.pki,
+                        f"--san=IP:{FABRIC['syncd']}"] + [f"--node=l7proxy/{r}" for r in REPLICAS]
+                       + [f"--node=l4lb/{lb}" for lb in LBS], check=True, capture_output=True)
+
+    def tls(self, role, name):
+        return [f"--cert={self.pki}/{role}-{name}.crt", f"--key={self.pki}/{role}-{name}.key",
+                f"--ca={self.pki}/ca.crt"]
+
     def start_syncd(self):
         ip = FABRIC["syncd"]
         os.makedirs(os.path.join(self.run, "syncd-state"), exist_ok=True)
         self.proc("syncd", "syncd", [
             self.bin("syncd/syncd"), f"--source=dir:{self.manifests}", f"--listen={ip}:7000",
-            f"--admin={ip}:7001", f"--state-dir={self.run}/syncd-state", "--insecure"])
+            f"--admin={ip}:7001", f"--state-dir={self.run}/syncd-state",
+            f"--cert={self.pki}/syncd.crt", f"--key={self.pki}/syncd.key",
+            f"--ca={self.pki}/ca.crt"])
 
     def start_replica(self, r):
         ip = FABRIC[r]
@@ -234,9 +248,9 @@ class Cluster:
                         f"--l4lb={LBS['lb2'][0]}", "--decap=xdp",
                         f"--decap-bin={self.bin('l4lb/l4lb-decap')}"],
                        check=True, capture_output=True, text=True)
-        self.proc(r, r, [self.bin("l7proxy/l7proxy"), f"--syncd={FABRIC['syncd']}:7000", "--insecure",
+        self.proc(r, r, [self.bin("l7proxy/l7proxy"), f"--syncd={FABRIC['syncd']}:7000",
                          f"--node-id={r}", "--http=0.0.0.0:80", f"--advertise={ip}:80",
-                         f"--admin={ip}:{ADMIN}", "--workers=1"])
+                         f"--admin={ip}:{ADMIN}", "--workers=1"] + self.tls("l7proxy", r))
 
     def bird_conf(self, lb):
         ip, gw, _ = LBS[lb]
@@ -266,9 +280,9 @@ class Cluster:
     def l4lb_cmd(self, lb):
         ip = LBS[lb][0]
         return [self.bin("l4lb/l4lb"), "--mode=xdp", "--interface=eth0", f"--vip={VIP}:80",
-                f"--syncd={FABRIC['syncd']}:7000", "--insecure", f"--node-id={lb}",
+                f"--syncd={FABRIC['syncd']}:7000", f"--node-id={lb}",
                 f"--admin={ip}:{ADMIN}", "--check-interval=300ms", "--rise=2", "--fall=2",
-                "--conn-table-size=65536", "--drain-timeout=10s"]
+                "--conn-table-size=65536", "--drain-timeout=10s"] + self.tls("l4lb", lb)
 
     def start_lb(self, lb):
         ip = LBS[lb][0]
@@ -285,6 +299,7 @@ class Cluster:
     def start_all(self):
         self.write_manifests()
         self.start_backends()
+        self.make_pki()
         self.start_syncd()
         self.start_router_bird()
         if not wait_until(lambda: self.readyz("syncd"), 20):

@@ -237,8 +237,9 @@ class Cluster:
     def path(self, rel):
         return os.path.join(self.bin, rel)
 
-    def tls_client(self):
-        return [f"--cert={self.pki}/client.crt", f"--key={self.pki}/client.key",
+    def tls_client(self, role, name):
+        """The node's own certificate: identity spiffe://edge/ROLE/NAME (pki.sh --node)."""
+        return [f"--cert={self.pki}/{role}-{name}.crt", f"--key={self.pki}/{role}-{name}.key",
                 f"--ca={self.pki}/ca.crt"]
 
     # ---------------------------------------------------------- processes
@@ -295,7 +296,7 @@ class Cluster:
                 f"--node-id={name}", f"--http={ip}:80", f"--https={ip}:443",
                 f"--admin={ip}:{ADMIN}", "--workers=1", f"--advertise={ip}:80",
                 f"--cache-dir={self.run}/{name}-cache", "--proxy-protocol",
-                f"--proxy-protocol-trusted={L4_CIDR}"] + self.tls_client()
+                f"--proxy-protocol-trusted={L4_CIDR}"] + self.tls_client("l7proxy", name)
 
     def start_l7(self, name):
         return self.proc(name, name, self.l7_cmd(name))
@@ -305,7 +306,7 @@ class Cluster:
         cmd = [self.path("l4lb/l4lb"), "--listen=0.0.0.0:80", f"--syncd={self.syncd_spec()}",
                f"--admin={ip}:{ADMIN}", "--workers=1", f"--node-id={name}",
                "--check-interval=500ms", "--fall=2", "--rise=2", "--proxy-protocol=on"]
-        return self.proc(name, name, cmd + self.tls_client())
+        return self.proc(name, name, cmd + self.tls_client("l4lb", name))
 
     def start_keepalived(self, name):
         me, peer = (name, "lb-b") if name == "lb-a" else (name, "lb-a")
@@ -334,8 +335,10 @@ class Cluster:
 
     def start_all(self):
         subprocess.run([os.path.join(self.args.repo, "deploy/local/pki.sh"), self.pki,
-                        f"--san=DNS:{SYNCD_NAME}"] + [f"--san=IP:{HOSTS[s]}" for s in SYNCDS],
-                       check=True)
+                        f"--san=DNS:{SYNCD_NAME}"] + [f"--san=IP:{HOSTS[s]}" for s in SYNCDS]
+                       + ["--node=syncctl/e2e"]
+                       + [f"--node=l7proxy/{r}" for r in REPLICAS]
+                       + [f"--node=l4lb/{lb}" for lb in LBS], check=True)
         self.marker = self.proc("marker-backend", "backends", [
             "python3", os.path.join(self.args.repo, "deploy/local/backend.py"),
             f"marker-1={self.endpoint_ip('marker', 1)}:{BACKEND_PORT}"])
@@ -459,7 +462,7 @@ class Cluster:
         named) as a dict, or None when none answers."""
         try:
             p = subprocess.run([self.path("syncd/syncctl"), f"--syncd={self.syncd_spec(names)}"]
-                               + self.tls_client() + ["status", "--json"],
+                               + self.tls_client("syncctl", "e2e") + ["status", "--json"],
                                capture_output=True, text=True, timeout=20)
             return json.loads(p.stdout) if p.returncode == 0 else None
         except (ValueError, subprocess.SubprocessError):

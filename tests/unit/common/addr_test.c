@@ -146,6 +146,22 @@ static void bind_reuseport_reports_errno(void) {
   CU_ASSERT_EQUAL(addr_bind_reuseport(&ss, len, 16, 0), -EADDRNOTAVAIL);
 }
 
+/* --insecure is allowed only on these without --insecure-allow-remote. */
+static void only_loopback_addresses_count_as_loopback(void) {
+  CU_ASSERT_EQUAL(addr_is_loopback("127.0.0.1:7000"), 1);
+  CU_ASSERT_EQUAL(addr_is_loopback("127.1.2.3:0"), 1);
+  CU_ASSERT_EQUAL(addr_is_loopback("[::1]:7000"), 1);
+  CU_ASSERT_EQUAL(addr_is_loopback("localhost:7000"), 1);
+  CU_ASSERT_EQUAL(addr_is_loopback("0.0.0.0:7000"), 0);
+  CU_ASSERT_EQUAL(addr_is_loopback("10.0.0.5:7000"), 0);
+  CU_ASSERT_EQUAL(addr_is_loopback("[::]:7000"), 0);
+  CU_ASSERT_EQUAL(addr_is_loopback("127.0.0.1.evil.com:7000"), 0);
+  CU_ASSERT_EQUAL(addr_is_loopback("localhost.evil.com:7000"), 0);
+  CU_ASSERT_EQUAL(addr_is_loopback("syncd:7000"), 0);
+  CU_ASSERT_EQUAL(addr_is_loopback("127.0.0.1"), 0);
+  CU_ASSERT_EQUAL(addr_is_loopback("300.0.0.1:7000"), 0);
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("addr", NULL, NULL);
   CU_add_test(s, "hostport_splits_ipv4_names_and_bracketed_ipv6",
@@ -161,4 +177,6 @@ void test_register(void) {
   CU_add_test(s, "bind_reuseport_without_backlog_does_not_listen",
               bind_reuseport_without_backlog_does_not_listen);
   CU_add_test(s, "bind_reuseport_reports_errno", bind_reuseport_reports_errno);
+  CU_add_test(s, "only_loopback_addresses_count_as_loopback",
+              only_loopback_addresses_count_as_loopback);
 }

@@ -331,6 +331,27 @@ static void certificate_names_come_from_the_leaf_when_none_listed(void) {
   fx_free();
 }
 
+/* l7proxy/tls.c leaves out a certificate that lists one name it cannot
+ * serve (all or nothing); explain must pick what the handshake picks: the
+ * valid name falls to the default certificate. */
+static void certificate_with_an_invalid_name_serves_none(void) {
+  Edge__V1__Resource *bad = fx_cert("default/bad-tls", "bad.example.com", 0);
+  bad->certificate->n_sni_names = 2;
+  bad->certificate->sni_names = fx(2 * sizeof(char *));
+  bad->certificate->sni_names[0] = "bad.example.com";
+  bad->certificate->sni_names[1] = "in valid";
+  Edge__V1__Resource *bad_default = fx_cert("default/bad-default", "x y", 1);
+  Edge__V1__Resource *res[] = {bad, bad_default, fx_cert("default", NULL, 1)};
+  struct explain_request req = {.url = "https://bad.example.com/"};
+  json_t *r = NULL;
+  char err[256];
+  CU_ASSERT_EQUAL_FATAL(explain_build(res, 3, &req, &r, err, sizeof(err)), 0);
+  CU_ASSERT_STRING_EQUAL(jget(r, "certificate", "name"), "default");
+  CU_ASSERT_STRING_EQUAL(jget(r, "certificate", "match"), "default");
+  json_decref(r);
+  fx_free();
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("explain", NULL, NULL);
 #define T(f) CU_add_test(s, #f, f)
@@ -346,4 +367,5 @@ void test_register(void) {
   T(bad_urls_are_rejected_with_reason);
   T(url_parser_splits_scheme_host_port_path);
   T(certificate_names_come_from_the_leaf_when_none_listed);
+  T(certificate_with_an_invalid_name_serves_none);
 }

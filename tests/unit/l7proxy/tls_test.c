@@ -663,16 +663,29 @@ static void an_incremental_build_reuses_unchanged_certificates_and_applies_chang
   CU_ASSERT_PTR_NULL(connect_name(c, &old, NULL));
   CU_ASSERT_PTR_NOT_NULL(connect_name(b, &old, g_www_v2.cert));
 
-  /* a bad certificate still fails an incremental build, leaving prev intact */
+  /* a bad certificate costs only its own names (they get the default),
+   * the rest of an incremental build goes through, prev stays intact */
   struct pem mixed = {g_www.cert, g_wild.key};
   certs[1] = cert_of("ns/www", &mixed, NULL, 0, 0);
   struct tls_store *d = NULL;
-  CU_ASSERT_EQUAL(tls_store_build_from(b, certs, 3, NULL, &d, err, sizeof(err)), TLS_ERR_CONFIG);
-  CU_ASSERT_PTR_NULL(d);
-  CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not match"));
+  CU_ASSERT_EQUAL_FATAL(tls_store_build_from(b, certs, 3, NULL, &d, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(tls_store_n_problems(d), 1);
+  const char *bad = NULL;
+  CU_ASSERT_PTR_NOT_NULL(strstr(tls_store_problem(d, 0, &bad), "does not match"));
+  CU_ASSERT_STRING_EQUAL(bad, "ns/www");
+  /* its names get the default certificate */
+  CU_ASSERT_PTR_NOT_NULL(connect_name(d, &www, g_default.cert));
+  CU_ASSERT_PTR_NOT_NULL(connect_name(d, &api, g_wild.cert));
   CU_ASSERT_PTR_NOT_NULL(connect_name(b, &www, g_www_v2.cert));
+  /* the same bad bytes again: the same reason, from the digest */
+  struct tls_store *e = NULL;
+  CU_ASSERT_EQUAL_FATAL(tls_store_build_from(d, certs, 3, NULL, &e, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(tls_store_n_problems(e), 1);
+  CU_ASSERT_STRING_EQUAL(tls_store_problem(e, 0, NULL), tls_store_problem(d, 0, NULL));
   tls_store_unref(b);
   tls_store_unref(c);
+  tls_store_unref(d);
+  tls_store_unref(e);
 }
 
 /* Handshakes on two threads while the main thread publishes new stores
@@ -761,7 +774,11 @@ static void a_lazy_store_decodes_a_certificate_on_its_first_handshake_only(void)
   tls_store_unref(st);
 }
 
-static void a_lazy_store_fails_only_the_handshakes_of_a_bad_certificate(void) {
+/* A lazy store finds a bad certificate on its first handshake: that
+ * handshake and the later ones for its names get the default certificate
+ * (issue 15: one tenant's Secret costs only its own names), the reason is
+ * reported per certificate, and the bad one is decoded once. */
+static void a_lazy_store_serves_the_default_for_a_bad_certificate_and_reports_it(void) {
   struct pem mixed = {g_www.cert, g_wild.key};
   struct tls_certificate certs[] = {cert_of("ns/default", &g_default, NULL, 0, 1),
                                     cert_of("ns/bad", &mixed, NULL, 0, 0)};
@@ -769,20 +786,19 @@ static void a_lazy_store_fails_only_the_handshakes_of_a_bad_certificate(void) {
   struct tls_store *st = NULL;
   char err[256] = "";
   CU_ASSERT_EQUAL_FATAL(tls_store_build(certs, 2, &lazy, &st, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(tls_store_n_problems(st), 0); /* not decoded yet */
   unsigned long long decoded = tls_certificates_decoded();
   for (int round = 0; round < 3; round++) { /* then from the remembered reason: no decode */
-    struct tls_conn *s = NULL;
-    CU_ASSERT_EQUAL_FATAL(tls_conn_new(st, &s), 0);
     struct client_opts www = {.sni = "www.example.com"};
-    struct client c = client_new(&www);
-    CU_ASSERT_NOT_EQUAL(handshake(&c, s), 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(tls_conn_error(s), "certificate ns/bad"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(tls_conn_error(s), "does not match"));
-    CU_ASSERT_PTR_NULL(strstr(tls_conn_error(s), "PRIVATE"));
-    client_free(&c);
-    tls_conn_free(s);
+    CU_ASSERT_STRING_EQUAL(connect_name(st, &www, g_default.cert), "ns/default");
   }
-  CU_ASSERT_EQUAL(tls_certificates_decoded(), decoded + 1);
+  CU_ASSERT_EQUAL(tls_certificates_decoded(), decoded + 2); /* the bad one and the default */
+  CU_ASSERT_EQUAL(tls_store_n_problems(st), 1);
+  const char *name = NULL, *why = tls_store_problem(st, 0, &name);
+  CU_ASSERT_STRING_EQUAL(name, "ns/bad");
+  CU_ASSERT_PTR_NOT_NULL(strstr(why, "certificate ns/bad"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(why, "does not match"));
+  CU_ASSERT_PTR_NULL(strstr(why, "PRIVATE"));
   struct client_opts none = {0};
   CU_ASSERT_STRING_EQUAL(connect_name(st, &none, g_default.cert), "ns/default");
   CU_ASSERT_EQUAL(tls_store_loaded(st), 1);
@@ -854,38 +870,55 @@ static void a_rotation_keeps_the_names_and_a_rename_rebuilds_them(void) {
 
 /* ---- bad configuration ------------------------------------------------ */
 
-static void a_key_that_does_not_match_is_rejected_with_the_reason(void) {
+static void a_key_that_does_not_match_costs_only_its_own_hosts(void) {
   struct pem mixed = {g_www.cert, g_wild.key};
+  const char *other_sni[] = {"other.test"};
   struct tls_certificate certs[] = {cert_of("ns/good", &g_default, NULL, 0, 1),
-                                    cert_of("ns/mixed", &mixed, NULL, 0, 0)};
-  struct tls_store *s = (struct tls_store *)1;
+                                    cert_of("ns/mixed", &mixed, NULL, 0, 0),
+                                    cert_of("ns/other", &g_wild, other_sni, 1, 0)};
+  struct tls_store *s = NULL;
   char err[256] = "";
-  CU_ASSERT_EQUAL(tls_store_build(certs, 2, NULL, &s, err, sizeof(err)), TLS_ERR_CONFIG);
-  CU_ASSERT_PTR_NULL(s);
-  CU_ASSERT_PTR_NOT_NULL(strstr(err, "certificate ns/mixed"));
-  CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not match"));
-  CU_ASSERT_PTR_NULL(strstr(err, "PRIVATE KEY"));
+  CU_ASSERT_EQUAL_FATAL(tls_store_build(certs, 3, NULL, &s, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(tls_store_size(s), 2);
+  CU_ASSERT_EQUAL(tls_store_n_problems(s), 1);
+  const char *name = NULL;
+  const char *why = tls_store_problem(s, 0, &name);
+  CU_ASSERT_STRING_EQUAL(name, "ns/mixed");
+  CU_ASSERT_PTR_NOT_NULL(strstr(why, "does not match"));
+  CU_ASSERT_PTR_NULL(strstr(why, "PRIVATE KEY"));
+  CU_ASSERT_PTR_NULL(tls_store_problem(s, 1, NULL));
+  /* its host falls to the default certificate; the others keep theirs */
+  struct client_opts www = {.sni = "www.example.com"};
+  CU_ASSERT_PTR_NOT_NULL(connect_name(s, &www, g_default.cert));
+  struct client_opts other = {.sni = "other.test"};
+  CU_ASSERT_PTR_NOT_NULL(connect_name(s, &other, g_wild.cert));
+  tls_store_unref(s);
 }
 
 static void unparsable_pem_and_bad_options_are_rejected_with_the_reason(void) {
   struct pem junk_cert = {"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
                           g_www.key};
-  struct tls_certificate c1[] = {cert_of("ns/junk", &junk_cert, NULL, 0, 0)};
+  struct pem junk_key = {g_www.cert, "garbage"};
+  const char *bad_names[] = {"ok.example.com", "bad*.example.com"};
+  struct tls_certificate c1[] = {
+      cert_of("ns/junk", &junk_cert, NULL, 0, 0), cert_of("ns/nokey", &junk_key, NULL, 0, 0),
+      cert_of("ns/names", &g_www, bad_names, 2, 0), cert_of("ns/default", &g_default, NULL, 0, 1)};
   struct tls_store *s = NULL;
   char err[256] = "";
-  CU_ASSERT_EQUAL(tls_store_build(c1, 1, NULL, &s, err, sizeof(err)), TLS_ERR_CONFIG);
-  CU_ASSERT_PTR_NOT_NULL(strstr(err, "certificate ns/junk"));
-
-  struct pem junk_key = {g_www.cert, "garbage"};
-  struct tls_certificate c2[] = {cert_of("ns/nokey", &junk_key, NULL, 0, 0)};
-  CU_ASSERT_EQUAL(tls_store_build(c2, 1, NULL, &s, err, sizeof(err)), TLS_ERR_CONFIG);
-  CU_ASSERT_PTR_NOT_NULL(strstr(err, "certificate ns/nokey"));
-  CU_ASSERT_PTR_NOT_NULL(strstr(err, "private key"));
-
-  const char *bad_names[] = {"ok.example.com", "bad*.example.com"};
-  struct tls_certificate c3[] = {cert_of("ns/names", &g_www, bad_names, 2, 0)};
-  CU_ASSERT_EQUAL(tls_store_build(c3, 1, NULL, &s, err, sizeof(err)), TLS_ERR_CONFIG);
-  CU_ASSERT_PTR_NOT_NULL(strstr(err, "invalid server name"));
+  CU_ASSERT_EQUAL_FATAL(tls_store_build(c1, 4, NULL, &s, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(tls_store_n_problems(s), 3);
+  const char *name;
+  CU_ASSERT_PTR_NOT_NULL(strstr(tls_store_problem(s, 0, &name), "tls.crt"));
+  CU_ASSERT_STRING_EQUAL(name, "ns/junk");
+  CU_ASSERT_PTR_NOT_NULL(strstr(tls_store_problem(s, 1, &name), "private key"));
+  CU_ASSERT_STRING_EQUAL(name, "ns/nokey");
+  CU_ASSERT_PTR_NOT_NULL(strstr(tls_store_problem(s, 2, &name), "invalid server name"));
+  CU_ASSERT_STRING_EQUAL(name, "ns/names");
+  /* none of ns/names' names is served by it, not even the valid one */
+  struct client_opts ok = {.sni = "ok.example.com"};
+  CU_ASSERT_PTR_NOT_NULL(connect_name(s, &ok, g_default.cert));
+  tls_store_unref(s);
+  s = NULL;
 
   struct tls_certificate good[] = {cert_of("ns/www", &g_www, NULL, 0, 1)};
   struct tls_options o = {.ciphers_tls12 = "NO-SUCH-CIPHER"};
@@ -1104,16 +1137,16 @@ void test_register(void) {
               an_incremental_build_reuses_unchanged_certificates_and_applies_changes);
   CU_add_test(s, "handshakes_survive_concurrent_publishes_and_key_rotations",
               handshakes_survive_concurrent_publishes_and_key_rotations);
+  CU_add_test(s, "a_key_that_does_not_match_costs_only_its_own_hosts",
+              a_key_that_does_not_match_costs_only_its_own_hosts);
   CU_add_test(s, "a_lazy_store_decodes_a_certificate_on_its_first_handshake_only",
               a_lazy_store_decodes_a_certificate_on_its_first_handshake_only);
-  CU_add_test(s, "a_lazy_store_fails_only_the_handshakes_of_a_bad_certificate",
-              a_lazy_store_fails_only_the_handshakes_of_a_bad_certificate);
+  CU_add_test(s, "a_lazy_store_serves_the_default_for_a_bad_certificate_and_reports_it",
+              a_lazy_store_serves_the_default_for_a_bad_certificate_and_reports_it);
   CU_add_test(s, "pinned_certificates_are_shared_by_pin_without_copies",
               pinned_certificates_are_shared_by_pin_without_copies);
   CU_add_test(s, "a_rotation_keeps_the_names_and_a_rename_rebuilds_them",
               a_rotation_keeps_the_names_and_a_rename_rebuilds_them);
-  CU_add_test(s, "a_key_that_does_not_match_is_rejected_with_the_reason",
-              a_key_that_does_not_match_is_rejected_with_the_reason);
   CU_add_test(s, "unparsable_pem_and_bad_options_are_rejected_with_the_reason",
               unparsable_pem_and_bad_options_are_rejected_with_the_reason);
   CU_add_test(s, "garbage_bytes_fail_the_connection_without_crashing",

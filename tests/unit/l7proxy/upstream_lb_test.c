@@ -148,6 +148,41 @@ static void health_checked_down_endpoints_are_skipped(void) {
   CU_ASSERT_EQUAL(lb_pick(LB_ROUND_ROBIN, cptrs(), 3, 0, &cur, 0, 0) != 0, 1);
 }
 
+/* Issue 15: ejection counts decay, so one bad minute does not follow an
+ * endpoint forever; and an ejection never lasts more than 300 s. */
+static void ejection_counts_decay_while_the_endpoint_behaves(void) {
+  reset();
+  uint64_t t = 0;
+  for (int k = 1; k <= 3; k++) { /* three ejections back to back */
+    for (int i = 0; i < 5; i++) lb_report(ptrs, N, 0, 1, t);
+    CU_ASSERT_EQUAL(st[0].ejections, (uint32_t)k);
+    t = st[0].ejected_until;
+  }
+  CU_ASSERT_EQUAL(st[0].ejected_until, 90000 + 90000); /* the third lasts 90 s */
+  /* 65 s of good behaviour after it ends: two of the three forgiven */
+  t += 65000;
+  lb_report(ptrs, N, 0, 0, t);
+  CU_ASSERT_EQUAL(st[0].ejections, 1);
+  for (int i = 0; i < 5; i++) lb_report(ptrs, N, 0, 1, t);
+  CU_ASSERT_EQUAL(st[0].ejected_until, t + 60000);
+  /* long after: back to the base duration */
+  t = st[0].ejected_until + 3600 * 1000;
+  for (int i = 0; i < 5; i++) lb_report(ptrs, N, 0, 1, t);
+  CU_ASSERT_EQUAL(st[0].ejections, 1);
+  CU_ASSERT_EQUAL(st[0].ejected_until, t + 30000);
+}
+
+static void an_ejection_lasts_at_most_300s(void) {
+  reset();
+  uint64_t t = 0;
+  for (int k = 0; k < 15; k++) {
+    for (int i = 0; i < 5; i++) lb_report(ptrs, N, 0, 1, t);
+    CU_ASSERT(st[0].ejected_until - t <= LB_EJECT_MAX_MS);
+    t = st[0].ejected_until;
+  }
+  CU_ASSERT_EQUAL(st[0].ejections, 15);
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("upstream_lb", NULL, NULL);
 #define T(f) CU_add_test(s, #f, f)
@@ -164,6 +199,8 @@ void test_register(void) {
   T(at_most_ten_percent_are_ejected);
   T(at_least_one_endpoint_may_be_ejected);
   T(failures_while_ejected_do_not_extend_it);
+  T(ejection_counts_decay_while_the_endpoint_behaves);
+  T(an_ejection_lasts_at_most_300s);
 #undef T
   CU_add_test(s, "health_checked_down_endpoints_are_skipped",
               health_checked_down_endpoints_are_skipped);

@@ -4,12 +4,15 @@
 #include "syncd/config_sync.h"
 
 #include <CUnit/CUnit.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/rpc.h"
 #include "edge/v1/config_sync.pb-c.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/authz.h"
 #include "syncd/store.h"
 
 /* ---- the fake rpc ------------------------------------------------------- */
@@ -23,6 +26,8 @@ struct rpc_call {
   size_t pending;
   int finished, status;
   char details[256];
+  const char *uris[2]; /* the client certificate's URI SANs */
+  size_t n_uris;
 };
 
 static const struct rpc_call_handler *g_handler;
@@ -58,6 +63,10 @@ void rpc_call_set_data(struct rpc_call *c, void *d) {
 }
 void *rpc_call_get_data(const struct rpc_call *c) {
   return c->data;
+}
+size_t rpc_call_peer_uris(const struct rpc_call *c, const char *const **uris) {
+  *uris = c->uris;
+  return c->n_uris;
 }
 const char *rpc_strerror(int err) {
   return "fake";
@@ -396,8 +405,116 @@ static void second_stream_of_a_node_replaces_the_first(void) {
   world_free(&w);
 }
 
+/* Issue 15: the proxy reports what it applied but cannot serve in the
+ * Ack; the node shows it until an Ack without problems. */
+static void ack_problems_are_kept_on_the_node_until_cleared(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c = call_open();
+  hello(c, "p1", 0);
+  const Edge__V1__Push *p = c->sent[0]->push;
+  char *problems[] = {"certificate default/weak: tls.crt: the certificate is refused"};
+  Edge__V1__Ack a = EDGE__V1__ACK__INIT;
+  a.nonce = p->nonce;
+  a.version = p->version;
+  a.n_problems = 1;
+  a.problems = problems;
+  Edge__V1__ProxyMessage m = EDGE__V1__PROXY_MESSAGE__INIT;
+  m.msg_case = EDGE__V1__PROXY_MESSAGE__MSG_ACK;
+  m.ack = &a;
+  deliver(c, &m);
+  const struct config_sync_node *n = node(&w, "p1");
+  CU_ASSERT_EQUAL_FATAL(n->n_problems, 1);
+  CU_ASSERT_STRING_EQUAL(n->problems[0], problems[0]);
+  CU_ASSERT_EQUAL(config_sync_node_state(w.cs, n), EDGE__V1__NODE_STATE__NODE_STATE_SYNCED);
+  drain(c);
+  new_version(&w);
+  CU_ASSERT_EQUAL_FATAL(c->nsent, 2);
+  answer(c, 1, NULL);
+  CU_ASSERT_EQUAL(node(&w, "p1")->n_problems, 0);
+  call_close(c);
+  world_free(&w);
+}
+
+/* Issue 15: a Hello naming another node, or from a certificate of another
+ * role, is refused before anything happens to the node it names. */
+static void hello_not_matching_the_certificate_is_refused_and_evicts_nobody(void) {
+  struct world w;
+  world_init(&w);
+  struct authz *az;
+  CU_ASSERT_EQUAL_FATAL(authz_new(1, NULL, &az), 0);
+  config_sync_set_authz(w.cs, az);
+  struct rpc_call *good = call_open();
+  good->uris[0] = "spiffe://edge/l7proxy/p1";
+  good->n_uris = 1;
+  hello(good, "p1", 0);
+  CU_ASSERT_FALSE(good->finished);
+  struct rpc_call *thief = call_open(), *l4 = call_open(), *anon = call_open();
+  thief->uris[0] = "spiffe://edge/l7proxy/p2";
+  thief->n_uris = 1;
+  l4->uris[0] = "spiffe://edge/l4lb/p1";
+  l4->n_uris = 1;
+  hello(thief, "p1", 0);
+  hello(l4, "p1", 0);
+  hello(anon, "p1", 0);
+  struct rpc_call *bad[] = {thief, l4, anon};
+  for (int i = 0; i < 3; i++) {
+    CU_ASSERT_TRUE(bad[i]->finished);
+    CU_ASSERT_EQUAL(bad[i]->status, RPC_STATUS_PERMISSION_DENIED);
+    CU_ASSERT_EQUAL(bad[i]->nsent, 0); /* no state, no keys */
+  }
+  CU_ASSERT_PTR_NOT_NULL(strstr(thief->details, "not p1"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(l4->details, "role l4lb"));
+  CU_ASSERT_FALSE(good->finished); /* not evicted */
+  CU_ASSERT_TRUE(node(&w, "p1")->connected);
+  CU_ASSERT_EQUAL(config_sync_node_count(w.cs), 1);
+  const struct authz_refusal *r;
+  CU_ASSERT_EQUAL(authz_refusals(az, &r), 3);
+  CU_ASSERT_STRING_EQUAL(r[0].method, "ConfigSync");
+  for (int i = 0; i < 3; i++) call_close(bad[i]);
+  call_close(good);
+  world_free(&w);
+  authz_free(az);
+}
+
+/* Issue 15: node churn never grows the table forever. */
+static void disconnected_nodes_are_forgotten_after_retention_or_beyond_the_cap(void) {
+  struct world w;
+  world_init(&w);
+  struct rpc_call *c[5];
+  char id[8];
+  for (int i = 0; i < 5; i++) {
+    snprintf(id, sizeof(id), "p%d", i);
+    c[i] = call_open();
+    hello(c[i], id, 0);
+  }
+  for (int i = 0; i < 4; i++) call_close(c[i]); /* p4 stays connected */
+  int64_t now = (int64_t)time(NULL);
+  CU_ASSERT_EQUAL(config_sync_prune(w.cs, now, 3600, 1000), 0);
+  CU_ASSERT_EQUAL(config_sync_node_count(w.cs), 5);
+  CU_ASSERT_EQUAL(config_sync_prune(w.cs, now, 3600, 2), 2); /* cap: 2 disconnected */
+  CU_ASSERT_EQUAL(config_sync_node_count(w.cs), 3);
+  CU_ASSERT_EQUAL(config_sync_prune(w.cs, now + 3601, 3600, 1000), 2); /* retention */
+  CU_ASSERT_EQUAL(config_sync_node_count(w.cs), 1);
+  CU_ASSERT_PTR_NOT_NULL(node(&w, "p4"));
+  CU_ASSERT_TRUE(node(&w, "p4")->connected);
+  /* the connected node keeps working after the table shrank */
+  answer(c[4], 0, NULL);
+  drain(c[4]);
+  new_version(&w);
+  CU_ASSERT_EQUAL(c[4]->nsent, 2);
+  call_close(c[4]);
+  world_free(&w);
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("config_sync", NULL, NULL);
+  CU_add_test(s, "disconnected_nodes_are_forgotten_after_retention_or_beyond_the_cap",
+              disconnected_nodes_are_forgotten_after_retention_or_beyond_the_cap);
+  CU_add_test(s, "ack_problems_are_kept_on_the_node_until_cleared",
+              ack_problems_are_kept_on_the_node_until_cleared);
+  CU_add_test(s, "hello_not_matching_the_certificate_is_refused_and_evicts_nobody",
+              hello_not_matching_the_certificate_is_refused_and_evicts_nobody);
   CU_add_test(s, "hello_gets_the_full_state_and_ack_makes_the_node_synced",
               hello_gets_the_full_state_and_ack_makes_the_node_synced);
   CU_add_test(s, "hello_at_the_current_version_gets_nothing",

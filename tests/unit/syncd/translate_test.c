@@ -3,6 +3,9 @@
 
 #include <CUnit/CUnit.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -754,7 +757,7 @@ static void tls_certificate_that_does_not_parse_falls_back(void) {
       run(2,
           tls_secret("tls-shop", "kubernetes.io/tls", "-----BEGIN CERTIFICATE-----\nnope\n", key),
           tls_ingress("shop", "shop.com", "tls-shop")),
-      "default/shop: secret tls-shop tls.crt is not a valid PEM certificate");
+      "default/shop: secret tls-shop tls.crt holds no PEM certificate");
   free(crt);
   free(key);
 }
@@ -765,8 +768,60 @@ static void tls_key_that_does_not_match_falls_back(void) {
   CU_ASSERT_EQUAL_FATAL(gen_cert("other.com", 30, &crt2, &key2, err, sizeof(err)), 0);
   expect_fallback(run(2, tls_secret("tls-shop", "kubernetes.io/tls", crt, key2),
                       tls_ingress("shop", "shop.com", "tls-shop")),
-                  "default/shop: secret tls-shop tls.key does not match tls.crt");
+                  "default/shop: secret tls-shop tls.key does not match the certificate");
   free(crt), free(key), free(crt2), free(key2);
+}
+
+/* A self-signed RSA certificate/key of `bits` as PEM (malloc'd). */
+static void rsa_pair(int bits, const char *cn, char **cert, char **key) {
+  EVP_PKEY *k = EVP_RSA_gen((unsigned)bits);
+  X509 *x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 9);
+  X509_gmtime_adj(X509_getm_notBefore(x), 0);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+  X509_set_pubkey(x, k);
+  X509_NAME *n = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+  X509_set_issuer_name(x, n);
+  X509_sign(x, k, EVP_sha256());
+  BIO *b = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(b, x);
+  char *p;
+  long len = BIO_get_mem_data(b, &p);
+  *cert = strndup(p, (size_t)len);
+  BIO_free(b);
+  b = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
+  len = BIO_get_mem_data(b, &p);
+  *key = strndup(p, (size_t)len);
+  BIO_free(b);
+  X509_free(x);
+  EVP_PKEY_free(k);
+}
+
+/* Issue 15: Secrets syncd's old fast checks accepted and every proxy's
+ * OpenSSL then refused. Now syncd asks OpenSSL the proxies' way
+ * (common/cert_valid): the host falls back, the rest is unaffected. */
+static void tls_secret_the_proxies_would_refuse_falls_back(void) {
+  char *crt, *key;
+  rsa_pair(1024, "shop.com", &crt, &key); /* below security level 2 */
+  expect_fallback(run(2, tls_secret("tls-shop", "kubernetes.io/tls", crt, key),
+                      tls_ingress("shop", "shop.com", "tls-shop")),
+                  "default/shop: secret tls-shop tls.crt: the certificate is refused");
+  free(crt), free(key);
+  char err[128], *ok_crt, *ok_key, *indented, *bad_chain;
+  CU_ASSERT_EQUAL_FATAL(gen_cert("shop.com", 30, &ok_crt, &ok_key, err, sizeof(err)), 0);
+  asprintf(&indented, "  %s", ok_crt); /* the PEM marker not at the start of a line */
+  expect_fallback(run(2, tls_secret("tls-shop", "kubernetes.io/tls", indented, ok_key),
+                      tls_ingress("shop", "shop.com", "tls-shop")),
+                  "default/shop: secret tls-shop tls.crt holds no PEM certificate");
+  asprintf(&bad_chain, "%s-----BEGIN CERTIFICATE-----\nAAAA!!\n-----END CERTIFICATE-----\n",
+           ok_crt);
+  expect_fallback(run(2, tls_secret("tls-shop", "kubernetes.io/tls", bad_chain, ok_key),
+                      tls_ingress("shop", "shop.com", "tls-shop")),
+                  "default/shop: secret tls-shop tls.crt: certificate 2 does not parse");
+  free(ok_crt), free(ok_key), free(indented), free(bad_chain);
 }
 
 /* ---- annotations ---- */
@@ -813,6 +868,52 @@ static void invalid_annotation_value_rejects_the_ingress(void) {
   struct syncd_desired *d = run(1, annotated("    edge.dev/proxy-body-size: lots\n"));
   CU_ASSERT_PTR_NOT_NULL(rejection(d, "default/a: annotation edge.dev/proxy-body-size"));
   CU_ASSERT_FALSE(served(d, "default/a"));
+  syncd_desired_free(d);
+}
+
+/* Issue 15: a rewrite target that would inject into the upstream request
+ * line is rejected with a reason that carries no raw CR/LF. */
+static void rewrite_target_with_crlf_is_rejected_with_an_escaped_reason(void) {
+  struct syncd_desired *d = run(
+      1, annotated(
+             "    edge.dev/rewrite-target: \"/x HTTP/1.1\\r\\nX-Injected: yes\\r\\nX-Pad: a\"\n"));
+  const struct syncd_rejection *r = rejection(d, "default/a: annotation edge.dev/rewrite-target");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r->reason, "\\r\\nX-Injected"));
+  CU_ASSERT_PTR_NULL(strchr(r->reason, '\r'));
+  CU_ASSERT_PTR_NULL(strchr(r->reason, '\n'));
+  CU_ASSERT_FALSE(served(d, "default/a"));
+  CU_ASSERT_PTR_NULL(vhost(d, "vh:a.com"));
+  syncd_desired_free(d);
+  d = run(1, annotated("    edge.dev/rewrite-target: \"/v2?x=1\"\n"));
+  CU_ASSERT_FALSE(served(d, "default/a"));
+  syncd_desired_free(d);
+}
+
+/* Paths, names and endpoint fields that could reach a request line, a log
+ * or Status are what the Kubernetes API and RFC 3986 allow, or rejected. */
+static void tenant_values_that_could_inject_are_rejected_where_they_enter(void) {
+  struct syncd_desired *d = run(1, ingress("a", NULL, "a.com", "\"/x\\ty\"", "Prefix"));
+  CU_ASSERT_PTR_NOT_NULL(rejection(d, "default/a: path \"/x\\ty\" contains a control character"));
+  CU_ASSERT_FALSE(served(d, "default/a"));
+  syncd_desired_free(d);
+  d = run(1, ingress("a", NULL, "a.com", "/x?y", "Prefix"));
+  CU_ASSERT_FALSE(served(d, "default/a"));
+  syncd_desired_free(d);
+  d = run_text(
+      "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: \"a\\r\\nb\"}\n"
+      "spec: {rules: [{host: a.com}]}\n");
+  CU_ASSERT_EQUAL_FATAL(d->n_rejected, 1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(d->rejected[0].reason, "not a valid Kubernetes name"));
+  CU_ASSERT_PTR_NULL(strchr(d->rejected[0].reason, '\n'));
+  syncd_desired_free(d);
+  d = run(2, ingress("a", NULL, "a.com", "/", "Prefix"),
+          strdup("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                 "metadata: {name: shop-1, labels: {kubernetes.io/service-name: shop}}\n"
+                 "ports: [{name: http, port: 8080}]\n"
+                 "endpoints: [{addresses: [\"backend.evil\"]}]\n---\n"));
+  CU_ASSERT_PTR_NOT_NULL(rejection(d, "endpoint address \"backend.evil\" is not an IP address"));
+  CU_ASSERT(served(d, "default/a")); /* the Service's ClusterIP serves instead */
   syncd_desired_free(d);
 }
 
@@ -935,6 +1036,9 @@ void test_register(void) {
   T(s, tls_key_that_does_not_match_falls_back);
   T(s, edge_annotations_set_route_and_cluster_options);
   T(s, invalid_annotation_value_rejects_the_ingress);
+  T(s, rewrite_target_with_crlf_is_rejected_with_an_escaped_reason);
+  T(s, tenant_values_that_could_inject_are_rejected_where_they_enter);
+  T(s, tls_secret_the_proxies_would_refuse_falls_back);
   T(s, bad_yaml_is_reported_with_file_and_line_and_other_objects_kept);
   T(s, resources_are_sorted_by_type_and_name_and_output_is_deterministic);
   T(s, objects_are_counted_per_kind);

@@ -1,0 +1,334 @@
+/*
+ * validate — character-class checks for tenant values and the resource
+ * walk over every field that can reach the wire, a log or Status (see
+ * validate.h for the rules and who calls what).
+ *
+ * Every check is a single pass over bytes with an explicit class table, so
+ * nothing depends on the locale (isalnum and friends do).
+ */
+#include "common/validate.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int fail(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *why, size_t whylen, const char *fmt, ...) {
+  if (why && whylen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+static int is_alpha(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static int is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
+static int is_hex(unsigned char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+/* RFC 3986 unreserved / sub-delims / ':' / '@' (pchar without pct-encoded). */
+static int is_pchar(unsigned char c) {
+  return is_alpha(c) || is_digit(c) || (c && strchr("-._~!$&'()*+,;=:@", c) != NULL);
+}
+
+/* The reason for a byte that is not allowed: control bytes get their own. */
+static int bad_byte(char *why, size_t whylen, unsigned char c, const char *what) {
+  if (c < 0x20 || c == 0x7f) return fail(why, whylen, "contains a control character (0x%02x)", c);
+  if (c >= 0x80) return fail(why, whylen, "contains a non-ASCII byte (0x%02x)", c);
+  if (c == ' ') return fail(why, whylen, "contains a space");
+  return fail(why, whylen, "contains '%c', which is not allowed in %s", c, what);
+}
+
+int validate_host(const char *s, int allow_wildcard, int allow_empty, char *why, size_t whylen) {
+  if (!s) return fail(why, whylen, "is missing");
+  size_t n = strlen(s);
+  if (n == 0) return allow_empty ? 0 : fail(why, whylen, "is empty");
+  if (n > VALIDATE_MAX_HOST)
+    return fail(why, whylen, "is longer than %d characters", VALIDATE_MAX_HOST);
+  const char *p = s;
+  if (p[0] == '*') {
+    if (!allow_wildcard) return fail(why, whylen, "is a wildcard, which is not allowed here");
+    if (p[1] != '.' || p[2] == '\0')
+      return fail(why, whylen, "has a wildcard that is not a leading \"*.\" label");
+    p += 2;
+  }
+  size_t label = 0;
+  for (const char *q = p;; q++) {
+    unsigned char c = (unsigned char)*q;
+    if (c == '.' || c == '\0') {
+      if (label == 0) return fail(why, whylen, "has an empty label");
+      if (label > 63) return fail(why, whylen, "has a label longer than 63 characters");
+      if (q[-1] == '-' || q[-(long)label] == '-')
+        return fail(why, whylen, "has a label that starts or ends with '-'");
+      if (c == '\0') return 0;
+      label = 0;
+      continue;
+    }
+    if (c == '*') return fail(why, whylen, "has a wildcard that is not a leading \"*.\" label");
+    if (!is_alpha(c) && !is_digit(c) && c != '-') {
+      if (c < 0x20 || c >= 0x7f) return bad_byte(why, whylen, c, "a host name");
+      return fail(why, whylen, "has a character that is not a letter, digit, '-' or '.'");
+    }
+    label++;
+  }
+}
+
+/* Path characters; query: also '?' and what follows it. */
+static int check_path(const char *s, int query, char *why, size_t whylen) {
+  if (!s) return fail(why, whylen, "is missing");
+  size_t n = strlen(s);
+  if (n == 0 || s[0] != '/') return fail(why, whylen, "does not start with /");
+  if (n > VALIDATE_MAX_PATH)
+    return fail(why, whylen, "is longer than %d characters", VALIDATE_MAX_PATH);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '%') {
+      if (i + 2 >= n || !is_hex((unsigned char)s[i + 1]) || !is_hex((unsigned char)s[i + 2]))
+        return fail(why, whylen, "has a '%%' that is not followed by two hex digits");
+      i += 2;
+      continue;
+    }
+    if (c == '/' || is_pchar(c)) continue;
+    if (query && c == '?') continue;
+    return bad_byte(why, whylen, c, query ? "a redirect path" : "a path");
+  }
+  return 0;
+}
+
+int validate_path(const char *s, char *why, size_t whylen) {
+  return check_path(s, 0, why, whylen);
+}
+
+int validate_name(const char *s, char *why, size_t whylen) {
+  if (!s) return fail(why, whylen, "is missing");
+  size_t n = strlen(s);
+  if (n == 0) return fail(why, whylen, "is empty");
+  if (n > VALIDATE_MAX_NAME)
+    return fail(why, whylen, "is longer than %d characters", VALIDATE_MAX_NAME);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') return bad_byte(why, whylen, c, "a name");
+  }
+  return 0;
+}
+
+int validate_k8s_name(const char *s, int subdomain, char *why, size_t whylen) {
+  if (!s || !*s) return fail(why, whylen, "is empty");
+  size_t n = strlen(s), max = subdomain ? 253 : 63;
+  if (n > max) return fail(why, whylen, "is longer than %zu characters", max);
+  size_t label = 0;
+  for (size_t i = 0;; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c == '.' && subdomain) || c == '\0') {
+      if (label == 0 || s[i - 1] == '-' || s[i - label] == '-')
+        return fail(why, whylen,
+                    "is not a valid Kubernetes name (lower-case letters, digits, '-'%s; starting "
+                    "and ending with a letter or digit)",
+                    subdomain ? ", '.'" : "");
+      if (c == '\0') return 0;
+      label = 0;
+      continue;
+    }
+    if (!((c >= 'a' && c <= 'z') || is_digit(c) || c == '-')) {
+      if (c < 0x20 || c >= 0x7f) return bad_byte(why, whylen, c, "a Kubernetes name");
+      return fail(why, whylen,
+                  "is not a valid Kubernetes name (lower-case letters, digits, '-'%s; starting "
+                  "and ending with a letter or digit)",
+                  subdomain ? ", '.'" : "");
+    }
+    label++;
+  }
+}
+
+int validate_redirect(const Edge__V1__Redirect *r, char *why, size_t whylen) {
+  char w[160];
+  const char *scheme = r->scheme ? r->scheme : "";
+  if (*scheme && strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)
+    return fail(why, whylen, "redirect scheme must be http or https");
+  if (validate_host(r->host, 0, 1, w, sizeof(w)) != 0)
+    return fail(why, whylen, "redirect host %s", w);
+  if (r->port > 65535) return fail(why, whylen, "redirect port %u is out of range", r->port);
+  if (r->path && *r->path && check_path(r->path, 1, w, sizeof(w)) != 0)
+    return fail(why, whylen, "redirect path %s", w);
+  switch (r->status) {
+    case 0:
+    case 301:
+    case 302:
+    case 303:
+    case 307:
+    case 308:
+      return 0;
+    default:
+      return fail(why, whylen, "redirect status %u is not 301, 302, 303, 307 or 308", r->status);
+  }
+}
+
+const char *validate_quote(const char *s, char *buf, size_t buflen) {
+  if (!buf || buflen == 0) return "";
+  if (buflen < 8) {
+    buf[0] = '\0';
+    return buf;
+  }
+  size_t o = 0;
+  buf[o++] = '"';
+  const char *p = s ? s : "";
+  for (; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    char esc[8];
+    size_t k;
+    if (c == '"' || c == '\\')
+      k = (size_t)snprintf(esc, sizeof(esc), "\\%c", c);
+    else if (c == '\r')
+      k = (size_t)snprintf(esc, sizeof(esc), "\\r");
+    else if (c == '\n')
+      k = (size_t)snprintf(esc, sizeof(esc), "\\n");
+    else if (c == '\t')
+      k = (size_t)snprintf(esc, sizeof(esc), "\\t");
+    else if (c < 0x20 || c >= 0x7f)
+      k = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
+    else
+      esc[0] = (char)c, esc[1] = '\0', k = 1;
+    if (o + k + 5 > buflen) break; /* room for "...\"" and NUL */
+    memcpy(buf + o, esc, k);
+    o += k;
+  }
+  if (*p) {
+    memcpy(buf + o, "...", 3);
+    o += 3;
+  }
+  buf[o++] = '"';
+  buf[o] = '\0';
+  return buf;
+}
+
+/* ---- resources ----------------------------------------------------------- */
+
+#define CHECK(call, ...)                                       \
+  do {                                                         \
+    if ((call) != 0) return fail(err, errlen, __VA_ARGS__, w); \
+  } while (0)
+
+/* "" or a name. */
+static int opt_name(const char *s, char *why, size_t whylen) {
+  return s && *s ? validate_name(s, why, whylen) : 0;
+}
+
+static int check_source(const Edge__V1__SourceRef *src, char *why, size_t whylen) {
+  char w[160];
+  if (!src) return 0;
+  if (opt_name(src->kind, w, sizeof(w)) || opt_name(src->namespace_, w, sizeof(w)) ||
+      opt_name(src->name, w, sizeof(w)))
+    return fail(why, whylen, "source %s", w);
+  return 0;
+}
+
+static int check_route(const Edge__V1__Route *r, char *w, size_t wl) {
+  char q[96], x[160];
+  if (validate_path(r->path, x, sizeof(x)) != 0)
+    return fail(w, wl, "path %s %s", validate_quote(r->path, q, sizeof(q)), x);
+  if (opt_name(r->cluster, x, sizeof(x)) != 0) return fail(w, wl, "cluster %s", x);
+  if (r->path_type < 0 || r->path_type > EDGE__V1__PATH_TYPE__PATH_TYPE_IMPLEMENTATION_SPECIFIC)
+    return fail(w, wl, "unknown path_type %d", (int)r->path_type);
+  const Edge__V1__RouteOptions *o = r->options;
+  if (o) {
+    if (o->rewrite_prefix && *o->rewrite_prefix &&
+        validate_path(o->rewrite_prefix, x, sizeof(x)) != 0)
+      return fail(w, wl, "rewrite_prefix %s %s", validate_quote(o->rewrite_prefix, q, sizeof(q)),
+                  x);
+    if (o->redirect && validate_redirect(o->redirect, x, sizeof(x)) != 0)
+      return fail(w, wl, "%s", x);
+  }
+  return check_source(r->source, w, wl);
+}
+
+static int check_vhost(const Edge__V1__VirtualHost *v, char *err, size_t errlen) {
+  char w[300];
+  CHECK(validate_name(v->name, w, sizeof(w)), "virtual host: name %s");
+  const char *vn = v->name; /* validated: printable, no quotes */
+  if (validate_host(v->host, 1, 1, w, sizeof(w)) != 0)
+    return fail(err, errlen, "virtual host %s: host %s", vn, w);
+  if (v->host_match < 0 || v->host_match > EDGE__V1__HOST_MATCH__HOST_MATCH_ANY)
+    return fail(err, errlen, "virtual host %s: unknown host_match %d", vn, (int)v->host_match);
+  if (opt_name(v->certificate, w, sizeof(w)) != 0)
+    return fail(err, errlen, "virtual host %s: certificate %s", vn, w);
+  for (size_t i = 0; i < v->n_ingresses; i++)
+    if (validate_name(v->ingresses[i], w, sizeof(w)) != 0)
+      return fail(err, errlen, "virtual host %s: ingress %s", vn, w);
+  for (size_t i = 0; i < v->n_routes; i++)
+    if (!v->routes[i] || check_route(v->routes[i], w, sizeof(w)) != 0)
+      return fail(err, errlen, "virtual host %s: route %zu: %s", vn, i,
+                  v->routes[i] ? w : "missing");
+  return 0;
+}
+
+static int check_cluster(const Edge__V1__Cluster *c, char *err, size_t errlen) {
+  char w[300];
+  CHECK(validate_name(c->name, w, sizeof(w)), "cluster: name %s");
+  const char *cn = c->name; /* validated: printable, no quotes */
+  if (c->lb_policy < 0 || c->lb_policy > EDGE__V1__LB_POLICY__LB_POLICY_LEAST_REQUEST)
+    return fail(err, errlen, "cluster %s: unknown lb_policy %d", cn, (int)c->lb_policy);
+  if (c->protocol < 0 || c->protocol > EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC)
+    return fail(err, errlen, "cluster %s: unknown protocol %d", cn, (int)c->protocol);
+  for (size_t i = 0; i < c->n_endpoints; i++) {
+    const Edge__V1__Endpoint *e = c->endpoints[i];
+    if (!e) return fail(err, errlen, "cluster %s: endpoint %zu missing", cn, i);
+    w[0] = '\0';
+    if (validate_name(e->address, w, sizeof(w)) != 0 || strlen(e->address) > 64)
+      return fail(err, errlen, "cluster %s: endpoint %zu: address %s", cn, i,
+                  w[0] ? w : "too long");
+    if (opt_name(e->zone, w, sizeof(w)) || opt_name(e->target, w, sizeof(w)))
+      return fail(err, errlen, "cluster %s: endpoint %zu: %s", cn, i, w);
+  }
+  if (check_source(c->source, w, sizeof(w)) != 0) return fail(err, errlen, "cluster %s: %s", cn, w);
+  return 0;
+}
+
+static int check_certificate(const Edge__V1__Certificate *c, char *err, size_t errlen) {
+  char w[300];
+  CHECK(validate_name(c->name, w, sizeof(w)), "certificate: name %s");
+  const char *cn = c->name; /* validated: printable, no quotes */
+  for (size_t i = 0; i < c->n_sni_names; i++)
+    if (validate_host(c->sni_names[i], 1, 0, w, sizeof(w)) != 0)
+      return fail(err, errlen, "certificate %s: server name %zu %s", cn, i, w);
+  if (check_source(c->source, w, sizeof(w)) != 0)
+    return fail(err, errlen, "certificate %s: %s", cn, w);
+  return 0;
+}
+
+static int check_default_backend(const Edge__V1__DefaultBackend *d, char *err, size_t errlen) {
+  char w[300];
+  CHECK(validate_name(d->name, w, sizeof(w)), "default backend: name %s");
+  const char *dn = d->name; /* validated: printable, no quotes */
+  if (opt_name(d->cluster, w, sizeof(w)) != 0)
+    return fail(err, errlen, "default backend %s: cluster %s", dn, w);
+  if (check_source(d->source, w, sizeof(w)) != 0)
+    return fail(err, errlen, "default backend %s: %s", dn, w);
+  return 0;
+}
+
+int validate_resource(const Edge__V1__Resource *r, char *err, size_t errlen) {
+  if (!r) return fail(err, errlen, "resource missing");
+  switch (r->kind_case) {
+    case EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST:
+      return r->virtual_host ? check_vhost(r->virtual_host, err, errlen)
+                             : fail(err, errlen, "virtual host missing");
+    case EDGE__V1__RESOURCE__KIND_CLUSTER:
+      return r->cluster ? check_cluster(r->cluster, err, errlen)
+                        : fail(err, errlen, "cluster missing");
+    case EDGE__V1__RESOURCE__KIND_CERTIFICATE:
+      return r->certificate ? check_certificate(r->certificate, err, errlen)
+                            : fail(err, errlen, "certificate missing");
+    case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
+      return r->default_backend ? check_default_backend(r->default_backend, err, errlen)
+                                : fail(err, errlen, "default backend missing");
+    default:
+      return fail(err, errlen, "resource with no kind set");
+  }
+}
