@@ -23,7 +23,12 @@
  *     visible ASCII (0x21..0x7e) except '"' and '\', 1..VALIDATE_MAX_NAME;
  *   - Kubernetes object names: DNS-1123 subdomains (names) and labels
  *     (namespaces), as the API server would enforce;
- *   - enums and statuses hold known values.
+ *   - enums and statuses hold known values;
+ *   - the issue-20 policies: TLS server names and health-check hosts are
+ *     DNS names or IP literals, health-check paths paths (a query
+ *     allowed), client-auth modes and depths known; route policies and
+ *     cluster balancing policies through common/policy (header names,
+ *     origins, htpasswd lines, bounds).
  *
  * Pure functions over strings and protobuf-c messages: no allocation, no
  * global state, any thread. A reason never echoes the value raw: use
