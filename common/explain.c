@@ -27,6 +27,7 @@
 #include "common/router.h"
 #include "common/sni.h"
 #include "common/timefmt.h"
+#include "common/weighted.h"
 
 struct ex_rule {
   const Edge__V1__VirtualHost *vh;
@@ -61,6 +62,8 @@ static const char *ex_host_match_str(int m) {
       return "WILDCARD";
     case ROUTER_HOST_ANY:
       return "ANY";
+    case ROUTER_HOST_SUFFIX:
+      return "SUFFIX";
   }
   return "UNSPECIFIED";
 }
@@ -73,8 +76,15 @@ static const char *ex_path_type_str(int t) {
       return "Prefix";
     case ROUTER_PATH_IMPLEMENTATION_SPECIFIC:
       return "ImplementationSpecific";
+    case ROUTER_PATH_REGEX:
+      return "RegularExpression";
   }
   return "Prefix";
+}
+
+/* The kind of object a route came from (Ingress when unset). */
+static const char *ex_source_kind(const Edge__V1__SourceRef *s) {
+  return s && s->kind && s->kind[0] ? s->kind : "Ingress";
 }
 
 static char *ex_source_str(const Edge__V1__SourceRef *s, char *buf, size_t len) {
@@ -186,16 +196,22 @@ static int ex_rank(enum router_verdict v) {
     case ROUTER_MATCHED:
     case ROUTER_SHADOWED:
       return 0;
+    case ROUTER_METHOD_DIFFERS: /* host and path fit: a condition is the closest miss */
+    case ROUTER_HEADER_DIFFERS:
+    case ROUTER_QUERY_DIFFERS:
+    case ROUTER_LISTENER_DIFFERS:
     case ROUTER_EXACT_TRAILING_SLASH:
     case ROUTER_PATH_ELEMENT:
       return 1;
     case ROUTER_EXACT_DIFFERS:
     case ROUTER_PATH_DIFFERS:
+    case ROUTER_REGEX_DIFFERS:
       return 2;
     case ROUTER_WILDCARD_DEPTH:
       return 3;
     case ROUTER_HOST_DIFFERS:
     case ROUTER_WILDCARD_SUFFIX:
+    case ROUTER_SUFFIX_DIFFERS:
       return 4;
   }
   return 5;
@@ -343,17 +359,152 @@ static json_t *ex_rewrite(const Edge__V1__Route *route, const char *path) {
 static json_t *ex_cand_json(const struct ex_cand *k) {
   const struct ex_rule *ru = k->e.data;
   char src[512];
-  json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "vhost", ex_s(ru->vh->name),
-                        "host", k->e.host, "host_match", ex_host_match_str(k->e.host_match), "path",
-                        ex_s(k->e.path), "path_type", ex_path_type_str(k->e.path_type), "cluster",
-                        ex_s(ru->route->cluster), "source",
-                        ex_source_str(ru->route->source, src, sizeof(src)), "verdict",
-                        router_verdict_str(k->e.verdict));
+  json_t *o = json_pack(
+      "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "vhost", ex_s(ru->vh->name), "host",
+      k->e.host, "host_match", ex_host_match_str(k->e.host_match), "path", ex_s(k->e.path),
+      "path_type", ex_path_type_str(k->e.path_type), "cluster", ex_s(ru->route->cluster), "source",
+      ex_source_str(ru->route->source, src, sizeof(src)), "source_kind",
+      ex_source_kind(ru->route->source), "verdict", router_verdict_str(k->e.verdict));
   if (o && k->rank == 4 && k->distance > 0 && k->distance <= 2)
     json_object_set_new(o, "hint",
                         json_sprintf("host differs by %zu character%s: a typo?", k->distance,
                                      k->distance == 1 ? "" : "s"));
   return o;
+}
+
+/* ---- Gateway API ------------------------------------------------------- */
+
+/* The route's conditions into rule (kv: storage for its header and query conditions). Returns
+ * the number of kv entries used. */
+static size_t ex_conditions(const Edge__V1__VirtualHost *vh, const Edge__V1__Route *rt,
+                            struct router_rule *rule, struct router_kv_match *kv) {
+  size_t n = 0;
+  for (size_t i = 0; i < rt->n_headers; i++)
+    kv[n++] = (struct router_kv_match){
+        rt->headers[i]->name, rt->headers[i]->value,
+        rt->headers[i]->type == EDGE__V1__STRING_MATCH__STRING_MATCH_REGEX};
+  for (size_t i = 0; i < rt->n_query_params; i++)
+    kv[n++] = (struct router_kv_match){
+        rt->query_params[i]->name, rt->query_params[i]->value,
+        rt->query_params[i]->type == EDGE__V1__STRING_MATCH__STRING_MATCH_REGEX};
+  rule->method = rt->method && rt->method[0] ? rt->method : NULL;
+  rule->headers = kv;
+  rule->n_headers = rt->n_headers;
+  rule->query = kv + rt->n_headers;
+  rule->n_query = rt->n_query_params;
+  rule->listeners = vh->listener == EDGE__V1__LISTENER__LISTENER_HTTP    ? ROUTER_LISTENER_HTTP
+                    : vh->listener == EDGE__V1__LISTENER__LISTENER_HTTPS ? ROUTER_LISTENER_HTTPS
+                                                                         : 0;
+  return n;
+}
+
+static json_t *ex_mod_json(const Edge__V1__HeaderModifier *m) {
+  json_t *set = json_array(), *add = json_array(), *rm = json_array();
+  for (size_t i = 0; i < m->n_set; i++)
+    json_array_append_new(set, json_sprintf("%s: %s", m->set[i]->name, m->set[i]->value));
+  for (size_t i = 0; i < m->n_add; i++)
+    json_array_append_new(add, json_sprintf("%s: %s", m->add[i]->name, m->add[i]->value));
+  for (size_t i = 0; i < m->n_remove; i++) json_array_append_new(rm, json_string(m->remove[i]));
+  return json_pack("{s:o, s:o, s:o}", "set", set, "add", add, "remove", rm);
+}
+
+/* Gateway API facts of the winning route; a weighted route's cluster is the one request_id
+ * picks (common/weighted, as the proxy picks), "" without an id. */
+static void ex_gateway_route(json_t *o, const Edge__V1__VirtualHost *vh, const Edge__V1__Route *rt,
+                             const char *request_id, const char **cluster_name, json_t *problems) {
+  if (!o) return;
+  if (vh->listener)
+    json_object_set_new(
+        o, "listener",
+        json_string(vh->listener == EDGE__V1__LISTENER__LISTENER_HTTPS ? "HTTPS" : "HTTP"));
+  if (rt->method && rt->method[0]) json_object_set_new(o, "method", json_string(rt->method));
+  if (rt->n_headers || rt->n_query_params) {
+    json_t *h = json_array(), *q = json_array();
+    for (size_t i = 0; i < rt->n_headers; i++)
+      json_array_append_new(
+          h, json_sprintf("%s %s %s", rt->headers[i]->name, rt->headers[i]->type ? "~" : "=",
+                          rt->headers[i]->value));
+    for (size_t i = 0; i < rt->n_query_params; i++)
+      json_array_append_new(
+          q, json_sprintf("%s %s %s", rt->query_params[i]->name,
+                          rt->query_params[i]->type ? "~" : "=", rt->query_params[i]->value));
+    json_object_set_new(o, "headers", h);
+    json_object_set_new(o, "query", q);
+  }
+  if (rt->request_headers)
+    json_object_set_new(o, "request_headers", ex_mod_json(rt->request_headers));
+  if (rt->response_headers)
+    json_object_set_new(o, "response_headers", ex_mod_json(rt->response_headers));
+  if (rt->n_mirrors) {
+    json_t *m = json_array();
+    for (size_t i = 0; i < rt->n_mirrors; i++)
+      json_array_append_new(m, json_pack("{s:s, s:I}", "cluster", rt->mirrors[i]->cluster,
+                                         "per_million", (json_int_t)rt->mirrors[i]->per_million));
+    json_object_set_new(o, "mirrors", m);
+  }
+  if (rt->options && rt->options->direct_status) {
+    json_array_append_new(problems, json_sprintf("the rule has no valid backend: the proxy "
+                                                 "answers %u",
+                                                 rt->options->direct_status));
+    *cluster_name = NULL;
+  }
+  if (!rt->n_weighted_clusters) return;
+  json_t *wc = json_array();
+  uint32_t w[64];
+  size_t n = rt->n_weighted_clusters < 64 ? rt->n_weighted_clusters : 64;
+  for (size_t i = 0; i < n; i++) {
+    w[i] = rt->weighted_clusters[i]->weight;
+    json_array_append_new(wc, json_pack("{s:s, s:I}", "cluster", rt->weighted_clusters[i]->cluster,
+                                        "weight", (json_int_t)w[i]));
+  }
+  json_object_set_new(o, "weighted_clusters", wc);
+  if (!request_id) {
+    *cluster_name = NULL;
+    json_object_set_new(o, "cluster", json_string(""));
+    json_array_append_new(problems,
+                          json_string("weighted route: each request's backend is chosen by "
+                                      "its X-Request-Id (give --header 'X-Request-Id: ID' to "
+                                      "see which one a request gets)"));
+    return;
+  }
+  long i = weighted_pick(w, n, weighted_key(request_id, strlen(request_id)));
+  const char *pick = i < 0 ? "" : rt->weighted_clusters[i]->cluster;
+  json_object_set_new(o, "cluster", json_string(pick));
+  json_object_set_new(o, "picked", json_true());
+  if (!pick[0]) {
+    json_array_append_new(problems, json_string("the request's share goes to a backend that "
+                                                "did not resolve, or every weight is 0: the "
+                                                "proxy answers 500"));
+    *cluster_name = NULL;
+    return;
+  }
+  *cluster_name = pick;
+}
+
+/* The passthrough host a server name matches (exact, then the longest suffix), or null. */
+static json_t *ex_passthrough(Edge__V1__Resource *const *res, size_t n, const char *sni) {
+  const Edge__V1__PassthroughHost *best = NULL;
+  size_t best_len = 0, sl = strlen(sni);
+  for (size_t i = 0; i < n; i++) {
+    if (!res[i] || res[i]->kind_case != EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST) continue;
+    const Edge__V1__PassthroughHost *p = res[i]->passthrough_host;
+    const char *h = ex_s(p->host);
+    size_t hl = strlen(h), score = 0;
+    if (p->host_match == EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT && !strcasecmp(h, sni))
+      score = 1000;
+    else if (p->host_match == EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX && hl > 2 && sl > hl - 1 &&
+             !strcasecmp(sni + sl - (hl - 1), h + 1))
+      score = hl;
+    if (score > best_len) best = p, best_len = score;
+  }
+  if (!best) return json_null();
+  json_t *cl = json_array();
+  for (size_t i = 0; i < best->n_clusters; i++)
+    json_array_append_new(cl, json_pack("{s:s, s:I}", "cluster", best->clusters[i]->cluster,
+                                        "weight", (json_int_t)best->clusters[i]->weight));
+  char src[512];
+  return json_pack("{s:s, s:s, s:o, s:s}", "name", ex_s(best->name), "host", ex_s(best->host),
+                   "clusters", cl, "source", ex_source_str(best->source, src, sizeof(src)));
 }
 
 int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain_request *req,
@@ -429,6 +580,8 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
   struct router_rule *rules = NULL;
   struct ex_rule *info = NULL;
   struct router *router = NULL;
+  struct router_kv_match *kv = NULL;
+  struct router_header *rh = NULL;
   struct ex_ctx ctx = {0};
   int rc = EXPLAIN_ERR_NOMEM;
   json_t *root = NULL;
@@ -450,8 +603,14 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
   rules = calloc(nroutes + 1, sizeof(*rules));
   info = calloc(nroutes + 1, sizeof(*info));
   ctx.cands = calloc(nroutes + 1, sizeof(*ctx.cands));
-  if (!rules || !info || !ctx.cands) goto done;
-  size_t k = 0;
+  size_t nkv = 0;
+  for (size_t i = 0; i < nv; i++)
+    for (size_t j = 0; j < vhs[i]->n_routes; j++)
+      if (vhs[i]->routes[j])
+        nkv += vhs[i]->routes[j]->n_headers + vhs[i]->routes[j]->n_query_params;
+  kv = calloc(nkv + 1, sizeof(*kv));
+  if (!rules || !info || !ctx.cands || !kv) goto done;
+  size_t k = 0, kvn = 0;
   for (size_t i = 0; i < nv; i++) {
     for (size_t j = 0; j < vhs[i]->n_routes; j++) {
       const Edge__V1__Route *rt = vhs[i]->routes[j];
@@ -462,6 +621,7 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
                                       .path = rt->path,
                                       .path_type = (int)rt->path_type,
                                       .data = &info[k]};
+      kvn += ex_conditions(vhs[i], rt, &rules[k], kv + kvn);
       k++;
     }
   }
@@ -475,7 +635,32 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
     goto done;
   }
   ctx.host = nhost;
-  long w = router_explain(router, nhost, strlen(nhost), path, strlen(path), ex_collect, &ctx);
+  /* the request as the proxy sees it: its method, headers and listener count for Gateway API
+   * conditions */
+  rh = calloc(req->n_headers + 1, sizeof(*rh));
+  if (!rh) goto done;
+  size_t nrh = 0;
+  const char *request_id = NULL;
+  for (size_t i = 0; i < req->n_headers; i++) {
+    const char *h = ex_s(req->headers[i]), *colon = strchr(h, ':');
+    if (!colon || colon == h) continue;
+    const char *v = colon + 1;
+    while (*v == ' ' || *v == '\t') v++;
+    rh[nrh++] = (struct router_header){h, (size_t)(colon - h), v, strlen(v)};
+    if ((size_t)(colon - h) == 12 && !strncasecmp(h, "x-request-id", 12)) request_id = v;
+  }
+  const char *method = req->method && req->method[0] ? req->method : "GET";
+  struct router_request rq = {
+      nhost,
+      strlen(nhost),
+      path,
+      strlen(path),
+      method,
+      strlen(method),
+      rh,
+      nrh,
+      strcmp(scheme, "https") == 0 ? ROUTER_LISTENER_HTTPS : ROUTER_LISTENER_HTTP};
+  long w = router_explain_request(router, &rq, ex_collect, &ctx);
 
   json_t *problems = json_array();
   root = json_object();
@@ -507,17 +692,21 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
     char src[512];
     json_object_set_new(
         root, "route",
-        json_pack("{s:s, s:s, s:s, s:s}", "path", ex_s(route->path), "path_type",
+        json_pack("{s:s, s:s, s:s, s:s, s:s}", "path", ex_s(route->path), "path_type",
                   ex_path_type_str(route->path_type ? (int)route->path_type : ROUTER_PATH_PREFIX),
                   "cluster", ex_s(route->cluster), "source",
-                  ex_source_str(route->source, src, sizeof(src))));
+                  ex_source_str(route->source, src, sizeof(src)), "source_kind",
+                  ex_source_kind(route->source)));
     cluster_name = route->cluster;
+    ex_gateway_route(json_object_get(root, "route"), vh, route, request_id, &cluster_name,
+                     problems);
     if (vh->tls_fallback)
       json_array_append_new(problems,
                             json_sprintf("host %s asked for TLS but its secret is missing or "
                                          "invalid: the default certificate is served",
                                          ex_s(vh->host)));
-    if ((!cluster_name || !cluster_name[0]) && !(route->options && route->options->redirect))
+    if ((!cluster_name || !cluster_name[0]) && !(route->options && route->options->redirect) &&
+        !route->n_weighted_clusters && !(route->options && route->options->direct_status))
       json_array_append_new(problems, json_string("route names no cluster: the proxy answers 503"));
   } else {
     json_object_set_new(root, "host_entry", json_null());
@@ -537,6 +726,14 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
   json_object_set_new(
       root, "certificate",
       nsni[0] || !strcmp(scheme, "https") ? ex_certificate(crts, nk, nsni) : json_null());
+  json_t *pt = !strcmp(scheme, "https") && nsni[0] ? ex_passthrough(res, n, nsni) : json_null();
+  if (json_is_object(pt))
+    json_array_append_new(problems,
+                          json_sprintf("SNI %s is a TLS passthrough host: the connection is "
+                                       "spliced to its backend, not terminated (the routes "
+                                       "above never see it)",
+                                       nsni));
+  json_object_set_new(root, "passthrough", pt);
   json_t *redirect = json_null();
   if (route) {
     int to_https = vh->certificate && vh->certificate[0] && strcmp(scheme, "https") != 0 &&
@@ -572,6 +769,8 @@ int explain_build(Edge__V1__Resource *const *res, size_t n, const struct explain
 done:
   json_decref(headers);
   router_free(router);
+  free(kv);
+  free(rh);
   free(vhs);
   free(cls);
   free(crts);
@@ -594,6 +793,48 @@ static const char *js(const json_t *o, const char *key) {
   return s ? s : "";
 }
 
+static void ex_text_list(struct buf *b, const char *label, const json_t *a) {
+  size_t i;
+  const json_t *v;
+  if (!json_array_size(a)) return;
+  buf_printf(b, "%s", label);
+  json_array_foreach(a, i, v) buf_printf(b, "%s%s", i ? ", " : " ", json_string_value(v));
+  buf_printf(b, "\n");
+}
+
+/* The Gateway API lines of a route: conditions, weights, header modifiers, mirrors. */
+static void ex_text_gateway(struct buf *b, const json_t *rt) {
+  size_t i;
+  const json_t *v;
+  if (js(rt, "listener")[0]) buf_printf(b, "  LISTENER  %s only\n", js(rt, "listener"));
+  if (js(rt, "method")[0]) buf_printf(b, "  METHOD    %s\n", js(rt, "method"));
+  ex_text_list(b, "  HEADERS  ", json_object_get(rt, "headers"));
+  ex_text_list(b, "  QUERY    ", json_object_get(rt, "query"));
+  const json_t *wc = json_object_get(rt, "weighted_clusters");
+  if (json_array_size(wc)) {
+    buf_printf(b, "  WEIGHTS  ");
+    json_array_foreach(wc, i, v)
+        buf_printf(b, " %s=%lld", js(v, "cluster")[0] ? js(v, "cluster") : "(unresolved)",
+                   (long long)json_integer_value(json_object_get(v, "weight")));
+    buf_printf(b, "%s\n",
+               json_is_true(json_object_get(rt, "picked"))
+                   ? "  (this request's X-Request-Id picks the cluster above)"
+                   : "");
+  }
+  const char *mods[2] = {"request_headers", "response_headers"};
+  for (int k = 0; k < 2; k++) {
+    const json_t *m = json_object_get(rt, mods[k]);
+    if (!json_is_object(m)) continue;
+    buf_printf(b, "  %s\n", k ? "RESPONSE HEADERS" : "REQUEST HEADERS");
+    ex_text_list(b, "    set   ", json_object_get(m, "set"));
+    ex_text_list(b, "    add   ", json_object_get(m, "add"));
+    ex_text_list(b, "    remove", json_object_get(m, "remove"));
+  }
+  json_array_foreach(json_object_get(rt, "mirrors"), i, v) buf_printf(
+      b, "  MIRROR    %s (%s)\n", js(v, "cluster"),
+      json_integer_value(json_object_get(v, "per_million")) ? "sampled" : "every request");
+}
+
 char *explain_format_text(const json_t *r) {
   struct buf b = {0};
   const json_t *q = json_object_get(r, "request");
@@ -614,9 +855,11 @@ char *explain_format_text(const json_t *r) {
       buf_printf(&b, " from Ingress");
       json_array_foreach(ings, i, v) buf_printf(&b, " %s", json_string_value(v));
     }
-    buf_printf(&b, "\nROUTE       %s (%s) → cluster %s from Ingress %s\n", js(rt, "path"),
+    buf_printf(&b, "\nROUTE       %s (%s) → cluster %s from %s %s\n", js(rt, "path"),
                js(rt, "path_type"), js(rt, "cluster")[0] ? js(rt, "cluster") : "(none)",
+               js(rt, "source_kind")[0] ? js(rt, "source_kind") : "Ingress",
                js(rt, "source")[0] ? js(rt, "source") : "?");
+    ex_text_gateway(&b, rt);
   } else {
     buf_printf(&b, "HOST/ROUTE  no rule matches; default backend: %s\n",
                js(r, "default_backend")[0] ? js(r, "default_backend") : "(none: 404)");
@@ -649,6 +892,16 @@ char *explain_format_text(const json_t *r) {
   } else if (js(q, "sni")[0]) {
     buf_printf(&b, "CERTIFICATE none: the handshake fails for SNI %s\n", js(q, "sni"));
   }
+  const json_t *pt = json_object_get(r, "passthrough");
+  if (json_is_object(pt)) {
+    buf_printf(&b, "PASSTHROUGH %s from TLSRoute %s →", js(pt, "name"), js(pt, "source"));
+    size_t i;
+    const json_t *v;
+    json_array_foreach(json_object_get(pt, "clusters"), i, v)
+        buf_printf(&b, " %s=%lld", js(v, "cluster")[0] ? js(v, "cluster") : "(unresolved)",
+                   (long long)json_integer_value(json_object_get(v, "weight")));
+    buf_printf(&b, "\n");
+  }
   const json_t *rd = json_object_get(r, "redirect");
   if (json_is_object(rd))
     buf_printf(&b, "REDIRECT    %lld → %s (%s)\n",
@@ -674,8 +927,9 @@ char *explain_format_text(const json_t *r) {
   if (json_array_size(cands)) {
     buf_printf(&b, "OTHER RULES (closest first)\n");
     json_array_foreach(cands, i, v) {
-      buf_printf(&b, "  %s %s (%s) → %s [Ingress %s]%s%s\n", js(v, "host")[0] ? js(v, "host") : "*",
+      buf_printf(&b, "  %s %s (%s) → %s [%s %s]%s%s\n", js(v, "host")[0] ? js(v, "host") : "*",
                  js(v, "path"), js(v, "path_type"), js(v, "verdict"),
+                 js(v, "source_kind")[0] ? js(v, "source_kind") : "Ingress",
                  js(v, "source")[0] ? js(v, "source") : "?", js(v, "hint")[0] ? ": " : "",
                  js(v, "hint"));
     }

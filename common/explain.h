@@ -19,7 +19,18 @@
  *    "matched":   bool,
  *    "host_entry":{"vhost","host","host_match":"EXACT|WILDCARD|ANY",
  *                  "ingresses":[..],"certificate","tls_fallback"} | null,
- *    "route":     {"path","path_type","cluster","source":"ns/name"} | null,
+ *    "route":     {"path","path_type","cluster","source":"ns/name",
+ *                  "source_kind":"Ingress|HTTPRoute|GRPCRoute"
+ *                  [,"method","headers":[..],"query":[..]]  (Gateway API conditions)
+ *                  [,"listener":"HTTP|HTTPS"]
+ *                  [,"weighted_clusters":[{"cluster","weight"}],"picked"]
+ *                  [,"request_headers","response_headers":{"set","add","remove"}]
+ *                  [,"mirrors":[{"cluster","per_million"}]]} | null;
+ *                  a weighted route's cluster is the one the request's
+ *                  X-Request-Id picks (common/weighted, as the proxy does),
+ *                  or "" without one,
+ *    "passthrough": {"name","host","clusters":[..],"source"} | null: the
+ *                  SNI names a TLS passthrough host (not terminated),
  *    "default_backend": cluster name | "" (only when matched is false),
  *    "cluster":   {"name","endpoints":[{"address","port","ready","zone"}],
  *                  "ready_endpoints":N} | null,
@@ -30,7 +41,7 @@
  *    "rewrite":   {"path"} | null: the target sent upstream when the route
  *                  rewrites it (common/rewrite),
  *    "candidates":[{"vhost","host","host_match","path","path_type",
- *                   "cluster","source","verdict"[,"hint"]}], closest first,
+ *                   "cluster","source","source_kind","verdict"[,"hint"]}], closest first,
  *                  at most EXPLAIN_MAX_CANDIDATES, the winner excluded;
  *                  "hint" flags a host within 2 edits (a typo?)
  *    "problems":  ["cluster default/api:80 has no ready endpoints", ..]}
@@ -68,6 +79,8 @@ struct explain_request {
   size_t n_headers;
   /* The proxy's HTTPS port for the http → https Location (0: 443). */
   unsigned https_port;
+  /* Request method (NULL or "": GET): Gateway API method conditions. */
+  const char *method;
 };
 
 /*

@@ -211,6 +211,129 @@ const char *validate_quote(const char *s, char *buf, size_t buflen) {
   return buf;
 }
 
+/* ---- Gateway API values ---------------------------------------------------- */
+
+static int opt_name(const char *s, char *why, size_t whylen);
+
+/* An RFC 9110 token (a header name, a method). */
+static int check_token(const char *s, size_t max, char *why, size_t whylen) {
+  if (!s || !*s) return fail(why, whylen, "is empty");
+  if (strlen(s) > max) return fail(why, whylen, "is longer than %zu characters", max);
+  for (const char *p = s; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (!is_alpha(c) && !is_digit(c) && !strchr("!#$%&'*+-.^_`|~", c))
+      return bad_byte(why, whylen, c, "a header name or method");
+  }
+  return 0;
+}
+
+/* A header value or a match expression: visible ASCII, spaces and tabs; never CR, LF or another
+ * control byte. */
+static int check_text(const char *s, size_t max, char *why, size_t whylen) {
+  if (!s) return fail(why, whylen, "is missing");
+  if (strlen(s) > max) return fail(why, whylen, "is longer than %zu characters", max);
+  for (const char *p = s; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if ((c < 0x20 && c != '\t') || c >= 0x7f) return bad_byte(why, whylen, c, "a value");
+  }
+  return 0;
+}
+
+int validate_header(const char *name, const char *value, char *why, size_t whylen) {
+  char w[160];
+  if (check_token(name, 256, w, sizeof(w)) != 0) return fail(why, whylen, "header name %s", w);
+  if (value && check_text(value, 4096, w, sizeof(w)) != 0)
+    return fail(why, whylen, "header value %s", w);
+  return 0;
+}
+
+/* A regular-expression path (common/regex.h compiles it in the proxy): visible ASCII only. */
+static int check_regex_path(const char *s, char *why, size_t whylen) {
+  if (!s || !*s) return fail(why, whylen, "is empty");
+  if (strlen(s) > VALIDATE_MAX_PATH)
+    return fail(why, whylen, "is longer than %d characters", VALIDATE_MAX_PATH);
+  for (const char *p = s; *p; p++)
+    if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+      return bad_byte(why, whylen, (unsigned char)*p, "a regular expression");
+  return 0;
+}
+
+/* One header (header = 1) or query-parameter match: the name a token (header) or visible text,
+ * the value (an exact value or an expression) text without control bytes. */
+static int check_match(const char *name, const char *value, int header, char *w, size_t wl) {
+  char x[160] = "", q[96];
+  if (header ? check_token(name, 256, x, sizeof(x))
+             : (check_text(name, 256, x, sizeof(x)) || !name[0]))
+    return fail(w, wl, "%s match name %s %s", header ? "header" : "query",
+                validate_quote(name, q, sizeof(q)), x[0] ? x : "is empty");
+  if (check_text(value, 4096, x, sizeof(x)) != 0)
+    return fail(w, wl, "%s match %s: value %s", header ? "header" : "query",
+                validate_quote(name, q, sizeof(q)), x);
+  return 0;
+}
+
+static int check_matches(const Edge__V1__Route *r, char *w, size_t wl) {
+  for (size_t i = 0; i < r->n_headers; i++)
+    if (!r->headers[i] || check_match(r->headers[i]->name, r->headers[i]->value, 1, w, wl) != 0)
+      return r->headers[i] ? -1 : fail(w, wl, "header match %zu missing", i);
+  for (size_t i = 0; i < r->n_query_params; i++)
+    if (!r->query_params[i] ||
+        check_match(r->query_params[i]->name, r->query_params[i]->value, 0, w, wl) != 0)
+      return r->query_params[i] ? -1 : fail(w, wl, "query match %zu missing", i);
+  return 0;
+}
+
+static int check_header_mod(const Edge__V1__HeaderModifier *m, const char *what, char *w,
+                            size_t wl) {
+  char x[160], q[96];
+  if (!m) return 0;
+  for (size_t i = 0; i < m->n_set + m->n_add; i++) {
+    const Edge__V1__HeaderValue *h = i < m->n_set ? m->set[i] : m->add[i - m->n_set];
+    if (!h) return fail(w, wl, "%s header %zu missing", what, i);
+    if (check_token(h->name, 256, x, sizeof(x)) != 0)
+      return fail(w, wl, "%s header name %s %s", what, validate_quote(h->name, q, sizeof(q)), x);
+    if (check_text(h->value, 4096, x, sizeof(x)) != 0)
+      return fail(w, wl, "%s header %s: value %s", what, h->name, x);
+  }
+  for (size_t i = 0; i < m->n_remove; i++)
+    if (check_token(m->remove[i], 256, x, sizeof(x)) != 0)
+      return fail(w, wl, "%s header to remove %s %s", what,
+                  validate_quote(m->remove[i], q, sizeof(q)), x);
+  return 0;
+}
+
+static int check_weighted(Edge__V1__WeightedCluster *const *c, size_t n, char *w, size_t wl) {
+  char x[160];
+  for (size_t i = 0; i < n; i++)
+    if (!c[i] || opt_name(c[i]->cluster, x, sizeof(x)) != 0)
+      return fail(w, wl, "weighted cluster %zu %s", i, c[i] ? x : "missing");
+  return 0;
+}
+
+/* The Gateway API fields of a route (all empty for an Ingress route). */
+static int check_route_gateway(const Edge__V1__Route *r, char *w, size_t wl) {
+  char x[160], q[96];
+  if (r->method && *r->method && check_token(r->method, 32, x, sizeof(x)) != 0)
+    return fail(w, wl, "method %s %s", validate_quote(r->method, q, sizeof(q)), x);
+  if (check_matches(r, w, wl) ||
+      check_weighted(r->weighted_clusters, r->n_weighted_clusters, w, wl) ||
+      check_header_mod(r->request_headers, "request", w, wl) ||
+      check_header_mod(r->response_headers, "response", w, wl))
+    return -1;
+  for (size_t i = 0; i < r->n_mirrors; i++)
+    if (!r->mirrors[i] || validate_name(r->mirrors[i]->cluster, x, sizeof(x)) != 0)
+      return fail(w, wl, "mirror %zu: cluster %s", i, r->mirrors[i] ? x : "missing");
+  const Edge__V1__RouteOptions *o = r->options;
+  if (!o) return 0;
+  if (o->rewrite_path && *o->rewrite_path && validate_path(o->rewrite_path, x, sizeof(x)) != 0)
+    return fail(w, wl, "rewrite_path %s %s", validate_quote(o->rewrite_path, q, sizeof(q)), x);
+  if (validate_host(o->rewrite_host, 0, 1, x, sizeof(x)) != 0)
+    return fail(w, wl, "rewrite_host %s", x);
+  if (o->direct_status && (o->direct_status < 200 || o->direct_status > 599))
+    return fail(w, wl, "direct_status %u is not an HTTP status", o->direct_status);
+  return 0;
+}
+
 /* ---- resources ----------------------------------------------------------- */
 
 #define CHECK(call, ...)                                       \
@@ -234,11 +357,14 @@ static int check_source(const Edge__V1__SourceRef *src, char *why, size_t whylen
 
 static int check_route(const Edge__V1__Route *r, char *w, size_t wl) {
   char q[96], x[160];
-  if (validate_path(r->path, x, sizeof(x)) != 0)
+  if (r->path_type < 0 || r->path_type > EDGE__V1__PATH_TYPE__PATH_TYPE_REGEX)
+    return fail(w, wl, "unknown path_type %d", (int)r->path_type);
+  if ((r->path_type == EDGE__V1__PATH_TYPE__PATH_TYPE_REGEX
+           ? check_regex_path(r->path, x, sizeof(x))
+           : validate_path(r->path, x, sizeof(x))) != 0)
     return fail(w, wl, "path %s %s", validate_quote(r->path, q, sizeof(q)), x);
   if (opt_name(r->cluster, x, sizeof(x)) != 0) return fail(w, wl, "cluster %s", x);
-  if (r->path_type < 0 || r->path_type > EDGE__V1__PATH_TYPE__PATH_TYPE_IMPLEMENTATION_SPECIFIC)
-    return fail(w, wl, "unknown path_type %d", (int)r->path_type);
+  if (check_route_gateway(r, w, wl) != 0) return -1;
   const Edge__V1__RouteOptions *o = r->options;
   if (o) {
     if (o->rewrite_prefix && *o->rewrite_prefix &&
@@ -259,8 +385,13 @@ static int check_vhost(const Edge__V1__VirtualHost *v, char *err, size_t errlen)
   const char *vn = v->name; /* validated: printable, no quotes */
   if (validate_host(v->host, 1, 1, w, sizeof(w)) != 0)
     return fail(err, errlen, "virtual host %s: host %s", vn, w);
-  if (v->host_match < 0 || v->host_match > EDGE__V1__HOST_MATCH__HOST_MATCH_ANY)
+  if (v->host_match < 0 || v->host_match > EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX)
     return fail(err, errlen, "virtual host %s: unknown host_match %d", vn, (int)v->host_match);
+  if (v->listener < 0 || v->listener > EDGE__V1__LISTENER__LISTENER_HTTPS)
+    return fail(err, errlen, "virtual host %s: unknown listener %d", vn, (int)v->listener);
+  for (size_t i = 0; i < v->n_gateway_routes; i++) /* "HTTPRoute ns/name" */
+    if (check_text(v->gateway_routes[i], VALIDATE_MAX_NAME, w, sizeof(w)) != 0)
+      return fail(err, errlen, "virtual host %s: gateway route %zu %s", vn, i, w);
   if (opt_name(v->certificate, w, sizeof(w)) != 0)
     return fail(err, errlen, "virtual host %s: certificate %s", vn, w);
   for (size_t i = 0; i < v->n_ingresses; i++)
@@ -352,6 +483,22 @@ static int check_default_backend(const Edge__V1__DefaultBackend *d, char *err, s
   return 0;
 }
 
+static int check_passthrough(const Edge__V1__PassthroughHost *p, char *err, size_t errlen) {
+  char w[300];
+  CHECK(validate_name(p->name, w, sizeof(w)), "passthrough host: name %s");
+  const char *pn = p->name; /* validated: printable, no quotes */
+  if (validate_host(p->host, 1, 0, w, sizeof(w)) != 0)
+    return fail(err, errlen, "passthrough host %s: host %s", pn, w);
+  if (p->host_match != EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT &&
+      p->host_match != EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX)
+    return fail(err, errlen, "passthrough host %s: host_match must be EXACT or SUFFIX", pn);
+  if (check_weighted(p->clusters, p->n_clusters, w, sizeof(w)) != 0)
+    return fail(err, errlen, "passthrough host %s: %s", pn, w);
+  if (check_source(p->source, w, sizeof(w)) != 0)
+    return fail(err, errlen, "passthrough host %s: %s", pn, w);
+  return 0;
+}
+
 int validate_resource(const Edge__V1__Resource *r, char *err, size_t errlen) {
   if (!r) return fail(err, errlen, "resource missing");
   switch (r->kind_case) {
@@ -367,6 +514,9 @@ int validate_resource(const Edge__V1__Resource *r, char *err, size_t errlen) {
     case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
       return r->default_backend ? check_default_backend(r->default_backend, err, errlen)
                                 : fail(err, errlen, "default backend missing");
+    case EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST:
+      return r->passthrough_host ? check_passthrough(r->passthrough_host, err, errlen)
+                                 : fail(err, errlen, "passthrough host missing");
     default:
       return fail(err, errlen, "resource with no kind set");
   }

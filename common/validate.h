@@ -29,6 +29,13 @@
  *     allowed), client-auth modes and depths known; route policies and
  *     cluster balancing policies through common/policy (header names,
  *     origins, htpasswd lines, bounds).
+ *   - Gateway API fields (syncd/gateway.h): a regular-expression path is
+ *     visible ASCII (common/regex.h compiles it); methods and header names
+ *     are RFC 9110 tokens; header values, header and query match values
+ *     are visible ASCII, space or tab (never CR, LF or another control
+ *     byte); a rewrite path is a path and a rewrite host a host; weighted,
+ *     mirror and passthrough clusters are names; a direct status is an
+ *     HTTP status.
  *
  * Pure functions over strings and protobuf-c messages: no allocation, no
  * global state, any thread. A reason never echoes the value raw: use
@@ -59,6 +66,12 @@ int validate_k8s_name(const char *s, int subdomain, char *why, size_t whylen);
  * 0..65535; path "" or a path (a query allowed); status 0 or 301, 302,
  * 303, 307, 308. */
 int validate_redirect(const Edge__V1__Redirect *r, char *why, size_t whylen);
+
+/* A header name (an RFC 9110 token) and, when value is not NULL, a header
+ * value (visible ASCII, space or tab: never CR, LF or another control
+ * byte), each at most 256 / 4096 bytes. Header modifiers and header/query
+ * matches (Gateway API) are checked with it where they enter. */
+int validate_header(const char *name, const char *value, char *why, size_t whylen);
 
 /* Every tenant-reachable field of one resource. On failure -1 and err
  * names the resource and the field, e.g. "virtual host vh:a.com: route

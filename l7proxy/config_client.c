@@ -441,17 +441,18 @@ void l7_config_admin_config(void *ud, const char *path, const char *query,
 void l7_config_admin_explain(void *ud, const char *path, const char *query,
                              struct admin_response *resp) {
   (void)ud, (void)path;
-  char url[2048] = "", host[512] = "", rpath[2048] = "", sni[512] = "";
+  char url[2048] = "", host[512] = "", rpath[2048] = "", sni[512] = "", method[32] = "";
   int have_url = admin_query_get(query, "url", url, sizeof(url)) == 0 && url[0];
   int have_host = admin_query_get(query, "host", host, sizeof(host)) == 0 && host[0];
   if (!have_url && !have_host) {
     admin_reply(resp, 400, NULL,
-                "usage: /explain?url=URL[&sni=NAME][&header=NAME:VALUE]... or "
+                "usage: /explain?url=URL[&sni=NAME][&header=NAME:VALUE]...[&method=M] or "
                 "/explain?host=HOST&path=/PATH\n");
     return;
   }
   if (admin_query_get(query, "path", rpath, sizeof(rpath)) < 0) snprintf(rpath, sizeof(rpath), "/");
   if (admin_query_get(query, "sni", sni, sizeof(sni)) < 0) sni[0] = '\0';
+  if (admin_query_get(query, "method", method, sizeof(method)) < 0) method[0] = '\0';
   /* Repeated header= parameters: walk the query one pair at a time. */
   enum { CC_MAX_HEADERS = 16 };
   char hbuf[CC_MAX_HEADERS][512];
@@ -480,7 +481,8 @@ void l7_config_admin_explain(void *ud, const char *path, const char *query,
                                 .path = rpath,
                                 .sni = sni,
                                 .headers = hdrs,
-                                .n_headers = nh};
+                                .n_headers = nh,
+                                .method = method};
   char *json = NULL, err[512] = "";
   int rc = l7_snapshot_explain(s, &req, &json, err, sizeof(err));
   l7_snapshot_unref(s);

@@ -12,11 +12,13 @@
 #include "l7proxy/exchange.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/headermod.h"
 #include "common/http_status.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -24,13 +26,25 @@
 #include "common/rewrite.h"
 #include "l7proxy/breaker.h"
 #include "l7proxy/client_auth.h"
+#include "common/router.h"
+#include "common/weighted.h"
 #include "l7proxy/h1_client.h"
+#include "l7proxy/mirror.h"
 #include "l7proxy/headers.h"
 #include "l7proxy/route_policy.h"
 #include "l7proxy/tls.h"
 #include "l7proxy/upstream_h2.h"
 #include "l7proxy/upstream_tls.h"
 #include "l7proxy/worker_internal.h"
+
+/* The route lookup reads the message's headers as router_header (same layout). */
+_Static_assert(sizeof(struct msg_header) == sizeof(struct router_header) &&
+                   offsetof(struct msg_header, value_len) ==
+                       offsetof(struct router_header, value_len),
+               "msg_header and router_header differ");
+_Static_assert(sizeof(struct msg_header) == sizeof(struct headermod_header) &&
+                   offsetof(struct msg_header, value) == offsetof(struct headermod_header, value),
+               "msg_header and headermod_header differ");
 
 static void copy_str(char *dst, size_t cap, const char *s, size_t n) {
   if (n >= cap) n = cap - 1;
@@ -85,6 +99,8 @@ static void ex_detach(struct exchange *ex, int reusable) {
 void ex_free(struct exchange *ex) {
   if (ex->rp_wait) rp_cancel(ex);
   rp_free(ex);
+  for (int i = 0; i < ex->n_mirrors; i++) mirror_finish(ex->mirrors[i], 0);
+  ex->n_mirrors = 0;
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
   l7_snapshot_unref(ex->snap);
@@ -92,6 +108,9 @@ void ex_free(struct exchange *ex) {
   msg_arena_free(&ex->arena);
   buf_free(&ex->pending);
 }
+
+static void ex_mirrors_done(struct exchange *ex, int complete);
+static void ex_after_policy(struct exchange *ex);
 
 /* ---- metrics and access log ------------------------------------------- */
 
@@ -142,6 +161,7 @@ static void ex_record(struct exchange *ex) {
 static void ex_finish(struct exchange *ex) {
   if (!ex->active) return;
   if (ex->rp_wait) rp_cancel(ex);
+  if (ex->n_mirrors) ex_mirrors_done(ex, ex->req_complete);
   ex_record(ex);
   ex->active = 0;
   if (!ex->h2_down) msg_arena_release(&ex->arena); /* an idle connection holds no arena */
@@ -282,8 +302,12 @@ static int cluster_is_h2(const struct l7_cluster *c) {
 
 uint32_t ex_response_timeout(const struct exchange *ex) {
   const struct l7_route *r = ex->route;
-  return r && r->response_header_timeout_ms ? r->response_header_timeout_ms
-                                            : ex->w->cfg->limits->response_header_timeout_ms;
+  uint32_t t = r && r->response_header_timeout_ms ? r->response_header_timeout_ms
+                                                  : ex->w->cfg->limits->response_header_timeout_ms;
+  /* Gateway API timeouts.backendRequest bounds one attempt */
+  if (r && r->backend_request_timeout_ms && (t == 0 || r->backend_request_timeout_ms < t))
+    t = r->backend_request_timeout_ms;
+  return t;
 }
 
 uint32_t ex_idle_timeout(const struct exchange *ex) {
@@ -593,6 +617,20 @@ static int step_redirect(struct exchange *ex, const struct msg_head *m) {
   if (!to_https && !r) return 0;
   struct redirect_rule rule = {0};
   if (r) rule = (struct redirect_rule){r->scheme, r->host, r->port, r->path, r->status};
+  if (r && r->path_prefix[0]) { /* Gateway API ReplacePrefixMatch: the matched prefix replaced */
+    size_t cap = m->target_len + strlen(r->path_prefix) + 2;
+    char *buf = msg_arena_alloc(&ex->arena, cap);
+    int n = buf ? rewrite_target(route->path, route->path_type, r->path_prefix, m->target,
+                                 m->target_len, buf, cap - 1)
+                : -1;
+    if (n < 0) {
+      ex_local(ex, 500, NULL, "bad redirect\n");
+      return 1;
+    }
+    if (n == 0) n = (int)snprintf(buf, cap, "%.*s", (int)m->target_len, m->target);
+    buf[n] = '\0';
+    rule.path = buf;
+  }
   struct redirect_request rq = {
       ex->https ? "https" : "http", m->authority, m->authority_len, m->target, m->target_len,
       ex->w->cfg->https_port};
@@ -675,13 +713,23 @@ static int add_client_cert_headers(struct exchange *ex) {
   ex->up.n_headers = n;
   return 0;
 }
+static int ex_modify_headers(struct exchange *ex, const struct headermod *mod,
+                             const struct msg_header **headers, size_t *n);
 
 /* Step: the upstream request head (rewrite + header policy). 0 or a status. */
 static int step_upstream_head(struct exchange *ex, const struct msg_head *m) {
   const char *target = m->target;
   size_t target_len = m->target_len;
   const struct l7_route *route = ex->route;
-  if (route) {
+  if (route && route->rewrite_path[0]) { /* Gateway API ReplaceFullPath: the query is kept */
+    size_t pl = strlen(route->rewrite_path), ql = m->target_len - m->path_len;
+    char *buf = msg_arena_alloc(&ex->arena, pl + ql + 1);
+    if (!buf) return 500;
+    memcpy(buf, route->rewrite_path, pl);
+    memcpy(buf + pl, m->target + m->path_len, ql);
+    target = buf;
+    target_len = pl + ql;
+  } else if (route) {
     char *buf = msg_arena_alloc(&ex->arena, m->target_len + 1024);
     if (!buf) return 500;
     int n = rewrite_target(route->path, route->path_type, route->rewrite_prefix, m->target,
@@ -703,7 +751,67 @@ static int step_upstream_head(struct exchange *ex, const struct msg_head *m) {
       .drop_tracestate = ex->obs.drop_tracestate,
   };
   if (headers_upstream_request(&hr, &ex->up, &ex->arena, ex->request_id) != 0) return 500;
+  if (route && route->request_headers &&
+      ex_modify_headers(ex, route->request_headers, &ex->up.headers, &ex->up.n_headers) != 0)
+    return 500;
+  if (route && route->rewrite_host[0]) { /* Gateway API URLRewrite hostname */
+    ex->up.authority = route->rewrite_host;
+    ex->up.authority_len = strlen(route->rewrite_host);
+  }
   return 0;
+}
+
+/* A header modifier (common/headermod) over headers[0..*n), into the arena. 0 or -1. */
+static int ex_modify_headers(struct exchange *ex, const struct headermod *mod,
+                             const struct msg_header **headers, size_t *n) {
+  size_t cap = *n + mod->n_set + mod->n_add;
+  struct msg_header *out = msg_arena_alloc(&ex->arena, (cap ? cap : 1) * sizeof(*out));
+  if (!out) return -1;
+  long k = headermod_apply(mod, (const struct headermod_header *)*headers, *n,
+                           (struct headermod_header *)out, cap);
+  if (k < 0) return -1;
+  *headers = out;
+  *n = (size_t)k;
+  return 0;
+}
+
+/* Step: the cluster of a weighted route (Gateway API backendRefs, Ingress canaries): one per
+ * request, a pure function of its X-Request-Id (kept or made by the header policy), so a retry
+ * or an explain with the same id lands on the same backend. NULL: a backend that did not
+ * resolve, or every weight 0 — the request gets 500. */
+static const struct l7_cluster *step_weighted(struct exchange *ex) {
+  const struct l7_route *r = ex->route;
+  uint32_t w[64];
+  if (r->n_weighted > 64) return NULL;
+  for (size_t i = 0; i < r->n_weighted; i++) w[i] = r->weighted[i].weight;
+  long i = weighted_pick(w, r->n_weighted, weighted_key(ex->request_id, strlen(ex->request_id)));
+  return i < 0 ? NULL : l7_snapshot_weighted_cluster(ex->snap, &r->weighted[i]);
+}
+
+/* Step: fire-and-forget copies of the request (Gateway API RequestMirror). Sampled per mirror;
+ * never delays or fails the request itself. */
+static void step_mirrors(struct exchange *ex) {
+  const struct l7_route *r = ex->route;
+  for (size_t i = 0; r && i < r->n_mirrors && ex->n_mirrors < EX_MAX_MIRRORS; i++) {
+    const struct l7_mirror *mi = &r->mirrors[i];
+    if (mi->per_million) {
+      char salt[80];
+      int n = snprintf(salt, sizeof(salt), "%s/mirror/%zu", ex->request_id, i);
+      if (weighted_key(salt, (size_t)n) % 1000000u >= mi->per_million) continue;
+    }
+    struct mirror *mr = mirror_start(ex->w, l7_snapshot_mirror_cluster(ex->snap, mi), &ex->up);
+    if (mr) ex->mirrors[ex->n_mirrors++] = mr;
+  }
+}
+
+static void ex_mirrors_body(struct exchange *ex, const char *p, size_t n) {
+  for (int i = 0; i < ex->n_mirrors; i++) mirror_body(ex->mirrors[i], p, n);
+}
+
+/* The request ended (complete: the whole body was seen) or the exchange let go of it. */
+static void ex_mirrors_done(struct exchange *ex, int complete) {
+  for (int i = 0; i < ex->n_mirrors; i++) mirror_finish(ex->mirrors[i], complete);
+  ex->n_mirrors = 0;
 }
 
 void ex_begin(struct exchange *ex, const struct msg_head *m) {
@@ -750,15 +858,28 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
     return;
   }
   ex->snap = l7_snapshot_ref(snap);
-  /* step: route */
-  const struct l7_route *route =
-      l7_snapshot_match(snap, m->authority, m->authority_len, m->target, m->path_len);
+  /* step: route (host, path, and the Gateway API's method, header, query and listener
+   * conditions: msg_header has router_header's layout) */
+  struct router_request rq = {m->authority,
+                              m->authority_len,
+                              m->target,
+                              m->target_len,
+                              m->method_str,
+                              m->method_len,
+                              (const struct router_header *)m->headers,
+                              m->n_headers,
+                              ex->https ? ROUTER_LISTENER_HTTPS : ROUTER_LISTENER_HTTP};
+  const struct l7_route *route = l7_snapshot_match_request(snap, &rq);
   ex->route = route;
   ex->upgrade = (m->flags & MSG_F_UPGRADE) && upgrade_allowed(route, m);
   /* step: redirects */
   if (step_redirect(ex, m)) return;
   /* step: client certificates */
   if (route && route->client_auth && step_client_auth(ex)) return;
+  if (route && route->direct_status) { /* a Gateway API rule without a valid backend */
+    ex_local(ex, (int)route->direct_status, NULL, NULL);
+    return;
+  }
   const struct l7_cluster *cluster =
       route ? l7_snapshot_route_cluster(snap, route) : l7_snapshot_default_cluster(snap);
   ex->cluster = cluster;
@@ -766,7 +887,7 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
     ex_local(ex, 404, NULL, "no route for this host and path\n");
     return;
   }
-  if (!cluster) {
+  if (!cluster && !(route && route->n_weighted)) {
     ex_local(ex, 503, NULL, "route has no backend\n");
     return;
   }
@@ -789,16 +910,34 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
     ex_local(ex, 500, NULL, NULL);
     return;
   }
+  if (route && route->n_weighted) {
+    ex->cluster = step_weighted(ex);
+    if (!ex->cluster) {
+      ex_local(ex, 500, NULL, "no valid backend for this request\n");
+      return;
+    }
+  }
   ex->expect_continue = (m->flags & MSG_F_EXPECT_CONTINUE) != 0;
   /* steps: the route's policies (CORS preflight, rate limit, auth), which
-   * may answer or park the exchange until an asynchronous check is done */
+   * may answer or park the exchange until an asynchronous check is done;
+   * mirrors and the upstream come after them (ex_after_policy) */
   if (route && route->has_request_policy && rp_request(ex) == RP_STOP) return;
-  /* step: the upstream codec by the cluster's protocol */
+}
+
+/* What follows the policy steps: mirrors (copies of the upstream request,
+ * never waited for; only of requests the policies let through), then the
+ * upstream codec by the cluster's protocol. */
+static void ex_after_policy(struct exchange *ex) {
+  const struct l7_route *route = ex->route;
+  if (route && route->n_mirrors) {
+    step_mirrors(ex);
+    if (ex->req_complete) ex_mirrors_done(ex, 1);
+  }
   ex_start_upstream(ex);
 }
 
 void ex_policy_done(struct exchange *ex) {
-  if (ex->active && !ex->local) ex_start_upstream(ex);
+  if (ex->active && !ex->local) ex_after_policy(ex);
 }
 
 void ex_begin_sub(struct exchange *ex, struct l7_snapshot *snap, const struct l7_cluster *c,
@@ -832,6 +971,7 @@ void ex_begin_sub(struct exchange *ex, struct l7_snapshot *snap, const struct l7
 
 int ex_body(struct exchange *ex, const char *p, size_t n) {
   ex->obs.bytes_in += n;
+  if (ex->n_mirrors) ex_mirrors_body(ex, p, n);
   /* answered (locally, or by an upstream that did not wait): dropped */
   if (!ex->active || ex->local || ex->resp_complete || n == 0) return 0;
   if (ex->h2) {
@@ -852,6 +992,7 @@ void ex_body_end(struct exchange *ex, const struct msg_header *trailers, size_t 
   (void)trailers, (void)n;
   if (!ex->active) return;
   ex->req_complete = 1;
+  if (ex->n_mirrors) ex_mirrors_done(ex, 1);
   if (!ex->local) {
     /* the upstream is timed from the end of the request on: the time a
      * client takes to send its body is never the upstream's fault */
@@ -927,6 +1068,7 @@ void ex_tunnelled(struct exchange *ex) {
 void ex_cancel(struct exchange *ex) {
   if (ex->rp_wait) rp_cancel(ex);
   if (!ex->active) return;
+  if (ex->n_mirrors) ex_mirrors_done(ex, 0);
   ex_drop_outstanding(ex);
   ex_detach(ex, 0);
   ex->active = 0;
@@ -957,6 +1099,9 @@ int ex_up_head(struct exchange *ex, const struct msg_head *resp) {
   if (headers_downstream_response(resp, upgrade, &out, &ex->arena) != 0) return -1;
   if (ex->route && (ex->route->cors || (ex->cluster && ex->cluster->affinity)) &&
       rp_response(ex, &out) != 0) /* CORS, affinity cookie */
+    return -1;
+  if (ex->route && ex->route->response_headers &&
+      ex_modify_headers(ex, ex->route->response_headers, &out.headers, &out.n_headers) != 0)
     return -1;
   int bodyless =
       resp->status == 204 || resp->status == 304 || resp->status < 200 || ex->head_request;

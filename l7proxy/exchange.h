@@ -33,10 +33,13 @@
 #include "l7proxy/message.h"
 #include "l7proxy/snapshot.h"
 
+#define EX_MAX_MIRRORS 4
+
 struct exchange;
 struct tls_conn;
 struct cauth_peer;
 struct rp_auth;
+struct mirror;
 struct uconn;
 struct uh2_stream;
 struct up_endpoint;
@@ -124,6 +127,8 @@ struct exchange {
   char path[256];
   char request_id[65];
   struct ex_obs obs; /* tracing + access log (exchange_obs.h); used only when enabled */
+  struct mirror *mirrors[EX_MAX_MIRRORS]; /* copies being fed the request body (mirror.h) */
+  int n_mirrors;
 };
 
 /* Sets ex up for a downstream (ex zeroed, or recycled: its arena and

@@ -10,14 +10,17 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/addr.h"
+#include "common/client_hello.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/proxy_proto.h"
 #include "l7proxy/h1_client.h"
 #include "l7proxy/h2_server.h"
 #include "l7proxy/headers.h"
+#include "l7proxy/passthrough.h"
 #include "l7proxy/tls.h"
 
 #define LINGER_MAX_BYTES (1024 * 1024)
@@ -709,6 +712,41 @@ static void d_on_tls_read(struct dconn *d, const char *data, size_t n) {
   if (worker_tls_flush((uv_stream_t *)&d->tcp, d->tls, d_write_done, d) != 0) dconn_close(d, 0);
 }
 
+/*
+ * TLS passthrough (Gateway API TLSRoute): the ClientHello's server name decides, before any TLS
+ * work, whether the connection is spliced to a backend (passthrough.c) or terminated here. The
+ * bytes read so far (in d->in) go to whichever takes the connection.
+ */
+static void d_peek_hello(struct dconn *d) {
+  char sni[256];
+  enum client_hello_result r =
+      client_hello_sni((const uint8_t *)d->in.data, d->in.len, sni, sizeof(sni));
+  if (r == CLIENT_HELLO_NEED_MORE && d->in.len <= CLIENT_HELLO_MAX + 5 * 64) return;
+  d->peek = 0;
+  const struct l7_passthrough *pt = NULL;
+  struct l7_snapshot *snap = worker_snapshot(d->w);
+  if (r == CLIENT_HELLO_SNI) pt = l7_snapshot_passthrough(snap, sni, strlen(sni));
+  if (pt) {
+    /* the tunnel takes a duplicate of the socket; this connection closes without a byte */
+    uv_os_fd_t fd;
+    int dup_fd = uv_fileno((uv_handle_t *)&d->tcp, &fd) == 0 ? dup(fd) : -1;
+    LOG_DEBUG("passthrough", "client=%s sni=%s host=%s", d->client, log_q(sni), log_q(pt->name));
+    if (dup_fd < 0 || passthrough_start(d->w, dup_fd, snap, pt, d->in.data, d->in.len) != 0) {
+      if (dup_fd >= 0) close(dup_fd);
+    }
+    tls_conn_free(d->tls);
+    d->tls = NULL;
+    d->ex.tls = NULL;
+    d->in.len = 0;
+    dconn_close(d, 0);
+    return;
+  }
+  struct buf rest = d->in; /* terminated here as usual */
+  memset(&d->in, 0, sizeof(d->in));
+  if (rest.len) d_on_tls_read(d, rest.data, rest.len);
+  buf_free(&rest);
+}
+
 static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct dconn *d = s->data;
   if (nread == 0) return;
@@ -724,10 +762,22 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
     if (rc == 0) return;
+    if (d->peek) { /* the ClientHello follows the PROXY header */
+      d_peek_hello(d);
+      return;
+    }
     struct buf rest = d->in;
     memset(&d->in, 0, sizeof(d->in));
     if (rest.len) d_on_tls_read(d, rest.data, rest.len);
     buf_free(&rest);
+    return;
+  }
+  if (d->tls && nread > 0 && d->peek) {
+    if (buf_append(&d->in, buf->base, (size_t)nread) != 0) {
+      dconn_close(d, 0);
+      return;
+    }
+    d_peek_hello(d);
     return;
   }
   if (d->tls && nread > 0) {
@@ -765,6 +815,8 @@ void dconn_accept(struct worker *w, uv_stream_t *server, int https) {
       return;
     }
     d->https = 1;
+    /* read the ClientHello first only when some host is passed through */
+    d->peek = l7_snapshot_n_passthrough(worker_snapshot(w)) > 0;
   }
   d->w = w;
   if (h1_parser_init(&d->parser, H1_REQUEST, w->cfg->limits, &d_callbacks, d) != 0) {

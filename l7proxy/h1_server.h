@@ -65,6 +65,7 @@ struct dconn {
   enum h1_framing down_framing;
   int req_keep_alive, http10;
   struct uconn *tunnel; /* after a 101: the upstream end of the tunnel */
+  int peek;             /* HTTPS with passthrough hosts: the ClientHello is read first */
   struct exchange ex;
 };
 

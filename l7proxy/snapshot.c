@@ -3,9 +3,12 @@
  * them (see snapshot.h; snapshot_build.c makes them).
  *
  * A request host is normalized once, then looked up in the exact table,
- * under its suffix in the wildcard table (one label off), and finally the
- * virtual host without host; the first virtual host whose path matcher
- * has a route for the path wins (Ingress fall-through, common/router.h).
+ * under its suffix in the wildcard table (one label off), under each of
+ * its suffixes in the Gateway API's suffix table, and finally the virtual
+ * hosts without host; in each, the virtual host served on the request's
+ * listener before the one served on both. The first virtual host whose
+ * matcher has a route for the request wins (Ingress fall-through,
+ * common/router.h).
  * A route's cluster is this snapshot's slot entry for the route's slot.
  *
  * The current snapshot sits in a common/publish slot: publish swaps it,
@@ -35,6 +38,9 @@ void l7_snapshot_free(struct l7_snapshot *s) {
   free(s->slots);
   free(s->exact.slots);
   free(s->wild.slots);
+  free(s->suffix.slots);
+  free(s->pt_exact.slots);
+  free(s->pt_suffix.slots);
   tls_store_unref(s->tls);
   free(s);
 }
@@ -56,28 +62,95 @@ struct tls_store *l7_snapshot_tls(const struct l7_snapshot *s) {
   return s ? s->tls : NULL;
 }
 
-/* The route of virtual host r (may be NULL) for path, or NULL. */
-static const struct l7_route *vhost_match(const struct l7_res *r, const char *path,
-                                          size_t pathlen) {
-  return r ? router_match_path(r->u.vhost.router, path, pathlen) : NULL;
+/* The route of virtual host r (may be NULL) for req, or NULL. */
+static const struct l7_route *vhost_match(const struct l7_res *r,
+                                          const struct router_request *req) {
+  if (!r) return NULL;
+  long i = router_match_one_host(r->u.vhost.router, req);
+  return i < 0 ? NULL : router_rule_data(r->u.vhost.router, (size_t)i);
+}
+
+/* The route for req among the virtual hosts of key[0..n) in t: the one served on the request's
+ * listener first, then the one served on both (an unknown listener tries all three). */
+static const struct l7_route *tier_match(const struct l7_htab *t, const char *key, size_t n,
+                                         const struct router_request *req) {
+  char k[ROUTER_MAX_HOST + 4];
+  const struct l7_route *r;
+  for (unsigned l = 1; l <= 2 && n <= ROUTER_MAX_HOST; l++) {
+    if (req->listener && req->listener != l) continue;
+    memcpy(k, key, n);
+    k[n] = '\n';
+    k[n + 1] = (char)('0' + l);
+    if ((r = vhost_match(l7_htab_get(t, k, n + 2), req))) return r;
+  }
+  return vhost_match(l7_htab_get(t, key, n), req);
+}
+
+static const struct l7_route *any_match(const struct l7_snapshot *s,
+                                        const struct router_request *req) {
+  const struct l7_route *r;
+  for (unsigned l = 1; l <= 2; l++)
+    if ((!req->listener || req->listener == l) && (r = vhost_match(s->any_vhost[l], req))) return r;
+  return vhost_match(s->any_vhost[0], req);
+}
+
+/* Host tiers as common/router.h orders them: exact; the one-label wildcard of the first
+ * suffix; suffix wildcards, longest suffix first; then the virtual hosts without host. */
+const struct l7_route *l7_snapshot_match_request(const struct l7_snapshot *s,
+                                                 const struct router_request *req) {
+  if (!s || !req) return NULL;
+  char buf[ROUTER_MAX_HOST + 1];
+  int n = req->host ? router_normalize_host(req->host, req->host_len, buf, sizeof(buf)) : -1;
+  const struct l7_route *r;
+  if (n > 0) {
+    if ((r = tier_match(&s->exact, buf, (size_t)n, req))) return r;
+    const char *dot = memchr(buf, '.', (size_t)n);
+    for (int first = 1; dot && dot > buf && dot + 1 < buf + n; first = 0) {
+      size_t off = (size_t)(dot + 1 - buf);
+      if (first && (r = tier_match(&s->wild, buf + off, (size_t)n - off, req))) return r;
+      if (s->suffix.n && (r = tier_match(&s->suffix, buf + off, (size_t)n - off, req))) return r;
+      dot = memchr(dot + 1, '.', (size_t)n - off);
+    }
+  }
+  return any_match(s, req);
 }
 
 const struct l7_route *l7_snapshot_match(const struct l7_snapshot *s, const char *host,
                                          size_t hostlen, const char *path, size_t pathlen) {
-  if (!s) return NULL;
+  struct router_request req = {
+      .host = host, .host_len = hostlen, .target = path, .target_len = path ? pathlen : 0};
+  return l7_snapshot_match_request(s, &req);
+}
+
+const struct l7_passthrough *l7_snapshot_passthrough(const struct l7_snapshot *s, const char *sni,
+                                                     size_t len) {
+  if (!s || !s->n_passthrough || !sni || !len) return NULL;
   char buf[ROUTER_MAX_HOST + 1];
-  int n = host ? router_normalize_host(host, hostlen, buf, sizeof(buf)) : -1;
-  const struct l7_route *r;
-  if (n > 0) {
-    if ((r = vhost_match(l7_htab_get(&s->exact, buf, (size_t)n), path, pathlen))) return r;
-    const char *dot = memchr(buf, '.', (size_t)n);
-    if (dot && dot > buf && dot + 1 < buf + n) {
-      size_t off = (size_t)(dot + 1 - buf);
-      r = vhost_match(l7_htab_get(&s->wild, buf + off, (size_t)n - off), path, pathlen);
-      if (r) return r;
-    }
+  int n = router_normalize_host(sni, len, buf, sizeof(buf));
+  if (n <= 0) return NULL;
+  struct l7_res *r = l7_htab_get(&s->pt_exact, buf, (size_t)n);
+  for (const char *dot = memchr(buf, '.', (size_t)n); !r && dot && dot + 1 < buf + n;) {
+    size_t off = (size_t)(dot + 1 - buf);
+    r = l7_htab_get(&s->pt_suffix, buf + off, (size_t)n - off);
+    dot = memchr(dot + 1, '.', (size_t)n - off);
   }
-  return vhost_match(s->any_vhost, path, pathlen);
+  return r ? &r->u.pt.pt : NULL;
+}
+
+size_t l7_snapshot_n_passthrough(const struct l7_snapshot *s) {
+  return s ? s->n_passthrough : 0;
+}
+
+/* The virtual host of key[0..n) in t that an HTTPS handshake would reach:
+ * the one served on the HTTPS listener first, then the one on both. */
+static const struct l7_res *tier_https(const struct l7_htab *t, const char *key, size_t n) {
+  char k[ROUTER_MAX_HOST + 4];
+  if (n > ROUTER_MAX_HOST) return NULL;
+  memcpy(k, key, n);
+  k[n] = '\n';
+  k[n + 1] = (char)('0' + EDGE__V1__LISTENER__LISTENER_HTTPS);
+  const struct l7_res *r = l7_htab_get(t, k, n + 2);
+  return r ? r : l7_htab_get(t, key, n);
 }
 
 const struct cauth_policy *l7_snapshot_client_auth_for(const struct l7_snapshot *s,
@@ -86,15 +159,22 @@ const struct cauth_policy *l7_snapshot_client_auth_for(const struct l7_snapshot 
   char buf[ROUTER_MAX_HOST + 1];
   int n = sni && *sni ? router_normalize_host(sni, strlen(sni), buf, sizeof(buf)) : -1;
   const struct l7_res *r;
-  if (n > 0) {
-    if ((r = l7_htab_get(&s->exact, buf, (size_t)n))) return r->u.vhost.client_auth;
+  if (n > 0) { /* the host tiers requests are routed by (l7_snapshot_match_request) */
+    if ((r = tier_https(&s->exact, buf, (size_t)n))) return r->u.vhost.client_auth;
     const char *dot = memchr(buf, '.', (size_t)n);
-    if (dot && dot > buf && dot + 1 < buf + n) {
+    for (int first = 1; dot && dot > buf && dot + 1 < buf + n; first = 0) {
       size_t off = (size_t)(dot + 1 - buf);
-      if ((r = l7_htab_get(&s->wild, buf + off, (size_t)n - off))) return r->u.vhost.client_auth;
+      if (first && (r = tier_https(&s->wild, buf + off, (size_t)n - off)))
+        return r->u.vhost.client_auth;
+      if (s->suffix.n && (r = tier_https(&s->suffix, buf + off, (size_t)n - off)))
+        return r->u.vhost.client_auth;
+      dot = memchr(dot + 1, '.', (size_t)n - off);
     }
   }
-  return s->any_vhost ? s->any_vhost->u.vhost.client_auth : NULL;
+  r = s->any_vhost[EDGE__V1__LISTENER__LISTENER_HTTPS]
+          ? s->any_vhost[EDGE__V1__LISTENER__LISTENER_HTTPS]
+          : s->any_vhost[0];
+  return r ? r->u.vhost.client_auth : NULL;
 }
 
 static const struct cauth_policy *source_lookup(void *s, const char *sni) {
@@ -125,6 +205,16 @@ const struct l7_cluster *l7_snapshot_route_cluster(const struct l7_snapshot *s,
 const struct l7_cluster *l7_snapshot_ext_auth_cluster(const struct l7_snapshot *s,
                                                       const struct l7_route *r) {
   return r && r->ext_auth ? slot_cluster(s, r->ext_auth_slot) : NULL;
+}
+
+const struct l7_cluster *l7_snapshot_weighted_cluster(const struct l7_snapshot *s,
+                                                      const struct l7_weighted_cluster *w) {
+  return w && w->name[0] ? slot_cluster(s, w->slot) : NULL;
+}
+
+const struct l7_cluster *l7_snapshot_mirror_cluster(const struct l7_snapshot *s,
+                                                    const struct l7_mirror *m) {
+  return m && m->name[0] ? slot_cluster(s, m->slot) : NULL;
 }
 
 const struct l7_cluster *l7_snapshot_default_cluster(const struct l7_snapshot *s) {

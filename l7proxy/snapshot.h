@@ -6,8 +6,11 @@
  *
  * Building validates everything a worker will rely on (endpoint addresses,
  * cluster and certificate references, host patterns and paths) and
- * precompiles the Ingress route lookup: a host table to compiled virtual
- * hosts, each with its own path matcher (common/router). A snapshot that
+ * precompiles the route lookup: host tables (exact, one-label wildcard,
+ * Gateway API suffix wildcard; per listener) to compiled virtual hosts,
+ * each with its own matcher (common/router: paths, and the Gateway API's
+ * method, header and query conditions). PassthroughHosts (Gateway API
+ * TLSRoute) get their own SNI tables. A snapshot that
  * exists is therefore usable; a rejected change yields a reason for the
  * Nack and no snapshot. Certificates are not decoded here: the TLS store
  * loads one on its first handshake (tls.h).
@@ -87,6 +90,23 @@ struct l7_cluster {
   uint32_t *hash_weights; /* NULL when every weight is 1 */
 };
 
+/* One backend of a weighted route or passthrough host: a cluster by name
+ * and slot, like a route's (l7_snapshot_weighted_cluster gives it). */
+struct l7_weighted_cluster {
+  const char *name; /* "": a backend that did not resolve (its share gets 500) */
+  uint32_t slot;
+  uint32_t weight; /* 0: never chosen */
+};
+
+/* A fire-and-forget copy of the request (Gateway API RequestMirror). */
+struct l7_mirror {
+  const char *name; /* the cluster, by name and slot */
+  uint32_t slot;
+  uint32_t per_million; /* 0: every request */
+};
+
+struct headermod;
+
 /* What a request matched. */
 struct l7_route {
   const char *vhost;        /* VirtualHost resource name */
@@ -121,6 +141,26 @@ struct l7_route {
   char *rl_bucket; /* the route's identity in bucket keys: "vhost\npath\ntype" */
   struct cors_policy *cors;
   int has_request_policy; /* cors, rate_limit, basic_auth or ext_auth: rp_request has work */
+  /* Gateway API (and Ingress canary) additions; all empty for a plain Ingress route. */
+  const struct l7_weighted_cluster *weighted; /* when n_weighted > 0, replaces cluster */
+  size_t n_weighted;
+  const struct headermod *request_headers, *response_headers; /* NULL: none */
+  const struct l7_mirror *mirrors;
+  size_t n_mirrors;
+  const char *rewrite_path, *rewrite_host; /* "" none */
+  uint32_t backend_request_timeout_ms;     /* 0 none */
+  uint32_t direct_status;                  /* answer locally with it (500: no valid backend) */
+  int listener;                            /* EDGE__V1__LISTENER__*: ANY, HTTP or HTTPS */
+};
+
+/* A TLS passthrough host: SNI → TCP splice to one of the clusters. */
+struct l7_passthrough {
+  const char *name;
+  const char *host; /* "a.com" or "*.a.com" (suffix) */
+  int host_match;
+  const struct l7_weighted_cluster *clusters;
+  size_t n_clusters;
+  const char *source; /* "ns/tlsroute" */
 };
 
 /* A certificate for the TLS code. PEM buffers are not NUL-terminated. */
@@ -221,10 +261,27 @@ uint64_t l7_snapshot_version(const struct l7_snapshot *s);
  */
 const struct l7_route *l7_snapshot_match(const struct l7_snapshot *s, const char *host,
                                          size_t hostlen, const char *path, size_t pathlen);
+/* The full lookup (common/router.h: method, headers, query, listener,
+ * regex paths, suffix hosts). No allocation. NULL when nothing matches. */
+struct router_request;
+const struct l7_route *l7_snapshot_match_request(const struct l7_snapshot *s,
+                                                 const struct router_request *req);
+/* The passthrough host for a TLS server name (NULL: terminate TLS as
+ * usual). l7_snapshot_n_passthrough() == 0 means the HTTPS listener need
+ * not peek at all. */
+const struct l7_passthrough *l7_snapshot_passthrough(const struct l7_snapshot *s, const char *sni,
+                                                     size_t len);
+size_t l7_snapshot_n_passthrough(const struct l7_snapshot *s);
 /* The DefaultBackend's cluster; NULL → answer 404 locally. */
 const struct l7_cluster *l7_snapshot_default_cluster(const struct l7_snapshot *s);
 /* The cluster route r (from this snapshot's lookups) sends to, or NULL
  * when it names none. */
+/* The cluster of a weighted backend or a mirror in this snapshot (NULL:
+ * none of that name, or a backend that did not resolve). */
+const struct l7_cluster *l7_snapshot_weighted_cluster(const struct l7_snapshot *s,
+                                                      const struct l7_weighted_cluster *w);
+const struct l7_cluster *l7_snapshot_mirror_cluster(const struct l7_snapshot *s,
+                                                    const struct l7_mirror *m);
 const struct l7_cluster *l7_snapshot_route_cluster(const struct l7_snapshot *s,
                                                    const struct l7_route *r);
 /* The external-auth cluster of route r in s (NULL: none). */

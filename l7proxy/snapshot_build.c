@@ -30,6 +30,7 @@
 #include "common/hmap.h"
 #include "l7proxy/client_auth.h"
 #include "common/validate.h"
+#include "l7proxy/snapshot_gateway.h"
 #include "l7proxy/snapshot_internal.h"
 #include "l7proxy/snapshot_policy.h"
 
@@ -81,15 +82,18 @@ static const char *res_name(const Edge__V1__Resource *r, int *type) {
     case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
       *type = EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND;
       return r->default_backend ? r->default_backend->name : NULL;
+    case EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST:
+      *type = EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST;
+      return r->passthrough_host ? r->passthrough_host->name : NULL;
     default:
       return NULL;
   }
 }
 
 static const char *type_str(int type) {
-  static const char *names[] = {"resource", "virtual host", "cluster", "certificate",
-                                "default backend"};
-  return type >= 0 && type <= 4 ? names[type] : "resource";
+  static const char *names[] = {"resource",    "virtual host",    "cluster",
+                                "certificate", "default backend", "passthrough host"};
+  return type >= 0 && type <= 5 ? names[type] : "resource";
 }
 
 struct l7_res *l7_res_ref(struct l7_res *r) {
@@ -108,18 +112,63 @@ void l7_res_unref(struct l7_res *r) {
     free(v->sources);
     free(v->routes);
     cauth_policy_unref(v->client_auth);
+    snap_gateway_free(v->gw);
   } else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER) {
     l7_policy_cluster_free(&r->u.cluster);
     snap_policy_cluster_free(&r->u.cluster);
+  } else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST) {
+    free(r->u.pt.key);
+    snap_gateway_free(r->u.pt.gw);
   }
   free(r->endpoints);
   if (r->msg) edge__v1__resource__free_unpacked(r->msg, NULL);
   free(r);
 }
 
-/* The external-auth cluster route r names, or NULL. */
-static const char *ext_cluster(const struct l7_route *r) {
-  return r->ext_auth && r->ext_auth->cluster[0] ? r->ext_auth->cluster : NULL;
+const char *l7_res_cluster_name(const struct l7_res *r, size_t *pos, uint32_t **slot) {
+  uint32_t *dummy;
+  if (!slot) slot = &dummy;
+  for (;;) {
+    size_t i = (*pos)++;
+    const char *name = NULL;
+    *slot = NULL;
+    if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) {
+      /* per route: its cluster, then its weighted backends, then its mirrors (64 each at most:
+       * the rest of a route's 256 positions are skipped), then its external-auth cluster */
+      size_t route = i / 256, k = i % 256;
+      if (route >= r->u.vhost.n_routes) return NULL;
+      struct l7_route *lr = &r->u.vhost.routes[route];
+      if (k == 0) {
+        name = lr->cluster_name;
+        *slot = &lr->cluster_slot;
+      } else if (k - 1 < lr->n_weighted) {
+        struct l7_weighted_cluster *w = (struct l7_weighted_cluster *)&lr->weighted[k - 1];
+        name = w->name;
+        *slot = &w->slot;
+      } else if (k - 1 - lr->n_weighted < lr->n_mirrors) {
+        struct l7_mirror *m = (struct l7_mirror *)&lr->mirrors[k - 1 - lr->n_weighted];
+        name = m->name;
+        *slot = &m->slot;
+      } else if (k - 1 - lr->n_weighted - lr->n_mirrors == 0 && lr->ext_auth) {
+        name = lr->ext_auth->cluster; /* issue 20: the external-auth service */
+        *slot = &lr->ext_auth_slot;
+      } else {
+        *pos = (route + 1) * 256;
+        continue;
+      }
+    } else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST) {
+      if (i >= r->u.pt.pt.n_clusters) return NULL;
+      struct l7_weighted_cluster *w = (struct l7_weighted_cluster *)&r->u.pt.pt.clusters[i];
+      name = w->name;
+      *slot = &w->slot;
+    } else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND) {
+      if (i > 0) return NULL;
+      name = r->default_cluster;
+    } else {
+      return NULL;
+    }
+    if (name && name[0]) return name;
+  }
 }
 
 /* The slot of cluster name (assigned on first use). */
@@ -209,30 +258,44 @@ static int route_source(const Edge__V1__Route *pr, char **out) {
 
 /* The host table key of v: its host (a wildcard's suffix) as lookups see
  * it — lower case, no trailing dot — so "A.com" and "a.com" are one host. */
-static int vhost_key(struct l7_vhost *v, char *err, size_t errlen) {
-  if (v->host_match == ROUTER_HOST_ANY) return 0;
-  const char *h = v->host;
-  if (v->host_match == ROUTER_HOST_WILDCARD) {
-    if (strncmp(h, "*.", 2) != 0 || !h[2])
-      return berr(err, errlen, "virtual host %s: bad wildcard host %s", v->name, h), -EINVAL;
+static int host_key(const char *h, int host_match, int listener, char **key) {
+  if (host_match == ROUTER_HOST_WILDCARD || host_match == ROUTER_HOST_SUFFIX) {
+    if (strncmp(h, "*.", 2) != 0 || !h[2]) return -EINVAL;
     h += 2;
   }
   char buf[ROUTER_MAX_HOST + 1];
   int n = router_normalize_host(h, strlen(h), buf, sizeof(buf));
-  if (n <= 0 || strchr(buf, '*'))
-    return berr(err, errlen, "virtual host %s: bad host %s", v->name, v->host), -EINVAL;
-  v->key = strdup(buf);
-  return v->key ? 0 : -ENOMEM;
+  if (n <= 0 || strchr(buf, '*')) return -EINVAL;
+  *key = NULL;
+  if (listener ? asprintf(key, "%s\n%d", buf, listener) < 0 : !(*key = strdup(buf))) {
+    *key = NULL;
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+static int vhost_key(struct l7_vhost *v, char *err, size_t errlen) {
+  if (v->host_match == ROUTER_HOST_ANY) return 0;
+  int rc = host_key(v->host, v->host_match, v->listener, &v->key);
+  if (rc == -EINVAL)
+    berr(err, errlen, "virtual host %s: bad %shost %s", v->name,
+         v->host_match == ROUTER_HOST_EXACT ? "" : "wildcard ", v->host);
+  return rc;
 }
 
 static int compile_vhost(struct l7_builder *b, struct l7_res *r, char *err, size_t errlen) {
   const Edge__V1__VirtualHost *vh = r->msg->virtual_host;
   struct l7_vhost *v = &r->u.vhost;
-  if (vh->host_match < 0 || vh->host_match > EDGE__V1__HOST_MATCH__HOST_MATCH_ANY)
+  if (vh->host_match < 0 || vh->host_match > EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX)
     return berr(err, errlen, "virtual host %s: unknown host_match %d", vh->name,
                 (int)vh->host_match),
            -EINVAL;
+  if (vh->listener < 0 || vh->listener > EDGE__V1__LISTENER__LISTENER_HTTPS)
+    return berr(err, errlen, "virtual host %s: unknown listener %d", vh->name, (int)vh->listener),
+           -EINVAL;
   size_t n = vh->n_routes;
+  v->listener = vh->listener;
+  if (!(v->gw = snap_gateway_new())) return -ENOMEM;
   v->name = vh->name;
   v->host = vh->host;
   v->host_match = vh->host_match       ? (int)vh->host_match
@@ -249,8 +312,7 @@ static int compile_vhost(struct l7_builder *b, struct l7_res *r, char *err, size
     const Edge__V1__Route *pr = vh->routes[j];
     const Edge__V1__RouteOptions *o = pr->options;
     rc = -EINVAL;
-    if (pr->path_type < 0 ||
-        pr->path_type > EDGE__V1__PATH_TYPE__PATH_TYPE_IMPLEMENTATION_SPECIFIC) {
+    if (pr->path_type < 0 || pr->path_type > EDGE__V1__PATH_TYPE__PATH_TYPE_REGEX) {
       berr(err, errlen, "virtual host %s: route %s: unknown path_type %d", vh->name, pr->path,
            (int)pr->path_type);
       goto out;
@@ -263,12 +325,6 @@ static int compile_vhost(struct l7_builder *b, struct l7_res *r, char *err, size
     lr->path_type = pr->path_type ? (int)pr->path_type : EDGE__V1__PATH_TYPE__PATH_TYPE_PREFIX;
     lr->cluster_name = pr->cluster;
     lr->cluster_slot = NO_SLOT;
-    if (pr->cluster[0]) {
-      struct name_use *u = name_use(b, &b->clusters, pr->cluster, 1);
-      rc = -ENOMEM;
-      if (!u) goto out;
-      lr->cluster_slot = u->slot;
-    }
     lr->rewrite_prefix = "";
     if (o) {
       lr->request_timeout_ms = o->request_timeout_ms;
@@ -287,12 +343,6 @@ static int compile_vhost(struct l7_builder *b, struct l7_res *r, char *err, size
       v->n_routes++; /* its policies are freed with the others */
       goto out;
     }
-    if (ext_cluster(lr)) {
-      struct name_use *u = name_use(b, &b->clusters, ext_cluster(lr), 1);
-      rc = -ENOMEM;
-      if (!u) goto out;
-      lr->ext_auth_slot = u->slot;
-    }
     lr->host_has_tls = vh->certificate[0] != '\0' || vh->tls_fallback;
     lr->client_auth = v->client_auth;
     rc = route_source(pr, &v->sources[v->n_routes]);
@@ -303,7 +353,27 @@ static int compile_vhost(struct l7_builder *b, struct l7_res *r, char *err, size
                                               .path = lr->path,
                                               .path_type = lr->path_type,
                                               .data = lr};
+    rc = snap_gateway_route(v->gw, vh, pr, lr, &rules[v->n_routes], err, errlen);
+    if (rc == 0 && (lr->n_weighted > 64 || lr->n_mirrors > 16)) {
+      berr(err, errlen, "virtual host %s: route %s: more than 64 weighted clusters or 16 mirrors",
+           vh->name, lr->path);
+      rc = -EINVAL;
+    }
+    if (rc < 0) {
+      free(v->sources[v->n_routes]); /* not counted in n_routes yet */
+      v->sources[v->n_routes] = NULL;
+      goto out;
+    }
     v->n_routes++;
+  }
+  /* every cluster a route names (its own, weighted backends, mirrors) gets its slot */
+  size_t pos = 0;
+  uint32_t *slot;
+  for (const char *cl; (cl = l7_res_cluster_name(r, &pos, &slot));) {
+    struct name_use *u = name_use(b, &b->clusters, cl, 1);
+    rc = -ENOMEM;
+    if (!u) goto out;
+    *slot = u->slot;
   }
   char why[256] = "";
   rc = router_build(rules, v->n_routes, &v->router, why, sizeof(why));
@@ -350,6 +420,25 @@ static int compile_cert(struct l7_builder *b, struct l7_res *r, char *err, size_
   return 0;
 }
 
+static int compile_passthrough(struct l7_builder *b, struct l7_res *r, char *err, size_t errlen) {
+  const Edge__V1__PassthroughHost *ph = r->msg->passthrough_host;
+  if (!(r->u.pt.gw = snap_gateway_new())) return -ENOMEM;
+  int rc = snap_gateway_passthrough(r->u.pt.gw, ph, &r->u.pt.pt, err, errlen);
+  if (rc < 0) return rc;
+  if (r->u.pt.pt.n_clusters > 64)
+    return berr(err, errlen, "passthrough host %s: more than 64 clusters", ph->name), -EINVAL;
+  rc = host_key(ph->host, (int)ph->host_match, 0, &r->u.pt.key);
+  if (rc == -EINVAL) berr(err, errlen, "passthrough host %s: bad host %s", ph->name, ph->host);
+  size_t pos = 0;
+  uint32_t *slot;
+  for (const char *cl; rc == 0 && (cl = l7_res_cluster_name(r, &pos, &slot));) {
+    struct name_use *u = name_use(b, &b->clusters, cl, 1);
+    if (!u) return -ENOMEM;
+    *slot = u->slot;
+  }
+  return rc;
+}
+
 /* A deep copy of msg, compiled. index names it in reasons when it has no name. */
 static int res_new(struct l7_builder *b, const Edge__V1__Resource *msg, Edge__V1__Resource **adopt,
                    size_t index, struct l7_res **out, char *err, size_t errlen) {
@@ -393,6 +482,9 @@ static int res_new(struct l7_builder *b, const Edge__V1__Resource *msg, Edge__V1
       break;
     case EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE:
       rc = compile_cert(b, r, err, errlen);
+      break;
+    case EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST:
+      rc = compile_passthrough(b, r, err, errlen);
       break;
     default:
       r->default_cluster = r->msg->default_backend->cluster;
@@ -509,7 +601,9 @@ static struct l7_htab *vhost_table(struct l7_snapshot *s, const struct l7_vhost 
                                    const char **key) {
   *key = v->key;
   if (v->host_match == ROUTER_HOST_ANY) return NULL;
-  return v->host_match == ROUTER_HOST_WILDCARD ? &s->wild : &s->exact;
+  return v->host_match == ROUTER_HOST_WILDCARD ? &s->wild
+         : v->host_match == ROUTER_HOST_SUFFIX ? &s->suffix
+                                               : &s->exact;
 }
 
 /* ---- the builder -------------------------------------------------------------------- */
@@ -655,13 +749,9 @@ static int count_res(struct apply *ap, const struct l7_res *r, int dir) {
   int rc = 0;
   switch (r->type) {
     case EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST: {
-      const struct l7_vhost *v = &r->u.vhost;
-      for (size_t i = 0; rc == 0 && i < v->n_routes; i++) {
-        if (v->routes[i].cluster_name[0])
-          rc = count(ap, &b->clusters, v->routes[i].cluster_name, dir, -1);
-        if (rc == 0 && ext_cluster(&v->routes[i]))
-          rc = count(ap, &b->clusters, ext_cluster(&v->routes[i]), dir, -1);
-      }
+      size_t pos = 0;
+      for (const char *cl; rc == 0 && (cl = l7_res_cluster_name(r, &pos, NULL));)
+        rc = count(ap, &b->clusters, cl, dir, -1);
       const char *cert = r->msg->virtual_host->certificate;
       if (rc == 0 && cert[0]) rc = count(ap, &b->certs, cert, dir, -1);
       break;
@@ -673,9 +763,12 @@ static int count_res(struct apply *ap, const struct l7_res *r, int dir) {
       rc = count(ap, &b->certs, r->name, 0, dir > 0);
       ap->certs_changed = 1;
       break;
-    default:
-      if (r->default_cluster[0]) rc = count(ap, &b->clusters, r->default_cluster, dir, -1);
+    default: { /* a default backend or a passthrough host: the clusters it names */
+      size_t pos = 0;
+      for (const char *cl; rc == 0 && (cl = l7_res_cluster_name(r, &pos, NULL));)
+        rc = count(ap, &b->clusters, cl, dir, -1);
       break;
+    }
   }
   return rc;
 }
@@ -791,15 +884,11 @@ static const struct l7_res *user_of(struct l7_res *const *v, size_t n, int cert,
         if (!strcmp(r->msg->virtual_host->certificate, name)) return r;
         continue;
       }
-      for (size_t k = 0; k < r->u.vhost.n_routes; k++) {
-        const struct l7_route *lr = &r->u.vhost.routes[k];
-        if (!strcmp(lr->cluster_name, name) || (ext_cluster(lr) && !strcmp(ext_cluster(lr), name)))
-          return r;
-      }
-    } else if (!cert && r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND &&
-               !strcmp(r->default_cluster, name)) {
-      return r;
     }
+    if (cert) continue;
+    size_t pos = 0;
+    for (const char *cl; (cl = l7_res_cluster_name(r, &pos, NULL));)
+      if (!strcmp(cl, name)) return r;
   }
   return NULL;
 }
@@ -809,36 +898,24 @@ static int check_refs(struct apply *ap, struct l7_res *const *v, size_t n) {
   struct l7_builder *b = ap->b;
   for (size_t i = 0; i < ap->n_added; i++) {
     const struct l7_res *r = ap->added[i];
+    size_t pos = 0;
+    for (const char *cl; (cl = l7_res_cluster_name(r, &pos, NULL));) {
+      const struct name_use *u = hmap_gets(&b->clusters, cl);
+      if (u && u->present) continue;
+      if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST)
+        return berr(ap->err, ap->errlen, "virtual host %s: route %s references unknown cluster %s",
+                    r->name, r->u.vhost.routes[(pos - 1) / 256].path, cl),
+               -EINVAL;
+      return berr(ap->err, ap->errlen, "%s %s: references unknown cluster %s", type_str(r->type),
+                  r->name, cl),
+             -EINVAL;
+    }
     if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) {
-      for (size_t k = 0; k < r->u.vhost.n_routes; k++) {
-        const struct l7_route *lr = &r->u.vhost.routes[k];
-        const struct name_use *u =
-            lr->cluster_name[0] ? hmap_gets(&b->clusters, lr->cluster_name) : NULL;
-        if (lr->cluster_name[0] && (!u || !u->present))
-          return berr(ap->err, ap->errlen,
-                      "virtual host %s: route %s references unknown cluster %s", r->name, lr->path,
-                      lr->cluster_name),
-                 -EINVAL;
-        const char *ext = ext_cluster(lr);
-        const struct name_use *eu = ext ? hmap_gets(&b->clusters, ext) : NULL;
-        if (ext && (!eu || !eu->present))
-          return berr(ap->err, ap->errlen,
-                      "virtual host %s: route %s: external_auth references unknown cluster %s",
-                      r->name, lr->path, ext),
-                 -EINVAL;
-      }
       const char *cert = r->msg->virtual_host->certificate;
       const struct name_use *u = cert[0] ? hmap_gets(&b->certs, cert) : NULL;
       if (cert[0] && (!u || !u->present))
         return berr(ap->err, ap->errlen, "virtual host %s: references unknown certificate %s",
                     r->name, cert),
-               -EINVAL;
-    } else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND &&
-               r->default_cluster[0]) {
-      const struct name_use *u = hmap_gets(&b->clusters, r->default_cluster);
-      if (!u || !u->present)
-        return berr(ap->err, ap->errlen, "default backend %s: references unknown cluster %s",
-                    r->name, r->default_cluster),
                -EINVAL;
     }
   }
@@ -873,40 +950,66 @@ static void type_range(struct l7_res *const *v, size_t n, int type, size_t *firs
   *count = end - lo;
 }
 
-/* The host tables: the previous ones with the push's virtual hosts out and in. */
+/* The table a resource's host belongs in (NULL: the "any host" slot) and its key there. */
+static struct l7_htab *host_table(struct l7_snapshot *s, const struct l7_res *r, const char **key) {
+  if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST) {
+    *key = r->u.pt.key;
+    return r->u.pt.pt.host_match == ROUTER_HOST_SUFFIX ? &s->pt_suffix : &s->pt_exact;
+  }
+  return vhost_table(s, &r->u.vhost, key);
+}
+
+/* The host tables: the previous ones with the push's virtual and passthrough hosts out and in. */
 static int build_hosts(struct apply *ap, struct l7_snapshot *s, const struct l7_snapshot *prev) {
-  if (prev && (htab_copy(&s->exact, &prev->exact) != 0 || htab_copy(&s->wild, &prev->wild) != 0))
-    return -ENOMEM;
-  s->any_vhost = prev ? prev->any_vhost : NULL;
-  s->n_client_auth = prev ? prev->n_client_auth : 0;
+  struct l7_htab *tabs[] = {&s->exact, &s->wild, &s->suffix, &s->pt_exact, &s->pt_suffix};
+  if (prev) {
+    const struct l7_htab *from[] = {&prev->exact, &prev->wild, &prev->suffix, &prev->pt_exact,
+                                    &prev->pt_suffix};
+    for (size_t i = 0; i < sizeof(tabs) / sizeof(tabs[0]); i++)
+      if (htab_copy(tabs[i], from[i]) != 0) return -ENOMEM;
+    memcpy(s->any_vhost, prev->any_vhost, sizeof(s->any_vhost));
+  }
   for (size_t i = 0; i < ap->n_dropped; i++) {
     const struct l7_res *r = ap->dropped[i];
-    if (r->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) continue;
-    if (r->u.vhost.client_auth) s->n_client_auth--;
+    if (r->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST &&
+        r->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST)
+      continue;
+    s->n_client_auth = prev ? prev->n_client_auth : 0;
+    for (size_t i = 0; i < ap->n_dropped; i++) { /* issue 20: hosts with client certificates */
+      const struct l7_res *r = ap->dropped[i];
+      if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST && r->u.vhost.client_auth)
+        s->n_client_auth--;
+    }
+    for (size_t i = 0; i < ap->n_added; i++) {
+      const struct l7_res *r = ap->added[i];
+      if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST && r->u.vhost.client_auth)
+        s->n_client_auth++;
+    }
     const char *key;
-    struct l7_htab *t = vhost_table(s, &r->u.vhost, &key);
+    struct l7_htab *t = host_table(s, r, &key);
     if (t)
       htab_del(t, key, r);
-    else if (s->any_vhost == r)
-      s->any_vhost = NULL;
+    else if (s->any_vhost[r->u.vhost.listener] == r)
+      s->any_vhost[r->u.vhost.listener] = NULL;
   }
   for (size_t i = 0; i < ap->n_added; i++) {
     struct l7_res *r = ap->added[i];
-    if (r->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) continue;
-    if (r->u.vhost.client_auth) s->n_client_auth++;
+    int pt = r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST;
+    if (r->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST && !pt) continue;
     const char *key;
-    struct l7_htab *t = vhost_table(s, &r->u.vhost, &key);
+    struct l7_htab *t = host_table(s, r, &key);
     struct l7_res *taken = NULL;
     if (t) {
       if (htab_put(t, key, r, &taken) != 0) return -ENOMEM;
-    } else if (s->any_vhost) {
-      taken = s->any_vhost;
+    } else if (s->any_vhost[r->u.vhost.listener]) {
+      taken = s->any_vhost[r->u.vhost.listener];
     } else {
-      s->any_vhost = r;
+      s->any_vhost[r->u.vhost.listener] = r;
     }
+    const char *host = pt ? r->u.pt.pt.host : r->u.vhost.host;
     if (taken)
-      return berr(ap->err, ap->errlen, "virtual host %s: host %s is also served by virtual host %s",
-                  r->name, r->u.vhost.host[0] ? r->u.vhost.host : "(any)", taken->name),
+      return berr(ap->err, ap->errlen, "%s %s: host %s is also served by %s %s", type_str(r->type),
+                  r->name, host[0] ? host : "(any)", type_str(taken->type), taken->name),
              -EINVAL;
   }
   return 0;
@@ -985,6 +1088,8 @@ static int build_snapshot(struct apply *ap, struct l7_res **v, size_t n, uint64_
     if (s->certs[i]->u.cert.is_default) s->default_cert = &s->certs[i]->u.cert;
   type_range(v, n, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND, &first, &cnt);
   s->default_backend = cnt ? v[first] : NULL;
+  type_range(v, n, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST, &first, &cnt);
+  s->n_passthrough = cnt;
   s->default_slot = NO_SLOT;
   if (s->default_backend && s->default_backend->default_cluster[0]) {
     const struct name_use *u = hmap_gets(&b->clusters, s->default_backend->default_cluster);
@@ -1064,17 +1169,12 @@ static void release_names(struct apply *ap) {
         name_release(b, &b->clusters, r->name);
       else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE)
         name_release(b, &b->certs, r->name);
-      else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND &&
-               r->default_cluster[0])
-        name_release(b, &b->clusters, r->default_cluster);
-      else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) {
-        for (size_t k = 0; k < r->u.vhost.n_routes; k++) {
-          if (r->u.vhost.routes[k].cluster_name[0])
-            name_release(b, &b->clusters, r->u.vhost.routes[k].cluster_name);
-          if (ext_cluster(&r->u.vhost.routes[k]))
-            name_release(b, &b->clusters, ext_cluster(&r->u.vhost.routes[k]));
-        }
-        if (r->msg->virtual_host->certificate[0])
+      else {
+        size_t pos = 0;
+        for (const char *cl; (cl = l7_res_cluster_name(r, &pos, NULL));)
+          name_release(b, &b->clusters, cl);
+        if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST &&
+            r->msg->virtual_host->certificate[0])
           name_release(b, &b->certs, r->msg->virtual_host->certificate);
       }
     }
@@ -1124,7 +1224,7 @@ static int apply_impl(struct l7_builder *b, uint64_t version, int full,
     if (!rm) rc = -ENOMEM;
     for (size_t i = 0; rc == 0 && i < n_removed; i++) {
       const Edge__V1__ResourceName *x = removed_names[i];
-      if (!x || x->type <= 0 || x->type > EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_DEFAULT_BACKEND) {
+      if (!x || x->type <= 0 || x->type > EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST) {
         berr(err, errlen, "removed resource %zu: unknown type %d", i, x ? (int)x->type : -1);
         rc = -EINVAL;
       } else if (x->name) {

@@ -11,8 +11,12 @@
  *   slots   cluster slot → cluster: a route names its cluster by slot, so
  *           a changed cluster is one slot of a new table, not a rebuild of
  *           every virtual host that uses it;
- *   exact, wild   host → virtual host (wildcards by their suffix), and
- *           any_vhost, the one without host;
+ *   exact, wild, suffix   host → virtual host (one-label wildcards and
+ *           the Gateway API's suffix wildcards by their suffix; a virtual
+ *           host served on one listener only has the listener's number
+ *           after a '\n' in its key), and any_vhost, those without host
+ *           (per listener: any, HTTP, HTTPS);
+ *   pt_exact, pt_suffix   TLS server name → passthrough host;
  *   tls     the TLS store of the same generation.
  * The next snapshot copies the previous one's tables (flat arrays: a
  * memcpy) and changes the entries of what the push touched.
@@ -30,10 +34,14 @@
 
 /* A virtual host compiled: its routes in the order they are tried and the
  * path matcher over them (a common/router with this one host). */
+struct snap_gateway;
+
 struct l7_vhost {
   const char *name, *host;
-  char *key; /* host table key: normalized host, a wildcard's suffix; NULL for ANY */
+  char *key; /* host table key: normalized host, a wildcard's suffix (+ "\nL"); NULL for ANY */
   int host_match;
+  int listener;            /* EDGE__V1__LISTENER__* (0: both) */
+  struct snap_gateway *gw; /* the routes' Gateway API fields */
   struct l7_route *routes;
   size_t n_routes;
   char **sources; /* "ns/name" per route */
@@ -51,6 +59,11 @@ struct l7_res {
     struct l7_cluster cluster;
     struct l7_vhost vhost;
     struct l7_certificate cert;
+    struct {
+      struct l7_passthrough pt;
+      char *key; /* normalized host (a suffix wildcard's suffix) */
+      struct snap_gateway *gw;
+    } pt;
   } u;
   struct l7_endpoint *endpoints; /* cluster */
   const char *default_cluster;   /* default backend: "" none */
@@ -75,6 +88,13 @@ struct l7_htab {
 
 struct l7_res *l7_htab_get(const struct l7_htab *t, const char *key, size_t len);
 
+/* Walks every cluster name resource r uses (a route's cluster, weighted
+ * backends and mirrors; a passthrough host's clusters; a default
+ * backend's cluster), skipping empty names: start with *pos = 0; NULL at
+ * the end. *slot (may be NULL) receives where the name's slot is kept
+ * (NULL for a default backend). */
+const char *l7_res_cluster_name(const struct l7_res *r, size_t *pos, uint32_t **slot);
+
 struct l7_snapshot {
   atomic_uint refs;
   uint64_t version;
@@ -86,8 +106,10 @@ struct l7_snapshot {
   size_t n_clusters;
   struct l7_res **certs; /* sorted by name */
   size_t n_certs;
-  struct l7_htab exact, wild;
-  struct l7_res *any_vhost;
+  struct l7_htab exact, wild, suffix;
+  struct l7_res *any_vhost[3]; /* by listener: 0 any, 1 HTTP, 2 HTTPS */
+  struct l7_htab pt_exact, pt_suffix;
+  size_t n_passthrough;
   struct l7_res *default_backend;
   uint32_t default_slot; /* UINT32_MAX: none */
   const struct l7_certificate *default_cert;

@@ -232,6 +232,12 @@ static void w_close_all(struct worker *w) {
   w_close_listeners(w);
   while (!up_link_empty(&w->conns)) dconn_close(container_of(w->conns.next, struct dconn, link), 0);
   while (!up_link_empty(&w->uconns)) h1c_close(container_of(w->uconns.next, struct uconn, wlink));
+  while (!up_link_empty(&w->side)) { /* mirrors and passthrough tunnels */
+    struct side_task *t = container_of(w->side.next, struct side_task, link);
+    up_link_remove(&t->link);
+    up_link_init(&t->link);
+    t->close(t);
+  }
   if (w->h2pool) {
     uh2_pool_close(w->h2pool);
     w->h2pool = NULL;
@@ -292,6 +298,7 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
   w->tls_listen_fd = tls_listen_fd;
   up_link_init(&w->conns);
   up_link_init(&w->uconns);
+  up_link_init(&w->side);
   if (up_pools_init(&w->pools) != 0) {
     free(w);
     return -ENOMEM;

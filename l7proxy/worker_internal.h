@@ -91,6 +91,15 @@ struct worker {
   uv_check_t h2_check;
   struct up_link h2_dirty;
   struct rp_worker *policy; /* route policies' state (route_policy.c), created on first use */
+  /* Work that outlives its exchange or connection — request mirrors (mirror.c), TLS
+   * passthrough tunnels (passthrough.c) — closed with the worker */
+  struct up_link side;
+};
+
+/* One item of worker->side: closed (and unlinked) by close() when the worker stops. */
+struct side_task {
+  struct up_link link;
+  void (*close)(struct side_task *t);
 };
 
 static inline uint64_t now_ms(struct worker *w) {

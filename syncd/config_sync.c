@@ -282,6 +282,16 @@ static void push_node(struct config_sync *cs, struct cs_node *n) {
   int rc = store_pack_push(&d, s->nonce, &buf, &len);
   int full = d.full;
   size_t nup = d.n_upserted, nrm = d.n_removed;
+  /* the names a small delta carries, for the debug line (a weight change is one route) */
+  char names[512] = "";
+  size_t no = 0;
+  for (size_t i = 0; !full && i < nup + nrm && i < 8 && no < sizeof(names) - 1; i++) {
+    const struct store_entry *e = i < nup ? d.upserted[i] : d.removed[i - nup];
+    int k = snprintf(names + no, sizeof(names) - no, "%s%s%s", no ? "," : "", i < nup ? "+" : "-",
+                     e->name);
+    if (k > 0) no += (size_t)k;
+  }
+  if (no >= sizeof(names)) no = sizeof(names) - 1;
   store_delta_clear(&d);
   if (rc != 0) return;
   rc = rpc_call_send(st->call, buf, len);
@@ -298,9 +308,9 @@ static void push_node(struct config_sync *cs, struct cs_node *n) {
   if (full || log_get_level() <= LOG_LEVEL_DEBUG)
     log_emit(full ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, full ? "push_full" : "push",
              "node=%s version=%" PRIu64 " base=%" PRIu64
-             " full=%d upserted=%zu removed=%zu bytes=%zu nonce=%s",
+             " full=%d upserted=%zu removed=%zu bytes=%zu nonce=%s names=%s",
              log_q(n->pub.node_id), version, full ? (uint64_t)0 : n->pub.pushed_version, full, nup,
-             nrm, len, s->nonce);
+             nrm, len, s->nonce, log_q(names));
   n->pub.pushed_version = version;
   n->need_full = 0;
   n->awaiting = 1;

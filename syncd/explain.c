@@ -43,6 +43,31 @@ static int xp_in_array(const json_t *a, const char *s) {
   return 0;
 }
 
+/* Gateway API routes that are not (fully) served, with their conditions as written to their
+ * status (syncd/gateway.h): when nothing matched, every route a parent does not accept; always
+ * the routes with unresolved references (their share answers 500). */
+static void xp_gateway_not_served(const Edge__V1__StatusResponse *m, int matched, json_t *out) {
+  for (size_t i = 0; m && i < m->n_gateway_objects; i++) {
+    const Edge__V1__GatewayObjectStatus *o = m->gateway_objects[i];
+    for (size_t p = 0; p < o->n_parents; p++) {
+      const Edge__V1__GatewayRouteParentStatus *ps = o->parents[p];
+      for (size_t c = 0; c < ps->n_conditions; c++) {
+        const Edge__V1__GatewayCondition *cd = ps->conditions[c];
+        int show = !cd->status && ((!strcmp(cd->type, "Accepted") && !matched) ||
+                                   !strcmp(cd->type, "ResolvedRefs"));
+        if (!show || json_array_size(out) >= SYNCD_EXPLAIN_MAX_NOT_SERVED) continue;
+        char why[800];
+        snprintf(why, sizeof(why), "Gateway %s/%s: %s=False (%s)%s%s", ps->gateway_namespace,
+                 ps->gateway_name, cd->type, cd->reason, cd->message[0] ? ": " : "", cd->message);
+        json_array_append_new(
+            out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:[], s:s}", "kind", o->kind, "namespace",
+                           o->namespace_, "name", o->name, "reason", why, "location", "", "hosts",
+                           "status", "gateway"));
+      }
+    }
+  }
+}
+
 static void xp_not_served(const struct store *store, json_t *root) {
   json_t *out = json_array();
   const Edge__V1__StatusResponse *m = store_report(store); /* typed: nothing to unpack */
@@ -66,12 +91,13 @@ static void xp_not_served(const struct store *store, json_t *root) {
     if (hit && json_array_size(out) < SYNCD_EXPLAIN_MAX_NOT_SERVED)
       json_array_append_new(out, xp_object_json(o, "rejected"));
   }
+  xp_gateway_not_served(m, matched, out);
   json_object_set_new(root, "not_served", out);
 }
 
 int syncd_explain_json(const struct store *store, const char *url, const char *sni,
                        const char *const *headers, size_t n_headers, unsigned https_port,
-                       char **json, char *err, size_t errlen) {
+                       const char *method, char **json, char *err, size_t errlen) {
   *json = NULL;
   size_t n;
   struct store_entry *const *e = store_entries(store, &n);
@@ -83,8 +109,12 @@ int syncd_explain_json(const struct store *store, const char *url, const char *s
     Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i]->len, e[i]->bytes);
     if (r) res[k++] = r;
   }
-  struct explain_request req = {
-      .url = url, .sni = sni, .headers = headers, .n_headers = n_headers, .https_port = https_port};
+  struct explain_request req = {.url = url,
+                                .sni = sni,
+                                .headers = headers,
+                                .n_headers = n_headers,
+                                .https_port = https_port,
+                                .method = method};
   json_t *root = NULL;
   int rc = explain_build(res, k, &req, &root, err, errlen);
   for (size_t i = 0; i < k; i++) edge__v1__resource__free_unpacked(res[i], NULL);
@@ -117,8 +147,9 @@ static void xp_on_message(void *ud, struct rpc_call *call, const uint8_t *data, 
   }
   char err[512] = "";
   char *json = NULL;
-  int rc = syncd_explain_json(store, req->url, req->sni, (const char *const *)req->headers,
-                              req->n_headers, req->https_port, &json, err, sizeof(err));
+  int rc =
+      syncd_explain_json(store, req->url, req->sni, (const char *const *)req->headers,
+                         req->n_headers, req->https_port, req->method, &json, err, sizeof(err));
   edge__v1__explain_request__free_unpacked(req, NULL);
   if (rc != 0) {
     rpc_call_finish(call,

@@ -28,12 +28,13 @@ struct rpc_server;
 /*
  * Explains url (sni and headers[0..n_headers) optional) against the
  * store (https_port: the proxies' --https port for the Location of an
- * http → https redirect, 0 for 443). On success 0 and *json, a malloc'd NUL-terminated document the
- * caller frees. On a bad request a negative error with the reason in err.
+ * http → https redirect, 0 for 443; method NULL for GET). On success 0 and *json, a malloc'd
+ * NUL-terminated document the caller frees. On a bad request a negative error with the reason in
+ * err.
  */
 int syncd_explain_json(const struct store *store, const char *url, const char *sni,
                        const char *const *headers, size_t n_headers, unsigned https_port,
-                       char **json, char *err, size_t errlen);
+                       const char *method, char **json, char *err, size_t errlen);
 
 /* Registers Status.Explain on srv; store and authz (may be NULL: no
  * checks; else callers need a spiffe://edge/syncctl/ identity) must

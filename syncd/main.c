@@ -452,6 +452,20 @@ static const char *DESCRIPTION =
     "The edge control plane: reads Ingress objects from a source and streams versioned\n"
     "configuration to l7proxies (ConfigSync) and the replica set to l4lbs (Membership).";
 
+/* "80,8080" → {80, 8080, 0}; at most 8 ports. */
+static int parse_ports(const char *s, uint32_t out[9]) {
+  int n = 0;
+  while (*s) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || v < 1 || v > 65535 || n == 8 || (*end && *end != ',')) return -1;
+    out[n++] = (uint32_t)v;
+    s = *end ? end + 1 : end;
+  }
+  out[n] = 0;
+  return n > 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
   const char *source = "dir:deploy/examples", *listen = "127.0.0.1:7000";
   const char *admin = "127.0.0.1:7001", *state_dir = NULL;
@@ -460,6 +474,7 @@ int main(int argc, char **argv) {
   const char *affinity_secret_file = NULL;
   const char *expiry_warning = "14d", *ocsp = "on";
   uint32_t ocsp_timeout_ms = 5000, ocsp_min_refresh_ms = 60000;
+  const char *gw_http = "80", *gw_https = "443";
   int insecure = 0, insecure_remote = 0;
   uint32_t node_retention_ms = 3600 * 1000;
   uint32_t debounce_ms = 0, max_delay_ms = 0, membership_grace_ms = 0;
@@ -537,6 +552,11 @@ int main(int argc, char **argv) {
        "never refetch a good OCSP answer sooner than this (default 60s; answers are refetched "
        "half-way to their nextUpdate)",
        "DURATION"},
+      FLAG_GROUP_DEF("Gateway API"),
+      {"gateway-http-ports", FLAG_STRING, &gw_http,
+       "ports clients reach the proxies' HTTP listener on (default 80)", "P[,P]"},
+      {"gateway-https-ports", FLAG_STRING, &gw_https,
+       "ports clients reach the proxies' HTTPS listener on (default 443)", "P[,P]"},
       FLAG_GROUP_DEF("Logging"),
       {"log-level", FLAG_STRING, &level, "debug, info, warn or error (default info)", "LEVEL"},
   };
@@ -590,6 +610,11 @@ int main(int argc, char **argv) {
   if (unit == expiry_warning || warn < 0 || mult == 0 || warn > 36500LL * 86400) {
     fprintf(stderr, "syncd: --expiry-warning: want a duration like 14d, 48h or 3600s, got %s\n",
             expiry_warning);
+    return 2;
+  }
+  uint32_t gw_http_ports[9] = {0}, gw_https_ports[9] = {0};
+  if (parse_ports(gw_http, gw_http_ports) < 0 || parse_ports(gw_https, gw_https_ports) < 0) {
+    fprintf(stderr, "syncd: --gateway-http(s)-ports: want up to 8 ports like 80,8080\n");
     return 2;
   }
   if (strcmp(election, "on") != 0 && strcmp(election, "off") != 0) {
@@ -781,7 +806,9 @@ int main(int argc, char **argv) {
                                 .debounce_ms = debounce_ms,
                                 .max_delay_ms = max_delay_ms,
                                 .default_cert_file = default_cert,
-                                .default_key_file = default_key};
+                                .default_key_file = default_key,
+                                .gateway_http_ports = gw_http_ports,
+                                .gateway_https_ports = gw_https_ports};
   if (!strcmp(ocsp, "on")) {
     struct ocsp_stapler_opts oo = {
         .timeout_ms = ocsp_timeout_ms,

@@ -51,6 +51,11 @@ struct syncd_count {
  * it): rejected objects sorted by (location, reason), ignored Ingresses
  * sorted by (namespace, name), object counts sorted by kind. */
 struct syncd_report {
+  /* Gateway API statuses: a packed StatusResponse holding only
+   * gateway_objects (appended to the packed report: protobuf concatenation
+   * merges repeated fields); NULL / 0 when there are none. */
+  const uint8_t *gateway_status;
+  size_t gateway_status_len;
   struct syncd_rejection *rejected;
   size_t n_rejected;
   struct syncd_rejection *ignored;
@@ -75,6 +80,14 @@ struct syncd_desired {
    * of its rules. Sorted like rejected. */
   struct syncd_rejection *ignored;
   size_t n_ignored;
+  /* Gateway API statuses (syncd/gateway.h): a packed edge.v1
+   * StatusResponse with only gateway_objects set; NULL when none. */
+  uint8_t *gateway_status;
+  size_t gateway_status_len;
+  /* Every host the Gateway API routes claim, served or lost to an Ingress
+   * (syncd/gateway.h; the incremental translator watches them). */
+  char **gateway_hosts;
+  size_t n_gateway_hosts;
 };
 
 /*
@@ -98,6 +111,11 @@ struct syncd_update {
   size_t n_served;
   int served_changed;
   size_t objects_changed; /* input objects that changed in this update */
+  /* The Gateway API statuses (report->gateway_status), and whether they
+   * differ from the last update's: what the kubernetes source writes back. */
+  const uint8_t *gateway_status;
+  size_t gateway_status_len;
+  int gateway_status_changed;
   uint64_t generation;
 };
 

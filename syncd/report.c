@@ -78,9 +78,13 @@ int report_pack(const struct syncd_report *d, uint8_t **out, size_t *len) {
   r.n_rejected = d->n_rejected;
   r.rejected = rop;
   *len = edge__v1__status_response__get_packed_size(&r);
-  *out = malloc(*len ? *len : 1);
+  /* The Gateway API statuses are a packed StatusResponse of their own: protobuf concatenation
+   * merges them (repeated gateway_objects). */
+  *out = malloc(*len + d->gateway_status_len + 1);
   if (*out) {
     edge__v1__status_response__pack(&r, *out);
+    if (d->gateway_status_len) memcpy(*out + *len, d->gateway_status, d->gateway_status_len);
+    *len += d->gateway_status_len;
     rc = 0;
   }
 out:

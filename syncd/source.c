@@ -20,6 +20,7 @@
 #include "common/cert.h"
 #include "common/log.h"
 #include "syncd/default_cert.h"
+#include "syncd/gateway.h"
 #include "syncd/source_internal.h"
 #include "syncd/translate.h"
 
@@ -99,6 +100,7 @@ static void source_free(struct syncd_source *s) {
   free(s->name);
   free(s->default_cert);
   free(s->default_key);
+  free(s->publish);
   translator_free(s->tr);
   free(s);
   if (done) done(arg);
@@ -142,6 +144,12 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
   s->cb = *cb;
   s->ud = ud;
   s->debounce_ms = o->debounce_ms ? o->debounce_ms : 100;
+  if (o->publish_address && *o->publish_address) s->publish = strdup(o->publish_address);
+  static const uint32_t http_dflt[] = {80, 0}, https_dflt[] = {443, 0};
+  const uint32_t *hp = o->gateway_http_ports ? o->gateway_http_ports : http_dflt;
+  const uint32_t *sp = o->gateway_https_ports ? o->gateway_https_ports : https_dflt;
+  for (int i = 0; i < 8 && hp[i]; i++) s->gw_http_ports[i] = hp[i];
+  for (int i = 0; i < 8 && sp[i]; i++) s->gw_https_ports[i] = sp[i];
   s->max_delay_ms = o->max_delay_ms ? o->max_delay_ms : 1000;
   if (s->max_delay_ms < s->debounce_ms) s->max_delay_ms = s->debounce_ms;
   snprintf(s->msg, sizeof(s->msg), "starting");
@@ -163,15 +171,18 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
     rc = cert_generate(&name, 1, 3650, 0, NULL, NULL, &s->default_cert, &s->default_key, err,
                        errlen);
   }
-  struct translate_opts to = {s->default_cert, s->default_key,
-                              s->affinity_secret_len ? s->affinity_secret : NULL,
-                              s->affinity_secret_len};
+  struct gateway_opts go = {s->gw_http_ports, s->gw_https_ports, s->publish};
+  struct translate_opts to = {.default_cert_pem = s->default_cert,
+                              .default_key_pem = s->default_key,
+                              .affinity_secret = s->affinity_secret_len ? s->affinity_secret : NULL,
+                              .affinity_secret_len = s->affinity_secret_len,
+                              .gateway = &go};
   if (rc == 0 && translator_new(&to, &s->tr) != 0) {
     snprintf(err, errlen, "out of memory");
     rc = -ENOMEM;
   }
   if (rc < 0) {
-    free(s->default_cert), free(s->default_key), free(s->name);
+    free(s->default_cert), free(s->default_key), free(s->name), free(s->publish);
     free(s);
     return rc;
   }

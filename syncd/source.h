@@ -36,6 +36,9 @@ struct syncd_source_opts {
   uint32_t max_delay_ms; /* 0: 1000 (a burst of changes is coalesced, but never delayed longer) */
   const char *default_cert_file, *default_key_file; /* NULL: a self-signed default certificate is
                                                        generated at start */
+  /* Gateway API: ports the proxies' HTTP and HTTPS listeners are reached on (0-terminated; NULL:
+   * 80 and 443). A listener on another port is reported PortUnavailable. */
+  const uint32_t *gateway_http_ports, *gateway_https_ports;
   /* kubernetes: status is written back only while this replica leads (NULL:
    * no election, always). Borrowed: must outlive the source. */
   struct leader *leader;

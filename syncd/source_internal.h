@@ -42,6 +42,9 @@ struct syncd_source {
   int pending;           /* a change waits for the timer */
   uint64_t first_change; /* uv_now of the burst's first change */
   char *default_cert, *default_key;
+  /* Gateway API translation (syncd/gateway.h): the published address and the served ports. */
+  char *publish;
+  uint32_t gw_http_ports[9], gw_https_ports[9]; /* 0-terminated */
   struct translator *tr; /* the objects of the last update and what depends on them */
   uint8_t affinity_secret[64];
   size_t affinity_secret_len;

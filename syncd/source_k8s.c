@@ -1,21 +1,27 @@
 /*
  * source_k8s — "kubernetes": list + watch of the API server.
  *
- * One thread per kind (Ingress, IngressClass, Service, EndpointSlice and
- * Secrets of type kubernetes.io/tls) runs blocking libcurl requests:
+ * One thread per kind (Ingress, IngressClass, Service, EndpointSlice,
+ * Secrets of type kubernetes.io/tls, Namespace, and the Gateway API's
+ * GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, TLSRoute)
+ * runs blocking libcurl requests:
  * list (paged), then watch from the list's resourceVersion with bookmarks.
  * Events update that kind's cache (a jansson object "ns/name" → object)
  * under a mutex and wake the loop with uv_async_send. A watch that ends
  * is resumed from the last resourceVersion; 410 Gone (as an HTTP status
  * or as an ERROR event) forces a relist; any other error retries after a
- * jittered exponential backoff (0.5 s doubling to 30 s).
+ * jittered exponential backoff (0.5 s doubling to 30 s). The Gateway API
+ * kinds are CRDs: a 404 on their list means "not installed", an empty
+ * kind listed again every 30 s, never an error that blocks the rest.
  *
  * The loop side only reads the caches: nothing is announced until every
  * kind has been listed once, so the first update is complete. Status
  * write-back (publish_address) runs on one more thread fed by a queue:
  * PATCH (merge-patch) of ingresses/NAME/status for each served Ingress
- * whose status differs, never for Ingresses that are not ours. With
- * several syncd replicas only the leader writes (syncd/leader.h): a
+ * whose status differs, never for Ingresses that are not ours; and of the
+ * status of each of our GatewayClasses, Gateways and the routes attached to
+ * them (syncd/gateway_k8s.h), with or without a published address. With
+ * several syncd replicas only the leader writes either (syncd/leader.h): a
  * follower queues nothing, a queued PATCH is dropped if leadership ended
  * before it went out, and a replica that becomes leader writes what the
  * last update served at once.
@@ -40,6 +46,8 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "edge/v1/status.pb-c.h"
+#include "syncd/gateway_k8s.h"
 #include "syncd/k8s_client.h"
 #include "syncd/k8s_watch.h"
 #include "syncd/leader.h"
@@ -49,9 +57,13 @@
 #define K8S_MAX_LINE (16u << 20)
 #define K8S_BACKOFF_MIN_MS 500
 #define K8S_BACKOFF_MAX_MS 30000
+#define K8S_N_KINDS 14              /* the KINDS table below */
+#define K8S_ABSENT_RECHECK_MS 30000 /* how often a kind whose CRD is missing is listed again */
 
 struct k8s_kind {
   const char *kind, *api_version, *path; /* path includes any query (fieldSelector) */
+  int optional; /* a CRD (Gateway API): 404 means "not installed", an empty kind */
+  int absent;   /* optional and not installed at the last list (thread-private) */
   struct k8s_source *ks;
   pthread_t thread;
   int started;
@@ -65,10 +77,6 @@ struct patch_job {
   struct patch_job *next;
   char *path, *body;
 };
-
-/* IngressClass, Ingress, Service, EndpointSlice, TLS Secrets, CA-bundle
- * ConfigMaps, Opaque Secrets (the KINDS table below) */
-#define K8S_N_KINDS 7
 
 struct k8s_source {
   struct syncd_source *s;
@@ -88,24 +96,37 @@ struct k8s_source {
   json_t *patched;       /* "ns/name" → time of our last PATCH (loop only) */
   struct leader *leader; /* NULL: no election (borrowed) */
   json_t *served;        /* ids the last update served (loop only) */
+  uint8_t *gw_status;    /* the last update's Gateway API statuses, packed (loop only) */
+  size_t gw_status_len;
   /* the highest resourceVersion seen (etcd revisions are decimal; what is
    * not is ignored): the source generation that orders versions */
   _Atomic uint64_t generation;
 };
 
+/* The Gateway API kinds are CRDs a cluster may not have: optional. */
+#define GW "/apis/gateway.networking.k8s.io/"
 static const struct {
   const char *kind, *api_version, *path;
+  int optional;
 } KINDS[K8S_N_KINDS] = {
-    {"IngressClass", "networking.k8s.io/v1", "/apis/networking.k8s.io/v1/ingressclasses"},
-    {"Ingress", "networking.k8s.io/v1", "/apis/networking.k8s.io/v1/ingresses"},
-    {"Service", "v1", "/api/v1/services"},
-    {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1/endpointslices"},
-    {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls"},
+    {"IngressClass", "networking.k8s.io/v1", "/apis/networking.k8s.io/v1/ingressclasses", 0},
+    {"Ingress", "networking.k8s.io/v1", "/apis/networking.k8s.io/v1/ingresses", 0},
+    {"Service", "v1", "/api/v1/services", 0},
+    {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1/endpointslices", 0},
+    {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls", 0},
     /* CA bundles for client certificates (issue 20): only the ones labelled for it */
-    {"ConfigMap", "v1", "/api/v1/configmaps?labelSelector=edge.dev%2Fca-bundle"},
-    /* htpasswd files of edge.dev/auth-secret (basic auth) */
-    {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3DOpaque"},
+    {"ConfigMap", "v1", "/api/v1/configmaps?labelSelector=edge.dev%2Fca-bundle", 0},
+    /* htpasswd files of edge.dev/auth-secret and CA bundles (issue 20) */
+    {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3DOpaque", 0},
+    {"Namespace", "v1", "/api/v1/namespaces", 0},
+    {"GatewayClass", "gateway.networking.k8s.io/v1", GW "v1/gatewayclasses", 1},
+    {"Gateway", "gateway.networking.k8s.io/v1", GW "v1/gateways", 1},
+    {"HTTPRoute", "gateway.networking.k8s.io/v1", GW "v1/httproutes", 1},
+    {"GRPCRoute", "gateway.networking.k8s.io/v1", GW "v1/grpcroutes", 1},
+    {"ReferenceGrant", "gateway.networking.k8s.io/v1beta1", GW "v1beta1/referencegrants", 1},
+    {"TLSRoute", "gateway.networking.k8s.io/v1alpha2", GW "v1alpha2/tlsroutes", 1},
 };
+#undef GW
 
 /* ---- HTTP ------------------------------------------------------------------------ */
 
@@ -247,6 +268,19 @@ static int list_kind(struct k8s_kind *k, char *err, size_t errlen) {
     curl_free(esc);
     struct xfer x = {.k = k, .ks = ks, .max = K8S_MAX_BODY};
     long status = http(ks, &x, "GET", path, NULL, err, errlen);
+    if (status == 404 && k->optional) { /* the CRD is not installed: an empty kind */
+      buf_free(&x.body);
+      if (!k->absent) LOG_INFO("k8s_kind_absent", "kind=%s path=%s", k->kind, log_q(k->path));
+      k->absent = 1;
+      k->rv[0] = '\0';
+      pthread_mutex_lock(&ks->mu);
+      json_decref(k->cache);
+      k->cache = fresh;
+      k->synced = 1;
+      pthread_mutex_unlock(&ks->mu);
+      uv_async_send(&ks->async);
+      return 0;
+    }
     if (status != 200) {
       if (status > 0) snprintf(err, errlen, "GET %s: HTTP %ld", k->path, status);
       buf_free(&x.body);
@@ -310,6 +344,11 @@ static void *kind_main(void *arg) {
       }
       need_list = 0;
       set_error(ks, "%s", "");
+      if (k->absent) { /* nothing to watch until the CRD is installed: look again later */
+        if (nap(ks, K8S_ABSENT_RECHECK_MS) < 0) break;
+        need_list = 1;
+        continue;
+      }
     }
     char path[2048];
     const char *sep = strchr(k->path, '?') ? "&" : "?";
@@ -397,13 +436,73 @@ static int status_is_ours(const struct k8s_source *ks, json_t *ing) {
   return v && !strcmp(v, ks->publish) && json_object_size(e) == 1;
 }
 
+/* Queues a PATCH of path with body (both taken). Caller holds mu. */
+static void queue_patch(struct k8s_source *ks, char *path, char *body) {
+  struct patch_job *j = calloc(1, sizeof(*j));
+  if (!j || !path || !body) {
+    free(j), free(path), free(body);
+    return;
+  }
+  j->path = path;
+  j->body = body;
+  *ks->jobs_tail = j;
+  ks->jobs_tail = &j->next;
+}
+
+/* Gateway API statuses (syncd/gateway_k8s.h): each object whose status differs is patched.
+ * Caller holds mu. */
+static void gateway_published(struct k8s_source *ks, time_t now) {
+  if (!ks->gw_status_len) return;
+  Edge__V1__StatusResponse *st =
+      edge__v1__status_response__unpack(NULL, ks->gw_status_len, ks->gw_status);
+  if (!st) return;
+  char when[32];
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  for (size_t i = 0; i < st->n_gateway_objects; i++) {
+    const Edge__V1__GatewayObjectStatus *o = st->gateway_objects[i];
+    struct k8s_kind *k = NULL;
+    for (int x = 0; x < K8S_N_KINDS && !k; x++)
+      if (!strcmp(ks->kinds[x].kind, o->kind)) k = &ks->kinds[x];
+    char key[600], path[1024], id[700];
+    snprintf(key, sizeof(key), "%s/%s", o->namespace_, o->name);
+    json_t *obj = k ? json_object_get(k->cache, key) : NULL;
+    if (!obj) continue; /* deleted meanwhile: nothing to write */
+    snprintf(id, sizeof(id), "%s %s", o->kind, key);
+    const char *api = json_string_value(json_object_get(obj, "apiVersion"));
+    json_t *body = gateway_k8s_status_body(obj, o, when);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) continue;
+    /* The same body sent moments ago to this same version of the object is still in flight
+     * (the watch has not shown it yet); a re-created or changed object gets it again. */
+    const char *rv =
+        json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+    json_t *last = json_object_get(ks->patched, id);
+    const char *last_body = json_string_value(json_object_get(last, "body"));
+    const char *last_rv = json_string_value(json_object_get(last, "rv"));
+    if (last_body && !strcmp(last_body, text) && last_rv && rv && !strcmp(last_rv, rv) &&
+        now - (time_t)json_integer_value(json_object_get(last, "at")) < 10) {
+      free(text);
+      continue;
+    }
+    if (gateway_k8s_status_path(o, api, path, sizeof(path)) == 0) {
+      json_object_set_new(
+          ks->patched, id,
+          json_pack("{s:I, s:s, s:s}", "at", (json_int_t)now, "body", text, "rv", rv ? rv : ""));
+      queue_patch(ks, strdup(path), text);
+    } else {
+      free(text);
+    }
+  }
+  edge__v1__status_response__free_unpacked(st, NULL);
+}
+
 /* Queues a status PATCH for each served Ingress whose status is not ours
- * yet (loop thread; only the leader writes). */
-static void write_back(struct k8s_source *ks) {
-  if (!ks->publish || !leader_is_leader(ks->leader)) return;
-  time_t now = time(NULL);
+ * yet. Caller holds mu. */
+static void ingress_published(struct k8s_source *ks, time_t now) {
   struct k8s_kind *ingk = &ks->kinds[1];
-  pthread_mutex_lock(&ks->mu);
   size_t i;
   json_t *v;
   json_array_foreach(ks->served, i, v) {
@@ -432,19 +531,41 @@ static void write_back(struct k8s_source *ks) {
     ks->jobs_tail = &j->next;
     json_object_set_new(ks->patched, id, json_integer((json_int_t)now));
   }
+}
+
+/* Writes what the last update decided (loop thread): Ingress addresses and
+ * the Gateway API conditions. Only the leader writes (a follower, or a
+ * replica whose Lease lapsed, queues nothing). */
+static void write_back(struct k8s_source *ks) {
+  if (!leader_is_leader(ks->leader)) return;
+  time_t now = time(NULL);
+  pthread_mutex_lock(&ks->mu);
+  gateway_published(ks, now);
+  if (ks->publish) ingress_published(ks, now);
   pthread_cond_broadcast(&ks->cv);
   pthread_mutex_unlock(&ks->mu);
 }
 
 static void k8s_published(struct syncd_source *s, const struct syncd_update *u) {
   struct k8s_source *ks = s->impl;
-  if (!ks->publish) return;
-  json_t *served = json_array();
-  for (size_t i = 0; served && i < u->n_served; i++)
-    json_array_append_new(served, json_string(u->served[i]));
-  if (!served) return;
-  json_decref(ks->served);
-  ks->served = served;
+  if (u->gateway_status_changed) {
+    uint8_t *copy = malloc(u->gateway_status_len + 1);
+    if (copy) {
+      if (u->gateway_status_len) memcpy(copy, u->gateway_status, u->gateway_status_len);
+      free(ks->gw_status);
+      ks->gw_status = copy;
+      ks->gw_status_len = u->gateway_status_len;
+    }
+  }
+  if (ks->publish) {
+    json_t *served = json_array();
+    for (size_t i = 0; served && i < u->n_served; i++)
+      json_array_append_new(served, json_string(u->served[i]));
+    if (served) {
+      json_decref(ks->served);
+      ks->served = served;
+    }
+  }
   write_back(ks);
 }
 
@@ -517,6 +638,7 @@ static void k8s_free(struct k8s_source *ks) {
   }
   json_decref(ks->patched);
   json_decref(ks->served);
+  free(ks->gw_status);
   k8s_conn_free(&ks->conn);
   free(ks->publish);
   pthread_mutex_destroy(&ks->mu);
@@ -568,6 +690,7 @@ static int k8s_start(struct syncd_source *s, const struct syncd_source_opts *o, 
     k->kind = KINDS[i].kind;
     k->api_version = KINDS[i].api_version;
     k->path = KINDS[i].path;
+    k->optional = KINDS[i].optional;
     k->ks = ks;
     k->cache = json_object();
   }
@@ -578,7 +701,7 @@ static int k8s_start(struct syncd_source *s, const struct syncd_source_opts *o, 
     rc = -pthread_create(&ks->kinds[i].thread, NULL, kind_main, &ks->kinds[i]);
     ks->kinds[i].started = rc == 0;
   }
-  if (rc == 0 && ks->publish) {
+  if (rc == 0) { /* Gateway API statuses are written with or without a published address */
     rc = -pthread_create(&ks->patcher, NULL, patcher_main, ks);
     ks->patcher_started = rc == 0;
   }

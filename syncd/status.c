@@ -172,6 +172,8 @@ int status_build(struct status *st, uint8_t **out, size_t *len) {
     resp.rejected = m->rejected;
     resp.n_ignored = m->n_ignored;
     resp.ignored = m->ignored;
+    resp.n_gateway_objects = m->n_gateway_objects; /* syncd/gateway.h statuses */
+    resp.gateway_objects = m->gateway_objects;
   }
   resp.expiry_warning_seconds = st->warn_seconds;
 

@@ -1182,6 +1182,10 @@ static int resource_key(const uint8_t *b, size_t len, int *type, char **name) {
     case EDGE__V1__RESOURCE__KIND_DEFAULT_BACKEND:
       n = r->default_backend->name;
       break;
+    case EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST:
+      *type = EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST;
+      n = r->passthrough_host->name;
+      break;
     default:
       break;
   }

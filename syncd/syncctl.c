@@ -2,7 +2,7 @@
  * syncctl — command-line client of syncd's Status service.
  *
  *   syncctl --syncd=ADDR:PORT [--cert --key --ca | --insecure] status [--json]
- *   syncctl ... explain URL [URL...] [--sni NAME] [--header 'K: V']... [--json]
+ *   syncctl ... explain URL [URL...] [--sni NAME] [--header 'K: V']... [--method M] [--json]
  *   syncctl ... certs [--json]
  *
  * Prints a table like `istioctl proxy-status` (NAME KIND ADDRESS
@@ -39,6 +39,7 @@
 #include "common/targets.h"
 #include "common/timefmt.h"
 #include "edge/v1/status.pb-c.h"
+#include "syncd/syncctl_gateway.h"
 #include "syncd/status_merge.h"
 
 static const char *state_name(int s) {
@@ -227,6 +228,7 @@ static void print_text(const Edge__V1__StatusResponse *r) {
       printf("  %s %s/%s: %s\n", o->kind, o->namespace_, o->name, o->reason);
     }
   }
+  syncctl_gateway_text(stdout, r);
   size_t expiring = 0;
   for (size_t i = 0; i < r->n_certificates; i++) expiring += r->certificates[i]->expiring != 0;
   char window[32];
@@ -354,6 +356,7 @@ static json_t *status_json(const Edge__V1__StatusResponse *r) {
     json_array_append_new(ignored, o);
   }
   json_object_set_new(root, "ignored", ignored);
+  json_object_set_new(root, "gateway", syncctl_gateway_json(r));
   json_object_set_new(root, "expiry_warning_seconds", json_integer(r->expiry_warning_seconds));
   return root;
 }
@@ -414,6 +417,7 @@ static void print_certs(const Edge__V1__StatusResponse *r, int json) {
            sni[0] ? sni : "-", hosts[0] ? hosts : "-", c->source[0] ? c->source : "-",
            c->is_default ? " (default)" : "", c->issuer, c->expiring ? "  EXPIRING" : "");
   }
+  syncctl_gateway_text(stdout, r);
   size_t expiring = 0;
   for (size_t i = 0; i < r->n_certificates; i++) expiring += r->certificates[i]->expiring != 0;
   printf("\n%zu certificates, %zu expiring within %s\n", r->n_certificates, expiring, window);
@@ -466,6 +470,7 @@ static int get_status(const char *target, const struct rpc_creds *creds, uint32_
 }
 
 static uint32_t g_https_port; /* --https-port */
+static const char *g_method;  /* --method */
 
 /* Explains one URL; with --json appends the document to out (an array),
  * otherwise prints the text. */
@@ -477,6 +482,7 @@ static int explain_one(const char *target, const struct rpc_creds *creds, uint32
   req.url = (char *)url;
   req.sni = (char *)(sni ? sni : "");
   req.https_port = g_https_port;
+  req.method = (char *)(g_method ? g_method : "");
   req.n_headers = (size_t)headers->count;
   req.headers = (char **)headers->values;
   for (int i = 0; i < headers->count; i++)
@@ -707,7 +713,7 @@ static int status_of_replicas(struct replica_answers *a, const struct rpc_creds 
 
 int main(int argc, char **argv) {
   const char *target = "127.0.0.1:7000", *cert = NULL, *key = NULL, *ca = NULL;
-  const char *sni = NULL;
+  const char *sni = NULL, *method = NULL;
   struct flag_list headers = {.count = 0};
   int insecure = 0, insecure_remote = 0, json = 0;
   long https_port = 0;
@@ -730,6 +736,8 @@ int main(int argc, char **argv) {
       FLAG_GROUP_DEF("explain"),
       {"sni", FLAG_STRING, &sni, "explain: server name the TLS client sends", "NAME"},
       {"header", FLAG_LIST, &headers, "explain: request header (repeatable)", "'NAME: VALUE'"},
+      {"method", FLAG_STRING, &method,
+       "explain: request method, for Gateway API method matches (default GET)", "METHOD"},
       {"https-port", FLAG_INT, &https_port,
        "explain: the proxies' --https port, for http → https Locations (default 443)", "PORT", 0,
        65535},
@@ -744,7 +752,7 @@ int main(int argc, char **argv) {
                 "--syncd=ADDR:PORT [--insecure|--cert --key --ca] COMMAND\n"
                 "  status [--json]\n"
                 "  explain URL [URL...] [--sni NAME] [--header 'NAME: VALUE']... [--https-port N] "
-                "[--json]\n"
+                "[--method M] [--json]\n"
                 "  certs [--json]",
                 "Shows what syncd serves and the state of every node; explains which rule,\n"
                 "cluster and certificate serve a URL; lists certificates and their expiry.",
@@ -756,6 +764,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   g_https_port = (uint32_t)https_port;
+  g_method = method;
   const char *cmd = npos > 0 ? pos[0] : "";
   if (!((npos == 1 && (!strcmp(cmd, "status") || !strcmp(cmd, "certs"))) ||
         (npos >= 2 && !strcmp(cmd, "explain")))) {

@@ -26,6 +26,7 @@
 #include "common/cert_valid.h"
 #include "common/hmap.h"
 #include "common/validate.h"
+#include "syncd/cluster_emit.h"
 #include "syncd/translate_internal.h"
 
 /* ---- small containers ---------------------------------------------------- */
@@ -356,6 +357,59 @@ static int ignore_ingress(struct ting *g, json_t *o, const struct tclasses *cl) 
   return 0;
 }
 
+/* A header name (RFC 9110 token) and, when value is set, a value without control bytes. */
+static int canary_header_ok(const char *name, const char *value) {
+  if (!name || !*name || strlen(name) > 128) return 0;
+  for (const char *p = name; *p; p++)
+    if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p)) return 0;
+  for (const char *p = value; p && *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) return 0;
+  return !value || strlen(value) <= 256;
+}
+
+/* edge.dev/canary, -weight, -weight-total, -by-header, -by-header-value (ingress-nginx's
+ * semantics: the header decides first — "always" or the given value: canary, "never": not —
+ * then the weight). Every canary-* annotation needs edge.dev/canary: "true". */
+static int parse_canary(struct pool *p, json_t *o, struct canary *cy, char *err, size_t errlen) {
+  const char *on = annotation(p, o, "edge.dev/canary");
+  const char *w = annotation(p, o, "edge.dev/canary-weight");
+  const char *t = annotation(p, o, "edge.dev/canary-weight-total");
+  cy->header = annotation(p, o, "edge.dev/canary-by-header");
+  cy->header_value = annotation(p, o, "edge.dev/canary-by-header-value");
+  uint64_t x;
+  cy->total = 100;
+  if (on && strcmp(on, "true") != 0 && strcmp(on, "false") != 0)
+    return snprintf(err, errlen, "annotation edge.dev/canary must be \"true\" or \"false\""), -1;
+  cy->on = on && !strcmp(on, "true");
+  if (!cy->on && (w || t || cy->header || cy->header_value))
+    return snprintf(err, errlen,
+                    "canary annotations need edge.dev/canary: \"true\" (ingress-nginx semantics)"),
+           -1;
+  if (t) {
+    if (parse_uint(t, 1000000, &x) < 0 || x == 0)
+      return snprintf(err, errlen,
+                      "annotation edge.dev/canary-weight-total \"%.40s\" is not 1..1000000", t),
+             -1;
+    cy->total = (uint32_t)x;
+  }
+  if (w) {
+    if (parse_uint(w, cy->total, &x) < 0)
+      return snprintf(err, errlen, "annotation edge.dev/canary-weight \"%.40s\" is not 0..%u", w,
+                      cy->total),
+             -1;
+    cy->weight = (uint32_t)x;
+  }
+  if (cy->header_value && !cy->header)
+    return snprintf(err, errlen, "edge.dev/canary-by-header-value needs edge.dev/canary-by-header"),
+           -1;
+  if (cy->header && !canary_header_ok(cy->header, cy->header_value))
+    return snprintf(err, errlen,
+                    "annotation edge.dev/canary-by-header is not a header name, or its value "
+                    "has control characters"),
+           -1;
+  return 0;
+}
+
 static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *env,
                              struct annotations *a, char *err, size_t errlen) {
   memset(a, 0, sizeof(*a));
@@ -430,7 +484,8 @@ static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *e
            -1;
   int rc = ipol_parse(env, proto_tls, &a->pol, err, errlen);
   if (rc == -2) p->oom = 1;
-  return rc < 0 ? -1 : 0;
+  if (rc < 0) return -1;
+  return parse_canary(p, o, &a->cy, err, errlen);
 }
 
 /* Growable arrays inside a ting (freed by tr_ting_clear). */
@@ -573,7 +628,8 @@ static int add_rule(struct ting *g, json_t *rule, size_t ri, const struct annota
   json_t *paths = jpath(rule, "http", "paths"), *p;
   size_t pi;
   json_array_foreach(paths, pi, p) {
-    struct cand cd = {.host = h, .ing = g, .rule = (int)ri, .pidx = (int)pi, .ro = a->ro};
+    struct cand cd = {
+        .host = h, .ing = g, .rule = (int)ri, .pidx = (int)pi, .ro = a->ro, .cy = a->cy};
     const char *pt = jstr(p, "pathType");
     cd.path = jstr(p, "path");
     json_t *pv = json_object_get(p, "path");
@@ -996,6 +1052,64 @@ const Edge__V1__ClientAuth *tr_host_client_auth(struct cand **w, size_t n, struc
   return pick ? &pick->pol->client_auth : NULL;
 }
 
+/* Route `r` for path `p` served by `by` (the path itself, or its canary), with a header
+ * condition when header is set. Options come from the Ingress serving it; o, s and m are r's
+ * storage. */
+static void fill_route(Edge__V1__Route *r, Edge__V1__RouteOptions *o, Edge__V1__SourceRef *s,
+                       Edge__V1__HeaderMatch *m, Edge__V1__HeaderMatch **mp, const struct cand *p,
+                       const struct cand *by, const char *header, const char *value) {
+  edge__v1__route__init(r);
+  edge__v1__route_options__init(o);
+  r->path = (char *)p->path;
+  r->path_type = p->type;
+  r->cluster = (char *)by->cluster;
+  o->response_header_timeout_ms = by->ro.response_header_timeout_ms;
+  o->max_body_bytes = by->ro.max_body_bytes;
+  o->rewrite_prefix = (char *)(by->ro.rewrite_prefix ? by->ro.rewrite_prefix : "");
+  o->disable_ssl_redirect = p->ro.disable_ssl_redirect;
+  o->basic_auth = by->ro.policy.basic_auth; /* issue 20: auth, limits, CORS */
+  o->external_auth = by->ro.policy.external_auth;
+  o->rate_limit = by->ro.policy.rate_limit;
+  o->cors = by->ro.policy.cors;
+  r->options = o;
+  ingress_ref(s, by->ing, by->rule, by->pidx);
+  r->source = s;
+  if (header) { /* the name was checked a token: lower case is the data plane's form */
+    edge__v1__header_match__init(m);
+    m->name = (char *)header;
+    m->value = (char *)value;
+    mp[0] = m;
+    r->headers = mp;
+    r->n_headers = 1;
+  }
+}
+
+/* The main path's route splits its traffic with the canary by weight; wc/wp are storage. */
+static void fill_weights(Edge__V1__Route *r, Edge__V1__WeightedCluster *wc,
+                         Edge__V1__WeightedCluster **wp, const struct cand *main,
+                         const struct cand *cy) {
+  edge__v1__weighted_cluster__init(&wc[0]);
+  edge__v1__weighted_cluster__init(&wc[1]);
+  wc[0].cluster = (char *)main->cluster;
+  wc[0].weight = cy->cy.total - cy->cy.weight;
+  wc[1].cluster = (char *)cy->cluster;
+  wc[1].weight = cy->cy.weight;
+  wp[0] = &wc[0];
+  wp[1] = &wc[1];
+  r->weighted_clusters = wp;
+  r->n_weighted_clusters = 2;
+}
+
+/* Per route of a vhost: everything a route points at. */
+struct route_store {
+  Edge__V1__Route r;
+  Edge__V1__RouteOptions o;
+  Edge__V1__SourceRef s;
+  Edge__V1__HeaderMatch m, *mp[1];
+  Edge__V1__WeightedCluster wc[2], *wp[2];
+  char header[130];
+};
+
 int tr_emit_vhost(const char *host, struct cand **w, size_t n, const char *certificate,
                   int tls_fallback, const Edge__V1__ClientAuth *client_auth, struct emitted *out) {
   tr_sort(w, n, sizeof(*w), cand_route_pcmp);
@@ -1008,40 +1122,43 @@ int tr_emit_vhost(const char *host, struct cand **w, size_t n, const char *certi
   vh.host_match = !host[0]         ? EDGE__V1__HOST_MATCH__HOST_MATCH_ANY
                   : host[0] == '*' ? EDGE__V1__HOST_MATCH__HOST_MATCH_WILDCARD
                                    : EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT;
-  Edge__V1__Route **routes = calloc(n, sizeof(*routes));
-  Edge__V1__Route *rv = calloc(n, sizeof(*rv));
-  Edge__V1__RouteOptions *ov = calloc(n, sizeof(*ov));
-  Edge__V1__SourceRef *sv = calloc(n, sizeof(*sv));
-  const struct ting **order = calloc(n, sizeof(*order));
-  char **ings = calloc(n, sizeof(*ings));
+  /* A path with a canary may need two more routes: header = value/"always" → canary and
+   * header = "never" → the main path. */
+  size_t cap = 3 * n;
+  Edge__V1__Route **routes = calloc(cap + 1, sizeof(*routes));
+  struct route_store *rs = calloc(cap + 1, sizeof(*rs));
+  const struct ting **order = calloc(2 * n + 1, sizeof(*order));
+  char **ings = calloc(2 * n + 1, sizeof(*ings));
   int rc = -ENOMEM;
-  if (!routes || !rv || !ov || !sv || !order || !ings) goto out;
+  size_t nr = 0, no = 0;
+  if (!routes || !rs || !order || !ings) goto out;
   for (size_t i = 0; i < n; i++) {
-    edge__v1__route__init(&rv[i]);
-    edge__v1__route_options__init(&ov[i]);
-    rv[i].path = (char *)w[i]->path;
-    rv[i].path_type = w[i]->type;
-    rv[i].cluster = (char *)w[i]->cluster;
-    ov[i].response_header_timeout_ms = w[i]->ro.response_header_timeout_ms;
-    ov[i].max_body_bytes = w[i]->ro.max_body_bytes;
-    ov[i].rewrite_prefix = (char *)(w[i]->ro.rewrite_prefix ? w[i]->ro.rewrite_prefix : "");
-    ov[i].disable_ssl_redirect = w[i]->ro.disable_ssl_redirect;
-    ov[i].basic_auth = w[i]->ro.policy.basic_auth;
-    ov[i].external_auth = w[i]->ro.policy.external_auth;
-    ov[i].rate_limit = w[i]->ro.policy.rate_limit;
-    ov[i].cors = w[i]->ro.policy.cors;
-    rv[i].options = &ov[i];
-    ingress_ref(&sv[i], w[i]->ing, w[i]->rule, w[i]->pidx);
-    rv[i].source = &sv[i];
-    routes[i] = &rv[i];
-    order[i] = w[i]->ing;
+    struct route_store *x = &rs[nr];
+    fill_route(&x->r, &x->o, &x->s, &x->m, x->mp, w[i], w[i], NULL, NULL);
+    routes[nr++] = &x->r;
+    order[no++] = w[i]->ing;
+    const struct cand *cy = w[i]->canary;
+    if (!cy) continue;
+    order[no++] = cy->ing;
+    if (cy->cy.weight > 0) fill_weights(&x->r, x->wc, x->wp, w[i], cy);
+    if (!cy->cy.header) continue;
+    const char *hv = cy->cy.header_value ? cy->cy.header_value : "always";
+    x = &rs[nr];
+    snprintf(x->header, sizeof(x->header), "%s", cy->cy.header);
+    for (char *q = x->header; *q; q++) *q = (char)tolower((unsigned char)*q);
+    fill_route(&x->r, &x->o, &x->s, &x->m, x->mp, w[i], cy, x->header, hv);
+    routes[nr++] = &x->r;
+    if (cy->cy.header_value) continue;
+    struct route_store *y = &rs[nr];
+    fill_route(&y->r, &y->o, &y->s, &y->m, y->mp, w[i], w[i], x->header, "never");
+    routes[nr++] = &y->r;
   }
-  /* Contributing Ingresses, oldest first. */
-  tr_sort(order, n, sizeof(*order), ting_ptr_age_cmp);
+  /* Contributing Ingresses (canaries too), oldest first. */
+  tr_sort(order, no, sizeof(*order), ting_ptr_age_cmp);
   size_t n_ings = 0;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < no; i++)
     if (i == 0 || order[i] != order[i - 1]) ings[n_ings++] = (char *)order[i]->id;
-  vh.n_routes = n;
+  vh.n_routes = nr;
   vh.routes = routes;
   vh.n_ingresses = n_ings;
   vh.ingresses = ings;
@@ -1054,151 +1171,69 @@ int tr_emit_vhost(const char *host, struct cand **w, size_t n, const char *certi
   r.virtual_host = &vh;
   rc = pack(&r, out);
 out:
-  free(routes), free(rv), free(ov), free(sv), free(order), free(ings);
+  free(routes), free(rs), free(order), free(ings);
   return rc;
-}
-
-static int endpoint_cmp(const void *a, const void *b) {
-  const Edge__V1__Endpoint *x = a, *y = b;
-  int r = strcmp(x->address, y->address);
-  return r ? r : (x->port < y->port ? -1 : x->port > y->port);
-}
-
-/* Sort order: as endpoint_cmp, a ready copy before a not-ready one (so the
- * de-duplication below keeps the ready one), then zone and target, so the
- * copy kept never depends on the order slices were read in. */
-static int endpoint_sort_cmp(const void *a, const void *b) {
-  int r = endpoint_cmp(a, b);
-  if (r) return r;
-  const Edge__V1__Endpoint *x = a, *y = b;
-  if (x->ready != y->ready) return (int)y->ready - (int)x->ready;
-  r = strcmp(x->zone, y->zone);
-  return r ? r : strcmp(x->target, y->target);
 }
 
 static void *cluster_alloc(void *pool, size_t n) {
   return pool_alloc(pool, n);
 }
 
+/* The issue-20 fields of a Cluster (cluster_emit's decorate hook): upstream
+ * TLS (default name SERVICE.NAMESPACE.svc), health checks, circuit breakers
+ * from the oldest referencing Ingress's policy, and its affinity or
+ * hashing (the cookie key derived from syncd's secret and the cluster
+ * name, the same on every syncd). Strings live in d->tmp. */
+struct cluster_decor {
+  const struct cluster_ref *ref;
+  const struct translate_opts *opts;
+  const char *ns, *svc;
+  struct pool tmp;
+  struct ipol_ingress pol;
+  Edge__V1__CookieAffinity aff;
+  uint8_t aff_key[32];
+};
+
+static int decorate_cluster(void *arg, Edge__V1__Cluster *cl) {
+  struct cluster_decor *d = arg;
+  d->pol = d->ref->pol; /* this Service's copy of the Ingress's policy */
+  struct ipol_env env = {&d->tmp, d->ns, NULL, NULL, NULL, cluster_alloc};
+  if (ipol_cluster(&env, &d->pol, d->svc, cl) != 0 || d->tmp.oom) return -ENOMEM;
+  const struct translate_opts *o = d->opts;
+  if (d->ref->policy.cookie_affinity && o && o->affinity_secret) {
+    d->aff = *d->ref->policy.cookie_affinity;
+    pa_affinity_key(o->affinity_secret, o->affinity_secret_len, d->ref->name, d->aff_key);
+    d->aff.hmac_key = (ProtobufCBinaryData){sizeof(d->aff_key), d->aff_key};
+    cl->cookie_affinity = &d->aff;
+  }
+  cl->consistent_hash = d->ref->policy.consistent_hash;
+  return 0;
+}
+
 int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t n_slices,
                     const struct translate_opts *opts, struct emitted *out) {
-  Edge__V1__Endpoint *eps = NULL;
-  size_t n_eps = 0, cap = 0;
-  int rc = -ENOMEM;
-  const char *port_name = jstr(ref->svc_port, "name");
-  if (!port_name) port_name = "";
-  json_int_t svc_port = json_integer_value(json_object_get(ref->svc_port, "port"));
-#define PUSH_EP(ep)                                             \
-  do {                                                          \
-    if (n_eps == cap) {                                         \
-      cap = cap ? cap * 2 : 8;                                  \
-      Edge__V1__Endpoint *g_ = realloc(eps, cap * sizeof(*g_)); \
-      if (!g_) goto out;                                        \
-      eps = g_;                                                 \
-    }                                                           \
-    eps[n_eps++] = (ep);                                        \
-  } while (0)
-  if (n_slices) {
-    for (size_t s = 0; s < n_slices; s++) {
-      json_t *ports = json_object_get(slices[s], "ports"), *p;
-      size_t i;
-      json_int_t port = -1;
-      json_array_foreach(ports, i, p) {
-        const char *n = jstr(p, "name");
-        if (!strcmp(n ? n : "", port_name)) {
-          port = json_integer_value(json_object_get(p, "port"));
-          break;
-        }
-      }
-      if (port < 1 || port > 65535) continue;
-      json_t *endpoints = json_object_get(slices[s], "endpoints"), *e;
-      json_array_foreach(endpoints, i, e) {
-        /* Not-ready endpoints are sent with ready = false: proxies never
-         * use them, but explain shows them ("0 of 2 endpoints ready"). */
-        int ready = !json_is_false(jpath(e, "conditions", "ready"));
-        json_t *addrs = json_object_get(e, "addresses"), *a;
-        size_t ai;
-        json_array_foreach(addrs, ai, a) {
-          const char *addr = json_string_value(a);
-          if (!addr || !*addr) continue;
-          Edge__V1__Endpoint ep;
-          edge__v1__endpoint__init(&ep);
-          ep.address = (char *)addr;
-          ep.port = (uint32_t)port;
-          ep.weight = 1;
-          ep.ready = ready;
-          ep.zone = (char *)(jstr(e, "zone") ? jstr(e, "zone") : "");
-          ep.target = (char *)(jstr(json_object_get(e, "targetRef"), "name")
-                                   ? jstr(json_object_get(e, "targetRef"), "name")
-                                   : "");
-          PUSH_EP(ep);
-        }
-      }
-    }
-  } else {
-    const char *ip = jstr(json_object_get(ref->svc, "spec"), "clusterIP");
-    if (ip && *ip && strcmp(ip, "None") != 0) {
-      Edge__V1__Endpoint ep;
-      edge__v1__endpoint__init(&ep);
-      ep.address = (char *)ip;
-      ep.port = (uint32_t)svc_port;
-      ep.weight = 1;
-      ep.ready = 1;
-      PUSH_EP(ep);
-    }
-  }
-#undef PUSH_EP
-  tr_sort(eps, n_eps, sizeof(*eps), endpoint_sort_cmp);
-  Edge__V1__Endpoint **ptrs = calloc(n_eps + 1, sizeof(*ptrs));
-  if (!ptrs) goto out;
-  size_t n = 0;
-  for (size_t i = 0; i < n_eps; i++)
-    if (n == 0 || endpoint_cmp(ptrs[n - 1], &eps[i]) != 0) ptrs[n++] = &eps[i];
-  Edge__V1__Cluster cl;
-  edge__v1__cluster__init(&cl);
-  cl.name = (char *)ref->name;
-  cl.n_endpoints = n;
-  cl.endpoints = ptrs;
-  cl.lb_policy = ref->lb;
-  cl.protocol = ref->protocol;
-  cl.connect_timeout_ms = ref->connect_timeout_ms;
-  Edge__V1__SourceRef src;
-  edge__v1__source_ref__init(&src);
-  src.kind = "Service";
   const char *slash = strchr(ref->svc_key, '/');
   char ns[300];
   snprintf(ns, sizeof(ns), "%.*s", slash ? (int)(slash - ref->svc_key) : 0, ref->svc_key);
-  /* issue 20: upstream TLS (default name SERVICE.NAMESPACE.svc), health
-   * checks, circuit breakers; this Service's copy of the Ingress's policy */
-  struct ipol_ingress pol = ref->pol;
-  struct pool tmp = {0};
-  struct ipol_env env = {&tmp, ns, NULL, NULL, NULL, cluster_alloc};
-  if (ipol_cluster(&env, &pol, slash ? slash + 1 : ref->svc_key, &cl) != 0) tmp.oom = 1;
-  /* the oldest referencing Ingress's affinity or hashing; the cookie key is
-   * derived from syncd's secret and the cluster name, the same on every syncd */
-  Edge__V1__CookieAffinity aff;
-  uint8_t aff_key[32];
-  if (ref->policy.cookie_affinity && opts && opts->affinity_secret) {
-    aff = *ref->policy.cookie_affinity;
-    pa_affinity_key(opts->affinity_secret, opts->affinity_secret_len, ref->name, aff_key);
-    aff.hmac_key = (ProtobufCBinaryData){sizeof(aff_key), aff_key};
-    cl.cookie_affinity = &aff;
-  }
-  cl.consistent_hash = ref->policy.consistent_hash;
-  src.namespace_ = ns;
-  src.name = (char *)(slash ? slash + 1 : ref->svc_key);
-  src.rule_index = src.path_index = -1;
-  cl.source = &src;
-  Edge__V1__Resource r;
-  edge__v1__resource__init(&r);
-  r.kind_case = EDGE__V1__RESOURCE__KIND_CLUSTER;
-  r.cluster = &cl;
-  rc = tmp.oom ? -ENOMEM : pack(&r, out);
-  pool_free(&tmp);
-  free(ptrs);
-out:
-  free(eps);
-  return rc;
+  struct cluster_decor d = {
+      .ref = ref, .opts = opts, .ns = ns, .svc = slash ? slash + 1 : ref->svc_key};
+  struct cluster_spec c = {.name = ref->name,
+                           .svc = ref->svc,
+                           .svc_port = ref->svc_port,
+                           .svc_ns = ns,
+                           .svc_name = slash ? slash + 1 : ref->svc_key,
+                           .protocol = ref->protocol,
+                           .lb = ref->lb,
+                           .connect_timeout_ms = ref->connect_timeout_ms,
+                           .decorate = decorate_cluster,
+                           .decorate_arg = &d};
+  char why[512];
+  memset(out, 0, sizeof(*out));
+  int rc = cluster_emit(&c, slices, n_slices, &out->bytes, &out->len, why, sizeof(why));
+  pool_free(&d.tmp);
+  if (rc != -EINVAL) return rc;
+  out->refused = 1; /* as pack() does for the other resources */
+  return tr_rejection(&out->rej, "Service", c.svc_ns, c.svc_name, "", "not published: %s", why);
 }
 
 int tr_emit_certificate(const struct tobj *s, const char *const *sni, size_t n,

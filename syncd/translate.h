@@ -21,6 +21,7 @@
 #ifndef EDGE_SYNCD_TRANSLATE_H
 #define EDGE_SYNCD_TRANSLATE_H
 
+#include "syncd/gateway.h"
 #include "syncd/manifest.h"
 #include "syncd/model.h"
 
@@ -35,6 +36,8 @@ struct translate_opts {
    * translator_new); NULL: the edge.dev/affinity annotation has no effect. */
   const uint8_t *affinity_secret;
   size_t affinity_secret_len;
+  /* The Gateway API translation's options (copied by translator_new; NULL: its defaults). */
+  const struct gateway_opts *gateway;
 };
 
 /*
@@ -59,6 +62,17 @@ int translate_desired(const struct manifest_set *in, const struct translate_opts
  * again only for what depends on them; the result is the same, byte for
  * byte, as translating everything from scratch (tested).
  *
+ * The Gateway API objects (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
+ * TLSRoute, ReferenceGrant, and the Namespaces their selectors read) take
+ * part as one more unit (translate_gateway.c): syncd/gateway.h translates
+ * them again when one of them changes, when a Service, EndpointSlice or
+ * Secret changes in a namespace they name, or when an Ingress host they
+ * served or contested changes; its resources are compared with what it
+ * emitted before, so only the VirtualHosts, Clusters, Certificates and
+ * PassthroughHosts whose bytes changed are in the update. A host both
+ * claim goes to the older side (gateway.h); the Ingress VirtualHost of a
+ * host the Gateway API keeps is withheld until the host is given back.
+ *
  * One translator per source; not thread-safe (the source's loop).
  */
 struct translator;
@@ -78,5 +92,8 @@ void translator_free(struct translator *t);
  */
 int translator_update(struct translator *t, const struct manifest_set *in,
                       const struct syncd_update **out);
+
+/* How many times the Gateway API unit has been translated (tests, logs). */
+unsigned long translator_gateway_runs(const struct translator *t);
 
 #endif

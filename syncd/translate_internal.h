@@ -69,8 +69,17 @@ enum tkind {
   TK_SLICE,
   TK_SECRET,
   TK_CONFIGMAP, /* CA bundles for client certificates (issue 20) */
+  /* read by the Gateway API translation only (translate_gateway.c) */
+  TK_NAMESPACE,
+  TK_GW_CLASS,
+  TK_GATEWAY,
+  TK_HTTPROUTE,
+  TK_GRPCROUTE,
+  TK_TLSROUTE,
+  TK_REFGRANT,
   TK_COUNT
 };
+#define TK_FIRST_GATEWAY TK_NAMESPACE
 
 /* One keyed object (kind, "namespace/name"): the winning document of its
  * key (the one read last) and what is derived from it. */
@@ -106,6 +115,14 @@ struct route_opts {
   struct pa_route policy; /* auth, rate limit, CORS (syncd/policy_annotations.c) */
 };
 
+/* ingress-nginx canary annotations (edge.dev/canary*): this Ingress's paths take a share of
+ * the traffic of the same host and path served by another Ingress. */
+struct canary {
+  int on;
+  uint32_t weight, total;            /* canary-weight out of canary-weight-total (100) */
+  const char *header, *header_value; /* canary-by-header (+ -value); NULL none */
+};
+
 struct annotations {
   int protocol; /* Edge__V1__UpstreamProtocol */
   int lb;       /* Edge__V1__LbPolicy */
@@ -113,6 +130,7 @@ struct annotations {
   struct route_opts ro;
   struct ipol_ingress pol;   /* issue 20: client certificates, upstream TLS, health, breakers */
   struct pa_cluster cpolicy; /* issue 20: affinity, consistent hashing */
+  struct canary cy;
 };
 
 struct ting;
@@ -129,6 +147,10 @@ struct cand {
   struct route_opts ro;
   const struct ting *ing;
   int rule, pidx;
+  struct canary cy;
+  /* A winner: the canary path that takes a share of it (set by settle_host
+   * for the emission that follows, NULL otherwise). */
+  const struct cand *canary;
 };
 
 /* A Cluster as one Ingress references it; the oldest reference sets the options. */
@@ -340,6 +362,20 @@ struct translator {
   size_t n_dead, cap_dead;
   struct tdoc **order; /* the last update's documents in input order */
   size_t n_order, cap_order;
+  /* the Gateway API unit (translate_gateway.c) */
+  struct gateway_opts gw_opts;
+  uint32_t gw_http_ports[9], gw_https_ports[9];
+  char *gw_address;
+  int gw_dirty;              /* one of its inputs changed this update */
+  struct hmap gw_namespaces; /* namespaces its objects live in or name (string set) */
+  struct hmap gw_hosts;      /* hosts it served or contested last time (string set) */
+  struct hmap gw_taken;      /* Ingress hosts it keeps (their "vh:" resource withheld) */
+  struct hmap gw_names;      /* "T/name" of the resources it emitted (string set) */
+  struct rejlist gw_rej;
+  uint8_t *gw_status; /* its packed statuses (syncd_report.gateway_status) */
+  size_t gw_status_len;
+  int gw_status_changed;
+  unsigned long gw_runs; /* translations run (tests: what an update recomputed) */
 };
 
 /* Registers (or unregisters, when empty) a unit's rejections in the report. */
@@ -359,5 +395,14 @@ void settle_default_backend(struct translator *t);
 int build_report(struct translator *t);
 void build_served(struct translator *t);
 void report_clear(struct syncd_report *r);
+
+/* translate_gateway.c: the Gateway API unit. gateway_kind() says whether a
+ * document kind belongs to it; gateway_obj_changed() marks the unit dirty
+ * when an object it reads changed; gateway_settle() runs it when dirty
+ * (after the Ingress hosts settled); gateway_free() frees its state. */
+enum tkind gateway_kind(const char *kind);
+void gateway_obj_changed(struct translator *t, const struct tobj *o);
+void gateway_settle(struct translator *t, int full);
+void gateway_free(struct translator *t);
 
 #endif

@@ -106,21 +106,40 @@ void settle_host(struct translator *t, const char *host) {
       if (!strcmp(g->cands[c].host, host)) all[k++] = &g->cands[c];
   }
   tr_sort(all, n, sizeof(*all), cand_conflict_pcmp);
-  const struct cand *run = NULL; /* first (oldest) candidate of the current (path, type) */
-  for (size_t i = 0; i < n; i++) {
-    struct cand *cd = all[i];
-    if (run && run->key_len == cd->key_len && !memcmp(run->key_path, cd->key_path, cd->key_len) &&
-        run->eff == cd->eff) {
-      struct syncd_rejection r;
-      if (tr_rejection(&r, "Ingress", cd->ing->ns, cd->ing->name, cd->ing->location,
-                       "%s: path %s on host %s conflicts with %s", cd->ing->id, cd->path,
-                       host[0] ? host : "*", run->ing->id) != 0 ||
-          rejlist_add(&h->rej, &r) != 0)
-        t->oom = 1;
-      continue;
+  for (size_t i = 0; i < n; i++) all[i]->canary = NULL;
+  for (size_t i = 0; i < n;) {
+    /* One run: the candidates of one (path, type), oldest first. The oldest that is not a
+     * canary wins; the oldest canary takes its share; every other one is a conflict. */
+    size_t j = i + 1;
+    while (j < n && all[j]->key_len == all[i]->key_len &&
+           !memcmp(all[j]->key_path, all[i]->key_path, all[i]->key_len) &&
+           all[j]->eff == all[i]->eff)
+      j++;
+    struct cand *w = NULL, *canary = NULL;
+    for (size_t k = i; k < j; k++) {
+      if (!all[k]->cy.on && !w)
+        w = all[k];
+      else if (all[k]->cy.on && !canary)
+        canary = all[k];
     }
-    run = cd;
-    win[nw++] = cd;
+    for (size_t k = i; k < j; k++) {
+      struct cand *cd = all[k];
+      if (cd == w || (cd == canary && w)) continue;
+      struct syncd_rejection r;
+      int rc = cd == canary
+                   ? tr_rejection(&r, "Ingress", cd->ing->ns, cd->ing->name, cd->ing->location,
+                                  "%s: canary path %s on host %s has no Ingress to take a share of",
+                                  cd->ing->id, cd->path, host[0] ? host : "*")
+                   : tr_rejection(&r, "Ingress", cd->ing->ns, cd->ing->name, cd->ing->location,
+                                  "%s: path %s on host %s conflicts with %s", cd->ing->id, cd->path,
+                                  host[0] ? host : "*", (w ? w : canary)->ing->id);
+      if (rc != 0 || rejlist_add(&h->rej, &r) != 0) t->oom = 1;
+    }
+    if (w) {
+      w->canary = canary;
+      win[nw++] = w;
+    }
+    i = j;
   }
   /* the certificate: the winning claim's Secret when it can be served */
   const struct tls_claim *cl = host[0] ? winning_claim(users, host) : NULL;
@@ -160,7 +179,7 @@ void settle_host(struct translator *t, const char *host) {
   } /* a changed Secret marked its certificate itself (obj_changed) */
   char name[300];
   snprintf(name, sizeof(name), "vh:%s", host[0] ? host : "*");
-  if (nw) {
+  if (nw && !hmap_gets(&t->gw_taken, host)) { /* a host the Gateway API keeps: withheld */
     struct emitted e;
     int oom = 0;
     const Edge__V1__ClientAuth *auth = tr_host_client_auth(win, nw, &h->rej, &oom);
@@ -343,7 +362,9 @@ int build_report(struct translator *t) {
     if (!r.counts[r.n_counts++].kind) goto nomem;
   }
   tr_sort(r.counts, r.n_counts, sizeof(*r.counts), count_cmp);
-  int changed = !report_equal(&r, &t->report);
+  r.gateway_status = t->gw_status;
+  r.gateway_status_len = t->gw_status_len;
+  int changed = !report_equal(&r, &t->report) || t->gw_status_changed;
   report_clear(&t->report);
   t->report = r;
   return changed;

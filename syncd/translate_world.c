@@ -42,7 +42,7 @@
 
 /* ---- the translator --------------------------------------------------------------- */
 
-static const char *const KIND_NAMES[TK_COUNT] = {
+static const char *const KIND_NAMES[TK_FIRST_GATEWAY] = {
     "", "Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "ConfigMap"};
 
 /* Registers (or unregisters, when empty) a unit's rejections in the report. */
@@ -143,9 +143,13 @@ void out_set(struct translator *t, int type, const char *name, struct emitted *e
 
 /* ---- documents and objects ---------------------------------------------------------- */
 
+/* The kind's object table and the apiVersion it must have (NULL: the
+ * Gateway API translation checks its kinds' versions itself). */
 static enum tkind kind_of(const char *kind, const char **want_api) {
   *want_api = NULL;
-  for (int k = TK_INGRESS; k < TK_COUNT; k++)
+  enum tkind gk = gateway_kind(kind);
+  if (gk != TK_NONE) return gk;
+  for (int k = TK_INGRESS; k < TK_FIRST_GATEWAY; k++)
     if (!strcmp(kind, KIND_NAMES[k])) {
       *want_api = k == TK_INGRESS || k == TK_CLASS ? "networking.k8s.io/v1"
                   : k == TK_SLICE                  ? "discovery.k8s.io/v1"
@@ -264,7 +268,12 @@ static struct tdoc *doc_new(struct translator *t, json_t *o, const char *locatio
       const char *ns = jstr(md, "namespace"), *name = jstr(md, "name");
       const char *api = jstr(o, "apiVersion");
       if (!ns || !*ns) ns = "default";
-      if (!name || !*name) {
+      if (tk >= TK_FIRST_GATEWAY && (!name || !*name)) {
+        t->gw_dirty = 1; /* kept out of the Gateway API translation, which reports it */
+        rc = tr_rejection(&r, kind, ns, "", d->location, "%s: %s has no metadata.name", d->location,
+                          kind);
+        if (rc == 0) rc = rejlist_add(&d->rej, &r);
+      } else if (!name || !*name) {
         rc = tr_rejection(&r, kind, ns, "", d->location, "%s: %s has no metadata.name", d->location,
                           kind);
         if (rc == 0) rc = rejlist_add(&d->rej, &r);
@@ -277,7 +286,7 @@ static struct tdoc *doc_new(struct translator *t, json_t *o, const char *locatio
                           d->location, kind, validate_quote(ns, qs, sizeof(qs)),
                           validate_quote(name, qn, sizeof(qn)));
         if (rc == 0) rc = rejlist_add(&d->rej, &r);
-      } else if (!api || strcmp(api, want) != 0) {
+      } else if (want && (!api || strcmp(api, want) != 0)) {
         rc = tr_rejection(&r, kind, ns, name, d->location,
                           "%s/%s: apiVersion %s is not supported (want %s)", ns, name,
                           api ? api : "(none)", want);
@@ -398,6 +407,7 @@ static void mark_policy_users(struct translator *t, const char *kind, const char
 }
 
 static void obj_changed(struct translator *t, struct tobj *o) {
+  gateway_obj_changed(t, o);
   switch (o->tk) {
     case TK_CLASS:
       t->classes_dirty = 1;
@@ -884,6 +894,7 @@ int translator_update(struct translator *t, const struct manifest_set *in,
   settle_all(t, &t->d_certs, settle_cert);
   settle_all(t, &t->d_clusters, settle_cluster);
   if (t->d_db || full) settle_default_backend(t);
+  gateway_settle(t, full);
   if (full) {
     struct emitted e;
     if (tr_emit_default_cert(&t->opts, &e) != 0)
@@ -930,7 +941,10 @@ int translator_update(struct translator *t, const struct manifest_set *in,
                                  .served = t->served_sorted,
                                  .n_served = t->n_served_sorted,
                                  .served_changed = t->d_served || full,
-                                 .objects_changed = n_changed};
+                                 .objects_changed = n_changed,
+                                 .gateway_status = t->gw_status,
+                                 .gateway_status_len = t->gw_status_len,
+                                 .gateway_status_changed = t->gw_status_changed || full};
   *out = &t->upd;
   return 0;
 }
@@ -940,12 +954,13 @@ int translator_update(struct translator *t, const struct manifest_set *in,
 static void translator_init(struct translator *t) {
   hmap_init(&t->docs);
   for (int k = 0; k < TK_COUNT; k++) hmap_init(&t->objs[k]);
-  struct hmap *maps[] = {&t->kinds,      &t->ours,         &t->foreign,    &t->class_users,
-                         &t->svc_users,  &t->secret_users, &t->host_users, &t->cluster_users,
-                         &t->svc_slices, &t->served,       &t->hosts,      &t->cert_hosts,
-                         &t->out,        &t->rej_units,    &t->ignored,    &t->d_ings,
-                         &t->d_hosts,    &t->d_clusters,   &t->d_certs,    &t->d_names,
-                         &t->unpub,      &t->policy_users};
+  struct hmap *maps[] = {&t->kinds,         &t->ours,         &t->foreign,    &t->class_users,
+                         &t->svc_users,     &t->secret_users, &t->host_users, &t->cluster_users,
+                         &t->svc_slices,    &t->served,       &t->hosts,      &t->cert_hosts,
+                         &t->out,           &t->rej_units,    &t->ignored,    &t->d_ings,
+                         &t->d_hosts,       &t->d_clusters,   &t->d_certs,    &t->d_names,
+                         &t->gw_namespaces, &t->gw_hosts,     &t->gw_taken,   &t->gw_names,
+                         &t->unpub,         &t->policy_users};
   for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) hmap_init(maps[i]);
 }
 
@@ -1024,6 +1039,7 @@ static void translator_clear(struct translator *t) {
   pset_free(&t->changed);
   rejlist_clear(&t->errors);
   t->have_default = 0;
+  gateway_free(t);
 }
 
 int translator_new(const struct translate_opts *opts, struct translator **out) {
@@ -1045,6 +1061,18 @@ int translator_new(const struct translate_opts *opts, struct translator **out) {
     t->opts.affinity_secret = t->affinity_secret;
     t->opts.affinity_secret_len = opts->affinity_secret_len;
   }
+  static const uint32_t http_dflt[] = {80, 0}, https_dflt[] = {443, 0};
+  const struct gateway_opts *go = opts ? opts->gateway : NULL;
+  const uint32_t *hp = go && go->http_ports ? go->http_ports : http_dflt;
+  const uint32_t *sp = go && go->https_ports ? go->https_ports : https_dflt;
+  for (int i = 0; i < 8 && hp[i]; i++) t->gw_http_ports[i] = hp[i];
+  for (int i = 0; i < 8 && sp[i]; i++) t->gw_https_ports[i] = sp[i];
+  if (go && go->address && *go->address && !(t->gw_address = strdup(go->address))) {
+    free(t->default_cert), free(t->default_key), free(t);
+    return -ENOMEM;
+  }
+  t->gw_opts = (struct gateway_opts){t->gw_http_ports, t->gw_https_ports, t->gw_address};
+  t->opts.gateway = &t->gw_opts;
   translator_init(t);
   *out = t;
   return 0;
@@ -1063,6 +1091,7 @@ void translator_free(struct translator *t) {
   free(t->served_sorted);
   free(t->default_cert);
   free(t->default_key);
+  free(t->gw_address);
   free(t);
 }
 
@@ -1084,6 +1113,9 @@ void syncd_desired_free(struct syncd_desired *d) {
   free(d->ignored);
   free(d->counts);
   free(d->served_ingresses);
+  free(d->gateway_status);
+  for (size_t i = 0; i < d->n_gateway_hosts; i++) free(d->gateway_hosts[i]);
+  free(d->gateway_hosts);
   free(d);
 }
 
@@ -1124,6 +1156,12 @@ int translate_desired(const struct manifest_set *in, const struct translate_opts
     }
     for (size_t i = 0; rc == 0 && i < u->n_served; i++)
       if (!(d->served_ingresses[d->n_served++] = strdup(u->served[i]))) rc = -ENOMEM;
+    if (rc == 0 && u->gateway_status_len) {
+      d->gateway_status = malloc(u->gateway_status_len);
+      if (!d->gateway_status) rc = -ENOMEM;
+      if (d->gateway_status) memcpy(d->gateway_status, u->gateway_status, u->gateway_status_len);
+      d->gateway_status_len = u->gateway_status_len;
+    }
   }
   translator_free(t);
   if (rc != 0) {

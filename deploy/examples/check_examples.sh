@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks deploy/examples: every document parses, every Ingress of class edge
-# (or no class) names a Service defined here, every Service has an
+# (or no class) and every HTTPRoute names a Service defined here (and an
+# HTTPRoute a Gateway of our GatewayClass), every Service has an
 # EndpointSlice, and no private key is committed (the TLS Secret is
 # generated at run time by deploy/local/run.sh).
 set -euo pipefail
@@ -32,6 +33,18 @@ for o in kinds.get("Ingress", []):
     for n in names:
         if n not in services:
             fails.append(f"Ingress {o['metadata']['name']} names unknown Service {n}")
+gw_classes = {o["metadata"]["name"] for o in kinds.get("GatewayClass", [])
+              if o["spec"]["controllerName"] == "edge.dev/gateway-controller"}
+gateways = {o["metadata"]["name"] for o in kinds.get("Gateway", [])
+            if o["spec"]["gatewayClassName"] in gw_classes}
+for o in kinds.get("HTTPRoute", []):
+    for ref in o["spec"].get("parentRefs", []):
+        if ref["name"] not in gateways:
+            fails.append(f"HTTPRoute {o['metadata']['name']} names unknown Gateway {ref['name']}")
+    for r in o["spec"].get("rules", []):
+        for b in r.get("backendRefs", []):
+            if b["name"] not in services:
+                fails.append(f"HTTPRoute {o['metadata']['name']} names unknown Service {b['name']}")
 if kinds.get("Secret"):
     fails.append("a Secret is committed in deploy/examples (keys must be generated at run time)")
 for f in glob.glob(os.path.join(d, "*.y*ml")):

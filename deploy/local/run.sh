@@ -241,6 +241,8 @@ shop-health-1 127.0.3.1
 blog-1 127.0.4.1
 secure-1 127.0.5.1
 fallback-1 127.0.6.1
+app-stable-1 127.0.7.1
+app-canary-1 127.0.8.1
 EOF
 mapfile -t busy < <(ports_busy "${ports_wanted[@]}")
 [ "${#busy[@]}" -eq 0 ] || die "ports in use: ${busy[*]} (another run.sh still running?)"
@@ -344,6 +346,8 @@ edge is up. Send requests through either L4 load balancer (HA pair):
   curl -H 'Host: shop.example.test' http://127.0.0.1:17080/api/v2/health  # shop-health (Exact)
   curl --resolve blog.example.test:17090:127.0.0.1 http://blog.example.test:17090/
   curl -H 'Host: nothing.example.test' http://127.0.0.1:17080/          # default backend
+  curl -H 'Host: canary.example.test' http://127.0.0.1:17080/           # Gateway API HTTPRoute: 90 % app-stable, 10 % app-canary
+  curl -H 'Host: canary.example.test' -H 'X-Canary: always' http://127.0.0.1:17090/  # always app-canary
   curl --cacert $run/pki/tls-secure-tls.crt --resolve secure.example.test:17113:127.0.0.1 \\
        https://secure.example.test:17113/                               # TLS (SNI) on l7-1
   curl --http2 --cacert $run/pki/tls-secure-tls.crt --resolve secure.example.test:17123:127.0.0.1 \\
@@ -403,6 +407,23 @@ distinct=$(tr ' ' '\n' <<<"$seen" | grep . | sort -u | wc -l)
 sent=$((sent + 30))
 if [ "$distinct" -eq 3 ]; then say "  ok    shop-web: 3 endpoints answered 30 requests"
 else say "  FAIL  shop-web: $distinct distinct endpoints answered (want 3):$seen" && fails=$((fails + 1)); fi
+# The Gateway API example (60-gateway-canary.yaml): X-Canary: always always reaches the canary,
+# and the 90/10 split sends requests to both.
+expect "http://127.0.0.1:17080/" canary.example.test app-canary -H 'X-Canary: always'
+expect "http://127.0.0.1:17090/" canary.example.test app-canary -H 'X-Canary: always'
+split=""
+for _ in $(seq 1 200); do
+  split="$split $(curl -sS -m 5 -H 'Host: canary.example.test' -o /dev/null -w '%header{x-backend}' http://127.0.0.1:17080/)"
+done
+sent=$((sent + 200))
+canary=$(tr ' ' '\n' <<<"$split" | grep -c '^app-canary' || true)
+stable=$(tr ' ' '\n' <<<"$split" | grep -c '^app-stable' || true)
+if [ "$canary" -gt 0 ] && [ "$stable" -gt "$canary" ] && [ $((canary + stable)) -eq 200 ]; then
+  say "  ok    canary.example.test: 200 requests split $stable app-stable / $canary app-canary (weights 90/10)"
+else
+  say "  FAIL  canary.example.test: $stable app-stable / $canary app-canary of 200 (want both, mostly stable)"
+  fails=$((fails + 1))
+fi
 expect "https://secure.example.test:17113/" secure.example.test secure \
   --cacert "$run/pki/tls-secure-tls.crt" --resolve secure.example.test:17113:127.0.0.1
 # A new file in the (copied) examples directory changes routing within a

@@ -3,7 +3,10 @@
 
 No real API server can run on the build machines, so syncd's kubernetes
 source is tested against this one. It serves, for Ingress, IngressClass,
-Service, EndpointSlice and Secret:
+Service, EndpointSlice, Secret, Namespace and the Gateway API kinds
+(GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, TLSRoute;
+objects are stored at the version listed in KINDS, as an API server
+converts them):
 
   GET  <collection>                  a List with metadata.resourceVersion
   GET  <collection>?watch=1&resourceVersion=N
@@ -11,7 +14,8 @@ Service, EndpointSlice and Secret:
                                      {"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR,
                                       "object": ...}; HTTP 410 when N is older
                                      than the compacted history
-  PATCH .../namespaces/NS/ingresses/NAME/status   (merge-patch, recorded)
+  PATCH .../[namespaces/NS/]PLURAL/NAME/status    (merge-patch, recorded;
+                                     metadata.generation moves only with spec)
 
 and a control API for tests:
 
@@ -23,8 +27,11 @@ and a control API for tests:
                              resourceVersion get HTTP 410
   POST /_test/drop-watches   close every open watch stream
   POST /_test/bookmark       send a BOOKMARK on every open watch
-  GET  /_test/status-patches every status PATCH received, in order
+  GET  /_test/status-patches every status PATCH received, in order (with
+                             "by": the request's Authorization header)
   GET  /_test/stats          request counters (lists and watches per kind)
+  POST /_test/crds           {"installed": false}: the Gateway API kinds answer
+                             404 (CRDs not installed), true: served again
 
 Leases (coordination.k8s.io/v1), with the API server's semantics for the
 operations a leader elector uses:
@@ -52,7 +59,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-# kind -> (collection path, apiVersion, list kind)
+GW = "gateway.networking.k8s.io"
+# kind -> (collection path, apiVersion)
 KINDS = {
     "Ingress": ("/apis/networking.k8s.io/v1/ingresses", "networking.k8s.io/v1"),
     "IngressClass": ("/apis/networking.k8s.io/v1/ingressclasses", "networking.k8s.io/v1"),
@@ -60,8 +68,31 @@ KINDS = {
     "EndpointSlice": ("/apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1"),
     "Secret": ("/api/v1/secrets", "v1"),
     "ConfigMap": ("/api/v1/configmaps", "v1"),
+    "Namespace": ("/api/v1/namespaces", "v1"),
+    "GatewayClass": ("/apis/%s/v1/gatewayclasses" % GW, GW + "/v1"),
+    "Gateway": ("/apis/%s/v1/gateways" % GW, GW + "/v1"),
+    "HTTPRoute": ("/apis/%s/v1/httproutes" % GW, GW + "/v1"),
+    "GRPCRoute": ("/apis/%s/v1/grpcroutes" % GW, GW + "/v1"),
+    "ReferenceGrant": ("/apis/%s/v1beta1/referencegrants" % GW, GW + "/v1beta1"),
+    "TLSRoute": ("/apis/%s/v1alpha2/tlsroutes" % GW, GW + "/v1alpha2"),
 }
 PATH_TO_KIND = {v[0]: k for k, v in KINDS.items()}
+PLURAL_TO_KIND = {v[0].rsplit("/", 1)[1]: k for k, v in KINDS.items()}
+CLUSTER_SCOPED = {"IngressClass", "Namespace", "GatewayClass"}
+GATEWAY_KINDS = {k for k, v in KINDS.items() if v[1].startswith(GW)}
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
 
 
 class State:
@@ -75,6 +106,7 @@ class State:
         self.expire_gen = 0
         self.bookmark_gen = 0
         self.patches = []
+        self.crds_installed = True
         self.stats = {"lists": {k: 0 for k in KINDS}, "watches": {k: 0 for k in KINDS},
                       "watch_410": 0, "authorization": ""}
 
@@ -88,10 +120,13 @@ class State:
             raise ValueError("unsupported kind %r" % kind)
         md = obj.setdefault("metadata", {})
         md.setdefault("namespace", "default")
-        if kind == "IngressClass":
+        if kind in CLUSTER_SCOPED:
             md.pop("namespace", None)
         key = "%s/%s" % (md.get("namespace", ""), md["name"])
         existing = self.objects[kind].get(key)
+        old_gen = (existing or {}).get("metadata", {}).get("generation", 0)
+        md["generation"] = old_gen + 1 if not existing or existing.get("spec") != obj.get(
+            "spec") else old_gen
         md["creationTimestamp"] = (existing or {}).get("metadata", {}).get(
             "creationTimestamp") or md.get("creationTimestamp") or time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -103,7 +138,7 @@ class State:
         self.history.append((self.rv, kind, "MODIFIED" if existing else "ADDED", obj))
 
     def delete(self, kind, ns, name):
-        key = "%s/%s" % (ns if kind != "IngressClass" else "", name)
+        key = "%s/%s" % (ns if kind not in CLUSTER_SCOPED else "", name)
         obj = self.objects[kind].pop(key, None)
         if obj is None:
             return False
@@ -319,7 +354,7 @@ class Handler(BaseHTTPRequestHandler):
             with STATE.cond:
                 return self._send_json(200, STATE.stats)
         kind = PATH_TO_KIND.get(url.path)
-        if kind is None:
+        if kind is None or (kind in GATEWAY_KINDS and not STATE.crds_installed):
             return self._status(404, "NotFound", "no such path %s" % url.path)
         if query.get("watch", ["0"])[0] in ("1", "true"):
             return self._watch(kind, query)
@@ -402,24 +437,33 @@ class Handler(BaseHTTPRequestHandler):
     def do_PATCH(self):
         url = urlparse(self.path)
         parts = url.path.strip("/").split("/")
-        # apis/networking.k8s.io/v1/namespaces/NS/ingresses/NAME/status
-        if (len(parts) != 8 or parts[:3] != ["apis", "networking.k8s.io", "v1"] or
-                parts[3] != "namespaces" or parts[5] != "ingresses" or parts[7] != "status"):
+        # apis/GROUP/VERSION/[namespaces/NS/]PLURAL/NAME/status (api/v1/... for the core group)
+        core = parts[:1] == ["api"]
+        base = 2 if core else 3
+        ns = ""
+        if len(parts) > base + 1 and parts[base] == "namespaces":
+            ns = parts[base + 1]
+            base += 2
+        if len(parts) != base + 3 or parts[-1] != "status" or parts[0] not in ("api", "apis"):
+            return self._status(404, "NotFound", "no such path %s" % url.path)
+        kind = PLURAL_TO_KIND.get(parts[base])
+        name = parts[base + 1]
+        if kind is None or (kind in GATEWAY_KINDS and not STATE.crds_installed):
             return self._status(404, "NotFound", "no such path %s" % url.path)
         if self.headers.get("Content-Type") != "application/merge-patch+json":
             return self._status(415, "UnsupportedMediaType", "want merge-patch+json")
-        ns, name = parts[4], parts[6]
         try:
             body = self._body()
         except ValueError:
             return self._status(400, "BadRequest", "body is not JSON")
         with STATE.cond:
-            obj = STATE.objects["Ingress"].get("%s/%s" % (ns, name))
+            obj = STATE.objects[kind].get("%s/%s" % (ns, name))
             if obj is None:
-                return self._status(404, "NotFound", "ingress %s/%s not found" % (ns, name))
-            STATE.patches.append({"namespace": ns, "name": name, "body": body})
+                return self._status(404, "NotFound", "%s %s/%s not found" % (kind, ns, name))
+            STATE.patches.append({"kind": kind, "namespace": ns, "name": name, "body": body,
+                                  "by": self.headers.get("Authorization", "")})
             obj = json.loads(json.dumps(obj))
-            obj["status"] = (body or {}).get("status", {})
+            obj["status"] = merge_patch(obj.get("status", {}), (body or {}).get("status", {}))
             STATE.apply(obj)
             STATE.cond.notify_all()
             out = obj
@@ -449,6 +493,9 @@ class Handler(BaseHTTPRequestHandler):
                         STATE.expire_gen += 1
                 elif url.path == "/_test/drop-watches":
                     STATE.drop_gen += 1
+                elif url.path == "/_test/crds":
+                    STATE.crds_installed = bool(body.get("installed", True))
+                    STATE.drop_gen += 1  # open watches of those kinds end, as on a CRD removal
                 elif url.path == "/_test/bookmark":
                     STATE._next_rv()
                     STATE.bookmark_gen += 1

@@ -9,6 +9,8 @@ Usage: syncd_leader_test.py SYNCD SYNCCTL FAKE_APISERVER [unittest args]
   Conflict, 422 without one, 404, MicroTime validation);
 - exactly one replica leads and only the leader writes Ingress status (each
   replica publishes its own address, so every PATCH names its writer);
+- the same for Gateway API status (GatewayClass, Gateway, HTTPRoute): only
+  the leader's token is on those PATCHes, and a new leader writes them again;
 - a killed leader is replaced once its Lease has expired: the takeover
   write follows the killed leader's last renew by at least the lease
   duration and at most the duration plus one retry period (plus 1 s of
@@ -158,7 +160,21 @@ class LeaderTest(unittest.TestCase):
     def patches(self, name=None):
         _, p = http("GET", self.api + "/_test/status-patches")
         return [(x["name"], x["body"]["status"]["loadBalancer"]["ingress"][0]["ip"]) for x in p
-                if name is None or x["name"] == name]
+                if x["kind"] == "Ingress" and (name is None or x["name"] == name)]
+
+    def gateway_patches(self):
+        """(kind, name, writer replica) of every Gateway API status PATCH."""
+        _, p = http("GET", self.api + "/_test/status-patches")
+        return [(x["kind"], x["name"], x["by"].replace("Bearer token-", "")) for x in p
+                if x["kind"] in ("GatewayClass", "Gateway", "HTTPRoute")]
+
+    def serves(self, replica, url):
+        """Does replica's state route url (explain matched it)?"""
+        out = self.syncctl("--syncd=127.0.0.1:%d" % replica.grpc, "explain", url, "--json")
+        try:
+            return json.loads(out.stdout).get("matched") is True
+        except ValueError:
+            return False
 
     def lease_writes(self):
         _, w = http("GET", self.api + "/_test/lease-writes")
@@ -258,8 +274,7 @@ class LeaderTest(unittest.TestCase):
         self.apply([self.ingress("blog")])
         poll(lambda: ("blog", live.publish) in self.patches(), what="the leader's status write")
         # the follower has loaded the new Ingress too (it serves it) ...
-        poll(lambda: "blog" in self.syncctl("--syncd=127.0.0.1:%d" % dead.grpc, "explain",
-                                            "http://blog.example.test/").stdout,
+        poll(lambda: self.serves(dead, "http://blog.example.test/"),
              what="the follower to serve blog")
         # ... and wrote nothing, although the status names another address
         self.assertEqual([p for p in self.patches() if p[1] == dead.publish], before)
@@ -282,6 +297,51 @@ class LeaderTest(unittest.TestCase):
               (taken["at"] - writes[release]["at"], LEASE_S), flush=True)
         poll(lambda: ("blog", follower.publish) in self.patches(), what="status rewritten")
         follower.stop()
+
+    def test_5_only_the_leader_writes_gateway_api_status(self):
+        self.apply([
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+             "metadata": {"name": "edge"},
+             "spec": {"controllerName": "edge.dev/gateway-controller"}},
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+             "metadata": {"name": "gw"},
+             "spec": {"gatewayClassName": "edge",
+                      "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "route"},
+             "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["gw.example.test"],
+                      "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}}])
+        c = Replica(self.tmp, "syncd-c", "10.0.0.3", self.api)
+        d = Replica(self.tmp, "syncd-d", "10.0.0.4", self.api)
+        c.start()
+        d.start()
+        leader = poll(lambda: (c if c.leads() else d if d.leads() else None), what="a leader")
+        other = d if leader is c else c
+        want = {("GatewayClass", "edge"), ("Gateway", "gw"), ("HTTPRoute", "route")}
+        poll(lambda: want <= {(k, n) for k, n, _ in self.gateway_patches()},
+             what="Gateway API status written")
+        # the follower has translated the same objects (it serves the route) ...
+        poll(lambda: self.serves(other, "http://gw.example.test/"),
+             what="the follower to serve the route")
+        writers = {w for _, _, w in self.gateway_patches()}
+        self.assertEqual(writers, {leader.name}, "only the leader writes Gateway API status")
+        n = len(self.gateway_patches())
+        leader.stop(signal.SIGKILL)
+        poll(other.leads, timeout=LEASE_S + 10 * RETRY_S + 10, what="the follower to take over")
+        # the new leader writes what is not right yet: the Gateway's address is its own ...
+        poll(lambda: ("Gateway", "gw", other.name) in self.gateway_patches()[n:],
+             what="the new leader's Gateway status")
+        # ... and a route that changes (a backend that does not exist: ResolvedRefs False)
+        self.apply([
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "route"},
+             "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["gw.example.test"],
+                      "rules": [{"backendRefs": [{"name": "web", "port": 80},
+                                                 {"name": "missing", "port": 80}]}]}}])
+        poll(lambda: ("HTTPRoute", "route", other.name) in self.gateway_patches()[n:],
+             what="the new leader's route status")
+        self.assertEqual({w for _, _, w in self.gateway_patches()}, {leader.name, other.name})
+        other.stop()
 
 
 def main():

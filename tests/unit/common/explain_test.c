@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/cert.h"
+#include "common/weighted.h"
 
 /* ---- fixtures: a small pool of resources freed by fx_free ------------- */
 
@@ -331,6 +332,164 @@ static void certificate_names_come_from_the_leaf_when_none_listed(void) {
   fx_free();
 }
 
+/* ---- Gateway API: conditions, weighted picks, passthrough ------------- */
+
+static Edge__V1__WeightedCluster *fx_wc(const char *cluster, uint32_t weight) {
+  Edge__V1__WeightedCluster *w = fx(sizeof(*w));
+  edge__v1__weighted_cluster__init(w);
+  w->cluster = (char *)cluster;
+  w->weight = weight;
+  return w;
+}
+
+/* app.example.test (HTTP listener): POST / → post; X-Env: canary → canary; / → 90/10
+ * stable/canary. tls.example.test: passthrough to tls-backend. */
+static size_t fx_gateway(Edge__V1__Resource **res) {
+  size_t n = 0;
+  Edge__V1__Route *post = fx_route("/", PF, "default/post:80", "post");
+  post->method = "POST";
+  Edge__V1__Route *hdr = fx_route("/", PF, "default/canary:80", "hdr");
+  Edge__V1__HeaderMatch *hm = fx(sizeof(*hm));
+  edge__v1__header_match__init(hm);
+  hm->name = "X-Env";
+  hm->value = "canary";
+  hdr->n_headers = 1;
+  hdr->headers = fx(sizeof(*hdr->headers));
+  hdr->headers[0] = hm;
+  Edge__V1__Route *split = fx_route("/", PF, "", "split");
+  split->n_weighted_clusters = 2;
+  split->weighted_clusters = fx(2 * sizeof(*split->weighted_clusters));
+  split->weighted_clusters[0] = fx_wc("default/stable:80", 90);
+  split->weighted_clusters[1] = fx_wc("default/canary:80", 10);
+  Edge__V1__Route *routes[] = {post, hdr, split};
+  res[n] = fx_vhost("app.example.test", "", 3, routes);
+  res[n++]->virtual_host->listener = EDGE__V1__LISTENER__LISTENER_HTTP;
+  res[n++] = fx_cluster("default/post:80", 1);
+  res[n++] = fx_cluster("default/canary:80", 1);
+  res[n++] = fx_cluster("default/stable:80", 1);
+  Edge__V1__PassthroughHost *p = fx(sizeof(*p));
+  edge__v1__passthrough_host__init(p);
+  p->name = "pt:tls.example.test";
+  p->host = "tls.example.test";
+  p->host_match = EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT;
+  p->n_clusters = 1;
+  p->clusters = fx(sizeof(*p->clusters));
+  p->clusters[0] = fx_wc("default/tls-backend:443", 1);
+  Edge__V1__Resource *r = fx(sizeof(*r));
+  edge__v1__resource__init(r);
+  r->kind_case = EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST;
+  r->passthrough_host = p;
+  res[n++] = r;
+  return n;
+}
+
+static json_t *run_gw(const char *url, const char *method, const char **hdrs, size_t nh) {
+  Edge__V1__Resource *res[16];
+  size_t n = fx_gateway(res);
+  struct explain_request req = {.url = url, .method = method, .headers = hdrs, .n_headers = nh};
+  json_t *out = NULL;
+  char err[256];
+  CU_ASSERT_EQUAL(explain_build(res, n, &req, &out, err, sizeof(err)), 0);
+  return out;
+}
+
+static int problems_mention(const json_t *r, const char *needle) {
+  size_t i;
+  const json_t *p;
+  json_array_foreach(json_object_get(r, "problems"), i, p) {
+    if (strstr(json_string_value(p), needle)) return 1;
+  }
+  return 0;
+}
+
+static void gateway_method_and_header_conditions_pick_the_route(void) {
+  json_t *r = run_gw("http://app.example.test/x", "POST", NULL, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_STRING_EQUAL(jget(r, "route", "cluster"), "default/post:80");
+  CU_ASSERT_STRING_EQUAL(jget(r, "route", "method"), "POST");
+  CU_ASSERT_STRING_EQUAL(jget(r, "route", "listener"), "HTTP");
+  json_decref(r);
+  fx_free();
+  const char *h[] = {"X-Env: canary"};
+  r = run_gw("http://app.example.test/x", NULL, h, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_STRING_EQUAL(jget(r, "route", "cluster"), "default/canary:80");
+  CU_ASSERT_STRING_EQUAL(
+      json_string_value(json_array_get(json_object_get(json_object_get(r, "route"), "headers"), 0)),
+      "X-Env = canary");
+  /* the POST rule is the closest miss: host and path fit, the method does not */
+  size_t i;
+  const json_t *c;
+  int seen = 0;
+  json_array_foreach(json_object_get(r, "candidates"), i, c) {
+    if (strstr(jget(c, "source", NULL), "post")) {
+      seen = 1;
+      CU_ASSERT_STRING_EQUAL(jget(c, "verdict", NULL), "method differs");
+    }
+  }
+  CU_ASSERT(seen);
+  json_decref(r);
+  fx_free();
+}
+
+static void gateway_weighted_route_names_the_cluster_the_request_id_picks(void) {
+  /* the same pick the proxy makes (common/weighted over X-Request-Id) */
+  const char *names[] = {"default/stable:80", "default/canary:80"};
+  const uint32_t w[] = {90, 10};
+  size_t seen[2] = {0, 0};
+  for (int k = 0; k < 100; k++) {
+    char id[32], hdr[64];
+    snprintf(id, sizeof(id), "req-%d", k);
+    snprintf(hdr, sizeof(hdr), "X-Request-Id: %s", id);
+    const char *h[] = {hdr};
+    json_t *r = run_gw("http://app.example.test/", NULL, h, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    long want = weighted_pick(w, 2, weighted_key(id, strlen(id)));
+    CU_ASSERT_FATAL(want >= 0);
+    seen[want]++;
+    CU_ASSERT_STRING_EQUAL(jget(r, "route", "cluster"), names[want]);
+    CU_ASSERT_STRING_EQUAL(jget(r, "cluster", "name"), names[want]);
+    CU_ASSERT(json_is_true(json_object_get(json_object_get(r, "route"), "picked")));
+    CU_ASSERT_EQUAL(
+        json_array_size(json_object_get(json_object_get(r, "route"), "weighted_clusters")), 2);
+    json_decref(r);
+    fx_free();
+  }
+  /* both backends are picked by some ids: the pick depends on the id */
+  CU_ASSERT(seen[0] > 0 && seen[1] > 0);
+  /* without an id the cluster is open, and the answer says how to see one */
+  json_t *r = run_gw("http://app.example.test/", NULL, NULL, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_STRING_EQUAL(jget(r, "route", "cluster"), "");
+  CU_ASSERT(problems_mention(r, "X-Request-Id"));
+  CU_ASSERT(!problems_mention(r, "names no cluster"));
+  json_decref(r);
+  fx_free();
+}
+
+static void gateway_listener_and_passthrough_are_explained(void) {
+  /* the vhost is on the HTTP listener only: https does not match it */
+  json_t *r = run_gw("https://app.example.test/", "POST", NULL, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT(!json_is_true(json_object_get(r, "matched")));
+  json_decref(r);
+  fx_free();
+  r = run_gw("https://tls.example.test/", NULL, NULL, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT_STRING_EQUAL(jget(r, "passthrough", "name"), "pt:tls.example.test");
+  CU_ASSERT(problems_mention(r, "passthrough"));
+  char *text = explain_format_text(r);
+  CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "PASSTHROUGH"));
+  free(text);
+  json_decref(r);
+  fx_free();
+  r = run_gw("https://other.example.test/", NULL, NULL, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+  CU_ASSERT(json_is_null(json_object_get(r, "passthrough")));
+  json_decref(r);
+  fx_free();
+}
+
 /* l7proxy/tls.c leaves out a certificate that lists one name it cannot
  * serve (all or nothing); explain must pick what the handshake picks: the
  * valid name falls to the default certificate. */
@@ -367,5 +526,8 @@ void test_register(void) {
   T(bad_urls_are_rejected_with_reason);
   T(url_parser_splits_scheme_host_port_path);
   T(certificate_names_come_from_the_leaf_when_none_listed);
+  T(gateway_method_and_header_conditions_pick_the_route);
+  T(gateway_weighted_route_names_the_cluster_the_request_id_picks);
+  T(gateway_listener_and_passthrough_are_explained);
   T(certificate_with_an_invalid_name_serves_none);
 }

@@ -262,6 +262,84 @@ static void issue_20_policy_values_are_checked(void) {
   CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), 0);
 }
 
+/* The Gateway API fields: header names are tokens, header and match values never carry a
+ * control byte, regular-expression paths are visible ASCII, a rewrite is a path or a host,
+ * suffix hosts and passthrough hosts are known, and each refusal names the field. */
+static void gateway_api_fields_are_checked(void) {
+  char why[300] = "";
+  CU_ASSERT_EQUAL(validate_header("x-canary", "always", why, sizeof(why)), 0);
+  CU_ASSERT_EQUAL(validate_header("x-a", "a b\tc", why, sizeof(why)), 0);
+  CU_ASSERT_NOT_EQUAL(validate_header("x-a", "a\r\nX-Injected: 1", why, sizeof(why)), 0);
+  CU_ASSERT(strstr(why, "control character") != NULL);
+  CU_ASSERT_NOT_EQUAL(validate_header("x a", "v", why, sizeof(why)), 0);
+  CU_ASSERT_NOT_EQUAL(validate_header("x:a", NULL, why, sizeof(why)), 0);
+  CU_ASSERT_NOT_EQUAL(validate_header("", NULL, why, sizeof(why)), 0);
+
+  Edge__V1__HeaderValue hv = EDGE__V1__HEADER_VALUE__INIT, *hvs[] = {&hv};
+  hv.name = "x-added", hv.value = "yes";
+  Edge__V1__HeaderModifier mod = EDGE__V1__HEADER_MODIFIER__INIT;
+  mod.set = hvs, mod.n_set = 1;
+  Edge__V1__RouteOptions o = EDGE__V1__ROUTE_OPTIONS__INIT;
+  Edge__V1__WeightedCluster w = EDGE__V1__WEIGHTED_CLUSTER__INIT, *ws[] = {&w};
+  w.cluster = "gw:ns/a:80", w.weight = 1;
+  Edge__V1__Route r = EDGE__V1__ROUTE__INIT, *rs[] = {&r};
+  r.path = "^/v[0-9]+/(a|b)$";
+  r.path_type = EDGE__V1__PATH_TYPE__PATH_TYPE_REGEX;
+  r.method = "GET";
+  r.request_headers = &mod;
+  r.weighted_clusters = ws, r.n_weighted_clusters = 1;
+  r.options = &o;
+  Edge__V1__VirtualHost vh = EDGE__V1__VIRTUAL_HOST__INIT;
+  vh.name = "gw:http:*.example.com", vh.host = "*.example.com";
+  vh.host_match = EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX;
+  vh.listener = EDGE__V1__LISTENER__LISTENER_HTTP;
+  vh.routes = rs, vh.n_routes = 1;
+  char *gr[] = {"HTTPRoute ns/app"};
+  vh.gateway_routes = gr, vh.n_gateway_routes = 1;
+  Edge__V1__Resource res = EDGE__V1__RESOURCE__INIT;
+  res.kind_case = EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST;
+  res.virtual_host = &vh;
+  CU_ASSERT_EQUAL_FATAL(validate_resource(&res, why, sizeof(why)), 0);
+  r.path = "^/v1 HTTP/1.1\r\n";
+  CU_ASSERT_NOT_EQUAL(validate_resource(&res, why, sizeof(why)), 0);
+  r.path = "^/v1$";
+  r.method = "GET /x";
+  CU_ASSERT_NOT_EQUAL(validate_resource(&res, why, sizeof(why)), 0);
+  CU_ASSERT(strstr(why, "method") != NULL);
+  r.method = "GET";
+  hv.value = "a\r\nX-Injected: 1";
+  CU_ASSERT_NOT_EQUAL(validate_resource(&res, why, sizeof(why)), 0);
+  CU_ASSERT(strstr(why, "request header x-added: value contains a control character") != NULL);
+  hv.value = "yes";
+  o.rewrite_path = "/x?admin=1";
+  CU_ASSERT_NOT_EQUAL(validate_resource(&res, why, sizeof(why)), 0);
+  CU_ASSERT(strstr(why, "rewrite_path") != NULL);
+  o.rewrite_path = "/x";
+  o.rewrite_host = "evil.com\r\nX: 1";
+  CU_ASSERT_NOT_EQUAL(validate_resource(&res, why, sizeof(why)), 0);
+  CU_ASSERT(strstr(why, "rewrite_host") != NULL);
+  o.rewrite_host = "internal.example.com";
+  o.direct_status = 42;
+  CU_ASSERT_NOT_EQUAL(validate_resource(&res, why, sizeof(why)), 0);
+  o.direct_status = 500;
+  w.cluster = "gw:ns/a b:80";
+  CU_ASSERT_NOT_EQUAL(validate_resource(&res, why, sizeof(why)), 0);
+  w.cluster = "gw:ns/a:80";
+  CU_ASSERT_EQUAL(validate_resource(&res, why, sizeof(why)), 0);
+
+  Edge__V1__PassthroughHost p = EDGE__V1__PASSTHROUGH_HOST__INIT;
+  p.name = "pt:*.tls.example.com", p.host = "*.tls.example.com";
+  p.host_match = EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX;
+  p.clusters = ws, p.n_clusters = 1;
+  Edge__V1__Resource pr = EDGE__V1__RESOURCE__INIT;
+  pr.kind_case = EDGE__V1__RESOURCE__KIND_PASSTHROUGH_HOST;
+  pr.passthrough_host = &p;
+  CU_ASSERT_EQUAL(validate_resource(&pr, why, sizeof(why)), 0);
+  p.host = "tls.example.com\r\n";
+  CU_ASSERT_NOT_EQUAL(validate_resource(&pr, why, sizeof(why)), 0);
+  CU_ASSERT(strstr(why, "passthrough host") != NULL);
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("validate", NULL, NULL);
   CU_add_test(s, "paths_allow_rfc3986_path_characters_only",
@@ -277,6 +355,7 @@ void test_register(void) {
   CU_add_test(s, "resource_with_crlf_rewrite_target_is_rejected_with_an_escaped_reason",
               resource_with_crlf_rewrite_target_is_rejected_with_an_escaped_reason);
   CU_add_test(s, "issue_20_policy_values_are_checked", issue_20_policy_values_are_checked);
+  CU_add_test(s, "gateway_api_fields_are_checked", gateway_api_fields_are_checked);
   CU_add_test(s, "resource_fields_that_reach_logs_are_checked",
               resource_fields_that_reach_logs_are_checked);
 }

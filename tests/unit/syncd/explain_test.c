@@ -101,7 +101,7 @@ static struct store *store_world(void) {
 
 static json_t *ask(struct store *s, const char *url) {
   char *out = NULL, err[256];
-  CU_ASSERT_EQUAL(syncd_explain_json(s, url, NULL, NULL, 0, 0, &out, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(syncd_explain_json(s, url, NULL, NULL, 0, 0, NULL, &out, err, sizeof(err)), 0);
   json_t *j = out ? json_loads(out, 0, NULL) : NULL;
   free(out);
   return j;
@@ -148,7 +148,8 @@ static void explain_of_served_host_names_ingress_and_no_unrelated_objects(void) 
 static void explain_of_bad_url_fails_with_reason(void) {
   struct store *s = store_world();
   char *out = NULL, err[256] = "";
-  CU_ASSERT(syncd_explain_json(s, "gopher://x/", NULL, NULL, 0, 0, &out, err, sizeof(err)) < 0);
+  CU_ASSERT(syncd_explain_json(s, "gopher://x/", NULL, NULL, 0, 0, NULL, &out, err, sizeof(err)) <
+            0);
   CU_ASSERT_PTR_NULL(out);
   CU_ASSERT(err[0] != '\0');
   store_free(s);
