@@ -922,6 +922,7 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
    * may answer or park the exchange until an asynchronous check is done;
    * mirrors and the upstream come after them (ex_after_policy) */
   if (route && route->has_request_policy && rp_request(ex) == RP_STOP) return;
+  ex_after_policy(ex);
 }
 
 /* What follows the policy steps: mirrors (copies of the upstream request,

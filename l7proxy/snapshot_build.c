@@ -969,22 +969,20 @@ static int build_hosts(struct apply *ap, struct l7_snapshot *s, const struct l7_
       if (htab_copy(tabs[i], from[i]) != 0) return -ENOMEM;
     memcpy(s->any_vhost, prev->any_vhost, sizeof(s->any_vhost));
   }
+  s->n_client_auth = prev ? prev->n_client_auth : 0; /* issue 20: hosts with client certs */
+  for (size_t i = 0; i < ap->n_dropped; i++)
+    if (ap->dropped[i]->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST &&
+        ap->dropped[i]->u.vhost.client_auth)
+      s->n_client_auth--;
+  for (size_t i = 0; i < ap->n_added; i++)
+    if (ap->added[i]->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST &&
+        ap->added[i]->u.vhost.client_auth)
+      s->n_client_auth++;
   for (size_t i = 0; i < ap->n_dropped; i++) {
     const struct l7_res *r = ap->dropped[i];
     if (r->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST &&
         r->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST)
       continue;
-    s->n_client_auth = prev ? prev->n_client_auth : 0;
-    for (size_t i = 0; i < ap->n_dropped; i++) { /* issue 20: hosts with client certificates */
-      const struct l7_res *r = ap->dropped[i];
-      if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST && r->u.vhost.client_auth)
-        s->n_client_auth--;
-    }
-    for (size_t i = 0; i < ap->n_added; i++) {
-      const struct l7_res *r = ap->added[i];
-      if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST && r->u.vhost.client_auth)
-        s->n_client_auth++;
-    }
     const char *key;
     struct l7_htab *t = host_table(s, r, &key);
     if (t)

@@ -174,7 +174,7 @@ int tr_rejection_copy(struct syncd_rejection *dst, const struct syncd_rejection 
 /* ---- value parsing ---------------------------------------------------------- */
 
 /* An annotation value as text (YAML may have typed it as a number or bool). */
-static const char *annotation(struct pool *p, json_t *obj, const char *name) {
+const char *tr_annotation(struct pool *p, json_t *obj, const char *name) {
   json_t *v = json_object_get(jpath(obj, "metadata", "annotations"), name);
   if (json_is_string(v)) return json_string_value(v);
   if (json_is_integer(v)) return pool_printf(p, "%lld", (long long)json_integer_value(v));
@@ -184,7 +184,7 @@ static const char *annotation(struct pool *p, json_t *obj, const char *name) {
 }
 
 /* Decodes base64 (white space ignored) into a NUL-terminated heap buffer; NULL when invalid. */
-static char *base64_decode_heap(const char *in, size_t *outlen) {
+char *tr_base64_decode(const char *in, size_t *outlen) {
   size_t n = strlen(in), cap = base64_decoded_max(n);
   uint8_t *out = malloc(cap + 1);
   if (!out) return NULL;
@@ -371,11 +371,11 @@ static int canary_header_ok(const char *name, const char *value) {
  * semantics: the header decides first — "always" or the given value: canary, "never": not —
  * then the weight). Every canary-* annotation needs edge.dev/canary: "true". */
 static int parse_canary(struct pool *p, json_t *o, struct canary *cy, char *err, size_t errlen) {
-  const char *on = annotation(p, o, "edge.dev/canary");
-  const char *w = annotation(p, o, "edge.dev/canary-weight");
-  const char *t = annotation(p, o, "edge.dev/canary-weight-total");
-  cy->header = annotation(p, o, "edge.dev/canary-by-header");
-  cy->header_value = annotation(p, o, "edge.dev/canary-by-header-value");
+  const char *on = tr_annotation(p, o, "edge.dev/canary");
+  const char *w = tr_annotation(p, o, "edge.dev/canary-weight");
+  const char *t = tr_annotation(p, o, "edge.dev/canary-weight-total");
+  cy->header = tr_annotation(p, o, "edge.dev/canary-by-header");
+  cy->header_value = tr_annotation(p, o, "edge.dev/canary-by-header-value");
   uint64_t x;
   cy->total = 100;
   if (on && strcmp(on, "true") != 0 && strcmp(on, "false") != 0)
@@ -416,7 +416,7 @@ static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *e
   const char *v;
   struct pool *p = &g->pool;
   int proto_tls = 0;
-  if ((v = annotation(p, o, "edge.dev/backend-protocol"))) {
+  if ((v = tr_annotation(p, o, "edge.dev/backend-protocol"))) {
     if (!strcasecmp(v, "https") || !strcasecmp(v, "grpcs")) {
       proto_tls = 1;
       a->protocol = !strcasecmp(v, "grpcs") ? EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC
@@ -434,7 +434,7 @@ static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *e
                       v),
              -1;
   }
-  if ((v = annotation(p, o, "edge.dev/load-balance"))) {
+  if ((v = tr_annotation(p, o, "edge.dev/load-balance"))) {
     if (!strcmp(v, "round_robin"))
       a->lb = EDGE__V1__LB_POLICY__LB_POLICY_ROUND_ROBIN;
     else if (!strcmp(v, "least_request"))
@@ -446,7 +446,7 @@ static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *e
                       v),
              -1;
   }
-  if ((v = annotation(p, o, "edge.dev/ssl-redirect"))) {
+  if ((v = tr_annotation(p, o, "edge.dev/ssl-redirect"))) {
     if (!strcmp(v, "false"))
       a->ro.disable_ssl_redirect = 1;
     else if (strcmp(v, "true") != 0)
@@ -455,7 +455,7 @@ static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *e
                       v),
              -1;
   }
-  if ((v = annotation(p, o, "edge.dev/rewrite-target"))) {
+  if ((v = tr_annotation(p, o, "edge.dev/rewrite-target"))) {
     /* it becomes part of the upstream request line: path characters only */
     char why[160], q[96];
     if (validate_path(v, why, sizeof(why)) != 0)
@@ -464,19 +464,19 @@ static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *e
              -1;
     a->ro.rewrite_prefix = pool_strdup(p, v);
   }
-  if ((v = annotation(p, o, "edge.dev/proxy-body-size")) &&
+  if ((v = tr_annotation(p, o, "edge.dev/proxy-body-size")) &&
       parse_size(v, &a->ro.max_body_bytes) < 0)
     return snprintf(err, errlen,
                     "annotation edge.dev/proxy-body-size \"%s\" is not a size (like 10m, 512k "
                     "or bytes)",
                     v),
            -1;
-  if ((v = annotation(p, o, "edge.dev/proxy-read-timeout")) &&
+  if ((v = tr_annotation(p, o, "edge.dev/proxy-read-timeout")) &&
       parse_seconds_ms(v, &a->ro.response_header_timeout_ms) < 0)
     return snprintf(err, errlen,
                     "annotation edge.dev/proxy-read-timeout \"%s\" is not a number of seconds", v),
            -1;
-  if ((v = annotation(p, o, "edge.dev/proxy-connect-timeout")) &&
+  if ((v = tr_annotation(p, o, "edge.dev/proxy-connect-timeout")) &&
       parse_seconds_ms(v, &a->connect_timeout_ms) < 0)
     return snprintf(err, errlen,
                     "annotation edge.dev/proxy-connect-timeout \"%s\" is not a number of seconds",
@@ -500,7 +500,7 @@ static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *e
     }                                                                   \
   } while (0)
 
-static void note_key(struct ting *g, char ***arr, size_t *n, const char *key) {
+void tr_note_key(struct ting *g, char ***arr, size_t *n, const char *key) {
   for (size_t i = 0; i < *n; i++)
     if (!strcmp((*arr)[i], key)) return;
   char *copy = pool_strdup(&g->pool, key);
@@ -515,8 +515,8 @@ static void note_key(struct ting *g, char ***arr, size_t *n, const char *key) {
 }
 
 /* Resolves an IngressBackend to a cluster name, recording the reference. NULL with err on error. */
-static const char *resolve_backend(struct ting *g, json_t *backend, const struct annotations *a,
-                                   tr_service_fn svc_fn, void *svc_ud, char *err, size_t errlen) {
+const char *tr_resolve_backend(struct ting *g, json_t *backend, const struct annotations *a,
+                               tr_service_fn svc_fn, void *svc_ud, char *err, size_t errlen) {
   json_t *svc = json_object_get(backend, "service");
   if (!json_is_object(svc)) {
     if (json_object_get(backend, "resource"))
@@ -545,7 +545,7 @@ static const char *resolve_backend(struct ting *g, json_t *backend, const struct
   }
   char key[600];
   snprintf(key, sizeof(key), "%s/%s", g->ns, name);
-  note_key(g, &g->svc_keys, &g->n_svc_keys, key);
+  tr_note_key(g, &g->svc_keys, &g->n_svc_keys, key);
   json_t *s = svc_fn(svc_ud, key);
   if (!s) {
     snprintf(err, errlen, "service %s not found", name);
@@ -659,7 +659,7 @@ static int add_rule(struct ting *g, json_t *rule, size_t ri, const struct annota
       while (cd.key_len > 1 && cd.path[cd.key_len - 1] == '/') cd.key_len--;
     char perr[400];
     cd.cluster =
-        resolve_backend(g, json_object_get(p, "backend"), a, svc_fn, svc_ud, perr, sizeof(perr));
+        tr_resolve_backend(g, json_object_get(p, "backend"), a, svc_fn, svc_ud, perr, sizeof(perr));
     if (!cd.cluster) return snprintf(err, errlen, "path %.200s: %.290s", cd.path, perr), -1;
     TING_PUSH(g, cands, n_cands, cd);
   }
@@ -694,116 +694,10 @@ static int add_tls(struct ting *g, json_t *spec, char *err, size_t errlen) {
       if (cl.secret) {
         char key[600];
         snprintf(key, sizeof(key), "%s/%s", g->ns, cl.secret);
-        note_key(g, &g->secret_keys, &g->n_secret_keys, key);
+        tr_note_key(g, &g->secret_keys, &g->n_secret_keys, key);
       }
       TING_PUSH(g, claims, n_claims, cl);
     }
-  }
-  return 0;
-}
-
-/* ---- issue 20 policies (syncd/ingress_policy.h): what they may look up ---- */
-
-struct policy_ctx {
-  struct ting *g;
-  json_t *ingress;
-  tr_service_fn svc_fn;
-  tr_object_fn obj_fn;
-  void *ud;
-};
-
-static const char *policy_annotation(void *ud, const char *name) {
-  struct policy_ctx *pc = ud;
-  return annotation(&pc->g->pool, pc->ingress, name);
-}
-
-/* data[key] (base64) or stringData[key] of object o; NULL with *why. */
-static const char *object_key(struct pool *p, json_t *o, const char *key, size_t *len, int base64,
-                              const char **why) {
-  const char *plain = jstr(json_object_get(o, "stringData"), key);
-  const char *d = jstr(json_object_get(o, "data"), key);
-  if (plain || (d && !base64)) {
-    *len = strlen(plain ? plain : d);
-    return plain ? plain : d;
-  }
-  if (!d) {
-    *why = pool_printf(p, "has no key %s", key);
-    return NULL;
-  }
-  char *out = base64_decode_heap(d, len);
-  if (!out) *why = pool_printf(p, "key %s is not valid base64", key);
-  return pool_keep(p, out);
-}
-
-/* The object tk ns/name, noted as one this Ingress depends on (found or not). */
-static json_t *policy_object(struct policy_ctx *pc, enum tkind tk, const char *ns,
-                             const char *name) {
-  char key[600], dep[620];
-  snprintf(key, sizeof(key), "%s/%s", ns, name);
-  snprintf(dep, sizeof(dep), "%s/%s", tk == TK_SECRET ? "Secret" : "ConfigMap", key);
-  note_key(pc->g, &pc->g->policy_keys, &pc->g->n_policy_keys, dep);
-  return pc->obj_fn ? pc->obj_fn(pc->ud, tk, key) : NULL;
-}
-
-static const char *policy_secret(void *ud, const char *ns, const char *name, const char *key,
-                                 size_t *len, const char **why) {
-  struct policy_ctx *pc = ud;
-  json_t *s = policy_object(pc, TK_SECRET, ns, name);
-  if (!s) return *why = "not found", NULL;
-  return object_key(&pc->g->pool, s, key, len, 1, why);
-}
-
-static const char *policy_configmap(void *ud, const char *ns, const char *name, const char *key,
-                                    size_t *len, const char **why) {
-  struct policy_ctx *pc = ud;
-  json_t *m = policy_object(pc, TK_CONFIGMAP, ns, name);
-  if (!m) return *why = "not found", NULL;
-  /* only ConfigMaps marked as CA bundles: the kubernetes source watches no other */
-  if (!json_object_get(jpath(m, "metadata", "labels"), "edge.dev/ca-bundle"))
-    return *why = "is not labelled edge.dev/ca-bundle", NULL;
-  return object_key(&pc->g->pool, m, key, len, 0, why); /* ConfigMap data is text */
-}
-
-static void *policy_alloc(void *ud, size_t n) {
-  return pool_alloc(&((struct policy_ctx *)ud)->g->pool, n);
-}
-
-/* syncd/policy_annotations.h's lookups: an htpasswd Secret (a dependency
- * like the CA bundles: a changed file recompiles this Ingress) and the
- * external-auth Service's cluster (plain HTTP/1.1, no balancing policy,
- * whatever the Ingress's own backends use). */
-static json_t *pa_secret(void *ud, const char *ns, const char *name) {
-  return policy_object(ud, TK_SECRET, ns, name);
-}
-
-static const char *pa_service(void *ud, const char *svc, long port, char *err, size_t errlen) {
-  struct policy_ctx *pc = ud;
-  json_t *b =
-      json_pack("{s:{s:s, s:{s:I}}}", "service", "name", svc, "port", "number", (json_int_t)port);
-  if (!b) {
-    snprintf(err, errlen, "out of memory");
-    return NULL;
-  }
-  struct annotations plain;
-  memset(&plain, 0, sizeof(plain));
-  const char *cl = resolve_backend(pc->g, b, &plain, pc->svc_fn, pc->ud, err, errlen);
-  json_decref(b);
-  return cl;
-}
-
-/* Client certificates are asked for in the TLS handshake: every host of an
- * Ingress that asks for them must be in its own spec.tls. */
-static int client_auth_hosts_have_tls(const struct ting *g, char *err, size_t errlen) {
-  for (size_t k = 0; k < g->n_cands; k++) {
-    const char *h = g->cands[k].host;
-    int found = 0;
-    for (size_t j = 0; j < g->n_claims && !found; j++) found = !strcmp(g->claims[j].host, h);
-    if (!found)
-      return snprintf(err, errlen,
-                      "annotation edge.dev/auth-tls-%s: host %s is not in spec.tls (client "
-                      "certificates are asked for in the TLS handshake)",
-                      "secret/configmap", h[0] ? h : "(any)"),
-             -1;
   }
   return 0;
 }
@@ -838,16 +732,16 @@ int tr_compile_ingress(struct ting *g, json_t *o, const struct tclasses *cl, tr_
   json_t *spec = json_object_get(o, "spec");
   char err[512] = "";
   struct annotations a;
-  struct policy_ctx pc = {g, o, svc_fn, obj_fn, svc_ud};
-  struct ipol_env env = {&pc,         g->ns, policy_annotation, policy_secret, policy_configmap,
-                         policy_alloc};
+  struct tr_policy_ctx pc = {g, o, svc_fn, obj_fn, svc_ud};
+  struct ipol_env env;
+  struct pa_env penv;
+  tr_policy_envs(&pc, &env, &penv);
   if (parse_annotations(g, o, &env, &a, err, sizeof(err)) < 0) goto bad;
-  struct pa_env penv = {&pc, g->ns, policy_annotation, pa_secret, pa_service, policy_alloc};
   if (pa_parse(&penv, &a.ro.policy, &a.cpolicy, err, sizeof(err)) < 0) goto bad;
   json_t *db = json_object_get(spec, "defaultBackend");
   if (db && !json_is_null(db)) {
     char why[480];
-    if (!(g->db_cluster = resolve_backend(g, db, &a, svc_fn, svc_ud, why, sizeof(why)))) {
+    if (!(g->db_cluster = tr_resolve_backend(g, db, &a, svc_fn, svc_ud, why, sizeof(why)))) {
       snprintf(err, sizeof(err), "defaultBackend: %s", why);
       goto bad;
     }
@@ -858,7 +752,7 @@ int tr_compile_ingress(struct ting *g, json_t *o, const struct tclasses *cl, tr_
     if (add_rule(g, rule, ri, &a, svc_fn, svc_ud, err, sizeof(err)) < 0) goto bad;
   }
   if (add_tls(g, spec, err, sizeof(err)) < 0) goto bad;
-  if (a.pol.has_client_auth && client_auth_hosts_have_tls(g, err, sizeof(err)) != 0) goto bad;
+  if (a.pol.has_client_auth && tr_client_auth_hosts_have_tls(g, err, sizeof(err)) != 0) goto bad;
   if (!(g->pol = pool_alloc(&g->pool, sizeof(*g->pol)))) return -ENOMEM;
   *g->pol = a.pol;
   if (g->pool.oom) return -ENOMEM;
@@ -902,7 +796,7 @@ static int secret_values(json_t *o, char *vals[2], size_t lens[2], char **why) {
       lens[k] = strlen(plain);
       if (!(vals[k] = strdup(plain))) goto fail;
     } else if (b64) {
-      vals[k] = base64_decode_heap(b64, &lens[k]);
+      vals[k] = tr_base64_decode(b64, &lens[k]);
       if (!vals[k]) {
         if (asprintf(why, "key %s is not valid base64", names[k]) < 0) *why = NULL;
         goto fail;
@@ -1025,31 +919,6 @@ static void ingress_ref(Edge__V1__SourceRef *s, const struct ting *g, int rule, 
   s->name = (char *)g->name;
   s->rule_index = rule;
   s->path_index = pidx;
-}
-
-const Edge__V1__ClientAuth *tr_host_client_auth(struct cand **w, size_t n, struct rejlist *rej,
-                                                int *oom) {
-  const struct ting *pick = NULL;
-  for (size_t i = 0; i < n; i++) {
-    const struct ting *g = w[i]->ing;
-    if (g->pol && g->pol->has_client_auth && (!pick || ting_age_cmp(g, pick) < 0)) pick = g;
-  }
-  for (size_t i = 0; pick && i < n; i++) {
-    const struct ting *g = w[i]->ing;
-    if (g == pick || !g->pol || !g->pol->has_client_auth ||
-        ipol_same_client_auth(&pick->pol->client_auth, &g->pol->client_auth))
-      continue;
-    int seen = 0; /* one rejection per Ingress */
-    for (size_t k = 0; k < i && !seen; k++) seen = w[k]->ing == g;
-    if (seen) continue;
-    struct syncd_rejection r;
-    if (tr_rejection(&r, "Ingress", g->ns, g->name, g->location,
-                     "%s: client certificate settings for host %s differ from %s's, whose apply",
-                     g->id, w[i]->host[0] ? w[i]->host : "*", pick->id) < 0 ||
-        rejlist_add(rej, &r) < 0)
-      *oom = 1;
-  }
-  return pick ? &pick->pol->client_auth : NULL;
 }
 
 /* Route `r` for path `p` served by `by` (the path itself, or its canary), with a header
@@ -1175,47 +1044,12 @@ out:
   return rc;
 }
 
-static void *cluster_alloc(void *pool, size_t n) {
-  return pool_alloc(pool, n);
-}
-
-/* The issue-20 fields of a Cluster (cluster_emit's decorate hook): upstream
- * TLS (default name SERVICE.NAMESPACE.svc), health checks, circuit breakers
- * from the oldest referencing Ingress's policy, and its affinity or
- * hashing (the cookie key derived from syncd's secret and the cluster
- * name, the same on every syncd). Strings live in d->tmp. */
-struct cluster_decor {
-  const struct cluster_ref *ref;
-  const struct translate_opts *opts;
-  const char *ns, *svc;
-  struct pool tmp;
-  struct ipol_ingress pol;
-  Edge__V1__CookieAffinity aff;
-  uint8_t aff_key[32];
-};
-
-static int decorate_cluster(void *arg, Edge__V1__Cluster *cl) {
-  struct cluster_decor *d = arg;
-  d->pol = d->ref->pol; /* this Service's copy of the Ingress's policy */
-  struct ipol_env env = {&d->tmp, d->ns, NULL, NULL, NULL, cluster_alloc};
-  if (ipol_cluster(&env, &d->pol, d->svc, cl) != 0 || d->tmp.oom) return -ENOMEM;
-  const struct translate_opts *o = d->opts;
-  if (d->ref->policy.cookie_affinity && o && o->affinity_secret) {
-    d->aff = *d->ref->policy.cookie_affinity;
-    pa_affinity_key(o->affinity_secret, o->affinity_secret_len, d->ref->name, d->aff_key);
-    d->aff.hmac_key = (ProtobufCBinaryData){sizeof(d->aff_key), d->aff_key};
-    cl->cookie_affinity = &d->aff;
-  }
-  cl->consistent_hash = d->ref->policy.consistent_hash;
-  return 0;
-}
-
 int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t n_slices,
                     const struct translate_opts *opts, struct emitted *out) {
   const char *slash = strchr(ref->svc_key, '/');
   char ns[300];
   snprintf(ns, sizeof(ns), "%.*s", slash ? (int)(slash - ref->svc_key) : 0, ref->svc_key);
-  struct cluster_decor d = {
+  struct tr_cluster_decor d = {
       .ref = ref, .opts = opts, .ns = ns, .svc = slash ? slash + 1 : ref->svc_key};
   struct cluster_spec c = {.name = ref->name,
                            .svc = ref->svc,
@@ -1225,7 +1059,7 @@ int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t
                            .protocol = ref->protocol,
                            .lb = ref->lb,
                            .connect_timeout_ms = ref->connect_timeout_ms,
-                           .decorate = decorate_cluster,
+                           .decorate = tr_decorate_cluster,
                            .decorate_arg = &d};
   char why[512];
   memset(out, 0, sizeof(*out));

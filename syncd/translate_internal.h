@@ -234,6 +234,43 @@ void tr_ting_clear(struct ting *g);
 /* The class an Ingress names (ingressClassName, else the legacy annotation), or NULL. */
 const char *tr_class_name(json_t *o);
 
+/* translate.c's helpers that translate_policy.c uses too. */
+const char *tr_annotation(struct pool *p, json_t *obj, const char *name);
+char *tr_base64_decode(const char *in, size_t *outlen); /* heap, NUL-terminated; NULL invalid */
+void tr_note_key(struct ting *g, char ***arr, size_t *n, const char *key);
+const char *tr_resolve_backend(struct ting *g, json_t *backend, const struct annotations *a,
+                               tr_service_fn svc_fn, void *svc_ud, char *err, size_t errlen);
+
+/* ---- issue 20 (translate_policy.c) ------------------------------------------------ */
+
+/* What the annotation parsers of one Ingress may look up. */
+struct tr_policy_ctx {
+  struct ting *g;
+  json_t *ingress;
+  tr_service_fn svc_fn;
+  tr_object_fn obj_fn;
+  void *ud;
+};
+/* The environments of syncd/ingress_policy.h and syncd/policy_annotations.h over pc: the
+ * Ingress's annotations, Secrets and labelled ConfigMaps of its namespace (each noted in
+ * g->policy_keys, found or not), an external-auth Service's cluster, g's pool. */
+void tr_policy_envs(struct tr_policy_ctx *pc, struct ipol_env *ienv, struct pa_env *penv);
+/* 0 when every host of g is in its own spec.tls (client certificates are asked for in the
+ * TLS handshake), else -1 with the reason. */
+int tr_client_auth_hosts_have_tls(const struct ting *g, char *err, size_t errlen);
+/* cluster_emit's decorate hook for an Ingress's Cluster: upstream TLS, health checks,
+ * breakers, affinity, hashing from ref's policies. Free tmp with pool_free afterwards. */
+struct tr_cluster_decor {
+  const struct cluster_ref *ref;
+  const struct translate_opts *opts;
+  const char *ns, *svc;
+  struct pool tmp;
+  struct ipol_ingress pol;
+  Edge__V1__CookieAffinity aff;
+  uint8_t aff_key[32];
+};
+int tr_decorate_cluster(void *arg, Edge__V1__Cluster *cl);
+
 /* Checks Secret s once (type, keys, base64, the pair itself). */
 void tr_check_secret(struct tobj *s, int *oom);
 
