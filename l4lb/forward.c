@@ -14,6 +14,12 @@
  *    is bounded by the pipe (64 KiB) or the buffer (L4_BUF_SIZE).
  *  - A direction copies through its buffer until bulk data shows up, then
  *    splices (see pump); it switches only with an empty buffer.
+ *  - A connection is on its worker's silent list (oldest first) from accept
+ *    until a byte is read from either side; it never returns to it. Under
+ *    descriptor pressure (at max_connections, or accept/socket failing with
+ *    EMFILE/ENFILE) the oldest silent connection is closed to make room
+ *    (evict_silent), after a MSG_PEEK shows nothing waiting on its sockets:
+ *    a connection that has carried data is never evicted.
  */
 #include "l4lb/forward.h"
 
@@ -82,6 +88,9 @@ struct l4_io {
 struct l4_conn {
   struct l4_worker *w;
   struct l4_conn *prev, *next;
+  struct l4_conn *sprev, *snext; /* the worker's silent list (silent: on it) */
+  int silent;
+  int evicted; /* closed by evict_silent: already uncounted from the active */
   enum conn_phase phase;
   int cfd, bfd;
   struct l4_io cpoll, bpoll; /* on the worker's epoll set */
@@ -129,6 +138,8 @@ struct l4_worker {
   size_t nlisteners;
   int listening;
   struct l4_conn *conns; /* doubly linked list of open connections */
+  /* connections that have carried no byte yet, oldest first (evict_silent) */
+  struct l4_conn *silent_head, *silent_tail;
   struct l4_snapshot *snap;
   uint64_t snap_gen;
   int pipes[L4_PIPE_POOL][2]; /* empty pipes ready for reuse */
@@ -151,6 +162,7 @@ struct l4_forwarder {
   struct metrics_counter *m_header_timeouts;
   struct metrics_counter *m_fd_exhausted;
   struct metrics_counter *m_capacity_paused;
+  struct metrics_counter *m_evicted_max, *m_evicted_fds;
 };
 
 uint64_t l4_forward_active(void) {
@@ -242,6 +254,35 @@ static void on_epoll_readable(uv_poll_t *h, int status, int events) {
   }
 }
 
+/* ---- the silent list ----------------------------------------------------------- */
+
+static void silent_add(struct l4_worker *w, struct l4_conn *c) {
+  c->silent = 1;
+  c->snext = NULL;
+  c->sprev = w->silent_tail;
+  if (w->silent_tail)
+    w->silent_tail->snext = c;
+  else
+    w->silent_head = c;
+  w->silent_tail = c;
+}
+
+/* c carried (or is about to carry) a byte, or closes: off for good. */
+static void silent_remove(struct l4_conn *c) {
+  if (!c->silent) return;
+  struct l4_worker *w = c->w;
+  if (c->sprev)
+    c->sprev->snext = c->snext;
+  else
+    w->silent_head = c->snext;
+  if (c->snext)
+    c->snext->sprev = c->sprev;
+  else
+    w->silent_tail = c->sprev;
+  c->sprev = c->snext = NULL;
+  c->silent = 0;
+}
+
 /* ---- connection teardown ------------------------------------------------------ */
 
 /* Returns an empty pipe to the worker's pool (a pipe with bytes left in
@@ -274,8 +315,10 @@ static void conn_free(struct l4_conn *c) {
     if (c->be->m_conns) metrics_gauge_add(c->be->m_conns, -1);
     l4_backend_unref(c->be);
   }
-  metrics_gauge_add(w->f->m_active, -1);
-  atomic_fetch_sub(&active_connections, 1);
+  if (!c->evicted) {
+    metrics_gauge_add(w->f->m_active, -1);
+    atomic_fetch_sub(&active_connections, 1);
+  }
   free(c);
 }
 
@@ -287,6 +330,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
 static void conn_close(struct l4_conn *c) {
   if (c->phase == PHASE_CLOSING) return;
   c->phase = PHASE_CLOSING;
+  silent_remove(c);
   c->pending_closes = 1;
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
   io_close(&c->cpoll);
@@ -294,6 +338,55 @@ static void conn_close(struct l4_conn *c) {
   if (c->cfd >= 0) close(c->cfd);
   if (c->bfd >= 0) close(c->bfd);
   c->cfd = c->bfd = -1;
+}
+
+/* ---- making room ------------------------------------------------------------ */
+
+#define L4_EVICT_PEEKS 64 /* candidates looked at per eviction */
+
+enum evict_reason { EVICT_MAX_CONNECTIONS, EVICT_FDS };
+
+/* Bytes wait in fd's receive queue (the connection is about to carry
+ * data even though no event delivered them yet). */
+static int bytes_waiting(int fd) {
+  char b;
+  return fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/*
+ * Closes the oldest connection of w that has carried no byte either way
+ * (not keep), so its descriptors serve a new one; nginx closes its
+ * "reusable" connections the same way when it runs short. A candidate
+ * with bytes waiting leaves the list instead (it is talking). 1 if one was
+ * closed (its descriptors are free on return), 0 if none is silent.
+ */
+static int evict_silent(struct l4_worker *w, struct l4_conn *keep, enum evict_reason why) {
+  int looked = 0;
+  struct l4_conn *c = w->silent_head;
+  while (c && looked < L4_EVICT_PEEKS) {
+    struct l4_conn *next = c->snext;
+    if (c == keep) {
+      c = next;
+      continue;
+    }
+    looked++;
+    if (bytes_waiting(c->cfd) || (c->phase != PHASE_CONNECTING && bytes_waiting(c->bfd))) {
+      silent_remove(c);
+      c = next;
+      continue;
+    }
+    LOG_DEBUG("connection_evicted", "backend=%s phase=%d reason=%s",
+              log_q(c->be ? c->be->name : "-"), (int)c->phase,
+              why == EVICT_FDS ? "file_descriptors" : "max_connections");
+    metrics_counter_inc(why == EVICT_FDS ? w->f->m_evicted_fds : w->f->m_evicted_max);
+    /* its descriptors close now: it no longer counts as open */
+    c->evicted = 1;
+    metrics_gauge_add(w->f->m_active, -1);
+    atomic_fetch_sub(&active_connections, 1);
+    conn_close(c);
+    return 1;
+  }
+  return 0;
 }
 
 /* ---- moving bytes ----------------------------------------------------------- */
@@ -427,6 +520,7 @@ static int pump(struct l4_conn *c, struct l4_dir *d, int src, int dst,
     metrics_counter_add(bytes, moved);
     c->last_active = uv_now(&c->w->loop);
   }
+  if (c->silent && (moved || d->queued)) silent_remove(c);
   if (rc == PUMP_AGAIN && d->src_eof && d->queued == 0 && !d->shut) {
     shutdown(dst, SHUT_WR);
     d->shut = 1;
@@ -567,6 +661,7 @@ static int send_header_with_data(struct l4_conn *c, int *which) {
     int rc = send_header(c);
     return rc;
   }
+  silent_remove(c); /* the client spoke */
   d->off = 0;
   d->len = (size_t)got;
   struct iovec iov[2] = {{c->hdr, c->hdr_len}, {d->buf, d->len}};
@@ -729,9 +824,14 @@ static void try_connect(struct l4_conn *c) {
     socklen_t addrlen = c->https ? be->https_addrlen : be->addrlen;
     int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-      note_fd_errno(c->w->f, errno);
-      LOG_WARN("socket_failed", "reason=%s", log_q(strerror(errno)));
-      break;
+      int e = errno;
+      note_fd_errno(c->w->f, e);
+      if ((e == EMFILE || e == ENFILE) && evict_silent(c->w, c, EVICT_FDS))
+        fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) {
+        LOG_WARN("socket_failed", "reason=%s", log_q(strerror(e)));
+        break;
+      }
     }
     if (connect(fd, (const struct sockaddr *)addr, addrlen) != 0 && errno != EINPROGRESS) {
       int e = errno;
@@ -787,6 +887,7 @@ static void conn_start(struct l4_worker *w, int fd, const struct sockaddr_storag
   c->phase = PHASE_CONNECTING;
   uv_timer_init(&w->loop, &c->timer);
   c->timer.data = c;
+  silent_add(w, c);
   c->next = w->conns;
   if (w->conns) w->conns->prev = c;
   w->conns = c;
@@ -848,10 +949,16 @@ static void on_listener_readable(uv_poll_t *h, int status, int events) {
   uint64_t max = w->f->cfg.max_connections;
   for (int i = 0; i < L4_ACCEPT_BATCH; i++) {
     if (max && atomic_load(&active_connections) >= max) {
-      /* at capacity: clients wait in the backlog, descriptors stay free */
-      metrics_counter_inc(w->f->m_capacity_paused);
-      pause_accepting(w);
-      return;
+      /* At capacity. Room is made only for a client known to wait: the
+       * first of a batch (epoll said so; level-triggered, it says so again
+       * next turn for the others). Every connection talking: clients wait
+       * in the backlog, descriptors stay free. */
+      if (i > 0) return;
+      if (!evict_silent(w, NULL, EVICT_MAX_CONNECTIONS)) {
+        metrics_counter_inc(w->f->m_capacity_paused);
+        pause_accepting(w);
+        return;
+      }
     }
     struct sockaddr_storage peer;
     socklen_t len = sizeof(peer);
@@ -860,12 +967,19 @@ static void on_listener_readable(uv_poll_t *h, int status, int events) {
       conn_start(w, fd, &peer, l);
       continue;
     }
-    if (errno == EINTR || errno == ECONNABORTED) continue;
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-      note_fd_errno(w->f, errno);
-      if (errno == EMFILE || errno == ENFILE) drop_pipe_pool(w);
+    int e = errno;
+    if (e == EINTR || e == ECONNABORTED) continue;
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+      note_fd_errno(w->f, e);
+      if (e == EMFILE || e == ENFILE) {
+        drop_pipe_pool(w);
+        /* accept4 fails so whether or not a client waits: evict only for
+         * the first of a batch, which epoll said waits */
+        if (i > 0) return;
+        if (evict_silent(w, NULL, EVICT_FDS)) continue; /* descriptors are free again */
+      }
       /* level-triggered: pause accepting instead of spinning */
-      LOG_WARN("accept_paused", "reason=%s", log_q(strerror(errno)));
+      LOG_WARN("accept_paused", "reason=%s", log_q(strerror(e)));
       pause_accepting(w);
     }
     return;
@@ -942,6 +1056,14 @@ int l4_forward_start(const struct l4_forward_config *cfg, int nworkers, const in
   f->m_capacity_paused =
       metrics_counter(m, "edge_l4_accept_paused_total",
                       "Times accepting paused because max connections were open", "");
+  f->m_evicted_max =
+      metrics_counter(m, "edge_l4_connections_evicted_total",
+                      "Connections that had carried no byte closed to make room, by what was short",
+                      "reason=\"max_connections\"");
+  f->m_evicted_fds =
+      metrics_counter(m, "edge_l4_connections_evicted_total",
+                      "Connections that had carried no byte closed to make room, by what was short",
+                      "reason=\"file_descriptors\"");
   for (int i = 0; i < nworkers; i++) {
     struct l4_worker *w = &f->workers[i];
     w->f = f;

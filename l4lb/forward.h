@@ -57,9 +57,11 @@ struct l4_forward_config {
   /* A streaming connection that moves no byte either way for this long is
    * closed (both sides). 0: never. */
   uint32_t idle_timeout_ms;
-  /* Open connections across all workers above which accepting pauses (new
-   * clients wait in the listen backlog), so the process keeps descriptors
-   * for health checks and the admin endpoint. 0: no limit. */
+  /* Open connections across all workers at which a worker makes room for
+   * a waiting client by closing its oldest connection that has carried no
+   * byte yet (as on EMFILE/ENFILE), and with none such pauses accepting
+   * (new clients wait in the listen backlog), so the process keeps
+   * descriptors for health checks and the admin endpoint. 0: no limit. */
   uint64_t max_connections;
   int proxy_protocol; /* 1: write a PROXY v2 header first */
   int splice;         /* 1: splice(2) through pipes; 0: read/write */

@@ -265,7 +265,12 @@ static struct uconn *uc_new(struct worker *w, struct up_endpoint *ep, const stru
   up_link_insert(&w->uconns, &uc->wlink);
   ep->n_active++;
   if (w->g_up_active) metrics_gauge_add(w->g_up_active, 1);
-  if (uv_tcp_connect(&uc->creq, &uc->tcp, (const struct sockaddr *)&ep->addr, uc_on_connect) != 0) {
+  const struct sockaddr *sa = (const struct sockaddr *)&ep->addr;
+  int rc = uv_tcp_connect(&uc->creq, &uc->tcp, sa, uc_on_connect);
+  /* out of descriptors: an idle downstream connection gives one back */
+  if ((rc == UV_EMFILE || rc == UV_ENFILE) && worker_make_room(w, 1))
+    rc = uv_tcp_connect(&uc->creq, &uc->tcp, sa, uc_on_connect);
+  if (rc != 0) {
     h1c_close(uc);
     return NULL;
   }

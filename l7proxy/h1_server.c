@@ -105,6 +105,7 @@ static void d_freed(uv_handle_t *h) {
   buf_free(&d->in);
   buf_free(&d->out);
   tls_conn_free(d->tls);
+  if (d->evicted) w->n_evicting--;
   free(d);
   atomic_fetch_sub(&w->n_conns, 1);
   if (w->g_active) metrics_gauge_add(w->g_active, -1);
@@ -147,6 +148,7 @@ void dconn_close(struct dconn *d, int graceful) {
   if (d->state == D_CLOSING) return;
   d->state = D_CLOSING;
   up_link_remove(&d->link);
+  up_link_remove(&d->idle_link);
   ex_cancel(&d->ex);
   if (d->tunnel) {
     h1c_close(d->tunnel);
@@ -189,6 +191,42 @@ void dconn_close(struct dconn *d, int graceful) {
   d_linger_end(d);
 }
 
+/* ---- the idle list ------------------------------------------------------- */
+
+/* Nothing would be lost by closing d now: no exchange, no byte of a next
+ * request read (nor buffered, nor a PROXY header begun, nor a TLS
+ * handshake begun); HTTP/2: no open stream. */
+static int d_is_idle(const struct dconn *d) {
+  if (d->state != D_OPEN) return 0;
+  if (d->h2) return h2s_idle(d);
+  if (d->ex.active || d->in.len > 0 || d->pp_pending == 2 || h1_parser_in_message(&d->parser))
+    return 0;
+  return !d->tls || d->hs_done || !d->tls_rx;
+}
+
+void dconn_idle_update(struct dconn *d) {
+  int listed = d->idle_link.next != &d->idle_link;
+  int idle = d_is_idle(d);
+  if (idle && !listed)
+    up_link_insert(&d->w->idle, &d->idle_link); /* the front: newest */
+  else if (!idle && listed)
+    up_link_remove(&d->idle_link);
+}
+
+int dconn_evict_idle(struct worker *w) {
+  if (up_link_empty(&w->idle)) return 0;
+  struct dconn *d = container_of(w->idle.prev, struct dconn, idle_link);
+  LOG_DEBUG("connection_evicted", "client=%s proto=%s requests=%d", d->client, d->h2 ? "h2" : "h1",
+            d->n_requests);
+  d->evicted = 1;
+  if (d->h2)
+    h2s_evict(d);
+  else if (d->tls && d->hs_done)
+    tls_conn_shutdown(d->tls); /* close_notify, flushed by the close */
+  dconn_close(d, 0);
+  return 1;
+}
+
 /* ---- timers ------------------------------------------------------------- */
 
 static void d_on_timer(struct lazy_timer *t) {
@@ -229,6 +267,7 @@ static void d_on_timer(struct lazy_timer *t) {
 static void d_arm_timer(struct dconn *d) {
   if (d->state == D_CLOSING || d->h2) return;
   const struct l7_limits *l = d->w->cfg->limits;
+  dconn_idle_update(d);
   if (d->state == D_TUNNEL) {
     d->head_timer = 0;
     lazy_set(&d->timer, l->tunnel_idle_timeout_ms);
@@ -743,13 +782,12 @@ static void d_peek_hello(struct dconn *d) {
   }
   struct buf rest = d->in; /* terminated here as usual */
   memset(&d->in, 0, sizeof(d->in));
+  if (rest.len) d->tls_rx = 1; /* the handshake begins (not idle: h1_server.h) */
   if (rest.len) d_on_tls_read(d, rest.data, rest.len);
   buf_free(&rest);
 }
 
-static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  struct dconn *d = s->data;
-  if (nread == 0) return;
+static void d_on_read_bytes(struct dconn *d, ssize_t nread, const uv_buf_t *buf) {
   if (d->tls && nread > 0 && d->pp_pending) {
     /* the PROXY header comes before the TLS bytes */
     if (buf_append(&d->in, buf->base, (size_t)nread) != 0) {
@@ -768,6 +806,7 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     struct buf rest = d->in;
     memset(&d->in, 0, sizeof(d->in));
+    if (rest.len) d->tls_rx = 1; /* the handshake begins behind the header */
     if (rest.len) d_on_tls_read(d, rest.data, rest.len);
     buf_free(&rest);
     return;
@@ -787,15 +826,33 @@ static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   d_on_plain(d, nread, nread > 0 ? buf->base : NULL);
 }
 
+static void d_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct dconn *d = s->data;
+  if (nread == 0) return;
+  if (nread > 0 && d->tls && !d->pp_pending) d->tls_rx = 1;
+  d_on_read_bytes(d, nread, buf);
+  if (d->state == D_OPEN) dconn_idle_update(d);
+}
+
 /* ---- accept, drain -------------------------------------------------------- */
 
-void dconn_accept(struct worker *w, uv_stream_t *server, int https) {
+void dconn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, int https) {
+  /* at the limit, an idle connection makes room (evicted ones no longer
+   * hold a descriptor, only a struct until their close callbacks) */
+  if (w->draining || (atomic_load(&w->n_conns) - w->n_evicting >= w->cfg->limits->max_connections &&
+                      !worker_make_room(w, 0))) {
+    close(fd);
+    return;
+  }
   struct dconn *d = calloc(1, sizeof(*d));
-  if (!d) return;
+  if (!d) {
+    close(fd);
+    return;
+  }
   uv_tcp_init(&w->loop, &d->tcp);
   d->tcp.data = d;
-  if (uv_accept(server, (uv_stream_t *)&d->tcp) != 0 || w->draining ||
-      atomic_load(&w->n_conns) >= w->cfg->limits->max_connections) {
+  if (uv_tcp_open(&d->tcp, fd) != 0) {
+    close(fd); /* not the handle's: uv_tcp_open failed */
     uv_close((uv_handle_t *)&d->tcp, (uv_close_cb)free);
     return;
   }
@@ -829,13 +886,12 @@ void dconn_accept(struct worker *w, uv_stream_t *server, int https) {
   atomic_fetch_add(&w->n_conns, 1);
   if (w->g_active) metrics_gauge_add(w->g_active, 1);
   up_link_insert(&w->conns, &d->link);
+  up_link_init(&d->idle_link);
   if (https) d_nodelay(d);
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
   uint16_t client_port = 0;
-  if (uv_tcp_getpeername(&d->tcp, (struct sockaddr *)&ss, &len) == 0) {
-    addr_format_ip(&ss, d->client, sizeof(d->client));
-    client_port = (uint16_t)addr_port(&ss);
+  if (peer->ss_family == AF_INET || peer->ss_family == AF_INET6) {
+    addr_format_ip(peer, d->client, sizeof(d->client));
+    client_port = (uint16_t)addr_port(peer);
   } else {
     snprintf(d->client, sizeof(d->client), "unknown");
   }
@@ -847,11 +903,11 @@ void dconn_accept(struct worker *w, uv_stream_t *server, int https) {
     if (w->cfg->n_trusted) {
       int ok = 0;
       for (size_t i = 0; i < w->cfg->n_trusted && !ok; i++)
-        ok = cidr_match(&w->cfg->trusted[i], &ss);
+        ok = cidr_match(&w->cfg->trusted[i], peer);
       d->pp_pending = ok;
     }
   }
-  d_arm_timer(d);
+  d_arm_timer(d); /* puts it on the idle list: nothing read yet */
   d_update_reading(d);
 }
 

@@ -15,6 +15,13 @@
  * (slowloris), body (a stalled upload: 408), keep-alive idle, tunnel idle,
  * lingering close after a response that ends the connection.
  *
+ * Idle list: a connection that could be closed without losing anything
+ * (HTTP/1.1: no exchange, no byte of a next request, no TLS handshake
+ * begun; HTTP/2: no open stream) is on the worker's idle list, moved to
+ * its front whenever it becomes idle, off it as soon as a byte of a
+ * request (or a stream) arrives; dconn_evict_idle closes the oldest one
+ * when the worker needs room (worker.c). O(1) either way.
+ *
  * Owner: the worker's connection list; freed when its handles close.
  * Single-threaded: the worker's loop. Callers: worker.c (accept, drain,
  * stop), h2_server.c (the socket and TLS of an h2 connection).
@@ -37,8 +44,11 @@ struct dconn {
   uv_tcp_t tcp;
   struct lazy_timer timer;
   struct worker *w;
-  struct up_link link; /* worker's connection list */
-  int handles;         /* open handles; freed at 0 */
+  struct up_link link;      /* worker's connection list */
+  struct up_link idle_link; /* worker's idle list (self-linked: not on it) */
+  int evicted;              /* closed by dconn_evict_idle (w->n_evicting) */
+  int tls_rx;               /* TLS bytes arrived (the handshake began) */
+  int handles;              /* open handles; freed at 0 */
   enum dstate state;
   struct h1_parser parser;
   struct buf in;  /* unparsed input (pipelined requests, PROXY header) */
@@ -69,8 +79,17 @@ struct dconn {
   struct exchange ex;
 };
 
-/* Accepts a connection on server (https: the TLS listener). */
-void dconn_accept(struct worker *w, uv_stream_t *server, int https);
+/* Serves fd, just accepted from peer (https: on the TLS listener); fd is
+ * owned from now on (closed on any failure). Closes it at once when the
+ * worker is draining, or at --max-connections with nothing idle to evict. */
+void dconn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, int https);
+/* Puts d on (or takes it off) its worker's idle list to match its state;
+ * the data path calls it after each change (h2_server.c for streams). */
+void dconn_idle_update(struct dconn *d);
+/* Closes the oldest idle connection of w now (h2: GOAWAY NO_ERROR first;
+ * TLS: close_notify), its descriptor included. 1 if one was, 0 if none is
+ * idle. */
+int dconn_evict_idle(struct worker *w);
 /* Closes d; graceful: after pending writes, a FIN and lingering. */
 void dconn_close(struct dconn *d, int graceful);
 /* Writes d->out (through TLS on HTTPS). 0 or negative (d is closing). */

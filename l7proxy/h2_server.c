@@ -146,6 +146,7 @@ static __thread int g_n_free;
 
 static void stream_free(struct h2stream *s) {
   up_link_remove(&s->link);
+  if (up_link_empty(&s->hs->streams) && !s->hs->dead) dconn_idle_update(s->hs->d);
   s->hs->buffered -= pending(s);
   ex_cancel(&s->ex);
   if (g_n_free < STREAM_CACHE && s->body.cap <= 4 * H2_STREAM_HIGH) {
@@ -353,6 +354,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
   s->ex.client_port = hs->d->ex.client_port;
   s->ex.tls = hs->d->tls;
   up_link_insert(&hs->streams, &s->link);
+  dconn_idle_update(hs->d); /* a stream is open: not evictable */
   nghttp2_session_set_stream_user_data(ng, s->id, s);
   return 0;
 }
@@ -673,6 +675,21 @@ void h2s_timer(struct dconn *d) {
   if (d->state != D_CLOSING) dconn_close(d, 1);
 }
 
+int h2s_idle(const struct dconn *d) {
+  return d->h2 && !d->h2->dead && up_link_empty(&d->h2->streams);
+}
+
+void h2s_evict(struct dconn *d) {
+  struct h2sess *hs = d->h2;
+  h2_goaway(hs, NGHTTP2_NO_ERROR, "evicted");
+  /* written now: the caller closes the socket right after */
+  const uint8_t *out;
+  ssize_t n;
+  while ((n = nghttp2_session_mem_send(hs->ng, &out)) > 0) buf_append(&d->out, out, (size_t)n);
+  hs->dead = 1;
+  dconn_write_out(d);
+}
+
 void h2s_drain(struct dconn *d) {
   h2_goaway(d->h2, NGHTTP2_NO_ERROR, "draining");
   h2s_send(d);
@@ -785,6 +802,7 @@ int h2s_try_upgrade(struct dconn *d, const struct h1_message *m) {
   s->ex.client_port = d->ex.client_port;
   s->ex.tls = d->tls;
   up_link_insert(&hs->streams, &s->link);
+  dconn_idle_update(d);
   nghttp2_session_set_stream_user_data(hs->ng, 1, s);
   /* the request of the upgrade is stream 1: its head (in the HTTP/1.1
    * parser's buffer, which is not used again) as a message */

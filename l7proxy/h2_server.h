@@ -44,6 +44,10 @@ void h2s_send(struct dconn *d);
 void h2s_flush_dirty(struct worker *w);
 /* The connection's timer: idle without streams, stalled request bodies. */
 void h2s_timer(struct dconn *d);
+/* No open stream: the connection may be evicted (h1_server.h). */
+int h2s_idle(const struct dconn *d);
+/* Evicted: GOAWAY NO_ERROR, written to the socket now; the caller closes. */
+void h2s_evict(struct dconn *d);
 /* Graceful GOAWAY (draining). */
 void h2s_drain(struct dconn *d);
 /* Frees the calling worker thread's cache of recycled streams (at its end). */

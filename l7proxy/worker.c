@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/addr.h"
@@ -211,21 +212,92 @@ static void on_check(uv_check_t *c) {
   h2s_flush_dirty(c->data);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  struct worker *w = server->data;
+/*
+ * Accepting. Room for a new connection is made by evicting the oldest idle
+ * connection (nginx closes its "reusable" connections the same way) when
+ * the worker is at --max-connections or accept fails for lack of
+ * descriptors; a connection with a request in progress is never evicted.
+ * Out of descriptors with nothing idle, accepting pauses for
+ * ACCEPT_PAUSE_MS (the listener is level-triggered: no spinning) and new
+ * clients wait in the backlog instead of being reset.
+ */
+#define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
+
+int worker_make_room(struct worker *w, int out_of_fds) {
+  if (!dconn_evict_idle(w)) return 0;
+  w->n_evicting++;
+  struct metrics_counter *c = out_of_fds ? w->c_evicted_fds : w->c_evicted_max;
+  if (c) metrics_counter_inc(c);
+  return 1;
+}
+
+static void on_listener_readable(uv_poll_t *p, int status, int events);
+
+static void on_accept_resume(uv_timer_t *t) {
+  struct worker *w = t->data;
+  if (w->listening) uv_poll_start(&w->listener, UV_READABLE, on_listener_readable);
+  if (w->tls_listening) uv_poll_start(&w->tls_listener, UV_READABLE, on_listener_readable);
+}
+
+static void pause_accepting(struct worker *w, int err) {
+  LOG_WARN("accept_paused", "worker=%d reason=%s", w->id, log_q(strerror(err)));
+  if (w->listening) uv_poll_stop(&w->listener);
+  if (w->tls_listening) uv_poll_stop(&w->tls_listener);
+  uv_timer_start(&w->accept_pause, on_accept_resume, ACCEPT_PAUSE_MS, 0);
+}
+
+static void on_listener_readable(uv_poll_t *p, int status, int events) {
+  struct worker *w = p->data;
+  int https = p == &w->tls_listener;
+  int lfd = https ? w->tls_listen_fd : w->listen_fd;
+  (void)events;
   if (status < 0) return;
-  dconn_accept(w, server, server == (uv_stream_t *)&w->tls_listener);
+  for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      dconn_accept(w, fd, &peer, https);
+      continue;
+    }
+    int e = errno;
+    if (e == EINTR || e == ECONNABORTED) continue;
+    if (e == EMFILE || e == ENFILE) {
+      /* accept4 fails so whether or not a client waits: room is made for
+       * the first of a batch only, which epoll said waits (level-triggered,
+       * it says so again next turn for the others) */
+      if (i > 0) return;
+      if (worker_make_room(w, 1)) continue; /* one descriptor is free again */
+      pause_accepting(w, e);
+    } else if (e == ENOBUFS || e == ENOMEM) {
+      pause_accepting(w, e); /* level-triggered: no spinning */
+    }
+    return; /* EAGAIN: nothing more waits */
+  }
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  struct worker *w = h->loop->data;
+  if (h == (uv_handle_t *)&w->listener) {
+    close(w->listen_fd);
+    w->listen_fd = -1;
+  } else if (w->tls_listen_fd >= 0) {
+    close(w->tls_listen_fd);
+    w->tls_listen_fd = -1;
+  }
 }
 
 static void w_close_listeners(struct worker *w) {
   if (w->listening) {
-    uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_close((uv_handle_t *)&w->listener, on_listener_closed);
     w->listening = 0;
   }
   if (w->tls_listening) {
-    uv_close((uv_handle_t *)&w->tls_listener, NULL);
+    uv_close((uv_handle_t *)&w->tls_listener, on_listener_closed);
     w->tls_listening = 0;
   }
+  uv_timer_stop(&w->accept_pause);
 }
 
 static void w_close_all(struct worker *w) {
@@ -245,6 +317,8 @@ static void w_close_all(struct worker *w) {
   rp_worker_close(w);
   if (!uv_is_closing((uv_handle_t *)&w->async)) uv_close((uv_handle_t *)&w->async, NULL);
   if (!uv_is_closing((uv_handle_t *)&w->h2_check)) uv_close((uv_handle_t *)&w->h2_check, NULL);
+  if (!uv_is_closing((uv_handle_t *)&w->accept_pause))
+    uv_close((uv_handle_t *)&w->accept_pause, NULL);
 }
 
 void worker_check_drained(struct worker *w) {
@@ -297,6 +371,7 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
   w->listen_fd = listen_fd;
   w->tls_listen_fd = tls_listen_fd;
   up_link_init(&w->conns);
+  up_link_init(&w->idle);
   up_link_init(&w->uconns);
   up_link_init(&w->side);
   if (up_pools_init(&w->pools) != 0) {
@@ -312,33 +387,39 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
   uv_check_start(&w->h2_check, on_check);
   uv_unref((uv_handle_t *)&w->h2_check);
   w->async.data = w;
-  uv_tcp_init(&w->loop, &w->listener);
-  w->listener.data = w;
-  uv_tcp_init(&w->loop, &w->tls_listener);
-  w->tls_listener.data = w;
-  int rc = uv_tcp_open(&w->listener, listen_fd);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+  uv_timer_init(&w->loop, &w->accept_pause);
+  w->accept_pause.data = w;
+  /* the fds come from main.c bound but not listening (addr_bind_reuseport) */
+  int plain_ok = 0, tls_ok = 0;
+  int rc = listen(listen_fd, 1024) == 0 ? 0 : -errno;
+  if (rc == 0) rc = uv_poll_init(&w->loop, &w->listener, listen_fd);
+  plain_ok = rc == 0;
   if (rc == 0 && tls_listen_fd >= 0) {
-    rc = uv_tcp_open(&w->tls_listener, tls_listen_fd);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)&w->tls_listener, 1024, on_connection);
+    rc = listen(tls_listen_fd, 1024) == 0 ? 0 : -errno;
+    if (rc == 0) rc = uv_poll_init(&w->loop, &w->tls_listener, tls_listen_fd);
+    tls_ok = rc == 0;
   }
   if (rc != 0) {
     LOG_ERROR("listen_failed", "worker=%d error=%s", id, uv_strerror(rc));
-    uv_close((uv_handle_t *)&w->listener, NULL);
-    uv_close((uv_handle_t *)&w->tls_listener, NULL);
+    if (plain_ok) uv_close((uv_handle_t *)&w->listener, NULL);
+    if (tls_ok) uv_close((uv_handle_t *)&w->tls_listener, NULL);
     uv_close((uv_handle_t *)&w->async, NULL);
     uv_close((uv_handle_t *)&w->h2_check, NULL);
+    uv_close((uv_handle_t *)&w->accept_pause, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     up_pools_free(&w->pools);
     free(w);
-    return rc;
+    return rc; /* the fds stay the caller's to close: the process exits */
   }
+  w->listener.data = w;
+  uv_poll_start(&w->listener, UV_READABLE, on_listener_readable);
   w->listening = 1;
-  if (tls_listen_fd >= 0)
+  if (tls_listen_fd >= 0) {
+    w->tls_listener.data = w;
+    uv_poll_start(&w->tls_listener, UV_READABLE, on_listener_readable);
     w->tls_listening = 1;
-  else
-    uv_close((uv_handle_t *)&w->tls_listener, NULL);
+  }
   if (cfg->metrics) {
     w->c_hs_ok =
         metrics_counter(cfg->metrics, "edge_l7_tls_handshakes_total",
@@ -357,6 +438,14 @@ int worker_start(int id, const struct worker_config *cfg, int listen_fd, int tls
                                     "route=\"_other\",cluster=\"_other\"", b, nb);
     w->g_active = metrics_gauge(cfg->metrics, "edge_l7_active_connections",
                                 "Open downstream connections.", "");
+    w->c_evicted_max = metrics_counter(
+        cfg->metrics, "edge_l7_connections_evicted_total",
+        "Idle downstream connections closed to make room for a new one, by what was short.",
+        "reason=\"max_connections\"");
+    w->c_evicted_fds = metrics_counter(
+        cfg->metrics, "edge_l7_connections_evicted_total",
+        "Idle downstream connections closed to make room for a new one, by what was short.",
+        "reason=\"file_descriptors\"");
     w->g_up_active = metrics_gauge(cfg->metrics, "edge_l7_upstream_connections",
                                    "Upstream connections by state.", "state=\"active\"");
     w->g_up_idle = metrics_gauge(cfg->metrics, "edge_l7_upstream_connections",

@@ -62,19 +62,30 @@ struct worker {
   const struct worker_config *cfg;
   uv_loop_t loop;
   uv_thread_t thread;
-  uv_tcp_t listener;
+  /* Listeners are watched with uv_poll and accepted here (accept4), not
+   * with uv_listen: libuv answers EMFILE by accepting and closing every
+   * waiting client, where the worker first evicts an idle connection of
+   * its own (worker.c). */
+  uv_poll_t listener;
   int listen_fd;
   int listening;
-  uv_tcp_t tls_listener;
+  uv_poll_t tls_listener;
   int tls_listen_fd; /* -1: no HTTPS */
   int tls_listening;
-  char pbuf[READ_BUF]; /* decrypted plaintext */
+  uv_timer_t accept_pause; /* out of descriptors with nothing to evict */
+  char pbuf[READ_BUF];     /* decrypted plaintext */
   struct metrics_counter *c_hs_ok, *c_hs_failed, *c_req_h1, *c_req_h2;
   uv_async_t async;
   atomic_int drain_req, stop_req, drained;
   atomic_size_t n_conns;
   int draining, stopping;
-  struct up_link conns;    /* downstream connections (struct dconn) */
+  struct up_link conns; /* downstream connections (struct dconn) */
+  /* Evictable downstream connections (struct dconn idle_link): HTTP/1.1
+   * with no exchange and no byte of the next request, HTTP/2 with no open
+   * stream. Newest first: the oldest is idle.prev. */
+  struct up_link idle;
+  size_t n_evicting; /* evicted, descriptor closed, not yet freed */
+  struct metrics_counter *c_evicted_max, *c_evicted_fds;
   struct up_link uconns;   /* upstream HTTP/1.1 connections (struct uconn) */
   struct up_pools pools;   /* endpoints, keep-alive pools, outlier state */
   struct uh2_pool *h2pool; /* H2C/GRPC upstreams, created on first use */
@@ -113,6 +124,12 @@ struct l7_snapshot *worker_snapshot(struct worker *w);
 struct route_metrics *worker_route_metrics(struct worker *w, struct l7_snapshot *snap,
                                            const struct l7_route *route,
                                            const struct l7_cluster *cluster);
+/* Makes room for one more connection: evicts the oldest idle downstream
+ * connection (h1_server.c dconn_evict_idle), counting it under
+ * edge_l7_connections_evicted_total{reason}. out_of_fds: accept failed
+ * with EMFILE/ENFILE (else: at --max-connections). 1 if one was evicted
+ * (its descriptor is closed on return), 0 if none is idle. */
+int worker_make_room(struct worker *w, int out_of_fds);
 /* A draining worker notices when its last connection is gone. */
 void worker_check_drained(struct worker *w);
 uint32_t worker_rand(void);

@@ -762,6 +762,43 @@ class L4lbTest(Base):
         with connect(lb.listen_port) as s:
             self.assertEqual(who(s)["name"], "r0")
 
+    def test_attack_fd_exhaustion_silent_connections_make_room_oldest_first(self):
+        r = self.replica("r0")
+        # 160 descriptors: at most 64 connections (as above)
+        lb = self.l4lb([r.backend_flag()], "--workers=1", nofile=160)
+        poll(lambda: lb.get("/readyz")[0] == 200, what="ready")
+        cap = 64
+        talking, silent, kept = [], [], []
+        try:
+            # the oldest connections carry data; the rest never send a byte
+            for _ in range(4):
+                s = connect(lb.listen_port)
+                self.assertEqual(who(s)["name"], "r0")
+                talking.append(s)
+            for _ in range(cap - 4):
+                silent.append(connect(lb.listen_port))
+            poll(lambda: self.metric(lb, "edge_l4_active_connections") == cap,
+                 what="every slot taken")
+            for k in range(3):
+                # a new client: before, it waited in the backlog for good
+                s = connect(lb.listen_port)
+                self.assertEqual(who(s)["name"], "r0", "new client not served at capacity")
+                kept.append(s)
+                silent[k].settimeout(DEADLINE_S)
+                self.assertEqual(silent[k].recv(1), b"", "the oldest silent one still open")
+            for s in talking + kept:  # connections that carried data are kept
+                s.sendall(b"x")
+                self.assertEqual(s.recv(1), b"x")
+            for s in silent[3:]:
+                s.setblocking(False)
+                with self.assertRaises(BlockingIOError, msg="a newer silent one was closed"):
+                    s.recv(1)
+            self.assertEqual(self.metric(
+                lb, 'edge_l4_connections_evicted_total{reason="max_connections"}'), 3)
+        finally:
+            for s in talking + silent + kept:
+                s.close()
+
     def test_bad_flags_exit_nonzero_with_one_line(self):
         for args in (["--listen=127.0.0.1:0", "--backend=nope"],
                      ["--listen=127.0.0.1:0", "--backend=127.0.0.1:1", "--table-size=65536"],

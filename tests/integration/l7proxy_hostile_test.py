@@ -13,6 +13,7 @@ Processes started here are killed by PID in tearDown.
 """
 import json
 import os
+import resource
 import socket
 import sys
 import threading
@@ -236,6 +237,167 @@ class H2Memory(Hostile):
 
 
 # ---- helpers: a raw HTTP/2 client, chunked decoding, RSS ----
+
+class RoomHelpers:
+    def metric(self, name):
+        _, text = self.proxy.admin_get("/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_open(self, n):
+        l7t.poll(lambda: self.metric("edge_l7_active_connections") == n,
+                 what="%d connections open in the proxy" % n)
+
+    def idle(self, n):
+        out = []
+        for _ in range(n):
+            out.append(self.connect())
+        return out
+
+    def good_request(self, keep=False):
+        """A well-behaved client: one GET on a new connection; with keep
+        the connection stays open (kept alive, idle) and is returned."""
+        s = self.connect()
+        s.sendall(b"GET /good HTTP/1.1\r\nHost: a.test\r\n%s\r\n" %
+                  (b"" if keep else b"Connection: close\r\n"))
+        head = read_head(s)
+        if keep:
+            return status_of(head), s
+        s.close()
+        return status_of(head), None
+
+    def is_closed(self, s):
+        s.setblocking(False)
+        try:
+            return s.recv(65536) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            s.settimeout(5)
+
+
+
+class DescriptorExhaustion(RoomHelpers, Hostile):
+    """Idle connections hold every slot of --max-connections (the
+    fd-exhaustion attack of tests/load/run.sh hostile): a new visitor must
+    get its answer all the same, by the oldest idle connection making
+    room, and a connection with a request in progress is never the one
+    closed. Timeouts are long here so only eviction can free a slot."""
+    MAX = 20
+    EXTRA = ("--max-connections=20", "--workers=1", "--header-timeout=60s",
+             "--idle-timeout=60s", "--body-timeout=60s", "--response-header-timeout=30s")
+
+    def test_idle_connections_make_room_for_a_new_client_oldest_first(self):
+        held = self.idle(self.MAX)
+        self.wait_open(self.MAX)
+        for k in range(3):
+            st, _ = self.good_request()
+            self.assertEqual(st, 200, "new client refused while idle connections hold the slots")
+            l7t.poll(lambda: self.is_closed(held[k]), what="the oldest idle connection closed")
+            for s in held[k + 1:]:
+                self.assertFalse(self.is_closed(s), "a newer idle connection was evicted")
+            held.append(self.connect())  # the attacker takes the slot back
+            self.wait_open(self.MAX)
+        self.assertEqual(self.metric("edge_l7_connections_evicted_total"), 3)
+        for s in held:
+            s.close()
+
+    def test_a_request_in_progress_is_never_evicted(self):
+        # the oldest connections carry requests the backend answers slowly;
+        # the newer ones are idle (no byte, or an h2c session with no stream)
+        slow = []
+        for i in range(self.MAX - 4):
+            s = self.connect()
+            s.sendall(b"GET /slow?ms=4000&i=%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % i)
+            slow.append(s)
+        h2 = self.connect()
+        h2.sendall(H2_PREFACE + h2_frame(4, 0, 0))
+        self.assertIsNotNone(h2_read_until(h2, lambda t, fl, sid, pl: t == 4),
+                             "no SETTINGS from the proxy")
+        idle = self.idle(3)
+        self.wait_open(self.MAX)
+        # eight new clients, each keeping its connection: four idle ones
+        # make room first, then the new clients' own kept-alive connections
+        kept = []
+        for _ in range(8):
+            st, s = self.good_request(keep=True)
+            self.assertEqual(st, 200, "new client refused while idle connections hold slots")
+            kept.append(s)
+        got = h2_read_until(h2, lambda t, fl, sid, pl: t == 7)
+        self.assertIsNotNone(got, "the evicted h2 connection got no GOAWAY")
+        self.assertEqual(int.from_bytes(got[1][4:8], "big"), 0, "GOAWAY code not NO_ERROR")
+        for s in idle:
+            l7t.poll(lambda: self.is_closed(s), what="idle connection evicted")
+        for i, s in enumerate(slow):
+            s.settimeout(DEADLINE_S)
+            head = read_head(s)
+            self.assertEqual(status_of(head), 200, "slow request %d lost: %r" % (i, head[:80]))
+        self.assertEqual(self.metric("edge_l7_connections_evicted_total"), 8)
+        self.assertFalse(self.is_closed(kept[-1]), "the newest kept-alive client was evicted")
+        for s in slow + kept + idle + [h2]:
+            s.close()
+
+    def test_no_room_when_every_connection_has_a_request_in_progress(self):
+        slow = []
+        for i in range(self.MAX):
+            s = self.connect()
+            s.sendall(b"GET /slow?ms=3000&i=%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % i)
+            slow.append(s)
+        self.wait_open(self.MAX)
+        extra = self.connect()
+        extra.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertTrue(closed_within_deadline(extra), "served beyond --max-connections")
+        extra.close()
+        for s in slow:
+            s.settimeout(DEADLINE_S)
+            self.assertEqual(status_of(read_head(s)), 200)
+        self.assertEqual(self.metric("edge_l7_connections_evicted_total"), 0)
+        for s in slow:
+            s.close()
+
+
+class OutOfDescriptors(RoomHelpers, Hostile):
+    """The same attack against the descriptor limit instead of
+    --max-connections (default, far above it): accept fails with EMFILE.
+    libuv's own answer accepted and closed every waiting client; the
+    worker evicts an idle connection and accepts instead (and evicts
+    another when the proxied request's upstream socket finds none)."""
+    NOFILE = 64
+    EXTRA = ("--workers=1", "--header-timeout=60s", "--idle-timeout=60s", "--body-timeout=60s")
+
+    def setUp(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.NOFILE, hard))  # inherited
+        try:
+            super().setUp()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    def test_out_of_descriptors_an_idle_connection_makes_room(self):
+        held = [self.connect() for _ in range(self.NOFILE + 20)]
+        fds = "/proc/%d/fd" % self.proxy.proc.pid
+        try:
+            # every descriptor taken (the proxied request below then finds
+            # none for its upstream socket either)
+            l7t.poll(lambda: len(os.listdir(fds)) >= self.NOFILE or held.append(self.connect()),
+                     what="the proxy out of descriptors")
+            # the admin endpoint has no descriptor either while this lasts:
+            # the proxy is judged by the new client and the oldest idle one
+            st, _ = self.good_request()
+            self.assertEqual(st, 200, "new client lost while the descriptors are held")
+            l7t.poll(lambda: self.is_closed(held[0]), what="the oldest idle connection closed")
+        finally:
+            for s in held:
+                s.close()
+        l7t.poll(lambda: self.metric(
+            'edge_l7_connections_evicted_total{reason="file_descriptors"}') >= 1,
+            what="evictions for descriptors counted")
+
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 

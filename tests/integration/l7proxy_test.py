@@ -551,13 +551,14 @@ class ConnectionLimits(Base):
         self.a = self.backend("a")
         self.start([cluster("ca", [self.a.port]), vhost("va", "a.test", [route("/", "ca")])])
 
-    def test_connections_beyond_the_limit_are_closed(self):
-        # the admin poll's connections are gone; hold two open
+    def test_connections_beyond_the_limit_are_closed_when_none_is_idle(self):
+        # both slots carry a request in progress (an idle connection would
+        # be evicted to make room: l7proxy_hostile_test DescriptorExhaustion)
         held = [socket.create_connection(("127.0.0.1", self.proxy.port)) for _ in range(2)]
         for h in held:
-            h.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-            h.settimeout(5)
-            self.assertTrue(h.recv(65536).startswith(b"HTTP/1.1 200"))
+            h.sendall(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        poll(lambda: "edge_l7_active_connections 2" in self.proxy.admin_get("/metrics")[1],
+             what="two connections open")
         extra = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=5)
         extra.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         try:
@@ -565,6 +566,9 @@ class ConnectionLimits(Base):
         except ConnectionResetError:
             data = b""
         self.assertEqual(data, b"")
+        for h in held:
+            h.settimeout(5)
+            self.assertTrue(h.recv(65536).startswith(b"HTTP/1.1 200"))
         for h in held + [extra]:
             h.close()
 

@@ -39,6 +39,7 @@ peers/haproxy-tcp-hostile.cfg; edge --header-timeout=5s --idle-timeout=5s
 backend. edge has no flag for a write stall to a slow reader: its rows show
 what its flow control does instead.
 
+`--attacks=A,B` runs only those attacks (every side of each).
 Not part of `run.sh all`: it is a benchmark of minutes and its failures are
 the measurement, not a regression. Callers: scenarios.py registers it.
 """
@@ -429,7 +430,10 @@ def run(ctx):
     backend = h.Backend(ctx.env, bulk_mb=8)
     n_default = 100 if ctx.quick else ctx.conns if ctx.conns != 50 else 500
     rows = []
-    only = getattr(ctx, "only", None)
+    only = getattr(ctx, "only", None)  # run.sh hostile --attacks=A,B
+    unknown = set(only or ()) - set(a[0] for a in ATTACKS)
+    if unknown:
+        raise ValueError("unknown attacks: %s" % ", ".join(sorted(unknown)))
     for attack, sides, n, nofile, maxconn in ATTACKS:
         if only and attack not in only:
             continue

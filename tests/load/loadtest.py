@@ -60,6 +60,8 @@ def parse(argv):
                                                "tests/load/results/<timestamp>)")
     p.add_argument("--bin-dir", default=os.environ.get("EDGE_BIN_DIR", ""),
                    help="where l7proxy/l7proxy and l4lb/l4lb are (bazel-bin)")
+    p.add_argument("--attacks", default="",
+                   help="hostile only: comma-separated attacks to run (default: all of them)")
     p.add_argument("--keep", action="store_true", help="keep the scenarios' work directories")
     p.add_argument("--dry-run", action="store_true",
                    help="only check the arguments (run.sh does, before building)")
@@ -98,6 +100,7 @@ def run_scenario(sc, args, duration, bins, outdir):
     work = tempfile.mkdtemp(prefix="edge-load-%s-" % sc.name)
     env = harness.Env(work, bins)
     ctx = Ctx(sc.name, env, duration, args.quick, args.conns, args.repeat)
+    ctx.only = [a for a in args.attacks.split(",") if a] or None
     t0 = time.monotonic()
     res = {"name": sc.name, "description": sc.description, "rows": [], "error": "",
            "expect_errors": sc.expect_errors}
