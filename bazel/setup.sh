@@ -15,6 +15,8 @@ BUILD_PACKAGES=(
   libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libgrpc-dev libssl-dev libcunit1-dev libyaml-dev libjansson-dev
   libcurl4-openssl-dev node-llhttp android-libboringssl-dev
+  # route policies: bcrypt via libxcrypt's crypt_r, cluster-wide rate limits in Redis
+  libcrypt-dev libhiredis-dev
   # l4lb packet mode: XDP program (clang -target bpf, bpftool skeleton, libbpf)
   libbpf-dev bpftool
   # .deb packages (deploy/deb/build.sh)
@@ -25,6 +27,8 @@ PACKAGES=(
   # tests and benchmarks: real clients and peers
   curl nghttp2-client nginx-light haproxy wrk openssl gnuplot-nox
   iproute2 nftables keepalived procps psmisc python3 python3-yaml
+  # route policies: real htpasswd files (apache2-utils) and a real Redis
+  apache2-utils redis-server
   # l4lb packet mode: the BGP daemon of its ECMP tests
   bird2 ethtool
   # operations: promtool (rule checks and tests), unit checks, images

@@ -357,6 +357,19 @@ static int pbj_is_default(const ProtobufCFieldDescriptor *f, const void *src) {
   }
 }
 
+/* 1 when name is one of the comma-separated names in skip. */
+static int pbj_skipped(const char *skip, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = skip; *p;) {
+    const char *e = strchr(p, ',');
+    size_t l = e ? (size_t)(e - p) : strlen(p);
+    if (l == n && memcmp(p, name, n) == 0) return 1;
+    if (!e) break;
+    p = e + 1;
+  }
+  return 0;
+}
+
 static json_t *pbj_encode_msg(const ProtobufCMessage *m, const char *skip) {
   const ProtobufCMessageDescriptor *d = m->descriptor;
   const char *base = (const char *)m;
@@ -366,7 +379,7 @@ static json_t *pbj_encode_msg(const ProtobufCMessage *m, const char *skip) {
     const ProtobufCFieldDescriptor *f = &d->fields[i];
     const void *member = base + f->offset;
     json_t *v = NULL;
-    if (skip && strcmp(f->name, skip) == 0) continue;
+    if (skip && pbj_skipped(skip, f->name)) continue;
     if (f->label == PROTOBUF_C_LABEL_REPEATED) {
       size_t n = *(const size_t *)(base + f->quantifier_offset);
       if (n == 0) continue;

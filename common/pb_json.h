@@ -41,8 +41,9 @@ int pb_json_decode(const ProtobufCMessageDescriptor *d, const char *text, size_t
 char *pb_json_encode(const ProtobufCMessage *m);
 
 /* The same as a jansson value (a new reference the caller decrefs), leaving
- * out every field named skip_field at any depth (e.g. "key_pem", so key
- * material never reaches a dump); skip_field may be NULL. NULL on error. */
+ * out every field named in skip_field at any depth — one name or several
+ * separated by commas (e.g. "key_pem,htpasswd,hmac_key", so key material
+ * never reaches a dump); skip_field may be NULL. NULL on error. */
 json_t *pb_json_to_json(const ProtobufCMessage *m, const char *skip_field);
 
 #endif

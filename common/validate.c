@@ -8,9 +8,12 @@
  */
 #include "common/validate.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "common/policy.h"
 
 static int fail(char *why, size_t whylen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -370,6 +373,8 @@ static int check_route(const Edge__V1__Route *r, char *w, size_t wl) {
                   x);
     if (o->redirect && validate_redirect(o->redirect, x, sizeof(x)) != 0)
       return fail(w, wl, "%s", x);
+    /* issue 20: auth, rate limits, CORS (common/policy: header names, origins, bounds) */
+    if (policy_check_route(o, x, sizeof(x)) != 0) return fail(w, wl, "%s", x);
   }
   return check_source(r->source, w, wl);
 }
@@ -392,11 +397,43 @@ static int check_vhost(const Edge__V1__VirtualHost *v, char *err, size_t errlen)
   for (size_t i = 0; i < v->n_ingresses; i++)
     if (validate_name(v->ingresses[i], w, sizeof(w)) != 0)
       return fail(err, errlen, "virtual host %s: ingress %s", vn, w);
+  const Edge__V1__ClientAuth *ca = v->client_auth; /* issue 20 */
+  if (ca && ((ca->mode != EDGE__V1__CLIENT_AUTH_MODE__CLIENT_AUTH_MODE_REQUIRED &&
+              ca->mode != EDGE__V1__CLIENT_AUTH_MODE__CLIENT_AUTH_MODE_OPTIONAL) ||
+             ca->verify_depth > 16 || !ca->ca_pem.len))
+    return fail(err, errlen, "virtual host %s: client_auth: bad mode, depth or empty CA bundle",
+                vn);
   for (size_t i = 0; i < v->n_routes; i++)
     if (!v->routes[i] || check_route(v->routes[i], w, sizeof(w)) != 0)
       return fail(err, errlen, "virtual host %s: route %zu: %s", vn, i,
                   v->routes[i] ? w : "missing");
   return 0;
+}
+
+/* A host a proxy sends or verifies (TLS server name, health-check Host):
+ * "" (allow_empty), a DNS name, or an IPv4/IPv6 literal. */
+static int check_name_or_ip(const char *s, int allow_empty, char *why, size_t whylen) {
+  unsigned char ip[16];
+  if (s && (inet_pton(AF_INET, s, ip) == 1 || inet_pton(AF_INET6, s, ip) == 1)) return 0;
+  return validate_host(s ? s : "", 0, allow_empty, why, whylen);
+}
+
+/* Issue 20: upstream TLS, health checks, breakers, affinity, hashing. */
+static int check_cluster_policies(const Edge__V1__Cluster *c, char *w, size_t wl) {
+  char x[160], q[96];
+  if (c->tls && check_name_or_ip(c->tls->server_name, 1, x, sizeof(x)) != 0)
+    return fail(w, wl, "tls: server_name %s", x);
+  const Edge__V1__HealthCheck *hc = c->health_check;
+  if (hc) {
+    if (check_path(hc->path, 1, x, sizeof(x)) != 0)
+      return fail(w, wl, "health_check: path %s %s", validate_quote(hc->path, q, sizeof(q)), x);
+    if (check_name_or_ip(hc->host, 1, x, sizeof(x)) != 0)
+      return fail(w, wl, "health_check: host %s", x);
+    if (hc->expected_status_min > hc->expected_status_max || hc->expected_status_max > 599 ||
+        hc->port > 65535)
+      return fail(w, wl, "health_check: bad expected status or port");
+  }
+  return policy_check_cluster(c, w, wl);
 }
 
 static int check_cluster(const Edge__V1__Cluster *c, char *err, size_t errlen) {
@@ -418,6 +455,8 @@ static int check_cluster(const Edge__V1__Cluster *c, char *err, size_t errlen) {
       return fail(err, errlen, "cluster %s: endpoint %zu: %s", cn, i, w);
   }
   if (check_source(c->source, w, sizeof(w)) != 0) return fail(err, errlen, "cluster %s: %s", cn, w);
+  if (check_cluster_policies(c, w, sizeof(w)) != 0)
+    return fail(err, errlen, "cluster %s: %s", cn, w);
   return 0;
 }
 

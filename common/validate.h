@@ -24,6 +24,11 @@
  *   - Kubernetes object names: DNS-1123 subdomains (names) and labels
  *     (namespaces), as the API server would enforce;
  *   - enums and statuses hold known values;
+ *   - the issue-20 policies: TLS server names and health-check hosts are
+ *     DNS names or IP literals, health-check paths paths (a query
+ *     allowed), client-auth modes and depths known; route policies and
+ *     cluster balancing policies through common/policy (header names,
+ *     origins, htpasswd lines, bounds).
  *   - Gateway API fields (syncd/gateway.h): a regular-expression path is
  *     visible ASCII (common/regex.h compiles it); methods and header names
  *     are RFC 9110 tokens; header values, header and query match values

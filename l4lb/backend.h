@@ -30,7 +30,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "l4lb/health.h"
+#include "common/health.h"
 #include "l4lb/maglev.h"
 
 struct metrics_registry;

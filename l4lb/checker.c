@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "l4lb/backend.h"
-#include "l4lb/health.h"
+#include "common/health.h"
 
 enum { CHK_TCP_NONE = 0, CHK_TCP_OPEN, CHK_TCP_CLOSING };
 

@@ -24,13 +24,17 @@
 #include "common/metrics.h"
 #include "common/redirect.h"
 #include "common/rewrite.h"
+#include "l7proxy/breaker.h"
+#include "l7proxy/client_auth.h"
 #include "common/router.h"
 #include "common/weighted.h"
 #include "l7proxy/h1_client.h"
 #include "l7proxy/mirror.h"
 #include "l7proxy/headers.h"
+#include "l7proxy/route_policy.h"
 #include "l7proxy/tls.h"
 #include "l7proxy/upstream_h2.h"
+#include "l7proxy/upstream_tls.h"
 #include "l7proxy/worker_internal.h"
 
 /* The route lookup reads the message's headers as router_header (same layout). */
@@ -52,9 +56,11 @@ void ex_init(struct exchange *ex, struct worker *w, const struct ex_downstream_o
              const char *client, int https, int h2_down) {
   struct msg_arena arena = ex->arena; /* a recycled exchange keeps its memory */
   struct buf pending = ex->pending;
+  struct rp_auth *auth = ex->rp_auth;
   memset(ex, 0, sizeof(*ex));
   ex->arena = arena;
   ex->pending = pending;
+  ex->rp_auth = auth;
   msg_arena_reset(&ex->arena);
   buf_reset(&ex->pending);
   ex->w = w;
@@ -65,9 +71,13 @@ void ex_init(struct exchange *ex, struct worker *w, const struct ex_downstream_o
   ex->h2_down = h2_down;
 }
 
+/* The attempt is over: the endpoint's least-request count and, for a
+ * retry, the cluster's max_retries count let go of it. */
 static void ex_drop_outstanding(struct exchange *ex) {
   if (ex->outstanding && ex->ep && ex->ep->lb.outstanding) ex->ep->lb.outstanding--;
   ex->outstanding = 0;
+  if (ex->retry_counted && ex->cluster) breaker_release(ex->cluster->breaker, BREAKER_RETRIES);
+  ex->retry_counted = 0;
 }
 
 /* Lets go of the upstream attempt (an h2 stream is reset, a connection
@@ -87,6 +97,8 @@ static void ex_detach(struct exchange *ex, int reusable) {
 }
 
 void ex_free(struct exchange *ex) {
+  if (ex->rp_wait) rp_cancel(ex);
+  rp_free(ex);
   for (int i = 0; i < ex->n_mirrors; i++) mirror_finish(ex->mirrors[i], 0);
   ex->n_mirrors = 0;
   ex_drop_outstanding(ex);
@@ -98,6 +110,7 @@ void ex_free(struct exchange *ex) {
 }
 
 static void ex_mirrors_done(struct exchange *ex, int complete);
+static void ex_after_policy(struct exchange *ex);
 
 /* ---- metrics and access log ------------------------------------------- */
 
@@ -129,6 +142,7 @@ static void ex_obs_end(struct exchange *ex) {
 
 static void ex_record(struct exchange *ex) {
   struct worker *w = ex->w;
+  if (ex->sub) return; /* an auth subrequest: its request is the one recorded */
   double secs = (double)(uv_hrtime() - ex->t_start) / 1e9;
   struct metrics_histogram *duration = w->duration; /* no route series: "_other" */
   if (w->cfg->metrics && ex->snap) {
@@ -146,6 +160,7 @@ static void ex_record(struct exchange *ex) {
 /* Both directions are done: record, release, tell the downstream. */
 static void ex_finish(struct exchange *ex) {
   if (!ex->active) return;
+  if (ex->rp_wait) rp_cancel(ex);
   if (ex->n_mirrors) ex_mirrors_done(ex, ex->req_complete);
   ex_record(ex);
   ex->active = 0;
@@ -219,12 +234,28 @@ static int grpc_status_for(int http) {
 }
 
 void ex_local(struct exchange *ex, int status, const char *location, const char *body) {
+  struct msg_header loc = {"location", 8, location, location ? strlen(location) : 0};
+  ex_local_with(ex, status, &loc, location ? 1 : 0, body);
+}
+
+void ex_local_header(struct exchange *ex, int status, const char *hname, const char *hvalue,
+                     const char *body) {
+  struct msg_header h = {hname, hname ? strlen(hname) : 0, hvalue, hvalue ? strlen(hvalue) : 0};
+  ex_local_with(ex, status, &h, hname ? 1 : 0, body);
+}
+
+void ex_local_with(struct exchange *ex, int status, const struct msg_header *extra, size_t n_extra,
+                   const char *body) {
   char dflt[96], msg[160], code[8];
+  if (ex->rp_wait) rp_cancel(ex); /* a pending policy step is moot */
   if (!body) {
     snprintf(dflt, sizeof(dflt), "%d %s\n", status, http_status_reason(status));
     body = dflt;
   }
-  struct msg_header hs[4];
+  struct msg_header merged[8 + 6];
+  n_extra = rp_local_headers(ex, extra, n_extra > 8 ? 8 : n_extra, merged, 8 + 6);
+  extra = merged;
+  struct msg_header hs[4 + 8 + 6];
   struct msg_head h = {.status = status, .headers = hs, .end_stream = 0};
   size_t n = 0;
   hs[n++] = (struct msg_header){"server", 6, "edge", 4};
@@ -238,13 +269,14 @@ void ex_local(struct exchange *ex, int status, const char *location, const char 
     hs[n++] = (struct msg_header){"content-type", 12, "application/grpc", 16};
     hs[n++] = (struct msg_header){"grpc-status", 11, code, strlen(code)};
     hs[n++] = (struct msg_header){"grpc-message", 12, msg, ml};
+    for (size_t i = 0; i < n_extra; i++) hs[n++] = extra[i];
     h.status = 200;
     h.content_length = 0;
     h.end_stream = 1;
     body = "";
   } else {
     hs[n++] = (struct msg_header){"content-type", 12, "text/plain", 10};
-    if (location) hs[n++] = (struct msg_header){"location", 8, location, strlen(location)};
+    for (size_t i = 0; i < n_extra; i++) hs[n++] = extra[i];
     h.content_length = (int64_t)strlen(body);
   }
   h.n_headers = n;
@@ -387,7 +419,10 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
   if (!hv) return -ENOMEM;
   size_t k = 0;
   hv[k++] = (struct uh2_header){":method", 7, u->method_str, u->method_len};
-  hv[k++] = (struct uh2_header){":scheme", 7, "http", 4};
+  if (ex->cluster->tls)
+    hv[k++] = (struct uh2_header){":scheme", 7, "https", 5};
+  else
+    hv[k++] = (struct uh2_header){":scheme", 7, "http", 4};
   if (u->authority_len)
     hv[k++] = (struct uh2_header){":authority", 10, u->authority, u->authority_len};
   hv[k++] = (struct uh2_header){":path", 5, u->target, u->target_len};
@@ -400,13 +435,20 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
   }
   if (ex->cluster->protocol == EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC && !has_te)
     hv[k++] = (struct uh2_header){"te", 2, "trailers", 8};
-  char key[sizeof(ep->cluster) + sizeof(ep->name) + 2];
-  snprintf(key, sizeof(key), "%s\n%s", ep->cluster, ep->name);
+  const struct l7_cluster *c = ex->cluster;
+  char key[sizeof(ep->cluster) + sizeof(ep->name) + 24];
+  /* one TLS configuration per key: a changed one gets new connections */
+  snprintf(key, sizeof(key), "%s\n%s\n%llu", ep->cluster, ep->name,
+           (unsigned long long)utls_ctx_id(c->tls));
   struct uh2_target t = {.key = key,
                          .addr = (const struct sockaddr *)&ep->addr,
                          .addrlen = ep->addrlen,
-                         .connect_timeout_ms = ex->cluster->connect_timeout_ms,
-                         .idle_timeout_ms = ex->cluster->idle_timeout_ms};
+                         .connect_timeout_ms = c->connect_timeout_ms,
+                         .idle_timeout_ms = c->idle_timeout_ms,
+                         .tls = c->tls,
+                         .brk = c->breaker,
+                         .max_connections = c->max_connections,
+                         .max_pending = c->max_pending_requests};
   int end_stream = ex->req_complete && ex->pending.len == 0;
   int rc = uh2_stream_open(w->h2pool, &t, hv, k, end_stream || ex->up.end_stream, &x2_callbacks, ex,
                            &ex->h2);
@@ -418,7 +460,10 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
     uh2_stream_write(ex->h2, ex->pending.data, ex->pending.len);
     ex->body_sent = 1;
     buf_reset(&ex->pending);
-    if (ex->req_complete) uh2_stream_end(ex->h2);
+    if (ex->req_complete)
+      uh2_stream_end(ex->h2);
+    else if (uh2_stream_buffered(ex->h2) <= HIGH_WATER) /* the client may have been stopped */
+      ex_up_drained(ex);
   }
   ex->h2_paused = 0;
   if (ex->req_complete) x2_arm(ex, ex_response_timeout(ex));
@@ -426,6 +471,24 @@ static int ex_start_h2(struct exchange *ex, struct up_endpoint *ep) {
 }
 
 static void ex_start_upstream(struct exchange *ex);
+
+/* A circuit breaker of the cluster refused: 503 naming the limit, and the
+ * overflow counted. */
+static void ex_overflow(struct exchange *ex, enum breaker_limit l) {
+  struct worker *w = ex->w;
+  const char *what = breaker_limit_name(l);
+  LOG_DEBUG("circuit_breaker_open", "cluster=%s limit=%s", log_q(ex->cluster->name), what);
+  if (w->cfg->metrics) { /* under overload only: the registry lookup is fine here */
+    char ec[300], labels[400];
+    metrics_escape_label(ex->cluster->name, ec, sizeof(ec));
+    snprintf(labels, sizeof(labels), "cluster=\"%s\",limit=\"%s\"", ec, what);
+    struct metrics_counter *c = metrics_counter(
+        w->cfg->metrics, "edge_l7_circuit_breaker_overflows_total",
+        "Requests answered 503 because a cluster's circuit breaker was full.", labels);
+    if (c) metrics_counter_inc(c);
+  }
+  ex_local_header(ex, 503, "x-edge-circuit-breaker", what, NULL);
+}
 
 /* The upstream attempt failed before any response: retry or answer. */
 void ex_up_failed(struct exchange *ex, int status, const char *why, int retryable, int charge) {
@@ -442,16 +505,22 @@ void ex_up_failed(struct exchange *ex, int status, const char *why, int retryabl
   }
   int can_retry = retryable && ex->idempotent && !ex->body_sent;
   if (can_retry && (reused_early || ex->retries_left > 0)) {
-    if (obs_enabled(&ex->w->cfg->obs)) /* OBS HOOK: retry (span event) */
-      obs_retry(&ex->obs, ex->ep ? ex->ep->name : NULL, why);
-    if (!reused_early)
+    if (!reused_early) {
+      const struct l7_cluster *c = ex->cluster;
+      if (c->breaker && !breaker_acquire(c->breaker, BREAKER_RETRIES, c->max_retries)) {
+        ex_overflow(ex, BREAKER_RETRIES);
+        return;
+      }
+      ex->retry_counted = c->breaker != NULL;
       ex->retries_left--;
-    else if (ex->ep) {
+    } else if (ex->ep) {
       /* a stale pooled connection: the same endpoint may be tried again */
       const struct up_cluster_view *v = up_pools_view(&ex->w->pools, ex->cluster);
       for (size_t i = 0; v && i < v->n && i < 64; i++)
         if (v->eps[i] == ex->ep) ex->avoid &= ~(1ull << i);
     }
+    if (obs_enabled(&ex->w->cfg->obs)) /* OBS HOOK: retry (span event) */
+      obs_retry(&ex->obs, ex->ep ? ex->ep->name : NULL, why);
     ex_start_upstream(ex);
     return;
   }
@@ -468,9 +537,17 @@ static void ex_start_upstream(struct exchange *ex) {
     ex_local(ex, 503, NULL, NULL);
     return;
   }
+  if (ex->cluster->tls_error[0]) { /* its TLS configuration was refused (logged at build) */
+    ex_local(ex, 502, NULL, "upstream tls configuration refused\n");
+    return;
+  }
   for (;;) {
-    int i = lb_pick(v->policy, (const struct lb_state *const *)v->lbs, v->n, ex->avoid,
-                    v->rr_cursor, worker_rand(), now_ms(w));
+    const struct l7_cluster *pc = ex->cluster;
+    int i =
+        pc && (pc->affinity || pc->chash) ? rp_pick(ex, v) : -1; /* cookie, hash, else balance */
+    if (i < 0)
+      i = lb_pick(v->policy, (const struct lb_state *const *)v->lbs, v->n, ex->avoid, v->rr_cursor,
+                  worker_rand(), now_ms(w));
     if (i < 0) {
       ex_local(ex, ex->tries ? 502 : 503, NULL, NULL);
       return;
@@ -487,6 +564,11 @@ static void ex_start_upstream(struct exchange *ex) {
     int rc = cluster_is_h2(ex->cluster) ? ex_start_h2(ex, ep) : h1c_start(ex, ep);
     if (rc == 0) return;
     ex_drop_outstanding(ex);
+    int limit = BREAKER_LIMIT_OF(rc);
+    if (limit >= 0) { /* a cluster-wide limit: another endpoint would not help */
+      ex_overflow(ex, (enum breaker_limit)limit);
+      return;
+    }
     ex_report(ex, 1);
     if (ex->tries > 64) {
       ex_local(ex, 502, NULL, NULL);
@@ -561,6 +643,76 @@ static int step_redirect(struct exchange *ex, const struct msg_head *m) {
   return 1;
 }
 
+/* Step: the host's client certificate policy (client_auth.h) against the
+ * connection's. 1 when answered (400, 421). */
+static int step_client_auth(struct exchange *ex) {
+  const struct cauth_policy *want = ex->route ? ex->route->client_auth : NULL;
+  if (!want) return 0;
+  const struct cauth_policy *conn = tls_conn_client_policy(ex->tls);
+  const struct cauth_peer *peer = NULL;
+  if (ex->tls && cauth_policy_same(want, conn)) {
+    peer = tls_conn_client_peer(ex->tls, cauth_policy_pass_chain(want));
+    if (!peer) {
+      ex_local(ex, 500, NULL, NULL);
+      return 1;
+    }
+  }
+  enum cauth_verdict v = cauth_decide(want, conn, ex->tls != NULL, peer && peer->has_cert,
+                                      peer && peer->verify_result == 0);
+  if (v == CAUTH_PASS) {
+    ex->client_peer = peer;
+    return 0;
+  }
+  struct worker *w = ex->w;
+  if (w->cfg->metrics) { /* failures only: the registry lookup is fine here */
+    char labels[64];
+    snprintf(labels, sizeof(labels), "reason=\"%s\"", cauth_verdict_name(v));
+    struct metrics_counter *c =
+        metrics_counter(w->cfg->metrics, "edge_l7_client_cert_failures_total",
+                        "Requests refused by a host's client certificate policy.", labels);
+    if (c) metrics_counter_inc(c);
+  }
+  char body[256];
+  int status = 400;
+  if (v == CAUTH_MISSING) {
+    snprintf(body, sizeof(body), "400 client certificate required\n");
+  } else if (v == CAUTH_INVALID) {
+    snprintf(body, sizeof(body), "400 client certificate verification failed: %s\n",
+             peer->verify_error);
+  } else {
+    status = 421; /* RFC 9110 §15.5.20: retry on a connection made for this host */
+    snprintf(body, sizeof(body),
+             "421 this connection was not made for this host's client certificate policy\n");
+  }
+  LOG_DEBUG("client_cert_refused", "client=%s host=%s reason=%s", ex->client, log_q(ex->host),
+            cauth_verdict_name(v));
+  ex_local(ex, status, NULL, body);
+  return 1;
+}
+
+/* The client certificate that passed, for the upstream (x-client-cert-*);
+ * whatever the client sent under these names was dropped by headers.c. */
+static int add_client_cert_headers(struct exchange *ex) {
+  const struct cauth_peer *p = ex->client_peer;
+  size_t n = ex->up.n_headers;
+  struct msg_header *arr = msg_arena_alloc(&ex->arena, (n + 5) * sizeof(*arr));
+  if (!arr) return -1;
+  memcpy(arr, ex->up.headers, n * sizeof(*arr));
+  int has = p && p->has_cert;
+  const char *verify = has ? "SUCCESS" : "NONE";
+  arr[n++] = (struct msg_header){"x-client-cert-verify", 20, verify, strlen(verify)};
+  if (has) {
+    arr[n++] = (struct msg_header){"x-client-cert-subject", 21, p->subject, strlen(p->subject)};
+    arr[n++] = (struct msg_header){"x-client-cert-issuer", 20, p->issuer, strlen(p->issuer)};
+    arr[n++] = (struct msg_header){"x-client-cert-fingerprint", 25, p->fingerprint,
+                                   strlen(p->fingerprint)};
+    if (p->chain && cauth_policy_pass_chain(ex->route->client_auth))
+      arr[n++] = (struct msg_header){"x-client-cert-chain", 19, p->chain, strlen(p->chain)};
+  }
+  ex->up.headers = arr;
+  ex->up.n_headers = n;
+  return 0;
+}
 static int ex_modify_headers(struct exchange *ex, const struct headermod *mod,
                              const struct msg_header **headers, size_t *n);
 
@@ -673,8 +825,13 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   uint16_t client_port = ex->client_port;
   struct tls_conn *tls = ex->tls;
   int https = ex->https, h2_down = ex->h2_down;
+  struct rp_auth *auth = ex->rp_auth;
+  if (ex->rp_wait) rp_cancel(ex);
   l7_snapshot_unref(ex->snap);
   memset(ex, 0, sizeof(*ex));
+  ex->rp_auth = auth;
+  ex->req = *m;
+  ex->affinity = -1;
   ex->w = w, ex->ds = ds, ex->ds_ctx = ctx, ex->client = client, ex->https = https;
   ex->h2_down = h2_down;
   ex->client_port = client_port;
@@ -717,6 +874,8 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   ex->upgrade = (m->flags & MSG_F_UPGRADE) && upgrade_allowed(route, m);
   /* step: redirects */
   if (step_redirect(ex, m)) return;
+  /* step: client certificates */
+  if (route && route->client_auth && step_client_auth(ex)) return;
   if (route && route->direct_status) { /* a Gateway API rule without a valid backend */
     ex_local(ex, (int)route->direct_status, NULL, NULL);
     return;
@@ -747,6 +906,10 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
     ex_local(ex, st, NULL, NULL);
     return;
   }
+  if (route && route->client_auth && add_client_cert_headers(ex) != 0) {
+    ex_local(ex, 500, NULL, NULL);
+    return;
+  }
   if (route && route->n_weighted) {
     ex->cluster = step_weighted(ex);
     if (!ex->cluster) { /* a gRPC call gets UNAVAILABLE (GRPCRoute backendRefs), HTTP 500 */
@@ -755,12 +918,55 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
     }
   }
   ex->expect_continue = (m->flags & MSG_F_EXPECT_CONTINUE) != 0;
-  /* step: mirrors (copies of the upstream request, never waited for) */
+  /* steps: the route's policies (CORS preflight, rate limit, auth), which
+   * may answer or park the exchange until an asynchronous check is done;
+   * mirrors and the upstream come after them (ex_after_policy) */
+  if (route && route->has_request_policy && rp_request(ex) == RP_STOP) return;
+  ex_after_policy(ex);
+}
+
+/* What follows the policy steps: mirrors (copies of the upstream request,
+ * never waited for; only of requests the policies let through), then the
+ * upstream codec by the cluster's protocol. */
+static void ex_after_policy(struct exchange *ex) {
+  const struct l7_route *route = ex->route;
   if (route && route->n_mirrors) {
     step_mirrors(ex);
     if (ex->req_complete) ex_mirrors_done(ex, 1);
   }
-  /* step: the upstream codec by the cluster's protocol */
+  ex_start_upstream(ex);
+}
+
+void ex_policy_done(struct exchange *ex) {
+  if (ex->active && !ex->local) ex_after_policy(ex);
+}
+
+void ex_begin_sub(struct exchange *ex, struct l7_snapshot *snap, const struct l7_cluster *c,
+                  const struct msg_head *up, uint32_t timeout_ms) {
+  struct worker *w = ex->w;
+  if (ex->rp_wait) rp_cancel(ex);
+  l7_snapshot_unref(ex->snap);
+  ex->snap = l7_snapshot_ref(snap);
+  ex->route = NULL;
+  ex->cluster = c;
+  ex->ep = NULL;
+  ex->uc = NULL;
+  ex->h2 = NULL;
+  ex->avoid = 0;
+  ex->tries = ex->outstanding = ex->body_sent = ex->status = 0;
+  ex->local = ex->resp_started = ex->resp_complete = ex->resp_keep_alive = ex->h2_paused = 0;
+  ex->grpc = ex->head_request = ex->upgrade = ex->expect_continue = 0;
+  ex->affinity = -1;
+  ex->hashed = 0;
+  ex->sub = 1;
+  ex->active = 1;
+  ex->idempotent = 1;
+  ex->req_complete = 1;
+  ex->t_start = uv_hrtime();
+  ex->up = *up;
+  ex->retries_left = (int)w->cfg->limits->retries;
+  ex->deadline = now_ms(w) + timeout_ms;
+  buf_reset(&ex->pending);
   ex_start_upstream(ex);
 }
 
@@ -861,6 +1067,7 @@ void ex_tunnelled(struct exchange *ex) {
 }
 
 void ex_cancel(struct exchange *ex) {
+  if (ex->rp_wait) rp_cancel(ex);
   if (!ex->active) return;
   if (ex->n_mirrors) ex_mirrors_done(ex, 0);
   ex_drop_outstanding(ex);
@@ -891,6 +1098,9 @@ int ex_up_head(struct exchange *ex, const struct msg_head *resp) {
   struct msg_head out;
   int upgrade = resp->status == 101 && ex->upgrade;
   if (headers_downstream_response(resp, upgrade, &out, &ex->arena) != 0) return -1;
+  if (ex->route && (ex->route->cors || (ex->cluster && ex->cluster->affinity)) &&
+      rp_response(ex, &out) != 0) /* CORS, affinity cookie */
+    return -1;
   if (ex->route && ex->route->response_headers &&
       ex_modify_headers(ex, ex->route->response_headers, &out.headers, &out.n_headers) != 0)
     return -1;

@@ -36,6 +36,9 @@
 #define EX_MAX_MIRRORS 4
 
 struct exchange;
+struct tls_conn;
+struct cauth_peer;
+struct rp_auth;
 struct mirror;
 struct uconn;
 struct uh2_stream;
@@ -75,10 +78,11 @@ struct exchange {
   struct worker *w;
   const char *client; /* the client's address (owner: the downstream) */
   uint16_t client_port;
-  struct tls_conn *tls;     /* the client's TLS connection (owner: the downstream), or NULL */
-  int https;                /* the client came over TLS */
-  int h2_down;              /* the client speaks HTTP/2 */
-  struct l7_snapshot *snap; /* one reference while active */
+  struct tls_conn *tls; /* the client's TLS connection (owner: the downstream), or NULL */
+  const struct cauth_peer *client_peer; /* the client certificate that passed (owner: tls) */
+  int https;                            /* the client came over TLS */
+  int h2_down;                          /* the client speaks HTTP/2 */
+  struct l7_snapshot *snap;             /* one reference while active */
   int active;
   int local; /* answered locally: the request body is discarded */
   const struct l7_route *route;
@@ -89,8 +93,9 @@ struct exchange {
   uint64_t avoid;        /* endpoints already tried (bit per index) */
   int retries_left;
   int tries;
-  int outstanding;  /* ep->lb.outstanding holds a count for this exchange */
-  char ep_name[64]; /* for the access log: ep may be pruned once released (upstream.h) */
+  int outstanding;   /* ep->lb.outstanding holds a count for this exchange */
+  int retry_counted; /* the attempt is a retry counted by the cluster's breaker */
+  char ep_name[64];  /* for the access log: ep may be pruned once released (upstream.h) */
   int idempotent;
   int req_complete, body_sent; /* request body bytes reached a socket: no retry */
   int head_request, upgrade, grpc, expect_continue;
@@ -107,6 +112,16 @@ struct exchange {
   struct buf pending;                /* request body waiting for an upstream connection */
   const struct msg_header *trailers; /* response trailers (h2 upstream; in the arena) */
   size_t n_trailers;
+  /* per-route policies (route_policy.c) */
+  struct msg_head req;     /* the client's request head (shallow: its strings are the codec's) */
+  int rp_stage;            /* the next request policy step */
+  void *rp_wait;           /* the pending asynchronous step; NULL: none */
+  int rp_wait_kind;        /* which (route_policy.c) */
+  struct rp_auth *rp_auth; /* the external-auth subrequest, kept between requests */
+  int affinity;            /* index of the endpoint the affinity cookie names; -1 none */
+  int hashed;              /* lb_key holds a consistent-hashing key */
+  uint64_t lb_key;
+  int sub; /* an external-auth subrequest: neither logged nor counted */
   char method[16];
   char host[128];
   char path[256];
@@ -152,6 +167,20 @@ void ex_resume(struct exchange *ex);
 /* Answers locally (body NULL: "<status> <reason>\n"; gRPC requests get
  * 200 + grpc-status). */
 void ex_local(struct exchange *ex, int status, const char *location, const char *body);
+/* ex_local with one extra response header (hname NULL: none); gRPC
+ * requests get it beside grpc-status. */
+void ex_local_header(struct exchange *ex, int status, const char *hname, const char *hvalue,
+                     const char *body);
+/* ex_local with extra answer headers (lower-case names; at most 8). */
+void ex_local_with(struct exchange *ex, int status, const struct msg_header *extra, size_t n,
+                   const char *body);
+/* A parked exchange's policy steps let the request on: to the upstream. */
+void ex_policy_done(struct exchange *ex);
+/* A subrequest (external auth): no routing and no policy; up (its strings
+ * in ex->arena or static) goes to cluster c of snap, within timeout_ms.
+ * The answer comes through ex's downstream ops like any other. */
+void ex_begin_sub(struct exchange *ex, struct l7_snapshot *snap, const struct l7_cluster *c,
+                  const struct msg_head *up, uint32_t timeout_ms);
 
 /* ---- upstream codec → exchange (h1_client.c, the h2 stream callbacks) ---- */
 struct msg_head;

@@ -4,6 +4,14 @@
  * headers_h1_request; response heads become messages for ex_up_head, the
  * body is de-chunked by the parser and passed on as it arrives, and the
  * socket stops being read while the client side is over its high mark.
+ *
+ * TLS clusters (https): the connection is U_CONNECTING until the TLS
+ * handshake has verified the endpoint (the connect timeout covers both);
+ * then every byte goes through uc->tls (l7proxy/tls.h, client side):
+ * uc_flush encrypts, uc_on_read decrypts before the parser or a tunnel sees
+ * anything. Circuit breakers: a new connection counts against the
+ * cluster's max_connections until it closes, and against
+ * max_pending_requests while a request waits for it.
  */
 #include "l7proxy/h1_client.h"
 
@@ -13,8 +21,11 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "l7proxy/breaker.h"
 #include "l7proxy/exchange.h"
 #include "l7proxy/headers.h"
+#include "l7proxy/tls.h"
+#include "l7proxy/upstream_tls.h"
 
 static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -22,10 +33,18 @@ static void uc_freed(uv_handle_t *h) {
   struct uconn *uc = h->data;
   if (--uc->handles > 0) return;
   struct worker *w = uc->w;
+  tls_conn_free(uc->tls);
+  utls_ctx_unref(uc->tls_cfg);
   h1_parser_free(&uc->parser);
   buf_free(&uc->out);
   free(uc);
   worker_check_drained(w);
+}
+
+/* The request that waited for this connection is no longer waiting. */
+static void uc_unpend(struct uconn *uc) {
+  if (uc->pending) breaker_release(uc->brk, BREAKER_PENDING);
+  uc->pending = 0;
 }
 
 void h1c_close(struct uconn *uc) {
@@ -39,6 +58,9 @@ void h1c_close(struct uconn *uc) {
     metrics_gauge_add(w->g_up_active, -1);
   }
   uc->ep->n_active -= uc->state != U_IDLE ? 1 : 0;
+  uc_unpend(uc);
+  if (uc->brk) breaker_release(uc->brk, BREAKER_CONNECTIONS);
+  uc->brk = NULL;
   uc->state = U_CLOSING;
   up_link_remove(&uc->wlink);
   lazy_set(&uc->timer, 0);
@@ -90,7 +112,13 @@ static void uc_write_done(void *arg) {
 static void uc_flush(struct uconn *uc) {
   if (uc->state != U_ACTIVE && uc->state != U_TUNNEL) return;
   if (uc->out.len == 0) return;
-  int rc = worker_write((uv_stream_t *)&uc->tcp, uc->out.data, uc->out.len, uc_write_done, uc);
+  int rc;
+  if (uc->tls) {
+    rc = tls_conn_write(uc->tls, uc->out.data, uc->out.len) < 0 ? UV_EPROTO : 0;
+    if (rc == 0) rc = worker_tls_flush((uv_stream_t *)&uc->tcp, uc->tls, uc_write_done, uc);
+  } else {
+    rc = worker_write((uv_stream_t *)&uc->tcp, uc->out.data, uc->out.len, uc_write_done, uc);
+  }
   uc->out.len = 0;
   if (uc->out.cap > 4 * READ_BUF) buf_free(&uc->out);
   if (rc != 0 && uc->ex) {
@@ -138,7 +166,8 @@ static void uc_send_request(struct uconn *uc) {
     ex_up_failed(ex, 500, "out of memory", 0, 0);
     return;
   }
-  if (ex->pending.len) {
+  int had_pending = ex->pending.len > 0;
+  if (had_pending) {
     h1c_body(uc, ex->pending.data, ex->pending.len);
     buf_reset(&ex->pending);
     ex->body_sent = 1;
@@ -150,6 +179,11 @@ static void uc_send_request(struct uconn *uc) {
     lazy_set(&uc->timer, 0); /* the client's body timeout runs meanwhile */
   }
   uc_flush(uc);
+  /* the body that waited (past the high mark the client was stopped) left
+   * at once: no queued write will call back, so say it here */
+  if (had_pending && uc->ex == ex && !ex->req_complete &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&uc->tcp) < LOW_WATER)
+    ex_up_drained(ex);
 }
 
 static void uc_on_connect(uv_connect_t *req, int status) {
@@ -171,10 +205,27 @@ static void uc_on_connect(uv_connect_t *req, int status) {
     return;
   }
   uv_tcp_nodelay(&uc->tcp, 1);
+  uc_read_start(uc);
+  if (uc->tls_cfg) { /* U_CONNECTING until the endpoint is verified */
+    uint8_t none[1];
+    if (utls_conn_new(uc->tls_cfg, &uc->tls) != 0 ||
+        tls_conn_read(uc->tls, none, sizeof(none)) != TLS_WANT_MORE ||
+        worker_tls_flush((uv_stream_t *)&uc->tcp, uc->tls, NULL, NULL) != 0)
+      ex_up_failed(ex, 502, "upstream tls failed", 1, 1);
+    return;
+  }
   uc->state = U_ACTIVE;
   if (obs_enabled(&uc->w->cfg->obs)) obs_upstream_connected(&ex->obs); /* OBS HOOK */
-  uc_read_start(uc);
+  uc_unpend(uc);
   uc_send_request(uc);
+}
+
+/* The TLS handshake with the endpoint finished: the request goes out. */
+static void uc_tls_established(struct uconn *uc) {
+  uc->state = U_ACTIVE;
+  if (uc->ex && obs_enabled(&uc->w->cfg->obs)) obs_upstream_connected(&uc->ex->obs); /* OBS HOOK */
+  uc_unpend(uc);
+  if (uc->ex) uc_send_request(uc);
 }
 
 static int u_on_head(void *ud, const struct h1_message *m);
@@ -183,13 +234,25 @@ static void u_on_complete(void *ud);
 static void u_on_trailers(void *ud, const struct h1_header *h, size_t n);
 static const struct h1_callbacks u_callbacks = {u_on_head, u_on_body, u_on_complete, u_on_trailers};
 
-static struct uconn *uc_new(struct worker *w, struct up_endpoint *ep, const struct l7_cluster *c) {
+static struct uconn *uc_new(struct worker *w, struct up_endpoint *ep, const struct l7_cluster *c,
+                            struct breaker *brk) {
   struct uconn *uc = calloc(1, sizeof(*uc));
-  if (!uc) return NULL;
+  if (!uc) {
+    if (brk) breaker_release(brk, BREAKER_PENDING);
+    if (brk) breaker_release(brk, BREAKER_CONNECTIONS);
+    return NULL;
+  }
   uc->w = w;
   uc->ep = ep;
+  uc->brk = brk; /* its max_connections count is this connection's from now on */
+  uc->pending = brk != NULL;
+  uc->tls_cfg = utls_ctx_ref(c->tls);
+  uc->tls_id = utls_ctx_id(c->tls);
   up_link_init(&uc->link);
   if (h1_parser_init(&uc->parser, H1_RESPONSE, w->cfg->limits, &u_callbacks, uc) != 0) {
+    uc_unpend(uc);
+    if (brk) breaker_release(brk, BREAKER_CONNECTIONS);
+    utls_ctx_unref(uc->tls_cfg);
     free(uc);
     return NULL;
   }
@@ -218,8 +281,14 @@ static struct uconn *uc_new(struct worker *w, struct up_endpoint *ep, const stru
 
 int h1c_start(struct exchange *ex, struct up_endpoint *ep) {
   struct worker *w = ex->w;
-  if (!up_link_empty(&ep->idle)) { /* an idle pooled connection first */
+  const struct l7_cluster *c = ex->cluster;
+  uint64_t tls_id = utls_ctx_id(c->tls);
+  while (!up_link_empty(&ep->idle)) { /* an idle pooled connection first */
     struct uconn *uc = container_of(ep->idle.next, struct uconn, link);
+    if (uc->tls_id != tls_id) { /* made under another TLS configuration */
+      h1c_close(uc);
+      continue;
+    }
     up_link_remove(&uc->link);
     ep->n_idle--;
     ep->n_active++;
@@ -233,7 +302,14 @@ int h1c_start(struct exchange *ex, struct up_endpoint *ep) {
     uc_send_request(uc);
     return 0;
   }
-  struct uconn *uc = uc_new(w, ep, ex->cluster);
+  struct breaker *brk = c->breaker;
+  if (brk && !breaker_acquire(brk, BREAKER_CONNECTIONS, c->max_connections))
+    return BREAKER_E_OVERFLOW(BREAKER_CONNECTIONS);
+  if (brk && !breaker_acquire(brk, BREAKER_PENDING, c->max_pending_requests)) {
+    breaker_release(brk, BREAKER_CONNECTIONS);
+    return BREAKER_E_OVERFLOW(BREAKER_PENDING);
+  }
+  struct uconn *uc = uc_new(w, ep, c, brk);
   if (!uc) return -ENOMEM;
   uc->ex = ex;
   ex->uc = uc;
@@ -313,15 +389,10 @@ static void u_on_complete(void *ud) {
   (void)ud; /* the end is handled after the feed returns (keep-alive known then) */
 }
 
-static void uc_tunnel_read(struct uconn *uc, ssize_t nread, const uv_buf_t *buf) {
-  if (uc->tunnel_read) uc->tunnel_read(uc->tunnel_ctx, nread < 0 ? nread : nread, buf->base);
-}
-
-static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  struct uconn *uc = s->data;
-  if (nread == 0) return;
+/* Response bytes (plaintext; nread < 0: the end of the stream). */
+static void uc_on_plain(struct uconn *uc, ssize_t nread, const char *base) {
   if (uc->state == U_TUNNEL) {
-    uc_tunnel_read(uc, nread, buf);
+    if (uc->tunnel_read) uc->tunnel_read(uc->tunnel_ctx, nread, base);
     return;
   }
   struct exchange *ex = uc->ex;
@@ -345,7 +416,7 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   } else {
     uc->got_bytes = 1;
     if (ex->resp_started) h1c_arm(uc, ex->phase_ms); /* data flows: not idle */
-    const char *p = buf->base;
+    const char *p = base;
     size_t len = (size_t)nread;
     for (;;) {
       r = h1_parser_feed(&uc->parser, p, len, &used);
@@ -392,7 +463,67 @@ static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   ex_up_flush(ex);
   if (ex->active && ex->ds->over_high(ex)) {
-    uv_read_stop(s);
+    uv_read_stop((uv_stream_t *)&uc->tcp);
     uc->bp_stopped = 1;
   }
+}
+
+/* Ciphertext from a TLS endpoint: the handshake first, then plaintext for
+ * uc_on_plain. A failed handshake fails the attempt (retryable: nothing
+ * was sent) and is charged to the endpoint. */
+static void uc_on_tls(struct uconn *uc, const char *data, size_t n) {
+  struct worker *w = uc->w;
+  if (tls_conn_feed(uc->tls, data, n) != 0) {
+    if (uc->ex)
+      ex_up_failed(uc->ex, 502, "out of memory", 0, 0);
+    else
+      h1c_close(uc);
+    return;
+  }
+  for (;;) {
+    int r = tls_conn_read(uc->tls, w->pbuf, sizeof(w->pbuf));
+    if (uc->state == U_CONNECTING && tls_conn_handshake_done(uc->tls)) uc_tls_established(uc);
+    if (uc->state == U_CLOSING) return;
+    if (r > 0) {
+      uc_on_plain(uc, r, w->pbuf);
+      if (uc->state == U_CLOSING || !uc->tls) return;
+      continue;
+    }
+    if (r == TLS_WANT_MORE) break;
+    if (r == TLS_CLOSED) {
+      uc_on_plain(uc, UV_EOF, NULL);
+      return;
+    }
+    if (uc->state == U_CONNECTING) {
+      LOG_WARN("upstream_tls_failed", "cluster=%s endpoint=%s reason=%s", log_q(uc->ep->cluster),
+               uc->ep->name, log_q(tls_conn_error(uc->tls)));
+      if (uc->ex)
+        ex_up_failed(uc->ex, 502, "upstream tls handshake failed", 1, 1);
+      else
+        h1c_close(uc);
+    } else {
+      uc_on_plain(uc, UV_EPROTO, NULL);
+    }
+    return;
+  }
+  if (worker_tls_flush((uv_stream_t *)&uc->tcp, uc->tls, NULL, NULL) != 0 && uc->ex &&
+      uc->state == U_CONNECTING)
+    ex_up_failed(uc->ex, 502, "upstream tls failed", 1, 1);
+}
+
+static void uc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct uconn *uc = s->data;
+  if (nread == 0) return;
+  if (uc->tls && nread > 0) {
+    uc_on_tls(uc, buf->base, (size_t)nread);
+    return;
+  }
+  if (uc->state == U_CONNECTING) { /* the TLS endpoint closed mid-handshake */
+    if (uc->ex)
+      ex_up_failed(uc->ex, 502, "upstream closed during the tls handshake", 1, 1);
+    else
+      h1c_close(uc);
+    return;
+  }
+  uc_on_plain(uc, nread, nread > 0 ? buf->base : NULL);
 }

@@ -21,6 +21,9 @@
 #include "l7proxy/worker_internal.h"
 
 struct exchange;
+struct tls_conn;
+struct utls_ctx;
+struct breaker;
 
 enum ustate { U_CONNECTING = 0, U_ACTIVE, U_IDLE, U_TUNNEL, U_CLOSING };
 
@@ -50,11 +53,20 @@ struct uconn {
   int keep_alive_hint;              /* the response allows another request */
   const struct h1_header *trailers; /* of the current response (parser's buffer) */
   size_t n_trailers;
+  /* issue 20: TLS to the endpoint and the cluster's circuit breakers */
+  struct tls_conn *tls;     /* https clusters: every byte goes through it */
+  struct utls_ctx *tls_cfg; /* its context (a reference); NULL: plain */
+  uint64_t tls_id;          /* utls_ctx_id of tls_cfg (0 plain): reuse only on a match */
+  struct breaker *brk;      /* counts this connection; NULL without limits */
+  int pending;              /* also counted as a request waiting for a connection */
 };
 
 /* Attaches ex to an idle pooled connection of ep or a new one and sends
- * ex->up (and ex->pending) once connected. 0, or negative when no
- * connection could be made (try another endpoint). */
+ * ex->up (and ex->pending) once connected (and, for a TLS cluster, once
+ * the handshake verified the endpoint). 0; BREAKER_E_OVERFLOW(limit) when
+ * the cluster's max_connections or max_pending_requests forbids a new
+ * connection (answer 503, do not try another endpoint); other negative
+ * values when no connection could be made (try another endpoint). */
 int h1c_start(struct exchange *ex, struct up_endpoint *ep);
 /* Request body bytes. 1 when the connection's queue is above the high
  * mark (stop reading the client until ex_up_drained), else 0. */

@@ -43,20 +43,6 @@ static void d_nodelay(struct dconn *d) {
   uv_tcp_nodelay(&d->tcp, 1);
 }
 
-/* Writes the TLS connection's pending ciphertext to s (copied, so the
- * region is consumed at once). */
-static int tls_flush(uv_stream_t *s, struct tls_conn *c, void (*done)(void *), void *arg) {
-  for (;;) {
-    const uint8_t *p;
-    size_t len;
-    tls_conn_pending_output(c, &p, &len);
-    if (len == 0) return 0;
-    int rc = worker_write(s, (const char *)p, len, done, arg);
-    tls_conn_consume_output(c, len);
-    if (rc != 0) return rc;
-  }
-}
-
 static void d_write_done(void *arg);
 
 int dconn_write_out(struct dconn *d) {
@@ -65,7 +51,7 @@ int dconn_write_out(struct dconn *d) {
   if (d->tls) {
     if (b->len > 0 && tls_conn_write(d->tls, b->data, b->len) < 0) rc = UV_EPROTO;
     b->len = 0;
-    int frc = tls_flush((uv_stream_t *)&d->tcp, d->tls, d_write_done, d);
+    int frc = worker_tls_flush((uv_stream_t *)&d->tcp, d->tls, d_write_done, d);
     rc = rc ? rc : frc;
   } else if (b->len) {
     rc = worker_write((uv_stream_t *)&d->tcp, b->data, b->len, d_write_done, d);
@@ -177,7 +163,7 @@ void dconn_close(struct dconn *d, int graceful) {
       tls_conn_write(d->tls, d->out.data, d->out.len);
     d->out.len = 0;
     if (graceful && tls_conn_handshake_done(d->tls)) tls_conn_shutdown(d->tls);
-    if (!d->w->stopping) tls_flush((uv_stream_t *)&d->tcp, d->tls, NULL, NULL);
+    if (!d->w->stopping) worker_tls_flush((uv_stream_t *)&d->tcp, d->tls, NULL, NULL);
   }
   if (graceful && !d->w->stopping) {
     if (d->out.len) worker_write((uv_stream_t *)&d->tcp, d->out.data, d->out.len, NULL, NULL);
@@ -762,7 +748,7 @@ static void d_on_tls_read(struct dconn *d, const char *data, size_t n) {
     h2s_send(d);
     return;
   }
-  if (tls_flush((uv_stream_t *)&d->tcp, d->tls, d_write_done, d) != 0) dconn_close(d, 0);
+  if (worker_tls_flush((uv_stream_t *)&d->tcp, d->tls, d_write_done, d) != 0) dconn_close(d, 0);
 }
 
 /*
@@ -876,6 +862,9 @@ void dconn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
     struct l7_snapshot *snap = l7_snapshot_current();
     struct tls_store *store = l7_snapshot_tls(snap);
     int rc = store ? tls_conn_new(store, &d->tls) : TLS_ERR_CONFIG;
+    struct tls_client_auth_source src;
+    if (rc == 0 && l7_snapshot_client_auth_source(snap, &src)) /* some host asks for one */
+      tls_conn_set_client_auth(d->tls, &src);
     l7_snapshot_unref(snap);
     if (rc != 0) {
       if (w->c_hs_failed) metrics_counter_inc(w->c_hs_failed);

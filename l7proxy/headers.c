@@ -64,11 +64,15 @@ enum hkind {
   HK_SERVER,
   HK_TRACEPARENT, /* W3C trace context: replaced when tracing is on */
   HK_TRACESTATE,
+  HK_CLIENT_CERT, /* x-client-cert-*, x-forwarded-client-cert: set only by the proxy */
 };
 
 static enum hkind classify(const char *n, size_t len) {
 #define IS(lit) (strncasecmp(n, lit, len) == 0)
   if (len > 6 && (n[0] | 0x20) == 'p' && strncasecmp(n, "proxy-", 6) == 0) return HK_HOP;
+  /* the proxy's own client-certificate headers (exchange.c): never a client's */
+  if (len > 14 && (n[0] | 0x20) == 'x' && strncasecmp(n, "x-client-cert-", 14) == 0)
+    return HK_CLIENT_CERT;
   switch (len) {
     case 2:
       return IS("te") ? HK_TE : HK_OTHER;
@@ -95,6 +99,8 @@ static enum hkind classify(const char *n, size_t len) {
       return IS("x-forwarded-host") ? HK_XFH : HK_OTHER;
     case 17:
       return IS("x-forwarded-proto") ? HK_XFP : IS("transfer-encoding") ? HK_HOP : HK_OTHER;
+    case 23:
+      return IS("x-forwarded-client-cert") ? HK_CLIENT_CERT : HK_OTHER;
     default:
       return HK_OTHER;
   }
@@ -294,7 +300,8 @@ int headers_downstream_response(const struct msg_head *in, int upgrade, struct m
       continue;
     }
     if (k != HK_OTHER && k != HK_HOST && k != HK_EXPECT && k != HK_REQUEST_ID && k != HK_XFF &&
-        k != HK_XFP && k != HK_XFH && k != HK_TRACEPARENT && k != HK_TRACESTATE)
+        k != HK_XFP && k != HK_XFH && k != HK_TRACEPARENT && k != HK_TRACESTATE &&
+        k != HK_CLIENT_CERT)
       continue; /* hop-by-hop, Server, framing */
     if (has_connection && named_by_connection(h, n, name, len)) continue;
     push(out, arr, name, len, h[i].value, h[i].value_len);

@@ -8,6 +8,8 @@
  *    Trailer, Transfer-Encoding and Content-Length (framing is rewritten
  *    by the caller's choice), Upgrade (kept, with Connection: upgrade, on
  *    an upgrade);
+ *  - a client's x-client-cert-* and x-forwarded-client-cert fields are
+ *    dropped (only the proxy sets them, after verifying a certificate);
  *  - requests get X-Forwarded-For (client appended to any earlier list),
  *    X-Forwarded-Proto, X-Forwarded-Host (the client's Host) and
  *    X-Request-Id (kept when the client sent a sane one, else 128 random

@@ -45,6 +45,7 @@
 #include "l7proxy/access_log.h"
 #include "l7proxy/config_client.h"
 #include "l7proxy/config_store.h"
+#include "l7proxy/health_check.h"
 #include "l7proxy/limits.h"
 #include "l7proxy/snapshot.h"
 #include "l7proxy/tls.h"
@@ -77,7 +78,19 @@ struct app {
   int draining;
   int exiting;
   struct metrics_counter *config_reloads_ok, *config_reloads_failed;
+  struct hc_checker *hc; /* active health checks (issue 20), one per process */
+  uint64_t hc_gen;       /* snapshot generation the checker follows */
 };
+
+/* The health checker follows every published snapshot. */
+static void health_sync(struct app *a) {
+  uint64_t gen = l7_snapshot_generation();
+  if (!a->hc || gen == a->hc_gen) return;
+  a->hc_gen = gen;
+  struct l7_snapshot *snap = l7_snapshot_current();
+  hc_checker_sync(a->hc, snap);
+  l7_snapshot_unref(snap);
+}
 
 static void free_problems(struct app *a) {
   for (size_t i = 0; i < a->n_problems; i++) free(a->problems[i]);
@@ -144,8 +157,10 @@ static void admin_config(void *ud, const char *path, const char *query,
 
 /* /readyz turns 200 with the first snapshot (file, cache or syncd), and
  * with an HTTPS listener only when the snapshot carries a TLS store
- * (without one every HTTPS connection would be closed). */
+ * (without one every HTTPS connection would be closed); the health checker
+ * follows every snapshot published. */
 static void app_ready(struct app *a) {
+  health_sync(a);
   if (!a->admin || a->draining) return;
   struct l7_snapshot *s = l7_snapshot_current();
   admin_set_ready(a->admin, s != NULL && (!a->tls_enabled || l7_snapshot_tls(s) != NULL));
@@ -191,6 +206,8 @@ static void stop_everything(struct app *a) {
   uv_close((uv_handle_t *)&a->sighup, NULL);
   uv_close((uv_handle_t *)&a->sigusr1, NULL);
   if (a->admin) admin_close(a->admin, NULL, NULL);
+  hc_checker_close(a->hc);
+  a->hc = NULL;
   if (a->client) {
     l7_config_client_close(a->client, NULL, NULL);
     a->client = NULL;
@@ -256,6 +273,8 @@ struct opts {
   int tls_no_h2, tls_no_resumption, no_h2c;
   long h2_max_streams, h2_max_resets;
   uint32_t tls_ticket_rotate, tls_handshake_timeout;
+  const char *ratelimit_redis;
+  uint32_t ratelimit_redis_timeout;
   struct flag_list trusted;
   const char *access_log_path, *access_log_format, *trace_otlp, *trace_sample, *trace_service;
   long access_log_buffer, trace_queue, trace_batch;
@@ -366,6 +385,12 @@ static size_t opts_defs(struct opts *o, struct flag_def *defs) {
       {"retries", FLAG_INT, &o->retries,
        "connect-failure retries of idempotent requests when the route sets none (default 2)", "N",
        0, 10},
+      {"ratelimit-redis", FLAG_STRING, &o->ratelimit_redis,
+       "Redis for cluster-wide rate limits (without it they count per proxy)", "ADDR:PORT"},
+      {"ratelimit-redis-timeout", FLAG_DURATION_MS, &o->ratelimit_redis_timeout,
+       "longest wait for a Redis rate-limit decision; the request passes after it (default "
+       "100ms)",
+       "DURATION"},
       FLAG_GROUP_DEF("Access log"),
       {"access-log", FLAG_BOOL, &o->access_log,
        "one line per request (logfmt to stderr unless --access-log-path/-format say otherwise)",
@@ -414,6 +439,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
                      .max_body = 100L * 1024 * 1024,
                      .max_conns = 10000,
                      .retries = 2,
+                     .ratelimit_redis_timeout = 100,
                      .header_timeout = 10000,
                      .idle_timeout = 60000,
                      .resp_header_timeout = 60000,
@@ -596,6 +622,10 @@ static int app_init(struct app *a, const struct opts *o) {
       return 2;
     }
   }
+  if (hc_checker_new(a->loop, a->metrics, &a->hc) != 0) {
+    fprintf(stderr, "l7proxy: out of memory\n");
+    return 1;
+  }
   if (l7_config_store_new(o->cache_dir, &a->store) != 0 ||
       (a->tls_enabled && l7_config_store_set_tls(a->store, &o->tls) != 0)) {
     fprintf(stderr, "l7proxy: cannot create the configuration store\n");
@@ -646,6 +676,8 @@ static int start_workers(struct app *a, struct opts *o, const struct l7_limits *
   wcfg.h2c = !o->no_h2c;
   wcfg.h2_max_streams = (uint32_t)o->h2_max_streams;
   wcfg.h2_max_resets_sec = (uint32_t)o->h2_max_resets;
+  wcfg.ratelimit_redis = o->ratelimit_redis;
+  wcfg.ratelimit_redis_timeout_ms = o->ratelimit_redis_timeout;
   /* One SO_REUSEPORT socket per worker; with port 0 all share the port
    * chosen for the first. */
   struct sockaddr_storage http_ss, https_ss;

@@ -27,6 +27,8 @@
 #include "common/explain.h"
 #include "common/publish.h"
 #include "common/router.h"
+#include "l7proxy/client_auth.h"
+#include "l7proxy/snapshot_policy.h"
 #include "l7proxy/snapshot_internal.h"
 
 void l7_snapshot_free(struct l7_snapshot *s) {
@@ -139,6 +141,57 @@ size_t l7_snapshot_n_passthrough(const struct l7_snapshot *s) {
   return s ? s->n_passthrough : 0;
 }
 
+/* The virtual host of key[0..n) in t that an HTTPS handshake would reach:
+ * the one served on the HTTPS listener first, then the one on both. */
+static const struct l7_res *tier_https(const struct l7_htab *t, const char *key, size_t n) {
+  char k[ROUTER_MAX_HOST + 4];
+  if (n > ROUTER_MAX_HOST) return NULL;
+  memcpy(k, key, n);
+  k[n] = '\n';
+  k[n + 1] = (char)('0' + EDGE__V1__LISTENER__LISTENER_HTTPS);
+  const struct l7_res *r = l7_htab_get(t, k, n + 2);
+  return r ? r : l7_htab_get(t, key, n);
+}
+
+const struct cauth_policy *l7_snapshot_client_auth_for(const struct l7_snapshot *s,
+                                                       const char *sni) {
+  if (!s || !s->n_client_auth) return NULL;
+  char buf[ROUTER_MAX_HOST + 1];
+  int n = sni && *sni ? router_normalize_host(sni, strlen(sni), buf, sizeof(buf)) : -1;
+  const struct l7_res *r;
+  if (n > 0) { /* the host tiers requests are routed by (l7_snapshot_match_request) */
+    if ((r = tier_https(&s->exact, buf, (size_t)n))) return r->u.vhost.client_auth;
+    const char *dot = memchr(buf, '.', (size_t)n);
+    for (int first = 1; dot && dot > buf && dot + 1 < buf + n; first = 0) {
+      size_t off = (size_t)(dot + 1 - buf);
+      if (first && (r = tier_https(&s->wild, buf + off, (size_t)n - off)))
+        return r->u.vhost.client_auth;
+      if (s->suffix.n && (r = tier_https(&s->suffix, buf + off, (size_t)n - off)))
+        return r->u.vhost.client_auth;
+      dot = memchr(dot + 1, '.', (size_t)n - off);
+    }
+  }
+  r = s->any_vhost[EDGE__V1__LISTENER__LISTENER_HTTPS]
+          ? s->any_vhost[EDGE__V1__LISTENER__LISTENER_HTTPS]
+          : s->any_vhost[0];
+  return r ? r->u.vhost.client_auth : NULL;
+}
+
+static const struct cauth_policy *source_lookup(void *s, const char *sni) {
+  return l7_snapshot_client_auth_for(s, sni);
+}
+
+static void source_release(void *s) {
+  l7_snapshot_unref(s);
+}
+
+int l7_snapshot_client_auth_source(struct l7_snapshot *s, struct tls_client_auth_source *src) {
+  if (!s || !s->n_client_auth) return 0;
+  *src = (struct tls_client_auth_source){
+      .lookup = source_lookup, .release = source_release, .arg = l7_snapshot_ref(s)};
+  return 1;
+}
+
 static const struct l7_cluster *slot_cluster(const struct l7_snapshot *s, uint32_t slot) {
   if (!s || slot >= s->n_slots || !s->slots[slot]) return NULL;
   return &s->slots[slot]->u.cluster;
@@ -147,6 +200,11 @@ static const struct l7_cluster *slot_cluster(const struct l7_snapshot *s, uint32
 const struct l7_cluster *l7_snapshot_route_cluster(const struct l7_snapshot *s,
                                                    const struct l7_route *r) {
   return r && r->cluster_name[0] ? slot_cluster(s, r->cluster_slot) : NULL;
+}
+
+const struct l7_cluster *l7_snapshot_ext_auth_cluster(const struct l7_snapshot *s,
+                                                      const struct l7_route *r) {
+  return r && r->ext_auth ? slot_cluster(s, r->ext_auth_slot) : NULL;
 }
 
 const struct l7_cluster *l7_snapshot_weighted_cluster(const struct l7_snapshot *s,
@@ -265,13 +323,16 @@ static json_t *snap_cluster_json(const struct l7_cluster *c) {
   for (size_t i = 0; i < c->n_endpoints; i++)
     json_array_append_new(eps, json_pack("{s:s, s:I}", "address", c->endpoints[i].name, "weight",
                                          (json_int_t)c->endpoints[i].weight));
-  return json_pack("{s:s, s:I, s:o, s:s, s:s, s:I, s:I, s:I}", "name", c->name, "slot",
-                   (json_int_t)c->slot, "endpoints", eps, "lb_policy",
-                   snap_enum_name(&edge__v1__lb_policy__descriptor, c->lb_policy), "protocol",
-                   snap_enum_name(&edge__v1__upstream_protocol__descriptor, c->protocol),
-                   "connect_timeout_ms", (json_int_t)c->connect_timeout_ms, "idle_timeout_ms",
-                   (json_int_t)c->idle_timeout_ms, "max_idle_per_endpoint",
-                   (json_int_t)c->max_idle_per_endpoint);
+  json_t *o = json_pack("{s:s, s:I, s:o, s:s, s:s, s:I, s:I, s:I}", "name", c->name, "slot",
+                        (json_int_t)c->slot, "endpoints", eps, "lb_policy",
+                        snap_enum_name(&edge__v1__lb_policy__descriptor, c->lb_policy), "protocol",
+                        snap_enum_name(&edge__v1__upstream_protocol__descriptor, c->protocol),
+                        "connect_timeout_ms", (json_int_t)c->connect_timeout_ms, "idle_timeout_ms",
+                        (json_int_t)c->idle_timeout_ms, "max_idle_per_endpoint",
+                        (json_int_t)c->max_idle_per_endpoint);
+  l7_policy_cluster_json(o, c);
+  snap_policy_cluster_json(o, c);
+  return o;
 }
 
 static json_t *snap_route_json(const struct l7_snapshot *s, const struct l7_route *r) {
@@ -286,6 +347,8 @@ static json_t *snap_route_json(const struct l7_snapshot *s, const struct l7_rout
       (json_int_t)r->retries, "max_body_bytes", (json_int_t)r->max_body_bytes, "rewrite_prefix",
       r->rewrite_prefix, "host_has_tls", r->host_has_tls, "disable_ssl_redirect",
       r->disable_ssl_redirect, "source", r->source);
+  l7_policy_route_json(o, r);
+  snap_policy_route_json(o, r);
   if (o && r->redirect)
     json_object_set_new(
         o, "redirect",
@@ -299,8 +362,9 @@ static json_t *snap_cert_json(const struct l7_certificate *c) {
   json_t *sni = json_array();
   for (size_t i = 0; i < c->n_sni_names; i++)
     json_array_append_new(sni, json_string(c->sni_names[i]));
-  return json_pack("{s:s, s:o, s:I, s:b}", "name", c->name, "sni_names", sni, "not_after",
-                   (json_int_t)c->not_after, "is_default", c->is_default);
+  return json_pack("{s:s, s:o, s:I, s:b, s:b, s:I}", "name", c->name, "sni_names", sni, "not_after",
+                   (json_int_t)c->not_after, "is_default", c->is_default, "ocsp_stapled",
+                   c->ocsp_response_len > 0, "ocsp_next_update", (json_int_t)c->ocsp_next_update);
 }
 
 char *l7_snapshot_to_json(const struct l7_snapshot *s) {

@@ -45,6 +45,11 @@
 #include <sys/socket.h>
 
 #include "edge/v1/resources.pb-c.h"
+#include "l7proxy/affinity.h"
+#include "l7proxy/ratelimit.h"
+
+struct htpasswd;
+struct cors_policy;
 
 /* Defaults filled into clusters whose resource leaves them 0. */
 #define L7_DEFAULT_CONNECT_TIMEOUT_MS 5000u
@@ -68,6 +73,21 @@ struct l7_cluster {
   int lb_policy;      /* EDGE__V1__LB_POLICY__* (UNSPECIFIED = round robin) */
   int protocol;       /* EDGE__V1__UPSTREAM_PROTOCOL__* */
   uint32_t connect_timeout_ms, idle_timeout_ms, max_idle_per_endpoint; /* defaults filled in */
+  /* issue 20: upstream TLS, health checks, circuit breakers (compiled with
+   * the cluster resource, l7proxy/snapshot_policy.c) */
+  struct utls_ctx *tls;  /* TLS to the endpoints (the resource's reference); NULL: plain */
+  const char *tls_error; /* the TLS configuration was refused: requests get 502 ("" none) */
+  const Edge__V1__HealthCheck *health_check; /* NULL: none (active checks off) */
+  struct breaker *breaker;                   /* process-wide counters; NULL when no limit is set */
+  uint32_t max_connections, max_pending_requests, max_retries; /* 0: unlimited */
+  /* Balancing policies (snapshot_policy.c; NULL: none). Per endpoint, in
+   * endpoint order: the affinity cookie token, the rendezvous seed. */
+  const Edge__V1__CookieAffinity *affinity;
+  const char *affinity_cookie; /* the cookie name (default filled in) */
+  char (*affinity_tokens)[AFFINITY_TOKEN_LEN + 1];
+  const Edge__V1__ConsistentHash *chash;
+  uint64_t *hash_seeds;
+  uint32_t *hash_weights; /* NULL when every weight is 1 */
 };
 
 /* One backend of a weighted route or passthrough host: a cluster by name
@@ -108,6 +128,19 @@ struct l7_route {
   char *const *upgrade_protocols;
   size_t n_upgrade_protocols;
   const char *source; /* "ns/ingress" ("" unknown) */
+  /* issue 20: the host's client certificate policy (the virtual host
+   * resource's; NULL: none) */
+  const struct cauth_policy *client_auth;
+  /* Per-route policies (snapshot_policy.c; NULL: none). */
+  struct htpasswd *basic_auth;
+  char *basic_challenge; /* WWW-Authenticate value */
+  const Edge__V1__ExternalAuth *ext_auth;
+  uint32_t ext_auth_slot; /* its cluster's slot: l7_snapshot_ext_auth_cluster() */
+  const Edge__V1__RateLimit *rate_limit;
+  struct rl_params rl;
+  char *rl_bucket; /* the route's identity in bucket keys: "vhost\npath\ntype" */
+  struct cors_policy *cors;
+  int has_request_policy; /* cors, rate_limit, basic_auth or ext_auth: rp_request has work */
   /* Gateway API (and Ingress canary) additions; all empty for a plain Ingress route. */
   const struct l7_weighted_cluster *weighted; /* when n_weighted > 0, replaces cluster */
   size_t n_weighted;
@@ -141,10 +174,17 @@ struct l7_certificate {
   size_t key_pem_len;
   int64_t not_after;
   int is_default;
+  /* issue 20: the OCSP response syncd fetched, stapled while current */
+  const uint8_t *ocsp_response; /* DER; NULL/0: none */
+  size_t ocsp_response_len;
+  int64_t ocsp_next_update; /* seconds since the epoch; 0: none given */
 };
 
 struct l7_snapshot; /* opaque */
 struct tls_options;
+struct utls_ctx;
+struct breaker;
+struct cauth_policy;
 
 /*
  * The builder: the current resources and what indexes them. tls (copied;
@@ -244,6 +284,9 @@ const struct l7_cluster *l7_snapshot_mirror_cluster(const struct l7_snapshot *s,
                                                     const struct l7_mirror *m);
 const struct l7_cluster *l7_snapshot_route_cluster(const struct l7_snapshot *s,
                                                    const struct l7_route *r);
+/* The external-auth cluster of route r in s (NULL: none). */
+const struct l7_cluster *l7_snapshot_ext_auth_cluster(const struct l7_snapshot *s,
+                                                      const struct l7_route *r);
 /* The TLS store of this generation (borrowed: valid while s is; take a
  * reference with tls_store_ref to keep it longer), NULL without HTTPS. */
 struct tls_store *l7_snapshot_tls(const struct l7_snapshot *s);
@@ -262,6 +305,20 @@ size_t l7_snapshot_n_certificates(const struct l7_snapshot *s);
 const struct l7_certificate *l7_snapshot_certificate(const struct l7_snapshot *s, size_t i);
 /* The certificate marked is_default, or NULL. */
 const struct l7_certificate *l7_snapshot_default_certificate(const struct l7_snapshot *s);
+
+/* The client-certificate policy a TLS handshake for server name sni (""
+ * or NULL: none sent) is made under: the policy of the virtual host the
+ * host tables give sni (exact host, then its one-label wildcard, then the
+ * host-less one — an exact host without a policy shadows a wildcard with
+ * one). NULL: none; at once when no virtual host has a policy. Borrowed:
+ * valid while s is (cauth_policy_ref to keep it). */
+const struct cauth_policy *l7_snapshot_client_auth_for(const struct l7_snapshot *s,
+                                                       const char *sni);
+/* When some virtual host of s has a policy: fills *src with a lookup over
+ * s (l7_snapshot_client_auth_for) holding its own reference to s, and
+ * returns 1 (the TLS connection given src releases it). Else 0. */
+struct tls_client_auth_source;
+int l7_snapshot_client_auth_source(struct l7_snapshot *s, struct tls_client_auth_source *src);
 
 /* The resources the snapshot holds, sorted by (type, name): how many, and
  * a malloc'd array of them (borrowed: valid while s is; caller frees the

@@ -28,9 +28,11 @@
 #include "common/addr.h"
 #include "common/cert.h"
 #include "common/hmap.h"
+#include "l7proxy/client_auth.h"
 #include "common/validate.h"
 #include "l7proxy/snapshot_gateway.h"
 #include "l7proxy/snapshot_internal.h"
+#include "l7proxy/snapshot_policy.h"
 
 #define NO_SLOT UINT32_MAX
 
@@ -106,9 +108,14 @@ void l7_res_unref(struct l7_res *r) {
     router_free(v->router);
     free(v->key);
     for (size_t i = 0; v->sources && i < v->n_routes; i++) free(v->sources[i]);
+    for (size_t i = 0; v->routes && i < v->n_routes; i++) snap_policy_route_free(&v->routes[i]);
     free(v->sources);
     free(v->routes);
+    cauth_policy_unref(v->client_auth);
     snap_gateway_free(v->gw);
+  } else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER) {
+    l7_policy_cluster_free(&r->u.cluster);
+    snap_policy_cluster_free(&r->u.cluster);
   } else if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_PASSTHROUGH_HOST) {
     free(r->u.pt.key);
     snap_gateway_free(r->u.pt.gw);
@@ -127,7 +134,7 @@ const char *l7_res_cluster_name(const struct l7_res *r, size_t *pos, uint32_t **
     *slot = NULL;
     if (r->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST) {
       /* per route: its cluster, then its weighted backends, then its mirrors (64 each at most:
-       * the rest of a route's 256 positions are skipped) */
+       * the rest of a route's 256 positions are skipped), then its external-auth cluster */
       size_t route = i / 256, k = i % 256;
       if (route >= r->u.vhost.n_routes) return NULL;
       struct l7_route *lr = &r->u.vhost.routes[route];
@@ -142,6 +149,9 @@ const char *l7_res_cluster_name(const struct l7_res *r, size_t *pos, uint32_t **
         struct l7_mirror *m = (struct l7_mirror *)&lr->mirrors[k - 1 - lr->n_weighted];
         name = m->name;
         *slot = &m->slot;
+      } else if (k - 1 - lr->n_weighted - lr->n_mirrors == 0 && lr->ext_auth) {
+        name = lr->ext_auth->cluster; /* issue 20: the external-auth service */
+        *slot = &lr->ext_auth_slot;
       } else {
         *pos = (route + 1) * 256;
         continue;
@@ -229,6 +239,9 @@ static int compile_cluster(struct l7_builder *b, struct l7_res *r, char *err, si
   cl->idle_timeout_ms = pc->idle_timeout_ms ? pc->idle_timeout_ms : L7_DEFAULT_IDLE_TIMEOUT_MS;
   cl->max_idle_per_endpoint =
       pc->max_idle_per_endpoint ? pc->max_idle_per_endpoint : L7_DEFAULT_MAX_IDLE_PER_ENDPOINT;
+  int rc = l7_policy_cluster(pc, cl, err, errlen);            /* upstream TLS, health, breakers */
+  if (rc == 0) rc = snap_policy_cluster(cl, pc, err, errlen); /* affinity, hashing */
+  if (rc < 0) return rc;
   struct name_use *u = name_use(b, &b->clusters, pc->name, 1);
   if (!u) return -ENOMEM;
   cl->slot = u->slot;
@@ -294,6 +307,7 @@ static int compile_vhost(struct l7_builder *b, struct l7_res *r, char *err, size
   struct router_rule *rules = calloc(n + 1, sizeof(*rules));
   int rc = -ENOMEM;
   if (!v->routes || !v->sources || !rules) goto out;
+  if ((rc = l7_policy_vhost(vh, &v->client_auth, err, errlen)) != 0) goto out;
   for (size_t j = 0; j < n; j++) {
     const Edge__V1__Route *pr = vh->routes[j];
     const Edge__V1__RouteOptions *o = pr->options;
@@ -323,7 +337,14 @@ static int compile_vhost(struct l7_builder *b, struct l7_res *r, char *err, size
       lr->upgrade_protocols = o->upgrade_protocols;
       lr->n_upgrade_protocols = o->n_upgrade_protocols;
     }
+    lr->ext_auth_slot = NO_SLOT;
+    rc = snap_policy_route(lr, o, err, errlen); /* auth, limits, CORS */
+    if (rc < 0) {
+      v->n_routes++; /* its policies are freed with the others */
+      goto out;
+    }
     lr->host_has_tls = vh->certificate[0] != '\0' || vh->tls_fallback;
+    lr->client_auth = v->client_auth;
     rc = route_source(pr, &v->sources[v->n_routes]);
     if (rc < 0) goto out;
     lr->source = v->sources[v->n_routes];
@@ -393,6 +414,9 @@ static int compile_cert(struct l7_builder *b, struct l7_res *r, char *err, size_
   lc->key_pem_len = pc->key_pem.len;
   lc->not_after = pc->not_after;
   lc->is_default = pc->is_default;
+  lc->ocsp_response = pc->ocsp_response.len ? pc->ocsp_response.data : NULL;
+  lc->ocsp_response_len = pc->ocsp_response.len;
+  lc->ocsp_next_update = pc->ocsp_next_update;
   return 0;
 }
 
@@ -945,6 +969,15 @@ static int build_hosts(struct apply *ap, struct l7_snapshot *s, const struct l7_
       if (htab_copy(tabs[i], from[i]) != 0) return -ENOMEM;
     memcpy(s->any_vhost, prev->any_vhost, sizeof(s->any_vhost));
   }
+  s->n_client_auth = prev ? prev->n_client_auth : 0; /* issue 20: hosts with client certs */
+  for (size_t i = 0; i < ap->n_dropped; i++)
+    if (ap->dropped[i]->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST &&
+        ap->dropped[i]->u.vhost.client_auth)
+      s->n_client_auth--;
+  for (size_t i = 0; i < ap->n_added; i++)
+    if (ap->added[i]->type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST &&
+        ap->added[i]->u.vhost.client_auth)
+      s->n_client_auth++;
   for (size_t i = 0; i < ap->n_dropped; i++) {
     const struct l7_res *r = ap->dropped[i];
     if (r->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST &&
@@ -1001,7 +1034,10 @@ static int build_tls(struct l7_builder *b, struct l7_snapshot *s, const struct l
                                     .key_pem = c->key_pem,
                                     .key_pem_len = c->key_pem_len,
                                     .is_default = c->is_default,
-                                    .pin = s->certs[i]};
+                                    .pin = s->certs[i],
+                                    .ocsp_der = c->ocsp_response,
+                                    .ocsp_der_len = c->ocsp_response_len,
+                                    .ocsp_next_update = c->ocsp_next_update};
   }
   struct tls_options o = b->tls;
   if (b->verify_keys) o.lazy = 0; /* a file: decode now, so /config lists what it refuses */

@@ -46,7 +46,8 @@ struct l7_vhost {
   size_t n_routes;
   char **sources; /* "ns/name" per route */
   struct router *router;
-  uint32_t *slots; /* the cluster slot of each route (UINT32_MAX: none) */
+  uint32_t *slots;                  /* the cluster slot of each route (UINT32_MAX: none) */
+  struct cauth_policy *client_auth; /* issue 20 (one reference; NULL: none) */
 };
 
 struct l7_res {
@@ -113,6 +114,7 @@ struct l7_snapshot {
   uint32_t default_slot; /* UINT32_MAX: none */
   const struct l7_certificate *default_cert;
   struct tls_store *tls;
+  size_t n_client_auth; /* virtual hosts with a client-certificate policy */
 };
 
 /* Frees s (its last reference is gone). */

@@ -33,6 +33,7 @@
  */
 #include "l7proxy/tls.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <limits.h>
 #include <openssl/bio.h>
@@ -48,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef OPENSSL_IS_BORINGSSL
 #include <openssl/core_names.h>
@@ -57,8 +59,9 @@
 #include "common/cert_valid.h"
 #include "common/log.h"
 #include "common/sni.h"
+#include "l7proxy/client_auth.h"
+#include "l7proxy/tls_internal.h"
 
-#define TLS_NAME_MAX SNI_NAME_MAX
 #define TLS_SESSION_ID_CONTEXT "edge-l7"
 
 /* One certificate, shared by every store that has the same bytes under
@@ -89,6 +92,16 @@ struct store_names {
   struct sni_table t;
 };
 
+/* The OCSP response stapled for certificate i of a store: per store, so a
+ * refreshed response never costs a new SSL_CTX. der is borrowed from the
+ * certificate entry's pin, or copy. */
+struct store_staple {
+  const uint8_t *der;
+  size_t len;
+  int64_t next_update;
+  uint8_t *copy;
+};
+
 struct tls_store {
   atomic_int refs;
   SSL_CTX *listener;
@@ -96,31 +109,13 @@ struct tls_store {
   size_t n_certs;
   struct store_names *names; /* SNI → index in certs; shared by stores with the same names */
   int disable_h2;
-  struct tls_options opts; /* own copies of the strings */
+  struct tls_options opts;      /* own copies of the strings */
+  struct store_staple *staples; /* per certificate (NULL: no certificate has one) */
 };
 
 static SSL_CTX *cert_ctx_get(const struct tls_store *s, struct store_cert *e, char *why,
                              size_t whylen);
 static const char *cert_why(struct store_cert *e);
-
-struct tls_conn {
-  struct tls_store *store;
-  SSL *ssl;
-  BIO *rbio; /* ciphertext from the peer, owned by ssl */
-  BIO *wbio; /* ciphertext to the peer, owned by ssl */
-  uint8_t *out;
-  size_t out_off, out_len, out_cap;
-  long cert; /* -1 before selection */
-  int established;
-  int failed;
-  int closed;
-  int shut;
-#ifdef OPENSSL_IS_BORINGSSL
-  int reject_name; /* selection failed: alert from the servername callback */
-#endif
-  char sni[TLS_NAME_MAX];
-  char reason[256];
-};
 
 const char *tls_strerror(int code) {
   switch (code) {
@@ -303,6 +298,21 @@ static struct tls_conn *conn_of(const SSL *ssl) {
   return g_ex_index < 0 ? NULL : SSL_get_ex_data(ssl, g_ex_index);
 }
 
+/* The selected certificate's OCSP response while it is current, or NULL. */
+static const struct store_staple *conn_staple(const struct tls_conn *c) {
+  if (!c || c->cert < 0 || !c->store->staples) return NULL;
+  const struct store_staple *st = &c->store->staples[c->cert];
+  if (!st->len) return NULL;
+  if (st->next_update && (int64_t)time(NULL) >= st->next_update) return NULL;
+  return st;
+}
+
+/* Drops the connection's client-auth source (the snapshot it holds). */
+static void conn_release_auth_src(struct tls_conn *c) {
+  if (c->auth_src.release) c->auth_src.release(c->auth_src.arg);
+  memset(&c->auth_src, 0, sizeof(c->auth_src));
+}
+
 /* Picks the certificate for the ClientHello's server_name extension (has
  * = whether it was present) and switches the SSL to it. 0, or -1 with a
  * reason when nothing matches and there is no default. */
@@ -338,6 +348,15 @@ static int conn_select(struct tls_conn *c, const uint8_t *ext, size_t len, int h
     snprintf(c->reason, sizeof(c->reason), "tls handshake failed: cannot switch certificate");
     return -1;
   }
+  if (c->auth_src.lookup && !c->auth) {
+    c->auth = cauth_policy_ref(c->auth_src.lookup(c->auth_src.arg, c->sni));
+    cauth_apply(c->auth, c->ssl);
+  }
+  conn_release_auth_src(c);
+#ifdef OPENSSL_IS_BORINGSSL
+  const struct store_staple *st = conn_staple(c); /* sent only to clients that ask */
+  if (st) SSL_set_ocsp_response(c->ssl, st->der, st->len);
+#endif
   return 0;
 }
 
@@ -406,6 +425,24 @@ static int on_alpn(SSL *ssl, const uint8_t **out, uint8_t *outlen, const uint8_t
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+#ifndef OPENSSL_IS_BORINGSSL
+/* OCSP stapling (the client sent status_request): the response syncd
+ * fetched for the certificate selected, copied into the handshake. */
+static int on_status_request(SSL *ssl, void *arg) {
+  (void)arg;
+  const struct store_staple *st = conn_staple(conn_of(ssl));
+  if (!st) return SSL_TLSEXT_ERR_NOACK;
+  unsigned char *copy = OPENSSL_malloc(st->len);
+  if (!copy) return SSL_TLSEXT_ERR_NOACK;
+  memcpy(copy, st->der, st->len);
+  if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)st->len) != 1) {
+    OPENSSL_free(copy);
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+#endif
+
 /* ---- stores ----------------------------------------------------------- */
 
 static int ctx_configure(SSL_CTX *ctx, const struct tls_options *o, char *err, size_t errlen) {
@@ -455,6 +492,7 @@ static int ctx_configure(SSL_CTX *ctx, const struct tls_options *o, char *err, s
   SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
 #else
   SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL);
+  SSL_CTX_set_tlsext_status_cb(ctx, on_status_request);
 #endif
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   return 0;
@@ -639,6 +677,8 @@ static int store_add_name(struct tls_store *s, const char *name, size_t i, const
 
 static void store_free(struct tls_store *s) {
   for (size_t i = 0; i < s->n_certs; i++) cert_unref(s->certs[i]);
+  for (size_t i = 0; s->staples && i < s->n_certs; i++) free(s->staples[i].copy);
+  free(s->staples);
   if (s->names && atomic_fetch_sub_explicit(&s->names->refs, 1, memory_order_acq_rel) == 1) {
     sni_table_free(&s->names->t);
     free(s->names);
@@ -769,6 +809,24 @@ static int store_add_names(struct tls_store *s, const struct tls_certificate *tc
   return rc;
 }
 
+/* Staples tc's OCSP response as certificate i's (of n): borrowed from a
+ * pinned certificate (its entry holds the pin), else copied. */
+static int store_staple(struct tls_store *s, size_t i, size_t n, const struct tls_certificate *tc,
+                        const struct tls_options *opts) {
+  if (!tc->ocsp_der) return 0;
+  if (!s->staples && !(s->staples = calloc(n, sizeof(*s->staples)))) return TLS_ERR_NOMEM;
+  struct store_staple *st = &s->staples[i];
+  st->der = tc->ocsp_der;
+  if (!(tc->pin && opts->pin_ref && opts->pin_unref && s->certs[i]->pin == tc->pin)) {
+    if (!(st->copy = malloc(tc->ocsp_der_len))) return TLS_ERR_NOMEM;
+    memcpy(st->copy, tc->ocsp_der, tc->ocsp_der_len);
+    st->der = st->copy;
+  }
+  st->len = tc->ocsp_der_len;
+  st->next_update = tc->ocsp_next_update;
+  return 0;
+}
+
 static int store_new(const struct tls_options *opts, size_t n, struct tls_store **out, char *err,
                      size_t errlen) {
   struct tls_store *s = calloc(1, sizeof(*s));
@@ -865,6 +923,7 @@ int tls_store_build_from(const struct tls_store *prev, const struct tls_certific
         prev && i < prev->n_certs && options_ctx_equal(&prev->opts, opts) ? prev->certs[i] : NULL;
     rc = cert_entry(&ru, at, tc, opts, name, &s->certs[i], err, errlen);
     if (rc == 0) s->n_certs++;
+    if (rc == 0 && tc->ocsp_der_len) rc = store_staple(s, i, n, tc, opts);
     if (share) continue;
     if (rc == 0) {
       char why[300];
@@ -968,6 +1027,9 @@ int tls_conn_new(struct tls_store *store, struct tls_conn **out) {
 
 void tls_conn_free(struct tls_conn *c) {
   if (!c) return;
+  cauth_peer_free(c->peer);
+  cauth_policy_unref(c->auth);
+  conn_release_auth_src(c);
   SSL_free(c->ssl);
   tls_store_unref(c->store);
   free(c->out);
@@ -991,6 +1053,11 @@ static int conn_fail(struct tls_conn *c, const char *what) {
     /* BoringSSL says NO_SHARED_CIPHER where OpenSSL says no shared cipher */
     for (char *p = c->reason + strlen(what); *p; p++)
       *p = *p == '_' ? ' ' : (char)tolower((unsigned char)*p);
+    long v = c->client ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+    if (v != X509_V_OK) { /* an upstream's certificate: say what was wrong with it */
+      size_t l = strlen(c->reason);
+      snprintf(c->reason + l, sizeof(c->reason) - l, ": %s", X509_verify_cert_error_string(v));
+    }
   }
   ERR_clear_error();
   c->failed = 1;
@@ -1112,4 +1179,15 @@ int tls_conn_resumed(const struct tls_conn *c) {
 
 const char *tls_conn_error(const struct tls_conn *c) {
   return c ? c->reason : "";
+}
+
+/* ---- client certificates ---------------------------------------------- */
+
+void tls_conn_set_client_auth(struct tls_conn *c, const struct tls_client_auth_source *src) {
+  if (!c) {
+    if (src && src->release) src->release(src->arg);
+    return;
+  }
+  conn_release_auth_src(c);
+  if (src) c->auth_src = *src;
 }

@@ -142,6 +142,14 @@ struct tls_certificate {
    * reuses this certificate's entry (and SSL_CTX) for the same pin
    * without reading the bytes. NULL: copied, reused by digest. */
   void *pin;
+  /* OCSP stapling (issue 20): a DER response stapled for clients that ask
+   * (status_request) until next_update (0: no end); NULL: none. With a
+   * pin it belongs to the pin (borrowed while the store holds it),
+   * without one it is copied. A staple is per store: a new one never
+   * costs a new SSL_CTX. */
+  const uint8_t *ocsp_der;
+  size_t ocsp_der_len;
+  int64_t ocsp_next_update;
 };
 
 struct tls_store; /* opaque */
@@ -206,6 +214,17 @@ struct tls_conn; /* opaque */
 /* A server-side connection on store (the conn takes its own reference).
  * 0 or TLS_ERR_NOMEM. Free with tls_conn_free. */
 int tls_conn_new(struct tls_store *store, struct tls_conn **out);
+
+/* A client-side connection on a client SSL_CTX (l7proxy/upstream_tls.h
+ * makes them; the SSL keeps its own reference to ctx). server_name ("" or
+ * NULL: none) is sent as SNI unless it is an IP literal, and checked
+ * against the peer's certificate when the context verifies peers. The
+ * same feed / read / write / pending-output calls drive it; the first
+ * tls_conn_read sends the ClientHello. A verification failure's reason
+ * names the X.509 error ("tls handshake failed: certificate verify
+ * failed: unable to get local issuer certificate"). 0 or TLS_ERR_*. */
+struct ssl_ctx_st;
+int tls_conn_new_client(struct ssl_ctx_st *ctx, const char *server_name, struct tls_conn **out);
 void tls_conn_free(struct tls_conn *c); /* NULL is fine */
 
 /* Queues len bytes of ciphertext read from the socket (copied). 0 or
@@ -248,5 +267,31 @@ int tls_conn_resumed(const struct tls_conn *c);
 /* The reason of the last failure ("tls handshake failed: no shared
  * cipher"), or "" when none. Never contains key material. */
 const char *tls_conn_error(const struct tls_conn *c);
+
+/* ---- client certificates (issue 20; l7proxy/client_auth.h) -------------- */
+
+struct cauth_policy;
+struct cauth_peer;
+/* Where a server-side connection finds the client-auth policy of the
+ * server name its ClientHello asks for: lookup(arg, sni) returns a
+ * borrowed policy (NULL: none) that the connection takes a reference on;
+ * release(arg) is called once the certificate is selected (or when the
+ * connection is freed first). l7proxy passes the snapshot the connection
+ * was accepted under, so the policy follows the host tables of that
+ * generation (exact host, one-label wildcard, host-less: the precedence
+ * requests are routed by) without a table of its own per push. */
+struct tls_client_auth_source {
+  const struct cauth_policy *(*lookup)(void *arg, const char *sni);
+  void (*release)(void *arg);
+  void *arg;
+};
+/* Sets c's source (before its first byte is fed); c owns src->arg now. */
+void tls_conn_set_client_auth(struct tls_conn *c, const struct tls_client_auth_source *src);
+/* The client-auth policy the connection's handshake applied (NULL: none). */
+const struct cauth_policy *tls_conn_client_policy(const struct tls_conn *c);
+/* What the client presented, computed on first use and kept with the
+ * connection (chain: the URL-encoded chain is needed too). NULL when out
+ * of memory. */
+const struct cauth_peer *tls_conn_client_peer(struct tls_conn *c, int chain);
 
 #endif

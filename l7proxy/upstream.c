@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "l7proxy/health_check.h"
+
 struct up_cstate {
   struct up_cstate *hnext;
   char *name;
@@ -134,6 +136,9 @@ static int view_build(struct up_pools *p, struct up_cluster_view *v, const struc
     if (!e) return -ENOMEM;
     v->eps[k] = e;
     v->lbs[k] = &e->lb;
+    /* the checker's verdict (flags are never freed: the pointer cannot dangle) */
+    struct hc_flag *f = c->health_check ? hc_flag_get(c->name, c->endpoints[k].name) : NULL;
+    e->lb.hc_down = f ? &f->down : NULL;
   }
   v->n = c->n_endpoints;
   v->cluster = l7_cluster_hold(c);

@@ -19,6 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+#include "l7proxy/breaker.h"
+#include "l7proxy/tls.h"
+#include "l7proxy/upstream_tls.h"
+
 #define OUT_CHUNK (64 * 1024)
 #define READ_BUF (64 * 1024)
 #define SWEEP_MS 100
@@ -47,7 +52,9 @@ struct uh2_stream {
   size_t hlen, hcap;
   size_t nh;
   int status;
-  uint64_t deadline; /* loop ms; 0: none */
+  uint64_t deadline;   /* loop ms; 0: none */
+  int pending;         /* counted by brk while its connection connects */
+  struct breaker *brk; /* the target's */
 };
 
 enum cstate { C_CONNECTING = 0, C_READY, C_CLOSING };
@@ -83,6 +90,11 @@ struct uh2_conn {
   uint32_t idle_ms;
   int32_t goaway_last;
   int settle_q; /* a settle is pending in conn_settle */
+  /* issue 20 */
+  struct tls_conn *tls;     /* grpcs: nghttp2's bytes go through it */
+  struct utls_ctx *tls_cfg; /* a reference; NULL: h2c */
+  size_t wlen;              /* ciphertext bytes of the write in flight */
+  struct breaker *brk;      /* counts this connection; NULL: no limits */
 };
 
 struct uh2_pool {
@@ -96,6 +108,7 @@ struct uh2_pool {
   int sweeping;
   size_t n_deadlines;
   char rbuf[READ_BUF];
+  char pbuf[READ_BUF]; /* plaintext of TLS connections */
 };
 
 const char *uh2_strerror(int err) {
@@ -145,6 +158,8 @@ static void stream_finish(struct uh2_stream *s, int err) {
   if (s->deadline && c) c->pool->n_deadlines--;
   s->deadline = 0;
   if (c && c->sess && s->id > 0) nghttp2_session_set_stream_user_data(c->sess, s->id, NULL);
+  if (s->pending) breaker_release(s->brk, BREAKER_PENDING);
+  s->pending = 0;
   stream_unlink(s);
   if (!s->cancelled && s->cb.on_close) s->cb.on_close(s->ud, err);
   free(s->body);
@@ -382,6 +397,8 @@ static void conn_freed(uv_handle_t *hd) {
   struct uh2_conn *c = hd->data;
   if (--c->handles > 0) return;
   struct uh2_pool *p = c->pool;
+  tls_conn_free(c->tls);
+  utls_ctx_unref(c->tls_cfg);
   free(c->wbuf);
   free(c);
   p->handles--;
@@ -407,6 +424,8 @@ static void conn_destroy(struct uh2_conn *c, int err) {
     stream_finish(s, e);
   }
   if (sess) nghttp2_session_del(sess);
+  if (c->brk) breaker_release(c->brk, BREAKER_CONNECTIONS);
+  c->brk = NULL;
   uv_close((uv_handle_t *)&c->tcp, conn_freed);
   uv_close((uv_handle_t *)&c->timer, conn_freed);
   uv_close((uv_handle_t *)&c->kick, conn_freed);
@@ -447,6 +466,8 @@ static void conn_settle(struct uh2_conn *c) {
 static void on_write_done(uv_write_t *req, int status) {
   struct uh2_conn *c = req->data;
   c->writing = 0;
+  if (c->tls && c->state != C_CLOSING) tls_conn_consume_output(c->tls, c->wlen);
+  c->wlen = 0;
   if (c->state == C_CLOSING) return;
   if (status < 0) {
     c->fail = UH2_E_CONN_LOST;
@@ -456,7 +477,32 @@ static void on_write_done(uv_write_t *req, int status) {
   conn_flush(c);
 }
 
+/* TLS: encrypts what nghttp2 produced (len bytes of wbuf) and writes the
+ * pending ciphertext (the handshake's too); one write in flight. */
+static void conn_flush_tls(struct uh2_conn *c, size_t len) {
+  if (len && tls_conn_write(c->tls, c->wbuf, len) < 0) {
+    c->fail = UH2_E_CONN_LOST;
+    return;
+  }
+  const uint8_t *p;
+  size_t n;
+  tls_conn_pending_output(c->tls, &p, &n);
+  if (n == 0) return;
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  c->wreq.data = c;
+  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) != 0) {
+    c->fail = UH2_E_CONN_LOST;
+    return;
+  }
+  c->writing = 1;
+  c->wlen = n;
+}
+
 static void conn_flush(struct uh2_conn *c) {
+  if (c->tls && c->state == C_CONNECTING && !c->writing && !c->fail) {
+    conn_flush_tls(c, 0); /* the handshake */
+    return;
+  }
   if (c->writing || c->state != C_READY || !c->sess || c->fail) {
     conn_settle(c);
     return;
@@ -486,7 +532,9 @@ static void conn_flush(struct uh2_conn *c) {
     len += (size_t)n;
   }
   c->depth--;
-  if (len && !c->fail) {
+  if (c->tls && !c->fail) {
+    conn_flush_tls(c, len);
+  } else if (len && !c->fail) {
     uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)len);
     c->wreq.data = c;
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) == 0)
@@ -503,15 +551,68 @@ static void on_alloc(uv_handle_t *hd, size_t sz, uv_buf_t *buf) {
   *buf = uv_buf_init(c->pool->rbuf, sizeof(c->pool->rbuf));
 }
 
+/* The connection can carry streams: the ones waiting stop counting as
+ * pending. */
+static void conn_ready(struct uh2_conn *c) {
+  c->state = C_READY;
+  uv_timer_stop(&c->timer);
+  for (struct uh2_stream *s = c->streams; s; s = s->next) {
+    if (s->pending) breaker_release(s->brk, BREAKER_PENDING);
+    s->pending = 0;
+  }
+}
+
+/* Ciphertext: the handshake (then ALPN must be h2), then plaintext for
+ * nghttp2. 0, or -1 when the connection failed (c->fail set). */
+static int conn_on_tls(struct uh2_conn *c, const char *data, size_t n) {
+  if (tls_conn_feed(c->tls, data, n) != 0) {
+    c->fail = UH2_E_CONN_LOST;
+    return -1;
+  }
+  for (;;) {
+    int r = tls_conn_read(c->tls, c->pool->pbuf, sizeof(c->pool->pbuf));
+    if (c->state == C_CONNECTING && tls_conn_handshake_done(c->tls)) {
+      if (strcmp(tls_conn_alpn(c->tls), "h2") != 0) {
+        LOG_WARN("upstream_tls_failed", "endpoint=%s reason=%s", log_q(c->host->key),
+                 "the endpoint did not agree on ALPN h2");
+        c->fail = UH2_E_CONNECT;
+        return -1;
+      }
+      conn_ready(c);
+    }
+    if (r > 0) {
+      c->depth++;
+      ssize_t rv = nghttp2_session_mem_recv(c->sess, (const uint8_t *)c->pool->pbuf, (size_t)r);
+      c->depth--;
+      if (rv < 0) {
+        c->fail = UH2_E_CONN_LOST;
+        return -1;
+      }
+      continue;
+    }
+    if (r == TLS_WANT_MORE) return 0;
+    if (r != TLS_CLOSED && c->state == C_CONNECTING)
+      LOG_WARN("upstream_tls_failed", "endpoint=%s reason=%s", log_q(c->host->key),
+               log_q(tls_conn_error(c->tls)));
+    c->fail = c->state == C_CONNECTING ? UH2_E_CONNECT : UH2_E_CONN_LOST;
+    return -1;
+  }
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   struct uh2_conn *c = st->data;
   if (c->state == C_CLOSING) return;
   if (nread < 0) {
-    c->fail = UH2_E_CONN_LOST;
+    c->fail = c->state == C_CONNECTING ? UH2_E_CONNECT : UH2_E_CONN_LOST;
     conn_settle(c);
     return;
   }
   if (nread == 0) return;
+  if (c->tls) {
+    conn_on_tls(c, buf->base, (size_t)nread);
+    conn_flush(c);
+    return;
+  }
   c->depth++;
   ssize_t rv = nghttp2_session_mem_recv(c->sess, (const uint8_t *)buf->base, (size_t)nread);
   c->depth--;
@@ -526,13 +627,22 @@ static void on_connect(uv_connect_t *req, int status) {
     conn_destroy(c, UH2_E_CONNECT);
     return;
   }
-  c->state = C_READY;
-  uv_timer_stop(&c->timer);
   uv_tcp_nodelay(&c->tcp, 1);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     conn_destroy(c, UH2_E_CONNECT);
     return;
   }
+  if (c->tls_cfg) { /* ready once the handshake is done (the connect timer runs on) */
+    uint8_t none[1];
+    if (utls_conn_new(c->tls_cfg, &c->tls) != 0 ||
+        tls_conn_read(c->tls, none, sizeof(none)) != TLS_WANT_MORE) {
+      conn_destroy(c, UH2_E_CONNECT);
+      return;
+    }
+    conn_flush(c);
+    return;
+  }
+  conn_ready(c);
   conn_flush(c);
 }
 
@@ -556,16 +666,24 @@ static void make_callbacks(void) {
   nghttp2_option_set_no_auto_window_update(g_opt, 1);
 }
 
+/* A new connection to t (counted against t's max_connections by the
+ * caller: it owns that count from now on, even when NULL is returned). */
 static struct uh2_conn *conn_new(struct uh2_pool *p, struct uh2_host *h,
                                  const struct uh2_target *t) {
   uv_once(&g_cbs_once, make_callbacks);
-  if (!g_cbs) return NULL;
-  struct uh2_conn *c = calloc(1, sizeof(*c));
-  if (!c) return NULL;
+  struct uh2_conn *c = g_cbs ? calloc(1, sizeof(*c)) : NULL;
+  if (!c) {
+    breaker_release(t->brk, BREAKER_CONNECTIONS);
+    return NULL;
+  }
+  c->brk = t->brk;
+  c->tls_cfg = utls_ctx_ref(t->tls);
   c->pool = p;
   c->host = h;
   c->idle_ms = t->idle_timeout_ms ? t->idle_timeout_ms : p->cfg.idle_timeout_ms;
   if (nghttp2_session_client_new2(&c->sess, g_cbs, c, g_opt) != 0) {
+    breaker_release(c->brk, BREAKER_CONNECTIONS);
+    utls_ctx_unref(c->tls_cfg);
     free(c);
     return NULL;
   }
@@ -577,6 +695,8 @@ static struct uh2_conn *conn_new(struct uh2_pool *p, struct uh2_host *h,
   nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, 4 << 20);
   if (uv_tcp_init(p->loop, &c->tcp) != 0) {
     nghttp2_session_del(c->sess);
+    breaker_release(c->brk, BREAKER_CONNECTIONS);
+    utls_ctx_unref(c->tls_cfg);
     free(c);
     return NULL;
   }
@@ -692,15 +812,31 @@ int uh2_stream_open(struct uh2_pool *p, const struct uh2_target *t, const struct
         nghttp2_session_check_request_allowed(c->sess))
       break;
   int reused = c && c->state == C_READY;
-  if (!c && !(c = conn_new(p, host, t))) return -ENOMEM;
+  int waits = !reused; /* on a connection that is still connecting */
+  if (!c && t->brk && !breaker_acquire(t->brk, BREAKER_CONNECTIONS, t->max_connections))
+    return BREAKER_E_OVERFLOW(BREAKER_CONNECTIONS);
+  if (waits && t->brk && !breaker_acquire(t->brk, BREAKER_PENDING, t->max_pending)) {
+    if (!c) breaker_release(t->brk, BREAKER_CONNECTIONS);
+    return BREAKER_E_OVERFLOW(BREAKER_PENDING);
+  }
+  if (!c && !(c = conn_new(p, host, t))) {
+    if (waits) breaker_release(t->brk, BREAKER_PENDING);
+    return -ENOMEM;
+  }
   struct uh2_stream *s = calloc(1, sizeof(*s));
-  if (!s) return -ENOMEM;
+  if (!s) {
+    if (waits) breaker_release(t->brk, BREAKER_PENDING);
+    return -ENOMEM;
+  }
+  s->pending = waits && t->brk;
+  s->brk = t->brk;
   s->cb = *cb;
   s->ud = ud;
   s->reused = reused;
   s->body_end = end_stream;
   int rv = submit(c, s, h, n, end_stream);
   if (rv < 0) {
+    if (s->pending) breaker_release(t->brk, BREAKER_PENDING);
     free(s);
     conn_settle(c);
     return rv;

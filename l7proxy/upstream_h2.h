@@ -2,6 +2,10 @@
  * upstream_h2 — HTTP/2 client connections to upstream endpoints (cleartext,
  * prior knowledge) for clusters whose protocol is H2C or GRPC.
  *
+ * Over TLS when the target says so (grpcs / https with HTTP/2): the
+ * connection is ready once the handshake verified the endpoint and agreed
+ * on ALPN h2; nghttp2's bytes then go through a client tls_conn.
+ *
  * One uh2_pool per worker (single-threaded, on the worker's libuv loop).
  * The pool keeps, per endpoint key, a set of nghttp2 client connections and
  * multiplexes requests (streams) over them: a new stream goes to the first
@@ -101,13 +105,21 @@ struct uh2_stream_cb {
 };
 
 /* Where a stream goes: key identifies the endpoint ("cluster\nendpoint");
- * connections are shared by streams with the same key. */
+ * connections are shared by streams with the same key (a key must name one
+ * TLS configuration: the caller puts utls_ctx_id in it). */
 struct uh2_target {
   const char *key;
   const struct sockaddr *addr;
   socklen_t addrlen;
   uint32_t connect_timeout_ms; /* for a new connection; 0: the pool's */
   uint32_t idle_timeout_ms;    /* for a new connection; 0: the pool's */
+  /* issue 20: h2 over TLS (grpcs; ALPN h2 is required) and circuit
+   * breakers. tls NULL: h2c. brk NULL: no limits; else a new connection
+   * counts against max_connections (refused: BREAKER_E_OVERFLOW), and a
+   * stream that must wait for a connection against max_pending. */
+  struct utls_ctx *tls;
+  struct breaker *brk;
+  uint32_t max_connections, max_pending;
 };
 
 /*
@@ -115,7 +127,8 @@ struct uh2_target {
  * ":authority", ":path" first, then lowercase regular headers; copied).
  * end_stream: the request has no body. On success 0 and *out; callbacks
  * come later from the loop (never from inside this call). Negative on
- * allocation failure or bad arguments (no callback then).
+ * allocation failure or bad arguments, BREAKER_E_OVERFLOW(limit) when a
+ * circuit breaker of the target refuses (no callback then).
  */
 int uh2_stream_open(struct uh2_pool *p, const struct uh2_target *t, const struct uh2_header *h,
                     size_t n, int end_stream, const struct uh2_stream_cb *cb, void *ud,

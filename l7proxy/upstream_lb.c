@@ -4,12 +4,15 @@
  */
 #include "l7proxy/upstream_lb.h"
 
+#include <math.h>
+
 int lb_is_ejected(const struct lb_state *st, uint64_t now_ms) {
   return st->ejected_until != 0 && now_ms < st->ejected_until;
 }
 
 static int usable(const struct lb_state *const *st, size_t i, uint64_t avoid, uint64_t now) {
   if (i < 64 && (avoid >> i) & 1) return 0;
+  if (st[i]->hc_down && atomic_load_explicit(st[i]->hc_down, memory_order_relaxed)) return 0;
   return !lb_is_ejected(st[i], now);
 }
 
@@ -75,4 +78,35 @@ int lb_report(struct lb_state *const *st, size_t n, size_t i, int failure, uint6
   s->decay_from = s->ejected_until;
   s->consecutive = 0;
   return 1;
+}
+
+/* A 64-bit finalizer (MurmurHash3's fmix64): every key bit moves every
+ * score bit. */
+static uint64_t mix64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+
+int lb_pick_hash(uint64_t key, const uint64_t *seeds, const uint32_t *weights,
+                 const struct lb_state *const *st, size_t n, uint64_t avoid, uint64_t now_ms) {
+  int best = -1;
+  double best_score = -1;
+  uint64_t best_h = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!usable(st, i, avoid, now_ms)) continue;
+    uint64_t h = mix64(key ^ seeds[i]);
+    if (!weights) {
+      if (best < 0 || h > best_h) best = (int)i, best_h = h;
+      continue;
+    }
+    /* u in (0,1); score = w / -ln(u): endpoint i wins with probability w_i / sum(w) */
+    double u = ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    double score = (double)(weights[i] ? weights[i] : 1) / -log(u);
+    if (best < 0 || score > best_score) best = (int)i, best_score = score;
+  }
+  return best;
 }

@@ -2,9 +2,11 @@
  * upstream_lb — endpoint selection and passive outlier ejection, as pure
  * functions over plain per-endpoint state with the time passed in.
  *
- * Policies: round robin (a cursor per cluster) and least request (power of
- * two choices on outstanding requests). Ejected endpoints are skipped until
- * their ejection ends. Ejection (Envoy's defaults): 5 consecutive failures
+ * Policies: round robin (a cursor per cluster), least request (power of
+ * two choices on outstanding requests) and consistent hashing (weighted
+ * rendezvous over a key the caller derives). Ejected endpoints are skipped until
+ * their ejection ends; endpoints an active health check took out are
+ * skipped while it says so. Ejection (Envoy's defaults): 5 consecutive failures
  * (5xx answers or connect failures) eject an endpoint for 30 s × the number
  * of times it has been ejected, at most 300 s (Envoy's max_ejection_time);
  * at most 10 % of a cluster's endpoints are ejected at once, but at least
@@ -18,6 +20,7 @@
 #ifndef EDGE_L7PROXY_UPSTREAM_LB_H
 #define EDGE_L7PROXY_UPSTREAM_LB_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,7 +35,11 @@ struct lb_state {
   uint32_t consecutive;   /* failures in a row */
   uint32_t ejections;     /* how many times ejected so far */
   uint64_t ejected_until; /* ms; 0 = not ejected */
-  uint64_t decay_from;    /* ms from which the ejection count decays */
+  /* The active health check's verdict (l7proxy/health_check.h, written by
+   * the process's checker, read here): non-zero = down, never picked.
+   * NULL: the cluster has no health check. */
+  const atomic_int *hc_down;
+  uint64_t decay_from; /* ms from which the ejection count decays */
 };
 
 enum lb_policy { LB_ROUND_ROBIN = 0, LB_LEAST_REQUEST };
@@ -49,6 +56,16 @@ int lb_is_ejected(const struct lb_state *st, uint64_t now_ms);
  */
 int lb_pick(enum lb_policy policy, const struct lb_state *const *st, size_t n, uint64_t avoid,
             uint32_t *cursor, uint32_t rnd, uint64_t now_ms);
+
+/*
+ * Consistent hashing (weighted rendezvous / highest random weight): every
+ * endpoint i scores mix(key, seeds[i]) scaled by weights[i] (NULL: all
+ * equal); the best usable endpoint (not ejected, not avoided) wins, so
+ * when an endpoint leaves or is ejected only its keys move, each to its
+ * own next best. O(n) per pick, no state. -1 when none may be used.
+ */
+int lb_pick_hash(uint64_t key, const uint64_t *seeds, const uint32_t *weights,
+                 const struct lb_state *const *st, size_t n, uint64_t avoid, uint64_t now_ms);
 
 /*
  * Records an outcome for endpoint i of a cluster (st[0..n)). failure is 1

@@ -32,6 +32,8 @@
 #include "l7proxy/h1_client.h"
 #include "l7proxy/h1_server.h"
 #include "l7proxy/h2_server.h"
+#include "l7proxy/tls.h"
+#include "l7proxy/route_policy.h"
 #include "l7proxy/upstream_h2.h"
 #include "l7proxy/worker_internal.h"
 
@@ -113,6 +115,18 @@ int worker_write(uv_stream_t *s, const char *data, size_t len, void (*done)(void
     }
   }
   return 0;
+}
+
+int worker_tls_flush(uv_stream_t *s, struct tls_conn *c, void (*done)(void *), void *arg) {
+  for (;;) {
+    const uint8_t *p;
+    size_t len;
+    tls_conn_pending_output(c, &p, &len);
+    if (len == 0) return 0;
+    int rc = worker_write(s, (const char *)p, len, done, arg);
+    tls_conn_consume_output(c, len);
+    if (rc != 0) return rc;
+  }
 }
 
 void worker_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -300,6 +314,7 @@ static void w_close_all(struct worker *w) {
     uh2_pool_close(w->h2pool);
     w->h2pool = NULL;
   }
+  rp_worker_close(w);
   if (!uv_is_closing((uv_handle_t *)&w->async)) uv_close((uv_handle_t *)&w->async, NULL);
   if (!uv_is_closing((uv_handle_t *)&w->h2_check)) uv_close((uv_handle_t *)&w->h2_check, NULL);
   if (!uv_is_closing((uv_handle_t *)&w->accept_pause))
@@ -339,6 +354,7 @@ static void on_async(uv_async_t *a) {
 
 static void worker_main(void *arg) {
   struct worker *w = arg;
+  rp_worker_start(w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   /* every handle is closed: let close callbacks finish */
   uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -462,6 +478,7 @@ void worker_join(struct worker *w) {
   uv_thread_join(&w->thread);
   uv_loop_close(&w->loop);
   up_pools_free(&w->pools);
+  rp_worker_free(w);
   l7_snapshot_unref(w->metrics_snap);
   l7_snapshot_unref(w->snap);
   free(w);

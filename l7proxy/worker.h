@@ -52,6 +52,11 @@ struct worker_config {
   uint32_t h2_max_streams;    /* SETTINGS_MAX_CONCURRENT_STREAMS (0: 100) */
   uint32_t h2_max_resets_sec; /* client resets/cancels per second before
                                  GOAWAY ENHANCE_YOUR_CALM (0: 100) */
+  /* Cluster-wide rate limits: Redis "HOST:PORT" (NULL: none, cluster-scope
+   * limits are counted per proxy) and how long a decision may take before
+   * the request passes (fail open). */
+  const char *ratelimit_redis;
+  uint32_t ratelimit_redis_timeout_ms;
 };
 
 /* Parses "10.0.0.0/8", "::1/128" or a bare address. 0 or -1. */

@@ -55,6 +55,7 @@ struct route_metrics {
 };
 
 struct uh2_pool;
+struct rp_worker;
 
 struct worker {
   int id;
@@ -100,6 +101,7 @@ struct worker {
    * answered in it), by the check handle */
   uv_check_t h2_check;
   struct up_link h2_dirty;
+  struct rp_worker *policy; /* route policies' state (route_policy.c), created on first use */
   /* Work that outlives its exchange or connection — request mirrors (mirror.c), TLS
    * passthrough tunnels (passthrough.c) — closed with the worker */
   struct up_link side;
@@ -137,5 +139,10 @@ void worker_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* Writes data[0..len) to s: try_write first, the rest copied and queued
  * (done(arg) after a queued write completes). 0 or a libuv error. */
 int worker_write(uv_stream_t *s, const char *data, size_t len, void (*done)(void *), void *arg);
+/* Writes a TLS connection's pending ciphertext to s (copied, so the region
+ * is consumed at once): downstream HTTPS and TLS upstreams. 0 or a libuv
+ * error. */
+struct tls_conn;
+int worker_tls_flush(uv_stream_t *s, struct tls_conn *c, void (*done)(void *), void *arg);
 
 #endif

@@ -122,6 +122,11 @@ int cluster_emit(const struct cluster_spec *c, json_t *const *slices, size_t n_s
   edge__v1__resource__init(&r);
   r.kind_case = EDGE__V1__RESOURCE__KIND_CLUSTER;
   r.cluster = &cl;
+  if (c->decorate && c->decorate(c->decorate_arg, &cl) != 0) {
+    free(ptrs);
+    free(e.v);
+    return -ENOMEM;
+  }
   rc = validate_resource(&r, why, whylen) != 0 ? -EINVAL : 0;
   if (rc == 0) {
     *len = edge__v1__resource__get_packed_size(&r);

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct Edge__V1__Cluster;
+
 struct cluster_spec {
   const char *name;              /* the Cluster's resource name */
   json_t *svc;                   /* the Service object */
@@ -26,6 +28,12 @@ struct cluster_spec {
   const char *svc_ns, *svc_name; /* the SourceRef */
   int protocol, lb;              /* Edge__V1__UpstreamProtocol, Edge__V1__LbPolicy */
   uint32_t connect_timeout_ms;
+  /* Optional: sets more Cluster fields before the check and the packing
+   * (the Ingress translator's issue-20 policies: upstream TLS, health
+   * checks, breakers, affinity, hashing); what it points cl at must live
+   * until cluster_emit returns. 0, or -ENOMEM. */
+  int (*decorate)(void *arg, struct Edge__V1__Cluster *cl);
+  void *decorate_arg;
 };
 
 /* Packs the Cluster of c with the endpoints of slices[0..n) (the Service's EndpointSlice

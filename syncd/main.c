@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -43,6 +45,7 @@
 #include "syncd/k8s_client.h"
 #include "syncd/leader.h"
 #include "syncd/membership.h"
+#include "syncd/ocsp_stapler.h"
 #include "syncd/persist.h"
 #include "syncd/report.h"
 #include "syncd/source.h"
@@ -67,7 +70,8 @@ struct syncd {
   struct authz *authz;
   struct admin_server *admin;
   struct syncd_source *source;
-  struct leader *leader; /* kubernetes source with leader election, else NULL */
+  struct ocsp_stapler *ocsp; /* NULL with --ocsp=off */
+  struct leader *leader;     /* kubernetes source with leader election, else NULL */
   char replica[256];
   uv_signal_t sigterm, sigint;
   uv_timer_t prune_timer;
@@ -137,14 +141,33 @@ static void update_object_gauges(struct syncd *sd) {
 
 /* ---- desired state → store ---------------------------------------------- */
 
+/* Whether update u removes a Certificate (the stapler then forgets it). */
+static int removes_certificate(const struct syncd_update *u) {
+  for (size_t i = 0; i < u->n_removed; i++)
+    if (u->removed[i].type == EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE) return 1;
+  return 0;
+}
+
 static void on_update(void *ud, const struct syncd_update *u) {
   struct syncd *sd = ud;
   if (sd->stopping) return;
   /* The first update is the whole state (a restored store may hold more);
-   * later ones are what the change touched. */
-  int rc = u->full ? store_apply(sd->store, u->upserted, u->n_upserted, u->generation)
-                   : store_apply_delta(sd->store, u->upserted, u->n_upserted, u->removed,
-                                       u->n_removed, u->generation);
+   * later ones are what the change touched. Certificates carry their
+   * current OCSP staple (issue 20). */
+  const struct syncd_resource *up = u->upserted;
+  struct syncd_resource *stapled = NULL;
+  if (sd->ocsp && ocsp_stapler_staple_update(sd->ocsp, u->upserted, u->n_upserted, &stapled) != 0)
+    LOG_WARN("ocsp_staple_failed", "reason=%s", "out of memory");
+  if (stapled) up = stapled;
+  int rc = u->full ? store_apply(sd->store, up, u->n_upserted, u->generation)
+                   : store_apply_delta(sd->store, up, u->n_upserted, u->removed, u->n_removed,
+                                       u->generation);
+  if (stapled) ocsp_stapler_free_update(u->upserted, stapled, u->n_upserted);
+  if (sd->ocsp && rc >= 0 && (u->full || removes_certificate(u))) {
+    size_t n_all;
+    struct store_entry *const *all = store_entries(sd->store, &n_all);
+    ocsp_stapler_sweep(sd->ocsp, all, n_all);
+  }
   if (rc < 0) {
     LOG_ERROR("state_rejected", "err=%s upserted=%zu removed=%zu", log_q(store_strerror(rc)),
               u->n_upserted, u->n_removed);
@@ -176,6 +199,44 @@ static void on_update(void *ud, const struct syncd_update *u) {
   if (rc == 1) status_refresh_expiry(sd->status);
   admin_set_ready(sd->admin, 1);
   if (rc == 1) config_sync_notify(sd->cs);
+}
+
+/* A staple changed: the published certificates get the new one (a new
+ * version, persisted and pushed like any change). */
+static int resource_cmp(const void *a, const void *b) {
+  const struct syncd_resource *x = a, *y = b;
+  return x->type != y->type ? (x->type < y->type ? -1 : 1) : strcmp(x->name, y->name);
+}
+
+static void on_ocsp_changed(void *ud) {
+  struct syncd *sd = ud;
+  if (sd->stopping) return;
+  size_t n, nc = 0;
+  struct store_entry *const *e = store_entries(sd->store, &n);
+  struct syncd_resource *res = calloc(n ? n : 1, sizeof(*res));
+  for (size_t i = 0; res && i < n; i++) {
+    if (e[i]->removed || e[i]->type != EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CERTIFICATE) continue;
+    uint8_t *fresh = NULL;
+    size_t len = 0;
+    if (ocsp_stapler_staple_one(sd->ocsp, e[i]->bytes, e[i]->len, &fresh, &len) == 1)
+      res[nc++] = (struct syncd_resource){e[i]->type, e[i]->name, fresh, len};
+  }
+  if (nc > 1) qsort(res, nc, sizeof(*res), resource_cmp);
+  /* only the certificates whose staple changed: a delta, at the same generation */
+  int rc = nc ? store_apply_delta(sd->store, res, nc, NULL, 0, store_generation(sd->store)) : 0;
+  for (size_t i = 0; i < nc; i++) free(res[i].bytes);
+  free(res);
+  if (rc < 0) LOG_ERROR("ocsp_apply_failed", "err=%s", log_q(store_strerror(rc)));
+  if (rc != 1) return;
+  LOG_INFO("version", "version=%" PRIu64 " resources=%zu stapled=%zu reason=ocsp",
+           store_version(sd->store), store_count(sd->store), nc);
+  if (sd->persist) {
+    char err[512];
+    if (persist_commit(sd->persist, err, sizeof(err)) != 0)
+      LOG_ERROR("state_save_failed", "err=%s", log_q(err));
+  }
+  status_refresh_expiry(sd->status);
+  config_sync_notify(sd->cs);
 }
 
 static void source_status(void *ud, char *name, size_t namelen, int *healthy, char *msg,
@@ -281,7 +342,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   LOG_INFO("stopping", "signal=%d version=%" PRIu64, signum, store_version(sd->store));
   admin_set_draining(sd->admin, 1);
   membership_close(sd->mb);
-  sd->closing = 8;
+  sd->closing = 9; /* the callbacks below up to the source; +1 for the leader */
+  ocsp_stapler_close(sd->ocsp, closed_one, sd);
+  sd->ocsp = NULL;
   uv_close((uv_handle_t *)&sd->prune_timer, signal_closed);
   status_stop(sd->status, closed_one, sd);
   persist_close(sd->persist, closed_one, sd); /* waits for a compaction in flight */
@@ -326,6 +389,62 @@ static int ensure_default_cert(const char *dir, char *cert, char *key, size_t le
   return rc;
 }
 
+/*
+ * The secret cookie-affinity keys are derived from (syncd/policy_annotations.h):
+ * --affinity-secret-file (16..64 bytes; every syncd replica must share it), else a
+ * random one kept in --state-dir (affinity.key, 0600) so a restart keeps every
+ * client's cookie, else a random one for this process only (cookies issued before a
+ * restart no longer name their endpoint: those clients are balanced again).
+ */
+static int load_affinity_secret(const char *file, const char *dir, uint8_t *out, size_t *len,
+                                char *err, size_t errlen) {
+  char path[4096];
+  if (!file && dir) snprintf(path, sizeof(path), "%s/affinity.key", dir);
+  const char *p = file ? file : dir ? path : NULL;
+  if (p) {
+    FILE *f = fopen(p, "rb");
+    if (f) {
+      size_t n = fread(out, 1, 64, f);
+      int extra = fgetc(f) != EOF;
+      fclose(f);
+      if (n < 16 || extra) {
+        snprintf(err, errlen, "%s must hold 16..64 bytes", p);
+        return -1;
+      }
+      *len = n;
+      return 0;
+    }
+    if (file) {
+      snprintf(err, errlen, "read %s: %s", file, strerror(errno));
+      return -1;
+    }
+  }
+  if (getrandom(out, 32, 0) != 32) {
+    snprintf(err, errlen, "no randomness for the affinity secret");
+    return -1;
+  }
+  *len = 32;
+  if (!p) {
+    LOG_WARN("affinity_secret_not_persisted",
+             "reason=\"no --state-dir or --affinity-secret-file: affinity cookies change when "
+             "syncd restarts\"");
+    return 0;
+  }
+  char tmp[4200];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+  if (!file) mkdir(dir, 0700); /* the state store creates it too; first start: now */
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, out, 32) != 32 || fsync(fd) != 0 || rename(tmp, p) != 0) {
+    /* not fatal: this process's secret still works, it is only not kept */
+    LOG_WARN("affinity_secret_not_persisted", "path=%s error=%s", log_q(p), log_q(strerror(errno)));
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    return 0;
+  }
+  close(fd);
+  return 0;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 static const char *SYNOPSIS = "[flags]";
@@ -352,7 +471,9 @@ int main(int argc, char **argv) {
   const char *admin = "127.0.0.1:7001", *state_dir = NULL;
   const char *cert = NULL, *key = NULL, *ca = NULL, *kubeconfig = NULL, *publish = NULL;
   const char *default_cert = NULL, *default_key = NULL, *level = "info";
-  const char *expiry_warning = "14d";
+  const char *affinity_secret_file = NULL;
+  const char *expiry_warning = "14d", *ocsp = "on";
+  uint32_t ocsp_timeout_ms = 5000, ocsp_min_refresh_ms = 60000;
   const char *gw_http = "80", *gw_https = "443";
   int insecure = 0, insecure_remote = 0;
   uint32_t node_retention_ms = 3600 * 1000;
@@ -415,8 +536,22 @@ int main(int argc, char **argv) {
       FLAG_GROUP_DEF("Certificates"),
       {"default-cert", FLAG_STRING, &default_cert, "default TLS certificate (PEM)", "FILE"},
       {"default-key", FLAG_STRING, &default_key, "default TLS key (PEM)", "FILE"},
+      {"affinity-secret-file", FLAG_STRING, &affinity_secret_file,
+       "secret (16..64 bytes) affinity-cookie keys are derived from; share it between syncd "
+       "replicas (default: generated in --state-dir)",
+       "FILE"},
       {"expiry-warning", FLAG_STRING, &expiry_warning,
        "flag certificates expiring within this (default 14d; units d, h, m, s)", "DURATION"},
+      {"ocsp", FLAG_STRING, &ocsp,
+       "on: fetch OCSP responses from the responders certificates name (AIA) and staple them; "
+       "off: never (default on)",
+       "on|off"},
+      {"ocsp-timeout", FLAG_DURATION_MS, &ocsp_timeout_ms,
+       "longest an OCSP fetch may take (default 5s)", "DURATION"},
+      {"ocsp-min-refresh", FLAG_DURATION_MS, &ocsp_min_refresh_ms,
+       "never refetch a good OCSP answer sooner than this (default 60s; answers are refetched "
+       "half-way to their nextUpdate)",
+       "DURATION"},
       FLAG_GROUP_DEF("Gateway API"),
       {"gateway-http-ports", FLAG_STRING, &gw_http,
        "ports clients reach the proxies' HTTP listener on (default 80)", "P[,P]"},
@@ -455,6 +590,10 @@ int main(int argc, char **argv) {
   }
   if (have_tls && !(cert && key && ca)) {
     fprintf(stderr, "syncd: mTLS needs all of --cert, --key and --ca\n");
+    return 2;
+  }
+  if (strcmp(ocsp, "on") != 0 && strcmp(ocsp, "off") != 0) {
+    fprintf(stderr, "syncd: --ocsp: want on or off, got %s\n", ocsp);
     return 2;
   }
   if (!default_cert != !default_key) {
@@ -651,7 +790,16 @@ int main(int argc, char **argv) {
                              .retry_ms = lease_retry};
     if (start_leader_election(&sd, &lo) != 0) return 1;
   }
+  uint8_t aff_secret[64];
+  size_t aff_len = 0;
+  if (load_affinity_secret(affinity_secret_file, state_dir, aff_secret, &aff_len, err,
+                           sizeof(err)) != 0) {
+    fprintf(stderr, "syncd: --affinity-secret-file: %s\n", err);
+    return 1;
+  }
   struct syncd_source_opts o = {.leader = sd.leader,
+                                .affinity_secret = aff_secret,
+                                .affinity_secret_len = aff_len,
                                 .spec = source,
                                 .kubeconfig = kubeconfig,
                                 .publish_address = publish,
@@ -661,6 +809,16 @@ int main(int argc, char **argv) {
                                 .default_key_file = default_key,
                                 .gateway_http_ports = gw_http_ports,
                                 .gateway_https_ports = gw_https_ports};
+  if (!strcmp(ocsp, "on")) {
+    struct ocsp_stapler_opts oo = {
+        .timeout_ms = ocsp_timeout_ms,
+        .min_refresh_s = ocsp_min_refresh_ms / 1000 ? ocsp_min_refresh_ms / 1000 : 1,
+        .metrics = sd.metrics};
+    if (ocsp_stapler_new(sd.loop, &oo, on_ocsp_changed, &sd, &sd.ocsp) != 0) {
+      fprintf(stderr, "syncd: out of memory\n");
+      return 1;
+    }
+  }
   struct syncd_source_callbacks cb = {.on_update = on_update};
   if (syncd_source_start(sd.loop, &o, &cb, &sd, &sd.source, err, sizeof(err)) != 0) {
     fprintf(stderr, "syncd: --source=%s: %s\n", source, err);

@@ -154,6 +154,10 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
   if (s->max_delay_ms < s->debounce_ms) s->max_delay_ms = s->debounce_ms;
   snprintf(s->msg, sizeof(s->msg), "starting");
   int rc;
+  if (o->affinity_secret && o->affinity_secret_len <= sizeof(s->affinity_secret)) {
+    memcpy(s->affinity_secret, o->affinity_secret, o->affinity_secret_len);
+    s->affinity_secret_len = o->affinity_secret_len;
+  }
   if (o->default_cert_file || o->default_key_file) {
     if (!o->default_cert_file || !o->default_key_file) {
       snprintf(err, errlen, "the default certificate needs both a certificate and a key file");
@@ -168,7 +172,11 @@ int syncd_source_start(uv_loop_t *loop, const struct syncd_source_opts *o,
                        errlen);
   }
   struct gateway_opts go = {s->gw_http_ports, s->gw_https_ports, s->publish};
-  struct translate_opts to = {s->default_cert, s->default_key, &go};
+  struct translate_opts to = {.default_cert_pem = s->default_cert,
+                              .default_key_pem = s->default_key,
+                              .affinity_secret = s->affinity_secret_len ? s->affinity_secret : NULL,
+                              .affinity_secret_len = s->affinity_secret_len,
+                              .gateway = &go};
   if (rc == 0 && translator_new(&to, &s->tr) != 0) {
     snprintf(err, errlen, "out of memory");
     rc = -ENOMEM;

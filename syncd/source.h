@@ -42,6 +42,9 @@ struct syncd_source_opts {
   /* kubernetes: status is written back only while this replica leads (NULL:
    * no election, always). Borrowed: must outlive the source. */
   struct leader *leader;
+  /* What cookie-affinity keys are derived from (copied; NULL: affinity has no effect). */
+  const uint8_t *affinity_secret;
+  size_t affinity_secret_len;
 };
 
 struct syncd_source_callbacks {

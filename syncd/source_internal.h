@@ -46,6 +46,8 @@ struct syncd_source {
   char *publish;
   uint32_t gw_http_ports[9], gw_https_ports[9]; /* 0-terminated */
   struct translator *tr; /* the objects of the last update and what depends on them */
+  uint8_t affinity_secret[64];
+  size_t affinity_secret_len;
   int healthy;
   char msg[256];
   int64_t last_sync;

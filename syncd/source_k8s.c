@@ -57,7 +57,7 @@
 #define K8S_MAX_LINE (16u << 20)
 #define K8S_BACKOFF_MIN_MS 500
 #define K8S_BACKOFF_MAX_MS 30000
-#define K8S_N_KINDS 12
+#define K8S_N_KINDS 14              /* the KINDS table below */
 #define K8S_ABSENT_RECHECK_MS 30000 /* how often a kind whose CRD is missing is listed again */
 
 struct k8s_kind {
@@ -114,6 +114,10 @@ static const struct {
     {"Service", "v1", "/api/v1/services", 0},
     {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1/endpointslices", 0},
     {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls", 0},
+    /* CA bundles for client certificates (issue 20): only the ones labelled for it */
+    {"ConfigMap", "v1", "/api/v1/configmaps?labelSelector=edge.dev%2Fca-bundle", 0},
+    /* htpasswd files of edge.dev/auth-secret and CA bundles (issue 20) */
+    {"Secret", "v1", "/api/v1/secrets?fieldSelector=type%3DOpaque", 0},
     {"Namespace", "v1", "/api/v1/namespaces", 0},
     {"GatewayClass", "gateway.networking.k8s.io/v1", GW "v1/gatewayclasses", 1},
     {"Gateway", "gateway.networking.k8s.io/v1", GW "v1/gateways", 1},

@@ -556,7 +556,8 @@ int status_config_json(const struct store *store, char **out, size_t *len) {
     if (e[i]->removed) continue;
     Edge__V1__Resource *r = edge__v1__resource__unpack(NULL, e[i]->len, e[i]->bytes);
     if (!r) continue;
-    json_t *j = pb_json_to_json(&r->base, "key_pem"); /* key material never leaves */
+    /* key material never leaves: TLS keys, htpasswd hashes, affinity keys */
+    json_t *j = pb_json_to_json(&r->base, "key_pem,htpasswd,hmac_key");
     if (j) json_array_append_new(arr, j);
     edge__v1__resource__free_unpacked(r, NULL);
   }

@@ -174,7 +174,7 @@ int tr_rejection_copy(struct syncd_rejection *dst, const struct syncd_rejection 
 /* ---- value parsing ---------------------------------------------------------- */
 
 /* An annotation value as text (YAML may have typed it as a number or bool). */
-static const char *annotation(struct pool *p, json_t *obj, const char *name) {
+const char *tr_annotation(struct pool *p, json_t *obj, const char *name) {
   json_t *v = json_object_get(jpath(obj, "metadata", "annotations"), name);
   if (json_is_string(v)) return json_string_value(v);
   if (json_is_integer(v)) return pool_printf(p, "%lld", (long long)json_integer_value(v));
@@ -184,7 +184,7 @@ static const char *annotation(struct pool *p, json_t *obj, const char *name) {
 }
 
 /* Decodes base64 (white space ignored) into a NUL-terminated heap buffer; NULL when invalid. */
-static char *base64_decode_heap(const char *in, size_t *outlen) {
+char *tr_base64_decode(const char *in, size_t *outlen) {
   size_t n = strlen(in), cap = base64_decoded_max(n);
   uint8_t *out = malloc(cap + 1);
   if (!out) return NULL;
@@ -371,11 +371,11 @@ static int canary_header_ok(const char *name, const char *value) {
  * semantics: the header decides first — "always" or the given value: canary, "never": not —
  * then the weight). Every canary-* annotation needs edge.dev/canary: "true". */
 static int parse_canary(struct pool *p, json_t *o, struct canary *cy, char *err, size_t errlen) {
-  const char *on = annotation(p, o, "edge.dev/canary");
-  const char *w = annotation(p, o, "edge.dev/canary-weight");
-  const char *t = annotation(p, o, "edge.dev/canary-weight-total");
-  cy->header = annotation(p, o, "edge.dev/canary-by-header");
-  cy->header_value = annotation(p, o, "edge.dev/canary-by-header-value");
+  const char *on = tr_annotation(p, o, "edge.dev/canary");
+  const char *w = tr_annotation(p, o, "edge.dev/canary-weight");
+  const char *t = tr_annotation(p, o, "edge.dev/canary-weight-total");
+  cy->header = tr_annotation(p, o, "edge.dev/canary-by-header");
+  cy->header_value = tr_annotation(p, o, "edge.dev/canary-by-header-value");
   uint64_t x;
   cy->total = 100;
   if (on && strcmp(on, "true") != 0 && strcmp(on, "false") != 0)
@@ -410,13 +410,18 @@ static int parse_canary(struct pool *p, json_t *o, struct canary *cy, char *err,
   return 0;
 }
 
-static int parse_annotations(struct ting *g, json_t *o, struct annotations *a, char *err,
-                             size_t errlen) {
+static int parse_annotations(struct ting *g, json_t *o, const struct ipol_env *env,
+                             struct annotations *a, char *err, size_t errlen) {
   memset(a, 0, sizeof(*a));
   const char *v;
   struct pool *p = &g->pool;
-  if ((v = annotation(p, o, "edge.dev/backend-protocol"))) {
-    if (!strcasecmp(v, "http1") || !strcasecmp(v, "http"))
+  int proto_tls = 0;
+  if ((v = tr_annotation(p, o, "edge.dev/backend-protocol"))) {
+    if (!strcasecmp(v, "https") || !strcasecmp(v, "grpcs")) {
+      proto_tls = 1;
+      a->protocol = !strcasecmp(v, "grpcs") ? EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_GRPC
+                                            : EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_HTTP1;
+    } else if (!strcasecmp(v, "http1") || !strcasecmp(v, "http"))
       a->protocol = EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_HTTP1;
     else if (!strcasecmp(v, "h2c"))
       a->protocol = EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_H2C;
@@ -425,11 +430,11 @@ static int parse_annotations(struct ting *g, json_t *o, struct annotations *a, c
     else
       return snprintf(err, errlen,
                       "annotation edge.dev/backend-protocol has unknown value \"%s\" (want "
-                      "http1, h2c or grpc)",
+                      "http1, h2c, grpc, https or grpcs)",
                       v),
              -1;
   }
-  if ((v = annotation(p, o, "edge.dev/load-balance"))) {
+  if ((v = tr_annotation(p, o, "edge.dev/load-balance"))) {
     if (!strcmp(v, "round_robin"))
       a->lb = EDGE__V1__LB_POLICY__LB_POLICY_ROUND_ROBIN;
     else if (!strcmp(v, "least_request"))
@@ -441,7 +446,7 @@ static int parse_annotations(struct ting *g, json_t *o, struct annotations *a, c
                       v),
              -1;
   }
-  if ((v = annotation(p, o, "edge.dev/ssl-redirect"))) {
+  if ((v = tr_annotation(p, o, "edge.dev/ssl-redirect"))) {
     if (!strcmp(v, "false"))
       a->ro.disable_ssl_redirect = 1;
     else if (strcmp(v, "true") != 0)
@@ -450,7 +455,7 @@ static int parse_annotations(struct ting *g, json_t *o, struct annotations *a, c
                       v),
              -1;
   }
-  if ((v = annotation(p, o, "edge.dev/rewrite-target"))) {
+  if ((v = tr_annotation(p, o, "edge.dev/rewrite-target"))) {
     /* it becomes part of the upstream request line: path characters only */
     char why[160], q[96];
     if (validate_path(v, why, sizeof(why)) != 0)
@@ -459,24 +464,27 @@ static int parse_annotations(struct ting *g, json_t *o, struct annotations *a, c
              -1;
     a->ro.rewrite_prefix = pool_strdup(p, v);
   }
-  if ((v = annotation(p, o, "edge.dev/proxy-body-size")) &&
+  if ((v = tr_annotation(p, o, "edge.dev/proxy-body-size")) &&
       parse_size(v, &a->ro.max_body_bytes) < 0)
     return snprintf(err, errlen,
                     "annotation edge.dev/proxy-body-size \"%s\" is not a size (like 10m, 512k "
                     "or bytes)",
                     v),
            -1;
-  if ((v = annotation(p, o, "edge.dev/proxy-read-timeout")) &&
+  if ((v = tr_annotation(p, o, "edge.dev/proxy-read-timeout")) &&
       parse_seconds_ms(v, &a->ro.response_header_timeout_ms) < 0)
     return snprintf(err, errlen,
                     "annotation edge.dev/proxy-read-timeout \"%s\" is not a number of seconds", v),
            -1;
-  if ((v = annotation(p, o, "edge.dev/proxy-connect-timeout")) &&
+  if ((v = tr_annotation(p, o, "edge.dev/proxy-connect-timeout")) &&
       parse_seconds_ms(v, &a->connect_timeout_ms) < 0)
     return snprintf(err, errlen,
                     "annotation edge.dev/proxy-connect-timeout \"%s\" is not a number of seconds",
                     v),
            -1;
+  int rc = ipol_parse(env, proto_tls, &a->pol, err, errlen);
+  if (rc == -2) p->oom = 1;
+  if (rc < 0) return -1;
   return parse_canary(p, o, &a->cy, err, errlen);
 }
 
@@ -492,7 +500,7 @@ static int parse_annotations(struct ting *g, json_t *o, struct annotations *a, c
     }                                                                   \
   } while (0)
 
-static void note_key(struct ting *g, char ***arr, size_t *n, const char *key) {
+void tr_note_key(struct ting *g, char ***arr, size_t *n, const char *key) {
   for (size_t i = 0; i < *n; i++)
     if (!strcmp((*arr)[i], key)) return;
   char *copy = pool_strdup(&g->pool, key);
@@ -507,8 +515,8 @@ static void note_key(struct ting *g, char ***arr, size_t *n, const char *key) {
 }
 
 /* Resolves an IngressBackend to a cluster name, recording the reference. NULL with err on error. */
-static const char *resolve_backend(struct ting *g, json_t *backend, const struct annotations *a,
-                                   tr_service_fn svc_fn, void *svc_ud, char *err, size_t errlen) {
+const char *tr_resolve_backend(struct ting *g, json_t *backend, const struct annotations *a,
+                               tr_service_fn svc_fn, void *svc_ud, char *err, size_t errlen) {
   json_t *svc = json_object_get(backend, "service");
   if (!json_is_object(svc)) {
     if (json_object_get(backend, "resource"))
@@ -537,7 +545,7 @@ static const char *resolve_backend(struct ting *g, json_t *backend, const struct
   }
   char key[600];
   snprintf(key, sizeof(key), "%s/%s", g->ns, name);
-  note_key(g, &g->svc_keys, &g->n_svc_keys, key);
+  tr_note_key(g, &g->svc_keys, &g->n_svc_keys, key);
   json_t *s = svc_fn(svc_ud, key);
   if (!s) {
     snprintf(err, errlen, "service %s not found", name);
@@ -579,7 +587,8 @@ static const char *resolve_backend(struct ting *g, json_t *backend, const struct
     TING_PUSH(g, held, n_held, s);
     if (g->pool.oom) json_decref(s);
   }
-  struct cluster_ref r = {cl, sk, s, found, g, a->protocol, a->lb, a->connect_timeout_ms};
+  struct cluster_ref r = {cl,     sk,        s, found, g, a->protocol, a->lb, a->connect_timeout_ms,
+                          a->pol, a->cpolicy};
   TING_PUSH(g, refs, n_refs, r);
   return cl;
 }
@@ -650,7 +659,7 @@ static int add_rule(struct ting *g, json_t *rule, size_t ri, const struct annota
       while (cd.key_len > 1 && cd.path[cd.key_len - 1] == '/') cd.key_len--;
     char perr[400];
     cd.cluster =
-        resolve_backend(g, json_object_get(p, "backend"), a, svc_fn, svc_ud, perr, sizeof(perr));
+        tr_resolve_backend(g, json_object_get(p, "backend"), a, svc_fn, svc_ud, perr, sizeof(perr));
     if (!cd.cluster) return snprintf(err, errlen, "path %.200s: %.290s", cd.path, perr), -1;
     TING_PUSH(g, cands, n_cands, cd);
   }
@@ -685,7 +694,7 @@ static int add_tls(struct ting *g, json_t *spec, char *err, size_t errlen) {
       if (cl.secret) {
         char key[600];
         snprintf(key, sizeof(key), "%s/%s", g->ns, cl.secret);
-        note_key(g, &g->secret_keys, &g->n_secret_keys, key);
+        tr_note_key(g, &g->secret_keys, &g->n_secret_keys, key);
       }
       TING_PUSH(g, claims, n_claims, cl);
     }
@@ -699,6 +708,10 @@ void tr_ting_clear(struct ting *g) {
   free(g->claims);
   free(g->svc_keys);
   free(g->secret_keys);
+  free(g->policy_keys);
+  g->policy_keys = NULL;
+  g->n_policy_keys = 0;
+  g->pol = NULL;
   for (size_t i = 0; i < g->n_held; i++) json_decref(g->held[i]);
   free(g->held);
   g->cands = NULL, g->refs = NULL, g->claims = NULL, g->svc_keys = NULL, g->secret_keys = NULL;
@@ -713,17 +726,22 @@ void tr_ting_clear(struct ting *g) {
 }
 
 int tr_compile_ingress(struct ting *g, json_t *o, const struct tclasses *cl, tr_service_fn svc_fn,
-                       void *svc_ud) {
+                       tr_object_fn obj_fn, void *svc_ud) {
   g->served = g->class_name ? hmap_gets(cl->ours, g->class_name) != NULL : cl->have_default;
   if (!g->served) return ignore_ingress(g, o, cl);
   json_t *spec = json_object_get(o, "spec");
   char err[512] = "";
   struct annotations a;
-  if (parse_annotations(g, o, &a, err, sizeof(err)) < 0) goto bad;
+  struct tr_policy_ctx pc = {g, o, svc_fn, obj_fn, svc_ud};
+  struct ipol_env env;
+  struct pa_env penv;
+  tr_policy_envs(&pc, &env, &penv);
+  if (parse_annotations(g, o, &env, &a, err, sizeof(err)) < 0) goto bad;
+  if (pa_parse(&penv, &a.ro.policy, &a.cpolicy, err, sizeof(err)) < 0) goto bad;
   json_t *db = json_object_get(spec, "defaultBackend");
   if (db && !json_is_null(db)) {
     char why[480];
-    if (!(g->db_cluster = resolve_backend(g, db, &a, svc_fn, svc_ud, why, sizeof(why)))) {
+    if (!(g->db_cluster = tr_resolve_backend(g, db, &a, svc_fn, svc_ud, why, sizeof(why)))) {
       snprintf(err, sizeof(err), "defaultBackend: %s", why);
       goto bad;
     }
@@ -734,6 +752,9 @@ int tr_compile_ingress(struct ting *g, json_t *o, const struct tclasses *cl, tr_
     if (add_rule(g, rule, ri, &a, svc_fn, svc_ud, err, sizeof(err)) < 0) goto bad;
   }
   if (add_tls(g, spec, err, sizeof(err)) < 0) goto bad;
+  if (a.pol.has_client_auth && tr_client_auth_hosts_have_tls(g, err, sizeof(err)) != 0) goto bad;
+  if (!(g->pol = pool_alloc(&g->pool, sizeof(*g->pol)))) return -ENOMEM;
+  *g->pol = a.pol;
   if (g->pool.oom) return -ENOMEM;
   g->valid = 1;
   return 0;
@@ -775,7 +796,7 @@ static int secret_values(json_t *o, char *vals[2], size_t lens[2], char **why) {
       lens[k] = strlen(plain);
       if (!(vals[k] = strdup(plain))) goto fail;
     } else if (b64) {
-      vals[k] = base64_decode_heap(b64, &lens[k]);
+      vals[k] = tr_base64_decode(b64, &lens[k]);
       if (!vals[k]) {
         if (asprintf(why, "key %s is not valid base64", names[k]) < 0) *why = NULL;
         goto fail;
@@ -915,6 +936,10 @@ static void fill_route(Edge__V1__Route *r, Edge__V1__RouteOptions *o, Edge__V1__
   o->max_body_bytes = by->ro.max_body_bytes;
   o->rewrite_prefix = (char *)(by->ro.rewrite_prefix ? by->ro.rewrite_prefix : "");
   o->disable_ssl_redirect = p->ro.disable_ssl_redirect;
+  o->basic_auth = by->ro.policy.basic_auth; /* issue 20: auth, limits, CORS */
+  o->external_auth = by->ro.policy.external_auth;
+  o->rate_limit = by->ro.policy.rate_limit;
+  o->cors = by->ro.policy.cors;
   r->options = o;
   ingress_ref(s, by->ing, by->rule, by->pidx);
   r->source = s;
@@ -955,7 +980,7 @@ struct route_store {
 };
 
 int tr_emit_vhost(const char *host, struct cand **w, size_t n, const char *certificate,
-                  int tls_fallback, struct emitted *out) {
+                  int tls_fallback, const Edge__V1__ClientAuth *client_auth, struct emitted *out) {
   tr_sort(w, n, sizeof(*w), cand_route_pcmp);
   Edge__V1__VirtualHost vh;
   edge__v1__virtual_host__init(&vh);
@@ -1008,6 +1033,7 @@ int tr_emit_vhost(const char *host, struct cand **w, size_t n, const char *certi
   vh.ingresses = ings;
   vh.certificate = (char *)certificate;
   vh.tls_fallback = tls_fallback;
+  vh.client_auth = (Edge__V1__ClientAuth *)client_auth;
   Edge__V1__Resource r;
   edge__v1__resource__init(&r);
   r.kind_case = EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST;
@@ -1019,10 +1045,12 @@ out:
 }
 
 int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t n_slices,
-                    struct emitted *out) {
+                    const struct translate_opts *opts, struct emitted *out) {
   const char *slash = strchr(ref->svc_key, '/');
   char ns[300];
   snprintf(ns, sizeof(ns), "%.*s", slash ? (int)(slash - ref->svc_key) : 0, ref->svc_key);
+  struct tr_cluster_decor d = {
+      .ref = ref, .opts = opts, .ns = ns, .svc = slash ? slash + 1 : ref->svc_key};
   struct cluster_spec c = {.name = ref->name,
                            .svc = ref->svc,
                            .svc_port = ref->svc_port,
@@ -1030,10 +1058,13 @@ int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t
                            .svc_name = slash ? slash + 1 : ref->svc_key,
                            .protocol = ref->protocol,
                            .lb = ref->lb,
-                           .connect_timeout_ms = ref->connect_timeout_ms};
+                           .connect_timeout_ms = ref->connect_timeout_ms,
+                           .decorate = tr_decorate_cluster,
+                           .decorate_arg = &d};
   char why[512];
   memset(out, 0, sizeof(*out));
   int rc = cluster_emit(&c, slices, n_slices, &out->bytes, &out->len, why, sizeof(why));
+  pool_free(&d.tmp);
   if (rc != -EINVAL) return rc;
   out->refused = 1; /* as pack() does for the other resources */
   return tr_rejection(&out->rej, "Service", c.svc_ns, c.svc_name, "", "not published: %s", why);

@@ -32,6 +32,10 @@ struct translate_opts {
   /* The default certificate (PEM, NUL-terminated) emitted as Certificate "default" with
    * is_default; NULL: none is emitted (hosts that fall back still name "default"). */
   const char *default_cert_pem, *default_key_pem;
+  /* The secret cookie-affinity keys are derived from (per cluster, HMAC-SHA-256; copied by
+   * translator_new); NULL: the edge.dev/affinity annotation has no effect. */
+  const uint8_t *affinity_secret;
+  size_t affinity_secret_len;
   /* The Gateway API translation's options (copied by translator_new; NULL: its defaults). */
   const struct gateway_opts *gateway;
 };

@@ -24,7 +24,9 @@
 
 #include "common/hmap.h"
 #include "edge/v1/resources.pb-c.h"
+#include "syncd/ingress_policy.h"
 #include "syncd/model.h"
+#include "syncd/policy_annotations.h"
 #include "syncd/pset.h"
 #include "syncd/translate.h"
 
@@ -66,6 +68,7 @@ enum tkind {
   TK_SERVICE,
   TK_SLICE,
   TK_SECRET,
+  TK_CONFIGMAP, /* CA bundles for client certificates (issue 20) */
   /* read by the Gateway API translation only (translate_gateway.c) */
   TK_NAMESPACE,
   TK_GW_CLASS,
@@ -109,6 +112,7 @@ struct route_opts {
   uint64_t max_body_bytes;
   const char *rewrite_prefix;
   int disable_ssl_redirect;
+  struct pa_route policy; /* auth, rate limit, CORS (syncd/policy_annotations.c) */
 };
 
 /* ingress-nginx canary annotations (edge.dev/canary*): this Ingress's paths take a share of
@@ -124,6 +128,8 @@ struct annotations {
   int lb;       /* Edge__V1__LbPolicy */
   uint32_t connect_timeout_ms;
   struct route_opts ro;
+  struct ipol_ingress pol;   /* issue 20: client certificates, upstream TLS, health, breakers */
+  struct pa_cluster cpolicy; /* issue 20: affinity, consistent hashing */
   struct canary cy;
 };
 
@@ -156,6 +162,8 @@ struct cluster_ref {
   const struct ting *ing;
   int protocol, lb;
   uint32_t connect_timeout_ms;
+  struct ipol_ingress pol;  /* strings in the ting's pool */
+  struct pa_cluster policy; /* affinity, consistent hashing (in the ting's pool) */
 };
 
 struct tls_claim {
@@ -187,6 +195,13 @@ struct ting {
   size_t n_svc_keys;
   char **secret_keys; /* every Secret key its claims name */
   size_t n_secret_keys;
+  /* issue 20: the policies it asks for (NULL until compiled valid) and
+   * every Secret / ConfigMap they read, as "Secret/ns/name" or
+   * "ConfigMap/ns/name": a change to one recompiles this Ingress, which
+   * re-emits its hosts and clusters */
+  struct ipol_ingress *pol;
+  char **policy_keys;
+  size_t n_policy_keys;
   json_t **held; /* Service objects referenced */
   size_t n_held;
   struct pool pool;
@@ -204,17 +219,57 @@ struct tclasses {
 
 /* The Service lookup the compile step needs ("ns/name" → object or NULL). */
 typedef json_t *(*tr_service_fn)(void *ud, const char *key);
+/* The Secret / ConfigMap lookup of the issue-20 annotations (tk: TK_SECRET
+ * or TK_CONFIGMAP; "ns/name" → object or NULL). */
+typedef json_t *(*tr_object_fn)(void *ud, enum tkind tk, const char *key);
 
 /* Fills g (already holding obj, id, ns, name, location, created,
  * class_name) from its Ingress object: served or ignored; when served,
  * valid with candidates, references and claims, or a rejection in g->rej.
  * -ENOMEM or 0. */
 int tr_compile_ingress(struct ting *g, json_t *o, const struct tclasses *cl, tr_service_fn svc,
-                       void *svc_ud);
+                       tr_object_fn objects, void *svc_ud);
 /* Frees everything g owns except g itself and its identity strings. */
 void tr_ting_clear(struct ting *g);
 /* The class an Ingress names (ingressClassName, else the legacy annotation), or NULL. */
 const char *tr_class_name(json_t *o);
+
+/* translate.c's helpers that translate_policy.c uses too. */
+const char *tr_annotation(struct pool *p, json_t *obj, const char *name);
+char *tr_base64_decode(const char *in, size_t *outlen); /* heap, NUL-terminated; NULL invalid */
+void tr_note_key(struct ting *g, char ***arr, size_t *n, const char *key);
+const char *tr_resolve_backend(struct ting *g, json_t *backend, const struct annotations *a,
+                               tr_service_fn svc_fn, void *svc_ud, char *err, size_t errlen);
+
+/* ---- issue 20 (translate_policy.c) ------------------------------------------------ */
+
+/* What the annotation parsers of one Ingress may look up. */
+struct tr_policy_ctx {
+  struct ting *g;
+  json_t *ingress;
+  tr_service_fn svc_fn;
+  tr_object_fn obj_fn;
+  void *ud;
+};
+/* The environments of syncd/ingress_policy.h and syncd/policy_annotations.h over pc: the
+ * Ingress's annotations, Secrets and labelled ConfigMaps of its namespace (each noted in
+ * g->policy_keys, found or not), an external-auth Service's cluster, g's pool. */
+void tr_policy_envs(struct tr_policy_ctx *pc, struct ipol_env *ienv, struct pa_env *penv);
+/* 0 when every host of g is in its own spec.tls (client certificates are asked for in the
+ * TLS handshake), else -1 with the reason. */
+int tr_client_auth_hosts_have_tls(const struct ting *g, char *err, size_t errlen);
+/* cluster_emit's decorate hook for an Ingress's Cluster: upstream TLS, health checks,
+ * breakers, affinity, hashing from ref's policies. Free tmp with pool_free afterwards. */
+struct tr_cluster_decor {
+  const struct cluster_ref *ref;
+  const struct translate_opts *opts;
+  const char *ns, *svc;
+  struct pool tmp;
+  struct ipol_ingress pol;
+  Edge__V1__CookieAffinity aff;
+  uint8_t aff_key[32];
+};
+int tr_decorate_cluster(void *arg, Edge__V1__Cluster *cl);
 
 /* Checks Secret s once (type, keys, base64, the pair itself). */
 void tr_check_secret(struct tobj *s, int *oom);
@@ -235,14 +290,22 @@ int cand_conflict_cmp(const struct cand *x, const struct cand *y);
 int cand_route_cmp(const struct cand *x, const struct cand *y);
 
 /* The VirtualHost of one host from its winning candidates w[0..n) (n >
- * 0), certificate = the resource name it names ("" none, "default"), and
- * tls_fallback. *out packed. -ENOMEM or 0. */
+ * 0), certificate = the resource name it names ("" none, "default"),
+ * tls_fallback and client_auth (NULL: none; tr_host_client_auth). *out
+ * packed. -ENOMEM or 0. */
 int tr_emit_vhost(const char *host, struct cand **w, size_t n, const char *certificate,
-                  int tls_fallback, struct emitted *out);
+                  int tls_fallback, const Edge__V1__ClientAuth *client_auth, struct emitted *out);
+/* A host's client certificate policy (issue 20): the oldest contributing
+ * Ingress that asks for one sets it (every route of the host is
+ * protected); each younger one asking for something else gets a
+ * rejection in rej (the host's). NULL: none. */
+const Edge__V1__ClientAuth *tr_host_client_auth(struct cand **w, size_t n, struct rejlist *rej,
+                                                int *oom);
 /* The Cluster from its oldest reference, with endpoints from the slices
- * (their objects) of the Service. */
+ * (their objects) of the Service; opts gives the secret cookie-affinity
+ * keys are derived from (NULL: affinity has no effect). */
 int tr_emit_cluster(const struct cluster_ref *ref, json_t *const *slices, size_t n_slices,
-                    struct emitted *out);
+                    const struct translate_opts *opts, struct emitted *out);
 /* The Certificate of Secret s (checked, ok) serving sni[0..n) (sorted). */
 int tr_emit_certificate(const struct tobj *s, const char *const *sni, size_t n,
                         struct emitted *out);
@@ -291,6 +354,7 @@ struct tres {
 
 struct translator {
   char *default_cert, *default_key;
+  uint8_t affinity_secret[64]; /* opts.affinity_secret points here */
   struct translate_opts opts;
   unsigned round;
   int ready;                  /* a full translation is held */
@@ -303,6 +367,7 @@ struct translator {
   struct pset classless;     /* ting naming no class */
   struct hmap svc_users;     /* service key → pset of ting */
   struct hmap secret_users;  /* secret key → pset of ting */
+  struct hmap policy_users;  /* "Secret/ns/name", "ConfigMap/ns/name" → pset of ting (issue 20) */
   struct hmap host_users;    /* host → pset of ting */
   struct hmap cluster_users; /* cluster name → pset of ting */
   struct hmap svc_slices;    /* service key → pset of tobj (slices) */

@@ -181,7 +181,10 @@ void settle_host(struct translator *t, const char *host) {
   snprintf(name, sizeof(name), "vh:%s", host[0] ? host : "*");
   if (nw && !hmap_gets(&t->gw_taken, host)) { /* a host the Gateway API keeps: withheld */
     struct emitted e;
-    if (tr_emit_vhost(host, win, nw, certificate, fallback, &e) == 0)
+    int oom = 0;
+    const Edge__V1__ClientAuth *auth = tr_host_client_auth(win, nw, &h->rej, &oom);
+    if (oom) t->oom = 1;
+    if (tr_emit_vhost(host, win, nw, certificate, fallback, auth, &e) == 0)
       out_set(t, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_VIRTUAL_HOST, name, &e);
     else
       t->oom = 1;
@@ -252,7 +255,7 @@ void settle_cluster(struct translator *t, const char *name) {
   }
   for (size_t i = 0; i < n; i++) objs[i] = ((struct tobj *)slices->v[i])->o;
   struct emitted e;
-  if (tr_emit_cluster(ref, objs, n, &e) == 0)
+  if (tr_emit_cluster(ref, objs, n, &t->opts, &e) == 0)
     out_set(t, EDGE__V1__RESOURCE_TYPE__RESOURCE_TYPE_CLUSTER, name, &e);
   else
     t->oom = 1;

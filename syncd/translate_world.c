@@ -42,8 +42,8 @@
 
 /* ---- the translator --------------------------------------------------------------- */
 
-static const char *const KIND_NAMES[TK_FIRST_GATEWAY] = {"",        "Ingress",       "IngressClass",
-                                                         "Service", "EndpointSlice", "Secret"};
+static const char *const KIND_NAMES[TK_FIRST_GATEWAY] = {
+    "", "Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "ConfigMap"};
 
 /* Registers (or unregisters, when empty) a unit's rejections in the report. */
 void rej_sync(struct translator *t, struct rejlist *l) {
@@ -397,6 +397,15 @@ static void mark_ings(struct translator *t, const struct pset *s) {
   }
 }
 
+/* Issue 20: the Ingresses whose annotations read Secret / ConfigMap key
+ * (a CA bundle, upstream TLS material) compile again, and so re-emit
+ * their hosts and clusters. */
+static void mark_policy_users(struct translator *t, const char *kind, const char *key) {
+  char dep[620];
+  snprintf(dep, sizeof(dep), "%s/%s", kind, key);
+  mark_ings(t, index_get(&t->policy_users, dep, 0));
+}
+
 static void obj_changed(struct translator *t, struct tobj *o) {
   gateway_obj_changed(t, o);
   switch (o->tk) {
@@ -423,7 +432,11 @@ static void obj_changed(struct translator *t, struct tobj *o) {
       o->svc_key = key[0] ? strdup(key) : NULL;
       break;
     }
+    case TK_CONFIGMAP:
+      mark_policy_users(t, "ConfigMap", o->key);
+      break;
     case TK_SECRET: {
+      mark_policy_users(t, "Secret", o->key);
       secret_reset(o);
       mark(t, &t->d_certs, o->key);
       struct pset *users = index_get(&t->secret_users, o->key, 0);
@@ -502,6 +515,12 @@ static json_t *service_lookup(void *ud, const char *key) {
   return o ? o->o : NULL;
 }
 
+static json_t *object_lookup(void *ud, enum tkind tk, const char *key) {
+  struct translator *t = ud;
+  struct tobj *o = tk > TK_NONE && tk < TK_COUNT ? hmap_gets(&t->objs[tk], key) : NULL;
+  return o ? o->o : NULL;
+}
+
 /* Takes g out of every index, marking what it touched. */
 static void ting_unindex(struct translator *t, struct ting *g) {
   if (g->class_name)
@@ -510,6 +529,7 @@ static void ting_unindex(struct translator *t, struct ting *g) {
     pset_del(&t->classless, g);
   for (size_t i = 0; i < g->n_svc_keys; i++) index_del(&t->svc_users, g->svc_keys[i], g);
   for (size_t i = 0; i < g->n_secret_keys; i++) index_del(&t->secret_users, g->secret_keys[i], g);
+  for (size_t i = 0; i < g->n_policy_keys; i++) index_del(&t->policy_users, g->policy_keys[i], g);
   for (size_t i = 0; i < g->n_cands; i++) {
     index_del(&t->host_users, g->cands[i].host, g);
     mark(t, &t->d_hosts, g->cands[i].host);
@@ -544,6 +564,8 @@ static void ting_index(struct translator *t, struct ting *g) {
   for (size_t i = 0; i < g->n_svc_keys; i++) rc |= index_add(&t->svc_users, g->svc_keys[i], g);
   for (size_t i = 0; i < g->n_secret_keys; i++)
     rc |= index_add(&t->secret_users, g->secret_keys[i], g);
+  for (size_t i = 0; i < g->n_policy_keys; i++)
+    rc |= index_add(&t->policy_users, g->policy_keys[i], g);
   for (size_t i = 0; i < g->n_cands; i++) {
     rc |= index_add(&t->host_users, g->cands[i].host, g);
     mark(t, &t->d_hosts, g->cands[i].host);
@@ -604,7 +626,7 @@ static void recompile(struct translator *t, struct tobj *o) {
   const char *cls = tr_class_name(o->o);
   if (cls && !(g->class_name = strdup(cls))) t->oom = 1;
   struct tclasses cl = {&t->ours, &t->foreign, t->have_default};
-  if (tr_compile_ingress(g, o->o, &cl, service_lookup, t) != 0) t->oom = 1;
+  if (tr_compile_ingress(g, o->o, &cl, service_lookup, object_lookup, t) != 0) t->oom = 1;
   ting_index(t, g);
   if (was_served != g->valid) t->d_served = 1;
 }
@@ -932,12 +954,13 @@ int translator_update(struct translator *t, const struct manifest_set *in,
 static void translator_init(struct translator *t) {
   hmap_init(&t->docs);
   for (int k = 0; k < TK_COUNT; k++) hmap_init(&t->objs[k]);
-  struct hmap *maps[] = {
-      &t->kinds,         &t->ours,       &t->foreign,       &t->class_users, &t->svc_users,
-      &t->secret_users,  &t->host_users, &t->cluster_users, &t->svc_slices,  &t->served,
-      &t->hosts,         &t->cert_hosts, &t->out,           &t->rej_units,   &t->ignored,
-      &t->d_ings,        &t->d_hosts,    &t->d_clusters,    &t->d_certs,     &t->d_names,
-      &t->gw_namespaces, &t->gw_hosts,   &t->gw_taken,      &t->gw_names,    &t->unpub};
+  struct hmap *maps[] = {&t->kinds,         &t->ours,         &t->foreign,    &t->class_users,
+                         &t->svc_users,     &t->secret_users, &t->host_users, &t->cluster_users,
+                         &t->svc_slices,    &t->served,       &t->hosts,      &t->cert_hosts,
+                         &t->out,           &t->rej_units,    &t->ignored,    &t->d_ings,
+                         &t->d_hosts,       &t->d_clusters,   &t->d_certs,    &t->d_names,
+                         &t->gw_namespaces, &t->gw_hosts,     &t->gw_taken,   &t->gw_names,
+                         &t->unpub,         &t->policy_users};
   for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) hmap_init(maps[i]);
 }
 
@@ -1001,6 +1024,7 @@ static void translator_clear(struct translator *t) {
   index_free(&t->class_users);
   index_free(&t->svc_users);
   index_free(&t->secret_users);
+  index_free(&t->policy_users);
   index_free(&t->host_users);
   index_free(&t->cluster_users);
   index_free(&t->svc_slices);
@@ -1031,6 +1055,12 @@ int translator_new(const struct translate_opts *opts, struct translator **out) {
   }
   t->opts.default_cert_pem = t->default_cert;
   t->opts.default_key_pem = t->default_key;
+  if (opts && opts->affinity_secret && opts->affinity_secret_len &&
+      opts->affinity_secret_len <= sizeof(t->affinity_secret)) {
+    memcpy(t->affinity_secret, opts->affinity_secret, opts->affinity_secret_len);
+    t->opts.affinity_secret = t->affinity_secret;
+    t->opts.affinity_secret_len = opts->affinity_secret_len;
+  }
   static const uint32_t http_dflt[] = {80, 0}, https_dflt[] = {443, 0};
   const struct gateway_opts *go = opts ? opts->gateway : NULL;
   const uint32_t *hp = go && go->http_ports ? go->http_ports : http_dflt;

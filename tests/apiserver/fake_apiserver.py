@@ -69,6 +69,7 @@ KINDS = {
     # Stored and served; syncd reads EndpointSlices only (HTTPRouteServiceTypes applies both).
     "Endpoints": ("/api/v1/endpoints", "v1"),
     "Secret": ("/api/v1/secrets", "v1"),
+    "ConfigMap": ("/api/v1/configmaps", "v1"),
     "Namespace": ("/api/v1/namespaces", "v1"),
     "GatewayClass": ("/apis/%s/v1/gatewayclasses" % GW, GW + "/v1"),
     "Gateway": ("/apis/%s/v1/gateways" % GW, GW + "/v1"),
@@ -281,6 +282,11 @@ LEASES = Leases()
 
 
 def selected(kind, obj, query):
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in filter(None, query.get("labelSelector", [""])[0].split(",")):
+        key, eq, want = term.partition("=")  # "key" (exists) or "key=value"
+        if key not in labels or (eq and labels[key] != want):
+            return False
     sel = query.get("fieldSelector", [""])[0]
     if not sel:
         return True

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "l4lb/health.h"
+#include "common/health.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int r = health_parse_status(data, size);

@@ -3,6 +3,9 @@
  * are raw bytes, independent of edge.v1).
  *
  * Usage: grpc_test_server [--listen=127.0.0.1:0] [--port-file=FILE]
+ *                         [--tls-cert=F --tls-key=F [--client-ca=F]]
+ * With --tls-cert/--tls-key it serves gRPC over TLS (grpcs); --client-ca
+ * then requires and verifies a client certificate from that CA.
  * Prints "PORT <n>" on stdout (and writes n to FILE) once listening; runs
  * until killed.
  *
@@ -203,14 +206,44 @@ static void on_sent(struct call *c, int ok) {
   post_recv(c); /* one message in flight each way */
 }
 
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = calloc(1, 1 << 20);
+  if (buf) fread(buf, 1, (1 << 20) - 1, f);
+  fclose(f);
+  return buf;
+}
+
+/* TLS server credentials from PEM files (client certificates required
+ * when client_ca is set). NULL on failure. */
+static grpc_server_credentials *tls_creds(const char *cert, const char *key,
+                                          const char *client_ca) {
+  char *c = read_file(cert), *k = read_file(key), *ca = client_ca ? read_file(client_ca) : NULL;
+  if (!c || !k || (client_ca && !ca)) return NULL;
+  grpc_ssl_pem_key_cert_pair pair = {k, c};
+  return grpc_ssl_server_credentials_create_ex(
+      ca, &pair, 1,
+      ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+         : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+      NULL);
+}
+
 int main(int argc, char **argv) {
   const char *listen = "127.0.0.1:0";
   const char *port_file = NULL;
+  const char *cert = NULL, *key = NULL, *client_ca = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strncmp(argv[i], "--listen=", 9))
       listen = argv[i] + 9;
     else if (!strncmp(argv[i], "--port-file=", 12))
       port_file = argv[i] + 12;
+    else if (!strncmp(argv[i], "--tls-cert=", 11))
+      cert = argv[i] + 11;
+    else if (!strncmp(argv[i], "--tls-key=", 10))
+      key = argv[i] + 10;
+    else if (!strncmp(argv[i], "--client-ca=", 12))
+      client_ca = argv[i] + 12;
     else {
       fprintf(stderr, "usage: %s [--listen=HOST:PORT] [--port-file=FILE]\n", argv[0]);
       return 2;
@@ -220,7 +253,12 @@ int main(int argc, char **argv) {
   cq = grpc_completion_queue_create_for_next(NULL);
   server = grpc_server_create(NULL, NULL);
   grpc_server_register_completion_queue(server, cq, NULL);
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  grpc_server_credentials *creds =
+      cert && key ? tls_creds(cert, key, client_ca) : grpc_insecure_server_credentials_create();
+  if (!creds) {
+    fprintf(stderr, "cannot load the TLS certificate, key or client CA\n");
+    return 1;
+  }
   int port = grpc_server_add_http2_port(server, listen, creds);
   grpc_server_credentials_release(creds);
   if (port <= 0) {

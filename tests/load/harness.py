@@ -408,7 +408,7 @@ def edge_tls_flags(tls_sessions):
 
 
 def start_l7proxy(env, backend_ports, mode="http", hosts=None, proxy_protocol=False,
-                  name="l7proxy", config_text=None, tls_sessions="off"):
+                  name="l7proxy", config_text=None, tls_sessions="off", extra_args=()):
     """edge's l7proxy with --config, 1 worker. mode: http | h2c | https
     (with TLS_* pinned and tls_sessions, see TLS_SESSIONS). Returns (proc,
     port, admin_port, config_path); SetupError when it does not start or
@@ -430,6 +430,7 @@ def start_l7proxy(env, backend_ports, mode="http", hosts=None, proxy_protocol=Fa
         argv += ["--http=127.0.0.1:%d" % port]
     if proxy_protocol:
         argv += ["--proxy-protocol", "--proxy-protocol-trusted=127.0.0.0/8"]
+    argv += list(extra_args)
     proc = env.spawn(name, argv)
     wait_http(proc, "http://127.0.0.1:%d/readyz" % admin)
     if mode == "h2c":

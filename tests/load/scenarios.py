@@ -26,6 +26,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -732,6 +733,104 @@ def failover(ctx):
                     for p in ("nginx", "haproxy")]
 
 
+# ------------------------------------------- client certificates (issue 20, p20a)
+
+
+def _client_ca(env):
+    """A throw-away client CA and one client certificate (EC P-256), made
+    with the openssl command line. Returns (ca_pem_path, cert, key)."""
+    d = env.path("client-ca")
+    os.makedirs(d, exist_ok=True)
+    ca, cak = os.path.join(d, "ca.crt"), os.path.join(d, "ca.key")
+    crt, key, csr = (os.path.join(d, "client.crt"), os.path.join(d, "client.key"),
+                     os.path.join(d, "client.csr"))
+    if not os.path.exists(crt):
+        run = lambda *a: subprocess.run(list(a), check=True, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "2", "-subj", "/CN=load clients", "-keyout", cak, "-out", ca,
+            "-addext", "basicConstraints=critical,CA:TRUE")
+        run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-subj", "/CN=load-client", "-keyout", key, "-out", csr)
+        run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cak, "-set_serial", "7",
+            "-days", "2", "-out", crt)
+    return ca, crt, key
+
+
+def _tls_client_load(url, duration, conns, cert=None, key=None):
+    """tls_client_load.py (HTTPS keep-alive, optional client certificate):
+    the same figures as h.wrk."""
+    argv = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         "tls_client_load.py"), url, str(duration), str(conns)]
+    if cert:
+        argv += ["--cert=" + cert, "--key=" + key]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    m = re.search(r"^LOADSTATS (.*)$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        raise SetupError("tls_client_load failed (exit %d): %s" % (r.returncode, r.stderr[-500:]))
+    kv = {k: float(v) for k, v in (x.split("=") for x in m.group(1).split())}
+    errs = {k: int(kv[k]) for k in ("connect", "read", "status") if kv[k]}
+    return {"requests": int(kv["requests"]), "rate": kv["requests"] / (kv["duration_us"] / 1e6),
+            "p50": kv["p50"] / 1000, "p99": kv["p99"] / 1000, "p999": kv["p999"] / 1000,
+            "errors": sum(errs.values()),
+            "error_detail": ", ".join("%s=%d" % e for e in errs.items())}
+
+
+def client_certificate_sides(ctx, backend):
+    """The client-certificate rows of the policies scenario: edge over HTTPS
+    keep-alive (TLS 1.3, resumption off, 1 worker) on the same nginx
+    backend, the same client (tls_client_load.py: wrk cannot present a
+    certificate) and load; only the host's policy differs. Every request
+    passes (a trusted certificate). Returns measure_sides' sides."""
+    import json
+    ca, crt, key = _client_ca(ctx.env)
+    with open(ca) as f:
+        ca_pem = f.read()
+    server = h.make_cert(ctx.env)
+    with open(server[0]) as f1, open(server[1]) as f2:
+        pair = (f1.read(), f2.read())
+    conns = min(ctx.conns, 4)  # one Python process per connection
+    variants = [("https (plain route)", None, False),
+                ("https + client certificate (required)", {}, True),
+                ("https + client certificate, chain upstream", {"pass_certificate": True}, True)]
+    sides = []
+    for name, auth, present in variants:
+        def start(auth=auth, name=name):
+            cfg = json.loads(h.l7_config([backend.port], cert=pair))
+            if auth is not None:
+                vh = [r for r in cfg["resources"] if "virtual_host" in r][0]["virtual_host"]
+                vh["client_auth"] = dict(auth, mode="CLIENT_AUTH_MODE_REQUIRED", ca_pem=ca_pem)
+            proc, port, _, _ = h.start_l7proxy(
+                ctx.env, [backend.port], mode="https", config_text=json.dumps(cfg),
+                name="l7proxy-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
+            return [proc], port
+
+        def load(port, duration, present=present):
+            return _tls_client_load("https://127.0.0.1:%d/" % port, duration, conns,
+                                    cert=crt if present else None, key=key if present else None)
+        sides.append(("edge", start, load, {"variant": name}))
+    return sides
+
+
+@scenario("policies-tls",
+          "client certificates (issue 20): edge's CPU per request over HTTPS keep-alive with "
+          "a required client certificate, against the same route without one; "
+          "tls_client_load.py (wrk cannot present certificates)")
+def policies_tls(ctx):
+    return _client_certificate_rows(ctx, h.Backend(ctx.env))
+
+
+def _client_certificate_rows(ctx, backend):
+    """The client-certificate rows, each against plain HTTPS measured in the same run."""
+    rows = measure_sides(ctx, client_certificate_sides(ctx, backend))
+    plain = rows[0]["cpu_us"] if rows and rows[0]["status"] == "ok" else None
+    for r in rows[1:]:
+        if plain and r["status"] == "ok" and r["cpu_us"]:
+            r["note"] = "CPU/req %.2fx of plain https (+%.1f µs)" % (r["cpu_us"] / plain,
+                                                                     r["cpu_us"] - plain)
+    return rows
+
+
 # ------------------------------------------------------------------ control plane
 
 import control_plane as _control_plane  # noqa: E402
@@ -744,6 +843,159 @@ import control_plane as _control_plane  # noqa: E402
           "bytes and CPU per change; ingress-nginx's published figures beside them")
 def control_plane(ctx):
     return _control_plane.control_plane(ctx, _row)
+
+
+# ------------------------------------------------------------ route policies
+
+
+def _policy_config(backend_port, options=None, cluster_extra=None, auth_port=None):
+    """One catch-all route on the nginx backend with route options (and
+    cluster fields); auth_port adds the external-auth cluster."""
+    import json
+    cl = {"name": "load/backend:80", "max_idle_per_endpoint": 256,
+          "endpoints": [{"address": "127.0.0.1", "port": backend_port, "ready": True}]}
+    cl.update(cluster_extra or {})
+    route = {"path": "/", "path_type": "PATH_TYPE_PREFIX", "cluster": "load/backend:80"}
+    if options:
+        route["options"] = options
+    res = [{"cluster": cl},
+           {"virtual_host": {"name": "vh:*", "host": "", "host_match": "HOST_MATCH_ANY",
+                             "routes": [route]}}]
+    if auth_port:
+        res.append({"cluster": {"name": "load/auth:80", "max_idle_per_endpoint": 256,
+                                "endpoints": [{"address": "127.0.0.1", "port": auth_port,
+                                               "ready": True}]}})
+    return json.dumps({"version": 1, "resources": res})
+
+
+def _htpasswd_line(user, password, bcrypt):
+    """A line from apache2-utils' htpasswd (-B bcrypt cost 10, or -s {SHA})."""
+    h.need_tool("htpasswd")
+    flag = ["-B", "-C", "10"] if bcrypt else ["-s"]
+    r = subprocess.run(["htpasswd", "-n", "-b"] + flag + [user, password],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.strip()
+
+
+def _redis(ctx):
+    """A redis-server on 127.0.0.1 for cluster-wide limits. Returns its port."""
+    h.need_tool("redis-server")
+    port = h.free_port()
+    d = ctx.env.path("redis")
+    os.makedirs(d, exist_ok=True)
+    proc = ctx.env.spawn("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", "--dir", d])
+    h.wait_tcp(proc, port)
+    return port
+
+
+def _redis_clients(port):
+    """How many clients redis-server has (the asking redis-cli included)."""
+    r = subprocess.run(["redis-cli", "-p", str(port), "info", "clients"], capture_output=True,
+                       text=True, timeout=10)
+    m = re.search(r"connected_clients:(\d+)", r.stdout)
+    return int(m.group(1)) if m else 0
+
+
+def _basic(user, password):
+    import base64
+    return "Authorization: Basic " + base64.b64encode(
+        ("%s:%s" % (user, password)).encode()).decode()
+
+
+def _first_cookie(port, name):
+    """The affinity cookie a first request gets (name=value), for wrk to send."""
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5) as r:
+        for v in r.headers.get_all("Set-Cookie") or []:
+            if v.startswith(name + "="):
+                return v.split(";")[0]
+    raise SetupError("no %s cookie in the first answer" % name)
+
+
+@scenario("policies",
+          "edge's per-route policies (issue 20) against the plain route: CPU per request "
+          "with basic auth (bcrypt, cached; {SHA}), external auth (a subrequest per "
+          "request), rate limits (local; cluster-wide in Redis), cookie affinity, consistent "
+          "hashing and CORS; HTTP/1.1 keep-alive, wrk; then client certificates (required, "
+          "chain upstream) against plain HTTPS keep-alive, tls_client_load.py")
+def policies(ctx):
+    """Every row is edge on the same nginx backend with the same flags and
+    load; only the route's policy differs, and no request is refused (a
+    limit far above the load, valid credentials), so each row measures the
+    policy's cost on requests that pass. The auth service of external auth
+    is a second nginx (its CPU is not the proxy's); Redis's CPU is not
+    counted either."""
+    backend = h.Backend(ctx.env)
+    auth = h.Backend(ctx.env)  # answers 200 to GET /verify-like paths: the auth service
+    redis_port = _redis(ctx)
+    bcrypt_line = _htpasswd_line("bench", "bench pass", True)
+    sha_line = _htpasswd_line("bench", "bench pass", False)
+    key = "0123456789abcdef0123456789abcdef"
+    rl = {"requests": 1000000, "burst": 1000000, "by": "RATE_LIMIT_KEY_HEADER",
+          "header": "x-api-key"}
+    cors = {"allow_origins": ["https://*.example.com"], "allow_credentials": True}
+    variants = [
+        ("plain", {}, None, (), None),
+        ("basic auth (bcrypt, cached)", {"basic_auth": {"htpasswd": [bcrypt_line]}}, None,
+         (_basic("bench", "bench pass"),), None),
+        ("basic auth ({SHA})", {"basic_auth": {"htpasswd": [sha_line]}}, None,
+         (_basic("bench", "bench pass"),), None),
+        ("external auth", {"external_auth": {"cluster": "load/auth:80", "path": "/",
+                                             "response_headers": ["x-user"]}}, None,
+         ("Authorization: Bearer x",), None),
+        ("rate limit (local)", {"rate_limit": rl}, None, ("X-Api-Key: k1",), None),
+        ("rate limit (cluster, Redis)", {"rate_limit": dict(
+            rl, scope="RATE_LIMIT_SCOPE_CLUSTER")}, None, ("X-Api-Key: k1",), "redis"),
+        ("cookie affinity", {}, {"cookie_affinity": {"name": "EDGEAFF", "hmac_key": key}}, (),
+         "cookie"),
+        ("consistent hash (header)", {}, {"consistent_hash": {"on": "HASH_ON_HEADER",
+                                                              "header": "x-user"}},
+         ("X-User: u1",), None),
+        ("cors", {"cors": cors}, None, ("Origin: https://app.example.com",), None),
+    ]
+    sides = []
+    for name, options, cextra, headers, extra in variants:
+        def start(options=options, cextra=cextra, extra=extra, name=name):
+            text = _policy_config(backend.port, options, cextra,
+                                  auth.port if "external_auth" in options else None)
+            # a generous Redis timeout: a busy 2-core machine must not turn the measured
+            # decisions into fail-open ones (the row fails if any does)
+            flags = (["--ratelimit-redis=127.0.0.1:%d" % redis_port,
+                      "--ratelimit-redis-timeout=2s"] if extra == "redis" else [])
+            proc, port, admin, _ = h.start_l7proxy(
+                ctx.env, [backend.port], config_text=text, extra_args=flags,
+                name="l7proxy-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
+            if extra == "redis":  # connected before it is measured, or the row fails
+                deadline = time.monotonic() + 10
+                while _redis_clients(redis_port) < 2:
+                    if time.monotonic() > deadline:
+                        raise SetupError("l7proxy did not connect to redis")
+                    time.sleep(0.05)
+            return [proc], (port, admin)
+
+        def load(target, duration, headers=headers, extra=extra):
+            port, admin = target
+            hs = list(headers)
+            if extra == "cookie":
+                hs.append("Cookie: " + _first_cookie(port, "EDGEAFF"))
+            st = h.wrk("http://127.0.0.1:%d/" % port, duration, conns=ctx.conns, headers=hs)
+            failed = sum(h.metric_values(admin, "edge_l7_ratelimit_redis_failures_total")
+                         .values())
+            if failed:  # a decision Redis did not make is not the cost being measured
+                raise SetupError("%d rate-limit decisions failed open" % failed)
+            return st
+        sides.append(("edge", start, load, {"variant": name}))
+    rows = measure_sides(ctx, sides)
+    plain = rows[0]["cpu_us"] if rows and rows[0]["status"] == "ok" else None
+    for r in rows[1:]:
+        if plain and r["status"] == "ok" and r["cpu_us"]:
+            ratio = "CPU/req %.2fx of plain (+%.1f µs)" % (r["cpu_us"] / plain,
+                                                           r["cpu_us"] - plain)
+            r["note"] = ratio + ("; " + r["note"] if r["note"] else "")
+    # client certificates live in the TLS handshake: their rows are HTTPS
+    # (wrk cannot present a certificate), each against plain HTTPS
+    return rows + _client_certificate_rows(ctx, backend)
 
 
 # ------------------------------------------------------------------- hostile

@@ -202,6 +202,66 @@ static void resource_fields_that_reach_logs_are_checked(void) {
   CU_ASSERT_EQUAL(validate_resource(&none, err, sizeof(err)), -1);
 }
 
+/* Issue 20: the policies' tenant values go through the same walk. */
+static void issue_20_policy_values_are_checked(void) {
+  char err[512];
+  Edge__V1__Cluster cl = EDGE__V1__CLUSTER__INIT;
+  cl.name = "default/app:80";
+  Edge__V1__Resource r = EDGE__V1__RESOURCE__INIT;
+  r.kind_case = EDGE__V1__RESOURCE__KIND_CLUSTER;
+  r.cluster = &cl;
+  Edge__V1__HealthCheck hc = EDGE__V1__HEALTH_CHECK__INIT;
+  hc.path = "/healthz?full=1";
+  hc.host = "10.0.0.7";
+  cl.health_check = &hc;
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), 0);
+  hc.path = "/h HTTP/1.1\r\nHost: evil";
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), -1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "health_check: path"));
+  CU_ASSERT_PTR_NULL(strchr(err, '\n'));
+  hc.path = "/h";
+  hc.host = "a\nb";
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), -1);
+  hc.host = "";
+  Edge__V1__UpstreamTls tls = EDGE__V1__UPSTREAM_TLS__INIT;
+  tls.server_name = "api.internal";
+  cl.tls = &tls;
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), 0);
+  tls.server_name = "api internal";
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), -1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "server_name"));
+  tls.server_name = "::1";
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), 0);
+
+  Edge__V1__Cors cors = EDGE__V1__CORS__INIT;
+  char *origins[] = {"https://app.example\r\nSet-Cookie: x=1"};
+  cors.n_allow_origins = 1;
+  cors.allow_origins = origins;
+  Edge__V1__RouteOptions o = EDGE__V1__ROUTE_OPTIONS__INIT;
+  o.cors = &cors;
+  Edge__V1__Route rt = EDGE__V1__ROUTE__INIT;
+  rt.path = "/";
+  rt.options = &o;
+  Edge__V1__Route *rts[] = {&rt};
+  Edge__V1__VirtualHost vh = EDGE__V1__VIRTUAL_HOST__INIT;
+  vh.name = "vh:a.example";
+  vh.host = "a.example";
+  vh.n_routes = 1;
+  vh.routes = rts;
+  r.kind_case = EDGE__V1__RESOURCE__KIND_VIRTUAL_HOST;
+  r.virtual_host = &vh;
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), -1);
+  origins[0] = "https://app.example";
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), 0);
+  Edge__V1__ClientAuth ca = EDGE__V1__CLIENT_AUTH__INIT;
+  ca.mode = 7;
+  ca.ca_pem = (ProtobufCBinaryData){1, (uint8_t *)"x"};
+  vh.client_auth = &ca;
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), -1);
+  ca.mode = EDGE__V1__CLIENT_AUTH_MODE__CLIENT_AUTH_MODE_REQUIRED;
+  CU_ASSERT_EQUAL(validate_resource(&r, err, sizeof(err)), 0);
+}
+
 /* The Gateway API fields: header names are tokens, header and match values never carry a
  * control byte, regular-expression paths are visible ASCII, a rewrite is a path or a host,
  * suffix hosts and passthrough hosts are known, and each refusal names the field. */
@@ -294,6 +354,7 @@ void test_register(void) {
               quote_escapes_control_bytes_and_bounds_length);
   CU_add_test(s, "resource_with_crlf_rewrite_target_is_rejected_with_an_escaped_reason",
               resource_with_crlf_rewrite_target_is_rejected_with_an_escaped_reason);
+  CU_add_test(s, "issue_20_policy_values_are_checked", issue_20_policy_values_are_checked);
   CU_add_test(s, "gateway_api_fields_are_checked", gateway_api_fields_are_checked);
   CU_add_test(s, "resource_fields_that_reach_logs_are_checked",
               resource_fields_that_reach_logs_are_checked);

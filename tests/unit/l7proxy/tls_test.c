@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/cert.h"
 #include "common/publish.h"
@@ -1043,6 +1044,63 @@ static void parses_the_sni_extension_strictly(void) {
   CU_ASSERT_EQUAL(tls_parse_sni(ok, sizeof(ok), out, 4), TLS_ERR_INVALID); /* too long */
 }
 
+/* ---- OCSP stapling (issue 20, owner: p20a) ----------------------------- */
+
+/* The response the server stapled for a client that asked (length, -1
+ * when none), copied into out. */
+static long stapled(struct tls_store *st, const char *sni, uint8_t *out, size_t cap) {
+  struct client_opts o = {.sni = sni};
+  struct client c = client_new(&o);
+  struct tls_conn *s = NULL;
+  long got = -2;
+  if (!c.ssl || tls_conn_new(st, &s) != 0) goto done;
+#ifdef OPENSSL_IS_BORINGSSL
+  SSL_enable_ocsp_stapling(c.ssl);
+#else
+  SSL_set_tlsext_status_type(c.ssl, TLSEXT_STATUSTYPE_ocsp);
+#endif
+  if (handshake(&c, s) != 0) goto done;
+  const uint8_t *p = NULL;
+  size_t len = 0;
+#ifdef OPENSSL_IS_BORINGSSL
+  SSL_get0_ocsp_response(c.ssl, &p, &len);
+#else
+  unsigned char *q = NULL;
+  long l = SSL_get_tlsext_status_ocsp_resp(c.ssl, &q);
+  p = q;
+  len = l > 0 ? (size_t)l : 0;
+#endif
+  got = p && len ? (long)len : -1;
+  if (p && len <= cap) memcpy(out, p, len);
+done:
+  tls_conn_free(s);
+  client_free(&c);
+  return got;
+}
+
+static void the_selected_certificates_ocsp_response_is_stapled_while_current(void) {
+  static const uint8_t resp[] = "0\x82 an OCSP response";
+  struct tls_certificate certs[2] = {cert_of("ns/default", &g_default, NULL, 0, 1),
+                                     cert_of("ns/www", &g_www, NULL, 0, 0)};
+  certs[1].ocsp_der = resp;
+  certs[1].ocsp_der_len = sizeof(resp);
+  certs[1].ocsp_next_update = (int64_t)time(NULL) + 3600;
+  struct tls_store *st = NULL;
+  char err[256];
+  CU_ASSERT_EQUAL_FATAL(tls_store_build(certs, 2, NULL, &st, err, sizeof(err)), 0);
+  uint8_t got[64];
+  CU_ASSERT_EQUAL(stapled(st, "www.example.com", got, sizeof(got)), (long)sizeof(resp));
+  CU_ASSERT_EQUAL(memcmp(got, resp, sizeof(resp)), 0);
+  CU_ASSERT_EQUAL(stapled(st, "default.test", got, sizeof(got)), -1); /* none for it */
+  /* a staple past its nextUpdate is never sent, and a new staple reuses the SSL_CTX */
+  certs[1].ocsp_next_update = (int64_t)time(NULL) - 1;
+  struct tls_store *st2 = NULL;
+  CU_ASSERT_EQUAL_FATAL(tls_store_build_from(st, certs, 2, NULL, &st2, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(stapled(st2, "www.example.com", got, sizeof(got)), -1);
+  tls_store_unref(st);
+  tls_store_unref(st2);
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("tls", suite_init, suite_cleanup);
   CU_add_test(s, "sni_exact_name_selects_its_certificate", sni_exact_name_selects_its_certificate);
@@ -1097,4 +1155,6 @@ void test_register(void) {
               writes_before_the_handshake_are_refused);
   CU_add_test(s, "close_notify_travels_both_ways", close_notify_travels_both_ways);
   CU_add_test(s, "parses_the_sni_extension_strictly", parses_the_sni_extension_strictly);
+  CU_add_test(s, "the_selected_certificates_ocsp_response_is_stapled_while_current",
+              the_selected_certificates_ocsp_response_is_stapled_while_current);
 }

@@ -126,6 +126,28 @@ static void failures_while_ejected_do_not_extend_it(void) {
   CU_ASSERT_EQUAL(st[0].ejected_until, 30000);
 }
 
+/* issue 20: an endpoint the health checker took out is never picked, by
+ * either policy, and comes back when the verdict does. */
+static void health_checked_down_endpoints_are_skipped(void) {
+  reset();
+  atomic_int down1, down0;
+  atomic_init(&down1, 1);
+  atomic_init(&down0, 0);
+  st[0].hc_down = &down0;
+  st[1].hc_down = &down1;
+  uint32_t cur = 0;
+  for (int i = 0; i < 6; i++)
+    CU_ASSERT_NOT_EQUAL(lb_pick(LB_ROUND_ROBIN, cptrs(), 3, 0, &cur, 0, 0), 1);
+  for (uint32_t rnd = 0; rnd < 200; rnd++)
+    CU_ASSERT_NOT_EQUAL(lb_pick(LB_LEAST_REQUEST, cptrs(), 3, 0, &cur, rnd * 2654435761u, 0), 1);
+  atomic_store(&down0, 1);
+  st[2].hc_down = &down1; /* every endpoint down: nothing to pick (503) */
+  CU_ASSERT_EQUAL(lb_pick(LB_ROUND_ROBIN, cptrs(), 3, 0, &cur, 0, 0), -1);
+  CU_ASSERT_EQUAL(lb_pick(LB_LEAST_REQUEST, cptrs(), 3, 0, &cur, 7, 0), -1);
+  atomic_store(&down1, 0);
+  CU_ASSERT_EQUAL(lb_pick(LB_ROUND_ROBIN, cptrs(), 3, 0, &cur, 0, 0) != 0, 1);
+}
+
 /* Issue 15: ejection counts decay, so one bad minute does not follow an
  * endpoint forever; and an ejection never lasts more than 300 s. */
 static void ejection_counts_decay_while_the_endpoint_behaves(void) {
@@ -180,4 +202,6 @@ void test_register(void) {
   T(ejection_counts_decay_while_the_endpoint_behaves);
   T(an_ejection_lasts_at_most_300s);
 #undef T
+  CU_add_test(s, "health_checked_down_endpoints_are_skipped",
+              health_checked_down_endpoints_are_skipped);
 }

@@ -1,5 +1,6 @@
 /*
- * health — the pure part of l4lb's health checking: the rise/fall state
+ * health — the pure part of health checking, shared by l4lb's replica
+ * checks and l7proxy's per-cluster endpoint checks: the rise/fall state
  * machine (HAProxy semantics) and the parser of a check's HTTP response.
  *
  * State machine: a backend starts UP. While UP, `fall` consecutive
@@ -13,10 +14,11 @@
  * any bytes and answers NEED_MORE, a status, or an error, never reading
  * past len.
  *
- * Callers: checker.c (main loop) and the unit/fuzz tests. No I/O here.
+ * Callers: l4lb/checker.c, l7proxy/health_check.c and the unit/fuzz tests.
+ * No I/O here.
  */
-#ifndef EDGE_L4LB_HEALTH_H
-#define EDGE_L4LB_HEALTH_H
+#ifndef EDGE_COMMON_HEALTH_H
+#define EDGE_COMMON_HEALTH_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -53,5 +55,8 @@ int health_parse_status(const uint8_t *buf, size_t len);
 
 /* 1 when an HTTP status passes a check (200..399). */
 int health_status_ok(int status);
+
+/* 1 when status is within [min, max]; min == max == 0 means 200..399. */
+int health_status_expected(int status, unsigned min, unsigned max);
 
 #endif

@@ -2,7 +2,7 @@
  * health — rise/fall state machine and check-response parser. See
  * health.h. Pure code: no I/O, no allocation.
  */
-#include "l4lb/health.h"
+#include "common/health.h"
 
 void health_init(struct health_state *h, int rise, int fall) {
   h->up = 1;
@@ -37,6 +37,11 @@ int health_observe(struct health_state *h, int ok) {
 
 int health_status_ok(int status) {
   return status >= 200 && status <= 399;
+}
+
+int health_status_expected(int status, unsigned min, unsigned max) {
+  if (min == 0 && max == 0) return health_status_ok(status);
+  return status >= 0 && (unsigned)status >= min && (unsigned)status <= max;
 }
 
 /* "HTTP/1.x SSS[ reason]\r\n" (a bare LF is tolerated, as most clients do). */

@@ -1,5 +1,5 @@
 /* health: rise/fall state machine and the check-response status parser. */
-#include "l4lb/health.h"
+#include "common/health.h"
 
 #include <CUnit/CUnit.h>
 #include <string.h>
@@ -91,6 +91,16 @@ static void only_2xx_and_3xx_pass(void) {
   CU_ASSERT(!health_status_ok(503));
 }
 
+static void expected_range_is_inclusive_and_zero_means_2xx_3xx(void) {
+  CU_ASSERT(health_status_expected(204, 200, 204));
+  CU_ASSERT(health_status_expected(200, 200, 204));
+  CU_ASSERT(!health_status_expected(205, 200, 204));
+  CU_ASSERT(!health_status_expected(302, 200, 204));
+  CU_ASSERT(health_status_expected(418, 418, 418));
+  CU_ASSERT(health_status_expected(302, 0, 0));
+  CU_ASSERT(!health_status_expected(404, 0, 0));
+}
+
 void test_register(void) {
   CU_pSuite s = CU_add_suite("health", NULL, NULL);
   CU_add_test(s, "up_backend_goes_down_after_fall_consecutive_failures",
@@ -105,4 +115,6 @@ void test_register(void) {
   CU_add_test(s, "garbage_is_rejected", garbage_is_rejected);
   CU_add_test(s, "overlong_status_line_is_rejected", overlong_status_line_is_rejected);
   CU_add_test(s, "only_2xx_and_3xx_pass", only_2xx_and_3xx_pass);
+  CU_add_test(s, "expected_range_is_inclusive_and_zero_means_2xx_3xx",
+              expected_range_is_inclusive_and_zero_means_2xx_3xx);
 }
