@@ -778,7 +778,7 @@ static int ex_modify_headers(struct exchange *ex, const struct headermod *mod,
 /* Step: the cluster of a weighted route (Gateway API backendRefs, Ingress canaries): one per
  * request, a pure function of its X-Request-Id (kept or made by the header policy), so a retry
  * or an explain with the same id lands on the same backend. NULL: a backend that did not
- * resolve, or every weight 0 — the request gets 500. */
+ * resolve, or every weight 0 — the request gets 500 (a gRPC call UNAVAILABLE). */
 static const struct l7_cluster *step_weighted(struct exchange *ex) {
   const struct l7_route *r = ex->route;
   uint32_t w[64];
@@ -912,8 +912,8 @@ void ex_begin(struct exchange *ex, const struct msg_head *m) {
   }
   if (route && route->n_weighted) {
     ex->cluster = step_weighted(ex);
-    if (!ex->cluster) {
-      ex_local(ex, 500, NULL, "no valid backend for this request\n");
+    if (!ex->cluster) { /* a gRPC call gets UNAVAILABLE (GRPCRoute backendRefs), HTTP 500 */
+      ex_local(ex, ex->grpc ? 503 : 500, NULL, "no valid backend for this request\n");
       return;
     }
   }

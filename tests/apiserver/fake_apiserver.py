@@ -3,7 +3,7 @@
 
 No real API server can run on the build machines, so syncd's kubernetes
 source is tested against this one. It serves, for Ingress, IngressClass,
-Service, EndpointSlice, Secret, Namespace and the Gateway API kinds
+Service, EndpointSlice, Endpoints, Secret, Namespace and the Gateway API kinds
 (GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, TLSRoute;
 objects are stored at the version listed in KINDS, as an API server
 converts them):
@@ -66,6 +66,8 @@ KINDS = {
     "IngressClass": ("/apis/networking.k8s.io/v1/ingressclasses", "networking.k8s.io/v1"),
     "Service": ("/api/v1/services", "v1"),
     "EndpointSlice": ("/apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1"),
+    # Stored and served; syncd reads EndpointSlices only (HTTPRouteServiceTypes applies both).
+    "Endpoints": ("/api/v1/endpoints", "v1"),
     "Secret": ("/api/v1/secrets", "v1"),
     "ConfigMap": ("/api/v1/configmaps", "v1"),
     "Namespace": ("/api/v1/namespaces", "v1"),

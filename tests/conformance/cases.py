@@ -88,6 +88,7 @@ def case(name, profile="GATEWAY-HTTP", features=("Gateway", "HTTPRoute"), manife
 
 import cases_gateway  # noqa: E402,F401
 import cases_http  # noqa: E402,F401
+import cases_http_services  # noqa: E402,F401
 import cases_http_extended  # noqa: E402,F401
 import cases_grpc  # noqa: E402,F401
 import cases_tls  # noqa: E402,F401

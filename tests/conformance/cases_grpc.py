@@ -153,3 +153,13 @@ def grpc_weight(e):
             return
         why = str(seen)
     raise Failure("weighted distribution never within 10 points: " + why)
+
+
+@case("GRPCRouteAllBackendsWeightZero", profile="GATEWAY-GRPC", features=G, manifests=groute(
+    "all-backends-weight-zero", {"parentRefs": [{"name": "same-namespace"}], "rules": [
+        {"backendRefs": [dict(gbackend("grpc-infra-backend-v1")[0], weight=0),
+                         dict(gbackend("grpc-infra-backend-v2")[0], weight=0)]}]}))
+def all_weights_zero(e):
+    """Every backend weighted 0: the call fails as gRPC, UNAVAILABLE (14), never served."""
+    routes_accepted(e, SAME, [INFRA + "/all-backends-weight-zero"], kind="GRPCRoute")
+    expect_grpc(e, "127.0.0.1", SVC + "Echo", grpc_status=14)

@@ -6,7 +6,9 @@ import time
 
 from cases import case
 from cases_http import SAME, backend, route
-from checks import expect, poll, resolved_refs, routes_accepted, STATUS_S
+import checks
+from checks import (expect, listener, poll, resolved_refs, route_condition, routes_accepted,
+                    STATUS_S)
 from harness import INFRA, Failure
 
 V1, V2, V3 = "infra-backend-v1", "infra-backend-v2", "infra-backend-v3"
@@ -414,3 +416,39 @@ def backend_timeout(e):
     ok("backend-request-timeout")(e)
     expect(e, {"path": "/backend-timeout?delay=1s", "status": 504})
     expect(e, at(V1, path="/no-timeout?delay=1s"))
+
+
+SECTION_PORT_GW = INFRA + "/gw-with-one-section-name-not-matching-port-route"
+
+
+@case("HTTPRouteInvalidParentRefSectionNameNotMatchingPort",
+      features=("Gateway", "HTTPRoute", "HTTPRouteParentRefPort"), manifests="""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw-with-one-section-name-not-matching-port-route
+  namespace: gateway-conformance-infra
+spec:
+  gatewayClassName: "{GATEWAY_CLASS_NAME}"
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes:
+      kinds: [{kind: HTTPRoute}]
+      namespaces: {from: All}
+---
+""" + route("httproute-listener-section-name-not-matching-port",
+            {"parentRefs": [{"name": "gw-with-one-section-name-not-matching-port-route",
+                             "namespace": INFRA, "sectionName": "http", "port": 81}],
+             "rules": [{"backendRefs": [dict(backend("infra-backend-v1"), kind="Service")]}]}))
+def section_name_not_matching_port(e):
+    """The listener named by sectionName is on 80, the parentRef asks for 81: no match."""
+    name = "httproute-listener-section-name-not-matching-port"
+    route_condition(e, "HTTPRoute", INFRA, name, SECTION_PORT_GW, "Accepted", "False",
+                    "NoMatchingParent", section="http")
+    for p in (e.status("HTTPRoute", INFRA, name) or {}).get("parents", []):
+        c = checks.cond(p.get("conditions"), "Accepted")
+        if c and c["status"] == "True":
+            raise Failure("parent %s accepted the route" % p["parentRef"])
+    listener(e, SECTION_PORT_GW, "http", attached=0)
