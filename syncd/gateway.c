@@ -21,48 +21,6 @@
 
 /* ---- pool, vectors, small helpers ---------------------------------------- */
 
-void *gp_keep(struct gpool *p, void *ptr) {
-  if (!ptr) {
-    p->oom = 1;
-    return NULL;
-  }
-  if (p->n == p->cap) {
-    size_t cap = p->cap ? p->cap * 2 : 256;
-    void **np = realloc(p->ptrs, cap * sizeof(*np));
-    if (!np) {
-      free(ptr);
-      p->oom = 1;
-      return NULL;
-    }
-    p->ptrs = np;
-    p->cap = cap;
-  }
-  p->ptrs[p->n++] = ptr;
-  return ptr;
-}
-
-void *gp_alloc(struct gpool *p, size_t n) {
-  return gp_keep(p, calloc(1, n ? n : 1));
-}
-
-char *gp_printf(struct gpool *p, const char *fmt, ...) {
-  va_list ap;
-  char *s = NULL;
-  va_start(ap, fmt);
-  if (vasprintf(&s, fmt, ap) < 0) s = NULL;
-  va_end(ap);
-  return gp_keep(p, s);
-}
-
-char *gp_strdup(struct gpool *p, const char *s) {
-  return gp_keep(p, strdup(s ? s : ""));
-}
-
-static void gp_free(struct gpool *p) {
-  for (size_t i = 0; i < p->n; i++) free(p->ptrs[i]);
-  free(p->ptrs);
-}
-
 int gvec_reserve(void **v, size_t *cap, size_t want, size_t elem) {
   if (want <= *cap) return 0;
   size_t nc = *cap ? *cap * 2 : 16;
@@ -209,8 +167,8 @@ static int gobj_init(struct gctx *c, struct gobj *k, json_t *o, const char *loca
   const char *created = gj_str(md, "creationTimestamp");
   k->created = created && *created ? created : NULL;
   k->generation = json_integer_value(json_object_get(md, "generation"));
-  k->key =
-      cluster_scoped ? gp_strdup(&c->pool, k->name) : gp_printf(&c->pool, "%s/%s", k->ns, k->name);
+  k->key = cluster_scoped ? pool_strdup(&c->pool, k->name)
+                          : pool_printf(&c->pool, "%s/%s", k->ns, k->name);
   return k->key ? 0 : -1;
 }
 
@@ -267,7 +225,7 @@ static void index_doc(struct gctx *c, json_t *o, const char *location, size_t se
   } else if (!strcmp(kind, "EndpointSlice") && api && !strcmp(api, "discovery.k8s.io/v1")) {
     const char *svc = gj_str(gj_path(o, "metadata", "labels"), "kubernetes.io/service-name");
     if (!svc || !*svc || gobj_init(c, &k, o, location, seq, 0) < 0) return;
-    k.key = gp_printf(&c->pool, "%s/%s", k.ns, svc);
+    k.key = pool_printf(&c->pool, "%s/%s", k.ns, svc);
     if (k.key) GVEC_PUSH(c, c->slices, k);
   }
 }
@@ -324,9 +282,9 @@ int gref_permitted(const struct gctx *c, const char *from_group, const char *fro
 }
 
 /* Decodes base64 into a NUL-terminated pool buffer (common/base64); NULL when invalid. */
-static char *b64_decode(struct gpool *p, const char *in, size_t *outlen) {
+static char *b64_decode(struct pool *p, const char *in, size_t *outlen) {
   size_t n = strlen(in), cap = base64_decoded_max(n) + 1;
-  uint8_t *out = gp_alloc(p, cap);
+  uint8_t *out = pool_alloc(p, cap);
   if (!out) return NULL;
   ssize_t len = base64_decode(in, n, out, cap - 1, BASE64_ALLOW_SPACE);
   if (len < 0) return NULL;
@@ -351,7 +309,7 @@ struct gsecret *gsecret_usable(struct gctx *c, const char *ns, const char *name,
     size_t lens[2] = {0, 0};
     if (!type || strcmp(type, "kubernetes.io/tls") != 0) {
       s->problem =
-          gp_printf(&c->pool, "has type %s, want kubernetes.io/tls", type ? type : "(none)");
+          pool_printf(&c->pool, "has type %s, want kubernetes.io/tls", type ? type : "(none)");
       goto done;
     }
     for (int k = 0; k < 2; k++) {
@@ -360,18 +318,18 @@ struct gsecret *gsecret_usable(struct gctx *c, const char *ns, const char *name,
         vals[k] = plain;
         lens[k] = strlen(plain);
       } else if (b64 && !(vals[k] = b64_decode(&c->pool, b64, &lens[k]))) {
-        s->problem = gp_printf(&c->pool, "key %s is not valid base64", names[k]);
+        s->problem = pool_printf(&c->pool, "key %s is not valid base64", names[k]);
         goto done;
       }
       if (!vals[k] || lens[k] == 0) {
-        s->problem = gp_printf(&c->pool, "missing key %s", names[k]);
+        s->problem = pool_printf(&c->pool, "missing key %s", names[k]);
         goto done;
       }
     }
     char err[160];
     if (cert_valid_check((const uint8_t *)vals[0], lens[0], (const uint8_t *)vals[1], lens[1],
                          &s->not_after, err, sizeof(err))) {
-      s->problem = gp_strdup(&c->pool, err);
+      s->problem = pool_strdup(&c->pool, err);
       goto done;
     }
     s->ok = 1;
@@ -434,8 +392,8 @@ static void listener_kinds(struct gctx *c, struct glistener *l, json_t *ar) {
   }
   if (bad)
     gconds_set(&l->conds, "ResolvedRefs", 0, "InvalidRouteKinds",
-               gp_printf(&c->pool, "route kind %s is not supported on a %s listener", bad,
-                         l->protocol_str));
+               pool_printf(&c->pool, "route kind %s is not supported on a %s listener", bad,
+                           l->protocol_str));
 }
 
 static void listener_tls(struct gctx *c, struct ggateway *g, struct glistener *l, json_t *tls) {
@@ -470,18 +428,18 @@ static void listener_tls(struct gctx *c, struct ggateway *g, struct glistener *l
   const char *why = NULL;
   if ((group && *group) || (kind && strcmp(kind, "Secret") != 0) || !name) {
     gconds_set(&l->conds, "ResolvedRefs", 0, "InvalidCertificateRef",
-               gp_printf(&c->pool, "certificateRef %s/%s is not a core Secret", kind ? kind : "",
-                         name ? name : ""));
+               pool_printf(&c->pool, "certificateRef %s/%s is not a core Secret", kind ? kind : "",
+                           name ? name : ""));
   } else if (!gref_permitted(c, GATEWAY_GROUP, "Gateway", g->k.ns, "", "Secret", ns, name)) {
-    gconds_set(
-        &l->conds, "ResolvedRefs", 0, "RefNotPermitted",
-        gp_printf(&c->pool, "Secret %s/%s is in another namespace and no ReferenceGrant allows it",
-                  ns, name));
+    gconds_set(&l->conds, "ResolvedRefs", 0, "RefNotPermitted",
+               pool_printf(&c->pool,
+                           "Secret %s/%s is in another namespace and no ReferenceGrant allows it",
+                           ns, name));
   } else if (!(l->secret = gsecret_usable(c, ns, name, &why))) {
     gconds_set(&l->conds, "ResolvedRefs", 0, "InvalidCertificateRef",
-               gp_printf(&c->pool, "Secret %s/%s %s", ns, name, why));
+               pool_printf(&c->pool, "Secret %s/%s %s", ns, name, why));
   } else {
-    l->cert = gp_printf(&c->pool, "gw:%s/%s", ns, name);
+    l->cert = pool_printf(&c->pool, "gw:%s/%s", ns, name);
     return;
   }
   l->usable = 0;
@@ -509,10 +467,10 @@ static void listener_build(struct gctx *c, struct ggateway *g, struct glistener 
   if (host && *host) {
     if (ghost_normalize(host, buf, sizeof(buf), &why) < 0) {
       gconds_set(&l->conds, "Accepted", 0, "UnsupportedValue",
-                 gp_printf(&c->pool, "hostname %.260s %s", host, why));
+                 pool_printf(&c->pool, "hostname %.260s %s", host, why));
       l->usable = 0;
     } else {
-      l->hostname = gp_strdup(&c->pool, buf);
+      l->hostname = pool_strdup(&c->pool, buf);
     }
   }
   json_t *ar = json_object_get(js, "allowedRoutes");
@@ -524,7 +482,7 @@ static void listener_build(struct gctx *c, struct ggateway *g, struct glistener 
   if (l->protocol == PROTO_OTHER) {
     gconds_set(
         &l->conds, "Accepted", 0, "UnsupportedProtocol",
-        gp_printf(&c->pool, "protocol %s is not supported (HTTP, HTTPS, TLS)", l->protocol_str));
+        pool_printf(&c->pool, "protocol %s is not supported (HTTP, HTTPS, TLS)", l->protocol_str));
     l->usable = 0;
     l->kinds = 0;
   } else {
@@ -536,8 +494,8 @@ static void listener_build(struct gctx *c, struct ggateway *g, struct glistener 
                      : port_in(o ? o->https_ports : NULL, https_dflt, l->port);
     if (!served) {
       gconds_set(&l->conds, "Accepted", 0, "PortUnavailable",
-                 gp_printf(&c->pool, "the proxies serve %s on other ports than %u",
-                           l->protocol == PROTO_HTTP ? "HTTP" : "HTTPS and TLS", l->port));
+                 pool_printf(&c->pool, "the proxies serve %s on other ports than %u",
+                             l->protocol == PROTO_HTTP ? "HTTP" : "HTTPS and TLS", l->port));
       l->usable = 0;
     }
   }
@@ -554,11 +512,11 @@ static void listeners_conflicts(struct gctx *c, struct ggateway *g) {
       int a_http = a->protocol == PROTO_HTTP, b_http = b->protocol == PROTO_HTTP;
       if (a_http != b_http) {
         gconds_set(&a->conds, "Conflicted", 1, "ProtocolConflict",
-                   gp_printf(&c->pool, "listener %s uses port %u with another protocol", b->name,
-                             a->port));
+                   pool_printf(&c->pool, "listener %s uses port %u with another protocol", b->name,
+                               a->port));
       } else if (strcmp(a->hostname ? a->hostname : "", b->hostname ? b->hostname : "") == 0) {
         gconds_set(&a->conds, "Conflicted", 1, "HostnameConflict",
-                   gp_printf(&c->pool, "listener %s has the same port and hostname", b->name));
+                   pool_printf(&c->pool, "listener %s has the same port and hostname", b->name));
       } else {
         continue;
       }
@@ -572,7 +530,7 @@ static void gateway_build(struct gctx *c, struct ggateway *g) {
   json_t *ls = json_object_get(spec, "listeners"), *l;
   size_t i, n_ok = 0;
   g->n_ls = json_array_size(ls);
-  g->ls = gp_alloc(&c->pool, (g->n_ls + 1) * sizeof(*g->ls));
+  g->ls = pool_alloc(&c->pool, (g->n_ls + 1) * sizeof(*g->ls));
   if (!g->ls) return;
   json_array_foreach(ls, i, l) listener_build(c, g, &g->ls[i], l);
   listeners_conflicts(c, g);
@@ -596,13 +554,14 @@ static void gateway_build(struct gctx *c, struct ggateway *g) {
   }
   if (unsupported) {
     gconds_set(&g->conds, "Accepted", 0, "UnsupportedAddress",
-               gp_printf(&c->pool, "address %s cannot be assigned: the L4 tier publishes %s",
-                         unsupported, addr ? addr : "no address"));
+               pool_printf(&c->pool, "address %s cannot be assigned: the L4 tier publishes %s",
+                           unsupported, addr ? addr : "no address"));
     for (i = 0; i < g->n_ls; i++) g->ls[i].usable = 0;
     n_ok = 0;
   } else if (n_ok < g->n_ls) {
-    gconds_set(&g->conds, "Accepted", n_ok > 0, "ListenersNotValid",
-               gp_printf(&c->pool, "%zu of %zu listeners are not valid", g->n_ls - n_ok, g->n_ls));
+    gconds_set(
+        &g->conds, "Accepted", n_ok > 0, "ListenersNotValid",
+        pool_printf(&c->pool, "%zu of %zu listeners are not valid", g->n_ls - n_ok, g->n_ls));
   } else {
     gconds_set(&g->conds, "Accepted", 1, "Accepted", "");
   }
@@ -689,7 +648,7 @@ const char *ghost_intersect(const char *lh, const char *rh) {
 static int route_hostnames(struct gctx *c, struct groute *r) {
   json_t *hs = json_object_get(json_object_get(r->k.o, "spec"), "hostnames"), *h;
   size_t i;
-  r->hostnames = gp_alloc(&c->pool, (json_array_size(hs) + 1) * sizeof(*r->hostnames));
+  r->hostnames = pool_alloc(&c->pool, (json_array_size(hs) + 1) * sizeof(*r->hostnames));
   if (!r->hostnames) return -1;
   json_array_foreach(hs, i, h) {
     char buf[300];
@@ -699,7 +658,7 @@ static int route_hostnames(struct gctx *c, struct groute *r) {
               s ? s : "", s ? why : "is not a string");
       return -1;
     }
-    r->hostnames[r->n_hostnames++] = gp_strdup(&c->pool, buf);
+    r->hostnames[r->n_hostnames++] = pool_strdup(&c->pool, buf);
   }
   return 0;
 }
@@ -707,7 +666,7 @@ static int route_hostnames(struct gctx *c, struct groute *r) {
 static void parent_attach(struct gctx *c, struct groute *r, struct gparent *p) {
   struct ggateway *g = p->gw;
   size_t matched = 0, allowed = 0;
-  p->attached = gp_alloc(&c->pool, (g->n_ls + 1) * sizeof(*p->attached));
+  p->attached = pool_alloc(&c->pool, (g->n_ls + 1) * sizeof(*p->attached));
   if (!p->attached) return;
   for (size_t i = 0; i < g->n_ls; i++) {
     struct glistener *l = &g->ls[i];
@@ -723,13 +682,13 @@ static void parent_attach(struct gctx *c, struct groute *r, struct gparent *p) {
   }
   if (matched == 0)
     gconds_set(&p->conds, "Accepted", 0, "NoMatchingParent",
-               gp_printf(&c->pool, "Gateway %s has no listener%s%s%s", g->k.key,
-                         p->section ? " named " : "", p->section ? p->section : "",
-                         p->port ? " on that port" : ""));
+               pool_printf(&c->pool, "Gateway %s has no listener%s%s%s", g->k.key,
+                           p->section ? " named " : "", p->section ? p->section : "",
+                           p->port ? " on that port" : ""));
   else if (allowed == 0)
     gconds_set(&p->conds, "Accepted", 0, "NotAllowedByListeners",
-               gp_printf(&c->pool, "no listener of Gateway %s allows a %s from namespace %s",
-                         g->k.key, r->kind_str, r->k.ns));
+               pool_printf(&c->pool, "no listener of Gateway %s allows a %s from namespace %s",
+                           g->k.key, r->kind_str, r->k.ns));
   else if (p->n_attached == 0)
     gconds_set(&p->conds, "Accepted", 0, "NoMatchingListenerHostname",
                "no listener hostname intersects the route's hostnames");
@@ -742,7 +701,7 @@ static void parent_attach(struct gctx *c, struct groute *r, struct gparent *p) {
 static void route_parents(struct gctx *c, struct groute *r) {
   json_t *refs = json_object_get(json_object_get(r->k.o, "spec"), "parentRefs"), *ref;
   size_t i;
-  r->parents = gp_alloc(&c->pool, (json_array_size(refs) + 1) * sizeof(*r->parents));
+  r->parents = pool_alloc(&c->pool, (json_array_size(refs) + 1) * sizeof(*r->parents));
   if (!r->parents) return;
   int bad_hosts = route_hostnames(c, r) < 0;
   json_array_foreach(refs, i, ref) {
@@ -783,7 +742,7 @@ static void gctx_free(struct gctx *c) {
   free(c->classes.v), free(c->all_classes.v), free(c->gateways.v), free(c->routes.v);
   free(c->grants.v), free(c->services.v), free(c->slices.v), free(c->secrets.v);
   free(c->namespaces.v), free(c->entries.v), free(c->passthrough.v), free(c->clusters.v);
-  gp_free(&c->pool);
+  pool_free(&c->pool);
 }
 
 /* Appends c's rejections to d (they move) and re-sorts d's by (location, reason). */

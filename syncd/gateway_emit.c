@@ -144,7 +144,7 @@ static int settle_host(struct gctx *c, const struct manifest_set *in, struct syn
   if (!ingress_wins) {
     for (size_t i = 0; i < vh->n_ingresses; i++) {
       const char *id = vh->ingresses[i], *slash = strchr(id, '/');
-      struct gobj k = {.ns = slash ? gp_printf(&c->pool, "%.*s", (int)(slash - id), id) : "",
+      struct gobj k = {.ns = slash ? pool_printf(&c->pool, "%.*s", (int)(slash - id), id) : "",
                        .name = slash ? slash + 1 : id,
                        .location = ""};
       if (k.ns)
@@ -164,20 +164,20 @@ static int emit_vhost(struct gctx *c, struct syncd_desired *d, struct groute_ent
   edge__v1__virtual_host__init(&vh);
   const char *host = e[0].host;
   int https = e[0].listener == EDGE__V1__LISTENER__LISTENER_HTTPS;
-  vh.name = gp_printf(&c->pool, "gw:%s:%s", https ? "https" : "http", host[0] ? host : "*");
+  vh.name = pool_printf(&c->pool, "gw:%s:%s", https ? "https" : "http", host[0] ? host : "*");
   vh.host = (char *)host;
   vh.host_match = !host[0]         ? EDGE__V1__HOST_MATCH__HOST_MATCH_ANY
                   : host[0] == '*' ? EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX
                                    : EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT;
   vh.listener = e[0].listener;
   vh.certificate = (char *)(https && e[0].cert ? e[0].cert : "");
-  Edge__V1__Route **routes = gp_alloc(&c->pool, n * sizeof(*routes));
-  char **srcs = gp_alloc(&c->pool, n * sizeof(*srcs));
+  Edge__V1__Route **routes = pool_alloc(&c->pool, n * sizeof(*routes));
+  char **srcs = pool_alloc(&c->pool, n * sizeof(*srcs));
   if (!vh.name || !routes || !srcs) return -ENOMEM;
   size_t ns = 0;
   for (size_t i = 0; i < n; i++) {
     routes[i] = e[i].msg;
-    const char *s = gp_printf(&c->pool, "%s %s", e[i].route->kind_str, e[i].route->k.key);
+    const char *s = pool_printf(&c->pool, "%s %s", e[i].route->kind_str, e[i].route->k.key);
     int dup = !s;
     for (size_t k = 0; k < ns && !dup; k++) dup = !strcmp(srcs[k], s);
     if (!dup) srcs[ns++] = (char *)s;
@@ -197,8 +197,8 @@ static void mark_lost(struct gctx *c, struct groute_entry *e, size_t n, const ch
   for (size_t i = 0; i < n; i++) {
     struct groute *r = (struct groute *)e[i].route;
     if (r->host_lost && strstr(r->host_lost, host)) continue;
-    r->host_lost = r->host_lost ? gp_printf(&c->pool, "%s, %s", r->host_lost, host)
-                                : gp_strdup(&c->pool, host);
+    r->host_lost = r->host_lost ? pool_printf(&c->pool, "%s, %s", r->host_lost, host)
+                                : pool_strdup(&c->pool, host);
     greject(c, r->kind_str, &r->k, "%s %s: host %s is served by an Ingress (older)", r->kind_str,
             r->k.key, host);
   }
@@ -317,7 +317,7 @@ static int emit_passthrough(struct gctx *c, const struct manifest_set *in,
     }
     Edge__V1__PassthroughHost pt;
     edge__v1__passthrough_host__init(&pt);
-    pt.name = gp_printf(&c->pool, "pt:%s", p->host);
+    pt.name = pool_printf(&c->pool, "pt:%s", p->host);
     pt.host = (char *)p->host;
     pt.host_match = p->host[0] == '*' ? EDGE__V1__HOST_MATCH__HOST_MATCH_SUFFIX
                                       : EDGE__V1__HOST_MATCH__HOST_MATCH_EXACT;
@@ -350,7 +350,7 @@ static int add_name(struct gctx *c, char ***names, size_t *n, size_t *cap, const
     if (!strcmp((*names)[i], s)) return 0;
   if (*n == *cap) {
     size_t nc = *cap ? *cap * 2 : 8;
-    char **nv = gp_alloc(&c->pool, nc * sizeof(*nv));
+    char **nv = pool_alloc(&c->pool, nc * sizeof(*nv));
     if (!nv) return -ENOMEM;
     if (*n) memcpy(nv, *names, *n * sizeof(*nv));
     *names = nv;
@@ -385,7 +385,7 @@ static int emit_certificates(struct gctx *c, struct syncd_desired *d) {
           if (o->hostname) {
             add_name(c, &names, &n, &cap, o->hostname);
           } else {
-            struct cert_info *ci = gp_alloc(&c->pool, sizeof(*ci));
+            struct cert_info *ci = pool_alloc(&c->pool, sizeof(*ci));
             char err[128];
             if (ci && cert_parse(l->secret->crt, l->secret->crt_len, ci, err, sizeof(err)) == 0)
               for (int k = 0; k < ci->n_names; k++) add_name(c, &names, &n, &cap, ci->names[k]);
@@ -434,7 +434,7 @@ static int emit_cluster(struct gctx *c, struct syncd_desired *d, const struct gc
   for (const struct gobj *sl = first;
        sl && sl < c->slices.v + c->slices.n && !strcmp(sl->key, ref->svc->key); sl++)
     n++;
-  json_t **slices = gp_alloc(&c->pool, (n + 1) * sizeof(*slices));
+  json_t **slices = pool_alloc(&c->pool, (n + 1) * sizeof(*slices));
   if (!slices) return -ENOMEM;
   for (size_t i = 0; i < n; i++) slices[i] = first[i].o;
   struct cluster_spec cs = {.name = ref->name,

@@ -20,18 +20,9 @@
 
 #include "edge/v1/resources.pb-c.h"
 #include "syncd/gateway.h"
+#include "syncd/pool.h"
 
 /* ---- pool and vectors ---------------------------------------------------- */
-
-struct gpool {
-  void **ptrs;
-  size_t n, cap;
-  int oom;
-};
-void *gp_keep(struct gpool *p, void *ptr);
-void *gp_alloc(struct gpool *p, size_t n);
-char *gp_printf(struct gpool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-char *gp_strdup(struct gpool *p, const char *s);
 
 #define GVEC(T)    \
   struct {         \
@@ -168,7 +159,7 @@ struct gcluster_ref {
 };
 
 struct gctx {
-  struct gpool pool;
+  struct pool pool;
   const struct gateway_opts *opts;
   GVEC(struct gobj) classes; /* ours and accepted */
   GVEC(struct gobj) all_classes;

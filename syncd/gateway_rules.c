@@ -38,13 +38,13 @@ struct rule_build {
 };
 
 static void unsupported(struct rule_build *b, const char *fmt, const char *arg) {
-  if (!b->bad) b->bad = gp_printf(&b->c->pool, fmt, arg ? arg : "");
+  if (!b->bad) b->bad = pool_printf(&b->c->pool, fmt, arg ? arg : "");
 }
 
 static void refs_fail(struct groute *r, struct gctx *c, const char *reason, const char *msg) {
   if (!r->refs_reason) {
     r->refs_reason = reason;
-    r->refs_message = gp_strdup(&c->pool, msg);
+    r->refs_message = pool_strdup(&c->pool, msg);
   }
 }
 
@@ -86,7 +86,7 @@ static int valid_path(const char *p) {
 static Edge__V1__HeaderMatch **kv_headers(struct rule_build *b, json_t *list, size_t *n) {
   size_t cnt = json_array_size(list), i;
   json_t *h;
-  Edge__V1__HeaderMatch **out = gp_alloc(&b->c->pool, (cnt + 1) * sizeof(*out));
+  Edge__V1__HeaderMatch **out = pool_alloc(&b->c->pool, (cnt + 1) * sizeof(*out));
   *n = 0;
   if (!out) return NULL;
   json_array_foreach(list, i, h) {
@@ -112,10 +112,10 @@ static Edge__V1__HeaderMatch **kv_headers(struct rule_build *b, json_t *list, si
     int dup = 0;
     for (size_t k = 0; k < *n; k++) dup |= !strcasecmp(out[k]->name, name);
     if (dup) continue;
-    Edge__V1__HeaderMatch *m = gp_alloc(&b->c->pool, sizeof(*m));
+    Edge__V1__HeaderMatch *m = pool_alloc(&b->c->pool, sizeof(*m));
     if (!m) return out;
     edge__v1__header_match__init(m);
-    m->name = gp_strdup(&b->c->pool, name);
+    m->name = pool_strdup(&b->c->pool, name);
     for (char *p = m->name; p && *p; p++)
       if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
     m->value = (char *)value;
@@ -129,7 +129,7 @@ static Edge__V1__HeaderMatch **kv_headers(struct rule_build *b, json_t *list, si
 static Edge__V1__QueryParamMatch **kv_query(struct rule_build *b, json_t *list, size_t *n) {
   size_t cnt = json_array_size(list), i;
   json_t *q;
-  Edge__V1__QueryParamMatch **out = gp_alloc(&b->c->pool, (cnt + 1) * sizeof(*out));
+  Edge__V1__QueryParamMatch **out = pool_alloc(&b->c->pool, (cnt + 1) * sizeof(*out));
   *n = 0;
   if (!out) return NULL;
   json_array_foreach(list, i, q) {
@@ -148,7 +148,7 @@ static Edge__V1__QueryParamMatch **kv_query(struct rule_build *b, json_t *list, 
     int dup = 0;
     for (size_t k = 0; k < *n; k++) dup |= !strcmp(out[k]->name, name);
     if (dup) continue;
-    Edge__V1__QueryParamMatch *m = gp_alloc(&b->c->pool, sizeof(*m));
+    Edge__V1__QueryParamMatch *m = pool_alloc(&b->c->pool, sizeof(*m));
     if (!m) return out;
     edge__v1__query_param_match__init(m);
     m->name = (char *)name;
@@ -202,7 +202,7 @@ static void grpc_path(struct rule_build *b, json_t *match, Edge__V1__Route *rt) 
   }
   if (type && !strcmp(type, "RegularExpression")) {
     char why[200];
-    rt->path = gp_printf(&b->c->pool, "/(%s)/(%s)", svc ? svc : "[^/]+", meth ? meth : "[^/]+");
+    rt->path = pool_printf(&b->c->pool, "/(%s)/(%s)", svc ? svc : "[^/]+", meth ? meth : "[^/]+");
     rt->path_type = EDGE__V1__PATH_TYPE__PATH_TYPE_REGEX;
     if (rt->path && regex_check(rt->path, why, sizeof(why)) < 0)
       unsupported(b, "gRPC method regular expression: %s", why);
@@ -213,13 +213,13 @@ static void grpc_path(struct rule_build *b, json_t *match, Edge__V1__Route *rt) 
     return;
   }
   if (svc && meth) {
-    rt->path = gp_printf(&b->c->pool, "/%s/%s", svc, meth);
+    rt->path = pool_printf(&b->c->pool, "/%s/%s", svc, meth);
     rt->path_type = EDGE__V1__PATH_TYPE__PATH_TYPE_EXACT;
   } else if (svc) {
-    rt->path = gp_printf(&b->c->pool, "/%s", svc);
+    rt->path = pool_printf(&b->c->pool, "/%s", svc);
     rt->path_type = EDGE__V1__PATH_TYPE__PATH_TYPE_PREFIX;
   } else {
-    rt->path = gp_printf(&b->c->pool, "/[^/]+/%s", meth);
+    rt->path = pool_printf(&b->c->pool, "/[^/]+/%s", meth);
     rt->path_type = EDGE__V1__PATH_TYPE__PATH_TYPE_REGEX;
   }
 }
@@ -272,7 +272,7 @@ static const char *backend_cluster(struct rule_build *b, json_t *ref, int purpos
     suffix = "/tcp";
   else if (app && !strcmp(app, "kubernetes.io/h2c"))
     protocol = EDGE__V1__UPSTREAM_PROTOCOL__UPSTREAM_PROTOCOL_H2C, suffix = "/h2c";
-  const char *cl = gp_printf(&c->pool, "gw:%s:%lld%s", key, (long long)port, suffix);
+  const char *cl = pool_printf(&c->pool, "gw:%s:%lld%s", key, (long long)port, suffix);
   struct gcluster_ref ref_out = {cl, svc, found, protocol};
   if (cl) GVEC_PUSH(c, c->clusters, ref_out);
   return cl ? cl : "";
@@ -281,12 +281,12 @@ static const char *backend_cluster(struct rule_build *b, json_t *ref, int purpos
 static void backends(struct rule_build *b, json_t *rule, Edge__V1__Route *rt) {
   json_t *refs = json_object_get(rule, "backendRefs"), *ref;
   size_t n = json_array_size(refs), i;
-  Edge__V1__WeightedCluster **wc = gp_alloc(&b->c->pool, (n + 1) * sizeof(*wc));
+  Edge__V1__WeightedCluster **wc = pool_alloc(&b->c->pool, (n + 1) * sizeof(*wc));
   if (!wc) return;
   int all_plain = 1;
   json_array_foreach(refs, i, ref) {
     json_t *w = json_object_get(ref, "weight");
-    Edge__V1__WeightedCluster *x = gp_alloc(&b->c->pool, sizeof(*x));
+    Edge__V1__WeightedCluster *x = pool_alloc(&b->c->pool, sizeof(*x));
     if (!x) return;
     edge__v1__weighted_cluster__init(x);
     x->cluster = (char *)backend_cluster(b, ref, b->r->kind);
@@ -312,7 +312,7 @@ static void backends(struct rule_build *b, json_t *rule, Edge__V1__Route *rt) {
 /* ---- filters ---------------------------------------------------------------------- */
 
 static Edge__V1__HeaderModifier *header_modifier(struct rule_build *b, json_t *f) {
-  Edge__V1__HeaderModifier *m = gp_alloc(&b->c->pool, sizeof(*m));
+  Edge__V1__HeaderModifier *m = pool_alloc(&b->c->pool, sizeof(*m));
   if (!m) return NULL;
   edge__v1__header_modifier__init(m);
   const char *lists[2] = {"set", "add"};
@@ -320,7 +320,7 @@ static Edge__V1__HeaderModifier *header_modifier(struct rule_build *b, json_t *f
     json_t *arr = json_object_get(f, lists[k]), *h;
     size_t n = json_array_size(arr), i;
     if (n > MAX_MODS) unsupported(b, "more than 16 headers in %s", lists[k]);
-    Edge__V1__HeaderValue **hv = gp_alloc(&b->c->pool, (n + 1) * sizeof(*hv));
+    Edge__V1__HeaderValue **hv = pool_alloc(&b->c->pool, (n + 1) * sizeof(*hv));
     if (!hv) return NULL;
     json_array_foreach(arr, i, h) {
       const char *name = gj_str(h, "name"), *value = gj_str(h, "value");
@@ -332,10 +332,10 @@ static Edge__V1__HeaderModifier *header_modifier(struct rule_build *b, json_t *f
         unsupported(b, "%s", msg);
         return NULL;
       }
-      Edge__V1__HeaderValue *x = gp_alloc(&b->c->pool, sizeof(*x));
+      Edge__V1__HeaderValue *x = pool_alloc(&b->c->pool, sizeof(*x));
       if (!x) return NULL;
       edge__v1__header_value__init(x);
-      x->name = gp_strdup(&b->c->pool, name);
+      x->name = pool_strdup(&b->c->pool, name);
       for (char *p = x->name; p && *p; p++)
         if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
       x->value = (char *)value;
@@ -348,7 +348,7 @@ static Edge__V1__HeaderModifier *header_modifier(struct rule_build *b, json_t *f
   }
   json_t *rm = json_object_get(f, "remove"), *x;
   size_t n = json_array_size(rm), i;
-  m->remove = gp_alloc(&b->c->pool, (n + 1) * sizeof(char *));
+  m->remove = pool_alloc(&b->c->pool, (n + 1) * sizeof(char *));
   if (!m->remove) return NULL;
   json_array_foreach(rm, i, x) {
     const char *name = json_string_value(x);
@@ -356,7 +356,7 @@ static Edge__V1__HeaderModifier *header_modifier(struct rule_build *b, json_t *f
       unsupported(b, "header to remove %.100s is not a valid name", name);
       return NULL;
     }
-    m->remove[m->n_remove] = gp_strdup(&b->c->pool, name);
+    m->remove[m->n_remove] = pool_strdup(&b->c->pool, name);
     for (char *p = m->remove[m->n_remove]; p && *p; p++)
       if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
     m->n_remove++;
@@ -371,7 +371,7 @@ static int host_ok(const char *h) {
 }
 
 static void redirect(struct rule_build *b, json_t *f, Edge__V1__Route *rt) {
-  Edge__V1__Redirect *rd = gp_alloc(&b->c->pool, sizeof(*rd));
+  Edge__V1__Redirect *rd = pool_alloc(&b->c->pool, sizeof(*rd));
   if (!rd) return;
   edge__v1__redirect__init(rd);
   const char *scheme = gj_str(f, "scheme"), *host = gj_str(f, "hostname");
@@ -452,8 +452,8 @@ static void mirror(struct rule_build *b, json_t *f, Edge__V1__Route *rt) {
     if (num == 0) return;
     ppm = num >= den ? 0 : (uint32_t)(num * 1000000 / den);
   }
-  Edge__V1__Mirror *m = gp_alloc(&b->c->pool, sizeof(*m));
-  Edge__V1__Mirror **nv = gp_alloc(&b->c->pool, (rt->n_mirrors + 1) * sizeof(*nv));
+  Edge__V1__Mirror *m = pool_alloc(&b->c->pool, sizeof(*m));
+  Edge__V1__Mirror **nv = pool_alloc(&b->c->pool, (rt->n_mirrors + 1) * sizeof(*nv));
   if (!m || !nv) return;
   edge__v1__mirror__init(m);
   m->cluster = (char *)cl;
@@ -529,7 +529,7 @@ static size_t route_hosts(struct gctx *c, const struct groute *r, const struct g
 
 static void add_entries(struct gctx *c, const struct groute *r, int rule, int match,
                         Edge__V1__Route *msg) {
-  const char **hosts = gp_alloc(&c->pool, (r->n_hostnames + 1) * sizeof(*hosts));
+  const char **hosts = pool_alloc(&c->pool, (r->n_hostnames + 1) * sizeof(*hosts));
   if (!hosts) return;
   for (size_t p = 0; p < r->n_parents; p++) {
     const struct gparent *par = &r->parents[p];
@@ -554,14 +554,14 @@ static void add_entries(struct gctx *c, const struct groute *r, int rule, int ma
 }
 
 static void add_passthrough(struct gctx *c, struct groute *r, int rule, Edge__V1__Route *rt) {
-  const char **hosts = gp_alloc(&c->pool, (r->n_hostnames + 1) * sizeof(*hosts));
+  const char **hosts = pool_alloc(&c->pool, (r->n_hostnames + 1) * sizeof(*hosts));
   if (!hosts) return;
   Edge__V1__WeightedCluster **wc = rt->weighted_clusters;
   size_t n = rt->n_weighted_clusters;
   Edge__V1__WeightedCluster *one = NULL;
   if (!wc && rt->cluster && rt->cluster[0]) {
-    one = gp_alloc(&c->pool, sizeof(*one));
-    wc = gp_alloc(&c->pool, sizeof(*wc));
+    one = pool_alloc(&c->pool, sizeof(*one));
+    wc = pool_alloc(&c->pool, sizeof(*wc));
     if (!one || !wc) return;
     edge__v1__weighted_cluster__init(one);
     one->cluster = rt->cluster;
@@ -588,9 +588,9 @@ static void add_passthrough(struct gctx *c, struct groute *r, int rule, Edge__V1
 }
 
 static Edge__V1__Route *new_route(struct gctx *c, const struct groute *r, int rule, int match) {
-  Edge__V1__Route *rt = gp_alloc(&c->pool, sizeof(*rt));
-  Edge__V1__RouteOptions *o = gp_alloc(&c->pool, sizeof(*o));
-  Edge__V1__SourceRef *src = gp_alloc(&c->pool, sizeof(*src));
+  Edge__V1__Route *rt = pool_alloc(&c->pool, sizeof(*rt));
+  Edge__V1__RouteOptions *o = pool_alloc(&c->pool, sizeof(*o));
+  Edge__V1__SourceRef *src = pool_alloc(&c->pool, sizeof(*src));
   if (!rt || !o || !src) return NULL;
   edge__v1__route__init(rt);
   edge__v1__route_options__init(o);

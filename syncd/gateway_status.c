@@ -17,8 +17,8 @@
 #include "syncd/gateway_internal.h"
 
 static Edge__V1__GatewayCondition **conds_out(struct gctx *c, const struct gconds *cs) {
-  Edge__V1__GatewayCondition *v = gp_alloc(&c->pool, (cs->n + 1) * sizeof(*v));
-  Edge__V1__GatewayCondition **p = gp_alloc(&c->pool, (cs->n + 1) * sizeof(*p));
+  Edge__V1__GatewayCondition *v = pool_alloc(&c->pool, (cs->n + 1) * sizeof(*v));
+  Edge__V1__GatewayCondition **p = pool_alloc(&c->pool, (cs->n + 1) * sizeof(*p));
   if (!v || !p) return NULL;
   for (size_t i = 0; i < cs->n; i++) {
     edge__v1__gateway_condition__init(&v[i]);
@@ -32,7 +32,7 @@ static Edge__V1__GatewayCondition **conds_out(struct gctx *c, const struct gcond
 }
 
 static Edge__V1__GatewayObjectStatus *obj(struct gctx *c, const char *kind, const struct gobj *k) {
-  Edge__V1__GatewayObjectStatus *o = gp_alloc(&c->pool, sizeof(*o));
+  Edge__V1__GatewayObjectStatus *o = pool_alloc(&c->pool, sizeof(*o));
   if (!o) return NULL;
   edge__v1__gateway_object_status__init(o);
   o->kind = (char *)kind;
@@ -62,8 +62,8 @@ static Edge__V1__GatewayObjectStatus *gateway_status(struct gctx *c, const struc
   if (!o) return NULL;
   o->conditions = conds_out(c, &g->conds);
   o->n_conditions = g->conds.n;
-  Edge__V1__GatewayListenerStatus *ls = gp_alloc(&c->pool, (g->n_ls + 1) * sizeof(*ls));
-  Edge__V1__GatewayListenerStatus **lp = gp_alloc(&c->pool, (g->n_ls + 1) * sizeof(*lp));
+  Edge__V1__GatewayListenerStatus *ls = pool_alloc(&c->pool, (g->n_ls + 1) * sizeof(*ls));
+  Edge__V1__GatewayListenerStatus **lp = pool_alloc(&c->pool, (g->n_ls + 1) * sizeof(*lp));
   if (!ls || !lp) return NULL;
   for (size_t i = 0; i < g->n_ls; i++) {
     const struct glistener *l = &g->ls[i];
@@ -72,7 +72,7 @@ static Edge__V1__GatewayObjectStatus *gateway_status(struct gctx *c, const struc
     ls[i].attached_routes = l->attached;
     ls[i].conditions = conds_out(c, &l->conds);
     ls[i].n_conditions = l->conds.n;
-    char **kinds = gp_alloc(&c->pool, 4 * sizeof(*kinds));
+    char **kinds = pool_alloc(&c->pool, 4 * sizeof(*kinds));
     if (!kinds) return NULL;
     static const unsigned order[] = {ROUTE_HTTP, ROUTE_GRPC, ROUTE_TLS};
     static const char *const names[] = {"HTTPRoute", "GRPCRoute", "TLSRoute"};
@@ -85,7 +85,7 @@ static Edge__V1__GatewayObjectStatus *gateway_status(struct gctx *c, const struc
   o->n_listeners = g->n_ls;
   const char *addr = c->opts ? c->opts->address : NULL;
   if (addr && *addr) {
-    o->addresses = gp_alloc(&c->pool, sizeof(char *));
+    o->addresses = pool_alloc(&c->pool, sizeof(char *));
     if (!o->addresses) return NULL;
     o->addresses[0] = (char *)addr;
     o->n_addresses = 1;
@@ -96,8 +96,8 @@ static Edge__V1__GatewayObjectStatus *gateway_status(struct gctx *c, const struc
 static Edge__V1__GatewayObjectStatus *route_status(struct gctx *c, struct groute *r) {
   Edge__V1__GatewayObjectStatus *o = obj(c, r->kind_str, &r->k);
   if (!o) return NULL;
-  Edge__V1__GatewayRouteParentStatus *ps = gp_alloc(&c->pool, r->n_parents * sizeof(*ps));
-  Edge__V1__GatewayRouteParentStatus **pp = gp_alloc(&c->pool, r->n_parents * sizeof(*pp));
+  Edge__V1__GatewayRouteParentStatus *ps = pool_alloc(&c->pool, r->n_parents * sizeof(*ps));
+  Edge__V1__GatewayRouteParentStatus **pp = pool_alloc(&c->pool, r->n_parents * sizeof(*pp));
   if (!ps || !pp) return NULL;
   for (size_t i = 0; i < r->n_parents; i++) {
     struct gparent *p = &r->parents[i];
@@ -105,8 +105,9 @@ static Edge__V1__GatewayObjectStatus *route_status(struct gctx *c, struct groute
     if (acc && acc->status && r->value_reason)
       gconds_set(&p->conds, "Accepted", 0, r->value_reason, r->value_message);
     else if (acc && acc->status && r->host_lost)
-      gconds_set(&p->conds, "Accepted", 1, "Accepted",
-                 gp_printf(&c->pool, "hosts served by an older Ingress instead: %s", r->host_lost));
+      gconds_set(
+          &p->conds, "Accepted", 1, "Accepted",
+          pool_printf(&c->pool, "hosts served by an older Ingress instead: %s", r->host_lost));
     if (r->refs_reason)
       gconds_set(&p->conds, "ResolvedRefs", 0, r->refs_reason, r->refs_message);
     else
@@ -136,7 +137,7 @@ static int route_key_cmp(const void *a, const void *b) {
 
 int gstatus_pack(struct gctx *c, struct syncd_desired *d) {
   size_t n = c->classes.n + c->gateways.n + c->routes.n, k = 0;
-  Edge__V1__GatewayObjectStatus **objs = gp_alloc(&c->pool, (n + 1) * sizeof(*objs));
+  Edge__V1__GatewayObjectStatus **objs = pool_alloc(&c->pool, (n + 1) * sizeof(*objs));
   if (!objs) return -ENOMEM;
   for (size_t i = 0; i < c->classes.n; i++) objs[k++] = class_status(c, &c->classes.v[i]);
   for (size_t i = 0; i < c->gateways.n; i++) objs[k++] = gateway_status(c, &c->gateways.v[i]);

@@ -27,22 +27,11 @@
 #include "syncd/ingress_policy.h"
 #include "syncd/model.h"
 #include "syncd/policy_annotations.h"
+#include "syncd/pool.h"
 #include "syncd/pset.h"
 #include "syncd/translate.h"
 
 /* ---- small containers ------------------------------------------------------ */
-
-struct pool {
-  void **ptrs;
-  size_t n, cap;
-  int oom;
-};
-
-void *pool_keep(struct pool *p, void *ptr);
-void *pool_alloc(struct pool *p, size_t n);
-char *pool_printf(struct pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-char *pool_strdup(struct pool *p, const char *s);
-void pool_free(struct pool *p);
 
 /* qsort that accepts an empty (NULL) array. */
 void tr_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
